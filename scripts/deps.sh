@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine. Idempotent: it
+# installs only what is missing, and only when it runs as root.
+set -euo pipefail
+
+need=()
+command -v ip >/dev/null       || need+=(iproute2)
+command -v ss >/dev/null       || need+=(iproute2)
+command -v nft >/dev/null      || need+=(nftables)
+command -v xmllint >/dev/null  || need+=(libxml2-utils)
+command -v lsof >/dev/null     || need+=(lsof)
+[ -f /usr/share/nmap/nmap.dtd ] || need+=(nmap-common)
+
+if [ ${#need[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing ${need[*]}; run as root (or install them) for the full test suite" >&2
+	exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
