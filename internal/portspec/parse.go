@@ -57,8 +57,9 @@ func Parse(spec string) (*Set, error) { return Parser{}.Parse(spec) }
 //	              case) that applies to this entry and all after it, until
 //	              the next prefix
 //	443/tcp       a protocol suffix, or tcp/443; applies to this entry only
-//	ssh  http*    a service name or wildcard, resolved through p.Names for
-//	              the entry's protocol
+//	ssh  http*    a service name or wildcard ('*' any run, '?' one
+//	              character), resolved through p.Names for the entry's
+//	              protocol
 //	!80  ^80      an exclusion: removed from the result however early it
 //	              appears ("1-1024,!80" equals "!80,1-1024"); it takes all
 //	              the forms above, "!U:53" and "U:!53" alike
@@ -321,19 +322,19 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' }
 // wildcard (RFC 6335 names have at least one letter; "3com-tsmux" is one).
 func isName(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool {
-		return r == '*' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		return r == '*' || r == '?' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
 	})
 }
 
 // isNameByte reports whether c may appear in a service name or pattern.
 // IANA names use letters, digits and '-', with a few old ones also using
-// '.', '_', '+' and '/'; '*' is the wildcard.
+// '.', '_', '+' and '/'; '*' (any run) and '?' (one character) are wildcards.
 func isNameByte(c byte) bool {
 	switch {
 	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		return true
 	}
-	return strings.IndexByte("-._+/*", c) >= 0
+	return strings.IndexByte("-._+/*?", c) >= 0
 }
 
 // isNumeric reports whether s is made of digits and dashes only.

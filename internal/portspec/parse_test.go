@@ -21,7 +21,7 @@ var errUnknown = errors.New("unknown service")
 
 func (f fakeNames) PortsByName(pattern string, proto Proto) ([]Port, error) {
 	pattern = strings.ToLower(pattern)
-	if !strings.Contains(pattern, "*") {
+	if !strings.ContainsAny(pattern, "*?") {
 		if ps, ok := f[proto][pattern]; ok {
 			return ps, nil
 		}
@@ -82,6 +82,7 @@ var parseCases = []parseCase{
 	{name: "name for the current proto", parser: named, spec: "U:https,T:https", want: "T:443,U:443"},
 	{name: "wildcard", parser: named, spec: "http*", want: "T:80,443,8080"},
 	{name: "star", parser: named, spec: "U:*", want: "U:53,123,443"},
+	{name: "question mark", parser: named, spec: "ss?,U:?tp", want: "T:22,U:123"},
 	{name: "name with slash", parser: named, spec: "914c/g", want: "T:211"},
 	{name: "name starting with digit", parser: named, spec: "3com-tsmux", want: "T:106"},
 	{name: "names and numbers", parser: named, spec: "22,80,8000-8100,U:53,T:ssh", want: "T:22,80,8000-8100,U:53"},
