@@ -280,7 +280,7 @@ func (s *Set) Clone() *Set {
 // String returns the canonical compact spec of the set: each protocol with
 // ports gets its prefix, followed by its ports and runs as ranges, for
 // example "T:22,80,8000-8100,U:53". Parse reads it back to an equal set.
-// The empty set is "".
+// The empty set is "", which Parse rejects as an empty spec.
 func (s *Set) String() string {
 	var sb strings.Builder
 	var num [5]byte
