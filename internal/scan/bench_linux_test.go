@@ -1,0 +1,55 @@
+package scan
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+
+	"portolan/internal/portspec"
+)
+
+// allPorts is 1-65535.
+func allPorts() []portspec.Port {
+	ps := make([]portspec.Port, 0, 65535)
+	for p := 1; p <= 65535; p++ {
+		ps = append(ps, portspec.Port(p))
+	}
+	return ps
+}
+
+// benchLoopbackScan scans all 65,535 ports of 127.0.0.1 inside a network
+// namespace of its own, so that the benchmark neither sees nor disturbs
+// anybody else's listeners; ten of them are open.
+func benchLoopbackScan(b *testing.B, pr Prober, family string) {
+	_, fd := newNetns(b, "bench")
+	addr := netip.MustParseAddr("127.0.0.1")
+	if family == "ip6" {
+		addr = netip.IPv6Loopback()
+	}
+	sp := space{addrs: []netip.Addr{addr}, ports: allPorts()}
+	inNetns(b, fd, func() {
+		for range 10 {
+			openPort(b, addr)
+		}
+		s := Scanner{Prober: pr}
+		b.ResetTimer()
+		for b.Loop() {
+			open := 0
+			s.OnResult = func(r Result) {
+				if r.State == Open {
+					open++
+				}
+			}
+			sum, err := s.Run(context.Background(), sp)
+			if err != nil || open != 10 || sum.Done != 65535 {
+				b.Errorf("scan: %v; open %d, done %d; want 10 open of 65535", err, open, sum.Done)
+				return
+			}
+		}
+		b.ReportMetric(float64(65535*b.N)/b.Elapsed().Seconds(), "ports/s")
+	})
+}
+
+func BenchmarkScanLoopbackConnect(b *testing.B)  { benchLoopbackScan(b, ConnectProber{}, "ip4") }
+func BenchmarkScanLoopbackConnect6(b *testing.B) { benchLoopbackScan(b, ConnectProber{}, "ip6") }
+func BenchmarkScanLoopbackDial(b *testing.B)     { benchLoopbackScan(b, DialProber{}, "ip4") }

@@ -1,0 +1,58 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"portolan/internal/portspec"
+)
+
+// A Prober does the I/O of one kind of scan: TCP connect here, SYN and UDP
+// later. The Scanner owns everything else (order, rate, in-flight window,
+// timeouts, retries), so every prober gets the same scheduling.
+//
+// The interface is asynchronous on purpose: Send starts a probe and returns,
+// and the outcome comes back later through report. That lets a prober keep
+// thousands of probes in flight from one goroutine (an epoll loop for
+// connect, one receive loop matching packets for SYN and UDP) instead of one
+// goroutine and one timer per probe, and it leaves the waiting, with
+// RTT-derived deadlines, to the one place that knows them.
+type Prober interface {
+	// Open starts a session. The session passes each probe's outcome to
+	// report, at most once per Send, from any goroutine, possibly before
+	// Send returns. report never blocks.
+	Open(ctx context.Context, report func(Reply)) (Session, error)
+}
+
+// Session is one scan's use of a Prober.
+type Session interface {
+	// Send starts probe id towards dst. It must not wait for the network.
+	// An error wrapping ErrBusy means "out of local resources for now"
+	// (sockets, ephemeral ports, buffers): the scanner sends it again when
+	// fewer probes are in flight. Other errors end the scan.
+	Send(id uint64, dst netip.AddrPort, proto portspec.Proto) error
+	// Cancel gives up on probe id because its deadline passed. The session
+	// releases what the probe holds; a Reply may still race in and is
+	// ignored.
+	Cancel(id uint64)
+	// Close releases everything. No Reply is reported after it returns.
+	Close() error
+}
+
+// Reply is the outcome of one probe.
+type Reply struct {
+	ID     uint64
+	State  State  // Unknown: no verdict (say a self-connect); probe again, not counted as an attempt
+	Reason string // one of the Reason constants
+	RTT    time.Duration
+}
+
+var (
+	// ErrBusy marks a Send that failed for lack of local resources.
+	ErrBusy = errors.New("out of local resources")
+	// ErrUnsupported marks a probe the prober cannot make (say UDP for
+	// connect), or a prober that does not exist on this system.
+	ErrUnsupported = errors.New("not supported")
+)

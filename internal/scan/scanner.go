@@ -1,0 +1,835 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"portolan/internal/portspec"
+)
+
+// Space is the set of (address, port, protocol) triples a scan visits,
+// numbered [0, Size()). *target.Space implements it; the scanner needs
+// nothing else from it, so tests can bring their own.
+type Space interface {
+	Size() uint64
+	At(i uint64) (netip.Addr, portspec.Port, portspec.Proto)
+}
+
+// Defaults the zero values of Scanner stand for.
+const (
+	DefaultWindow         = 4096
+	DefaultRetries        = 2
+	DefaultMinTimeout     = 100 * time.Millisecond
+	DefaultMaxTimeout     = 1250 * time.Millisecond
+	DefaultInitialTimeout = time.Second // RFC 6298's initial RTO
+	DefaultHostDownAfter  = 16
+	DefaultBannerParallel = 64
+	DefaultEvery          = time.Second // checkpoints and stats
+)
+
+// slowStart is how many probes a host that has not answered yet may have in
+// flight. It keeps the first wave, sent before any RTT is known, small: a
+// dead host costs a few probes, and a live one is at full speed one RTT
+// later.
+const slowStart = 8
+
+// maxHosts bounds the per-host table; idle hosts beyond it are forgotten
+// (they start again from the scan-wide RTT), so memory stays flat however
+// many addresses the space has.
+const maxHosts = 1 << 18
+
+// Scanner runs scans. The zero value is ready: a TCP connect scan at full
+// speed with defaults for everything. A Scanner may run several scans, one
+// after the other or at once; Run does not modify it.
+type Scanner struct {
+	// Prober does the I/O. Nil means ConnectProber{}.
+	Prober Prober
+	// Rate caps probes per second, retries included. 0 means no cap other
+	// than Window.
+	Rate float64
+	// Window caps the probes the scan holds at once (in flight, waiting for
+	// a retry or for a banner). 0 means DefaultWindow. The connect prober
+	// also stays under the open-files limit.
+	Window int
+	// Retries is how many more times a probe with no answer is sent. Only
+	// unanswered probes are retried. 0 means DefaultRetries; negative means
+	// none.
+	Retries int
+	// MinTimeout and MaxTimeout bound the wait for an answer, which is
+	// otherwise derived per host from its measured RTT (SRTT + 4*RTTVAR).
+	// 0 means DefaultMinTimeout and DefaultMaxTimeout.
+	MinTimeout, MaxTimeout time.Duration
+	// InitialTimeout is the wait before any RTT has been measured.
+	// 0 means DefaultInitialTimeout.
+	InitialTimeout time.Duration
+	// HostDownAfter: once this many probes in a row to a host got no answer
+	// and none of its ports has ever answered, the host counts as down and
+	// its remaining ports are reported filtered ("host-timeout") without
+	// probing. Like a failed ping sweep, this misses a host that drops all
+	// but a few ports. 0 means DefaultHostDownAfter; negative means never
+	// (probe every port, as nmap -Pn).
+	HostDownAfter int
+	// Seed orders the permutation. 0 means a random seed, reported in
+	// Summary.Seed; set one (NewSeed) before the run if it must be stored
+	// for a resume.
+	Seed uint64
+	// Shard restricts the scan to one slice of the permuted space.
+	// The zero value is the whole space.
+	Shard Shard
+	// StartAt resumes at this position of the permuted sequence (a
+	// checkpoint). 0 means the start of the shard.
+	StartAt uint64
+	// Banners, if set, grabs a banner from every open port.
+	Banners *Grabber
+	// BannerParallel caps banner grabs at once. 0 means DefaultBannerParallel.
+	BannerParallel int
+	// ServiceName names the service on a port (the registry). Nil leaves
+	// Result.Service empty unless a banner identifies the service.
+	ServiceName func(portspec.Port, portspec.Proto) string
+	// OnResult receives every result: every port of the space gets one
+	// (open, closed, filtered...). It is called from one goroutine, never
+	// after Run returns; a slow OnResult slows the scan.
+	OnResult func(Result)
+	// OnCheckpoint receives a position below which every result has been
+	// passed to OnResult. Saving it lets a later run resume with StartAt set
+	// to it, after a crash as well as after a cancel. Called from the same
+	// goroutine as OnResult, every CheckpointEvery while the position moves,
+	// and once at the end.
+	OnCheckpoint func(pos uint64)
+	// CheckpointEvery is how often OnCheckpoint is called. 0 means DefaultEvery.
+	CheckpointEvery time.Duration
+	// OnStats receives progress every StatsEvery, from the same goroutine.
+	OnStats func(Stats)
+	// StatsEvery is how often OnStats is called. 0 means DefaultEvery.
+	StatsEvery time.Duration
+	// Logger gets debug events (hosts declared down, resource limits).
+	// Nil means discard.
+	Logger *slog.Logger
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Stats is the progress of a running scan.
+type Stats struct {
+	Elapsed  time.Duration `json:"elapsed"`
+	Total    uint64        `json:"total"`    // ports this run visits: its shard, less what a resume skips
+	Done     uint64        `json:"done"`     // ports with a result
+	Sent     uint64        `json:"sent"`     // probes sent, retries included
+	Retries  uint64        `json:"retries"`  // probes sent again for lack of an answer
+	Answered uint64        `json:"answered"` // probes that got an answer
+	Open     uint64        `json:"open"`     // open ports found
+	InFlight int           `json:"in_flight"`
+	Rate     float64       `json:"rate"`    // probes sent per second lately
+	Percent  float64       `json:"percent"` // Done as a share of Total, 0-100
+	// ETA is the time left at the current rate, counting the retries
+	// still to come as this scan has needed them so far.
+	ETA time.Duration `json:"eta"`
+}
+
+// Summary is what a finished (or stopped) run did.
+type Summary struct {
+	Stats
+	Seed  uint64 `json:"seed"`
+	Shard Shard  `json:"shard"`
+	// From and To are the positions this run covered: [From, To).
+	From uint64 `json:"from"`
+	To   uint64 `json:"to"`
+	// Checkpoint is where to resume (Scanner.StartAt): every position below
+	// it has a result. It equals To when the run is complete.
+	Checkpoint uint64 `json:"checkpoint"`
+	Complete   bool   `json:"complete"`
+	// HostsDown counts hosts declared down (see Scanner.HostDownAfter).
+	HostsDown int `json:"hosts_down"`
+}
+
+// NewSeed returns a random non-zero permutation seed.
+func NewSeed() uint64 {
+	for {
+		if s := rand.Uint64(); s != 0 {
+			return s
+		}
+	}
+}
+
+// Run scans sp and returns what it did. It returns when every position of
+// the run has a result, when the prober fails, or when ctx is done: then
+// probes in flight are abandoned, and the Summary's Checkpoint says where
+// to resume; the error is ctx's.
+func (s *Scanner) Run(ctx context.Context, sp Space) (Summary, error) {
+	e, err := s.newEngine(sp)
+	if err != nil {
+		return Summary{}, err
+	}
+	prober := s.Prober
+	if prober == nil {
+		prober = ConnectProber{}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e.ctx = ctx
+	sess, err := prober.Open(ctx, e.inbox.report)
+	if err != nil {
+		return e.summary(), fmt.Errorf("open prober: %w", err)
+	}
+	e.sess = sess
+	if l, ok := sess.(inFlightLimiter); ok && l.InFlightLimit() < e.sockLimit {
+		e.sockLimit = max(1, l.InFlightLimit())
+	}
+	err = e.loop()
+	cancel() // banner grabs in flight stop now
+	e.abandon()
+	if cerr := sess.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close prober: %w", cerr)
+	}
+	return e.summary(), err
+}
+
+// engine is the state of one Run. Everything but inbox and the banner
+// goroutines lives on the goroutine running loop.
+type engine struct {
+	s      *Scanner
+	ctx    context.Context
+	sp     Space
+	perm   *Permutation
+	sess   Session
+	log    *slog.Logger
+	now    func() time.Time
+	inbox  inbox
+	seed   uint64
+	lo, hi uint64 // the run covers positions [lo, hi)
+	next   uint64 // first position not yet taken
+	begin  time.Time
+
+	window, sockLimit int // caps on live probes and on probes in flight
+	retries           int
+	minTO, maxTO, iTO time.Duration
+	downAfter         int
+	bucket            bucket
+	busyUntil         time.Time // after ErrBusy with nothing in flight
+
+	slots    []*probe // by slot number, for Reply.ID lookups
+	free     []*probe
+	live     int    // probes created and not yet released
+	head     *probe // live probes in position order: head.pos is the checkpoint
+	tail     *probe
+	timeouts probeHeap // in flight, by deadline
+	ready    deque     // to (re)send
+	hosts    map[netip.Addr]*host
+	global   rttEst
+	down     int
+
+	bannerPar  int
+	banners    int // grabs running
+	bannerQ    deque
+	bannerDone chan bannerOutcome
+
+	st        Stats
+	lastCP    uint64
+	nextCP    time.Time
+	nextStats time.Time
+	rateMark  struct {
+		at   time.Time
+		sent uint64
+	}
+}
+
+type phase uint8
+
+const (
+	phaseReady    phase = iota // in ready or parked, to be sent
+	phaseInFlight              // sent, in timeouts
+	phaseBanner                // open, banner being grabbed or queued
+)
+
+// probe is one position of the space from the moment it is taken until its
+// result is out.
+type probe struct {
+	pos      uint64
+	addr     netip.Addr
+	port     portspec.Port
+	proto    portspec.Proto
+	host     *host
+	slot     uint32
+	gen      uint32
+	id       uint64 // current attempt's ID while in flight
+	attempts int
+	phase    phase
+	sentAt   time.Time
+	deadline time.Time
+	hidx     int // index in timeouts
+	prev     *probe
+	next     *probe
+	res      Result // while a banner is grabbed
+}
+
+// host is what the scan knows about one address.
+type host struct {
+	rtt      rttEst
+	refs     int // live probes for this host
+	inFlight int
+	answered int // probes answered open or closed
+	silent   int // unanswered attempts in a row
+	down     bool
+	parked   []*probe // waiting for the slow-start limit
+	early    []earlyProbe
+}
+
+// earlyProbe is a probe sent before the host's first RTT sample, with the
+// attempt it was; its deadline came from a guess and shrinks when the first
+// sample arrives.
+type earlyProbe struct {
+	p  *probe
+	id uint64
+}
+
+func (h *host) canSend() bool { return h.rtt.ok || h.inFlight < slowStart }
+
+func orDefault[T int | time.Duration](v, d T) T {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+func (s *Scanner) newEngine(sp Space) (*engine, error) {
+	if err := s.Shard.Validate(); err != nil {
+		return nil, err
+	}
+	n := sp.Size()
+	lo, hi := s.Shard.Range(n)
+	start := lo
+	if s.StartAt != 0 {
+		if s.StartAt < lo || s.StartAt > hi {
+			return nil, fmt.Errorf("resume position %d: outside the shard's positions [%d, %d)", s.StartAt, lo, hi)
+		}
+		start = s.StartAt
+	}
+	seed := s.Seed
+	if seed == 0 {
+		seed = NewSeed()
+	}
+	e := &engine{
+		s: s, sp: sp, seed: seed, lo: start, hi: hi, next: start,
+		perm:      NewPermutation(n, seed),
+		log:       s.Logger,
+		now:       s.Now,
+		window:    orDefault(s.Window, DefaultWindow),
+		retries:   orDefault(s.Retries, DefaultRetries),
+		minTO:     orDefault(s.MinTimeout, DefaultMinTimeout),
+		maxTO:     orDefault(s.MaxTimeout, DefaultMaxTimeout),
+		iTO:       orDefault(s.InitialTimeout, DefaultInitialTimeout),
+		downAfter: orDefault(s.HostDownAfter, DefaultHostDownAfter),
+		bannerPar: orDefault(s.BannerParallel, DefaultBannerParallel),
+		hosts:     make(map[netip.Addr]*host),
+		lastCP:    start,
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.retries < 0 {
+		e.retries = 0
+	}
+	if e.window < 1 {
+		e.window = 1
+	}
+	if e.maxTO < e.minTO {
+		e.maxTO = e.minTO
+	}
+	e.sockLimit = e.window
+	e.bannerDone = make(chan bannerOutcome, e.bannerPar)
+	e.inbox.signal = make(chan struct{}, 1)
+	e.begin = e.now()
+	e.bucket = newBucket(s.Rate, e.begin)
+	e.st.Total = hi - start
+	e.rateMark.at = e.begin
+	e.nextCP = e.begin.Add(orDefault(s.CheckpointEvery, DefaultEvery))
+	e.nextStats = e.begin.Add(orDefault(s.StatsEvery, DefaultEvery))
+	return e, nil
+}
+
+func (e *engine) loop() error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var batch []Reply
+	for {
+		now := e.now()
+		batch = e.inbox.take(batch)
+		for _, r := range batch {
+			e.onReply(r)
+		}
+		for len(e.timeouts) > 0 && !e.timeouts[0].deadline.After(now) {
+			e.onTimeout(e.timeouts[0])
+		}
+		if err := e.dispatch(now); err != nil {
+			return err
+		}
+		e.progress(now)
+		if e.next >= e.hi && e.live == 0 {
+			return nil
+		}
+
+		wake := now.Add(time.Hour)
+		if len(e.timeouts) > 0 {
+			wake = e.timeouts[0].deadline
+		}
+		if e.ready.len() > 0 || (e.next < e.hi && e.live < e.window) {
+			// Blocked on a token or on resources, not on the network.
+			if at := e.bucket.next(now); at.After(now) && at.Before(wake) {
+				wake = at
+			}
+			if e.busyUntil.After(now) && e.busyUntil.Before(wake) {
+				wake = e.busyUntil
+			}
+		}
+		if e.s.OnStats != nil && e.nextStats.Before(wake) {
+			wake = e.nextStats
+		}
+		if e.s.OnCheckpoint != nil && e.nextCP.Before(wake) {
+			wake = e.nextCP
+		}
+		timer.Reset(max(wake.Sub(e.now()), 0))
+		select {
+		case <-e.inbox.signal:
+		case <-timer.C:
+		case b := <-e.bannerDone:
+			e.onBanner(b)
+		case <-e.ctx.Done():
+			return e.ctx.Err()
+		}
+	}
+}
+
+// dispatch sends what it may: ready probes first (retries, unparked), then
+// new positions, within the window, the rate and the prober's resources.
+func (e *engine) dispatch(now time.Time) error {
+	if e.busyUntil.After(now) {
+		return nil
+	}
+	sent := 0
+	for len(e.timeouts) < e.sockLimit {
+		p := e.nextSendable()
+		if p == nil {
+			return nil
+		}
+		if !e.bucket.take(now) {
+			e.ready.pushFront(p)
+			return nil
+		}
+		if err := e.send(p, now); err != nil {
+			if !errors.Is(err, ErrBusy) {
+				return err
+			}
+			e.bucket.giveBack()
+			e.ready.pushFront(p)
+			if n := len(e.timeouts); n > 0 {
+				if n < e.sockLimit {
+					e.log.Debug("prober out of resources; lowering in-flight limit", "limit", n, "err", err)
+				}
+				e.sockLimit = n
+			} else {
+				e.busyUntil = now.Add(10 * time.Millisecond)
+			}
+			return nil
+		}
+		// Long bursts move the clock on: deadlines must not start in the past.
+		if sent++; sent%64 == 0 {
+			now = e.now()
+		}
+	}
+	return nil
+}
+
+// nextSendable returns the next probe to send, settling on the way the
+// probes that need no sending (their host is down) or cannot go yet (their
+// host is in slow start).
+func (e *engine) nextSendable() *probe {
+	for {
+		var p *probe
+		switch {
+		case e.ready.len() > 0:
+			p = e.ready.popFront()
+		case e.next < e.hi && e.live < e.window:
+			p = e.take(e.next)
+			e.next++
+		default:
+			return nil
+		}
+		h := p.host
+		switch {
+		case h.down:
+			reason := ReasonHostTimeout
+			if p.attempts > 0 {
+				reason = ReasonNoResponse
+			}
+			e.complete(p, e.result(p, Filtered, reason, 0))
+		case !h.canSend():
+			h.parked = append(h.parked, p)
+		default:
+			return p
+		}
+	}
+}
+
+// take creates the probe for position pos.
+func (e *engine) take(pos uint64) *probe {
+	addr, port, proto := e.sp.At(e.perm.At(pos))
+	var p *probe
+	if n := len(e.free); n > 0 {
+		p = e.free[n-1]
+		e.free = e.free[:n-1]
+	} else {
+		p = &probe{slot: uint32(len(e.slots))}
+		e.slots = append(e.slots, p)
+	}
+	p.pos, p.addr, p.port, p.proto = pos, addr, port, proto
+	p.attempts, p.phase, p.id = 0, phaseReady, 0
+	p.host = e.host(addr)
+	p.host.refs++
+	p.prev, p.next = e.tail, nil
+	if e.tail != nil {
+		e.tail.next = p
+	} else {
+		e.head = p
+	}
+	e.tail = p
+	e.live++
+	return p
+}
+
+func (e *engine) host(a netip.Addr) *host {
+	if h := e.hosts[a]; h != nil {
+		return h
+	}
+	if len(e.hosts) >= maxHosts {
+		for k, h := range e.hosts {
+			if h.refs == 0 {
+				delete(e.hosts, k)
+				if len(e.hosts) < maxHosts*3/4 {
+					break
+				}
+			}
+		}
+	}
+	h := &host{}
+	e.hosts[a] = h
+	return h
+}
+
+func (e *engine) send(p *probe, now time.Time) error {
+	h := p.host
+	p.gen++
+	p.id = uint64(p.gen)<<32 | uint64(p.slot)
+	err := e.sess.Send(p.id, netip.AddrPortFrom(p.addr, uint16(p.port)), p.proto)
+	if err != nil {
+		p.id = 0
+		if errors.Is(err, ErrBusy) {
+			return err
+		}
+		return fmt.Errorf("probe %s: %w", netip.AddrPortFrom(p.addr, uint16(p.port)), err)
+	}
+	p.attempts++
+	p.phase = phaseInFlight
+	p.sentAt = now
+	p.deadline = now.Add(e.timeout(h))
+	e.timeouts.push(p)
+	h.inFlight++
+	if !h.rtt.ok {
+		if len(h.early) >= 2*slowStart { // a host that never answers: keep what is in flight
+			kept := h.early[:0]
+			for _, ep := range h.early {
+				if ep.p.id == ep.id && ep.p.phase == phaseInFlight {
+					kept = append(kept, ep)
+				}
+			}
+			h.early = kept
+		}
+		h.early = append(h.early, earlyProbe{p, p.id})
+	}
+	e.st.Sent++
+	if p.attempts > 1 {
+		e.st.Retries++
+	}
+	return nil
+}
+
+// timeout is the RTT-derived wait for an answer from h.
+func (e *engine) timeout(h *host) time.Duration {
+	t := e.iTO
+	switch {
+	case h.rtt.ok:
+		t = h.rtt.rto()
+	case e.global.ok:
+		t = e.global.rto()
+	}
+	return min(max(t, e.minTO), e.maxTO)
+}
+
+// landed takes p out of flight; it reports false for a stale ID.
+func (e *engine) landed(id uint64) *probe {
+	slot := id & 0xffffffff
+	if slot >= uint64(len(e.slots)) {
+		return nil
+	}
+	p := e.slots[slot]
+	if p.id != id || p.phase != phaseInFlight {
+		return nil
+	}
+	e.timeouts.remove(p)
+	p.id = 0
+	p.phase = phaseReady
+	p.host.inFlight--
+	return p
+}
+
+func (e *engine) onReply(r Reply) {
+	p := e.landed(r.ID)
+	if p == nil {
+		return // late: cancelled, or a duplicate
+	}
+	h := p.host
+	if r.State == Unknown {
+		p.attempts-- // no verdict; the same attempt again
+		e.ready.pushBack(p)
+		e.unpark(h)
+		return
+	}
+	e.st.Answered++
+	if r.State == Open || r.State == Closed {
+		first := !h.rtt.ok
+		h.rtt.sample(r.RTT)
+		e.global.sample(r.RTT)
+		h.answered++
+		h.silent = 0
+		if first {
+			e.shrinkEarly(h)
+		}
+	} else {
+		// An ICMP error is not the host answering: a dead host on a LAN
+		// says host-unreach through its router.
+		h.silent++
+		e.checkDown(h)
+	}
+	e.unpark(h)
+	e.finish(p, e.result(p, r.State, r.Reason, r.RTT))
+}
+
+// shrinkEarly moves the deadlines of probes sent before h's first RTT
+// sample to what the sample says, so that a dropped port in the first wave
+// waits an RTT-derived time, not the initial guess.
+func (e *engine) shrinkEarly(h *host) {
+	to := e.timeout(h)
+	for _, ep := range h.early {
+		p := ep.p
+		if p.id != ep.id || p.phase != phaseInFlight {
+			continue
+		}
+		if d := p.sentAt.Add(to); d.Before(p.deadline) {
+			p.deadline = d
+			e.timeouts.fix(p)
+		}
+	}
+	h.early = nil
+}
+
+func (e *engine) onTimeout(p *probe) {
+	e.sess.Cancel(p.id)
+	p = e.landed(p.id)
+	h := p.host
+	h.silent++
+	e.checkDown(h)
+	e.unpark(h)
+	if p.attempts <= e.retries && !h.down {
+		e.ready.pushBack(p)
+		return
+	}
+	e.finish(p, e.result(p, Filtered, ReasonNoResponse, 0))
+}
+
+func (e *engine) checkDown(h *host) {
+	if e.downAfter > 0 && !h.down && h.answered == 0 && h.silent >= e.downAfter {
+		h.down = true
+		e.down++
+		e.log.Debug("host down: no answer", "probes", h.silent)
+	}
+}
+
+// unpark moves h's parked probes to the ready queue as far as its
+// slow-start limit allows (down hosts: all, to be settled).
+func (e *engine) unpark(h *host) {
+	room := slowStart - h.inFlight
+	for len(h.parked) > 0 && (h.down || h.rtt.ok || room > 0) {
+		e.ready.pushBack(h.parked[0])
+		h.parked = h.parked[1:]
+		room--
+	}
+	if len(h.parked) == 0 {
+		h.parked = nil
+	}
+}
+
+func (e *engine) result(p *probe, st State, reason string, rtt time.Duration) Result {
+	r := Result{
+		Addr: p.addr, Port: p.port, Proto: p.proto, State: st, Reason: reason,
+		RTT: rtt, Time: e.now(), Pos: p.pos,
+	}
+	if e.s.ServiceName != nil {
+		r.Service = e.s.ServiceName(p.port, p.proto)
+	}
+	return r
+}
+
+// finish hands an open port to the banner grabber, or completes p.
+func (e *engine) finish(p *probe, r Result) {
+	if r.State == Open && e.s.Banners != nil && e.ctx.Err() == nil {
+		p.phase = phaseBanner
+		p.res = r
+		if e.banners < e.bannerPar {
+			e.startBanner(p)
+		} else {
+			e.bannerQ.pushBack(p)
+		}
+		return
+	}
+	e.complete(p, r)
+}
+
+// complete emits p's result and releases it.
+func (e *engine) complete(p *probe, r Result) {
+	e.st.Done++
+	if r.State == Open {
+		e.st.Open++
+	}
+	if e.s.OnResult != nil {
+		e.s.OnResult(r)
+	}
+	e.release(p)
+}
+
+func (e *engine) release(p *probe) {
+	if p.prev != nil {
+		p.prev.next = p.next
+	} else {
+		e.head = p.next
+	}
+	if p.next != nil {
+		p.next.prev = p.prev
+	} else {
+		e.tail = p.prev
+	}
+	p.prev, p.next = nil, nil
+	p.host.refs--
+	p.host = nil
+	p.res = Result{}
+	e.live--
+	e.free = append(e.free, p)
+}
+
+type bannerOutcome struct {
+	p *probe
+	b Banner
+}
+
+func (e *engine) startBanner(p *probe) {
+	e.banners++
+	g, ctx, ap := e.s.Banners, e.ctx, netip.AddrPortFrom(p.addr, uint16(p.port))
+	go func() {
+		b, _ := g.Grab(ctx, ap) // no banner is an answer too
+		e.bannerDone <- bannerOutcome{p, b}
+	}()
+}
+
+func (e *engine) onBanner(b bannerOutcome) {
+	e.banners--
+	if e.ctx.Err() == nil {
+		r := b.p.res
+		r.Banner = b.b.Text
+		if b.b.Service != "" {
+			r.Service = b.b.Service
+		}
+		e.complete(b.p, r)
+	}
+	for e.banners < e.bannerPar && e.bannerQ.len() > 0 {
+		e.startBanner(e.bannerQ.popFront())
+	}
+}
+
+// checkpoint is the first position without a result.
+func (e *engine) checkpoint() uint64 {
+	if e.head != nil {
+		return e.head.pos
+	}
+	return e.next
+}
+
+func (e *engine) progress(now time.Time) {
+	if e.s.OnCheckpoint != nil && !now.Before(e.nextCP) {
+		e.nextCP = now.Add(orDefault(e.s.CheckpointEvery, DefaultEvery))
+		if cp := e.checkpoint(); cp > e.lastCP {
+			e.lastCP = cp
+			e.s.OnCheckpoint(cp)
+		}
+	}
+	if e.s.OnStats != nil && !now.Before(e.nextStats) {
+		e.nextStats = now.Add(orDefault(e.s.StatsEvery, DefaultEvery))
+		e.s.OnStats(e.stats(now))
+	}
+}
+
+func (e *engine) stats(now time.Time) Stats {
+	st := e.st
+	st.Elapsed = now.Sub(e.begin)
+	st.InFlight = len(e.timeouts)
+	if dt := now.Sub(e.rateMark.at).Seconds(); dt > 0 {
+		st.Rate = float64(st.Sent-e.rateMark.sent) / dt
+	}
+	e.rateMark.at, e.rateMark.sent = now, st.Sent
+	if st.Total > 0 {
+		st.Percent = 100 * float64(st.Done) / float64(st.Total)
+	} else {
+		st.Percent = 100
+	}
+	if st.Rate > 0 && st.Done > 0 {
+		perPort := max(1, float64(st.Sent)/float64(st.Done+uint64(st.InFlight)))
+		left := float64(st.Total-st.Done)*perPort - float64(st.InFlight)
+		st.ETA = time.Duration(max(0, left) / st.Rate * float64(time.Second))
+	}
+	return st
+}
+
+// abandon drops what is still in flight after the loop ended: cancelled
+// probes, banner grabs (their context is done, so they return promptly).
+func (e *engine) abandon() {
+	for _, p := range e.timeouts {
+		e.sess.Cancel(p.id)
+	}
+	for ; e.banners > 0; e.banners-- {
+		<-e.bannerDone
+	}
+	now := e.now()
+	if e.s.OnCheckpoint != nil {
+		if cp := e.checkpoint(); cp > e.lastCP {
+			e.lastCP = cp
+			e.s.OnCheckpoint(cp)
+		}
+	}
+	e.st = e.stats(now)
+	e.st.Rate = float64(e.st.Sent) / max(e.st.Elapsed.Seconds(), 1e-9)
+	e.st.ETA = 0
+}
+
+func (e *engine) summary() Summary {
+	cp := e.checkpoint()
+	return Summary{
+		Stats: e.st, Seed: e.seed, Shard: e.s.Shard,
+		From: e.hi - e.st.Total, To: e.hi,
+		Checkpoint: cp, Complete: cp == e.hi, HostsDown: e.down,
+	}
+}
