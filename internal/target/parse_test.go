@@ -23,6 +23,7 @@ var fakeHosts = map[string][]string{
 	"four.test":   {"198.18.0.9"},
 	"mcast.test":  {"198.18.0.7", "224.0.0.1"},
 	"doc.test":    {"192.0.2.1"},
+	"group.test":  {"224.0.0.9"},
 	"mapped.test": {"::ffff:198.18.0.44"},
 }
 
@@ -93,6 +94,7 @@ func TestParse(t *testing.T) {
 		{"exclude hostname takes all", []string{"198.18.0.0/30"}, []string{"multi.test"}, Options{}, "198.18.0.0,198.18.0.3", 2},
 		{"exclude everything", []string{"198.18.0.0/30"}, []string{"198.18.0.0/24"}, Options{}, "", 0},
 		{"exclude other family", []string{"198.18.0.1"}, []string{"::/0"}, Options{}, "198.18.0.1", 1},
+		{"exclude name of reserved", []string{"198.18.0.1,224.0.0.9"}, []string{"group.test"}, Options{}, "198.18.0.1", 1},
 		{"benchmark range allowed", []string{"198.18.0.0/15"}, nil, Options{}, "198.18.0.0/15", 1 << 17},
 		{"loopback allowed", []string{"127.0.0.1,::1"}, nil, Options{}, "127.0.0.1,::1", 2},
 		{"excluded reserved part", []string{"192.0.2.0/23"}, []string{"192.0.2.0/24"}, Options{}, "192.0.3.0/24", 256},
@@ -289,6 +291,13 @@ func TestResolveOnce(t *testing.T) {
 	}
 	if _, err := Parse(context.Background(), []string{"x.invalid"}, nil, opts); err == nil || calls["x.invalid"] != 0 {
 		t.Errorf("Parse(x.invalid) = %v with %d lookups; want an error and no lookup", err, calls["x.invalid"])
+	}
+	// Literal targets that are refused anyway cause no lookups.
+	for _, exprs := range []string{"224.0.0.1 web.test", "fd00::/64 web.test"} {
+		calls = map[string]int{}
+		if _, err := Parse(context.Background(), []string{exprs}, nil, opts); err == nil || calls["web.test"] != 0 {
+			t.Errorf("Parse(%q) = %v with %d lookups; want an error and no lookup", exprs, err, calls["web.test"])
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -40,6 +41,10 @@ type Options struct {
 	// Logger receives a line per resolved hostname at Info; nil discards.
 	Logger *slog.Logger
 }
+
+// ErrNoTargets is Parse's answer to expressions that hold no target at all
+// (empty, or only separators).
+var ErrNoTargets = errors.New("no targets given")
 
 // LimitError refuses a set larger than Options.MaxAddrs.
 type LimitError struct {
@@ -96,7 +101,7 @@ func Parse(ctx context.Context, exprs, excludes []string, opts Options) (*Set, e
 		return nil, err
 	}
 	if len(incl) == 0 {
-		return nil, errors.New("no targets given")
+		return nil, ErrNoTargets
 	}
 	excl, err := parseList(excludes)
 	if err != nil {
@@ -115,17 +120,29 @@ func Parse(ctx context.Context, exprs, excludes []string, opts Options) (*Set, e
 			}
 		}
 	}
+	// Refuse what literal targets alone settle before asking any resolver:
+	// no lookups for a scan that will not run. Only excluded names could
+	// change the verdict.
+	if !slices.ContainsFunc(excl, func(it item) bool { return it.host != "" }) {
+		if err := check(newSet(collect(incl)).subtract(newSet(collect(excl))), incl, opts); err != nil {
+			return nil, err
+		}
+	}
 	if err := resolveAll(ctx, incl, excl, opts); err != nil {
 		return nil, err
 	}
-
-	set := newSet(collect(incl))
-	if len(excl) > 0 {
-		set = set.subtract(newSet(collect(excl)))
+	set := newSet(collect(incl)).subtract(newSet(collect(excl)))
+	if err := check(set, incl, opts); err != nil {
+		return nil, err
 	}
+	return set, nil
+}
+
+// check applies the blocklist and the size limit to set, built from items.
+func check(set *Set, items []item, opts Options) error {
 	if !opts.IncludeReserved {
-		if err := checkReserved(set, incl); err != nil {
-			return nil, err
+		if err := checkReserved(set, items); err != nil {
+			return err
 		}
 	}
 	max := opts.MaxAddrs
@@ -133,9 +150,9 @@ func Parse(ctx context.Context, exprs, excludes []string, opts Options) (*Set, e
 		max = DefaultMaxAddrs
 	}
 	if !opts.Force && set.Len() > max {
-		return nil, &LimitError{Count: set.BigLen(), Max: max}
+		return &LimitError{Count: set.BigLen(), Max: max}
 	}
-	return set, nil
+	return nil
 }
 
 // parseList splits and parses every expression, without resolving.
