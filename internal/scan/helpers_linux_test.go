@@ -74,7 +74,7 @@ func closedPort(t testing.TB, a netip.Addr) portspec.Port {
 func droppedPort(t testing.TB, a netip.Addr) portspec.Port {
 	t.Helper()
 	fd, p := boundSocket(t, a)
-	if err := unix.Listen(fd, 0); err != nil {
+	if err := listen0(fd); err != nil {
 		t.Fatalf("listen: %v", err)
 	}
 	c, err := net.Dial("tcp", netip.AddrPortFrom(a, uint16(p)).String()) // fills the queue of one
@@ -84,6 +84,9 @@ func droppedPort(t testing.TB, a netip.Addr) portspec.Port {
 	t.Cleanup(func() { c.Close() })
 	return p
 }
+
+// listen0 listens with an accept queue of one connection.
+func listen0(fd int) error { return unix.Listen(fd, 0) }
 
 // openPort is a listener that accepts and closes.
 func openPort(t testing.TB, a netip.Addr) portspec.Port {

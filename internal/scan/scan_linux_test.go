@@ -320,3 +320,53 @@ func TestStatsAndCallbacks(t *testing.T) {
 		t.Errorf("final stats %+v; want 300 done, 100%%, 10 open, every probe answered", sum.Stats)
 	}
 }
+
+// TestHostDown: a host none of whose ports ever answers is given up on
+// after HostDownAfter silent probes; a host that has answered never is,
+// however many of its ports are dropped (half of them here: with this seed
+// a closed one comes early, as it almost always would); and
+// HostDownAfter < 0 probes every port.
+func TestHostDown(t *testing.T) {
+	silent, live := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.1")
+	var sp space2
+	for range 24 {
+		sp = append(sp, netip.AddrPortFrom(silent, uint16(droppedPort(t, silent))))
+		sp = append(sp, netip.AddrPortFrom(live, uint16(droppedPort(t, live))))
+		sp = append(sp, netip.AddrPortFrom(live, uint16(closedPort(t, live))))
+	}
+	base := Scanner{HostDownAfter: 8, InitialTimeout: 100 * time.Millisecond, MaxTimeout: 100 * time.Millisecond, Seed: 3}
+
+	got, sum := collect(t, base, sp)
+	reasons := map[netip.Addr]map[string]int{silent: {}, live: {}}
+	for k, r := range got {
+		reasons[k.addr][r.Reason]++
+	}
+	if sum.HostsDown != 1 || reasons[silent][ReasonHostTimeout] == 0 {
+		t.Errorf("HostDownAfter 8: %d hosts down, silent host reasons %v; want 1 down, some %s", sum.HostsDown, reasons[silent], ReasonHostTimeout)
+	}
+	if reasons[live][ReasonHostTimeout] != 0 || reasons[live][ReasonNoResponse] != 24 {
+		t.Errorf("host that answered: reasons %v; want 24 %s and no %s", reasons[live], ReasonNoResponse, ReasonHostTimeout)
+	}
+
+	never := base
+	never.HostDownAfter = -1
+	got, sum = collect(t, never, sp)
+	clear(reasons[silent])
+	for k, r := range got {
+		if k.addr == silent {
+			reasons[silent][r.Reason]++
+		}
+	}
+	if sum.HostsDown != 0 || reasons[silent][ReasonNoResponse] != 24 {
+		t.Errorf("HostDownAfter -1: %d hosts down, silent host reasons %v; want none down, 24 %s", sum.HostsDown, reasons[silent], ReasonNoResponse)
+	}
+}
+
+// space2 is an explicit list of TCP endpoints.
+type space2 []netip.AddrPort
+
+func (s space2) Size() uint64 { return uint64(len(s)) }
+
+func (s space2) At(i uint64) (netip.Addr, portspec.Port, portspec.Proto) {
+	return s[i].Addr(), portspec.Port(s[i].Port()), portspec.TCP
+}
