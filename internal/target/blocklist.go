@@ -32,6 +32,15 @@ var blocklist = []Special{
 	{netip.MustParsePrefix("ff00::/8"), "multicast"},
 }
 
+// blockRanges holds the blocklist as ranges, in the same order.
+var blockRanges = func() []Range {
+	rs := make([]Range, len(blocklist))
+	for i, sp := range blocklist {
+		rs[i] = RangeOf(sp.Prefix)
+	}
+	return rs
+}()
+
 // Blocklist returns the special-purpose ranges a scan refuses by default.
 func Blocklist() []Special { return append([]Special(nil), blocklist...) }
 

@@ -123,19 +123,33 @@ func Parse(ctx context.Context, exprs, excludes []string, opts Options) (*Set, e
 	// Refuse what literal targets alone settle before asking any resolver:
 	// no lookups for a scan that will not run. Only excluded names could
 	// change the verdict.
-	if !slices.ContainsFunc(excl, func(it item) bool { return it.host != "" }) {
-		if err := check(newSet(collect(incl)).subtract(newSet(collect(excl))), incl, opts); err != nil {
+	isHost := func(it item) bool { return it.host != "" }
+	if !slices.ContainsFunc(excl, isHost) {
+		set := build(incl, excl)
+		if err := check(set, incl, opts); err != nil {
 			return nil, err
+		}
+		if !slices.ContainsFunc(incl, isHost) {
+			return set, nil
 		}
 	}
 	if err := resolveAll(ctx, incl, excl, opts); err != nil {
 		return nil, err
 	}
-	set := newSet(collect(incl)).subtract(newSet(collect(excl)))
+	set := build(incl, excl)
 	if err := check(set, incl, opts); err != nil {
 		return nil, err
 	}
 	return set, nil
+}
+
+// build returns the addresses of incl without those of excl.
+func build(incl, excl []item) *Set {
+	set := newSet(collect(incl))
+	if len(excl) > 0 {
+		set = set.subtract(newSet(collect(excl)))
+	}
+	return set
 }
 
 // check applies the blocklist and the size limit to set, built from items.
@@ -171,7 +185,11 @@ func parseList(exprs []string) ([]item, error) {
 }
 
 func collect(items []item) []Range {
-	var rs []Range
+	n := 0
+	for _, it := range items {
+		n += len(it.ranges)
+	}
+	rs := make([]Range, 0, n)
 	for _, it := range items {
 		rs = append(rs, it.ranges...)
 	}
@@ -325,11 +343,21 @@ func resolveHost(ctx context.Context, lookup func(context.Context, string, strin
 // checkReserved refuses the first expression, in input order, that still
 // reaches a blocklist range after the excludes.
 func checkReserved(set *Set, items []item) error {
+	// The common case, nothing blocked, costs a few binary searches.
+	clean := true
+	for _, b := range blockRanges {
+		if _, ok := set.overlap(b); ok {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return nil
+	}
 	for _, it := range items {
 		for _, r := range it.ranges {
 			var hit netip.Addr
-			for _, sp := range blocklist {
-				b := RangeOf(sp.Prefix)
+			for _, b := range blockRanges {
 				if b.First.Is4() != r.First.Is4() || before(b, r) || before(r, b) {
 					continue
 				}
