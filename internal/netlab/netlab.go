@@ -96,8 +96,10 @@ func (h *Host) FD() int { return h.fd }
 // namespace and switches the thread back afterwards. Sockets fn creates
 // stay in the namespace; goroutines fn starts do not run in it. Inside fn,
 // /proc/net still shows the process's main thread: read
-// /proc/thread-self/net instead. If the thread cannot be switched back, Do
-// panics rather than let the goroutine run on in the wrong namespace.
+// /proc/thread-self/net instead. Since fn runs on the caller's goroutine,
+// t.Fatal inside it works, and a panic in fn propagates after the switch
+// back. If the thread cannot be switched back, Do panics rather than let
+// the goroutine run on in the wrong namespace.
 func (h *Host) Do(fn func() error) error {
 	if h.lab.closed.Load() {
 		return fmt.Errorf("host %s: lab closed", h.name)
@@ -360,7 +362,8 @@ func (l *Lab) Link(a, b *Host) (*Link, error) {
 
 // Close kills every process still inside the lab's namespaces and removes
 // the namespaces, and with them every interface, address and route of the
-// lab. It is idempotent; hosts and links are unusable afterwards.
+// lab. It is idempotent; hosts and links are unusable afterwards. Stop
+// using the lab's hosts from other goroutines before calling it.
 func (l *Lab) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -741,3 +741,41 @@ func TestSweepReusedPid(t *testing.T) {
 		}
 	}
 }
+
+// TestPanicHelper is run as a child by TestCleanupAfterPanic only.
+func TestPanicHelper(t *testing.T) {
+	if os.Getenv("NETLAB_PANIC_HELPER") != "1" {
+		t.Skip("helper for TestCleanupAfterPanic")
+	}
+	a, b, _ := NewPair(t)
+	fmt.Println("netns", a.Netns(), b.Netns())
+	panic("deliberate panic with a lab up")
+}
+
+// A test that panics still has its lab removed by NewT's cleanup, in the
+// same process, before the process dies.
+func TestCleanupAfterPanic(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx, cancel := context.WithTimeout(t.Context(), guard)
+	defer cancel()
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPanicHelper$", "-test.v")
+	child.Env = append(os.Environ(), "NETLAB_PANIC_HELPER=1")
+	out, err := child.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "deliberate panic") {
+		t.Fatalf("helper = %v; want it to panic:\n%s", err, out)
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "netns" {
+			names = f[1:]
+		}
+	}
+	if len(names) != 2 {
+		t.Fatalf("helper printed no namespace names:\n%s", out)
+	}
+	for _, n := range names {
+		if _, err := os.Lstat(filepath.Join(RunDir, n)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after the helper panicked, %s: %v; want it removed", n, err)
+		}
+	}
+}
