@@ -1,0 +1,278 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"portolan/internal/portspec"
+)
+
+// Status is where a scan is in its life.
+type Status string
+
+// The statuses of a scan.
+const (
+	Running     Status = "running"     // started and not finished; or its process died (see ScanInfo.Checkpointed)
+	Done        Status = "done"        // ran to the end of its space
+	Interrupted Status = "interrupted" // stopped early (Ctrl-C); resumable from its checkpoint
+	Failed      Status = "failed"      // stopped by an error; resumable from its checkpoint
+)
+
+func (s Status) valid() bool {
+	switch s {
+	case Running, Done, Interrupted, Failed:
+		return true
+	}
+	return false
+}
+
+// Counts are the running totals of a scan.
+type Counts struct {
+	Probes       uint64 `json:"probes"` // ports with a verdict
+	Open         uint64 `json:"open"`
+	Closed       uint64 `json:"closed"`
+	Filtered     uint64 `json:"filtered"`
+	OpenFiltered uint64 `json:"open_filtered"`
+	HostsUp      uint64 `json:"hosts_up"` // addresses that answered at least once
+}
+
+// ScanInfo describes one scan: what was asked, how far it got, what it found.
+// Zero fields mean "not given"; CreateScan fills Started and Status.
+type ScanInfo struct {
+	ID       int64     `json:"id"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"` // zero while running
+	Status   Status    `json:"status"`
+
+	Command string        `json:"command,omitempty"`  // the command line, for people
+	Targets string        `json:"targets"`            // target spec as given
+	Ports   string        `json:"ports"`              // port spec as given ("-p-", "--top-ports 100")
+	PortSet *portspec.Set `json:"port_set,omitempty"` // the ports it resolved to; nil when unknown
+	Prober  string        `json:"prober"`             // "connect", later "syn", "udp"
+	Seed    uint64        `json:"seed"`
+	// ShardIndex and ShardCount are --shard i/n as given; zero ShardCount
+	// means the scan was not sharded.
+	ShardIndex int             `json:"shard_index,omitempty"`
+	ShardCount int             `json:"shard_count,omitempty"`
+	Rate       int             `json:"rate,omitempty"` // probes per second; zero means no cap
+	Hosts      uint64          `json:"hosts"`          // addresses in the target space
+	Space      uint64          `json:"space"`          // addresses x ports
+	Options    json.RawMessage `json:"options,omitempty"`
+
+	Checkpoint   uint64    `json:"checkpoint"`            // positions of the permutation done
+	Checkpointed time.Time `json:"checkpointed,omitzero"` // when it was written
+	Counts       Counts    `json:"counts"`
+}
+
+// Duration returns how long the scan ran: until it finished, or until its
+// last checkpoint while it is running (or died without finishing).
+func (si ScanInfo) Duration() time.Duration {
+	end := si.Finished
+	if end.IsZero() {
+		end = si.Checkpointed
+	}
+	if end.IsZero() || end.Before(si.Started) {
+		return 0
+	}
+	return end.Sub(si.Started)
+}
+
+// CreateScan records a new running scan and returns its id. Started defaults
+// to now; ID, Status, Finished, Checkpoint and Counts are ignored.
+func (s *Store) CreateScan(ctx context.Context, si ScanInfo) (int64, error) {
+	if si.Started.IsZero() {
+		si.Started = s.now()
+	}
+	opts := []byte(si.Options)
+	if len(opts) == 0 {
+		opts = []byte("{}")
+	} else if !json.Valid(opts) {
+		return 0, errors.New("create scan: options are not valid JSON")
+	}
+	var id int64
+	err := s.db.QueryRowContext(ctx, `INSERT INTO scans
+		(started, status, command, targets, ports, port_set, prober, seed, shard_index, shard_count, rate, hosts, space, options)
+		VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		si.Started.UnixNano(), si.Command, si.Targets, si.Ports, portSetText(si.PortSet), si.Prober,
+		int64(si.Seed), si.ShardIndex, si.ShardCount, si.Rate, int64(si.Hosts), int64(si.Space), string(opts),
+	).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("create scan in %s: %w", s.path, err)
+	}
+	return id, nil
+}
+
+// Checkpoint records that the scan has done every position of its
+// permutation below pos, with the totals so far. Write the results up to pos
+// first (AddResults) so a resume from pos loses nothing.
+func (s *Store) Checkpoint(ctx context.Context, id int64, pos uint64, c Counts) error {
+	return s.update(ctx, "checkpoint", id, `UPDATE scans SET checkpoint = ?, checkpointed = ?,
+		probes = ?, open = ?, closed = ?, filtered = ?, open_filtered = ?, hosts_up = ? WHERE id = ?`,
+		int64(pos), s.now().UnixNano(), int64(c.Probes), int64(c.Open), int64(c.Closed), int64(c.Filtered),
+		int64(c.OpenFiltered), int64(c.HostsUp), id)
+}
+
+// FinishScan records the end of a scan: its final status (Done, Interrupted
+// or Failed), the time, and its totals.
+func (s *Store) FinishScan(ctx context.Context, id int64, status Status, c Counts) error {
+	if !status.valid() || status == Running {
+		return fmt.Errorf("finish scan %d: invalid final status %q", id, status)
+	}
+	return s.update(ctx, "finish", id, `UPDATE scans SET status = ?, finished = ?,
+		probes = ?, open = ?, closed = ?, filtered = ?, open_filtered = ?, hosts_up = ? WHERE id = ?`,
+		string(status), s.now().UnixNano(), int64(c.Probes), int64(c.Open), int64(c.Closed), int64(c.Filtered),
+		int64(c.OpenFiltered), int64(c.HostsUp), id)
+}
+
+// ResumeScan marks an unfinished scan as running again and returns it, with
+// the checkpoint to continue from. Results at or past the checkpoint are
+// deleted: the resumed scan probes those positions again. A scan that is
+// Done cannot be resumed.
+func (s *Store) ResumeScan(ctx context.Context, id int64) (ScanInfo, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
+	}
+	defer tx.Rollback()
+	si, err := scanRow(tx.QueryRowContext(ctx, `SELECT `+scanColumns+` FROM scans WHERE id = ?`, id))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, ErrNotFound)
+	case err != nil:
+		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
+	case si.Status == Done:
+		return ScanInfo{}, fmt.Errorf("resume scan %d: it is complete, nothing to resume", id)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM results WHERE scan_id = ? AND pos >= ?`, id, int64(si.Checkpoint)); err != nil {
+		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE scans SET status = 'running', finished = NULL WHERE id = ?`, id); err != nil {
+		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
+	}
+	si.Status, si.Finished = Running, time.Time{}
+	return si, nil
+}
+
+// update runs one UPDATE of scan id and reports ErrNotFound when it matched
+// nothing.
+func (s *Store) update(ctx context.Context, op string, id int64, query string, args ...any) error {
+	res, err := s.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("%s scan %d: %w", op, id, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("%s scan %d: %w", op, id, ErrNotFound)
+	}
+	return nil
+}
+
+const scanColumns = `id, started, finished, status, command, targets, ports, port_set, prober, seed,
+	shard_index, shard_count, rate, hosts, space, options, checkpoint, checkpointed,
+	probes, open, closed, filtered, open_filtered, hosts_up`
+
+// Scan returns scan id, or an error wrapping ErrNotFound.
+func (s *Store) Scan(ctx context.Context, id int64) (ScanInfo, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+scanColumns+` FROM scans WHERE id = ?`, id)
+	si, err := scanRow(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ScanInfo{}, fmt.Errorf("scan %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return ScanInfo{}, fmt.Errorf("read scan %d: %w", id, err)
+	}
+	return si, nil
+}
+
+// Scans returns the latest limit scans, newest first; limit <= 0 means all.
+func (s *Store) Scans(ctx context.Context, limit int) ([]ScanInfo, error) {
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+scanColumns+` FROM scans ORDER BY id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list scans: %w", err)
+	}
+	defer rows.Close()
+	var out []ScanInfo
+	for rows.Next() {
+		si, err := scanRow(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list scans: %w", err)
+		}
+		out = append(out, si)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list scans: %w", err)
+	}
+	return out, nil
+}
+
+// scanRow reads the columns of scanColumns.
+func scanRow(r interface{ Scan(...any) error }) (ScanInfo, error) {
+	var (
+		si                                               ScanInfo
+		started                                          int64
+		finished, checkpointed                           sql.NullInt64
+		status, portSet, options                         string
+		seed, hosts, space, checkpoint                   int64
+		probes, open, closed, filtered, openFilt, hostUp int64
+	)
+	err := r.Scan(&si.ID, &started, &finished, &status, &si.Command, &si.Targets, &si.Ports, &portSet,
+		&si.Prober, &seed, &si.ShardIndex, &si.ShardCount, &si.Rate, &hosts, &space, &options,
+		&checkpoint, &checkpointed, &probes, &open, &closed, &filtered, &openFilt, &hostUp)
+	if err != nil {
+		return ScanInfo{}, err
+	}
+	si.Started = fromNanos(started)
+	if finished.Valid {
+		si.Finished = fromNanos(finished.Int64)
+	}
+	if checkpointed.Valid {
+		si.Checkpointed = fromNanos(checkpointed.Int64)
+	}
+	si.Status = Status(status)
+	if portSet != "" {
+		set, err := portspec.Parse(portSet)
+		if err != nil {
+			return ScanInfo{}, fmt.Errorf("scan %d: stored port set: %w", si.ID, err)
+		}
+		si.PortSet = set
+	}
+	if options != "" && options != "{}" {
+		si.Options = json.RawMessage(options)
+	}
+	si.Seed, si.Hosts, si.Space, si.Checkpoint = uint64(seed), uint64(hosts), uint64(space), uint64(checkpoint)
+	si.Counts = Counts{Probes: uint64(probes), Open: uint64(open), Closed: uint64(closed),
+		Filtered: uint64(filtered), OpenFiltered: uint64(openFilt), HostsUp: uint64(hostUp)}
+	return si, nil
+}
+
+func portSetText(s *portspec.Set) string {
+	if s == nil {
+		return ""
+	}
+	return s.String()
+}
+
+// fromNanos turns stored unix nanoseconds into a time; 0 is the zero time.
+func fromNanos(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// nanos stores t as unix nanoseconds; the zero time is 0.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}

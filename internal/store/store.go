@@ -1,0 +1,124 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// ErrNotFound is returned (wrapped) when a scan does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Store is an open scan database. It is safe for concurrent use; SQLite
+// serialises writers, and in WAL mode readers see the last committed state
+// without waiting for them.
+type Store struct {
+	db   *sql.DB
+	path string
+	now  func() time.Time // seam for tests; time.Now otherwise
+}
+
+// busyTimeout is how long a writer waits for another one (another portolan
+// process scanning into the same file) before giving up.
+const busyTimeout = 10 * time.Second
+
+// DefaultPath returns where the embedded store lives:
+// $XDG_DATA_HOME/portolan/portolan.db, or ~/.local/share/portolan/portolan.db
+// when XDG_DATA_HOME is unset or not absolute (as the XDG spec says).
+func DefaultPath() (string, error) {
+	if d := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "portolan", "portolan.db"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("find store path: %w (set XDG_DATA_HOME or use --db)", err)
+	}
+	return filepath.Join(home, ".local", "share", "portolan", "portolan.db"), nil
+}
+
+// Open opens the store at path, creating the file and its directory when
+// missing, and brings its schema up to date. A path that is not a database,
+// or one written by a newer portolan, is an error naming the path.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("open store: empty path")
+	}
+	if i := strings.Index(path, "://"); i > 0 {
+		// postgres://... is the fleet backend of a later release; refusing it
+		// here keeps it from becoming a file named "postgres:".
+		return nil, fmt.Errorf("open store %s: %s databases are not supported yet (use a file path)", path, path[:i])
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("open store %s: is a directory", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", dsn(abs))
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path, now: time.Now}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, explain(err))
+	}
+	return s, nil
+}
+
+// dsn builds the driver's connection string for the file at abs. Every
+// pooled connection gets the same settings: WAL so readers and the writer do
+// not block each other, NORMAL sync (safe with WAL: a crash loses at most the
+// last transactions, never the file), foreign keys, a busy timeout, memory
+// for temporary data, and
+// immediate transactions so two writers queue at BEGIN instead of failing
+// when one upgrades its read lock.
+func dsn(abs string) string {
+	u := url.URL{Scheme: "file", Path: abs}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	// Multi-row inserts keep a statement journal; in a temp file it made
+	// inserts ten times slower. A larger page cache keeps a big batch from
+	// spilling into the WAL before commit. Both are memory only as used.
+	q.Add("_pragma", "temp_store(MEMORY)")
+	q.Add("_pragma", "cache_size(-32768)")
+	q.Set("_txlock", "immediate")
+	return u.String() + "?" + q.Encode()
+}
+
+// explain turns SQLite's terse messages about a bad file into something a
+// person can act on.
+func explain(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "file is not a database"), strings.Contains(msg, "malformed"):
+		return fmt.Errorf("not a portolan database, or corrupt: %w", err)
+	}
+	return err
+}
+
+// Path returns the path the store was opened with.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the store.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
