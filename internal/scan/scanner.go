@@ -116,7 +116,7 @@ type Scanner struct {
 
 // Stats is the progress of a running scan.
 type Stats struct {
-	Elapsed  time.Duration `json:"elapsed"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
 	Total    uint64        `json:"total"`    // ports this run visits: its shard, less what a resume skips
 	Done     uint64        `json:"done"`     // ports with a result
 	Sent     uint64        `json:"sent"`     // probes sent, retries included
@@ -128,7 +128,7 @@ type Stats struct {
 	Percent  float64       `json:"percent"` // Done as a share of Total, 0-100
 	// ETA is the time left at the current rate, counting the retries
 	// still to come as this scan has needed them so far.
-	ETA time.Duration `json:"eta"`
+	ETA time.Duration `json:"eta_ns"`
 }
 
 // Summary is what a finished (or stopped) run did.
@@ -177,8 +177,9 @@ func (s *Scanner) Run(ctx context.Context, sp Space) (Summary, error) {
 		return e.summary(), fmt.Errorf("open prober: %w", err)
 	}
 	e.sess = sess
-	if l, ok := sess.(inFlightLimiter); ok && l.InFlightLimit() < e.sockLimit {
-		e.sockLimit = max(1, l.InFlightLimit())
+	if l, ok := sess.(inFlightLimiter); ok {
+		e.fdLimit = max(1, l.InFlightLimit())
+		e.sockLimit = min(e.sockLimit, e.fdLimit)
 	}
 	err = e.loop()
 	cancel() // banner grabs in flight stop now
@@ -206,6 +207,7 @@ type engine struct {
 	begin  time.Time
 
 	window, sockLimit int // caps on live probes and on probes in flight
+	fdLimit           int // the prober's own cap on probes in flight
 	retries           int
 	minTO, maxTO, iTO time.Duration
 	downAfter         int
@@ -344,6 +346,7 @@ func (s *Scanner) newEngine(sp Space) (*engine, error) {
 		e.maxTO = e.minTO
 	}
 	e.sockLimit = e.window
+	e.fdLimit = e.window
 	e.bannerDone = make(chan bannerOutcome, e.bannerPar)
 	e.inbox.signal = make(chan struct{}, 1)
 	e.begin = e.now()
@@ -602,6 +605,9 @@ func (e *engine) onReply(r Reply) {
 		return
 	}
 	e.st.Answered++
+	if e.sockLimit < e.window && e.sockLimit < e.fdLimit {
+		e.sockLimit++ // recover from ErrBusy, additively
+	}
 	if r.State == Open || r.State == Closed {
 		first := !h.rtt.ok
 		h.rtt.sample(r.RTT)
@@ -615,7 +621,7 @@ func (e *engine) onReply(r Reply) {
 		// An ICMP error is not the host answering: a dead host on a LAN
 		// says host-unreach through its router.
 		h.silent++
-		e.checkDown(h)
+		e.checkDown(p.addr, h)
 	}
 	e.unpark(h)
 	e.finish(p, e.result(p, r.State, r.Reason, r.RTT))
@@ -644,7 +650,7 @@ func (e *engine) onTimeout(p *probe) {
 	p = e.landed(p.id)
 	h := p.host
 	h.silent++
-	e.checkDown(h)
+	e.checkDown(p.addr, h)
 	e.unpark(h)
 	if p.attempts <= e.retries && !h.down {
 		e.ready.pushBack(p)
@@ -653,11 +659,11 @@ func (e *engine) onTimeout(p *probe) {
 	e.finish(p, e.result(p, Filtered, ReasonNoResponse, 0))
 }
 
-func (e *engine) checkDown(h *host) {
+func (e *engine) checkDown(a netip.Addr, h *host) {
 	if e.downAfter > 0 && !h.down && h.answered == 0 && h.silent >= e.downAfter {
 		h.down = true
 		e.down++
-		e.log.Debug("host down: no answer", "probes", h.silent)
+		e.log.Debug("host down: no answer", "addr", a, "probes", h.silent)
 	}
 }
 
