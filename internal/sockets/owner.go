@@ -1,0 +1,381 @@
+package sockets
+
+// Socket owners: the processes holding a socket open, and what can be said
+// when none can be seen. The /proc walk is in owner_linux.go; the parsing
+// of what it reads (passwd, cgroup paths, stat, cmdline) is here.
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Process is a process holding a socket.
+type Process struct {
+	PID  int
+	Comm string // the command name (/proc/PID/comm), at most 15 bytes
+	UID  uint32 // effective user
+	User string // its name, or the number when /etc/passwd has none
+
+	// Filled with OwnerOptions.Details:
+	Cmdline []string  // arguments; empty for kernel threads and zombies
+	Start   time.Time // start time, to the second
+	Cgroup  *Cgroup   // nil when unknown
+}
+
+// Unseen says why a socket has no owner to show.
+type Unseen uint8
+
+const (
+	// Seen: owners were found, or not looked for.
+	Seen Unseen = iota
+	// NoProcess: no file refers to the socket (TIME_WAIT, a pending
+	// connection, or one closed but still draining): the kernel holds it.
+	NoProcess
+	// Denied: it belongs to another user, whose processes we may not look
+	// into without root (or CAP_SYS_PTRACE).
+	Denied
+	// Hidden: /proc is mounted with hidepid, so other users' processes are
+	// not listed at all.
+	Hidden
+	// NotFound: no visible process holds it: a socket of the kernel itself
+	// (NFS, WireGuard, a tunnel), one held by a process in another PID
+	// namespace or in flight between processes, or its process exited since
+	// the table was read.
+	NotFound
+	// Skipped: the search for owners stopped early (cancelled, or told to
+	// stop at the first holder of other sockets).
+	Skipped
+)
+
+func (u Unseen) String() string {
+	switch u {
+	case Seen:
+		return "seen"
+	case NoProcess:
+		return "no-process"
+	case Denied:
+		return "denied"
+	case Hidden:
+		return "hidden"
+	case NotFound:
+		return "not-found"
+	case Skipped:
+		return "skipped"
+	}
+	return fmt.Sprintf("unseen(%d)", uint8(u))
+}
+
+// MarshalText writes the short name ("denied").
+func (u Unseen) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
+
+// UnmarshalText reads a short name.
+func (u *Unseen) UnmarshalText(b []byte) error {
+	for v := Seen; v <= Skipped; v++ {
+		if v.String() == string(b) {
+			*u = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown owner visibility %q", b)
+}
+
+// Explain says in a sentence why the owner of s is not shown.
+func (u Unseen) Explain(s *Socket) string {
+	switch u {
+	case NoProcess:
+		if s.State == TimeWait {
+			return "TIME_WAIT: the connection is closed; the kernel keeps the port until the timer ends"
+		}
+		return "no process: the kernel holds it (pending or closed connection)"
+	case Denied:
+		return fmt.Sprintf("owned by uid %d (%s): its process is visible to root only", s.UID, LookupUser(s.UID))
+	case Hidden:
+		return fmt.Sprintf("owned by uid %d (%s): /proc is mounted with hidepid, other users' processes are hidden", s.UID, LookupUser(s.UID))
+	case NotFound:
+		return "no visible process holds it: a kernel socket, a process outside this PID namespace, or one that exited"
+	case Skipped:
+		return "owner not searched"
+	}
+	return ""
+}
+
+// OwnerOptions say how far FindOwners looks.
+type OwnerOptions struct {
+	// First stops at the first process found for each socket, rather than
+	// every process sharing it (a pre-forked server's workers); the walk
+	// ends as soon as every socket has one. Zero: find them all.
+	First bool
+	// Details reads each owner's command line, start time and cgroup;
+	// zero reads only the command name and user.
+	Details bool
+}
+
+// Cgroup is the control group of a process or socket, with what its path
+// tells: the systemd unit, the container.
+type Cgroup struct {
+	Path      string // in the unified (v2) hierarchy, or the systemd one: "/system.slice/nginx.service"
+	Unit      string // systemd unit: "nginx.service", "session-2.scope"
+	Container string // container id (usually 64 hex digits; a name for LXC)
+	Runtime   string // docker, podman, containerd, cri-o, kubernetes, lxc
+	Pod       string // Kubernetes pod UID
+}
+
+var (
+	hexID       = `([0-9a-f]{64})`
+	scopeIDRe   = regexp.MustCompile(`^(docker|libpod|cri-containerd|crio|nerdctl)-` + hexID + `(?:\.scope)?$`)
+	plainIDRe   = regexp.MustCompile(`^` + hexID + `$`)
+	podRe       = regexp.MustCompile(`^(?:kubepods-(?:[a-z]+-)?)?pod([0-9a-f_-]{36})\.slice$|^pod([0-9a-f-]{36})$`)
+	runtimeName = map[string]string{"docker": "docker", "libpod": "podman", "cri-containerd": "containerd", "crio": "cri-o", "nerdctl": "containerd"}
+)
+
+// ParseCgroupPath reads what a cgroup path says about its owner: the
+// innermost systemd service or scope, and a container of docker
+// (systemd or cgroupfs driver), podman, containerd, CRI-O, Kubernetes or
+// LXC.
+func ParseCgroupPath(path string) *Cgroup {
+	c := &Cgroup{Path: path}
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	for i, p := range parts {
+		switch {
+		case strings.HasSuffix(p, ".service") || strings.HasSuffix(p, ".scope"):
+			c.Unit = p
+		}
+		if m := scopeIDRe.FindStringSubmatch(p); m != nil {
+			c.Runtime, c.Container = runtimeName[m[1]], m[2]
+		} else if plainIDRe.MatchString(p) && i > 0 {
+			switch parent := parts[i-1]; {
+			case parent == "docker":
+				c.Runtime, c.Container = "docker", p
+			case parent == "libpod_parent":
+				c.Runtime, c.Container = "podman", p
+			case strings.HasPrefix(parts[0], "kubepods"):
+				c.Runtime, c.Container = "kubernetes", p
+			}
+		} else if m := podRe.FindStringSubmatch(p); m != nil && strings.HasPrefix(parts[0], "kubepods") {
+			c.Pod = strings.ReplaceAll(m[1]+m[2], "_", "-")
+			if c.Runtime == "" {
+				c.Runtime = "kubernetes"
+			}
+		} else if name, ok := strings.CutPrefix(p, "lxc.payload."); ok && i == 0 {
+			c.Runtime, c.Container = "lxc", name
+		} else if i == 1 && parts[0] == "lxc" {
+			c.Runtime, c.Container = "lxc", p
+		}
+	}
+	return c
+}
+
+// parseProcCgroup picks the path from /proc/PID/cgroup: the unified
+// hierarchy's ("0::/..."), unless it is the root while systemd's named v1
+// hierarchy knows better (hybrid setups), else the first one.
+func parseProcCgroup(b []byte) (string, error) {
+	var unified, systemd, first string
+	for i, line := range bytes.Split(b, []byte{'\n'}) {
+		if len(line) == 0 {
+			continue
+		}
+		f := bytes.SplitN(line, []byte{':'}, 3)
+		if len(f) != 3 {
+			return "", fmt.Errorf("proc cgroup line %d %.60q: want ID:CONTROLLERS:PATH", i+1, line)
+		}
+		p := string(f[2])
+		switch {
+		case string(f[0]) == "0" && len(f[1]) == 0:
+			unified = p
+		case string(f[1]) == "name=systemd":
+			systemd = p
+		}
+		if first == "" {
+			first = p
+		}
+	}
+	switch {
+	case unified != "" && unified != "/":
+		return unified, nil
+	case systemd != "" && systemd != "/":
+		return systemd, nil
+	case unified != "":
+		return unified, nil
+	}
+	return first, nil
+}
+
+// parseSocketLink reads the inode of an fd link "socket:[12345]".
+func parseSocketLink(l []byte) (uint32, bool) {
+	const prefix = "socket:["
+	if len(l) < len(prefix)+2 || string(l[:len(prefix)]) != prefix || l[len(l)-1] != ']' {
+		return 0, false
+	}
+	var ino uint64
+	for _, c := range l[len(prefix) : len(l)-1] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		ino = ino*10 + uint64(c-'0')
+		if ino > 1<<32-1 {
+			return 0, false
+		}
+	}
+	return uint32(ino), true
+}
+
+// parseCmdline splits /proc/PID/cmdline: NUL-terminated arguments. A
+// process that rewrote its arguments may leave one space-separated string.
+func parseCmdline(b []byte) []string {
+	b = bytes.TrimRight(b, "\x00")
+	if len(b) == 0 {
+		return nil
+	}
+	return strings.Split(string(b), "\x00")
+}
+
+// parseStatus reads the effective uid from /proc/PID/status ("Uid:\treal\teffective\t...").
+func parseStatus(b []byte) (uid uint32, err error) {
+	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
+		rest, ok := bytes.CutPrefix(line, []byte("Uid:"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) < 2 {
+			return 0, fmt.Errorf("proc status Uid line %q: want 4 ids", line)
+		}
+		u, err := strconv.ParseUint(string(f[1]), 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("proc status Uid line %q: effective uid: %w", line, err)
+		}
+		return uint32(u), nil
+	}
+	return 0, fmt.Errorf("proc status: no Uid line")
+}
+
+// parseBootTime reads btime (seconds since the epoch) from /proc/stat.
+func parseBootTime(b []byte) (int64, error) {
+	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
+		if v, ok := bytes.CutPrefix(line, []byte("btime ")); ok {
+			t, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("proc stat btime %q: %w", v, err)
+			}
+			return t, nil
+		}
+	}
+	return 0, fmt.Errorf("proc stat: no btime line")
+}
+
+// parsePasswd reads user names by uid from an /etc/passwd file. Lines
+// that are not name:password:uid:... (comments, NIS "+" entries, damage)
+// are skipped, as the C library does; the first entry of a uid wins.
+func parsePasswd(r io.Reader) (map[uint32]string, error) {
+	users := make(map[uint32]string)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' || line[0] == '+' || line[0] == '-' {
+			continue
+		}
+		f := strings.SplitN(line, ":", 4)
+		if len(f) < 4 || f[0] == "" {
+			continue
+		}
+		uid, err := strconv.ParseUint(f[2], 10, 32)
+		if err != nil {
+			continue
+		}
+		if _, dup := users[uint32(uid)]; !dup {
+			users[uint32(uid)] = f[0]
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return users, fmt.Errorf("read passwd: %w", err)
+	}
+	return users, nil
+}
+
+// users maps uids to names from /etc/passwd, read once.
+var users = sync.OnceValue(func() map[uint32]string {
+	f, err := os.Open("/etc/passwd")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	u, _ := parsePasswd(f)
+	return u
+})
+
+// LookupUser returns the name of uid from /etc/passwd, or the number.
+func LookupUser(uid uint32) string {
+	if n, ok := users()[uid]; ok {
+		return n
+	}
+	return strconv.FormatUint(uint64(uid), 10)
+}
+
+// parseMountinfo calls fn for each mount in /proc/self/mountinfo with its
+// mount point, filesystem type and superblock options.
+func parseMountinfo(b []byte, fn func(point, fstype, opts string)) error {
+	for i, line := range bytes.Split(b, []byte{'\n'}) {
+		if len(line) == 0 {
+			continue
+		}
+		f := strings.Fields(string(line))
+		sep := -1
+		for j := 6; j < len(f); j++ {
+			if f[j] == "-" {
+				sep = j
+				break
+			}
+		}
+		if sep < 0 || sep+2 >= len(f) {
+			return fmt.Errorf("mountinfo line %d %.60q: want ID PARENT DEV ROOT POINT OPTS ... - TYPE SOURCE OPTS", i+1, line)
+		}
+		opts := ""
+		if sep+3 < len(f) {
+			opts = f[sep+3]
+		}
+		fn(unescapeMount(f[4]), f[sep+1], opts)
+	}
+	return nil
+}
+
+// unescapeMount undoes the octal escapes (\040 for a space) of mountinfo.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// hidesPids reports whether proc mount options hide other users'
+// processes (hidepid=1/2/noaccess/invisible; 0, off and 4/ptraceable do not).
+func hidesPids(opts string) bool {
+	for o := range strings.SplitSeq(opts, ",") {
+		if v, ok := strings.CutPrefix(o, "hidepid="); ok {
+			switch v {
+			case "1", "2", "noaccess", "invisible":
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,477 @@
+package sockets
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// FindOwners fills Procs of each socket in socks with the processes holding
+// it open, found by reading the /proc/PID/fd links ("socket:[INODE]") of
+// every process. Where none is found, Unseen says why and Cgroup names the
+// cgroup the socket was made in, so there is still a unit or a container to
+// show. With opt.First the walk ends as soon as every socket has an owner:
+// a question about one port usually reads a fraction of /proc.
+func FindOwners(ctx context.Context, socks []Socket, opt OwnerOptions) error {
+	return findOwners(ctx, "/proc", socks, opt)
+}
+
+// dirBufSize is the getdents buffer: about 1,300 fd entries per call.
+const dirBufSize = 32 << 10
+
+// maxDirent is the largest linux_dirent64 procfs returns here (a 255-byte
+// name rounded up); see walker.scan.
+const maxDirent = 19 + 256 + 5
+
+type hit struct{ slot, pid int32 }
+
+// walk is the state shared by the walkers of one FindOwners call.
+type walk struct {
+	procFD    int
+	want      map[uint32]int32 // socket inode -> index in socks
+	opt       OwnerOptions
+	pids      []int32
+	next      atomic.Int64   // index of the next pid to scan
+	best      []atomic.Int32 // First: lowest pid found per socket
+	remaining atomic.Int64   // First: sockets without an owner yet
+	cancelled atomic.Bool
+}
+
+// walker is one goroutine's part of a walk, with its own buffers.
+type walker struct {
+	*walk
+	dirbuf []byte
+	link   [64]byte
+	path   [32]byte
+	hits   []hit
+	procs  map[int32]*Process
+	denied int
+}
+
+func findOwners(ctx context.Context, proc string, socks []Socket, opt OwnerOptions) error {
+	want := make(map[uint32]int32, len(socks))
+	for i := range socks {
+		s := &socks[i]
+		s.Procs, s.Unseen, s.Cgroup = nil, Seen, nil
+		if s.Inode == 0 {
+			s.Unseen = NoProcess
+			continue
+		}
+		want[s.Inode] = int32(i)
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	procFD, err := unix.Open(proc, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", proc, err)
+	}
+	defer unix.Close(procFD)
+	pids, err := listPids(procFD)
+	if err != nil {
+		return fmt.Errorf("list processes in %s: %w", proc, err)
+	}
+
+	w := &walk{procFD: procFD, want: want, opt: opt, pids: pids}
+	if opt.First {
+		w.best = make([]atomic.Int32, len(socks))
+		w.remaining.Store(int64(len(want)))
+	}
+	n := min(runtime.GOMAXPROCS(0), 4, len(pids)/16+1)
+	walkers := make([]*walker, n)
+	var wg sync.WaitGroup
+	for i := range walkers {
+		wk := &walker{walk: w, dirbuf: make([]byte, dirBufSize), procs: make(map[int32]*Process)}
+		walkers[i] = wk
+		wg.Go(func() { wk.run(ctx) })
+	}
+	wg.Wait()
+
+	procs := make(map[int32]*Process)
+	denied := 0
+	for _, wk := range walkers {
+		for pid, p := range wk.procs {
+			procs[pid] = p
+		}
+		denied += wk.denied
+	}
+	if opt.First {
+		for i := range w.best {
+			if pid := w.best[i].Load(); pid != 0 {
+				socks[i].Procs = []*Process{procs[pid]}
+			}
+		}
+	} else {
+		for _, wk := range walkers {
+			for _, h := range wk.hits {
+				socks[h.slot].Procs = append(socks[h.slot].Procs, procs[h.pid])
+			}
+		}
+		for i := range socks {
+			if len(socks[i].Procs) > 1 {
+				slices.SortFunc(socks[i].Procs, func(a, b *Process) int { return a.PID - b.PID })
+				socks[i].Procs = slices.CompactFunc(socks[i].Procs, func(a, b *Process) bool { return a.PID == b.PID })
+			}
+		}
+	}
+	explainUnseen(socks, w.cancelled.Load(), denied)
+	return ctx.Err()
+}
+
+// explainUnseen sets Unseen (and Cgroup) of the sockets without owners.
+func explainUnseen(socks []Socket, cancelled bool, denied int) {
+	euid := uint32(os.Geteuid())
+	var hidden *bool
+	var cgroupIDs []uint64
+	for i := range socks {
+		s := &socks[i]
+		if len(s.Procs) > 0 || s.Unseen != Seen {
+			continue
+		}
+		switch {
+		case cancelled:
+			s.Unseen = Skipped
+			continue
+		case denied == 0:
+			s.Unseen = NotFound
+		case s.UID != euid:
+			if hidden == nil {
+				h := procHidesPids()
+				hidden = &h
+			}
+			s.Unseen = Denied
+			if *hidden {
+				s.Unseen = Hidden
+			}
+		default:
+			s.Unseen = NotFound
+		}
+		if s.CgroupID != 0 {
+			cgroupIDs = append(cgroupIDs, s.CgroupID)
+		}
+	}
+	if len(cgroupIDs) == 0 {
+		return
+	}
+	paths := cgroupPaths(cgroupIDs)
+	for i := range socks {
+		s := &socks[i]
+		if p, ok := paths[s.CgroupID]; ok && len(s.Procs) == 0 && s.Unseen != Skipped {
+			s.Cgroup = ParseCgroupPath(p)
+		}
+	}
+}
+
+func (wk *walker) run(ctx context.Context) {
+	for n := 0; ; n++ {
+		if wk.opt.First && wk.remaining.Load() == 0 {
+			return
+		}
+		if n%32 == 0 && ctx.Err() != nil {
+			wk.cancelled.Store(true)
+			return
+		}
+		i := wk.next.Add(1) - 1
+		if i >= int64(len(wk.pids)) {
+			return
+		}
+		wk.scan(wk.pids[i])
+	}
+}
+
+// scan reads the fd links of process pid.
+func (wk *walker) scan(pid int32) {
+	p := strconv.AppendInt(wk.path[:0], int64(pid), 10)
+	p = append(p, "/fd\x00"...)
+	fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(wk.procFD), uintptr(unsafe.Pointer(&p[0])),
+		unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0, 0, 0)
+	if errno != 0 {
+		if errno == unix.EACCES || errno == unix.EPERM {
+			wk.denied++
+		}
+		return // ENOENT: it exited
+	}
+	dfd := int(fd)
+	defer unix.Close(dfd)
+	matched := false
+	buf := wk.dirbuf
+	for done := false; !done; {
+		n, err := unix.Getdents(dfd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		// procfs stops filling only when the next entry does not fit: room
+		// for one more means this was the end, and saves a getdents call.
+		done = n < len(buf)-maxDirent
+		for off := 0; off+19 < n; {
+			reclen := int(ne.Uint16(buf[off+16:]))
+			if reclen == 0 {
+				break
+			}
+			if buf[off+19] != '.' {
+				if ino, ok := wk.socketLink(dfd, &buf[off+19]); ok {
+					if slot, ok := wk.want[ino]; ok && wk.found(slot, pid) {
+						matched = true
+					}
+				}
+			}
+			off += reclen
+			if wk.opt.First && wk.remaining.Load() == 0 {
+				done = true
+				break
+			}
+		}
+	}
+	if matched {
+		wk.procs[pid] = wk.readProcess(pid, dfd)
+	}
+}
+
+// found records pid as a holder of socket slot; with First only the lowest
+// pid is kept (the parent of forked workers, usually).
+func (wk *walker) found(slot, pid int32) bool {
+	if !wk.opt.First {
+		wk.hits = append(wk.hits, hit{slot, pid})
+		return true
+	}
+	for {
+		cur := wk.best[slot].Load()
+		if cur != 0 && cur <= pid {
+			return false
+		}
+		if wk.best[slot].CompareAndSwap(cur, pid) {
+			if cur == 0 {
+				wk.remaining.Add(-1)
+			}
+			return true
+		}
+	}
+}
+
+// socketLink reads the fd link named by the NUL-terminated name in dfd and
+// returns the inode of "socket:[INODE]". It allocates nothing: this runs
+// once for every open file of every process.
+func (wk *walker) socketLink(dfd int, name *byte) (uint32, bool) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_READLINKAT, uintptr(dfd), uintptr(unsafe.Pointer(name)),
+		uintptr(unsafe.Pointer(&wk.link[0])), uintptr(len(wk.link)), 0, 0)
+	if errno != 0 || n < 10 || n > uintptr(len(wk.link)) {
+		return 0, false
+	}
+	return parseSocketLink(wk.link[:n])
+}
+
+// readProcess reads what we show about process pid; dfd is its open fd
+// directory, whose owner is the process's effective user.
+func (wk *walker) readProcess(pid int32, dfd int) *Process {
+	p := &Process{PID: int(pid)}
+	var st unix.Stat_t
+	if unix.Fstat(dfd, &st) == nil {
+		p.UID = st.Uid
+	}
+	if b := wk.read(pid, "comm"); b != nil {
+		p.Comm = string(bytes.TrimSuffix(b, []byte{'\n'}))
+	}
+	if wk.opt.Details {
+		if uid, err := parseStatus(wk.read(pid, "status")); err == nil {
+			p.UID = uid
+		}
+		p.Cmdline = parseCmdline(wk.read(pid, "cmdline"))
+		if b := wk.read(pid, "stat"); b != nil {
+			if ticks, err := parseStatStart(string(b)); err == nil {
+				p.Start = startTime(ticks)
+			}
+		}
+		if path, err := parseProcCgroup(wk.read(pid, "cgroup")); err == nil && path != "" {
+			p.Cgroup = ParseCgroupPath(path)
+		}
+	}
+	p.User = LookupUser(p.UID)
+	return p
+}
+
+// read returns the contents of /proc/PID/name (nil when unreadable).
+func (wk *walker) read(pid int32, name string) []byte {
+	path := strconv.Itoa(int(pid)) + "/" + name
+	fd, err := unix.Openat(wk.procFD, path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	var out []byte
+	buf := wk.dirbuf[:4096] // free between scans
+	for {
+		n, err := unix.Read(fd, buf)
+		if n > 0 {
+			out = append(out, buf[:n]...)
+		}
+		if err != nil || n <= 0 || len(out) > 1<<20 {
+			return out
+		}
+	}
+}
+
+// clock is the boot time and tick rate that turn /proc/PID/stat start
+// times into wall-clock times.
+var clock = sync.OnceValues(func() (boot time.Time, hz int64) {
+	hz = 100 // USER_HZ on every Linux architecture we build for
+	if av, err := unix.Auxv(); err == nil {
+		for _, kv := range av {
+			if kv[0] == 17 && kv[1] != 0 { // AT_CLKTCK
+				hz = int64(kv[1])
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		if t, err := parseBootTime(b); err == nil {
+			boot = time.Unix(t, 0)
+		}
+	}
+	return boot, hz
+})
+
+func startTime(ticks uint64) time.Time {
+	boot, hz := clock()
+	if boot.IsZero() {
+		return time.Time{}
+	}
+	return boot.Add(time.Duration(ticks) * time.Second / time.Duration(hz))
+}
+
+// listPids returns the numeric entries of /proc, in ascending order (the
+// order procfs lists them).
+func listPids(procFD int) ([]int32, error) {
+	buf := make([]byte, dirBufSize)
+	pids := make([]int32, 0, 512)
+	for {
+		n, err := unix.Getdents(procFD, buf)
+		if err != nil {
+			return pids, err
+		}
+		if n <= 0 {
+			return pids, nil
+		}
+		eachDirent(buf[:n], func(_ uint64, _ uint8, name []byte) {
+			if pid, ok := atoiPid(name); ok {
+				pids = append(pids, pid)
+			}
+		})
+	}
+}
+
+func atoiPid(b []byte) (int32, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	var v int32
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int32(c-'0')
+	}
+	return v, true
+}
+
+// eachDirent calls fn for each linux_dirent64 in buf, with its inode, type
+// and name (valid only during the call).
+func eachDirent(buf []byte, fn func(ino uint64, typ uint8, name []byte)) {
+	for off := 0; off+19 < len(buf); {
+		reclen := int(ne.Uint16(buf[off+16:]))
+		if reclen < 19 || off+reclen > len(buf) {
+			return
+		}
+		name := buf[off+19 : off+reclen]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		fn(ne.Uint64(buf[off:]), buf[off+18], name)
+		off += reclen
+	}
+}
+
+// procHidesPids reports whether /proc is mounted with hidepid.
+func procHidesPids() bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	hidden := false
+	parseMountinfo(b, func(point, fstype, opts string) {
+		if point == "/proc" && fstype == "proc" {
+			hidden = hidesPids(opts)
+		}
+	})
+	return hidden
+}
+
+// cgroupPaths finds the paths of cgroup v2 ids: a cgroup's id is the inode
+// number of its directory, so one walk of the cgroup2 mount, reading
+// directory entries only, finds them all.
+func cgroupPaths(ids []uint64) map[uint64]string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	root := ""
+	parseMountinfo(b, func(point, fstype, _ string) {
+		if fstype == "cgroup2" && root == "" {
+			root = point
+		}
+	})
+	if root == "" {
+		return nil
+	}
+	want := make(map[uint64]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	found := make(map[uint64]string, len(ids))
+	var st unix.Stat_t
+	if unix.Stat(root, &st) == nil && want[st.Ino] {
+		found[st.Ino] = "/"
+	}
+	buf := make([]byte, dirBufSize)
+	var visit func(dir, rel string, depth int)
+	visit = func(dir, rel string, depth int) {
+		if len(found) == len(want) || depth > 32 {
+			return
+		}
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return
+		}
+		var subdirs []string
+		var inos []uint64
+		for {
+			n, err := unix.Getdents(fd, buf)
+			if err != nil || n <= 0 {
+				break
+			}
+			eachDirent(buf[:n], func(ino uint64, typ uint8, name []byte) {
+				if typ == unix.DT_DIR && string(name) != "." && string(name) != ".." {
+					subdirs = append(subdirs, string(name))
+					inos = append(inos, ino)
+				}
+			})
+		}
+		unix.Close(fd)
+		for i, name := range subdirs {
+			if want[inos[i]] {
+				found[inos[i]] = rel + "/" + name
+			}
+			visit(dir+"/"+name, rel+"/"+name, depth+1)
+		}
+	}
+	visit(root, "", 0)
+	return found
+}
