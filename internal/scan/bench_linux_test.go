@@ -2,9 +2,11 @@ package scan
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 
+	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 )
 
@@ -21,13 +23,16 @@ func allPorts() []portspec.Port {
 // namespace of its own, so that the benchmark neither sees nor disturbs
 // anybody else's listeners; ten of them are open.
 func benchLoopbackScan(b *testing.B, pr Prober, family string) {
-	_, fd := newNetns(b, "bench")
+	h, err := netlab.NewT(b).AddHost("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
 	addr := netip.MustParseAddr("127.0.0.1")
 	if family == "ip6" {
 		addr = netip.IPv6Loopback()
 	}
 	sp := space{addrs: []netip.Addr{addr}, ports: allPorts()}
-	inNetns(b, fd, func() {
+	err = h.Do(func() error {
 		for range 10 {
 			openPort(b, addr)
 		}
@@ -42,12 +47,15 @@ func benchLoopbackScan(b *testing.B, pr Prober, family string) {
 			}
 			sum, err := s.Run(context.Background(), sp)
 			if err != nil || open != 10 || sum.Done != 65535 {
-				b.Errorf("scan: %v; open %d, done %d; want 10 open of 65535", err, open, sum.Done)
-				return
+				return fmt.Errorf("scan: %v; open %d, done %d; want 10 open of 65535", err, open, sum.Done)
 			}
 		}
 		b.ReportMetric(float64(65535*b.N)/b.Elapsed().Seconds(), "ports/s")
+		return nil
 	})
+	if err != nil {
+		b.Fatal(err)
+	}
 }
 
 func BenchmarkScanLoopbackConnect(b *testing.B)  { benchLoopbackScan(b, ConnectProber{}, "ip4") }

@@ -1,19 +1,15 @@
 package scan
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"portolan/internal/portspec"
-	"portolan/internal/testenv"
 )
 
 // space is a plain addresses x ports space for tests.
@@ -27,6 +23,15 @@ func (s space) Size() uint64 { return uint64(len(s.addrs) * len(s.ports)) }
 func (s space) At(i uint64) (netip.Addr, portspec.Port, portspec.Proto) {
 	n := uint64(len(s.ports))
 	return s.addrs[i/n], s.ports[i%n], portspec.TCP
+}
+
+// listSpace is an explicit list of TCP endpoints.
+type listSpace []netip.AddrPort
+
+func (s listSpace) Size() uint64 { return uint64(len(s)) }
+
+func (s listSpace) At(i uint64) (netip.Addr, portspec.Port, portspec.Proto) {
+	return s[i].Addr(), portspec.Port(s[i].Port()), portspec.TCP
 }
 
 func sockaddr(a netip.Addr, port int) (unix.Sockaddr, int) {
@@ -124,46 +129,5 @@ func ip(t testing.TB, args ...string) {
 	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
-// newNetns creates a network namespace with lo up, removed at cleanup, and
-// returns its name and an open descriptor of it.
-func newNetns(t testing.TB, tag string) (string, int) {
-	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "ip")
-	name := fmt.Sprintf("portolan-scan-%d-%s", os.Getpid(), tag)
-	exec.Command("ip", "netns", "del", name).Run() // a leftover of a killed run
-	ip(t, "netns", "add", name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("open netns %s: %v", name, err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	ip(t, "-n", name, "link", "set", "lo", "up")
-	return name, fd
-}
-
-// inNetns runs f on an OS thread moved into the namespace fd. Sockets f
-// creates stay in it; so does everything Scanner.Run sends, because the
-// scheduler makes its sockets on the goroutine that calls Run. The thread
-// is never handed back (it exits with the goroutine), so no other
-// goroutine ever runs in the namespace by accident.
-func inNetns(t testing.TB, fd int, f func()) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		defer func() { errc <- nil }()
-		f()
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
 	}
 }

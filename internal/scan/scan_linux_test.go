@@ -328,7 +328,7 @@ func TestStatsAndCallbacks(t *testing.T) {
 // HostDownAfter < 0 probes every port.
 func TestHostDown(t *testing.T) {
 	silent, live := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.1")
-	var sp space2
+	var sp listSpace
 	for range 24 {
 		sp = append(sp, netip.AddrPortFrom(silent, uint16(droppedPort(t, silent))))
 		sp = append(sp, netip.AddrPortFrom(live, uint16(droppedPort(t, live))))
@@ -360,13 +360,4 @@ func TestHostDown(t *testing.T) {
 	if sum.HostsDown != 0 || reasons[silent][ReasonNoResponse] != 24 {
 		t.Errorf("HostDownAfter -1: %d hosts down, silent host reasons %v; want none down, 24 %s", sum.HostsDown, reasons[silent], ReasonNoResponse)
 	}
-}
-
-// space2 is an explicit list of TCP endpoints.
-type space2 []netip.AddrPort
-
-func (s space2) Size() uint64 { return uint64(len(s)) }
-
-func (s space2) At(i uint64) (netip.Addr, portspec.Port, portspec.Proto) {
-	return s[i].Addr(), portspec.Port(s[i].Port()), portspec.TCP
 }
