@@ -201,19 +201,14 @@ func (w *waiter) free(ctx context.Context, t Target) result {
 				o.OK, o.Result = true, "free (bind succeeds)"
 			case errors.Is(err, syscall.EADDRINUSE):
 				o.Result = "in use (bind: address already in use)"
+			case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+				// A privileged port we may not bind: ask by connecting.
+				o = w.freeByConnect(ctx, ap)
 			default:
 				o.Result = "bind: " + innermost(err)
 			}
 		} else {
-			c := w.tcpAt(ctx, ap)
-			switch {
-			case c.OK:
-				o.Result = "still accepting connections"
-			case c.Result == "connection refused":
-				o.OK, o.Result = true, "free (connection refused)"
-			default:
-				o.Result = "cannot tell: " + c.Result
-			}
+			o = w.freeByConnect(ctx, ap)
 		}
 		busy = busy || !o.OK
 		obs = append(obs, o)
@@ -239,6 +234,29 @@ func (w *waiter) free(ctx context.Context, t Target) result {
 		reason = fmt.Sprintf("still listening (accepting on %s)", strings.Join(listening, " and "))
 	}
 	return result{reason: reason, addrs: obs}
+}
+
+// freeByConnect tells whether something listens on ap by connecting: a
+// refusal means free. A wildcard address is asked on its loopback.
+func (w *waiter) freeByConnect(ctx context.Context, ap netip.AddrPort) Observation {
+	o := Observation{Addr: ap.String()}
+	dst := ap
+	switch {
+	case ap.Addr() == netip.IPv4Unspecified():
+		dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port())
+	case ap.Addr() == netip.IPv6Unspecified():
+		dst = netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())
+	}
+	c := w.tcpAt(ctx, dst)
+	switch {
+	case c.OK:
+		o.Result = "still accepting connections"
+	case c.Result == "connection refused", c.Result == "address not available on this machine":
+		o.OK, o.Result = true, "free ("+c.Result+")"
+	default:
+		o.Result = "cannot tell: " + c.Result
+	}
+	return o
 }
 
 func isLocalhostName(h string) bool {

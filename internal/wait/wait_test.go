@@ -10,12 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"portolan/internal/portspec"
 )
 
 // Short pauses keep the tests quick; the deadlines are generous so a busy
@@ -315,5 +319,23 @@ func TestWaitParallel(t *testing.T) {
 	}
 	if st[0].Ready || !st[1].Ready || st[0].Target != ts[0] {
 		t.Errorf("Wait statuses = %+v; want the first not ready, the second ready, in order", st)
+	}
+}
+
+// TestWaitFreePrivileged: where a bind is not permitted (a port below
+// ip_unprivileged_port_start, for a normal user), --free asks by connecting.
+func TestWaitFreePrivileged(t *testing.T) {
+	o := fast
+	o.Free = true
+	o.bind = func(portspec.Proto, netip.AddrPort, bool) error { return syscall.EACCES }
+	l := listen(t, "tcp4", "127.0.0.1:0")
+	target := fmt.Sprintf("127.0.0.1:%d", portOf(l))
+	st, _ := waitFail(t, target, o)
+	if st.Reason != "still listening (accepting on 127.0.0.1)" {
+		t.Errorf("Wait(--free %s) while listening, bind not permitted: reason %q", target, st.Reason)
+	}
+	target = fmt.Sprintf(":%d", unusedPort(t))
+	if st, err := waitOne(t, target, o); err != nil || !st.Ready {
+		t.Errorf("Wait(--free %s) with nothing listening, bind not permitted = %+v, %v; want ready", target, st, err)
 	}
 }
