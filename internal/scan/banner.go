@@ -311,6 +311,8 @@ func (g *Grabber) grabTLS(ctx context.Context, ap netip.AddrPort) (Banner, error
 		return Banner{}, fmt.Errorf("banner %s: %w", ap, err)
 	}
 	defer closeReset(raw)
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
 	dl, _ := ctx.Deadline()
 	raw.SetDeadline(dl)
 	c := tls.Client(raw, &tls.Config{

@@ -383,7 +383,7 @@ func (e *engine) loop() error {
 		if len(e.timeouts) > 0 {
 			wake = e.timeouts[0].deadline
 		}
-		if e.ready.len() > 0 || (e.next < e.hi && e.live < e.window) {
+		if len(e.timeouts) < e.sockLimit && (e.ready.len() > 0 || (e.next < e.hi && e.live < e.window)) {
 			// Blocked on a token or on resources, not on the network.
 			if at := e.bucket.next(now); at.After(now) && at.Before(wake) {
 				wake = at

@@ -275,3 +275,19 @@ func TestSchedulerCancelStopsPromptly(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 }
+
+// TestSchedulerRateCap checks only the direction a busy machine cannot
+// fake: a capped scan is never faster than its rate allows.
+func TestSchedulerRateCap(t *testing.T) {
+	f := &fakeProber{answer: func(uint16, int) (State, bool) { return Closed, true }}
+	const n, rate = 100, 500.0
+	start := time.Now()
+	_, sum := run(t, Scanner{Prober: f, Rate: rate}, portsSpace(n))
+	burst := rate / 100
+	if min := time.Duration((n - burst) / rate * float64(time.Second)); time.Since(start) < min {
+		t.Errorf("%d probes at %v/s took %v; the cap allows no less than %v", n, rate, time.Since(start), min)
+	}
+	if sum.Sent != n {
+		t.Errorf("sent %d; want %d", sum.Sent, n)
+	}
+}
