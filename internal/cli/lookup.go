@@ -43,7 +43,8 @@ Each answer shows the port, protocol, service name, port class (well-known 0-102
 registered 1024-49151, dynamic 49152-65535) and description. Unassigned and reserved
 ports are answered as such; nothing is ever registered in the dynamic range. Rows
 that differ only in protocol are merged in the table ("tcp+udp"); --json gives one
-object per registration. A protocol of "any" is a registry row without a protocol.
+object per registration. A protocol of "any" is a registry row without a protocol;
+a port of "dns-sd" is a DNS-SD service name registered without a port.
 
 Exit status: 0 when answered, 2 for a port out of range or an unknown service name,
 3 when --search finds nothing.`,
@@ -69,7 +70,7 @@ Exit status: 0 when answered, 2 for a port out of range or an unknown service na
 	}
 	f := cmd.Flags()
 	f.BoolVarP(&opts.Search, "search", "s", false, "search names, descriptions and notes for all the words given")
-	f.StringVarP(&proto, "proto", "p", "", "only this protocol: tcp, udp, sctp or dccp")
+	f.StringVar(&proto, "proto", "", "only this protocol: tcp, udp, sctp or dccp")
 	f.BoolVarP(&opts.All, "all", "a", false, "show every registry field (assignee, contact, dates, notes...)")
 	return cmd
 }
