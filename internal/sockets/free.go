@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +25,9 @@ import (
 
 // ErrNoFreePort is matched (errors.Is) by a *NoFreePortError.
 var ErrNoFreePort = errors.New("no free port")
+
+// ErrEmptyRange says the range minus the exclusions holds no port at all.
+var ErrEmptyRange = errors.New("nothing to search: the range minus the exclusions is empty")
 
 // NoHolder as FreeOptions.Holder ties a reservation to no process: it lasts
 // until it expires or is released. The CLI uses it, since it exits right
@@ -71,6 +75,7 @@ type FreeOptions struct {
 type NoFreePortError struct {
 	Want, Found int
 	Range       string // the ports searched, as a spec ("20000-20010")
+	Size        int    // how many ports the range and the preferred ports hold
 	Protos      []portspec.Proto
 	Checked     int // ports looked at
 	InUse       int // a bind failed with "address in use"
@@ -99,6 +104,9 @@ func (e *NoFreePortError) Error() string {
 	fmt.Fprintf(&b, ": %d checked", e.Checked)
 	if len(why) > 0 {
 		b.WriteString(", " + strings.Join(why, ", "))
+	}
+	if e.Size < e.Want {
+		fmt.Fprintf(&b, "; the range holds only %d", e.Size)
 	}
 	return b.String()
 }
@@ -228,9 +236,9 @@ func search(ctx context.Context, o *FreeOptions, n int, taken func(portspec.Port
 		rng = pol.defaultRange()
 	}
 	cands := candidates(rng, o.Exclude)
-	stats := &NoFreePortError{Want: n, Range: specOf(cands), Protos: o.protos()}
+	stats := &NoFreePortError{Want: n, Range: specOf(cands), Protos: o.protos(), Size: len(cands)}
 	if len(cands) == 0 && len(o.Prefer) == 0 {
-		return nil, fmt.Errorf("free ports: nothing to search: the range minus the exclusions is empty")
+		return nil, fmt.Errorf("free ports: %w", ErrEmptyRange)
 	}
 	log := o.logger()
 	var found []portspec.Port
@@ -270,6 +278,9 @@ func search(ctx context.Context, o *FreeOptions, n int, taken func(portspec.Port
 			continue
 		}
 		tried[p] = true
+		if !slices.Contains(cands, p) {
+			stats.Size++
+		}
 		if err := try(p); err != nil {
 			return nil, err
 		}
