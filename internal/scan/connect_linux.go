@@ -35,12 +35,16 @@ func (ConnectProber) Open(ctx context.Context, report func(Reply)) (Session, err
 	}
 	s := &epollSession{
 		epfd: epfd, wake: wake, report: report,
-		limit: limit,
-		ids:   make(map[uint64]int32),
-		zones: make(map[string]uint32),
-		done:  make(chan struct{}),
+		limit:   limit,
+		ids:     make(map[uint64]int32),
+		zones:   make(map[string]uint32),
+		done:    make(chan struct{}),
+		closeC:  make(chan struct{}, 1),
+		closerQ: make(chan struct{}),
+		closerD: make(chan struct{}),
 	}
 	go s.poll()
+	go s.closer()
 	return s, nil
 }
 
@@ -78,6 +82,66 @@ type epollSession struct {
 	ids    map[uint64]int32
 	closed bool
 	done   chan struct{}
+
+	// Sockets done with at once are closed by another goroutine: close
+	// costs as much as connect, and this way the two run on two cores.
+	cmu     sync.Mutex
+	toClose []int
+	closeC  chan struct{} // capacity 1: "toClose has some"
+	closerQ chan struct{} // closed: the closer is to finish
+	closerD chan struct{} // closed: the closer has finished
+}
+
+// maxToClose bounds the sockets waiting for the closer; past it Send
+// closes them itself, so a stalled closer cannot run the process out of
+// descriptors.
+const maxToClose = 1024
+
+func (s *epollSession) closeLater(fd int) {
+	s.cmu.Lock()
+	if len(s.toClose) >= maxToClose {
+		s.cmu.Unlock()
+		unix.Close(fd)
+		return
+	}
+	s.toClose = append(s.toClose, fd)
+	n := len(s.toClose)
+	s.cmu.Unlock()
+	// Wake the closer for batches, not for every socket: a wake-up costs
+	// about what a close does. Stragglers wait for the next batch or Close,
+	// harmless for sockets that have nothing left to send.
+	if n == closeBatch {
+		select {
+		case s.closeC <- struct{}{}:
+		default:
+		}
+	}
+}
+
+const closeBatch = 64
+
+func (s *epollSession) closer() {
+	defer close(s.closerD)
+	var batch []int
+	for {
+		select {
+		case <-s.closeC:
+		case <-s.closerQ:
+			s.cmu.Lock()
+			for _, fd := range s.toClose {
+				unix.Close(fd)
+			}
+			s.toClose = nil
+			s.cmu.Unlock()
+			return
+		}
+		s.cmu.Lock()
+		batch, s.toClose = s.toClose, batch[:0]
+		s.cmu.Unlock()
+		for _, fd := range batch {
+			unix.Close(fd)
+		}
+	}
 }
 
 type conn struct {
@@ -103,17 +167,27 @@ func (s *epollSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto)
 	}
 	start := time.Now()
 	err = unix.Connect(fd, sa)
+	if err == unix.EINPROGRESS {
+		// On loopback and veth the answer is often processed inside
+		// connect itself: a reset is then already in SO_ERROR, and
+		// asking costs less than an epoll registration and wake-up.
+		if errno, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && errno != 0 {
+			err = unix.Errno(errno)
+		}
+	}
 	if err != nil && err != unix.EINPROGRESS {
-		unix.Close(fd)
 		errno, _ := err.(unix.Errno)
 		st, reason, busy := verdict(errno)
 		switch {
 		case busy:
+			unix.Close(fd)
 			return sendErr("connect", err)
 		case st == Unknown:
+			unix.Close(fd)
 			return fmt.Errorf("connect: %w", err)
 		}
 		s.report(Reply{ID: id, State: st, Reason: reason, RTT: time.Since(start)})
+		s.closeLater(fd)
 		return nil
 	}
 	// In progress (or, rarely, done at once): the event says which.
@@ -287,6 +361,8 @@ func (s *epollSession) Close() error {
 	}
 	clear(s.ids)
 	s.mu.Unlock()
+	close(s.closerQ)
+	<-s.closerD
 	unix.Close(s.epfd)
 	unix.Close(s.wake)
 	return nil
