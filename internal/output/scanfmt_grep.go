@@ -1,0 +1,63 @@
+package output
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+
+	"portolan/internal/scan"
+)
+
+// writeScanGrepable writes nmap's grepable format (-oG): a comment line,
+// then per host a status line and a ports line
+//
+//	Host: 198.18.0.2 ()	Ports: 22/open/tcp//ssh///, 80/open/tcp//http///	Ignored State: closed (998)
+//
+// and a closing comment. The port fields are port/state/protocol/owner/
+// service/rpc info/version/; we fill no owner, rpc or version. Slashes in a
+// field become '|' and commas ';', as they would split fields.
+func writeScanGrepable(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
+	bw := bufio.NewWriter(w)
+	hosts := groupHosts(sorted, meta.Verbose)
+	if !meta.Start.IsZero() {
+		fmt.Fprintf(bw, "# portolan %s scan initiated %s as: %s\n", versionOr(meta.Version), ctime(meta.Start), oneLine(meta.Args))
+	}
+	for _, h := range hosts {
+		fmt.Fprintf(bw, "Host: %s ()\tStatus: Up\n", h.addr)
+		if len(h.shown) == 0 {
+			continue
+		}
+		fmt.Fprintf(bw, "Host: %s ()\tPorts: ", h.addr)
+		for i, r := range h.shown {
+			if i > 0 {
+				bw.WriteString(", ")
+			}
+			fmt.Fprintf(bw, "%d/%s/%s//%s///", r.Port, r.State, r.Proto, grepField(r.Service))
+		}
+		if len(h.hidden) > 0 {
+			g := h.hidden[0] // nmap names one, the most numerous
+			fmt.Fprintf(bw, "\tIgnored State: %s (%d)", g.state, g.count)
+		}
+		bw.WriteByte('\n')
+	}
+	if !meta.End.IsZero() {
+		fmt.Fprintf(bw, "# portolan done at %s -- %s\n", ctime(meta.End), doneSummary(meta, hosts))
+	}
+	return bw.Flush()
+}
+
+// grepField keeps a value inside its grepable field.
+func grepField(s string) string {
+	return strings.NewReplacer("/", "|", ",", ";", "\t", " ", "\n", " ", "\r", " ").Replace(printable(s))
+}
+
+// oneLine keeps a command line on one line of a comment.
+func oneLine(s string) string { return strings.NewReplacer("\n", " ", "\r", " ").Replace(s) }
+
+func versionOr(v string) string {
+	if v == "" {
+		return "unknown"
+	}
+	return v
+}

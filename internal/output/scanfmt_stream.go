@@ -1,0 +1,103 @@
+package output
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"portolan/internal/scan"
+)
+
+// StreamWriter writes results one at a time, as a scan finds them, in the
+// formats that need no look-ahead: JSON Lines, CSV and the host:port list.
+// Each result is on w when Write returns, so a pipe downstream sees it at
+// once. It is safe for concurrent use.
+type StreamWriter struct {
+	mu     sync.Mutex
+	format ScanFormat
+	w      io.Writer
+	jsonl  *JSONL
+	csv    *csv.Writer
+	header bool // the CSV header is written
+	buf    []byte
+}
+
+// Streamable reports whether format f can be written by a StreamWriter.
+func Streamable(f ScanFormat) bool {
+	return f == FormatJSONL || f == FormatCSV || f == FormatList
+}
+
+// NewStreamWriter returns a StreamWriter of format f (see Streamable) on w.
+func NewStreamWriter(w io.Writer, f ScanFormat) (*StreamWriter, error) {
+	if !Streamable(f) {
+		return nil, fmt.Errorf("format %s cannot be streamed (use jsonl, csv or list)", f)
+	}
+	s := &StreamWriter{format: f, w: w}
+	switch f {
+	case FormatJSONL:
+		s.jsonl = NewJSONL(w)
+	case FormatCSV:
+		s.csv = csv.NewWriter(w)
+	}
+	return s, nil
+}
+
+// csvHeader names the CSV columns; they match the JSON keys.
+var csvHeader = []string{"addr", "port", "proto", "state", "reason", "rtt_ms", "service", "banner", "time"}
+
+// Write writes one result. The list format writes open ports only.
+func (s *StreamWriter) Write(r scan.Result) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.format {
+	case FormatJSONL:
+		return s.jsonl.Write(r)
+	case FormatCSV:
+		if !s.header {
+			s.csv.Write(csvHeader)
+			s.header = true
+		}
+		s.csv.Write(csvRow(r))
+		s.csv.Flush()
+		return s.csv.Error()
+	default: // FormatList
+		if r.State != scan.Open {
+			return nil
+		}
+		s.buf = netip.AddrPortFrom(r.Addr, uint16(r.Port)).AppendTo(s.buf[:0])
+		s.buf = append(s.buf, '\n')
+		_, err := s.w.Write(s.buf)
+		return err
+	}
+}
+
+// Close writes what a format needs at its end: the CSV header of an empty
+// result set, so a reader always finds the columns.
+func (s *StreamWriter) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.format == FormatCSV && !s.header {
+		s.header = true
+		s.csv.Write(csvHeader)
+		s.csv.Flush()
+		return s.csv.Error()
+	}
+	return nil
+}
+
+// csvRow is r as CSV cells, in csvHeader's order.
+func csvRow(r scan.Result) []string {
+	var rtt, ts string
+	if r.RTT > 0 {
+		rtt = strconv.FormatFloat(float64(r.RTT.Round(time.Microsecond))/float64(time.Millisecond), 'f', -1, 64)
+	}
+	if !r.Time.IsZero() {
+		ts = r.Time.Format(time.RFC3339Nano)
+	}
+	return []string{r.Addr.String(), strconv.Itoa(int(r.Port)), r.Proto.String(), r.State.String(),
+		r.Reason, rtt, r.Service, printable(r.Banner), ts}
+}
