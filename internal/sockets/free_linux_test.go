@@ -6,8 +6,12 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"portolan/internal/portspec"
@@ -97,4 +101,91 @@ func setLoopbackUp(t *testing.T) {
 	if err := ioctl(syscall.SIOCSIFFLAGS); err != nil {
 		t.Fatalf("SIOCSIFFLAGS lo: %v", err)
 	}
+}
+
+const unprivChildEnv = "PORTOLAN_FREE_UNPRIV_CHILD"
+
+// TestFreeUnprivileged runs TestFreeUnprivilegedChild as user nobody: ports
+// below ip_unprivileged_port_start are reported as not permitted, and a
+// registry directory owned by someone else is refused.
+func TestFreeUnprivileged(t *testing.T) {
+	testenv.RequireRoot(t)
+	// The test binary may sit in a directory only root can enter.
+	dir, err := os.MkdirTemp("", "portolan-free-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "sockets.test")
+	if err := freeCopyFile(os.Args[0], bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(dir, "registry")
+	if err := os.Mkdir(mine, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(mine, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	rootOwned := filepath.Join(dir, "root-registry")
+	if err := os.Mkdir(rootOwned, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestFreeUnprivilegedChild$", "-test.count=1", "-test.v")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), unprivChildEnv+"="+mine+"|"+rootOwned)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child as nobody: %v\n%s", err, out)
+	}
+	if bytes.Contains(out, []byte("--- SKIP")) {
+		t.Skipf("child skipped:\n%s", out)
+	}
+}
+
+func TestFreeUnprivilegedChild(t *testing.T) {
+	env := os.Getenv(unprivChildEnv)
+	if env == "" {
+		t.Skip("runs only as a child of TestFreeUnprivileged")
+	}
+	mine, rootOwned, _ := strings.Cut(env, "|")
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		t.Skip(err)
+	}
+	start, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if start < 11 {
+		t.Skipf("ip_unprivileged_port_start is %d: ports 1-10 are not privileged here", start)
+	}
+	rng := new(portspec.Set)
+	rng.AddRange(portspec.TCP, 1, 10)
+	_, err = FreePorts(context.Background(), 1, FreeOptions{Range: rng, Dir: mine})
+	var nf *NoFreePortError
+	if !errors.As(err, &nf) || nf.Denied+nf.InUse != 10 || nf.Denied == 0 {
+		t.Fatalf("FreePorts(1-10) as uid %d = %v; want not permitted", os.Getuid(), err)
+	}
+	if !strings.Contains(err.Error(), "not permitted (privileged: below net.ipv4.ip_unprivileged_port_start)") {
+		t.Errorf("error %q does not explain the privileged ports", err)
+	}
+	r, err := Reserve(context.Background(), 1, time.Minute, FreeOptions{Dir: mine})
+	if err != nil {
+		t.Fatalf("Reserve in our own registry = %v", err)
+	}
+	r.Release()
+	_, err = Reserve(context.Background(), 1, time.Minute, FreeOptions{Dir: rootOwned})
+	if err == nil || !strings.Contains(err.Error(), "owned by uid 0, not by us") {
+		t.Errorf("Reserve in a registry owned by root = %v; want it refused", err)
+	}
+}
+
+func freeCopyFile(src, dst string, mode os.FileMode) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, mode)
 }
