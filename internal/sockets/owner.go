@@ -121,11 +121,11 @@ type OwnerOptions struct {
 // Cgroup is the control group of a process or socket, with what its path
 // tells: the systemd unit, the container.
 type Cgroup struct {
-	Path      string // in the unified (v2) hierarchy, or the systemd one: "/system.slice/nginx.service"
-	Unit      string // systemd unit: "nginx.service", "session-2.scope"
-	Container string // container id (usually 64 hex digits; a name for LXC)
-	Runtime   string // docker, podman, containerd, cri-o, kubernetes, lxc
-	Pod       string // Kubernetes pod UID
+	Path      string `json:"path"`                // in the unified (v2) hierarchy, or the systemd one: "/system.slice/nginx.service"
+	Unit      string `json:"unit,omitempty"`      // systemd unit: "nginx.service", "session-2.scope"
+	Container string `json:"container,omitempty"` // container id (usually 64 hex digits; a name for LXC)
+	Runtime   string `json:"runtime,omitempty"`   // docker, podman, containerd, cri-o, kubernetes, lxc
+	Pod       string `json:"pod,omitempty"`       // Kubernetes pod UID
 }
 
 var (

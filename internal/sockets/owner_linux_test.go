@@ -4,21 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 	"portolan/internal/testenv"
 )
@@ -190,7 +190,7 @@ func TestFindOwnersAsNobody(t *testing.T) {
 	}
 	exe, _ := os.Executable()
 	bin := filepath.Join(dir, "sockets.test")
-	copyFile(t, exe, bin)
+	copyExecutable(t, exe, bin)
 	cmd := exec.Command(bin, "-test.run=^TestNobodyChild$", "-test.v")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "SOCKETS_NOBODY_CHILD="+strconv.Itoa(port))
@@ -260,7 +260,7 @@ func TestNobodyChild(t *testing.T) {
 	}
 }
 
-func copyFile(t testing.TB, from, to string) {
+func copyExecutable(t testing.TB, from, to string) {
 	t.Helper()
 	in, err := os.Open(from)
 	if err != nil {
@@ -279,17 +279,17 @@ func copyFile(t testing.TB, from, to string) {
 	}
 }
 
-// TestListNetns reads the table of a namespace the test made: a listener
-// there is found with Netns and not without, and its owner is still this
-// process (owners are per process, not per namespace).
+// TestListNetns reads the table of a namespace the test made (netlab): a
+// listener there is found with Netns, by name or by path, and not without;
+// its owner is still this process (owners are per process, not per
+// namespace).
 func TestListNetns(t *testing.T) {
-	testenv.RequireRoot(t)
-	nsPath, inNS := newNetns(t)
-	var l net.Listener
-	err := inNS(func() (err error) {
-		l, err = net.Listen("tcp", "[::]:0") // lo is down: the wildcard binds all the same
-		return err
-	})
+	lab := netlab.NewT(t)
+	h, err := lab.AddHost("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := h.Listen("tcp", "[::1]:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,56 +297,19 @@ func TestListNetns(t *testing.T) {
 	p := portspec.Port(l.Addr().(*net.TCPAddr).Port)
 	q := Query{States: States(Listen), Ports: []PortRange{{p, p}}}
 
-	socks, err := (&Table{Netns: nsPath}).List(context.Background(), q)
-	if err != nil || len(socks) != 1 || !socks[0].DualStack() {
-		t.Fatalf("List(netns %s) = %+v, %v; want the dual-stack listener", nsPath, socks, err)
-	}
-	if err := FindOwners(context.Background(), socks, OwnerOptions{First: true}); err != nil || len(socks[0].Procs) != 1 || socks[0].Procs[0].PID != os.Getpid() {
-		t.Errorf("owner in netns = %v, %v; want this process", pids(socks[0].Procs), err)
+	for _, ns := range []string{h.Netns(), h.Path()} {
+		socks, err := (&Table{Netns: ns}).List(context.Background(), q)
+		if err != nil || len(socks) != 1 || socks[0].Local.Addr() != netip.IPv6Loopback() {
+			t.Fatalf("List(netns %s) = %+v, %v; want the listener on ::1", ns, socks, err)
+		}
+		if err := FindOwners(context.Background(), socks, OwnerOptions{First: true}); err != nil || len(socks[0].Procs) != 1 || socks[0].Procs[0].PID != os.Getpid() {
+			t.Errorf("owner in netns %s = %v, %v; want this process", ns, pids(socks[0].Procs), err)
+		}
 	}
 	if here, err := (&Table{}).List(context.Background(), q); err != nil || len(here) != 0 {
 		t.Errorf("List(own netns) = %d sockets, %v; want none (the listener is elsewhere)", len(here), err)
 	}
-	if _, err := (&Table{Netns: "portolan-no-such-netns"}).List(context.Background(), q); err == nil {
-		t.Error("List(netns that does not exist) succeeded")
-	}
-}
-
-// newNetns makes a network namespace held by a locked thread for the life
-// of the test, and returns a path to it and a function that runs code in
-// it (on that thread).
-func newNetns(t testing.TB) (string, func(func() error) error) {
-	t.Helper()
-	work := make(chan func(), 1)
-	ready := make(chan error, 1)
-	var path string
-	go func() {
-		runtime.LockOSThread()
-		// Never unlocked: the thread is in another namespace and ends
-		// with this goroutine.
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			ready <- err
-			return
-		}
-		fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			ready <- err
-			return
-		}
-		path = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd)
-		t.Cleanup(func() { unix.Close(fd) })
-		ready <- nil
-		for fn := range work {
-			fn()
-		}
-	}()
-	if err := <-ready; err != nil {
-		t.Fatalf("unshare network namespace: %v", err)
-	}
-	t.Cleanup(func() { close(work) })
-	return path, func(fn func() error) error {
-		done := make(chan error)
-		work <- func() { done <- fn() }
-		return <-done
+	if _, err := (&Table{Netns: "portolan-no-such-netns"}).List(context.Background(), q); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("List(netns that does not exist) err = %v; want not exist", err)
 	}
 }
