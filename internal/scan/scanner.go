@@ -205,6 +205,7 @@ type engine struct {
 	lo, hi uint64 // the run covers positions [lo, hi)
 	next   uint64 // first position not yet taken
 	begin  time.Time
+	clock  time.Time // now, as of this turn of the loop: result timestamps
 
 	window, sockLimit int // caps on live probes and on probes in flight
 	fdLimit           int // the prober's own cap on probes in flight
@@ -364,6 +365,7 @@ func (e *engine) loop() error {
 	var batch []Reply
 	for {
 		now := e.now()
+		e.clock = now
 		batch = e.inbox.take(batch)
 		for _, r := range batch {
 			e.onReply(r)
@@ -445,6 +447,7 @@ func (e *engine) dispatch(now time.Time) error {
 		// Long bursts move the clock on: deadlines must not start in the past.
 		if sent++; sent%64 == 0 {
 			now = e.now()
+			e.clock = now
 		}
 	}
 	return nil
@@ -684,7 +687,7 @@ func (e *engine) unpark(h *host) {
 func (e *engine) result(p *probe, st State, reason string, rtt time.Duration) Result {
 	r := Result{
 		Addr: p.addr, Port: p.port, Proto: p.proto, State: st, Reason: reason,
-		RTT: rtt, Time: e.now(), Pos: p.pos,
+		RTT: rtt, Time: e.clock, Pos: p.pos,
 	}
 	if e.s.ServiceName != nil {
 		r.Service = e.s.ServiceName(p.port, p.proto)
