@@ -31,6 +31,7 @@ func TestFindOwnersFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	socks = f.ours(socks)
 	if err := FindOwners(context.Background(), socks, OwnerOptions{}); err != nil {
 		t.Fatal(err)
 	}

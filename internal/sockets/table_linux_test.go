@@ -143,10 +143,26 @@ func newFixture(t testing.TB) *fixture {
 	f.port(PortRange{portspec.Port(twLocal.Port()), portspec.Port(twLocal.Port())})
 	waitFor(t, func() bool {
 		got, err := (&Table{}).List(ctx, Query{Proto: portspec.TCP, States: States(TimeWait), Ports: f.ports[len(f.ports)-1:]})
-		return err == nil && len(got) == 1
+		return err == nil && len(f.ours(got)) == 1
 	})
 	SortByPort(f.socks)
 	return f
+}
+
+// ours keeps the sockets the fixture made. Tests running at the same time
+// (other packages, other runs) make sockets too, and an ephemeral port of
+// ours may be another's as well: a socket is ours by its inode, or for
+// TIME_WAIT (inode 0) by its two ends.
+func (f *fixture) ours(socks []Socket) []Socket {
+	var out []Socket
+	for _, s := range socks {
+		if slices.ContainsFunc(f.socks, func(m Socket) bool {
+			return m.Proto == s.Proto && m.Local == s.Local && m.Remote == s.Remote && m.Inode == s.Inode
+		}) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // waitFor polls cond for up to 5 s: the kernel moves sockets between
@@ -186,6 +202,7 @@ func TestListFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got = f.ours(got)
 	SortByPort(got)
 	if d := cmp.Diff(f.socks, listenerCookies(got), ignoreOwners); d != "" {
 		t.Errorf("List(ports %v) differs from the sockets made (-made +listed):\n%s", f.ports, d)
@@ -238,6 +255,7 @@ func TestListMatchesSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got = f.ours(got)
 	var filter []string
 	for _, r := range f.ports {
 		filter = append(filter, "sport = :"+strconv.Itoa(int(r.Lo)))
@@ -261,6 +279,14 @@ func TestListMatchesSS(t *testing.T) {
 		fromSS = append(fromSS, strings.Join(row, " "))
 	}
 	var ours []string
+	mine := make(map[string]bool) // "local peer" of our sockets, to keep only those of ss's rows
+	for _, s := range got {
+		mine[ssAddr(&s, s.Local)+" "+ssAddr(&s, s.Remote)] = true
+	}
+	fromSS = slices.DeleteFunc(fromSS, func(row string) bool {
+		f := strings.Fields(row)
+		return !mine[f[2]+" "+f[3]]
+	})
 	for _, s := range got {
 		row := []string{s.Proto.String(), ssState(s.State), ssAddr(&s, s.Local), ssAddr(&s, s.Remote),
 			"ino:" + strconv.FormatUint(uint64(s.Inode), 10), "sk:" + strconv.FormatUint(s.Cookie, 16)}
@@ -333,15 +359,12 @@ func TestKernelFilters(t *testing.T) {
 			// Other processes' sockets may share a port range: keep what
 			// is ours, but check that the kernel sent nothing the filter
 			// excludes.
-			var ours []Socket
 			for _, s := range got {
 				if !tc.q.match(&s) {
 					t.Errorf("the kernel sent %v %v %v -> %v, which %+v excludes", s.Proto, s.State, s.Local, s.Remote, tc.q)
 				}
-				if slices.ContainsFunc(f.socks, func(m Socket) bool { return m.Local == s.Local && m.Remote == s.Remote && m.Proto == s.Proto }) {
-					ours = append(ours, s)
-				}
 			}
+			ours := f.ours(got)
 			SortByPort(ours)
 			SortByPort(want)
 			if d := cmp.Diff(want, listenerCookies(ours), ignoreOwners); d != "" {
