@@ -1,0 +1,452 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"portolan/internal/output"
+	"portolan/internal/portspec"
+	"portolan/internal/registry"
+	"portolan/internal/sockets"
+)
+
+func init() { register(newLsCmd) }
+
+// LsOptions are the inputs of `portolan ls`.
+type LsOptions struct {
+	All        bool     // every state, not only listening TCP and unconnected UDP
+	TCP, UDP   bool     // only these protocols; neither means both
+	IPv4, IPv6 bool     // only these families; neither means both
+	Ports      string   // port spec; empty means every port
+	States     []string // state names; empty means the default (or every one with All)
+	NoOwner    bool     // skip the /proc walk
+	Netns      string   // network namespace name or path; empty means ours
+}
+
+func newLsCmd(g *Globals) *cobra.Command {
+	var opts LsOptions
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List local sockets with their process, user and service",
+		Long: `List the listening TCP and bound UDP sockets of this host (or, with -a, every
+socket in every state), with the service registered for the port and the
+process and user holding it.
+
+An IPv6 wildcard socket is marked: ":: (dual-stack)" also takes IPv4 peers,
+":: (v6only)" does not. With -4 dual-stack sockets are listed too, since they
+serve IPv4.
+
+Filters run in the kernel (sock_diag bytecode), so --port on a busy host costs
+almost nothing. Owners are found by reading /proc/*/fd; without root the
+processes of other users cannot be seen: their sockets show the user and, on
+stderr, why the process is missing. --no-owner skips that walk.`,
+		Example: `  portolan ls
+  portolan ls -a --port 5432 --json
+  portolan ls -tl --port 8000-8100
+  portolan ls -a --state established,time-wait -4
+  portolan ls --netns blue --no-owner`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runLs(cmd.Context(), g, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&opts.All, "all", "a", false, "every socket in every state, connections included")
+	f.BoolVarP(&opts.TCP, "tcp", "t", false, "TCP sockets only")
+	f.BoolVarP(&opts.UDP, "udp", "u", false, "UDP sockets only")
+	f.BoolVarP(&opts.IPv4, "ipv4", "4", false, "IPv4 sockets only (and dual-stack IPv6 listeners)")
+	f.BoolVarP(&opts.IPv6, "ipv6", "6", false, "IPv6 sockets only")
+	f.StringVarP(&opts.Ports, "port", "p", "", "local ports: `SPEC` such as 80, 8000-8100, 22,443 or U:53 (bare ports: TCP and UDP)")
+	f.StringSliceVar(&opts.States, "state", nil, "only sockets in these `STATES` (listen, established, time-wait, close-wait, unconn, ...)")
+	f.BoolVar(&opts.NoOwner, "no-owner", false, "do not look up the owning processes (faster; no /proc walk)")
+	f.StringVar(&opts.Netns, "netns", "", "inspect network namespace `NAME` (under /run/netns) or PATH")
+	// -l is what ss and netstat users type for "listening": it is the default.
+	f.BoolP("listening", "l", false, "listening sockets only (the default without -a)")
+	return cmd
+}
+
+// sockQuery is one kernel question: the sockets of one protocol.
+type sockQuery struct {
+	q            sockets.Query
+	dualStackFor bool // -4: an extra IPv6 query that keeps dual-stack listeners only
+}
+
+// lsQueries turns the options into kernel queries, one per protocol (their
+// default states differ: a listening TCP socket, an unconnected UDP one).
+func lsQueries(opts LsOptions) ([]sockQuery, error) {
+	if opts.IPv4 && opts.IPv6 {
+		opts.IPv4, opts.IPv6 = false, false
+	}
+	var states sockets.StateSet
+	for _, list := range opts.States {
+		for s := range strings.SplitSeq(list, ",") {
+			st, err := sockets.ParseState(s)
+			if err != nil {
+				return nil, usageErr(fmt.Errorf("--state: %w", err))
+			}
+			states |= sockets.States(st)
+		}
+	}
+	var tcpPorts, udpPorts []sockets.PortRange
+	if opts.Ports != "" {
+		var err error
+		if tcpPorts, udpPorts, err = portRanges(opts.Ports); err != nil {
+			return nil, usageErr(fmt.Errorf("--port: %w", err))
+		}
+	}
+	var out []sockQuery
+	for _, proto := range []portspec.Proto{portspec.TCP, portspec.UDP} {
+		if (opts.TCP || opts.UDP) && !(proto == portspec.TCP && opts.TCP || proto == portspec.UDP && opts.UDP) {
+			continue
+		}
+		q := sockets.Query{Proto: proto, Ports: tcpPorts}
+		if proto == portspec.UDP {
+			q.Ports = udpPorts
+		}
+		if opts.Ports != "" && len(q.Ports) == 0 {
+			continue // the spec names no port of this protocol
+		}
+		switch {
+		case states != 0:
+			q.States = states
+			if proto == portspec.UDP && states&sockets.States(sockets.Listen) != 0 {
+				q.States |= sockets.States(sockets.Close) // how a UDP server waits
+			}
+		case opts.All:
+			q.States = sockets.AllStates
+		case proto == portspec.TCP:
+			q.States = sockets.States(sockets.Listen)
+		default:
+			q.States = sockets.States(sockets.Close)
+		}
+		switch {
+		case opts.IPv4:
+			q.Family = sockets.IPv4
+			out = append(out, sockQuery{q: q})
+			q.Family = sockets.IPv6
+			out = append(out, sockQuery{q: q, dualStackFor: true})
+		case opts.IPv6:
+			q.Family = sockets.IPv6
+			out = append(out, sockQuery{q: q})
+		default:
+			out = append(out, sockQuery{q: q})
+		}
+	}
+	return out, nil
+}
+
+// portRanges reads a port spec into the local port ranges of TCP and UDP.
+// A port written without a protocol applies to both: `ls --port 53` is
+// about DNS over either.
+func portRanges(spec string) (tcp, udp []sockets.PortRange, err error) {
+	p := portParser()
+	p.Default = portspec.TCP
+	asTCP, err := p.Parse(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	p.Default = portspec.UDP
+	asUDP, err := p.Parse(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sockets.RangesOf(asTCP, portspec.TCP), sockets.RangesOf(asUDP, portspec.UDP), nil
+}
+
+// listSockets runs the queries and returns the sockets sorted by port.
+func listSockets(ctx context.Context, g *Globals, netns string, qs []sockQuery) ([]sockets.Socket, error) {
+	t := &sockets.Table{Netns: netns, Logger: g.Logger()}
+	var all []sockets.Socket
+	for _, sq := range qs {
+		socks, err := t.List(ctx, sq.q)
+		if err != nil {
+			return nil, socketsErr(netns, err)
+		}
+		if sq.dualStackFor {
+			kept := socks[:0]
+			for _, s := range socks {
+				if s.DualStack() {
+					kept = append(kept, s)
+				}
+			}
+			socks = kept
+		}
+		all = append(all, socks...)
+	}
+	sockets.SortByPort(all)
+	return all, nil
+}
+
+// socketsErr adds what a person needs to a failure to read the table.
+func socketsErr(netns string, err error) error {
+	if netns != "" && errors.Is(err, os.ErrNotExist) {
+		return usageErr(fmt.Errorf("%w (see `ip netns list`)", err))
+	}
+	return err
+}
+
+func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
+	qs, err := lsQueries(opts)
+	if err != nil {
+		return err
+	}
+	socks, err := listSockets(ctx, g, opts.Netns, qs)
+	if err != nil {
+		return err
+	}
+	if !opts.NoOwner {
+		if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{}); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			fmt.Fprintf(g.io.ErrOut, "portolan: owners: %v\n", err)
+		}
+	}
+	showState := opts.All || len(opts.States) > 0
+	svc := newServices(socks)
+	if g.JSON {
+		out := make([]socketJSON, len(socks))
+		for i := range socks {
+			out[i] = newSocketJSON(&socks[i], svc.name(&socks[i]), !opts.NoOwner)
+		}
+		if err := writeJSON(g, out); err != nil {
+			return err
+		}
+	} else if len(socks) > 0 {
+		if err := lsTable(socks, svc, showState, !opts.NoOwner).Write(g.io.Out, g.color()); err != nil {
+			return err
+		}
+	}
+	if !opts.NoOwner {
+		noteUnseen(g, socks)
+	}
+	if len(socks) == 0 {
+		fmt.Fprintln(g.io.ErrOut, "no sockets match")
+		return silentExit(ExitNotFound)
+	}
+	return nil
+}
+
+// lsTable lays the sockets out for people.
+func lsTable(socks []sockets.Socket, svc services, showState, owners bool) *output.Table {
+	t := &output.Table{Header: []string{"PROTO"}}
+	if showState {
+		t.Header = append(t.Header, "STATE")
+	}
+	t.Header = append(t.Header, "ADDRESS", "PORT")
+	portCol := len(t.Header) - 1
+	if showState {
+		t.Header = append(t.Header, "PEER")
+	}
+	t.Header = append(t.Header, "SERVICE")
+	pidCol := -1
+	if owners {
+		t.Header = append(t.Header, "PID", "PROCESS")
+		pidCol = len(t.Header) - 2
+	}
+	t.Header = append(t.Header, "USER")
+	t.RightAlign = []int{portCol}
+	if pidCol >= 0 {
+		t.RightAlign = append(t.RightAlign, pidCol)
+	}
+	for i := range socks {
+		s := &socks[i]
+		row := make([]string, 0, len(t.Header))
+		row = append(row, s.Proto.String())
+		if showState {
+			row = append(row, s.StateName())
+		}
+		row = append(row, addrLabel(s), strconv.Itoa(int(s.Local.Port())))
+		if showState {
+			row = append(row, peerLabel(s))
+		}
+		row = append(row, svc.name(s))
+		if owners {
+			pid, proc := ownerCells(s)
+			row = append(row, pid, proc)
+		}
+		row = append(row, sockets.LookupUser(s.UID))
+		if s.Inode == 0 {
+			row[len(row)-1] = "-" // TIME_WAIT and the like belong to no user
+		}
+		t.Add(row...)
+	}
+	return t
+}
+
+// addrLabel is the local address as ls shows it: the wildcard of an IPv6
+// socket says whether it also takes IPv4, and a bound interface follows a %.
+func addrLabel(s *sockets.Socket) string {
+	a := s.Local.Addr().String()
+	if s.Interface != "" {
+		a += "%" + s.Interface
+	} else if s.IfIndex != 0 {
+		a += "%" + strconv.Itoa(int(s.IfIndex))
+	}
+	if s.Family == sockets.IPv6 && s.Local.Addr().IsUnspecified() {
+		switch {
+		case s.DualStack():
+			a += " (dual-stack)"
+		case s.V6Only:
+			a += " (v6only)"
+		}
+	}
+	return a
+}
+
+func peerLabel(s *sockets.Socket) string {
+	if s.Remote.Port() == 0 && s.Remote.Addr().IsUnspecified() {
+		return "*"
+	}
+	return s.Remote.String()
+}
+
+// ownerCells are the PID and PROCESS cells: the first holder, "+N" when
+// more share the socket, and "-" or "?" when none can be seen.
+func ownerCells(s *sockets.Socket) (pid, proc string) {
+	switch {
+	case len(s.Procs) > 0:
+		p := s.Procs[0]
+		proc = p.Comm
+		if n := len(s.Procs) - 1; n > 0 {
+			proc += fmt.Sprintf(" +%d", n)
+		}
+		return strconv.Itoa(p.PID), proc
+	case s.Unseen == sockets.NoProcess:
+		return "-", "-"
+	}
+	return "-", "?"
+}
+
+// noteUnseen says on stderr why some owners are missing, once per reason.
+func noteUnseen(g *Globals, socks []sockets.Socket) {
+	var denied, hidden, gone int
+	for i := range socks {
+		switch socks[i].Unseen {
+		case sockets.Denied:
+			denied++
+		case sockets.Hidden:
+			hidden++
+		case sockets.NotFound:
+			gone++
+		}
+	}
+	if denied > 0 {
+		fmt.Fprintf(g.io.ErrOut, "note: %s of other users: their processes are visible to root only (run with sudo)\n", plural(denied, "socket"))
+	}
+	if hidden > 0 {
+		fmt.Fprintf(g.io.ErrOut, "note: %s of other users: /proc is mounted with hidepid, which hides their processes\n", plural(hidden, "socket"))
+	}
+	if gone > 0 {
+		fmt.Fprintf(g.io.ErrOut, "note: %s held by no visible process (kernel sockets, processes in another PID namespace, or exited)\n", plural(gone, "socket"))
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
+}
+
+// services names the service of each socket: the local port's for a
+// listener, and for a connection the port of whichever end listens here
+// (an accepted connection shares its listener's port), else the peer's.
+type services struct {
+	listening map[uint32]bool // proto<<16 | port of every listener in the table
+}
+
+func newServices(socks []sockets.Socket) services {
+	s := services{listening: make(map[uint32]bool)}
+	for i := range socks {
+		if socks[i].State == sockets.Listen || socks[i].State == sockets.Close {
+			s.listening[uint32(socks[i].Proto)<<16|uint32(socks[i].Local.Port())] = true
+		}
+	}
+	return s
+}
+
+func (sv services) name(s *sockets.Socket) string {
+	p := s.Local.Port()
+	if s.State != sockets.Listen && s.State != sockets.Close && !sv.listening[uint32(s.Proto)<<16|uint32(p)] {
+		p = s.Remote.Port()
+	}
+	return serviceName(p, s.Proto)
+}
+
+// serviceName is the IANA service registered for port p.
+func serviceName(p uint16, proto portspec.Proto) string {
+	return registry.Default().Name(portspec.Port(p), proto)
+}
+
+// socketJSON is the stable JSON form of a socket, shared by ls and who.
+type socketJSON struct {
+	Proto        portspec.Proto  `json:"proto"`
+	Family       sockets.Family  `json:"family"`
+	State        string          `json:"state"`
+	Address      netip.Addr      `json:"address"`
+	Port         uint16          `json:"port"`
+	PeerAddress  netip.Addr      `json:"peer_address"`
+	PeerPort     uint16          `json:"peer_port"`
+	V6Only       bool            `json:"v6only"`
+	DualStack    bool            `json:"dual_stack"`
+	Interface    string          `json:"interface,omitempty"`
+	Service      string          `json:"service,omitempty"`
+	UID          *uint32         `json:"uid,omitempty"`
+	User         string          `json:"user,omitempty"`
+	Inode        uint32          `json:"inode,omitempty"`
+	Cookie       uint64          `json:"cookie"`
+	RxQueue      uint32          `json:"rx_queue"`
+	TxQueue      uint32          `json:"tx_queue"`
+	Processes    []processJSON   `json:"processes,omitempty"`
+	OwnerUnknown sockets.Unseen  `json:"owner_unknown,omitempty"` // why processes is empty
+	OwnerNote    string          `json:"owner_note,omitempty"`
+	Cgroup       *sockets.Cgroup `json:"cgroup,omitempty"` // the socket's, when no process is seen
+}
+
+type processJSON struct {
+	PID       int       `json:"pid"`
+	Command   string    `json:"command"`
+	Cmdline   []string  `json:"cmdline,omitempty"`
+	UID       uint32    `json:"uid"`
+	User      string    `json:"user"`
+	Start     time.Time `json:"start,omitzero"`
+	Cgroup    string    `json:"cgroup,omitempty"`
+	Unit      string    `json:"unit,omitempty"`
+	Container string    `json:"container,omitempty"`
+	Runtime   string    `json:"runtime,omitempty"`
+	Pod       string    `json:"pod,omitempty"`
+}
+
+func newSocketJSON(s *sockets.Socket, service string, owners bool) socketJSON {
+	j := socketJSON{
+		Proto: s.Proto, Family: s.Family, State: s.StateName(),
+		Address: s.Local.Addr(), Port: s.Local.Port(), PeerAddress: s.Remote.Addr(), PeerPort: s.Remote.Port(),
+		V6Only: s.V6Only, DualStack: s.DualStack(), Interface: s.Interface, Service: service,
+		Inode: s.Inode, Cookie: s.Cookie, RxQueue: s.RxQueue, TxQueue: s.TxQueue, Cgroup: s.Cgroup,
+	}
+	if s.Inode != 0 {
+		uid := s.UID
+		j.UID, j.User = &uid, sockets.LookupUser(uid)
+	}
+	if owners {
+		j.OwnerUnknown = s.Unseen
+		j.OwnerNote = s.Unseen.Explain(s)
+		for _, p := range s.Procs {
+			pj := processJSON{PID: p.PID, Command: p.Comm, Cmdline: p.Cmdline, UID: p.UID, User: p.User, Start: p.Start}
+			if c := p.Cgroup; c != nil {
+				pj.Cgroup, pj.Unit, pj.Container, pj.Runtime, pj.Pod = c.Path, c.Unit, c.Container, c.Runtime, c.Pod
+			}
+			j.Processes = append(j.Processes, pj)
+		}
+	}
+	return j
+}

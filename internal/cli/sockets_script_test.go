@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"portolan/internal/portspec"
+	"portolan/internal/sockets"
+)
+
+// socketCmds are the testscript commands that hold real sockets for
+// ls.txtar and who.txtar. The sockets belong to this test process, so the
+// scripts expect its pid ($TESTPID) as their owner.
+//
+//	listen VAR NETWORK ADDR   listen on ADDR (port 0) with NETWORK tcp4, tcp6 (v6only),
+//	                          tcp (dual-stack on [::]), udp4 or udp6; $VAR = the port
+//	dial VAR ADDR             connect to a listener made by listen; $VAR = the local port
+//	timewait VAR ADDR         connect and close first, leaving TIME_WAIT; $VAR = the local port
+//	freeport VAR              $VAR = a TCP and UDP port nothing holds (bound, then closed)
+var socketCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	"listen":   cmdListen,
+	"dial":     cmdDial,
+	"timewait": cmdTimeWait,
+	"freeport": cmdFreePort,
+}
+
+func cmdListen(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: listen VAR NETWORK ADDR")
+	}
+	var port int
+	switch args[1] {
+	case "udp4", "udp6":
+		pc, err := net.ListenPacket(args[1], args[2])
+		ts.Check(err)
+		ts.Defer(func() { pc.Close() })
+		port = pc.LocalAddr().(*net.UDPAddr).Port
+	default:
+		l, err := net.Listen(args[1], args[2])
+		ts.Check(err)
+		ts.Defer(func() { l.Close() })
+		go serve(l)
+		port = l.Addr().(*net.TCPAddr).Port
+	}
+	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// serve accepts connections and closes each when its peer does, so a
+// client that closes first is left in TIME_WAIT.
+func serve(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			io.Copy(io.Discard, c)
+			c.Close()
+		}()
+	}
+}
+
+func cmdDial(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: dial VAR ADDR")
+	}
+	c, err := net.Dial("tcp", args[1])
+	ts.Check(err)
+	ts.Defer(func() { c.Close() })
+	ts.Setenv(args[0], strconv.Itoa(c.LocalAddr().(*net.TCPAddr).Port))
+}
+
+func cmdTimeWait(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: timewait VAR ADDR")
+	}
+	c, err := net.Dial("tcp", args[1])
+	ts.Check(err)
+	port := c.LocalAddr().(*net.TCPAddr).Port
+	c.Close()
+	// The server closes on EOF; wait for the kernel to move our end on.
+	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(sockets.TimeWait),
+		Ports: []sockets.PortRange{{Lo: portspec.Port(port), Hi: portspec.Port(port)}}}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		socks, err := (&sockets.Table{}).List(context.Background(), q)
+		ts.Check(err)
+		if len(socks) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("no TIME_WAIT on port %d after 5s", port)
+		}
+	}
+	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: freeport VAR")
+	}
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		ts.Check(err)
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		// The port must be free for UDP too, and in both families.
+		if pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(port)); err == nil {
+			pc.Close()
+			ts.Setenv(args[0], strconv.Itoa(port))
+			return
+		}
+	}
+	ts.Fatalf("no free port found")
+}
+
+// TestSocketScripts runs ls.txtar and who.txtar with the socket commands.
+// TestScripts, which knows no such commands, skips them: they start with
+// `[!exec:$SOCKET_CMDS] skip`, and only this test names a program there
+// (a marker on PATH; testscript caches [exec:X] per name, so the name must
+// differ between the two runners, hence the variable).
+func TestSocketScripts(t *testing.T) {
+	marker := t.TempDir()
+	if err := os.WriteFile(filepath.Join(marker, "portolan-socket-cmds"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	comm, _ := os.ReadFile("/proc/self/comm")
+	testscript.Run(t, testscript.Params{
+		Files: []string{"testdata/script/ls.txtar", "testdata/script/who.txtar"},
+		Cmds:  socketCmds,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("NO_COLOR", "1")
+			env.Setenv("XDG_DATA_HOME", env.WorkDir+"/data")
+			env.Setenv("PATH", marker+string(os.PathListSeparator)+env.Getenv("PATH"))
+			env.Setenv("SOCKET_CMDS", "portolan-socket-cmds")
+			env.Setenv("TESTPID", strconv.Itoa(os.Getpid()))
+			env.Setenv("TESTCOMM", string(bytes.TrimSpace(comm)))
+			env.Setenv("TESTUSER", sockets.LookupUser(uint32(os.Geteuid())))
+			return nil
+		},
+	})
+}
