@@ -138,7 +138,10 @@ func (s *dialSession) forget(id uint64) {
 	s.mu.Unlock()
 }
 
-func (s *dialSession) Cancel(id uint64) { s.forget(id) }
+func (s *dialSession) Cancel(id uint64) (Reply, bool) {
+	s.forget(id)
+	return Reply{}, false
+}
 
 func (s *dialSession) Close() error {
 	s.cancelAll()

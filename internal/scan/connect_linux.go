@@ -257,17 +257,46 @@ func (s *epollSession) own(fd int, gen uint32) (conn, bool) {
 	return *c, true
 }
 
-func (s *epollSession) Cancel(id uint64) {
+func (s *epollSession) Cancel(id uint64) (Reply, bool) {
 	s.mu.Lock()
 	fd, ok := s.ids[id]
+	var c conn
 	if ok {
+		c = s.conns[fd]
 		s.conns[fd].live = false
 		delete(s.ids, id)
 	}
 	s.mu.Unlock()
-	if ok {
-		unix.Close(int(fd)) // also leaves the epoll set
+	if !ok {
+		return Reply{}, false
 	}
+	// The kernel may have the answer while poll has not got to it.
+	r, done := outcome(int(fd))
+	r.ID, r.RTT = id, time.Since(c.start)
+	unix.Close(int(fd)) // also leaves the epoll set
+	return r, done
+}
+
+// outcome reads how the connect on fd ended; done is false while it is
+// still in progress.
+func outcome(fd int) (r Reply, done bool) {
+	errno, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return Reply{}, false
+	}
+	if errno == 0 {
+		if _, err := unix.Getpeername(fd); err != nil {
+			return Reply{}, false // not connected yet
+		}
+	}
+	r.State, r.Reason, _ = verdict(unix.Errno(errno))
+	if r.State == Open {
+		if selfConnected(fd) {
+			r.State, r.Reason = Unknown, ""
+		}
+		resetOnClose(fd)
+	}
+	return r, r.State != Unknown || errno == 0
 }
 
 func (s *epollSession) poll() {
@@ -297,18 +326,8 @@ func (s *epollSession) poll() {
 			if !ok {
 				continue // cancelled meanwhile
 			}
-			r := Reply{ID: c.id, RTT: now.Sub(c.start)}
-			errno, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-			if err != nil {
-				errno = int(unix.EBADF)
-			}
-			r.State, r.Reason, _ = verdict(unix.Errno(errno))
-			if r.State == Open {
-				if selfConnected(fd) {
-					r.State, r.Reason = Unknown, ""
-				}
-				resetOnClose(fd)
-			}
+			r, _ := outcome(fd) // an event: done, or Unknown to probe again
+			r.ID, r.RTT = c.id, now.Sub(c.start)
 			unix.Close(fd)
 			s.report(r)
 		}

@@ -26,17 +26,23 @@ type Prober interface {
 	Open(ctx context.Context, report func(Reply)) (Session, error)
 }
 
-// Session is one scan's use of a Prober.
+// Session is one scan's use of a Prober. The scanner calls its methods
+// from one goroutine, the one that called Scanner.Run (so a prober that
+// makes its sockets in Send makes them in that goroutine's network
+// namespace).
 type Session interface {
 	// Send starts probe id towards dst. It must not wait for the network.
 	// An error wrapping ErrBusy means "out of local resources for now"
 	// (sockets, ephemeral ports, buffers): the scanner sends it again when
 	// fewer probes are in flight. Other errors end the scan.
 	Send(id uint64, dst netip.AddrPort, proto portspec.Proto) error
-	// Cancel gives up on probe id because its deadline passed. The session
-	// releases what the probe holds; a Reply may still race in and is
-	// ignored.
-	Cancel(id uint64)
+	// Cancel gives up on probe id because its deadline passed, and
+	// releases what the probe holds. If the answer had in fact arrived but
+	// was not reported yet (say the prober's goroutine had not been
+	// scheduled), Cancel returns it with ok true rather than lose it: on a
+	// loaded machine that is the difference between "filtered" and the
+	// truth. A Reply reported after Cancel is ignored.
+	Cancel(id uint64) (r Reply, ok bool)
 	// Close releases everything. No Reply is reported after it returns.
 	Close() error
 }

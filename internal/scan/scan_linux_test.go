@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"portolan/internal/portspec"
 	"portolan/internal/target"
@@ -359,5 +360,40 @@ func TestHostDown(t *testing.T) {
 	}
 	if sum.HostsDown != 0 || reasons[silent][ReasonNoResponse] != 24 {
 		t.Errorf("HostDownAfter -1: %d hosts down, silent host reasons %v; want none down, 24 %s", sum.HostsDown, reasons[silent], ReasonNoResponse)
+	}
+}
+
+// TestOutcome checks what Cancel relies on: reading a connect's result
+// from the kernel without waiting for epoll.
+func TestOutcome(t *testing.T) {
+	a := netip.MustParseAddr("127.0.0.1")
+	for _, tc := range []struct {
+		name string
+		port portspec.Port
+		want wantState
+		done bool
+	}{
+		{"open", openPort(t, a), wantState{Open, ReasonSynAck}, true},
+		{"closed", closedPort(t, a), wantState{Closed, ReasonConnRefused}, true},
+		{"dropped", droppedPort(t, a), wantState{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			sa, _ := sockaddr(a, int(tc.port))
+			if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+				t.Fatalf("connect: %v", err)
+			}
+			// Wait for the handshake's end (or, for the dropped port, a while).
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+			unix.Poll(pfd, 200)
+			r, done := outcome(fd)
+			if done != tc.done || (wantState{r.State, r.Reason}) != tc.want {
+				t.Errorf("outcome = %v (%s), done %v; want %v (%s), done %v", r.State, r.Reason, done, tc.want.state, tc.want.reason, tc.done)
+			}
+		})
 	}
 }

@@ -370,6 +370,13 @@ func (e *engine) loop() error {
 		for _, r := range batch {
 			e.onReply(r)
 		}
+		if len(e.timeouts) > 0 && !e.timeouts[0].deadline.After(now) {
+			// Replies that came in meanwhile beat the deadline.
+			batch = e.inbox.take(batch)
+			for _, r := range batch {
+				e.onReply(r)
+			}
+		}
 		for len(e.timeouts) > 0 && !e.timeouts[0].deadline.After(now) {
 			e.onTimeout(e.timeouts[0])
 		}
@@ -649,7 +656,11 @@ func (e *engine) shrinkEarly(h *host) {
 }
 
 func (e *engine) onTimeout(p *probe) {
-	e.sess.Cancel(p.id)
+	if r, ok := e.sess.Cancel(p.id); ok {
+		r.ID = p.id
+		e.onReply(r) // it had answered after all
+		return
+	}
 	p = e.landed(p.id)
 	h := p.host
 	h.silent++

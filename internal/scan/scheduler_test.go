@@ -43,14 +43,15 @@ type fakeProber struct {
 }
 
 type fakeSession struct {
-	p      *fakeProber
-	report func(Reply)
-	live   map[uint64]bool
+	p       *fakeProber
+	report  func(Reply)
+	live    map[uint64]bool
+	answers map[uint64]State // decided at Send, like a kernel that has the answer
 }
 
 func (f *fakeProber) Open(_ context.Context, report func(Reply)) (Session, error) {
 	f.attempts = map[uint16]int{}
-	return &fakeSession{p: f, report: report, live: map[uint64]bool{}}, nil
+	return &fakeSession{p: f, report: report, live: map[uint64]bool{}, answers: map[uint64]State{}}, nil
 }
 
 func (s *fakeSession) Send(id uint64, dst netip.AddrPort, _ portspec.Proto) error {
@@ -70,6 +71,7 @@ func (s *fakeSession) Send(id uint64, dst netip.AddrPort, _ portspec.Proto) erro
 	if !ok {
 		return nil
 	}
+	s.answers[id] = st
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -91,13 +93,19 @@ func (s *fakeSession) Send(id uint64, dst netip.AddrPort, _ portspec.Proto) erro
 	return nil
 }
 
-func (s *fakeSession) Cancel(id uint64) {
+// Cancel hands over an answer the delivering goroutine has not reported
+// yet, as the connect prober does with what the kernel already knows; so
+// a goroutine starved on a loaded machine changes no test's outcome.
+func (s *fakeSession) Cancel(id uint64) (Reply, bool) {
 	s.p.mu.Lock()
 	defer s.p.mu.Unlock()
-	if s.live[id] {
-		delete(s.live, id)
-		s.p.inFlight--
+	if !s.live[id] {
+		return Reply{}, false
 	}
+	delete(s.live, id)
+	s.p.inFlight--
+	st, ok := s.answers[id]
+	return Reply{ID: id, State: st, Reason: "fake", RTT: s.p.delay}, ok
 }
 
 func (s *fakeSession) Close() error { s.p.wg.Wait(); return nil }
@@ -307,8 +315,8 @@ func (s instantSession) Send(id uint64, _ netip.AddrPort, _ portspec.Proto) erro
 	s.report(Reply{ID: id, State: Closed, Reason: ReasonConnRefused, RTT: time.Microsecond})
 	return nil
 }
-func (instantSession) Cancel(uint64) {}
-func (instantSession) Close() error  { return nil }
+func (instantSession) Cancel(uint64) (Reply, bool) { return Reply{}, false }
+func (instantSession) Close() error                { return nil }
 
 // hostsSpace is n ports on each of many hosts of 198.18.0.0/15, in the
 // order target.Space numbers them (host-major).
