@@ -301,6 +301,14 @@ func plural(n int, word string) string {
 	return fmt.Sprintf("%d %ss", n, word)
 }
 
+// doneVerb says how the scan ended, for the closing lines.
+func doneVerb(meta ScanMeta) string {
+	if meta.Error != "" || meta.End.IsZero() {
+		return "stopped early"
+	}
+	return "done"
+}
+
 // doneSummary is nmap's closing line: "1 IP address (1 host up) scanned in
 // 0.05 seconds".
 func doneSummary(meta ScanMeta, hosts []host) string {

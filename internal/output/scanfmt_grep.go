@@ -42,7 +42,7 @@ func writeScanGrepable(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 		bw.WriteByte('\n')
 	}
 	if !meta.End.IsZero() {
-		fmt.Fprintf(bw, "# portolan done at %s -- %s\n", ctime(meta.End), doneSummary(meta, hosts))
+		fmt.Fprintf(bw, "# portolan %s at %s -- %s\n", doneVerb(meta), ctime(meta.End), doneSummary(meta, hosts))
 	}
 	return bw.Flush()
 }

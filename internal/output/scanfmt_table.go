@@ -76,11 +76,7 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 		if len(hosts) > 0 {
 			bw.WriteByte('\n')
 		}
-		verb := "done"
-		if meta.Error != "" || meta.End.IsZero() {
-			verb = "stopped early"
-		}
-		fmt.Fprintf(bw, "portolan %s: %s\n", verb, doneSummary(meta, hosts))
+		fmt.Fprintf(bw, "portolan %s: %s\n", doneVerb(meta), doneSummary(meta, hosts))
 	}
 	return bw.Flush()
 }

@@ -404,9 +404,14 @@ func TestWriteScanXMLParses(t *testing.T) {
 }
 
 func TestWriteScanXMLBadType(t *testing.T) {
-	err := WriteScan(&bytes.Buffer{}, FormatXML, ScanMeta{ScanType: "knock"}, nil, false)
+	err := WriteScan(&bytes.Buffer{}, FormatXML, ScanMeta{ScanType: "knock", Ports: ports1}, nil, false)
 	if err == nil || !strings.Contains(err.Error(), `"knock"`) {
 		t.Errorf("WriteScan(xml, type knock) = %v; want an error naming the type", err)
+	}
+	// The TCP scan type does not matter to a scan without TCP ports.
+	udp, _ := portspec.Parse("U:53")
+	if err := WriteScan(&bytes.Buffer{}, FormatXML, ScanMeta{ScanType: "udp", Ports: udp}, nil, false); err != nil {
+		t.Errorf("WriteScan(xml, UDP only, type udp) = %v", err)
 	}
 }
 

@@ -130,11 +130,12 @@ const xmlOutputVersion = "1.05"
 // <extraports>, as nmap does. Hosts are written as they are encoded, so
 // the memory used does not grow with the number of hosts.
 func writeScanXML(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
+	ports := scannedPorts(meta, sorted)
 	tcpType := meta.ScanType
 	if tcpType == "" {
 		tcpType = "connect"
 	}
-	if !slices.Contains(nmapScanTypes, tcpType) {
+	if ports.LenProto(portspec.TCP) > 0 && !slices.Contains(nmapScanTypes, tcpType) {
 		return fmt.Errorf("nmap XML has no TCP scan type %q (want one of %s)", tcpType, strings.Join(nmapScanTypes, ", "))
 	}
 	bw := bufio.NewWriter(w)
@@ -160,7 +161,6 @@ func writeScanXML(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 		return err
 	}
 
-	ports := scannedPorts(meta, sorted)
 	for _, proto := range ports.Protos() {
 		typ := tcpType
 		switch proto {
@@ -201,7 +201,7 @@ func writeScanXML(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 	fin := xmlFinished{Time: end.Unix(), Elapsed: "0.00", Exit: "success"}
 	if !end.IsZero() {
 		fin.TimeStr = ctime(end)
-		fin.Summary = fmt.Sprintf("portolan done at %s; %s", ctime(end), doneSummary(meta, hosts))
+		fin.Summary = fmt.Sprintf("portolan %s at %s; %s", doneVerb(meta), ctime(end), doneSummary(meta, hosts))
 	}
 	if !meta.Start.IsZero() && !end.IsZero() {
 		fin.Elapsed = fmt.Sprintf("%.2f", end.Sub(meta.Start).Seconds())

@@ -49,6 +49,7 @@ type ScanInfo struct {
 	Status   Status    `json:"status"`
 
 	Command string        `json:"command,omitempty"`  // the command line, for people
+	Version string        `json:"version,omitempty"`  // portolan's version that ran it
 	Targets string        `json:"targets"`            // target spec as given
 	Ports   string        `json:"ports"`              // port spec as given ("-p-", "--top-ports 100")
 	PortSet *portspec.Set `json:"port_set,omitempty"` // the ports it resolved to; nil when unknown
@@ -95,9 +96,9 @@ func (s *Store) CreateScan(ctx context.Context, si ScanInfo) (int64, error) {
 	}
 	var id int64
 	err := s.db.QueryRowContext(ctx, `INSERT INTO scans
-		(started, status, command, targets, ports, port_set, prober, seed, shard_index, shard_count, rate, hosts, space, options)
-		VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		si.Started.UnixNano(), si.Command, si.Targets, si.Ports, portSetText(si.PortSet), si.Prober,
+		(started, status, command, version, targets, ports, port_set, prober, seed, shard_index, shard_count, rate, hosts, space, options)
+		VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		si.Started.UnixNano(), si.Command, si.Version, si.Targets, si.Ports, portSetText(si.PortSet), si.Prober,
 		int64(si.Seed), si.ShardIndex, si.ShardCount, si.Rate, int64(si.Hosts), int64(si.Space), string(opts),
 	).Scan(&id)
 	if err != nil {
@@ -173,7 +174,7 @@ func (s *Store) update(ctx context.Context, op string, id int64, query string, a
 	return nil
 }
 
-const scanColumns = `id, started, finished, status, command, targets, ports, port_set, prober, seed,
+const scanColumns = `id, started, finished, status, command, version, targets, ports, port_set, prober, seed,
 	shard_index, shard_count, rate, hosts, space, options, checkpoint, checkpointed,
 	probes, open, closed, filtered, open_filtered, hosts_up`
 
@@ -224,7 +225,7 @@ func scanRow(r interface{ Scan(...any) error }) (ScanInfo, error) {
 		seed, hosts, space, checkpoint                   int64
 		probes, open, closed, filtered, openFilt, hostUp int64
 	)
-	err := r.Scan(&si.ID, &started, &finished, &status, &si.Command, &si.Targets, &si.Ports, &portSet,
+	err := r.Scan(&si.ID, &started, &finished, &status, &si.Command, &si.Version, &si.Targets, &si.Ports, &portSet,
 		&si.Prober, &seed, &si.ShardIndex, &si.ShardCount, &si.Rate, &hosts, &space, &options,
 		&checkpoint, &checkpointed, &probes, &open, &closed, &filtered, &openFilt, &hostUp)
 	if err != nil {

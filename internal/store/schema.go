@@ -21,6 +21,7 @@ var migrations = []string{
 		finished      INTEGER,                           -- unix nanoseconds; NULL while running
 		status        TEXT    NOT NULL CHECK (status IN ('running', 'done', 'interrupted', 'failed')),
 		command       TEXT    NOT NULL DEFAULT '',       -- the command line, for people
+		version       TEXT    NOT NULL DEFAULT '',       -- portolan's version that ran it
 		targets       TEXT    NOT NULL DEFAULT '',       -- target spec as given
 		ports         TEXT    NOT NULL DEFAULT '',       -- port spec as given
 		port_set      TEXT    NOT NULL DEFAULT '',       -- resolved ports, canonical spec (portspec.Set)

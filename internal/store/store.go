@@ -21,9 +21,12 @@ var ErrNotFound = errors.New("not found")
 // serialises writers, and in WAL mode readers see the last committed state
 // without waiting for them.
 type Store struct {
+	// Now is the clock that stamps checkpoints and finished scans. Nil
+	// means time.Now. Set it before using the store.
+	Now func() time.Time
+
 	db   *sql.DB
 	path string
-	now  func() time.Time // seam for tests; time.Now otherwise
 }
 
 // busyTimeout is how long a writer waits for another one (another portolan
@@ -70,7 +73,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, now: time.Now}
+	s := &Store{db: db, path: path}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, explain(err))
@@ -110,6 +113,13 @@ func explain(err error) error {
 		return fmt.Errorf("not a portolan database, or corrupt: %w", err)
 	}
 	return err
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // Path returns the path the store was opened with.

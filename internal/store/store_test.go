@@ -149,7 +149,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	in := ScanInfo{
 		Started: time.Unix(1_700_000_000, 5), Command: "portolan scan 198.18.0.0/16 -p 1-1000,8080,U:53",
-		Targets: "198.18.0.0/16", Ports: "1-1000,8080,U:53", PortSet: set, Prober: "connect",
+		Version: "v0.1.0", Targets: "198.18.0.0/16", Ports: "1-1000,8080,U:53", PortSet: set, Prober: "connect",
 		Seed: 1<<64 - 3, ShardIndex: 2, ShardCount: 8, Rate: 5000, Hosts: 65536, Space: 65536 * 1002,
 		Options: json.RawMessage(`{"banner":true}`),
 	}
@@ -254,7 +254,7 @@ func TestCheckpointResume(t *testing.T) {
 	s, path := openTemp(t)
 	ctx := context.Background()
 	now := time.Unix(1_700_000_000, 0)
-	s.now = func() time.Time { return now }
+	s.Now = func() time.Time { return now }
 	id, _ := s.CreateScan(ctx, ScanInfo{Targets: "127.0.0.1", Ports: "-", Space: 65535})
 	for i, pos := range []uint64{1000, 30000, 65000} {
 		now = now.Add(time.Second)

@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"portolan/internal/output"
+	"portolan/internal/store"
+)
+
+func init() { register(newHistoryCmd) }
+
+// HistoryOptions are the inputs of `portolan history`.
+type HistoryOptions struct {
+	Limit int // newest scans to list; 0 means all
+	DB    DBFlags
+}
+
+func newHistoryCmd(g *Globals) *cobra.Command {
+	opts := HistoryOptions{Limit: 20}
+	cmd := &cobra.Command{
+		Use:   "history",
+		Short: "List stored scans, newest first",
+		Long: `List the scans recorded in the scan database, newest first: id, start time,
+duration, targets, ports, prober, status and the number of open ports.
+
+A scan is "running" while it runs, or when its process died before it could
+say otherwise; "interrupted" and "failed" scans can be continued with
+portolan scan --resume ID. portolan show ID prints the results of one.`,
+		Example: `  portolan history
+  portolan history --limit 5
+  portolan history --json | jq '.[] | select(.status == "interrupted") | .id'
+  portolan history --db ./fleet.db`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.Limit < 0 {
+				return usageErr(fmt.Errorf("--limit %d: want 0 (all) or more", opts.Limit))
+			}
+			return runHistory(cmd.Context(), g, opts)
+		},
+	}
+	cmd.Flags().IntVarP(&opts.Limit, "limit", "n", opts.Limit, "list the `N` newest scans (0: all)")
+	addDBFlags(cmd, &opts.DB)
+	return cmd
+}
+
+func runHistory(ctx context.Context, g *Globals, opts HistoryOptions) error {
+	var scans []store.ScanInfo
+	st, err := opts.DB.open(ctx, false)
+	switch {
+	case errors.Is(err, errNoStore):
+		// Nothing stored yet: an empty history, not a failure.
+	case err != nil:
+		return err
+	default:
+		defer st.Close()
+		if scans, err = st.Scans(ctx, opts.Limit); err != nil {
+			return err
+		}
+	}
+	if g.JSON {
+		if scans == nil {
+			scans = []store.ScanInfo{}
+		}
+		return writeJSON(g, scans)
+	}
+	if len(scans) == 0 {
+		fmt.Fprintln(g.io.ErrOut, "no scans stored yet")
+		return nil
+	}
+	t := &output.Table{
+		Header:     []string{"ID", "STARTED", "DURATION", "TARGETS", "PORTS", "PROBER", "STATUS", "OPEN"},
+		RightAlign: []int{0, 2, 7},
+	}
+	for _, si := range scans {
+		t.AddColored([]string{
+			strconv.FormatInt(si.ID, 10), si.Started.Local().Format("2006-01-02 15:04:05"),
+			formatDuration(si.Duration()), si.Targets, si.Ports, si.Prober, string(si.Status),
+			strconv.FormatUint(si.Counts.Open, 10),
+		}, []output.Color{6: statusColor(si.Status)})
+	}
+	return t.Write(g.io.Out, g.color())
+}
+
+// statusColor marks the scans that need attention.
+func statusColor(s store.Status) output.Color {
+	switch s {
+	case store.Interrupted, store.Running:
+		return output.Yellow
+	case store.Failed:
+		return output.Red
+	}
+	return ""
+}
+
+// formatDuration writes a scan's duration for people: "0.42s", "12.3s",
+// "4m05s", "2h13m"; "-" when unknown.
+func formatDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < 10*time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d < time.Minute:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+}

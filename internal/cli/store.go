@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"portolan/internal/output"
+	"portolan/internal/store"
+)
+
+// DBFlags is the --db flag of every command that uses the scan store
+// (scan, history, show). Bind it with addDBFlags, open the store with open.
+type DBFlags struct {
+	Path string // empty means store.DefaultPath()
+}
+
+func addDBFlags(cmd *cobra.Command, f *DBFlags) {
+	cmd.Flags().StringVar(&f.Path, "db", "", "scan database `FILE` (default $XDG_DATA_HOME/portolan/portolan.db)")
+}
+
+// errNoStore says the store file does not exist: nothing was ever stored.
+var errNoStore = errors.New("no scans stored yet")
+
+// path returns the store path the flags name.
+func (f DBFlags) path() (string, error) {
+	if f.Path != "" {
+		return f.Path, nil
+	}
+	return store.DefaultPath()
+}
+
+// open opens the store. With create false a missing file is an error
+// wrapping errNoStore instead of a new database: commands that only read
+// (history, show) leave no file behind.
+func (f DBFlags) open(ctx context.Context, create bool) (*store.Store, error) {
+	path, err := f.path()
+	if err != nil {
+		return nil, err
+	}
+	if !create {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w in %s", errNoStore, path)
+		}
+	}
+	return store.Open(ctx, path)
+}
+
+// scanMeta describes a stored scan for the renderers.
+func scanMeta(si store.ScanInfo) output.ScanMeta {
+	m := output.ScanMeta{
+		ID: si.ID, Args: si.Command, Version: si.Version, Start: si.Started, End: si.Finished,
+		ScanType: si.Prober, Ports: si.PortSet, Hosts: int(min(si.Hosts, 1<<31-1)),
+	}
+	switch si.Status {
+	case store.Interrupted, store.Failed:
+		m.Error = fmt.Sprintf("scan %s at position %d of %d; portolan scan --resume %d continues it", si.Status, si.Checkpoint, si.Space, si.ID)
+	case store.Running:
+		m.Error = fmt.Sprintf("scan still running, or its process died (last checkpoint at position %d of %d)", si.Checkpoint, si.Space)
+	}
+	return m
+}
