@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"net"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -27,5 +29,46 @@ func TestScripts(t *testing.T) {
 			env.Setenv("XDG_DATA_HOME", env.WorkDir+"/data")
 			return nil
 		},
+		Cmds: scriptCmds,
 	})
+}
+
+// scriptCmds are the test-only commands scripts can use to set up real
+// sockets in the test process while portolan runs as a child.
+var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	// listen VAR [NETWORK ADDR]: a TCP listener that accepts and closes;
+	// its port goes into $VAR. Default tcp4 127.0.0.1:0.
+	"listen": func(ts *testscript.TestScript, neg bool, args []string) {
+		if neg || (len(args) != 1 && len(args) != 3) {
+			ts.Fatalf("usage: listen VAR [NETWORK ADDR]")
+		}
+		network, addr := "tcp4", "127.0.0.1:0"
+		if len(args) == 3 {
+			network, addr = args[1], args[2]
+		}
+		ln, err := net.Listen(network, addr)
+		ts.Check(err)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		ts.Defer(func() { ln.Close() })
+		ts.Setenv(args[0], strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	},
+	// closedport VAR: a loopback TCP port with no listener, in $VAR.
+	"closedport": func(ts *testscript.TestScript, neg bool, args []string) {
+		if neg || len(args) != 1 {
+			ts.Fatalf("usage: closedport VAR")
+		}
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		ts.Check(err)
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		ts.Setenv(args[0], strconv.Itoa(port))
+	},
 }

@@ -58,6 +58,7 @@ type Globals struct {
 	Verbose int
 
 	io     IO
+	args   []string // the command line, for the record a scan keeps
 	logger *slog.Logger
 }
 
@@ -114,7 +115,7 @@ func register(c func(*Globals) *cobra.Command) { commands = append(commands, c) 
 
 // Main runs portolan with args and returns the process exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &Globals{io: IO{In: stdin, Out: stdout, ErrOut: stderr}}
+	g := &Globals{io: IO{In: stdin, Out: stdout, ErrOut: stderr}, args: args}
 	root := NewRoot(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

@@ -1,0 +1,674 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"portolan/internal/output"
+	"portolan/internal/portspec"
+	"portolan/internal/registry"
+	"portolan/internal/scan"
+	"portolan/internal/store"
+	"portolan/internal/target"
+)
+
+func init() { register(newScanCmd) }
+
+// ExitInterrupted is the exit code of a scan stopped by Ctrl-C or SIGTERM
+// (128+SIGINT, as shells report it); its partial results are saved.
+const ExitInterrupted = 130
+
+// ScanOptions are the flags of "portolan scan". The fields tagged for JSON
+// are the scan's recipe: they are stored with the scan so --resume can
+// rebuild exactly the same space.
+type ScanOptions struct {
+	Exprs        []string    `json:"targets"`
+	Targets      TargetFlags `json:"target_flags"`
+	Ports        string      `json:"ports,omitempty"`
+	TopPorts     int         `json:"top_ports,omitempty"`
+	ExcludePorts string      `json:"exclude_ports,omitempty"`
+	ScanType     string      `json:"scan_type"`
+
+	Rate           float64       `json:"rate,omitempty"`
+	Window         int           `json:"window,omitempty"`
+	Retries        int           `json:"retries,omitempty"`
+	MinTimeout     time.Duration `json:"min_timeout,omitempty"`
+	MaxTimeout     time.Duration `json:"max_timeout,omitempty"`
+	InitialTimeout time.Duration `json:"initial_timeout,omitempty"`
+	NoHostDown     bool          `json:"no_host_down,omitempty"`
+	Banner         bool          `json:"banner,omitempty"`
+	Seed           uint64        `json:"seed"`
+	Shard          string        `json:"shard,omitempty"`
+
+	ping       string // -Pn arrives as -P with the value "n"
+	Resume     int64
+	Format     string
+	Output     string
+	StatsEvery time.Duration
+	DB         DBFlags
+	NoStore    bool
+	DryRun     bool
+}
+
+func newScanCmd(g *Globals) *cobra.Command {
+	opts := &ScanOptions{}
+	cmd := &cobra.Command{
+		Use:   "scan [flags] TARGET...",
+		Short: "Scan hosts and networks for open ports (TCP connect)",
+		Long: `scan probes every (address, port) pair of the targets in a seeded random order, at a
+capped rate, with timeouts derived from each host's measured round-trip time and retries only
+for probes that got no answer. Ports end up open, closed or filtered, each with the reason.
+
+Targets are addresses, prefixes, ranges (198.18.0.10-20) and host names; special-purpose ranges
+(multicast, documentation, ...) are refused unless --include-reserved. Ports default to the
+curated top 1000 TCP ports.
+
+Every scan is stored in the embedded database ($XDG_DATA_HOME/portolan/portolan.db, --db to
+choose another, --no-store to skip): "portolan history" lists scans, "portolan show ID"
+re-renders one, and --resume ID continues one that was interrupted or whose process died.
+
+Formats: table (default on a terminal), json, jsonl (default when piped; streamed), csv,
+grepable (nmap -oG), list (open host:port), xml (nmap -oX, valid against nmap's DTD).
+Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 interrupted.`,
+		Example: `  portolan scan 127.0.0.1                          # top 1000 TCP ports
+  portolan scan ::1 -p-                            # all 65535 ports
+  portolan scan 198.18.0.0/24 -p 22,80,443 --rate 5000 -o out.xml
+  portolan scan -iL hosts.txt --top-ports 100 --format jsonl > results.jsonl
+  portolan scan 198.18.0.0/16 -p 443 --shard 2/8 --seed 42   # one slice of a fleet scan
+  portolan scan 127.0.0.1 -p- --banner             # banners and service guesses
+  portolan scan --resume 17                        # continue an interrupted scan
+  portolan scan 198.18.0.0/16 --top-ports 150 --dry-run      # the plan, nothing sent`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exprs, err := opts.Targets.splitArgs(args)
+			if err != nil {
+				return usageErr(err)
+			}
+			opts.Exprs = exprs
+			if opts.ping != "" && opts.ping != "n" {
+				return usageErr(fmt.Errorf("-P%s: only -Pn (treat every host as up) is supported", opts.ping))
+			}
+			if opts.ping == "n" {
+				opts.NoHostDown = true
+			}
+			if opts.Resume != 0 {
+				if len(exprs) > 0 || len(opts.Targets.InputLists) > 0 {
+					return usageErr(errors.New("--resume takes no targets: they come from the stored scan"))
+				}
+				return runScanResume(cmd.Context(), g, opts)
+			}
+			return runScan(cmd.Context(), g, opts)
+		},
+	}
+	f := cmd.Flags()
+	addTargetFlags(f, &opts.Targets)
+	f.StringVarP(&opts.Ports, "ports", "p", "", "ports to scan: `SPEC` such as 22,80,8000-8100,T:ssh; -p- is all 65535")
+	f.IntVar(&opts.TopPorts, "top-ports", 0, "scan the `N` most likely open TCP ports of our curated list (100 or 1000 are its tiers; default 1000 without -p)")
+	f.StringVar(&opts.ExcludePorts, "exclude-ports", "", "leave out these ports (`SPEC`)")
+	f.StringVarP(&opts.ScanType, "scan-type", "s", "T", "scan `TYPE`: T (TCP connect, nmap's -sT); SYN (-sS) and UDP (-sU) come with raw sockets")
+	f.Float64Var(&opts.Rate, "rate", 0, "at most `N` probes per second, retries included (0: no cap beyond the window)")
+	f.IntVar(&opts.Window, "window", 0, "at most `N` probes in flight (0: the engine's default, within the open-files limit)")
+	f.IntVar(&opts.Retries, "retries", 0, "send an unanswered probe again up to `N` times (0: the default, -1: never)")
+	f.DurationVar(&opts.MinTimeout, "min-timeout", 0, "shortest wait for an answer, whatever the RTT says (0: default)")
+	f.DurationVar(&opts.MaxTimeout, "max-timeout", 0, "longest wait for an answer (0: default)")
+	f.DurationVar(&opts.InitialTimeout, "initial-timeout", 0, "wait before a host's RTT is known (0: default)")
+	f.BoolVar(&opts.NoHostDown, "no-host-down", false, "probe every port even of hosts that never answer (nmap's -Pn)")
+	f.StringVarP(&opts.ping, "ping", "P", "", "nmap's -Pn: the same as --no-host-down")
+	_ = f.MarkHidden("ping")
+	f.BoolVar(&opts.Banner, "banner", false, "read a banner from every open port and guess the service")
+	f.Uint64Var(&opts.Seed, "seed", 0, "order the probes with this `N` (0: random; stored, so a resume repeats it)")
+	f.StringVar(&opts.Shard, "shard", "", "scan only slice `I/N` of the permuted space (the N shards of one seed cover it exactly)")
+	f.Int64Var(&opts.Resume, "resume", 0, "continue the stored scan `ID` from its last checkpoint")
+	f.StringVar(&opts.Format, "format", "", "output `FORMAT`: table, json, jsonl, csv, grepable, list, xml (default: table on a terminal, jsonl otherwise; from -o's extension)")
+	f.StringVarP(&opts.Output, "output", "o", "", "write the results to `FILE` instead of stdout")
+	f.DurationVar(&opts.StatsEvery, "stats-every", 0, "write progress as NDJSON to stderr every `D` (e.g. 5s)")
+	addDBFlags(cmd, &opts.DB)
+	f.BoolVar(&opts.NoStore, "no-store", false, "do not record the scan in the database")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "run the whole engine without sending anything and print the plan")
+	return cmd
+}
+
+// scanPlan is the parsed, checked form of a scan: everything is known
+// before any packet is sent.
+type scanPlan struct {
+	space    *target.Space
+	hosts    *target.Set
+	ports    *portspec.Set
+	portText string
+	shard    scan.Shard
+}
+
+// plan parses targets and ports. Every error here is reported before a
+// single probe goes out.
+func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error) {
+	switch strings.ToLower(opts.ScanType) {
+	case "t", "connect":
+	case "s", "syn", "u", "udp":
+		return nil, usageErr(fmt.Errorf("-s%s: SYN and UDP scans need raw sockets and are not in this release; use -sT (connect)", opts.ScanType))
+	default:
+		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want T)", opts.ScanType))
+	}
+	p := &scanPlan{}
+	var err error
+	if opts.Shard != "" {
+		if p.shard, err = scan.ParseShard(opts.Shard); err != nil {
+			return nil, usageErr(fmt.Errorf("--shard: %w", err))
+		}
+	}
+	if p.ports, p.portText, err = opts.portSet(); err != nil {
+		return nil, err
+	}
+	if p.hosts, err = parseTargets(ctx, g, opts.Exprs, opts.Targets); err != nil {
+		return nil, err
+	}
+	if p.space, err = target.NewSpace(p.hosts, p.ports); err != nil {
+		return nil, usageErr(err)
+	}
+	return p, nil
+}
+
+// portSet resolves -p, --top-ports and --exclude-ports.
+func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
+	if opts.Ports != "" && opts.TopPorts != 0 {
+		return nil, "", usageErr(errors.New("-p and --top-ports exclude each other"))
+	}
+	var set *portspec.Set
+	var text string
+	switch {
+	case opts.Ports != "":
+		s, err := portParser().Parse(opts.Ports)
+		if err != nil {
+			return nil, "", usageErr(fmt.Errorf("-p: %w", err))
+		}
+		set, text = s, "-p "+opts.Ports
+	default:
+		n := opts.TopPorts
+		if n == 0 {
+			n = 1000
+		}
+		top, err := registry.Top(portspec.TCP, n)
+		if err != nil {
+			return nil, "", usageErr(fmt.Errorf("--top-ports: %w", err))
+		}
+		set = &portspec.Set{}
+		for _, e := range top {
+			set.Add(e.Proto, e.Port)
+		}
+		text = fmt.Sprintf("--top-ports %d", n)
+	}
+	for _, proto := range set.Protos() {
+		if proto != portspec.TCP {
+			return nil, "", usageErr(fmt.Errorf("-p: %s ports need a UDP or SCTP scan, which is not in this release; a connect scan takes TCP ports", proto))
+		}
+	}
+	if opts.ExcludePorts != "" {
+		ex, err := portParser().Parse(opts.ExcludePorts)
+		if err != nil {
+			return nil, "", usageErr(fmt.Errorf("--exclude-ports: %w", err))
+		}
+		set.RemoveSet(ex)
+		text += " --exclude-ports " + opts.ExcludePorts
+		if set.Len() == 0 {
+			return nil, "", usageErr(errors.New("--exclude-ports leaves no port to scan"))
+		}
+	}
+	return set, text, nil
+}
+
+// format picks the output format: --format, then -o's extension, then
+// table on a terminal and JSON Lines elsewhere.
+func (opts *ScanOptions) format(g *Globals) (output.ScanFormat, error) {
+	if opts.Format == "" && !g.JSON {
+		switch strings.ToLower(filepath.Ext(opts.Output)) {
+		case ".xml":
+			return output.FormatXML, nil
+		case ".gnmap":
+			return output.FormatGrepable, nil
+		case ".json":
+			return output.FormatJSON, nil
+		case ".jsonl", ".ndjson":
+			return output.FormatJSONL, nil
+		case ".csv":
+			return output.FormatCSV, nil
+		}
+		if opts.Output == "" && !output.IsTerminal(g.io.Out) {
+			return output.FormatJSONL, nil
+		}
+	}
+	f, err := scanFormat(g, opts.Format)
+	if err != nil {
+		return "", usageErr(err)
+	}
+	return f, nil
+}
+
+func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
+	s := &scan.Scanner{
+		Rate:           opts.Rate,
+		Window:         opts.Window,
+		Retries:        opts.Retries,
+		MinTimeout:     opts.MinTimeout,
+		MaxTimeout:     opts.MaxTimeout,
+		InitialTimeout: opts.InitialTimeout,
+		Seed:           opts.Seed,
+		Shard:          p.shard,
+		ServiceName:    registry.Default().Name,
+		Logger:         g.Logger(),
+	}
+	if opts.NoHostDown {
+		s.HostDownAfter = -1
+	}
+	if opts.Banner {
+		s.Banners = &scan.Grabber{}
+	}
+	return s
+}
+
+func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
+	if opts.Rate < 0 || opts.Window < 0 {
+		return usageErr(errors.New("--rate and --window must not be negative"))
+	}
+	format, err := opts.format(g)
+	if err != nil {
+		return err
+	}
+	p, err := opts.plan(ctx, g)
+	if err != nil {
+		return err
+	}
+	if opts.Seed == 0 {
+		opts.Seed = scan.NewSeed()
+	}
+	if opts.DryRun {
+		return runDryScan(ctx, g, opts, p)
+	}
+	warnLongScan(g, opts, p)
+
+	run := &scanRun{g: g, opts: opts, plan: p, format: format}
+	if !opts.NoStore {
+		db, err := opts.DB.open(ctx, true)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		recipe, err := json.Marshal(opts)
+		if err != nil {
+			return fmt.Errorf("record scan options: %w", err)
+		}
+		si := store.ScanInfo{
+			Started: time.Now(), Status: store.Running, Command: "portolan " + strings.Join(g.args, " "),
+			Version: Version, Targets: strings.Join(opts.Exprs, " "), Ports: p.portText, PortSet: p.ports,
+			Prober: "connect", Seed: opts.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
+			Rate: int(opts.Rate), Hosts: p.space.Hosts(), Space: p.space.Size(), Options: recipe,
+		}
+		if si.ID, err = db.CreateScan(ctx, si); err != nil {
+			return err
+		}
+		run.db, run.info = db, si
+	}
+	return run.execute(ctx, 0)
+}
+
+func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
+	if opts.NoStore {
+		return usageErr(errors.New("--resume needs the store: drop --no-store"))
+	}
+	db, err := opts.DB.open(ctx, false)
+	if errors.Is(err, errNoStore) {
+		return withCode(ExitNotFound, fmt.Errorf("scan %d: %w", opts.Resume, err))
+	}
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	si, err := db.Scan(ctx, opts.Resume)
+	if errors.Is(err, store.ErrNotFound) {
+		return withCode(ExitNotFound, fmt.Errorf("scan %d not found in %s (portolan history lists the scans)", opts.Resume, db.Path()))
+	}
+	if err != nil {
+		return err
+	}
+	// The recipe is what the scan was started with; output choices are
+	// this invocation's.
+	stored := &ScanOptions{}
+	if err := json.Unmarshal(si.Options, stored); err != nil {
+		return fmt.Errorf("scan %d: its stored options cannot be read: %w", si.ID, err)
+	}
+	stored.Format, stored.Output, stored.StatsEvery, stored.DB = opts.Format, opts.Output, opts.StatsEvery, opts.DB
+	stored.Seed = si.Seed
+	format, err := stored.format(g)
+	if err != nil {
+		return err
+	}
+	p, err := stored.plan(ctx, g)
+	if err != nil {
+		return fmt.Errorf("resume scan %d: %w", si.ID, err)
+	}
+	if p.space.Size() != si.Space {
+		return fmt.Errorf("resume scan %d: its targets now give %d probes, not %d (a name resolves differently or a target file changed)", si.ID, p.space.Size(), si.Space)
+	}
+	if si, err = db.ResumeScan(ctx, si.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.io.ErrOut, "resuming scan %d at position %d of %d\n", si.ID, si.Checkpoint, si.Space)
+	run := &scanRun{g: g, opts: stored, plan: p, format: format, db: db, info: si, resumed: true}
+	return run.execute(ctx, si.Checkpoint)
+}
+
+// warnLongScan says, before a big scan starts on a terminal, how long it
+// will take at the chosen rate.
+func warnLongScan(g *Globals, opts *ScanOptions, p *scanPlan) {
+	size := p.space.Size()
+	if size <= 1_000_000 || !output.IsTerminal(g.io.ErrOut) {
+		return
+	}
+	if opts.Rate > 0 {
+		d := time.Duration(float64(size) / opts.Rate * float64(time.Second))
+		fmt.Fprintf(g.io.ErrOut, "%d probes at %.0f/s: at least %s, more with retries (Ctrl-C stops; --resume continues)\n", size, opts.Rate, d.Round(time.Second))
+		return
+	}
+	fmt.Fprintf(g.io.ErrOut, "%d probes with no --rate cap: the window and the network set the pace (Ctrl-C stops; --resume continues)\n", size)
+}
+
+// scanRun is one execution of a scan: the engine's callbacks feed the
+// store, the live output and the progress line.
+type scanRun struct {
+	g       *Globals
+	opts    *ScanOptions
+	plan    *scanPlan
+	format  output.ScanFormat
+	db      *store.Store // nil with --no-store
+	info    store.ScanInfo
+	resumed bool
+
+	pending []scan.Result // results not yet in the store
+	kept    []scan.Result // results for a format rendered at the end, without a store
+	counts  store.Counts
+	up      map[netip.Addr]struct{}
+	dbErr   error
+}
+
+// storeBatch is how many results are written to the store at once.
+const storeBatch = 4096
+
+func (r *scanRun) execute(ctx context.Context, startAt uint64) error {
+	g, opts := r.g, r.opts
+	out, closeOut, err := r.openOutput()
+	if err != nil {
+		return err
+	}
+	defer closeOut()
+	var stream *output.StreamWriter
+	if output.Streamable(r.format) {
+		if stream, err = output.NewStreamWriter(out, r.format); err != nil {
+			return err
+		}
+	}
+	r.up = map[netip.Addr]struct{}{}
+
+	s := opts.scanner(g, r.plan)
+	s.StartAt = startAt
+	prog := g.progress()
+	var lastStats time.Time
+	s.StatsEvery = 250 * time.Millisecond
+	if opts.StatsEvery > 0 && opts.StatsEvery < s.StatsEvery {
+		s.StatsEvery = opts.StatsEvery
+	}
+	statsOut := output.NewJSONL(g.io.ErrOut)
+	s.OnStats = func(st scan.Stats) {
+		prog.Update("scan %5.1f%%  %d/%d ports  %.0f probes/s  %d open  ETA %s",
+			st.Percent, st.Done, st.Total, st.Rate, st.Open, st.ETA.Round(time.Second))
+		if opts.StatsEvery > 0 && time.Since(lastStats) >= opts.StatsEvery {
+			lastStats = time.Now()
+			prog.Done()
+			statsOut.Write(struct {
+				Type string `json:"type"`
+				scan.Stats
+			}{"stats", st})
+		}
+	}
+	s.OnResult = func(res scan.Result) {
+		r.count(res)
+		if stream != nil {
+			if err := stream.Write(res); err != nil && r.dbErr == nil {
+				r.dbErr = fmt.Errorf("write results: %w", err)
+			}
+		} else if r.db == nil {
+			r.kept = append(r.kept, res)
+		}
+		if r.db != nil {
+			r.pending = append(r.pending, res)
+			if len(r.pending) >= storeBatch {
+				r.flush(ctx)
+			}
+		}
+	}
+	s.OnCheckpoint = func(pos uint64) {
+		if r.db == nil {
+			return
+		}
+		r.flush(ctx)
+		if err := r.db.Checkpoint(context.WithoutCancel(ctx), r.info.ID, pos, r.counts); err != nil && r.dbErr == nil {
+			r.dbErr = err
+		}
+	}
+
+	sum, runErr := s.Run(ctx, r.plan.space)
+	prog.Done()
+	// Everything below must happen even after Ctrl-C: save, then print.
+	bg := context.WithoutCancel(ctx)
+	interrupted := runErr != nil && ctx.Err() != nil
+	status := store.Done
+	switch {
+	case interrupted:
+		status = store.Interrupted
+	case runErr != nil:
+		status = store.Failed
+	}
+	if r.db != nil {
+		r.flush(bg)
+		if err := r.db.Checkpoint(bg, r.info.ID, sum.Checkpoint, r.counts); err != nil && r.dbErr == nil {
+			r.dbErr = err
+		}
+		if r.resumed {
+			// The counts of the earlier runs are in the stored results.
+			if all, err := r.db.Results(bg, r.info.ID, store.Filter{}); err == nil {
+				r.counts = countResults(all)
+			}
+		}
+		if err := r.db.FinishScan(bg, r.info.ID, status, r.counts); err != nil && r.dbErr == nil {
+			r.dbErr = err
+		}
+	}
+	if stream != nil {
+		err = stream.Close()
+	} else {
+		err = r.render(bg, out, sum, status)
+	}
+	if r.dbErr != nil {
+		return r.dbErr
+	}
+	if err != nil {
+		return err
+	}
+	if opts.StatsEvery > 0 {
+		statsOut.Write(struct {
+			Type string `json:"type"`
+			scan.Summary
+		}{"summary", sum})
+	}
+	switch {
+	case interrupted:
+		if r.db != nil {
+			fmt.Fprintf(g.io.ErrOut, "scan %d interrupted at %.1f%%; partial results saved: portolan scan --resume %d continues it\n", r.info.ID, sum.Percent, r.info.ID)
+		} else {
+			fmt.Fprintf(g.io.ErrOut, "scan interrupted at %.1f%% (not stored: --no-store); rerun with --seed %d to repeat the order\n", sum.Percent, sum.Seed)
+		}
+		return silentExit(ExitInterrupted)
+	case runErr != nil:
+		if r.db != nil {
+			return fmt.Errorf("scan %d: %w (portolan scan --resume %d continues it)", r.info.ID, runErr, r.info.ID)
+		}
+		return fmt.Errorf("scan: %w", runErr)
+	}
+	if r.db != nil && output.IsTerminal(g.io.ErrOut) {
+		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.counts.Open, r.db.Path())
+	}
+	return nil
+}
+
+// count keeps the running totals the store records at each checkpoint.
+func (r *scanRun) count(res scan.Result) {
+	r.counts.Probes++
+	switch res.State {
+	case scan.Open:
+		r.counts.Open++
+	case scan.Closed:
+		r.counts.Closed++
+	case scan.Filtered:
+		r.counts.Filtered++
+	case scan.OpenFiltered:
+		r.counts.OpenFiltered++
+	}
+	if res.State == scan.Open || res.State == scan.Closed {
+		if _, ok := r.up[res.Addr]; !ok {
+			r.up[res.Addr] = struct{}{}
+			r.counts.HostsUp++
+		}
+	}
+}
+
+// countResults recomputes the totals from stored results (after a resume).
+func countResults(results []scan.Result) store.Counts {
+	r := &scanRun{up: map[netip.Addr]struct{}{}}
+	for _, res := range results {
+		r.count(res)
+	}
+	return r.counts
+}
+
+func (r *scanRun) flush(ctx context.Context) {
+	if len(r.pending) == 0 || r.db == nil {
+		return
+	}
+	if err := r.db.AddResults(context.WithoutCancel(ctx), r.info.ID, r.pending); err != nil && r.dbErr == nil {
+		r.dbErr = err
+	}
+	r.pending = r.pending[:0]
+}
+
+// render writes a format that needs every result at once: from the store
+// when there is one (so a resumed scan shows its earlier runs too), else
+// from memory.
+func (r *scanRun) render(ctx context.Context, out io.Writer, sum scan.Summary, status store.Status) error {
+	color := out == r.g.io.Out && r.g.color()
+	if r.db != nil {
+		si, err := r.db.Scan(ctx, r.info.ID)
+		if err != nil {
+			return err
+		}
+		return writeStoredScan(ctx, out, r.db, si, r.format, store.Filter{}, color)
+	}
+	meta := output.ScanMeta{
+		Args: "portolan " + strings.Join(r.g.args, " "), Version: Version, Start: time.Now().Add(-sum.Elapsed), End: time.Now(),
+		ScanType: "connect", Ports: r.plan.ports, Hosts: int(min(r.plan.space.Hosts(), 1<<31-1)),
+	}
+	if status != store.Done {
+		meta.Error = fmt.Sprintf("scan %s at %.1f%%", status, sum.Percent)
+	}
+	return output.WriteScan(out, r.format, meta, r.kept, color)
+}
+
+// openOutput returns stdout or the -o file.
+func (r *scanRun) openOutput() (io.Writer, func(), error) {
+	if r.opts.Output == "" || r.opts.Output == "-" {
+		return r.g.io.Out, func() {}, nil
+	}
+	f, err := os.Create(r.opts.Output)
+	if err != nil {
+		return nil, nil, err // *PathError names the file
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// dryProber answers every probe at once without sending anything, so a dry
+// run exercises the whole engine (permutation, scheduling, bookkeeping).
+type dryProber struct{}
+
+type drySession struct{ report func(scan.Reply) }
+
+func (dryProber) Open(_ context.Context, report func(scan.Reply)) (scan.Session, error) {
+	return drySession{report}, nil
+}
+
+func (d drySession) Send(id uint64, _ netip.AddrPort, _ portspec.Proto) error {
+	d.report(scan.Reply{ID: id, State: scan.Closed, Reason: "dry-run"})
+	return nil
+}
+func (drySession) Cancel(uint64) (scan.Reply, bool) { return scan.Reply{}, false }
+func (drySession) Close() error                     { return nil }
+
+// dryPlan is what --dry-run prints.
+type dryPlan struct {
+	Targets   string        `json:"targets"`
+	Ports     string        `json:"ports"`
+	Hosts     uint64        `json:"hosts"`
+	PortCount int           `json:"port_count"`
+	Space     uint64        `json:"space"`
+	Seed      uint64        `json:"seed"`
+	Shard     string        `json:"shard,omitempty"`
+	Probes    uint64        `json:"probes"` // what this run (shard) visits
+	Rate      float64       `json:"rate,omitempty"`
+	Estimate  time.Duration `json:"estimate_ns,omitempty"`
+	First     []string      `json:"first"` // the first probes in scan order
+	Elapsed   time.Duration `json:"engine_ns"`
+}
+
+func runDryScan(ctx context.Context, g *Globals, opts *ScanOptions, p *scanPlan) error {
+	s := opts.scanner(g, p)
+	s.Prober = dryProber{}
+	s.Rate = 0 // the plan is about order and size; nothing is sent to pace
+	plan := dryPlan{
+		Targets: strings.Join(opts.Exprs, " "), Ports: p.ports.String(), Hosts: p.space.Hosts(),
+		PortCount: p.space.PortCount(), Space: p.space.Size(), Seed: opts.Seed, Shard: opts.Shard, Rate: opts.Rate,
+	}
+	s.OnResult = func(res scan.Result) {
+		if len(plan.First) < 10 {
+			plan.First = append(plan.First, netip.AddrPortFrom(res.Addr, uint16(res.Port)).String()+"/"+res.Proto.String())
+		}
+	}
+	sum, err := s.Run(ctx, p.space)
+	if err != nil {
+		return fmt.Errorf("dry run: %w", err)
+	}
+	plan.Probes, plan.Elapsed = sum.Done, sum.Elapsed
+	if opts.Rate > 0 {
+		plan.Estimate = time.Duration(float64(plan.Probes) / opts.Rate * float64(time.Second))
+	}
+	if g.JSON {
+		return writeJSON(g, plan)
+	}
+	w := g.io.Out
+	fmt.Fprintf(w, "targets   %s (%d addresses)\n", plan.Targets, plan.Hosts)
+	fmt.Fprintf(w, "ports     %s (%d)\n", plan.Ports, plan.PortCount)
+	fmt.Fprintf(w, "probes    %d of a space of %d", plan.Probes, plan.Space)
+	if plan.Shard != "" {
+		fmt.Fprintf(w, " (shard %s)", plan.Shard)
+	}
+	fmt.Fprintf(w, "\nseed      %d\n", plan.Seed)
+	if plan.Rate > 0 {
+		fmt.Fprintf(w, "duration  at least %s at %.0f probes/s\n", plan.Estimate.Round(time.Second), plan.Rate)
+	}
+	fmt.Fprintf(w, "order     %s ...\n", strings.Join(plan.First, " "))
+	fmt.Fprintf(w, "nothing was sent (the engine ran the plan in %s)\n", plan.Elapsed.Round(time.Millisecond))
+	return nil
+}
