@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -110,21 +109,11 @@ func runShow(ctx context.Context, g *Globals, opts ShowOptions) error {
 		filter.States = append(filter.States, st)
 	}
 
-	db, err := opts.DB.open(ctx, false)
-	if errors.Is(err, errNoStore) {
-		return withCode(ExitNotFound, fmt.Errorf("scan %d: %w", opts.ID, err))
-	}
+	db, si, err := opts.DB.openScan(ctx, opts.ID)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	si, err := db.Scan(ctx, opts.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return withCode(ExitNotFound, fmt.Errorf("scan %d not found in %s (portolan history lists the scans)", opts.ID, db.Path()))
-	}
-	if err != nil {
-		return err
-	}
 
 	out, color := g.io.Out, g.color()
 	var file *os.File

@@ -49,6 +49,27 @@ func (f DBFlags) open(ctx context.Context, create bool) (*store.Store, error) {
 	return store.Open(ctx, path)
 }
 
+// openScan opens the store and reads scan id. A missing store or scan is
+// an ExitNotFound error; on success the caller closes the store.
+func (f DBFlags) openScan(ctx context.Context, id int64) (*store.Store, store.ScanInfo, error) {
+	db, err := f.open(ctx, false)
+	if errors.Is(err, errNoStore) {
+		return nil, store.ScanInfo{}, withCode(ExitNotFound, fmt.Errorf("scan %d: %w", id, err))
+	}
+	if err != nil {
+		return nil, store.ScanInfo{}, err
+	}
+	si, err := db.Scan(ctx, id)
+	if err != nil {
+		db.Close()
+		if errors.Is(err, store.ErrNotFound) {
+			err = withCode(ExitNotFound, fmt.Errorf("scan %d not found in %s (portolan history lists the scans)", id, db.Path()))
+		}
+		return nil, store.ScanInfo{}, err
+	}
+	return db, si, nil
+}
+
 // scanMeta describes a stored scan for the renderers.
 func scanMeta(si store.ScanInfo) output.ScanMeta {
 	m := output.ScanMeta{
