@@ -15,7 +15,7 @@ const feistelRounds = 4
 // i-th index to visit. It keeps no table: each call runs a small Feistel
 // network over the next power of two at or above n and walks the cycle
 // until the value falls inside [0, n) (fewer than two steps on average),
-// so a space of 2^64 indexes costs the same 40 bytes as one of ten.
+// so a space of 2^64 indexes costs the same few dozen bytes as one of ten.
 // The same n and seed always give the same order.
 type Permutation struct {
 	n            uint64
