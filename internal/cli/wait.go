@@ -134,14 +134,19 @@ func runWait(ctx context.Context, g *Globals, opts WaitOptions) error {
 		wo.TLS = &tls.Config{InsecureSkipVerify: true}
 	}
 
-	// Progress on a terminal: the last reason of the last target tried.
+	// Progress on a terminal: how many are ready, and the last reason heard.
 	prog := g.progress()
 	start := time.Now()
 	var mu sync.Mutex
+	ready := 0
 	wo.OnAttempt = func(_ int, s wait.Status) {
 		mu.Lock()
 		defer mu.Unlock()
-		prog.Update("waiting %s: %s: %s", time.Since(start).Round(100*time.Millisecond), s.Target, s.Reason)
+		if s.Ready {
+			ready++
+			return
+		}
+		prog.Update("waiting %s, %d/%d ready: %s: %s", time.Since(start).Round(100*time.Millisecond), ready, len(targets), s.Target, s.Reason)
 	}
 	wctx := ctx
 	if opts.Timeout > 0 {

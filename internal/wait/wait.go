@@ -39,9 +39,10 @@ type Options struct {
 	TLS *tls.Config
 	// Resolver resolves host names. Nil means net.DefaultResolver.
 	Resolver *net.Resolver
-	// OnAttempt, when set, is called after every attempt that did not make
-	// its target ready, with the target's index and status; from several
-	// goroutines at once. The CLI draws its progress line with it.
+	// OnAttempt, when set, is called after every attempt with the target's
+	// index and status (its last call for a target says Ready, unless the
+	// wait ended first); from several goroutines at once. The CLI draws its
+	// progress line with it.
 	OnAttempt func(i int, s Status)
 	// Logger receives a debug record per attempt. Nil discards.
 	Logger *slog.Logger
@@ -93,7 +94,8 @@ func Wait(ctx context.Context, targets []Target, opts Options) ([]Status, error)
 	if len(notReady) > 0 {
 		err := ctx.Err()
 		if err == nil {
-			err = context.Canceled // cannot happen: run only gives up when ctx ends
+			// The deadline passed a moment before ctx says so.
+			err = context.DeadlineExceeded
 		}
 		return out, fmt.Errorf("%d of %d targets not ready (%s): %w", len(notReady), len(out), strings.Join(notReady, ", "), err)
 	}
@@ -146,14 +148,22 @@ func (w *waiter) run(ctx context.Context, i int, st *Status, start time.Time) {
 		w.log.Debug("wait attempt", "target", st.Target.Raw, "ready", res.ready, "reason", res.reason)
 		if res.ready {
 			st.Ready, st.Reason, st.Addrs = true, "", res.addrs
+			if w.opts.OnAttempt != nil {
+				w.opts.OnAttempt(i, *st)
+			}
 			return
 		}
 		// An attempt cut short by the end of the whole wait says only
-		// that; the attempt before it knew more.
-		if ctx.Err() == nil || st.Reason == "" {
+		// that; the attempt before it knew more. The deadline is checked
+		// too: a dial can time out on it before ctx reports it.
+		over := ctx.Err() != nil
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			over = true
+		}
+		if !over || st.Reason == "" {
 			st.Reason, st.Addrs = res.reason, res.addrs
 		}
-		if ctx.Err() != nil {
+		if over {
 			return
 		}
 		if w.opts.OnAttempt != nil {

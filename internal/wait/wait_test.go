@@ -188,7 +188,9 @@ func TestWaitHTTPFailingFirst(t *testing.T) {
 	var reasons []string
 	o.OnAttempt = func(_ int, s Status) {
 		mu.Lock()
-		reasons = append(reasons, s.Reason)
+		if !s.Ready {
+			reasons = append(reasons, s.Reason)
+		}
 		mu.Unlock()
 	}
 	target := srv.URL + "/health"
@@ -311,8 +313,19 @@ func TestWaitParallel(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// Stop once the first has failed and the second is ready.
+	var mu sync.Mutex
+	failed, ready := false, false
 	o := fast
-	o.OnAttempt = func(int, Status) { cancel() }
+	o.OnAttempt = func(i int, s Status) {
+		mu.Lock()
+		defer mu.Unlock()
+		failed = failed || (i == 0 && !s.Ready)
+		ready = ready || (i == 1 && s.Ready)
+		if failed && ready {
+			cancel()
+		}
+	}
 	st, err := Wait(ctx, ts, o)
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "1 of 2 targets not ready") {
 		t.Errorf("Wait = %v; want 1 of 2 not ready", err)
