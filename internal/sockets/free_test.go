@@ -3,8 +3,8 @@ package sockets
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
-	"net/netip"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -14,40 +14,42 @@ import (
 )
 
 // holdPort listens on network/addr (port 0: the kernel picks) and returns
-// the port; the listener closes with the test.
+// the port; the listener closes with the test. A UDP port is picked where
+// TCP is free too, so that "held on UDP only" holds on a machine where
+// other programs use many TCP ports.
 func holdPort(t *testing.T, network, addr string) portspec.Port {
 	t.Helper()
-	var ap netip.AddrPort
 	switch network {
 	case "udp", "udp4", "udp6":
-		c, err := net.ListenPacket(network, addr)
-		if err != nil {
-			t.Fatalf("ListenPacket(%s, %s): %v", network, addr, err)
+		for range 100 {
+			c, err := net.ListenPacket(network, addr)
+			if err != nil {
+				t.Fatalf("ListenPacket(%s, %s): %v", network, addr, err)
+			}
+			p := portspec.Port(c.LocalAddr().(*net.UDPAddr).Port)
+			if CheckFree(p, portspec.TCP) == nil {
+				t.Cleanup(func() { c.Close() })
+				return p
+			}
+			c.Close()
 		}
-		t.Cleanup(func() { c.Close() })
-		ap = c.LocalAddr().(*net.UDPAddr).AddrPort()
-	default:
-		l, err := net.Listen(network, addr)
-		if err != nil {
-			t.Fatalf("Listen(%s, %s): %v", network, addr, err)
-		}
-		t.Cleanup(func() { l.Close() })
-		ap = l.Addr().(*net.TCPAddr).AddrPort()
+		t.Fatalf("no UDP port on %s with TCP free", addr)
 	}
-	return portspec.Port(ap.Port())
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatalf("Listen(%s, %s): %v", network, addr, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return portspec.Port(l.Addr().(*net.TCPAddr).Port)
 }
 
-// unusedPort returns a port that was free a moment ago: bound and closed
-// without ever listening, so it leaves nothing behind.
+// unusedPort returns a port free for TCP and UDP a moment ago, from
+// 20000-31999: below the default ephemeral range, where other programs'
+// outgoing connections do not take it meanwhile.
 func unusedPort(t *testing.T) portspec.Port {
 	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := portspec.Port(l.Addr().(*net.TCPAddr).Port)
-		l.Close()
+	for range 1000 {
+		p := portspec.Port(20000 + rand.IntN(12000))
 		if CheckFree(p, portspec.TCP, portspec.UDP) == nil {
 			return p
 		}

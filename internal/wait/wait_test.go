@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"portolan/internal/portspec"
+	"portolan/internal/sockets"
 )
 
 // Short pauses keep the tests quick; the deadlines are generous so a busy
@@ -37,12 +39,22 @@ func mustTarget(t *testing.T, s string) Target {
 
 func listen(t *testing.T, network, addr string) net.Listener {
 	t.Helper()
+	l, err := tryListen(t, network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// tryListen listens and serves by accepting and closing, as a server would;
+// it may run in a goroutine of its own (it does not stop the test).
+func tryListen(t *testing.T, network, addr string) (net.Listener, error) {
 	l, err := net.Listen(network, addr)
 	if err != nil {
-		t.Fatalf("Listen(%s, %s): %v", network, addr, err)
+		return nil, fmt.Errorf("Listen(%s, %s): %w", network, addr, err)
 	}
 	t.Cleanup(func() { l.Close() })
-	go func() { // accept and close, as a server would
+	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
@@ -51,21 +63,24 @@ func listen(t *testing.T, network, addr string) net.Listener {
 			c.Close()
 		}
 	}()
-	return l
+	return l, nil
 }
 
 func portOf(l net.Listener) int { return l.Addr().(*net.TCPAddr).Port }
 
-// unusedPort returns a loopback port nothing listens on right now.
+// unusedPort returns a port nothing listens on right now, from
+// 20000-31999: below the default ephemeral range, so no other program's
+// outgoing connection takes it before a test listens on it.
 func unusedPort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		if sockets.CheckFree(portspec.Port(p)) == nil {
+			return p
+		}
 	}
-	p := portOf(l)
-	l.Close()
-	return p
+	t.Fatal("no unused port found")
+	return 0
 }
 
 // waitFail waits for one target that is not expected to become ready, and
@@ -103,7 +118,9 @@ func TestWaitLateListener(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", p)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		listen(t, "tcp4", addr)
+		if _, err := tryListen(t, "tcp4", addr); err != nil {
+			t.Error(err)
+		}
 	}()
 	st, err := waitOne(t, addr, fast)
 	if err != nil || !st.Ready {
@@ -274,7 +291,9 @@ func TestWaitUnix(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		listen(t, "unix", path)
+		if _, err := tryListen(t, "unix", path); err != nil {
+			t.Error(err)
+		}
 	}()
 	st, err := waitOne(t, "unix:"+path, fast)
 	if err != nil || !st.Ready {
