@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,17 +37,47 @@ func (ConnectProber) Open(ctx context.Context, report func(Reply)) (Session, err
 	}
 	s := &epollSession{
 		epfd: epfd, wake: wake, report: report,
-		limit:   limit,
-		ids:     make(map[uint64]int32),
-		zones:   make(map[string]uint32),
-		done:    make(chan struct{}),
-		closeC:  make(chan struct{}, 1),
-		closerQ: make(chan struct{}),
-		closerD: make(chan struct{}),
+		limit:  limit,
+		ids:    make(map[uint64]int32),
+		queued: make(map[uint64]struct{}),
+		zones:  make(map[string]uint32),
+		done:   make(chan struct{}),
+		spare:  [2]int{-1, -1},
+		nsfd:   -1,
 	}
 	go s.poll()
-	go s.closer()
+	s.startHelpers()
 	return s, nil
+}
+
+// startHelpers starts a helper thread per core beyond the caller's, in the
+// caller's network namespace; without one (a single core, or a namespace
+// it cannot enter) the caller does all the probing.
+func (s *epollSession) startHelpers() {
+	n := runtime.GOMAXPROCS(0) - 1
+	if n < 1 {
+		return
+	}
+	nsfd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	s.nsfd = nsfd
+	s.jobs = make(chan job, 256)
+	ready := make(chan bool)
+	ok := 0
+	for range n {
+		s.helpers.Add(1)
+		go s.helper(nsfd, ready)
+		if <-ready {
+			ok++
+		}
+	}
+	if ok == 0 {
+		close(s.jobs)
+		s.helpers.Wait()
+		s.jobs = nil
+	}
 }
 
 // raiseNoFile lifts the soft open-files limit to the hard one (Go does this
@@ -80,68 +112,17 @@ type epollSession struct {
 	mu     sync.Mutex
 	conns  []conn // by file descriptor
 	ids    map[uint64]int32
+	queued map[uint64]struct{} // handed to a helper, not yet sent
 	closed bool
 	done   chan struct{}
 
-	// Sockets done with at once are closed by another goroutine: close
-	// costs as much as connect, and this way the two run on two cores.
-	cmu     sync.Mutex
-	toClose []int
-	closeC  chan struct{} // capacity 1: "toClose has some"
-	closerQ chan struct{} // closed: the closer is to finish
-	closerD chan struct{} // closed: the closer has finished
-}
+	spare [2]int // per family (IPv4, IPv6): an unconnected socket to reuse, or -1; Send's own
+	turn  int
 
-// maxToClose bounds the sockets waiting for the closer; past it Send
-// closes them itself, so a stalled closer cannot run the process out of
-// descriptors.
-const maxToClose = 1024
-
-func (s *epollSession) closeLater(fd int) {
-	s.cmu.Lock()
-	if len(s.toClose) >= maxToClose {
-		s.cmu.Unlock()
-		unix.Close(fd)
-		return
-	}
-	s.toClose = append(s.toClose, fd)
-	n := len(s.toClose)
-	s.cmu.Unlock()
-	// Wake the closer for batches, not for every socket: a wake-up costs
-	// about what a close does. Stragglers wait for the next batch or Close,
-	// harmless for sockets that have nothing left to send.
-	if n == closeBatch {
-		select {
-		case s.closeC <- struct{}{}:
-		default:
-		}
-	}
-}
-
-const closeBatch = 64
-
-func (s *epollSession) closer() {
-	defer close(s.closerD)
-	var batch []int
-	for {
-		select {
-		case <-s.closeC:
-		case <-s.closerQ:
-			s.cmu.Lock()
-			for _, fd := range s.toClose {
-				unix.Close(fd)
-			}
-			s.toClose = nil
-			s.cmu.Unlock()
-			return
-		}
-		s.cmu.Lock()
-		batch, s.toClose = s.toClose, batch[:0]
-		s.cmu.Unlock()
-		for _, fd := range batch {
-			unix.Close(fd)
-		}
-	}
+	jobs    chan job // to the helper threads; nil: none
+	helpers sync.WaitGroup
+	nsfd    int                   // the namespace the session was opened in
+	fatal   atomic.Pointer[error] // a helper's error that ends the scan
 }
 
 type conn struct {
@@ -157,40 +138,176 @@ func (s *epollSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto)
 	if proto != portspec.TCP {
 		return fmt.Errorf("connect probe over %s: %w", proto, ErrUnsupported)
 	}
+	if err := s.fatal.Load(); err != nil {
+		return *err
+	}
 	sa, family, err := s.sockaddr(dst)
 	if err != nil {
 		return err
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	// Every other probe goes to a helper thread, if there is one and it
+	// keeps up: connect is nearly all the work, and one thread issuing
+	// them uses one core.
+	if s.turn++; s.jobs != nil && s.turn%2 == 0 {
+		s.mu.Lock()
+		s.queued[id] = struct{}{}
+		s.mu.Unlock()
+		select {
+		case s.jobs <- job{id, sa, family}:
+			return nil
+		default:
+			s.mu.Lock()
+			delete(s.queued, id)
+			s.mu.Unlock()
+		}
+	}
+	return s.probe(id, sa, family, &s.spare)
+}
+
+// job is a probe handed to a helper thread.
+type job struct {
+	id     uint64
+	sa     unix.Sockaddr
+	family int
+}
+
+// helper runs probes on a thread of its own, in the network namespace the
+// session was opened in. ready gets whether it got there.
+func (s *epollSession) helper(nsfd int, ready chan<- bool) {
+	defer s.helpers.Done()
+	// The thread stays locked: if it had to switch namespaces, the
+	// runtime retires it when the goroutine ends instead of reusing it.
+	runtime.LockOSThread()
+	if !sameNetns(nsfd) && unix.Setns(nsfd, unix.CLONE_NEWNET) != nil {
+		ready <- false
+		return
+	}
+	ready <- true
+	spare := [2]int{-1, -1}
+	defer closeSpares(spare)
+	for j := range s.jobs {
+		s.mu.Lock()
+		_, ok := s.queued[j.id]
+		delete(s.queued, j.id)
+		s.mu.Unlock()
+		if !ok {
+			continue // cancelled before it went out
+		}
+		if err := s.probe(j.id, j.sa, j.family, &spare); err != nil {
+			if !errors.Is(err, ErrBusy) {
+				s.fatal.CompareAndSwap(nil, &err) // the next Send returns it
+			}
+			s.report(Reply{ID: j.id}) // no verdict: the scanner sends it again
+		}
+	}
+}
+
+// sameNetns reports whether the calling thread is in the namespace nsfd.
+func sameNetns(nsfd int) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(nsfd, &a) != nil || unix.Stat("/proc/thread-self/ns/net", &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+func closeSpares(spare [2]int) {
+	for _, fd := range spare {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}
+
+// probe connects to sa and reports the outcome, or registers the socket
+// with epoll if the outcome is not known yet. spare is the caller's own
+// pair of reusable sockets.
+func (s *epollSession) probe(id uint64, sa unix.Sockaddr, family int, spare *[2]int) error {
+	fd, err := socket(family, spare)
 	if err != nil {
 		return sendErr("socket", err)
 	}
 	start := time.Now()
 	err = unix.Connect(fd, sa)
+	again := false
 	if err == unix.EINPROGRESS {
-		// On loopback and veth the answer is often processed inside
-		// connect itself: a reset is then already in SO_ERROR, and
-		// asking costs less than an epoll registration and wake-up.
-		if errno, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && errno != 0 {
-			err = unix.Errno(errno)
+		// On loopback and veth the answer is usually processed inside
+		// connect itself. A second connect reads it (EALREADY: still in
+		// progress; EISCONN: connected; else the error), and after an
+		// error it leaves the socket unconnected, ready for the next
+		// probe: a closed port then costs no socket and no close, which
+		// is a third of the kernel's work per port.
+		again = true
+		switch err = unix.Connect(fd, sa); err {
+		case unix.EALREADY:
+			err = unix.EINPROGRESS
+		case unix.EISCONN:
+			err = nil
 		}
 	}
-	if err != nil && err != unix.EINPROGRESS {
-		errno, _ := err.(unix.Errno)
-		st, reason, busy := verdict(errno)
-		switch {
-		case busy:
-			unix.Close(fd)
-			return sendErr("connect", err)
-		case st == Unknown:
-			unix.Close(fd)
-			return fmt.Errorf("connect: %w", err)
-		}
-		s.report(Reply{ID: id, State: st, Reason: reason, RTT: time.Since(start)})
-		s.closeLater(fd)
+	switch {
+	case err == unix.EINPROGRESS:
+		return s.wait(id, fd, start)
+	case err == nil: // connected
+		r, _ := outcome(fd)
+		r.ID, r.RTT = id, time.Since(start)
+		unix.Close(fd)
+		s.report(r)
 		return nil
 	}
-	// In progress (or, rarely, done at once): the event says which.
+	errno, _ := err.(unix.Errno)
+	st, reason, busy := verdict(errno)
+	switch {
+	case busy:
+		unix.Close(fd)
+		return sendErr("connect", err)
+	case st == Unknown && again:
+		// Odd, but about this probe only: probe again on a new socket.
+		unix.Close(fd)
+		s.report(Reply{ID: id})
+		return nil
+	case st == Unknown:
+		unix.Close(fd)
+		return fmt.Errorf("connect: %w", err)
+	}
+	s.report(Reply{ID: id, State: st, Reason: reason, RTT: time.Since(start)})
+	reuse(family, fd, spare)
+	return nil
+}
+
+// socket returns an unconnected non-blocking TCP socket: the spare one of
+// the family, if any, or a new one. Either is made on the calling thread,
+// so in its network namespace.
+func socket(family int, spare *[2]int) (int, error) {
+	i := familyIndex(family)
+	if fd := spare[i]; fd >= 0 {
+		spare[i] = -1
+		return fd, nil
+	}
+	return unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+}
+
+// reuse keeps fd, whose connect failed and left it unconnected, as the
+// spare socket of its family.
+func reuse(family, fd int, spare *[2]int) {
+	i := familyIndex(family)
+	if spare[i] >= 0 {
+		unix.Close(fd)
+		return
+	}
+	spare[i] = fd
+}
+
+func familyIndex(family int) int {
+	if family == unix.AF_INET6 {
+		return 1
+	}
+	return 0
+}
+
+// wait registers fd, whose connect is in progress, with epoll; poll
+// reports it.
+func (s *epollSession) wait(id uint64, fd int, start time.Time) error {
 	s.mu.Lock()
 	if fd >= len(s.conns) {
 		s.conns = append(s.conns, make([]conn, fd+1-len(s.conns)+len(s.conns)/2)...)
@@ -259,6 +376,13 @@ func (s *epollSession) own(fd int, gen uint32) (conn, bool) {
 
 func (s *epollSession) Cancel(id uint64) (Reply, bool) {
 	s.mu.Lock()
+	if _, q := s.queued[id]; q {
+		// Still waiting for a helper thread (a loaded machine): it never
+		// went out, so it is no attempt, and no verdict.
+		delete(s.queued, id)
+		s.mu.Unlock()
+		return Reply{ID: id}, true
+	}
 	fd, ok := s.ids[id]
 	var c conn
 	if ok {
@@ -365,6 +489,13 @@ func selfConnected(fd int) bool {
 }
 
 func (s *epollSession) Close() error {
+	if s.jobs != nil {
+		close(s.jobs)
+		s.helpers.Wait()
+	}
+	if s.nsfd >= 0 {
+		unix.Close(s.nsfd)
+	}
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
@@ -380,8 +511,7 @@ func (s *epollSession) Close() error {
 	}
 	clear(s.ids)
 	s.mu.Unlock()
-	close(s.closerQ)
-	<-s.closerD
+	closeSpares(s.spare)
 	unix.Close(s.epfd)
 	unix.Close(s.wake)
 	return nil
