@@ -72,9 +72,27 @@ var migrations = []string{
 var SchemaVersion = len(migrations)
 
 // migrate brings the schema up to SchemaVersion, one migration per
-// transaction. Two processes opening a new file at once are serialised by
-// the immediate transaction; the second sees the first one's work.
+// transaction. An up-to-date file is only read, so a store on read-only
+// media still opens. Two processes migrating a new file at once are
+// serialised by the immediate transaction; the second sees the first one's
+// work.
 func (s *Store) migrate(ctx context.Context) error {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		v, err := schemaVersion(ctx, s.db)
+		if err != nil {
+			return err
+		}
+		if v > SchemaVersion {
+			return errNewer(v)
+		}
+		if v == SchemaVersion {
+			return nil
+		}
+	}
 	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY,
 		applied INTEGER NOT NULL -- unix nanoseconds
@@ -87,6 +105,10 @@ func (s *Store) migrate(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+func errNewer(v int) error {
+	return fmt.Errorf("schema version %d is newer than this portolan knows (%d): upgrade portolan", v, SchemaVersion)
 }
 
 // migrateOne applies the next migration, if any, and reports whether the
@@ -103,7 +125,7 @@ func (s *Store) migrateOne(ctx context.Context) (bool, error) {
 	}
 	switch {
 	case v > SchemaVersion:
-		return false, fmt.Errorf("schema version %d is newer than this portolan knows (%d): upgrade portolan", v, SchemaVersion)
+		return false, errNewer(v)
 	case v == SchemaVersion:
 		return true, nil
 	}

@@ -469,3 +469,36 @@ func TestResultsQueryUsesIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenConcurrently: two processes starting their first scan at once
+// both migrate the new file; one does the work, neither fails.
+func TestOpenConcurrently(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "portolan.db")
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			s, err := Open(context.Background(), path)
+			if err == nil {
+				_, err = s.CreateScan(context.Background(), ScanInfo{Targets: "127.0.0.1"})
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Open: %v", err)
+		}
+	}
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var n int
+	s.db.QueryRow("SELECT COUNT(*) FROM schema_migrations").Scan(&n)
+	scans, _ := s.Scans(context.Background(), 0)
+	if n != SchemaVersion || len(scans) != 4 {
+		t.Errorf("after 4 concurrent opens: %d migrations, %d scans; want %d and 4", n, len(scans), SchemaVersion)
+	}
+}
