@@ -57,8 +57,9 @@ type Scanner struct {
 	// also stays under the open-files limit.
 	Window int
 	// Retries is how many more times a probe with no answer is sent. Only
-	// unanswered probes are retried. 0 means DefaultRetries; negative means
-	// none.
+	// unanswered probes are retried, and a host where dozens of retries
+	// never drew an answer (it drops, it does not lose) gets one at most.
+	// 0 means DefaultRetries; negative means none.
 	Retries int
 	// MinTimeout and MaxTimeout bound the wait for an answer, which is
 	// otherwise derived per host from its measured RTT (SRTT + 4*RTTVAR).
@@ -277,9 +278,13 @@ type host struct {
 	inFlight int
 	answered int // probes answered open or closed
 	silent   int // unanswered attempts in a row
-	down     bool
-	parked   []*probe // waiting for the slow-start limit
-	early    []earlyProbe
+	retried  int // probes sent again for lack of an answer
+	// retryAnswered counts probes answered on a retry: proof that the
+	// path loses packets and retries pay.
+	retryAnswered int
+	down          bool
+	parked        []*probe // waiting for the slow-start limit
+	early         []earlyProbe
 }
 
 // earlyProbe is a probe sent before the host's first RTT sample, with the
@@ -624,6 +629,9 @@ func (e *engine) onReply(r Reply) {
 		e.global.sample(r.RTT)
 		h.answered++
 		h.silent = 0
+		if p.attempts > 1 {
+			h.retryAnswered++
+		}
 		if first {
 			e.shrinkEarly(h)
 		}
@@ -666,11 +674,23 @@ func (e *engine) onTimeout(p *probe) {
 	h.silent++
 	e.checkDown(p.addr, h)
 	e.unpark(h)
-	if p.attempts <= e.retries && !h.down {
+	if p.attempts <= e.retriesFor(h) && !h.down {
+		h.retried++
 		e.ready.pushBack(p)
 		return
 	}
 	e.finish(p, e.result(p, Filtered, ReasonNoResponse, 0))
+}
+
+// retriesFor is how many retries h's probes get. Like nmap, once many
+// probes to a host were retried and no retry ever drew an answer, the host
+// drops rather than loses packets, and one retry is enough; an answer to
+// a retry restores them all.
+func (e *engine) retriesFor(h *host) int {
+	if h.retried >= 32 && h.retryAnswered == 0 {
+		return min(e.retries, 1)
+	}
+	return e.retries
 }
 
 func (e *engine) checkDown(a netip.Addr, h *host) {

@@ -351,3 +351,28 @@ func BenchmarkScheduler(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(uint64(b.N)*sp.Size()), "ns/probe")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
 }
+
+// TestSchedulerRetriesAdapt: a host that drops (no retry ever answered)
+// gets one retry per port once that is clear; a lossy one (retries do
+// answer) keeps them all.
+func TestSchedulerRetriesAdapt(t *testing.T) {
+	fast := Scanner{MinTimeout: 5 * time.Millisecond, MaxTimeout: 5 * time.Millisecond, HostDownAfter: -1}
+	drops := &fakeProber{answer: func(port uint16, _ int) (State, bool) { return Closed, port%2 == 1 }}
+	s := fast
+	s.Prober = drops
+	_, sum := run(t, s, portsSpace(400))
+	if sum.Retries >= 200*DefaultRetries || sum.Retries < 200 {
+		t.Errorf("dropping host: %d retries for 200 silent ports; want fewer than %d, at least 200", sum.Retries, 200*DefaultRetries)
+	}
+
+	lossy := &fakeProber{answer: func(port uint16, attempt int) (State, bool) {
+		return Closed, port%2 == 1 || attempt >= 2
+	}}
+	s.Prober = lossy
+	got, _ := run(t, s, portsSpace(400))
+	for port, r := range got {
+		if r.State != Closed {
+			t.Errorf("lossy host: port %d = %v; want closed (answered on a retry)", port, r.State)
+		}
+	}
+}
