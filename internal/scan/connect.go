@@ -19,8 +19,12 @@ import (
 // a reset (SO_LINGER 0), so a scan leaves no TIME_WAIT behind to exhaust
 // ephemeral ports.
 //
-// On Linux it runs non-blocking sockets from one epoll loop, and raises the
-// open-files limit to its hard maximum; elsewhere it is DialProber.
+// On Linux it drives non-blocking sockets itself: answers already known
+// when connect returns (loopback, veth) are read at once, and a refused
+// socket is reused for the next probe; the rest wait in one epoll loop.
+// Probes are issued from the calling goroutine and one helper thread per
+// further core, all in the caller's network namespace. It raises the
+// open-files limit to its hard maximum. Elsewhere it is DialProber.
 // The zero value is ready.
 type ConnectProber struct{}
 
