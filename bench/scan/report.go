@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"portolan/internal/output"
+)
+
+// baseline is the tool every ratio is taken against.
+const baseline = "portolan"
+
+// Targets from the issue.
+const (
+	minSpeedup = 3.0 // nmap -sT -T4 wall / portolan wall
+	maxRSSMiB  = 100
+)
+
+type rendered struct{ text, markdown string }
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}
+
+// summary is the runs of one tool in one scenario.
+type summary struct {
+	tool, scenario  string
+	runs, bad       int // bad: errors, time-outs, unreadable output
+	wall, cpu, rss  []float64
+	minFound, want  int
+	maxFalse        int
+	filtered        []float64
+	ratios          []float64 // tool wall / portolan wall of the same run
+	perfectEveryRun bool
+}
+
+func summarize(rows []row, scs []scenario, ts []tool) []*summary {
+	base := map[string]float64{} // scenario/run -> portolan wall
+	for _, r := range rows {
+		if r.tool == baseline && r.ok() {
+			base[fmt.Sprint(r.scenario, "/", r.run)] = r.m.wall.Seconds()
+		}
+	}
+	var out []*summary
+	for _, sc := range scs {
+		for _, t := range ts {
+			s := &summary{tool: t.name, scenario: sc.name, minFound: -1, perfectEveryRun: true}
+			for _, r := range rows {
+				if r.tool != t.name || r.scenario != sc.name {
+					continue
+				}
+				s.runs++
+				s.want = r.want
+				if !r.ok() {
+					s.bad++
+					s.perfectEveryRun = false
+					continue
+				}
+				s.wall = append(s.wall, r.m.wall.Seconds())
+				s.cpu = append(s.cpu, (r.m.user + r.m.sys).Seconds())
+				s.rss = append(s.rss, float64(r.m.maxRSSKB)/1024)
+				s.filtered = append(s.filtered, float64(r.filtered))
+				if s.minFound < 0 || r.found < s.minFound {
+					s.minFound = r.found
+				}
+				s.maxFalse = max(s.maxFalse, r.falseOpen)
+				if r.found != r.want || r.falseOpen != 0 {
+					s.perfectEveryRun = false
+				}
+				if b, ok := base[fmt.Sprint(r.scenario, "/", r.run)]; ok && b > 0 {
+					s.ratios = append(s.ratios, r.m.wall.Seconds()/b)
+				}
+			}
+			if s.runs > 0 {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func report(rows []row, mem []memRow, scs []scenario, ts []tool, c config) rendered {
+	sums := summarize(rows, scs, ts)
+	tab := output.Table{
+		Header:     []string{"tool", "scenario", "runs", "wall s (median)", "min-max", "cpu s", "rss MiB", "open found", "recall (worst)", "false opens", "filtered rep.", "x portolan (median, min)"},
+		RightAlign: []int{2, 3, 5, 6, 7, 8, 9, 10},
+	}
+	for _, s := range sums {
+		if len(s.wall) == 0 {
+			tab.Add(s.tool, s.scenario, fmt.Sprintf("%d (%d failed)", s.runs, s.bad))
+			continue
+		}
+		runs := fmt.Sprint(s.runs)
+		if s.bad > 0 {
+			runs += fmt.Sprintf(" (%d failed)", s.bad)
+		}
+		ratio := "-"
+		if s.tool != baseline && len(s.ratios) > 0 {
+			ratio = fmt.Sprintf("%.1fx, %.1fx", median(s.ratios), slices.Min(s.ratios))
+		}
+		tab.Add(s.tool, s.scenario, runs,
+			fmt.Sprintf("%.2f", median(s.wall)),
+			fmt.Sprintf("%.2f-%.2f", slices.Min(s.wall), slices.Max(s.wall)),
+			fmt.Sprintf("%.2f", median(s.cpu)),
+			fmt.Sprintf("%.1f", median(s.rss)),
+			fmt.Sprintf("%d/%d", s.minFound, s.want),
+			fmt.Sprintf("%.1f%%", 100*float64(s.minFound)/float64(max(s.want, 1))),
+			fmt.Sprint(s.maxFalse),
+			filteredCell(s.filtered),
+			ratio)
+	}
+
+	memTab := output.Table{
+		Header:     []string{"portolan memory", "probes", "wall s", "peak RSS MiB", "RSS over time (MiB)", "note"},
+		RightAlign: []int{2, 3},
+	}
+	for _, m := range mem {
+		note := m.note
+		if m.m.err != nil {
+			note = "ERROR " + m.m.err.Error()
+		}
+		memTab.Add(m.name, m.probes, fmt.Sprintf("%.1f", m.m.wall.Seconds()), mib1(m.m.maxRSSKB), rssCurve(m.m.samples), note)
+	}
+
+	verdicts := targets(sums, mem, c)
+
+	var text bytes.Buffer
+	text.WriteString("\n")
+	tab.Write(&text, false)
+	if len(mem) > 0 {
+		text.WriteString("\n")
+		memTab.Write(&text, false)
+	}
+	text.WriteString("\ntargets:\n" + verdicts)
+
+	var md strings.Builder
+	md.WriteString(mdTable(tab) + "\n")
+	if len(mem) > 0 {
+		md.WriteString(mdTable(memTab) + "\n")
+	}
+	md.WriteString("Targets:\n\n" + verdicts)
+	return rendered{text.String(), md.String()}
+}
+
+// targets checks the issue's goals and says which are met.
+func targets(sums []*summary, mem []memRow, c config) string {
+	var b strings.Builder
+	mark := func(ok bool) string {
+		if ok {
+			return "MET "
+		}
+		return "MISS"
+	}
+	for _, s := range sums {
+		if s.tool != baseline {
+			continue
+		}
+		fmt.Fprintf(&b, "- %s recall 100%%, no false open, every run (%s): %s\n", mark(s.perfectEveryRun && s.runs > 0), s.scenario,
+			fmt.Sprintf("worst %d/%d found, at most %d false, %d failed runs", max(s.minFound, 0), s.want, s.maxFalse, s.bad))
+	}
+	for _, s := range sums {
+		if s.tool != "nmap-T4" || len(s.ratios) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "- %s >= %.0fx faster than nmap -sT -T4 (%s): median %.1fx, worst run %.1fx\n",
+			mark(median(s.ratios) >= minSpeedup), minSpeedup, s.scenario, median(s.ratios), slices.Min(s.ratios))
+	}
+	for _, m := range mem {
+		fmt.Fprintf(&b, "- %s peak RSS < %d MiB (%s): %s MiB\n", mark(m.m.err == nil && m.m.maxRSSKB < maxRSSMiB*1024), maxRSSMiB, m.name, mib1(m.m.maxRSSKB))
+	}
+	return b.String()
+}
+
+func mib1(kb int64) string { return fmt.Sprintf("%.1f", float64(kb)/1024) }
+
+// rssCurve shows the resident set at a few moments of a run: flat is the goal.
+func rssCurve(s []rssSample) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	var parts []string
+	step := max(1, len(s)/6)
+	for i := 0; i < len(s); i += step {
+		parts = append(parts, fmt.Sprintf("%s:%.0f", s[i].at.Round(time.Second), float64(s[i].rssKB)/1024))
+	}
+	if last := s[len(s)-1]; (len(s)-1)%step != 0 {
+		parts = append(parts, fmt.Sprintf("%s:%.0f", last.at.Round(time.Second), float64(last.rssKB)/1024))
+	}
+	return strings.Join(parts, " ")
+}
+
+func mdTable(t output.Table) string {
+	var b strings.Builder
+	b.WriteString("| " + strings.Join(t.Header, " | ") + " |\n|")
+	for range t.Header {
+		b.WriteString(" --- |")
+	}
+	b.WriteString("\n")
+	for _, r := range t.Rows {
+		cells := slices.Clone(r)
+		for len(cells) < len(t.Header) {
+			cells = append(cells, "")
+		}
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+	return b.String()
+}
+
+// tsv is every run, one line each.
+func tsv(rows []row) string {
+	var b strings.Builder
+	b.WriteString("tool\tscenario\trun\twall_s\tuser_s\tsys_s\tmaxrss_kb\tfound\twant\tfalse_open\tfiltered\tload1\tstatus\n")
+	for _, r := range rows {
+		status := "ok"
+		switch {
+		case r.m.timedOut:
+			status = "timeout"
+		case r.m.err != nil:
+			status = "error: " + r.m.err.Error()
+		case r.parseErr != nil:
+			status = "parse: " + r.parseErr.Error()
+		}
+		fmt.Fprintf(&b, "%s\t%s\t%d\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%d\t%.2f\t%s\n", r.tool, r.scenario, r.run,
+			r.m.wall.Seconds(), r.m.user.Seconds(), r.m.sys.Seconds(), r.m.maxRSSKB, r.found, r.want, r.falseOpen, r.filtered, r.load, status)
+	}
+	return b.String()
+}
+
+func filteredCell(f []float64) string {
+	if len(f) == 0 || median(f) < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", median(f))
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"portolan/internal/portspec"
+	"portolan/internal/scan"
+)
+
+// scenario is one target setup every tool scans.
+type scenario struct {
+	name   string
+	addr   netip.Addr
+	filter bool // the target drops the dropped ports
+}
+
+// tool is one scanner command line and the reader of its output.
+type tool struct {
+	name string
+	// args returns the command line; out is the file the results go to.
+	// Stdout goes to out+".stdout".
+	args func(sc scenario, out string, run int) []string
+	// parse returns the open ports found and how many ports it reported
+	// filtered, -1 if the format does not say.
+	parse func(out string, addr netip.Addr) (open map[uint16]bool, filtered int, err error)
+}
+
+// outcome is what one tool found in one scenario.
+type outcome struct {
+	open     map[uint16]bool
+	filtered int
+}
+
+func tools(portolan, naabu string) []tool {
+	nmap := func(name string, extra ...string) tool {
+		return tool{name: name, parse: parseNmapXML,
+			args: func(sc scenario, out string, _ int) []string {
+				a := []string{"nmap", "-sT", "-n", "-Pn", "-p-"}
+				a = append(a, extra...)
+				if sc.addr.Is6() {
+					a = append(a, "-6")
+				}
+				return append(a, "-oX", out, sc.addr.String())
+			}}
+	}
+	ts := []tool{
+		{name: "portolan", parse: parseJSONL,
+			args: func(sc scenario, out string, run int) []string {
+				return []string{portolan, "scan", sc.addr.String(), "-p-", "--no-store", "--format", "jsonl",
+					"--seed", strconv.Itoa(run), "-o", out}
+			}},
+		{name: "portolan-list", parse: parseHostPort,
+			args: func(sc scenario, out string, run int) []string {
+				return []string{portolan, "scan", sc.addr.String(), "-p-", "--no-store", "--format", "list",
+					"--seed", strconv.Itoa(run), "-o", out}
+			}},
+		nmap("nmap-T4", "-T4"),
+		nmap("nmap-minrate5000", "--min-rate", "5000"),
+	}
+	if naabu != "" {
+		ts = append(ts, tool{name: "naabu-connect", parse: parseHostPort,
+			args: func(sc scenario, out string, _ int) []string {
+				a := []string{naabu, "-host", sc.addr.String(), "-p", "-", "-s", "c", "-rate", "10000", "-c", "100",
+					"-Pn", "-duc", "-silent", "-no-stdin", "-o", out}
+				if sc.addr.Is6() {
+					a = append(a, "-iv", "6")
+				}
+				return a
+			}})
+	}
+	return ts
+}
+
+// nmapRun is the part of nmap's -oX output the benchmark reads.
+type nmapRun struct {
+	Hosts []struct {
+		Ports struct {
+			Extra []struct {
+				State string `xml:"state,attr"`
+				Count int    `xml:"count,attr"`
+			} `xml:"extraports"`
+			Ports []struct {
+				Proto string `xml:"protocol,attr"`
+				ID    int    `xml:"portid,attr"`
+				State struct {
+					State string `xml:"state,attr"`
+				} `xml:"state"`
+			} `xml:"port"`
+		} `xml:"ports"`
+	} `xml:"host"`
+}
+
+func parseNmapXML(out string, _ netip.Addr) (map[uint16]bool, int, error) {
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return nil, 0, err
+	}
+	var r nmapRun
+	if err := xml.Unmarshal(b, &r); err != nil {
+		return nil, 0, fmt.Errorf("parse %s: %w", out, err)
+	}
+	open, filtered := map[uint16]bool{}, 0
+	for _, h := range r.Hosts {
+		for _, e := range h.Ports.Extra {
+			if e.State == "filtered" {
+				filtered += e.Count
+			}
+		}
+		for _, p := range h.Ports.Ports {
+			switch {
+			case p.Proto != "tcp":
+			case p.State.State == "open":
+				open[uint16(p.ID)] = true
+			case p.State.State == "filtered":
+				filtered++
+			}
+		}
+	}
+	return open, filtered, nil
+}
+
+// parseJSONL reads portolan's JSON Lines: one object per port.
+func parseJSONL(out string, addr netip.Addr) (map[uint16]bool, int, error) {
+	f, err := os.Open(out)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	open, filtered := map[uint16]bool{}, 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		var r scan.Result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return nil, 0, fmt.Errorf("parse %s:%d: %w", out, n, err)
+		}
+		if r.Addr != addr || r.Proto != portspec.TCP {
+			continue
+		}
+		switch r.State {
+		case scan.Open:
+			open[uint16(r.Port)] = true
+		case scan.Filtered:
+			filtered++
+		}
+	}
+	return open, filtered, sc.Err()
+}
+
+// parseHostPort reads "addr:port" lines (portolan --format list, naabu).
+func parseHostPort(out string, addr netip.Addr) (map[uint16]bool, int, error) {
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return nil, 0, err
+	}
+	open := map[uint16]bool{}
+	for n, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(line)
+		if err != nil {
+			// naabu writes bare IPv6 addresses as "fd00::2:22".
+			i := strings.LastIndexByte(line, ':')
+			a, err1 := netip.ParseAddr(line[:max(i, 0)])
+			p, err2 := strconv.ParseUint(line[i+1:], 10, 16)
+			if i < 0 || err1 != nil || err2 != nil {
+				return nil, 0, fmt.Errorf("parse %s:%d: %q is not addr:port", out, n+1, line)
+			}
+			ap = netip.AddrPortFrom(a, uint16(p))
+		}
+		if ap.Addr() == addr {
+			open[ap.Port()] = true
+		}
+	}
+	return open, -1, nil
+}
