@@ -23,7 +23,21 @@ fi
 
 echo "== tests (fuzz seed corpora included)"
 # Root-only tests run when we are root; with CI=true they fail rather than skip without it.
-go test -count=1 -timeout 20m ./...
+log=$(mktemp)
+status=0
+go test -count=1 -timeout 20m -v ./... >"$log" 2>&1 || status=$?
+grep -E '^(ok|FAIL|---|panic:|\s+--- FAIL)' "$log" | grep -v -- '--- PASS' || true
+if [ $status -ne 0 ]; then
+	echo "== failures (full log: $log)"
+	grep -B2 -A30 -E -- '--- FAIL' "$log" | head -300
+fi
+passed=$(grep -cE '^\s*--- PASS' "$log" || true)
+failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
+skipped=$(grep -cE '^\s*--- SKIP' "$log" || true)
+summary="tests: $passed passed, $failed failed, $skipped skipped"
+[ $status -eq 0 ] || { echo "$summary"; exit $status; }
 
 echo "== short fuzz runs"
 FUZZTIME=${FUZZTIME:-3s} bash scripts/fuzz.sh
+
+echo "$summary"
