@@ -70,7 +70,7 @@ const (
 	ReasonConnRefused     = "conn-refused"     // closed: connect got RST
 	ReasonReset           = "reset"            // closed: RST seen directly (raw scans)
 	ReasonNoResponse      = "no-response"      // filtered: nothing came back, after retries
-	ReasonHostTimeout     = "host-timeout"     // filtered: not probed, the host stopped answering
+	ReasonHostTimeout     = "host-timeout"     // filtered: not probed, the host never answered (Scanner.HostDownAfter)
 	ReasonHostUnreach     = "host-unreach"     // filtered: ICMP host unreachable
 	ReasonNetUnreach      = "net-unreach"      // filtered: ICMP network unreachable or no route
 	ReasonAdminProhibited = "admin-prohibited" // filtered: ICMP administratively prohibited, or a local firewall
