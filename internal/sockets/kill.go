@@ -7,6 +7,7 @@ package sockets
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -70,9 +71,11 @@ func (r *KillRequest) logger() *slog.Logger {
 }
 
 // selects reports whether the request takes socket s: one of its
-// protocols, local port Port, and a listener unless AllStates.
+// protocols, local port Port, and a listener unless AllStates. Sockets no
+// file refers to (TIME_WAIT, pending and orphaned connections) belong to
+// the kernel, not to a process: they are never taken.
 func (r *KillRequest) selects(s *Socket) bool {
-	if s.Local.Port() != uint16(r.Port) || s.State == TimeWait || s.State == SynRecv || s.State == NewSynRecv {
+	if s.Local.Port() != uint16(r.Port) || s.Inode == 0 {
 		return false
 	}
 	ok := false
@@ -290,4 +293,32 @@ func buildPlan(req *KillRequest, socks []Socket, facts map[int]procFacts, self i
 	}
 	plan.Targets = order
 	return plan
+}
+
+// pfKthread is PF_KTHREAD in the flags of /proc/PID/stat.
+const pfKthread = 0x00200000
+
+// parseStatFacts reads the parent pid (field 4), the flags (field 9) and
+// the start time (field 22) from /proc/PID/stat. The command name (field
+// 2) may hold spaces and parentheses, so fields are counted from the last
+// ')'.
+func parseStatFacts(s string) (procFacts, error) {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return procFacts{}, fmt.Errorf("proc stat %.40q: no ')' closing the command name", s)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state): field n is f[n-3].
+	if len(f) < 20 {
+		return procFacts{}, fmt.Errorf("proc stat %.40q: %d fields after the command name, want at least 20", s, len(f))
+	}
+	var v [3]uint64
+	for j, n := range []int{4, 9, 22} {
+		x, err := strconv.ParseUint(f[n-3], 10, 64)
+		if err != nil {
+			return procFacts{}, fmt.Errorf("proc stat %.40q: field %d %q: not a number", s, n, f[n-3])
+		}
+		v[j] = x
+	}
+	return procFacts{ppid: int(v[0]), kthread: v[1]&pfKthread != 0, start: v[2]}, nil
 }
