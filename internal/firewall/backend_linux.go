@@ -1,0 +1,321 @@
+package firewall
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+)
+
+// flushHook is the type of Firewall.beforeFlush.
+type flushHook = func(*nftables.Conn, *nftables.Table, *nftables.Chain)
+
+// live is the table as read, with what Apply needs to change it.
+type live struct {
+	Table
+	table *nftables.Table // nil when the table does not exist
+	sets  map[string]*nftables.Set
+}
+
+func (f *Firewall) dial() (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.AsLasting()}
+	if f.NetNS != 0 {
+		opts = append(opts, nftables.WithNetNSFd(f.NetNS))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
+	}
+	return c, nil
+}
+
+// Read returns portolan's table as the kernel holds it.
+func (f *Firewall) Read(ctx context.Context) (*Table, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, err := f.dial()
+	if err != nil {
+		return nil, err
+	}
+	defer c.CloseLasting()
+	l, err := f.read(c)
+	if err != nil {
+		return nil, err
+	}
+	return &l.Table, nil
+}
+
+func (f *Firewall) read(c *nftables.Conn) (*live, error) {
+	wrap := func(what string, err error) error {
+		return fmt.Errorf("read table inet %s: %s: %w", TableName, what, err)
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, wrap("list tables", err)
+	}
+	l := &live{sets: map[string]*nftables.Set{}}
+	for _, t := range tables {
+		if t.Name == TableName {
+			l.table = t
+		}
+	}
+	if l.table == nil {
+		return l, nil
+	}
+	l.Exists = true
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, wrap("list chains", err)
+	}
+	var chain *nftables.Chain
+	for _, ch := range chains {
+		if ch.Table.Name == TableName && ch.Name == ChainName {
+			chain = ch
+		}
+	}
+	sets, err := c.GetSets(l.table)
+	if err != nil {
+		return nil, wrap("list sets", err)
+	}
+	for _, s := range sets {
+		l.sets[s.Name] = s
+	}
+	if chain == nil {
+		return l, nil
+	}
+	rules, err := c.GetRules(l.table, chain)
+	if err != nil {
+		return nil, wrap("list rules", err)
+	}
+	elems := map[string]*setData{}
+	setByName := func(name string) (*setData, error) {
+		if d, ok := elems[name]; ok {
+			return d, nil
+		}
+		s := l.sets[name]
+		if s == nil {
+			return nil, fmt.Errorf("no set %s", name)
+		}
+		es, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("elements of set %s: %w", name, err)
+		}
+		d := &setData{set: s, elems: es}
+		elems[name] = d
+		return d, nil
+	}
+	ks := make([]krule, len(rules))
+	for i, r := range rules {
+		k, err := decodeRule(r, setByName)
+		if err != nil {
+			f.logger().Debug("unmanaged rule", "handle", r.Handle, "err", err)
+			k = krule{} // kind 0: unmanaged
+		}
+		ks[i] = k
+	}
+	d := decodeRules(ks, chain.Policy != nil && *chain.Policy == nftables.ChainPolicyDrop)
+	l.Ruleset = d.rs
+	l.Unmanaged = len(d.unmanaged)
+	// The kernel is the judge of expiry: a rule whose set lost its
+	// elements has expired, whatever its tag says.
+	now := f.now()
+	for i := range l.Ruleset.Rules {
+		r := &l.Ruleset.Rules[i]
+		if r.Expires.IsZero() {
+			continue
+		}
+		d, err := setByName(expireSetName(r.id))
+		if err != nil || len(d.elems) == 0 {
+			if r.Expires.After(now) {
+				r.Expires = now
+			}
+		}
+	}
+	return l, nil
+}
+
+// Apply makes portolan's table hold rs, in one netlink transaction: the
+// kernel applies all of it or, if any part is rejected, none of it.
+// Expired rules in rs are dropped. Rules Equal to live ones keep their
+// meters (the per-source counts of limit rules) and expiry sets.
+func (f *Firewall) Apply(ctx context.Context, rs *Ruleset) error {
+	return f.apply(ctx, rs, false)
+}
+
+// Restore puts the table back as it was when s was taken: the same rules
+// under the same ids, so the same set names, or no table at all.
+func (f *Firewall) Restore(ctx context.Context, s *Snapshot) error {
+	if !s.Exists {
+		return f.Reset(ctx)
+	}
+	rs, err := s.ruleset()
+	if err != nil {
+		return err
+	}
+	return f.apply(ctx, rs, true)
+}
+
+// apply writes rs. With keepIDs the rules keep the ids they have (a
+// snapshot's); otherwise matchIDs chooses.
+func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
+	if err := rs.Validate(); err != nil {
+		return err
+	}
+	c, err := f.dial()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	l, err := f.read(c)
+	if err != nil {
+		return err
+	}
+	if l.Unmanaged > 0 {
+		f.logger().Warn("removing rules portolan did not write from its chain", "table", "inet "+TableName, "chain", ChainName, "count", l.Unmanaged)
+	}
+	now := f.now()
+	want := rs.WithoutExpired(now)
+	if !keepIDs {
+		matchIDs(want, &l.Ruleset)
+	}
+	comp, err := compile(want)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	table := c.AddTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	policy := nftables.ChainPolicyAccept
+	if comp.drop {
+		policy = nftables.ChainPolicyDrop
+	}
+	chain := c.AddChain(&nftables.Chain{
+		Name: ChainName, Table: table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &policy,
+	})
+	if l.Exists {
+		c.FlushChain(chain)
+	}
+	en := &encoder{table: table, chain: chain, named: map[string]*nftables.Set{}}
+	// A live set stays when the rule that owns it stays unchanged, so
+	// meters keep their counts and expiry sets their timeouts. Every
+	// other set of ours goes, and is made anew if still wanted.
+	liveRule := map[uint32]*Rule{}
+	for i := range l.Ruleset.Rules {
+		liveRule[l.Ruleset.Rules[i].id] = &l.Ruleset.Rules[i]
+	}
+	wantRule := map[uint32]*Rule{}
+	for i := range want.Rules {
+		wantRule[want.Rules[i].id] = &want.Rules[i]
+	}
+	keep := map[string]bool{}
+	for _, s := range comp.sets {
+		old, w := liveRule[s.id], wantRule[s.id]
+		keep[s.name] = l.sets[s.name] != nil && old != nil && w != nil && old.Equal(w)
+	}
+	for name, s := range l.sets {
+		if isOurSet(name) && !keep[name] {
+			c.DelSet(s)
+		}
+	}
+	for _, s := range comp.sets {
+		if keep[s.name] {
+			en.named[s.name] = l.sets[s.name]
+			continue
+		}
+		ns, elems := newNamedSet(table, s, now)
+		if err := c.AddSet(ns, elems); err != nil {
+			return fmt.Errorf("add set %s: %w", s.name, err)
+		}
+		en.named[s.name] = ns
+	}
+	for i := range comp.rules {
+		r, anon, err := en.rule(&comp.rules[i])
+		if err != nil {
+			return err
+		}
+		for _, a := range anon {
+			if err := c.AddSet(a.set, a.elems); err != nil {
+				return fmt.Errorf("add anonymous set: %w", err)
+			}
+			a.lookup.SetName, a.lookup.SetID = a.set.Name, a.set.ID
+		}
+		c.AddRule(r)
+	}
+	if f.beforeFlush != nil {
+		f.beforeFlush(c, table, chain)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("write table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// isOurSet reports whether name is one of the named sets portolan makes.
+func isOurSet(name string) bool {
+	rest, ok := strings.CutPrefix(name, "expire_")
+	if !ok {
+		rest, ok = strings.CutPrefix(name, "limit_")
+		if !ok {
+			return false
+		}
+		var fam string
+		rest, fam, ok = strings.Cut(rest, "_v")
+		if !ok || (fam != "4" && fam != "6") {
+			return false
+		}
+	}
+	_, err := strconv.ParseUint(rest, 10, 32)
+	return err == nil
+}
+
+// newNamedSet returns the kernel set for s and its first elements.
+func newNamedSet(t *nftables.Table, s namedSet, now time.Time) (*nftables.Set, []nftables.SetElement) {
+	if s.isMeter() {
+		key := nftables.TypeIPAddr
+		if s.family == 6 {
+			key = nftables.TypeIP6Addr
+		}
+		return &nftables.Set{Table: t, Name: s.name, KeyType: key, Dynamic: true, HasTimeout: true, Timeout: s.timeout, Size: 65535}, nil
+	}
+	left := s.expires.Sub(now)
+	if left < time.Millisecond {
+		left = time.Millisecond
+	}
+	// One element per family: the rule's `meta nfproto @set` matches
+	// until the kernel times them out.
+	return &nftables.Set{Table: t, Name: s.name, KeyType: nftables.TypeNFProto, HasTimeout: true},
+		[]nftables.SetElement{{Key: []byte{nfprotoIPv4}, Timeout: left}, {Key: []byte{nfprotoIPv6}, Timeout: left}}
+}
+
+// Reset deletes portolan's table, and with it every rule, in one
+// transaction. Resetting a namespace without the table does nothing.
+func (f *Firewall) Reset(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c, err := f.dial()
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return fmt.Errorf("reset table inet %s: list tables: %w", TableName, err)
+	}
+	for _, t := range tables {
+		if t.Name == TableName {
+			c.DelTable(t)
+			if err := c.Flush(); err != nil {
+				return fmt.Errorf("reset table inet %s: %w", TableName, err)
+			}
+		}
+	}
+	return nil
+}

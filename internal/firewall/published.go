@@ -1,0 +1,73 @@
+package firewall
+
+import (
+	"fmt"
+	"strconv"
+
+	"portolan/internal/portspec"
+)
+
+// Publication is a port another table forwards elsewhere by DNAT in
+// prerouting, as Docker does for published container ports. Such
+// packets go through the forward hook, not input, so portolan's rules
+// never see them.
+type Publication struct {
+	Table  string         // family and name: "ip nat"
+	Chain  string         // the chain holding the DNAT rule
+	Proto  portspec.Proto // 0: any protocol
+	Lo, Hi portspec.Port  // destination ports; 0-0: any
+	To     string         // where it goes, when the rule says so plainly ("172.17.0.2:80")
+}
+
+func (p Publication) String() string {
+	port := "all ports"
+	if p.Lo != 0 || p.Hi != 0 {
+		port = strconv.Itoa(int(p.Lo))
+		if p.Hi != p.Lo {
+			port += "-" + strconv.Itoa(int(p.Hi))
+		}
+	}
+	if p.Proto != 0 {
+		port += "/" + p.Proto.String()
+	}
+	s := fmt.Sprintf("%s is forwarded by DNAT in table %s chain %s", port, p.Table, p.Chain)
+	if p.To != "" {
+		s += " to " + p.To
+	}
+	return s
+}
+
+// covers reports whether rule r names a port of p.
+func (p Publication) covers(r *Rule) bool {
+	if r.Ports == nil {
+		return false // a rule on all traffic: a warning would only be noise
+	}
+	lo, hi := p.Lo, p.Hi
+	if lo == 0 && hi == 0 {
+		lo, hi = 0, 65535
+	}
+	for _, proto := range r.Ports.Protos() {
+		if p.Proto != 0 && p.Proto != proto {
+			continue
+		}
+		if r.Ports.LenRange(proto, lo, hi) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// PublishedWarnings says which rules of rs name ports that pubs forward
+// away, one line per rule and publication.
+func PublishedWarnings(rs *Ruleset, pubs []Publication) []string {
+	var out []string
+	for i := range rs.Rules {
+		r := &rs.Rules[i]
+		for _, p := range pubs {
+			if p.covers(r) {
+				out = append(out, fmt.Sprintf("rule %d (%s): %s, so input rules never see it; filter it in the forward path (for Docker: the DOCKER-USER chain)", i+1, r, p))
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,241 @@
+package firewall
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"portolan/internal/portspec"
+)
+
+var t0 = time.Date(2030, 1, 2, 15, 4, 5, 0, time.UTC)
+
+// names is a tiny registry for tests: ssh is TCP and UDP 22, http-alt is
+// TCP 8080 only.
+type names struct{}
+
+func (names) PortsByName(pattern string, proto portspec.Proto) ([]portspec.Port, error) {
+	switch {
+	case pattern == "ssh":
+		return []portspec.Port{22}, nil
+	case pattern == "http-alt" && proto == portspec.TCP:
+		return []portspec.Port{8080}, nil
+	}
+	return nil, errors.New("unknown service")
+}
+
+func set(spec string) *portspec.Set {
+	s, err := portspec.Parse(spec)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+func prefixes(ss ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}
+
+// specCases are RuleSpecs and what they parse to; the fuzz seeds too.
+var specCases = []struct {
+	name string
+	spec RuleSpec
+	want Rule
+	err  string // a substring of the error; "" for success
+}{
+	{"tcp port", RuleSpec{Action: "allow", Ports: "22/tcp"}, Rule{Action: Allow, Ports: set("T:22")}, ""},
+	{"no protocol is tcp and udp", RuleSpec{Action: "reject", Ports: "111"}, Rule{Action: Reject, Ports: set("T:111,U:111")}, ""},
+	{"prefixes stay", RuleSpec{Action: "deny", Ports: "T:22,80,U:53"}, Rule{Action: Deny, Ports: set("T:22,80,U:53")}, ""},
+	{"name both protocols", RuleSpec{Action: "allow", Ports: "ssh"}, Rule{Action: Allow, Ports: set("T:22,U:22")}, ""},
+	{"name tcp only", RuleSpec{Action: "allow", Ports: "http-alt"}, Rule{Action: Allow, Ports: set("T:8080")}, ""},
+	{"any", RuleSpec{Action: "deny", Ports: "any", From: "198.18.0.7"}, Rule{Action: Deny, From: prefixes("198.18.0.7/32")}, ""},
+	{"prefixes canonical", RuleSpec{Action: "allow", Ports: "80", From: "198.18.1.0/24, 198.18.0.0/24,fd00::1, 198.18.0.9"},
+		Rule{Action: Allow, Ports: set("T:80,U:80"), From: prefixes("198.18.0.0/23", "fd00::1/128")}, ""},
+	{"host bits cleared", RuleSpec{Action: "allow", Ports: "80/tcp", To: "198.18.0.77/24"}, Rule{Action: Allow, Ports: set("T:80"), To: prefixes("198.18.0.0/24")}, ""},
+	{"limit default rate", RuleSpec{Action: "limit", Ports: "22/tcp"}, Rule{Action: Limit, Ports: set("T:22"), Rate: DefaultRate}, ""},
+	{"limit rate", RuleSpec{Action: "limit", Ports: "22/tcp", Rate: "10/minute"}, Rule{Action: Limit, Ports: set("T:22"), Rate: Rate{10, time.Minute}}, ""},
+	{"log group", RuleSpec{Action: "log", Ports: "23/tcp", Group: "5"}, Rule{Action: Log, Ports: set("T:23"), Group: 5}, ""},
+	{"for", RuleSpec{Action: "allow", Ports: "8080/tcp", For: "2h"}, Rule{Action: Allow, Ports: set("T:8080"), Expires: t0.Add(2 * time.Hour)}, ""},
+	{"for days", RuleSpec{Action: "allow", Ports: "8080/tcp", For: "3d"}, Rule{Action: Allow, Ports: set("T:8080"), Expires: t0.Add(72 * time.Hour)}, ""},
+	{"expires", RuleSpec{Action: "allow", Ports: "8080/tcp", Expires: "2030-02-01T00:00:00Z"}, Rule{Action: Allow, Ports: set("T:8080"), Expires: time.Date(2030, 2, 1, 0, 0, 0, 0, time.UTC)}, ""},
+	{"iface wildcard", RuleSpec{Action: "allow", Ports: "22/tcp", Iface: "eth*", Comment: "lan ssh"}, Rule{Action: Allow, Ports: set("T:22"), Iface: "eth*", Comment: "lan ssh"}, ""},
+
+	{"no action", RuleSpec{Ports: "22"}, Rule{}, `action: unknown action ""`},
+	{"bad action", RuleSpec{Action: "permit", Ports: "22"}, Rule{}, `unknown action "permit"`},
+	{"bad port", RuleSpec{Action: "allow", Ports: "22,99999"}, Rule{}, `ports: `},
+	{"unknown name", RuleSpec{Action: "allow", Ports: "nosuch"}, Rule{}, "ports: "},
+	{"bad prefix", RuleSpec{Action: "allow", Ports: "22", From: "198.18.0.0/15,198.18.0.0/33"}, Rule{}, `from: "198.18.0.0/33" is not an address or prefix at column 15`},
+	{"hostname", RuleSpec{Action: "allow", Ports: "22", From: "example.com"}, Rule{}, `names are not resolved`},
+	{"empty entry", RuleSpec{Action: "allow", Ports: "22", From: "198.18.0.1,,198.18.0.2"}, Rule{}, `from: empty entry at column 12`},
+	{"mapped", RuleSpec{Action: "allow", Ports: "22", From: "::ffff:198.18.0.1"}, Rule{}, `write 198.18.0.1`},
+	{"families clash", RuleSpec{Action: "allow", Ports: "22", From: "198.18.0.1", To: "fd00::1"}, Rule{}, `no address family in common`},
+	{"rate on allow", RuleSpec{Action: "allow", Ports: "22", Rate: "6/30s"}, Rule{}, `rate: only limit rules take a rate`},
+	{"bad rate", RuleSpec{Action: "limit", Ports: "22", Rate: "6"}, Rule{}, `want COUNT/PERIOD`},
+	{"inexact rate", RuleSpec{Action: "limit", Ports: "22", Rate: "5/11s"}, Rule{}, `no whole number`},
+	{"limit any", RuleSpec{Action: "limit", Ports: "any", From: "198.18.0.1"}, Rule{}, `limit needs ports`},
+	{"group on deny", RuleSpec{Action: "deny", Ports: "22", Group: "1"}, Rule{}, `group: only log rules`},
+	{"group zero", RuleSpec{Action: "log", Ports: "22", Group: "0"}, Rule{}, `not an NFLOG group`},
+	{"for and expires", RuleSpec{Action: "allow", Ports: "22", For: "1h", Expires: "2030-01-01T00:00:00Z"}, Rule{}, `for: give for or expires, not both`},
+	{"bad for", RuleSpec{Action: "allow", Ports: "22", For: "soon"}, Rule{}, `for: "soon" is not a duration`},
+	{"for too short", RuleSpec{Action: "allow", Ports: "22", For: "10ms"}, Rule{}, `want from 1s`},
+	{"bad expires", RuleSpec{Action: "allow", Ports: "22", Expires: "tomorrow"}, Rule{}, `expires: "tomorrow" is not an RFC 3339 time`},
+	{"long iface", RuleSpec{Action: "allow", Ports: "22", Iface: "averyveryverylongname"}, Rule{}, `longer than 15 bytes`},
+	{"iface slash", RuleSpec{Action: "allow", Ports: "22", Iface: "a/b"}, Rule{}, `character '/' at column 2`},
+	{"iface star only", RuleSpec{Action: "allow", Ports: "22", Iface: "*"}, Rule{}, `matches every interface`},
+	{"comment quote", RuleSpec{Action: "allow", Ports: "22", Comment: `say "hi"`}, Rule{}, `comment: character '"' at byte 5`},
+	{"comment long", RuleSpec{Action: "allow", Ports: "22", Comment: strings.Repeat("x", 129)}, Rule{}, `longer than 128`},
+}
+
+func TestRuleSpec(t *testing.T) {
+	for _, tt := range specCases {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.spec.Rule(names{}, t0)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("RuleSpec%+v.Rule() error = %v; want one containing %q", tt.spec, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("RuleSpec%+v.Rule() error = %v", tt.spec, err)
+			}
+			if diff := cmp.Diff(tt.want, got, ruleCmp); diff != "" {
+				t.Errorf("RuleSpec%+v.Rule() (-want +got):\n%s", tt.spec, diff)
+			}
+			if err := got.Validate(); err != nil {
+				t.Errorf("Validate(%s) = %v", &got, err)
+			}
+		})
+	}
+}
+
+func FuzzRuleSpec(f *testing.F) {
+	for _, tt := range specCases {
+		s := tt.spec
+		f.Add(s.Action, s.Ports, s.From, s.To, s.Iface, s.Rate, s.Group, s.For, s.Comment)
+	}
+	f.Fuzz(func(t *testing.T, action, ports, from, to, iface, rate, group, dur, comment string) {
+		spec := RuleSpec{Action: action, Ports: ports, From: from, To: to, Iface: iface, Rate: rate, Group: group, For: dur, Comment: comment}
+		r, err := spec.Rule(names{}, t0)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("Rule() error %v is not a *FieldError", err)
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("Rule() = %s, which does not validate: %v", &r, err)
+		}
+		// What a rule prints, the parsers read back to the same rule.
+		back := RuleSpec{Action: r.Action.String(), Ports: FormatPorts(r.Ports), From: prefixesString(r.From), To: prefixesString(r.To),
+			Iface: r.Iface, Comment: r.Comment}
+		if r.Action == Limit {
+			back.Rate = r.Rate.String()
+		}
+		if r.Group != 0 {
+			back.Group = group
+		}
+		r2, err := back.Rule(nil, t0)
+		if err != nil {
+			t.Fatalf("re-reading %+v: %v", back, err)
+		}
+		r2.Expires = r.Expires
+		if !r.Equal(&r2) {
+			t.Fatalf("round trip: %s became %s", &r, &r2)
+		}
+		// Every accepted rule compiles.
+		r.id = 1
+		if _, _, err := compileRule(&r); err != nil {
+			t.Fatalf("compileRule(%s): %v", &r, err)
+		}
+	})
+}
+
+func TestFormatPorts(t *testing.T) {
+	for _, spec := range []string{"22/tcp", "53/udp", "111", "22,80", "T:22,80", "T:22,U:53", "8000-8100/tcp", "22,S:9", "1-65535/tcp", "0/udp", "any"} {
+		s, err := ParsePorts(spec, nil)
+		if err != nil {
+			t.Fatalf("ParsePorts(%q): %v", spec, err)
+		}
+		got := FormatPorts(s)
+		if got != spec {
+			t.Errorf("FormatPorts(ParsePorts(%q)) = %q; want it back", spec, got)
+		}
+	}
+}
+
+func TestCanonPrefixes(t *testing.T) {
+	tests := []struct {
+		in, want []string
+	}{
+		{[]string{"198.18.0.0/24", "198.18.1.0/24"}, []string{"198.18.0.0/23"}},
+		{[]string{"198.18.0.0/23", "198.18.2.0/24"}, []string{"198.18.0.0/23", "198.18.2.0/24"}},
+		{[]string{"198.18.0.5/32", "198.18.0.0/24"}, []string{"198.18.0.0/24"}},
+		{[]string{"fd00::/8", "198.18.0.1/32"}, []string{"198.18.0.1/32", "fd00::/8"}},
+		{[]string{"0.0.0.0/1", "128.0.0.0/1"}, []string{"0.0.0.0/0"}},
+		{[]string{"198.18.0.1/32", "198.18.0.2/32"}, []string{"198.18.0.1/32", "198.18.0.2/32"}},
+		{[]string{"198.18.0.2/32", "198.18.0.3/32"}, []string{"198.18.0.2/31"}},
+		{[]string{"255.255.255.255/32", "255.255.255.254/32"}, []string{"255.255.255.254/31"}},
+	}
+	for _, tt := range tests {
+		got := CanonPrefixes(prefixes(tt.in...))
+		if diff := cmp.Diff(prefixes(tt.want...), got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+			t.Errorf("CanonPrefixes(%v) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+func TestKernelRate(t *testing.T) {
+	tests := []struct {
+		rate        Rate
+		kRate, unit uint64
+		burst       uint32
+		ok          bool
+	}{
+		{Rate{6, 30 * time.Second}, 12, 60, 6, true},
+		{Rate{10, time.Second}, 10, 1, 10, true},
+		{Rate{3, time.Hour}, 3, 3600, 3, true},
+		{Rate{60, time.Minute}, 60, 60, 60, true},
+		{Rate{5, 7 * time.Second}, 432000, 604800, 5, true},
+		{Rate{5, 11 * time.Second}, 0, 0, 0, false},
+		{Rate{0, time.Second}, 0, 0, 0, false},
+		{Rate{1, 1500 * time.Millisecond}, 0, 0, 0, false},
+	}
+	for _, tt := range tests {
+		r, u, b, err := tt.rate.kernelRate()
+		if (err == nil) != tt.ok || r != tt.kRate || u != tt.unit || b != tt.burst {
+			t.Errorf("%v.kernelRate() = %d, %d, %d, %v; want %d, %d, %d, ok %v", tt.rate, r, u, b, err, tt.kRate, tt.unit, tt.burst, tt.ok)
+			continue
+		}
+		if tt.ok {
+			if back, ok := rateFromKernel(r, u, b); !ok || back != tt.rate {
+				t.Errorf("rateFromKernel(%d, %d, %d) = %v, %v; want %v", r, u, b, back, ok, tt.rate)
+			}
+		}
+	}
+}
+
+func FuzzParseRate(f *testing.F) {
+	for _, s := range []string{"6/30s", "10/minute", "5/s", "1/w", "100/1h", "5/11s", "0/1s", "1/", "/1s", "3/1.5s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRate(s)
+		if err != nil {
+			return
+		}
+		back, err := ParseRate(r.String())
+		if err != nil || back != r {
+			t.Fatalf("ParseRate(%q) = %v, and ParseRate(%q) = %v, %v", s, r, r.String(), back, err)
+		}
+	})
+}
