@@ -113,15 +113,19 @@ func dnatOf(ex []expr.Any, fam nftables.TableFamily) (Publication, bool) {
 				loaded = "proto"
 			}
 		case *expr.Cmp:
-			if e.Op != expr.CmpOpEq {
-				continue
-			}
 			switch {
-			case loaded == "proto" && len(e.Data) == 1:
+			case loaded == "proto" && len(e.Data) == 1 && e.Op == expr.CmpOpEq:
 				p.Proto, _ = protoOfNumber(e.Data[0])
 			case loaded == "dport" && len(e.Data) == 2:
-				p.Lo = portspec.Port(binaryutil.BigEndian.Uint16(e.Data))
-				p.Hi = p.Lo
+				port := portspec.Port(binaryutil.BigEndian.Uint16(e.Data))
+				switch e.Op {
+				case expr.CmpOpEq:
+					p.Lo, p.Hi = port, port
+				case expr.CmpOpGte: // nft writes a range as >= and <=
+					p.Lo = port
+				case expr.CmpOpLte:
+					p.Hi = port
+				}
 			}
 		case *expr.Range:
 			if loaded == "dport" && e.Op == expr.CmpOpEq && len(e.FromData) == 2 && len(e.ToData) == 2 {
@@ -158,6 +162,9 @@ func dnatOf(ex []expr.Any, fam nftables.TableFamily) (Publication, bool) {
 				}
 			}
 		}
+	}
+	if p.Lo != 0 && p.Hi == 0 {
+		p.Hi = 65535 // ">= lo" alone
 	}
 	return p, found
 }
