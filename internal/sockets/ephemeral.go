@@ -54,12 +54,7 @@ type EphemeralRequest struct {
 	Logger *slog.Logger
 }
 
-func (r *EphemeralRequest) logger() *slog.Logger {
-	if r.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return r.Logger
-}
+func (r *EphemeralRequest) logger() *slog.Logger { return orDiscard(r.Logger) }
 
 func (r *EphemeralRequest) top() int {
 	switch {

@@ -98,20 +98,7 @@ func TestEphemeralCountsLoopback(t *testing.T) {
 // own, where nothing else runs: headroom drops by exactly the connections
 // opened.
 func TestEphemeralHeadroomInNetns(t *testing.T) {
-	lab := netlab.NewT(t)
-	h, err := lab.AddHost("eph")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.SetSysctl("net.ipv4.ip_local_port_range", "40000 40999"); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := h.Listen("tcp", "127.0.0.1:30000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go serve(ln)
+	h := ephemeralHost(t, "40000 40999")
 	req := EphemeralRequest{Netns: h.Path()}
 	before := mustEphemeral(t, req)
 	if before.Range != (PortRange{40000, 40999}) || before.Size != 1000 || before.Usable != 1000 || len(before.Destinations) != 0 {
@@ -139,20 +126,7 @@ func TestEphemeralHeadroomInNetns(t *testing.T) {
 // uses them all with real connections, checks the errnos the report
 // explains, and the report's verdict and advice.
 func TestEphemeralExhaustedInNetns(t *testing.T) {
-	lab := netlab.NewT(t)
-	h, err := lab.AddHost("eph")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.SetSysctl("net.ipv4.ip_local_port_range", "40000 40009"); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := h.Listen("tcp", "127.0.0.1:30000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go serve(ln)
+	h := ephemeralHost(t, "40000 40009")
 	var connected int
 	var last error
 	for range 50 { // bounded: the range holds 10
@@ -243,6 +217,28 @@ func TestEphemeralExhaustedInNetns(t *testing.T) {
 	}
 }
 
+// ephemeralHost is a namespace with ephemeral range rng (empty: the
+// default) and a server on 127.0.0.1:30000, outside the ranges tested.
+func ephemeralHost(t *testing.T, rng string) *netlab.Host {
+	t.Helper()
+	h, err := netlab.NewT(t).AddHost("eph")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rng != "" {
+		if err := h.SetSysctl("net.ipv4.ip_local_port_range", rng); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := h.Listen("tcp", "127.0.0.1:30000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go serve(ln)
+	return h
+}
+
 func errnoCalls() string {
 	var b strings.Builder
 	for _, e := range EphemeralErrnos {
@@ -254,17 +250,7 @@ func errnoCalls() string {
 // TestEphemeralSample reads the counters over a short interval in a quiet
 // namespace: the connections opened meanwhile are counted.
 func TestEphemeralSample(t *testing.T) {
-	lab := netlab.NewT(t)
-	h, err := lab.AddHost("eph")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := h.Listen("tcp", "127.0.0.1:30000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go serve(ln)
+	h := ephemeralHost(t, "")
 	// Ephemeral samples for 300ms; open 5 connections during it.
 	done := make(chan struct{})
 	go func() {

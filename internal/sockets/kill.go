@@ -63,12 +63,7 @@ func (r *KillRequest) grace() time.Duration {
 	return r.Grace
 }
 
-func (r *KillRequest) logger() *slog.Logger {
-	if r.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return r.Logger
-}
+func (r *KillRequest) logger() *slog.Logger { return orDiscard(r.Logger) }
 
 // selects reports whether the request takes socket s: one of its
 // protocols, local port Port, and a listener unless AllStates. Sockets no

@@ -190,11 +190,14 @@ func (r *WhyRequest) proto() portspec.Proto {
 	return r.Proto
 }
 
-func (r *WhyRequest) logger() *slog.Logger {
-	if r.Logger == nil {
+func (r *WhyRequest) logger() *slog.Logger { return orDiscard(r.Logger) }
+
+// orDiscard is l, or a logger that discards when l is nil.
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return r.Logger
+	return l
 }
 
 func (r *WhyRequest) nearest() int {
