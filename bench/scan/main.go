@@ -44,6 +44,7 @@ type config struct {
 	memory          bool
 	silentFor       time.Duration
 	sweep           bool
+	hold            bool
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.BoolVar(&c.memory, "memory", true, "measure portolan's peak RSS over a 10M-probe space (--dry-run)")
 	flag.DurationVar(&c.silentFor, "silent", 60*time.Second, "also scan 198.19.0.0/16 x 150 silent ports for this long, sampling RSS (0: skip)")
 	flag.BoolVar(&c.sweep, "sweep", false, "only remove namespaces left by killed runs, then exit")
+	flag.BoolVar(&c.hold, "hold", false, "build the network (dropped ports on), print how to reach it, and wait for Ctrl-C: for profiling by hand")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -106,6 +108,10 @@ func run(ctx context.Context, c config) error {
 	}()
 	if err := tb.check(ctx); err != nil {
 		return err
+	}
+
+	if c.hold {
+		return tb.holdOpen(ctx)
 	}
 
 	env := describeEnv(ctx, tb, c)
@@ -357,4 +363,16 @@ func naabuVersion(ctx context.Context, path string) string {
 		return "naabu " + strings.TrimSpace(v)
 	}
 	return "?"
+}
+
+// holdOpen keeps the network up for work by hand until ctx is done.
+func (tb *testbed) holdOpen(ctx context.Context) error {
+	if err := tb.setFilter(ctx, true); err != nil {
+		return err
+	}
+	fmt.Printf("scanner: ip netns exec %s ...\ntarget:  ip netns exec %s ...  (%s, %s; %d open, %d dropped)\n",
+		tb.scanner.Netns(), tb.target.Netns(), tb.link.B4, tb.link.B6, len(tb.open), len(tb.dropped))
+	fmt.Printf("dropped ports: nft delete table inet scanbench (in the target) to stop dropping\nCtrl-C removes the network\n")
+	<-ctx.Done()
+	return nil
 }

@@ -10,8 +10,10 @@ import (
 	"portolan/internal/output"
 )
 
-// baseline is the tool every ratio is taken against.
-const baseline = "portolan"
+// baselines are the tools ratios are taken against: portolan writing
+// every port as JSON Lines, and writing only the open ones (as nmap -oX
+// and naabu do).
+var baselines = []string{"portolan", "portolan-list"}
 
 // Targets from the issue.
 const (
@@ -42,21 +44,22 @@ type summary struct {
 	minFound, want  int
 	maxFalse        int
 	filtered        []float64
-	ratios          []float64 // tool wall / portolan wall of the same run
+	ratios          [][]float64 // per baseline: tool wall / baseline wall of the same run
 	perfectEveryRun bool
 }
 
 func summarize(rows []row, scs []scenario, ts []tool) []*summary {
-	base := map[string]float64{} // scenario/run -> portolan wall
+	base := map[string]float64{} // baseline/scenario/run -> wall
 	for _, r := range rows {
-		if r.tool == baseline && r.ok() {
-			base[fmt.Sprint(r.scenario, "/", r.run)] = r.m.wall.Seconds()
+		if slices.Contains(baselines, r.tool) && r.ok() {
+			base[fmt.Sprint(r.tool, "/", r.scenario, "/", r.run)] = r.m.wall.Seconds()
 		}
 	}
 	var out []*summary
 	for _, sc := range scs {
 		for _, t := range ts {
-			s := &summary{tool: t.name, scenario: sc.name, minFound: -1, perfectEveryRun: true}
+			s := &summary{tool: t.name, scenario: sc.name, minFound: -1, perfectEveryRun: true,
+				ratios: make([][]float64, len(baselines))}
 			for _, r := range rows {
 				if r.tool != t.name || r.scenario != sc.name {
 					continue
@@ -79,8 +82,10 @@ func summarize(rows []row, scs []scenario, ts []tool) []*summary {
 				if r.found != r.want || r.falseOpen != 0 {
 					s.perfectEveryRun = false
 				}
-				if b, ok := base[fmt.Sprint(r.scenario, "/", r.run)]; ok && b > 0 {
-					s.ratios = append(s.ratios, r.m.wall.Seconds()/b)
+				for i, bl := range baselines {
+					if b, ok := base[fmt.Sprint(bl, "/", r.scenario, "/", r.run)]; ok && b > 0 {
+						s.ratios[i] = append(s.ratios[i], r.m.wall.Seconds()/b)
+					}
 				}
 			}
 			if s.runs > 0 {
@@ -94,7 +99,8 @@ func summarize(rows []row, scs []scenario, ts []tool) []*summary {
 func report(rows []row, mem []memRow, scs []scenario, ts []tool, c config) rendered {
 	sums := summarize(rows, scs, ts)
 	tab := output.Table{
-		Header:     []string{"tool", "scenario", "runs", "wall s (median)", "min-max", "cpu s", "rss MiB", "open found", "recall (worst)", "false opens", "filtered rep.", "x portolan (median, min)"},
+		Header: []string{"tool", "scenario", "runs", "wall s (median)", "min-max", "cpu s", "rss MiB", "open found",
+			"recall (worst)", "false opens", "filtered rep.", "x portolan (median, worst)", "x portolan-list (median, worst)"},
 		RightAlign: []int{2, 3, 5, 6, 7, 8, 9, 10},
 	}
 	for _, s := range sums {
@@ -106,9 +112,12 @@ func report(rows []row, mem []memRow, scs []scenario, ts []tool, c config) rende
 		if s.bad > 0 {
 			runs += fmt.Sprintf(" (%d failed)", s.bad)
 		}
-		ratio := "-"
-		if s.tool != baseline && len(s.ratios) > 0 {
-			ratio = fmt.Sprintf("%.1fx, %.1fx", median(s.ratios), slices.Min(s.ratios))
+		ratio := make([]string, len(baselines))
+		for i, bl := range baselines {
+			ratio[i] = "-"
+			if s.tool != bl && len(s.ratios[i]) > 0 {
+				ratio[i] = fmt.Sprintf("%.1fx (%.1fx)", median(s.ratios[i]), slices.Min(s.ratios[i]))
+			}
 		}
 		tab.Add(s.tool, s.scenario, runs,
 			fmt.Sprintf("%.2f", median(s.wall)),
@@ -119,7 +128,7 @@ func report(rows []row, mem []memRow, scs []scenario, ts []tool, c config) rende
 			fmt.Sprintf("%.1f%%", 100*float64(s.minFound)/float64(max(s.want, 1))),
 			fmt.Sprint(s.maxFalse),
 			filteredCell(s.filtered),
-			ratio)
+			ratio[0], ratio[1])
 	}
 
 	memTab := output.Table{
@@ -164,18 +173,20 @@ func targets(sums []*summary, mem []memRow, c config) string {
 		return "MISS"
 	}
 	for _, s := range sums {
-		if s.tool != baseline {
+		if !slices.Contains(baselines, s.tool) {
 			continue
 		}
-		fmt.Fprintf(&b, "- %s recall 100%%, no false open, every run (%s): %s\n", mark(s.perfectEveryRun && s.runs > 0), s.scenario,
+		fmt.Fprintf(&b, "- %s %s: recall 100%%, no false open, every run (%s): %s\n", mark(s.perfectEveryRun && s.runs > 0), s.tool, s.scenario,
 			fmt.Sprintf("worst %d/%d found, at most %d false, %d failed runs", max(s.minFound, 0), s.want, s.maxFalse, s.bad))
 	}
-	for _, s := range sums {
-		if s.tool != "nmap-T4" || len(s.ratios) == 0 {
-			continue
+	for i, bl := range baselines {
+		for _, s := range sums {
+			if s.tool != "nmap-T4" || len(s.ratios[i]) == 0 {
+				continue
+			}
+			fmt.Fprintf(&b, "- %s %s >= %.0fx faster than nmap -sT -T4 (%s): median %.1fx, worst run %.1fx\n",
+				mark(median(s.ratios[i]) >= minSpeedup), bl, minSpeedup, s.scenario, median(s.ratios[i]), slices.Min(s.ratios[i]))
 		}
-		fmt.Fprintf(&b, "- %s >= %.0fx faster than nmap -sT -T4 (%s): median %.1fx, worst run %.1fx\n",
-			mark(median(s.ratios) >= minSpeedup), minSpeedup, s.scenario, median(s.ratios), slices.Min(s.ratios))
 	}
 	for _, m := range mem {
 		fmt.Fprintf(&b, "- %s peak RSS < %d MiB (%s): %s MiB\n", mark(m.m.err == nil && m.m.maxRSSKB < maxRSSMiB*1024), maxRSSMiB, m.name, mib1(m.m.maxRSSKB))
