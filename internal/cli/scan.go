@@ -414,6 +414,11 @@ func (r *scanRun) execute(ctx context.Context, startAt uint64) error {
 		}
 	}
 	r.up = map[netip.Addr]struct{}{}
+	if r.resumed {
+		if err := r.replay(ctx, stream); err != nil {
+			return err
+		}
+	}
 
 	s := opts.scanner(g, r.plan)
 	s.StartAt = startAt
@@ -479,12 +484,6 @@ func (r *scanRun) execute(ctx context.Context, startAt uint64) error {
 		if err := r.db.Checkpoint(bg, r.info.ID, sum.Checkpoint, r.counts); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
-		if r.resumed {
-			// The counts of the earlier runs are in the stored results.
-			if all, err := r.db.Results(bg, r.info.ID, store.Filter{}); err == nil {
-				r.counts = countResults(all)
-			}
-		}
 		if err := r.db.FinishScan(bg, r.info.ID, status, r.counts); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
@@ -547,13 +546,23 @@ func (r *scanRun) count(res scan.Result) {
 	}
 }
 
-// countResults recomputes the totals from stored results (after a resume).
-func countResults(results []scan.Result) store.Counts {
-	r := &scanRun{up: map[netip.Addr]struct{}{}}
-	for _, res := range results {
+// replay takes in the results the earlier runs of a resumed scan stored
+// (those below its checkpoint): they count in the totals from the first
+// checkpoint on, and a stream prints them first, so the output of a resumed
+// scan is the whole scan, as it is for the formats rendered from the store.
+func (r *scanRun) replay(ctx context.Context, stream *output.StreamWriter) error {
+	for res, err := range r.db.ResultsSeq(ctx, r.info.ID, store.Filter{}) {
+		if err != nil {
+			return err
+		}
 		r.count(res)
+		if stream != nil {
+			if err := stream.Write(res); err != nil {
+				return fmt.Errorf("write results: %w", err)
+			}
+		}
 	}
-	return r.counts
+	return nil
 }
 
 func (r *scanRun) flush(ctx context.Context) {
