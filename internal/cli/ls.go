@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -164,6 +166,7 @@ func portRanges(spec string) (tcp, udp []sockets.PortRange, err error) {
 // listSockets runs the queries and returns the sockets sorted by port.
 func listSockets(ctx context.Context, g *Globals, netns string, qs []sockQuery) ([]sockets.Socket, error) {
 	t := &sockets.Table{Netns: netns, Logger: g.Logger()}
+	qs = mergeQueries(qs)
 	var all []sockets.Socket
 	for _, sq := range qs {
 		socks, err := t.List(ctx, sq.q)
@@ -179,10 +182,29 @@ func listSockets(ctx context.Context, g *Globals, netns string, qs []sockQuery) 
 			}
 			socks = kept
 		}
-		all = append(all, socks...)
+		if all == nil {
+			all = socks // the usual case, one query: no copy
+		} else {
+			all = append(all, socks...)
+		}
 	}
 	sockets.SortByPort(all)
 	return all, nil
+}
+
+// mergeQueries asks one question for TCP and UDP when they differ only in
+// protocol (ls -a): one table, nothing to concatenate.
+func mergeQueries(qs []sockQuery) []sockQuery {
+	if len(qs) != 2 || qs[0].dualStackFor || qs[1].dualStackFor {
+		return qs
+	}
+	a, b := qs[0].q, qs[1].q
+	a.Proto, b.Proto = 0, 0
+	if a.Family != b.Family || a.States != b.States || a.Local != b.Local || a.Remote != b.Remote ||
+		!slices.Equal(a.Ports, b.Ports) || !slices.Equal(a.RemotePorts, b.RemotePorts) {
+		return qs
+	}
+	return []sockQuery{{q: a}}
 }
 
 // socketsErr adds what a person needs to a failure to read the table.
@@ -194,10 +216,18 @@ func socketsErr(netns string, err error) error {
 }
 
 func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
+	// A table of tens of thousands of sockets is built in a process that
+	// lives well under a second: collecting garbage meanwhile would cost
+	// more (background workers, context switches) than the memory it frees.
+	// Collect only past eight times the minimum heap.
+	debug.SetGCPercent(800)
 	qs, err := lsQueries(opts)
 	if err != nil {
 		return err
 	}
+	// Parsing the embedded registry for the SERVICE column takes a few
+	// milliseconds: do it on another core while the kernel dumps.
+	go registry.Default()
 	socks, err := listSockets(ctx, g, opts.Netns, qs)
 	if err != nil {
 		return err
@@ -235,7 +265,9 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 	return nil
 }
 
-// lsTable lays the sockets out for people.
+// lsTable lays the sockets out for people. Tables run to tens of thousands
+// of rows, so the cells share one backing array, and the strings that
+// repeat (addresses, ports, pids) are made once.
 func lsTable(socks []sockets.Socket, svc services, showState, owners bool) *output.Table {
 	t := &output.Table{Header: []string{"PROTO"}}
 	if showState {
@@ -257,29 +289,55 @@ func lsTable(socks []sockets.Socket, svc services, showState, owners bool) *outp
 	if pidCol >= 0 {
 		t.RightAlign = append(t.RightAlign, pidCol)
 	}
+	cols := len(t.Header)
+	cells := make([]string, len(socks)*cols)
+	t.Rows = make([][]string, 0, len(socks))
+	addrs := make(map[addrKey]string)
+	nums := make(map[int]string)
+	num := func(n int) string {
+		s, ok := nums[n]
+		if !ok {
+			s = strconv.Itoa(n)
+			nums[n] = s
+		}
+		return s
+	}
 	for i := range socks {
 		s := &socks[i]
-		row := make([]string, 0, len(t.Header))
+		row := cells[i*cols : i*cols : (i+1)*cols]
 		row = append(row, s.Proto.String())
 		if showState {
 			row = append(row, s.StateName())
 		}
-		row = append(row, addrLabel(s), strconv.Itoa(int(s.Local.Port())))
+		k := addrKey{s.Local.Addr(), s.IfIndex, s.DualStack(), s.V6Only}
+		a, ok := addrs[k]
+		if !ok {
+			a = addrLabel(s)
+			addrs[k] = a
+		}
+		row = append(row, a, num(int(s.Local.Port())))
 		if showState {
 			row = append(row, peerLabel(s))
 		}
 		row = append(row, svc.name(s))
 		if owners {
-			pid, proc := ownerCells(s)
+			pid, proc := ownerCells(s, num)
 			row = append(row, pid, proc)
 		}
-		row = append(row, sockets.LookupUser(s.UID))
-		if s.Inode == 0 {
-			row[len(row)-1] = "-" // TIME_WAIT and the like belong to no user
+		user := "-" // TIME_WAIT and the like belong to no user
+		if s.Inode != 0 {
+			user = sockets.LookupUser(s.UID)
 		}
-		t.Add(row...)
+		t.Rows = append(t.Rows, append(row, user))
 	}
 	return t
+}
+
+// addrKey is what the ADDRESS cell depends on.
+type addrKey struct {
+	addr         netip.Addr
+	ifIndex      uint32
+	dual, v6only bool
 }
 
 // addrLabel is the local address as ls shows it: the wildcard of an IPv6
@@ -311,15 +369,15 @@ func peerLabel(s *sockets.Socket) string {
 
 // ownerCells are the PID and PROCESS cells: the first holder, "+N" when
 // more share the socket, and "-" or "?" when none can be seen.
-func ownerCells(s *sockets.Socket) (pid, proc string) {
+func ownerCells(s *sockets.Socket, num func(int) string) (pid, proc string) {
 	switch {
 	case len(s.Procs) > 0:
 		p := s.Procs[0]
 		proc = p.Comm
 		if n := len(s.Procs) - 1; n > 0 {
-			proc += fmt.Sprintf(" +%d", n)
+			proc += " +" + num(n)
 		}
-		return strconv.Itoa(p.PID), proc
+		return num(p.PID), proc
 	case s.Unseen == sockets.NoProcess:
 		return "-", "-"
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -205,7 +206,10 @@ func FuzzParseDiag(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		socks, _, _ := parseDiag(b, portspec.TCP, nil)
+		socks, _, err := parseDiag(b, portspec.TCP, nil)
+		if n := countDiag(b); err == nil && n != len(socks) || n < len(socks) {
+			t.Fatalf("countDiag(%x) = %d; parseDiag found %d sockets (err %v)", b, n, len(socks), err)
+		}
 		for _, s := range socks {
 			if s.Family == IPv4 && !s.Local.Addr().Is4() || s.Family == IPv6 && !s.Local.Addr().Is6() {
 				t.Fatalf("parseDiag(%x): %v socket with local address %v", b, s.Family, s.Local)
@@ -416,6 +420,83 @@ func TestRangesOf(t *testing.T) {
 		}
 		if got := RangesOf(set, portspec.TCP); !slices.Equal(got, tc.want) {
 			t.Errorf("RangesOf(%q, tcp) = %v; want %v", tc.spec, got, tc.want)
+		}
+	}
+}
+
+var sockstatCases = []struct {
+	name   string
+	v4, v6 string
+	proto  portspec.Proto
+	want   int
+}{
+	{"both", "sockets: used 20051\nTCP: inuse 11590 orphan 0 tw 4 alloc 19936 mem 68\nUDP: inuse 7 mem 0\n", "TCP6: inuse 0\nUDP6: inuse 3\n", 0, 19936 + 4 + 7 + 3},
+	{"tcp", "TCP: inuse 1 orphan 0 tw 2 alloc 3 mem 4\nUDP: inuse 5 mem 6\n", "", portspec.TCP, 5},
+	{"udp", "TCP: inuse 1 orphan 0 tw 2 alloc 3 mem 4\nUDP: inuse 5 mem 6\n", "UDP6: inuse 1\n", portspec.UDP, 6},
+	{"missing", "", "", 0, 0},
+	{"damaged", "TCP: alloc x tw -5 alloc\n", "", 0, 0},
+}
+
+func TestSizeHint(t *testing.T) {
+	for _, tc := range sockstatCases {
+		if got := sizeHint([]byte(tc.v4), []byte(tc.v6), tc.proto); got != tc.want {
+			t.Errorf("%s: sizeHint(%q, %q, %v) = %d; want %d", tc.name, tc.v4, tc.v6, tc.proto, got, tc.want)
+		}
+	}
+}
+
+func FuzzSizeHint(f *testing.F) {
+	for _, tc := range sockstatCases {
+		f.Add(tc.v4, tc.v6)
+	}
+	f.Fuzz(func(t *testing.T, v4, v6 string) {
+		if n := sizeHint([]byte(v4), []byte(v6), 0); n < 0 || n > 1<<20 {
+			t.Fatalf("sizeHint(%q, %q) = %d", v4, v6, n)
+		}
+	})
+}
+
+func TestPlanDumps(t *testing.T) {
+	type plan struct {
+		proto  string
+		fam    string
+		states uint32
+		ports  string // the local port range of the program, if any
+	}
+	summary := func(reqs []dumpReq) []plan {
+		var out []plan
+		for _, r := range reqs {
+			p := plan{r.proto.String(), r.fam.String(), r.states, ""}
+			if len(r.bc) == 8 {
+				p.ports = fmt.Sprintf("op %d %d", r.bc[0], ne.Uint16(r.bc[6:]))
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	all := AllStates.mask()
+	noBound := all &^ (1 << BoundInactive)
+	bound := uint32(1 << BoundInactive)
+	listen := States(Listen).mask()
+	for _, tc := range []struct {
+		name string
+		q    Query
+		want []plan
+	}{
+		{"listening tcp4", Query{Proto: portspec.TCP, Family: IPv4, States: States(Listen)},
+			[]plan{{"tcp", "ipv4", listen, ""}}},
+		{"every state: bound sockets apart, UDP last", Query{States: AllStates},
+			[]plan{{"tcp", "ipv4", noBound, ""}, {"tcp", "ipv6", noBound, ""},
+				{"tcp", "ipv4", bound, ""}, {"tcp", "ipv6", bound, ""}, {"udp", "ipv4", all, ""}, {"udp", "ipv6", all, ""}}},
+		{"a port filter", Query{Proto: portspec.TCP, Family: IPv4, States: States(Listen), Ports: []PortRange{{8080, 8080}}},
+			[]plan{{"tcp", "ipv4", listen, "op 11 8080"}}},
+		{"unconn only: no separate bound dump", Query{Proto: portspec.TCP, Family: IPv4, States: States(Close)},
+			[]plan{{"tcp", "ipv4", States(Close).mask(), ""}}},
+		{"an IPv6 address filter skips IPv4", Query{Proto: portspec.UDP, Local: netip.MustParsePrefix("::1/128")},
+			[]plan{{"udp", "ipv6", ^uint32(0), ""}}},
+	} {
+		if d := cmp.Diff(tc.want, summary(planDumps(&tc.q)), cmp.AllowUnexported(plan{})); d != "" {
+			t.Errorf("%s: planDumps(%+v) (-want +got):\n%s", tc.name, tc.q, d)
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -128,13 +127,57 @@ type Cgroup struct {
 	Pod       string `json:"pod,omitempty"`       // Kubernetes pod UID
 }
 
-var (
-	hexID       = `([0-9a-f]{64})`
-	scopeIDRe   = regexp.MustCompile(`^(docker|libpod|cri-containerd|crio|nerdctl)-` + hexID + `(?:\.scope)?$`)
-	plainIDRe   = regexp.MustCompile(`^` + hexID + `$`)
-	podRe       = regexp.MustCompile(`^(?:kubepods-(?:[a-z]+-)?)?pod([0-9a-f_-]{36})\.slice$|^pod([0-9a-f-]{36})$`)
-	runtimeName = map[string]string{"docker": "docker", "libpod": "podman", "cri-containerd": "containerd", "crio": "cri-o", "nerdctl": "containerd"}
-)
+// scopeRuntimes names the runtime of a container from the prefix of its
+// systemd scope ("docker-<id>.scope") or cgroupfs directory ("libpod-<id>").
+var scopeRuntimes = []struct{ prefix, runtime string }{
+	{"docker-", "docker"}, {"libpod-", "podman"}, {"cri-containerd-", "containerd"},
+	{"crio-", "cri-o"}, {"nerdctl-", "containerd"},
+}
+
+// isContainerID reports whether s is a 64-digit lower-case hex id.
+func isContainerID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// scopeContainer reads "<runtime>-<id>.scope" or "<runtime>-<id>".
+func scopeContainer(p string) (runtime, id string, ok bool) {
+	p = strings.TrimSuffix(p, ".scope")
+	for _, r := range scopeRuntimes {
+		if id, found := strings.CutPrefix(p, r.prefix); found && isContainerID(id) {
+			return r.runtime, id, true
+		}
+	}
+	return "", "", false
+}
+
+// podUID reads the pod of a Kubernetes cgroup: "kubepods-besteffort-pod<uid>.slice"
+// (systemd driver, '_' for '-') or "pod<uid>" (cgroupfs driver).
+func podUID(p string) (string, bool) {
+	if s, ok := strings.CutSuffix(p, ".slice"); ok {
+		if i := strings.LastIndex(s, "pod"); i >= 0 && (i == 0 || s[i-1] == '-') {
+			p = s[i:]
+		}
+	}
+	uid, ok := strings.CutPrefix(p, "pod")
+	if !ok || len(uid) != 36 {
+		return "", false
+	}
+	uid = strings.ReplaceAll(uid, "_", "-")
+	for i := 0; i < len(uid); i++ {
+		if c := uid[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || c == '-') {
+			return "", false
+		}
+	}
+	return uid, true
+}
 
 // ParseCgroupPath reads what a cgroup path says about its owner: the
 // innermost systemd service or scope, and a container of docker
@@ -148,9 +191,9 @@ func ParseCgroupPath(path string) *Cgroup {
 		case strings.HasSuffix(p, ".service") || strings.HasSuffix(p, ".scope"):
 			c.Unit = p
 		}
-		if m := scopeIDRe.FindStringSubmatch(p); m != nil {
-			c.Runtime, c.Container = runtimeName[m[1]], m[2]
-		} else if plainIDRe.MatchString(p) && i > 0 {
+		if rt, id, ok := scopeContainer(p); ok {
+			c.Runtime, c.Container = rt, id
+		} else if isContainerID(p) && i > 0 {
 			switch parent := parts[i-1]; {
 			case parent == "docker":
 				c.Runtime, c.Container = "docker", p
@@ -159,8 +202,8 @@ func ParseCgroupPath(path string) *Cgroup {
 			case strings.HasPrefix(parts[0], "kubepods"):
 				c.Runtime, c.Container = "kubernetes", p
 			}
-		} else if m := podRe.FindStringSubmatch(p); m != nil && strings.HasPrefix(parts[0], "kubepods") {
-			c.Pod = strings.ReplaceAll(m[1]+m[2], "_", "-")
+		} else if pod, ok := podUID(p); ok && strings.HasPrefix(parts[0], "kubepods") {
+			c.Pod = pod
 			if c.Runtime == "" {
 				c.Runtime = "kubernetes"
 			}

@@ -45,6 +45,9 @@ type walk struct {
 	best      []atomic.Int32 // First: lowest pid found per socket
 	remaining atomic.Int64   // First: sockets without an owner yet
 	cancelled atomic.Bool
+	parallel  bool         // more than one walker: share large directories
+	chunks    chan chunk   // parts of large fd directories, for any walker
+	scanning  atomic.Int32 // walkers still taking pids; the last closes chunks
 }
 
 // walker is one goroutine's part of a walk, with its own buffers.
@@ -53,6 +56,7 @@ type walker struct {
 	dirbuf []byte
 	link   [64]byte
 	path   [32]byte
+	small  [4096]byte // for reading /proc/PID files
 	hits   []hit
 	procs  map[int32]*Process
 	denied int
@@ -88,6 +92,9 @@ func findOwners(ctx context.Context, proc string, socks []Socket, opt OwnerOptio
 		w.remaining.Store(int64(len(want)))
 	}
 	n := min(runtime.GOMAXPROCS(0), 4, len(pids)/16+1)
+	w.parallel = n > 1
+	w.chunks = make(chan chunk, 64)
+	w.scanning.Store(int32(n))
 	walkers := make([]*walker, n)
 	var wg sync.WaitGroup
 	for i := range walkers {
@@ -172,8 +179,26 @@ func explainUnseen(socks []Socket, cancelled bool, denied int) {
 	}
 }
 
+// run scans processes until there are none left, then helps with the
+// chunks of large fd directories that other walkers handed out.
 func (wk *walker) run(ctx context.Context) {
+	defer func() {
+		// Leaving the pid phase: the last walker out closes the chunk
+		// queue, since no one can add to it any more.
+		if wk.scanning.Add(-1) == 0 {
+			close(wk.chunks)
+		}
+		for c := range wk.chunks {
+			wk.doChunk(c)
+		}
+	}()
 	for n := 0; ; n++ {
+		select {
+		case c := <-wk.chunks:
+			wk.doChunk(c)
+			continue
+		default:
+		}
 		if wk.opt.First && wk.remaining.Load() == 0 {
 			return
 		}
@@ -189,11 +214,33 @@ func (wk *walker) run(ctx context.Context) {
 	}
 }
 
-// scan reads the fd links of process pid.
+// fdJob is the fd directory of one process being read, possibly by several
+// walkers at once when it is large.
+type fdJob struct {
+	pid     int32
+	fd      uintptr // the open /proc/PID/fd
+	parts   atomic.Int32
+	matched atomic.Bool
+}
+
+// chunk is part of a large fd directory: the entries of one getdents call.
+type chunk struct {
+	job  *fdJob
+	ents []byte
+}
+
+// scan reads the fd links of process pid. A directory that takes more than
+// one read (over a thousand files) is shared: each further read becomes a
+// chunk other walkers may take, so one process holding most of the sockets
+// does not leave the other cores idle.
 func (wk *walker) scan(pid int32) {
 	p := strconv.AppendInt(wk.path[:0], int64(pid), 10)
 	p = append(p, "/fd\x00"...)
-	fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(wk.procFD), uintptr(unsafe.Pointer(&p[0])),
+	// Raw system calls here and below: procfs answers at once, and the Go
+	// scheduler's bookkeeping around each call (a thread hand-off when one
+	// takes long, as reading a big fd directory does) would cost more than
+	// the call. See recvTrunc.
+	fd, _, errno := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(wk.procFD), uintptr(unsafe.Pointer(&p[0])),
 		unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0, 0, 0)
 	if errno != 0 {
 		if errno == unix.EACCES || errno == unix.EPERM {
@@ -201,40 +248,74 @@ func (wk *walker) scan(pid int32) {
 		}
 		return // ENOENT: it exited
 	}
-	dfd := int(fd)
-	defer unix.Close(dfd)
-	matched := false
+	job := &fdJob{pid: pid, fd: fd}
+	job.parts.Store(1) // this reader's share
 	buf := wk.dirbuf
 	for done := false; !done; {
-		n, err := unix.Getdents(dfd, buf)
-		if err != nil || n <= 0 {
+		r, _, errno := unix.RawSyscall(unix.SYS_GETDENTS64, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		n := int(r)
+		if errno != 0 || n <= 0 {
 			break
 		}
 		// procfs stops filling only when the next entry does not fit: room
 		// for one more means this was the end, and saves a getdents call.
 		done = n < len(buf)-maxDirent
-		for off := 0; off+19 < n; {
-			reclen := int(ne.Uint16(buf[off+16:]))
-			if reclen == 0 {
-				break
+		if !done && wk.parallel {
+			c := chunk{job: job, ents: bytes.Clone(buf[:n])}
+			job.parts.Add(1)
+			select {
+			case wk.chunks <- c:
+			default:
+				wk.doChunk(c) // the queue is full: do it here
 			}
-			if buf[off+19] != '.' {
-				if ino, ok := wk.socketLink(dfd, &buf[off+19]); ok {
-					if slot, ok := wk.want[ino]; ok && wk.found(slot, pid) {
-						matched = true
-					}
-				}
-			}
-			off += reclen
-			if wk.opt.First && wk.remaining.Load() == 0 {
-				done = true
-				break
-			}
+			continue
+		}
+		if !wk.entries(job, buf[:n]) {
+			break
 		}
 	}
-	if matched {
-		wk.procs[pid] = wk.readProcess(pid, dfd)
+	wk.finish(job)
+}
+
+// entries reads the fd links of a run of directory entries; false when the
+// walk may stop (First, and every socket has its owner).
+func (wk *walker) entries(job *fdJob, buf []byte) bool {
+	dfd := int(job.fd)
+	for off := 0; off+19 < len(buf); {
+		reclen := int(ne.Uint16(buf[off+16:]))
+		if reclen == 0 {
+			break
+		}
+		if buf[off+19] != '.' {
+			if ino, ok := wk.socketLink(dfd, &buf[off+19]); ok {
+				if slot, ok := wk.want[ino]; ok && wk.found(slot, job.pid) {
+					job.matched.Store(true)
+				}
+			}
+		}
+		off += reclen
+		if wk.opt.First && wk.remaining.Load() == 0 {
+			return false
+		}
 	}
+	return true
+}
+
+func (wk *walker) doChunk(c chunk) {
+	wk.entries(c.job, c.ents)
+	wk.finish(c.job)
+}
+
+// finish ends one part of a job; the last part reads the process (when it
+// holds a wanted socket) and closes the directory.
+func (wk *walker) finish(job *fdJob) {
+	if job.parts.Add(-1) != 0 {
+		return
+	}
+	if job.matched.Load() {
+		wk.procs[job.pid] = wk.readProcess(job.pid, int(job.fd))
+	}
+	unix.RawSyscall(unix.SYS_CLOSE, job.fd, 0, 0)
 }
 
 // found records pid as a holder of socket slot; with First only the lowest
@@ -308,7 +389,7 @@ func (wk *walker) read(pid int32, name string) []byte {
 	}
 	defer unix.Close(fd)
 	var out []byte
-	buf := wk.dirbuf[:4096] // free between scans
+	buf := wk.small[:]
 	for {
 		n, err := unix.Read(fd, buf)
 		if n > 0 {

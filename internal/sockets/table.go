@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 
 	"portolan/internal/portspec"
@@ -285,17 +286,75 @@ func (s *Socket) StateName() string {
 }
 
 // SortByPort orders sockets by local port, then protocol, family, local
-// address, state and remote end: the order of `portolan ls`.
+// address, state and remote end: the order of `portolan ls`. It sorts small
+// keys and moves each socket once: a Socket is large, and a table may hold
+// tens of thousands.
 func SortByPort(socks []Socket) {
-	slices.SortFunc(socks, func(a, b Socket) int {
+	type key struct {
+		k uint64 // port, proto, family, state: decides most comparisons
+		i int32
+	}
+	keys := make([]key, len(socks))
+	for i := range socks {
+		s := &socks[i]
+		keys[i] = key{uint64(s.Local.Port())<<48 | uint64(s.Proto)<<40 | uint64(s.Family)<<32, int32(i)}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := cmp.Compare(a.k, b.k); c != 0 {
+			return c
+		}
+		x, y := &socks[a.i], &socks[b.i]
 		return cmp.Or(
-			cmp.Compare(a.Local.Port(), b.Local.Port()),
-			cmp.Compare(a.Proto, b.Proto),
-			cmp.Compare(a.Family, b.Family),
-			a.Local.Addr().Compare(b.Local.Addr()),
-			cmp.Compare(a.State, b.State),
-			a.Remote.Compare(b.Remote),
-			cmp.Compare(a.Inode, b.Inode),
+			x.Local.Addr().Compare(y.Local.Addr()),
+			cmp.Compare(x.State, y.State),
+			x.Remote.Compare(y.Remote),
+			cmp.Compare(x.Inode, y.Inode),
 		)
 	})
+	// Apply the permutation in place, cycle by cycle: position i takes the
+	// socket from keys[i].i.
+	for i := range keys {
+		if keys[i].i < 0 || int(keys[i].i) == i {
+			continue
+		}
+		tmp := socks[i]
+		j := i
+		for {
+			from := int(keys[j].i)
+			keys[j].i = -1
+			if from == i {
+				socks[j] = tmp
+				break
+			}
+			socks[j] = socks[from]
+			j = from
+		}
+	}
+}
+
+// sizeHint estimates, from /proc/net/sockstat and sockstat6, how many
+// sockets an unfiltered dump of proto (zero: both) returns: TCP sockets
+// allocated plus TIME_WAIT, UDP in use. A dump of a large table then fills
+// one allocation instead of growing and copying one. Zero when unknown.
+func sizeHint(sockstat, sockstat6 []byte, proto portspec.Proto) int {
+	n := 0
+	for _, line := range strings.Split(string(sockstat)+"\n"+string(sockstat6), "\n") {
+		name, rest, ok := strings.Cut(line, ": ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.Atoi(f[i+1])
+			if err != nil || v < 0 {
+				continue
+			}
+			switch {
+			case (proto == 0 || proto == portspec.TCP) && name == "TCP" && (f[i] == "alloc" || f[i] == "tw"),
+				(proto == 0 || proto == portspec.UDP) && (name == "UDP" || name == "UDP6") && f[i] == "inuse":
+				n += v
+			}
+		}
+	}
+	return min(n, 1<<20)
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -407,7 +408,8 @@ func TestKernelRejectsBadBytecode(t *testing.T) {
 	}
 	defer unix.Close(fd)
 	bad := []byte{bcSGE, 8, 100, 0, 0, 0, 80, 0} // `no` jumps past the end + 4
-	_, err = dump(context.Background(), fd, make([]byte, recvBufSize), diagRequest(1, portspec.TCP, IPv4, ^uint32(0), bad), portspec.TCP, nil)
+	var spill []Socket
+	err = dump(context.Background(), fd, make([]byte, recvBufSize), diagRequest(1, portspec.TCP, IPv4, ^uint32(0), bad), portspec.TCP, &collector{}, &spill)
 	if err != unix.EINVAL {
 		t.Fatalf("dump with bad bytecode: err = %v; want EINVAL", err)
 	}
@@ -461,5 +463,32 @@ func TestCaptureDiag(t *testing.T) {
 	b, _ := json.MarshalIndent(want, "", "  ")
 	if err := os.WriteFile("testdata/diag-want.json", append(b, '\n'), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestListParallel reads the whole table with several threads (as for a
+// large table): every socket comes once, and the fixture's are all there.
+func TestListParallel(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("needs two CPUs")
+	}
+	f := newFixture(t)
+	defer func(old int) { largeTable = old }(largeTable)
+	largeTable = 1
+	got, err := (&Table{}).List(context.Background(), Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(map[uint64]bool)
+	for _, s := range got {
+		if seen[s.Cookie] {
+			t.Errorf("%v %v %v -> %v (cookie %d) listed twice", s.Proto, s.State, s.Local, s.Remote, s.Cookie)
+		}
+		seen[s.Cookie] = true
+	}
+	ours := f.ours(got)
+	SortByPort(ours)
+	if d := cmp.Diff(f.socks, listenerCookies(ours), ignoreOwners); d != "" {
+		t.Errorf("parallel List misses sockets (-made +listed):\n%s", d)
 	}
 }
