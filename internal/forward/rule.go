@@ -1,0 +1,217 @@
+package forward
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// Proto is the transport a rule relays.
+type Proto uint8
+
+// Transports.
+const (
+	TCP Proto = iota
+	UDP
+)
+
+func (p Proto) String() string {
+	if p == UDP {
+		return "udp"
+	}
+	return "tcp"
+}
+
+// ParseProto reads "tcp" or "udp".
+func ParseProto(s string) (Proto, error) {
+	switch s {
+	case "tcp", "":
+		return TCP, nil
+	case "udp":
+		return UDP, nil
+	}
+	return TCP, fmt.Errorf("protocol %q: want tcp or udp", s)
+}
+
+// Balance says how a rule picks among its targets.
+type Balance uint8
+
+// Balancing strategies.
+const (
+	RoundRobin   Balance = iota // rotate over the healthy targets
+	FirstHealthy                // the first healthy target in the list
+)
+
+func (b Balance) String() string {
+	if b == FirstHealthy {
+		return "first-healthy"
+	}
+	return "round-robin"
+}
+
+// ParseBalance reads "round-robin" or "first-healthy".
+func ParseBalance(s string) (Balance, error) {
+	switch s {
+	case "round-robin", "rr", "":
+		return RoundRobin, nil
+	case "first-healthy", "first", "failover":
+		return FirstHealthy, nil
+	}
+	return RoundRobin, fmt.Errorf("balance %q: want round-robin or first-healthy", s)
+}
+
+// Defaults used when a Rule field is zero.
+const (
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultUDPIdle        = 60 * time.Second
+	DefaultMaxSessions    = 10000
+)
+
+// Rule is one listener and where its traffic goes. The zero value of each
+// optional field is documented beside it.
+type Rule struct {
+	Name    string   // shown in logs and metrics; empty: "proto/listen"
+	Proto   Proto    // TCP or UDP
+	Listen  string   // host:port; an empty host listens on every IPv4 and IPv6 address
+	Targets []string // host:port, at least one
+
+	Balance        Balance       // zero: round-robin
+	HealthInterval time.Duration // TCP connect checks of every target; zero: none (dial failures fall through to the next target)
+	ConnectTimeout time.Duration // zero: DefaultConnectTimeout
+	// IdleTimeout closes a TCP connection with no bytes either way for this
+	// long (enforced within twice this), and expires UDP sessions.
+	// Zero: none for TCP, DefaultUDPIdle for UDP.
+	IdleTimeout time.Duration
+	// KeepAlive is the TCP keep-alive idle time on both sockets. Zero: on,
+	// with the kernel's timers (one setsockopt); negative: off.
+	KeepAlive time.Duration
+
+	MaxConns          int // TCP connections (or UDP sessions) at once; zero: no limit (UDP: DefaultMaxSessions)
+	MaxConnsPerSource int // per client address; zero: no limit
+
+	Allow []netip.Prefix // if non-empty, only these clients
+	Deny  []netip.Prefix // never these clients (checked first)
+
+	ProxyProtocol  int            // send a PROXY header to the target: 0 none, 1 or 2
+	TrustedProxies []netip.Prefix // accept a PROXY header (v1 or v2) from these peers and use its client address
+}
+
+// DisplayName is Name, or proto/listen when Name is empty.
+func (r *Rule) DisplayName() string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return r.Proto.String() + "/" + r.Listen
+}
+
+// key identifies a rule's socket across reloads: same protocol and
+// address, same socket. Port 0 means "any free port", so such a socket is
+// only the same if the rule name is too.
+func (r *Rule) key() string {
+	k := r.Proto.String() + " " + r.Listen
+	if _, port, err := splitHostPort(r.Listen); err == nil && port == 0 {
+		k += " " + r.DisplayName()
+	}
+	return k
+}
+
+// Validate checks a rule; errors name the field.
+func (r *Rule) Validate() error {
+	if _, _, err := splitHostPort(r.Listen); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if len(r.Targets) == 0 {
+		return errors.New("targets: at least one is needed")
+	}
+	for _, t := range r.Targets {
+		host, _, err := splitHostPort(t)
+		if err != nil {
+			return fmt.Errorf("targets: %w", err)
+		}
+		if host == "" {
+			return fmt.Errorf("targets: %q has no host", t)
+		}
+	}
+	switch {
+	case r.HealthInterval < 0:
+		return errors.New("health: must not be negative")
+	case r.ConnectTimeout < 0:
+		return errors.New("connect-timeout: must not be negative")
+	case r.IdleTimeout < 0:
+		return errors.New("idle-timeout: must not be negative")
+	case r.MaxConns < 0:
+		return errors.New("max-conns: must not be negative")
+	case r.MaxConnsPerSource < 0:
+		return errors.New("max-conns-per-source: must not be negative")
+	case r.ProxyProtocol != 0 && r.ProxyProtocol != 1 && r.ProxyProtocol != 2:
+		return fmt.Errorf("proxy-protocol: %d: want 1 or 2", r.ProxyProtocol)
+	case r.ProxyProtocol != 0 && r.Proto == UDP:
+		return errors.New("proxy-protocol: only for tcp rules")
+	case len(r.TrustedProxies) > 0 && r.Proto == UDP:
+		return errors.New("trusted-proxies: only for tcp rules")
+	}
+	return nil
+}
+
+// splitHostPort checks host:port with a numeric port.
+func splitHostPort(s string) (string, uint16, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: want host:port", s)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, port)
+	}
+	return host, uint16(p), nil
+}
+
+// permits reports whether a client address passes the rule's lists.
+func (r *Rule) permits(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range r.Deny {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	if len(r.Allow) == 0 {
+		return true
+	}
+	for _, p := range r.Allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Rule) trusts(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range r.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Rule) connectTimeout() time.Duration {
+	if r.ConnectTimeout > 0 {
+		return r.ConnectTimeout
+	}
+	return DefaultConnectTimeout
+}
+
+func (r *Rule) keepAlive() net.KeepAliveConfig {
+	switch {
+	case r.KeepAlive < 0:
+		return net.KeepAliveConfig{}
+	case r.KeepAlive == 0:
+		// Only SO_KEEPALIVE: each extra timer is one more setsockopt per connection.
+		return net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
+	}
+	return net.KeepAliveConfig{Enable: true, Idle: r.KeepAlive, Interval: r.KeepAlive, Count: -1}
+}

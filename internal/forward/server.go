@@ -1,0 +1,201 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"reflect"
+	"sync"
+)
+
+// Server runs a set of rules. The zero value is ready: call Apply to start
+// or reload, Shutdown to stop.
+type Server struct {
+	// Logger gets one Info line per finished connection or UDP session,
+	// warnings for targets going down, and errors that are not a
+	// client's. Nil: discard.
+	Logger *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[string]listener // by Rule.key
+	stats     map[string]*ruleStats
+	conns     map[*tcpConn]struct{}
+	udps      map[*udpListener]struct{} // open UDP sockets, draining ones too
+	wg        sync.WaitGroup            // connections and UDP sessions
+	closed    bool
+}
+
+// listener is a TCP or UDP front socket.
+type listener interface {
+	state() *ruleState
+	setState(*ruleState)
+	addr() net.Addr
+	serve()
+	drain() // stop taking new clients; the socket closes once it is idle
+}
+
+// ruleState is one version of a rule as applied; connections keep the one
+// they started under across reloads.
+type ruleState struct {
+	Rule
+	name   string
+	stats  *ruleStats
+	pool   *pool
+	cancel context.CancelFunc // stops health checks
+}
+
+// ErrClosed is returned by Apply after Shutdown.
+var ErrClosed = errors.New("forward server closed")
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+// Apply starts the rules, or replaces the running set with them. New
+// listeners are opened before anything changes; if one cannot be opened,
+// the running set is left as it was and the error names the rule.
+// Listeners whose protocol and address stay the same keep their socket;
+// connections in progress keep the version of the rule they started
+// under; listeners of removed rules stop accepting and close once their
+// connections or sessions have finished.
+func (s *Server) Apply(ctx context.Context, rules []Rule) error {
+	keys := map[string]string{}
+	names := map[string]bool{}
+	for i := range rules {
+		r := &rules[i]
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("rule %s: %w", r.DisplayName(), err)
+		}
+		if other, dup := keys[r.key()]; dup {
+			return fmt.Errorf("rule %s: listen: %s %s is also used by rule %s", r.DisplayName(), r.Proto, r.Listen, other)
+		}
+		keys[r.key()] = r.DisplayName()
+		if names[r.DisplayName()] {
+			return fmt.Errorf("rule %s: name: used twice", r.DisplayName())
+		}
+		names[r.DisplayName()] = true
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.listeners == nil {
+		s.listeners = map[string]listener{}
+		s.stats = map[string]*ruleStats{}
+		s.conns = map[*tcpConn]struct{}{}
+	}
+
+	// Open the new sockets first so a failure changes nothing.
+	opened := map[string]listener{}
+	for i := range rules {
+		r := &rules[i]
+		if _, ok := s.listeners[r.key()]; ok {
+			continue
+		}
+		l, err := s.open(ctx, r)
+		if err != nil {
+			for _, o := range opened {
+				o.drain()
+			}
+			return fmt.Errorf("rule %s: listen %s: %w", r.DisplayName(), r.Listen, err)
+		}
+		opened[r.key()] = l
+	}
+
+	for i := range rules {
+		r := rules[i]
+		if l, ok := s.listeners[r.key()]; ok {
+			old := l.state()
+			if reflect.DeepEqual(old.Rule, r) {
+				continue
+			}
+			l.setState(s.newState(r))
+			old.cancel()
+			continue
+		}
+		l := opened[r.key()]
+		l.setState(s.newState(r))
+		s.listeners[r.key()] = l
+		go l.serve()
+	}
+	for k, l := range s.listeners {
+		if _, keep := keys[k]; !keep {
+			l.state().cancel()
+			l.drain()
+			delete(s.listeners, k)
+		}
+	}
+	return nil
+}
+
+func (s *Server) newState(r Rule) *ruleState {
+	name := r.DisplayName()
+	st := s.stats[name]
+	if st == nil || st.proto != r.Proto {
+		st = &ruleStats{name: name, proto: r.Proto, perSrc: map[netip.Addr]int{}}
+		s.stats[name] = st
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rs := &ruleState{Rule: r, name: name, stats: st, pool: newPool(&r), cancel: cancel}
+	if r.HealthInterval > 0 && r.Proto == TCP {
+		go rs.pool.check(ctx, name, r.HealthInterval, r.connectTimeout(), s.logger())
+	}
+	return rs
+}
+
+func (s *Server) open(ctx context.Context, r *Rule) (listener, error) {
+	if r.Proto == UDP {
+		return s.openUDP(ctx, r)
+	}
+	return s.openTCP(ctx, r)
+}
+
+// Addr returns the bound address of the rule with this display name (useful
+// with port 0), or nil.
+func (s *Server) Addr(name string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		if l.state().name == name {
+			return l.addr()
+		}
+	}
+	return nil
+}
+
+// Shutdown stops accepting, waits for connections and sessions to finish
+// until ctx is done, then closes the rest. It returns ctx's error if it had
+// to cut connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for k, l := range s.listeners {
+		l.state().cancel()
+		l.drain()
+		delete(s.listeners, k)
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.abort("shutdown")
+	}
+	s.mu.Unlock()
+	s.closeUDPSessions()
+	<-done
+	return ctx.Err()
+}
