@@ -1,0 +1,294 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"portolan/internal/forward"
+)
+
+func init() { register(newForwardCmd) }
+
+// ForwardOptions are the inputs of `portolan forward`.
+type ForwardOptions struct {
+	Listen  string
+	Targets []string
+
+	Config string // -c forward.yaml; exclusive with LISTEN TARGET and the rule flags
+	Check  bool   // validate the config (or the command-line rule) and exit
+
+	Name              string
+	UDP               bool
+	Balance           string
+	Health            time.Duration
+	Allow, Deny       []string
+	MaxConns          int
+	MaxConnsPerSource int
+	ConnectTimeout    time.Duration
+	IdleTimeout       time.Duration
+	KeepAlive         string
+	ProxyProtocol     string
+	TrustedProxies    []string
+
+	Metrics      string // host:port for GET /metrics
+	LogFormat    string // text | json
+	DrainTimeout time.Duration
+}
+
+// forwardRuleFlags are the flags that describe a command-line rule; with -c they
+// belong in the file.
+var forwardRuleFlags = []string{"name", "udp", "balance", "health", "allow", "deny", "max-conns", "max-conns-per-source",
+	"connect-timeout", "idle-timeout", "keepalive", "proxy-protocol", "accept-proxy"}
+
+func newForwardCmd(g *Globals) *cobra.Command {
+	var opts ForwardOptions
+	cmd := &cobra.Command{
+		Use:   "forward LISTEN TARGET[,TARGET...] | -c forward.yaml",
+		Short: "Relay TCP connections or UDP sessions to one or more targets",
+		Long: `Relay connections from LISTEN to TARGET. TCP bytes are spliced in the kernel;
+half-closes pass through both ways. A listen address without a host (:8080)
+takes IPv4 and IPv6 clients. With several targets, --balance picks one per
+connection and --health checks them; when no target answers the client gets
+a reset at once, counted and logged.
+
+UDP (--udp) keeps a session per client address, with its own upstream socket,
+until it has been idle for --idle-timeout (default 60s).
+
+Every finished connection or session is one log line on stderr (client, rule,
+target, bytes each way, duration, reason). -c FILE runs many rules; SIGHUP
+re-reads it without dropping anything: unchanged listeners stay open, live
+connections and UDP sessions keep the rule they started under, removed rules
+stop accepting and drain. SIGTERM or Ctrl-C stops accepting and waits up to
+--drain-timeout for connections to finish. See docs/forward.md.
+
+Exit codes: 0 stopped cleanly, 1 a listener could not be opened or
+connections were cut at the drain deadline, 2 bad arguments or config.`,
+		Example: `  portolan forward :8080 198.18.0.2:80
+  portolan forward --udp :5353 [fd00::2]:53
+  portolan forward :2222 198.18.0.3:22,198.18.0.4:22 --balance first-healthy --health 5s
+  portolan forward :443 198.18.0.5:443 --proxy-protocol v2 --allow 198.18.0.0/15 --max-conns 1000
+  portolan forward -c forward.yaml --metrics 127.0.0.1:9109 --log-format json
+  portolan forward --check -c forward.yaml`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Config != "" {
+				if len(args) != 0 {
+					return usageErr(errors.New("give either -c FILE or LISTEN TARGET, not both"))
+				}
+				for _, f := range forwardRuleFlags {
+					if cmd.Flags().Changed(f) {
+						return usageErr(fmt.Errorf("--%s sets a rule: with -c, put it in %s", f, opts.Config))
+					}
+				}
+			} else {
+				if len(args) != 2 {
+					return usageErr(errors.New("want LISTEN TARGET[,TARGET...] or -c FILE"))
+				}
+				opts.Listen, opts.Targets = args[0], strings.Split(args[1], ",")
+			}
+			return runForward(cmd.Context(), g, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&opts.Config, "config", "c", "", "rules from this YAML file (SIGHUP reloads it)")
+	f.BoolVar(&opts.Check, "check", false, "validate the rules and exit")
+	f.StringVar(&opts.Name, "name", "", "rule name for logs and metrics (default proto/listen)")
+	f.BoolVar(&opts.UDP, "udp", false, "relay UDP instead of TCP")
+	f.StringVar(&opts.Balance, "balance", "round-robin", "round-robin or first-healthy")
+	f.DurationVar(&opts.Health, "health", 0, "TCP-check every target this often (0: no checks)")
+	f.StringSliceVar(&opts.Allow, "allow", nil, "only these client prefixes (repeatable, comma-separated)")
+	f.StringSliceVar(&opts.Deny, "deny", nil, "never these client prefixes")
+	f.IntVar(&opts.MaxConns, "max-conns", 0, "connections (UDP: sessions) at once (0: no limit; UDP 10000)")
+	f.IntVar(&opts.MaxConnsPerSource, "max-conns-per-source", 0, "connections at once per client address (0: no limit)")
+	f.DurationVar(&opts.ConnectTimeout, "connect-timeout", forward.DefaultConnectTimeout, "give up on a target after this long")
+	f.DurationVar(&opts.IdleTimeout, "idle-timeout", 0, "close after this long with no bytes either way (0: TCP never, UDP 60s)")
+	f.StringVar(&opts.KeepAlive, "keepalive", "", "TCP keep-alive idle time, or off (default: on, kernel timers)")
+	f.StringVar(&opts.ProxyProtocol, "proxy-protocol", "", "send a PROXY header to the target: v1 or v2")
+	f.StringSliceVar(&opts.TrustedProxies, "accept-proxy", nil, "accept a PROXY header from these load balancer prefixes")
+	f.StringVar(&opts.Metrics, "metrics", "", "serve Prometheus metrics on host:port at /metrics")
+	f.StringVar(&opts.LogFormat, "log-format", "text", "connection log lines: text or json")
+	f.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, wait this long for connections to finish")
+	return cmd
+}
+
+// forwardRules builds the rules from the file or the command line.
+func forwardRules(opts ForwardOptions) ([]forward.Rule, error) {
+	if opts.Config != "" {
+		data, err := os.ReadFile(opts.Config)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		rules, err := forward.ParseConfig(opts.Config, data)
+		if err != nil {
+			return nil, usageErr(err)
+		}
+		return rules, nil
+	}
+	r := forward.Rule{
+		Name:              opts.Name,
+		Listen:            opts.Listen,
+		Targets:           opts.Targets,
+		HealthInterval:    opts.Health,
+		ConnectTimeout:    opts.ConnectTimeout,
+		IdleTimeout:       opts.IdleTimeout,
+		MaxConns:          opts.MaxConns,
+		MaxConnsPerSource: opts.MaxConnsPerSource,
+	}
+	if opts.UDP {
+		r.Proto = forward.UDP
+	}
+	var err error
+	if r.Balance, err = forward.ParseBalance(opts.Balance); err != nil {
+		return nil, usageErr(fmt.Errorf("--balance: %w", err))
+	}
+	if r.ProxyProtocol, err = forward.ParseProxyVersion(opts.ProxyProtocol); err != nil {
+		return nil, usageErr(fmt.Errorf("--proxy-protocol: %w", err))
+	}
+	switch opts.KeepAlive {
+	case "":
+	case "off":
+		r.KeepAlive = -1
+	default:
+		if r.KeepAlive, err = time.ParseDuration(opts.KeepAlive); err != nil || r.KeepAlive <= 0 {
+			return nil, usageErr(fmt.Errorf("--keepalive: %q: want a duration like 30s, or off", opts.KeepAlive))
+		}
+	}
+	for _, l := range []struct {
+		flag string
+		in   []string
+		out  *[]netip.Prefix
+	}{{"allow", opts.Allow, &r.Allow}, {"deny", opts.Deny, &r.Deny}, {"accept-proxy", opts.TrustedProxies, &r.TrustedProxies}} {
+		for _, s := range l.in {
+			p, err := forward.ParsePrefix(s)
+			if err != nil {
+				return nil, usageErr(fmt.Errorf("--%s: %w", l.flag, err))
+			}
+			*l.out = append(*l.out, p)
+		}
+	}
+	if err := r.Validate(); err != nil {
+		return nil, usageErr(err)
+	}
+	return []forward.Rule{r}, nil
+}
+
+func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
+	rules, err := forwardRules(opts)
+	if err != nil {
+		return err
+	}
+	if opts.Check {
+		return writeForwardCheck(g, opts, rules)
+	}
+	var h slog.Handler
+	hopts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if g.Verbose >= 1 {
+		hopts.Level = slog.LevelDebug
+	}
+	switch opts.LogFormat {
+	case "text":
+		h = slog.NewTextHandler(g.io.ErrOut, hopts)
+	case "json":
+		h = slog.NewJSONHandler(g.io.ErrOut, hopts)
+	default:
+		return usageErr(fmt.Errorf("--log-format %q: want text or json", opts.LogFormat))
+	}
+	log := slog.New(h)
+
+	// main cancels ctx on SIGINT and SIGTERM; this covers callers that don't.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv := &forward.Server{Logger: log}
+	if err := srv.Apply(ctx, rules); err != nil {
+		return fmt.Errorf("forward: %w", err)
+	}
+	for _, r := range rules {
+		log.Info("listening", "rule", r.DisplayName(), "proto", r.Proto.String(),
+			"addr", srv.Addr(r.DisplayName()).String(), "targets", strings.Join(r.Targets, ","))
+	}
+	if opts.Metrics != "" {
+		ln, err := net.Listen("tcp", opts.Metrics)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			return fmt.Errorf("metrics listen %s: %w", opts.Metrics, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+			srv.WriteMetrics(w)
+		})
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go hs.Serve(ln)
+		defer hs.Close()
+		log.Info("metrics", "addr", ln.Addr().String())
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if opts.Config == "" {
+				log.Warn("reload: nothing to re-read without -c")
+				continue
+			}
+			rules, err := forwardRules(opts)
+			if err == nil {
+				err = srv.Apply(ctx, rules)
+			}
+			if err != nil {
+				log.Error("reload: keeping the running rules", "err", err)
+				continue
+			}
+			log.Info("reloaded", "config", opts.Config, "rules", len(rules))
+		case <-ctx.Done():
+			log.Info("draining", "timeout", opts.DrainTimeout.String())
+			dctx, cancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
+			defer cancel()
+			if err := srv.Shutdown(dctx); err != nil {
+				return fmt.Errorf("drain: connections still open after %s were closed", opts.DrainTimeout)
+			}
+			return nil
+		}
+	}
+}
+
+// writeForwardCheck reports validated rules: a summary line, or JSON.
+func writeForwardCheck(g *Globals, opts ForwardOptions, rules []forward.Rule) error {
+	type ruleJSON struct {
+		Name    string   `json:"name"`
+		Proto   string   `json:"proto"`
+		Listen  string   `json:"listen"`
+		Targets []string `json:"targets"`
+		Balance string   `json:"balance"`
+	}
+	if g.JSON {
+		out := make([]ruleJSON, 0, len(rules))
+		for _, r := range rules {
+			out = append(out, ruleJSON{r.DisplayName(), r.Proto.String(), r.Listen, r.Targets, r.Balance.String()})
+		}
+		return writeJSON(g, map[string]any{"ok": true, "rules": out})
+	}
+	src := opts.Config
+	if src == "" {
+		src = "command line"
+	}
+	fmt.Fprintf(g.io.Out, "%s: %d rule(s) OK\n", src, len(rules))
+	for _, r := range rules {
+		fmt.Fprintf(g.io.Out, "  %s  %s %s -> %s\n", r.DisplayName(), r.Proto, r.Listen, strings.Join(r.Targets, ","))
+	}
+	return nil
+}
