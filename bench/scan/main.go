@@ -60,7 +60,7 @@ func main() {
 	flag.StringVar(&c.only, "tools", "", "comma-separated tools to run (default: all)")
 	flag.StringVar(&c.scenarios, "scenarios", "", "comma-separated scenarios to run (default: all)")
 	flag.BoolVar(&c.memory, "memory", true, "measure portolan's peak RSS over a 10M-probe space (--dry-run)")
-	flag.DurationVar(&c.silentFor, "silent", 60*time.Second, "also scan 198.19.0.0/16 x 150 silent ports for this long, sampling RSS (0: skip)")
+	flag.DurationVar(&c.silentFor, "silent", 400*time.Second, "also scan 198.19.0.0/16 x 150 silent ports for this long, sampling RSS (0: skip)")
 	flag.BoolVar(&c.sweep, "sweep", false, "only remove namespaces left by killed runs, then exit")
 	flag.BoolVar(&c.hold, "hold", false, "build the network (dropped ports on), print how to reach it, and wait for Ctrl-C: for profiling by hand")
 	flag.Parse()

@@ -7,7 +7,7 @@
 # then portolan's peak RSS over 10 million probes. Prints the tables; raw
 # outputs and results.md go to -out DIR (default /tmp/scan-bench-DATE).
 #
-#   bench/scan/run.sh                      # 3 runs of everything (about 15 min loaded)
+#   bench/scan/run.sh                      # 3 runs of everything (about 20 min loaded)
 #   bench/scan/run.sh -runs 5 -silent 0    # more runs, no silent-network RSS run
 #   bench/scan/run.sh -tools portolan,nmap-T4 -scenarios all-v4 -memory=false
 #   BUILD_NAABU=1 bench/scan/run.sh        # build naabu first (cgo + libpcap-dev, ~5 min)
