@@ -343,7 +343,7 @@ func describeEnv(ctx context.Context, tb *testbed, c config) string {
 	}
 	fmt.Fprintf(&b, "date:     %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "machine:  %s CPUs (nproc), %s, kernel %s, load1 at start %.1f\n", first("nproc"), cpu, first("uname", "-r"), load1())
-	fmt.Fprintf(&b, "portolan: %s\n", first(c.portolan, "version"))
+	fmt.Fprintf(&b, "portolan: %s, built from %s\n", first(c.portolan, "version"), sourceTree(ctx))
 	fmt.Fprintf(&b, "nmap:     %s\n", first("nmap", "--version"))
 	if c.naabu != "" {
 		fmt.Fprintf(&b, "naabu:    %s\n", naabuVersion(ctx, c.naabu))
@@ -375,4 +375,25 @@ func (tb *testbed) holdOpen(ctx context.Context) error {
 	fmt.Printf("dropped ports: nft delete table inet scanbench (in the target) to stop dropping\nCtrl-C removes the network\n")
 	<-ctx.Done()
 	return nil
+}
+
+// sourceTree names the commit portolan was built from (run.sh builds the
+// working tree) and the scan-related files changed on top of it.
+func sourceTree(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "an unknown tree"
+	}
+	s := "commit " + strings.TrimSpace(string(out))
+	st, _ := exec.CommandContext(ctx, "git", "status", "--porcelain", "--", "cmd", "internal/scan", "internal/cli/scan.go", "internal/output", "internal/target").Output()
+	var changed []string
+	for _, l := range strings.Split(strings.TrimSpace(string(st)), "\n") {
+		if len(l) > 3 {
+			changed = append(changed, l[3:])
+		}
+	}
+	if len(changed) > 0 {
+		s += " + uncommitted " + strings.Join(changed, " ")
+	}
+	return s
 }
