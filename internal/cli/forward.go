@@ -210,6 +210,10 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 	// main cancels ctx on SIGINT and SIGTERM; this covers callers that don't.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Catch SIGHUP before listening: its default action ends the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	srv := &forward.Server{Logger: log}
 	if err := srv.Apply(ctx, rules); err != nil {
 		return fmt.Errorf("forward: %w", err)
@@ -235,9 +239,6 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 		log.Info("metrics", "addr", ln.Addr().String())
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
