@@ -49,8 +49,16 @@ func main() {
 	var stop func()
 	switch *mode {
 	case "one":
-		summary = holdOne(*n, *port)
-		stop = func() {}
+		var conns []net.Conn
+		summary, conns = holdOne(*n, *port)
+		stop = func() {
+			// Reset rather than close: 20,000 TIME_WAIT sockets would
+			// linger in the next scenario's table for a minute.
+			for _, c := range conns {
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+			}
+		}
 	case "many":
 		summary, stop = holdMany(*procs, *per, *port)
 	default:
@@ -105,7 +113,7 @@ func listen(addr string) *net.TCPListener {
 
 // holdOne holds the target listener, 100 more listeners and connections to
 // them until there are about n sockets.
-func holdOne(n, port int) string {
+func holdOne(n, port int) (string, []net.Conn) {
 	keep = append(keep, listen(fmt.Sprintf("127.0.0.1:%d", port)))
 	const nl = 100
 	var ls []*net.TCPListener
@@ -136,7 +144,7 @@ func holdOne(n, port int) string {
 		held = append(held, c, <-accepted)
 	}
 	keep = append(keep, ls, held)
-	return fmt.Sprintf("pid %d holds %d sockets: 127.0.0.1:%d, %d listeners, %d connected pairs", os.Getpid(), 1+nl+len(held), port, nl, pairs)
+	return fmt.Sprintf("pid %d holds %d sockets: 127.0.0.1:%d, %d listeners, %d connected pairs", os.Getpid(), 1+nl+len(held), port, nl, pairs), held
 }
 
 // holdMany starts procs sleep processes, each holding per listeners passed
