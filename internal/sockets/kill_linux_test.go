@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,14 +16,25 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 )
 
-const killHelperEnv = "PORTOLAN_KILL_HELPER"
+const (
+	killHelperEnv = "PORTOLAN_KILL_HELPER"
+	killNetnsEnv  = "PORTOLAN_KILL_NETNS"
+)
+
+// The kill tests run in network namespaces of their own: on a shared
+// machine other programs may listen on the same port number on other
+// addresses, and a kill by port would hit them too.
 
 // TestKillHelperProcess is the process the kill tests stop: the test
-// binary run again with PORTOLAN_KILL_HELPER set. It prints "PORT n" and
-// waits to be killed.
+// binary run again with PORTOLAN_KILL_HELPER set, and its sockets made in
+// the namespace PORTOLAN_KILL_NETNS names. It prints "PORT n" and waits to
+// be killed.
 //
 //	listen        listen on 127.0.0.1:0
 //	ignore-term   the same, ignoring SIGTERM
@@ -31,6 +43,14 @@ func TestKillHelperProcess(t *testing.T) {
 	mode := os.Getenv(killHelperEnv)
 	if mode == "" {
 		t.Skip("runs only as a child of the kill tests")
+	}
+	runtime.LockOSThread() // sockets are made on this thread, in the namespace
+	ns, err := unix.Open(os.Getenv(killNetnsEnv), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
 	}
 	verb, arg, _ := strings.Cut(mode, " ")
 	var port int
@@ -73,16 +93,17 @@ type child struct {
 	done chan struct{} // closed when it has been waited for
 }
 
-// helper starts the test binary as a helper process in mode and returns
-// it with the port it printed. It is killed when the test ends.
-func helper(t *testing.T, mode string) (*child, portspec.Port) {
+// helper starts the test binary as a helper process in mode, with its
+// sockets in h's namespace, and returns it with the port it printed. It is
+// killed when the test ends.
+func helper(t *testing.T, h *netlab.Host, mode string) (*child, portspec.Port) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^TestKillHelperProcess$", "-test.timeout=2m")
-	cmd.Env = append(os.Environ(), killHelperEnv+"="+mode)
+	cmd.Env = append(os.Environ(), killHelperEnv+"="+mode, killNetnsEnv+"="+h.Path())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +158,26 @@ func stillRuns(pid int) bool {
 	return len(f) > 0 && f[0] != "Z"
 }
 
+// killHost is a namespace of the test's own.
+func killHost(t *testing.T) *netlab.Host {
+	t.Helper()
+	h, err := netlab.NewT(t).AddHost("kill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// held reports whether anything listens on port p in h's namespace.
+func held(t *testing.T, h *netlab.Host, p portspec.Port) bool {
+	t.Helper()
+	socks, err := (&Table{Netns: h.Path()}).List(context.Background(), Query{States: States(Listen), Ports: []PortRange{{p, p}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(socks) > 0
+}
+
 func planKill(t *testing.T, req KillRequest) *KillPlan {
 	t.Helper()
 	plan, err := PlanKill(context.Background(), req)
@@ -147,8 +188,9 @@ func planKill(t *testing.T, req KillRequest) *KillPlan {
 }
 
 func TestKillTERM(t *testing.T) {
-	cmd, p := helper(t, "listen")
-	plan := planKill(t, KillRequest{Port: p, Protos: []portspec.Proto{portspec.TCP}})
+	h := killHost(t)
+	cmd, p := helper(t, h, "listen")
+	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p, Protos: []portspec.Proto{portspec.TCP}})
 	if !plan.Held() || len(plan.Targets) != 1 || plan.Targets[0].Process.PID != cmd.Process.Pid || plan.Targets[0].Refused != "" {
 		t.Fatalf("plan for port %d: %+v; want the helper %d as the one target", p, plan.Targets, cmd.Process.Pid)
 	}
@@ -162,14 +204,18 @@ func TestKillTERM(t *testing.T) {
 	if sig := exitedBy(t, cmd); sig != syscall.SIGTERM {
 		t.Errorf("helper ended by %v; want TERM", sig)
 	}
-	if err := CheckFree(p); err != nil {
-		t.Errorf("port %d after kill: %v", p, err)
+	if held(t, h, p) {
+		t.Errorf("port %d still held after the kill", p)
 	}
 }
 
 func TestKillEscalates(t *testing.T) {
-	cmd, p := helper(t, "ignore-term")
-	plan := planKill(t, KillRequest{Port: p, Grace: 300 * time.Millisecond})
+	h := killHost(t)
+	cmd, p := helper(t, h, "ignore-term")
+	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p, Grace: 300 * time.Millisecond})
+	if len(plan.Targets) != 1 || plan.Targets[0].Process.PID != cmd.Process.Pid {
+		t.Fatalf("plan %+v; want the helper alone", plan.Targets)
+	}
 	res, err := Kill(context.Background(), plan)
 	if err != nil {
 		t.Fatal(err)
@@ -193,8 +239,9 @@ func TestKillEscalates(t *testing.T) {
 }
 
 func TestKillDryRunKillsNothing(t *testing.T) {
-	cmd, p := helper(t, "listen")
-	plan := planKill(t, KillRequest{Port: p})
+	h := killHost(t)
+	cmd, p := helper(t, h, "listen")
+	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p})
 	if len(plan.Signalled()) != 1 || plan.Signalled()[0].Process.PID != cmd.Process.Pid {
 		t.Fatalf("plan %+v; want the helper to be signalled", plan.Targets)
 	}
@@ -202,7 +249,7 @@ func TestKillDryRunKillsNothing(t *testing.T) {
 	if !stillRuns(cmd.Process.Pid) {
 		t.Fatal("the helper died from a plan alone")
 	}
-	if err := CheckFree(p); err == nil {
+	if !held(t, h, p) {
 		t.Errorf("port %d free after a dry run; want it still held", p)
 	}
 }
@@ -210,11 +257,13 @@ func TestKillDryRunKillsNothing(t *testing.T) {
 // A client connected to the port (the port is its remote port) is never a
 // target, and stays alive (in CLOSE_WAIT) when the server is killed.
 func TestKillLeavesClients(t *testing.T) {
-	server, p := helper(t, "listen")
-	client, _ := helper(t, "client 127.0.0.1:"+strconv.Itoa(int(p)))
-	// Not AllStates: on a shared machine another program's connection
-	// from another local address may use port p too, and must not be hit.
-	plan := planKill(t, KillRequest{Port: p})
+	h := killHost(t)
+	server, p := helper(t, h, "listen")
+	client, _ := helper(t, h, "client 127.0.0.1:"+strconv.Itoa(int(p)))
+	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p, AllStates: true})
+	if len(plan.Targets) != 1 || plan.Targets[0].Process.PID != server.Process.Pid {
+		t.Fatalf("plan %+v; want the server alone", plan.Targets)
+	}
 	for _, tg := range plan.Targets {
 		if tg.Process.PID == client.Process.Pid {
 			t.Fatalf("the client (remote port %d) is a target: %+v", p, tg)
@@ -238,27 +287,26 @@ func TestKillLeavesClients(t *testing.T) {
 // default it does not hold the port (nothing listens), and is untouched;
 // with AllStates it is the target.
 func TestKillCloseWaitClient(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	h := killHost(t)
+	ln, err := h.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	client, p := helper(t, "client "+ln.Addr().String())
+	client, p := helper(t, h, "client "+ln.Addr().String())
 	c, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Close() // the client's end goes to CLOSE_WAIT
-	waitState(t, "", p, CloseWait)
+	waitState(t, h.Path(), p, CloseWait)
 
-	// Other connections may share the local port (toward other
-	// destinations): look for ours by its remote end.
 	ours := func(socks []Socket) bool {
 		return slices.ContainsFunc(socks, func(s Socket) bool {
 			return s.State == CloseWait && s.Remote.String() == ln.Addr().String()
 		})
 	}
-	plan := planKill(t, KillRequest{Port: p})
+	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p})
 	if plan.Held() || len(plan.Targets) != 0 {
 		t.Fatalf("plan for local port %d of a CLOSE_WAIT client: %+v; want nothing held", p, plan.Targets)
 	}
@@ -268,20 +316,21 @@ func TestKillCloseWaitClient(t *testing.T) {
 	if !stillRuns(client.Process.Pid) {
 		t.Fatal("client died")
 	}
-	plan = planKill(t, KillRequest{Port: p, AllStates: true})
+	plan = planKill(t, KillRequest{Netns: h.Path(), Port: p, AllStates: true})
 	if !slices.ContainsFunc(plan.Targets, func(t KillTarget) bool { return t.Process.PID == client.Process.Pid && ours(t.Sockets) }) {
 		t.Errorf("plan with AllStates: %+v; want the client among the targets", plan.Targets)
 	}
 }
 
 func TestKillRefusesItself(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	h := killHost(t)
+	l, err := h.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	p := portspec.Port(l.Addr().(*net.TCPAddr).Port)
-	plan := planKill(t, KillRequest{Port: p})
+	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p})
 	if len(plan.Targets) != 1 || !strings.Contains(plan.Targets[0].Refused, "portolan itself") || len(plan.Signalled()) != 0 {
 		t.Fatalf("plan %+v; want this process refused", plan.Targets)
 	}
