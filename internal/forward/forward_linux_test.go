@@ -1,0 +1,152 @@
+package forward
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// TestManyConnectionsFreeTheirSockets holds thousands of connections open
+// through the relay at once, closes them, and wants the process's open
+// file count back at its baseline. Client, relay and backend share this
+// process: 4 sockets per connection, plus the two splice pipes (4
+// descriptors) Go holds for each relayed connection while io.Copy waits,
+// plus the echo backend's own splice pipe: 10 descriptors per connection
+// under this machine's RLIMIT_NOFILE of 20000, hence 1500 rather than
+// 10,000.
+func TestManyConnectionsFreeTheirSockets(t *testing.T) {
+	n := 1500
+	if testing.Short() {
+		n = 500
+	}
+	s, _ := start(t, Rule{Name: "many", Listen: "127.0.0.1:0", Targets: []string{backend(t, echo)}})
+	addr := s.Addr("many").String()
+	base := openFDs(t)
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range n {
+		c, err := net.Dial("tcp4", addr)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	// Every connection is relayed end to end, all at the same time.
+	one := []byte{'x'}
+	for i, c := range conns {
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Write(one); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	for i, c := range conns {
+		if _, err := io.ReadFull(c, one); err != nil {
+			t.Fatalf("echo %d: %v", i, err)
+		}
+	}
+	waitFor(t, "all connections active", func() bool { return s.stats["many"].active.Load() == int64(n) })
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = conns[:0]
+	waitFor(t, "descriptors back to baseline", func() bool { return openFDs(t) <= base && s.stats["many"].active.Load() == 0 })
+}
+
+// TestReloadUnderLoadDropsNothing reloads repeatedly while clients make
+// connections; every connection must be relayed.
+func TestReloadUnderLoadDropsNothing(t *testing.T) {
+	rule := Rule{Name: "r", Listen: "127.0.0.1:0", Targets: []string{backend(t, echo)}}
+	s, _ := start(t, rule)
+	addr := s.Addr("r").String()
+	var ok, failed atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 5)
+			for i := 0; i < 2000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := net.Dial("tcp4", addr)
+				if err == nil {
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					_, err = c.Write([]byte("hello"))
+					if err == nil {
+						_, err = io.ReadFull(c, buf)
+					}
+					c.Close()
+				}
+				if err != nil {
+					failed.Add(1)
+					t.Errorf("connection during reloads: %v", err)
+					return
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	for i := range 50 {
+		r := rule
+		r.KeepAlive = time.Duration(i+1) * time.Second // a change, so the rule is swapped
+		if err := s.Apply(context.Background(), []Rule{r}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if ok.Load() == 0 || failed.Load() != 0 {
+		t.Errorf("through reloads: %d relayed, %d failed", ok.Load(), failed.Load())
+	}
+}
+
+// TestSlowReaderBackpressure: a client that never reads must stall the
+// target's writes (kernel buffers only), not grow the relay's memory.
+func TestSlowReaderBackpressure(t *testing.T) {
+	wrote := make(chan int64, 1)
+	src := backend(t, func(c *net.TCPConn) {
+		buf := make([]byte, 1<<20)
+		var n int64
+		for n < 1<<30 { // bounded
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			m, err := c.Write(buf)
+			n += int64(m)
+			if err != nil {
+				break
+			}
+		}
+		wrote <- n
+	})
+	s, _ := start(t, Rule{Name: "slow", Listen: "127.0.0.1:0", Targets: []string{src}})
+	c := dial(t, s, "slow")
+	n := <-wrote
+	if n >= 1<<30 {
+		t.Fatalf("the target wrote %d bytes to a client that reads nothing; want a stall", n)
+	}
+	if n > 64<<20 {
+		t.Errorf("the target wrote %d MiB before stalling; want socket buffers only", n>>20)
+	}
+	c.Close()
+}
