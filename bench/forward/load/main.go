@@ -1,0 +1,169 @@
+// Command load is the bounded loopback client and echo backend of the
+// forward benchmark.
+//
+//	load echo -tcp 127.0.0.1:5301 -udp 127.0.0.1:5301   # backend, runs until killed
+//	load conns -addr 127.0.0.1:15301 -n 5000 -c 1        # connect, 64 B echo, close
+//	load udprr -addr 127.0.0.1:15301 -n 20000            # UDP request/response, one socket
+//
+// Every load loop stops at -n operations or -max seconds, whichever comes
+// first, and only loopback addresses are accepted.
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		log.Fatal("usage: load echo|conns|udprr [flags]")
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	tcpAddr := fs.String("tcp", "", "echo: TCP listen address")
+	udpAddr := fs.String("udp", "", "echo: UDP listen address")
+	addr := fs.String("addr", "", "target address (loopback only)")
+	n := fs.Int("n", 5000, "operations")
+	c := fs.Int("c", 1, "parallel workers")
+	max := fs.Duration("max", 60*time.Second, "time limit")
+	fs.Parse(os.Args[2:])
+	switch os.Args[1] {
+	case "echo":
+		echo(*tcpAddr, *udpAddr)
+	case "conns":
+		loopbackOnly(*addr)
+		run("conns", *n, *c, *max, func() func() error { return func() error { return conn(*addr) } })
+	case "udprr":
+		loopbackOnly(*addr)
+		udprr(*addr, *n, *c, *max)
+	default:
+		log.Fatalf("unknown mode %q", os.Args[1])
+	}
+}
+
+func loopbackOnly(a string) {
+	ap, err := netip.ParseAddrPort(a)
+	if err != nil || !ap.Addr().IsLoopback() {
+		log.Fatalf("-addr %q: loopback host:port only", a)
+	}
+}
+
+func echo(tcpAddr, udpAddr string) {
+	if tcpAddr != "" {
+		ln, err := net.Listen("tcp", tcpAddr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					continue
+				}
+				go func() { io.Copy(c, c); c.Close() }()
+			}
+		}()
+	}
+	if udpAddr != "" {
+		pc, err := net.ListenPacket("udp", udpAddr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		go func() {
+			buf := make([]byte, 65536)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err == nil {
+					pc.WriteTo(buf[:n], from)
+				}
+			}
+		}()
+	}
+	select {}
+}
+
+var payload = bytes.Repeat([]byte("x"), 64)
+
+func conn(addr string) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(payload); err != nil {
+		return err
+	}
+	buf := make([]byte, len(payload))
+	_, err = io.ReadFull(c, buf)
+	return err
+}
+
+// run does n operations over c workers within max and prints the rate;
+// mk makes each worker's operation.
+func run(name string, n, c int, max time.Duration, mk func() func() error) {
+	var done, failed atomic.Int64
+	var next atomic.Int64
+	end := time.Now().Add(max)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range c {
+		wg.Add(1)
+		op := mk()
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) && time.Now().Before(end) {
+				if err := op(); err != nil {
+					failed.Add(1)
+					continue
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	fmt.Printf("%s ok=%d failed=%d seconds=%.3f rate=%.0f/s\n", name, done.Load(), failed.Load(), el.Seconds(), float64(done.Load())/el.Seconds())
+}
+
+// udprr: each worker has its own socket (its own session) and checks that
+// every reply is the one it asked for.
+func udprr(addr string, n, c int, max time.Duration) {
+	var wrong atomic.Int64
+	var id atomic.Int64
+	run("udprr", n, c, max, func() func() error {
+		u, err := net.Dial("udp", addr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		me := id.Add(1)
+		var seq int
+		buf := make([]byte, 256)
+		return func() error {
+			seq++
+			q := fmt.Appendf(nil, "w%d-%d", me, seq)
+			u.SetDeadline(time.Now().Add(time.Second))
+			if _, err := u.Write(q); err != nil {
+				return err
+			}
+			m, err := u.Read(buf)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(buf[:m], q) {
+				wrong.Add(1)
+				return fmt.Errorf("wrong reply")
+			}
+			return nil
+		}
+	})
+	fmt.Printf("udprr wrong_replies=%d\n", wrong.Load())
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# run.sh - portolan forward against HAProxy, nginx stream, rinetd and socat,
+# in the same run, on loopback only; prints medians and ratios.
+#
+#   bench/forward/run.sh            # env: REPS=2 T=5 N=3000 UN=5000 OUT=/tmp/fwdbench
+#
+# Per relay and repetition: iperf3 1 and 8 streams (Gbit/s), N sequential
+# connect/64 B echo/close (conns/s), UN UDP request/responses on one socket
+# (req/s; every reply checked against its request). The relay's CPU time is
+# read from /proc for its whole process group (children included), giving
+# CPU s per GB, us per connection and us per UDP exchange.
+# Needs: apt-get install -y haproxy nginx-light libnginx-mod-stream rinetd socat iperf3
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+OUT=${OUT:-/tmp/fwdbench}
+REPS=${REPS:-2} T=${T:-5} N=${N:-3000} UN=${UN:-5000}
+RELAYS=${RELAYS:-"direct portolan haproxy nginx rinetd socat"}
+mkdir -p "$OUT"
+CSV=$OUT/raw.csv; : >"$CSV"
+PGIDS=()
+
+stop_all() { for p in "${PGIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done; sleep 0.3; for p in "${PGIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done; PGIDS=(); }
+trap stop_all EXIT INT TERM
+bg() { setsid "$@" >>"$OUT/$(basename "$1").log" 2>&1 </dev/null & PGIDS+=($!); LAST=$!; }
+ticks() { # CPU ticks of process group $1, reaped children included
+	local t=0 f l
+	for f in /proc/[0-9]*/stat; do
+		{ read -r l <"$f"; } 2>/dev/null || continue
+		set -- "$1" ${l##*) }
+		[ "$4" = "$1" ] && t=$((t + ${13} + ${14} + ${15} + ${16}))
+	done
+	echo $t
+}
+waitport() { for _ in $(seq 50); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
+
+go build -o "$OUT/load" "$ROOT/bench/forward/load" || exit 1
+CGO_ENABLED=0 go build -o "$OUT/portolan" "$ROOT/cmd/portolan" || exit 1
+bg iperf3 -s -B 127.0.0.1 -p 5201
+bg "$OUT/load" echo -tcp 127.0.0.1:5301 -udp 127.0.0.1:5301
+waitport 5201; waitport 5301
+
+start_relay() { # name -> TP (iperf port), EP (echo port), RPG (relay pgid or "")
+	RPG=""
+	case $1 in
+	direct) TP=5201 EP=5301 ;;
+	portolan) TP=16201 EP=16301
+		cat >"$OUT/forward.yaml" <<-Y
+		rules:
+		  - {name: iperf, listen: "127.0.0.1:$TP", targets: [127.0.0.1:5201]}
+		  - {name: echo, listen: "127.0.0.1:$EP", targets: [127.0.0.1:5301]}
+		  - {name: udp, proto: udp, listen: "127.0.0.1:$EP", targets: [127.0.0.1:5301], idle-timeout: 10s}
+		Y
+		bg "$OUT/portolan" forward -c "$OUT/forward.yaml"; RPG=$LAST ;;
+	haproxy) TP=16202 EP=16302
+		cat >"$OUT/haproxy.cfg" <<-H
+		global
+		    maxconn 4000
+		defaults
+		    mode tcp
+		    timeout connect 5s
+		    timeout client 60s
+		    timeout server 60s
+		listen iperf
+		    bind 127.0.0.1:$TP
+		    server s 127.0.0.1:5201
+		listen echo
+		    bind 127.0.0.1:$EP
+		    server s 127.0.0.1:5301
+		H
+		bg haproxy -db -f "$OUT/haproxy.cfg"; RPG=$LAST ;;
+	nginx) TP=16203 EP=16303
+		cat >"$OUT/nginx.conf" <<-X
+		load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+		worker_processes auto; daemon off; pid $OUT/nginx.pid; error_log $OUT/nginx-error.log warn;
+		events { worker_connections 4096; }
+		stream {
+		  server { listen 127.0.0.1:$TP; proxy_pass 127.0.0.1:5201; }
+		  server { listen 127.0.0.1:$EP; proxy_pass 127.0.0.1:5301; }
+		  server { listen 127.0.0.1:$EP udp; proxy_pass 127.0.0.1:5301; proxy_timeout 10s; }
+		}
+		X
+		bg nginx -p "$OUT" -c "$OUT/nginx.conf"; RPG=$LAST ;;
+	rinetd) TP=16204 EP=16304
+		printf '127.0.0.1 %s 127.0.0.1 5201\n127.0.0.1 %s 127.0.0.1 5301\n127.0.0.1 %s/udp 127.0.0.1 5301/udp [timeout=10]\n' $TP $EP $EP >"$OUT/rinetd.conf"
+		bg rinetd -f -c "$OUT/rinetd.conf"; RPG=$LAST ;;
+	socat) TP=16205 EP=16305
+		bg sh -c "socat TCP4-LISTEN:$TP,bind=127.0.0.1,reuseaddr,fork,backlog=1024 TCP4:127.0.0.1:5201 &
+			socat TCP4-LISTEN:$EP,bind=127.0.0.1,reuseaddr,fork,backlog=1024 TCP4:127.0.0.1:5301 &
+			socat -T 10 UDP4-LISTEN:$EP,bind=127.0.0.1,reuseaddr,fork UDP4:127.0.0.1:5301 & wait"; RPG=$LAST ;;
+	esac
+	waitport $TP && waitport $EP
+}
+
+measure() { # rep relay test unit cmd... (stdout of cmd: value)
+	local rep=$1 relay=$2 test=$3 unit=$4; shift 4
+	local c0=0 c1=0 v
+	[ -n "$RPG" ] && c0=$(ticks $RPG)
+	v=$("$@")
+	[ -n "$RPG" ] && c1=$(ticks $RPG)
+	echo "$rep,$relay,$test,$v,$unit,$(( (c1 - c0) ))" >>"$CSV"
+	echo "rep $rep $relay $test: $v $unit, relay cpu $(( c1 - c0 )) ticks" >&2
+}
+iperf() { timeout $((T + 20)) iperf3 -c 127.0.0.1 -p "$1" -t "$T" -P "$2" -J | python3 -c '
+import json,sys
+e=json.load(sys.stdin)["end"]; print("%.3f %d" % (e["sum_received"]["bits_per_second"]/1e9, e["sum_received"]["bytes"]))'; }
+conns() { "$OUT/load" conns -addr 127.0.0.1:$EP -n $N -c 1 -max 60s | sed -E 's/.*ok=([0-9]+).*rate=([0-9]+).*/\2 \1/'; }
+udprr() { "$OUT/load" udprr -addr 127.0.0.1:$EP -n $UN -c 1 -max 60s | tr '\n' ' ' | sed -E 's/.*ok=([0-9]+).*rate=([0-9]+).*wrong_replies=([0-9]+).*/\2 \1 \3/'; }
+
+for rep in $(seq $REPS); do
+	for relay in $RELAYS; do
+		start_relay $relay || { stop_relay=1; }
+		measure $rep $relay tcp1 Gbit/s iperf $TP 1
+		measure $rep $relay tcp8 Gbit/s iperf $TP 8
+		measure $rep $relay conn1 conns/s conns
+		[ $relay = haproxy ] || measure $rep $relay udprr req/s udprr
+		if [ -n "$RPG" ]; then kill -TERM -- -$RPG 2>/dev/null; sleep 0.5; kill -KILL -- -$RPG 2>/dev/null; fi
+	done
+done
+python3 "$HERE/summarize.py" "$CSV"

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Medians of bench/forward/run.sh raw.csv as a markdown table with ratios to HAProxy."""
+import csv, statistics, sys
+from collections import defaultdict
+
+HZ = 100  # USER_HZ: /proc stat ticks per second
+vals = defaultdict(list)   # (relay, test) -> values
+cpu = defaultdict(list)    # (relay, test) -> cpu per unit
+wrong = defaultdict(int)
+order = []
+for rep, relay, test, v, unit, ticks in csv.reader(open(sys.argv[1])):
+    if relay not in order:
+        order.append(relay)
+    f = v.split()
+    if not f or f[0] in ("", "NA"):
+        continue
+    rate, count = float(f[0]), float(f[1]) if len(f) > 1 else 0
+    vals[relay, test].append(rate)
+    secs = int(ticks) / HZ
+    if relay != "direct" and count > 0:
+        if test.startswith("tcp"):
+            cpu[relay, test].append(secs / (count / 1e9))       # s per GB
+        else:
+            cpu[relay, test].append(secs / count * 1e6)         # us per op
+    if test == "udprr" and len(f) > 2:
+        wrong[relay] += int(f[2])
+
+def med(x):
+    return statistics.median(x) if x else None
+
+def fmt(x, d=1):
+    return "-" if x is None else f"{x:,.{d}f}"
+
+def ratio(relay, test, base="haproxy", inverse=False):
+    a, b = med(vals[relay, test]), med(vals[base, test])
+    if a is None or not b:
+        return ""
+    return f" ({a / b:.2f}x)"
+
+print("| relay | 1-stream Gbit/s | 8-stream Gbit/s | CPU s/GB (1 stream) | conns/s sequential | CPU us/conn | UDP req/s | CPU us/req | wrong replies |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for r in order:
+    print(f"| {r} | {fmt(med(vals[r,'tcp1']),2)}{ratio(r,'tcp1')} | {fmt(med(vals[r,'tcp8']),2)}{ratio(r,'tcp8')} "
+          f"| {fmt(med(cpu[r,'tcp1']),2)} | {fmt(med(vals[r,'conn1']),0)}{ratio(r,'conn1')} | {fmt(med(cpu[r,'conn1']),0)} "
+          f"| {fmt(med(vals[r,'udprr']),0)}{ratio(r,'udprr','nginx')} | {fmt(med(cpu[r,'udprr']),0)} | {wrong[r] if (r,'udprr') in vals else '-'} |")
+print()
+print("Ratios in brackets: TCP columns against haproxy, UDP req/s against nginx (HAProxy has no UDP).")
