@@ -144,9 +144,12 @@ var EphemeralErrnos = []ErrnoNote{
 
 // EphemeralReport is the state of the ephemeral range.
 type EphemeralReport struct {
-	// Range is net.ipv4.ip_local_port_range; Size the ports in it.
-	Range PortRange `json:"range"`
-	Size  int       `json:"size"`
+	// Range is net.ipv4.ip_local_port_range (First and Last in JSON);
+	// Size the ports in it.
+	Range PortRange     `json:"-"`
+	First portspec.Port `json:"first"`
+	Last  portspec.Port `json:"last"`
+	Size  int           `json:"size"`
 	// Reserved are the ports of the range in ip_local_reserved_ports
 	// (never picked); ReservedSpec lists them.
 	Reserved     int    `json:"reserved"`
@@ -201,7 +204,7 @@ type ephemeralInput struct {
 // analyze computes the report from what the kernel said.
 func analyze(in *ephemeralInput) *EphemeralReport {
 	r := &EphemeralReport{
-		Range: PortRange{in.lo, in.hi}, Size: int(in.hi) - int(in.lo) + 1,
+		Range: PortRange{in.lo, in.hi}, First: in.lo, Last: in.hi, Size: int(in.hi) - int(in.lo) + 1,
 		TWReuse: in.twReuse, Timestamps: in.timestamps, Counters: in.counters,
 		Held: []HeldPort{}, Destinations: []Destination{}, Top: []ProcessCount{}, Errnos: EphemeralErrnos,
 	}

@@ -889,3 +889,12 @@ func parseSysctlInt(name, s string) (int, error) {
 	}
 	return n, nil
 }
+
+// DescribeSocket is a socket in a few words: "tcp LISTEN 0.0.0.0:80",
+// with "(dual-stack)", "(bound, not listening)" or "-> REMOTE" where they
+// apply.
+func DescribeSocket(s *Socket) string { return sockLabel(s) }
+
+// DescribeOwner names who holds s: "pid 1234 (nginx, user www-data, unit
+// nginx.service)", or why no process can be named.
+func DescribeOwner(s *Socket) string { return ownerLabel(s) }

@@ -103,9 +103,6 @@ func Why(ctx context.Context, req WhyRequest) (*Verdict, error) {
 		if err != nil {
 			return nil, fmt.Errorf("why %v/%v: nearest free ports: %w", o.local, o.proto, err)
 		}
-		if len(v.Nearest) > 0 {
-			v.Fixes = append(v.Fixes, fmt.Sprintf("use a free port nearby: %s", joinPorts(v.Nearest)))
-		}
 	}
 	return v, nil
 }
@@ -117,14 +114,6 @@ func wantsNearest(r Rule) bool {
 		return false
 	}
 	return true
-}
-
-func joinPorts(ps []portspec.Port) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = fmt.Sprint(p)
-	}
-	return strings.Join(s, ", ")
 }
 
 // tryBind binds (and for TCP listens on) a fresh socket and closes it. It

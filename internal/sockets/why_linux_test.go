@@ -199,7 +199,6 @@ func TestWhyInUse(t *testing.T) {
 			t.Logf("nearest port %d taken since (shared machine): %v", n, err)
 		}
 	}
-	checkFix(t, v, "use a free port nearby")
 
 	// UDP: a bound UDP socket holds the port just as a listener does.
 	pu := holdSock(t, sockSpec{proto: portspec.UDP, addr: netip.AddrPortFrom(lo4, 0)})

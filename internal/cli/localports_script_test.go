@@ -1,0 +1,286 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
+
+	"portolan/internal/netlab"
+	"portolan/internal/portspec"
+	"portolan/internal/sockets"
+)
+
+// localPortCmds are the testscript commands of why.txtar, kill.txtar and
+// ephemeral.txtar, besides the socket commands of TestSocketScripts.
+//
+//	holder VAR NETNS MODE    start a separate process (this test binary) whose sockets
+//	                         are in NETNS: MODE listen, ignore-term (listen, ignoring
+//	                         SIGTERM) or "client ADDR"; $VAR = its port, $VAR_PID = its
+//	                         pid. Only in a namespace: on a shared machine other programs
+//	                         may hold the same port number on other addresses, and a
+//	                         kill by port in ours would reach them.
+//	alive PID                the process runs (not a zombie); negate with !
+//	netns VAR                a network namespace of a new netlab lab; $VAR = its path
+//	sysctl NETNS KEY VALUE   set a net.* sysctl inside NETNS
+//	nslisten NETNS ADDR      listen (TCP) on ADDR inside NETNS
+//	nsdial NETNS ADDR N      open N connections to ADDR from inside NETNS (all must work)
+//	nsconn VAR NETNS ADDR    one connection to ADDR from inside NETNS; $VAR = its local port
+//	nstimewait VAR NETNS ADDR  connect and close first, leaving TIME_WAIT; $VAR = the local port
+var localPortCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	"nsconn":     cmdNsConn,
+	"nstimewait": cmdNsTimeWait,
+	"holder":     cmdHolder,
+	"alive":      cmdAlive,
+	"netns":      cmdNetns,
+	"sysctl":     cmdSysctl,
+	"nslisten":   cmdNsListen,
+	"nsdial":     cmdNsDial,
+}
+
+const (
+	holderEnv      = "PORTOLAN_CLI_HOLDER"
+	holderNetnsEnv = "PORTOLAN_CLI_HOLDER_NETNS"
+)
+
+// TestHolderProcess is the process `holder` starts: this test binary run
+// again with PORTOLAN_CLI_HOLDER set, its sockets made in the namespace
+// PORTOLAN_CLI_HOLDER_NETNS names. It prints "PORT n" and waits to be
+// killed.
+func TestHolderProcess(t *testing.T) {
+	mode := os.Getenv(holderEnv)
+	if mode == "" {
+		t.Skip("runs only as a process started by the holder script command")
+	}
+	runtime.LockOSThread() // sockets are made on this thread, in the namespace
+	ns, err := unix.Open(os.Getenv(holderNetnsEnv), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	verb, arg, _ := strings.Cut(mode, " ")
+	var port int
+	switch verb {
+	case "listen", "ignore-term":
+		if verb == "ignore-term" {
+			signal.Ignore(syscall.SIGTERM)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go serve(l)
+		port = l.Addr().(*net.TCPAddr).Port
+	case "client":
+		c, err := net.Dial("tcp", arg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		port = c.LocalAddr().(*net.TCPAddr).Port
+	default:
+		t.Fatalf("holder mode %q: want listen, ignore-term or client ADDR", mode)
+	}
+	fmt.Printf("PORT %d\n", port)
+	select {}
+}
+
+func cmdHolder(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: holder VAR NETNS MODE")
+	}
+	labHost(ts, args[1]) // only in a namespace of our own
+	exe, err := os.Executable()
+	ts.Check(err)
+	cmd := exec.Command(exe, "-test.run=^TestHolderProcess$", "-test.timeout=5m")
+	cmd.Env = append(os.Environ(), holderEnv+"="+args[2], holderNetnsEnv+"="+args[1])
+	out, err := cmd.StdoutPipe()
+	ts.Check(err)
+	ts.Check(cmd.Start())
+	done := make(chan struct{})
+	ts.Defer(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	lines := bufio.NewScanner(out)
+	port := ""
+	for lines.Scan() {
+		if v, ok := strings.CutPrefix(lines.Text(), "PORT "); ok {
+			port = v
+			break
+		}
+	}
+	go func() {
+		for lines.Scan() {
+		}
+		cmd.Wait() // reaps it, so a killed holder does not linger as a zombie
+		close(done)
+	}()
+	if port == "" {
+		ts.Fatalf("holder %q printed no port", args[2])
+	}
+	ts.Setenv(args[0], port)
+	ts.Setenv(args[0]+"_PID", strconv.Itoa(cmd.Process.Pid))
+}
+
+func cmdAlive(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: alive PID")
+	}
+	b, err := os.ReadFile("/proc/" + args[0] + "/stat")
+	alive := false
+	if err == nil {
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		alive = len(f) > 0 && f[0] != "Z"
+	}
+	if alive == neg {
+		ts.Fatalf("process %s alive: %v", args[0], alive)
+	}
+}
+
+// labHosts maps namespace paths to their hosts, for the commands that take
+// a NETNS argument. Scripts run in parallel.
+var (
+	labMu    sync.Mutex
+	labHosts = map[string]*netlab.Host{}
+)
+
+func cmdNetns(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: netns VAR")
+	}
+	lab, err := netlab.New()
+	ts.Check(err)
+	ts.Defer(func() { lab.Close() })
+	h, err := lab.AddHost("s")
+	ts.Check(err)
+	labMu.Lock()
+	labHosts[h.Path()] = h
+	labMu.Unlock()
+	ts.Setenv(args[0], h.Path())
+}
+
+func labHost(ts *testscript.TestScript, path string) *netlab.Host {
+	labMu.Lock()
+	h, ok := labHosts[path]
+	labMu.Unlock()
+	if !ok {
+		ts.Fatalf("%s: not a namespace made by the netns command", path)
+	}
+	return h
+}
+
+func cmdSysctl(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: sysctl NETNS KEY VALUE")
+	}
+	ts.Check(labHost(ts, args[0]).SetSysctl(args[1], args[2]))
+}
+
+func cmdNsListen(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: nslisten NETNS ADDR")
+	}
+	l, err := labHost(ts, args[0]).Listen("tcp", args[1])
+	ts.Check(err)
+	ts.Defer(func() { l.Close() })
+	go serve(l)
+}
+
+func cmdNsDial(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: nsdial NETNS ADDR N")
+	}
+	n, err := strconv.Atoi(args[2])
+	ts.Check(err)
+	h := labHost(ts, args[0])
+	for i := range n {
+		c, err := h.DialContext(context.Background(), "tcp", args[1])
+		if err != nil {
+			ts.Fatalf("connection %d of %d to %s: %v", i+1, n, args[1], err)
+		}
+		ts.Defer(func() { c.Close() })
+	}
+}
+
+func cmdNsConn(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: nsconn VAR NETNS ADDR")
+	}
+	c, err := labHost(ts, args[1]).DialContext(context.Background(), "tcp", args[2])
+	ts.Check(err)
+	ts.Defer(func() { c.Close() })
+	ts.Setenv(args[0], strconv.Itoa(c.LocalAddr().(*net.TCPAddr).Port))
+}
+
+func cmdNsTimeWait(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: nstimewait VAR NETNS ADDR")
+	}
+	c, err := labHost(ts, args[1]).DialContext(context.Background(), "tcp", args[2])
+	ts.Check(err)
+	port := c.LocalAddr().(*net.TCPAddr).Port
+	c.Close()
+	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(sockets.TimeWait),
+		Ports: []sockets.PortRange{{Lo: portspec.Port(port), Hi: portspec.Port(port)}}}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		socks, err := (&sockets.Table{Netns: args[1]}).List(context.Background(), q)
+		ts.Check(err)
+		if len(socks) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("no TIME_WAIT on port %d after 5s", port)
+		}
+	}
+	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// TestLocalPortScripts runs why.txtar, kill.txtar and ephemeral.txtar with
+// the socket commands of TestSocketScripts and the commands above.
+// TestScripts skips them: they start with `[!exec:$LOCALPORT_CMDS] skip`.
+func TestLocalPortScripts(t *testing.T) {
+	marker := t.TempDir()
+	if err := os.WriteFile(filepath.Join(marker, "portolan-localport-cmds"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmds := maps.Clone(socketCmds)
+	maps.Copy(cmds, localPortCmds)
+	testscript.Run(t, testscript.Params{
+		Files: []string{"testdata/script/why.txtar", "testdata/script/kill.txtar", "testdata/script/ephemeral.txtar"},
+		Cmds:  cmds,
+		Condition: func(cond string) (bool, error) {
+			if cond == "root" {
+				return os.Geteuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("NO_COLOR", "1")
+			env.Setenv("XDG_DATA_HOME", env.WorkDir+"/data")
+			env.Setenv("PATH", marker+string(os.PathListSeparator)+env.Getenv("PATH"))
+			env.Setenv("LOCALPORT_CMDS", "portolan-localport-cmds")
+			env.Setenv("TESTPID", strconv.Itoa(os.Getpid()))
+			env.Setenv("TESTUSER", sockets.LookupUser(uint32(os.Geteuid())))
+			return nil
+		},
+	})
+}
