@@ -613,3 +613,32 @@ func TestBadClientsDoNotStopTheServer(t *testing.T) {
 	io.WriteString(c, "PROXY UNKNOWN\r\n")
 	roundTrip(t, c, "fine")
 }
+
+func TestUDPRuleRemovedAndShutdown(t *testing.T) {
+	u := Rule{Name: "u", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{"127.0.0.1:9"}}
+	k := Rule{Name: "k", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{"127.0.0.1:9"}}
+	s, _ := start(t, u, k)
+	addr := s.Addr("u").String()
+	done := make(chan error, 1)
+	go func() { done <- s.Apply(context.Background(), []Rule{k}) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Apply removing an idle UDP rule did not return")
+	}
+	// The socket of the removed rule is closed: the port can be bound again.
+	pc, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		t.Errorf("port of the removed UDP rule still bound: %v", err)
+	} else {
+		pc.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown with an idle UDP rule = %v", err)
+	}
+}

@@ -23,6 +23,7 @@ type Server struct {
 	listeners map[string]listener // by Rule.key
 	stats     map[string]*ruleStats
 	conns     map[*tcpConn]struct{}
+	udpMu     sync.Mutex                // guards udps; separate so a UDP socket can close while mu is held
 	udps      map[*udpListener]struct{} // open UDP sockets, draining ones too
 	wg        sync.WaitGroup            // connections and UDP sessions
 	closed    bool

@@ -49,10 +49,12 @@ func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
 		return nil, err
 	}
 	l := &udpListener{s: s, pc: pc.(*net.UDPConn), sessions: map[netip.AddrPort]*udpSession{}}
+	s.udpMu.Lock()
 	if s.udps == nil {
 		s.udps = map[*udpListener]struct{}{}
 	}
 	s.udps[l] = struct{}{}
+	s.udpMu.Unlock()
 	return l, nil
 }
 
@@ -81,9 +83,9 @@ func (l *udpListener) close() {
 	l.closed = true
 	l.mu.Unlock()
 	l.pc.Close()
-	l.s.mu.Lock()
+	l.s.udpMu.Lock()
 	delete(l.s.udps, l)
-	l.s.mu.Unlock()
+	l.s.udpMu.Unlock()
 }
 
 func (l *udpListener) serve() {
@@ -242,12 +244,12 @@ func (s *udpSession) end(reason string) {
 
 // closeUDPSessions ends every UDP session now (Shutdown past its deadline).
 func (s *Server) closeUDPSessions() {
-	s.mu.Lock()
+	s.udpMu.Lock()
 	var ls []*udpListener
 	for l := range s.udps {
 		ls = append(ls, l)
 	}
-	s.mu.Unlock()
+	s.udpMu.Unlock()
 	why := "shutdown"
 	for _, l := range ls {
 		l.mu.Lock()
