@@ -390,15 +390,12 @@ type scanRun struct {
 	info    store.ScanInfo
 	resumed bool
 
-	pending []scan.Result // results not yet in the store
-	kept    []scan.Result // results for a format rendered at the end, without a store
-	counts  store.Counts
-	up      map[netip.Addr]struct{}
-	dbErr   error
+	writer *storeWriter  // the store's side of the run, with a store
+	kept   []scan.Result // results for a format rendered at the end, without a store
+	counts store.Counts
+	up     map[netip.Addr]struct{}
+	dbErr  error
 }
-
-// storeBatch is how many results are written to the store at once.
-const storeBatch = 4096
 
 func (r *scanRun) execute(ctx context.Context, startAt uint64) error {
 	g, opts := r.g, r.opts
@@ -418,6 +415,14 @@ func (r *scanRun) execute(ctx context.Context, startAt uint64) error {
 		if err := r.replay(ctx, stream); err != nil {
 			return err
 		}
+	}
+
+	// A store that fails stops the scan: what it finds could not be kept,
+	// nor resumed.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	if r.db != nil {
+		r.writer = newStoreWriter(ctx, r.db, r.info.ID, stopRun)
 	}
 
 	s := opts.scanner(g, r.plan)
@@ -450,24 +455,17 @@ func (r *scanRun) execute(ctx context.Context, startAt uint64) error {
 		} else if r.db == nil {
 			r.kept = append(r.kept, res)
 		}
-		if r.db != nil {
-			r.pending = append(r.pending, res)
-			if len(r.pending) >= storeBatch {
-				r.flush(ctx)
-			}
+		if r.writer != nil {
+			r.writer.add(res)
 		}
 	}
 	s.OnCheckpoint = func(pos uint64) {
-		if r.db == nil {
-			return
-		}
-		r.flush(ctx)
-		if err := r.db.Checkpoint(context.WithoutCancel(ctx), r.info.ID, pos, r.counts); err != nil && r.dbErr == nil {
-			r.dbErr = err
+		if r.writer != nil {
+			r.writer.checkpoint(pos, r.counts)
 		}
 	}
 
-	sum, runErr := s.Run(ctx, r.plan.space)
+	sum, runErr := s.Run(runCtx, r.plan.space)
 	prog.Done()
 	// Everything below must happen even after Ctrl-C: save, then print.
 	bg := context.WithoutCancel(ctx)
@@ -480,8 +478,8 @@ func (r *scanRun) execute(ctx context.Context, startAt uint64) error {
 		status = store.Failed
 	}
 	if r.db != nil {
-		r.flush(bg)
-		if err := r.db.Checkpoint(bg, r.info.ID, sum.Checkpoint, r.counts); err != nil && r.dbErr == nil {
+		r.writer.checkpoint(sum.Checkpoint, r.counts)
+		if err := r.writer.close(); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
 		if err := r.db.FinishScan(bg, r.info.ID, status, r.counts); err != nil && r.dbErr == nil {
@@ -565,14 +563,104 @@ func (r *scanRun) replay(ctx context.Context, stream *output.StreamWriter) error
 	return nil
 }
 
-func (r *scanRun) flush(ctx context.Context) {
-	if len(r.pending) == 0 || r.db == nil {
-		return
+// storeBatch is how many results are written to the store at once, and
+// storeQueue how many batches may wait for the writer before the engine
+// waits too (memory stays bounded when the disk is slow).
+const (
+	storeBatch = 4096
+	storeQueue = 4
+)
+
+// storeWriter writes results and checkpoints to the store from a goroutine
+// of its own, so SQLite never holds up the engine's goroutine, which calls
+// OnResult and OnCheckpoint: storing every result took as long as the whole
+// scan of 65535 loopback ports. Batches are written in the order they are
+// handed over, so a checkpoint is written only after every result handed
+// over before it (all those below its position) is committed, and a resume
+// from it loses nothing. add and checkpoint are called from one goroutine.
+type storeWriter struct {
+	db      *store.Store
+	id      int64
+	pending []scan.Result // the batch being filled
+	jobs    chan storeJob
+	free    chan []scan.Result // written batches, for reuse
+	done    chan struct{}
+	failed  func() // called on the first error
+	err     error  // the first error; read after done is closed
+}
+
+// storeJob is a batch of results, then optionally a checkpoint.
+type storeJob struct {
+	results    []scan.Result
+	checkpoint bool
+	pos        uint64
+	counts     store.Counts
+}
+
+func newStoreWriter(ctx context.Context, db *store.Store, id int64, failed func()) *storeWriter {
+	w := &storeWriter{db: db, id: id, failed: failed, done: make(chan struct{}),
+		jobs: make(chan storeJob, storeQueue), free: make(chan []scan.Result, storeQueue+2)}
+	// Writes finish even after Ctrl-C: partial results are saved.
+	go w.run(context.WithoutCancel(ctx))
+	return w
+}
+
+func (w *storeWriter) run(ctx context.Context) {
+	defer close(w.done)
+	for j := range w.jobs {
+		if w.err == nil {
+			err := w.db.AddResults(ctx, w.id, j.results)
+			if err == nil && j.checkpoint {
+				err = w.db.Checkpoint(ctx, w.id, j.pos, j.counts)
+			}
+			if err != nil {
+				w.err = err
+				w.failed()
+			}
+		}
+		if j.results != nil {
+			select {
+			case w.free <- j.results[:0]:
+			default:
+			}
+		}
 	}
-	if err := r.db.AddResults(context.WithoutCancel(ctx), r.info.ID, r.pending); err != nil && r.dbErr == nil {
-		r.dbErr = err
+}
+
+// add queues one result.
+func (w *storeWriter) add(res scan.Result) {
+	if w.pending == nil {
+		select {
+		case w.pending = <-w.free:
+		default:
+			w.pending = make([]scan.Result, 0, storeBatch)
+		}
 	}
-	r.pending = r.pending[:0]
+	w.pending = append(w.pending, res)
+	if len(w.pending) >= storeBatch {
+		w.send(storeJob{})
+	}
+}
+
+// checkpoint queues the results so far, then the checkpoint pos with the
+// totals c.
+func (w *storeWriter) checkpoint(pos uint64, c store.Counts) {
+	w.send(storeJob{checkpoint: true, pos: pos, counts: c})
+}
+
+func (w *storeWriter) send(j storeJob) {
+	j.results, w.pending = w.pending, nil
+	w.jobs <- j
+}
+
+// close writes what is queued and returns the first error.
+func (w *storeWriter) close() error {
+	if w.pending != nil {
+		w.send(storeJob{})
+	}
+	close(w.jobs)
+	<-w.done
+	return w.err
 }
 
 // render writes a format that needs every result at once: from the store

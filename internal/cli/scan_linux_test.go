@@ -2,9 +2,7 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -378,50 +376,6 @@ func TestScanResume(t *testing.T) {
 		}
 		resume(t, db)
 	})
-}
-
-// waitCheckpoint polls the store at path until scan 1 has a checkpoint past
-// 0. It returns false if exited is closed first.
-func waitCheckpoint(t testing.TB, path string, exited <-chan struct{}) bool {
-	t.Helper()
-	ctx := context.Background()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(60 * time.Second)
-	var db *store.Store
-	defer func() {
-		if db != nil {
-			db.Close()
-		}
-	}()
-	for {
-		select {
-		case <-exited:
-			return false
-		case <-deadline:
-			t.Fatalf("no checkpoint in %s within 60 s", path)
-		case <-tick.C:
-		}
-		if db == nil {
-			if _, err := os.Stat(path); err != nil {
-				continue
-			}
-			var err error
-			if db, err = store.Open(ctx, path); err != nil {
-				t.Fatalf("open store: %v", err)
-			}
-		}
-		si, err := db.Scan(ctx, 1)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("poll store: %v", err)
-		}
-		if si.Checkpoint > 0 {
-			return true
-		}
-	}
 }
 
 // xmlSummary is what a test checks in an nmap XML file.

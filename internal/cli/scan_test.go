@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -438,7 +439,8 @@ func TestScanXMLValidates(t *testing.T) {
 	}
 	ln := newCountingListener(t)
 	target, open := ln.addr.String(), strconv.Itoa(int(ln.port))
-	closed := strconv.Itoa(int(unusedPort(t, ln.addr)))
+	closedPort := unusedPort(t, ln.addr)
+	closed := strconv.Itoa(int(closedPort))
 	dir := t.TempDir()
 	db := filepath.Join(dir, "scans.db")
 	before := filepath.Join(dir, "before.xml")
@@ -473,7 +475,11 @@ print("finished", root.find("runstats/finished").get("exit"))`
 		if err != nil {
 			t.Fatalf("python3 ElementTree: %v\n%s", err, out)
 		}
-		want := fmt.Sprintf("%s %s tcp open syn-ack\n%s %s tcp closed conn-refused\nfinished success\n", target, open, target, closed)
+		lines := []string{target + " " + open + " tcp open syn-ack", target + " " + closed + " tcp closed conn-refused"}
+		if ln.port > closedPort { // nmap lists ports in order
+			lines[0], lines[1] = lines[1], lines[0]
+		}
+		want := strings.Join(lines, "\n") + "\nfinished success\n"
 		if diff := cmp.Diff(want, string(out)); diff != "" {
 			t.Errorf("ports as ElementTree reads them (-want +got):\n%s", diff)
 		}
@@ -504,4 +510,86 @@ print("finished", root.find("runstats/finished").get("exit"))`
 			t.Errorf("ndiff of a file with itself: %v\n%s", err, out)
 		}
 	})
+}
+
+// waitCheckpoint polls the store at path until scan 1 has a checkpoint past
+// 0. It returns false if exited is closed first.
+func waitCheckpoint(t testing.TB, path string, exited <-chan struct{}) bool {
+	t.Helper()
+	ctx := context.Background()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(60 * time.Second)
+	var db *store.Store
+	defer func() {
+		if db != nil {
+			db.Close()
+		}
+	}()
+	for {
+		select {
+		case <-exited:
+			return false
+		case <-deadline:
+			t.Fatalf("no checkpoint in %s within 60 s", path)
+		case <-tick.C:
+		}
+		if db == nil {
+			if _, err := os.Stat(path); err != nil {
+				continue
+			}
+			var err error
+			if db, err = store.Open(ctx, path); err != nil {
+				t.Fatalf("open store: %v", err)
+			}
+		}
+		si, err := db.Scan(ctx, 1)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("poll store: %v", err)
+		}
+		if si.Checkpoint > 0 {
+			return true
+		}
+	}
+}
+
+// TestScanStoreFailureStops breaks the store under a running scan (its
+// results table goes away): the scan stops at once with exit 1 and the
+// store's error, instead of probing on with nowhere to keep the results.
+func TestScanStoreFailureStops(t *testing.T) {
+	ln := newCountingListener(t)
+	db := filepath.Join(t.TempDir(), "scans.db")
+	// 4000 ports at 1000/s: 4 s if nothing stopped it.
+	cmd := portolanCmd(t, t.Context(), "scan", ln.addr.String(), "-p", "1-4000", "--rate", "1000", "--db", db, "--format", "jsonl")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited, code := make(chan struct{}), make(chan int, 1)
+	go func() { cmd.Wait(); code <- cmd.ProcessState.ExitCode(); close(exited) }()
+	if !waitCheckpoint(t, db, exited) {
+		t.Fatalf("no checkpoint before the scan ended: exit %d\n%s", <-code, stderr.String())
+	}
+	sqlDB, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	if _, err := sqlDB.Exec(`PRAGMA busy_timeout = 10000; DROP TABLE results`); err != nil {
+		t.Fatalf("drop the results table: %v", err)
+	}
+	if c := <-code; c != ExitError || !strings.Contains(stderr.String(), "no such table: results") {
+		t.Fatalf("scan with a broken store: exit %d\nstderr:\n%s\nwant exit %d and the store's error", c, stderr.String(), ExitError)
+	}
+	if n := len(jsonlResults(t, stdout.String())); n >= 4000 {
+		t.Errorf("the scan went on to the end (%d results) with a broken store", n)
+	}
+	var status string
+	if err := sqlDB.QueryRow(`SELECT status FROM scans WHERE id = 1`).Scan(&status); err != nil || status != string(store.Failed) {
+		t.Errorf("stored status %q, %v; want %q", status, err, store.Failed)
+	}
 }
