@@ -96,3 +96,17 @@ func TestWrapText(t *testing.T) {
 		}
 	}
 }
+
+func TestConfirm(t *testing.T) {
+	for in, want := range map[string]bool{"y\n": true, "YES\n": true, " y ": true, "n\n": false, "\n": false, "": false, "yes please\n": false} {
+		var errOut strings.Builder
+		g := &Globals{io: IO{In: strings.NewReader(in), ErrOut: &errOut}}
+		got, err := confirm(g, "go? [y/N] ")
+		if err != nil || got != want {
+			t.Errorf("confirm with answer %q = %v, %v; want %v", in, got, err, want)
+		}
+		if errOut.String() != "go? [y/N] " {
+			t.Errorf("question on stderr = %q", errOut.String())
+		}
+	}
+}
