@@ -75,7 +75,7 @@ unhold() {
 compare() {
 	local title=$1 target=$2; shift 2
 	say "timing: $title"
-	"$work/cmp" -rounds "$ROUNDS" -title "$title" -target "$target" -- "$@"
+	"$work/cmp" -rounds "$ROUNDS" -title "$title" -target "$target" -- "$@" | sed 's|'"$work"'/||g'
 	if [ "$HYPERFINE" = 1 ]; then
 		hyperfine -N --style none --warmup 2 --runs "$ROUNDS" --export-markdown "$work/hf.md" "$@" >/dev/null 2>&1 || true
 		echo
