@@ -43,7 +43,8 @@ type ForwardOptions struct {
 	TrustedProxies    []string
 
 	Metrics      string // host:port for GET /metrics
-	LogFormat    string // text | json
+	LogFormat    string // text | json; --json alone means json
+	logFormatSet bool
 	DrainTimeout time.Duration
 }
 
@@ -98,6 +99,7 @@ connections were cut at the drain deadline, 2 bad arguments or config.`,
 				}
 				opts.Listen, opts.Targets = args[0], strings.Split(args[1], ",")
 			}
+			opts.logFormatSet = cmd.Flags().Changed("log-format")
 			return runForward(cmd.Context(), g, opts)
 		},
 	}
@@ -191,6 +193,9 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 	}
 	if opts.Check {
 		return writeForwardCheck(g, opts, rules)
+	}
+	if g.JSON && !opts.logFormatSet {
+		opts.LogFormat = "json"
 	}
 	var h slog.Handler
 	hopts := &slog.HandlerOptions{Level: slog.LevelInfo}

@@ -642,3 +642,21 @@ func TestUDPRuleRemovedAndShutdown(t *testing.T) {
 		t.Errorf("Shutdown with an idle UDP rule = %v", err)
 	}
 }
+
+func TestAllAddressesListenerTakesBothFamilies(t *testing.T) {
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	} else {
+		ln.Close()
+	}
+	s, _ := start(t, Rule{Name: "any", Listen: ":0", Targets: []string{backend(t, echo)}})
+	port := s.Addr("any").(*net.TCPAddr).Port
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		c, err := net.Dial("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+		if err != nil {
+			t.Fatalf("dial %s: %v", host, err)
+		}
+		roundTrip(t, c, "hello "+host)
+		c.Close()
+	}
+}
