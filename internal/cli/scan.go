@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"portolan/internal/output"
 	"portolan/internal/portspec"
@@ -104,6 +105,15 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 				if len(exprs) > 0 || len(opts.Targets.InputLists) > 0 {
 					return usageErr(errors.New("--resume takes no targets: they come from the stored scan"))
 				}
+				var fixed []string
+				cmd.LocalFlags().VisitAll(func(f *pflag.Flag) {
+					if f.Changed && !resumeFlags[f.Name] {
+						fixed = append(fixed, "--"+f.Name)
+					}
+				})
+				if len(fixed) > 0 {
+					return usageErr(fmt.Errorf("--resume continues the stored scan as it started; %s cannot change it (only --format, -o, --stats-every and --db go with --resume)", strings.Join(fixed, ", ")))
+				}
 				return runScanResume(cmd.Context(), g, opts)
 			}
 			return runScan(cmd.Context(), g, opts)
@@ -136,6 +146,11 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.BoolVar(&opts.DryRun, "dry-run", false, "run the whole engine without sending anything and print the plan")
 	return cmd
 }
+
+// resumeFlags are the flags that go with --resume: where and how this run
+// writes. The rest of the recipe is the stored scan's, so that the resumed
+// positions mean the same probes.
+var resumeFlags = map[string]bool{"resume": true, "format": true, "output": true, "stats-every": true, "db": true}
 
 // scanPlan is the parsed, checked form of a scan: everything is known
 // before any packet is sent.
@@ -294,6 +309,13 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	warnLongScan(g, opts, p)
 
 	run := &scanRun{g: g, opts: opts, plan: p, format: format}
+	// The output file is opened before the scan is recorded, so a bad -o
+	// leaves no scan "running" in the history.
+	out, closeOut, err := run.openOutput()
+	if err != nil {
+		return err
+	}
+	defer closeOut()
 	if !opts.NoStore {
 		db, err := opts.DB.open(ctx, true)
 		if err != nil {
@@ -315,7 +337,7 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 		}
 		run.db, run.info = db, si
 	}
-	return run.execute(ctx, 0)
+	return run.execute(ctx, out, 0)
 }
 
 func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
@@ -356,18 +378,25 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if p.space.Size() != si.Space {
 		return fmt.Errorf("resume scan %d: its targets now give %d probes, not %d (a name resolves differently or a target file changed)", si.ID, p.space.Size(), si.Space)
 	}
+	run := &scanRun{g: g, opts: stored, plan: p, format: format, db: db, resumed: true}
+	out, closeOut, err := run.openOutput()
+	if err != nil {
+		return err
+	}
+	defer closeOut()
 	if si, err = db.ResumeScan(ctx, si.ID); err != nil {
 		return err
 	}
+	run.info = si
 	fmt.Fprintf(g.io.ErrOut, "resuming scan %d at position %d of %d\n", si.ID, si.Checkpoint, si.Space)
-	run := &scanRun{g: g, opts: stored, plan: p, format: format, db: db, info: si, resumed: true}
-	return run.execute(ctx, si.Checkpoint)
+	return run.execute(ctx, out, si.Checkpoint)
 }
 
 // warnLongScan says, before a big scan starts on a terminal, how long it
 // will take at the chosen rate.
 func warnLongScan(g *Globals, opts *ScanOptions, p *scanPlan) {
-	size := p.space.Size()
+	lo, hi := p.shard.Range(p.space.Size())
+	size := hi - lo // this shard's probes
 	if size <= 1_000_000 || !output.IsTerminal(g.io.ErrOut) {
 		return
 	}
@@ -397,15 +426,12 @@ type scanRun struct {
 	dbErr  error
 }
 
-func (r *scanRun) execute(ctx context.Context, startAt uint64) error {
+// execute runs the scan from position startAt, writing the results to out.
+func (r *scanRun) execute(ctx context.Context, out io.Writer, startAt uint64) error {
 	g, opts := r.g, r.opts
-	out, closeOut, err := r.openOutput()
-	if err != nil {
-		return err
-	}
-	defer closeOut()
 	var stream *output.StreamWriter
 	if output.Streamable(r.format) {
+		var err error
 		if stream, err = output.NewStreamWriter(out, r.format); err != nil {
 			return err
 		}
@@ -486,6 +512,7 @@ func (r *scanRun) execute(ctx context.Context, startAt uint64) error {
 			r.dbErr = err
 		}
 	}
+	var err error
 	if stream != nil {
 		err = stream.Close()
 	} else {

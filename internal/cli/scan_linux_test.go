@@ -140,59 +140,60 @@ func TestScanProgressOnTerminal(t *testing.T) {
 
 // TestScanLargeScanWarning: a scan of more than a million probes says on a
 // terminal how long it will take before it starts, and says nothing when
-// stderr is a pipe. Ctrl-C then stops it with exit 130. The space is
-// 127.0.0.0/12 port 1, loopback only, at 50 probes/s, stopped at once.
+// stderr is a pipe; a shard counts its own probes. Ctrl-C then stops it with
+// exit 130. The space is 127.0.0.0/12 (a million addresses) on loopback, at
+// 50 probes/s, stopped after its first result.
 func TestScanLargeScanWarning(t *testing.T) {
-	args := []string{"scan", "127.0.0.0/12", "-p", "1", "--rate", "50", "--no-store", "--format", "jsonl"}
 	const warning = "1048576 probes at 50/s: at least 5h49m32s"
-
-	t.Run("terminal", func(t *testing.T) {
-		ptmx, tty := openPTY(t)
-		cmd := portolanCmd(t, t.Context(), args...)
-		stdout := newScreen()
-		cmd.Stdout, cmd.Stderr = stdout, tty
-		term, done := readTerminal(ptmx)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		tty.Close()
-		warned := term.waitFor(warning, 30*time.Second)
-		// Results come after the warning: the scan waited for nothing else.
-		stdout.waitFor("\n", 30*time.Second)
-		cmd.Process.Signal(os.Interrupt)
-		err := cmd.Wait()
-		<-done
-		if !warned {
-			t.Errorf("terminal lacks %q:\n%q", warning, term.String())
-		}
-		if code := cmd.ProcessState.ExitCode(); code != ExitInterrupted {
-			t.Errorf("after Ctrl-C: %v (exit %d); want exit %d", err, code, ExitInterrupted)
-		}
-		if want := "scan interrupted at "; !strings.Contains(term.String(), want) {
-			t.Errorf("terminal lacks %q:\n%q", want, term.String())
-		}
-	})
-
-	t.Run("pipe", func(t *testing.T) {
-		cmd := portolanCmd(t, t.Context(), args...)
-		stdout, stderr := newScreen(), newScreen()
-		cmd.Stdout, cmd.Stderr = stdout, stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		started := stdout.waitFor("\n", 30*time.Second)
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-		if !started {
-			t.Fatalf("no result within 30 s; stderr:\n%s", stderr)
-		}
-		if strings.Contains(stderr.String(), "probes at") {
-			t.Errorf("warning on a pipe:\n%s", stderr)
-		}
-		if want := "scan interrupted at "; !strings.Contains(stderr.String(), want) {
-			t.Errorf("stderr lacks %q:\n%s", want, stderr)
-		}
-	})
+	tests := []struct {
+		name     string
+		terminal bool
+		args     []string
+		want     string // on stderr; "" for no warning
+	}{
+		{"terminal", true, []string{"-p", "1"}, warning},
+		{"pipe", false, []string{"-p", "1"}, ""},
+		{"shard of a million", true, []string{"-p", "1,2", "--shard", "2/2"}, warning},
+		{"shard under a million", true, []string{"-p", "1,2", "--shard", "2/4"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"scan", "127.0.0.0/12", "--rate", "50", "--no-store", "--format", "jsonl"}, tt.args...)
+			cmd := portolanCmd(t, t.Context(), args...)
+			stdout, stderr := newScreen(), newScreen()
+			cmd.Stdout, cmd.Stderr = stdout, stderr
+			var done <-chan struct{}
+			if tt.terminal {
+				ptmx, tty := openPTY(t)
+				cmd.Stderr = tty
+				stderr, done = readTerminal(ptmx)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// The warning comes before the scan, so before its first result.
+			started := stdout.waitFor("\n", 30*time.Second)
+			cmd.Process.Signal(os.Interrupt)
+			err := cmd.Wait()
+			if tt.terminal {
+				cmd.Stderr.(*os.File).Close() // the last writer: the reader ends
+				<-done
+			}
+			if !started {
+				t.Fatalf("no result within 30 s; stderr:\n%q", stderr)
+			}
+			got := stderr.String()
+			if tt.want != "" && !strings.Contains(got, tt.want) {
+				t.Errorf("stderr lacks %q:\n%q", tt.want, got)
+			}
+			if tt.want == "" && strings.Contains(got, "probes at") {
+				t.Errorf("warning where none is due:\n%q", got)
+			}
+			if code := cmd.ProcessState.ExitCode(); code != ExitInterrupted || !strings.Contains(got, "scan interrupted at ") {
+				t.Errorf("after Ctrl-C: %v (exit %d)\n%q\nwant exit %d and how to go on", err, code, got, ExitInterrupted)
+			}
+		})
+	}
 }
 
 // nft loads an nftables ruleset into host's namespace.
