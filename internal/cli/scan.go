@@ -545,7 +545,11 @@ func (r *scanRun) execute(ctx context.Context, out io.Writer, startAt uint64) er
 		return fmt.Errorf("scan: %w", runErr)
 	}
 	if r.db != nil && output.IsTerminal(g.io.ErrOut) {
-		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.counts.Open, r.db.Path())
+		down := ""
+		if sum.HostsDown > 0 {
+			down = fmt.Sprintf(", %d hosts never answered (their ports were not all probed; -Pn probes them)", sum.HostsDown)
+		}
+		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open%s; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.counts.Open, down, r.db.Path())
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -448,9 +449,18 @@ func TestScanStates(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "scans.db")
 	r := runChild(t, portolanIn(t, scanner, "scan", lk.B4.String(), lk.B6.String(), silent4.String(), silent6.String(),
-		"-p", "22-26,"+silentPorts, "--db", db, "--format", "jsonl"))
+		"-p", "22-26,"+silentPorts, "--db", db, "--format", "jsonl", "--stats-every", "1m"))
 	if r.code != ExitOK {
 		t.Fatalf("scan: %v", r)
+	}
+	// The closing summary on stderr counts the hosts that never answered.
+	var sum struct {
+		Type      string `json:"type"`
+		HostsDown int    `json:"hosts_down"`
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil || sum.Type != "summary" || sum.HostsDown != 2 {
+		t.Errorf("last line on stderr: %+v, %v; want a summary with 2 hosts down\n%s", sum, err, r.stderr)
 	}
 	got := resultSet(t, "scan", jsonlResults(t, r.stdout))
 	diffSets(t, "stored", resultSet(t, "stored", func() []scan.Result { _, rs := storedScan(t, db, 1); return rs }()), got)
