@@ -195,15 +195,18 @@ func (s *udpSession) replies() {
 		}
 	}
 	reason := "closed"
+	// The deadline is re-armed only when it fires, from the last datagram
+	// either way: one timer change per idle period, not per datagram.
+	s.up.SetReadDeadline(time.Unix(0, s.last.Load()).Add(idle))
 	for {
-		s.up.SetReadDeadline(time.Unix(0, s.last.Load()).Add(idle))
 		err := readDatagram(s.raw, send)
 		switch {
 		case err == nil:
 			s.last.Store(time.Now().UnixNano())
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if time.Since(time.Unix(0, s.last.Load())) < idle {
+			if last := time.Unix(0, s.last.Load()); time.Since(last) < idle {
+				s.up.SetReadDeadline(last.Add(idle))
 				continue
 			}
 			reason = "idle"
