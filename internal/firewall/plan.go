@@ -104,7 +104,7 @@ func Diff(have *Table, want *Ruleset, now time.Time) (*Plan, error) {
 				return nil, err
 			}
 			i, j = i+1, j+1
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
+		case j < m && (i == n || lcs[i][j+1] > lcs[i+1][j]): // on a tie, removals first
 			if err := add("+", j+1, nw.Rules[j], nil, expiryNote(&nw.Rules[j], now)); err != nil {
 				return nil, err
 			}

@@ -119,12 +119,18 @@ var DefaultRate = Rate{Count: 6, Per: 30 * time.Second}
 // IsZero reports whether r is unset.
 func (r Rate) IsZero() bool { return r.Count == 0 && r.Per == 0 }
 
-// String writes the rate as ParseRate reads it: "6/30s", "10/1m".
+// String writes the rate as ParseRate reads it: "6/30s", "10/minute".
 func (r Rate) String() string {
 	if r.IsZero() {
 		return ""
 	}
-	return strconv.FormatUint(uint64(r.Count), 10) + "/" + shortDuration(r.Per)
+	per := shortDuration(r.Per)
+	for _, u := range limitUnits {
+		if r.Per == time.Duration(u.secs)*time.Second {
+			per = u.name
+		}
+	}
+	return strconv.FormatUint(uint64(r.Count), 10) + "/" + per
 }
 
 // MarshalText writes the rate as "6/30s".

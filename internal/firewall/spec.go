@@ -218,7 +218,10 @@ func parsePrefix(t string) (netip.Prefix, error) {
 	}
 	a, err := netip.ParseAddr(t)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not an address or prefix (names are not resolved)", t)
+		if strings.Trim(t, "0123456789.:abcdefABCDEF") != "" {
+			return netip.Prefix{}, fmt.Errorf("%q is not an address or prefix (names are not resolved)", t)
+		}
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or prefix", t)
 	}
 	if a.Zone() != "" {
 		return netip.Prefix{}, fmt.Errorf("%q: zones have no meaning in a rule", t)

@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"portolan/internal/firewall"
+)
+
+func init() { register(newFirewallCmd) }
+
+// FirewallOptions are the flags every firewall subcommand shares.
+type FirewallOptions struct {
+	NetNS string // a name under /run/netns or a path; empty: this process's namespace
+}
+
+func newFirewallCmd(g *Globals) *cobra.Command {
+	var opts FirewallOptions
+	cmd := &cobra.Command{
+		Use:     "firewall",
+		Aliases: []string{"fw"},
+		Short:   "Allow and deny ports with nftables, with plan, apply and rollback",
+		Long: `Manage incoming traffic by port in portolan's own nftables table, inet portolan,
+over netlink (no nft or iptables binary needed). Other tables are never changed.
+
+Every change is one kernel transaction: it applies whole or not at all. Rules
+match ports (with the protocols they name; a port without one means TCP and
+UDP, as in ufw; service names come from the IANA registry), source and
+destination prefixes, and the incoming interface. Rules are checked in order
+and the first that matches decides; what none decides gets the default policy
+(accept until you change it). Open connections always stay accepted, and so
+does loopback traffic.
+
+When run from an SSH session (SSH_CONNECTION is set), a change that would keep
+your client from opening a new SSH connection is refused unless --force.
+
+apply --confirm D applies a profile file and rolls the table back to its exact
+previous state after D unless 'portolan firewall confirm' runs first: a
+detached process does it, so it happens even when your terminal or SSH
+connection dies.
+
+State (the lock and pending rollbacks) lives in $PORTOLAN_RUNTIME_DIR, default
+/run/portolan. Needs root (CAP_NET_ADMIN).`,
+		Example: `  portolan firewall allow 22/tcp
+  portolan firewall allow https --from 198.18.0.0/15
+  portolan firewall deny 23/tcp; portolan firewall reject 111
+  portolan firewall limit 22/tcp --rate 6/30s
+  portolan firewall allow 8080/tcp --for 2h
+  portolan firewall list
+  portolan firewall plan -f rules.yaml
+  portolan firewall apply -f rules.yaml --confirm 60s
+  portolan firewall --netns blue list --json`,
+	}
+	cmd.PersistentFlags().StringVar(&opts.NetNS, "netns", "", "work in this network namespace: a name under /run/netns or a path like /proc/PID/ns/net")
+	for _, a := range firewall.Actions {
+		cmd.AddCommand(newFirewallAddCmd(g, &opts, a))
+	}
+	cmd.AddCommand(
+		newFirewallListCmd(g, &opts),
+		newFirewallDeleteCmd(g, &opts),
+		newFirewallResetCmd(g, &opts),
+		newFirewallPolicyCmd(g, &opts),
+		newFirewallExportCmd(g, &opts),
+		newFirewallPlanCmd(g, &opts),
+		newFirewallApplyCmd(g, &opts),
+		newFirewallConfirmCmd(g, &opts),
+		newFirewallGuardCmd(g, &opts),
+	)
+	return cmd
+}
+
+// runtimeDir is where firewall state lives.
+func runtimeDir() string {
+	if d := os.Getenv("PORTOLAN_RUNTIME_DIR"); d != "" {
+		return d
+	}
+	return "/run/portolan"
+}
+
+// fwSession is one firewall command's hold on a namespace.
+type fwSession struct {
+	g      *Globals
+	ns     *firewall.Netns
+	fw     *firewall.Firewall
+	state  firewall.State
+	unlock func()
+}
+
+// openFirewall opens the namespace of opts and, for commands that change
+// the table, takes its lock.
+func openFirewall(ctx context.Context, g *Globals, opts *FirewallOptions, lock bool) (*fwSession, error) {
+	ns, err := firewall.OpenNetns(opts.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	s := &fwSession{
+		g:     g,
+		ns:    ns,
+		fw:    &firewall.Firewall{NetNS: ns.FD(), Logger: g.Logger()},
+		state: firewall.State{Dir: runtimeDir(), ID: ns.ID},
+	}
+	if lock {
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if s.unlock, err = s.state.Lock(lctx); err != nil {
+			ns.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *fwSession) Close() {
+	if s.unlock != nil {
+		s.unlock()
+	}
+	s.ns.Close()
+}
+
+// openTable is openFirewall followed by reading the live table.
+func openTable(ctx context.Context, g *Globals, opts *FirewallOptions, lock bool) (*fwSession, *firewall.Table, error) {
+	s, err := openFirewall(ctx, g, opts, lock)
+	if err != nil {
+		return nil, nil, err
+	}
+	tab, err := s.fw.Read(ctx)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, tab, nil
+}
+
+// change writes want after the SSH guard (unless force) and says what a
+// person should know: a pending rollback that would undo it, published
+// ports its rules cannot filter.
+func (s *fwSession) change(ctx context.Context, want *firewall.Ruleset, force bool) error {
+	if err := s.guard(want, force); err != nil {
+		return err
+	}
+	if p, err := s.state.ReadPending(); err == nil {
+		s.warn("an apply awaits confirmation until %s; rolling it back will undo this change too (confirm first to keep both)", p.Deadline.Format(time.TimeOnly))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		s.warn("%v", err)
+	}
+	if err := s.fw.Apply(ctx, want); err != nil {
+		return err
+	}
+	s.warnPublished(ctx, want)
+	return nil
+}
+
+// guard runs the SSH guard on want.
+func (s *fwSession) guard(want *firewall.Ruleset, force bool) error {
+	later, err := firewall.CheckSSH(os.Getenv("SSH_CONNECTION"), want, time.Now())
+	if err != nil {
+		if force {
+			s.warn("%v (going ahead: --force)", err)
+			return nil
+		}
+		var le *firewall.LockoutError
+		if errors.As(err, &le) {
+			return fmt.Errorf("refused: %w; allow it first (portolan firewall allow %d/tcp --from %s) or add --force", err, le.Packet.Port, le.Packet.Src)
+		}
+		return fmt.Errorf("SSH guard: %w (add --force to skip the guard)", err)
+	}
+	if later != "" {
+		s.warn("%s", later)
+	}
+	return nil
+}
+
+// warnPublished warns about ports of want that another table forwards by
+// DNAT, which rules on input never see.
+func (s *fwSession) warnPublished(ctx context.Context, rs *firewall.Ruleset) {
+	pubs, err := s.fw.Published(ctx)
+	if err != nil {
+		s.g.Logger().Debug("read other tables for DNAT", "err", err)
+		return
+	}
+	for _, w := range firewall.PublishedWarnings(rs, pubs) {
+		s.warn("%s", w)
+	}
+}
+
+func (s *fwSession) warn(format string, args ...any) {
+	fmt.Fprintf(s.g.io.ErrOut, "warning: "+format+"\n", args...)
+}
+
+// addForce adds --force to a command that changes the table.
+func addForce(cmd *cobra.Command, force *bool) {
+	cmd.Flags().BoolVar(force, "force", false, "apply even if the SSH guard says it would lock your SSH client out")
+}
