@@ -3,6 +3,7 @@ package sockets
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -271,7 +272,7 @@ func TestListMatchesSS(t *testing.T) {
 		if len(f) < 6 {
 			continue
 		}
-		row := []string{f[0], f[1], f[4], f[5]}
+		row := []string{f[0], f[1], f[4], f[5], "q:" + f[2] + "/" + f[3]}
 		for _, x := range f[6:] {
 			if strings.HasPrefix(x, "ino:") || strings.HasPrefix(x, "sk:") || strings.HasPrefix(x, "v6only:") {
 				row = append(row, x)
@@ -290,6 +291,7 @@ func TestListMatchesSS(t *testing.T) {
 	})
 	for _, s := range got {
 		row := []string{s.Proto.String(), ssState(s.State), ssAddr(&s, s.Local), ssAddr(&s, s.Remote),
+			fmt.Sprintf("q:%d/%d", s.RxQueue, s.TxQueue),
 			"ino:" + strconv.FormatUint(uint64(s.Inode), 10), "sk:" + strconv.FormatUint(s.Cookie, 16)}
 		if s.Family == IPv6 && (s.State == Listen || s.State == Close) {
 			row = append(row, map[bool]string{false: "v6only:0", true: "v6only:1"}[s.V6Only])
@@ -490,5 +492,33 @@ func TestListParallel(t *testing.T) {
 	SortByPort(ours)
 	if d := cmp.Diff(f.socks, listenerCookies(ours), ignoreOwners); d != "" {
 		t.Errorf("parallel List misses sockets (-made +listed):\n%s", d)
+	}
+}
+
+// TestBoundInterface: a socket bound to a device (SO_BINDTODEVICE) reports
+// its interface index, and List names it.
+func TestBoundInterface(t *testing.T) {
+	testenv.RequireRoot(t) // SO_BINDTODEVICE needs CAP_NET_RAW
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), "lo") })
+		return errors.Join(err, serr)
+	}}
+	l, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p := portspec.Port(l.Addr().(*net.TCPAddr).Port)
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	socks, err := (&Table{}).List(context.Background(), Query{States: States(Listen), Ports: []PortRange{{p, p}}})
+	if err != nil || len(socks) != 1 {
+		t.Fatalf("List = %d sockets, %v; want 1", len(socks), err)
+	}
+	if s := socks[0]; s.IfIndex != uint32(lo.Index) || s.Interface != "lo" {
+		t.Errorf("bound listener: IfIndex %d, Interface %q; want %d, lo", s.IfIndex, s.Interface, lo.Index)
 	}
 }
