@@ -3,8 +3,6 @@ package output
 import (
 	"bufio"
 	"io"
-	"slices"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -32,52 +30,67 @@ func (t *Table) AddColored(cells []string, colors []Color) {
 
 // Write writes the table to w, columns two spaces apart, the header bold
 // when color is true. Trailing spaces are never written.
+//
+// Tables run to tens of thousands of rows (ls -a on a busy host), so rows
+// are streamed into one buffer: no allocation per row or per cell.
 func (t *Table) Write(w io.Writer, color bool) error {
 	ncol := len(t.Header)
 	for _, r := range t.Rows {
 		ncol = max(ncol, len(r))
 	}
 	width := make([]int, ncol)
+	right := make([]bool, ncol)
+	for _, i := range t.RightAlign {
+		if i >= 0 && i < ncol {
+			right[i] = true
+		}
+	}
 	measure := func(r []string) {
 		for i, c := range r {
-			width[i] = max(width[i], utf8.RuneCountInString(c))
+			width[i] = max(width[i], cellWidth(c))
 		}
 	}
 	measure(t.Header)
 	for _, r := range t.Rows {
 		measure(r)
 	}
-	bw := bufio.NewWriter(w)
+	bw := bufio.NewWriterSize(w, 64<<10)
 	line := func(r []string, colors []Color, header bool) {
-		var b strings.Builder
 		last := len(r) - 1
 		for last >= 0 && r[last] == "" {
 			last--
 		}
 		for i := 0; i <= last; i++ {
 			c := r[i]
-			pad := width[i] - utf8.RuneCountInString(c)
-			right := slices.Contains(t.RightAlign, i)
+			pad := width[i] - cellWidth(c)
 			if i > 0 {
-				b.WriteString("  ")
+				bw.WriteString("  ")
 			}
-			if right {
-				b.WriteString(strings.Repeat(" ", pad))
+			if right[i] {
+				writeSpaces(bw, pad)
 			}
+			var paint Color
 			switch {
+			case !color || c == "":
 			case header:
-				b.WriteString(Paint(c, Bold, color))
+				paint = Bold
 			case i < len(colors):
-				b.WriteString(Paint(c, colors[i], color))
-			default:
-				b.WriteString(c)
+				paint = colors[i]
 			}
-			if !right && i < last {
-				b.WriteString(strings.Repeat(" ", pad))
+			if paint != "" {
+				bw.WriteString("\x1b[")
+				bw.WriteString(string(paint))
+				bw.WriteByte('m')
+			}
+			bw.WriteString(c)
+			if paint != "" {
+				bw.WriteString("\x1b[0m")
+			}
+			if !right[i] && i < last {
+				writeSpaces(bw, pad)
 			}
 		}
-		b.WriteByte('\n')
-		bw.WriteString(b.String())
+		bw.WriteByte('\n')
 	}
 	if len(t.Header) > 0 {
 		line(t.Header, nil, true)
@@ -90,4 +103,26 @@ func (t *Table) Write(w io.Writer, color bool) error {
 		line(r, colors, false)
 	}
 	return bw.Flush()
+}
+
+// cellWidth is the number of runes in c, without decoding pure ASCII.
+func cellWidth(c string) int {
+	for i := 0; i < len(c); i++ {
+		if c[i] >= utf8.RuneSelf {
+			return utf8.RuneCountInString(c)
+		}
+	}
+	return len(c)
+}
+
+const spaces = "                                                                "
+
+func writeSpaces(bw *bufio.Writer, n int) {
+	for n > len(spaces) {
+		bw.WriteString(spaces)
+		n -= len(spaces)
+	}
+	if n > 0 {
+		bw.WriteString(spaces[:n])
+	}
 }
