@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -242,28 +241,10 @@ func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
 // format picks the output format: --format, then -o's extension, then
 // table on a terminal and JSON Lines elsewhere.
 func (opts *ScanOptions) format(g *Globals) (output.ScanFormat, error) {
-	if opts.Format == "" && !g.JSON {
-		switch strings.ToLower(filepath.Ext(opts.Output)) {
-		case ".xml":
-			return output.FormatXML, nil
-		case ".gnmap":
-			return output.FormatGrepable, nil
-		case ".json":
-			return output.FormatJSON, nil
-		case ".jsonl", ".ndjson":
-			return output.FormatJSONL, nil
-		case ".csv":
-			return output.FormatCSV, nil
-		}
-		if opts.Output == "" && !output.IsTerminal(g.io.Out) {
-			return output.FormatJSONL, nil
-		}
+	if opts.Format == "" && !g.JSON && opts.Output == "" && !output.IsTerminal(g.io.Out) {
+		return output.FormatJSONL, nil
 	}
-	f, err := scanFormat(g, opts.Format)
-	if err != nil {
-		return "", usageErr(err)
-	}
-	return f, nil
+	return outputFormat(g, opts.Format, opts.Output)
 }
 
 func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {

@@ -96,9 +96,9 @@ func scanFormat(g *Globals, name string) (output.ScanFormat, error) {
 }
 
 func runShow(ctx context.Context, g *Globals, opts ShowOptions) error {
-	format, err := scanFormat(g, opts.Format)
+	format, err := outputFormat(g, opts.Format, opts.Output)
 	if err != nil {
-		return usageErr(err)
+		return err
 	}
 	var filter store.Filter
 	for _, s := range opts.States {

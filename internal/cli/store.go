@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -83,4 +85,29 @@ func scanMeta(si store.ScanInfo) output.ScanMeta {
 		m.Error = fmt.Sprintf("scan still running, or its process died (last checkpoint at position %d of %d)", si.Checkpoint, si.Space)
 	}
 	return m
+}
+
+// outputFormat resolves --format, --json and -o FILE into one format for
+// scan and show: --format or --json when given, else from the file's
+// extension (.xml, .gnmap, .json, .jsonl, .ndjson, .csv), else table.
+func outputFormat(g *Globals, format, file string) (output.ScanFormat, error) {
+	if format == "" && !g.JSON {
+		switch strings.ToLower(filepath.Ext(file)) {
+		case ".xml":
+			return output.FormatXML, nil
+		case ".gnmap":
+			return output.FormatGrepable, nil
+		case ".json":
+			return output.FormatJSON, nil
+		case ".jsonl", ".ndjson":
+			return output.FormatJSONL, nil
+		case ".csv":
+			return output.FormatCSV, nil
+		}
+	}
+	f, err := scanFormat(g, format)
+	if err != nil {
+		return "", usageErr(err)
+	}
+	return f, nil
 }
