@@ -102,8 +102,11 @@ func openFirewall(ctx context.Context, g *Globals, opts *FirewallOptions, lock b
 	s := &fwSession{
 		g:     g,
 		ns:    ns,
-		fw:    &firewall.Firewall{NetNS: ns.FD(), Logger: g.Logger()},
+		fw:    &firewall.Firewall{Logger: g.Logger()},
 		state: firewall.State{Dir: runtimeDir(), ID: ns.ID},
+	}
+	if opts.NetNS != "" {
+		s.fw.NetNS = ns.FD() // entering one's own namespace would need CAP_SYS_ADMIN for nothing
 	}
 	if lock {
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)

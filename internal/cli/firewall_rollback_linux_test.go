@@ -36,7 +36,9 @@ func TestApplyRollbackSurvivesKilledTerminal(t *testing.T) {
 	}
 	portolan := func(stdin io.Reader, args ...string) *exec.Cmd {
 		cmd := &exec.Cmd{Path: exe, Args: append([]string{"portolan", "firewall", "--netns", srv.Netns()}, args...), Stdin: stdin}
-		cmd.Env = append(os.Environ(), "PORTOLAN_RUNTIME_DIR="+run, "NO_COLOR=1", "SSH_CONNECTION=")
+		// No PATH: the product needs no nft (nor anything else) to run,
+		// and the guard re-executes itself through /proc/self/exe.
+		cmd.Env = append(os.Environ(), "PORTOLAN_RUNTIME_DIR="+run, "NO_COLOR=1", "SSH_CONNECTION=", "PATH=/nonexistent")
 		return cmd
 	}
 	write := func(name, body string) string {

@@ -12,11 +12,12 @@ import (
 // packets go through the forward hook, not input, so portolan's rules
 // never see them.
 type Publication struct {
-	Table  string         // family and name: "ip nat"
-	Chain  string         // the chain holding the DNAT rule
-	Proto  portspec.Proto // 0: any protocol
-	Lo, Hi portspec.Port  // destination ports; 0-0: any
-	To     string         // where it goes, when the rule says so plainly ("172.17.0.2:80")
+	Table string         `json:"table"`           // family and name: "ip nat"
+	Chain string         `json:"chain"`           // the chain holding the DNAT rule
+	Proto portspec.Proto `json:"proto,omitempty"` // 0: any protocol
+	Lo    portspec.Port  `json:"lo"`              // destination ports Lo-Hi; 0-0: any
+	Hi    portspec.Port  `json:"hi"`
+	To    string         `json:"to,omitempty"` // where it goes, when the rule says so plainly ("172.17.0.2:80")
 }
 
 func (p Publication) String() string {

@@ -167,7 +167,16 @@ func (r Rate) kernelRate() (rate, unit uint64, burst uint32, err error) {
 			return n / per, u.secs, r.Count, nil
 		}
 	}
-	return 0, 0, 0, fmt.Errorf("rate %s: the kernel counts per second, minute, hour, day or week, and %d per %s is no whole number per any of them", r, r.Count, shortDuration(r.Per))
+	// Suggest the nearest rate in the smallest unit at least as long.
+	u := limitUnits[len(limitUnits)-1]
+	for _, c := range limitUnits[1:] {
+		if c.secs >= per {
+			u = c
+			break
+		}
+	}
+	near := max(1, (uint64(r.Count)*u.secs+per/2)/per)
+	return 0, 0, 0, fmt.Errorf("rate %s: the kernel counts per second, minute, hour, day or week, and %d per %s is no whole number per any of them (try %d/%s)", r, r.Count, shortDuration(r.Per), near, u.name)
 }
 
 // rateFromKernel is the inverse of kernelRate.
