@@ -12,6 +12,7 @@ import (
 // ParseError reports an expression that could not be read.
 type ParseError struct {
 	Source string // "path:line" when the expression came from a file, else empty
+	Expr   string // the command-line argument holding Token; empty for files
 	Kind   string // what the text should have been: "address", "prefix", "range", ...
 	Token  string // the offending text
 	Column int    // 1-based byte column of Token in its argument or line
@@ -24,6 +25,10 @@ func (e *ParseError) Error() string {
 		b.WriteString(e.Source + ": ")
 	}
 	fmt.Fprintf(&b, "bad %s %q at column %d", e.Kind, e.Token, e.Column)
+	if e.Expr != "" && e.Expr != e.Token {
+		// A column alone is no help with several arguments.
+		fmt.Fprintf(&b, " in %q", e.Expr)
+	}
 	if e.Reason != "" {
 		b.WriteString(": " + e.Reason)
 	}

@@ -176,6 +176,10 @@ func parseList(exprs []string) ([]item, error) {
 		for _, t := range split(e) {
 			it, err := parseToken(t)
 			if err != nil {
+				var pe *ParseError
+				if errors.As(err, &pe) && pe.Source == "" {
+					pe.Expr = e
+				}
 				return nil, err
 			}
 			items = append(items, it)
