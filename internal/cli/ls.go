@@ -229,9 +229,6 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 	if err != nil {
 		return err
 	}
-	// Parsing the embedded registry for the SERVICE column takes a few
-	// milliseconds: do it on another core while the kernel dumps.
-	go registry.Default()
 	socks, err := listSockets(ctx, g, opts.Netns, qs)
 	if err != nil {
 		return err
@@ -466,9 +463,10 @@ func (sv services) name(s *sockets.Socket) string {
 	return serviceName(p, s.Proto)
 }
 
-// serviceName is the IANA service registered for port p.
+// serviceName is the IANA service registered for port p, from the
+// registry's precomputed index: no CSV parse.
 func serviceName(p uint16, proto portspec.Proto) string {
-	return registry.Default().Name(portspec.Port(p), proto)
+	return registry.PortName(portspec.Port(p), proto)
 }
 
 // socketJSON is the stable JSON form of a socket, shared by ls and who.

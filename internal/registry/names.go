@@ -1,0 +1,131 @@
+package registry
+
+import (
+	_ "embed"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"portolan/internal/portspec"
+)
+
+// names.idx is the primary-name table of the embedded registry (what
+// Registry.Name answers) in compact form, so that labelling a socket or a
+// scan result needs no CSV parse: parsing costs a few milliseconds and
+// megabytes, more than a whole `portolan ls` otherwise spends. It is
+// generated from the CSV by the go:generate line below (go generate
+// ./internal/registry), and TestNameIndex fails whenever it no longer
+// matches the CSV.
+//
+//go:embed names.idx
+var nameIndex string
+
+//go:generate go test -run TestNameIndex -update-names .
+
+// The index: "PNI1", then for TCP, UDP, SCTP and DCCP in turn a uint32
+// count of runs and the runs, sorted and disjoint, each 8 bytes: first
+// port, last port (uint16), the name's offset (uint24) and length (uint8)
+// in the names that follow the last protocol. Integers are big-endian.
+const (
+	nameIndexMagic = "PNI1"
+	nameRunSize    = 8
+)
+
+// PortName returns the primary service name assigned to port p for proto,
+// exactly as Default().Name(p, proto) does, without parsing the registry.
+func PortName(p portspec.Port, proto portspec.Proto) string {
+	if proto == 0 {
+		for proto = portspec.TCP; proto <= portspec.DCCP; proto++ {
+			if n := indexName(nameIndex, p, proto); n != "" {
+				return n
+			}
+		}
+		return ""
+	}
+	return indexName(nameIndex, p, proto)
+}
+
+// indexName looks p up in the runs of proto by binary search.
+func indexName(idx string, p portspec.Port, proto portspec.Proto) string {
+	if proto < portspec.TCP || proto > portspec.DCCP || len(idx) < len(nameIndexMagic) {
+		return ""
+	}
+	off := len(nameIndexMagic)
+	var runs string
+	for pr := portspec.TCP; pr <= portspec.DCCP; pr++ {
+		n := int(be32(idx[off:]))
+		off += 4
+		if pr == proto {
+			runs = idx[off : off+n*nameRunSize]
+		}
+		off += n * nameRunSize
+	}
+	names := idx[off:]
+	lo, hi := 0, len(runs)/nameRunSize
+	for lo < hi { // first run whose last port is >= p
+		m := int(uint(lo+hi) >> 1)
+		if portspec.Port(be16(runs[m*nameRunSize+2:])) < p {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == len(runs)/nameRunSize {
+		return ""
+	}
+	r := runs[lo*nameRunSize:]
+	if portspec.Port(be16(r)) > p {
+		return ""
+	}
+	start := int(r[4])<<16 | int(r[5])<<8 | int(r[6])
+	return names[start : start+int(r[7])]
+}
+
+func be16(s string) uint16 { return uint16(s[0])<<8 | uint16(s[1]) }
+func be32(s string) uint32 {
+	return uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3])
+}
+
+// buildNameIndex encodes the primary names of r in the form indexName reads.
+func buildNameIndex(r *Registry) ([]byte, error) {
+	type run struct {
+		lo, hi portspec.Port
+		name   string
+	}
+	var names []byte
+	at := make(map[string]int)
+	out := []byte(nameIndexMagic)
+	for proto := portspec.TCP; proto <= portspec.DCCP; proto++ {
+		var runs []run
+		for p := 0; p < 1<<16; p++ {
+			n := r.Name(portspec.Port(p), proto)
+			if n == "" {
+				continue
+			}
+			if k := len(runs) - 1; k >= 0 && runs[k].name == n && int(runs[k].hi) == p-1 {
+				runs[k].hi = portspec.Port(p)
+				continue
+			}
+			runs = append(runs, run{portspec.Port(p), portspec.Port(p), n})
+		}
+		out = binary.BigEndian.AppendUint32(out, uint32(len(runs)))
+		for _, rn := range runs {
+			if len(rn.name) > 255 {
+				return nil, fmt.Errorf("service name %q longer than 255 bytes", rn.name)
+			}
+			off, ok := at[rn.name]
+			if !ok {
+				off = len(names)
+				at[rn.name] = off
+				names = append(names, rn.name...)
+			}
+			if off >= 1<<24 {
+				return nil, fmt.Errorf("service names exceed %d bytes", 1<<24)
+			}
+			out = binary.BigEndian.AppendUint16(out, uint16(rn.lo))
+			out = binary.BigEndian.AppendUint16(out, uint16(rn.hi))
+			out = append(out, byte(off>>16), byte(off>>8), byte(off), byte(len(rn.name)))
+		}
+	}
+	return slices.Concat(out, names), nil
+}
