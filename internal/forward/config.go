@@ -55,7 +55,18 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 //	    health: 5s
 //
 // Errors name the file, the line, the rule and the field.
-func ParseConfig(file string, data []byte) ([]Rule, error) {
+func ParseConfig(file string, data []byte) (rules []Rule, err error) {
+	// A reload must never take the daemon down: turn a panic in the YAML
+	// decoder on some odd input into an error.
+	defer func() {
+		if p := recover(); p != nil {
+			rules, err = nil, fmt.Errorf("%s: yaml: %v", file, p)
+		}
+	}()
+	return parseConfig(file, data)
+}
+
+func parseConfig(file string, data []byte) ([]Rule, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -103,8 +114,8 @@ func ParseConfig(file string, data []byte) ([]Rule, error) {
 			return nil, &ConfigError{File: file, Line: n.Line, Rule: label, Err: errors.New("want a mapping")}
 		}
 		for j := 0; j+1 < len(n.Content); j += 2 {
-			if n.Content[j].Value == "name" {
-				label = n.Content[j+1].Value
+			if v := n.Content[j+1]; n.Content[j].Value == "name" && v.Kind == yaml.ScalarNode && v.Value != "" {
+				label = v.Value
 			}
 		}
 		r := base
