@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -64,7 +66,7 @@ func fwdServe(t *testing.T, fn func(net.Conn)) string {
 func TestForwardSIGHUPReload(t *testing.T) {
 	echo := fwdServe(t, func(c net.Conn) { io.Copy(c, c) })
 	named := fwdServe(t, func(c net.Conn) { io.WriteString(c, "new") })
-	p1, p2 := fwdFreePort(t), fwdFreePort(t)
+	p1, p2, metrics := fwdFreePort(t), fwdFreePort(t), fwdFreePort(t)
 	cfg := filepath.Join(t.TempDir(), "forward.yaml")
 	write := func(body string) {
 		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
@@ -79,7 +81,7 @@ func TestForwardSIGHUPReload(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- runForward(ctx, g, ForwardOptions{Config: cfg, LogFormat: "json", DrainTimeout: 5 * time.Second})
+		done <- runForward(ctx, g, ForwardOptions{Config: cfg, LogFormat: "json", DrainTimeout: 5 * time.Second, Metrics: metrics})
 	}()
 	dialUp := func(addr string) net.Conn {
 		t.Helper()
@@ -131,6 +133,35 @@ func TestForwardSIGHUPReload(t *testing.T) {
 		}
 	}
 	echoes("after bad reload")
+
+	wants := []string{
+		"# TYPE portolan_forward_connections_total counter",
+		`portolan_forward_connections_total{rule="a",proto="tcp"} 2`,
+		`portolan_forward_connections_active{rule="a",proto="tcp"} 1`,
+		`portolan_forward_connections_total{rule="b",proto="tcp"} 1`,
+	}
+	var body []byte
+	// Closed connections leave the active gauge a moment after the client sees EOF.
+	for end := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			t.Fatalf("GET /metrics: %v", err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing := ""
+		for _, w := range wants {
+			if !strings.Contains(string(body), w) {
+				missing = w
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("metrics lack %q:\n%s", missing, body)
+		}
+	}
 
 	live.Close()
 	cancel()
