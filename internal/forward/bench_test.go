@@ -98,3 +98,46 @@ func BenchmarkTCPConnect(b *testing.B) {
 		c.Close()
 	}
 }
+
+// BenchmarkUDPRoundTrip is one request and its reply through a UDP session.
+func BenchmarkUDPRoundTrip(b *testing.B) {
+	up, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer up.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := up.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			up.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	s := &Server{}
+	if err := s.Apply(context.Background(), []Rule{{Name: "u", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{up.LocalAddr().String()}}}); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		s.Shutdown(ctx)
+	}()
+	c, err := net.Dial("udp4", s.Addr("u").String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	q := make([]byte, 64)
+	buf := make([]byte, 2048)
+	b.ResetTimer()
+	for range b.N {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.Write(q)
+		if _, err := c.Read(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
