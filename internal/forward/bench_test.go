@@ -101,23 +101,9 @@ func BenchmarkTCPConnect(b *testing.B) {
 
 // BenchmarkUDPRoundTrip is one request and its reply through a UDP session.
 func BenchmarkUDPRoundTrip(b *testing.B) {
-	up, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer up.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := up.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			up.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
+	upAddr := udpBackend(b, udpEcho)
 	s := &Server{}
-	if err := s.Apply(context.Background(), []Rule{{Name: "u", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{up.LocalAddr().String()}}}); err != nil {
+	if err := s.Apply(context.Background(), []Rule{{Name: "u", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{upAddr}}}); err != nil {
 		b.Fatal(err)
 	}
 	defer func() {

@@ -483,13 +483,13 @@ func TestProxyProtocolToTargetAndFromTrusted(t *testing.T) {
 	expectResetOn(t, c, "malformed PROXY header")
 }
 
-func TestUDPSessions(t *testing.T) {
-	// The backend answers each datagram with the sender address it saw.
+// udpBackend answers each datagram on loopback with answer(datagram, sender).
+func udpBackend(t testing.TB, answer func(b []byte, from netip.AddrPort) []byte) string {
 	up, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer up.Close()
+	t.Cleanup(func() { up.Close() })
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -497,10 +497,18 @@ func TestUDPSessions(t *testing.T) {
 			if err != nil {
 				return
 			}
-			up.WriteToUDPAddrPort(fmt.Appendf(nil, "%s from %s", buf[:n], from), from)
+			up.WriteToUDPAddrPort(answer(buf[:n], from), from)
 		}
 	}()
-	rule := Rule{Name: "dns", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{up.LocalAddr().String()}, IdleTimeout: time.Hour}
+	return up.LocalAddr().String()
+}
+
+func udpEcho(b []byte, _ netip.AddrPort) []byte { return b }
+
+func TestUDPSessions(t *testing.T) {
+	// The backend answers each datagram with the sender address it saw.
+	upAddr := udpBackend(t, func(b []byte, from netip.AddrPort) []byte { return fmt.Appendf(nil, "%s from %s", b, from) })
+	rule := Rule{Name: "dns", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{upAddr}, IdleTimeout: time.Hour}
 	s, lb := start(t, rule)
 	ask := func(c net.Conn, q string) (string, string) {
 		t.Helper()
@@ -571,19 +579,8 @@ func TestUDPSessions(t *testing.T) {
 }
 
 func TestUDPSessionCapAndDeny(t *testing.T) {
-	up, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	defer up.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := up.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			up.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
-	s, _ := start(t, Rule{Name: "u", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{up.LocalAddr().String()}, MaxConns: 1})
+	upAddr := udpBackend(t, udpEcho)
+	s, _ := start(t, Rule{Name: "u", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{upAddr}, MaxConns: 1})
 	addr := s.Addr("u").String()
 	a, _ := net.Dial("udp4", addr)
 	defer a.Close()
