@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,5 +174,43 @@ func TestApplyRollbackSurvivesKilledTerminal(t *testing.T) {
 			t.Errorf("guard %d still running after its rollback", p.GuardPID)
 			break
 		}
+	}
+}
+
+// TestConcurrentChangesSerialize runs many firewall commands at once on
+// one namespace: each reads, changes and writes the table under the
+// namespace's lock, so every rule lands.
+func TestConcurrentChangesSerialize(t *testing.T) {
+	srv, _, _ := netlab.NewPair(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			cmd := &exec.Cmd{Path: exe, Args: []string{"portolan", "firewall", "--netns", srv.Path(), "allow", strconv.Itoa(10000+i) + "/tcp"}}
+			cmd.Env = append(os.Environ(), "PORTOLAN_RUNTIME_DIR="+run, "SSH_CONNECTION=")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				err = errors.New(err.Error() + ": " + string(out))
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	fw := &firewall.Firewall{NetNS: srv.FD()}
+	tab, err := fw.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tab.Ruleset.Rules) != n {
+		t.Errorf("after %d concurrent allows: %d rules: %v", n, len(tab.Ruleset.Rules), tab.Ruleset.Rules)
 	}
 }

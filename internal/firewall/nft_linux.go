@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -41,19 +42,12 @@ func nfproto(f int) byte {
 }
 
 func ifnameBytes(name string) []byte {
-	if p, ok := bytesCutSuffix(name, "*"); ok {
+	if p, ok := strings.CutSuffix(name, "*"); ok {
 		return []byte(p) // a prefix match compares only the prefix
 	}
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, name)
 	return b
-}
-
-func bytesCutSuffix(s, suffix string) (string, bool) {
-	if len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix {
-		return s[:len(s)-len(suffix)], true
-	}
-	return s, false
 }
 
 // anonSet is an anonymous set a rule needs, added in the same batch just

@@ -1,7 +1,6 @@
 package firewall
 
 import (
-	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -206,13 +205,4 @@ func RuleNFT(r *Rule) ([]string, error) {
 		out[i] = ks[i].nftLine()
 	}
 	return out, nil
-}
-
-// prefixesString joins prefixes with commas.
-func prefixesString(ps []netip.Prefix) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = formatPrefix(p)
-	}
-	return strings.Join(s, ",")
 }

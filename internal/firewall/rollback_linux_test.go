@@ -127,6 +127,39 @@ func TestConfirmKeepsRuleset(t *testing.T) {
 	}
 }
 
+// TestGuardStoppedRollsBack: a guard told to stop (SIGTERM, shutdown)
+// restores at once rather than leave an unconfirmed change behind.
+func TestGuardStoppedRollsBack(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	st := State{Dir: t.TempDir(), ID: "test"}
+	tab, _ := l.fw.Read(ctx)
+	p := &Pending{Token: NewToken(), Deadline: time.Now().Add(time.Hour), Snapshot: tab.Snapshot()}
+	if err := st.WritePending(p); err != nil {
+		t.Fatal(err)
+	}
+	rs := Ruleset{Policy: PolicyDrop}
+	if err := l.fw.Apply(ctx, &rs); err != nil {
+		t.Fatal(err)
+	}
+	gctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		rolled, err := st.Guard(gctx, l.fw, p.Token, 20*time.Millisecond)
+		if err == nil && !rolled {
+			err = errNotRolledBack
+		}
+		done <- err
+	}()
+	stop()
+	if err := waitGuard(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if tab, _ := l.fw.Read(ctx); tab.Exists {
+		t.Errorf("table still there after the stopped guard rolled back: %+v", tab.Ruleset)
+	}
+}
+
 func TestRollbackToNoTable(t *testing.T) {
 	l := newLab(t)
 	ctx := context.Background()

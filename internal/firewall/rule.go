@@ -226,15 +226,8 @@ func (r *Rule) Match() string {
 	var b strings.Builder
 	b.WriteString(FormatPorts(r.Ports))
 	writePrefixes := func(kw string, ps []netip.Prefix) {
-		if len(ps) == 0 {
-			return
-		}
-		b.WriteString(" " + kw + " ")
-		for i, p := range ps {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(formatPrefix(p))
+		if len(ps) > 0 {
+			b.WriteString(" " + kw + " " + strings.Join(prefixStrings(ps), ","))
 		}
 	}
 	writePrefixes("from", r.From)

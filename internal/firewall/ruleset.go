@@ -168,7 +168,7 @@ func (s *Snapshot) ruleset() (*Ruleset, error) {
 	return rs, nil
 }
 
-// prefixStrings is for messages.
+// prefixStrings writes prefixes as the parsers read them back.
 func prefixStrings(ps []netip.Prefix) []string {
 	out := make([]string, len(ps))
 	for i, p := range ps {

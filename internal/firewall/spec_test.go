@@ -136,7 +136,7 @@ func FuzzRuleSpec(f *testing.F) {
 			t.Fatalf("Rule() = %s, which does not validate: %v", &r, err)
 		}
 		// What a rule prints, the parsers read back to the same rule.
-		back := RuleSpec{Action: r.Action.String(), Ports: FormatPorts(r.Ports), From: prefixesString(r.From), To: prefixesString(r.To),
+		back := RuleSpec{Action: r.Action.String(), Ports: FormatPorts(r.Ports), From: strings.Join(prefixStrings(r.From), ","), To: strings.Join(prefixStrings(r.To), ","),
 			Iface: r.Iface, Comment: r.Comment}
 		if r.Action == Limit {
 			back.Rate = r.Rate.String()
