@@ -14,6 +14,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"portolan/internal/firewall"
 	"portolan/internal/netlab"
 	"portolan/internal/testenv"
 )
@@ -154,6 +155,22 @@ func TestFirewallScripts(t *testing.T) {
 	marker := t.TempDir()
 	if err := os.WriteFile(filepath.Join(marker, "portolan-firewall-cmds"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
+	}
+	// Every command in the scripts names a lab namespace; make sure none
+	// slipped through to the machine's own ruleset (read only).
+	rootHas := func() bool {
+		tab, err := (&firewall.Firewall{}).Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tab.Exists
+	}
+	if !rootHas() {
+		t.Cleanup(func() {
+			if rootHas() {
+				t.Error("a script wrote table inet portolan in the root network namespace")
+			}
+		})
 	}
 	files, err := filepath.Glob("testdata/script/firewall*.txtar")
 	if err != nil || len(files) == 0 {
