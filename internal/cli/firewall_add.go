@@ -82,9 +82,9 @@ means both TCP and UDP, as in ufw. 'any' matches all traffic (every protocol
 and port): combine it with --from, --to or --iface.
 
 The rule goes at the end (or before --insert N); rules are checked in order
-and the first match decides. A rule with the same action and match as an
-existing one updates that rule's comment and expiry instead of adding a
-second. Limit counts new connections per source address, with the rate as a
+and the first match decides. A rule with the same action, ports, addresses
+and interface as an existing one updates that rule (its rate, group, comment
+and expiry) instead of adding a second. Limit counts new connections per source address, with the rate as a
 burst per period: 6/30s allows 6 at once and then one every 5 seconds.`,
 		Example: addExample[action],
 		Args:    cobra.ExactArgs(1),

@@ -89,7 +89,9 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 	}
 	rules, err := c.GetRules(l.table, chain)
 	if err != nil {
-		return nil, wrap("list rules", err)
+		// A rule another tool put in the chain that the library cannot
+		// parse ends up here; reset starts over without reading rules.
+		return nil, wrap("list rules (portolan firewall reset clears the table)", err)
 	}
 	elems := map[string]*setData{}
 	setByName := func(name string) (*setData, error) {

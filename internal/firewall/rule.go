@@ -223,6 +223,21 @@ func (r *Rule) Expired(now time.Time) bool { return !r.Expires.IsZero() && !r.Ex
 // Two rules with the same action and Match do the same thing, except for
 // their expiry and comment.
 func (r *Rule) Match() string {
+	m := r.selector()
+	if r.Action == Limit {
+		m += " rate " + r.Rate.String()
+	}
+	if r.Action == Log && r.Group != 0 {
+		m += " group " + strconv.Itoa(int(r.Group))
+	}
+	return m
+}
+
+// selector is the part of Match that picks packets: ports, addresses and
+// interface, without the rate or log group. Upsert and Find go by it, so
+// `limit 22/tcp --rate 10/minute` changes the rate of an existing limit
+// on 22/tcp rather than adding a second one.
+func (r *Rule) selector() string {
 	var b strings.Builder
 	b.WriteString(FormatPorts(r.Ports))
 	writePrefixes := func(kw string, ps []netip.Prefix) {
@@ -234,12 +249,6 @@ func (r *Rule) Match() string {
 	writePrefixes("to", r.To)
 	if r.Iface != "" {
 		b.WriteString(" on " + r.Iface)
-	}
-	if r.Action == Limit {
-		b.WriteString(" rate " + r.Rate.String())
-	}
-	if r.Action == Log && r.Group != 0 {
-		b.WriteString(" group " + strconv.Itoa(int(r.Group)))
 	}
 	return b.String()
 }

@@ -8,15 +8,16 @@ import (
 	"time"
 )
 
-// Upsert puts r into rs. A rule with the same action and match is updated
-// in place (comment and expiry); otherwise r goes before rule number pos
+// Upsert puts r into rs. A rule with the same action, ports, addresses
+// and interface is updated in place (rate, log group, comment, expiry);
+// otherwise r goes before rule number pos
 // (1-based; 0 or past the end appends). It returns r's number and whether
 // rs changed.
 func (rs *Ruleset) Upsert(r Rule, pos int) (n int, changed bool) {
 	r.id = 0
 	for i := range rs.Rules {
 		old := &rs.Rules[i]
-		if old.Action != r.Action || old.Match() != r.Match() {
+		if old.Action != r.Action || old.selector() != r.selector() {
 			continue
 		}
 		if old.Equal(&r) {
@@ -33,11 +34,11 @@ func (rs *Ruleset) Upsert(r Rule, pos int) (n int, changed bool) {
 	return pos, true
 }
 
-// Find returns the number (1-based) of the rule with r's action and
-// match, or 0.
+// Find returns the number (1-based) of the rule with r's action, ports,
+// addresses and interface, or 0.
 func (rs *Ruleset) Find(r *Rule) int {
 	for i := range rs.Rules {
-		if rs.Rules[i].Action == r.Action && rs.Rules[i].Match() == r.Match() {
+		if rs.Rules[i].Action == r.Action && rs.Rules[i].selector() == r.selector() {
 			return i + 1
 		}
 	}
