@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/spf13/cobra"
 
@@ -252,7 +254,7 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 			return err
 		}
 	} else if len(socks) > 0 {
-		if err := lsTable(socks, svc, showState, !opts.NoOwner).Write(g.io.Out, g.color()); err != nil {
+		if err := writeLsTable(g.io.Out, g.color(), socks, svc, showState, !opts.NoOwner); err != nil {
 			return err
 		}
 	}
@@ -266,33 +268,27 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 	return nil
 }
 
-// lsTable lays the sockets out for people. Tables run to tens of thousands
-// of rows, so the cells share one backing array, and the strings that
-// repeat (addresses, ports, pids) are made once.
-func lsTable(socks []sockets.Socket, svc services, showState, owners bool) *output.Table {
-	t := &output.Table{Header: []string{"PROTO"}}
+// writeLsTable lays the sockets out for people. Tables run to tens of
+// thousands of rows, so no cell is kept: rows are made as they are written
+// (output.WriteRows), the strings that repeat (addresses, ports, pids,
+// users) are made once, and the rest (peers, "comm +N") are built in one
+// reused buffer.
+func writeLsTable(w io.Writer, color bool, socks []sockets.Socket, svc services, showState, owners bool) error {
+	header := []string{"PROTO"}
 	if showState {
-		t.Header = append(t.Header, "STATE")
+		header = append(header, "STATE")
 	}
-	t.Header = append(t.Header, "ADDRESS", "PORT")
-	portCol := len(t.Header) - 1
+	header = append(header, "ADDRESS", "PORT")
+	right := []int{len(header) - 1}
 	if showState {
-		t.Header = append(t.Header, "PEER")
+		header = append(header, "PEER")
 	}
-	t.Header = append(t.Header, "SERVICE")
-	pidCol := -1
+	header = append(header, "SERVICE")
 	if owners {
-		t.Header = append(t.Header, "PID", "PROCESS")
-		pidCol = len(t.Header) - 2
+		header = append(header, "PID", "PROCESS")
+		right = append(right, len(header)-2)
 	}
-	t.Header = append(t.Header, "USER")
-	t.RightAlign = []int{portCol}
-	if pidCol >= 0 {
-		t.RightAlign = append(t.RightAlign, pidCol)
-	}
-	cols := len(t.Header)
-	cells := make([]string, len(socks)*cols)
-	t.Rows = make([][]string, 0, len(socks))
+	header = append(header, "USER")
 	addrs := make(map[addrKey]string)
 	nums := make(map[int]string)
 	num := func(n int) string {
@@ -303,13 +299,11 @@ func lsTable(socks []sockets.Socket, svc services, showState, owners bool) *outp
 		}
 		return s
 	}
-	var peers []string
-	if showState {
-		peers = peerLabels(socks)
-	}
-	for i := range socks {
+	users := make(map[uint32]string)
+	var scratch []byte
+	row := func(i int, row []string) []string {
 		s := &socks[i]
-		row := cells[i*cols : i*cols : (i+1)*cols]
+		scratch = scratch[:0]
 		row = append(row, s.Proto.String())
 		if showState {
 			row = append(row, s.StateName())
@@ -322,20 +316,38 @@ func lsTable(socks []sockets.Socket, svc services, showState, owners bool) *outp
 		}
 		row = append(row, a, num(int(s.Local.Port())))
 		if showState {
-			row = append(row, peers[i])
+			var peer string
+			peer, scratch = peerLabel(s, scratch)
+			row = append(row, peer)
 		}
 		row = append(row, svc.name(s))
 		if owners {
-			pid, proc := ownerCells(s, num)
+			var pid, proc string
+			pid, proc, scratch = ownerCells(s, num, scratch)
 			row = append(row, pid, proc)
 		}
 		user := "-" // TIME_WAIT and the like belong to no user
 		if s.Inode != 0 {
-			user = sockets.LookupUser(s.UID)
+			if user, ok = users[s.UID]; !ok {
+				user = sockets.LookupUser(s.UID)
+				users[s.UID] = user
+			}
 		}
-		t.Rows = append(t.Rows, append(row, user))
+		return append(row, user)
 	}
-	return t
+	return output.WriteRows(w, color, header, right, len(socks), row)
+}
+
+// scratchString appends b to buf and returns it as a string that shares
+// buf's memory, with the grown buf. The string is valid until buf is
+// reused: WriteRows writes each row before asking for the next.
+func scratchString(buf []byte, b func([]byte) []byte) (string, []byte) {
+	start := len(buf)
+	buf = b(buf)
+	if len(buf) == start {
+		return "", buf
+	}
+	return unsafe.String(&buf[start], len(buf)-start), buf
 }
 
 // addrKey is what the ADDRESS cell depends on.
@@ -365,46 +377,34 @@ func addrLabel(s *sockets.Socket) string {
 	return a
 }
 
-// peerLabels are the PEER cells: the remote end, "*" when unconnected. They
-// are written into one string and sliced from it: one allocation instead
-// of one per connection.
-func peerLabels(socks []sockets.Socket) []string {
-	var b []byte
-	ends := make([]int, len(socks))
-	for i := range socks {
-		r := socks[i].Remote
-		if r.Port() == 0 && r.Addr().IsUnspecified() {
-			b = append(b, '*')
-		} else {
-			b = r.AppendTo(b)
-		}
-		ends[i] = len(b)
+// peerLabel is the PEER cell: the remote end, "*" when unconnected,
+// built in buf.
+func peerLabel(s *sockets.Socket, buf []byte) (string, []byte) {
+	r := s.Remote
+	if r.Port() == 0 && r.Addr().IsUnspecified() {
+		return "*", buf
 	}
-	all := string(b)
-	out := make([]string, len(socks))
-	start := 0
-	for i, end := range ends {
-		out[i] = all[start:end]
-		start = end
-	}
-	return out
+	return scratchString(buf, r.AppendTo)
 }
 
 // ownerCells are the PID and PROCESS cells: the first holder, "+N" when
-// more share the socket, and "-" or "?" when none can be seen.
-func ownerCells(s *sockets.Socket, num func(int) string) (pid, proc string) {
+// more share the socket (built in buf), and "-" or "?" when none can be
+// seen.
+func ownerCells(s *sockets.Socket, num func(int) string, buf []byte) (pid, proc string, _ []byte) {
 	switch {
 	case len(s.Procs) > 0:
 		p := s.Procs[0]
 		proc = p.Comm
 		if n := len(s.Procs) - 1; n > 0 {
-			proc += " +" + num(n)
+			proc, buf = scratchString(buf, func(b []byte) []byte {
+				return strconv.AppendInt(append(append(b, p.Comm...), " +"...), int64(n), 10)
+			})
 		}
-		return num(p.PID), proc
+		return num(p.PID), proc, buf
 	case s.Unseen == sockets.NoProcess:
-		return "-", "-"
+		return "-", "-", buf
 	}
-	return "-", "?"
+	return "-", "?", buf
 }
 
 // noteUnseen says on stderr why some owners are missing, once per reason.
