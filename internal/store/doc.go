@@ -6,7 +6,10 @@
 // The embedded default is one SQLite file (modernc.org/sqlite, pure Go) at
 // DefaultPath, in WAL mode so readers never wait for a running scan. The
 // schema is versioned: Open applies the migrations a file lacks, in order,
-// and refuses a file written by a newer portolan.
+// and refuses a file written by a newer portolan. Ports in the states most
+// of a scan shares (closed, filtered without an answer) are stored as one
+// row per host and batch with the ports packed in a blob, so a -p- scan
+// writes a handful of rows instead of 65535; reads give every port back.
 //
 // The Store API is the same whatever holds the data. All SQL goes through
 // database/sql with the differences between engines kept in a dialect, so a

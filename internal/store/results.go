@@ -1,12 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"iter"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,16 +20,33 @@ import (
 // (thousands, not one at a time): each transaction costs a WAL write of every
 // page it touched. Results must carry their permutation position (Pos) so
 // that ResumeScan can drop the ones past the checkpoint.
+//
+// Closed (conn-refused, reset) and filtered (no-response, host-timeout)
+// ports with no banner and the registry's service name, nearly all of a
+// scan, are stored as one group per host, protocol, state and reason of the
+// batch, as nmap's XML has <extraports>: that is a hundred times fewer rows.
+// Results reads them back as they went in.
 func (s *Store) AddResults(ctx context.Context, id int64, results []scan.Result) error {
 	if len(results) == 0 {
 		return nil
+	}
+	var rows, groups []scan.Result
+	for _, r := range results {
+		if grouped(r) {
+			groups = append(groups, r)
+		} else {
+			rows = append(rows, r)
+		}
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store results of scan %d: %w", id, err)
 	}
 	defer tx.Rollback()
-	if err := insertResults(ctx, tx, id, results); err != nil {
+	if err := insertResults(ctx, tx, id, rows); err != nil {
+		return fmt.Errorf("store results of scan %d: %w", id, err)
+	}
+	if err := insertGroups(ctx, tx, id, groups); err != nil {
 		return fmt.Errorf("store results of scan %d: %w", id, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -126,24 +145,78 @@ func (s *Store) ResultsSeq(ctx context.Context, id int64, f Filter) iter.Seq2[sc
 			}
 		}
 		q += ` ORDER BY addr, proto, port`
-		rows, err := s.db.QueryContext(ctx, q, args...)
+		fail := func(err error) { yield(scan.Result{}, fmt.Errorf("read results of scan %d: %w", id, err)) }
+		// One read transaction: the rows and the groups come from the same
+		// snapshot even while a scan writes.
+		tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
-			yield(scan.Result{}, fmt.Errorf("read results of scan %d: %w", id, err))
+			fail(err)
+			return
+		}
+		defer tx.Rollback()
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			fail(err)
 			return
 		}
 		defer rows.Close()
-		for rows.Next() {
-			r, err := resultRow(rows)
-			if err != nil {
-				yield(scan.Result{}, fmt.Errorf("read results of scan %d: %w", id, err))
-				return
-			}
-			if !yield(r, nil) {
-				return
-			}
+		groups, err := readGroups(ctx, tx, id, f)
+		if err != nil {
+			fail(err)
+			return
 		}
-		if err := rows.Err(); err != nil {
-			yield(scan.Result{}, fmt.Errorf("read results of scan %d: %w", id, err))
+		defer groups.close()
+
+		// Merge the rows with the groups: a host's ports from both are
+		// gathered and sorted by port; hosts with rows only stream through.
+		var next *scan.Result
+		advance := func() error {
+			next = nil
+			if !rows.Next() {
+				return rows.Err()
+			}
+			r, err := resultRow(rows)
+			next = &r
+			return err
+		}
+		if err := advance(); err != nil {
+			fail(err)
+			return
+		}
+		var host []scan.Result
+		for next != nil || groups.next != nil {
+			if groups.next == nil || (next != nil && compareHost(*next, groups.next[0]) < 0) {
+				if !yield(*next, nil) {
+					return
+				}
+				if err := advance(); err != nil {
+					fail(err)
+					return
+				}
+				continue
+			}
+			key := groups.next[0]
+			host = host[:0]
+			for groups.next != nil && compareHost(groups.next[0], key) == 0 {
+				host = append(host, groups.next...)
+				if err := groups.advance(); err != nil {
+					fail(err)
+					return
+				}
+			}
+			for next != nil && compareHost(*next, key) == 0 {
+				host = append(host, *next)
+				if err := advance(); err != nil {
+					fail(err)
+					return
+				}
+			}
+			slices.SortFunc(host, func(a, b scan.Result) int { return cmp.Compare(a.Port, b.Port) })
+			for _, r := range host {
+				if !yield(r, nil) {
+					return
+				}
+			}
 		}
 	}
 }

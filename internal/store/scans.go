@@ -151,6 +151,9 @@ func (s *Store) ResumeScan(ctx context.Context, id int64) (ScanInfo, error) {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM results WHERE scan_id = ? AND pos >= ?`, id, int64(si.Checkpoint)); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
+	if err := trimGroups(ctx, tx, id, si.Checkpoint); err != nil {
+		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE scans SET status = 'running', finished = NULL WHERE id = ?`, id); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}

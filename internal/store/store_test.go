@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"portolan/internal/portspec"
+	"portolan/internal/registry"
 	"portolan/internal/scan"
 )
 
@@ -57,6 +59,9 @@ func testResults(n int) []scan.Result {
 			State: states[st], Reason: reasons[st], RTT: time.Duration(i%5000) * time.Microsecond,
 			Time: t0.Add(time.Duration(i) * time.Millisecond), Pos: uint64(i),
 		}
+		// Closed and filtered ports carry the registry's name, as a scan
+		// gives them, so most are stored in port groups.
+		out[i].Service = registry.Default().Name(out[i].Port, out[i].Proto)
 		if states[st] == scan.Open {
 			out[i].Service = "ssh"
 			out[i].Banner = "SSH-2.0-OpenSSH_9.2\r\n\x00\xff"
@@ -101,6 +106,49 @@ func TestOpenNew(t *testing.T) {
 	s2.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&n)
 	if n != SchemaVersion {
 		t.Errorf("schema_migrations has %d rows; want %d", n, SchemaVersion)
+	}
+}
+
+// TestOpenVersion1: a file from before port groups opens, keeps its result
+// rows, and stores new scans in groups.
+func TestOpenVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)`,
+		migrations[0],
+		`INSERT INTO schema_migrations VALUES (1, 0)`,
+		`INSERT INTO scans (started, status) VALUES (1, 'done')`,
+		`INSERT INTO results (scan_id, pos, addr, proto, port, state, reason, rtt_us) VALUES (1, 0, x'047f000001', 'tcp', 22, 'closed', 'conn-refused', 150)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open(version 1 file) = %v", err)
+	}
+	defer s.Close()
+	got, err := s.Results(ctx, 1, Filter{})
+	want := []scan.Result{{Addr: netip.MustParseAddr("127.0.0.1"), Port: 22, Proto: portspec.TCP, State: scan.Closed,
+		Reason: scan.ReasonConnRefused, RTT: 150 * time.Microsecond}}
+	if diff := cmp.Diff(want, got, cmpAddr); err != nil || diff != "" {
+		t.Errorf("Results(1) of a version 1 file: %v (-want +got):\n%s", err, diff)
+	}
+	id, _ := s.CreateScan(ctx, ScanInfo{Targets: "127.0.0.1"})
+	rs := testResults(300)
+	if err := s.AddResults(ctx, id, rs); err != nil {
+		t.Fatalf("AddResults after migration: %v", err)
+	}
+	if got, err := s.Results(ctx, id, Filter{}); err != nil || len(got) != len(rs) {
+		t.Errorf("Results(%d) after migration = %d results, %v; want %d", id, len(got), err, len(rs))
 	}
 }
 
@@ -194,6 +242,13 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if diff := cmp.Diff(sorted(results), all, cmpAddr); diff != "" {
 		t.Errorf("Results mismatch (-want +got):\n%s", diff)
+	}
+	// Closed and filtered ports went into port groups, not rows of their own.
+	var rows, groups int
+	s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM results WHERE scan_id = ?`, id).Scan(&rows)
+	s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM port_groups WHERE scan_id = ?`, id).Scan(&groups)
+	if groups == 0 || rows >= len(results)*3/4 {
+		t.Errorf("stored %d results as %d rows and %d groups; want closed and filtered ports grouped", len(results), rows, groups)
 	}
 	open, err := s.Results(ctx, id, Filter{States: []scan.State{scan.Open, scan.OpenFiltered}})
 	if err != nil {

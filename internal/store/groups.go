@@ -1,0 +1,288 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"portolan/internal/portspec"
+	"portolan/internal/registry"
+	"portolan/internal/scan"
+)
+
+// grouped reports whether r is stored in a port group rather than a row of
+// its own: a state and reason that most ports of a scan share, nothing
+// learnt beyond them, and the service name the registry gives its port, so
+// the group restores it exactly.
+func grouped(r scan.Result) bool {
+	switch {
+	case r.State == scan.Closed && (r.Reason == scan.ReasonConnRefused || r.Reason == scan.ReasonReset):
+	case r.State == scan.Filtered && (r.Reason == scan.ReasonNoResponse || r.Reason == scan.ReasonHostTimeout):
+	default:
+		return false
+	}
+	return r.Banner == "" && r.Service == registry.Default().Name(r.Port, r.Proto)
+}
+
+// groupKey is what the results of one group share.
+type groupKey struct {
+	addr   netip.Addr
+	proto  portspec.Proto
+	state  scan.State
+	reason string
+}
+
+// insertGroups stores results (all grouped) as one port_groups row per
+// groupKey.
+func insertGroups(ctx context.Context, tx *sql.Tx, id int64, results []scan.Result) error {
+	byKey := map[groupKey][]int32{}
+	var order []groupKey
+	for i, r := range results {
+		if !r.Addr.IsValid() {
+			return fmt.Errorf("result for port %d/%s has no address", r.Port, r.Proto)
+		}
+		k := groupKey{r.Addr, r.Proto, r.State, r.Reason}
+		idx, ok := byKey[k]
+		if !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(idx, int32(i))
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO port_groups
+		(scan_id, pos, max_pos, addr, proto, state, reason, base, ports, detail) VALUES (?,?,?,?,?,?,?,?,?,?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	var es []groupEntry
+	for _, k := range order {
+		idx := byKey[k]
+		slices.SortFunc(idx, func(a, b int32) int { return cmp.Compare(results[a].Port, results[b].Port) })
+		es = es[:0]
+		for _, i := range idx {
+			r := results[i]
+			es = append(es, groupEntry{port: r.Port, pos: r.Pos, rttUs: max(0, r.RTT.Microseconds()), time: nanos(r.Time)})
+		}
+		g := encodeGroup(es)
+		if _, err := stmt.ExecContext(ctx, id, int64(g.lo), int64(g.hi), addrKey(k.addr), k.proto.String(), k.state.String(),
+			k.reason, g.base, g.ports, g.detail); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// groupEntry is one port of a stored group: what a result row holds beyond
+// the group's key.
+type groupEntry struct {
+	port  portspec.Port
+	pos   uint64
+	rttUs int64
+	time  int64 // unix nanoseconds; 0 for none
+}
+
+// encodedGroup is a group as stored: the lowest and highest position, the
+// earliest time (base), the ports as ascending uvarint deltas, and per port
+// (in the same order) uvarint position-lo, RTT in µs, and time-base+1 (0
+// for no time).
+type encodedGroup struct {
+	lo, hi        uint64
+	base          int64
+	ports, detail []byte
+}
+
+// encodeGroup stores es, which are sorted by port.
+func encodeGroup(es []groupEntry) encodedGroup {
+	var g encodedGroup
+	if len(es) == 0 {
+		return g
+	}
+	g.lo, g.hi = es[0].pos, es[0].pos
+	for _, e := range es {
+		g.lo, g.hi = min(g.lo, e.pos), max(g.hi, e.pos)
+		if e.time != 0 && (g.base == 0 || e.time < g.base) {
+			g.base = e.time
+		}
+	}
+	prev := 0
+	g.ports = make([]byte, 0, len(es)*2)
+	g.detail = make([]byte, 0, len(es)*8)
+	for _, e := range es {
+		g.ports = binary.AppendUvarint(g.ports, uint64(int(e.port)-prev))
+		prev = int(e.port)
+		g.detail = binary.AppendUvarint(g.detail, e.pos-g.lo)
+		g.detail = binary.AppendUvarint(g.detail, uint64(e.rttUs))
+		t := uint64(0)
+		if e.time != 0 {
+			t = uint64(e.time-g.base) + 1
+		}
+		g.detail = binary.AppendUvarint(g.detail, t)
+	}
+	return g
+}
+
+var errBadGroup = errors.New("stored port group is malformed")
+
+// decodeGroup is the inverse of encodeGroup.
+func decodeGroup(g encodedGroup) ([]groupEntry, error) {
+	var out []groupEntry
+	port := uint64(0)
+	ports, detail := g.ports, g.detail
+	var v [3]uint64
+	for len(ports) > 0 {
+		d, n := binary.Uvarint(ports)
+		if n <= 0 || port+d > 65535 {
+			return nil, errBadGroup
+		}
+		port += d
+		ports = ports[n:]
+		for i := range v {
+			x, m := binary.Uvarint(detail)
+			if m <= 0 {
+				return nil, errBadGroup
+			}
+			v[i], detail = x, detail[m:]
+		}
+		e := groupEntry{port: portspec.Port(port), pos: g.lo + v[0], rttUs: int64(v[1])}
+		if v[2] != 0 {
+			e.time = g.base + int64(v[2]-1)
+		}
+		out = append(out, e)
+	}
+	if len(detail) > 0 {
+		return nil, errBadGroup
+	}
+	return out, nil
+}
+
+// trimGroups drops from the groups of scan id the ports at or past
+// position from, as ResumeScan does with result rows.
+func trimGroups(ctx context.Context, tx *sql.Tx, id int64, from uint64) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM port_groups WHERE scan_id = ? AND pos >= ?`, id, int64(from)); err != nil {
+		return err
+	}
+	type straddler struct {
+		rowid int64
+		g     encodedGroup
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, pos, base, ports, detail FROM port_groups WHERE scan_id = ? AND max_pos >= ?`, id, int64(from))
+	if err != nil {
+		return err
+	}
+	var todo []straddler
+	for rows.Next() {
+		var s straddler
+		var lo int64
+		if err := rows.Scan(&s.rowid, &lo, &s.g.base, &s.g.ports, &s.g.detail); err != nil {
+			rows.Close()
+			return err
+		}
+		s.g.lo = uint64(lo)
+		todo = append(todo, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, s := range todo {
+		es, err := decodeGroup(s.g)
+		if err != nil {
+			return err
+		}
+		// Some port stays: the lowest position is below from.
+		g := encodeGroup(slices.DeleteFunc(es, func(e groupEntry) bool { return e.pos >= from }))
+		if _, err := tx.ExecContext(ctx, `UPDATE port_groups SET pos = ?, max_pos = ?, base = ?, ports = ?, detail = ? WHERE id = ?`,
+			int64(g.lo), int64(g.hi), g.base, g.ports, g.detail, s.rowid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// groupReader yields the ports of a scan's groups, one (address, protocol)
+// at a time, in the order of the results query.
+type groupReader struct {
+	rows *sql.Rows
+	next []scan.Result // the ports of the next group, by port; nil at the end
+}
+
+func readGroups(ctx context.Context, tx *sql.Tx, id int64, f Filter) (*groupReader, error) {
+	q := `SELECT pos, addr, proto, state, reason, base, ports, detail FROM port_groups WHERE scan_id = ?`
+	args := []any{id}
+	if len(f.States) > 0 {
+		q += ` AND state IN (?` + strings.Repeat(",?", len(f.States)-1) + `)`
+		for _, st := range f.States {
+			args = append(args, st.String())
+		}
+	}
+	rows, err := tx.QueryContext(ctx, q+` ORDER BY addr, proto`, args...)
+	if err != nil {
+		return nil, err
+	}
+	g := &groupReader{rows: rows}
+	return g, g.advance()
+}
+
+// advance reads the next group into g.next.
+func (g *groupReader) advance() error {
+	for {
+		g.next = nil
+		if !g.rows.Next() {
+			return g.rows.Err()
+		}
+		var (
+			enc                  encodedGroup
+			lo                   int64
+			key                  []byte
+			proto, state, reason string
+		)
+		if err := g.rows.Scan(&lo, &key, &proto, &state, &reason, &enc.base, &enc.ports, &enc.detail); err != nil {
+			return err
+		}
+		enc.lo = uint64(lo)
+		addr, err := parseAddrKey(key)
+		if err != nil {
+			return err
+		}
+		pr, err := portspec.ParseProto(proto)
+		if err != nil {
+			return err
+		}
+		st, err := scan.ParseState(state)
+		if err != nil {
+			return err
+		}
+		es, err := decodeGroup(enc)
+		if err != nil {
+			return err
+		}
+		if len(es) == 0 {
+			continue
+		}
+		g.next = make([]scan.Result, len(es))
+		for i, e := range es {
+			g.next[i] = scan.Result{Addr: addr, Port: e.port, Proto: pr, State: st, Reason: reason,
+				RTT: time.Duration(e.rttUs) * time.Microsecond, Service: registry.Default().Name(e.port, pr),
+				Pos: e.pos, Time: fromNanos(e.time)}
+		}
+		return nil
+	}
+}
+
+func (g *groupReader) close() { g.rows.Close() }
+
+// compareHost orders results as the results query does: by address key,
+// then protocol name.
+func compareHost(a, b scan.Result) int {
+	if c := a.Addr.Compare(b.Addr); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Proto.String(), b.Proto.String())
+}
