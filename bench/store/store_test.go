@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"portolan/internal/portspec"
+	"portolan/internal/registry"
 	"portolan/internal/scan"
 	"portolan/internal/store"
 )
@@ -30,9 +31,13 @@ func results() []scan.Result {
 		if j%50 == 0 {
 			st, reason = scan.Open, scan.ReasonSynAck
 		}
+		port := portspec.Port(j%1000 + 1)
 		out[i] = scan.Result{
-			Addr: netip.AddrFrom4([4]byte{198, 18, 0, byte(j / 1000)}), Port: portspec.Port(j%1000 + 1),
-			Proto: portspec.TCP, State: st, Reason: reason, RTT: 180 * time.Microsecond, Time: t0,
+			Addr: netip.AddrFrom4([4]byte{198, 18, 0, byte(j / 1000)}), Port: port, Proto: portspec.TCP,
+			State: st, Reason: reason, RTT: 180 * time.Microsecond, Time: t0, Pos: uint64(i),
+			// A scan names every port from the registry; closed ports so
+			// named are stored in port groups.
+			Service: registry.Default().Name(port, portspec.TCP),
 		}
 	}
 	return out
