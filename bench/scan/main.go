@@ -387,7 +387,7 @@ func sourceTree(ctx context.Context) string {
 	s := "commit " + strings.TrimSpace(string(out))
 	st, _ := exec.CommandContext(ctx, "git", "status", "--porcelain", "--", "cmd", "internal/scan", "internal/cli/scan.go", "internal/output", "internal/target").Output()
 	var changed []string
-	for _, l := range strings.Split(strings.TrimSpace(string(st)), "\n") {
+	for _, l := range strings.Split(strings.TrimRight(string(st), "\n"), "\n") {
 		if len(l) > 3 {
 			changed = append(changed, l[3:])
 		}
