@@ -696,6 +696,7 @@ func (e *engine) retriesFor(h *host) int {
 func (e *engine) checkDown(a netip.Addr, h *host) {
 	if e.downAfter > 0 && !h.down && h.answered == 0 && h.silent >= e.downAfter {
 		h.down = true
+		h.early = nil // nothing more is sent to it: let its probes go (memory of silent networks)
 		e.down++
 		e.log.Debug("host down: no answer", "addr", a, "probes", h.silent)
 	}
