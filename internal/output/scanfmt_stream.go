@@ -1,6 +1,7 @@
 package output
 
 import (
+	"bufio"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -14,17 +15,22 @@ import (
 
 // StreamWriter writes results one at a time, as a scan finds them, in the
 // formats that need no look-ahead: JSON Lines, CSV and the host:port list.
-// Each result is on w when Write returns, so a pipe downstream sees it at
-// once. It is safe for concurrent use.
+// Output is buffered and reaches w at least every FlushEvery, on Flush and
+// on Close, so a pipe downstream sees results as they come without one
+// write(2) per result. It is safe for concurrent use.
 type StreamWriter struct {
 	mu     sync.Mutex
 	format ScanFormat
-	w      io.Writer
-	jsonl  *JSONL
+	w      *bufio.Writer
 	csv    *csv.Writer
 	header bool // the CSV header is written
 	buf    []byte
+	last   time.Time // last flush
 }
+
+// FlushEvery is the longest a written result waits in a StreamWriter's
+// buffer while results keep coming; a caller that may go quiet calls Flush.
+const FlushEvery = 200 * time.Millisecond
 
 // Streamable reports whether format f can be written by a StreamWriter.
 func Streamable(f ScanFormat) bool {
@@ -36,12 +42,9 @@ func NewStreamWriter(w io.Writer, f ScanFormat) (*StreamWriter, error) {
 	if !Streamable(f) {
 		return nil, fmt.Errorf("format %s cannot be streamed (use jsonl, csv or list)", f)
 	}
-	s := &StreamWriter{format: f, w: w}
-	switch f {
-	case FormatJSONL:
-		s.jsonl = NewJSONL(w)
-	case FormatCSV:
-		s.csv = csv.NewWriter(w)
+	s := &StreamWriter{format: f, w: bufio.NewWriterSize(w, 64<<10), last: time.Now()}
+	if f == FormatCSV {
+		s.csv = csv.NewWriter(s.w)
 	}
 	return s, nil
 }
@@ -55,24 +58,39 @@ func (s *StreamWriter) Write(r scan.Result) error {
 	defer s.mu.Unlock()
 	switch s.format {
 	case FormatJSONL:
-		return s.jsonl.Write(r)
+		s.buf = append(appendResultJSON(s.buf[:0], r), '\n')
+		s.w.Write(s.buf)
 	case FormatCSV:
 		if !s.header {
 			s.csv.Write(csvHeader)
 			s.header = true
 		}
 		s.csv.Write(csvRow(r))
-		s.csv.Flush()
-		return s.csv.Error()
+		s.csv.Flush() // into s.w, the buffer
+		if err := s.csv.Error(); err != nil {
+			return err
+		}
 	default: // FormatList
 		if r.State != scan.Open {
 			return nil
 		}
 		s.buf = netip.AddrPortFrom(r.Addr, uint16(r.Port)).AppendTo(s.buf[:0])
 		s.buf = append(s.buf, '\n')
-		_, err := s.w.Write(s.buf)
-		return err
+		s.w.Write(s.buf)
 	}
+	if now := time.Now(); now.Sub(s.last) >= FlushEvery {
+		s.last = now
+		return s.w.Flush()
+	}
+	return nil
+}
+
+// Flush writes what is buffered to the underlying writer.
+func (s *StreamWriter) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last = time.Now()
+	return s.w.Flush()
 }
 
 // Close writes what a format needs at its end: the CSV header of an empty
@@ -84,9 +102,11 @@ func (s *StreamWriter) Close() error {
 		s.header = true
 		s.csv.Write(csvHeader)
 		s.csv.Flush()
-		return s.csv.Error()
+		if err := s.csv.Error(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return s.w.Flush()
 }
 
 // csvRow is r as CSV cells, in csvHeader's order.
