@@ -1,8 +1,10 @@
 package output
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/netip"
 	"testing"
 	"time"
@@ -48,4 +50,20 @@ func FuzzAppendResultJSON(f *testing.F) {
 			t.Errorf("got %q; want %q", got, want.String())
 		}
 	})
+}
+
+// A result written to a stream reaches the reader even when no more
+// results follow (a slow scan), without Close.
+func TestStreamWriterFlushesWhenQuiet(t *testing.T) {
+	r, w := io.Pipe()
+	sw, err := NewStreamWriter(w, FormatList)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sw.Write(scan.Result{Addr: netip.MustParseAddr("127.0.0.1"), Port: 22, Proto: portspec.TCP, State: scan.Open})
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil || line != "127.0.0.1:22\n" {
+		t.Errorf("read %q, %v; want 127.0.0.1:22", line, err)
+	}
+	sw.Close()
 }

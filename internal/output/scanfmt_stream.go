@@ -15,9 +15,10 @@ import (
 
 // StreamWriter writes results one at a time, as a scan finds them, in the
 // formats that need no look-ahead: JSON Lines, CSV and the host:port list.
-// Output is buffered and reaches w at least every FlushEvery, on Flush and
-// on Close, so a pipe downstream sees results as they come without one
-// write(2) per result. It is safe for concurrent use.
+// Output is buffered and reaches w within FlushEvery of being written (a
+// timer flushes it when results stop coming), on Flush and on Close, so a
+// pipe downstream sees results as they come without one write(2) per
+// result. It is safe for concurrent use.
 type StreamWriter struct {
 	mu     sync.Mutex
 	format ScanFormat
@@ -25,11 +26,11 @@ type StreamWriter struct {
 	csv    *csv.Writer
 	header bool // the CSV header is written
 	buf    []byte
-	last   time.Time // last flush
+	last   time.Time   // last flush
+	timer  *time.Timer // pending flush of a quiet buffer; nil when none
 }
 
-// FlushEvery is the longest a written result waits in a StreamWriter's
-// buffer while results keep coming; a caller that may go quiet calls Flush.
+// FlushEvery is the longest a written result waits in a StreamWriter's buffer.
 const FlushEvery = 200 * time.Millisecond
 
 // Streamable reports whether format f can be written by a StreamWriter.
@@ -82,6 +83,15 @@ func (s *StreamWriter) Write(r scan.Result) error {
 		s.last = now
 		return s.w.Flush()
 	}
+	if s.timer == nil && s.w.Buffered() > 0 {
+		s.timer = time.AfterFunc(FlushEvery, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.timer = nil
+			s.last = time.Now()
+			s.w.Flush()
+		})
+	}
 	return nil
 }
 
@@ -98,6 +108,10 @@ func (s *StreamWriter) Flush() error {
 func (s *StreamWriter) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
 	if s.format == FormatCSV && !s.header {
 		s.header = true
 		s.csv.Write(csvHeader)
