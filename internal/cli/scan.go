@@ -690,6 +690,7 @@ func (r *scanRun) render(ctx context.Context, out io.Writer, sum scan.Summary, s
 	meta := output.ScanMeta{
 		Args: "portolan " + strings.Join(r.g.args, " "), Version: Version, Start: time.Now().Add(-sum.Elapsed), End: time.Now(),
 		ScanType: "connect", Ports: r.plan.ports, Hosts: int(min(r.plan.space.Hosts(), 1<<31-1)),
+		AssumeUp: r.opts.NoHostDown,
 	}
 	if status != store.Done {
 		meta.Error = fmt.Sprintf("scan %s at %.1f%%", status, sum.Percent)

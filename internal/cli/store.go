@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -77,6 +78,13 @@ func scanMeta(si store.ScanInfo) output.ScanMeta {
 	m := output.ScanMeta{
 		ID: si.ID, Args: si.Command, Version: si.Version, Start: si.Started, End: si.Finished,
 		ScanType: si.Prober, Ports: si.PortSet, Hosts: int(min(si.Hosts, 1<<31-1)),
+	}
+	// The scan's options hold -Pn: its hosts were all assumed up.
+	var opts struct {
+		NoHostDown bool `json:"no_host_down"`
+	}
+	if json.Unmarshal(si.Options, &opts) == nil {
+		m.AssumeUp = opts.NoHostDown
 	}
 	switch si.Status {
 	case store.Interrupted, store.Failed:

@@ -63,6 +63,10 @@ type ScanMeta struct {
 	// Hosts is the number of addresses scanned; hosts without results count
 	// as down. Zero means the hosts in the results.
 	Hosts int `json:"hosts,omitempty"`
+	// AssumeUp is -Pn (--no-host-down): every host is reported up
+	// ("user-set"), as nmap -Pn does, even one that never answered. Without
+	// it a host none of whose ports was open or closed is down.
+	AssumeUp bool `json:"assume_up,omitempty"`
 	// Error says why the scan stopped early; empty means it completed.
 	Error string `json:"error,omitempty"`
 	// Verbose and Debugging are nmap's levels: Verbose shows more ports
@@ -137,7 +141,13 @@ type host struct {
 	results []scan.Result
 	shown   []scan.Result // ports listed one by one
 	hidden  []stateGroup  // ports collapsed by state, most numerous first
+	// answered is whether any port was open or closed: the host itself
+	// said something. Filtered ports prove nothing about it.
+	answered bool
 }
+
+// up reports whether h is up: it answered, or the scan assumed it (-Pn).
+func (h host) up(meta ScanMeta) bool { return h.answered || meta.AssumeUp }
 
 // stateGroup is the collapsed ports of one state on a host.
 type stateGroup struct {
@@ -172,6 +182,7 @@ func groupHosts(sorted []scan.Result, verbose int) []host {
 		counts := map[scan.State]int{}
 		for _, r := range h.results {
 			counts[r.State]++
+			h.answered = h.answered || r.State == scan.Open || r.State == scan.Closed
 		}
 		hide := func(s scan.State) bool { return s != scan.Open && s != scan.Unknown && counts[s] > limit }
 		byState := map[scan.State]*stateGroup{}
@@ -209,10 +220,15 @@ func groupHosts(sorted []scan.Result, verbose int) []host {
 }
 
 // hostCounts returns how many hosts were scanned and how many are up: a
-// host with results is up (as with nmap -Pn), the others down.
+// host with an open or closed port (any host with results under -Pn); the
+// others, and hosts without results, are down.
 func hostCounts(meta ScanMeta, hosts []host) (total, up int) {
-	up = len(hosts)
-	return max(meta.Hosts, up), up
+	for _, h := range hosts {
+		if h.up(meta) {
+			up++
+		}
+	}
+	return max(meta.Hosts, len(hosts)), up
 }
 
 // compactPorts writes sorted ports as ranges: "1-21,23,25-79".

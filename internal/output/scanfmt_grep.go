@@ -24,7 +24,11 @@ func writeScanGrepable(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 		fmt.Fprintf(bw, "# portolan %s scan initiated %s as: %s\n", versionOr(meta.Version), ctime(meta.Start), oneLine(meta.Args))
 	}
 	for _, h := range hosts {
-		fmt.Fprintf(bw, "Host: %s ()\tStatus: Up\n", h.addr)
+		status := "Up"
+		if !h.up(meta) {
+			status = "Down"
+		}
+		fmt.Fprintf(bw, "Host: %s ()\tStatus: %s\n", h.addr, status)
 		if len(h.shown) == 0 {
 			continue
 		}

@@ -38,7 +38,11 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 		if i > 0 {
 			bw.WriteByte('\n')
 		}
-		fmt.Fprintln(bw, Paint("Scan report for "+h.addr.String(), Bold, color))
+		title := "Scan report for " + h.addr.String()
+		if !h.up(meta) {
+			title += " [host down, no response]"
+		}
+		fmt.Fprintln(bw, Paint(title, Bold, color))
 		if len(h.hidden) > 0 {
 			var parts []string
 			for _, g := range h.hidden {

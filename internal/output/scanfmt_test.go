@@ -395,8 +395,40 @@ func TestWriteScanXMLParses(t *testing.T) {
 	if diff := cmp.Diff(wantExtra, extra); diff != "" {
 		t.Errorf("extraports (-want +got):\n%s", diff)
 	}
+	// 198.18.0.10 only has silent filtered ports: down, as nmap says of a
+	// host that never answered; the fourth address has no results at all.
+	if got := run.RunStats.Hosts; got != (xmlHosts{Up: 2, Down: 2, Total: 4}) {
+		t.Errorf("runstats hosts = %+v; want 2 up, 2 down, 4 total", got)
+	}
+	status := map[string]xmlState{}
+	for _, h := range run.Hosts {
+		status[h.Address.Addr] = h.Status
+	}
+	wantStatus := map[string]xmlState{
+		"198.18.0.2":  {State: "up", Reason: "syn-ack"},
+		"198.18.0.10": {State: "down", Reason: "no-response"},
+		"fd00::2":     {State: "up", Reason: "syn-ack"},
+	}
+	if diff := cmp.Diff(wantStatus, status); diff != "" {
+		t.Errorf("host status (-want +got):\n%s", diff)
+	}
+	// Under -Pn every host is up, "user-set", as nmap -Pn reports them.
+	meta.AssumeUp = true
+	buf.Reset()
+	if err := WriteScan(&buf, FormatXML, meta, rs, false); err != nil {
+		t.Fatal(err)
+	}
+	run.Hosts, run.ScanInfo = nil, nil
+	if err := xml.Unmarshal(buf.Bytes(), &run); err != nil {
+		t.Fatal(err)
+	}
 	if got := run.RunStats.Hosts; got != (xmlHosts{Up: 3, Down: 1, Total: 4}) {
-		t.Errorf("runstats hosts = %+v; want 3 up, 1 down, 4 total", got)
+		t.Errorf("-Pn: runstats hosts = %+v; want 3 up, 1 down, 4 total", got)
+	}
+	for _, h := range run.Hosts {
+		if h.Status != (xmlState{State: "up", Reason: "user-set"}) {
+			t.Errorf("-Pn: host %s status = %+v; want up, user-set", h.Address.Addr, h.Status)
+		}
 	}
 	if run.Scanner != "nmap" || len(run.ScanInfo) != 2 || run.ScanInfo[0].NumServices != 40 || run.ScanInfo[1].Services != "53" {
 		t.Errorf("scanner %q, scaninfo %+v; want nmap, tcp 40 services and udp 53", run.Scanner, run.ScanInfo)

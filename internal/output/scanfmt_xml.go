@@ -2,6 +2,7 @@ package output
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -125,7 +126,9 @@ const xmlOutputVersion = "1.05"
 // nmap.dtd, so tools that import nmap scans (ndiff, Metasploit, Faraday,
 // python-libnmap, ...) read it unchanged. The DTD fixes the root's scanner
 // attribute to "nmap"; a comment and args say portolan wrote the file.
-// Every host with results is reported up, as nmap does with -Pn; ports
+// A host with an open or closed port is up, with the reason of its first
+// such port; one that never answered is down (up, "user-set", with -Pn, as
+// nmap does); ports
 // of a state with more than 25 ports on a host are collapsed into
 // <extraports>, as nmap does. Hosts are written as they are encoded, so
 // the memory used does not grow with the number of hosts.
@@ -184,7 +187,7 @@ func writeScanXML(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 	hosts := groupHosts(sorted, meta.Verbose)
 	last := meta.Start
 	for _, h := range hosts {
-		xh := xmlHostOf(h)
+		xh := xmlHostOf(h, hostStatus(meta, h))
 		if end := time.Unix(xh.EndTime, 0); xh.EndTime != 0 && end.After(last) {
 			last = end
 		}
@@ -245,15 +248,14 @@ func commentText(s string) string {
 	return s
 }
 
-// xmlHostOf builds the <host> element of h.
-func xmlHostOf(h host) xmlHost {
+// xmlHostOf builds the <host> element of h with its status.
+func xmlHostOf(h host, status xmlState) xmlHost {
 	addrType := "ipv4"
 	if h.addr.Is6() {
 		addrType = "ipv6"
 	}
 	xh := xmlHost{
-		// Up because it is in the results, as with nmap -Pn: "user-set".
-		Status:  xmlState{State: "up", Reason: "user-set"},
+		Status:  status,
 		Address: xmlAddress{Addr: h.addr.WithZone("").String(), AddrType: addrType},
 	}
 	var rtts []int64
@@ -295,6 +297,29 @@ func xmlHostOf(h host) xmlHost {
 		xh.Times = rttTimes(rtts)
 	}
 	return xh
+}
+
+// hostStatus is h's <status>: up, "user-set", under -Pn, as nmap says
+// then; up with the answer that shows it (an open port's, else a closed
+// one's) otherwise; down, "no-response", when every port was filtered
+// without an answer.
+func hostStatus(meta ScanMeta, h host) xmlState {
+	switch {
+	case meta.AssumeUp:
+		return xmlState{State: "up", Reason: "user-set"}
+	case !h.answered:
+		return xmlState{State: "down", Reason: "no-response"}
+	}
+	reason := ""
+	for _, r := range h.results {
+		if r.Reason != "" && (r.State == scan.Open || (r.State == scan.Closed && reason == "")) {
+			reason = r.Reason
+			if r.State == scan.Open {
+				break
+			}
+		}
+	}
+	return xmlState{State: "up", Reason: cmp.Or(reason, "user-set")}
 }
 
 // minTimeout is nmap's floor for a probe timeout, in microseconds.

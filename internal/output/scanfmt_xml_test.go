@@ -41,6 +41,8 @@ func xmlCases() map[string]struct {
 	zoned := netip.MustParseAddr("fe80::1%veth0")
 	hostile := "<b>\"quoted\" & 'single' -- --- ]]> \x00\x07\x1b[31m\r\n\xff\xfe é"
 	interrupted := meta
+	assumeUp := meta
+	assumeUp.AssumeUp = true
 	interrupted.End, interrupted.Error = time.Time{}, "interrupted: resume with portolan scan --resume 7"
 	syn := ScanMeta{ScanType: "syn", Args: `portolan scan "a b" --top-ports 10`}
 	return map[string]struct {
@@ -48,6 +50,7 @@ func xmlCases() map[string]struct {
 		rs   []scan.Result
 	}{
 		"fixture":     {meta, rs},
+		"fixture -Pn": {assumeUp, rs},
 		"no results":  {ScanMeta{Start: t0, End: t0.Add(time.Second), Hosts: 256, Ports: ports1}, nil},
 		"zero meta":   {ScanMeta{}, nil},
 		"interrupted": {interrupted, rs[:50]},
@@ -97,13 +100,13 @@ for h in root.iter("host"):
     for p in h.iter("port"):
         if p.find("state").get("state") == "open":
             print(addr, p.get("portid"), p.get("protocol"), p.find("service").get("name"))
-print("up", root.find("runstats/hosts").get("up"))
+print("up", root.find("runstats/hosts").get("up"), "down", root.find("runstats/hosts").get("down"))
 `
 	out, err := exec.Command(python, "-c", script, path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("python3: %v\n%s", err, out)
 	}
-	want := "198.18.0.2 22 tcp ssh\n198.18.0.2 23 tcp telnet\nfd00::2 443 tcp https\nup 3\n"
+	want := "198.18.0.2 22 tcp ssh\n198.18.0.2 23 tcp telnet\nfd00::2 443 tcp https\nup 2 down 2\n"
 	if string(out) != want {
 		t.Errorf("python3 read:\n%s\nwant:\n%s", out, want)
 	}
