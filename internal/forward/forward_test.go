@@ -657,3 +657,29 @@ func TestAllAddressesListenerTakesBothFamilies(t *testing.T) {
 		c.Close()
 	}
 }
+
+func TestUDPAllAddressesBothFamilies(t *testing.T) {
+	if ln, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	} else {
+		ln.Close()
+	}
+	s, lb := start(t, Rule{Name: "any", Proto: UDP, Listen: ":0", Targets: []string{udpBackend(t, udpEcho)}, IdleTimeout: 50 * time.Millisecond})
+	port := s.Addr("any").(*net.UDPAddr).Port
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		c, err := net.Dial("udp", net.JoinHostPort(host, fmt.Sprint(port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		roundTrip(t, c, "hello "+host)
+	}
+	waitFor(t, "both sessions logged", func() bool { return len(lb.lines()) == 2 })
+	var clients []string
+	for _, l := range lb.lines() {
+		clients = append(clients, l["client"].(string))
+	}
+	if !strings.Contains(strings.Join(clients, " "), "127.0.0.1:") || !strings.Contains(strings.Join(clients, " "), "[::1]:") {
+		t.Errorf("session clients = %v; want one 127.0.0.1 and one [::1]", clients)
+	}
+}
