@@ -95,11 +95,14 @@ func (s *Store) CreateScan(ctx context.Context, si ScanInfo) (int64, error) {
 		return 0, errors.New("create scan: options are not valid JSON")
 	}
 	var id int64
+	me := self()
 	err := s.db.QueryRowContext(ctx, `INSERT INTO scans
-		(started, status, command, version, targets, ports, port_set, prober, seed, shard_index, shard_count, rate, hosts, space, options)
-		VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		(started, status, command, version, targets, ports, port_set, prober, seed, shard_index, shard_count, rate, hosts, space, options,
+		owner_pid, owner_start)
+		VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		si.Started.UnixNano(), si.Command, si.Version, si.Targets, si.Ports, portSetText(si.PortSet), si.Prober,
 		int64(si.Seed), si.ShardIndex, si.ShardCount, si.Rate, int64(si.Hosts), int64(si.Space), string(opts),
+		me.pid, me.start,
 	).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("create scan in %s: %w", s.path, err)
@@ -123,16 +126,17 @@ func (s *Store) FinishScan(ctx context.Context, id int64, status Status, c Count
 	if !status.valid() || status == Running {
 		return fmt.Errorf("finish scan %d: invalid final status %q", id, status)
 	}
-	return s.update(ctx, "finish", id, `UPDATE scans SET status = ?, finished = ?,
+	return s.update(ctx, "finish", id, `UPDATE scans SET status = ?, finished = ?, owner_pid = 0, owner_start = 0,
 		probes = ?, open = ?, closed = ?, filtered = ?, open_filtered = ?, hosts_up = ? WHERE id = ?`,
 		string(status), s.now().UnixNano(), int64(c.Probes), int64(c.Open), int64(c.Closed), int64(c.Filtered),
 		int64(c.OpenFiltered), int64(c.HostsUp), id)
 }
 
-// ResumeScan marks an unfinished scan as running again and returns it, with
-// the checkpoint to continue from. Results at or past the checkpoint are
-// deleted: the resumed scan probes those positions again. A scan that is
-// Done cannot be resumed.
+// ResumeScan marks an unfinished scan as running again in this process and
+// returns it, with the checkpoint to continue from. Results at or past the
+// checkpoint are deleted: the resumed scan probes those positions again. A
+// scan that is Done cannot be resumed, nor one another live process is
+// running (an error wrapping ErrRunning); one whose process died can.
 func (s *Store) ResumeScan(ctx context.Context, id int64) (ScanInfo, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -148,13 +152,22 @@ func (s *Store) ResumeScan(ctx context.Context, id int64) (ScanInfo, error) {
 	case si.Status == Done:
 		return ScanInfo{}, fmt.Errorf("resume scan %d: it is complete, nothing to resume", id)
 	}
+	var o owner
+	if err := tx.QueryRowContext(ctx, `SELECT owner_pid, owner_start FROM scans WHERE id = ?`, id).Scan(&o.pid, &o.start); err != nil {
+		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
+	}
+	if si.Status == Running && o.alive() {
+		return ScanInfo{}, fmt.Errorf("resume scan %d: %w: process %d is scanning it (stop it with Ctrl-C or kill %d, then resume)", id, ErrRunning, o.pid, o.pid)
+	}
+	me := self()
 	if _, err := tx.ExecContext(ctx, `DELETE FROM results WHERE scan_id = ? AND pos >= ?`, id, int64(si.Checkpoint)); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
 	if err := trimGroups(ctx, tx, id, si.Checkpoint); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE scans SET status = 'running', finished = NULL WHERE id = ?`, id); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE scans SET status = 'running', finished = NULL, owner_pid = ?, owner_start = ? WHERE id = ?`,
+		me.pid, me.start, id); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
 	if err := tx.Commit(); err != nil {

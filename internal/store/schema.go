@@ -89,6 +89,11 @@ var migrations = []string{
 		detail  BLOB    NOT NULL            -- per port: uvarint position-pos, RTT µs, time-base+1 (0: none)
 	);
 	CREATE INDEX port_groups_addr ON port_groups (scan_id, addr, proto);`,
+
+	// 3: the process running a scan, so two cannot resume the same one.
+	// Cleared when the scan finishes; a dead owner does not count.
+	`ALTER TABLE scans ADD COLUMN owner_pid   INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE scans ADD COLUMN owner_start INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this build writes.

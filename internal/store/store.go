@@ -17,6 +17,10 @@ import (
 // ErrNotFound is returned (wrapped) when a scan does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrRunning is returned (wrapped) by ResumeScan when another live process
+// is running the scan.
+var ErrRunning = errors.New("still running")
+
 // Store is an open scan database. It is safe for concurrent use; SQLite
 // serialises writers, and in WAL mode readers see the last committed state
 // without waiting for them.
