@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -592,5 +593,34 @@ func TestScanStoreFailureStops(t *testing.T) {
 	var status string
 	if err := sqlDB.QueryRow(`SELECT status FROM scans WHERE id = 1`).Scan(&status); err != nil || status != string(store.Failed) {
 		t.Errorf("stored status %q, %v; want %q", status, err, store.Failed)
+	}
+}
+
+// TestScanResumeRefusedWhileRunning: --resume of a scan that a live process
+// is running is refused, naming that process, and leaves the scan alone.
+func TestScanResumeRefusedWhileRunning(t *testing.T) {
+	ln := newCountingListener(t)
+	db := filepath.Join(t.TempDir(), "scans.db")
+	// 4000 ports at 1000/s: 4 s, long enough to try a resume meanwhile.
+	cmd := portolanCmd(t, t.Context(), "scan", ln.addr.String(), "-p", "1-4000", "--rate", "1000", "--db", db, "--format", "jsonl")
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() { cmd.Process.Kill(); <-exited }()
+	if !waitCheckpoint(t, db, exited) {
+		t.Fatal("no checkpoint before the scan ended")
+	}
+	r := runChild(t, portolanCmd(t, t.Context(), "scan", "--resume", "1", "--db", db, "--format", "jsonl"))
+	select {
+	case <-exited:
+		t.Skip("the first scan ended before the resume was tried (loaded machine)")
+	default:
+	}
+	want := fmt.Sprintf("process %d is scanning it", cmd.Process.Pid)
+	if r.code != ExitError || !strings.Contains(r.stderr, want) {
+		t.Errorf("--resume of a running scan: %v\nwant exit %d and %q", r, ExitError, want)
 	}
 }
