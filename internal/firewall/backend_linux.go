@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // flushHook is the type of Firewall.beforeFlush.
@@ -20,10 +22,18 @@ type live struct {
 	sets  map[string]*nftables.Set
 }
 
-func (f *Firewall) dial() (*nftables.Conn, error) {
+// dial opens a netlink connection to nftables in the namespace. For a
+// batch, b sizes the socket buffers: the batch goes in one sendmsg, which
+// fails with EMSGSIZE beyond the send buffer, and the kernel echoes every
+// rule and acknowledges every message after the whole transaction, which
+// fails with ENOBUFS beyond the receive buffer.
+func (f *Firewall) dial(b *bufSizes) (*nftables.Conn, error) {
 	opts := []nftables.ConnOption{nftables.AsLasting()}
 	if f.NetNS != 0 {
 		opts = append(opts, nftables.WithNetNSFd(f.NetNS))
+	}
+	if b != nil {
+		opts = append(opts, nftables.WithSockOptions(func(c *netlink.Conn) error { return setBuffers(c, b) }))
 	}
 	c, err := nftables.New(opts...)
 	if err != nil {
@@ -32,12 +42,54 @@ func (f *Firewall) dial() (*nftables.Conn, error) {
 	return c, nil
 }
 
+// bufSizes are socket buffer sizes for one batch.
+type bufSizes struct{ send, recv int }
+
+// batchBuffers sizes the buffers for a batch of rules and other messages.
+// A rule takes up to about a kilobyte to send; its answers, an
+// acknowledgement (with a copy of the request) and an echo in a socket
+// buffer of a page or more. Other messages are smaller and are only
+// acknowledged. The sizes are generous on purpose: they only bound what
+// the kernel may use.
+func batchBuffers(rules, others int) *bufSizes {
+	return &bufSizes{
+		send: 1<<20 + rules*(2<<10) + others*(1<<10),
+		recv: 1<<20 + rules*(8<<10) + others*(2<<10),
+	}
+}
+
+// setBuffers sets the socket's buffers, past net.core.rmem_max and
+// wmem_max where the caller has CAP_NET_ADMIN (which changing nftables
+// needs anyway).
+func setBuffers(c *netlink.Conn, b *bufSizes) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var rerr, werr error
+	if err := raw.Control(func(fd uintptr) {
+		rerr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, b.recv)
+		werr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, b.send)
+	}); err != nil {
+		return err
+	}
+	if rerr != nil {
+		if err := c.SetReadBuffer(b.recv); err != nil {
+			return err
+		}
+	}
+	if werr != nil {
+		return c.SetWriteBuffer(b.send)
+	}
+	return nil
+}
+
 // Read returns portolan's table as the kernel holds it.
 func (f *Firewall) Read(ctx context.Context) (*Table, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c, err := f.dial()
+	c, err := f.dial(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -167,12 +219,7 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 	if err := rs.Validate(); err != nil {
 		return err
 	}
-	c, err := f.dial()
-	if err != nil {
-		return err
-	}
-	defer c.CloseLasting()
-	l, err := f.read(c)
+	l, err := f.readOnce()
 	if err != nil {
 		return err
 	}
@@ -188,21 +235,31 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 
-	table := c.AddTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	// The batch is built as a list of steps first, so the connection
+	// that sends it can be sized for the kernel's replies.
+	var steps []func(*nftables.Conn) error
+	var rules, others int
+	step := func(isRule bool, fn func(*nftables.Conn) error) {
+		steps = append(steps, fn)
+		if isRule {
+			rules++
+		} else {
+			others++
+		}
+	}
+	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 	policy := nftables.ChainPolicyAccept
 	if comp.drop {
 		policy = nftables.ChainPolicyDrop
 	}
-	chain := c.AddChain(&nftables.Chain{
+	chain := &nftables.Chain{
 		Name: ChainName, Table: table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &policy,
-	})
+	}
+	step(false, func(c *nftables.Conn) error { c.AddTable(table); c.AddChain(chain); return nil })
 	if l.Exists {
-		c.FlushChain(chain)
+		step(false, func(c *nftables.Conn) error { c.FlushChain(chain); return nil })
 	}
 	en := &encoder{table: table, chain: chain, named: map[string]*nftables.Set{}}
 	// A live set stays when the rule that owns it stays unchanged, so
@@ -223,7 +280,7 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 	}
 	for name, s := range l.sets {
 		if isOurSet(name) && !keep[name] {
-			c.DelSet(s)
+			step(false, func(c *nftables.Conn) error { c.DelSet(s); return nil })
 		}
 	}
 	for _, s := range comp.sets {
@@ -232,10 +289,16 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 			continue
 		}
 		ns, elems := newNamedSet(table, s, now)
-		if err := c.AddSet(ns, elems); err != nil {
-			return fmt.Errorf("add set %s: %w", s.name, err)
-		}
 		en.named[s.name] = ns
+		step(false, func(c *nftables.Conn) error {
+			if err := c.AddSet(ns, elems); err != nil {
+				return fmt.Errorf("add set %s: %w", s.name, err)
+			}
+			return nil
+		})
+		if len(elems) > 0 {
+			others++
+		}
 	}
 	for i := range comp.rules {
 		r, anon, err := en.rule(&comp.rules[i])
@@ -243,12 +306,29 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 			return err
 		}
 		for _, a := range anon {
-			if err := c.AddSet(a.set, a.elems); err != nil {
-				return fmt.Errorf("add anonymous set: %w", err)
-			}
-			a.lookup.SetName, a.lookup.SetID = a.set.Name, a.set.ID
+			step(false, func(c *nftables.Conn) error {
+				if err := c.AddSet(a.set, a.elems); err != nil {
+					return fmt.Errorf("add anonymous set: %w", err)
+				}
+				a.lookup.SetName, a.lookup.SetID = a.set.Name, a.set.ID
+				return nil
+			})
+			others++ // its elements
 		}
-		c.AddRule(r)
+		step(true, func(c *nftables.Conn) error { c.AddRule(r); return nil })
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c, err := f.dial(batchBuffers(rules, others))
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	for _, fn := range steps {
+		if err := fn(c); err != nil {
+			return err
+		}
 	}
 	if f.beforeFlush != nil {
 		f.beforeFlush(c, table, chain)
@@ -257,6 +337,16 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 		return fmt.Errorf("write table inet %s: %w", TableName, err)
 	}
 	return nil
+}
+
+// readOnce reads the table on a connection of its own.
+func (f *Firewall) readOnce() (*live, error) {
+	c, err := f.dial(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.CloseLasting()
+	return f.read(c)
 }
 
 // isOurSet reports whether name is one of the named sets portolan makes.
@@ -302,7 +392,7 @@ func (f *Firewall) Reset(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c, err := f.dial()
+	c, err := f.dial(nil)
 	if err != nil {
 		return err
 	}

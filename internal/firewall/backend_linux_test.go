@@ -3,6 +3,7 @@ package firewall
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -45,5 +46,32 @@ func TestApplyReadRoundTrip(t *testing.T) {
 				t.Errorf("nft list chain differs from Ruleset.NFT (-ours +nft):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestLargeRuleset applies a ruleset whose batch and whose echoed replies
+// overflow default socket buffers (ENOBUFS, EMSGSIZE before they were
+// sized), and reads it back.
+func TestLargeRuleset(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	const n = 400
+	rs := Ruleset{Policy: PolicyDrop}
+	for i := range n {
+		rs.Rules = append(rs.Rules, mustRule(t, RuleSpec{Action: "allow", Ports: "T:" + strconv.Itoa(1000+i) + "," + strconv.Itoa(30000+i), From: "198.18.0.1,198.18.0.3,fd00::1,fd00::3"}))
+	}
+	if err := l.fw.Apply(ctx, &rs); err != nil {
+		t.Fatalf("Apply %d rules: %v", n, err)
+	}
+	rs.Rules = append(rs.Rules[1:], mustRule(t, RuleSpec{Action: "deny", Ports: "1/tcp"}))
+	if err := l.fw.Apply(ctx, &rs); err != nil {
+		t.Fatalf("Apply again: %v", err)
+	}
+	tab, err := l.fw.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tab.Ruleset.Rules) != n || tab.Unmanaged != 0 {
+		t.Errorf("Read: %d rules, %d unmanaged; want %d, 0", len(tab.Ruleset.Rules), tab.Unmanaged, n)
 	}
 }

@@ -22,7 +22,7 @@ func (f *Firewall) Published(ctx context.Context) ([]Publication, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c, err := f.dial()
+	c, err := f.dial(nil)
 	if err != nil {
 		return nil, err
 	}
