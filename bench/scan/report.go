@@ -13,7 +13,7 @@ import (
 // baselines are the tools ratios are taken against: portolan writing
 // every port as JSON Lines, and writing only the open ones (as nmap -oX
 // and naabu do).
-var baselines = []string{"portolan", "portolan-list"}
+var baselines = []string{"portolan", "portolan-list", "portolan-stored"}
 
 // Targets from the issue.
 const (
@@ -100,7 +100,7 @@ func report(rows []row, mem []memRow, scs []scenario, ts []tool, c config) rende
 	sums := summarize(rows, scs, ts)
 	tab := output.Table{
 		Header: []string{"tool", "scenario", "runs", "wall s (median)", "min-max", "cpu s", "rss MiB", "open found",
-			"recall (worst)", "false opens", "filtered rep.", "x portolan (median, worst)", "x portolan-list (median, worst)"},
+			"recall (worst)", "false opens", "filtered rep.", "x portolan (median, worst)", "x portolan-list (median, worst)", "x portolan-stored (median, worst)"},
 		RightAlign: []int{2, 3, 5, 6, 7, 8, 9, 10},
 	}
 	for _, s := range sums {

@@ -61,6 +61,12 @@ func tools(portolan, naabu string) []tool {
 				return []string{portolan, "scan", sc.addr.String(), "-p-", "--no-store", "--format", "list",
 					"--seed", strconv.Itoa(run), "-o", out}
 			}},
+		// The default: every result recorded in the embedded SQLite store.
+		{name: "portolan-stored", parse: parseJSONL,
+			args: func(sc scenario, out string, run int) []string {
+				return []string{portolan, "scan", sc.addr.String(), "-p-", "--db", out + ".db", "--format", "jsonl",
+					"--seed", strconv.Itoa(run), "-o", out}
+			}},
 		nmap("nmap-T4", "-T4"),
 		nmap("nmap-minrate5000", "--min-rate", "5000"),
 	}
