@@ -154,6 +154,10 @@ func runFirewallAdd(ctx context.Context, g *Globals, opts FirewallAddOptions) er
 	if g.JSON {
 		return writeJSON(g, res)
 	}
-	_, err = fmt.Fprintf(g.io.Out, "%s rule %d: %s\n", res.Result, n, want.Rules[n-1].String())
+	line := fmt.Sprintf("%s rule %d: %s", res.Result, n, fr.Text)
+	if fr.ExpiresIn != "" {
+		line += " (expires in " + fr.ExpiresIn + ")"
+	}
+	_, err = fmt.Fprintln(g.io.Out, line)
 	return err
 }
