@@ -59,8 +59,17 @@ func (e *ProfileError) Error() string {
 
 func (e *ProfileError) Unwrap() error { return e.Err }
 
-// ruleKeys are the keys a rule may have besides its action.
+// ruleKeys are the keys a rule may have besides its action, in the
+// order error messages list them.
 var ruleKeys = []string{"from", "to", "iface", "rate", "group", "for", "expires", "comment"}
+
+// ruleFields maps each of ruleKeys to its field of spec.
+func ruleFields(spec *RuleSpec) map[string]*string {
+	return map[string]*string{
+		"from": &spec.From, "to": &spec.To, "iface": &spec.Iface, "rate": &spec.Rate,
+		"group": &spec.Group, "for": &spec.For, "expires": &spec.Expires, "comment": &spec.Comment,
+	}
+}
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
@@ -166,26 +175,11 @@ func parseProfileRule(rn *yaml.Node, n int, names portspec.Resolver, now time.Ti
 		if k.Value != "from" && k.Value != "to" && v.Kind == yaml.SequenceNode {
 			return Rule{}, errAt(v, "rule %d: %s: want one value, not a list", n, k.Value)
 		}
-		switch k.Value {
-		case "from":
-			spec.From = val
-		case "to":
-			spec.To = val
-		case "iface":
-			spec.Iface = val
-		case "rate":
-			spec.Rate = val
-		case "group":
-			spec.Group = val
-		case "for":
-			spec.For = val
-		case "expires":
-			spec.Expires = val
-		case "comment":
-			spec.Comment = val
-		default:
+		field := ruleFields(&spec)[k.Value]
+		if field == nil {
 			return Rule{}, errAt(k, "rule %d: unknown key %q (want an action: allow, deny, reject, limit or log; or one of %s)", n, k.Value, strings.Join(ruleKeys, ", "))
 		}
+		*field = val
 		at[k.Value] = v
 	}
 	if actionKey == nil {
