@@ -502,9 +502,11 @@ func FuzzAddrKey(f *testing.F) {
 // walk the index in order, not sort in memory (temp_store is MEMORY).
 func TestResultsQueryUsesIndex(t *testing.T) {
 	s, _ := openTemp(t)
-	for _, q := range []string{
-		`SELECT pos FROM results WHERE scan_id = 1 ORDER BY addr, proto, port`,
-		`SELECT pos FROM results WHERE scan_id = 1 AND state IN ('open') ORDER BY addr, proto, port`,
+	for q, index := range map[string]string{
+		`SELECT pos FROM results WHERE scan_id = 1 ORDER BY addr, proto, port`:                       "results_port",
+		`SELECT pos FROM results WHERE scan_id = 1 AND state IN ('open') ORDER BY addr, proto, port`: "results_port",
+		`SELECT pos FROM port_groups WHERE scan_id = 1 ORDER BY addr, proto`:                         "port_groups_addr",
+		`SELECT pos FROM port_groups WHERE scan_id = 1 AND state IN ('closed') ORDER BY addr, proto`: "port_groups_addr",
 	} {
 		rows, err := s.db.Query("EXPLAIN QUERY PLAN " + q)
 		if err != nil {
@@ -519,8 +521,8 @@ func TestResultsQueryUsesIndex(t *testing.T) {
 		}
 		rows.Close()
 		p := strings.Join(plan, "; ")
-		if !strings.Contains(p, "results_port") || strings.Contains(p, "TEMP B-TREE") {
-			t.Errorf("plan of %q = %q; want the results_port index and no temporary sort", q, p)
+		if !strings.Contains(p, index) || strings.Contains(p, "TEMP B-TREE") {
+			t.Errorf("plan of %q = %q; want the %s index and no temporary sort", q, p, index)
 		}
 	}
 }
