@@ -68,7 +68,7 @@ func TestApplyRollbackSurvivesKilledTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go serve(ln)
+	go testenv.Serve(ln, testenv.Drain)
 	reach := func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), dropWait)
 		defer cancel()

@@ -52,7 +52,7 @@ func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
 			ln, err := l.srv.Listen("tcp"+fam, addr)
 			ts.Check(err)
 			ts.Defer(func() { ln.Close() })
-			go serve(ln)
+			go testenv.Serve(ln, testenv.Drain)
 		case "udp":
 			pc, err := l.srv.ListenPacket("udp"+fam, addr)
 			ts.Check(err)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"portolan/internal/testenv"
 )
 
 type fwdLogBuf struct {
@@ -42,30 +44,12 @@ func fwdFreePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func fwdServe(t *testing.T, fn func(net.Conn)) string {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); fn(c) }()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // TestForwardSIGHUPReload runs the command in-process, rewrites its config
 // and sends the process SIGHUP: a live connection keeps its old target, new
 // connections get the new one, and an added rule starts listening.
 func TestForwardSIGHUPReload(t *testing.T) {
-	echo := fwdServe(t, func(c net.Conn) { io.Copy(c, c) })
-	named := fwdServe(t, func(c net.Conn) { io.WriteString(c, "new") })
+	echo := testenv.ServeLoopback(t, func(c net.Conn) { io.Copy(c, c) })
+	named := testenv.ServeLoopback(t, func(c net.Conn) { io.WriteString(c, "new") })
 	p1, p2, metrics := fwdFreePort(t), fwdFreePort(t), fwdFreePort(t)
 	cfg := filepath.Join(t.TempDir(), "forward.yaml")
 	write := func(body string) {

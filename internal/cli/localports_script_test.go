@@ -25,6 +25,7 @@ import (
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
+	"portolan/internal/testenv"
 )
 
 // localPortCmds are the testscript commands of why.txtar, kill.txtar and
@@ -87,7 +88,7 @@ func TestHolderProcess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go serve(l)
+		go testenv.Serve(l, testenv.Drain)
 		port = l.Addr().(*net.TCPAddr).Port
 	case "client":
 		c, err := net.Dial("tcp", arg)
@@ -202,7 +203,7 @@ func cmdNsListen(ts *testscript.TestScript, neg bool, args []string) {
 	l, err := labHost(ts, args[0]).Listen("tcp", args[1])
 	ts.Check(err)
 	ts.Defer(func() { l.Close() })
-	go serve(l)
+	go testenv.Serve(l, testenv.Drain)
 }
 
 func cmdNsDial(ts *testscript.TestScript, neg bool, args []string) {

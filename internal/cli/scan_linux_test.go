@@ -217,7 +217,7 @@ func serveTCP(t testing.TB, h *netlab.Host, port int) {
 		t.Fatalf("listen in %s: %v", h.Name(), err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go serve(ln) // the scanner's RST ends each connection at once
+	go testenv.Serve(ln, testenv.Drain) // the scanner's RST ends each connection at once
 }
 
 // portolanIn returns "portolan args..." run inside h's namespace.

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
+	"portolan/internal/testenv"
 )
 
 // socketCmds are the testscript commands that hold real sockets for
@@ -48,25 +48,10 @@ func cmdListen(ts *testscript.TestScript, neg bool, args []string) {
 		l, err := net.Listen(args[1], args[2])
 		ts.Check(err)
 		ts.Defer(func() { l.Close() })
-		go serve(l)
+		go testenv.Serve(l, testenv.Drain)
 		port = l.Addr().(*net.TCPAddr).Port
 	}
 	ts.Setenv(args[0], strconv.Itoa(port))
-}
-
-// serve accepts connections and closes each when its peer does, so a
-// client that closes first is left in TIME_WAIT.
-func serve(l net.Listener) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			io.Copy(io.Discard, c)
-			c.Close()
-		}()
-	}
 }
 
 func cmdDial(ts *testscript.TestScript, neg bool, args []string) {

@@ -124,15 +124,7 @@ func serveTCP(t *testing.T, h *netlab.Host, port int) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		go testenv.Serve(ln, nil)
 	}
 }
 

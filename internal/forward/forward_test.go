@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"portolan/internal/testenv"
 )
 
 // waitFor polls cond until it holds or a generous bound passes; the bound
@@ -33,21 +35,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // backend is a TCP server on loopback that runs fn per connection.
 func backend(t *testing.T, fn func(c *net.TCPConn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); fn(c.(*net.TCPConn)) }()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.ServeLoopback(t, func(c net.Conn) { fn(c.(*net.TCPConn)) })
 }
 
 func echo(c *net.TCPConn) { io.Copy(c, c) }

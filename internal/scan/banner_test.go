@@ -12,43 +12,31 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"portolan/internal/testenv"
 )
 
 // server is a tiny TCP service: it greets with hello (if any), then answers
 // each line it reads with reply(line) (if reply is set).
 func server(t *testing.T, hello string, reply func(string) string) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	addr := testenv.ServeLoopback(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if hello != "" {
+			c.Write([]byte(hello))
+		}
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				if hello != "" {
-					c.Write([]byte(hello))
-				}
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if reply != nil {
-						c.Write([]byte(reply(line)))
-					}
-				}
-			}()
+			if reply != nil {
+				c.Write([]byte(reply(line)))
+			}
 		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
+	})
+	return netip.MustParseAddrPort(addr)
 }
 
 func addrPort(t *testing.T, url string) netip.AddrPort {

@@ -3,7 +3,6 @@ package sockets
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
+	"portolan/internal/testenv"
 )
 
 func mustEphemeral(t *testing.T, req EphemeralRequest) *EphemeralReport {
@@ -53,7 +53,7 @@ func TestEphemeralCountsLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go serve(ln)
+	go testenv.Serve(ln, testenv.Drain)
 	remote := netip.MustParseAddrPort(ln.Addr().String())
 	req := EphemeralRequest{Dest: remote.Addr(), DestPort: remote.Port()}
 	if d := destOf(mustEphemeral(t, req), remote); d.InUse != 0 {
@@ -147,7 +147,7 @@ func TestEphemeralExhaustedInNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln2.Close()
-	go serve(ln2)
+	go testenv.Serve(ln2, testenv.Drain)
 	c, err := h.DialContext(context.Background(), "tcp", "127.0.0.1:30001")
 	if err != nil {
 		t.Fatalf("connect to another destination: %v; want it to work", err)
@@ -235,7 +235,7 @@ func ephemeralHost(t *testing.T, rng string) *netlab.Host {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go serve(ln)
+	go testenv.Serve(ln, testenv.Drain)
 	return h
 }
 
@@ -270,19 +270,5 @@ func TestEphemeralSample(t *testing.T) {
 	}
 	if r.Counters.ActiveOpens > 5 || r.Counters.PassiveOpens > 5 {
 		t.Errorf("counters %+v; the namespace saw at most 5 connections", r.Counters)
-	}
-}
-
-// serve accepts connections and closes each when its peer does.
-func serve(l net.Listener) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			io.Copy(io.Discard, c)
-			c.Close()
-		}()
 	}
 }

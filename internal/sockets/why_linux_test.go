@@ -309,7 +309,7 @@ func timeWait(t *testing.T, reuse bool) portspec.Port {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go serve(ln)
+	go testenv.Serve(ln, testenv.Drain)
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
