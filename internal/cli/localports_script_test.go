@@ -9,18 +9,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
-	"golang.org/x/sys/unix"
 
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
@@ -69,39 +65,12 @@ func TestHolderProcess(t *testing.T) {
 	if mode == "" {
 		t.Skip("runs only as a process started by the holder script command")
 	}
-	runtime.LockOSThread() // sockets are made on this thread, in the namespace
-	ns, err := unix.Open(os.Getenv(holderNetnsEnv), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	port, err := testenv.HoldSockets(os.Getenv(holderNetnsEnv), mode, testenv.Drain)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	verb, arg, _ := strings.Cut(mode, " ")
-	var port int
-	switch verb {
-	case "listen", "ignore-term":
-		if verb == "ignore-term" {
-			signal.Ignore(syscall.SIGTERM)
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go testenv.Serve(l, testenv.Drain)
-		port = l.Addr().(*net.TCPAddr).Port
-	case "client":
-		c, err := net.Dial("tcp", arg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		port = c.LocalAddr().(*net.TCPAddr).Port
-	default:
-		t.Fatalf("holder mode %q: want listen, ignore-term or client ADDR", mode)
-	}
 	fmt.Printf("PORT %d\n", port)
-	select {}
+	testenv.Hold()
 }
 
 func cmdHolder(ts *testscript.TestScript, neg bool, args []string) {

@@ -7,8 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
+	"portolan/internal/testenv"
 )
 
 const (
@@ -44,47 +41,13 @@ func TestKillHelperProcess(t *testing.T) {
 	if mode == "" {
 		t.Skip("runs only as a child of the kill tests")
 	}
-	runtime.LockOSThread() // sockets are made on this thread, in the namespace
-	ns, err := unix.Open(os.Getenv(killNetnsEnv), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	// Accepted connections are held open, never read, until the kill.
+	port, err := testenv.HoldSockets(os.Getenv(killNetnsEnv), mode, func(net.Conn) { testenv.Hold() })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	verb, arg, _ := strings.Cut(mode, " ")
-	var port int
-	switch verb {
-	case "listen", "ignore-term":
-		if verb == "ignore-term" {
-			signal.Ignore(syscall.SIGTERM)
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close() // held until killed
-			}
-		}()
-		port = l.Addr().(*net.TCPAddr).Port
-	case "client":
-		c, err := net.Dial("tcp", arg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		port = c.LocalAddr().(*net.TCPAddr).Port
-	default:
-		t.Fatalf("unknown helper mode %q", mode)
-	}
 	fmt.Printf("PORT %d\n", port)
-	select {} // until killed
+	testenv.Hold()
 }
 
 // child is a running helper process.

@@ -40,3 +40,7 @@ func ServeLoopback(t testing.TB, handle func(net.Conn)) string {
 	go Serve(ln, handle)
 	return ln.Addr().String()
 }
+
+// Hold blocks for the rest of the process's life: a holder child keeps its
+// sockets until its parent kills it.
+func Hold() { select {} }
