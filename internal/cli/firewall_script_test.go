@@ -57,16 +57,7 @@ func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
 			pc, err := l.srv.ListenPacket("udp"+fam, addr)
 			ts.Check(err)
 			ts.Defer(func() { pc.Close() })
-			go func() {
-				buf := make([]byte, 512)
-				for {
-					n, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					pc.WriteTo(buf[:n], from)
-				}
-			}()
+			go testenv.EchoUDP(pc)
 		default:
 			ts.Fatalf("serve: protocol %q: want tcp or udp", args[0])
 		}

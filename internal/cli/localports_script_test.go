@@ -14,12 +14,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"portolan/internal/netlab"
-	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 	"portolan/internal/testenv"
 )
@@ -209,18 +207,7 @@ func cmdNsTimeWait(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	port := c.LocalAddr().(*net.TCPAddr).Port
 	c.Close()
-	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(sockets.TimeWait),
-		Ports: []sockets.PortRange{{Lo: portspec.Port(port), Hi: portspec.Port(port)}}}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		socks, err := (&sockets.Table{Netns: args[1]}).List(context.Background(), q)
-		ts.Check(err)
-		if len(socks) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("no TIME_WAIT on port %d after 5s", port)
-		}
-	}
+	awaitTimeWait(ts, args[1], port)
 	ts.Setenv(args[0], strconv.Itoa(port))
 }
 

@@ -73,19 +73,25 @@ func cmdTimeWait(ts *testscript.TestScript, neg bool, args []string) {
 	port := c.LocalAddr().(*net.TCPAddr).Port
 	c.Close()
 	// The server closes on EOF; wait for the kernel to move our end on.
+	awaitTimeWait(ts, "", port)
+	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// awaitTimeWait waits (5 s at most) until local port is in TIME_WAIT in
+// the network namespace netns ("" for ours).
+func awaitTimeWait(ts *testscript.TestScript, netns string, port int) {
 	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(sockets.TimeWait),
 		Ports: []sockets.PortRange{{Lo: portspec.Port(port), Hi: portspec.Port(port)}}}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		socks, err := (&sockets.Table{}).List(context.Background(), q)
+		socks, err := (&sockets.Table{Netns: netns}).List(context.Background(), q)
 		ts.Check(err)
 		if len(socks) > 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			ts.Fatalf("no TIME_WAIT on port %d after 5s", port)
 		}
 	}
-	ts.Setenv(args[0], strconv.Itoa(port))
 }
 
 func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {

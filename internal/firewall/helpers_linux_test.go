@@ -137,16 +137,7 @@ func serveUDP(t *testing.T, h *netlab.Host, port int) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { pc.Close() })
-		go func() {
-			buf := make([]byte, 512)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				pc.WriteTo(buf[:n], from)
-			}
-		}()
+		go testenv.EchoUDP(pc)
 	}
 }
 

@@ -44,3 +44,16 @@ func ServeLoopback(t testing.TB, handle func(net.Conn)) string {
 // Hold blocks for the rest of the process's life: a holder child keeps its
 // sockets until its parent kills it.
 func Hold() { select {} }
+
+// EchoUDP sends every datagram on pc back to its sender until pc is
+// closed. Call it with go.
+func EchoUDP(pc net.PacketConn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo(buf[:n], from)
+	}
+}
