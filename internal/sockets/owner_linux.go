@@ -294,11 +294,25 @@ func (wk *walker) entries(job *fdJob, buf []byte) bool {
 			}
 		}
 		off += reclen
-		if wk.opt.First && wk.remaining.Load() == 0 {
+		if wk.opt.First && wk.remaining.Load() == 0 && !wk.canImprove(job.pid) {
 			return false
 		}
 	}
 	return true
+}
+
+// canImprove reports whether pid is lower than the owner found so far for
+// some socket, so that First still keeps the lowest pid when another worker
+// found a higher one while this directory was being read. Between pids no
+// such check is needed: pids are handed out in ascending order, so every
+// pid not yet started is higher than every owner found.
+func (wk *walker) canImprove(pid int32) bool {
+	for i := range wk.best {
+		if pid < wk.best[i].Load() {
+			return true
+		}
+	}
+	return false
 }
 
 func (wk *walker) doChunk(c chunk) {
