@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"strings"
@@ -292,11 +293,11 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	run := &scanRun{g: g, opts: opts, plan: p, format: format}
 	// The output file is opened before the scan is recorded, so a bad -o
 	// leaves no scan "running" in the history.
-	out, closeOut, err := run.openOutput()
+	out, err := run.openOutput()
 	if err != nil {
 		return err
 	}
-	defer closeOut()
+	defer out.close()
 	if !opts.NoStore {
 		db, err := opts.DB.open(ctx, true)
 		if err != nil {
@@ -360,11 +361,11 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 		return fmt.Errorf("resume scan %d: its targets now give %d probes, not %d (a name resolves differently or a target file changed)", si.ID, p.space.Size(), si.Space)
 	}
 	run := &scanRun{g: g, opts: stored, plan: p, format: format, db: db, resumed: true}
-	out, closeOut, err := run.openOutput()
+	out, err := run.openOutput()
 	if err != nil {
 		return err
 	}
-	defer closeOut()
+	defer out.close()
 	if si, err = db.ResumeScan(ctx, si.ID); err != nil {
 		return err
 	}
@@ -407,9 +408,13 @@ type scanRun struct {
 	dbErr  error
 }
 
-// execute runs the scan from position startAt, writing the results to out.
-func (r *scanRun) execute(ctx context.Context, out io.Writer, startAt uint64) error {
+// execute runs the scan from position startAt, writing the results to dst.
+func (r *scanRun) execute(ctx context.Context, dst *scanOutput, startAt uint64) error {
 	g, opts := r.g, r.opts
+	if err := dst.start(); err != nil {
+		return err
+	}
+	out := dst.w
 	var stream *output.StreamWriter
 	if output.Streamable(r.format) {
 		var err error
@@ -698,16 +703,52 @@ func (r *scanRun) render(ctx context.Context, out io.Writer, sum scan.Summary, s
 	return output.WriteScan(out, r.format, meta, r.kept, color)
 }
 
-// openOutput returns stdout or the -o file.
-func (r *scanRun) openOutput() (io.Writer, func(), error) {
+// scanOutput is where a run writes: stdout or the -o file.
+type scanOutput struct {
+	w       io.Writer
+	f       *os.File // nil for stdout
+	created bool     // the file did not exist before this run
+	started bool
+}
+
+// openOutput returns stdout or the -o file. The file is opened without
+// truncating it, so a run refused after this (a store that cannot be
+// opened, a scan that cannot be resumed) leaves it as it was, while a path
+// that cannot be written is still reported before anything is recorded.
+func (r *scanRun) openOutput() (*scanOutput, error) {
 	if r.opts.Output == "" || r.opts.Output == "-" {
-		return r.g.io.Out, func() {}, nil
+		return &scanOutput{w: r.g.io.Out, started: true}, nil
 	}
-	f, err := os.Create(r.opts.Output)
+	_, statErr := os.Stat(r.opts.Output)
+	f, err := os.OpenFile(r.opts.Output, os.O_WRONLY|os.O_CREATE, 0o666)
 	if err != nil {
-		return nil, nil, err // *PathError names the file
+		return nil, err // *PathError names the file
 	}
-	return f, func() { f.Close() }, nil
+	return &scanOutput{w: f, f: f, created: errors.Is(statErr, fs.ErrNotExist)}, nil
+}
+
+// start empties the file: the run goes ahead.
+func (o *scanOutput) start() error {
+	if o.started {
+		return nil
+	}
+	o.started = true
+	if err := o.f.Truncate(0); err != nil {
+		return fmt.Errorf("empty %s: %w", o.f.Name(), err)
+	}
+	return nil
+}
+
+// close closes the file, and removes it if this run created it but never
+// started.
+func (o *scanOutput) close() {
+	if o.f == nil {
+		return
+	}
+	o.f.Close()
+	if !o.started && o.created {
+		os.Remove(o.f.Name())
+	}
 }
 
 // dryProber answers every probe at once without sending anything, so a dry

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -622,5 +623,35 @@ func TestScanResumeRefusedWhileRunning(t *testing.T) {
 	want := fmt.Sprintf("process %d is scanning it", cmd.Process.Pid)
 	if r.code != ExitError || !strings.Contains(r.stderr, want) {
 		t.Errorf("--resume of a running scan: %v\nwant exit %d and %q", r, ExitError, want)
+	}
+}
+
+// TestScanResumeRefusedKeepsOutput: a --resume that is refused (the scan
+// is finished) leaves the -o file as it was, and creates none that did
+// not exist.
+func TestScanResumeRefusedKeepsOutput(t *testing.T) {
+	ln := newCountingListener(t)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "scans.db")
+	if r := runChild(t, portolanCmd(t, t.Context(), "scan", ln.addr.String(), "-p", "1-20", "--db", db, "--format", "jsonl")); r.code != 0 {
+		t.Fatalf("first scan: %v", r)
+	}
+	kept := filepath.Join(dir, "kept.xml")
+	const before = "results of an earlier run\n"
+	if err := os.WriteFile(kept, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(dir, "fresh.xml")
+	for _, out := range []string{kept, fresh} {
+		r := runChild(t, portolanCmd(t, t.Context(), "scan", "--resume", "1", "--db", db, "--format", "xml", "-o", out))
+		if r.code == 0 {
+			t.Fatalf("--resume of a finished scan -o %s: %v; want it refused", out, r)
+		}
+	}
+	if b, err := os.ReadFile(kept); err != nil || string(b) != before {
+		t.Errorf("-o file after a refused resume: %q, %v; want it untouched (%q)", b, err, before)
+	}
+	if _, err := os.Stat(fresh); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a refused resume left %s behind (stat: %v)", fresh, err)
 	}
 }
