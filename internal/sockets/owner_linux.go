@@ -251,16 +251,17 @@ func (wk *walker) scan(pid int32) {
 	job := &fdJob{pid: pid, fd: fd}
 	job.parts.Store(1) // this reader's share
 	buf := wk.dirbuf
-	for done := false; !done; {
+	for {
 		r, _, errno := unix.RawSyscall(unix.SYS_GETDENTS64, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
 		n := int(r)
 		if errno != 0 || n <= 0 {
 			break
 		}
-		// procfs stops filling only when the next entry does not fit: room
-		// for one more means this was the end, and saves a getdents call.
-		done = n < len(buf)-maxDirent
-		if !done && wk.parallel {
+		// Only an empty read ends the directory: getdents also returns
+		// early, with room to spare, when a signal is pending, and the Go
+		// runtime signals its threads to preempt them. A full read is what
+		// a large directory gives, so it is the part worth sharing.
+		if full := n >= len(buf)-maxDirent; full && wk.parallel {
 			c := chunk{job: job, ents: bytes.Clone(buf[:n])}
 			job.parts.Add(1)
 			select {
