@@ -314,3 +314,54 @@ func TestListNetns(t *testing.T) {
 		t.Errorf("List(netns that does not exist) err = %v; want not exist", err)
 	}
 }
+
+// TestFindOwnersUnderSignals reads a large fd directory (this process's)
+// while signals rain on the process: getdents returns early when one is
+// pending, and that must not end the directory. The Go runtime's own
+// preemption signals did this to ls -a, which lost thousands of owners.
+func TestFindOwnersUnderSignals(t *testing.T) {
+	const n = 3000
+	var ports []PortRange
+	for range n {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		p := portspec.Port(c.LocalAddr().(*net.UDPAddr).Port)
+		ports = append(ports, PortRange{p, p})
+	}
+	socks, err := (&Table{}).List(context.Background(), Query{Proto: portspec.UDP, Ports: ports})
+	if err != nil || len(socks) != n {
+		t.Fatalf("List = %d sockets, %v; want %d", len(socks), err, n)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				// SIGURG is the runtime's own preemption signal: harmless.
+				syscall.Kill(os.Getpid(), syscall.SIGURG)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for round := range 20 {
+		if err := FindOwners(context.Background(), socks, OwnerOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		missing := 0
+		for i := range socks {
+			if len(socks[i].Procs) != 1 || socks[i].Procs[0].PID != os.Getpid() {
+				missing++
+			}
+		}
+		if missing > 0 {
+			t.Fatalf("round %d: %d of %d sockets without this process as their owner", round, missing, n)
+		}
+	}
+}
