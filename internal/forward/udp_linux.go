@@ -304,7 +304,7 @@ func (l *udpListener) loop() {
 
 // recvmmsg reads up to len(msgs) datagrams without waiting.
 func recvmmsg(fd int, msgs []unix.Mmsghdr) (int, error) {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), unix.MSG_DONTWAIT, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
@@ -352,11 +352,11 @@ func (l *udpListener) fromClients(now int64, draining bool) {
 			}
 			sess.last = now
 			b := l.bufs[i*maxDatagram : i*maxDatagram+int(l.msgs[i].Len)]
-			_, err := unix.Write(sess.fd, b)
+			err := send(sess.fd, b)
 			if err == unix.ECONNREFUSED {
 				// An ICMP error left over from an earlier datagram; it is
 				// cleared now, so this one can go.
-				_, err = unix.Write(sess.fd, b)
+				err = send(sess.fd, b)
 			}
 			if err == nil {
 				sess.toTarget += int64(len(b))
@@ -392,13 +392,26 @@ func (l *udpListener) fromTarget(sess *udpSession, now int64) {
 	}
 }
 
+// send writes a datagram on a connected socket.
+func send(fd int, b []byte) error {
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
 // sendto sends without building a unix.Sockaddr per datagram.
 func sendto(fd int, b []byte, name *unix.RawSockaddrInet6, nameLen uint32) error {
 	var p unsafe.Pointer
 	if len(b) > 0 {
 		p = unsafe.Pointer(&b[0])
 	}
-	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(name)), uintptr(nameLen))
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(name)), uintptr(nameLen))
 	if e != 0 {
 		return e
 	}
