@@ -2,9 +2,11 @@ package forward
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -164,4 +166,75 @@ func TestSlowReaderBackpressure(t *testing.T) {
 		t.Errorf("the target wrote %d MiB before stalling; want socket buffers only", n>>20)
 	}
 	c.Close()
+}
+
+// TestUDPManyClientsOwnRepliesAndExpiry runs many clients through one UDP
+// relay at once, each with its own socket and session: every reply must
+// be the answer to that client's own request, and once the sessions
+// expire their upstream sockets must be closed (descriptor count back at
+// its baseline).
+func TestUDPManyClientsOwnRepliesAndExpiry(t *testing.T) {
+	const clients, exchanges = 50, 200
+	upAddr := udpBackend(t, udpEcho)
+	s, lb := start(t, Rule{Name: "many", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{upAddr}, IdleTimeout: 200 * time.Millisecond})
+	addr := s.Addr("many").String()
+	base := openFDs(t)
+	var wrong, lost atomic.Int64
+	var wg sync.WaitGroup
+	for c := range clients {
+		conn, err := net.Dial("udp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			buf := make([]byte, 256)
+			for i := range exchanges {
+				q := fmt.Sprintf("client %d request %d", c, i)
+				// A datagram lost on a busy machine is retried; a reply
+				// from an earlier try is skipped, not counted as wrong.
+				for try := 0; ; try++ {
+					if try == 5 {
+						lost.Add(1)
+						return
+					}
+					conn.SetDeadline(time.Now().Add(2 * time.Second))
+					if _, err := conn.Write([]byte(q)); err != nil {
+						continue
+					}
+					n, err := conn.Read(buf)
+					for err == nil && string(buf[:n]) != q {
+						if !strings.HasPrefix(string(buf[:n]), fmt.Sprintf("client %d request ", c)) {
+							wrong.Add(1)
+							t.Errorf("client %d got %q", c, buf[:n])
+							return
+						}
+						n, err = conn.Read(buf)
+					}
+					if err == nil {
+						break
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if wrong.Load() != 0 || lost.Load() != 0 {
+		t.Fatalf("%d replies reached the wrong client, %d clients gave up", wrong.Load(), lost.Load())
+	}
+	if got := s.stats["many"].total.Load(); got != clients {
+		t.Errorf("sessions opened = %d; want %d", got, clients)
+	}
+	waitFor(t, "sessions expired and sockets closed", func() bool {
+		return s.stats["many"].active.Load() == 0 && openFDs(t) <= base
+	})
+	waitFor(t, "a log line per session", func() bool { return len(lb.lines()) == clients })
+	for _, l := range lb.lines() {
+		if to, back := l["bytes_to_target"].(float64), l["bytes_to_client"].(float64); l["reason"] != "idle" || to < exchanges*18 || back < exchanges*18 {
+			t.Errorf("session log = %v; want reason idle and every byte relayed both ways", l)
+			break
+		}
+	}
 }

@@ -2,264 +2,50 @@ package forward
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"net/netip"
-	"os"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 )
 
-// udpListener relays datagrams: one session per client address, each with
-// its own connected upstream socket, so replies go back to the right client
-// and the target sees one stable source port per client.
-type udpListener struct {
-	s  *Server
-	pc *net.UDPConn
-	rs atomic.Pointer[ruleState]
-
-	mu       sync.Mutex
-	sessions map[netip.AddrPort]*udpSession
-	draining bool
-	closed   bool
-}
-
-type udpSession struct {
-	l        *udpListener
-	rs       *ruleState // the rule version it started under
-	client   netip.AddrPort
-	src      netip.Addr // client address, unmapped, for limits and logs
-	up       *net.UDPConn
-	raw      syscall.RawConn
-	target   string
-	start    time.Time
-	last     atomic.Int64 // unix nanoseconds of the last datagram either way
-	toTarget atomic.Int64
-	toClient atomic.Int64
-	reason   atomic.Pointer[string]
-}
-
-func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
-	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, "udp", r.Listen)
-	if err != nil {
-		return nil, err
-	}
-	l := &udpListener{s: s, pc: pc.(*net.UDPConn), sessions: map[netip.AddrPort]*udpSession{}}
-	s.udpMu.Lock()
-	if s.udps == nil {
-		s.udps = map[*udpListener]struct{}{}
-	}
-	s.udps[l] = struct{}{}
-	s.udpMu.Unlock()
-	return l, nil
-}
-
-func (l *udpListener) state() *ruleState     { return l.rs.Load() }
-func (l *udpListener) setState(r *ruleState) { l.rs.Store(r) }
-func (l *udpListener) addr() net.Addr        { return l.pc.LocalAddr() }
-
-// drain stops new sessions; the socket stays open for the live ones and
-// closes when the last one expires.
-func (l *udpListener) drain() {
-	l.mu.Lock()
-	l.draining = true
-	idle := len(l.sessions) == 0
-	l.mu.Unlock()
-	if idle {
-		l.close()
-	}
-}
-
-func (l *udpListener) close() {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return
-	}
-	l.closed = true
-	l.mu.Unlock()
-	l.pc.Close()
-	l.s.udpMu.Lock()
-	delete(l.s.udps, l)
-	l.s.udpMu.Unlock()
-}
-
-func (l *udpListener) serve() {
-	buf := make([]byte, 64<<10)
-	for {
-		n, from, err := l.pc.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// ICMP errors and the like are about one peer: keep serving.
-			l.s.logger().Debug("udp read", "addr", l.pc.LocalAddr().String(), "err", err)
-			continue
-		}
-		l.mu.Lock()
-		sess := l.sessions[from]
-		l.mu.Unlock()
-		if sess == nil {
-			if sess = l.newSession(from); sess == nil {
-				continue
-			}
-		}
-		sess.last.Store(time.Now().UnixNano())
-		if _, err := sess.up.Write(buf[:n]); err == nil {
-			sess.toTarget.Add(int64(n))
-		}
-	}
-}
-
-// newSession opens a session for a new client, or returns nil if the client
-// is refused or no target can be reached.
-func (l *udpListener) newSession(from netip.AddrPort) *udpSession {
-	rs := l.rs.Load()
+// admitUDP takes a session slot for a new client, counting the refusals;
+// false means the client is denied or a limit is reached.
+func (rs *ruleState) admitUDP(src netip.Addr) bool {
 	st := rs.stats
-	src := from.Addr().Unmap()
 	if !rs.permits(src) {
 		st.denied.Add(1)
-		return nil
+		return false
 	}
 	max := rs.MaxConns
 	if max == 0 {
 		max = DefaultMaxSessions
 	}
-	l.mu.Lock()
-	draining := l.draining
-	l.mu.Unlock()
-	if draining {
-		return nil
-	}
 	if !st.acquire(src, max, rs.MaxConnsPerSource) {
 		st.limited.Add(1)
-		return nil
+		return false
 	}
-	var arr [8]*target
-	var up *net.UDPConn
-	var tgt string
-	var err error = errNoHealthy
-	for _, t := range rs.pool.candidates(arr[:0]) {
-		var c net.Conn
-		if c, err = net.Dial("udp", t.addr); err == nil {
-			up, tgt = c.(*net.UDPConn), t.addr
-			break
-		}
-	}
-	if up == nil {
-		st.release(src, rs.MaxConnsPerSource > 0)
-		st.dialErrs.Add(1)
-		l.s.logger().Warn("udp session", "rule", rs.name, "client", from.String(), "reason", "dial: "+err.Error())
-		return nil
-	}
-	raw, err := up.SyscallConn()
-	if err != nil {
-		up.Close()
-		st.release(src, rs.MaxConnsPerSource > 0)
-		return nil
-	}
-	sess := &udpSession{l: l, rs: rs, client: from, src: src, up: up, raw: raw, target: tgt, start: time.Now()}
-	sess.last.Store(sess.start.UnixNano())
-	l.s.mu.Lock()
-	if l.s.closed {
-		l.s.mu.Unlock()
-		up.Close()
-		st.release(src, rs.MaxConnsPerSource > 0)
-		return nil
-	}
-	l.s.wg.Add(1)
-	l.s.mu.Unlock()
-	l.mu.Lock()
-	l.sessions[from] = sess
-	l.mu.Unlock()
-	st.total.Add(1)
-	go sess.replies()
-	return sess
+	return true
 }
 
-// replies relays the target's datagrams back to the client until the
-// session has been idle for the rule's idle time.
-func (s *udpSession) replies() {
-	idle := s.rs.IdleTimeout
-	if idle <= 0 {
-		idle = DefaultUDPIdle
+// udpIdle is the idle time of sessions started under rs.
+func (rs *ruleState) udpIdle() time.Duration {
+	if rs.IdleTimeout > 0 {
+		return rs.IdleTimeout
 	}
-	pc := s.l.pc
-	send := func(b []byte) {
-		if _, err := pc.WriteToUDPAddrPort(b, s.client); err == nil {
-			s.toClient.Add(int64(len(b)))
-		}
-	}
-	reason := "closed"
-	// The deadline is re-armed only when it fires, from the last datagram
-	// either way: one timer change per idle period, not per datagram.
-	s.up.SetReadDeadline(time.Unix(0, s.last.Load()).Add(idle))
-	for {
-		err := readDatagram(s.raw, send)
-		switch {
-		case err == nil:
-			s.last.Store(time.Now().UnixNano())
-			continue
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if last := time.Unix(0, s.last.Load()); time.Since(last) < idle {
-				s.up.SetReadDeadline(last.Add(idle))
-				continue
-			}
-			reason = "idle"
-		case errors.Is(err, syscall.ECONNREFUSED):
-			continue // the target's port is closed for now; the client may retry
-		}
-		if r := s.reason.Load(); r != nil {
-			reason = *r
-		}
-		break
-	}
-	s.end(reason)
+	return DefaultUDPIdle
 }
 
-func (s *udpSession) end(reason string) {
-	l := s.l
-	l.mu.Lock()
-	delete(l.sessions, s.client)
-	last := l.draining && len(l.sessions) == 0
-	l.mu.Unlock()
-	s.up.Close()
-	st := s.rs.stats
-	st.release(s.src, s.rs.MaxConnsPerSource > 0)
-	st.toTarget.Add(uint64(s.toTarget.Load()))
-	st.toClient.Add(uint64(s.toClient.Load()))
-	if lg := l.s.logger(); lg.Enabled(context.Background(), slog.LevelInfo) {
+// endUDP releases a finished session's slot, adds its bytes to the rule's
+// totals and writes its log line.
+func (s *Server) endUDP(rs *ruleState, src netip.Addr, client netip.AddrPort, target string, toTarget, toClient int64, start time.Time, reason string) {
+	st := rs.stats
+	st.release(src, rs.MaxConnsPerSource > 0)
+	st.toTarget.Add(uint64(toTarget))
+	st.toClient.Add(uint64(toClient))
+	if lg := s.logger(); lg.Enabled(context.Background(), slog.LevelInfo) {
 		lg.LogAttrs(context.Background(), slog.LevelInfo, "conn",
-			slog.String("rule", s.rs.name), slog.String("proto", "udp"),
-			slog.String("client", unmapPort(s.client).String()), slog.String("target", s.target),
-			slog.Int64("bytes_to_target", s.toTarget.Load()), slog.Int64("bytes_to_client", s.toClient.Load()),
-			slog.Duration("duration", time.Since(s.start)), slog.String("reason", reason))
-	}
-	if last {
-		l.close()
-	}
-	l.s.wg.Done()
-}
-
-// closeUDPSessions ends every UDP session now (Shutdown past its deadline).
-func (s *Server) closeUDPSessions() {
-	s.udpMu.Lock()
-	var ls []*udpListener
-	for l := range s.udps {
-		ls = append(ls, l)
-	}
-	s.udpMu.Unlock()
-	why := "shutdown"
-	for _, l := range ls {
-		l.mu.Lock()
-		for _, sess := range l.sessions {
-			sess.reason.Store(&why)
-			sess.up.Close()
-		}
-		l.mu.Unlock()
+			slog.String("rule", rs.name), slog.String("proto", "udp"),
+			slog.String("client", unmapPort(client).String()), slog.String("target", target),
+			slog.Int64("bytes_to_target", toTarget), slog.Int64("bytes_to_client", toClient),
+			slog.Duration("duration", time.Since(start)), slog.String("reason", reason))
 	}
 }

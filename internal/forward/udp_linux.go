@@ -1,0 +1,551 @@
+package forward
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// On Linux each UDP listener is one event loop in one goroutine, as in
+// nginx: an epoll set holds the listener socket, every session's
+// connected upstream socket and an eventfd for drain and shutdown. A
+// request/response exchange then costs the kernel's wake-ups of one thread
+// and no hand-offs between goroutines through the runtime's poller.
+
+// udpBatch is how many datagrams one recvmmsg call may return: one call
+// per readiness event when traffic is light, fewer calls under load.
+const udpBatch = 8
+
+// udpListener relays datagrams: one session per client address, each with
+// its own connected upstream socket, so replies go back to the right client
+// and the target sees one stable source port per client. Everything but mu
+// and the fields it guards belongs to the loop goroutine.
+type udpListener struct {
+	s     *Server
+	rs    atomic.Pointer[ruleState]
+	local net.Addr
+	fd    int // the listener socket, non-blocking
+	epfd  int
+	wake  int // eventfd: drain or shutdown asked
+
+	mu       sync.Mutex
+	started  bool // the loop runs (or ran)
+	draining bool
+	stopping bool            // end every session now
+	closed   bool            // sockets closed; wake must not be written
+	acks     []chan struct{} // drain calls waiting for the loop
+
+	sessions  map[netip.AddrPort]*udpSession
+	byFD      []*udpSession
+	nextSweep int64 // loop clock nanoseconds; check idle sessions from then
+	t0        time.Time
+	events    [64]unix.EpollEvent
+	bufs      []byte
+	iovs      [udpBatch]unix.Iovec
+	names     [udpBatch]unix.RawSockaddrInet6
+	msgs      [udpBatch]unix.Mmsghdr
+}
+
+type udpSession struct {
+	rs       *ruleState // the rule version it started under
+	client   netip.AddrPort
+	src      netip.Addr // client address, unmapped, for limits and logs
+	name     unix.RawSockaddrInet6
+	nameLen  uint32
+	fd       int // connected upstream socket
+	target   string
+	start    time.Time
+	idle     int64 // nanoseconds
+	last     int64 // loop clock of the last datagram either way
+	toTarget int64
+	toClient int64
+}
+
+func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
+	// The standard library resolves and binds (an empty host is dual
+	// stack); the loop then works on its own copy of the descriptor, out
+	// of the runtime's poller.
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, "udp", r.Listen)
+	if err != nil {
+		return nil, err
+	}
+	local := pc.LocalAddr()
+	fd, err := dupSocket(pc.(*net.UDPConn))
+	pc.Close()
+	if err != nil {
+		return nil, err
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(fd)
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	for _, f := range []int{fd, wake} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(f)}
+		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, f, &ev); err != nil {
+			unix.Close(fd)
+			unix.Close(epfd)
+			unix.Close(wake)
+			return nil, fmt.Errorf("epoll add: %w", err)
+		}
+	}
+	l := &udpListener{s: s, local: local, fd: fd, epfd: epfd, wake: wake, sessions: map[netip.AddrPort]*udpSession{}}
+	s.udpMu.Lock()
+	if s.udps == nil {
+		s.udps = map[*udpListener]struct{}{}
+	}
+	s.udps[l] = struct{}{}
+	s.udpMu.Unlock()
+	return l, nil
+}
+
+// dupSocket returns a non-blocking, close-on-exec duplicate of c's socket.
+func dupSocket(c *net.UDPConn) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := raw.Control(func(f uintptr) {
+		fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("dup socket: %w", derr)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("dup socket: %w", err)
+	}
+	return fd, nil
+}
+
+func (l *udpListener) state() *ruleState     { return l.rs.Load() }
+func (l *udpListener) setState(r *ruleState) { l.rs.Store(r) }
+func (l *udpListener) addr() net.Addr        { return l.local }
+
+// drain stops new sessions; the socket stays open for the live ones and
+// closes when the last one expires (before drain returns if there are
+// none).
+func (l *udpListener) drain() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.draining = true
+	if !l.started {
+		l.closeLocked()
+		l.mu.Unlock()
+		return
+	}
+	ack := make(chan struct{})
+	l.acks = append(l.acks, ack)
+	l.wakeLocked()
+	l.mu.Unlock()
+	<-ack
+}
+
+// stop ends every session now (Shutdown past its deadline).
+func (l *udpListener) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.stopping = true
+		l.wakeLocked()
+	}
+}
+
+func (l *udpListener) wakeLocked() {
+	one := [8]byte{1}
+	unix.Write(l.wake, one[:]) // a full counter (EAGAIN) is a pending wake too
+}
+
+// closeLocked closes the sockets; l.mu is held, so no wake is written to
+// a closed (and maybe reused) descriptor number.
+func (l *udpListener) closeLocked() {
+	l.closed = true
+	unix.Close(l.fd)
+	unix.Close(l.wake)
+	unix.Close(l.epfd)
+	for _, a := range l.acks {
+		close(a)
+	}
+	l.acks = nil
+	l.s.udpMu.Lock()
+	delete(l.s.udps, l)
+	l.s.udpMu.Unlock()
+}
+
+// closeUDPSessions ends every UDP session now (Shutdown past its deadline).
+func (s *Server) closeUDPSessions() {
+	s.udpMu.Lock()
+	ls := make([]*udpListener, 0, len(s.udps))
+	for l := range s.udps {
+		ls = append(ls, l)
+	}
+	s.udpMu.Unlock()
+	for _, l := range ls {
+		l.stop()
+	}
+}
+
+func (l *udpListener) serve() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.started = true
+	l.mu.Unlock()
+	// Not locked to its thread: after a long epoll_wait the runtime may
+	// have handed the P on, and a locked thread then waits to be handed
+	// one back (two futex wake-ups), where an unlocked goroutine takes any
+	// free P. Measured: no slower across processes, 20% less CPU with the
+	// clients in the same process.
+	l.t0 = time.Now()
+	l.nextSweep = 1<<63 - 1
+	l.bufs = make([]byte, udpBatch*maxDatagram)
+	for i := range l.msgs {
+		l.iovs[i].Base = &l.bufs[i*maxDatagram]
+		l.iovs[i].SetLen(maxDatagram)
+		l.msgs[i].Hdr.Iov = &l.iovs[i]
+		l.msgs[i].Hdr.SetIovlen(1)
+	}
+	l.loop()
+}
+
+// maxDatagram is the largest UDP payload (IPv4, and IPv6 without jumbograms).
+const maxDatagram = 64 << 10
+
+func (l *udpListener) now() int64 { return int64(time.Since(l.t0)) }
+
+func (l *udpListener) loop() {
+	var acks []chan struct{}
+	draining := false
+	for {
+		now := l.now()
+		timeout := -1
+		if len(l.sessions) > 0 {
+			// Rounded up: waking a little late is fine, early is a wasted sweep.
+			d := max(l.nextSweep-now, 0)
+			timeout = int(min(d, int64(time.Hour))+int64(time.Millisecond)-1) / int(time.Millisecond)
+		}
+		n, err := unix.EpollWait(l.epfd, l.events[:], timeout)
+		if err != nil && err != unix.EINTR {
+			// Only a bug gets here (a bad descriptor): end cleanly
+			// rather than spin.
+			l.s.logger().Error("udp epoll", "addr", l.local.String(), "err", err)
+			l.endAll("error")
+			l.mu.Lock()
+			l.acks = append(l.acks, acks...)
+			l.closeLocked()
+			l.mu.Unlock()
+			return
+		}
+		now = l.now()
+		for i := range max(n, 0) {
+			switch fd := int(l.events[i].Fd); fd {
+			case l.wake:
+				var b [8]byte
+				unix.Read(l.wake, b[:])
+				l.mu.Lock()
+				draining = l.draining
+				stopping := l.stopping
+				l.stopping = false
+				acks = append(acks, l.acks...)
+				l.acks = nil
+				l.mu.Unlock()
+				if stopping {
+					l.endAll("shutdown")
+				}
+			case l.fd:
+				l.fromClients(now, draining)
+			default:
+				if fd < len(l.byFD) && l.byFD[fd] != nil {
+					l.fromTarget(l.byFD[fd], now)
+				}
+			}
+		}
+		if now >= l.nextSweep {
+			l.sweep(now)
+		}
+		if draining && len(l.sessions) == 0 {
+			l.mu.Lock()
+			l.acks = append(l.acks, acks...)
+			l.closeLocked()
+			l.mu.Unlock()
+			return
+		}
+		// Drain returns once the loop makes no more sessions.
+		for _, a := range acks {
+			close(a)
+		}
+		acks = acks[:0]
+	}
+}
+
+// recvmmsg reads up to len(msgs) datagrams without waiting.
+func recvmmsg(fd int, msgs []unix.Mmsghdr) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+func (l *udpListener) prepare(names bool) {
+	for i := range l.msgs {
+		h := &l.msgs[i].Hdr
+		if names {
+			h.Name = (*byte)(unsafe.Pointer(&l.names[i]))
+			h.Namelen = unix.SizeofSockaddrInet6
+		} else {
+			h.Name, h.Namelen = nil, 0
+		}
+	}
+}
+
+// fromClients relays the datagrams waiting on the listener socket. A few
+// batches at most: the socket is level-triggered, so what is left is
+// reported again after the sessions' replies had their turn.
+func (l *udpListener) fromClients(now int64, draining bool) {
+	for range 4 {
+		l.prepare(true)
+		n, err := recvmmsg(l.fd, l.msgs[:])
+		if err != nil {
+			if err != unix.EAGAIN && err != unix.EINTR {
+				l.s.logger().Debug("udp read", "addr", l.local.String(), "err", err)
+			}
+			return
+		}
+		for i := range n {
+			from, ok := sockaddrPort(&l.names[i], l.msgs[i].Hdr.Namelen)
+			if !ok {
+				continue
+			}
+			sess := l.sessions[from]
+			if sess == nil {
+				if draining {
+					continue
+				}
+				if sess = l.newSession(from, &l.names[i], l.msgs[i].Hdr.Namelen, now); sess == nil {
+					continue
+				}
+			}
+			sess.last = now
+			b := l.bufs[i*maxDatagram : i*maxDatagram+int(l.msgs[i].Len)]
+			err := send(sess.fd, b)
+			if err == unix.ECONNREFUSED {
+				// An ICMP error left over from an earlier datagram; it is
+				// cleared now, so this one can go.
+				err = send(sess.fd, b)
+			}
+			if err == nil {
+				sess.toTarget += int64(len(b))
+			}
+		}
+		if n < len(l.msgs) {
+			return
+		}
+	}
+}
+
+// fromTarget relays a session's replies to its client.
+func (l *udpListener) fromTarget(sess *udpSession, now int64) {
+	l.prepare(false)
+	for range 4 {
+		n, err := recvmmsg(sess.fd, l.msgs[:])
+		if err == unix.ECONNREFUSED {
+			continue // the target's port is closed for now; the client may retry
+		}
+		if err != nil {
+			return
+		}
+		sess.last = now
+		for i := range n {
+			b := l.bufs[i*maxDatagram : i*maxDatagram+int(l.msgs[i].Len)]
+			if sendto(l.fd, b, &sess.name, sess.nameLen) == nil {
+				sess.toClient += int64(len(b))
+			}
+		}
+		if n < len(l.msgs) {
+			return
+		}
+	}
+}
+
+// send writes a datagram on a connected socket.
+func send(fd int, b []byte) error {
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// sendto sends without building a unix.Sockaddr per datagram.
+func sendto(fd int, b []byte, name *unix.RawSockaddrInet6, nameLen uint32) error {
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(name)), uintptr(nameLen))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// sockaddrPort reads a received source address without allocating.
+func sockaddrPort(rsa *unix.RawSockaddrInet6, n uint32) (netip.AddrPort, bool) {
+	switch {
+	case rsa.Family == unix.AF_INET && n >= unix.SizeofSockaddrInet4:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), ntohs(sa.Port)), true
+	case rsa.Family == unix.AF_INET6 && n >= unix.SizeofSockaddrInet6:
+		a := netip.AddrFrom16(rsa.Addr)
+		if rsa.Scope_id != 0 {
+			// Link-local clients on different links are different
+			// clients (this allocates, for them only).
+			a = a.WithZone(strconv.FormatUint(uint64(rsa.Scope_id), 10))
+		}
+		return netip.AddrPortFrom(a, ntohs(rsa.Port)), true
+	}
+	return netip.AddrPort{}, false
+}
+
+func ntohs(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+// newSession opens a session for a new client, or returns nil if the client
+// is refused or no target can be reached.
+func (l *udpListener) newSession(from netip.AddrPort, name *unix.RawSockaddrInet6, nameLen uint32, now int64) *udpSession {
+	rs := l.rs.Load()
+	src := from.Addr().Unmap()
+	if !rs.admitUDP(src) {
+		return nil
+	}
+	var arr [8]*target
+	fd := -1
+	var tgt string
+	var err error = errNoHealthy
+	for _, t := range rs.pool.candidates(arr[:0]) {
+		if fd, err = dialUDP(t.addr); err == nil {
+			tgt = t.addr
+			break
+		}
+	}
+	if fd < 0 {
+		rs.stats.release(src, rs.MaxConnsPerSource > 0)
+		rs.stats.dialErrs.Add(1)
+		l.s.logger().Warn("udp session", "rule", rs.name, "client", unmapPort(from).String(), "reason", "dial: "+err.Error())
+		return nil
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(fd)
+		rs.stats.release(src, rs.MaxConnsPerSource > 0)
+		l.s.logger().Error("udp session", "rule", rs.name, "client", unmapPort(from).String(), "err", fmt.Errorf("epoll add: %w", err))
+		return nil
+	}
+	sess := &udpSession{rs: rs, client: from, src: src, name: *name, nameLen: nameLen, fd: fd, target: tgt,
+		start: time.Now(), idle: int64(rs.udpIdle()), last: now}
+	// Drain waits for the loop before Shutdown waits for the group, so
+	// this Add never races with that Wait.
+	l.s.wg.Add(1)
+	l.sessions[from] = sess
+	for fd >= len(l.byFD) {
+		l.byFD = append(l.byFD, nil)
+	}
+	l.byFD[fd] = sess
+	l.nextSweep = min(l.nextSweep, now+sess.idle)
+	rs.stats.total.Add(1)
+	return sess
+}
+
+// dialUDP opens a non-blocking UDP socket connected to addr.
+func dialUDP(addr string) (int, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		// A host name: resolved per session, as net.Dial would.
+		ua, rerr := net.ResolveUDPAddr("udp", addr)
+		if rerr != nil {
+			return -1, rerr
+		}
+		ap = ua.AddrPort()
+	}
+	ip := ap.Addr().Unmap()
+	var sa unix.Sockaddr
+	family := unix.AF_INET
+	if ip.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ip.As4()}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ip.As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("dial udp %s: %w", addr, err)
+	}
+	return fd, nil
+}
+
+// sweep ends the sessions idle for their rule's idle time and sets when
+// to look again.
+func (l *udpListener) sweep(now int64) {
+	next := int64(1<<63 - 1)
+	slack := int64(time.Second)
+	for _, sess := range l.sessions {
+		if dl := sess.last + sess.idle; dl <= now {
+			l.end(sess, "idle")
+		} else {
+			next = min(next, dl)
+			slack = min(slack, sess.idle/10)
+		}
+	}
+	// Not more often than a tenth of the shortest idle time (at least
+	// 5 ms): sessions started over time must not cost a sweep each.
+	l.nextSweep = max(next, now+max(slack, int64(5*time.Millisecond)))
+}
+
+func (l *udpListener) endAll(reason string) {
+	for _, sess := range l.sessions {
+		l.end(sess, reason)
+	}
+}
+
+func (l *udpListener) end(sess *udpSession, reason string) {
+	delete(l.sessions, sess.client)
+	l.byFD[sess.fd] = nil
+	unix.Close(sess.fd) // also leaves the epoll set
+	l.s.endUDP(sess.rs, sess.src, sess.client, sess.target, sess.toTarget, sess.toClient, sess.start, reason)
+	l.s.wg.Done()
+}
