@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -196,4 +197,33 @@ func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool) (in
 			return s.total, err
 		}
 	}
+}
+
+// closeWrite half-closes c (a FIN to its peer), with a raw call like the
+// splices.
+func closeWrite(c *net.TCPConn) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_WR, 0)
+	})
+}
+
+// setKeepAlive turns keep-alive on; the default case (kernel timers) is
+// one raw setsockopt.
+func setKeepAlive(c *net.TCPConn, ka net.KeepAliveConfig) {
+	if ka.Idle >= 0 || ka.Interval >= 0 || ka.Count >= 0 {
+		c.SetKeepAliveConfig(ka)
+		return
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		one := int32(1)
+		unix.RawSyscall6(unix.SYS_SETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, uintptr(unsafe.Pointer(&one)), 4, 0)
+	})
 }

@@ -55,3 +55,7 @@ func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool) (in
 		}
 	}
 }
+
+func closeWrite(c *net.TCPConn) { c.CloseWrite() }
+
+func setKeepAlive(c *net.TCPConn, ka net.KeepAliveConfig) { c.SetKeepAliveConfig(ka) }
