@@ -432,6 +432,41 @@ func TestShutdownDrainsThenCuts(t *testing.T) {
 	}
 }
 
+// TestShutdownCutsBusyStream: a connection streaming without pause is
+// cut too; the relay does not hold Shutdown until the stream ends.
+func TestShutdownCutsBusyStream(t *testing.T) {
+	s := &Server{}
+	sink := backend(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
+	if err := s.Apply(context.Background(), []Rule{{Name: "s", Listen: "127.0.0.1:0", Targets: []string{sink}}}); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, s, "s")
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		buf := make([]byte, 64<<10)
+		for end := time.Now().Add(60 * time.Second); time.Now().Before(end); {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the stream is flowing
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown with a busy connection = %v; want deadline exceeded", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Shutdown did not cut a busy connection")
+	}
+	<-stopped
+}
+
 func TestReloadKeepsListenersAndConnections(t *testing.T) {
 	a, b := backend(t, echo), backend(t, named("b"))
 	s, _ := start(t,

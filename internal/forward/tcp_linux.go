@@ -61,6 +61,7 @@ type splicer struct {
 	moved   bool // bytes moved since the flag was last cleared
 	me      *atomic.Bool
 	quiet   bool // me was set: the next bytes clear it
+	more    bool // read returned after a chunk, not at EOF or an error
 	fromSrc func(fd uintptr) bool
 	toDst   func(fd uintptr) bool
 }
@@ -110,6 +111,10 @@ func (s *splicer) read(fd uintptr) bool {
 			s.quiet = false
 			s.me.Store(false)
 		}
+		// Leave RawRead after each chunk so that a Close waiting for this
+		// reader (an abort, Shutdown) is not held up by a busy stream.
+		s.more = true
+		return true
 	}
 }
 
@@ -169,29 +174,31 @@ func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool) (in
 	s.fromSrc = s.read
 	s.toDst = s.write
 	defer s.release()
+	if idle > 0 {
+		// Only a read deadline: a peer that stops reading just holds
+		// the connection (backpressure, bounded by the socket
+		// buffers) until the other side goes idle.
+		src.SetReadDeadline(time.Now().Add(idle))
+	}
 	for {
-		if idle > 0 {
-			// Only a read deadline: a peer that stops reading just holds
-			// the connection (backpressure, bounded by the socket
-			// buffers) until the other side goes idle.
-			src.SetReadDeadline(time.Now().Add(idle))
-		}
-		s.moved = false
+		s.more = false
 		err := sc.Read(s.fromSrc)
 		switch {
+		case err == nil && s.more:
+			continue
 		case err == nil:
 			me.Store(true)
 			return s.total, s.err
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if s.moved {
-				me.Store(false)
-				continue
+			if !s.moved {
+				me.Store(true)
+				s.quiet = true
+				if other.Load() {
+					return s.total, errIdle
+				}
 			}
-			me.Store(true)
-			s.quiet = true
-			if other.Load() {
-				return s.total, errIdle
-			}
+			s.moved = false
+			src.SetReadDeadline(time.Now().Add(idle))
 		default:
 			me.Store(true)
 			return s.total, err

@@ -14,10 +14,11 @@ import (
 // copyChunk is how much one io.CopyN moves before deadlines are refreshed.
 const copyChunk = 1 << 20
 
-// pipe copies src to dst with io.Copy, and io.CopyN under an idle timeout
-// so that deadlines are refreshed between chunks. me and other say whether each direction saw
-// no bytes in its last full idle period; the connection is idle when both
-// did. A direction that reached EOF counts as idle from then on.
+// pipe copies src to dst with io.Copy, and io.CopyN under an idle
+// timeout so that deadlines are refreshed between chunks. me and other say
+// whether each direction saw no bytes in its last full idle period; the
+// connection is idle when both did. A direction that reached EOF counts as
+// idle from then on.
 func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool) (int64, error) {
 	if idle <= 0 {
 		n, err := io.Copy(dst, src)
