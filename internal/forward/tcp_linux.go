@@ -87,6 +87,9 @@ func (s *splicer) read(fd uintptr) bool {
 		n, errno := splice(int(fd), s.p.w, pipeSize)
 		switch {
 		case errno == unix.EAGAIN:
+			// The pipe is empty (every chunk was passed on): give it back
+			// while waiting, so idle connections hold only their sockets.
+			s.release()
 			return false
 		case errno == unix.EINTR:
 			continue
