@@ -343,6 +343,51 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestIdleTimeoutOneWayTraffic: bytes in either direction keep a
+// connection alive, also when the busy direction changes after a quiet
+// period of its own.
+func TestIdleTimeoutOneWayTraffic(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	ticks := make(chan struct{})
+	// The target sends a byte per tick (taking every tick, so a cut
+	// connection fails the test instead of hanging it) and reads whatever comes.
+	target := backend(t, func(c *net.TCPConn) {
+		go io.Copy(io.Discard, c)
+		for range ticks {
+			c.Write([]byte("t"))
+		}
+		c.CloseWrite()
+	})
+	s, lb := start(t, Rule{Name: "idle", Listen: "127.0.0.1:0", Targets: []string{target}, IdleTimeout: idle})
+	c := dial(t, s, "idle")
+	got := make(chan int, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, c)
+		got <- int(n)
+	}()
+	// Client to target only, for three idle periods, then target to client only.
+	for end := time.Now().Add(3 * idle); time.Now().Before(end); time.Sleep(idle / 20) {
+		if _, err := c.Write([]byte("c")); err != nil {
+			t.Errorf("client write while busy: %v (log %v)", err, lb.lines())
+			break
+		}
+	}
+	sent := 0
+	for end := time.Now().Add(3 * idle); time.Now().Before(end); time.Sleep(idle / 20) {
+		ticks <- struct{}{}
+		sent++
+	}
+	close(ticks)
+	c.CloseWrite()
+	if n := <-got; n != sent {
+		t.Errorf("client got %d bytes; want %d (log %v)", n, sent, lb.lines())
+	}
+	waitFor(t, "log line", func() bool { return len(lb.lines()) == 1 })
+	if r := lb.lines()[0]["reason"]; r != "eof" {
+		t.Errorf("reason = %v; want eof", r)
+	}
+}
+
 func TestIPv6Listener(t *testing.T) {
 	ln, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
@@ -385,6 +430,41 @@ func TestShutdownDrainsThenCuts(t *testing.T) {
 	if err := s.Apply(context.Background(), nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Apply after Shutdown = %v; want ErrClosed", err)
 	}
+}
+
+// TestShutdownCutsBusyStream: a connection streaming without pause is
+// cut too; the relay does not hold Shutdown until the stream ends.
+func TestShutdownCutsBusyStream(t *testing.T) {
+	s := &Server{}
+	sink := backend(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
+	if err := s.Apply(context.Background(), []Rule{{Name: "s", Listen: "127.0.0.1:0", Targets: []string{sink}}}); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, s, "s")
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		buf := make([]byte, 64<<10)
+		for end := time.Now().Add(60 * time.Second); time.Now().Before(end); {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the stream is flowing
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown with a busy connection = %v; want deadline exceeded", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Shutdown did not cut a busy connection")
+	}
+	<-stopped
 }
 
 func TestReloadKeepsListenersAndConnections(t *testing.T) {

@@ -3,11 +3,9 @@ package forward
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,6 +83,18 @@ type tcpConn struct {
 	mu     sync.Mutex
 	server *net.TCPConn
 	reason string // why it ended, first cause wins
+
+	// Set before the relay starts, read when it ends.
+	rs         *ruleState
+	start      time.Time
+	clientAddr netip.AddrPort
+	target     string
+
+	// The relay: two directions, the last one to end closes the
+	// connection and logs it, so neither waits for the other.
+	left               atomic.Int32
+	toTarget, toClient int64
+	idleUp, idleDown   atomic.Bool
 }
 
 // end records the first reason and reports whether it was the first.
@@ -117,66 +127,84 @@ func reset(c *net.TCPConn) {
 	c.Close()
 }
 
+// log writes the connection's line if the level is enabled.
+func (s *Server) logConn(tc *tcpConn, level slog.Level, up, down int64, reason string) {
+	l := s.logger()
+	if !l.Enabled(context.Background(), level) {
+		return
+	}
+	l.LogAttrs(context.Background(), level, "conn",
+		slog.String("rule", tc.rs.name), slog.String("proto", "tcp"),
+		slog.String("client", tc.clientAddr.String()), slog.String("target", tc.target),
+		slog.Int64("bytes_to_target", up), slog.Int64("bytes_to_client", down),
+		slog.Duration("duration", time.Since(tc.start)), slog.String("reason", reason))
+}
+
+// handleTCP checks, connects and starts relaying one accepted connection.
+// Once the relay runs, its last direction to end finishes the connection
+// (endTCP); before that, every return here finishes it.
 func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
-	defer s.untrack(tc)
-	start := time.Now()
+	relaying := false
+	defer func() {
+		if !relaying {
+			s.untrack(tc)
+		}
+	}()
+	tc.rs = rs
+	tc.start = time.Now()
 	c := tc.client
 	st := rs.stats
-	client := unmapPort(c.RemoteAddr().(*net.TCPAddr).AddrPort())
-	local := unmapPort(c.LocalAddr().(*net.TCPAddr).AddrPort())
-	log := func(level slog.Level, target string, up, down int64, reason string) {
-		l := s.logger()
-		if !l.Enabled(context.Background(), level) {
-			return
-		}
-		l.LogAttrs(context.Background(), level, "conn",
-			slog.String("rule", rs.name), slog.String("proto", "tcp"),
-			slog.String("client", client.String()), slog.String("target", target),
-			slog.Int64("bytes_to_target", up), slog.Int64("bytes_to_client", down),
-			slog.Duration("duration", time.Since(start)), slog.String("reason", reason))
+	tc.clientAddr = unmapPort(c.RemoteAddr().(*net.TCPAddr).AddrPort())
+	local := netip.AddrPort{}
+	if rs.ProxyProtocol != 0 || len(rs.TrustedProxies) > 0 {
+		local = unmapPort(c.LocalAddr().(*net.TCPAddr).AddrPort())
 	}
 
-	if len(rs.TrustedProxies) > 0 && rs.trusts(client.Addr()) {
-		c.SetReadDeadline(start.Add(rs.connectTimeout()))
+	if len(rs.TrustedProxies) > 0 && rs.trusts(tc.clientAddr.Addr()) {
+		c.SetReadDeadline(tc.start.Add(rs.connectTimeout()))
 		h, err := ReadProxyHeader(c)
 		c.SetReadDeadline(time.Time{})
 		if err != nil {
 			reset(c)
-			log(slog.LevelWarn, "", 0, 0, "proxy header: "+err.Error())
+			s.logConn(tc, slog.LevelWarn, 0, 0, "proxy header: "+err.Error())
 			return
 		}
 		if !h.Local {
-			client, local = h.Src, h.Dst
+			tc.clientAddr, local = h.Src, h.Dst
 		}
 	}
-	if !rs.permits(client.Addr()) {
+	if !rs.permits(tc.clientAddr.Addr()) {
 		st.denied.Add(1)
 		reset(c)
-		log(slog.LevelInfo, "", 0, 0, "denied")
+		s.logConn(tc, slog.LevelInfo, 0, 0, "denied")
 		return
 	}
-	if !st.acquire(client.Addr(), rs.MaxConns, rs.MaxConnsPerSource) {
+	if !st.acquire(tc.clientAddr.Addr(), rs.MaxConns, rs.MaxConnsPerSource) {
 		st.limited.Add(1)
 		reset(c)
-		log(slog.LevelWarn, "", 0, 0, "limit")
+		s.logConn(tc, slog.LevelWarn, 0, 0, "limit")
 		return
 	}
-	defer st.release(client.Addr(), rs.MaxConnsPerSource > 0)
+	defer func() {
+		if !relaying {
+			st.release(tc.clientAddr.Addr(), rs.MaxConnsPerSource > 0)
+		}
+	}()
 	st.total.Add(1)
 
-	ka := rs.keepAlive()
 	d := net.Dialer{Timeout: rs.connectTimeout(), KeepAlive: -1}
 	up, target, err := rs.pool.dialTCP(context.Background(), &d)
+	tc.target = target
 	if err != nil {
 		st.dialErrs.Add(1)
 		reset(c)
-		log(slog.LevelWarn, target, 0, 0, "dial: "+err.Error())
+		s.logConn(tc, slog.LevelWarn, 0, 0, "dial: "+err.Error())
 		return
 	}
-	st.observeDial(time.Since(start))
-	if ka.Enable {
-		c.SetKeepAliveConfig(ka)
-		up.SetKeepAliveConfig(ka)
+	st.observeDial(time.Since(tc.start))
+	if ka := rs.keepAlive(); ka.Enable {
+		setKeepAlive(c, ka)
+		setKeepAlive(up, ka)
 	}
 	tc.mu.Lock()
 	tc.server = up
@@ -185,11 +213,11 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 	if aborted {
 		c.Close()
 		up.Close()
-		log(slog.LevelInfo, target, 0, 0, tc.reason)
+		s.logConn(tc, slog.LevelInfo, 0, 0, tc.reason)
 		return
 	}
 	if rs.ProxyProtocol != 0 {
-		h := ProxyHeader{Proto: TCP, Src: client, Dst: local}
+		h := ProxyHeader{Proto: TCP, Src: tc.clientAddr, Dst: local}
 		var b []byte
 		if rs.ProxyProtocol == 1 {
 			b = h.AppendV1(nil)
@@ -199,15 +227,55 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 		if _, err := up.Write(b); err != nil {
 			reset(c)
 			up.Close()
-			log(slog.LevelWarn, target, 0, 0, "proxy header: "+err.Error())
+			s.logConn(tc, slog.LevelWarn, 0, 0, "proxy header: "+err.Error())
 			return
 		}
 	}
-	toTarget, toClient := relay(tc, up, rs.IdleTimeout)
-	st.toTarget.Add(uint64(toTarget))
-	st.toClient.Add(uint64(toClient))
+	relaying = true
+	tc.left.Store(2)
+	go s.pipeToTarget(tc)
+	n, err := pipe(c, up, rs.IdleTimeout, &tc.idleDown, &tc.idleUp)
+	tc.toClient = n
+	s.endDirection(tc, c, err, "target")
+}
+
+// pipeToTarget relays the client's bytes to the target.
+func (s *Server) pipeToTarget(tc *tcpConn) {
+	n, err := pipe(tc.server, tc.client, tc.rs.IdleTimeout, &tc.idleUp, &tc.idleDown)
+	tc.toTarget = n
+	s.endDirection(tc, tc.server, err, "client")
+}
+
+// endDirection ends one direction: a clean EOF is passed on as a
+// half-close, an error ends the whole connection. The last direction to
+// end closes both sockets and finishes the connection.
+func (s *Server) endDirection(tc *tcpConn, dst *net.TCPConn, err error, from string) {
+	last := tc.left.Add(-1) == 0
+	switch {
+	case err == nil:
+		// After both EOFs the close below sends the FIN.
+		if !last {
+			closeWrite(dst)
+		}
+	case errors.Is(err, errIdle):
+		tc.abort("idle")
+	case errors.Is(err, net.ErrClosed):
+		tc.abort("closed")
+	default:
+		tc.abort(from + ": " + err.Error())
+	}
+	if !last {
+		return
+	}
+	tc.client.Close()
+	tc.server.Close()
+	st := tc.rs.stats
+	st.toTarget.Add(uint64(tc.toTarget))
+	st.toClient.Add(uint64(tc.toClient))
 	tc.end("eof")
-	log(slog.LevelInfo, target, toTarget, toClient, tc.reason)
+	s.logConn(tc, slog.LevelInfo, tc.toTarget, tc.toClient, tc.reason)
+	st.release(tc.clientAddr.Addr(), tc.rs.MaxConnsPerSource > 0)
+	s.untrack(tc)
 }
 
 func unmapPort(a netip.AddrPort) netip.AddrPort {
@@ -216,83 +284,3 @@ func unmapPort(a netip.AddrPort) netip.AddrPort {
 
 // errIdle ends a pipe when neither direction moved a byte for the idle time.
 var errIdle = errors.New("idle")
-
-// relay copies both ways until both directions have ended, passing each
-// half-close on, and returns the bytes sent each way.
-func relay(tc *tcpConn, server *net.TCPConn, idle time.Duration) (toTarget, toClient int64) {
-	client := tc.client
-	var idleUp, idleDown atomic.Bool
-	done := make(chan int64, 1)
-	go func() {
-		n, err := pipe(server, client, idle, &idleUp, &idleDown)
-		finish(tc, server, err, "client")
-		done <- n
-	}()
-	toClient, err := pipe(client, server, idle, &idleDown, &idleUp)
-	finish(tc, client, err, "target")
-	toTarget = <-done
-	client.Close()
-	server.Close()
-	return toTarget, toClient
-}
-
-// finish ends one direction: a clean EOF is passed on as a half-close, an
-// error ends the whole connection.
-func finish(tc *tcpConn, dst *net.TCPConn, err error, from string) {
-	switch {
-	case err == nil:
-		dst.CloseWrite()
-	case errors.Is(err, errIdle):
-		tc.abort("idle")
-	case errors.Is(err, net.ErrClosed):
-		tc.abort("closed")
-	default:
-		tc.abort(from + ": " + err.Error())
-	}
-}
-
-// copyChunk is how much one io.CopyN moves before deadlines are refreshed.
-const copyChunk = 1 << 20
-
-// pipe copies src to dst. It uses io.Copy and io.CopyN on the bare
-// *net.TCPConn so that Linux splices; with an idle timeout it refreshes
-// deadlines between chunks. me and other say whether each direction saw
-// no bytes in its last full idle period; the connection is idle when both
-// did. A direction that reached EOF counts as idle from then on.
-func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool) (int64, error) {
-	if idle <= 0 {
-		n, err := io.Copy(dst, src)
-		me.Store(true)
-		return n, err
-	}
-	var total int64
-	for {
-		dl := time.Now().Add(idle)
-		// Only a read deadline: splice fails a read timeout with its pipe
-		// empty, while a write timeout would drop the bytes in the pipe. A
-		// peer that stops reading just holds the connection (backpressure,
-		// bounded by the socket buffers) until the other side goes idle.
-		src.SetReadDeadline(dl)
-		n, err := io.CopyN(dst, src, copyChunk)
-		total += n
-		switch {
-		case err == nil:
-			me.Store(false)
-		case err == io.EOF:
-			me.Store(true)
-			return total, nil
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if n > 0 {
-				me.Store(false)
-				continue
-			}
-			me.Store(true)
-			if other.Load() {
-				return total, errIdle
-			}
-		default:
-			me.Store(true)
-			return total, err
-		}
-	}
-}
