@@ -751,3 +751,44 @@ func TestUDPAllAddressesBothFamilies(t *testing.T) {
 		t.Errorf("session clients = %v; want one 127.0.0.1 and one [::1]", clients)
 	}
 }
+
+func TestUDPTargetByName(t *testing.T) {
+	upAddr := udpBackend(t, udpEcho)
+	_, port, _ := net.SplitHostPort(upAddr)
+	// .onion names are refused by the resolver without a query, so the
+	// first target fails at once and the second, a name from /etc/hosts,
+	// takes the session.
+	rule := Rule{Name: "n", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{"gone.onion:" + port, "localhost:" + port}}
+	s, _ := start(t, rule)
+	c, err := net.Dial("udp4", s.Addr("n").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("by name"))
+	b := make([]byte, 64)
+	n, err := c.Read(b)
+	if err != nil || string(b[:n]) != "by name" {
+		t.Fatalf("answer through a named target = %q, %v", b[:n], err)
+	}
+	// The names were resolved when the rule was loaded, not by the
+	// session: the listener's loop never waits on a lookup.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		for _, tg := range l.state().pool.targets {
+			r := tg.resolved.Load()
+			if r == nil {
+				t.Errorf("target %s not resolved at load", tg.addr)
+				continue
+			}
+			if tg.addr == "localhost:"+port && (r.err != nil || !r.ap.Addr().IsLoopback()) {
+				t.Errorf("localhost resolved to %v, %v", r.ap, r.err)
+			}
+			if tg.addr == "gone.onion:"+port && r.err == nil {
+				t.Errorf("gone.onion resolved to %v", r.ap)
+			}
+		}
+	}
+}

@@ -3,8 +3,10 @@ package forward
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 )
@@ -19,14 +21,99 @@ type pool struct {
 type target struct {
 	addr string
 	down atomic.Bool // set by health checks only
+
+	// For UDP, a target named by host name keeps its last resolved
+	// address, so that a listener's event loop never waits on DNS: the
+	// name is resolved when the rule is loaded and again in the
+	// background once the address is older than resolveTTL.
+	ip        netip.AddrPort // the address when addr is not a name
+	resolved  atomic.Pointer[resolution]
+	resolving atomic.Bool
 }
+
+type resolution struct {
+	ap  netip.AddrPort
+	err error
+	at  time.Time
+}
+
+// resolveTTL is how long a resolved UDP target is used before it is
+// looked up again (while the old address stays in use).
+const resolveTTL = 30 * time.Second
+
+// resolveTimeout bounds one lookup of a target's name.
+const resolveTimeout = 5 * time.Second
 
 func newPool(r *Rule) *pool {
 	p := &pool{balance: r.Balance}
 	for _, a := range r.Targets {
-		p.targets = append(p.targets, &target{addr: a})
+		t := &target{addr: a}
+		if ap, err := netip.ParseAddrPort(a); err == nil {
+			t.ip = ap
+		} else if r.Proto == UDP {
+			t.resolve()
+		}
+		p.targets = append(p.targets, t)
 	}
 	return p
+}
+
+// resolve looks the target's name up and stores the answer (an address
+// that resolved before is kept when a later lookup fails).
+func (t *target) resolve() {
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	defer cancel()
+	ua, err := resolveUDP(ctx, t.addr)
+	r := &resolution{ap: ua, err: err, at: time.Now()}
+	if old := t.resolved.Load(); err != nil && old != nil && old.err == nil {
+		r.ap, r.err = old.ap, nil
+	}
+	t.resolved.Store(r)
+}
+
+// udpAddr returns the address to send a new UDP session to without
+// blocking: a literal address, or the name's last resolution, refreshed
+// in the background when it is stale.
+func (t *target) udpAddr() (netip.AddrPort, error) {
+	if t.ip.IsValid() {
+		return t.ip, nil
+	}
+	r := t.resolved.Load()
+	if (r == nil || time.Since(r.at) > resolveTTL) && t.resolving.CompareAndSwap(false, true) {
+		go func() {
+			defer t.resolving.Store(false)
+			t.resolve()
+		}()
+	}
+	if r == nil {
+		return netip.AddrPort{}, fmt.Errorf("resolve %s: lookup in progress", t.addr)
+	}
+	return r.ap, r.err
+}
+
+// resolveUDP resolves a host:port to one address, preferring IPv4 as
+// net.Dial's "udp" does for a name with both.
+func resolveUDP(ctx context.Context, hostport string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	pn, err := net.DefaultResolver.LookupPort(ctx, "udp", port)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	best := ips[0]
+	for _, ip := range ips {
+		if ip.Unmap().Is4() {
+			best = ip
+			break
+		}
+	}
+	return netip.AddrPortFrom(best.Unmap(), uint16(pn)), nil
 }
 
 // errNoHealthy is returned when health checks have marked every target down.

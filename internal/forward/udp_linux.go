@@ -454,7 +454,7 @@ func (l *udpListener) newSession(from netip.AddrPort, name *unix.RawSockaddrInet
 	var tgt string
 	var err error = errNoHealthy
 	for _, t := range rs.pool.candidates(arr[:0]) {
-		if fd, err = dialUDP(t.addr); err == nil {
+		if fd, err = dialUDP(t); err == nil {
 			tgt = t.addr
 			break
 		}
@@ -487,17 +487,13 @@ func (l *udpListener) newSession(from netip.AddrPort, name *unix.RawSockaddrInet
 	return sess
 }
 
-// dialUDP opens a non-blocking UDP socket connected to addr.
-func dialUDP(addr string) (int, error) {
-	ap, err := netip.ParseAddrPort(addr)
+// dialUDP opens a non-blocking UDP socket connected to the target.
+func dialUDP(t *target) (int, error) {
+	ap, err := t.udpAddr()
 	if err != nil {
-		// A host name: resolved per session, as net.Dial would.
-		ua, rerr := net.ResolveUDPAddr("udp", addr)
-		if rerr != nil {
-			return -1, rerr
-		}
-		ap = ua.AddrPort()
+		return -1, err
 	}
+	addr := t.addr
 	ip := ap.Addr().Unmap()
 	var sa unix.Sockaddr
 	family := unix.AF_INET

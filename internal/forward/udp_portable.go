@@ -133,9 +133,12 @@ func (l *udpListener) newSession(from netip.AddrPort) *udpSession {
 	var tgt string
 	var err error = errNoHealthy
 	for _, t := range rs.pool.candidates(arr[:0]) {
-		var c net.Conn
-		if c, err = net.Dial("udp", t.addr); err == nil {
-			up, tgt = c.(*net.UDPConn), t.addr
+		var ap netip.AddrPort
+		if ap, err = t.udpAddr(); err != nil {
+			continue
+		}
+		if up, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap)); err == nil {
+			tgt = t.addr
 			break
 		}
 	}
