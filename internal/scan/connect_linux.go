@@ -284,7 +284,46 @@ func socket(family int, spare *[2]int) (int, error) {
 		spare[i] = -1
 		return fd, nil
 	}
-	return unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	return ownPortSocket(family)
+}
+
+// ownPortSocket returns a socket bound to a port of its own, named
+// explicitly: the kernel then keeps the port across the probes the socket
+// is reused for (a port it picked at connect or at bind(0) is given back
+// when a connect fails), and a connect skips its search for a free
+// ephemeral port, a tenth of the CPU of a probe. The port is one that a
+// bind to port 0 picked a moment before; if another socket took it in
+// between, a socket picked that way is used as it is.
+func ownPortSocket(family int) (int, error) {
+	newSocket := func() (int, error) {
+		return unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	}
+	probe, err := newSocket()
+	if err != nil {
+		return -1, err
+	}
+	var any unix.Sockaddr = &unix.SockaddrInet4{}
+	if family == unix.AF_INET6 {
+		any = &unix.SockaddrInet6{}
+	}
+	if err := unix.Bind(probe, any); err != nil {
+		unix.Close(probe)
+		return -1, err
+	}
+	sa, err := unix.Getsockname(probe)
+	if err != nil {
+		return probe, nil
+	}
+	fd, err := newSocket()
+	if err != nil {
+		return probe, nil
+	}
+	unix.Close(probe)
+	if err := unix.Bind(fd, sa); err != nil {
+		// Taken in between: an unbound socket works as before.
+		return fd, nil
+	}
+	return fd, nil
 }
 
 // reuse keeps fd, whose connect failed and left it unconnected, as the

@@ -397,3 +397,50 @@ func TestOutcome(t *testing.T) {
 		})
 	}
 }
+
+// A probe socket keeps its own source port across the refused connects it
+// is reused for, on both families, so the kernel need not search for a
+// free port per probe.
+func TestProbeSocketKeepsItsPort(t *testing.T) {
+	for _, a := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()} {
+		sa, family := sockaddr(a, int(closedPort(t, a)))
+		fd, err := ownPortSocket(family)
+		if err != nil {
+			t.Fatalf("%s: socket: %v", a, err)
+		}
+		defer unix.Close(fd)
+		port := func() int {
+			got, err := unix.Getsockname(fd)
+			if err != nil {
+				t.Fatalf("getsockname: %v", err)
+			}
+			switch s := got.(type) {
+			case *unix.SockaddrInet4:
+				return s.Port
+			case *unix.SockaddrInet6:
+				return s.Port
+			}
+			return 0
+		}
+		before := port()
+		if before == 0 {
+			t.Fatalf("%s: probe socket has no port of its own", a)
+		}
+		for i := range 3 {
+			err := unix.Connect(fd, sa)
+			if err == unix.EINPROGRESS {
+				err = unix.Connect(fd, sa)
+				for err == unix.EALREADY {
+					time.Sleep(time.Millisecond)
+					err = unix.Connect(fd, sa)
+				}
+			}
+			if err != unix.ECONNREFUSED {
+				t.Fatalf("%s: connect %d to a closed port: %v; want ECONNREFUSED", a, i, err)
+			}
+			if p := port(); p != before {
+				t.Fatalf("%s: source port %d after refused connect %d; want %d", a, p, i, before)
+			}
+		}
+	}
+}
