@@ -298,31 +298,29 @@ func ownPortSocket(family int) (int, error) {
 	newSocket := func() (int, error) {
 		return unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	}
-	probe, err := newSocket()
+	tmp, err := newSocket()
 	if err != nil {
 		return -1, err
 	}
-	var any unix.Sockaddr = &unix.SockaddrInet4{}
+	var wild unix.Sockaddr = &unix.SockaddrInet4{}
 	if family == unix.AF_INET6 {
-		any = &unix.SockaddrInet6{}
+		wild = &unix.SockaddrInet6{}
 	}
-	if err := unix.Bind(probe, any); err != nil {
-		unix.Close(probe)
+	if err := unix.Bind(tmp, wild); err != nil {
+		unix.Close(tmp)
 		return -1, err
 	}
-	sa, err := unix.Getsockname(probe)
+	sa, err := unix.Getsockname(tmp)
 	if err != nil {
-		return probe, nil
+		return tmp, nil
 	}
 	fd, err := newSocket()
 	if err != nil {
-		return probe, nil
+		return tmp, nil
 	}
-	unix.Close(probe)
-	if err := unix.Bind(fd, sa); err != nil {
-		// Taken in between: an unbound socket works as before.
-		return fd, nil
-	}
+	unix.Close(tmp)
+	// If the port was taken in between, the unbound socket works as before.
+	_ = unix.Bind(fd, sa)
 	return fd, nil
 }
 
