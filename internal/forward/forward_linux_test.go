@@ -176,10 +176,12 @@ func TestSlowReaderBackpressure(t *testing.T) {
 func TestUDPManyClientsOwnRepliesAndExpiry(t *testing.T) {
 	const clients, exchanges = 50, 200
 	upAddr := udpBackend(t, udpEcho)
-	s, lb := start(t, Rule{Name: "many", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{upAddr}, IdleTimeout: 200 * time.Millisecond})
+	// The idle time outlasts a retry, so that a datagram lost on a busy
+	// machine does not end the client's session.
+	s, lb := start(t, Rule{Name: "many", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{upAddr}, IdleTimeout: time.Second})
 	addr := s.Addr("many").String()
 	base := openFDs(t)
-	var wrong, lost atomic.Int64
+	var wrong, lost, retries atomic.Int64
 	var wg sync.WaitGroup
 	for c := range clients {
 		conn, err := net.Dial("udp4", addr)
@@ -200,7 +202,10 @@ func TestUDPManyClientsOwnRepliesAndExpiry(t *testing.T) {
 						lost.Add(1)
 						return
 					}
-					conn.SetDeadline(time.Now().Add(2 * time.Second))
+					if try > 0 {
+						retries.Add(1)
+					}
+					conn.SetDeadline(time.Now().Add(300 * time.Millisecond))
 					if _, err := conn.Write([]byte(q)); err != nil {
 						continue
 					}
@@ -224,17 +229,25 @@ func TestUDPManyClientsOwnRepliesAndExpiry(t *testing.T) {
 	if wrong.Load() != 0 || lost.Load() != 0 {
 		t.Fatalf("%d replies reached the wrong client, %d clients gave up", wrong.Load(), lost.Load())
 	}
-	if got := s.stats["many"].total.Load(); got != clients {
-		t.Errorf("sessions opened = %d; want %d", got, clients)
+	// One session per client; a client stalled past the idle time by a
+	// busy machine (it had to retry) may have needed a second one.
+	sessions := int64(s.stats["many"].total.Load())
+	if sessions < clients || sessions > clients+retries.Load() {
+		t.Errorf("sessions opened = %d; want %d (retries: %d)", sessions, clients, retries.Load())
 	}
 	waitFor(t, "sessions expired and sockets closed", func() bool {
 		return s.stats["many"].active.Load() == 0 && openFDs(t) <= base
 	})
-	waitFor(t, "a log line per session", func() bool { return len(lb.lines()) == clients })
+	waitFor(t, "a log line per session", func() bool { return int64(len(lb.lines())) == sessions })
+	var to, back float64
 	for _, l := range lb.lines() {
-		if to, back := l["bytes_to_target"].(float64), l["bytes_to_client"].(float64); l["reason"] != "idle" || to < exchanges*18 || back < exchanges*18 {
-			t.Errorf("session log = %v; want reason idle and every byte relayed both ways", l)
-			break
+		if l["reason"] != "idle" {
+			t.Errorf("session log = %v; want reason idle", l)
 		}
+		to += l["bytes_to_target"].(float64)
+		back += l["bytes_to_client"].(float64)
+	}
+	if min(to, back) < clients*exchanges*18 {
+		t.Errorf("bytes relayed = %v to the target, %v back; want at least %d each way", to, back, clients*exchanges*18)
 	}
 }
