@@ -73,6 +73,7 @@ type loopConn struct {
 	done      bool
 	cr, cw    bool // client socket readable, writable (edge-triggered state)
 	sr, sw    bool
+	ce, se    bool // client, target socket reported its peer's end (or an error)
 	cands     []*target
 	candBuf   [4]*target
 	next      int // next candidate to try
@@ -500,15 +501,18 @@ func connectTCP(ap netip.AddrPort, keepAlive time.Duration) (int, error) {
 func (l *tcpLoop) event(c *loopConn, fd int, ev uint32, now int64) {
 	in := ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	out := ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	end := ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	if fd == c.cfd {
 		c.cr = c.cr || in
 		c.cw = c.cw || out
+		c.ce = c.ce || end
 		if !c.connected {
 			return // read once connected: the flags keep the news
 		}
 	} else {
 		c.sr = c.sr || in
 		c.sw = c.sw || out
+		c.se = c.se || end
 		if !c.connected {
 			switch {
 			case ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0:
@@ -539,7 +543,7 @@ func (l *tcpLoop) connectFailed(c *loopConn, now int64, err error) {
 	l.byFD[c.sfd] = nil
 	l.toClose = append(l.toClose, c.sfd)
 	c.sfd = -1
-	c.sr, c.sw = false, false
+	c.sr, c.sw, c.se = false, false, false
 	c.dialErr = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.cands[c.next-1].ip), Err: err}
 	l.dial(c, now)
 }
@@ -623,14 +627,14 @@ func (l *tcpLoop) pump(c *loopConn, now int64) {
 	}
 	busy := false
 	if len(c.hdr) == 0 {
-		more, err := l.move(c, &c.up, &c.down, c.cfd, c.sfd, &c.cr, &c.sw, now)
+		more, err := l.move(c, &c.up, &c.down, c.cfd, c.sfd, &c.cr, &c.sw, c.ce, now)
 		if err != nil {
 			l.abort(c, "client: "+err.Error())
 			return
 		}
 		busy = more
 	}
-	more, err := l.move(c, &c.down, &c.up, c.sfd, c.cfd, &c.sr, &c.cw, now)
+	more, err := l.move(c, &c.down, &c.up, c.sfd, c.cfd, &c.sr, &c.cw, c.se, now)
 	if err != nil {
 		l.abort(c, "target: "+err.Error())
 		return
@@ -648,7 +652,13 @@ func (l *tcpLoop) pump(c *loopConn, now int64) {
 // move passes bytes from src to dst through a pipe until src has no more,
 // dst takes no more (the bytes wait in the pipe and src is not read:
 // backpressure) or the budget is spent (more: call again).
-func (l *tcpLoop) move(c *loopConn, h, other *half, src, dst int, readable, writable *bool, now int64) (more bool, err error) {
+//
+// A read that filled the pipe with fewer bytes than it has buffers did
+// not stop on a full pipe, so it took all the socket had: the socket
+// counts as drained without a read that only says so, and new bytes
+// report it ready again (edge-triggered). Not once the peer's end was
+// reported, which reports nothing more: then src is read until EOF.
+func (l *tcpLoop) move(c *loopConn, h, other *half, src, dst int, readable, writable *bool, ended bool, now int64) (more bool, err error) {
 	budget := spliceBudget
 	for {
 		if h.p != nil && h.p.n > 0 {
@@ -713,6 +723,9 @@ func (l *tcpLoop) move(c *loopConn, h, other *half, src, dst int, readable, writ
 			h.eof = true
 		default:
 			h.p.n += n
+			if n < h.p.slots && !ended {
+				*readable = false
+			}
 		}
 	}
 }
