@@ -581,33 +581,32 @@ func (l *tcpLoop) addTimer(c *loopConn, at, now int64) {
 // sweep ends connections whose connect or idle time ran out, and sets
 // when to look again.
 func (l *tcpLoop) sweep(now int64) {
-	next := int64(1<<63 - 1)
+	const never = 1<<63 - 1
+	dial, idle := int64(never), int64(never)
 	slack := int64(time.Second)
 	for c := range l.timed {
 		if !c.connected {
 			if c.deadline <= now {
 				l.connectFailed(c, now, os.ErrDeadlineExceeded)
-				if !c.done && !c.connected {
-					next = min(next, c.deadline)
-				}
-				continue
 			}
-			next = min(next, c.deadline)
+			if !c.done && !c.connected {
+				dial = min(dial, c.deadline)
+			}
 			continue
 		}
 		if dl := c.last + c.idle; dl <= now {
 			l.abort(c, "idle")
 		} else {
-			next = min(next, dl)
+			idle = min(idle, dl)
 			slack = min(slack, c.idle/10)
 		}
 	}
-	// An idle connection ends within a tenth of its time late (the
-	// documented bound is twice the time).
-	l.nextSweep = max(next, now+max(slack, int64(5*time.Millisecond)))
-	if next == 1<<63-1 {
-		l.nextSweep = next
-	}
+	// Connect timeouts are kept to the millisecond; idle connections are
+	// looked at a tenth of the shortest idle time apart at most (the
+	// documented bound is twice the time), so that connections that
+	// moved bytes since do not cost a sweep each. Never sooner than 5 ms.
+	floor := now + int64(5*time.Millisecond)
+	l.nextSweep = min(max(dial, floor), max(idle, now+max(slack, int64(5*time.Millisecond))))
 }
 
 // pump moves what it can in both directions, and finishes the connection
