@@ -1,11 +1,13 @@
 package forward
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -417,4 +419,62 @@ func TestKeepAliveOptions(t *testing.T) {
 			t.Errorf("setKeepAliveFD(%v): TCP_KEEPIDLE = %d; want %d", tc.d, idle, tc.idle)
 		}
 	}
+}
+
+// TestMixedClientsEndCleanly runs clients that end in every way at once:
+// a clean close, a half-close before reading, a close right after
+// connecting, a reset in the middle of a stream, a large echo. Every
+// connection must end, leaving no descriptor and no active count behind.
+func TestMixedClientsEndCleanly(t *testing.T) {
+	const clients = 250
+	s, lb := start(t, Rule{Name: "m", Listen: "127.0.0.1:0", Targets: []string{backend(t, echo)}})
+	addr := s.Addr("m").String()
+	base := openFDs(t)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nc, err := net.Dial("tcp4", addr)
+			if err != nil {
+				t.Errorf("client %d: %v", i, err)
+				return
+			}
+			c := nc.(*net.TCPConn)
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			msg := []byte(fmt.Sprintf("client %d", i))
+			switch i % 5 {
+			case 0: // echo, close
+				if _, err := c.Write(msg); err == nil {
+					_, err = io.ReadFull(c, make([]byte, len(msg)))
+				}
+				if err != nil {
+					t.Errorf("client %d echo: %v", i, err)
+				}
+			case 1: // half-close, then read everything back
+				c.Write(msg)
+				c.CloseWrite()
+				if b, err := io.ReadAll(c); err != nil || string(b) != string(msg) {
+					t.Errorf("client %d after half-close: %q, %v", i, b, err)
+				}
+			case 2: // gone at once
+			case 3: // reset mid-stream
+				c.Write(bytes.Repeat([]byte("r"), 64<<10))
+				c.SetLinger(0)
+			case 4: // a large echo, written and read at the same time
+				big := bytes.Repeat(msg, (1<<20)/len(msg))
+				go func() { c.Write(big); c.CloseWrite() }()
+				if b, err := io.ReadAll(c); err != nil || len(b) != len(big) {
+					t.Errorf("client %d large echo: %d bytes, %v; want %d", i, len(b), err, len(big))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, "every connection ended and its descriptors closed", func() bool {
+		runtime.GC() // pooled pipes are closed once the pool drops them
+		return s.stats["m"].active.Load() == 0 && openFDs(t) <= base
+	})
+	waitFor(t, "a log line per connection", func() bool { return len(lb.lines()) == clients })
 }
