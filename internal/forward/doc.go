@@ -1,11 +1,13 @@
 // Package forward relays TCP connections and UDP sessions from local
 // listeners to one or more targets.
 //
-// A [Server] runs a set of [Rule]s. TCP is relayed with io.Copy between two
-// *net.TCPConn, which Linux turns into splice(2): bytes never enter user
-// space. Byte counts come from io.Copy's return values and idle timeouts
-// from deadlines refreshed between io.CopyN chunks, because wrapping a
-// conn to count or to refresh deadlines would silently lose splice.
+// A [Server] runs a set of [Rule]s. On Linux, TCP bytes move with raw
+// non-blocking splice(2) calls through kernel pipes and never enter user
+// space; each TCP and UDP listener is one epoll event loop in one goroutine
+// (tcp_loop_linux.go, udp_linux.go), so a short connection or a datagram
+// exchange costs no goroutine hand-offs. Rules that accept PROXY headers or
+// name their targets by host name, and other systems, relay TCP with a
+// goroutine per direction (tcp.go).
 //
 // [Server.Apply] can be called again with a new rule set (a reload):
 // listeners whose address is unchanged stay open, live connections and UDP

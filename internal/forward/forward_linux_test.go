@@ -1,17 +1,21 @@
 package forward
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func openFDs(t *testing.T) int {
@@ -250,4 +254,240 @@ func TestUDPManyClientsOwnRepliesAndExpiry(t *testing.T) {
 	if min(to, back) < clients*exchanges*18 {
 		t.Errorf("bytes relayed = %v to the target, %v back; want at least %d each way", to, back, clients*exchanges*18)
 	}
+}
+
+// blackhole returns a loopback address whose SYNs go unanswered: a
+// listener with a full accept queue drops them.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	// Fill the queue until a connect is left waiting.
+	for i := range 8 {
+		c, err := net.DialTimeout("tcp4", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+		if i == 7 {
+			t.Skip("the accept queue does not fill up here")
+		}
+	}
+	return addr
+}
+
+// TestConnectTimeout: a target that never answers is given up after the
+// connect timeout: the client gets a reset and the reason, or the next
+// target when there is one.
+func TestConnectTimeout(t *testing.T) {
+	hole := blackhole(t)
+	s, lb := start(t,
+		Rule{Name: "hole", Listen: "127.0.0.1:0", Targets: []string{hole}, ConnectTimeout: 200 * time.Millisecond},
+		Rule{Name: "next", Listen: "127.0.0.1:0", Targets: []string{hole, backend(t, echo)}, Balance: FirstHealthy, ConnectTimeout: 200 * time.Millisecond},
+	)
+	expectReset(t, s, "hole", "target never answers")
+	waitFor(t, "log line", func() bool { return len(lb.lines()) == 1 })
+	if l := lb.lines()[0]; l["rule"] != "hole" || !strings.HasPrefix(l["reason"].(string), "dial: ") || !strings.HasSuffix(l["reason"].(string), "i/o timeout") || l["target"] != hole {
+		t.Errorf("log = %v; want rule hole, target %s, reason dial: ... i/o timeout", l, hole)
+	}
+	c := dial(t, s, "next")
+	roundTrip(t, c, "second target")
+	if got := s.stats["hole"].dialErrs.Load(); got != 1 {
+		t.Errorf("dial errors = %d; want 1", got)
+	}
+}
+
+// TestManyConcurrentConnectionsOwnEchoes: many clients at once, each
+// exchanging messages of its own through the relay, each gets exactly
+// its own bytes back.
+func TestManyConcurrentConnectionsOwnEchoes(t *testing.T) {
+	const clients, rounds = 200, 20
+	s, lb := start(t, Rule{Name: "e", Listen: "127.0.0.1:0", Targets: []string{backend(t, echo)}})
+	addr := s.Addr("e").String()
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp4", addr)
+			if err != nil {
+				t.Errorf("client %d: %v", i, err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			for r := range rounds {
+				msg := []byte(fmt.Sprintf("client %d round %d %s", i, r, strings.Repeat("x", (i*r)%3000)))
+				if _, err := c.Write(msg); err != nil {
+					t.Errorf("client %d write: %v", i, err)
+					return
+				}
+				got := make([]byte, len(msg))
+				if _, err := io.ReadFull(c, got); err != nil || string(got) != string(msg) {
+					t.Errorf("client %d round %d: got %.40q, %v", i, r, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, "a log line per connection", func() bool { return len(lb.lines()) == clients })
+	if got := s.stats["e"].total.Load(); got != clients {
+		t.Errorf("connections = %d; want %d", got, clients)
+	}
+}
+
+// TestTargetThatNeverReads: a client writing to a target that reads
+// nothing stalls once the kernel buffers are full (no growth in the
+// relay), and the other connections of the listener go on meanwhile.
+func TestTargetThatNeverReads(t *testing.T) {
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	deaf := backend(t, func(c *net.TCPConn) { <-hold })
+	s, _ := start(t,
+		Rule{Name: "deaf", Listen: "127.0.0.1:0", Targets: []string{deaf}},
+		Rule{Name: "e", Listen: "127.0.0.1:0", Targets: []string{backend(t, echo)}},
+	)
+	c := dial(t, s, "deaf")
+	buf := make([]byte, 1<<20)
+	var n int64
+	for n < 1<<30 { // bounded
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		m, err := c.Write(buf)
+		n += int64(m)
+		if err != nil {
+			break
+		}
+	}
+	if n >= 1<<30 {
+		t.Fatalf("the client wrote %d bytes to a target that reads nothing; want a stall", n)
+	}
+	if n > 64<<20 {
+		t.Errorf("the client wrote %d MiB before stalling; want socket buffers and one pipe only", n>>20)
+	}
+	roundTrip(t, dial(t, s, "e"), "not held up by the stalled one")
+}
+
+// TestNamedTarget: a target given by host name is relayed too.
+func TestNamedTarget(t *testing.T) {
+	_, port, _ := net.SplitHostPort(backend(t, echo))
+	s, lb := start(t, Rule{Name: "n", Listen: "127.0.0.1:0", Targets: []string{"localhost:" + port}})
+	c := dial(t, s, "n")
+	roundTrip(t, c, "by name")
+	c.Close()
+	waitFor(t, "log line", func() bool { return len(lb.lines()) == 1 })
+	if l := lb.lines()[0]; l["reason"] != "eof" || l["target"] != "localhost:"+port {
+		t.Errorf("log = %v; want reason eof, target localhost:%s", l, port)
+	}
+}
+
+// TestKeepAliveOptions checks the socket options each KeepAlive value
+// stands for, also when a socket with its own timers goes back to the
+// kernel's.
+func TestKeepAliveOptions(t *testing.T) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	get := func(level, opt int) int {
+		v, err := unix.GetsockoptInt(fd, level, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	kIdle, _ := kernelKeepAlive()
+	for _, tc := range []struct {
+		d      time.Duration
+		custom bool
+		on     int
+		idle   int
+	}{
+		{-1, false, 0, -1},
+		{45 * time.Second, false, 1, 45},
+		{0, true, 1, kIdle},
+		{1500 * time.Millisecond, false, 1, 2},
+		{-1, true, 0, -1},
+	} {
+		setKeepAliveFD(fd, tc.d, tc.custom)
+		if on := get(unix.SOL_SOCKET, unix.SO_KEEPALIVE); on != tc.on {
+			t.Errorf("setKeepAliveFD(%v): SO_KEEPALIVE = %d; want %d", tc.d, on, tc.on)
+		}
+		if idle := get(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE); tc.idle >= 0 && idle != tc.idle {
+			t.Errorf("setKeepAliveFD(%v): TCP_KEEPIDLE = %d; want %d", tc.d, idle, tc.idle)
+		}
+	}
+}
+
+// TestMixedClientsEndCleanly runs clients that end in every way at once:
+// a clean close, a half-close before reading, a close right after
+// connecting, a reset in the middle of a stream, a large echo. Every
+// connection must end, leaving no descriptor and no active count behind.
+func TestMixedClientsEndCleanly(t *testing.T) {
+	const clients = 250
+	s, lb := start(t, Rule{Name: "m", Listen: "127.0.0.1:0", Targets: []string{backend(t, echo)}})
+	addr := s.Addr("m").String()
+	base := openFDs(t)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nc, err := net.Dial("tcp4", addr)
+			if err != nil {
+				t.Errorf("client %d: %v", i, err)
+				return
+			}
+			c := nc.(*net.TCPConn)
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			msg := []byte(fmt.Sprintf("client %d", i))
+			switch i % 5 {
+			case 0: // echo, close
+				if _, err := c.Write(msg); err == nil {
+					_, err = io.ReadFull(c, make([]byte, len(msg)))
+				}
+				if err != nil {
+					t.Errorf("client %d echo: %v", i, err)
+				}
+			case 1: // half-close, then read everything back
+				c.Write(msg)
+				c.CloseWrite()
+				if b, err := io.ReadAll(c); err != nil || string(b) != string(msg) {
+					t.Errorf("client %d after half-close: %q, %v", i, b, err)
+				}
+			case 2: // gone at once
+			case 3: // reset mid-stream
+				c.Write(bytes.Repeat([]byte("r"), 64<<10))
+				c.SetLinger(0)
+			case 4: // a large echo, written and read at the same time
+				big := bytes.Repeat(msg, (1<<20)/len(msg))
+				go func() { c.Write(big); c.CloseWrite() }()
+				if b, err := io.ReadAll(c); err != nil || len(b) != len(big) {
+					t.Errorf("client %d large echo: %d bytes, %v; want %d", i, len(b), err, len(big))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, "every connection ended and its descriptors closed", func() bool {
+		runtime.GC() // pooled pipes are closed once the pool drops them
+		return s.stats["m"].active.Load() == 0 && openFDs(t) <= base
+	})
+	waitFor(t, "a log line per connection", func() bool { return len(lb.lines()) == clients })
 }

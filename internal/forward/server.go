@@ -23,11 +23,15 @@ type Server struct {
 	listeners map[string]listener // by Rule.key
 	stats     map[string]*ruleStats
 	conns     map[*tcpConn]struct{}
-	udpMu     sync.Mutex                // guards udps; separate so a UDP socket can close while mu is held
+	udpMu     sync.Mutex                // guards udps and loops; separate so a socket can close while mu is held
 	udps      map[*udpListener]struct{} // open UDP sockets, draining ones too
+	loops     map[stopper]struct{}      // TCP event loops (Linux), draining ones too
 	wg        sync.WaitGroup            // connections and UDP sessions
 	closed    bool
 }
+
+// stopper is an event loop that Shutdown can tell to end its connections now.
+type stopper interface{ stop() }
 
 // listener is a TCP or UDP front socket.
 type listener interface {
@@ -197,6 +201,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.closeUDPSessions()
+	s.udpMu.Lock()
+	loops := make([]stopper, 0, len(s.loops))
+	for l := range s.loops {
+		loops = append(loops, l)
+	}
+	s.udpMu.Unlock()
+	for _, l := range loops {
+		l.stop()
+	}
 	<-done
 	return ctx.Err()
 }

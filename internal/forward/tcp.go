@@ -11,53 +11,6 @@ import (
 	"time"
 )
 
-type tcpListener struct {
-	s  *Server
-	ln *net.TCPListener
-	rs atomic.Pointer[ruleState]
-}
-
-func (s *Server) openTCP(ctx context.Context, r *Rule) (listener, error) {
-	// Keep-alive is set per connection from the rule in force, so a reload
-	// can change it; KeepAlive -1 stops the listener from setting its own.
-	lc := net.ListenConfig{KeepAlive: -1}
-	ln, err := lc.Listen(ctx, "tcp", r.Listen)
-	if err != nil {
-		return nil, err
-	}
-	return &tcpListener{s: s, ln: ln.(*net.TCPListener)}, nil
-}
-
-func (l *tcpListener) state() *ruleState     { return l.rs.Load() }
-func (l *tcpListener) setState(r *ruleState) { l.rs.Store(r) }
-func (l *tcpListener) addr() net.Addr        { return l.ln.Addr() }
-func (l *tcpListener) drain()                { l.ln.Close() }
-
-func (l *tcpListener) serve() {
-	var delay time.Duration
-	for {
-		c, err := l.ln.AcceptTCP()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off, never die.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			l.s.logger().Error("accept", "addr", l.ln.Addr().String(), "err", err)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		rs := l.rs.Load()
-		tc := &tcpConn{client: c}
-		if !l.s.track(tc) {
-			reset(c)
-			continue
-		}
-		go l.s.handleTCP(rs, tc)
-	}
-}
-
 // track registers a connection so Shutdown can wait for it or cut it.
 func (s *Server) track(c *tcpConn) bool {
 	s.mu.Lock()
@@ -129,15 +82,19 @@ func reset(c *net.TCPConn) {
 
 // log writes the connection's line if the level is enabled.
 func (s *Server) logConn(tc *tcpConn, level slog.Level, up, down int64, reason string) {
+	s.logConnLine(tc.rs, level, tc.clientAddr, tc.target, up, down, tc.start, reason)
+}
+
+func (s *Server) logConnLine(rs *ruleState, level slog.Level, client netip.AddrPort, target string, up, down int64, start time.Time, reason string) {
 	l := s.logger()
 	if !l.Enabled(context.Background(), level) {
 		return
 	}
 	l.LogAttrs(context.Background(), level, "conn",
-		slog.String("rule", tc.rs.name), slog.String("proto", "tcp"),
-		slog.String("client", tc.clientAddr.String()), slog.String("target", tc.target),
+		slog.String("rule", rs.name), slog.String("proto", "tcp"),
+		slog.String("client", client.String()), slog.String("target", target),
 		slog.Int64("bytes_to_target", up), slog.Int64("bytes_to_client", down),
-		slog.Duration("duration", time.Since(tc.start)), slog.String("reason", reason))
+		slog.Duration("duration", time.Since(start)), slog.String("reason", reason))
 }
 
 // handleTCP checks, connects and starts relaying one accepted connection.

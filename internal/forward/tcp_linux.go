@@ -24,6 +24,7 @@ const pipeSize = 1 << 20
 type splicePipe struct {
 	r, w    int
 	n       int // bytes in the pipe
+	slots   int // buffers the pipe holds, each at least one byte; 0 if unknown
 	cleanup runtime.Cleanup
 }
 
@@ -34,8 +35,12 @@ var pipes = sync.Pool{New: func() any {
 	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		return nil
 	}
-	unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize) // a smaller pipe works too
-	p := &splicePipe{r: fds[0], w: fds[1]}
+	size, err := unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize)
+	if err != nil {
+		// A smaller pipe works too.
+		size, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_GETPIPE_SZ, 0)
+	}
+	p := &splicePipe{r: fds[0], w: fds[1], slots: size / os.Getpagesize()}
 	p.cleanup = runtime.AddCleanup(p, func(fds [2]int) {
 		unix.Close(fds[0])
 		unix.Close(fds[1])

@@ -3,6 +3,7 @@
 package forward
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -60,3 +61,50 @@ func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool) (in
 func closeWrite(c *net.TCPConn) { c.CloseWrite() }
 
 func setKeepAlive(c *net.TCPConn, ka net.KeepAliveConfig) { c.SetKeepAliveConfig(ka) }
+
+type tcpListener struct {
+	s  *Server
+	ln *net.TCPListener
+	rs atomic.Pointer[ruleState]
+}
+
+func (s *Server) openTCP(ctx context.Context, r *Rule) (listener, error) {
+	// Keep-alive is set per connection from the rule in force, so a reload
+	// can change it; KeepAlive -1 stops the listener from setting its own.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(ctx, "tcp", r.Listen)
+	if err != nil {
+		return nil, err
+	}
+	return &tcpListener{s: s, ln: ln.(*net.TCPListener)}, nil
+}
+
+func (l *tcpListener) state() *ruleState     { return l.rs.Load() }
+func (l *tcpListener) setState(r *ruleState) { l.rs.Store(r) }
+func (l *tcpListener) addr() net.Addr        { return l.ln.Addr() }
+func (l *tcpListener) drain()                { l.ln.Close() }
+
+func (l *tcpListener) serve() {
+	var delay time.Duration
+	for {
+		c, err := l.ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, never die.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			l.s.logger().Error("accept", "addr", l.ln.Addr().String(), "err", err)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		rs := l.rs.Load()
+		tc := &tcpConn{client: c}
+		if !l.s.track(tc) {
+			reset(c)
+			continue
+		}
+		go l.s.handleTCP(rs, tc)
+	}
+}

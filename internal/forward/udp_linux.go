@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -115,7 +116,7 @@ func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
 }
 
 // dupSocket returns a non-blocking, close-on-exec duplicate of c's socket.
-func dupSocket(c *net.UDPConn) (int, error) {
+func dupSocket(c syscall.Conn) (int, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return -1, err

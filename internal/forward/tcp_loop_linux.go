@@ -1,0 +1,906 @@
+package forward
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// On Linux each TCP listener is one event loop in one goroutine, like the
+// UDP relay: an epoll set holds the listening socket, both sockets of
+// every connection (edge-triggered) and an eventfd for drain and
+// shutdown. A short connection then costs the kernel's wake-ups of one
+// thread, no goroutines and no hand-offs through the runtime's poller,
+// and only the system calls the relay needs: accept4 (the peer address
+// comes with it; TCP_NODELAY and keep-alive are inherited from the
+// listener), socket, connect and its options, splices, shutdown, close.
+//
+// Rules that accept a PROXY header from trusted peers, or whose targets
+// are host names (a lookup would stall the loop), hand their connections
+// to the goroutine relay in tcp.go.
+
+// tcpLoop serves one listening socket. Everything but mu and the fields
+// it guards belongs to the loop goroutine.
+type tcpLoop struct {
+	s     *Server
+	rs    atomic.Pointer[ruleState]
+	local net.Addr
+	fd    int // listening socket, non-blocking; -1 once closed
+	epfd  int
+	wake  int // eventfd: drain or shutdown asked
+
+	mu       sync.Mutex
+	started  bool
+	draining bool
+	stopping bool // end every connection now
+	closed   bool // epoll and eventfd closed; wake must not be written
+	acks     []chan struct{}
+
+	byFD      []*loopConn // both sockets of each connection
+	live      map[*loopConn]struct{}
+	timed     map[*loopConn]struct{} // connecting, or with an idle timeout
+	again     []*loopConn            // stopped on their budget with more to move
+	toClose   []int                  // closed after the batch, so no stale event meets a reused number
+	nextSweep int64
+	t0        time.Time
+	lnKA      time.Duration
+	lnKASet   bool  // the listener's keep-alive timers are not the kernel's
+	pausedTil int64 // accept paused (out of descriptors) until then; 0: accepting
+	delay     time.Duration
+	events    [128]unix.EpollEvent
+}
+
+// loopConn is one relayed connection.
+type loopConn struct {
+	rs       *ruleState
+	cfd, sfd int // client and target sockets; sfd -1 while none
+	up, down half
+
+	connected bool
+	queued    bool // in again
+	done      bool
+	cr, cw    bool // client socket readable, writable (edge-triggered state)
+	sr, sw    bool
+	ce, se    bool // client, target socket reported its peer's end (or an error)
+	cands     []*target
+	candBuf   [4]*target
+	next      int // next candidate to try
+	dialErr   error
+	deadline  int64 // loop clock: connect timeout
+	idle      int64
+	last      int64 // loop clock of the last byte either way
+	start     time.Time
+	client    netip.AddrPort
+	local     netip.AddrPort
+	target    string
+	hdr       []byte // PROXY header bytes still to write
+}
+
+// half is one direction of a connection.
+type half struct {
+	p    *splicePipe // holds bytes not yet passed on; nil when empty
+	eof  bool        // the source ended
+	shut bool        // the end was passed on (or the connection ends)
+	n    int64
+}
+
+// epoll events for connection sockets: all readiness changes, edge-triggered.
+const connEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+
+// spliceBudget is how many chunks one direction moves before the loop
+// turns to other connections.
+const spliceBudget = 4
+
+func (s *Server) openTCP(ctx context.Context, r *Rule) (listener, error) {
+	// The standard library resolves and binds (an empty host is dual
+	// stack); the loop then works on its own copy of the descriptor.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(ctx, "tcp", r.Listen)
+	if err != nil {
+		return nil, err
+	}
+	local := ln.Addr()
+	fd, err := dupSocket(ln.(*net.TCPListener))
+	ln.Close()
+	if err != nil {
+		return nil, err
+	}
+	// Accepted sockets inherit these: no option calls per connection.
+	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	l := &tcpLoop{s: s, local: local, fd: fd, live: map[*loopConn]struct{}{}, timed: map[*loopConn]struct{}{}}
+	l.setListenerKeepAlive(r.KeepAlive)
+	l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	l.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(fd)
+		unix.Close(l.epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	for _, f := range []int{fd, l.wake} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(f)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, f, &ev); err != nil {
+			unix.Close(fd)
+			unix.Close(l.epfd)
+			unix.Close(l.wake)
+			return nil, fmt.Errorf("epoll add: %w", err)
+		}
+	}
+	s.udpMu.Lock()
+	if s.loops == nil {
+		s.loops = map[stopper]struct{}{}
+	}
+	s.loops[l] = struct{}{}
+	s.udpMu.Unlock()
+	return l, nil
+}
+
+func (l *tcpLoop) state() *ruleState     { return l.rs.Load() }
+func (l *tcpLoop) setState(r *ruleState) { l.rs.Store(r) }
+func (l *tcpLoop) addr() net.Addr        { return l.local }
+
+// drain closes the listening socket (before it returns) and lets the live
+// connections finish; the loop ends with the last one.
+func (l *tcpLoop) drain() {
+	l.mu.Lock()
+	if l.closed || l.draining {
+		l.mu.Unlock()
+		return
+	}
+	l.draining = true
+	if !l.started {
+		unix.Close(l.fd)
+		l.fd = -1
+		l.closeLocked()
+		l.mu.Unlock()
+		return
+	}
+	ack := make(chan struct{})
+	l.acks = append(l.acks, ack)
+	l.wakeLocked()
+	l.mu.Unlock()
+	<-ack
+}
+
+// stop ends every connection now (Shutdown past its deadline).
+func (l *tcpLoop) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.stopping = true
+		l.wakeLocked()
+	}
+}
+
+func (l *tcpLoop) wakeLocked() {
+	one := [8]byte{1}
+	unix.Write(l.wake, one[:]) // a full counter (EAGAIN) is a pending wake too
+}
+
+// closeLocked closes the loop's own descriptors; l.mu is held, so no wake
+// is written to a closed (and maybe reused) descriptor number.
+func (l *tcpLoop) closeLocked() {
+	l.closed = true
+	unix.Close(l.wake)
+	unix.Close(l.epfd)
+	for _, a := range l.acks {
+		close(a)
+	}
+	l.acks = nil
+	l.s.udpMu.Lock()
+	delete(l.s.loops, l)
+	l.s.udpMu.Unlock()
+}
+
+func (l *tcpLoop) now() int64 { return int64(time.Since(l.t0)) }
+
+func (l *tcpLoop) serve() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.started = true
+	l.mu.Unlock()
+	// Not locked to its thread, for the reason given in udpListener.serve.
+	l.t0 = time.Now()
+	l.nextSweep = 1<<63 - 1
+	l.loop()
+}
+
+func (l *tcpLoop) loop() {
+	var acks []chan struct{}
+	draining := false
+	for {
+		now := l.now()
+		timeout := -1
+		if len(l.again) > 0 {
+			timeout = 0
+		} else if next := l.nextTimer(); next < 1<<63-1 {
+			// Rounded up: waking a little late is fine, early is a wasted sweep.
+			d := max(next-now, 0)
+			timeout = int((min(d, int64(time.Hour)) + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+		}
+		n, err := unix.EpollWait(l.epfd, l.events[:], timeout)
+		if err != nil && err != unix.EINTR {
+			// Only a bug gets here (a bad descriptor): end cleanly
+			// rather than spin.
+			l.s.logger().Error("tcp epoll", "addr", l.local.String(), "err", err)
+			l.endAll("error")
+			l.closeSockets()
+			l.mu.Lock()
+			if l.fd >= 0 {
+				unix.Close(l.fd)
+				l.fd = -1
+			}
+			l.acks = append(l.acks, acks...)
+			l.closeLocked()
+			l.mu.Unlock()
+			return
+		}
+		now = l.now()
+		for i := range max(n, 0) {
+			ev := l.events[i].Events
+			switch fd := int(l.events[i].Fd); {
+			case fd == l.wake:
+				var b [8]byte
+				unix.Read(l.wake, b[:])
+				l.mu.Lock()
+				draining = l.draining
+				stopping := l.stopping
+				l.stopping = false
+				acks = append(acks, l.acks...)
+				l.acks = nil
+				l.mu.Unlock()
+				if draining && l.fd >= 0 {
+					// Closing leaves the epoll set; clients see a refusal
+					// from now on.
+					l.mu.Lock()
+					unix.Close(l.fd)
+					l.fd = -1
+					l.mu.Unlock()
+				}
+				if stopping {
+					l.endAll("shutdown")
+				}
+			case fd == l.fd:
+				if !draining {
+					l.accept(now)
+				}
+			case fd < len(l.byFD) && l.byFD[fd] != nil:
+				l.event(l.byFD[fd], fd, ev, now)
+			}
+		}
+		if len(l.again) > 0 {
+			again := l.again
+			l.again = nil
+			for _, c := range again {
+				c.queued = false
+				if !c.done {
+					l.pump(c, now)
+				}
+			}
+		}
+		if l.pausedTil != 0 && now >= l.pausedTil && l.fd >= 0 {
+			l.pausedTil = 0
+			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.fd)}
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, l.fd, &ev)
+		}
+		if now >= l.nextSweep {
+			l.sweep(now)
+		}
+		l.closeSockets()
+		if draining && len(l.live) == 0 {
+			l.mu.Lock()
+			l.acks = append(l.acks, acks...)
+			l.closeLocked()
+			l.mu.Unlock()
+			return
+		}
+		// Drain returns once the listening socket is closed.
+		for _, a := range acks {
+			close(a)
+		}
+		acks = acks[:0]
+	}
+}
+
+func (l *tcpLoop) nextTimer() int64 {
+	next := l.nextSweep
+	if l.pausedTil != 0 {
+		next = min(next, l.pausedTil)
+	}
+	return next
+}
+
+// closeSockets closes the sockets of the connections ended in this batch.
+func (l *tcpLoop) closeSockets() {
+	for _, fd := range l.toClose {
+		rawClose(fd)
+	}
+	l.toClose = l.toClose[:0]
+}
+
+// accept takes one connection per readiness report (the listener is
+// level-triggered): with clients arriving one by one that saves the call
+// that would only say there is no other.
+func (l *tcpLoop) accept(now int64) {
+	var rsa unix.RawSockaddrInet6
+	fd, err := accept4(l.fd, &rsa)
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED:
+		return
+	case err != 0:
+		// Out of descriptors and the like: pause accepting, never die.
+		l.delay = min(max(2*l.delay, 5*time.Millisecond), time.Second)
+		l.s.logger().Error("accept", "addr", l.local.String(), "err", os.NewSyscallError("accept4", err))
+		l.pausedTil = now + int64(l.delay)
+		ev := unix.EpollEvent{Fd: int32(l.fd)}
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, l.fd, &ev)
+		return
+	}
+	l.delay = 0
+	rs := l.rs.Load()
+	if rs.KeepAlive != l.lnKA {
+		// A reload changed it: the listener gets the new setting for the
+		// next clients, this one too.
+		l.setListenerKeepAlive(rs.KeepAlive)
+		setKeepAliveFD(fd, rs.KeepAlive, true)
+	}
+	client, _ := sockaddrPort(&rsa, unix.SizeofSockaddrInet6)
+	client = unmapPort(client)
+	if len(rs.TrustedProxies) > 0 || !rs.pool.literal() {
+		// Off the loop: the handler may take l.s.mu, which drain holds
+		// while it waits for this loop.
+		go l.s.handoffTCP(rs, fd)
+		return
+	}
+	st := rs.stats
+	c := &loopConn{rs: rs, cfd: fd, sfd: -1, start: time.Now(), client: client}
+	if !rs.permits(client.Addr()) {
+		st.denied.Add(1)
+		resetFD(fd)
+		l.s.logLoopConn(c, slog.LevelInfo, "denied")
+		return
+	}
+	if !st.acquire(client.Addr(), rs.MaxConns, rs.MaxConnsPerSource) {
+		st.limited.Add(1)
+		resetFD(fd)
+		l.s.logLoopConn(c, slog.LevelWarn, "limit")
+		return
+	}
+	st.total.Add(1)
+	if rs.ProxyProtocol != 0 {
+		var lsa unix.RawSockaddrInet6
+		n := uint32(unix.SizeofSockaddrInet6)
+		if _, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&lsa)), uintptr(unsafe.Pointer(&n))); e == 0 {
+			c.local, _ = sockaddrPort(&lsa, n)
+			c.local = unmapPort(c.local)
+		}
+	}
+	if err := l.register(c, fd); err != nil {
+		st.release(client.Addr(), rs.MaxConnsPerSource > 0)
+		resetFD(fd)
+		l.s.logger().Error("tcp conn", "rule", rs.name, "client", client.String(), "err", err)
+		return
+	}
+	// Drain waits for the loop before Shutdown waits for the group, so
+	// this Add never races with that Wait.
+	l.s.wg.Add(1)
+	l.live[c] = struct{}{}
+	c.cands = rs.pool.candidates(c.candBuf[:0])
+	if len(c.cands) == 0 {
+		c.dialErr = errNoHealthy
+	}
+	l.dial(c, now)
+}
+
+// register adds a connection's socket to the epoll set.
+func (l *tcpLoop) register(c *loopConn, fd int) error {
+	ev := unix.EpollEvent{Events: connEvents, Fd: int32(fd)}
+	if _, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(l.epfd), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0); e != 0 {
+		return fmt.Errorf("epoll add: %w", e)
+	}
+	for fd >= len(l.byFD) {
+		l.byFD = append(l.byFD, nil)
+	}
+	l.byFD[fd] = c
+	return nil
+}
+
+// dial starts a non-blocking connect to the next candidate; when none is
+// left the client gets a reset.
+func (l *tcpLoop) dial(c *loopConn, now int64) {
+	rs := c.rs
+	for c.next < len(c.cands) {
+		t := c.cands[c.next]
+		c.next++
+		c.target = t.addr
+		fd, err := connectTCP(t.ip, rs.KeepAlive)
+		if err == nil {
+			err = l.register(c, fd)
+			if err != nil {
+				rawClose(fd)
+			}
+		}
+		if err != nil {
+			c.dialErr = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(t.ip), Err: err}
+			continue
+		}
+		c.sfd = fd
+		c.deadline = now + int64(rs.connectTimeout())
+		l.addTimer(c, c.deadline, now)
+		return
+	}
+	rs.stats.dialErrs.Add(1)
+	l.finish(c, slog.LevelWarn, "dial: "+c.dialErr.Error(), true)
+}
+
+// connectTCP opens a non-blocking socket and starts connecting it.
+func connectTCP(ap netip.AddrPort, keepAlive time.Duration) (int, error) {
+	ip := ap.Addr().Unmap()
+	family := unix.AF_INET
+	if !ip.Is4() {
+		family = unix.AF_INET6
+	}
+	r, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if e != 0 {
+		return -1, os.NewSyscallError("socket", e)
+	}
+	fd := int(r)
+	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if keepAlive >= 0 {
+		setKeepAliveFD(fd, keepAlive, false)
+	}
+	var sa unix.RawSockaddrInet6
+	n := uintptr(unix.SizeofSockaddrInet6)
+	port := ap.Port()
+	if family == unix.AF_INET {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa))
+		sa4.Family = unix.AF_INET
+		sa4.Port = port>>8 | port<<8
+		sa4.Addr = ip.As4()
+		n = unix.SizeofSockaddrInet4
+	} else {
+		sa.Family = unix.AF_INET6
+		sa.Port = port>>8 | port<<8
+		sa.Addr = ip.As16()
+		if z := ip.Zone(); z != "" {
+			if i, err := net.InterfaceByName(z); err == nil {
+				sa.Scope_id = uint32(i.Index)
+			} else if id, err := strconv.ParseUint(z, 10, 32); err == nil {
+				sa.Scope_id = uint32(id)
+			}
+		}
+	}
+	_, _, e = unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), n)
+	if e != 0 && e != unix.EINPROGRESS && e != unix.EINTR {
+		rawClose(fd)
+		return -1, os.NewSyscallError("connect", e)
+	}
+	// Done or in progress: the epoll set reports the outcome either way.
+	return fd, nil
+}
+
+// event handles readiness of one of a connection's sockets.
+func (l *tcpLoop) event(c *loopConn, fd int, ev uint32, now int64) {
+	in := ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	out := ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	end := ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	if fd == c.cfd {
+		c.cr = c.cr || in
+		c.cw = c.cw || out
+		c.ce = c.ce || end
+		if !c.connected {
+			return // read once connected: the flags keep the news
+		}
+	} else {
+		c.sr = c.sr || in
+		c.sw = c.sw || out
+		c.se = c.se || end
+		if !c.connected {
+			switch {
+			case ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0:
+				l.connectFailed(c, now, os.NewSyscallError("connect", soError(fd)))
+				return
+			case ev&unix.EPOLLOUT == 0:
+				return
+			}
+			l.connected(c, now)
+		}
+	}
+	l.pump(c, now)
+}
+
+func soError(fd int) error {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return err
+	}
+	if v == 0 {
+		return unix.ECONNREFUSED // reported as hung up without an error
+	}
+	return syscall.Errno(v)
+}
+
+// connectFailed drops the target socket and tries the next candidate.
+func (l *tcpLoop) connectFailed(c *loopConn, now int64, err error) {
+	l.byFD[c.sfd] = nil
+	l.toClose = append(l.toClose, c.sfd)
+	c.sfd = -1
+	c.sr, c.sw, c.se = false, false, false
+	c.dialErr = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.cands[c.next-1].ip), Err: err}
+	l.dial(c, now)
+}
+
+func (l *tcpLoop) connected(c *loopConn, now int64) {
+	c.connected = true
+	rs := c.rs
+	rs.stats.observeDial(time.Since(c.start))
+	c.last = now
+	c.idle = int64(rs.IdleTimeout)
+	if c.idle > 0 {
+		l.addTimer(c, now+c.idle, now)
+	} else {
+		delete(l.timed, c)
+	}
+	if rs.ProxyProtocol != 0 {
+		h := ProxyHeader{Proto: TCP, Src: c.client, Dst: c.local}
+		if rs.ProxyProtocol == 1 {
+			c.hdr = h.AppendV1(nil)
+		} else {
+			c.hdr = h.AppendV2(nil)
+		}
+	}
+}
+
+func (l *tcpLoop) addTimer(c *loopConn, at, now int64) {
+	l.timed[c] = struct{}{}
+	if at < l.nextSweep {
+		// Not sooner than 5 ms from now: connections started over time
+		// must not cost a sweep each.
+		l.nextSweep = max(at, now+int64(5*time.Millisecond))
+	}
+}
+
+// sweep ends connections whose connect or idle time ran out, and sets
+// when to look again.
+func (l *tcpLoop) sweep(now int64) {
+	const never = 1<<63 - 1
+	dial, idle := int64(never), int64(never)
+	slack := int64(time.Second)
+	for c := range l.timed {
+		if !c.connected {
+			if c.deadline <= now {
+				l.connectFailed(c, now, os.ErrDeadlineExceeded)
+			}
+			if !c.done && !c.connected {
+				dial = min(dial, c.deadline)
+			}
+			continue
+		}
+		if dl := c.last + c.idle; dl <= now {
+			l.abort(c, "idle")
+		} else {
+			idle = min(idle, dl)
+			slack = min(slack, c.idle/10)
+		}
+	}
+	// Connect timeouts are kept to the millisecond; idle connections are
+	// looked at a tenth of the shortest idle time apart at most (the
+	// documented bound is twice the time), so that connections that
+	// moved bytes since do not cost a sweep each. Never sooner than 5 ms.
+	floor := now + int64(5*time.Millisecond)
+	l.nextSweep = min(max(dial, floor), max(idle, now+max(slack, int64(5*time.Millisecond))))
+}
+
+// pump moves what it can in both directions, and finishes the connection
+// when both have ended.
+func (l *tcpLoop) pump(c *loopConn, now int64) {
+	if len(c.hdr) > 0 && c.sw {
+		n, err := sendRaw(c.sfd, c.hdr)
+		switch {
+		case err == unix.EAGAIN:
+			c.sw = false
+		case err != 0:
+			l.finish(c, slog.LevelWarn, "proxy header: "+os.NewSyscallError("write", err).Error(), true)
+			return
+		default:
+			c.hdr = c.hdr[n:]
+		}
+	}
+	busy := false
+	if len(c.hdr) == 0 {
+		more, err := l.move(c, &c.up, &c.down, c.cfd, c.sfd, &c.cr, &c.sw, c.ce, now)
+		if err != nil {
+			l.abort(c, "client: "+err.Error())
+			return
+		}
+		busy = more
+	}
+	more, err := l.move(c, &c.down, &c.up, c.sfd, c.cfd, &c.sr, &c.cw, c.se, now)
+	if err != nil {
+		l.abort(c, "target: "+err.Error())
+		return
+	}
+	if c.up.shut && c.down.shut {
+		l.finish(c, slog.LevelInfo, "eof", false)
+		return
+	}
+	if (busy || more) && !c.queued {
+		c.queued = true
+		l.again = append(l.again, c)
+	}
+}
+
+// move passes bytes from src to dst through a pipe until src has no more,
+// dst takes no more (the bytes wait in the pipe and src is not read:
+// backpressure) or the budget is spent (more: call again).
+//
+// A read that filled the pipe with fewer bytes than it has buffers did
+// not stop on a full pipe, so it took all the socket had: the socket
+// counts as drained without a read that only says so, and new bytes
+// report it ready again (edge-triggered). Not once the peer's end was
+// reported, which reports nothing more: then src is read until EOF.
+func (l *tcpLoop) move(c *loopConn, h, other *half, src, dst int, readable, writable *bool, ended bool, now int64) (more bool, err error) {
+	budget := spliceBudget
+	for {
+		if h.p != nil && h.p.n > 0 {
+			if !*writable {
+				return false, nil
+			}
+			n, errno := splice(h.p.r, dst, h.p.n)
+			switch {
+			case errno == unix.EAGAIN:
+				*writable = false
+				return false, nil
+			case errno == unix.EINTR:
+				continue
+			case errno != 0:
+				return false, os.NewSyscallError("splice", errno)
+			case n == 0:
+				return false, os.NewSyscallError("splice", unix.EIO)
+			}
+			h.p.n -= n
+			h.n += int64(n)
+			c.last = now
+			continue
+		}
+		if h.p != nil {
+			// Empty: back to the pool, so that waiting connections hold
+			// no pipe.
+			pipes.Put(h.p)
+			h.p = nil
+		}
+		if h.shut {
+			return false, nil
+		}
+		if h.eof {
+			h.shut = true
+			// The last direction to end closes both sockets, which
+			// sends the FIN itself.
+			if !other.shut {
+				unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(dst), unix.SHUT_WR, 0)
+			}
+			return false, nil
+		}
+		if !*readable {
+			return false, nil
+		}
+		if budget == 0 {
+			return true, nil
+		}
+		budget--
+		if h.p == nil {
+			if h.p, _ = pipes.Get().(*splicePipe); h.p == nil {
+				return false, errNoPipe
+			}
+		}
+		n, errno := splice(src, h.p.w, pipeSize)
+		switch {
+		case errno == unix.EAGAIN:
+			*readable = false
+		case errno == unix.EINTR:
+		case errno != 0:
+			return false, os.NewSyscallError("splice", errno)
+		case n == 0:
+			h.eof = true
+		default:
+			h.p.n += n
+			if n < h.p.slots && !ended {
+				*readable = false
+			}
+		}
+	}
+}
+
+// dropPipe closes a pipe that may still hold a connection's bytes.
+func dropPipe(h *half) {
+	if h.p == nil {
+		return
+	}
+	if h.p.n == 0 {
+		pipes.Put(h.p)
+	} else {
+		h.p.cleanup.Stop()
+		unix.Close(h.p.r)
+		unix.Close(h.p.w)
+	}
+	h.p = nil
+}
+
+func (l *tcpLoop) abort(c *loopConn, reason string) {
+	l.finish(c, slog.LevelInfo, reason, false)
+}
+
+// finish ends a connection: its sockets close after this batch (with a
+// reset to the client if asked), the counters and limits are updated and
+// the line logged.
+func (l *tcpLoop) finish(c *loopConn, level slog.Level, reason string, rst bool) {
+	if c.done {
+		return
+	}
+	c.done = true
+	if rst {
+		setLinger0(c.cfd)
+	}
+	l.byFD[c.cfd] = nil
+	l.toClose = append(l.toClose, c.cfd)
+	if c.sfd >= 0 {
+		l.byFD[c.sfd] = nil
+		l.toClose = append(l.toClose, c.sfd)
+	}
+	dropPipe(&c.up)
+	dropPipe(&c.down)
+	delete(l.timed, c)
+	delete(l.live, c)
+	rs := c.rs
+	st := rs.stats
+	st.toTarget.Add(uint64(c.up.n))
+	st.toClient.Add(uint64(c.down.n))
+	l.s.logLoopConn(c, level, reason)
+	st.release(c.client.Addr(), rs.MaxConnsPerSource > 0)
+	l.s.wg.Done()
+}
+
+func (l *tcpLoop) endAll(reason string) {
+	for c := range l.live {
+		l.abort(c, reason)
+	}
+}
+
+func (s *Server) logLoopConn(c *loopConn, level slog.Level, reason string) {
+	s.logConnLine(c.rs, level, c.client, c.target, c.up.n, c.down.n, c.start, reason)
+}
+
+// handoffTCP relays an accepted connection with the goroutine relay.
+func (s *Server) handoffTCP(rs *ruleState, fd int) {
+	f := os.NewFile(uintptr(fd), "")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		s.logger().Error("tcp conn", "rule", rs.name, "err", err)
+		return
+	}
+	c := nc.(*net.TCPConn)
+	// FileConn turned on its own keep-alive; the rule's applies.
+	if raw, err := c.SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) { setKeepAliveFD(int(fd), rs.KeepAlive, true) })
+	}
+	tc := &tcpConn{client: c}
+	if !s.track(tc) {
+		reset(c)
+		return
+	}
+	s.handleTCP(rs, tc)
+}
+
+// literal reports whether every target is an address, so that connecting
+// needs no lookup.
+func (p *pool) literal() bool {
+	for _, t := range p.targets {
+		if !t.ip.IsValid() {
+			return false
+		}
+	}
+	return true
+}
+
+// setListenerKeepAlive sets the keep-alive the accepted sockets inherit.
+func (l *tcpLoop) setListenerKeepAlive(d time.Duration) {
+	setKeepAliveFD(l.fd, d, l.lnKASet)
+	l.lnKA = d
+	l.lnKASet = d > 0
+}
+
+// setKeepAliveFD applies a rule's KeepAlive to a socket: negative off,
+// zero on with the kernel's timers, positive on with that idle time and
+// interval. custom says the socket may carry other timers, which zero
+// then puts back to the kernel's.
+func setKeepAliveFD(fd int, d time.Duration, custom bool) {
+	if d < 0 {
+		setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0)
+		return
+	}
+	setInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	idle, intvl := 0, 0
+	switch {
+	case d > 0:
+		secs := int((d + time.Second - 1) / time.Second)
+		idle, intvl = secs, secs
+	case custom:
+		idle, intvl = kernelKeepAlive()
+	}
+	if idle > 0 {
+		setInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, idle)
+	}
+	if intvl > 0 {
+		setInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, intvl)
+	}
+}
+
+// kernelKeepAlive reads the kernel's keep-alive idle time and interval
+// (seconds; 0 when unknown).
+var kernelKeepAlive = sync.OnceValues(func() (int, int) {
+	read := func(name string) int {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/" + name)
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	return read("tcp_keepalive_time"), read("tcp_keepalive_intvl")
+})
+
+func setInt(fd, level, opt, v int) {
+	v32 := int32(v)
+	unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(unsafe.Pointer(&v32)), 4, 0)
+}
+
+func setLinger0(fd int) {
+	l := unix.Linger{Onoff: 1}
+	unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_LINGER, uintptr(unsafe.Pointer(&l)), unsafe.Sizeof(l), 0)
+}
+
+// resetFD closes a socket with an RST (see reset).
+func resetFD(fd int) {
+	setLinger0(fd)
+	rawClose(fd)
+}
+
+func rawClose(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
+
+// accept4 takes a connection as a non-blocking, close-on-exec socket.
+func accept4(fd int, rsa *unix.RawSockaddrInet6) (int, syscall.Errno) {
+	n := uint32(unix.SizeofSockaddrInet6)
+	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), 0
+}
+
+// sendRaw writes what the socket takes of b without waiting.
+func sendRaw(fd int, b []byte) (int, syscall.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}
