@@ -5,9 +5,10 @@
 // non-blocking splice(2) calls through kernel pipes and never enter user
 // space; each TCP and UDP listener is one epoll event loop in one goroutine
 // (tcp_loop_linux.go, udp_linux.go), so a short connection or a datagram
-// exchange costs no goroutine hand-offs. Rules that accept PROXY headers or
-// name their targets by host name, and other systems, relay TCP with a
-// goroutine per direction (tcp.go).
+// exchange costs no goroutine hand-offs. Rules that accept PROXY headers,
+// and other systems, relay TCP with a goroutine per direction (tcp.go).
+// Targets named by host name are resolved when the rules are loaded and
+// again in the background every 30 s, never by a loop.
 //
 // [Server.Apply] can be called again with a new rule set (a reload):
 // listeners whose address is unchanged stay open, live connections and UDP

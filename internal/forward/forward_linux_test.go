@@ -393,6 +393,16 @@ func TestNamedTarget(t *testing.T) {
 	if l := lb.lines()[0]; l["reason"] != "eof" || l["target"] != "localhost:"+port {
 		t.Errorf("log = %v; want reason eof, target localhost:%s", l, port)
 	}
+	// A name that does not resolve (.onion is refused without a query) is
+	// skipped for the next target, and alone it gets the client a reset.
+	s2, _ := start(t,
+		Rule{Name: "skip", Listen: "127.0.0.1:0", Targets: []string{"gone.onion:" + port, "localhost:" + port}},
+		Rule{Name: "none", Listen: "127.0.0.1:0", Targets: []string{"gone.onion:" + port}})
+	roundTrip(t, dial(t, s2, "skip"), "past the bad name")
+	expectReset(t, s2, "none", "a target name that does not resolve")
+	if n := s2.stats["none"].dialErrs.Load(); n != 1 {
+		t.Errorf("dial errors on the unresolvable rule = %d; want 1", n)
+	}
 }
 
 // TestKeepAliveOptions checks the socket options each KeepAlive value

@@ -22,10 +22,11 @@ type target struct {
 	addr string
 	down atomic.Bool // set by health checks only
 
-	// For UDP, a target named by host name keeps its last resolved
-	// address, so that a listener's event loop never waits on DNS: the
-	// name is resolved when the rule is loaded and again in the
-	// background once the address is older than resolveTTL.
+	// A target named by host name keeps its last resolved address, so
+	// that a listener's event loop never waits on DNS: the name is
+	// resolved when the rule is loaded and again in the background once
+	// the address is older than resolveTTL (or a second after a failed
+	// lookup).
 	ip        netip.AddrPort // the address when addr is not a name
 	resolved  atomic.Pointer[resolution]
 	resolving atomic.Bool
@@ -37,7 +38,7 @@ type resolution struct {
 	at  time.Time
 }
 
-// resolveTTL is how long a resolved UDP target is used before it is
+// resolveTTL is how long a resolved target is used before it is
 // looked up again (while the old address stays in use).
 const resolveTTL = 30 * time.Second
 
@@ -50,7 +51,7 @@ func newPool(r *Rule) *pool {
 		t := &target{addr: a}
 		if ap, err := netip.ParseAddrPort(a); err == nil {
 			t.ip = ap
-		} else if r.Proto == UDP {
+		} else {
 			t.resolve()
 		}
 		p.targets = append(p.targets, t)
@@ -71,15 +72,16 @@ func (t *target) resolve() {
 	t.resolved.Store(r)
 }
 
-// udpAddr returns the address to send a new UDP session to without
-// blocking: a literal address, or the name's last resolution, refreshed
-// in the background when it is stale.
-func (t *target) udpAddr() (netip.AddrPort, error) {
+// dialAddr returns the address to connect a new connection or UDP session
+// to without blocking: a literal address, or the name's last resolution,
+// refreshed in the background when it is stale.
+func (t *target) dialAddr() (netip.AddrPort, error) {
 	if t.ip.IsValid() {
 		return t.ip, nil
 	}
 	r := t.resolved.Load()
-	if (r == nil || time.Since(r.at) > resolveTTL) && t.resolving.CompareAndSwap(false, true) {
+	stale := r == nil || time.Since(r.at) > resolveTTL || (r.err != nil && time.Since(r.at) > time.Second)
+	if stale && t.resolving.CompareAndSwap(false, true) {
 		go func() {
 			defer t.resolving.Store(false)
 			t.resolve()

@@ -27,9 +27,10 @@ import (
 // comes with it; TCP_NODELAY and keep-alive are inherited from the
 // listener), socket, connect and its options, splices, shutdown, close.
 //
-// Rules that accept a PROXY header from trusted peers, or whose targets
-// are host names (a lookup would stall the loop), hand their connections
-// to the goroutine relay in tcp.go.
+// Rules that accept a PROXY header from trusted peers hand their
+// connections to the goroutine relay in tcp.go (reading the header would
+// need a state of its own). Targets named by host name are resolved off
+// the loop (see target.dialAddr).
 
 // tcpLoop serves one listening socket. Everything but mu and the fields
 // it guards belongs to the loop goroutine.
@@ -364,7 +365,7 @@ func (l *tcpLoop) accept(now int64) {
 	}
 	client, _ := sockaddrPort(&rsa, unix.SizeofSockaddrInet6)
 	client = unmapPort(client)
-	if len(rs.TrustedProxies) > 0 || !rs.pool.literal() {
+	if len(rs.TrustedProxies) > 0 {
 		// Off the loop: the handler may take l.s.mu, which drain holds
 		// while it waits for this loop.
 		go l.s.handoffTCP(rs, fd)
@@ -431,7 +432,12 @@ func (l *tcpLoop) dial(c *loopConn, now int64) {
 		t := c.cands[c.next]
 		c.next++
 		c.target = t.addr
-		fd, err := connectTCP(t.ip, rs.KeepAlive)
+		ap, err := t.dialAddr()
+		if err != nil {
+			c.dialErr = err
+			continue
+		}
+		fd, err := connectTCP(ap, rs.KeepAlive)
 		if err == nil {
 			err = l.register(c, fd)
 			if err != nil {
@@ -439,7 +445,7 @@ func (l *tcpLoop) dial(c *loopConn, now int64) {
 			}
 		}
 		if err != nil {
-			c.dialErr = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(t.ip), Err: err}
+			c.dialErr = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
 			continue
 		}
 		c.sfd = fd
@@ -808,17 +814,6 @@ func (s *Server) handoffTCP(rs *ruleState, fd int) {
 		return
 	}
 	s.handleTCP(rs, tc)
-}
-
-// literal reports whether every target is an address, so that connecting
-// needs no lookup.
-func (p *pool) literal() bool {
-	for _, t := range p.targets {
-		if !t.ip.IsValid() {
-			return false
-		}
-	}
-	return true
 }
 
 // setListenerKeepAlive sets the keep-alive the accepted sockets inherit.

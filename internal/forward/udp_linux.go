@@ -490,7 +490,7 @@ func (l *udpListener) newSession(from netip.AddrPort, name *unix.RawSockaddrInet
 
 // dialUDP opens a non-blocking UDP socket connected to the target.
 func dialUDP(t *target) (int, error) {
-	ap, err := t.udpAddr()
+	ap, err := t.dialAddr()
 	if err != nil {
 		return -1, err
 	}

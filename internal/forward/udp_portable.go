@@ -134,7 +134,7 @@ func (l *udpListener) newSession(from netip.AddrPort) *udpSession {
 	var err error = errNoHealthy
 	for _, t := range rs.pool.candidates(arr[:0]) {
 		var ap netip.AddrPort
-		if ap, err = t.udpAddr(); err != nil {
+		if ap, err = t.dialAddr(); err != nil {
 			continue
 		}
 		if up, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap)); err == nil {
