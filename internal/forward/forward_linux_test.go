@@ -403,6 +403,14 @@ func TestNamedTarget(t *testing.T) {
 	if n := s2.stats["none"].dialErrs.Load(); n != 1 {
 		t.Errorf("dial errors on the unresolvable rule = %d; want 1", n)
 	}
+	// A refused named target: the log names the address it resolved to.
+	_, closed, _ := net.SplitHostPort(closedPort(t))
+	s3, lb3 := start(t, Rule{Name: "refused", Listen: "127.0.0.1:0", Targets: []string{"localhost:" + closed}})
+	expectReset(t, s3, "refused", "a named target that refuses")
+	waitFor(t, "log line", func() bool { return len(lb3.lines()) == 1 })
+	if r, _ := lb3.lines()[0]["reason"].(string); !strings.Contains(r, "127.0.0.1:"+closed) || !strings.Contains(r, "refused") {
+		t.Errorf("log reason = %q; want the refused address 127.0.0.1:%s", r, closed)
+	}
 }
 
 // TestKeepAliveOptions checks the socket options each KeepAlive value

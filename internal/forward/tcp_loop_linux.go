@@ -86,7 +86,8 @@ type loopConn struct {
 	client    netip.AddrPort
 	local     netip.AddrPort
 	target    string
-	hdr       []byte // PROXY header bytes still to write
+	dialed    netip.AddrPort // the address being connected to
+	hdr       []byte         // PROXY header bytes still to write
 }
 
 // half is one direction of a connection.
@@ -437,6 +438,7 @@ func (l *tcpLoop) dial(c *loopConn, now int64) {
 			c.dialErr = err
 			continue
 		}
+		c.dialed = ap
 		fd, err := connectTCP(ap, rs.KeepAlive)
 		if err == nil {
 			err = l.register(c, fd)
@@ -550,7 +552,7 @@ func (l *tcpLoop) connectFailed(c *loopConn, now int64, err error) {
 	l.toClose = append(l.toClose, c.sfd)
 	c.sfd = -1
 	c.sr, c.sw, c.se = false, false, false
-	c.dialErr = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.cands[c.next-1].ip), Err: err}
+	c.dialErr = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.dialed), Err: err}
 	l.dial(c, now)
 }
 
