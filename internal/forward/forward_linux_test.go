@@ -509,3 +509,55 @@ func TestMixedClientsEndCleanly(t *testing.T) {
 	})
 	waitFor(t, "a log line per connection", func() bool { return len(lb.lines()) == clients })
 }
+
+// TestLoopsShareListener: with several cores a TCP listener is a loop per
+// core on one socket, and clients arriving together reach more than one.
+func TestLoopsShareListener(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("one core: one loop") // not a missing requirement: -cpu=1 runs
+	}
+	s, _ := start(t, Rule{Name: "e", Listen: "127.0.0.1:0", Targets: []string{backend(t, echo)}})
+	s.mu.Lock()
+	var loops tcpLoops
+	for _, l := range s.listeners {
+		loops, _ = l.(tcpLoops)
+	}
+	s.mu.Unlock()
+	if len(loops) != min(runtime.GOMAXPROCS(0), maxLoops) {
+		t.Fatalf("listener has %d loops; want one per core (%d)", len(loops), runtime.GOMAXPROCS(0))
+	}
+	spread := func() bool {
+		for _, l := range loops {
+			if l.accepted.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for round := 0; round < 10 && !spread(); round++ {
+		var wg sync.WaitGroup
+		for range 100 {
+			wg.Go(func() {
+				c, err := net.Dial("tcp", s.Addr("e").String())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				b := make([]byte, 8)
+				if _, err := c.Write([]byte("together")); err != nil {
+					t.Error(err)
+				} else if _, err := io.ReadFull(c, b); err != nil || string(b) != "together" {
+					t.Errorf("echo = %q, %v", b, err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if !spread() {
+		for i, l := range loops {
+			t.Errorf("loop %d accepted %d connections", i, l.accepted.Load())
+		}
+	}
+}

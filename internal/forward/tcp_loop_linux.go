@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,12 +36,16 @@ import (
 // tcpLoop serves one listening socket. Everything but mu and the fields
 // it guards belongs to the loop goroutine.
 type tcpLoop struct {
-	s     *Server
-	rs    atomic.Pointer[ruleState]
-	local net.Addr
-	fd    int // listening socket, non-blocking; -1 once closed
-	epfd  int
-	wake  int // eventfd: drain or shutdown asked
+	s      *Server
+	rs     atomic.Pointer[ruleState]
+	local  net.Addr
+	fd     int  // listening socket, non-blocking; -1 once closed
+	shared bool // other loops wait on the same socket
+	// accepted counts the connections this loop took (for tests of
+	// how they spread over the loops).
+	accepted atomic.Int64
+	epfd     int
+	wake     int // eventfd: drain or shutdown asked
 
 	mu       sync.Mutex
 	started  bool
@@ -107,7 +112,7 @@ const spliceBudget = 4
 
 func (s *Server) openTCP(ctx context.Context, r *Rule) (listener, error) {
 	// The standard library resolves and binds (an empty host is dual
-	// stack); the loop then works on its own copy of the descriptor.
+	// stack); the loops then work on their own copies of the descriptor.
 	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(ctx, "tcp", r.Listen)
 	if err != nil {
@@ -121,8 +126,40 @@ func (s *Server) openTCP(ctx context.Context, r *Rule) (listener, error) {
 	}
 	// Accepted sockets inherit these: no option calls per connection.
 	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	l := &tcpLoop{s: s, local: local, fd: fd, live: map[*loopConn]struct{}{}, timed: map[*loopConn]struct{}{}}
+	n := min(runtime.GOMAXPROCS(0), maxLoops)
+	loops := make(tcpLoops, 0, n)
+	for i := range n {
+		lfd := fd
+		if i > 0 {
+			if lfd, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0); err != nil {
+				err = fmt.Errorf("dup listener: %w", err)
+			}
+		}
+		var l *tcpLoop
+		if err == nil {
+			l, err = s.newTCPLoop(r, local, lfd, n > 1)
+		}
+		if err != nil {
+			loops.drain() // none started: closes their sockets
+			return nil, err
+		}
+		loops = append(loops, l)
+	}
+	if n == 1 {
+		return loops[0], nil
+	}
+	return loops, nil
+}
+
+// maxLoops caps the loops of one listener.
+const maxLoops = 64
+
+// newTCPLoop makes a loop for a listening socket; shared says that other
+// loops wait on the same socket. It takes fd: closed on error.
+func (s *Server) newTCPLoop(r *Rule, local net.Addr, fd int, shared bool) (*tcpLoop, error) {
+	l := &tcpLoop{s: s, local: local, fd: fd, shared: shared, live: map[*loopConn]struct{}{}, timed: map[*loopConn]struct{}{}}
 	l.setListenerKeepAlive(r.KeepAlive)
+	var err error
 	l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		unix.Close(fd)
@@ -134,9 +171,8 @@ func (s *Server) openTCP(ctx context.Context, r *Rule) (listener, error) {
 		unix.Close(l.epfd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	for _, f := range []int{fd, l.wake} {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(f)}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, f, &ev); err != nil {
+	for _, err := range []error{l.watchListener(), unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.wake)})} {
+		if err != nil {
 			unix.Close(fd)
 			unix.Close(l.epfd)
 			unix.Close(l.wake)
@@ -150,6 +186,51 @@ func (s *Server) openTCP(ctx context.Context, r *Rule) (listener, error) {
 	s.loops[l] = struct{}{}
 	s.udpMu.Unlock()
 	return l, nil
+}
+
+// watchListener adds the listening socket to the loop's epoll set. A
+// socket shared by several loops is watched with EPOLLEXCLUSIVE: a new
+// client wakes one loop, not all of them.
+func (l *tcpLoop) watchListener() error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.fd)}
+	if l.shared {
+		ev.Events |= unix.EPOLLEXCLUSIVE
+	}
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.fd, &ev)
+}
+
+// tcpLoops serve one listening socket with a loop per core: every loop
+// waits on the socket and keeps the connections it accepted, so a
+// listener relays on all cores (as nginx's workers do) while the port is
+// bound once, unlike SO_REUSEPORT, which would let a second process
+// bind it too.
+type tcpLoops []*tcpLoop
+
+func (m tcpLoops) state() *ruleState { return m[0].state() }
+func (m tcpLoops) addr() net.Addr    { return m[0].addr() }
+
+func (m tcpLoops) setState(r *ruleState) {
+	for _, l := range m {
+		l.setState(r)
+	}
+}
+
+func (m tcpLoops) serve() {
+	var wg sync.WaitGroup
+	for _, l := range m {
+		wg.Go(l.serve)
+	}
+	wg.Wait()
+}
+
+// drain drains every loop; the socket is closed when the last one has
+// closed its copy, before drain returns.
+func (m tcpLoops) drain() {
+	var wg sync.WaitGroup
+	for _, l := range m {
+		wg.Go(l.drain)
+	}
+	wg.Wait()
 }
 
 func (l *tcpLoop) state() *ruleState     { return l.rs.Load() }
@@ -300,8 +381,7 @@ func (l *tcpLoop) loop() {
 		}
 		if l.pausedTil != 0 && now >= l.pausedTil && l.fd >= 0 {
 			l.pausedTil = 0
-			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.fd)}
-			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, l.fd, &ev)
+			l.watchListener()
 		}
 		if now >= l.nextSweep {
 			l.sweep(now)
@@ -352,11 +432,11 @@ func (l *tcpLoop) accept(now int64) {
 		l.delay = min(max(2*l.delay, 5*time.Millisecond), time.Second)
 		l.s.logger().Error("accept", "addr", l.local.String(), "err", os.NewSyscallError("accept4", err))
 		l.pausedTil = now + int64(l.delay)
-		ev := unix.EpollEvent{Fd: int32(l.fd)}
-		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, l.fd, &ev)
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
 		return
 	}
 	l.delay = 0
+	l.accepted.Add(1)
 	rs := l.rs.Load()
 	if rs.KeepAlive != l.lnKA {
 		// A reload changed it: the listener gets the new setting for the
