@@ -46,6 +46,7 @@ type ForwardOptions struct {
 	LogFormat    string // text | json; --json alone means json
 	logFormatSet bool
 	DrainTimeout time.Duration
+	Loops        int // event loops per TCP listener
 }
 
 // forwardRuleFlags are the flags that describe a command-line rule; with -c they
@@ -122,6 +123,7 @@ connections were cut at the drain deadline, 2 bad arguments or config.`,
 	f.StringVar(&opts.Metrics, "metrics", "", "serve Prometheus metrics on host:port at /metrics")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "connection log lines: text or json")
 	f.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, wait this long for connections to finish")
+	f.IntVar(&opts.Loops, "loops", 1, "event loops per TCP listener (Linux): more use more cores for many busy connections")
 	return cmd
 }
 
@@ -191,6 +193,9 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 	if err != nil {
 		return err
 	}
+	if opts.Loops < 0 || opts.Loops > 64 {
+		return usageErr(fmt.Errorf("--loops %d: want 1 to 64", opts.Loops))
+	}
 	if opts.Check {
 		return writeForwardCheck(g, opts, rules)
 	}
@@ -219,7 +224,7 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	srv := &forward.Server{Logger: log}
+	srv := &forward.Server{Logger: log, Loops: opts.Loops}
 	if err := srv.Apply(ctx, rules); err != nil {
 		return fmt.Errorf("forward: %w", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,10 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// On Linux each TCP listener is one event loop in one goroutine, like the
-// UDP relay: an epoll set holds the listening socket, both sockets of
-// every connection (edge-triggered) and an eventfd for drain and
-// shutdown. A short connection then costs the kernel's wake-ups of one
+// On Linux each TCP listener is served by an event loop (or several, see
+// tcpLoops), each in one goroutine like the UDP relay: its epoll set holds
+// the listening socket, both sockets of every connection it accepted
+// (edge-triggered) and an eventfd for drain and shutdown. A short connection then costs the kernel's wake-ups of one
 // thread, no goroutines and no hand-offs through the runtime's poller,
 // and only the system calls the relay needs: accept4 (the peer address
 // comes with it; TCP_NODELAY and keep-alive are inherited from the
@@ -126,7 +125,7 @@ func (s *Server) openTCP(ctx context.Context, r *Rule) (listener, error) {
 	}
 	// Accepted sockets inherit these: no option calls per connection.
 	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	n := min(runtime.GOMAXPROCS(0), maxLoops)
+	n := min(max(s.Loops, 1), maxLoops)
 	loops := make(tcpLoops, 0, n)
 	for i := range n {
 		lfd := fd
@@ -199,11 +198,11 @@ func (l *tcpLoop) watchListener() error {
 	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.fd, &ev)
 }
 
-// tcpLoops serve one listening socket with a loop per core: every loop
-// waits on the socket and keeps the connections it accepted, so a
-// listener relays on all cores (as nginx's workers do) while the port is
-// bound once, unlike SO_REUSEPORT, which would let a second process
-// bind it too.
+// tcpLoops serve one listening socket with several loops (Server.Loops):
+// every loop waits on the socket and keeps the connections it accepted,
+// so a listener relays on several cores (as nginx's workers do) while the
+// port is bound once, unlike SO_REUSEPORT, which would let a second
+// process bind it too.
 type tcpLoops []*tcpLoop
 
 func (m tcpLoops) state() *ruleState { return m[0].state() }
