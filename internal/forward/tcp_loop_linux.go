@@ -43,15 +43,7 @@ type tcpLoop struct {
 	// accepted counts the connections this loop took (for tests of
 	// how they spread over the loops).
 	accepted atomic.Int64
-	epfd     int
-	wake     int // eventfd: drain or shutdown asked
-
-	mu       sync.Mutex
-	started  bool
-	draining bool
-	stopping bool // end every connection now
-	closed   bool // epoll and eventfd closed; wake must not be written
-	acks     []chan struct{}
+	loopCtl
 
 	byFD      []*loopConn // both sockets of each connection
 	live      map[*loopConn]struct{}
@@ -252,38 +244,12 @@ func (l *tcpLoop) drain() {
 		l.mu.Unlock()
 		return
 	}
-	ack := make(chan struct{})
-	l.acks = append(l.acks, ack)
-	l.wakeLocked()
-	l.mu.Unlock()
-	<-ack
+	l.askDrain()
 }
 
-// stop ends every connection now (Shutdown past its deadline).
-func (l *tcpLoop) stop() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.closed {
-		l.stopping = true
-		l.wakeLocked()
-	}
-}
-
-func (l *tcpLoop) wakeLocked() {
-	one := [8]byte{1}
-	unix.Write(l.wake, one[:]) // a full counter (EAGAIN) is a pending wake too
-}
-
-// closeLocked closes the loop's own descriptors; l.mu is held, so no wake
-// is written to a closed (and maybe reused) descriptor number.
+// closeLocked closes the loop's own descriptors; l.mu is held.
 func (l *tcpLoop) closeLocked() {
-	l.closed = true
-	unix.Close(l.wake)
-	unix.Close(l.epfd)
-	for _, a := range l.acks {
-		close(a)
-	}
-	l.acks = nil
+	l.closeCtlLocked()
 	l.s.udpMu.Lock()
 	delete(l.s.loops, l)
 	l.s.udpMu.Unlock()
@@ -340,15 +306,8 @@ func (l *tcpLoop) loop() {
 			ev := l.events[i].Events
 			switch fd := int(l.events[i].Fd); {
 			case fd == l.wake:
-				var b [8]byte
-				unix.Read(l.wake, b[:])
-				l.mu.Lock()
-				draining = l.draining
-				stopping := l.stopping
-				l.stopping = false
-				acks = append(acks, l.acks...)
-				l.acks = nil
-				l.mu.Unlock()
+				var stopping bool
+				draining, stopping, acks = l.requests(acks)
 				if draining && l.fd >= 0 {
 					// Closing leaves the epoll set; clients see a refusal
 					// from now on.

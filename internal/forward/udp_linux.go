@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,15 +33,7 @@ type udpListener struct {
 	rs    atomic.Pointer[ruleState]
 	local net.Addr
 	fd    int // the listener socket, non-blocking
-	epfd  int
-	wake  int // eventfd: drain or shutdown asked
-
-	mu       sync.Mutex
-	started  bool // the loop runs (or ran)
-	draining bool
-	stopping bool            // end every session now
-	closed   bool            // sockets closed; wake must not be written
-	acks     []chan struct{} // drain calls waiting for the loop
+	loopCtl
 
 	sessions  map[netip.AddrPort]*udpSession
 	byFD      []*udpSession
@@ -105,7 +96,7 @@ func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
 			return nil, fmt.Errorf("epoll add: %w", err)
 		}
 	}
-	l := &udpListener{s: s, local: local, fd: fd, epfd: epfd, wake: wake, sessions: map[netip.AddrPort]*udpSession{}}
+	l := &udpListener{s: s, local: local, fd: fd, loopCtl: loopCtl{epfd: epfd, wake: wake}, sessions: map[netip.AddrPort]*udpSession{}}
 	s.udpMu.Lock()
 	if s.udps == nil {
 		s.udps = map[*udpListener]struct{}{}
@@ -157,39 +148,13 @@ func (l *udpListener) drain() {
 		l.mu.Unlock()
 		return
 	}
-	ack := make(chan struct{})
-	l.acks = append(l.acks, ack)
-	l.wakeLocked()
-	l.mu.Unlock()
-	<-ack
+	l.askDrain()
 }
 
-// stop ends every session now (Shutdown past its deadline).
-func (l *udpListener) stop() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.closed {
-		l.stopping = true
-		l.wakeLocked()
-	}
-}
-
-func (l *udpListener) wakeLocked() {
-	one := [8]byte{1}
-	unix.Write(l.wake, one[:]) // a full counter (EAGAIN) is a pending wake too
-}
-
-// closeLocked closes the sockets; l.mu is held, so no wake is written to
-// a closed (and maybe reused) descriptor number.
+// closeLocked closes the sockets; l.mu is held.
 func (l *udpListener) closeLocked() {
-	l.closed = true
 	unix.Close(l.fd)
-	unix.Close(l.wake)
-	unix.Close(l.epfd)
-	for _, a := range l.acks {
-		close(a)
-	}
-	l.acks = nil
+	l.closeCtlLocked()
 	l.s.udpMu.Lock()
 	delete(l.s.udps, l)
 	l.s.udpMu.Unlock()
@@ -265,15 +230,8 @@ func (l *udpListener) loop() {
 		for i := range max(n, 0) {
 			switch fd := int(l.events[i].Fd); fd {
 			case l.wake:
-				var b [8]byte
-				unix.Read(l.wake, b[:])
-				l.mu.Lock()
-				draining = l.draining
-				stopping := l.stopping
-				l.stopping = false
-				acks = append(acks, l.acks...)
-				l.acks = nil
-				l.mu.Unlock()
+				var stopping bool
+				draining, stopping, acks = l.requests(acks)
 				if stopping {
 					l.endAll("shutdown")
 				}
