@@ -20,6 +20,7 @@ type pool struct {
 
 type target struct {
 	addr string
+	net  string // "tcp" or "udp", for a port given by service name
 	down atomic.Bool // set by health checks only
 
 	// A target named by host name keeps its last resolved address, so
@@ -48,7 +49,7 @@ const resolveTimeout = 5 * time.Second
 func newPool(r *Rule) *pool {
 	p := &pool{balance: r.Balance}
 	for _, a := range r.Targets {
-		t := &target{addr: a}
+		t := &target{addr: a, net: r.Proto.String()}
 		if ap, err := netip.ParseAddrPort(a); err == nil {
 			t.ip = ap
 		} else {
@@ -64,7 +65,7 @@ func newPool(r *Rule) *pool {
 func (t *target) resolve() {
 	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
 	defer cancel()
-	ua, err := resolveUDP(ctx, t.addr)
+	ua, err := resolveHostPort(ctx, t.net, t.addr)
 	r := &resolution{ap: ua, err: err, at: time.Now()}
 	if old := t.resolved.Load(); err != nil && old != nil && old.err == nil {
 		r.ap, r.err = old.ap, nil
@@ -93,14 +94,14 @@ func (t *target) dialAddr() (netip.AddrPort, error) {
 	return r.ap, r.err
 }
 
-// resolveUDP resolves a host:port to one address, preferring IPv4 as
-// net.Dial's "udp" does for a name with both.
-func resolveUDP(ctx context.Context, hostport string) (netip.AddrPort, error) {
+// resolveHostPort resolves a host:port to one address, preferring IPv4
+// for a name with both, as net.ResolveTCPAddr and ResolveUDPAddr do.
+func resolveHostPort(ctx context.Context, network, hostport string) (netip.AddrPort, error) {
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	pn, err := net.DefaultResolver.LookupPort(ctx, "udp", port)
+	pn, err := net.DefaultResolver.LookupPort(ctx, network, port)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
