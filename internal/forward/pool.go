@@ -20,7 +20,7 @@ type pool struct {
 
 type target struct {
 	addr string
-	net  string // "tcp" or "udp", for a port given by service name
+	net  string      // "tcp" or "udp", for a port given by service name
 	down atomic.Bool // set by health checks only
 
 	// A target named by host name keeps its last resolved address, so
