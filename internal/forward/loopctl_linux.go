@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"fmt"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -19,6 +20,32 @@ type loopCtl struct {
 	stopping bool            // end everything now
 	closed   bool            // epoll set and eventfd closed; wake must not be written
 	acks     []chan struct{} // drain calls waiting for the loop
+}
+
+// open makes the loop's epoll set and its eventfd, already in the set.
+// watch adds the loop's listening socket; on error both are closed again
+// (the listening socket is the caller's).
+func (c *loopCtl) open(watch func(epfd int) error) error {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)})
+	if err == nil {
+		err = watch(epfd)
+	}
+	if err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return fmt.Errorf("epoll add: %w", err)
+	}
+	c.epfd, c.wake = epfd, wake
+	return nil
 }
 
 // stop asks the loop to end its connections or sessions now (Shutdown past

@@ -30,15 +30,30 @@ type Server struct {
 	listeners map[string]listener // by Rule.key
 	stats     map[string]*ruleStats
 	conns     map[*tcpConn]struct{}
-	udpMu     sync.Mutex                // guards udps and loops; separate so a socket can close while mu is held
-	udps      map[*udpListener]struct{} // open UDP sockets, draining ones too
-	loops     map[stopper]struct{}      // TCP event loops (Linux), draining ones too
-	wg        sync.WaitGroup            // connections and UDP sessions
+	loopMu    sync.Mutex           // guards loops; separate so a socket can close while mu is held
+	loops     map[stopper]struct{} // TCP event loops and UDP listeners, draining ones too
+	wg        sync.WaitGroup       // connections and UDP sessions
 	closed    bool
 }
 
-// stopper is an event loop that Shutdown can tell to end its connections now.
+// stopper is an event loop or UDP listener that Shutdown can tell to end
+// its connections or sessions now.
 type stopper interface{ stop() }
+
+func (s *Server) addLoop(l stopper) {
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	if s.loops == nil {
+		s.loops = map[stopper]struct{}{}
+	}
+	s.loops[l] = struct{}{}
+}
+
+func (s *Server) removeLoop(l stopper) {
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	delete(s.loops, l)
+}
 
 // listener is a TCP or UDP front socket.
 type listener interface {
@@ -207,13 +222,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.abort("shutdown")
 	}
 	s.mu.Unlock()
-	s.closeUDPSessions()
-	s.udpMu.Lock()
+	s.loopMu.Lock()
 	loops := make([]stopper, 0, len(s.loops))
 	for l := range s.loops {
 		loops = append(loops, l)
 	}
-	s.udpMu.Unlock()
+	s.loopMu.Unlock()
 	for _, l := range loops {
 		l.stop()
 	}

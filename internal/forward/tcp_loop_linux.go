@@ -150,44 +150,23 @@ const maxLoops = 64
 func (s *Server) newTCPLoop(r *Rule, local net.Addr, fd int, shared bool) (*tcpLoop, error) {
 	l := &tcpLoop{s: s, local: local, fd: fd, shared: shared, live: map[*loopConn]struct{}{}, timed: map[*loopConn]struct{}{}}
 	l.setListenerKeepAlive(r.KeepAlive)
-	var err error
-	l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
+	if err := l.open(l.watchListener); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("epoll: %w", err)
+		return nil, err
 	}
-	l.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(fd)
-		unix.Close(l.epfd)
-		return nil, fmt.Errorf("eventfd: %w", err)
-	}
-	for _, err := range []error{l.watchListener(), unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.wake)})} {
-		if err != nil {
-			unix.Close(fd)
-			unix.Close(l.epfd)
-			unix.Close(l.wake)
-			return nil, fmt.Errorf("epoll add: %w", err)
-		}
-	}
-	s.udpMu.Lock()
-	if s.loops == nil {
-		s.loops = map[stopper]struct{}{}
-	}
-	s.loops[l] = struct{}{}
-	s.udpMu.Unlock()
+	s.addLoop(l)
 	return l, nil
 }
 
-// watchListener adds the listening socket to the loop's epoll set. A
+// watchListener adds the listening socket to the epoll set epfd. A
 // socket shared by several loops is watched with EPOLLEXCLUSIVE: a new
 // client wakes one loop, not all of them.
-func (l *tcpLoop) watchListener() error {
+func (l *tcpLoop) watchListener(epfd int) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.fd)}
 	if l.shared {
 		ev.Events |= unix.EPOLLEXCLUSIVE
 	}
-	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.fd, &ev)
+	return unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, l.fd, &ev)
 }
 
 // tcpLoops serve one listening socket with several loops (Server.Loops):
@@ -250,9 +229,7 @@ func (l *tcpLoop) drain() {
 // closeLocked closes the loop's own descriptors; l.mu is held.
 func (l *tcpLoop) closeLocked() {
 	l.closeCtlLocked()
-	l.s.udpMu.Lock()
-	delete(l.s.loops, l)
-	l.s.udpMu.Unlock()
+	l.s.removeLoop(l)
 }
 
 func (l *tcpLoop) now() int64 { return int64(time.Since(l.t0)) }
@@ -339,7 +316,7 @@ func (l *tcpLoop) loop() {
 		}
 		if l.pausedTil != 0 && now >= l.pausedTil && l.fd >= 0 {
 			l.pausedTil = 0
-			l.watchListener()
+			l.watchListener(l.epfd)
 		}
 		if now >= l.nextSweep {
 			l.sweep(now)

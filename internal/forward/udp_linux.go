@@ -76,33 +76,15 @@ func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	l := &udpListener{s: s, local: local, fd: fd, sessions: map[netip.AddrPort]*udpSession{}}
+	err = l.open(func(epfd int) error {
+		return unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
+	})
 	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("epoll: %w", err)
+		return nil, err
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(fd)
-		unix.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", err)
-	}
-	for _, f := range []int{fd, wake} {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(f)}
-		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, f, &ev); err != nil {
-			unix.Close(fd)
-			unix.Close(epfd)
-			unix.Close(wake)
-			return nil, fmt.Errorf("epoll add: %w", err)
-		}
-	}
-	l := &udpListener{s: s, local: local, fd: fd, loopCtl: loopCtl{epfd: epfd, wake: wake}, sessions: map[netip.AddrPort]*udpSession{}}
-	s.udpMu.Lock()
-	if s.udps == nil {
-		s.udps = map[*udpListener]struct{}{}
-	}
-	s.udps[l] = struct{}{}
-	s.udpMu.Unlock()
+	s.addLoop(l)
 	return l, nil
 }
 
@@ -155,22 +137,7 @@ func (l *udpListener) drain() {
 func (l *udpListener) closeLocked() {
 	unix.Close(l.fd)
 	l.closeCtlLocked()
-	l.s.udpMu.Lock()
-	delete(l.s.udps, l)
-	l.s.udpMu.Unlock()
-}
-
-// closeUDPSessions ends every UDP session now (Shutdown past its deadline).
-func (s *Server) closeUDPSessions() {
-	s.udpMu.Lock()
-	ls := make([]*udpListener, 0, len(s.udps))
-	for l := range s.udps {
-		ls = append(ls, l)
-	}
-	s.udpMu.Unlock()
-	for _, l := range ls {
-		l.stop()
-	}
+	l.s.removeLoop(l)
 }
 
 func (l *udpListener) serve() {

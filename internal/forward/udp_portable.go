@@ -50,12 +50,7 @@ func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
 		return nil, err
 	}
 	l := &udpListener{s: s, pc: pc.(*net.UDPConn), sessions: map[netip.AddrPort]*udpSession{}}
-	s.udpMu.Lock()
-	if s.udps == nil {
-		s.udps = map[*udpListener]struct{}{}
-	}
-	s.udps[l] = struct{}{}
-	s.udpMu.Unlock()
+	s.addLoop(l)
 	return l, nil
 }
 
@@ -84,9 +79,7 @@ func (l *udpListener) close() {
 	l.closed = true
 	l.mu.Unlock()
 	l.pc.Close()
-	l.s.udpMu.Lock()
-	delete(l.s.udps, l)
-	l.s.udpMu.Unlock()
+	l.s.removeLoop(l)
 }
 
 func (l *udpListener) serve() {
@@ -224,21 +217,13 @@ func (s *udpSession) end(reason string) {
 	l.s.wg.Done()
 }
 
-// closeUDPSessions ends every UDP session now (Shutdown past its deadline).
-func (s *Server) closeUDPSessions() {
-	s.udpMu.Lock()
-	var ls []*udpListener
-	for l := range s.udps {
-		ls = append(ls, l)
-	}
-	s.udpMu.Unlock()
+// stop ends every session now (Shutdown past its deadline).
+func (l *udpListener) stop() {
 	why := "shutdown"
-	for _, l := range ls {
-		l.mu.Lock()
-		for _, sess := range l.sessions {
-			sess.reason.Store(&why)
-			sess.up.Close()
-		}
-		l.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, sess := range l.sessions {
+		sess.reason.Store(&why)
+		sess.up.Close()
 	}
 }
