@@ -138,25 +138,38 @@ func (p *pool) candidates(buf []*target) []*target {
 	return buf
 }
 
-// dialTCP connects to the first candidate that answers.
-func (p *pool) dialTCP(ctx context.Context, d *net.Dialer) (*net.TCPConn, string, error) {
+// dialEach calls dial with the address of each healthy target in turn
+// until one succeeds, and returns that target; on failure, the last one
+// tried and its error. It stops early when dial says so (stop).
+func (p *pool) dialEach(dial func(netip.AddrPort) (stop bool, err error)) (string, error) {
 	var arr [8]*target
-	cands := p.candidates(arr[:0])
-	if len(cands) == 0 {
-		return nil, "", errNoHealthy
-	}
-	var err error
-	for _, t := range cands {
-		var c net.Conn
-		c, err = d.DialContext(ctx, "tcp", t.addr)
-		if err == nil {
-			return c.(*net.TCPConn), t.addr, nil
+	name, err := "", error(errNoHealthy)
+	for _, t := range p.candidates(arr[:0]) {
+		name = t.addr
+		ap, e := t.dialAddr()
+		stop := false
+		if e == nil {
+			stop, e = dial(ap)
 		}
-		if ctx.Err() != nil {
+		if err = e; err == nil || stop {
 			break
 		}
 	}
-	return nil, cands[len(cands)-1].addr, err
+	return name, err
+}
+
+// dialTCP connects to the first candidate that answers.
+func (p *pool) dialTCP(ctx context.Context, d *net.Dialer) (*net.TCPConn, string, error) {
+	var c net.Conn
+	name, err := p.dialEach(func(ap netip.AddrPort) (bool, error) {
+		var err error
+		c, err = d.DialContext(ctx, "tcp", ap.String())
+		return ctx.Err() != nil, err
+	})
+	if err != nil {
+		return nil, name, err
+	}
+	return c.(*net.TCPConn), name, nil
 }
 
 // check runs active TCP connect checks every interval until ctx ends.

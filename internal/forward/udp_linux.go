@@ -375,17 +375,13 @@ func (l *udpListener) newSession(from netip.AddrPort, name *unix.RawSockaddrInet
 	if !rs.admitUDP(src) {
 		return nil
 	}
-	var arr [8]*target
 	fd := -1
-	var tgt string
-	var err error = errNoHealthy
-	for _, t := range rs.pool.candidates(arr[:0]) {
-		if fd, err = dialUDP(t); err == nil {
-			tgt = t.addr
-			break
-		}
-	}
-	if fd < 0 {
+	tgt, err := rs.pool.dialEach(func(ap netip.AddrPort) (bool, error) {
+		var err error
+		fd, err = dialUDP(ap)
+		return false, err
+	})
+	if err != nil {
 		rs.stats.release(src, rs.MaxConnsPerSource > 0)
 		rs.stats.dialErrs.Add(1)
 		l.s.logger().Warn("udp session", "rule", rs.name, "client", unmapPort(from).String(), "reason", "dial: "+err.Error())
@@ -413,13 +409,8 @@ func (l *udpListener) newSession(from netip.AddrPort, name *unix.RawSockaddrInet
 	return sess
 }
 
-// dialUDP opens a non-blocking UDP socket connected to the target.
-func dialUDP(t *target) (int, error) {
-	ap, err := t.dialAddr()
-	if err != nil {
-		return -1, err
-	}
-	addr := t.addr
+// dialUDP opens a non-blocking UDP socket connected to ap.
+func dialUDP(ap netip.AddrPort) (int, error) {
 	ip := ap.Addr().Unmap()
 	var sa unix.Sockaddr
 	family := unix.AF_INET
@@ -435,7 +426,7 @@ func dialUDP(t *target) (int, error) {
 	}
 	if err := unix.Connect(fd, sa); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("dial udp %s: %w", addr, err)
+		return -1, fmt.Errorf("dial udp %s: %w", ap, err)
 	}
 	return fd, nil
 }

@@ -121,21 +121,13 @@ func (l *udpListener) newSession(from netip.AddrPort) *udpSession {
 	if draining || !rs.admitUDP(src) {
 		return nil
 	}
-	var arr [8]*target
 	var up *net.UDPConn
-	var tgt string
-	var err error = errNoHealthy
-	for _, t := range rs.pool.candidates(arr[:0]) {
-		var ap netip.AddrPort
-		if ap, err = t.dialAddr(); err != nil {
-			continue
-		}
-		if up, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap)); err == nil {
-			tgt = t.addr
-			break
-		}
-	}
-	if up == nil {
+	tgt, err := rs.pool.dialEach(func(ap netip.AddrPort) (bool, error) {
+		var err error
+		up, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
+		return false, err
+	})
+	if err != nil {
 		st.release(src, rs.MaxConnsPerSource > 0)
 		st.dialErrs.Add(1)
 		l.s.logger().Warn("udp session", "rule", rs.name, "client", from.String(), "reason", "dial: "+err.Error())
