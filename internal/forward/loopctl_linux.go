@@ -88,6 +88,23 @@ func (c *loopCtl) requests(acks []chan struct{}) (draining, stopping bool, _ []c
 	return c.draining, stopping, acks
 }
 
+// exit ends the loop: closeLocked runs with c.mu held and answers the
+// drain calls in acks with those still waiting.
+func (c *loopCtl) exit(acks []chan struct{}, closeLocked func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.acks = append(c.acks, acks...)
+	closeLocked()
+}
+
+// answer releases the drain calls a loop took this turn.
+func answer(acks []chan struct{}) []chan struct{} {
+	for _, a := range acks {
+		close(a)
+	}
+	return acks[:0]
+}
+
 // closeCtlLocked closes the epoll set and the eventfd and answers the
 // waiting drain calls; c.mu is held, so no wake is written to a closed
 // (and maybe reused) descriptor number.

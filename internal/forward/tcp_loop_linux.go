@@ -217,8 +217,6 @@ func (l *tcpLoop) drain() {
 	}
 	l.draining = true
 	if !l.started {
-		unix.Close(l.fd)
-		l.fd = -1
 		l.closeLocked()
 		l.mu.Unlock()
 		return
@@ -226,8 +224,13 @@ func (l *tcpLoop) drain() {
 	l.askDrain()
 }
 
-// closeLocked closes the loop's own descriptors; l.mu is held.
+// closeLocked closes the loop's own descriptors (its copy of the
+// listening socket too, if still open); l.mu is held.
 func (l *tcpLoop) closeLocked() {
+	if l.fd >= 0 {
+		unix.Close(l.fd)
+		l.fd = -1
+	}
 	l.closeCtlLocked()
 	l.s.removeLoop(l)
 }
@@ -268,14 +271,7 @@ func (l *tcpLoop) loop() {
 			l.s.logger().Error("tcp epoll", "addr", l.local.String(), "err", err)
 			l.endAll("error")
 			l.closeSockets()
-			l.mu.Lock()
-			if l.fd >= 0 {
-				unix.Close(l.fd)
-				l.fd = -1
-			}
-			l.acks = append(l.acks, acks...)
-			l.closeLocked()
-			l.mu.Unlock()
+			l.exit(acks, l.closeLocked)
 			return
 		}
 		now = l.now()
@@ -323,17 +319,11 @@ func (l *tcpLoop) loop() {
 		}
 		l.closeSockets()
 		if draining && len(l.live) == 0 {
-			l.mu.Lock()
-			l.acks = append(l.acks, acks...)
-			l.closeLocked()
-			l.mu.Unlock()
+			l.exit(acks, l.closeLocked)
 			return
 		}
 		// Drain returns once the listening socket is closed.
-		for _, a := range acks {
-			close(a)
-		}
-		acks = acks[:0]
+		acks = answer(acks)
 	}
 }
 

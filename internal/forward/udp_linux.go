@@ -187,10 +187,7 @@ func (l *udpListener) loop() {
 			// rather than spin.
 			l.s.logger().Error("udp epoll", "addr", l.local.String(), "err", err)
 			l.endAll("error")
-			l.mu.Lock()
-			l.acks = append(l.acks, acks...)
-			l.closeLocked()
-			l.mu.Unlock()
+			l.exit(acks, l.closeLocked)
 			return
 		}
 		now = l.now()
@@ -214,17 +211,11 @@ func (l *udpListener) loop() {
 			l.sweep(now)
 		}
 		if draining && len(l.sessions) == 0 {
-			l.mu.Lock()
-			l.acks = append(l.acks, acks...)
-			l.closeLocked()
-			l.mu.Unlock()
+			l.exit(acks, l.closeLocked)
 			return
 		}
 		// Drain returns once the loop makes no more sessions.
-		for _, a := range acks {
-			close(a)
-		}
-		acks = acks[:0]
+		acks = answer(acks)
 	}
 }
 
