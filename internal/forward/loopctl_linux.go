@@ -59,9 +59,32 @@ func (c *loopCtl) stop() {
 	}
 }
 
-// askDrain asks a running loop to drain and waits until it has stopped
-// taking clients. c.mu is held on entry and released.
-func (c *loopCtl) askDrain() {
+// begin marks the loop as running; false if it was closed first (a
+// drain before it started).
+func (c *loopCtl) begin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.started = !c.closed
+	return c.started
+}
+
+// drain stops the loop taking clients and returns once it has: a loop not
+// running yet is closed at once with closeLocked (called with c.mu held);
+// a running one is asked and answers when its listening socket no longer
+// takes clients. It ends by itself when its last connection or session
+// does.
+func (c *loopCtl) drain(closeLocked func()) {
+	c.mu.Lock()
+	if c.closed || c.draining {
+		c.mu.Unlock()
+		return
+	}
+	c.draining = true
+	if !c.started {
+		closeLocked()
+		c.mu.Unlock()
+		return
+	}
 	ack := make(chan struct{})
 	c.acks = append(c.acks, ack)
 	c.wakeLocked()

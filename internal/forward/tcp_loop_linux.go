@@ -209,20 +209,7 @@ func (l *tcpLoop) addr() net.Addr        { return l.local }
 
 // drain closes the listening socket (before it returns) and lets the live
 // connections finish; the loop ends with the last one.
-func (l *tcpLoop) drain() {
-	l.mu.Lock()
-	if l.closed || l.draining {
-		l.mu.Unlock()
-		return
-	}
-	l.draining = true
-	if !l.started {
-		l.closeLocked()
-		l.mu.Unlock()
-		return
-	}
-	l.askDrain()
-}
+func (l *tcpLoop) drain() { l.loopCtl.drain(l.closeLocked) }
 
 // closeLocked closes the loop's own descriptors (its copy of the
 // listening socket too, if still open); l.mu is held.
@@ -238,13 +225,9 @@ func (l *tcpLoop) closeLocked() {
 func (l *tcpLoop) now() int64 { return int64(time.Since(l.t0)) }
 
 func (l *tcpLoop) serve() {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if !l.begin() {
 		return
 	}
-	l.started = true
-	l.mu.Unlock()
 	// Not locked to its thread, for the reason given in udpListener.serve.
 	l.t0 = time.Now()
 	l.nextSweep = 1<<63 - 1

@@ -118,20 +118,7 @@ func (l *udpListener) addr() net.Addr        { return l.local }
 // drain stops new sessions; the socket stays open for the live ones and
 // closes when the last one expires (before drain returns if there are
 // none).
-func (l *udpListener) drain() {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return
-	}
-	l.draining = true
-	if !l.started {
-		l.closeLocked()
-		l.mu.Unlock()
-		return
-	}
-	l.askDrain()
-}
+func (l *udpListener) drain() { l.loopCtl.drain(l.closeLocked) }
 
 // closeLocked closes the sockets; l.mu is held.
 func (l *udpListener) closeLocked() {
@@ -141,13 +128,9 @@ func (l *udpListener) closeLocked() {
 }
 
 func (l *udpListener) serve() {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if !l.begin() {
 		return
 	}
-	l.started = true
-	l.mu.Unlock()
 	// Not locked to its thread: after a long epoll_wait the runtime may
 	// have handed the P on, and a locked thread then waits to be handed
 	// one back (two futex wake-ups), where an unlocked goroutine takes any
