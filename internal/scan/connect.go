@@ -21,9 +21,11 @@ import (
 //
 // On Linux it drives non-blocking sockets itself: answers already known
 // when connect returns (loopback, veth) are read at once, and a refused
-// socket is reused for the next probe; the rest wait in one epoll loop.
+// socket, bound to a port of its own and to the source address the route
+// gives, is reused for the next probe; the rest wait in one epoll loop.
 // Probes are issued from the calling goroutine and one helper thread per
-// further core, all in the caller's network namespace. It raises the
+// further core (which take more than their share, since the calling
+// goroutine also schedules), all in the caller's network namespace. It raises the
 // open-files limit to its hard maximum. Elsewhere it is DialProber.
 // The zero value is ready.
 type ConnectProber struct{}

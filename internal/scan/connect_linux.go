@@ -42,7 +42,6 @@ func (ConnectProber) Open(ctx context.Context, report func(Reply)) (Session, err
 		queued: make(map[uint64]struct{}),
 		zones:  make(map[string]uint32),
 		done:   make(chan struct{}),
-		spare:  [2]int{-1, -1},
 		nsfd:   -1,
 	}
 	go s.poll()
@@ -64,6 +63,7 @@ func (s *epollSession) startHelpers() {
 	}
 	s.nsfd = nsfd
 	s.jobs = make(chan job, 256)
+	s.queueMax = 8 * n
 	ready := make(chan bool)
 	ok := 0
 	for range n {
@@ -116,13 +116,14 @@ type epollSession struct {
 	closed bool
 	done   chan struct{}
 
-	spare [2]int // per family (IPv4, IPv6): an unconnected socket to reuse, or -1; Send's own
-	turn  int
+	spare   spares      // Send's own sockets to reuse
+	sources sourceCache // Send's only
 
-	jobs    chan job // to the helper threads; nil: none
-	helpers sync.WaitGroup
-	nsfd    int                   // the namespace the session was opened in
-	fatal   atomic.Pointer[error] // a helper's error that ends the scan
+	jobs     chan job // to the helper threads; nil: none
+	queueMax int      // probes waiting for the helpers beyond which Send probes itself
+	helpers  sync.WaitGroup
+	nsfd     int                   // the namespace the session was opened in
+	fatal    atomic.Pointer[error] // a helper's error that ends the scan
 }
 
 type conn struct {
@@ -145,15 +146,18 @@ func (s *epollSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto)
 	if err != nil {
 		return err
 	}
-	// Every other probe goes to a helper thread, if there is one and it
-	// keeps up: connect is nearly all the work, and one thread issuing
-	// them uses one core.
-	if s.turn++; s.jobs != nil && s.turn%2 == 0 {
+	src := s.sources.lookup(dst.Addr().Unmap())
+	// A probe goes to a helper thread while the helpers' queue is short:
+	// connect is nearly all the work, one thread issuing them uses one
+	// core, and this thread also runs the scheduler, so the helpers take
+	// more than their share. A short queue keeps them busy without
+	// holding probes back.
+	if s.jobs != nil && len(s.jobs) < s.queueMax {
 		s.mu.Lock()
 		s.queued[id] = struct{}{}
 		s.mu.Unlock()
 		select {
-		case s.jobs <- job{id, sa, family}:
+		case s.jobs <- job{id, sa, family, src}:
 			return nil
 		default:
 			s.mu.Lock()
@@ -161,7 +165,12 @@ func (s *epollSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto)
 			s.mu.Unlock()
 		}
 	}
-	return s.probe(id, sa, family, &s.spare)
+	err = s.probe(id, sa, family, src, &s.spare)
+	if err != nil && src.IsValid() && errors.Is(err, ErrBusy) {
+		// Perhaps the address is gone: the next try asks again.
+		s.sources.forget(dst.Addr().Unmap())
+	}
+	return err
 }
 
 // job is a probe handed to a helper thread.
@@ -169,6 +178,7 @@ type job struct {
 	id     uint64
 	sa     unix.Sockaddr
 	family int
+	src    netip.Addr // source address to bind, if valid
 }
 
 // helper runs probes on a thread of its own, in the network namespace the
@@ -183,8 +193,8 @@ func (s *epollSession) helper(nsfd int, ready chan<- bool) {
 		return
 	}
 	ready <- true
-	spare := [2]int{-1, -1}
-	defer closeSpares(spare)
+	var spare spares
+	defer spare.close()
 	for j := range s.jobs {
 		s.mu.Lock()
 		_, ok := s.queued[j.id]
@@ -193,7 +203,7 @@ func (s *epollSession) helper(nsfd int, ready chan<- bool) {
 		if !ok {
 			continue // cancelled before it went out
 		}
-		if err := s.probe(j.id, j.sa, j.family, &spare); err != nil {
+		if err := s.probe(j.id, j.sa, j.family, j.src, &spare); err != nil {
 			if !errors.Is(err, ErrBusy) {
 				s.fatal.CompareAndSwap(nil, &err) // the next Send returns it
 			}
@@ -211,19 +221,11 @@ func sameNetns(nsfd int) bool {
 	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
-func closeSpares(spare [2]int) {
-	for _, fd := range spare {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-	}
-}
-
 // probe connects to sa and reports the outcome, or registers the socket
-// with epoll if the outcome is not known yet. spare is the caller's own
-// pair of reusable sockets.
-func (s *epollSession) probe(id uint64, sa unix.Sockaddr, family int, spare *[2]int) error {
-	fd, err := socket(family, spare)
+// with epoll if the outcome is not known yet, from a socket bound to src
+// if that is valid. spare is the caller's own set of reusable sockets.
+func (s *epollSession) probe(id uint64, sa unix.Sockaddr, family int, src netip.Addr, spare *spares) error {
+	fd, err := socket(family, src, spare)
 	if err != nil {
 		return sendErr("socket", err)
 	}
@@ -271,20 +273,18 @@ func (s *epollSession) probe(id uint64, sa unix.Sockaddr, family int, spare *[2]
 		return fmt.Errorf("connect: %w", err)
 	}
 	s.report(Reply{ID: id, State: st, Reason: reason, RTT: time.Since(start)})
-	reuse(family, fd, spare)
+	spare.put(family, src, fd)
 	return nil
 }
 
-// socket returns an unconnected non-blocking TCP socket: the spare one of
-// the family, if any, or a new one. Either is made on the calling thread,
-// so in its network namespace.
-func socket(family int, spare *[2]int) (int, error) {
-	i := familyIndex(family)
-	if fd := spare[i]; fd >= 0 {
-		spare[i] = -1
+// socket returns an unconnected non-blocking TCP socket bound to src (if
+// valid): a spare one, if any, or a new one. Either is made on the calling
+// thread, so in its network namespace.
+func socket(family int, src netip.Addr, spare *spares) (int, error) {
+	if fd, ok := spare.take(family, src); ok {
 		return fd, nil
 	}
-	return ownPortSocket(family)
+	return ownPortSocket(family, src)
 }
 
 // ownPortSocket returns a socket bound to a port of its own, named
@@ -294,7 +294,7 @@ func socket(family int, spare *[2]int) (int, error) {
 // ephemeral port, a tenth of the CPU of a probe. The port is one that a
 // bind to port 0 picked a moment before; if another socket took it in
 // between, a socket picked that way is used as it is.
-func ownPortSocket(family int) (int, error) {
+func ownPortSocket(family int, src netip.Addr) (int, error) {
 	newSocket := func() (int, error) {
 		return unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	}
@@ -302,11 +302,17 @@ func ownPortSocket(family int) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	var wild unix.Sockaddr = &unix.SockaddrInet4{}
+	var local unix.Sockaddr = &unix.SockaddrInet4{}
 	if family == unix.AF_INET6 {
-		wild = &unix.SockaddrInet6{}
+		local = &unix.SockaddrInet6{}
 	}
-	if err := unix.Bind(tmp, wild); err != nil {
+	switch {
+	case src.Is4() && family == unix.AF_INET:
+		local = &unix.SockaddrInet4{Addr: src.As4()}
+	case src.Is6() && family == unix.AF_INET6:
+		local = &unix.SockaddrInet6{Addr: src.As16()}
+	}
+	if err := unix.Bind(tmp, local); err != nil {
 		unix.Close(tmp)
 		return -1, err
 	}
@@ -322,24 +328,6 @@ func ownPortSocket(family int) (int, error) {
 	// If the port was taken in between, the unbound socket works as before.
 	_ = unix.Bind(fd, sa)
 	return fd, nil
-}
-
-// reuse keeps fd, whose connect failed and left it unconnected, as the
-// spare socket of its family.
-func reuse(family, fd int, spare *[2]int) {
-	i := familyIndex(family)
-	if spare[i] >= 0 {
-		unix.Close(fd)
-		return
-	}
-	spare[i] = fd
-}
-
-func familyIndex(family int) int {
-	if family == unix.AF_INET6 {
-		return 1
-	}
-	return 0
 }
 
 // wait registers fd, whose connect is in progress, with epoll; poll
@@ -548,7 +536,7 @@ func (s *epollSession) Close() error {
 	}
 	clear(s.ids)
 	s.mu.Unlock()
-	closeSpares(s.spare)
+	s.spare.close()
 	unix.Close(s.epfd)
 	unix.Close(s.wake)
 	return nil

@@ -398,48 +398,58 @@ func TestOutcome(t *testing.T) {
 	}
 }
 
-// A probe socket keeps its own source port across the refused connects it
-// is reused for, on both families, so the kernel need not search for a
-// free port per probe.
+// A probe socket keeps its own source port (and its source address, when
+// bound to the one the route gives) across the refused connects it is
+// reused for, on both families, so the kernel need not search for a free
+// port or pick an address per probe.
 func TestProbeSocketKeepsItsPort(t *testing.T) {
 	for _, a := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()} {
-		sa, family := sockaddr(a, int(closedPort(t, a)))
-		fd, err := ownPortSocket(family)
-		if err != nil {
-			t.Fatalf("%s: socket: %v", a, err)
+		src := routeSource(a)
+		if src != a {
+			t.Fatalf("routeSource(%s) = %s; want the loopback address itself", a, src)
 		}
-		defer unix.Close(fd)
-		port := func() int {
-			got, err := unix.Getsockname(fd)
+		for _, src := range []netip.Addr{{}, src} {
+			sa, family := sockaddr(a, int(closedPort(t, a)))
+			fd, err := ownPortSocket(family, src)
 			if err != nil {
-				t.Fatalf("getsockname: %v", err)
+				t.Fatalf("%s from %s: socket: %v", a, src, err)
 			}
-			switch s := got.(type) {
-			case *unix.SockaddrInet4:
-				return s.Port
-			case *unix.SockaddrInet6:
-				return s.Port
-			}
-			return 0
-		}
-		before := port()
-		if before == 0 {
-			t.Fatalf("%s: probe socket has no port of its own", a)
-		}
-		for i := range 3 {
-			err := unix.Connect(fd, sa)
-			if err == unix.EINPROGRESS {
-				err = unix.Connect(fd, sa)
-				for err == unix.EALREADY {
-					time.Sleep(time.Millisecond)
-					err = unix.Connect(fd, sa)
+			defer unix.Close(fd)
+			local := func() netip.AddrPort {
+				got, err := unix.Getsockname(fd)
+				if err != nil {
+					t.Fatalf("getsockname: %v", err)
 				}
+				switch s := got.(type) {
+				case *unix.SockaddrInet4:
+					return netip.AddrPortFrom(netip.AddrFrom4(s.Addr), uint16(s.Port))
+				case *unix.SockaddrInet6:
+					return netip.AddrPortFrom(netip.AddrFrom16(s.Addr), uint16(s.Port))
+				}
+				return netip.AddrPort{}
 			}
-			if err != unix.ECONNREFUSED {
-				t.Fatalf("%s: connect %d to a closed port: %v; want ECONNREFUSED", a, i, err)
+			before := local()
+			if before.Port() == 0 {
+				t.Fatalf("%s from %s: probe socket has no port of its own", a, src)
 			}
-			if p := port(); p != before {
-				t.Fatalf("%s: source port %d after refused connect %d; want %d", a, p, i, before)
+			if src.IsValid() && before.Addr() != src {
+				t.Fatalf("%s: probe socket bound to %s; want %s", a, before.Addr(), src)
+			}
+			for i := range 3 {
+				err := unix.Connect(fd, sa)
+				if err == unix.EINPROGRESS {
+					err = unix.Connect(fd, sa)
+					for err == unix.EALREADY {
+						time.Sleep(time.Millisecond)
+						err = unix.Connect(fd, sa)
+					}
+				}
+				if err != unix.ECONNREFUSED {
+					t.Fatalf("%s from %s: connect %d to a closed port: %v; want ECONNREFUSED", a, src, i, err)
+				}
+				if got := local(); got != before {
+					t.Fatalf("%s from %s: bound to %s after refused connect %d; want %s", a, src, got, i, before)
+				}
 			}
 		}
 	}
