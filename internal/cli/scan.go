@@ -258,7 +258,7 @@ func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
 		InitialTimeout: opts.InitialTimeout,
 		Seed:           opts.Seed,
 		Shard:          p.shard,
-		ServiceName:    registry.Default().Name,
+		ServiceName:    registry.PortName, // no CSV parse: the scan starts sooner
 		Logger:         g.Logger(),
 	}
 	if opts.NoHostDown {
