@@ -22,7 +22,11 @@ func TestAppendResultJSONMatchesEncodingJSON(t *testing.T) {
 		{Addr: netip.MustParseAddr("::1"), Port: 80, Proto: portspec.TCP, State: scan.Open, Reason: "syn-ack", RTT: 3 * time.Second, Banner: "HTTP/1.1 200 OK\r\n<html>\"q\" & \\ \x00\xff é", Service: "http", Time: when},
 		{Addr: netip.MustParseAddr("127.0.0.1"), Port: 1, Proto: portspec.TCP, State: scan.Filtered, Reason: "host-timeout", RTT: 400 * time.Nanosecond},
 	}
-	for _, r := range results {
+	// Twice over, and each result twice in a row: the writer's copy of
+	// the last address and time must never leak into the next line.
+	var cached jsonText
+	local := when.In(time.FixedZone("X", 3600))
+	for i, r := range append(append(results, results...), scan.Result{Addr: results[0].Addr, Time: local}) {
 		var want bytes.Buffer
 		enc := json.NewEncoder(&want)
 		enc.SetEscapeHTML(true)
@@ -32,6 +36,11 @@ func TestAppendResultJSONMatchesEncodingJSON(t *testing.T) {
 		got := append(appendResultJSON(nil, r), '\n')
 		if string(got) != want.String() {
 			t.Errorf("appendResultJSON(%v:%d)\n got %s\nwant %s", r.Addr, r.Port, got, want.String())
+		}
+		for range 2 {
+			if got := string(cached.appendResult(nil, r)) + "\n"; got != want.String() {
+				t.Errorf("line %d, cached:\n got %s\nwant %s", i, got, want.String())
+			}
 		}
 	}
 }

@@ -26,6 +26,7 @@ type StreamWriter struct {
 	csv    *csv.Writer
 	header bool // the CSV header is written
 	buf    []byte
+	text   jsonText
 	last   time.Time   // last flush
 	timer  *time.Timer // pending flush of a quiet buffer; nil when none
 }
@@ -59,7 +60,7 @@ func (s *StreamWriter) Write(r scan.Result) error {
 	defer s.mu.Unlock()
 	switch s.format {
 	case FormatJSONL:
-		s.buf = append(appendResultJSON(s.buf[:0], r), '\n')
+		s.buf = append(s.text.appendResult(s.buf[:0], r), '\n')
 		s.w.Write(s.buf)
 	case FormatCSV:
 		if !s.header {
@@ -79,7 +80,11 @@ func (s *StreamWriter) Write(r scan.Result) error {
 		s.buf = append(s.buf, '\n')
 		s.w.Write(s.buf)
 	}
-	if now := time.Now(); now.Sub(s.last) >= FlushEvery {
+	now := r.Time // the engine's clock: no clock read per result
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if now.Sub(s.last) >= FlushEvery {
 		s.last = now
 		return s.w.Flush()
 	}
