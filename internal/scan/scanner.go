@@ -194,19 +194,20 @@ func (s *Scanner) Run(ctx context.Context, sp Space) (Summary, error) {
 // engine is the state of one Run. Everything but inbox and the banner
 // goroutines lives on the goroutine running loop.
 type engine struct {
-	s      *Scanner
-	ctx    context.Context
-	sp     Space
-	perm   *Permutation
-	sess   Session
-	log    *slog.Logger
-	now    func() time.Time
-	inbox  inbox
-	seed   uint64
-	lo, hi uint64 // the run covers positions [lo, hi)
-	next   uint64 // first position not yet taken
-	begin  time.Time
-	clock  time.Time // now, as of this turn of the loop: result timestamps
+	s       *Scanner
+	ctx     context.Context
+	sp      Space
+	perm    *Permutation
+	sess    Session
+	log     *slog.Logger
+	now     func() time.Time
+	inbox   inbox
+	replies []Reply // the batch being handled
+	seed    uint64
+	lo, hi  uint64 // the run covers positions [lo, hi)
+	next    uint64 // first position not yet taken
+	begin   time.Time
+	clock   time.Time // now, as of this turn of the loop: result timestamps
 
 	window, sockLimit int // caps on live probes and on probes in flight
 	fdLimit           int // the prober's own cap on probes in flight
@@ -367,20 +368,13 @@ func (s *Scanner) newEngine(sp Space) (*engine, error) {
 func (e *engine) loop() error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var batch []Reply
 	for {
 		now := e.now()
 		e.clock = now
-		batch = e.inbox.take(batch)
-		for _, r := range batch {
-			e.onReply(r)
-		}
+		e.takeReplies()
 		if len(e.timeouts) > 0 && !e.timeouts[0].deadline.After(now) {
 			// Replies that came in meanwhile beat the deadline.
-			batch = e.inbox.take(batch)
-			for _, r := range batch {
-				e.onReply(r)
-			}
+			e.takeReplies()
 		}
 		for len(e.timeouts) > 0 && !e.timeouts[0].deadline.After(now) {
 			e.onTimeout(e.timeouts[0])
@@ -456,13 +450,33 @@ func (e *engine) dispatch(now time.Time) error {
 			}
 			return nil
 		}
-		// Long bursts move the clock on: deadlines must not start in the past.
 		if sent++; sent%64 == 0 {
+			// Long bursts move the clock on: deadlines must not start in
+			// the past. And they take the answers that came meanwhile (on
+			// loopback and veth most come within Send): the probes in
+			// hand and the deadline heap stay small, and the results
+			// flow during the burst.
 			now = e.now()
 			e.clock = now
+			e.takeReplies()
+			if sent >= maxBurst {
+				return nil // the loop has timeouts, progress and cancellation to see to
+			}
 		}
 	}
 	return nil
+}
+
+// maxBurst is the most probes one dispatch sends before it returns to the
+// loop.
+const maxBurst = 4096
+
+// takeReplies handles the replies reported since the last call.
+func (e *engine) takeReplies() {
+	e.replies = e.inbox.take(e.replies)
+	for _, r := range e.replies {
+		e.onReply(r)
+	}
 }
 
 // nextSendable returns the next probe to send, settling on the way the
