@@ -33,6 +33,7 @@ type Server struct {
 	loopMu    sync.Mutex           // guards loops; separate so a socket can close while mu is held
 	loops     map[stopper]struct{} // TCP event loops and UDP listeners, draining ones too
 	wg        sync.WaitGroup       // connections and UDP sessions
+	lines     connLog              // their log lines
 	closed    bool
 }
 
@@ -212,6 +213,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	// Every line is written when Shutdown returns.
+	defer s.lines.flush()
 	select {
 	case <-done:
 		return nil

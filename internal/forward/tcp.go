@@ -82,19 +82,7 @@ func reset(c *net.TCPConn) {
 
 // log writes the connection's line if the level is enabled.
 func (s *Server) logConn(tc *tcpConn, level slog.Level, up, down int64, reason string) {
-	s.logConnLine(tc.rs, level, tc.clientAddr, tc.target, up, down, tc.start, reason)
-}
-
-func (s *Server) logConnLine(rs *ruleState, level slog.Level, client netip.AddrPort, target string, up, down int64, start time.Time, reason string) {
-	l := s.logger()
-	if !l.Enabled(context.Background(), level) {
-		return
-	}
-	l.LogAttrs(context.Background(), level, "conn",
-		slog.String("rule", rs.name), slog.String("proto", "tcp"),
-		slog.String("client", client.String()), slog.String("target", target),
-		slog.Int64("bytes_to_target", up), slog.Int64("bytes_to_client", down),
-		slog.Duration("duration", time.Since(start)), slog.String("reason", reason))
+	s.logConnLine(tc.rs, "tcp", level, tc.clientAddr, tc.target, up, down, tc.start, reason)
 }
 
 // handleTCP checks, connects and starts relaying one accepted connection.

@@ -258,10 +258,12 @@ func (l *tcpLoop) loop() {
 			return
 		}
 		now = l.now()
+		// Control and new connections first, then the connections'
+		// sockets: a batch often holds the end of one connection and the
+		// start of the next, and the client waits on the start.
 		for i := range max(n, 0) {
-			ev := l.events[i].Events
-			switch fd := int(l.events[i].Fd); {
-			case fd == l.wake:
+			switch fd := int(l.events[i].Fd); fd {
+			case l.wake:
 				var stopping bool
 				draining, stopping, acks = l.requests(acks)
 				if draining && l.fd >= 0 {
@@ -275,12 +277,16 @@ func (l *tcpLoop) loop() {
 				if stopping {
 					l.endAll("shutdown")
 				}
-			case fd == l.fd:
+			case l.fd:
 				if !draining {
 					l.accept(now)
 				}
-			case fd < len(l.byFD) && l.byFD[fd] != nil:
-				l.event(l.byFD[fd], fd, ev, now)
+			}
+		}
+		for i := range max(n, 0) {
+			fd := int(l.events[i].Fd)
+			if fd != l.wake && fd != l.fd && fd < len(l.byFD) && l.byFD[fd] != nil {
+				l.event(l.byFD[fd], fd, l.events[i].Events, now)
 			}
 		}
 		if len(l.again) > 0 {
@@ -781,7 +787,7 @@ func (l *tcpLoop) endAll(reason string) {
 }
 
 func (s *Server) logLoopConn(c *loopConn, level slog.Level, reason string) {
-	s.logConnLine(c.rs, level, c.client, c.target, c.up.n, c.down.n, c.start, reason)
+	s.logConnLine(c.rs, "tcp", level, c.client, c.target, c.up.n, c.down.n, c.start, reason)
 }
 
 // handoffTCP relays an accepted connection with the goroutine relay.

@@ -1,7 +1,6 @@
 package forward
 
 import (
-	"context"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -41,11 +40,5 @@ func (s *Server) endUDP(rs *ruleState, src netip.Addr, client netip.AddrPort, ta
 	st.release(src, rs.MaxConnsPerSource > 0)
 	st.toTarget.Add(uint64(toTarget))
 	st.toClient.Add(uint64(toClient))
-	if lg := s.logger(); lg.Enabled(context.Background(), slog.LevelInfo) {
-		lg.LogAttrs(context.Background(), slog.LevelInfo, "conn",
-			slog.String("rule", rs.name), slog.String("proto", "udp"),
-			slog.String("client", unmapPort(client).String()), slog.String("target", target),
-			slog.Int64("bytes_to_target", toTarget), slog.Int64("bytes_to_client", toClient),
-			slog.Duration("duration", time.Since(start)), slog.String("reason", reason))
-	}
+	s.logConnLine(rs, "udp", slog.LevelInfo, unmapPort(client), target, toTarget, toClient, start, reason)
 }
