@@ -28,7 +28,7 @@ func grouped(r scan.Result) bool {
 	default:
 		return false
 	}
-	return r.Banner == "" && r.Service == registry.Default().Name(r.Port, r.Proto)
+	return r.Banner == "" && r.Service == registry.PortName(r.Port, r.Proto)
 }
 
 // groupKey is what the results of one group share.
@@ -269,7 +269,7 @@ func (g *groupReader) advance() error {
 		g.next = make([]scan.Result, len(es))
 		for i, e := range es {
 			g.next[i] = scan.Result{Addr: addr, Port: e.port, Proto: pr, State: st, Reason: reason,
-				RTT: time.Duration(e.rttUs) * time.Microsecond, Service: registry.Default().Name(e.port, pr),
+				RTT: time.Duration(e.rttUs) * time.Microsecond, Service: registry.PortName(e.port, pr),
 				Pos: e.pos, Time: fromNanos(e.time)}
 		}
 		return nil
