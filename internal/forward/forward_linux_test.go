@@ -179,6 +179,129 @@ func TestSlowReaderBackpressure(t *testing.T) {
 	c.Close()
 }
 
+// TestMoveSmallReadsToAFullSocket drives one direction of the TCP loop
+// by hand: small messages are read into the loop's buffer and sent on;
+// when the destination's socket fills, what it does not take waits in the
+// pipe, the source is left unread (backpressure), and once the reader
+// drains its side every byte arrives once and in order.
+func TestMoveSmallReadsToAFullSocket(t *testing.T) {
+	srcW, srcR := tcpPair(t)
+	dstW, dstR := tcpPair(t)
+	// A small send buffer, so that the destination fills after a few
+	// hundred messages (the reader's window closes first).
+	rc, _ := dstW.SyscallConn()
+	rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096) })
+	src, dst := rawFD(t, srcR), rawFD(t, dstW)
+
+	const size, msgs = 700, 2000
+	msg := func(i int) []byte {
+		b := make([]byte, size)
+		for j := range b {
+			b[j] = byte(i + j)
+		}
+		return b
+	}
+	var l tcpLoop
+	c := &loopConn{}
+	var h, other half
+	readable, writable := false, true
+	move := func() {
+		t.Helper()
+		if _, err := l.move(c, &h, &other, src, dst, &readable, &writable, false, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent := 0
+	for ; sent < msgs && h.p == nil; sent++ {
+		if _, err := srcW.Write(msg(sent)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // the message arrives on its own
+		readable = true
+		move()
+		if h.bulk {
+			t.Fatalf("message %d: a %d-byte read marked the direction bulk", sent, size)
+		}
+	}
+	if h.p == nil || h.p.n == 0 || writable {
+		t.Fatalf("after %d messages nothing waits in the pipe (writable %v); want the destination full", sent, writable)
+	}
+	t.Logf("the destination took %d messages before it filled", sent)
+	// Full: more arrives, and stays in the source socket.
+	if _, err := srcW.Write(msg(sent)); err != nil {
+		t.Fatal(err)
+	}
+	sent++
+	readable = true
+	before := h.n
+	move()
+	if h.n != before || !readable {
+		t.Fatalf("the source was read while the destination is full (moved %d, readable %v)", h.n-before, readable)
+	}
+	for ; sent < msgs; sent++ {
+		if _, err := srcW.Write(msg(sent)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srcW.CloseWrite()
+	// The reader drains; the loop moves on each writable report.
+	got := make([]byte, 0, msgs*size)
+	buf := make([]byte, 64<<10)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(got) < msgs*size && time.Now().Before(deadline) {
+		dstR.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
+		n, _ := dstR.Read(buf)
+		got = append(got, buf[:n]...)
+		readable, writable = true, true
+		move()
+	}
+	if len(got) != msgs*size || h.n != msgs*size {
+		t.Fatalf("read %d bytes, moved %d; want %d", len(got), h.n, msgs*size)
+	}
+	for i := range msgs {
+		if want := msg(i); !bytes.Equal(got[i*size:(i+1)*size], want) {
+			t.Fatalf("message %d arrived changed", i)
+		}
+	}
+	if !h.eof {
+		t.Error("the source's end was not seen")
+	}
+	dropPipe(&h)
+}
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a.(*net.TCPConn), b.(*net.TCPConn)
+}
+
+// rawFD returns c's descriptor (non-blocking, as Go leaves it); c must
+// stay open meanwhile.
+func rawFD(t *testing.T, c *net.TCPConn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	rc.Control(func(f uintptr) { fd = int(f) })
+	return fd
+}
+
 // TestUDPManyClientsOwnRepliesAndExpiry runs many clients through one UDP
 // relay at once, each with its own socket and session: every reply must
 // be the answer to that client's own request, and once the sessions

