@@ -59,8 +59,8 @@ func newForwardCmd(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "forward LISTEN TARGET[,TARGET...] | -c forward.yaml",
 		Short: "Relay TCP connections or UDP sessions to one or more targets",
-		Long: `Relay connections from LISTEN to TARGET. TCP bytes are spliced in the kernel;
-half-closes pass through both ways. A listen address without a host (:8080)
+		Long: `Relay connections from LISTEN to TARGET. Bulk TCP data is spliced in the
+kernel; half-closes pass through both ways. A listen address without a host (:8080)
 takes IPv4 and IPv6 clients. With several targets, --balance picks one per
 connection and --health checks them; when no target answers the client gets
 a reset at once, counted and logged.

@@ -1,9 +1,9 @@
 // Package forward relays TCP connections and UDP sessions from local
 // listeners to one or more targets.
 //
-// A [Server] runs a set of [Rule]s. On Linux, TCP bytes move with raw
+// A [Server] runs a set of [Rule]s. On Linux, TCP bulk bytes move with raw
 // non-blocking splice(2) calls through kernel pipes and never enter user
-// space; each TCP listener is served by an epoll event loop (or
+// space (small reads pass through the loop's buffer); each TCP listener is served by an epoll event loop (or
 // [Server.Loops] of them) and each UDP listener by one (tcp_loop_linux.go, udp_linux.go), so a short
 // connection or a datagram exchange costs no goroutine hand-offs. Rules that accept PROXY headers,
 // and other systems, relay TCP with a goroutine per direction (tcp.go).
