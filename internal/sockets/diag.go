@@ -438,8 +438,9 @@ func planDumps(q *Query) []dumpReq {
 }
 
 // countDiag counts the socket messages in b, one read of a dump reply, so
-// that room for them can be taken before parsing. It stops at anything
-// malformed: parseDiag reports that.
+// that room for them can be taken before parsing. It stops where parseDiag
+// stops: at the end of the dump, at an error from the kernel and at
+// anything malformed (which parseDiag reports).
 func countDiag(b []byte) int {
 	n := 0
 	for off := 0; len(b)-off >= nlmsgHdrLen; {
@@ -447,8 +448,15 @@ func countDiag(b []byte) int {
 		if l < nlmsgHdrLen || l > len(b)-off {
 			break
 		}
-		if ne.Uint16(b[off+4:]) == sockDiagByFamily {
+		switch ne.Uint16(b[off+4:]) {
+		case sockDiagByFamily:
 			n++
+		case nlmsgDone:
+			return n
+		case nlmsgError:
+			if l < nlmsgHdrLen+4 || ne.Uint32(b[off+nlmsgHdrLen:]) != 0 {
+				return n
+			}
 		}
 		off += align4(l)
 	}
