@@ -454,3 +454,34 @@ func TestProbeSocketKeepsItsPort(t *testing.T) {
 		}
 	}
 }
+
+// The source cache gives the route's source address, leaves link-local
+// destinations to the kernel, stops remembering new hosts at its bound,
+// and asks again for a host it was told to forget.
+func TestSourceCache(t *testing.T) {
+	var c sourceCache
+	for _, a := range []string{"127.0.0.1", "::1", "127.0.0.2"} {
+		dst := netip.MustParseAddr(a)
+		want := routeSource(dst)
+		if got := c.lookup(dst); got != want || !got.IsValid() {
+			t.Errorf("lookup(%s) = %v; want %v", a, got, want)
+		}
+	}
+	if got := c.lookup(netip.MustParseAddr("fe80::1%lo")); got.IsValid() {
+		t.Errorf("lookup(fe80::1%%lo) = %v; want none", got)
+	}
+	for i := 0; len(c.m) < sourceHosts; i++ {
+		c.lookup(netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)}))
+	}
+	if got := c.lookup(netip.MustParseAddr("127.9.9.9")); got.IsValid() || len(c.m) != sourceHosts {
+		t.Errorf("beyond the bound: lookup = %v, %d hosts; want none, %d", got, len(c.m), sourceHosts)
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	c.forget(lo)
+	if _, ok := c.m[lo]; ok {
+		t.Error("forget left the entry")
+	}
+	if got := c.lookup(lo); got != lo {
+		t.Errorf("after forget: lookup = %v; want it asked again, %v", got, lo)
+	}
+}

@@ -19,7 +19,7 @@ import (
 // remembered: a scan of many hosts with few ports each gains nothing from
 // it, and memory stays flat.
 type sourceCache struct {
-	m map[netip.Addr]source
+	m map[netip.Addr]*source // pointers: a lookup updates uses in place, no map write per probe
 }
 
 type source struct {
@@ -40,26 +40,28 @@ func (c *sourceCache) lookup(dst netip.Addr) netip.Addr {
 	if dst.Zone() != "" || dst.IsLinkLocalUnicast() {
 		return netip.Addr{} // a link-local source would need its zone too
 	}
-	s, ok := c.m[dst]
-	if ok {
+	s := c.m[dst]
+	switch {
+	case s != nil:
 		if s.uses++; s.uses%sourceCheck != 0 || time.Now().Before(s.until) {
-			c.m[dst] = s
 			return s.addr
 		}
-	} else if len(c.m) >= sourceHosts {
+	case len(c.m) >= sourceHosts:
 		return netip.Addr{}
+	case c.m == nil:
+		c.m = make(map[netip.Addr]*source)
 	}
-	if c.m == nil {
-		c.m = make(map[netip.Addr]source)
+	if s == nil {
+		s = &source{}
+		c.m[dst] = s
 	}
-	s = source{addr: routeSource(dst), until: time.Now().Add(sourceTTL)}
-	c.m[dst] = s
+	s.addr, s.until = routeSource(dst), time.Now().Add(sourceTTL)
 	return s.addr
 }
 
 // forget drops dst's entry, after its address failed a probe.
 func (c *sourceCache) forget(dst netip.Addr) {
-	if s, ok := c.m[dst]; ok && s.addr.IsValid() {
+	if s := c.m[dst]; s != nil && s.addr.IsValid() {
 		delete(c.m, dst)
 	}
 }
