@@ -203,15 +203,16 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 		opts.LogFormat = "json"
 	}
 	var h slog.Handler
+	lw := forward.NewLineWriter(g.io.ErrOut)
 	hopts := &slog.HandlerOptions{Level: slog.LevelInfo}
 	if g.Verbose >= 1 {
 		hopts.Level = slog.LevelDebug
 	}
 	switch opts.LogFormat {
 	case "text":
-		h = slog.NewTextHandler(g.io.ErrOut, hopts)
+		h = slog.NewTextHandler(lw, hopts)
 	case "json":
-		h = slog.NewJSONHandler(g.io.ErrOut, hopts)
+		h = slog.NewJSONHandler(lw, hopts)
 	default:
 		return usageErr(fmt.Errorf("--log-format %q: want text or json", opts.LogFormat))
 	}
@@ -224,7 +225,7 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	srv := &forward.Server{Logger: log, Loops: opts.Loops}
+	srv := &forward.Server{Logger: log, LineWriter: lw, Loops: opts.Loops}
 	if err := srv.Apply(ctx, rules); err != nil {
 		return fmt.Errorf("forward: %w", err)
 	}

@@ -19,6 +19,11 @@ type Server struct {
 	// client's. Nil: discard.
 	Logger *slog.Logger
 
+	// LineWriter, if set, is the writer under Logger's handler: the
+	// lines of finished connections then go out a batch per write
+	// rather than a write each.
+	LineWriter *LineWriter
+
 	// Loops is how many event loops serve each TCP listener on Linux
 	// (0 or 1: one). More use more cores for many busy connections; one
 	// is the cheapest for short connections (measured on 2 cores: 125

@@ -67,6 +67,7 @@ type loopConn struct {
 	up, down half
 
 	connected bool
+	watched   bool // its sockets are in the epoll set
 	queued    bool // in again
 	done      bool
 	cr, cw    bool // client socket readable, writable (edge-triggered state)
@@ -395,21 +396,29 @@ func (l *tcpLoop) accept(now int64) {
 			c.local = unmapPort(c.local)
 		}
 	}
-	if err := l.register(c, fd); err != nil {
-		st.release(client.Addr(), rs.MaxConnsPerSource > 0)
-		resetFD(fd)
-		l.s.logger().Error("tcp conn", "rule", rs.name, "client", client.String(), "err", err)
-		return
-	}
 	// Drain waits for the loop before Shutdown waits for the group, so
 	// this Add never races with that Wait.
 	l.s.wg.Add(1)
 	l.live[c] = struct{}{}
+	l.track(c, fd)
 	c.cands = rs.pool.candidates(c.candBuf[:0])
 	if len(c.cands) == 0 {
 		c.dialErr = errNoHealthy
 	}
+	// The sockets join the epoll set after the first bytes went on
+	// (see watch): about 3 us off the client's way.
 	l.dial(c, now)
+	if !c.done {
+		l.watch(c)
+	}
+}
+
+// track lets the loop find c by one of its sockets.
+func (l *tcpLoop) track(c *loopConn, fd int) {
+	for fd >= len(l.byFD) {
+		l.byFD = append(l.byFD, nil)
+	}
+	l.byFD[fd] = c
 }
 
 // register adds a connection's socket to the epoll set.
@@ -418,11 +427,26 @@ func (l *tcpLoop) register(c *loopConn, fd int) error {
 	if _, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(l.epfd), unix.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0); e != 0 {
 		return fmt.Errorf("epoll add: %w", e)
 	}
-	for fd >= len(l.byFD) {
-		l.byFD = append(l.byFD, nil)
-	}
-	l.byFD[fd] = c
+	l.track(c, fd)
 	return nil
+}
+
+// watch adds a new connection's sockets to the epoll set and sets the
+// target socket's keep-alive, once accept and dial have passed on what
+// the client had sent. Nothing is missed meanwhile: adding an
+// edge-triggered socket reports the readiness it already has.
+func (l *tcpLoop) watch(c *loopConn) {
+	err := l.register(c, c.cfd)
+	if err == nil && c.sfd >= 0 {
+		if err = l.register(c, c.sfd); err == nil && c.rs.KeepAlive >= 0 {
+			setKeepAliveFD(c.sfd, c.rs.KeepAlive, false)
+		}
+	}
+	c.watched = err == nil
+	if err != nil {
+		l.s.logger().Error("tcp conn", "rule", c.rs.name, "client", c.client.String(), "err", err)
+		l.finish(c, slog.LevelWarn, "epoll: "+err.Error(), true)
+	}
 }
 
 // dial starts a non-blocking connect to the next candidate; when none is
@@ -439,11 +463,16 @@ func (l *tcpLoop) dial(c *loopConn, now int64) {
 			continue
 		}
 		c.dialed = ap
-		fd, done, err := connectTCP(ap, rs.KeepAlive)
-		if err == nil {
-			err = l.register(c, fd)
-			if err != nil {
+		fd, done, err := connectTCP(ap)
+		switch {
+		case err != nil:
+		case !c.watched:
+			l.track(c, fd) // watch registers it
+		default:
+			if err = l.register(c, fd); err != nil {
 				rawClose(fd)
+			} else if rs.KeepAlive >= 0 {
+				setKeepAliveFD(fd, rs.KeepAlive, false)
 			}
 		}
 		if err != nil {
@@ -471,7 +500,7 @@ func (l *tcpLoop) dial(c *loopConn, now int64) {
 
 // connectTCP opens a non-blocking socket and starts connecting it; done
 // reports that the connection is already established.
-func connectTCP(ap netip.AddrPort, keepAlive time.Duration) (fd int, done bool, err error) {
+func connectTCP(ap netip.AddrPort) (fd int, done bool, err error) {
 	ip := ap.Addr().Unmap()
 	family := unix.AF_INET
 	if !ip.Is4() {
@@ -483,9 +512,6 @@ func connectTCP(ap netip.AddrPort, keepAlive time.Duration) (fd int, done bool, 
 	}
 	fd = int(r)
 	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if keepAlive >= 0 {
-		setKeepAliveFD(fd, keepAlive, false)
-	}
 	var sa unix.RawSockaddrInet6
 	n := uintptr(unix.SizeofSockaddrInet6)
 	port := ap.Port()
