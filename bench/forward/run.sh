@@ -2,11 +2,12 @@
 # run.sh - portolan forward against HAProxy, nginx stream, rinetd and socat,
 # in the same run, on loopback only; prints medians and ratios.
 #
-#   bench/forward/run.sh            # env: REPS=2 T=5 N=3000 UN=5000 OUT=/tmp/fwdbench
+#   bench/forward/run.sh            # env: REPS=2 ROUNDS=5 T=5 N=3000 UN=5000 OUT=/tmp/fwdbench
 #
-# Per relay and repetition: iperf3 1 and 8 streams (Gbit/s), N sequential
-# connect/64 B echo/close (conns/s), UN UDP request/responses on one socket
-# (req/s; every reply checked against its request). The relay's CPU time is
+# Per relay and repetition: iperf3 1 and 8 streams (Gbit/s); then ROUNDS
+# rounds of N sequential connect/64 B echo/close (conns/s) and UN UDP
+# request/responses on one socket (req/s; every reply checked against its
+# request), the relays taking turns. The relay's CPU time is
 # read from /proc for its whole process group (children included), giving
 # CPU s per GB, us per connection and us per UDP exchange.
 # Needs: apt-get install -y haproxy nginx-light libnginx-mod-stream rinetd socat iperf3
@@ -14,7 +15,7 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=${OUT:-/tmp/fwdbench}
-REPS=${REPS:-2} T=${T:-5} N=${N:-3000} UN=${UN:-5000}
+REPS=${REPS:-2} ROUNDS=${ROUNDS:-5} T=${T:-5} N=${N:-3000} UN=${UN:-5000}
 RELAYS=${RELAYS:-"direct portolan haproxy nginx rinetd socat"}
 mkdir -p "$OUT"
 CSV=$OUT/raw.csv; : >"$CSV"
@@ -107,14 +108,35 @@ e=json.load(sys.stdin)["end"]; print("%.3f %d" % (e["sum_received"]["bits_per_se
 conns() { "$OUT/load" conns -addr 127.0.0.1:$EP -n $N -c 1 -max 60s | sed -E 's/.*ok=([0-9]+).*rate=([0-9]+).*/\2 \1/'; }
 udprr() { "$OUT/load" udprr -addr 127.0.0.1:$EP -n $UN -c 1 -max 60s | tr '\n' ' ' | sed -E 's/.*ok=([0-9]+).*rate=([0-9]+).*wrong_replies=([0-9]+).*/\2 \1 \3/'; }
 
+# Every relay runs for the whole benchmark (an idle one costs nothing), so
+# the short-connection and UDP tests can take turns: ROUNDS rounds per
+# repetition, the order rotated each round, so that a slow spell of this
+# shared machine falls on every relay alike rather than on one.
+declare -A RTP REP RRPG
+for relay in $RELAYS; do
+	start_relay $relay || exit 1
+	RTP[$relay]=$TP REP[$relay]=$EP RRPG[$relay]=$RPG
+done
+use() { TP=${RTP[$1]} EP=${REP[$1]} RPG=${RRPG[$1]}; }
+rotate() { # round relays... -> the relays, starting at position round
+	local k=$1; shift; local a=("$@") i
+	for i in "${!a[@]}"; do echo "${a[$(( (i + k) % ${#a[@]} ))]}"; done
+}
 for rep in $(seq $REPS); do
 	for relay in $RELAYS; do
-		start_relay $relay || { stop_relay=1; }
+		use $relay
 		measure $rep $relay tcp1 Gbit/s iperf $TP 1
 		measure $rep $relay tcp8 Gbit/s iperf $TP 8
-		measure $rep $relay conn1 conns/s conns
-		[ $relay = haproxy ] || measure $rep $relay udprr req/s udprr
-		if [ -n "$RPG" ]; then kill -TERM -- -$RPG 2>/dev/null; sleep 0.5; kill -KILL -- -$RPG 2>/dev/null; fi
+	done
+	for round in $(seq $ROUNDS); do
+		for relay in $(rotate $round $RELAYS); do
+			# socat forks a process per connection: one round is enough
+			# to show it, and takes as long as all the others' rounds.
+			[ $relay = socat ] && [ $round -gt 1 ] && continue
+			use $relay
+			measure $rep.$round $relay conn1 conns/s conns
+			[ $relay = haproxy ] || measure $rep.$round $relay udprr req/s udprr
+		done
 	done
 done
 python3 "$HERE/summarize.py" "$CSV"

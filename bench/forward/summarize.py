@@ -5,6 +5,7 @@ from collections import defaultdict
 
 HZ = 100  # USER_HZ: /proc stat ticks per second
 vals = defaultdict(list)   # (relay, test) -> values
+byround = defaultdict(dict)  # (test, rep[.round]) -> relay -> value
 cpu = defaultdict(list)    # (relay, test) -> cpu per unit
 wrong = defaultdict(int)
 order = []
@@ -16,6 +17,7 @@ for rep, relay, test, v, unit, ticks in csv.reader(open(sys.argv[1])):
         continue
     rate, count = float(f[0]), float(f[1]) if len(f) > 1 else 0
     vals[relay, test].append(rate)
+    byround[test, rep][relay] = rate
     secs = int(ticks) / HZ
     if relay != "direct" and count > 0:
         if test.startswith("tcp"):
@@ -45,3 +47,21 @@ for r in order:
           f"| {fmt(med(vals[r,'udprr']),0)}{ratio(r,'udprr','nginx')} | {fmt(med(cpu[r,'udprr']),0)} | {wrong[r] if (r,'udprr') in vals else '-'} |")
 print()
 print("Ratios in brackets: TCP columns against haproxy, UDP req/s against nginx (HAProxy has no UDP).")
+
+
+def rounds(test, anchors, who="portolan"):
+    """portolan against the best anchor of each round, where all ran."""
+    r = []
+    for (t, _), got in byround.items():
+        if t == test and who in got and all(a in got for a in anchors):
+            r.append(got[who] / max(got[a] for a in anchors))
+    if not r:
+        return
+    ahead = sum(1 for x in r if x >= 1)
+    print(f"- {test}: {who} against the best of {', '.join(anchors)} in the same round: "
+          f"median {statistics.median(r):.2f}x, {min(r):.2f}-{max(r):.2f}x over {len(r)} rounds, "
+          f"at least level in {ahead}.")
+
+print()
+rounds("conn1", [a for a in ("haproxy", "nginx", "rinetd") if (a, "conn1") in vals])
+rounds("udprr", ["nginx"])

@@ -265,6 +265,7 @@ func (l *tcpLoop) loop() {
 			return
 		}
 		now = l.now()
+		l.pass(now)
 		// Control and new connections first, then the connections'
 		// sockets: a batch often holds the end of one connection and the
 		// start of the next, and the client waits on the start.

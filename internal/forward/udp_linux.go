@@ -174,6 +174,7 @@ func (l *udpListener) loop() {
 			return
 		}
 		now = l.now()
+		l.pass(now)
 		for i := range max(n, 0) {
 			switch fd := int(l.events[i].Fd); fd {
 			case l.wake:

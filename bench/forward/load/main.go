@@ -4,6 +4,13 @@
 //	load echo -tcp 127.0.0.1:5301 -udp 127.0.0.1:5301   # backend, runs until killed
 //	load conns -addr 127.0.0.1:15301 -n 5000 -c 1        # connect, 64 B echo, close
 //	load udprr -addr 127.0.0.1:15301 -n 20000            # UDP request/response, one socket
+//	load turns -addr 127.0.0.1:16301,127.0.0.1:16303 -n 3000 [-of udprr]
+//
+// turns does conns (or, with -of udprr, udprr) against several addresses in
+// turn, one operation each, and times each address's operations alone:
+// the relays behind them are measured under the same conditions, down to
+// the millisecond, on a machine whose speed drifts by tens of percent
+// from one second to the next. -n is per address; each gets a line.
 //
 // Every load loop stops at -n operations or -max seconds, whichever comes
 // first, and only loopback addresses are accepted.
@@ -15,9 +22,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +43,7 @@ func main() {
 	n := fs.Int("n", 5000, "operations")
 	c := fs.Int("c", 1, "parallel workers")
 	max := fs.Duration("max", 60*time.Second, "time limit")
+	what := fs.String("of", "conns", "turns: conns or udprr")
 	fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "echo":
@@ -44,6 +54,12 @@ func main() {
 	case "udprr":
 		loopbackOnly(*addr)
 		udprr(*addr, *n, *c, *max)
+	case "turns":
+		addrs := strings.Split(*addr, ",")
+		for _, a := range addrs {
+			loopbackOnly(a)
+		}
+		turns(addrs, *what == "udprr", *n, *max)
 	default:
 		log.Fatalf("unknown mode %q", os.Args[1])
 	}
@@ -134,36 +150,96 @@ func run(name string, n, c int, max time.Duration, mk func() func() error) {
 	fmt.Printf("%s ok=%d failed=%d seconds=%.3f rate=%.0f/s\n", name, done.Load(), failed.Load(), el.Seconds(), float64(done.Load())/el.Seconds())
 }
 
+// turns runs n operations per address, taking the addresses in turn.
+func turns(addrs []string, udp bool, n int, max time.Duration) {
+	type target struct {
+		op              func() error
+		busy            time.Duration
+		ok, failed, bad int
+	}
+	ts := make([]*target, len(addrs))
+	for i, a := range addrs {
+		t := &target{}
+		if udp {
+			t.op = udpOp(a, i, &t.bad)
+		} else {
+			t.op = func() error { return conn(a) }
+		}
+		ts[i] = t
+	}
+	// Each round takes the addresses in a new random order: whoever goes
+	// after a relay meets the tail of its work (closing sockets), so a
+	// fixed order would favour some.
+	end := time.Now().Add(max)
+	order := rand.Perm(len(ts))
+	for i := 0; i < n*len(ts) && time.Now().Before(end); i++ {
+		if i%len(ts) == 0 {
+			rand.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
+		}
+		t := ts[order[i%len(ts)]]
+		t0 := time.Now()
+		err := t.op()
+		t.busy += time.Since(t0)
+		if err != nil {
+			t.failed++
+		} else {
+			t.ok++
+		}
+	}
+	for i, t := range ts {
+		s := t.busy.Seconds()
+		if udp {
+			fmt.Printf("udprr addr=%s ok=%d failed=%d seconds=%.3f rate=%.0f/s wrong_replies=%d\n", addrs[i], t.ok, t.failed, s, float64(t.ok)/s, t.bad)
+		} else {
+			fmt.Printf("conns addr=%s ok=%d failed=%d seconds=%.3f rate=%.0f/s\n", addrs[i], t.ok, t.failed, s, float64(t.ok)/s)
+		}
+	}
+}
+
+// udpOp returns a request/response on a socket of its own, counting in
+// wrong the replies that are not the request.
+func udpOp(addr string, me int, wrong *int) func() error {
+	u, err := net.Dial("udp", addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var seq int
+	buf := make([]byte, 256)
+	return func() error {
+		seq++
+		q := fmt.Appendf(nil, "w%d-%d", me, seq)
+		u.SetDeadline(time.Now().Add(time.Second))
+		if _, err := u.Write(q); err != nil {
+			return err
+		}
+		m, err := u.Read(buf)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(buf[:m], q) {
+			*wrong++
+			return fmt.Errorf("wrong reply")
+		}
+		return nil
+	}
+}
+
 // udprr: each worker has its own socket (its own session) and checks that
 // every reply is the one it asked for.
 func udprr(addr string, n, c int, max time.Duration) {
-	var wrong atomic.Int64
+	var mu sync.Mutex
+	var wrong []*int
 	var id atomic.Int64
 	run("udprr", n, c, max, func() func() error {
-		u, err := net.Dial("udp", addr)
-		if err != nil {
-			log.Fatal(err)
-		}
-		me := id.Add(1)
-		var seq int
-		buf := make([]byte, 256)
-		return func() error {
-			seq++
-			q := fmt.Appendf(nil, "w%d-%d", me, seq)
-			u.SetDeadline(time.Now().Add(time.Second))
-			if _, err := u.Write(q); err != nil {
-				return err
-			}
-			m, err := u.Read(buf)
-			if err != nil {
-				return err
-			}
-			if !bytes.Equal(buf[:m], q) {
-				wrong.Add(1)
-				return fmt.Errorf("wrong reply")
-			}
-			return nil
-		}
+		w := new(int)
+		mu.Lock()
+		wrong = append(wrong, w)
+		mu.Unlock()
+		return udpOp(addr, int(id.Add(1)), w)
 	})
-	fmt.Printf("udprr wrong_replies=%d\n", wrong.Load())
+	total := 0
+	for _, w := range wrong {
+		total += *w
+	}
+	fmt.Printf("udprr wrong_replies=%d\n", total)
 }
