@@ -42,7 +42,7 @@ const (
 	maxQueuedLines = 4096
 	// lineBatch is how long the writer lets lines gather before it
 	// writes them: one wake-up per batch, not one per connection.
-	lineBatch = 5 * time.Millisecond
+	lineBatch = 20 * time.Millisecond
 )
 
 // add queues rec, or writes it at once if the queue is full.
