@@ -7,7 +7,7 @@
 # Per relay and repetition: iperf3 1 and 8 streams (Gbit/s); then ROUNDS
 # rounds of N sequential connect/64 B echo/close (conns/s) and UN UDP
 # request/responses on one socket (req/s; every reply checked against its
-# request), the relays taking turns. The relay's CPU time is
+# request) per relay, the relays taking turns connection by connection. The relay's CPU time is
 # read from /proc for its whole process group (children included), giving
 # CPU s per GB, us per connection and us per UDP exchange.
 # Needs: apt-get install -y haproxy nginx-light libnginx-mod-stream rinetd socat iperf3
@@ -109,19 +109,45 @@ conns() { "$OUT/load" conns -addr 127.0.0.1:$EP -n $N -c 1 -max 60s | sed -E 's/
 udprr() { "$OUT/load" udprr -addr 127.0.0.1:$EP -n $UN -c 1 -max 60s | tr '\n' ' ' | sed -E 's/.*ok=([0-9]+).*rate=([0-9]+).*wrong_replies=([0-9]+).*/\2 \1 \3/'; }
 
 # Every relay runs for the whole benchmark (an idle one costs nothing), so
-# the short-connection and UDP tests can take turns: ROUNDS rounds per
-# repetition, the order rotated each round, so that a slow spell of this
-# shared machine falls on every relay alike rather than on one.
+# that the short-connection and UDP tests can interleave them: `load turns`
+# makes one connection (or exchange) through each relay in turn, in a new
+# random order each time, and times each relay's alone. This machine's
+# speed drifts by tens of percent from one second to the next; taking
+# turns puts every relay under the same drift. socat, which forks a
+# process per connection, is measured on its own.
 declare -A RTP REP RRPG
 for relay in $RELAYS; do
 	start_relay $relay || exit 1
 	RTP[$relay]=$TP REP[$relay]=$EP RRPG[$relay]=$RPG
 done
 use() { TP=${RTP[$1]} EP=${REP[$1]} RPG=${RRPG[$1]}; }
-rotate() { # round relays... -> the relays, starting at position round
-	local k=$1; shift; local a=("$@") i
-	for i in "${!a[@]}"; do echo "${a[$(( (i + k) % ${#a[@]} ))]}"; done
+turns() { # rep test(conn1|udprr) unit relays...
+	local rep=$1 test=$2 unit=$3 addrs="" r c1 line v of=conns n=$N
+	shift 3
+	[ "$test" = udprr ] && of=udprr n=$UN
+	local -A c0
+	for r in "$@"; do
+		use $r; addrs+=",127.0.0.1:$EP"
+		c0[$r]=0; [ -n "$RPG" ] && c0[$r]=$(ticks $RPG)
+	done
+	"$OUT/load" turns -addr "${addrs#,}" -of $of -n $n -max 300s >"$OUT/turns.txt"
+	for r in "$@"; do
+		use $r; c1=0; [ -n "$RPG" ] && c1=$(ticks $RPG)
+		line=$(grep " addr=127.0.0.1:$EP " "$OUT/turns.txt")
+		v=$(echo "$line" | sed -E 's/.*ok=([0-9]+).*rate=([0-9]+).*/\2 \1/')
+		[ "$test" = udprr ] && v="$v $(echo "$line" | sed -E 's/.*wrong_replies=([0-9]+).*/\1/')"
+		echo "$rep,$r,$test,$v,$unit,$(( c1 - c0[$r] ))" >>"$CSV"
+		echo "rep $rep $r $test: $v $unit, relay cpu $(( c1 - c0[$r] )) ticks" >&2
+	done
 }
+TURNS=() UTURNS=()
+for relay in $RELAYS; do
+	[ $relay = socat ] && continue
+	TURNS+=($relay)
+	# HAProxy relays no UDP; rinetd 0.73 takes the UDP rule but answers
+	# nothing here, and each unanswered request would wait out its 1 s.
+	case $relay in haproxy | rinetd) ;; *) UTURNS+=($relay) ;; esac
+done
 for rep in $(seq $REPS); do
 	for relay in $RELAYS; do
 		use $relay
@@ -129,14 +155,13 @@ for rep in $(seq $REPS); do
 		measure $rep $relay tcp8 Gbit/s iperf $TP 8
 	done
 	for round in $(seq $ROUNDS); do
-		for relay in $(rotate $round $RELAYS); do
-			# socat forks a process per connection: one round is enough
-			# to show it, and takes as long as all the others' rounds.
-			[ $relay = socat ] && [ $round -gt 1 ] && continue
-			use $relay
-			measure $rep.$round $relay conn1 conns/s conns
-			[ $relay = haproxy ] || measure $rep.$round $relay udprr req/s udprr
-		done
+		turns $rep.$round conn1 conns/s "${TURNS[@]}"
+		[ ${#UTURNS[@]} -gt 0 ] && turns $rep.$round udprr req/s "${UTURNS[@]}"
 	done
+	case " $RELAYS " in *" socat "*)
+		use socat
+		measure $rep socat conn1 conns/s conns
+		measure $rep socat udprr req/s udprr ;;
+	esac
 done
 python3 "$HERE/summarize.py" "$CSV"
