@@ -31,8 +31,9 @@ type loopCtl struct {
 // one goroutine running for ever: every 10 ms its monitor thread asks it
 // to yield (a preemption that moves it to another thread), and then
 // watches at 20 us intervals for a millisecond. Yielding first, a few
-// hundred nanoseconds when nothing else waits, spares all that: -25% CPU
-// per connection for a relay with idle gaps between its connections.
+// hundred nanoseconds when nothing else waits, spares all that: -15% CPU
+// per short connection for a relay with a millisecond between its
+// connections, -4% back to back (bench/RESULTS.md, 2026-12-07).
 const yieldEvery = 5 * time.Millisecond
 
 // pass yields to the scheduler if the loop has not for yieldEvery; now

@@ -55,6 +55,9 @@ func main() {
 		loopbackOnly(*addr)
 		udprr(*addr, *n, *c, *max)
 	case "turns":
+		if *what != "conns" && *what != "udprr" {
+			log.Fatalf("-of %q: conns or udprr", *what)
+		}
 		addrs := strings.Split(*addr, ",")
 		for _, a := range addrs {
 			loopbackOnly(a)
