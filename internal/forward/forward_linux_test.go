@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -394,7 +395,7 @@ func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
 
 // rawFD returns c's descriptor (non-blocking, as Go leaves it); c must
 // stay open meanwhile.
-func rawFD(t *testing.T, c *net.TCPConn) int {
+func rawFD(t *testing.T, c syscall.Conn) int {
 	t.Helper()
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -798,5 +799,78 @@ func TestLoopsShareListener(t *testing.T) {
 		for i, l := range loops {
 			t.Errorf("loop %d accepted %d connections", i, l.accepted.Load())
 		}
+	}
+}
+
+// The replies held in a turn of the UDP loop go out with sendmmsg, each
+// to its own session's client, in order, however many sessions and
+// however the batch fills (by count, by bytes), with the bytes counted
+// per session.
+func TestReplyBatchSendsEachToItsClient(t *testing.T) {
+	out, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	fd := rawFD(t, out)
+	const clients = 5
+	conns := make([]*net.UDPConn, clients)
+	sessions := make([]*udpSession, clients)
+	for i := range conns {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadBuffer(4 << 20)
+		conns[i] = c
+		ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
+		sess := &udpSession{client: ap, nameLen: unix.SizeofSockaddrInet4}
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sess.name))
+		sa.Family = unix.AF_INET
+		sa.Port = ap.Port()>>8 | ap.Port()<<8
+		sa.Addr = ap.Addr().As4()
+		sessions[i] = sess
+	}
+	var r replyBatch
+	r.buf = make([]byte, 0, udpReplyBytes)
+	// 3 rounds of 30 replies, round-robin over the clients: past the count
+	// bound; then 6 of 60 KiB: past the byte bound; then one alone.
+	var want [clients][]string
+	send := func(i int, b []byte) {
+		r.add(fd, sessions[i], b)
+		want[i] = append(want[i], string(b))
+	}
+	for k := range 90 {
+		send(k%clients, fmt.Appendf(nil, "reply %d to client %d", k, k%clients))
+	}
+	r.flush(fd)
+	for k := range 6 {
+		b := bytes.Repeat([]byte{byte('a' + k)}, 60<<10)
+		send(k%clients, b)
+	}
+	r.flush(fd)
+	send(2, []byte("alone"))
+	r.flush(fd)
+	buf := make([]byte, 64<<10)
+	for i, c := range conns {
+		var total int64
+		for j, w := range want[i] {
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("client %d, reply %d of %d: %v", i, j, len(want[i]), err)
+			}
+			if string(buf[:n]) != w {
+				t.Fatalf("client %d, reply %d: got %d bytes %.30q; want %d bytes %.30q", i, j, n, buf[:n], len(w), w)
+			}
+			total += int64(n)
+		}
+		if sessions[i].toClient != total {
+			t.Errorf("client %d: %d bytes counted; %d sent", i, sessions[i].toClient, total)
+		}
+	}
+	if r.n != 0 || len(r.buf) != 0 {
+		t.Errorf("after flush: %d replies, %d bytes held", r.n, len(r.buf))
 	}
 }

@@ -44,7 +44,25 @@ type udpListener struct {
 	iovs      [udpBatch]unix.Iovec
 	names     [udpBatch]unix.RawSockaddrInet6
 	msgs      [udpBatch]unix.Mmsghdr
+	replies   replyBatch
 }
+
+// replyBatch holds the replies to clients read in one turn of the loop,
+// from any number of sessions, so that they leave the listener socket in
+// one sendmmsg call: with many clients at once, one system call for what
+// took one each.
+type replyBatch struct {
+	n    int
+	sess [udpReplies]*udpSession
+	iovs [udpReplies]unix.Iovec
+	msgs [udpReplies]unix.Mmsghdr
+	buf  []byte // the replies' bytes; never grown past its capacity, so the iovecs stay valid
+}
+
+const (
+	udpReplies    = 32        // replies held at most
+	udpReplyBytes = 256 << 10 // bytes held at most (a datagram is at most 64 KiB)
+)
 
 type udpSession struct {
 	rs       *ruleState // the rule version it started under
@@ -139,6 +157,7 @@ func (l *udpListener) serve() {
 	l.t0 = time.Now()
 	l.nextSweep = 1<<63 - 1
 	l.bufs = make([]byte, udpBatch*maxDatagram)
+	l.replies.buf = make([]byte, 0, udpReplyBytes)
 	for i := range l.msgs {
 		l.iovs[i].Base = &l.bufs[i*maxDatagram]
 		l.iovs[i].SetLen(maxDatagram)
@@ -181,6 +200,7 @@ func (l *udpListener) loop() {
 				var stopping bool
 				draining, stopping, acks = l.requests(acks)
 				if stopping {
+					l.replies.flush(l.fd)
 					l.endAll("shutdown")
 				}
 			case l.fd:
@@ -191,6 +211,8 @@ func (l *udpListener) loop() {
 				}
 			}
 		}
+		// The replies read in this turn go out before any session ends.
+		l.replies.flush(l.fd)
 		if now >= l.nextSweep {
 			l.sweep(now)
 		}
@@ -282,15 +304,73 @@ func (l *udpListener) fromTarget(sess *udpSession, now int64) {
 		}
 		sess.last = now
 		for i := range n {
-			b := l.bufs[i*maxDatagram : i*maxDatagram+int(l.msgs[i].Len)]
-			if sendto(l.fd, b, &sess.name, sess.nameLen) == nil {
-				sess.toClient += int64(len(b))
-			}
+			l.replies.add(l.fd, sess, l.bufs[i*maxDatagram:i*maxDatagram+int(l.msgs[i].Len)])
 		}
 		if n < len(l.msgs) {
 			return
 		}
 	}
+}
+
+// add holds a reply to sess's client, sending what is held first if it
+// is full. sess must outlive the next flush.
+func (r *replyBatch) add(fd int, sess *udpSession, b []byte) {
+	if r.n == udpReplies || len(r.buf)+len(b) > cap(r.buf) {
+		r.flush(fd)
+	}
+	off := len(r.buf)
+	r.buf = append(r.buf, b...)
+	i := r.n
+	r.n++
+	r.sess[i] = sess
+	if len(b) > 0 {
+		r.iovs[i].Base = &r.buf[off]
+	} else {
+		r.iovs[i].Base = nil
+	}
+	r.iovs[i].SetLen(len(b))
+	h := &r.msgs[i].Hdr
+	h.Name = (*byte)(unsafe.Pointer(&sess.name))
+	h.Namelen = sess.nameLen
+	h.Iov = &r.iovs[i]
+	h.SetIovlen(1)
+}
+
+// flush sends the held replies on the listener socket fd: one sendto for
+// one reply, sendmmsg for more. As with any UDP send, a reply the socket
+// cannot take (its buffer full) is dropped; the bytes counted are those
+// sent.
+func (r *replyBatch) flush(fd int) {
+	switch r.n {
+	case 0:
+		return
+	case 1:
+		sess := r.sess[0]
+		if sendto(fd, r.buf, &sess.name, sess.nameLen) == nil {
+			sess.toClient += int64(len(r.buf))
+		}
+	default:
+		for sent := 0; sent < r.n; {
+			k, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msgs[sent])), uintptr(r.n-sent), unix.MSG_DONTWAIT, 0, 0)
+			switch {
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				sent = r.n // no room: the rest are dropped
+				continue
+			case e != 0:
+				sent++ // this one failed (sendmmsg reports the first failure); go on past it
+				continue
+			}
+			for j := sent; j < sent+int(k); j++ {
+				r.sess[j].toClient += int64(r.iovs[j].Len)
+			}
+			sent += int(k)
+		}
+	}
+	clear(r.sess[:r.n])
+	r.n = 0
+	r.buf = r.buf[:0]
 }
 
 // send writes a datagram on a connected socket.
