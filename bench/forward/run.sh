@@ -4,7 +4,8 @@
 #
 #   bench/forward/run.sh            # env: REPS=2 ROUNDS=5 T=5 N=3000 UN=5000 OUT=/tmp/fwdbench
 #
-# Per relay and repetition: iperf3 1 and 8 streams (Gbit/s); then ROUNDS
+# Per relay and repetition: iperf3 1 and 8 streams (Gbit/s) and 8*UN UDP
+# request/responses from 8 clients at once (req/s); then ROUNDS
 # rounds of N sequential connect/64 B echo/close (conns/s) and UN UDP
 # request/responses on one socket (req/s; every reply checked against its
 # request) per relay, the relays taking turns connection by connection. The relay's CPU time is
@@ -107,6 +108,7 @@ import json,sys
 e=json.load(sys.stdin)["end"]; print("%.3f %d" % (e["sum_received"]["bits_per_second"]/1e9, e["sum_received"]["bytes"]))'; }
 conns() { "$OUT/load" conns -addr 127.0.0.1:$EP -n $N -c 1 -max 60s | sed -E 's/.*ok=([0-9]+).*rate=([0-9]+).*/\2 \1/'; }
 udprr() { "$OUT/load" udprr -addr 127.0.0.1:$EP -n $UN -c 1 -max 60s | tr '\n' ' ' | sed -E 's/.*ok=([0-9]+).*rate=([0-9]+).*wrong_replies=([0-9]+).*/\2 \1 \3/'; }
+udprr8() { "$OUT/load" udprr -addr 127.0.0.1:$EP -n $((8 * UN)) -c 8 -max 60s | tr '\n' ' ' | sed -E 's/.*ok=([0-9]+).*rate=([0-9]+).*wrong_replies=([0-9]+).*/\2 \1 \3/'; }
 
 # Every relay runs for the whole benchmark (an idle one costs nothing), so
 # that the short-connection and UDP tests can interleave them: `load turns`
@@ -153,6 +155,9 @@ for rep in $(seq $REPS); do
 		use $relay
 		measure $rep $relay tcp1 Gbit/s iperf $TP 1
 		measure $rep $relay tcp8 Gbit/s iperf $TP 8
+		# 8 clients at once, each with its own socket (session): a
+		# throughput test like iperf's, so the relays take it one by one.
+		case $relay in haproxy | rinetd) ;; *) measure $rep $relay udp8 req/s udprr8 ;; esac
 	done
 	for round in $(seq $ROUNDS); do
 		turns $rep.$round conn1 conns/s "${TURNS[@]}"

@@ -24,7 +24,7 @@ for rep, relay, test, v, unit, ticks in csv.reader(open(sys.argv[1])):
             cpu[relay, test].append(secs / (count / 1e9))       # s per GB
         else:
             cpu[relay, test].append(secs / count * 1e6)         # us per op
-    if test == "udprr" and len(f) > 2:
+    if test.startswith("udp") and len(f) > 2:
         wrong[relay] += int(f[2])
 
 def med(x):
@@ -39,12 +39,14 @@ def ratio(relay, test, base="haproxy", inverse=False):
         return ""
     return f" ({a / b:.2f}x)"
 
-print("| relay | 1-stream Gbit/s | 8-stream Gbit/s | CPU s/GB (1 stream) | conns/s sequential | CPU us/conn | UDP req/s | CPU us/req | wrong replies |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| relay | 1-stream Gbit/s | 8-stream Gbit/s | CPU s/GB (1 stream) | conns/s sequential | CPU us/conn | UDP req/s | CPU us/req | UDP req/s, 8 clients | CPU us/req | wrong replies |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for r in order:
     print(f"| {r} | {fmt(med(vals[r,'tcp1']),2)}{ratio(r,'tcp1')} | {fmt(med(vals[r,'tcp8']),2)}{ratio(r,'tcp8')} "
           f"| {fmt(med(cpu[r,'tcp1']),2)} | {fmt(med(vals[r,'conn1']),0)}{ratio(r,'conn1')} | {fmt(med(cpu[r,'conn1']),0)} "
-          f"| {fmt(med(vals[r,'udprr']),0)}{ratio(r,'udprr','nginx')} | {fmt(med(cpu[r,'udprr']),0)} | {wrong[r] if (r,'udprr') in vals else '-'} |")
+          f"| {fmt(med(vals[r,'udprr']),0)}{ratio(r,'udprr','nginx')} | {fmt(med(cpu[r,'udprr']),0)} "
+          f"| {fmt(med(vals[r,'udp8']),0)}{ratio(r,'udp8','nginx')} | {fmt(med(cpu[r,'udp8']),0)} "
+          f"| {wrong[r] if (r,'udprr') in vals or (r,'udp8') in vals else '-'} |")
 print()
 print("Ratios in brackets: TCP columns against haproxy, UDP req/s against nginx (HAProxy has no UDP).")
 
