@@ -874,3 +874,45 @@ func TestReplyBatchSendsEachToItsClient(t *testing.T) {
 		t.Errorf("after flush: %d replies, %d bytes held", r.n, len(r.buf))
 	}
 }
+
+// A client's consecutive datagrams go to its target in one sendmmsg on
+// the session's socket: all of them, in order, counted.
+func TestToTargetSendsARunInOrder(t *testing.T) {
+	dst, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	src, err := net.DialUDP("udp4", nil, dst.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	sess := &udpSession{fd: rawFD(t, src)}
+	var l udpListener
+	var want []string
+	for _, k := range []int{udpBatch, 1, 3} {
+		for i := range k {
+			b := fmt.Appendf(nil, "datagram %d of a run of %d", i, k)
+			l.up[i] = b
+			want = append(want, string(b))
+		}
+		l.toTarget(sess, k)
+	}
+	buf := make([]byte, 256)
+	var total int64
+	for i, w := range want {
+		dst.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := dst.Read(buf)
+		if err != nil {
+			t.Fatalf("datagram %d of %d: %v", i, len(want), err)
+		}
+		if string(buf[:n]) != w {
+			t.Fatalf("datagram %d = %q; want %q", i, buf[:n], w)
+		}
+		total += int64(n)
+	}
+	if sess.toTarget != total {
+		t.Errorf("%d bytes counted; %d sent", sess.toTarget, total)
+	}
+}

@@ -44,6 +44,9 @@ type udpListener struct {
 	iovs      [udpBatch]unix.Iovec
 	names     [udpBatch]unix.RawSockaddrInet6
 	msgs      [udpBatch]unix.Mmsghdr
+	up        [udpBatch][]byte // datagrams of one client on their way to its target
+	upIovs    [udpBatch]unix.Iovec
+	upMsgs    [udpBatch]unix.Mmsghdr
 	replies   replyBatch
 }
 
@@ -259,6 +262,9 @@ func (l *udpListener) fromClients(now int64, draining bool) {
 			}
 			return
 		}
+		// Consecutive datagrams of one client go on in one sendmmsg.
+		var run *udpSession
+		k := 0
 		for i := range n {
 			from, ok := sockaddrPort(&l.names[i], l.msgs[i].Hdr.Namelen)
 			if !ok {
@@ -273,20 +279,70 @@ func (l *udpListener) fromClients(now int64, draining bool) {
 					continue
 				}
 			}
+			if sess != run {
+				l.toTarget(run, k)
+				run, k = sess, 0
+			}
 			sess.last = now
-			b := l.bufs[i*maxDatagram : i*maxDatagram+int(l.msgs[i].Len)]
-			err := send(sess.fd, b)
-			if err == unix.ECONNREFUSED {
-				// An ICMP error left over from an earlier datagram; it is
-				// cleared now, so this one can go.
-				err = send(sess.fd, b)
-			}
-			if err == nil {
-				sess.toTarget += int64(len(b))
-			}
+			l.up[k] = l.bufs[i*maxDatagram : i*maxDatagram+int(l.msgs[i].Len)]
+			k++
 		}
+		l.toTarget(run, k)
 		if n < len(l.msgs) {
 			return
+		}
+	}
+}
+
+// toTarget sends the first k datagrams in l.up on sess's socket.
+func (l *udpListener) toTarget(sess *udpSession, k int) {
+	switch {
+	case sess == nil || k == 0:
+	case k == 1:
+		b := l.up[0]
+		err := send(sess.fd, b)
+		if err == unix.ECONNREFUSED {
+			// An ICMP error left over from an earlier datagram; it is
+			// cleared now, so this one can go.
+			err = send(sess.fd, b)
+		}
+		if err == nil {
+			sess.toTarget += int64(len(b))
+		}
+	default:
+		for i, b := range l.up[:k] {
+			l.upIovs[i].Base = unsafe.SliceData(b)
+			l.upIovs[i].SetLen(len(b))
+			l.upMsgs[i].Hdr = unix.Msghdr{Iov: &l.upIovs[i]}
+			l.upMsgs[i].Hdr.SetIovlen(1)
+		}
+		sendmmsgAll(sess.fd, l.upMsgs[:k], func(i int) { sess.toTarget += int64(len(l.up[i])) })
+	}
+	clear(l.up[:k])
+}
+
+// sendmmsgAll sends msgs on fd, going on past a datagram that fails (as
+// sendto would fail it alone), and calls sent with the index of each one
+// that went. A full socket buffer drops the rest, as it would drop them
+// one by one; an ICMP error left from earlier (ECONNREFUSED) is cleared by
+// its report, so that datagram is tried again.
+func sendmmsgAll(fd int, msgs []unix.Mmsghdr, sent func(i int)) {
+	retried := -1
+	for i := 0; i < len(msgs); {
+		k, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[i])), uintptr(len(msgs)-i), unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == unix.EINTR:
+		case e == unix.EAGAIN:
+			return
+		case e == unix.ECONNREFUSED && retried != i:
+			retried = i
+		case e != 0:
+			i++ // sendmmsg reports the first failure; that datagram is lost
+		default:
+			for j := i; j < i+int(k); j++ {
+				sent(j)
+			}
+			i += int(k)
 		}
 	}
 }
@@ -350,23 +406,7 @@ func (r *replyBatch) flush(fd int) {
 			sess.toClient += int64(len(r.buf))
 		}
 	default:
-		for sent := 0; sent < r.n; {
-			k, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msgs[sent])), uintptr(r.n-sent), unix.MSG_DONTWAIT, 0, 0)
-			switch {
-			case e == unix.EINTR:
-				continue
-			case e == unix.EAGAIN:
-				sent = r.n // no room: the rest are dropped
-				continue
-			case e != 0:
-				sent++ // this one failed (sendmmsg reports the first failure); go on past it
-				continue
-			}
-			for j := sent; j < sent+int(k); j++ {
-				r.sess[j].toClient += int64(r.iovs[j].Len)
-			}
-			sent += int(k)
-		}
+		sendmmsgAll(fd, r.msgs[:r.n], func(i int) { r.sess[i].toClient += int64(r.iovs[i].Len) })
 	}
 	clear(r.sess[:r.n])
 	r.n = 0
