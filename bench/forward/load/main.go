@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,6 +160,7 @@ func turns(addrs []string, udp bool, n int, max time.Duration) {
 		op              func() error
 		busy            time.Duration
 		ok, failed, bad int
+		lat             []time.Duration
 	}
 	ts := make([]*target, len(addrs))
 	for i, a := range addrs {
@@ -182,7 +184,9 @@ func turns(addrs []string, udp bool, n int, max time.Duration) {
 		t := ts[order[i%len(ts)]]
 		t0 := time.Now()
 		err := t.op()
-		t.busy += time.Since(t0)
+		d := time.Since(t0)
+		t.busy += d
+		t.lat = append(t.lat, d)
 		if err != nil {
 			t.failed++
 		} else {
@@ -191,10 +195,18 @@ func turns(addrs []string, udp bool, n int, max time.Duration) {
 	}
 	for i, t := range ts {
 		s := t.busy.Seconds()
+		slices.Sort(t.lat)
+		pct := func(p int) float64 {
+			if len(t.lat) == 0 {
+				return 0
+			}
+			return float64(t.lat[(len(t.lat)-1)*p/100].Microseconds())
+		}
+		lat := fmt.Sprintf("p50=%.0fus p90=%.0fus p99=%.0fus", pct(50), pct(90), pct(99))
 		if udp {
-			fmt.Printf("udprr addr=%s ok=%d failed=%d seconds=%.3f rate=%.0f/s wrong_replies=%d\n", addrs[i], t.ok, t.failed, s, float64(t.ok)/s, t.bad)
+			fmt.Printf("udprr addr=%s ok=%d failed=%d seconds=%.3f rate=%.0f/s wrong_replies=%d %s\n", addrs[i], t.ok, t.failed, s, float64(t.ok)/s, t.bad, lat)
 		} else {
-			fmt.Printf("conns addr=%s ok=%d failed=%d seconds=%.3f rate=%.0f/s\n", addrs[i], t.ok, t.failed, s, float64(t.ok)/s)
+			fmt.Printf("conns addr=%s ok=%d failed=%d seconds=%.3f rate=%.0f/s %s\n", addrs[i], t.ok, t.failed, s, float64(t.ok)/s, lat)
 		}
 	}
 }
