@@ -833,7 +833,7 @@ func TestReplyBatchSendsEachToItsClient(t *testing.T) {
 		sessions[i] = sess
 	}
 	var r replyBatch
-	r.buf = make([]byte, 0, udpReplyBytes)
+	r.setup()
 	// 3 rounds of 30 replies, round-robin over the clients: past the count
 	// bound; then 6 of 60 KiB: past the byte bound; then one alone.
 	var want [clients][]string
@@ -890,11 +890,13 @@ func TestToTargetSendsARunInOrder(t *testing.T) {
 	defer src.Close()
 	sess := &udpSession{fd: rawFD(t, src)}
 	var l udpListener
+	l.setup()
 	var want []string
 	for _, k := range []int{udpBatch, 1, 3} {
 		for i := range k {
 			b := fmt.Appendf(nil, "datagram %d of a run of %d", i, k)
-			l.up[i] = b
+			l.upIovs[i].Base = &b[0]
+			l.upIovs[i].SetLen(len(b))
 			want = append(want, string(b))
 		}
 		l.toTarget(sess, k)

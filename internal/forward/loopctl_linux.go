@@ -23,8 +23,12 @@ type loopCtl struct {
 	closed   bool            // epoll set and eventfd closed; wake must not be written
 	acks     []chan struct{} // drain calls waiting for the loop
 
-	nextYield int64 // loop clock: when the loop next passes by the scheduler
+	t0        time.Time // the loop clock's zero, set when the loop begins
+	nextYield int64     // loop clock: when the loop next passes by the scheduler
 }
+
+// now is the loop's clock: nanoseconds since it began.
+func (c *loopCtl) now() int64 { return int64(time.Since(c.t0)) }
 
 // yieldEvery is how often a loop passes by the Go scheduler. A loop
 // goroutine never blocks in Go, only in epoll_wait, so the runtime sees
@@ -82,11 +86,12 @@ func (c *loopCtl) stop() {
 	}
 }
 
-// begin marks the loop as running; false if it was closed first (a
-// drain before it started).
+// begin marks the loop as running and starts its clock; false if it was
+// closed first (a drain before it started).
 func (c *loopCtl) begin() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.t0 = time.Now()
 	c.started = !c.closed
 	return c.started
 }

@@ -51,7 +51,6 @@ type tcpLoop struct {
 	again     []*loopConn            // stopped on their budget with more to move
 	toClose   []int                  // closed after the batch, so no stale event meets a reused number
 	nextSweep int64
-	t0        time.Time
 	lnKA      time.Duration
 	lnKASet   bool  // the listener's keep-alive timers are not the kernel's
 	pausedTil int64 // accept paused (out of descriptors) until then; 0: accepting
@@ -229,14 +228,11 @@ func (l *tcpLoop) closeLocked() {
 	l.s.removeLoop(l)
 }
 
-func (l *tcpLoop) now() int64 { return int64(time.Since(l.t0)) }
-
 func (l *tcpLoop) serve() {
 	if !l.begin() {
 		return
 	}
 	// Not locked to its thread, for the reason given in udpListener.serve.
-	l.t0 = time.Now()
 	l.nextSweep = 1<<63 - 1
 	l.loop()
 }

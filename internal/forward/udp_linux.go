@@ -38,14 +38,12 @@ type udpListener struct {
 	sessions  map[netip.AddrPort]*udpSession
 	byFD      []*udpSession
 	nextSweep int64 // loop clock nanoseconds; check idle sessions from then
-	t0        time.Time
 	events    [64]unix.EpollEvent
 	bufs      []byte
 	iovs      [udpBatch]unix.Iovec
 	names     [udpBatch]unix.RawSockaddrInet6
 	msgs      [udpBatch]unix.Mmsghdr
-	up        [udpBatch][]byte // datagrams of one client on their way to its target
-	upIovs    [udpBatch]unix.Iovec
+	upIovs    [udpBatch]unix.Iovec // datagrams of one client on their way to its target
 	upMsgs    [udpBatch]unix.Mmsghdr
 	replies   replyBatch
 }
@@ -58,8 +56,8 @@ type replyBatch struct {
 	n    int
 	sess [udpReplies]*udpSession
 	iovs [udpReplies]unix.Iovec
-	msgs [udpReplies]unix.Mmsghdr
-	buf  []byte // the replies' bytes; never grown past its capacity, so the iovecs stay valid
+	msgs [udpReplies]unix.Mmsghdr // each points at its iovec (see setup)
+	buf  []byte                   // the replies' bytes; never grown past its capacity, so the iovecs stay valid
 }
 
 const (
@@ -157,23 +155,36 @@ func (l *udpListener) serve() {
 	// one back (two futex wake-ups), where an unlocked goroutine takes any
 	// free P. Measured: no slower across processes, 20% less CPU with the
 	// clients in the same process.
-	l.t0 = time.Now()
 	l.nextSweep = 1<<63 - 1
+	l.setup()
+	l.loop()
+}
+
+// setup makes the loop's buffers and points each message header at its
+// iovec, once.
+func (l *udpListener) setup() {
 	l.bufs = make([]byte, udpBatch*maxDatagram)
-	l.replies.buf = make([]byte, 0, udpReplyBytes)
 	for i := range l.msgs {
 		l.iovs[i].Base = &l.bufs[i*maxDatagram]
 		l.iovs[i].SetLen(maxDatagram)
 		l.msgs[i].Hdr.Iov = &l.iovs[i]
 		l.msgs[i].Hdr.SetIovlen(1)
+		l.upMsgs[i].Hdr.Iov = &l.upIovs[i]
+		l.upMsgs[i].Hdr.SetIovlen(1)
 	}
-	l.loop()
+	l.replies.setup()
+}
+
+func (r *replyBatch) setup() {
+	r.buf = make([]byte, 0, udpReplyBytes)
+	for i := range r.msgs {
+		r.msgs[i].Hdr.Iov = &r.iovs[i]
+		r.msgs[i].Hdr.SetIovlen(1)
+	}
 }
 
 // maxDatagram is the largest UDP payload (IPv4, and IPv6 without jumbograms).
 const maxDatagram = 64 << 10
-
-func (l *udpListener) now() int64 { return int64(time.Since(l.t0)) }
 
 func (l *udpListener) loop() {
 	var acks []chan struct{}
@@ -284,7 +295,8 @@ func (l *udpListener) fromClients(now int64, draining bool) {
 				run, k = sess, 0
 			}
 			sess.last = now
-			l.up[k] = l.bufs[i*maxDatagram : i*maxDatagram+int(l.msgs[i].Len)]
+			l.upIovs[k].Base = &l.bufs[i*maxDatagram]
+			l.upIovs[k].SetLen(int(l.msgs[i].Len))
 			k++
 		}
 		l.toTarget(run, k)
@@ -294,12 +306,12 @@ func (l *udpListener) fromClients(now int64, draining bool) {
 	}
 }
 
-// toTarget sends the first k datagrams in l.up on sess's socket.
+// toTarget sends the first k datagrams in l.upIovs on sess's socket.
 func (l *udpListener) toTarget(sess *udpSession, k int) {
 	switch {
 	case sess == nil || k == 0:
 	case k == 1:
-		b := l.up[0]
+		b := unsafe.Slice(l.upIovs[0].Base, l.upIovs[0].Len)
 		err := send(sess.fd, b)
 		if err == unix.ECONNREFUSED {
 			// An ICMP error left over from an earlier datagram; it is
@@ -310,15 +322,8 @@ func (l *udpListener) toTarget(sess *udpSession, k int) {
 			sess.toTarget += int64(len(b))
 		}
 	default:
-		for i, b := range l.up[:k] {
-			l.upIovs[i].Base = unsafe.SliceData(b)
-			l.upIovs[i].SetLen(len(b))
-			l.upMsgs[i].Hdr = unix.Msghdr{Iov: &l.upIovs[i]}
-			l.upMsgs[i].Hdr.SetIovlen(1)
-		}
-		sendmmsgAll(sess.fd, l.upMsgs[:k], func(i int) { sess.toTarget += int64(len(l.up[i])) })
+		sendmmsgAll(sess.fd, l.upMsgs[:k], func(i int) { sess.toTarget += int64(l.upIovs[i].Len) })
 	}
-	clear(l.up[:k])
 }
 
 // sendmmsgAll sends msgs on fd, going on past a datagram that fails (as
@@ -385,11 +390,8 @@ func (r *replyBatch) add(fd int, sess *udpSession, b []byte) {
 		r.iovs[i].Base = nil
 	}
 	r.iovs[i].SetLen(len(b))
-	h := &r.msgs[i].Hdr
-	h.Name = (*byte)(unsafe.Pointer(&sess.name))
-	h.Namelen = sess.nameLen
-	h.Iov = &r.iovs[i]
-	h.SetIovlen(1)
+	r.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&sess.name))
+	r.msgs[i].Hdr.Namelen = sess.nameLen
 }
 
 // flush sends the held replies on the listener socket fd: one sendto for
