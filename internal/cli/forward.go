@@ -82,6 +82,7 @@ connections were cut at the drain deadline, 2 bad arguments or config.`,
   portolan forward :2222 198.18.0.3:22,198.18.0.4:22 --balance first-healthy --health 5s
   portolan forward :443 198.18.0.5:443 --proxy-protocol v2 --allow 198.18.0.0/15 --max-conns 1000
   portolan forward -c forward.yaml --metrics 127.0.0.1:9109 --log-format json
+  portolan forward -c forward.yaml --loops 4
   portolan forward --check -c forward.yaml`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -193,7 +194,7 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.Loops < 0 || opts.Loops > 64 {
+	if opts.Loops < 1 || opts.Loops > 64 {
 		return usageErr(fmt.Errorf("--loops %d: want 1 to 64", opts.Loops))
 	}
 	if opts.Check {

@@ -3,10 +3,13 @@
 //
 // A [Server] runs a set of [Rule]s. On Linux, TCP bulk bytes move with raw
 // non-blocking splice(2) calls through kernel pipes and never enter user
-// space (small reads pass through the loop's buffer); each TCP listener is served by an epoll event loop (or
-// [Server.Loops] of them) and each UDP listener by one (tcp_loop_linux.go, udp_linux.go), so a short
-// connection or a datagram exchange costs no goroutine hand-offs. Rules that accept PROXY headers,
-// and other systems, relay TCP with a goroutine per direction (tcp.go).
+// space (small reads pass through the loop's buffer); each TCP listener
+// is served by an epoll event loop (or [Server.Loops] of them) and each
+// UDP listener by one (tcp_loop_linux.go, udp_linux.go), so a short
+// connection or a datagram exchange costs no goroutine hand-offs; UDP
+// reads and replies go in batches (recvmmsg, sendmmsg). Rules that accept
+// PROXY headers, and other systems, relay TCP with a goroutine per
+// direction (tcp.go).
 // Targets named by host name are resolved when the rules are loaded and
 // again in the background every 30 s, never by a loop.
 //

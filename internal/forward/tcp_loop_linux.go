@@ -21,7 +21,8 @@ import (
 // On Linux each TCP listener is served by an event loop (or several, see
 // tcpLoops), each in one goroutine like the UDP relay: its epoll set holds
 // the listening socket, both sockets of every connection it accepted
-// (edge-triggered) and an eventfd for drain and shutdown. A short connection then costs the kernel's wake-ups of one
+// (edge-triggered) and an eventfd for drain and shutdown. A short
+// connection then costs the kernel's wake-ups of one
 // thread, no goroutines and no hand-offs through the runtime's poller,
 // and only the system calls the relay needs: accept4 (the peer address
 // comes with it; TCP_NODELAY and keep-alive are inherited from the
@@ -480,8 +481,9 @@ func (l *tcpLoop) dial(c *loopConn, now int64) {
 		if done {
 			// Connected already (a target on this host): relay what the
 			// client has sent without waiting for the loop to say so.
-			// The reads may find nothing; the sockets are registered
-			// edge-triggered, so no readiness is lost either way.
+			// The reads may find nothing; the sockets are (or are about
+			// to be, see watch) in the epoll set edge-triggered, which
+			// reports what they have, so no readiness is lost either way.
 			l.connected(c, now)
 			c.sw, c.cr = true, true
 			l.pump(c, now)
