@@ -33,7 +33,7 @@ def med(x):
 def fmt(x, d=1):
     return "-" if x is None else f"{x:,.{d}f}"
 
-def ratio(relay, test, base="haproxy", inverse=False):
+def ratio(relay, test, base="haproxy"):
     a, b = med(vals[relay, test]), med(vals[base, test])
     if a is None or not b:
         return ""
