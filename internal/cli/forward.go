@@ -194,7 +194,7 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.Loops < 1 || opts.Loops > 64 {
+	if opts.Loops < 0 || opts.Loops > 64 { // 0 (the zero value) is one loop, as in forward.Server
 		return usageErr(fmt.Errorf("--loops %d: want 1 to 64", opts.Loops))
 	}
 	if opts.Check {
