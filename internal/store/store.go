@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // ErrNotFound is returned (wrapped) when a scan does not exist.
@@ -78,6 +79,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path}
+	if err := useWAL(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, explain(err))
+	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, explain(err))
@@ -85,18 +90,46 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
+// useWAL puts the file in WAL mode (persistent: done once per file) so
+// readers and the writer do not block each other. SQLite answers SQLITE_BUSY
+// at once, without its busy handler, when another process is converting
+// the same new file, so the conversion is retried here, for as long as a
+// writer would wait.
+func useWAL(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	wait := time.Millisecond
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// isBusy reports whether err is SQLite's "database is locked", with any
+// extended code.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
 // dsn builds the driver's connection string for the file at abs. Every
-// pooled connection gets the same settings: WAL so readers and the writer do
-// not block each other, NORMAL sync (safe with WAL: a crash loses at most the
-// last transactions, never the file), foreign keys, a busy timeout, memory
-// for temporary data, and
-// immediate transactions so two writers queue at BEGIN instead of failing
-// when one upgrades its read lock.
+// pooled connection gets the same settings: NORMAL sync (safe with WAL, see
+// useWAL: a crash loses at most the last transactions, never the file),
+// foreign keys, a busy timeout, memory for temporary data, and immediate
+// transactions so two writers queue at BEGIN instead of failing when one
+// upgrades its read lock.
 func dsn(abs string) string {
 	u := url.URL{Scheme: "file", Path: abs}
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(ON)")
 	// Multi-row inserts keep a statement journal; in a temp file it made
