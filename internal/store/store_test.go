@@ -527,35 +527,56 @@ func TestResultsQueryUsesIndex(t *testing.T) {
 	}
 }
 
-// TestOpenConcurrently: two processes starting their first scan at once
-// both migrate the new file; one does the work, neither fails.
+// TestOpenConcurrently: processes starting their first scans at once on a
+// new file all migrate it (one does the work, none fails), then write their
+// results side by side; each scan keeps all of its own.
 func TestOpenConcurrently(t *testing.T) {
+	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "portolan.db")
-	errs := make(chan error, 4)
-	for range 4 {
+	const writers, batches, per = 4, 5, 400
+	results := testResults(batches * per)
+	errs := make(chan error, writers)
+	for range writers {
 		go func() {
-			s, err := Open(context.Background(), path)
-			if err == nil {
-				_, err = s.CreateScan(context.Background(), ScanInfo{Targets: "127.0.0.1"})
-				s.Close()
-			}
-			errs <- err
+			errs <- func() error {
+				s, err := Open(ctx, path)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				id, err := s.CreateScan(ctx, ScanInfo{Targets: "127.0.0.1"})
+				if err != nil {
+					return err
+				}
+				for i := range batches {
+					if err := s.AddResults(ctx, id, results[i*per:(i+1)*per]); err != nil {
+						return err
+					}
+				}
+				return s.FinishScan(ctx, id, Done, Counts{Probes: batches * per})
+			}()
 		}()
 	}
-	for range 4 {
+	for range writers {
 		if err := <-errs; err != nil {
-			t.Errorf("concurrent Open: %v", err)
+			t.Errorf("concurrent Open and write: %v", err)
 		}
 	}
-	s, err := Open(context.Background(), path)
+	s, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	var n int
 	s.db.QueryRow("SELECT COUNT(*) FROM schema_migrations").Scan(&n)
-	scans, _ := s.Scans(context.Background(), 0)
-	if n != SchemaVersion || len(scans) != 4 {
-		t.Errorf("after 4 concurrent opens: %d migrations, %d scans; want %d and 4", n, len(scans), SchemaVersion)
+	scans, _ := s.Scans(ctx, 0)
+	if n != SchemaVersion || len(scans) != writers {
+		t.Fatalf("after %d concurrent opens: %d migrations, %d scans; want %d and %d", writers, n, len(scans), SchemaVersion, writers)
+	}
+	for _, sc := range scans {
+		got, err := s.Results(ctx, sc.ID, Filter{})
+		if err != nil || len(got) != batches*per || sc.Status != Done {
+			t.Errorf("scan %d: %d results, %v, status %s; want %d, done", sc.ID, len(got), err, sc.Status, batches*per)
+		}
 	}
 }
