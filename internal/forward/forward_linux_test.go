@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -19,6 +20,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 )
 
@@ -916,5 +918,128 @@ func TestToTargetSendsARunInOrder(t *testing.T) {
 	}
 	if sess.toTarget != total {
 		t.Errorf("%d bytes counted; %d sent", sess.toTarget, total)
+	}
+}
+
+// A socket is read in batches when it was read in the turn before or its
+// last batch held more than one datagram; otherwise one at a time.
+func TestReadModeBatchesBusySockets(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		m     readMode
+		turn  uint64
+		batch bool
+	}{
+		{"every other turn, one datagram", readMode{turn: 10}, 12, false},
+		{"two turns in a row", readMode{turn: 11}, 12, true},
+		{"last batch held several", readMode{turn: 3, many: true}, 12, true},
+		{"again in the same turn", readMode{turn: 12}, 12, false},
+	} {
+		if got := tc.m.batch(tc.turn); got != tc.batch || tc.m.turn != tc.turn {
+			t.Errorf("%s: batch = %v, turn %d; want %v, turn %d", tc.name, got, tc.m.turn, tc.batch, tc.turn)
+		}
+	}
+}
+
+// Read one datagram at a time or in a batch, the listener gets every
+// datagram whole (an empty one too) with the address it came from.
+func TestReadOneOrBatchKeepsSenders(t *testing.T) {
+	in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var senders [2]*net.UDPConn
+	for i := range senders {
+		if senders[i], err = net.DialUDP("udp4", nil, in.LocalAddr().(*net.UDPAddr)); err != nil {
+			t.Fatal(err)
+		}
+		defer senders[i].Close()
+	}
+	l := udpListener{fd: rawFD(t, in)}
+	l.setup()
+	type dgram struct {
+		from netip.AddrPort
+		data string
+	}
+	var want, got []dgram
+	for i := range 6 {
+		s := senders[i%2]
+		b := bytes.Repeat([]byte{byte('a' + i)}, i*1000) // the first is empty
+		if _, err := s.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, dgram{s.LocalAddr().(*net.UDPAddr).AddrPort(), string(b)})
+	}
+	// Turn 5: one datagram (the socket was not read in turn 4); turn 6: a
+	// batch of the other five (read in the turn before).
+	for l.turn = 5; l.turn <= 6; l.turn++ {
+		n, err := l.read(l.fd, &l.clients, true)
+		if err != nil {
+			t.Fatalf("turn %d: %v", l.turn, err)
+		}
+		if wantN := []int{1, 5}[l.turn-5]; n != wantN {
+			t.Fatalf("turn %d: read %d datagrams; want %d", l.turn, n, wantN)
+		}
+		for i := range n {
+			from, ok := sockaddrPort(&l.names[i], l.msgs[i].Hdr.Namelen)
+			if !ok {
+				t.Fatalf("turn %d, datagram %d: no sender address", l.turn, i)
+			}
+			got = append(got, dgram{from, string(l.bufs[i*maxDatagram : i*maxDatagram+int(l.msgs[i].Len)])})
+		}
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }), cmp.AllowUnexported(dgram{})); diff != "" {
+		t.Errorf("datagrams read (-want +got):\n%s", diff)
+	}
+	if _, err := l.read(l.fd, &l.clients, true); err != unix.EAGAIN {
+		t.Errorf("read of an empty socket: %v; want EAGAIN", err)
+	}
+}
+
+// The loop's timer wakes its epoll set at the time set, not before; a
+// later time leaves it as it is, an earlier one brings it forward.
+func TestLoopTimer(t *testing.T) {
+	var c loopCtl
+	if err := c.open(func(int) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		c.mu.Lock()
+		c.closeCtlLocked()
+		c.mu.Unlock()
+	}()
+	c.begin()
+	events := make([]unix.EpollEvent, 4)
+	fired := func(timeout time.Duration) bool {
+		n, err := unix.EpollWait(c.epfd, events, int(timeout.Milliseconds()))
+		if err != nil && err != unix.EINTR {
+			t.Fatal(err)
+		}
+		for _, ev := range events[:max(n, 0)] {
+			if int(ev.Fd) == c.timer {
+				c.timerFired()
+				return true
+			}
+		}
+		return false
+	}
+	now := c.now()
+	c.setTimer(now+int64(300*time.Millisecond), now)
+	c.setTimer(now+int64(time.Hour), now) // later: no change
+	if !fired(10 * time.Second) {
+		t.Fatal("timer set for 300 ms did not fire")
+	}
+	if el := c.now() - now; el < int64(300*time.Millisecond) {
+		t.Errorf("timer fired after %v; set for 300 ms", time.Duration(el))
+	}
+	now = c.now()
+	c.setTimer(now+int64(time.Hour), now)
+	c.setTimer(now+int64(50*time.Millisecond), now) // earlier: brought forward
+	if !fired(10 * time.Second) {
+		t.Fatal("timer brought forward to 50 ms did not fire")
+	}
+	if c.armedAt != noTimer || fired(0) {
+		t.Errorf("after firing: armed at %d, fired again", c.armedAt)
 	}
 }

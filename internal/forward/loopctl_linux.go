@@ -11,10 +11,12 @@ import (
 
 // loopCtl is what an event loop (TCP or UDP) shares with the goroutines
 // that drain and stop it: its epoll set, the eventfd that wakes it, and,
-// under mu, the requests and the drain calls waiting for an answer.
+// under mu, the requests and the drain calls waiting for an answer. It also
+// holds the loop's clock and timer.
 type loopCtl struct {
-	epfd int
-	wake int // eventfd: drain or shutdown asked
+	epfd  int
+	wake  int // eventfd: drain or shutdown asked
+	timer int // timerfd: the loop's next timer (see setTimer)
 
 	mu       sync.Mutex
 	started  bool // the loop runs (or ran)
@@ -25,7 +27,11 @@ type loopCtl struct {
 
 	t0        time.Time // the loop clock's zero, set when the loop begins
 	nextYield int64     // loop clock: when the loop next passes by the scheduler
+	armedAt   int64     // loop clock: when timer fires; noTimer when not armed
 }
+
+// noTimer is a loop clock time that never comes.
+const noTimer = 1<<63 - 1
 
 // now is the loop's clock: nanoseconds since it began.
 func (c *loopCtl) now() int64 { return int64(time.Since(c.t0)) }
@@ -49,9 +55,33 @@ func (c *loopCtl) pass(now int64) {
 	}
 }
 
-// open makes the loop's epoll set and its eventfd, already in the set.
-// watch adds the loop's listening socket; on error both are closed again
-// (the listening socket is the caller's).
+// setTimer makes sure the loop wakes by at (loop clock); now is the loop's
+// time, a little behind is fine: the timer then fires a little late. The
+// timer is a timerfd in the epoll set, set again only when at comes before
+// it, rather than a timeout of epoll_wait, which makes the kernel start and
+// cancel a timer on every wait: 1-2% of a relayed UDP exchange
+// (bench/RESULTS.md, 2026-12-07).
+func (c *loopCtl) setTimer(at, now int64) {
+	if at >= c.armedAt {
+		return
+	}
+	its := unix.ItimerSpec{Value: unix.NsecToTimespec(max(at-now, 1))} // zero would disarm it
+	if unix.TimerfdSettime(c.timer, 0, &its, nil) == nil {
+		c.armedAt = at
+	}
+}
+
+// timerFired takes the timer's expiry when the loop sees its descriptor
+// readable; the next setTimer arms it again.
+func (c *loopCtl) timerFired() {
+	var b [8]byte
+	unix.Read(c.timer, b[:])
+	c.armedAt = noTimer
+}
+
+// open makes the loop's epoll set with its eventfd and timerfd in it.
+// watch adds the loop's listening socket; on error all three are closed
+// again (the listening socket is the caller's).
 func (c *loopCtl) open(watch func(epfd int) error) error {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -62,16 +92,26 @@ func (c *loopCtl) open(watch func(epfd int) error) error {
 		unix.Close(epfd)
 		return fmt.Errorf("eventfd: %w", err)
 	}
+	timer, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return fmt.Errorf("timerfd: %w", err)
+	}
 	err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)})
+	if err == nil {
+		err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, timer, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(timer)})
+	}
 	if err == nil {
 		err = watch(epfd)
 	}
 	if err != nil {
 		unix.Close(epfd)
 		unix.Close(wake)
+		unix.Close(timer)
 		return fmt.Errorf("epoll add: %w", err)
 	}
-	c.epfd, c.wake = epfd, wake
+	c.epfd, c.wake, c.timer, c.armedAt = epfd, wake, timer, noTimer
 	return nil
 }
 
@@ -156,12 +196,13 @@ func answer(acks []chan struct{}) []chan struct{} {
 	return acks[:0]
 }
 
-// closeCtlLocked closes the epoll set and the eventfd and answers the
-// waiting drain calls; c.mu is held, so no wake is written to a closed
-// (and maybe reused) descriptor number.
+// closeCtlLocked closes the epoll set, the eventfd and the timerfd and
+// answers the waiting drain calls; c.mu is held, so no wake is written to
+// a closed (and maybe reused) descriptor number.
 func (c *loopCtl) closeCtlLocked() {
 	c.closed = true
 	unix.Close(c.wake)
+	unix.Close(c.timer)
 	unix.Close(c.epfd)
 	for _, a := range c.acks {
 		close(a)

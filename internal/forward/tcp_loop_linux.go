@@ -241,16 +241,13 @@ func (l *tcpLoop) serve() {
 func (l *tcpLoop) loop() {
 	var acks []chan struct{}
 	draining := false
+	now := l.now()
 	for {
-		now := l.now()
 		timeout := -1
 		if len(l.again) > 0 {
 			timeout = 0
-		} else if next := l.nextTimer(); next < 1<<63-1 {
-			// Rounded up: waking a little late is fine, early is a wasted sweep.
-			d := max(next-now, 0)
-			timeout = int((min(d, int64(time.Hour)) + int64(time.Millisecond) - 1) / int64(time.Millisecond))
 		}
+		l.setTimer(l.nextTimer(), now)
 		n, err := unix.EpollWait(l.epfd, l.events[:], timeout)
 		if err != nil && err != unix.EINTR {
 			// Only a bug gets here (a bad descriptor): end cleanly
@@ -268,6 +265,8 @@ func (l *tcpLoop) loop() {
 		// start of the next, and the client waits on the start.
 		for i := range max(n, 0) {
 			switch fd := int(l.events[i].Fd); fd {
+			case l.timer:
+				l.timerFired()
 			case l.wake:
 				var stopping bool
 				draining, stopping, acks = l.requests(acks)
@@ -290,7 +289,7 @@ func (l *tcpLoop) loop() {
 		}
 		for i := range max(n, 0) {
 			fd := int(l.events[i].Fd)
-			if fd != l.wake && fd != l.fd && fd < len(l.byFD) && l.byFD[fd] != nil {
+			if fd != l.wake && fd != l.timer && fd != l.fd && fd < len(l.byFD) && l.byFD[fd] != nil {
 				l.event(l.byFD[fd], fd, l.events[i].Events, now)
 			}
 		}

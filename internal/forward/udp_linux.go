@@ -46,6 +46,27 @@ type udpListener struct {
 	upIovs    [udpBatch]unix.Iovec // datagrams of one client on their way to its target
 	upMsgs    [udpBatch]unix.Mmsghdr
 	replies   replyBatch
+	turn      uint64   // turns of the loop so far
+	clients   readMode // how the listener socket is read
+}
+
+// readMode picks how a socket is read: one datagram (recvfrom) or a batch
+// (recvmmsg). A batch read that finds one datagram costs the kernel a
+// second look at an empty queue and the headers of a batch: 1-2% of a
+// relayed exchange (bench/RESULTS.md, 2026-12-07). A socket read in two
+// turns of the loop in a row, or whose last batch held more than one
+// datagram, is busy and read in batches; others one datagram at a time
+// (what is left is reported again by the level-triggered epoll set).
+type readMode struct {
+	turn uint64 // the loop turn of the last read
+	many bool   // the last batch held more than one datagram
+}
+
+// batch reports whether to read a batch in this turn of the loop.
+func (m *readMode) batch(turn uint64) bool {
+	b := m.many || m.turn+1 == turn
+	m.turn = turn
+	return b
 }
 
 // replyBatch holds the replies to clients read in one turn of the loop,
@@ -78,6 +99,7 @@ type udpSession struct {
 	last     int64 // loop clock of the last datagram either way
 	toTarget int64
 	toClient int64
+	replies  readMode // how fd is read
 }
 
 func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
@@ -189,15 +211,10 @@ const maxDatagram = 64 << 10
 func (l *udpListener) loop() {
 	var acks []chan struct{}
 	draining := false
+	now := l.now()
 	for {
-		now := l.now()
-		timeout := -1
-		if len(l.sessions) > 0 {
-			// Rounded up: waking a little late is fine, early is a wasted sweep.
-			d := max(l.nextSweep-now, 0)
-			timeout = int(min(d, int64(time.Hour))+int64(time.Millisecond)-1) / int(time.Millisecond)
-		}
-		n, err := unix.EpollWait(l.epfd, l.events[:], timeout)
+		l.setTimer(l.nextSweep, now)
+		n, err := unix.EpollWait(l.epfd, l.events[:], -1)
 		if err != nil && err != unix.EINTR {
 			// Only a bug gets here (a bad descriptor): end cleanly
 			// rather than spin.
@@ -208,8 +225,11 @@ func (l *udpListener) loop() {
 		}
 		now = l.now()
 		l.pass(now)
+		l.turn++
 		for i := range max(n, 0) {
 			switch fd := int(l.events[i].Fd); fd {
+			case l.timer:
+				l.timerFired()
 			case l.wake:
 				var stopping bool
 				draining, stopping, acks = l.requests(acks)
@@ -248,8 +268,14 @@ func recvmmsg(fd int, msgs []unix.Mmsghdr) (int, error) {
 	return int(n), nil
 }
 
-func (l *udpListener) prepare(names bool) {
-	for i := range l.msgs {
+// read reads what waits on fd into l.msgs, a batch or one datagram as m
+// says, and records what it got in m.
+func (l *udpListener) read(fd int, m *readMode, names bool) (int, error) {
+	k := 1
+	if m.batch(l.turn) {
+		k = len(l.msgs)
+	}
+	for i := range k {
 		h := &l.msgs[i].Hdr
 		if names {
 			h.Name = (*byte)(unsafe.Pointer(&l.names[i]))
@@ -258,6 +284,31 @@ func (l *udpListener) prepare(names bool) {
 			h.Name, h.Namelen = nil, 0
 		}
 	}
+	var n int
+	var err error
+	if k == 1 {
+		n, err = recvOne(fd, &l.msgs[0])
+	} else {
+		n, err = recvmmsg(fd, l.msgs[:])
+	}
+	m.many = n > 1
+	return n, err
+}
+
+// recvOne reads one datagram without waiting, into msg's buffer and name,
+// setting their lengths as recvmmsg would.
+func recvOne(fd int, msg *unix.Mmsghdr) (int, error) {
+	h := &msg.Hdr
+	var namelen *uint32
+	if h.Name != nil {
+		namelen = &h.Namelen
+	}
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(h.Iov.Base)), uintptr(h.Iov.Len), unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(h.Name)), uintptr(unsafe.Pointer(namelen)))
+	if e != 0 {
+		return 0, e
+	}
+	msg.Len = uint32(n)
+	return 1, nil
 }
 
 // fromClients relays the datagrams waiting on the listener socket. A few
@@ -265,8 +316,7 @@ func (l *udpListener) prepare(names bool) {
 // reported again after the sessions' replies had their turn.
 func (l *udpListener) fromClients(now int64, draining bool) {
 	for range 4 {
-		l.prepare(true)
-		n, err := recvmmsg(l.fd, l.msgs[:])
+		n, err := l.read(l.fd, &l.clients, true)
 		if err != nil {
 			if err != unix.EAGAIN && err != unix.EINTR {
 				l.s.logger().Debug("udp read", "addr", l.local.String(), "err", err)
@@ -354,9 +404,8 @@ func sendmmsgAll(fd int, msgs []unix.Mmsghdr, sent func(i int)) {
 
 // fromTarget relays a session's replies to its client.
 func (l *udpListener) fromTarget(sess *udpSession, now int64) {
-	l.prepare(false)
 	for range 4 {
-		n, err := recvmmsg(sess.fd, l.msgs[:])
+		n, err := l.read(sess.fd, &sess.replies, false)
 		if err == unix.ECONNREFUSED {
 			continue // the target's port is closed for now; the client may retry
 		}
