@@ -46,8 +46,9 @@ type udpListener struct {
 	upIovs    [udpBatch]unix.Iovec // datagrams of one client on their way to its target
 	upMsgs    [udpBatch]unix.Mmsghdr
 	replies   replyBatch
-	turn      uint64   // turns of the loop so far
-	clients   readMode // how the listener socket is read
+	turn      uint64      // turns of the loop so far
+	clients   readMode    // how the listener socket is read
+	last      *udpSession // the session of the last datagram from a client
 }
 
 // readMode picks how a socket is read: one datagram (recvfrom) or a batch
@@ -331,7 +332,12 @@ func (l *udpListener) fromClients(now int64, draining bool) {
 			if !ok {
 				continue
 			}
-			sess := l.sessions[from]
+			// A client's datagrams tend to come one after another: its
+			// session is tried before the map.
+			sess := l.last
+			if sess == nil || sess.client != from {
+				sess = l.sessions[from]
+			}
 			if sess == nil {
 				if draining {
 					continue
@@ -340,6 +346,7 @@ func (l *udpListener) fromClients(now int64, draining bool) {
 					continue
 				}
 			}
+			l.last = sess
 			if sess != run {
 				l.toTarget(run, k)
 				run, k = sess, 0
@@ -602,6 +609,9 @@ func (l *udpListener) endAll(reason string) {
 }
 
 func (l *udpListener) end(sess *udpSession, reason string) {
+	if l.last == sess {
+		l.last = nil
+	}
 	delete(l.sessions, sess.client)
 	l.byFD[sess.fd] = nil
 	unix.Close(sess.fd) // also leaves the epoll set
