@@ -644,6 +644,18 @@ func TestUDPSessions(t *testing.T) {
 	if want := `portolan_forward_udp_sessions_active{rule="dns",proto="udp"} 3`; !strings.Contains(m.String(), want) {
 		t.Errorf("metrics lack %q:\n%s", want, m.String())
 	}
+	// The expired client, the last one the relay heard from, comes back:
+	// a new session answers it, and expires in turn.
+	ask(c, "back again")
+	waitFor(t, "the new session's expiry", func() bool {
+		n := 0
+		for _, l := range lb.lines() {
+			if l["reason"] == "idle" && l["proto"] == "udp" {
+				n++
+			}
+		}
+		return n == 2
+	})
 }
 
 func TestUDPSessionCapAndDeny(t *testing.T) {
