@@ -289,6 +289,7 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 			continue
 		}
 		ns, elems := newNamedSet(table, s, now)
+		ns.ID = en.setID()
 		en.named[s.name] = ns
 		step(false, func(c *nftables.Conn) error {
 			if err := c.AddSet(ns, elems); err != nil {

@@ -60,9 +60,19 @@ type anonSet struct {
 
 // encoder turns krules into google/nftables rules.
 type encoder struct {
-	table *nftables.Table
-	chain *nftables.Chain
-	named map[string]*nftables.Set // named sets by name, for set ids within a batch
+	table  *nftables.Table
+	chain  *nftables.Chain
+	named  map[string]*nftables.Set // named sets by name, for set ids within a batch
+	lastID uint32                   // the last set id given in the batch
+}
+
+// setID numbers a set of the batch. An id only has to be unique within its
+// batch; google/nftables numbers sets with id 0 from a package-wide counter
+// without a lock, which two batches built at once (a rollback guard
+// restoring while another Apply runs, in one process) would race on.
+func (en *encoder) setID() uint32 {
+	en.lastID++
+	return en.lastID
 }
 
 // rule returns the kernel rule for k and the anonymous sets it uses.
@@ -70,7 +80,8 @@ func (en *encoder) rule(k *krule) (*nftables.Rule, []anonSet, error) {
 	var ex []expr.Any
 	var sets []anonSet
 	lookup := func(keyType nftables.SetDatatype, interval bool, elems []nftables.SetElement) {
-		s := &nftables.Set{Table: en.table, Anonymous: true, Constant: true, Interval: interval, KeyType: keyType}
+		// "__set%d": the kernel numbers anonymous sets' names.
+		s := &nftables.Set{Table: en.table, ID: en.setID(), Name: "__set%d", Anonymous: true, Constant: true, Interval: interval, KeyType: keyType}
 		l := &expr.Lookup{SourceRegister: 1}
 		sets = append(sets, anonSet{s, elems, l})
 		ex = append(ex, l)
