@@ -311,7 +311,6 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 				if err := c.AddSet(a.set, a.elems); err != nil {
 					return fmt.Errorf("add anonymous set: %w", err)
 				}
-				a.lookup.SetName, a.lookup.SetID = a.set.Name, a.set.ID
 				return nil
 			})
 			others++ // its elements

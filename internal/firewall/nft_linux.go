@@ -53,9 +53,8 @@ func ifnameBytes(name string) []byte {
 // anonSet is an anonymous set a rule needs, added in the same batch just
 // before the rule.
 type anonSet struct {
-	set    *nftables.Set
-	elems  []nftables.SetElement
-	lookup *expr.Lookup // set to the set's name and id once AddSet gave them
+	set   *nftables.Set
+	elems []nftables.SetElement
 }
 
 // encoder turns krules into google/nftables rules.
@@ -82,9 +81,8 @@ func (en *encoder) rule(k *krule) (*nftables.Rule, []anonSet, error) {
 	lookup := func(keyType nftables.SetDatatype, interval bool, elems []nftables.SetElement) {
 		// "__set%d": the kernel numbers anonymous sets' names.
 		s := &nftables.Set{Table: en.table, ID: en.setID(), Name: "__set%d", Anonymous: true, Constant: true, Interval: interval, KeyType: keyType}
-		l := &expr.Lookup{SourceRegister: 1}
-		sets = append(sets, anonSet{s, elems, l})
-		ex = append(ex, l)
+		sets = append(sets, anonSet{s, elems})
+		ex = append(ex, &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID})
 	}
 	load := func(e expr.Any) { ex = append(ex, e) }
 
