@@ -974,7 +974,7 @@ func TestReadOneOrBatchKeepsSenders(t *testing.T) {
 	// Turn 5: one datagram (the socket was not read in turn 4); turn 6: a
 	// batch of the other five (read in the turn before).
 	for l.turn = 5; l.turn <= 6; l.turn++ {
-		n, err := l.read(l.fd, &l.clients, true)
+		n, err := l.read(l.fd, &l.reads, true)
 		if err != nil {
 			t.Fatalf("turn %d: %v", l.turn, err)
 		}
@@ -992,7 +992,7 @@ func TestReadOneOrBatchKeepsSenders(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }), cmp.AllowUnexported(dgram{})); diff != "" {
 		t.Errorf("datagrams read (-want +got):\n%s", diff)
 	}
-	if _, err := l.read(l.fd, &l.clients, true); err != unix.EAGAIN {
+	if _, err := l.read(l.fd, &l.reads, true); err != unix.EAGAIN {
 		t.Errorf("read of an empty socket: %v; want EAGAIN", err)
 	}
 }

@@ -47,7 +47,7 @@ type udpListener struct {
 	upMsgs    [udpBatch]unix.Mmsghdr
 	replies   replyBatch
 	turn      uint64      // turns of the loop so far
-	clients   readMode    // how the listener socket is read
+	reads     readMode    // how the listener socket is read
 	last      *udpSession // the session of the last datagram from a client
 }
 
@@ -100,7 +100,7 @@ type udpSession struct {
 	last     int64 // loop clock of the last datagram either way
 	toTarget int64
 	toClient int64
-	replies  readMode // how fd is read
+	reads    readMode // how fd is read
 }
 
 func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
@@ -317,7 +317,7 @@ func recvOne(fd int, msg *unix.Mmsghdr) (int, error) {
 // reported again after the sessions' replies had their turn.
 func (l *udpListener) fromClients(now int64, draining bool) {
 	for range 4 {
-		n, err := l.read(l.fd, &l.clients, true)
+		n, err := l.read(l.fd, &l.reads, true)
 		if err != nil {
 			if err != unix.EAGAIN && err != unix.EINTR {
 				l.s.logger().Debug("udp read", "addr", l.local.String(), "err", err)
@@ -412,7 +412,7 @@ func sendmmsgAll(fd int, msgs []unix.Mmsghdr, sent func(i int)) {
 // fromTarget relays a session's replies to its client.
 func (l *udpListener) fromTarget(sess *udpSession, now int64) {
 	for range 4 {
-		n, err := l.read(sess.fd, &sess.replies, false)
+		n, err := l.read(sess.fd, &sess.reads, false)
 		if err == unix.ECONNREFUSED {
 			continue // the target's port is closed for now; the client may retry
 		}
