@@ -6,8 +6,9 @@
 // space (small reads pass through the loop's buffer); each TCP listener
 // is served by an epoll event loop (or [Server.Loops] of them) and each
 // UDP listener by one (tcp_loop_linux.go, udp_linux.go), so a short
-// connection or a datagram exchange costs no goroutine hand-offs; UDP
-// reads and replies go in batches (recvmmsg, sendmmsg). Rules that accept
+// connection or a datagram exchange costs no goroutine hand-offs; a busy
+// UDP socket is read in batches (recvmmsg, one datagram at a time when
+// quiet) and replies go out in batches (sendmmsg). Rules that accept
 // PROXY headers, and other systems, relay TCP with a goroutine per
 // direction (tcp.go).
 // Targets named by host name are resolved when the rules are loaded and

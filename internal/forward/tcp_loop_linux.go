@@ -21,12 +21,13 @@ import (
 // On Linux each TCP listener is served by an event loop (or several, see
 // tcpLoops), each in one goroutine like the UDP relay: its epoll set holds
 // the listening socket, both sockets of every connection it accepted
-// (edge-triggered) and an eventfd for drain and shutdown. A short
-// connection then costs the kernel's wake-ups of one
-// thread, no goroutines and no hand-offs through the runtime's poller,
-// and only the system calls the relay needs: accept4 (the peer address
-// comes with it; TCP_NODELAY and keep-alive are inherited from the
-// listener), socket, connect and its options, splices, shutdown, close.
+// (edge-triggered), an eventfd for drain and shutdown and a timerfd for
+// the timeouts. A short connection then costs the kernel's wake-ups of one
+// thread, no goroutines and no hand-offs through the runtime's poller, and
+// only the system calls the relay needs: accept4 (the peer address comes
+// with it; TCP_NODELAY and keep-alive are inherited from the listener),
+// socket, connect and its options, reads and sends or splices, shutdown,
+// close.
 //
 // Rules that accept a PROXY header from trusted peers hand their
 // connections to the goroutine relay in tcp.go (reading the header would

@@ -16,12 +16,13 @@ import (
 
 // On Linux each UDP listener is one event loop in one goroutine, as in
 // nginx: an epoll set holds the listener socket, every session's
-// connected upstream socket and an eventfd for drain and shutdown. A
-// request/response exchange then costs the kernel's wake-ups of one thread
-// and no hand-offs between goroutines through the runtime's poller.
+// connected upstream socket, an eventfd for drain and shutdown and a
+// timerfd for expiry. A request/response exchange then costs the kernel's
+// wake-ups of one thread and no hand-offs between goroutines through the
+// runtime's poller.
 
-// udpBatch is how many datagrams one recvmmsg call may return: one call
-// per readiness event when traffic is light, fewer calls under load.
+// udpBatch is how many datagrams one recvmmsg call may return, on a busy
+// socket (see readMode): fewer calls under load.
 const udpBatch = 8
 
 // udpListener relays datagrams: one session per client address, each with
