@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"reflect"
 	"sync"
+	"sync/atomic"
 )
 
 // Server runs a set of rules. The zero value is ready: call Apply to start
@@ -39,6 +40,7 @@ type Server struct {
 	loops     map[stopper]struct{} // TCP event loops and UDP listeners, draining ones too
 	wg        sync.WaitGroup       // connections and UDP sessions
 	lines     connLog              // their log lines
+	handoffs  atomic.Int64         // PROXY headers being read (see maxPendingHeaders)
 	closed    bool
 }
 

@@ -99,10 +99,21 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 	tc.start = time.Now()
 	c := tc.client
 	st := rs.stats
-	tc.clientAddr = unmapPort(c.RemoteAddr().(*net.TCPAddr).AddrPort())
+	if !tc.clientAddr.IsValid() {
+		// A socket reset before this point has no remote address left.
+		ra, ok := c.RemoteAddr().(*net.TCPAddr)
+		if !ok {
+			c.Close()
+			s.logConn(tc, slog.LevelInfo, 0, 0, "client gone")
+			return
+		}
+		tc.clientAddr = unmapPort(ra.AddrPort())
+	}
 	local := netip.AddrPort{}
 	if rs.ProxyProtocol != 0 || len(rs.TrustedProxies) > 0 {
-		local = unmapPort(c.LocalAddr().(*net.TCPAddr).AddrPort())
+		if la, ok := c.LocalAddr().(*net.TCPAddr); ok {
+			local = unmapPort(la.AddrPort())
+		}
 	}
 
 	if len(rs.TrustedProxies) > 0 && rs.trusts(tc.clientAddr.Addr()) {
@@ -226,6 +237,22 @@ func (s *Server) endDirection(tc *tcpConn, dst *net.TCPConn, err error, from str
 func unmapPort(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
+
+// maxPendingHeaders bounds the PROXY headers being read at once, each by
+// a goroutine: a flood of connections from a trusted peer that send
+// nothing costs this many goroutines at most, each for the connect
+// timeout at most, before any other limit can be taken.
+const maxPendingHeaders = 1024
+
+func (s *Server) startHandoff() bool {
+	if s.handoffs.Add(1) > maxPendingHeaders {
+		s.handoffs.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (s *Server) endHandoff() { s.handoffs.Add(-1) }
 
 // errIdle ends a pipe when neither direction moved a byte for the idle time.
 var errIdle = errors.New("idle")

@@ -365,13 +365,21 @@ func (l *tcpLoop) accept(now int64) {
 	}
 	client, _ := sockaddrPort(&rsa, unix.SizeofSockaddrInet6)
 	client = unmapPort(client)
-	if len(rs.TrustedProxies) > 0 {
-		// Off the loop: the handler may take l.s.mu, which drain holds
-		// while it waits for this loop.
-		go l.s.handoffTCP(rs, fd)
+	st := rs.stats
+	if len(rs.TrustedProxies) > 0 && rs.trusts(client.Addr()) {
+		// A PROXY header to read: off the loop (the handler may take
+		// l.s.mu, which drain holds while it waits for this loop), with
+		// the number of headers being read at once bounded before a
+		// goroutine starts.
+		if !l.s.startHandoff() {
+			st.limited.Add(1)
+			resetFD(fd)
+			l.s.logLoopConn(&loopConn{rs: rs, start: time.Now(), client: client}, slog.LevelWarn, "limit: proxy headers pending")
+			return
+		}
+		go l.s.handoffTCP(rs, fd, client)
 		return
 	}
-	st := rs.stats
 	c := &loopConn{rs: rs, cfd: fd, sfd: -1, start: time.Now(), client: client}
 	if !rs.permits(client.Addr()) {
 		st.denied.Add(1)
@@ -908,13 +916,17 @@ func (s *Server) logLoopConn(c *loopConn, level slog.Level, reason string) {
 	s.logConnLine(c.rs, "tcp", level, c.client, c.target, c.up.n, c.down.n, c.start, reason)
 }
 
-// handoffTCP relays an accepted connection with the goroutine relay.
-func (s *Server) handoffTCP(rs *ruleState, fd int) {
+// handoffTCP relays an accepted connection with the goroutine relay. The
+// client's address is the one accept returned: a connection reset
+// meanwhile has none left to ask the socket for.
+func (s *Server) handoffTCP(rs *ruleState, fd int, client netip.AddrPort) {
+	defer s.endHandoff()
 	f := os.NewFile(uintptr(fd), "")
 	nc, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
-		s.logger().Error("tcp conn", "rule", rs.name, "err", err)
+		// A socket reset before the hand-off: nothing to relay.
+		s.logConnLine(rs, "tcp", slog.LevelInfo, client, "", 0, 0, time.Now(), "client gone: "+err.Error())
 		return
 	}
 	c := nc.(*net.TCPConn)
@@ -922,7 +934,7 @@ func (s *Server) handoffTCP(rs *ruleState, fd int) {
 	if raw, err := c.SyscallConn(); err == nil {
 		raw.Control(func(fd uintptr) { setKeepAliveFD(int(fd), rs.KeepAlive, true) })
 	}
-	tc := &tcpConn{client: c}
+	tc := &tcpConn{client: c, clientAddr: client}
 	if !s.track(tc) {
 		reset(c)
 		return
