@@ -290,7 +290,11 @@ func TestSlowReaderBackpressure(t *testing.T) {
 // when the destination's socket fills, what it does not take waits in the
 // pipe, the source is left unread (backpressure), and once the reader
 // drains its side every byte arrives once and in order.
-func TestMoveSmallReadsToAFullSocket(t *testing.T) {
+func TestMoveSmallReadsToAFullSocket(t *testing.T) { moveThroughFullSocket(t, 700, 2000) }
+
+// moveThroughFullSocket is TestMoveSmallReadsToAFullSocket with msgs
+// messages of size bytes (less than the copy buffer).
+func moveThroughFullSocket(t *testing.T, size, msgs int) {
 	srcW, srcR := tcpPair(t)
 	dstW, dstR := tcpPair(t)
 	// A small send buffer, so that the destination fills after a few
@@ -299,7 +303,6 @@ func TestMoveSmallReadsToAFullSocket(t *testing.T) {
 	rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096) })
 	src, dst := rawFD(t, srcR), rawFD(t, dstW)
 
-	const size, msgs = 700, 2000
 	msg := func(i int) []byte {
 		b := make([]byte, size)
 		for j := range b {
@@ -361,7 +364,7 @@ func TestMoveSmallReadsToAFullSocket(t *testing.T) {
 		readable, writable = true, true
 		move()
 	}
-	if len(got) != msgs*size || h.n != msgs*size {
+	if len(got) != msgs*size || h.n != int64(msgs*size) {
 		t.Fatalf("read %d bytes, moved %d; want %d", len(got), h.n, msgs*size)
 	}
 	for i := range msgs {

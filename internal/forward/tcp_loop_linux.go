@@ -91,11 +91,17 @@ type loopConn struct {
 
 // half is one direction of a connection.
 type half struct {
-	p    *splicePipe // holds bytes not yet passed on; nil when empty
-	eof  bool        // the source ended
-	shut bool        // the end was passed on (or the connection ends)
-	bulk bool        // a read filled the copy buffer: splice from now on
-	n    int64
+	p *splicePipe // holds bytes not yet passed on; nil when empty
+	// spill holds what was read but did not fit in the pipe, to go into
+	// it as it empties. Pipes are not all the size asked for: once a user
+	// holds more pipe pages than fs.pipe-user-pages-soft (64 pipes of
+	// 1 MiB by default), the kernel gives new pipes 8 KiB, less than the
+	// copy buffer (as root, CAP_SYS_RESOURCE lifts the limit).
+	spill []byte
+	eof   bool // the source ended
+	shut  bool // the end was passed on (or the connection ends)
+	bulk  bool // a read filled the copy buffer: splice from now on
+	n     int64
 }
 
 // epoll events for connection sockets: all readiness changes, edge-triggered.
@@ -735,6 +741,11 @@ func (l *tcpLoop) pump(c *loopConn, now int64) {
 func (l *tcpLoop) move(c *loopConn, h, other *half, src, dst int, readable, writable *bool, ended bool, now int64) (more bool, err error) {
 	budget := spliceBudget
 	for {
+		if len(h.spill) > 0 {
+			if err := h.fillPipe(); err != nil {
+				return false, err
+			}
+		}
 		if h.p != nil && h.p.n > 0 {
 			if !*writable {
 				return false, nil
@@ -845,20 +856,38 @@ func (l *tcpLoop) sendOn(c *loopConn, h *half, dst int, b []byte, writable *bool
 	if h.p, _ = pipes.Get().(*splicePipe); h.p == nil {
 		return errNoPipe
 	}
-	rest := b[w:]
-	r, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(h.p.w), uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-	if errno != 0 {
+	h.spill = b[w:]
+	if err := h.fillPipe(); err != nil {
+		return err
+	}
+	if len(h.spill) > 0 {
+		// A small pipe (see spill): keep the rest, b is the loop's buffer.
+		h.spill = append([]byte(nil), h.spill...)
+	}
+	return nil
+}
+
+// fillPipe moves what it can of h.spill into h's pipe.
+func (h *half) fillPipe() error {
+	b := h.spill
+	r, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(h.p.w), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	switch errno {
+	case 0:
+		h.p.n += int(r)
+		h.spill = b[r:]
+	case unix.EAGAIN:
+	default:
 		return os.NewSyscallError("write pipe", errno)
 	}
-	if int(r) != len(rest) {
-		return os.NewSyscallError("write pipe", unix.EIO) // cannot happen: the pipe was empty
+	if len(h.spill) == 0 {
+		h.spill = nil
 	}
-	h.p.n = len(rest)
 	return nil
 }
 
 // dropPipe closes a pipe that may still hold a connection's bytes.
 func dropPipe(h *half) {
+	h.spill = nil
 	if h.p == nil {
 		return
 	}
