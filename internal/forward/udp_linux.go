@@ -47,9 +47,10 @@ type udpListener struct {
 	upIovs    [udpBatch]unix.Iovec // datagrams of one client on their way to its target
 	upMsgs    [udpBatch]unix.Mmsghdr
 	replies   replyBatch
-	turn      uint64      // turns of the loop so far
-	reads     readMode    // how the listener socket is read
-	last      *udpSession // the session of the last datagram from a client
+	turn      uint64        // turns of the loop so far
+	reads     readMode      // how the listener socket is read
+	last      *udpSession   // the session of the last datagram from a client
+	gone      chan struct{} // closed with the socket
 }
 
 // readMode picks how a socket is read: one datagram (recvfrom) or a batch
@@ -119,7 +120,7 @@ func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &udpListener{s: s, local: local, fd: fd, sessions: map[netip.AddrPort]*udpSession{}}
+	l := &udpListener{s: s, local: local, fd: fd, sessions: map[netip.AddrPort]*udpSession{}, gone: make(chan struct{})}
 	err = l.open(func(epfd int) error {
 		return unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
 	})
@@ -168,7 +169,11 @@ func (l *udpListener) closeLocked() {
 	unix.Close(l.fd)
 	l.closeCtlLocked()
 	l.s.removeLoop(l)
+	close(l.gone)
 }
+
+// done is closed once the listener's socket is.
+func (l *udpListener) done() <-chan struct{} { return l.gone }
 
 func (l *udpListener) serve() {
 	if !l.begin() {

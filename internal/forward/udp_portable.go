@@ -26,6 +26,7 @@ type udpListener struct {
 	sessions map[netip.AddrPort]*udpSession
 	draining bool
 	closed   bool
+	gone     chan struct{} // closed with the socket
 }
 
 type udpSession struct {
@@ -49,7 +50,7 @@ func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &udpListener{s: s, pc: pc.(*net.UDPConn), sessions: map[netip.AddrPort]*udpSession{}}
+	l := &udpListener{s: s, pc: pc.(*net.UDPConn), sessions: map[netip.AddrPort]*udpSession{}, gone: make(chan struct{})}
 	s.addLoop(l)
 	return l, nil
 }
@@ -80,7 +81,11 @@ func (l *udpListener) close() {
 	l.mu.Unlock()
 	l.pc.Close()
 	l.s.removeLoop(l)
+	close(l.gone)
 }
+
+// done is closed once the listener's socket is.
+func (l *udpListener) done() <-chan struct{} { return l.gone }
 
 func (l *udpListener) serve() {
 	buf := make([]byte, 64<<10)
