@@ -21,11 +21,6 @@ type Server struct {
 	// client's. Nil: discard.
 	Logger *slog.Logger
 
-	// LineWriter, if set, is the writer under Logger's handler: the
-	// lines of finished connections then go out a batch per write
-	// rather than a write each.
-	LineWriter *LineWriter
-
 	// Loops is how many event loops serve each TCP listener on Linux
 	// (0 or 1: one). More use more cores for many busy connections; one
 	// is the cheapest for short connections (measured on 2 cores on
@@ -242,7 +237,7 @@ func (s *Server) newState(r Rule) *ruleState {
 		s.stats[name] = st
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rs := &ruleState{Rule: r, name: name, stats: st, pool: newPool(&r), cancel: cancel}
+	rs := &ruleState{Rule: r, name: name, stats: st, pool: newPool(&r, st), cancel: cancel}
 	if r.HealthInterval > 0 && r.Proto == TCP {
 		go rs.pool.check(ctx, name, r.HealthInterval, r.connectTimeout(), s.logger())
 	}

@@ -42,6 +42,7 @@ type udpSession struct {
 	toTarget atomic.Int64
 	toClient atomic.Int64
 	reason   atomic.Pointer[string]
+	tgt      *target
 }
 
 func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
@@ -110,6 +111,7 @@ func (l *udpListener) serve() {
 		sess.last.Store(time.Now().UnixNano())
 		if _, err := sess.up.Write(buf[:n]); err == nil {
 			sess.toTarget.Add(int64(n))
+			sess.rs.stats.toTarget.Add(uint64(n))
 		}
 	}
 }
@@ -144,7 +146,7 @@ func (l *udpListener) newSession(from netip.AddrPort) *udpSession {
 		st.release(src, rs.MaxConnsPerSource > 0)
 		return nil
 	}
-	sess := &udpSession{l: l, rs: rs, client: from, src: src, up: up, raw: raw, target: tgt, start: time.Now()}
+	sess := &udpSession{l: l, rs: rs, client: from, src: src, up: up, raw: raw, target: tgt.addr, tgt: tgt, start: time.Now()}
 	sess.last.Store(sess.start.UnixNano())
 	l.s.mu.Lock()
 	if l.s.closed {
@@ -159,6 +161,7 @@ func (l *udpListener) newSession(from netip.AddrPort) *udpSession {
 	l.sessions[from] = sess
 	l.mu.Unlock()
 	st.total.Add(1)
+	tgt.stats.active.Add(1)
 	go sess.replies()
 	return sess
 }
@@ -171,6 +174,7 @@ func (s *udpSession) replies() {
 	send := func(b []byte) {
 		if _, err := pc.WriteToUDPAddrPort(b, s.client); err == nil {
 			s.toClient.Add(int64(len(b)))
+			s.rs.stats.toClient.Add(uint64(len(b)))
 		}
 	}
 	reason := "closed"
@@ -207,6 +211,7 @@ func (s *udpSession) end(reason string) {
 	last := l.draining && len(l.sessions) == 0
 	l.mu.Unlock()
 	s.up.Close()
+	s.tgt.stats.active.Add(-1)
 	l.s.endUDP(s.rs, s.src, s.client, s.target, s.toTarget.Load(), s.toClient.Load(), s.start, reason)
 	if last {
 		l.close()
