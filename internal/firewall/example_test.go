@@ -47,6 +47,8 @@ rules:
 	// type filter hook input priority filter; policy drop;
 	// ct state established,related accept
 	// iif "lo" accept
+	// ip6 hoplimit 255 icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
+	// ip6 saddr fe80::/10 icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } accept
 	// tcp dport 22 accept
 	// tcp dport { 80, 443 } ct state new update @limit_2_v4 { ip saddr limit rate over 10/second burst 10 packets } drop
 	// tcp dport { 80, 443 } ct state new update @limit_2_v6 { ip6 saddr limit rate over 10/second burst 10 packets } drop
