@@ -144,7 +144,7 @@ func openTable(ctx context.Context, g *Globals, opts *FirewallOptions, lock bool
 // person should know: a pending rollback that would undo it, published
 // ports its rules cannot filter.
 func (s *fwSession) change(ctx context.Context, want *firewall.Ruleset, force bool) error {
-	if err := s.guard(want, force); err != nil {
+	if err := s.check(want, force); err != nil {
 		return err
 	}
 	if p, err := s.state.ReadPending(); err == nil {
@@ -157,6 +157,18 @@ func (s *fwSession) change(ctx context.Context, want *firewall.Ruleset, force bo
 	}
 	s.warnPublished(ctx, want)
 	return nil
+}
+
+// check runs the safety checks on want. Every command that changes the
+// table (add, delete, default-policy, apply) goes through it, so none can
+// write what another refuses: first the rules no path may write (a deny
+// or reject of all traffic; --force does not override it), then the SSH
+// guard.
+func (s *fwSession) check(want *firewall.Ruleset, force bool) error {
+	if err := want.CheckSafety(); err != nil {
+		return usageErr(fmt.Errorf("refused: %w", err))
+	}
+	return s.guard(want, force)
 }
 
 // guard runs the SSH guard on want.
