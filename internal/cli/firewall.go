@@ -37,8 +37,12 @@ and the first that matches decides; what none decides gets the default policy
 (accept until you change it). Open connections always stay accepted, and so
 does loopback traffic.
 
-When run from an SSH session (SSH_CONNECTION is set), a change that would keep
-your client from opening a new SSH connection is refused unless --force.
+When run from an SSH session, a change that would keep your client from
+opening a new SSH connection is refused unless --force. The client comes from
+SSH_CONNECTION or, under sudo, su or doas (which drop it), from the connection
+of the sshd among this process's ancestors; when it cannot be told (tmux,
+screen), every connected SSH client is guarded and a warning says so. -v shows
+what the guard protects.
 
 apply --confirm D applies a profile file and rolls the table back to its exact
 previous state after D unless 'portolan firewall confirm' runs first: a
@@ -144,7 +148,7 @@ func openTable(ctx context.Context, g *Globals, opts *FirewallOptions, lock bool
 // person should know: a pending rollback that would undo it, published
 // ports its rules cannot filter.
 func (s *fwSession) change(ctx context.Context, want *firewall.Ruleset, force bool) error {
-	if err := s.check(want, force); err != nil {
+	if err := s.check(ctx, want, force); err != nil {
 		return err
 	}
 	if p, err := s.state.ReadPending(); err == nil {
@@ -164,16 +168,39 @@ func (s *fwSession) change(ctx context.Context, want *firewall.Ruleset, force bo
 // write what another refuses: first the rules no path may write (a deny
 // or reject of all traffic; --force does not override it), then the SSH
 // guard.
-func (s *fwSession) check(want *firewall.Ruleset, force bool) error {
+func (s *fwSession) check(ctx context.Context, want *firewall.Ruleset, force bool) error {
 	if err := want.CheckSafety(); err != nil {
 		return usageErr(fmt.Errorf("refused: %w", err))
 	}
-	return s.guard(want, force)
+	return s.guard(ctx, want, force)
+}
+
+// sshClients finds the SSH clients the guard protects (see
+// firewall.FindSSHClients: SSH_CONNECTION, else the sshd among this
+// process's ancestors, which works under sudo). With -v it says what it
+// protects; when it cannot tell whether this runs over SSH, it always says
+// so.
+func (s *fwSession) sshClients(ctx context.Context) (*firewall.SSHClients, error) {
+	c, err := firewall.FindSSHClients(ctx, os.Getenv("SSH_CONNECTION"), s.ns)
+	if err != nil {
+		return nil, err
+	}
+	if c.Unknown {
+		s.warn("SSH guard: %s", c.Source)
+	}
+	if s.g.Verbose > 0 {
+		fmt.Fprintf(s.g.io.ErrOut, "SSH guard: %s\n", c)
+	}
+	return c, nil
 }
 
 // guard runs the SSH guard on want.
-func (s *fwSession) guard(want *firewall.Ruleset, force bool) error {
-	later, err := firewall.CheckSSH(os.Getenv("SSH_CONNECTION"), want, time.Now())
+func (s *fwSession) guard(ctx context.Context, want *firewall.Ruleset, force bool) error {
+	clients, err := s.sshClients(ctx)
+	var later string
+	if err == nil {
+		later, err = clients.Check(want, time.Now())
+	}
 	if err != nil {
 		if force {
 			s.warn("%v (going ahead: --force)", err)

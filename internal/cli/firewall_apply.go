@@ -105,7 +105,7 @@ func runFirewallApply(ctx context.Context, g *Globals, opts FirewallApplyOptions
 	}
 	add, remove, change := plan.Counts()
 	res := fwApplyResult{Changes: !plan.Empty(), Added: add, Removed: remove, Changed: change}
-	if err := s.check(want, opts.Force); err != nil {
+	if err := s.check(ctx, want, opts.Force); err != nil {
 		return err
 	}
 

@@ -86,7 +86,11 @@ func runFirewallPlan(ctx context.Context, g *Globals, opts FirewallPlanOptions) 
 		return usageErr(fmt.Errorf("profile %s: %w", opts.File, err))
 	}
 	res := fwPlanResult{Changes: !plan.Empty(), Plan: plan}
-	if _, err := firewall.CheckSSH(os.Getenv("SSH_CONNECTION"), want, time.Now()); err != nil {
+	clients, err := s.sshClients(ctx)
+	if err == nil {
+		_, err = clients.Check(want, time.Now())
+	}
+	if err != nil {
 		res.Lockout = err.Error()
 	}
 	if g.JSON {
