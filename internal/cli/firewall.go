@@ -96,9 +96,16 @@ type fwSession struct {
 	unlock func()
 }
 
-// openFirewall opens the namespace of opts and, for commands that change
-// the table, takes its lock.
+// openFirewall opens the namespace of opts, rolls back a pending apply
+// whose rollback process died, and, for commands that change the table,
+// takes its lock.
 func openFirewall(ctx context.Context, g *Globals, opts *FirewallOptions, lock bool) (*fwSession, error) {
+	return openSession(ctx, g, opts, lock, false)
+}
+
+// openSession is openFirewall; confirming (the confirm command) keeps a
+// pending apply before its deadline even when its rollback process died.
+func openSession(ctx context.Context, g *Globals, opts *FirewallOptions, lock, confirming bool) (*fwSession, error) {
 	ns, err := firewall.OpenNetns(opts.NetNS)
 	if err != nil {
 		return nil, err
@@ -111,6 +118,14 @@ func openFirewall(ctx context.Context, g *Globals, opts *FirewallOptions, lock b
 	}
 	if opts.NetNS != "" {
 		s.fw.NetNS = ns.FD() // entering one's own namespace would need CAP_SYS_ADMIN for nothing
+	}
+	p, err := s.state.Recover(ctx, s.fw, confirming)
+	if p != nil {
+		s.warn("the rollback process (pid %d) of the apply at %s is gone (killed?): rolled back to the rules before that apply", p.GuardPID, p.Applied.Format(time.TimeOnly))
+	}
+	if err != nil {
+		ns.Close()
+		return nil, err
 	}
 	if lock {
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
