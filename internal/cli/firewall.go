@@ -159,10 +159,10 @@ func openTable(ctx context.Context, g *Globals, opts *FirewallOptions, lock bool
 	return s, tab, nil
 }
 
-// change writes want after the SSH guard (unless force) and says what a
+// change writes want over have (the table as read under the lock) after the SSH guard (unless force) and says what a
 // person should know: a pending rollback that would undo it, published
 // ports its rules cannot filter.
-func (s *fwSession) change(ctx context.Context, want *firewall.Ruleset, force bool) error {
+func (s *fwSession) change(ctx context.Context, have *firewall.Table, want *firewall.Ruleset, force bool) error {
 	if err := s.check(ctx, want, force); err != nil {
 		return err
 	}
@@ -171,8 +171,8 @@ func (s *fwSession) change(ctx context.Context, want *firewall.Ruleset, force bo
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		s.warn("%v", err)
 	}
-	if err := s.fw.Apply(ctx, want); err != nil {
-		return err
+	if err := s.fw.ApplyTo(ctx, have, want); err != nil {
+		return interrupted(err)
 	}
 	s.warnPublished(ctx, want)
 	return nil
@@ -244,6 +244,16 @@ func (s *fwSession) warnPublished(ctx context.Context, rs *firewall.Ruleset) {
 	for _, w := range firewall.PublishedWarnings(rs, pubs) {
 		s.warn("%s", w)
 	}
+}
+
+// interrupted turns a cancelled context (Ctrl-C, SIGTERM) into exit 130,
+// saying that the table was left as it was: nothing is written once the
+// context ends, and a change is one transaction.
+func interrupted(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return withCode(ExitInterrupted, errors.New("interrupted: the table is as it was"))
+	}
+	return err
 }
 
 func (s *fwSession) warn(format string, args ...any) {

@@ -144,7 +144,7 @@ func runFirewallAdd(ctx context.Context, g *Globals, opts FirewallAddOptions) er
 		if n <= len(tab.Ruleset.Rules) && tab.Ruleset.Find(&rule) > 0 {
 			res.Result = "updated"
 		}
-		if err := s.change(ctx, want, opts.Force); err != nil {
+		if err := s.change(ctx, tab, want, opts.Force); err != nil {
 			return err
 		}
 	}

@@ -174,13 +174,17 @@ func assignIDs(rs *Ruleset) {
 
 // matchIDs gives the rules of want the ids of Equal live rules, so their
 // sets stay, and fresh ids (above every live one, so no set name is
-// reused within a transaction) to the others.
-func matchIDs(want, have *Ruleset) {
+// reused within a transaction) to the others. Live rules are found by a
+// map of their keys, so this takes linear time.
+func matchIDs(want, have *Ruleset, kc *keyCache) {
 	byID := map[uint32]*Rule{}
+	byKey := map[string][]*Rule{} // live rules by action, match and comment, in order
 	var max uint32
 	for i := range have.Rules {
 		r := &have.Rules[i]
 		byID[r.id] = r
+		k := r.sameKey(kc)
+		byKey[k] = append(byKey[k], r)
 		max = maxU32(max, r.id)
 	}
 	used := map[uint32]bool{}
@@ -190,9 +194,8 @@ func matchIDs(want, have *Ruleset) {
 			w.id = 0
 		}
 		if w.id == 0 {
-			for j := range have.Rules {
-				h := &have.Rules[j]
-				if !used[h.id] && h.Equal(w) {
+			for _, h := range byKey[w.sameKey(kc)] { // all Same as w
+				if !used[h.id] && h.sameExpiry(w) {
 					w.id = h.id
 					break
 				}

@@ -1,6 +1,7 @@
 package firewall_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
@@ -69,7 +70,7 @@ func ExampleDiff() {
 	live := &firewall.Table{Exists: true}
 	live.Ruleset.Rules = append(live.Ruleset.Rules, mustRule("deny", "23/tcp"), mustRule("allow", "22/tcp"))
 	want := &firewall.Ruleset{Policy: firewall.PolicyDrop, Rules: []firewall.Rule{mustRule("allow", "22/tcp"), mustRule("allow", "443/tcp")}}
-	plan, _ := firewall.Diff(live, want, time.Now())
+	plan, _ := firewall.Diff(context.Background(), live, want, time.Now())
 	plan.Render(os.Stdout)
 	// Output:
 	// ~ policy drop (was accept)
