@@ -22,6 +22,7 @@ type WhoOptions struct {
 	Port  string // PORT[/proto]: a number or a service name, with an optional protocol
 	All   bool   // connections too, not only listeners and bound UDP sockets
 	Netns string // network namespace name or path; empty means ours
+	First bool   // stop the search of /proc at the first process holding each socket
 }
 
 func newWhoCmd(g *Globals) *cobra.Command {
@@ -39,7 +40,10 @@ input. With --all, connections that use the port are shown too.
 
 Without root the processes of other users cannot be seen; who then says
 whose socket it is (the user and cgroup the kernel reports) and why the
-process is missing. The search of /proc stops at the first holder.`,
+process is missing. Every process holding a socket is named (a pre-forked
+server's master and workers, a daemon and the shell that started it);
+--first stops the search of /proc at the lowest pid holding each socket,
+which is faster on a machine with many processes.`,
 		Example: `  portolan who 8080
   portolan who 53/udp
   portolan who ssh --json
@@ -54,6 +58,7 @@ process is missing. The search of /proc stops at the first holder.`,
 	f := cmd.Flags()
 	f.BoolVarP(&opts.All, "all", "a", false, "also show connections using the port, in every state")
 	f.StringVar(&opts.Netns, "netns", "", "inspect network namespace `NAME` (under /run/netns) or PATH")
+	f.BoolVar(&opts.First, "first", false, "name only the lowest pid holding each socket (a faster search of /proc)")
 	return cmd
 }
 
@@ -124,7 +129,7 @@ func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
 		return err
 	}
 	if len(socks) > 0 {
-		if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{First: true, Details: true}); err != nil {
+		if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{First: opts.First, Details: true}); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
@@ -198,11 +203,15 @@ func endpointLabel(s *sockets.Socket) string {
 	return out
 }
 
-// holderKey groups sockets with the same owner, so a server listening on
+// holderKey groups sockets with the same owners, so a server listening on
 // both families is shown once.
 func holderKey(s *sockets.Socket) string {
 	if len(s.Procs) > 0 {
-		return "pid " + strconv.Itoa(s.Procs[0].PID)
+		k := "pid"
+		for _, p := range s.Procs {
+			k += " " + strconv.Itoa(p.PID)
+		}
+		return k
 	}
 	cg := ""
 	if s.Cgroup != nil {
@@ -248,18 +257,24 @@ func writeHolders(w io.Writer, socks []sockets.Socket, now time.Time) {
 			writeCgroup(kv, s.Cgroup)
 			continue
 		}
-		p := s.Procs[0]
-		kv("pid", strconv.Itoa(p.PID))
-		cmd := strings.Join(p.Cmdline, " ")
-		if cmd == "" {
-			cmd = "[" + p.Comm + "]"
+		// Every process holding the socket: stopping one of a pre-forked
+		// server's processes does not free the port.
+		for i, p := range s.Procs {
+			if i > 0 {
+				fmt.Fprintln(w, "  --")
+			}
+			kv("pid", strconv.Itoa(p.PID))
+			cmd := strings.Join(p.Cmdline, " ")
+			if cmd == "" {
+				cmd = "[" + p.Comm + "]"
+			}
+			kv("command", cmd)
+			kv("user", fmt.Sprintf("%s (%d)", p.User, p.UID))
+			if !p.Start.IsZero() {
+				kv("started", p.Start.Local().Format("2006-01-02 15:04:05 MST")+" ("+ago(now.Sub(p.Start))+")")
+			}
+			writeCgroup(kv, p.Cgroup)
 		}
-		kv("command", cmd)
-		kv("user", fmt.Sprintf("%s (%d)", p.User, p.UID))
-		if !p.Start.IsZero() {
-			kv("started", p.Start.Local().Format("2006-01-02 15:04:05 MST")+" ("+ago(now.Sub(p.Start))+")")
-		}
-		writeCgroup(kv, p.Cgroup)
 	}
 }
 

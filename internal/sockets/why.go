@@ -700,7 +700,10 @@ func inUseFixes(o *observation, v *Verdict, in []conflict) {
 		v.Fixes = append(v.Fixes, fmt.Sprintf(
 			"keep outgoing connections off port %d: sysctl -w net.ipv4.ip_local_reserved_ports=%d (the kernel then never picks it for a connection; explicit binds still work)", o.local.Port(), o.local.Port()))
 	}
+	// Every process holding a socket in the way, in one piece of advice:
+	// the port is free only when all of them have let go.
 	seen := map[int]bool{}
+	var holders []*Process
 	for i := range in {
 		s := in[i].s
 		if in[i].r == roleTimeWait {
@@ -712,12 +715,16 @@ func inUseFixes(o *observation, v *Verdict, in []conflict) {
 			}
 			continue
 		}
-		p := s.Procs[0]
-		if seen[p.PID] {
-			continue
+		for _, p := range s.Procs {
+			if !seen[p.PID] {
+				seen[p.PID] = true
+				holders = append(holders, p)
+			}
 		}
-		seen[p.PID] = true
-		v.Fixes = append(v.Fixes, StopAdvice(p, portspec.Port(o.local.Port()), o.proto))
+	}
+	if len(holders) > 0 {
+		slices.SortFunc(holders, func(a, b *Process) int { return a.PID - b.PID })
+		v.Fixes = append(v.Fixes, StopAdvice(holders, portspec.Port(o.local.Port()), o.proto))
 	}
 	if len(v.Fixes) == 0 {
 		v.Fixes = append(v.Fixes, "stop the process holding the port")

@@ -72,9 +72,9 @@ func Why(ctx context.Context, req WhyRequest) (*Verdict, error) {
 		}
 		SortByPort(socks)
 		if len(socks) > 0 {
-			// One owner per socket names it; the walk of /proc then ends
-			// as soon as each socket has one.
-			if err := FindOwners(ctx, socks, OwnerOptions{First: true, Details: true}); err != nil {
+			// Every owner: the fix must stop all the processes holding a
+			// socket in the way (a pre-forked server's workers too).
+			if err := FindOwners(ctx, socks, OwnerOptions{Details: true}); err != nil {
 				if ctx.Err() != nil {
 					return nil, err
 				}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -634,4 +635,56 @@ func TestWhyDeniedChild(t *testing.T) {
 	}
 	// IPv6 is not hooked: the same port binds there.
 	checkVerdict(t, mustWhy(t, WhyRequest{Addr: any6, V6Only: true, Port: p}), true, RuleNone)
+}
+
+// TestWhyForkedHolders: a listener shared with two child processes (given
+// the socket, as a pre-forked server's workers are) is held by all three;
+// the fix must name every one, since stopping the first frees nothing.
+func TestWhyForkedHolders(t *testing.T) {
+	sleep := testenv.RequireCommand(t, "sleep")
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	lf, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	pids := []int{os.Getpid()}
+	for range 2 {
+		cmd := exec.Command(sleep, "60")
+		cmd.ExtraFiles = []*os.File{lf}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		pids = append(pids, cmd.Process.Pid)
+	}
+	slices.Sort(pids)
+	port := portspec.Port(l.Addr().(*net.TCPAddr).Port)
+
+	v := mustWhy(t, WhyRequest{Addr: lo4, Port: port, Nearest: -1})
+	checkVerdict(t, v, false, RuleInUse)
+	if len(v.Conflicts) != 1 {
+		t.Fatalf("Why conflicts = %d sockets; want 1", len(v.Conflicts))
+	}
+	var got []int
+	for _, p := range v.Conflicts[0].Procs {
+		got = append(got, p.PID)
+	}
+	if !slices.Equal(got, pids) {
+		t.Errorf("Why conflict owners = %v; want %v", got, pids)
+	}
+	want := fmt.Sprintf("stop pids %d, %d and %d (", pids[0], pids[1], pids[2])
+	found := false
+	for _, f := range v.Fixes {
+		if strings.HasPrefix(f, want) && strings.Contains(f, fmt.Sprintf("portolan kill %d/tcp", port)) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("Why fixes = %q; want one starting %q that stops them all", v.Fixes, want)
+	}
 }
