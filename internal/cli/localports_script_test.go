@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
 
 	"portolan/internal/netlab"
 	"portolan/internal/sockets"
@@ -34,7 +36,8 @@ import (
 //	alive PID                the process runs (not a zombie); negate with !
 //	netns VAR                a network namespace of a new netlab lab; $VAR = its path
 //	sysctl NETNS KEY VALUE   set a net.* sysctl inside NETNS
-//	nslisten NETNS ADDR      listen (TCP) on ADDR inside NETNS
+//	nslisten NETNS ADDR [mapped]  listen (TCP) on ADDR inside NETNS; with mapped, on an
+//	                         IPv6 socket bound to the IPv4-mapped form of the IPv4 ADDR
 //	nsdial NETNS ADDR N      open N connections to ADDR from inside NETNS (all must work)
 //	nsconn VAR NETNS ADDR    one connection to ADDR from inside NETNS; $VAR = its local port
 //	nstimewait VAR NETNS ADDR  connect and close first, leaving TIME_WAIT; $VAR = the local port
@@ -164,13 +167,47 @@ func cmdSysctl(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 func cmdNsListen(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: nslisten NETNS ADDR")
+	if neg || len(args) < 2 || len(args) > 3 || len(args) == 3 && args[2] != "mapped" {
+		ts.Fatalf("usage: nslisten NETNS ADDR [mapped]")
 	}
-	l, err := labHost(ts, args[0]).Listen("tcp", args[1])
+	var l net.Listener
+	var err error
+	if len(args) == 3 {
+		l, err = listenMapped(labHost(ts, args[0]), netip.MustParseAddrPort(args[1]))
+	} else {
+		l, err = labHost(ts, args[0]).Listen("tcp", args[1])
+	}
 	ts.Check(err)
 	ts.Defer(func() { l.Close() })
 	go testenv.Serve(l, testenv.Drain)
+}
+
+// listenMapped listens on [::ffff:A]:PORT, an IPv6 socket (IPV6_V6ONLY
+// off, as binding a mapped address needs) that only takes IPv4 peers of A;
+// net.Listen would make an IPv4 socket of it.
+func listenMapped(h *netlab.Host, ap netip.AddrPort) (net.Listener, error) {
+	var l net.Listener
+	err := h.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		f := os.NewFile(uintptr(fd), "mapped")
+		defer f.Close()
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			return err
+		}
+		sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: netip.AddrFrom16(ap.Addr().As16()).As16()}
+		if err := unix.Bind(fd, sa); err != nil {
+			return fmt.Errorf("bind [::ffff:%v]:%d: %w", ap.Addr(), ap.Port(), err)
+		}
+		if err := unix.Listen(fd, 16); err != nil {
+			return err
+		}
+		l, err = net.FileListener(f)
+		return err
+	})
+	return l, err
 }
 
 func cmdNsDial(ts *testscript.TestScript, neg bool, args []string) {
@@ -222,7 +259,7 @@ func TestLocalPortScripts(t *testing.T) {
 	cmds := maps.Clone(socketCmds)
 	maps.Copy(cmds, localPortCmds)
 	testscript.Run(t, testscript.Params{
-		Files: []string{"testdata/script/why.txtar", "testdata/script/kill.txtar", "testdata/script/ephemeral.txtar"},
+		Files: []string{"testdata/script/why.txtar", "testdata/script/kill.txtar", "testdata/script/ephemeral.txtar", "testdata/script/ls_netns.txtar"},
 		Cmds:  cmds,
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {

@@ -46,8 +46,10 @@ socket in every state), with the service registered for the port and the
 process and user holding it.
 
 An IPv6 wildcard socket is marked: ":: (dual-stack)" also takes IPv4 peers,
-":: (v6only)" does not. With -4 dual-stack sockets are listed too, since they
-serve IPv4.
+":: (v6only)" does not. With -4 the IPv6 sockets that carry IPv4 are listed
+too: dual-stack listeners, sockets bound to an IPv4-mapped address
+(::ffff:127.0.0.1), and the IPv4 connections a dual-stack listener accepted.
+The SERVICE of a socket does not depend on the filters.
 
 Filters run in the kernel (sock_diag bytecode), so --port on a busy host costs
 almost nothing. Owners are found by reading /proc/*/fd; without root the
@@ -67,7 +69,7 @@ stderr, why the process is missing. --no-owner skips that walk.`,
 	f.BoolVarP(&opts.All, "all", "a", false, "every socket in every state, connections included")
 	f.BoolVarP(&opts.TCP, "tcp", "t", false, "TCP sockets only")
 	f.BoolVarP(&opts.UDP, "udp", "u", false, "UDP sockets only")
-	f.BoolVarP(&opts.IPv4, "ipv4", "4", false, "IPv4 sockets only (and dual-stack IPv6 listeners)")
+	f.BoolVarP(&opts.IPv4, "ipv4", "4", false, "IPv4 sockets only (and IPv6 sockets carrying IPv4: dual-stack, IPv4-mapped)")
 	f.BoolVarP(&opts.IPv6, "ipv6", "6", false, "IPv6 sockets only")
 	f.StringVarP(&opts.Ports, "port", "p", "", "local ports: `SPEC` such as 80, 8000-8100, 22,443 or U:53 (bare ports: TCP and UDP)")
 	f.StringSliceVar(&opts.States, "state", nil, "only sockets in these `STATES` (listen, established, time-wait, close-wait, unconn, ...)")
@@ -177,9 +179,12 @@ func listSockets(ctx context.Context, g *Globals, netns string, qs []sockQuery) 
 			return nil, socketsErr(netns, err)
 		}
 		if sq.dualStackFor {
+			// -4 keeps the IPv6 sockets that carry IPv4: dual-stack
+			// listeners, and sockets on an IPv4-mapped address (bound to
+			// one, or a connection a dual-stack listener accepted).
 			kept := socks[:0]
 			for _, s := range socks {
-				if s.DualStack() {
+				if s.DualStack() || s.Local.Addr().Is4In6() {
 					kept = append(kept, s)
 				}
 			}
@@ -245,6 +250,9 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 	}
 	showState := opts.All || len(opts.States) > 0
 	svc := newServices(socks)
+	if err := svc.addListeners(ctx, g, opts, qs); err != nil {
+		return err
+	}
 	if g.JSON {
 		out := make([]socketJSON, len(socks))
 		for i := range socks {
@@ -453,6 +461,36 @@ func newServices(socks []sockets.Socket) services {
 		}
 	}
 	return s
+}
+
+// addListeners completes the listeners a connection's service is judged
+// by, when filters (states, family) may have left them out of the table:
+// the SERVICE of a socket must not change with the filter. A port filter
+// needs nothing: it selects the local port, which a connection shares with
+// its listener.
+func (sv services) addListeners(ctx context.Context, g *Globals, opts LsOptions, qs []sockQuery) error {
+	if len(opts.States) == 0 && !opts.IPv4 && !opts.IPv6 {
+		return nil
+	}
+	t := &sockets.Table{Netns: opts.Netns, Logger: g.Logger()}
+	done := map[portspec.Proto]bool{}
+	for _, sq := range qs {
+		q := sq.q
+		if done[q.Proto] {
+			continue
+		}
+		done[q.Proto] = true
+		q.Family = 0
+		q.States = sockets.States(sockets.Listen, sockets.Close)
+		socks, err := t.List(ctx, q)
+		if err != nil {
+			return socketsErr(opts.Netns, err)
+		}
+		for i := range socks {
+			sv.listening[uint32(socks[i].Proto)<<16|uint32(socks[i].Local.Port())] = true
+		}
+	}
+	return nil
 }
 
 func (sv services) name(s *sockets.Socket) string {
