@@ -35,11 +35,41 @@ func (w *waiter) tcpAt(ctx context.Context, ap netip.AddrPort) Observation {
 	c, err := dialer.DialContext(ctx, "tcp", ap.String())
 	if err != nil {
 		o.Result = dialReason(err)
+		if isTimeout(err) && w.isLocal(ap.Addr()) {
+			if full := acceptQueueFull(ap); full != "" {
+				o.Result = full
+			}
+		}
 		return o
 	}
 	c.Close()
 	o.OK, o.Result = true, "accepting"
 	return o
+}
+
+// acceptQueueFull explains a connect to a local address that timed out
+// when a listener on its port has a full accept queue: the kernel then
+// drops the SYNs, so the connect looks filtered, though the server is
+// there and just not calling accept() fast enough. "" when none is full
+// (or the table cannot be read).
+func acceptQueueFull(ap netip.AddrPort) string {
+	port := portspec.Port(ap.Port())
+	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(sockets.Listen),
+		Ports: []sockets.PortRange{{Lo: port, Hi: port}}}
+	socks, err := (&sockets.Table{}).List(context.Background(), q)
+	if err != nil {
+		return ""
+	}
+	for i := range socks {
+		s := &socks[i]
+		// A listener reports its accept queue's length as RxQueue and
+		// the backlog as TxQueue; the kernel drops SYNs once the length
+		// exceeds the backlog (sk_acceptq_is_full).
+		if s.RxQueue > s.TxQueue || s.RxQueue == s.TxQueue && s.RxQueue > 0 {
+			return fmt.Sprintf("no answer (timeout): a listener on %v has its accept queue full (%d waiting, backlog %d), so the kernel drops new connections: the server is not calling accept() fast enough, or is stuck", s.Local, s.RxQueue, s.TxQueue)
+		}
+	}
+	return ""
 }
 
 // httpAt sends t's request to the server at ap, whatever t's host resolves
@@ -143,6 +173,9 @@ func (w *waiter) unix(ctx context.Context, t Target) result {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		o.Result = "no socket there (the file does not exist)"
+	case errors.Is(err, syscall.ECONNREFUSED) && strings.HasPrefix(t.Path, "@"):
+		// An abstract name has no file: it lives in the network namespace.
+		o.Result = "connection refused (no socket listens on the abstract name " + t.Path + " in this network namespace)"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		o.Result = "connection refused (the socket file exists but nothing listens)"
 		if fi, serr := os.Stat(t.Path); serr == nil && fi.Mode()&fs.ModeSocket == 0 {
