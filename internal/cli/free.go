@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,6 +51,9 @@ also ends when that process exits (then after --hold, as TCP's TIME_WAIT).
 Every free call passes over reserved ports. Programs not using portolan are
 not stopped from binding a port: bind it soon.
 
+A --range that overlaps the ephemeral range gets a warning on stderr, and
+--prefer ports must lie inside --range.
+
 Prints the ports one per line; exits 1 when the range has too few free ports,
 saying how many were in use or reserved.`,
 		Example: `  portolan free
@@ -89,6 +93,18 @@ func runFree(ctx context.Context, g *Globals, opts FreeOptions) error {
 		return usageErr(err)
 	}
 	so.Logger = g.Logger()
+	if so.Range != nil {
+		eph := sockets.EphemeralPorts()
+		n := 0
+		for p := int(eph.Lo); p <= int(eph.Hi); p++ {
+			if so.Range.Has(portspec.TCP, portspec.Port(p)) || so.Range.Has(portspec.UDP, portspec.Port(p)) {
+				n++
+			}
+		}
+		if n > 0 {
+			fmt.Fprintf(g.io.ErrOut, "portolan: warning: --range holds %s of the ephemeral range %v (net.ipv4.ip_local_port_range): an outgoing connection may take such a port before you bind it\n", plural(n, "port"), eph)
+		}
+	}
 	res := freeResult{Protos: so.Protos}
 	if opts.Reserve > 0 {
 		r, err := sockets.Reserve(ctx, opts.Count, opts.Reserve, so)
@@ -162,6 +178,9 @@ func freeSearchOptions(opts FreeOptions) (sockets.FreeOptions, error) {
 	for _, v := range opts.Prefer {
 		if v < 1 || v > 65535 {
 			return so, fmt.Errorf("--prefer %d: out of range 1-65535", v)
+		}
+		if so.Range != nil && !slices.ContainsFunc(so.Protos, func(p portspec.Proto) bool { return so.Range.Has(p, portspec.Port(v)) }) {
+			return so, fmt.Errorf("--prefer %d: outside --range %s (a preferred port is tried first, within the range)", v, opts.Range)
 		}
 		so.Prefer = append(so.Prefer, portspec.Port(v))
 	}

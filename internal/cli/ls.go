@@ -54,7 +54,10 @@ The SERVICE of a socket does not depend on the filters.
 Filters run in the kernel (sock_diag bytecode), so --port on a busy host costs
 almost nothing. Owners are found by reading /proc/*/fd; without root the
 processes of other users cannot be seen: their sockets show the user and, on
-stderr, why the process is missing. --no-owner skips that walk.`,
+stderr, why the process is missing. --no-owner skips that walk.
+
+Exit status: 0 when sockets are listed, 3 when none match (said on stderr),
+2 on bad input.`,
 		Example: `  portolan ls
   portolan ls -a --port 5432 --json
   portolan ls -tl --port 8000-8100

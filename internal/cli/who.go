@@ -107,6 +107,10 @@ func parseWhoTarget(arg string) (whoTarget, error) {
 		return w, fmt.Errorf("%q is %d ports; who takes one (portolan ls --port SPEC lists several)", arg, len(ports))
 	}
 	w.port = ports[0]
+	if w.port == 0 {
+		// No socket holds port 0: a bind to it asks the kernel for a port.
+		return w, fmt.Errorf("%q: port 0 is not a port a socket holds (a bind to 0 asks the kernel to pick one); name a port from 1 to 65535", arg)
+	}
 	return w, nil
 }
 

@@ -212,6 +212,14 @@ func (o *FreeOptions) clock() time.Time {
 	return time.Now()
 }
 
+// EphemeralPorts returns the range the kernel picks local ports of
+// outgoing connections from (net.ipv4.ip_local_port_range of the caller's
+// namespace; off Linux the IANA dynamic range).
+func EphemeralPorts() PortRange {
+	k := readKernelPortPolicy()
+	return PortRange{k.ephLo, k.ephHi}
+}
+
 func (o *FreeOptions) kernel() *kernelPortPolicy {
 	if o.policy == nil {
 		o.policy = readKernelPortPolicy()

@@ -192,6 +192,16 @@ func (r *WhyRequest) proto() portspec.Proto {
 
 func (r *WhyRequest) logger() *slog.Logger { return orDiscard(r.Logger) }
 
+// label is the bind asked about, for messages: "[::]:9999/tcp" when no
+// address was given (the wildcard it stands for), never "invalid IP".
+func (r *WhyRequest) label() string {
+	a := r.Addr
+	if !a.IsValid() {
+		a = netip.IPv6Unspecified()
+	}
+	return fmt.Sprintf("%v/%v", netip.AddrPortFrom(a, uint16(r.Port)), r.proto())
+}
+
 // orDiscard is l, or a logger that discards when l is nil.
 func orDiscard(l *slog.Logger) *slog.Logger {
 	if l == nil {

@@ -62,7 +62,7 @@ func Why(ctx context.Context, req WhyRequest) (*Verdict, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("why %v/%v: %w", req.Addr, o.proto, err)
+		return nil, fmt.Errorf("why %s: %w", req.label(), err)
 	}
 
 	if req.Port != 0 {
