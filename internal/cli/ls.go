@@ -34,6 +34,7 @@ type LsOptions struct {
 	States     []string // state names; empty means the default (or every one with All)
 	NoOwner    bool     // skip the /proc walk
 	Netns      string   // network namespace name or path; empty means ours
+	Unix       bool     // unix domain sockets instead of TCP and UDP
 }
 
 func newLsCmd(g *Globals) *cobra.Command {
@@ -44,6 +45,10 @@ func newLsCmd(g *Globals) *cobra.Command {
 		Long: `List the listening TCP and bound UDP sockets of this host (or, with -a, every
 socket in every state), with the service registered for the port and the
 process and user holding it.
+
+With -x it lists unix domain sockets instead: listeners and bound datagram
+sockets (-a: every one), with their path or @abstract name, the peer of a
+connection (by name, or socket:[INODE] for an unnamed one) and the queue.
 
 An IPv6 wildcard socket is marked: ":: (dual-stack)" also takes IPv4 peers,
 ":: (v6only)" does not. With -4 the IPv6 sockets that carry IPv4 are listed
@@ -74,6 +79,7 @@ Exit status: 0 when sockets are listed, 3 when none match (said on stderr),
 	f.BoolVarP(&opts.UDP, "udp", "u", false, "UDP sockets only")
 	f.BoolVarP(&opts.IPv4, "ipv4", "4", false, "IPv4 sockets only (and IPv6 sockets carrying IPv4: dual-stack, IPv4-mapped)")
 	f.BoolVarP(&opts.IPv6, "ipv6", "6", false, "IPv6 sockets only")
+	f.BoolVarP(&opts.Unix, "unix", "x", false, "unix domain sockets instead (paths, @abstract names, peers), as ss -x")
 	f.StringVarP(&opts.Ports, "port", "p", "", "local ports: `SPEC` such as 80, 8000-8100, 22,443 or U:53 (bare ports: TCP and UDP)")
 	f.StringSliceVar(&opts.States, "state", nil, "only sockets in these `STATES` (listen, established, time-wait, close-wait, unconn, ...)")
 	f.BoolVar(&opts.NoOwner, "no-owner", false, "do not look up the owning processes (faster; no /proc walk)")
@@ -235,6 +241,12 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 		debug.SetMemoryLimit(1 << 30)
 	}
 	debug.SetGCPercent(-1)
+	if opts.Unix {
+		if opts.TCP || opts.UDP || opts.IPv4 || opts.IPv6 || opts.Ports != "" || len(opts.States) > 0 {
+			return usageErr(fmt.Errorf("-x (unix sockets) takes none of -t, -u, -4, -6, --port, --state"))
+		}
+		return runLsUnix(ctx, g, opts)
+	}
 	qs, err := lsQueries(opts)
 	if err != nil {
 		return err
@@ -564,12 +576,16 @@ func newSocketJSON(s *sockets.Socket, service string, owners bool) socketJSON {
 		j.OwnerUnknown = s.Unseen
 		j.OwnerNote = s.Unseen.Explain(s)
 		for _, p := range s.Procs {
-			pj := processJSON{PID: p.PID, Command: p.Comm, Cmdline: p.Cmdline, UID: p.UID, User: p.User, Start: p.Start}
-			if c := p.Cgroup; c != nil {
-				pj.Cgroup, pj.Unit, pj.Container, pj.Runtime, pj.Pod = c.Path, c.Unit, c.Container, c.Runtime, c.Pod
-			}
-			j.Processes = append(j.Processes, pj)
+			j.Processes = append(j.Processes, newProcessJSON(p))
 		}
 	}
 	return j
+}
+
+func newProcessJSON(p *sockets.Process) processJSON {
+	pj := processJSON{PID: p.PID, Command: p.Comm, Cmdline: p.Cmdline, UID: p.UID, User: p.User, Start: p.Start}
+	if c := p.Cgroup; c != nil {
+		pj.Cgroup, pj.Unit, pj.Container, pj.Runtime, pj.Pod = c.Path, c.Unit, c.Container, c.Runtime, c.Pod
+	}
+	return pj
 }

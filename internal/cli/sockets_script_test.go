@@ -30,12 +30,16 @@ import (
 //	forked VAR N              listen on 127.0.0.1:0 (tcp4) and start N child processes
 //	                          (sleep) that inherit the listener, as a pre-forked server's
 //	                          workers do; $VAR = the port, $VAR_PID1... = the children
+//	unixlisten ADDR           listen (stream) on a unix socket path or @abstract name
+//	unixdial ADDR             connect to a unix listener
 var socketCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
-	"forked":   cmdForked,
-	"listen":   cmdListen,
-	"dial":     cmdDial,
-	"timewait": cmdTimeWait,
-	"freeport": cmdFreePort,
+	"unixlisten": cmdUnixListen,
+	"unixdial":   cmdUnixDial,
+	"forked":     cmdForked,
+	"listen":     cmdListen,
+	"dial":       cmdDial,
+	"timewait":   cmdTimeWait,
+	"freeport":   cmdFreePort,
 }
 
 func cmdListen(ts *testscript.TestScript, neg bool, args []string) {
@@ -97,6 +101,25 @@ func awaitTimeWait(ts *testscript.TestScript, netns string, port int) {
 			ts.Fatalf("no TIME_WAIT on port %d after 5s", port)
 		}
 	}
+}
+
+func cmdUnixListen(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: unixlisten ADDR")
+	}
+	l, err := net.Listen("unix", args[0])
+	ts.Check(err)
+	ts.Defer(func() { l.Close() })
+	go testenv.Serve(l, testenv.Drain)
+}
+
+func cmdUnixDial(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: unixdial ADDR")
+	}
+	c, err := net.Dial("unix", args[0])
+	ts.Check(err)
+	ts.Defer(func() { c.Close() })
 }
 
 func cmdForked(ts *testscript.TestScript, neg bool, args []string) {

@@ -28,7 +28,7 @@ type WhoOptions struct {
 func newWhoCmd(g *Globals) *cobra.Command {
 	var opts WhoOptions
 	cmd := &cobra.Command{
-		Use:   "who PORT[/PROTO]",
+		Use:   "who PORT[/PROTO] | PATH | @NAME",
 		Short: "Show who holds a port: process, command line, user, unit or container",
 		Long: `Show the holders of a local port: the listening TCP sockets and the UDP sockets
 bound to it, each with its process (pid, command line, user, start time) and
@@ -37,6 +37,9 @@ what runs it (the systemd unit or the container, from the cgroup).
 Without a protocol both TCP and UDP are checked. Exit status 0 when the port
 is held, 1 when it is free ("port 8080/tcp is free" on stderr), 2 on bad
 input. With --all, connections that use the port are shown too.
+
+A path (absolute, or starting with ./) or an @abstract name asks about a unix socket:
+the listener bound to it, and with --all the connections it accepted.
 
 Without root the processes of other users cannot be seen; who then says
 whose socket it is (the user and cgroup the kernel reports) and why the
@@ -48,7 +51,9 @@ which is faster on a machine with many processes.`,
   portolan who 53/udp
   portolan who ssh --json
   portolan who 5432 --all
-  portolan who 80 --netns blue`,
+  portolan who 80 --netns blue
+  portolan who /run/docker.sock
+  portolan who @/tmp/.X11-unix/X0`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Port = args[0]
@@ -123,6 +128,9 @@ type whoResult struct {
 }
 
 func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
+	if isUnixName(opts.Port) {
+		return runWhoUnix(ctx, g, opts)
+	}
 	w, err := parseWhoTarget(opts.Port)
 	if err != nil {
 		return usageErr(err)
