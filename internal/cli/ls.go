@@ -35,6 +35,8 @@ type LsOptions struct {
 	NoOwner    bool     // skip the /proc walk
 	Netns      string   // network namespace name or path; empty means ours
 	Unix       bool     // unix domain sockets instead of TCP and UDP
+	Users      []string // only sockets of these users (names or uids)
+	PIDs       []int    // only sockets held by these processes
 }
 
 func newLsCmd(g *Globals) *cobra.Command {
@@ -44,7 +46,8 @@ func newLsCmd(g *Globals) *cobra.Command {
 		Short: "List local sockets with their process, user and service",
 		Long: `List the listening TCP and bound UDP sockets of this host (or, with -a, every
 socket in every state), with the service registered for the port and the
-process and user holding it.
+process and user holding it. --user and --pid keep the sockets of some users
+or processes (as lsof -u and -p; -u and -p here are --udp and --port, as in ss).
 
 With -x it lists unix domain sockets instead: listeners and bound datagram
 sockets (-a: every one), with their path or @abstract name, the peer of a
@@ -79,6 +82,8 @@ Exit status: 0 when sockets are listed, 3 when none match (said on stderr),
 	f.BoolVarP(&opts.UDP, "udp", "u", false, "UDP sockets only")
 	f.BoolVarP(&opts.IPv4, "ipv4", "4", false, "IPv4 sockets only (and IPv6 sockets carrying IPv4: dual-stack, IPv4-mapped)")
 	f.BoolVarP(&opts.IPv6, "ipv6", "6", false, "IPv6 sockets only")
+	f.StringSliceVar(&opts.Users, "user", nil, "only sockets of these `USERS` (names or uids; the socket's owner or a holding process's user)")
+	f.IntSliceVar(&opts.PIDs, "pid", nil, "only sockets held by these `PIDS`")
 	f.BoolVarP(&opts.Unix, "unix", "x", false, "unix domain sockets instead (paths, @abstract names, peers), as ss -x")
 	f.StringVarP(&opts.Ports, "port", "p", "", "local ports: `SPEC` such as 80, 8000-8100, 22,443 or U:53 (bare ports: TCP and UDP)")
 	f.StringSliceVar(&opts.States, "state", nil, "only sockets in these `STATES` (listen, established, time-wait, close-wait, unconn, ...)")
@@ -87,6 +92,55 @@ Exit status: 0 when sockets are listed, 3 when none match (said on stderr),
 	// -l is what ss and netstat users type for "listening": it is the default.
 	f.BoolP("listening", "l", false, "listening sockets only (the default without -a)")
 	return cmd
+}
+
+// ownerFilter keeps the sockets of some users or processes (--user,
+// --pid), as lsof -u and -p do.
+type ownerFilter struct {
+	uids map[uint32]bool
+	pids map[int]bool
+}
+
+func newOwnerFilter(opts LsOptions) (ownerFilter, error) {
+	var f ownerFilter
+	if len(opts.PIDs) > 0 && opts.NoOwner {
+		return f, errors.New("--pid needs the owners: it does not go with --no-owner")
+	}
+	for _, u := range opts.Users {
+		c, err := sockets.LookupCredential(u)
+		if err != nil {
+			return f, fmt.Errorf("--user: %w", err)
+		}
+		if f.uids == nil {
+			f.uids = map[uint32]bool{}
+		}
+		f.uids[c.UID] = true
+	}
+	for _, p := range opts.PIDs {
+		if p < 1 {
+			return f, fmt.Errorf("--pid %d: want a process id", p)
+		}
+		if f.pids == nil {
+			f.pids = map[int]bool{}
+		}
+		f.pids[p] = true
+	}
+	return f, nil
+}
+
+func (f ownerFilter) active() bool { return f.uids != nil || f.pids != nil }
+
+// keep reports whether a socket of user uid held by procs passes: every
+// filter given must match (a user: the socket's or a holder's; a pid: a
+// holder's).
+func (f ownerFilter) keep(uid uint32, procs []*sockets.Process) bool {
+	if f.pids != nil && !slices.ContainsFunc(procs, func(p *sockets.Process) bool { return f.pids[p.PID] }) {
+		return false
+	}
+	if f.uids != nil && !f.uids[uid] && !slices.ContainsFunc(procs, func(p *sockets.Process) bool { return f.uids[p.UID] }) {
+		return false
+	}
+	return true
 }
 
 // sockQuery is one kernel question: the sockets of one protocol.
@@ -241,11 +295,15 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 		debug.SetMemoryLimit(1 << 30)
 	}
 	debug.SetGCPercent(-1)
+	filter, err := newOwnerFilter(opts)
+	if err != nil {
+		return usageErr(err)
+	}
 	if opts.Unix {
 		if opts.TCP || opts.UDP || opts.IPv4 || opts.IPv6 || opts.Ports != "" || len(opts.States) > 0 {
 			return usageErr(fmt.Errorf("-x (unix sockets) takes none of -t, -u, -4, -6, --port, --state"))
 		}
-		return runLsUnix(ctx, g, opts)
+		return runLsUnix(ctx, g, opts, filter)
 	}
 	qs, err := lsQueries(opts)
 	if err != nil {
@@ -262,6 +320,15 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 			}
 			fmt.Fprintf(g.io.ErrOut, "portolan: owners: %v\n", err)
 		}
+	}
+	if filter.active() {
+		kept := socks[:0]
+		for i := range socks {
+			if filter.keep(socks[i].UID, socks[i].Procs) {
+				kept = append(kept, socks[i])
+			}
+		}
+		socks = kept
 	}
 	showState := opts.All || len(opts.States) > 0
 	svc := newServices(socks)

@@ -83,12 +83,26 @@ func listUnix(ctx context.Context, g *Globals, netns, name string, all, owners b
 }
 
 // runLsUnix is ls -x.
-func runLsUnix(ctx context.Context, g *Globals, opts LsOptions) error {
+func runLsUnix(ctx context.Context, g *Globals, opts LsOptions, filter ownerFilter) error {
 	socks, err := listUnix(ctx, g, opts.Netns, "", opts.All, !opts.NoOwner)
 	if err != nil {
 		return err
 	}
-	socks = filterUnixOwners(socks, opts)
+	if filter.active() {
+		kept := socks[:0]
+		for i := range socks {
+			// A kernel that does not report the creator's uid leaves the
+			// holders' users to match.
+			uid := socks[i].UID
+			if !socks[i].HasUID {
+				uid = ^uint32(0)
+			}
+			if filter.keep(uid, socks[i].Procs) {
+				kept = append(kept, socks[i])
+			}
+		}
+		socks = kept
+	}
 	if g.JSON {
 		out := make([]unixSocketJSON, len(socks))
 		for i := range socks {
@@ -107,11 +121,6 @@ func runLsUnix(ctx context.Context, g *Globals, opts LsOptions) error {
 		return silentExit(ExitNotFound)
 	}
 	return nil
-}
-
-// filterUnixOwners keeps the sockets of the users and pids asked for.
-func filterUnixOwners(socks []sockets.UnixSocket, opts LsOptions) []sockets.UnixSocket {
-	return socks
 }
 
 func writeUnixTable(w io.Writer, color bool, socks []sockets.UnixSocket, owners bool) error {

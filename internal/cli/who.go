@@ -23,6 +23,7 @@ type WhoOptions struct {
 	All   bool   // connections too, not only listeners and bound UDP sockets
 	Netns string // network namespace name or path; empty means ours
 	First bool   // stop the search of /proc at the first process holding each socket
+	Tree  bool   // show the process tree of the holders
 }
 
 func newWhoCmd(g *Globals) *cobra.Command {
@@ -63,6 +64,7 @@ which is faster on a machine with many processes.`,
 	f := cmd.Flags()
 	f.BoolVarP(&opts.All, "all", "a", false, "also show connections using the port, in every state")
 	f.StringVar(&opts.Netns, "netns", "", "inspect network namespace `NAME` (under /run/netns) or PATH")
+	f.BoolVar(&opts.Tree, "tree", false, "show the holders' process tree (a pre-forked server's master and workers)")
 	f.BoolVar(&opts.First, "first", false, "name only the lowest pid holding each socket (a faster search of /proc)")
 	return cmd
 }
@@ -125,6 +127,57 @@ type whoResult struct {
 	Protos  []portspec.Proto `json:"protos"`
 	Held    bool             `json:"held"`
 	Sockets []socketJSON     `json:"sockets"`
+	Tree    []*treeJSON      `json:"tree,omitempty"` // with --tree
+}
+
+// treeJSON is a process of the holders' tree.
+type treeJSON struct {
+	PID      int         `json:"pid"`
+	Command  string      `json:"command"`
+	Holds    bool        `json:"holds"`
+	Children []*treeJSON `json:"children,omitempty"`
+}
+
+func newTreeJSON(ns []*sockets.TreeNode) []*treeJSON {
+	var out []*treeJSON
+	for _, n := range ns {
+		out = append(out, &treeJSON{PID: n.PID, Command: n.Comm, Holds: n.Holds, Children: newTreeJSON(n.Children)})
+	}
+	return out
+}
+
+// holderProcs are the distinct processes holding socks.
+func holderProcs(socks []sockets.Socket) []*sockets.Process {
+	seen := map[int]bool{}
+	var out []*sockets.Process
+	for i := range socks {
+		for _, p := range socks[i].Procs {
+			if !seen[p.PID] {
+				seen[p.PID] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// writeTree draws the tree with box-drawing branches; holders are marked.
+func writeTree(w io.Writer, ns []*sockets.TreeNode, prefix string, top bool) {
+	for i, n := range ns {
+		branch, next := "├─ ", "│  "
+		if i == len(ns)-1 {
+			branch, next = "└─ ", "   "
+		}
+		if top {
+			branch, next = "", ""
+		}
+		mark := ""
+		if n.Holds {
+			mark = "  (holds the port)"
+		}
+		fmt.Fprintf(w, "  %s%s%d %s%s\n", prefix, branch, n.PID, n.Comm, mark)
+		writeTree(w, n.Children, prefix+next, false)
+	}
 }
 
 func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
@@ -150,6 +203,9 @@ func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
 	}
 	if g.JSON {
 		res := whoResult{Port: w.port, Protos: w.protos, Held: len(socks) > 0, Sockets: []socketJSON{}}
+		if opts.Tree {
+			res.Tree = newTreeJSON(sockets.HolderTree(holderProcs(socks)))
+		}
 		for i := range socks {
 			res.Sockets = append(res.Sockets, newSocketJSON(&socks[i], serviceName(socks[i].Local.Port(), socks[i].Proto), true))
 		}
@@ -158,6 +214,10 @@ func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
 		}
 	} else {
 		writeHolders(g.io.Out, socks, time.Now())
+		if hs := holderProcs(socks); opts.Tree && len(hs) > 0 {
+			fmt.Fprintln(g.io.Out, "\nprocess tree:")
+			writeTree(g.io.Out, sockets.HolderTree(hs), "", true)
+		}
 	}
 	if len(socks) == 0 {
 		for _, proto := range w.protos {
