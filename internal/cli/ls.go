@@ -37,6 +37,7 @@ type LsOptions struct {
 	Unix       bool     // unix domain sockets instead of TCP and UDP
 	Users      []string // only sockets of these users (names or uids)
 	PIDs       []int    // only sockets held by these processes
+	watchOptions
 }
 
 func newLsCmd(g *Globals) *cobra.Command {
@@ -64,13 +65,21 @@ almost nothing. Owners are found by reading /proc/*/fd; without root the
 processes of other users cannot be seen: their sockets show the user and, on
 stderr, why the process is missing. --no-owner skips that walk.
 
-Exit status: 0 when sockets are listed, 3 when none match (said on stderr),
-2 on bad input.`,
+--watch refreshes every --interval until Ctrl-C: in place on a terminal;
+piped, one JSON line per socket that appears or disappears
+({"time":...,"event":"appear","socket":{...}}), the sockets there at the
+start appearing first.
+
+Exit status: 0 when sockets are listed (and when a watch ends), 3 when none
+match (said on stderr), 2 on bad input.`,
 		Example: `  portolan ls
   portolan ls -a --port 5432 --json
   portolan ls -tl --port 8000-8100
   portolan ls -a --state established,time-wait -4
-  portolan ls --netns blue --no-owner`,
+  portolan ls --netns blue --no-owner
+  portolan ls -x -a
+  portolan ls --user www-data --pid 1234
+  portolan ls --watch --port 8000-8100 | jq .`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runLs(cmd.Context(), g, opts)
@@ -84,6 +93,8 @@ Exit status: 0 when sockets are listed, 3 when none match (said on stderr),
 	f.BoolVarP(&opts.IPv6, "ipv6", "6", false, "IPv6 sockets only")
 	f.StringSliceVar(&opts.Users, "user", nil, "only sockets of these `USERS` (names or uids; the socket's owner or a holding process's user)")
 	f.IntSliceVar(&opts.PIDs, "pid", nil, "only sockets held by these `PIDS`")
+	f.BoolVar(&opts.Watch, "watch", false, "refresh until Ctrl-C: in place on a terminal, else JSON Lines of sockets that appear and disappear")
+	f.DurationVar(&opts.Interval, "interval", time.Second, "with --watch, the time between refreshes")
 	f.BoolVarP(&opts.Unix, "unix", "x", false, "unix domain sockets instead (paths, @abstract names, peers), as ss -x")
 	f.StringVarP(&opts.Ports, "port", "p", "", "local ports: `SPEC` such as 80, 8000-8100, 22,443 or U:53 (bare ports: TCP and UDP)")
 	f.StringSliceVar(&opts.States, "state", nil, "only sockets in these `STATES` (listen, established, time-wait, close-wait, unconn, ...)")
@@ -303,36 +314,42 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 		if opts.TCP || opts.UDP || opts.IPv4 || opts.IPv6 || opts.Ports != "" || len(opts.States) > 0 {
 			return usageErr(fmt.Errorf("-x (unix sockets) takes none of -t, -u, -4, -6, --port, --state"))
 		}
+		if opts.Watch {
+			return usageErr(fmt.Errorf("--watch lists TCP and UDP sockets; it does not go with -x yet"))
+		}
 		return runLsUnix(ctx, g, opts, filter)
 	}
 	qs, err := lsQueries(opts)
 	if err != nil {
 		return err
 	}
-	socks, err := listSockets(ctx, g, opts.Netns, qs)
-	if err != nil {
-		return err
-	}
-	if !opts.NoOwner {
-		if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{}); err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			fmt.Fprintf(g.io.ErrOut, "portolan: owners: %v\n", err)
-		}
-	}
-	if filter.active() {
-		kept := socks[:0]
-		for i := range socks {
-			if filter.keep(socks[i].UID, socks[i].Procs) {
-				kept = append(kept, socks[i])
-			}
-		}
-		socks = kept
+	if err := opts.watchOptions.check(); err != nil {
+		return usageErr(err)
 	}
 	showState := opts.All || len(opts.States) > 0
-	svc := newServices(socks)
-	if err := svc.addListeners(ctx, g, opts, qs); err != nil {
+	if opts.Watch {
+		var socks []sockets.Socket
+		var svc services
+		snap := func(ctx context.Context) ([]watchItem, error) {
+			var err error
+			socks, svc, err = lsSnapshot(ctx, g, opts, qs, filter)
+			items := make([]watchItem, len(socks))
+			for i := range socks {
+				s := &socks[i]
+				items[i] = watchItem{fmt.Sprintf("%d %s %v %v", s.Cookie, s.State, s.Local, s.Remote), newSocketJSON(s, svc.name(s), !opts.NoOwner)}
+			}
+			return items, err
+		}
+		return runWatch(ctx, g, opts.Interval, snap, func(w io.Writer) error {
+			if len(socks) == 0 {
+				_, err := fmt.Fprintln(w, "no sockets match")
+				return err
+			}
+			return writeLsTable(w, g.color(), socks, svc, showState, !opts.NoOwner)
+		})
+	}
+	socks, svc, err := lsSnapshot(ctx, g, opts, qs, filter)
+	if err != nil {
 		return err
 	}
 	if g.JSON {
@@ -356,6 +373,37 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 		return silentExit(ExitNotFound)
 	}
 	return nil
+}
+
+// lsSnapshot reads the table once: the sockets, their owners (unless
+// --no-owner) and services, filtered by user and pid.
+func lsSnapshot(ctx context.Context, g *Globals, opts LsOptions, qs []sockQuery, filter ownerFilter) ([]sockets.Socket, services, error) {
+	socks, err := listSockets(ctx, g, opts.Netns, qs)
+	if err != nil {
+		return nil, services{}, err
+	}
+	if !opts.NoOwner {
+		if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{}); err != nil {
+			if ctx.Err() != nil {
+				return nil, services{}, err
+			}
+			fmt.Fprintf(g.io.ErrOut, "portolan: owners: %v\n", err)
+		}
+	}
+	if filter.active() {
+		kept := socks[:0]
+		for i := range socks {
+			if filter.keep(socks[i].UID, socks[i].Procs) {
+				kept = append(kept, socks[i])
+			}
+		}
+		socks = kept
+	}
+	svc := newServices(socks)
+	if err := svc.addListeners(ctx, g, opts, qs); err != nil {
+		return nil, services{}, err
+	}
+	return socks, svc, nil
 }
 
 // writeLsTable lays the sockets out for people. Tables run to tens of

@@ -24,6 +24,7 @@ type WhoOptions struct {
 	Netns string // network namespace name or path; empty means ours
 	First bool   // stop the search of /proc at the first process holding each socket
 	Tree  bool   // show the process tree of the holders
+	watchOptions
 }
 
 func newWhoCmd(g *Globals) *cobra.Command {
@@ -39,6 +40,9 @@ Without a protocol both TCP and UDP are checked. Exit status 0 when the port
 is held, 1 when it is free ("port 8080/tcp is free" on stderr), 2 on bad
 input. With --all, connections that use the port are shown too.
 
+--tree draws the holders' process tree; --watch follows the port until
+Ctrl-C, as ls --watch does (JSON Lines of appear/disappear events when piped).
+
 A path (absolute, or starting with ./) or an @abstract name asks about a unix socket:
 the listener bound to it, and with --all the connections it accepted.
 
@@ -53,6 +57,8 @@ which is faster on a machine with many processes.`,
   portolan who ssh --json
   portolan who 5432 --all
   portolan who 80 --netns blue
+  portolan who 8080 --tree
+  portolan who 8080 --watch
   portolan who /run/docker.sock
   portolan who @/tmp/.X11-unix/X0`,
 		Args: cobra.ExactArgs(1),
@@ -64,6 +70,8 @@ which is faster on a machine with many processes.`,
 	f := cmd.Flags()
 	f.BoolVarP(&opts.All, "all", "a", false, "also show connections using the port, in every state")
 	f.StringVar(&opts.Netns, "netns", "", "inspect network namespace `NAME` (under /run/netns) or PATH")
+	f.BoolVar(&opts.Watch, "watch", false, "refresh until Ctrl-C: in place on a terminal, else JSON Lines of sockets that appear and disappear")
+	f.DurationVar(&opts.Interval, "interval", time.Second, "with --watch, the time between refreshes")
 	f.BoolVar(&opts.Tree, "tree", false, "show the holders' process tree (a pre-forked server's master and workers)")
 	f.BoolVar(&opts.First, "first", false, "name only the lowest pid holding each socket (a faster search of /proc)")
 	return cmd
@@ -189,6 +197,35 @@ func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
 		return usageErr(err)
 	}
 	qs := whoQueries(w, opts.All)
+	if err := opts.watchOptions.check(); err != nil {
+		return usageErr(err)
+	}
+	if opts.Watch {
+		var socks []sockets.Socket
+		snap := func(ctx context.Context) ([]watchItem, error) {
+			var err error
+			if socks, err = listSockets(ctx, g, opts.Netns, qs); err != nil {
+				return nil, err
+			}
+			if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{First: opts.First, Details: true}); err != nil && ctx.Err() != nil {
+				return nil, err
+			}
+			items := make([]watchItem, len(socks))
+			for i := range socks {
+				s := &socks[i]
+				items[i] = watchItem{fmt.Sprintf("%d %s %v %v", s.Cookie, s.State, s.Local, s.Remote), newSocketJSON(s, serviceName(s.Local.Port(), s.Proto), true)}
+			}
+			return items, nil
+		}
+		return runWatch(ctx, g, opts.Interval, snap, func(out io.Writer) error {
+			if len(socks) == 0 {
+				_, err := fmt.Fprintf(out, "%v is free\n", w)
+				return err
+			}
+			writeHolders(out, socks, time.Now())
+			return nil
+		})
+	}
 	socks, err := listSockets(ctx, g, opts.Netns, qs)
 	if err != nil {
 		return err
