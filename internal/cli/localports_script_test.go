@@ -11,10 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"golang.org/x/sys/unix"
@@ -41,7 +43,11 @@ import (
 //	nsdial NETNS ADDR N      open N connections to ADDR from inside NETNS (all must work)
 //	nsconn VAR NETNS ADDR    one connection to ADDR from inside NETNS; $VAR = its local port
 //	nstimewait VAR NETNS ADDR  connect and close first, leaving TIME_WAIT; $VAR = the local port
+//	unshared VAR             start a process (this test binary) in a network namespace of
+//	                         its own that no name refers to (as a container's), listening
+//	                         on 0.0.0.0:0 there; $VAR = its port, $VAR_PID = its pid
 var localPortCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	"unshared":   cmdUnshared,
 	"nsconn":     cmdNsConn,
 	"nstimewait": cmdNsTimeWait,
 	"holder":     cmdHolder,
@@ -74,15 +80,52 @@ func TestHolderProcess(t *testing.T) {
 	testenv.Hold()
 }
 
+const unsharedEnv = "PORTOLAN_CLI_UNSHARED"
+
+// TestUnsharedProcess is the process `unshared` starts: it moves its
+// thread to a new network namespace, listens on 0.0.0.0:0 there (its
+// loopback is down, as in a fresh namespace), prints "PORT n" and waits
+// to be killed (5 minutes at most).
+func TestUnsharedProcess(t *testing.T) {
+	if os.Getenv(unsharedEnv) == "" {
+		t.Skip("runs only as a process started by the unshared script command")
+	}
+	runtime.LockOSThread() // the listener is made on this thread, in the new namespace
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fmt.Printf("PORT %d\n", l.Addr().(*net.TCPAddr).Port)
+	time.Sleep(5 * time.Minute)
+}
+
+func cmdUnshared(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: unshared VAR")
+	}
+	startHolder(ts, args[0], "-test.run=^TestUnsharedProcess$", unsharedEnv+"=1")
+}
+
 func cmdHolder(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 3 {
 		ts.Fatalf("usage: holder VAR NETNS MODE")
 	}
 	labHost(ts, args[1]) // only in a namespace of our own
+	startHolder(ts, args[0], "-test.run=^TestHolderProcess$", holderEnv+"="+args[2], holderNetnsEnv+"="+args[1])
+}
+
+// startHolder starts this test binary with the flag run and env, reads
+// the "PORT n" it prints and sets $VAR and $VAR_PID; the process is killed
+// when the script ends.
+func startHolder(ts *testscript.TestScript, name, run string, env ...string) {
 	exe, err := os.Executable()
 	ts.Check(err)
-	cmd := exec.Command(exe, "-test.run=^TestHolderProcess$", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), holderEnv+"="+args[2], holderNetnsEnv+"="+args[1])
+	cmd := exec.Command(exe, run, "-test.timeout=6m")
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	ts.Check(err)
 	ts.Check(cmd.Start())
@@ -106,10 +149,10 @@ func cmdHolder(ts *testscript.TestScript, neg bool, args []string) {
 		close(done)
 	}()
 	if port == "" {
-		ts.Fatalf("holder %q printed no port", args[2])
+		ts.Fatalf("holder %s (%s) printed no port", name, env)
 	}
-	ts.Setenv(args[0], port)
-	ts.Setenv(args[0]+"_PID", strconv.Itoa(cmd.Process.Pid))
+	ts.Setenv(name, port)
+	ts.Setenv(name+"_PID", strconv.Itoa(cmd.Process.Pid))
 }
 
 func cmdAlive(ts *testscript.TestScript, neg bool, args []string) {

@@ -37,6 +37,7 @@ type LsOptions struct {
 	Unix       bool     // unix domain sockets instead of TCP and UDP
 	Users      []string // only sockets of these users (names or uids)
 	PIDs       []int    // only sockets held by these processes
+	AllNetns   bool     // every network namespace
 	watchOptions
 }
 
@@ -91,6 +92,7 @@ match (said on stderr), 2 on bad input.`,
 	f.BoolVarP(&opts.UDP, "udp", "u", false, "UDP sockets only")
 	f.BoolVarP(&opts.IPv4, "ipv4", "4", false, "IPv4 sockets only (and IPv6 sockets carrying IPv4: dual-stack, IPv4-mapped)")
 	f.BoolVarP(&opts.IPv6, "ipv6", "6", false, "IPv6 sockets only")
+	f.BoolVar(&opts.AllNetns, "all-netns", false, "every network namespace (named, and those of containers and other processes), in a NETNS column")
 	f.StringSliceVar(&opts.Users, "user", nil, "only sockets of these `USERS` (names or uids; the socket's owner or a holding process's user)")
 	f.IntSliceVar(&opts.PIDs, "pid", nil, "only sockets held by these `PIDS`")
 	f.BoolVar(&opts.Watch, "watch", false, "refresh until Ctrl-C: in place on a terminal, else JSON Lines of sockets that appear and disappear")
@@ -323,6 +325,9 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 	if err != nil {
 		return err
 	}
+	if opts.AllNetns && opts.Netns != "" {
+		return usageErr(errors.New("--all-netns and --netns: pick one"))
+	}
 	if err := opts.watchOptions.check(); err != nil {
 		return usageErr(err)
 	}
@@ -378,7 +383,13 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 // lsSnapshot reads the table once: the sockets, their owners (unless
 // --no-owner) and services, filtered by user and pid.
 func lsSnapshot(ctx context.Context, g *Globals, opts LsOptions, qs []sockQuery, filter ownerFilter) ([]sockets.Socket, services, error) {
-	socks, err := listSockets(ctx, g, opts.Netns, qs)
+	var socks []sockets.Socket
+	var err error
+	if opts.AllNetns {
+		socks, err = allNetnsSockets(ctx, g, qs)
+	} else {
+		socks, err = listSockets(ctx, g, opts.Netns, qs)
+	}
 	if err != nil {
 		return nil, services{}, err
 	}
@@ -412,7 +423,12 @@ func lsSnapshot(ctx context.Context, g *Globals, opts LsOptions, qs []sockQuery,
 // users) are made once, and the rest (peers, "comm +N") are built in one
 // reused buffer.
 func writeLsTable(w io.Writer, color bool, socks []sockets.Socket, svc services, showState, owners bool) error {
-	header := []string{"PROTO"}
+	netns := len(socks) > 0 && socks[0].Netns != "" // --all-netns
+	var header []string
+	if netns {
+		header = append(header, "NETNS")
+	}
+	header = append(header, "PROTO")
 	if showState {
 		header = append(header, "STATE")
 	}
@@ -442,6 +458,9 @@ func writeLsTable(w io.Writer, color bool, socks []sockets.Socket, svc services,
 	row := func(i int, row []string) []string {
 		s := &socks[i]
 		scratch = scratch[:0]
+		if netns {
+			row = append(row, s.Netns)
+		}
 		row = append(row, s.Proto.String())
 		if showState {
 			row = append(row, s.StateName())
@@ -660,6 +679,7 @@ type socketJSON struct {
 	OwnerUnknown sockets.Unseen  `json:"owner_unknown,omitempty"` // why processes is empty
 	OwnerNote    string          `json:"owner_note,omitempty"`
 	Cgroup       *sockets.Cgroup `json:"cgroup,omitempty"` // the socket's, when no process is seen
+	Netns        string          `json:"netns,omitempty"`  // with --all-netns
 }
 
 type processJSON struct {
@@ -681,7 +701,7 @@ func newSocketJSON(s *sockets.Socket, service string, owners bool) socketJSON {
 		Proto: s.Proto, Family: s.Family, State: s.StateName(),
 		Address: s.Local.Addr(), Port: s.Local.Port(), PeerAddress: s.Remote.Addr(), PeerPort: s.Remote.Port(),
 		V6Only: s.V6Only, DualStack: s.DualStack(), Interface: s.Interface, Service: service,
-		Inode: s.Inode, Cookie: s.Cookie, RxQueue: s.RxQueue, TxQueue: s.TxQueue, Cgroup: s.Cgroup,
+		Inode: s.Inode, Cookie: s.Cookie, RxQueue: s.RxQueue, TxQueue: s.TxQueue, Cgroup: s.Cgroup, Netns: s.Netns,
 	}
 	if s.Inode != 0 {
 		uid := s.UID

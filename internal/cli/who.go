@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -19,11 +20,12 @@ func init() { register(newWhoCmd) }
 
 // WhoOptions are the inputs of `portolan who`.
 type WhoOptions struct {
-	Port  string // PORT[/proto]: a number or a service name, with an optional protocol
-	All   bool   // connections too, not only listeners and bound UDP sockets
-	Netns string // network namespace name or path; empty means ours
-	First bool   // stop the search of /proc at the first process holding each socket
-	Tree  bool   // show the process tree of the holders
+	Port     string // PORT[/proto]: a number or a service name, with an optional protocol
+	All      bool   // connections too, not only listeners and bound UDP sockets
+	Netns    string // network namespace name or path; empty means ours
+	First    bool   // stop the search of /proc at the first process holding each socket
+	Tree     bool   // show the process tree of the holders
+	AllNetns bool   // look in every network namespace
 	watchOptions
 }
 
@@ -72,6 +74,7 @@ which is faster on a machine with many processes.`,
 	f.StringVar(&opts.Netns, "netns", "", "inspect network namespace `NAME` (under /run/netns) or PATH")
 	f.BoolVar(&opts.Watch, "watch", false, "refresh until Ctrl-C: in place on a terminal, else JSON Lines of sockets that appear and disappear")
 	f.DurationVar(&opts.Interval, "interval", time.Second, "with --watch, the time between refreshes")
+	f.BoolVar(&opts.AllNetns, "all-netns", false, "look in every network namespace (named, and those of containers and other processes)")
 	f.BoolVar(&opts.Tree, "tree", false, "show the holders' process tree (a pre-forked server's master and workers)")
 	f.BoolVar(&opts.First, "first", false, "name only the lowest pid holding each socket (a faster search of /proc)")
 	return cmd
@@ -226,7 +229,15 @@ func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
 			return nil
 		})
 	}
-	socks, err := listSockets(ctx, g, opts.Netns, qs)
+	var socks []sockets.Socket
+	switch {
+	case opts.AllNetns && opts.Netns != "":
+		return usageErr(errors.New("--all-netns and --netns: pick one"))
+	case opts.AllNetns:
+		socks, err = allNetnsSockets(ctx, g, qs)
+	default:
+		socks, err = listSockets(ctx, g, opts.Netns, qs)
+	}
 	if err != nil {
 		return err
 	}
@@ -316,7 +327,7 @@ func endpointLabel(s *sockets.Socket) string {
 // both families is shown once.
 func holderKey(s *sockets.Socket) string {
 	if len(s.Procs) > 0 {
-		k := "pid"
+		k := s.Netns + " pid"
 		for _, p := range s.Procs {
 			k += " " + strconv.Itoa(p.PID)
 		}
@@ -326,7 +337,7 @@ func holderKey(s *sockets.Socket) string {
 	if s.Cgroup != nil {
 		cg = s.Cgroup.Path
 	}
-	return fmt.Sprintf("unseen %d %d %s", s.Unseen, s.UID, cg)
+	return fmt.Sprintf("%s unseen %d %d %s", s.Netns, s.Unseen, s.UID, cg)
 }
 
 // writeHolders prints the holders, one block per owner.
@@ -358,6 +369,7 @@ func writeHolders(w io.Writer, socks []sockets.Socket, now time.Time) {
 			}
 		}
 		s := g[0]
+		kv("netns", s.Netns)
 		if len(s.Procs) == 0 {
 			kv("owner", "unknown: "+s.Unseen.Explain(s))
 			if s.Inode != 0 {

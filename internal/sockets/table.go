@@ -268,6 +268,9 @@ type Socket struct {
 	// CgroupID is the cgroup v2 id of the process that created the socket
 	// (0 when the kernel does not say).
 	CgroupID uint64
+	// Netns names the network namespace the socket was read from, when
+	// the caller reads several (Namespace.Label); empty otherwise.
+	Netns string
 
 	// Procs are the processes holding the socket open, filled by
 	// FindOwners: the lowest pid first.
