@@ -26,6 +26,7 @@ type FreeOptions struct {
 	Reserve time.Duration // zero: no reservation
 	PID     int           // with Reserve: also release when this process exits
 	Hold    time.Duration // with PID: keep the ports this long after it exits
+	Netns   string        // network namespace name or path; empty means ours
 }
 
 func newFreeCmd(g *Globals) *cobra.Command {
@@ -75,6 +76,7 @@ saying how many were in use or reserved.`,
 	f.BoolVar(&opts.Both, "both", false, "ports free for both TCP and UDP")
 	f.DurationVar(&opts.Reserve, "reserve", 0, "reserve the ports for this long against other portolan callers")
 	f.IntVar(&opts.PID, "pid", 0, "with --reserve: also end the reservation when this process exits")
+	f.StringVar(&opts.Netns, "netns", "", "find ports free in network namespace `NAME` (under /run/netns) or PATH")
 	f.DurationVar(&opts.Hold, "hold", 0, "with --pid: keep the ports from others this long after it exits")
 	return cmd
 }
@@ -93,8 +95,15 @@ func runFree(ctx context.Context, g *Globals, opts FreeOptions) error {
 		return usageErr(err)
 	}
 	so.Logger = g.Logger()
+	so.Netns = opts.Netns
+	if err := sockets.InNetns(opts.Netns, func() error { return nil }); err != nil {
+		return socketsErr(opts.Netns, err)
+	}
 	if so.Range != nil {
-		eph := sockets.EphemeralPorts()
+		var eph sockets.PortRange
+		if err := sockets.InNetns(opts.Netns, func() error { eph = sockets.EphemeralPorts(); return nil }); err != nil {
+			return socketsErr(opts.Netns, err)
+		}
 		n := 0
 		for p := int(eph.Lo); p <= int(eph.Hi); p++ {
 			if so.Range.Has(portspec.TCP, portspec.Port(p)) || so.Range.Has(portspec.UDP, portspec.Port(p)) {

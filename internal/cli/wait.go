@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"portolan/internal/output"
+	"portolan/internal/sockets"
 	"portolan/internal/wait"
 )
 
@@ -38,6 +39,7 @@ type WaitOptions struct {
 	Interval    time.Duration
 	Free        bool
 	Insecure    bool
+	Netns       string // network namespace name or path; empty means ours
 }
 
 func newWaitCmd(g *Globals) *cobra.Command {
@@ -90,6 +92,7 @@ timeout passed first (as timeout(1)), 2 on bad input, 130 when interrupted.`,
 	f.DurationVar(&opts.Interval, "interval", 250*time.Millisecond, "pause after the first failed attempt; later ones back off")
 	f.BoolVar(&opts.Free, "free", false, "wait until the targets' ports are released instead")
 	f.BoolVar(&opts.Insecure, "insecure", false, "accept any TLS certificate")
+	f.StringVar(&opts.Netns, "netns", "", "connect (and with --free, bind) from network namespace `NAME` (under /run/netns) or PATH")
 	return cmd
 }
 
@@ -123,6 +126,11 @@ func runWait(ctx context.Context, g *Globals, opts WaitOptions) error {
 		t.Raw = opts.Targets[i]
 		targets[i] = t
 	}
+	if opts.Netns != "" {
+		if err := sockets.InNetns(opts.Netns, func() error { return nil }); err != nil {
+			return socketsErr(opts.Netns, err)
+		}
+	}
 	lo, hi, err := wait.ParseStatus(opts.Status)
 	if err != nil {
 		return usageErr(fmt.Errorf("--status: %w", err))
@@ -137,6 +145,7 @@ func runWait(ctx context.Context, g *Globals, opts WaitOptions) error {
 		StatusMin:      lo,
 		StatusMax:      hi,
 		Logger:         g.Logger(),
+		Netns:          opts.Netns,
 	}
 	if opts.Insecure {
 		wo.TLS = &tls.Config{InsecureSkipVerify: true}

@@ -72,7 +72,7 @@ func Reserve(ctx context.Context, n int, ttl time.Duration, opts FreeOptions) (*
 		return nil, err
 	}
 	defer unlock()
-	ports, err := search(ctx, &opts, n, reg.taken)
+	ports, err := searchIn(ctx, &opts, n, reg.taken)
 	if err != nil {
 		return nil, err
 	}

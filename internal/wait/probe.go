@@ -29,14 +29,30 @@ func probeBind(proto portspec.Proto, ap netip.AddrPort, reuse bool) error {
 
 var dialer net.Dialer
 
+// dial connects from the wait's network namespace: the socket is made on
+// this goroutine's thread, switched into it for the call.
+func (w *waiter) dial(ctx context.Context, network, addr string) (c net.Conn, err error) {
+	if w.opts.Netns == "" {
+		return dialer.DialContext(ctx, network, addr)
+	}
+	nerr := sockets.InNetns(w.opts.Netns, func() error {
+		c, err = dialer.DialContext(ctx, network, addr)
+		return nil
+	})
+	if nerr != nil {
+		return nil, nerr
+	}
+	return c, err
+}
+
 // tcpAt connects to ap once.
 func (w *waiter) tcpAt(ctx context.Context, ap netip.AddrPort) Observation {
 	o := Observation{Addr: ap.String()}
-	c, err := dialer.DialContext(ctx, "tcp", ap.String())
+	c, err := w.dial(ctx, "tcp", ap.String())
 	if err != nil {
 		o.Result = dialReason(err)
 		if isTimeout(err) && w.isLocal(ap.Addr()) {
-			if full := acceptQueueFull(ap); full != "" {
+			if full := acceptQueueFull(w.opts.Netns, ap); full != "" {
 				o.Result = full
 			}
 		}
@@ -52,11 +68,11 @@ func (w *waiter) tcpAt(ctx context.Context, ap netip.AddrPort) Observation {
 // drops the SYNs, so the connect looks filtered, though the server is
 // there and just not calling accept() fast enough. "" when none is full
 // (or the table cannot be read).
-func acceptQueueFull(ap netip.AddrPort) string {
+func acceptQueueFull(netns string, ap netip.AddrPort) string {
 	port := portspec.Port(ap.Port())
 	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(sockets.Listen),
 		Ports: []sockets.PortRange{{Lo: port, Hi: port}}}
-	socks, err := (&sockets.Table{}).List(context.Background(), q)
+	socks, err := (&sockets.Table{Netns: netns}).List(context.Background(), q)
 	if err != nil {
 		return ""
 	}
@@ -86,7 +102,7 @@ func (w *waiter) httpAt(ctx context.Context, t Target, ap netip.AddrPort) Observ
 		dialErr, tlsErr    error
 	}
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		c, err := dialer.DialContext(ctx, "tcp", ap.String())
+		c, err := w.dial(ctx, "tcp", ap.String())
 		stage.Lock()
 		stage.dialed, stage.dialErr = err == nil, err
 		stage.Unlock()
@@ -164,7 +180,7 @@ func (w *waiter) httpAt(ctx context.Context, t Target, ap netip.AddrPort) Observ
 // unix connects to t's socket once.
 func (w *waiter) unix(ctx context.Context, t Target) result {
 	o := Observation{Addr: t.Path}
-	c, err := dialer.DialContext(ctx, "unix", t.Path)
+	c, err := w.dial(ctx, "unix", t.Path)
 	if err == nil {
 		c.Close()
 		o.OK, o.Result = true, "accepting"
@@ -228,7 +244,10 @@ func (w *waiter) free(ctx context.Context, t Target) result {
 		ap := netip.AddrPortFrom(a, uint16(t.Port))
 		o := Observation{Addr: ap.String()}
 		if w.isLocal(a) {
-			err := w.opts.bind(portspec.TCP, ap, true)
+			var err error
+			if nerr := sockets.InNetns(w.opts.Netns, func() error { err = w.opts.bind(portspec.TCP, ap, true); return nil }); nerr != nil {
+				err = nerr
+			}
 			switch {
 			case err == nil, errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.EAFNOSUPPORT):
 				o.OK, o.Result = true, "free (bind succeeds)"
