@@ -50,7 +50,7 @@ func newUnixSocketJSON(s *sockets.UnixSocket) unixSocketJSON {
 
 // listUnix reads the unix sockets: listeners and bound datagram sockets
 // (the servers), or with all every one.
-func listUnix(ctx context.Context, g *Globals, netns, name string, all, owners bool) ([]sockets.UnixSocket, error) {
+func listUnix(ctx context.Context, g *Globals, netns, name string, all, owners, details bool) ([]sockets.UnixSocket, error) {
 	q := sockets.UnixQuery{Name: name}
 	if !all {
 		q.States = sockets.States(sockets.Listen, sockets.Close)
@@ -72,7 +72,7 @@ func listUnix(ctx context.Context, g *Globals, netns, name string, all, owners b
 		socks = kept
 	}
 	if owners && len(socks) > 0 {
-		if err := sockets.FindUnixOwners(ctx, socks, sockets.OwnerOptions{Details: true}); err != nil {
+		if err := sockets.FindUnixOwners(ctx, socks, sockets.OwnerOptions{Details: details}); err != nil {
 			if ctx.Err() != nil {
 				return nil, err
 			}
@@ -84,7 +84,7 @@ func listUnix(ctx context.Context, g *Globals, netns, name string, all, owners b
 
 // runLsUnix is ls -x.
 func runLsUnix(ctx context.Context, g *Globals, opts LsOptions, filter ownerFilter) error {
-	socks, err := listUnix(ctx, g, opts.Netns, "", opts.All, !opts.NoOwner)
+	socks, err := listUnix(ctx, g, opts.Netns, "", opts.All, !opts.NoOwner, false)
 	if err != nil {
 		return err
 	}
@@ -176,7 +176,7 @@ func isUnixName(arg string) bool {
 // with --all, the connections it accepted, each with its processes and
 // the peers' processes.
 func runWhoUnix(ctx context.Context, g *Globals, opts WhoOptions) error {
-	socks, err := listUnix(ctx, g, opts.Netns, opts.Port, true, true)
+	socks, err := listUnix(ctx, g, opts.Netns, opts.Port, true, true, true)
 	if err != nil {
 		return err
 	}
