@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -131,7 +132,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.DurationVar(&opts.MinTimeout, "min-timeout", 0, "shortest wait for an answer, whatever the RTT says (0: default)")
 	f.DurationVar(&opts.MaxTimeout, "max-timeout", 0, "longest wait for an answer (0: default)")
 	f.DurationVar(&opts.InitialTimeout, "initial-timeout", 0, "wait before a host's RTT is known (0: default)")
-	f.BoolVar(&opts.NoHostDown, "no-host-down", false, "probe every port even of hosts that never answer (nmap's -Pn)")
+	f.BoolVar(&opts.NoHostDown, "no-host-down", false, "no host discovery: probe every port even of hosts that answer nothing (nmap's -Pn)")
 	f.StringVarP(&opts.ping, "ping", "P", "", "nmap's -Pn: the same as --no-host-down")
 	_ = f.MarkHidden("ping")
 	f.BoolVar(&opts.Banner, "banner", false, "read a banner from every open port and guess the service")
@@ -263,6 +264,10 @@ func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
 	}
 	if opts.NoHostDown {
 		s.HostDownAfter = -1
+	} else {
+		// Ping too where a ping or raw ICMP socket is allowed; TCP
+		// discovery works without.
+		s.Pinger = scan.EchoProber{}
 	}
 	if opts.Banner {
 		s.Banners = &scan.Grabber{}
@@ -510,6 +515,12 @@ func (r *scanRun) execute(ctx context.Context, dst *scanOutput, startAt uint64) 
 	if err != nil {
 		return err
 	}
+	if sum.HostsDown > 0 {
+		// Said on every run, not only on a terminal: a script that reads
+		// no ports from a host must be able to learn why.
+		fmt.Fprintf(g.io.ErrOut, "%s judged down: no answer to %s, nor to host discovery (TCP %s%s); %s filtered (host-timeout); -Pn scans every port anyway\n",
+			plural(sum.HostsDown, "host"), "the first probes", discoveryPortsText(), pingText(sum), "their ports are reported")
+	}
 	if opts.StatsEvery > 0 {
 		statsOut.Write(struct {
 			Type string `json:"type"`
@@ -531,13 +542,26 @@ func (r *scanRun) execute(ctx context.Context, dst *scanOutput, startAt uint64) 
 		return fmt.Errorf("scan: %w", runErr)
 	}
 	if r.db != nil && output.IsTerminal(g.io.ErrOut) {
-		down := ""
-		if sum.HostsDown > 0 {
-			down = fmt.Sprintf(", %d hosts never answered (their ports were not all probed; -Pn probes them)", sum.HostsDown)
-		}
-		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open%s; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.counts.Open, down, r.db.Path())
+		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.counts.Open, r.db.Path())
 	}
 	return nil
+}
+
+// discoveryPortsText lists host discovery's TCP ports: "80,443,22,...".
+func discoveryPortsText() string {
+	ports := make([]string, len(scan.DefaultDiscoveryPorts))
+	for i, p := range scan.DefaultDiscoveryPorts {
+		ports[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(ports, ",")
+}
+
+// pingText says whether discovery could ping.
+func pingText(sum scan.Summary) string {
+	if sum.Ping {
+		return "; ICMP echo"
+	}
+	return "; no ICMP echo: needs root, CAP_NET_RAW or net.ipv4.ping_group_range"
 }
 
 // count keeps the running totals the store records at each checkpoint.

@@ -40,7 +40,7 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 		}
 		title := "Scan report for " + h.addr.String()
 		if !h.up(meta) {
-			title += " [host down, no response]"
+			title += " [host down: " + h.downWhy() + "]"
 		}
 		fmt.Fprintln(bw, Paint(title, Bold, color))
 		if len(h.hidden) > 0 {

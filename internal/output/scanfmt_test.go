@@ -464,3 +464,32 @@ func Example_writeScan() {
 	// Host: 127.0.0.1 ()	Status: Up
 	// Host: 127.0.0.1 ()	Ports: 22/open/tcp//ssh///, 23/closed/tcp/////
 }
+
+// TestHostUpRule: a host is up when a port answered, when it was assumed
+// up (-Pn), or when its ports were dropped (no-response) but discovery did
+// not give it up; it is down when the scanner gave it up (host-timeout) or
+// when every port drew only an ICMP error.
+func TestHostUpRule(t *testing.T) {
+	a := netip.MustParseAddr("198.18.0.2")
+	res := func(st scan.State, reason string) scan.Result {
+		return scan.Result{Addr: a, Port: 1, Proto: portspec.TCP, State: st, Reason: reason}
+	}
+	for _, tc := range []struct {
+		name     string
+		rs       []scan.Result
+		assumeUp bool
+		want     xmlState
+	}{
+		{"closed", []scan.Result{res(scan.Closed, scan.ReasonConnRefused)}, false, xmlState{State: "up", Reason: "conn-refused"}},
+		{"dropped, discovery answered", []scan.Result{res(scan.Filtered, scan.ReasonNoResponse)}, false, xmlState{State: "up", Reason: "discovery"}},
+		{"given up", []scan.Result{res(scan.Filtered, scan.ReasonNoResponse), res(scan.Filtered, scan.ReasonHostTimeout)}, false, xmlState{State: "down", Reason: "no-response"}},
+		{"ICMP only", []scan.Result{res(scan.Filtered, scan.ReasonHostUnreach)}, false, xmlState{State: "down", Reason: "no-response"}},
+		{"-Pn", []scan.Result{res(scan.Filtered, scan.ReasonHostTimeout)}, true, xmlState{State: "up", Reason: "user-set"}},
+	} {
+		meta := ScanMeta{AssumeUp: tc.assumeUp}
+		h := groupHosts(tc.rs, 0)[0]
+		if got := hostStatus(meta, h); got != tc.want {
+			t.Errorf("%s: hostStatus = %+v; want %+v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -322,20 +322,27 @@ func TestStatsAndCallbacks(t *testing.T) {
 	}
 }
 
-// TestHostDown: a host none of whose ports ever answers is given up on
-// after HostDownAfter silent probes; a host that has answered never is,
-// however many of its ports are dropped (half of them here: with this seed
-// a closed one comes early, as it almost always would); and
+// TestHostDown: a host none of whose ports ever answers goes through host
+// discovery after HostDownAfter silent probes. Here its discovery ports
+// are dropped too, so it is given up on; a host that has answered never
+// is, however many of its ports are dropped (half of them here: with this
+// seed a closed one comes early, as it almost always would); and
 // HostDownAfter < 0 probes every port.
 func TestHostDown(t *testing.T) {
 	silent, live := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.1")
 	var sp listSpace
-	for range 24 {
-		sp = append(sp, netip.AddrPortFrom(silent, uint16(droppedPort(t, silent))))
+	var discovery []portspec.Port
+	for i := range 24 {
+		p := droppedPort(t, silent)
+		if i < 3 {
+			discovery = append(discovery, p)
+		}
+		sp = append(sp, netip.AddrPortFrom(silent, uint16(p)))
 		sp = append(sp, netip.AddrPortFrom(live, uint16(droppedPort(t, live))))
 		sp = append(sp, netip.AddrPortFrom(live, uint16(closedPort(t, live))))
 	}
-	base := Scanner{HostDownAfter: 8, InitialTimeout: 100 * time.Millisecond, MaxTimeout: 100 * time.Millisecond, Seed: 3}
+	base := Scanner{HostDownAfter: 8, InitialTimeout: 100 * time.Millisecond, MaxTimeout: 100 * time.Millisecond, Seed: 3,
+		DiscoveryPorts: discovery}
 
 	got, sum := collect(t, base, sp)
 	reasons := map[netip.Addr]map[string]int{silent: {}, live: {}}
@@ -360,6 +367,26 @@ func TestHostDown(t *testing.T) {
 	}
 	if sum.HostsDown != 0 || reasons[silent][ReasonNoResponse] != 24 {
 		t.Errorf("HostDownAfter -1: %d hosts down, silent host reasons %v; want none down, 24 %s", sum.HostsDown, reasons[silent], ReasonNoResponse)
+	}
+}
+
+// TestHostDiscoveryRST: the same silent-looking host with the default
+// discovery ports, which it answers with resets (nothing listens there):
+// a reset is an answer, so the host is up and every port of it is probed.
+func TestHostDiscoveryRST(t *testing.T) {
+	silent := netip.MustParseAddr("127.0.0.2")
+	var sp listSpace
+	for range 24 {
+		sp = append(sp, netip.AddrPortFrom(silent, uint16(droppedPort(t, silent))))
+	}
+	s := Scanner{HostDownAfter: 8, InitialTimeout: 100 * time.Millisecond, MaxTimeout: 100 * time.Millisecond, Seed: 3}
+	got, sum := collect(t, s, sp)
+	reasons := map[string]int{}
+	for _, r := range got {
+		reasons[r.Reason]++
+	}
+	if sum.HostsDown != 0 || reasons[ReasonNoResponse] != 24 {
+		t.Errorf("%d hosts down, reasons %v; want none down, 24 %s", sum.HostsDown, reasons, ReasonNoResponse)
 	}
 }
 
