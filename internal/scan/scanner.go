@@ -303,6 +303,8 @@ type probe struct {
 	next     *probe
 	res      Result // while a banner is grabbed
 	kind     probeKind
+	trickle  bool // held, checked or re-probed one at a time for rate-limited errors (host.rl)
+	check    bool // sent as the rate-limit check
 }
 
 // probeKind tells a position's probe from host discovery's.
@@ -340,7 +342,30 @@ type host struct {
 	disc          discState
 	discLeft      int      // discovery probes not yet settled
 	waiting       []*probe // timed out during discovery: retried or settled when it ends
+	// closed counts ports answered closed. A host with closed ports whose
+	// other ports go unanswered may be rejecting them with ICMP errors
+	// that it rate-limits (Linux: a burst of 6, then 1/s per destination).
+	// A few of them are probed again and waited for past the kernel's SYN
+	// retransmission (a second later, when the bucket has refilled): if
+	// one is answered, the others are re-probed one at a time (trickle)
+	// until the answers stop coming.
+	closed       int
+	rl           rlState
+	checks       int      // check probes in flight
+	trickle      []*probe // unanswered after their retries: the check's outcome decides
+	trickling    bool     // a trickle probe is in flight
+	trickleSince time.Time
 }
+
+// rlState is where a host is in the check for rate-limited ICMP errors.
+type rlState uint8
+
+const (
+	rlNone     rlState = iota
+	rlChecking         // one probe waits for the bucket to refill
+	rlOn               // answers came after the refill: trickle
+	rlOver             // no answer after a refill, or none lately: filtered
+)
 
 // earlyProbe is a probe sent before the host's first RTT sample, with the
 // attempt it was; its deadline came from a guess and shrinks when the first
@@ -649,7 +674,17 @@ func (e *engine) send(p *probe, now time.Time) error {
 	p.attempts++
 	p.phase = phaseInFlight
 	p.sentAt = now
-	p.deadline = now.Add(e.timeout(h))
+	to := e.timeout(h)
+	switch {
+	case p.check:
+		to = rlCheckTimeout
+	case p.trickle:
+		// A fresh SYN at short intervals takes a token of the host's ICMP
+		// bucket as soon as it refills, without waiting for the kernel's
+		// retransmission a second later.
+		to = max(e.minTO, min(to, trickleTimeout))
+	}
+	p.deadline = now.Add(to)
 	e.timeouts.push(p)
 	h.inFlight++
 	if !h.rtt.ok {
@@ -732,10 +767,38 @@ func (e *engine) onReply(r Reply) {
 	if e.sockLimit < e.window && e.sockLimit < e.fdLimit {
 		e.sockLimit++ // recover from ErrBusy, additively
 	}
+	trickle := p.trickle
+	if trickle {
+		answered := r.State == Closed || r.State == Open
+		if p.check {
+			h.checks--
+		} else {
+			h.trickling = false
+		}
+		p.trickle, p.check = false, false
+		switch {
+		case h.rl == rlChecking && answered:
+			h.rl = rlOn
+			h.trickleSince = e.clock
+			e.log.Debug("ICMP errors rate-limited: re-probing one at a time", "addr", p.addr, "ports", len(h.trickle))
+		case h.rl == rlChecking && h.checks == 0:
+			e.rlOver(h)
+		case answered:
+			h.trickleSince = e.clock // an answer: the host's bucket refilled
+		}
+		defer e.nextTrickle(h)
+	}
+	if r.State == Closed {
+		h.closed++
+	}
 	if r.State == Open || r.State == Closed {
 		first := !h.rtt.ok
-		h.rtt.sample(r.RTT)
-		e.global.sample(r.RTT)
+		if !trickle {
+			// A trickle answer may come from the kernel's own SYN
+			// retransmission a second later: not a round trip.
+			h.rtt.sample(r.RTT)
+			e.global.sample(r.RTT)
+		}
 		h.answered++
 		h.silent = 0
 		if p.attempts > 1 {
@@ -789,6 +852,22 @@ func (e *engine) onTimeout(p *probe) {
 		e.discMiss(p)
 		return
 	}
+	if p.trickle {
+		if p.check {
+			p.check = false
+			h.checks--
+		} else {
+			h.trickling = false
+		}
+		h.trickle = append(h.trickle, p)
+		if h.rl == rlChecking && h.checks == 0 {
+			// Nothing even after the refill: dropped, not rate-limited.
+			e.rlOver(h)
+			return
+		}
+		e.nextTrickle(h)
+		return
+	}
 	h.silent++
 	e.checkDown(p.addr, h)
 	e.unpark(h)
@@ -801,7 +880,67 @@ func (e *engine) onTimeout(p *probe) {
 		e.ready.pushBack(p)
 		return
 	}
+	if h.closed > 0 && !h.down && h.rl != rlOver {
+		p.trickle = true
+		if h.rl == rlNone {
+			h.rl = rlChecking
+		}
+		if h.rl == rlChecking && h.checks < rlChecks {
+			p.check = true
+			h.checks++
+			e.ready.pushFront(p)
+			return
+		}
+		h.trickle = append(h.trickle, p)
+		e.nextTrickle(h)
+		return
+	}
 	e.finish(p, e.result(p, Filtered, ReasonNoResponse, 0))
+}
+
+// trickleQuiet is how long a host's trickle goes without an answer before
+// its remaining ports count as filtered: twice the refill time of Linux's
+// ICMP rate limit (net.ipv4.icmp_ratelimit, 1 s), so a host that drops
+// (rather than rate-limits) costs that much once.
+const trickleQuiet = 2 * time.Second
+
+// trickleTimeout bounds the wait for a trickle probe's answer.
+const trickleTimeout = 250 * time.Millisecond
+
+// rlCheckTimeout is the wait for the rate-limit check's answer: past the
+// kernel's first SYN retransmission (1 s), by when a bucket has refilled.
+const rlCheckTimeout = 1500 * time.Millisecond
+
+// rlChecks is how many unanswered ports of a host the check probes: any
+// of them may be dropped rather than rejected.
+const rlChecks = 8
+
+// nextTrickle sends h's next held probe: the check, or one trickle probe
+// at a time, each taking a token of the host's ICMP bucket as soon as it
+// refills. Once no answer came for trickleQuiet, the rest are filtered:
+// dropped, not rate-limited.
+func (e *engine) nextTrickle(h *host) {
+	if h.rl != rlOn || h.trickling || len(h.trickle) == 0 {
+		return
+	}
+	if h.down || (h.rl == rlOn && e.clock.Sub(h.trickleSince) > trickleQuiet) {
+		e.rlOver(h)
+		return
+	}
+	p := h.trickle[0]
+	h.trickle = h.trickle[1:]
+	h.trickling = true
+	e.ready.pushFront(p)
+}
+
+// rlOver ends h's re-probing: what is held is filtered.
+func (e *engine) rlOver(h *host) {
+	h.rl = rlOver
+	for _, p := range h.trickle {
+		p.trickle = false
+		e.finish(p, e.result(p, Filtered, ReasonNoResponse, 0))
+	}
+	h.trickle = nil
 }
 
 // retriesFor is how many retries h's probes get. Like nmap, once many
