@@ -67,6 +67,7 @@ type ScanOptions struct {
 	DB         DBFlags
 	NoStore    bool
 	DryRun     bool
+	Open       bool `json:"-"`
 }
 
 func newScanCmd(g *Globals) *cobra.Command {
@@ -158,6 +159,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.DurationVar(&opts.StatsEvery, "stats-every", 0, "write progress as NDJSON to stderr every `D` (e.g. 5s)")
 	addDBFlags(cmd, &opts.DB)
 	f.BoolVar(&opts.NoStore, "no-store", false, "do not record the scan in the database")
+	f.BoolVar(&opts.Open, "open", false, "show only open ports, and only hosts with one (nmap's --open); the store keeps every port")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "run the whole engine without sending anything and print the plan")
 	return cmd
 }
@@ -165,7 +167,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 // resumeFlags are the flags that go with --resume: where and how this run
 // writes. The rest of the recipe is the stored scan's, so that the resumed
 // positions mean the same probes.
-var resumeFlags = map[string]bool{"resume": true, "format": true, "output": true, "stats-every": true, "db": true,
+var resumeFlags = map[string]bool{"resume": true, "format": true, "output": true, "stats-every": true, "db": true, "open": true,
 	"output-xml": true, "output-normal": true, "output-grepable": true, "output-all": true}
 
 // nmapOutputFlags are nmap's output options. pflag would read "-oX" as -o
@@ -412,6 +414,7 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	}
 	stored.Format, stored.Output, stored.StatsEvery, stored.DB = opts.Format, opts.Output, opts.StatsEvery, opts.DB
 	stored.OutXML, stored.OutNormal, stored.OutGrep, stored.OutAll = opts.OutXML, opts.OutNormal, opts.OutGrep, opts.OutAll
+	stored.Open = opts.Open
 	stored.Seed = si.Seed
 	format, err := stored.format(g)
 	if err != nil {
@@ -521,11 +524,13 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	}
 	s.OnResult = func(res scan.Result) {
 		r.count(res)
-		if err := dst.write(res); err != nil && r.dbErr == nil {
-			r.dbErr = err
-		}
-		if batch && r.db == nil {
-			r.kept = append(r.kept, res)
+		if r.shown(res) {
+			if err := dst.write(res); err != nil && r.dbErr == nil {
+				r.dbErr = err
+			}
+			if batch && r.db == nil {
+				r.kept = append(r.kept, res)
+			}
 		}
 		if r.writer != nil {
 			r.writer.add(res)
@@ -621,6 +626,17 @@ func pingText(sum scan.Summary) string {
 	return "; no ICMP echo: needs root, CAP_NET_RAW or net.ipv4.ping_group_range"
 }
 
+// shown reports whether res goes to the outputs (--open keeps open ports).
+func (r *scanRun) shown(res scan.Result) bool { return !r.opts.Open || res.State == scan.Open }
+
+// filter is shown for results read back from the store.
+func (r *scanRun) filter() store.Filter {
+	if r.opts.Open {
+		return store.Filter{States: []scan.State{scan.Open}}
+	}
+	return store.Filter{}
+}
+
 // count keeps the running totals the store records at each checkpoint.
 func (r *scanRun) count(res scan.Result) {
 	r.counts.Probes++
@@ -652,6 +668,9 @@ func (r *scanRun) replay(ctx context.Context, dst scanOutputs) error {
 			return err
 		}
 		r.count(res)
+		if !r.shown(res) {
+			continue
+		}
 		if err := dst.write(res); err != nil {
 			return err
 		}
@@ -770,7 +789,7 @@ func (r *scanRun) render(ctx context.Context, o *scanOutput, sum scan.Summary, s
 		if err != nil {
 			return err
 		}
-		return writeStoredScan(ctx, out, r.db, si, o.format, store.Filter{}, color)
+		return writeStoredScan(ctx, out, r.db, si, o.format, r.filter(), color)
 	}
 	meta := output.ScanMeta{
 		Args: "portolan " + strings.Join(r.g.args, " "), Version: Version, Start: time.Now().Add(-sum.Elapsed), End: time.Now(),

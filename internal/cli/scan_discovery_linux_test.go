@@ -132,7 +132,7 @@ func TestScanFirewalledHost(t *testing.T) {
 
 	// Every format says which host is down, and why.
 	for _, tc := range []struct{ format, want string }{
-		{"table", "Scan report for 198.18.0.99 [host down: no answer to its ports or to host discovery]"},
+		{"table", "Not shown: 1 host down (no answer to their ports or to host discovery; -Pn scans them anyway): 198.18.0.99"},
 		{"grepable", "Host: 198.18.0.99 ()\tStatus: Down"},
 		{"xml", `<status state="down" reason="no-response"`},
 		{"jsonl", `"addr":"198.18.0.99","port":`},

@@ -493,3 +493,33 @@ func TestHostUpRule(t *testing.T) {
 		}
 	}
 }
+
+// TestScanTableDownHosts: a /24 with one live host and 253 that answered
+// nothing is one host report and one line for the rest, not a report per
+// dead host listing its filtered ports.
+func TestScanTableDownHosts(t *testing.T) {
+	var rs []scan.Result
+	live := netip.MustParseAddr("198.18.0.1")
+	rs = append(rs, scan.Result{Addr: live, Port: 22, Proto: portspec.TCP, State: scan.Open, Reason: scan.ReasonSynAck})
+	for a, i := live.Next(), 0; i < 253; a, i = a.Next(), i+1 {
+		for p := portspec.Port(1); p <= 30; p++ {
+			reason := scan.ReasonHostTimeout
+			if p < 10 {
+				reason = scan.ReasonNoResponse
+			}
+			rs = append(rs, scan.Result{Addr: a, Port: p, Proto: portspec.TCP, State: scan.Filtered, Reason: reason})
+		}
+	}
+	var b bytes.Buffer
+	if err := WriteScan(&b, FormatTable, ScanMeta{Hosts: 254}, rs, false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if n := strings.Count(out, "\n"); n > 6 {
+		t.Errorf("table of 1 live and 253 down hosts: %d lines; want a handful:\n%s", n, out)
+	}
+	want := "Not shown: 253 hosts down (no answer to their ports or to host discovery; -Pn scans them anyway): 198.18.0.2, 198.18.0.3,"
+	if !strings.Contains(out, want) || !strings.Contains(out, " and 245 more") {
+		t.Errorf("table:\n%s\nwant a line %q... and 245 more", out, want)
+	}
+}
