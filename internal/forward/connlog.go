@@ -36,6 +36,7 @@ type connRecord struct {
 	target, reason string
 	up, down       int64
 	out            *LineWriter // under logger's handler, or nil
+	sni            string      // server name of an SNI-routed connection
 }
 
 const (
@@ -118,12 +119,21 @@ func (r *connRecord) writeLine() {
 		slog.String("client", r.client.String()), slog.String("target", r.target),
 		slog.Int64("bytes_to_target", r.up), slog.Int64("bytes_to_client", r.down),
 		slog.Duration("duration", r.dur), slog.String("reason", r.reason))
+	if r.sni != "" {
+		rec.AddAttrs(slog.String("sni", r.sni))
+	}
 	r.logger.Handler().Handle(context.Background(), rec)
 }
 
 // logConnLine queues the line of a finished connection or session, if
 // its level is enabled.
 func (s *Server) logConnLine(rs *ruleState, proto string, level slog.Level, client netip.AddrPort, target string, up, down int64, start time.Time, reason string) {
+	s.logConnLineSNI(rs, proto, level, client, target, "", up, down, start, reason)
+}
+
+// logConnLineSNI is logConnLine with the server name of an SNI-routed
+// connection ("" for none).
+func (s *Server) logConnLineSNI(rs *ruleState, proto string, level slog.Level, client netip.AddrPort, target, sni string, up, down int64, start time.Time, reason string) {
 	l := s.logger()
 	if !l.Enabled(context.Background(), level) {
 		return
@@ -132,7 +142,7 @@ func (s *Server) logConnLine(rs *ruleState, proto string, level slog.Level, clie
 	s.lines.add(connRecord{
 		logger: l, level: level, end: end, dur: end.Sub(start),
 		rule: rs.name, proto: proto, client: client, target: target, reason: reason,
-		up: up, down: down, out: s.LineWriter,
+		up: up, down: down, out: s.LineWriter, sni: sni,
 	})
 }
 

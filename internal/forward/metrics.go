@@ -29,6 +29,8 @@ type ruleStats struct {
 
 	mu     sync.Mutex
 	perSrc map[netip.Addr]int
+
+	sniRejected atomic.Uint64 // no complete ClientHello in time, or no route for its name
 }
 
 // dialBuckets are the upper bounds of the dial latency histogram, in seconds.
@@ -100,6 +102,9 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 	family("portolan_forward_rejected_total", "counter", "Clients refused, by reason.", func(st *ruleStats, l string) {
 		fmt.Fprintf(&b, "portolan_forward_rejected_total{%s,reason=\"denied\"} %d\n", l, st.denied.Load())
 		fmt.Fprintf(&b, "portolan_forward_rejected_total{%s,reason=\"limit\"} %d\n", l, st.limited.Load())
+		if st.proto == TCP {
+			fmt.Fprintf(&b, "portolan_forward_rejected_total{%s,reason=\"sni\"} %d\n", l, st.sniRejected.Load())
+		}
 	})
 	family("portolan_forward_bytes_total", "counter", "Bytes relayed, by direction.", func(st *ruleStats, l string) {
 		fmt.Fprintf(&b, "portolan_forward_bytes_total{%s,direction=\"to_target\"} %d\n", l, st.toTarget.Load())

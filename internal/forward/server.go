@@ -80,6 +80,7 @@ type ruleState struct {
 	stats  *ruleStats
 	pool   *pool
 	cancel context.CancelFunc // stops health checks
+	sni    *sniRouter         // nil: no SNI routes
 }
 
 // ErrClosed is returned by Apply after Shutdown.
@@ -183,6 +184,7 @@ func (s *Server) newState(r Rule) *ruleState {
 	if r.HealthInterval > 0 && r.Proto == TCP {
 		go rs.pool.check(ctx, name, r.HealthInterval, r.connectTimeout(), s.logger())
 	}
+	rs.sni = newSNIRouter(ctx, &r, name, s.logger())
 	return rs
 }
 

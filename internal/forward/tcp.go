@@ -48,6 +48,8 @@ type tcpConn struct {
 	left               atomic.Int32
 	toTarget, toClient int64
 	idleUp, idleDown   atomic.Bool
+
+	sni string // the ClientHello's server name, on a rule with SNI routes
 }
 
 // end records the first reason and reports whether it was the first.
@@ -82,7 +84,7 @@ func reset(c *net.TCPConn) {
 
 // log writes the connection's line if the level is enabled.
 func (s *Server) logConn(tc *tcpConn, level slog.Level, up, down int64, reason string) {
-	s.logConnLine(tc.rs, "tcp", level, tc.clientAddr, tc.target, up, down, tc.start, reason)
+	s.logConnLineSNI(tc.rs, "tcp", level, tc.clientAddr, tc.target, tc.sni, up, down, tc.start, reason)
 }
 
 // handleTCP checks, connects and starts relaying one accepted connection.
@@ -148,8 +150,16 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 	}()
 	st.total.Add(1)
 
+	pool := rs.pool
+	var hello []byte // read to find the SNI route: the target gets it first
+	if rs.sni != nil {
+		var ok bool
+		if pool, hello, ok = s.routeSNI(rs, tc); !ok {
+			return
+		}
+	}
 	d := net.Dialer{Timeout: rs.connectTimeout(), KeepAlive: -1}
-	up, target, err := rs.pool.dialTCP(context.Background(), &d)
+	up, target, err := pool.dialTCP(context.Background(), &d)
 	tc.target = target
 	if err != nil {
 		st.dialErrs.Add(1)
@@ -184,6 +194,14 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 			reset(c)
 			up.Close()
 			s.logConn(tc, slog.LevelWarn, 0, 0, "proxy header: "+err.Error())
+			return
+		}
+	}
+	if len(hello) > 0 {
+		if _, err := up.Write(hello); err != nil {
+			reset(c)
+			up.Close()
+			s.logConn(tc, slog.LevelWarn, 0, 0, "sni: write ClientHello: "+err.Error())
 			return
 		}
 	}
