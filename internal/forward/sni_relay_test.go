@@ -2,6 +2,7 @@ package forward
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -51,23 +53,28 @@ func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 
 // tlsBackend is a TLS server on loopback that, after the handshake, says
 // its name, the server name it was asked for and (with proxied) the
-// client of the PROXY header in front, then echoes.
+// client of the PROXY header in front, then echoes. A failed handshake
+// fails the test, unless the name starts with "chaos".
 func tlsBackend(t *testing.T, name string, cert tls.Certificate, proxied bool) string {
 	t.Helper()
+	report := t.Errorf
+	if strings.HasPrefix(name, "chaos") {
+		report = t.Logf
+	}
 	return backend(t, func(c *net.TCPConn) {
 		c.SetDeadline(time.Now().Add(20 * time.Second))
 		client := ""
 		if proxied {
 			h, err := ReadProxyHeader(c)
 			if err != nil {
-				t.Errorf("backend %s: %v", name, err)
+				report("backend %s: %v", name, err)
 				return
 			}
 			client = " from " + h.Src.String()
 		}
 		s := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
 		if err := s.Handshake(); err != nil {
-			t.Errorf("backend %s: handshake: %v", name, err)
+			report("backend %s: handshake: %v", name, err)
 			return
 		}
 		fmt.Fprintf(s, "%s %q%s\n", name, s.ConnectionState().ServerName, client)
@@ -255,5 +262,127 @@ func TestSNIRejects(t *testing.T) {
 	// It still routes after all that.
 	if got, err := tlsThrough(addr, "a.example", pool, true, ""); err != nil || got != `A "a.example"` {
 		t.Fatalf("routed after rejects: %q, %v", got, err)
+	}
+}
+
+// TestSNIChaosKeepsRouting throws hostile clients at SNI rules at once
+// (the chaos test's, and hellos that are cut, oversized or name nothing
+// routable), then checks that TLS connections are still routed.
+func TestSNIChaosKeepsRouting(t *testing.T) {
+	n := 20 // rounds of every client kind per rule
+	if testing.Short() {
+		n = 5
+	}
+	cert, pool := testCert(t)
+	a := tlsBackend(t, "chaos A", cert, false)
+	d := tlsBackend(t, "chaos D", cert, false)
+	lo := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	routes := []SNIRoute{{Pattern: "a.example", Targets: []string{a}}}
+	rules := []Rule{
+		{Name: "sni", Listen: "127.0.0.1:0", Targets: []string{d}, SNI: routes, ConnectTimeout: time.Second},
+		{Name: "sni-strict", Listen: "127.0.0.1:0", SNI: routes, ConnectTimeout: time.Second},
+		{Name: "sni-accept-proxy", Listen: "127.0.0.1:0", Targets: []string{d}, SNI: routes, TrustedProxies: lo, ConnectTimeout: time.Second},
+	}
+	s, _ := start(t, rules...)
+	hello := clientHello(t, &tls.Config{ServerName: "a.example"})
+	huge := reframe(makeHello(sniExt("a.example"), ext(21, make([]byte, 4000))), 1)
+	kinds := []func(addr string){
+		func(addr string) { // a hello cut short, then a reset
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				return
+			}
+			c.Write(hello[:len(hello)/2])
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		},
+		func(addr string) { // a hello in tiny records, over the 16 KiB bound
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.Write(huge)
+			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			io.Copy(io.Discard, c)
+		},
+		func(addr string) { tlsThrough(addr, "other.test", pool, false, "") }, // the default route, or none
+	}
+	for _, cc := range chaosClients {
+		if cc.tcp != nil {
+			kinds = append(kinds, cc.tcp)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, r := range rules {
+		addr := s.Addr(r.Name).String()
+		for _, f := range kinds {
+			wg.Go(func() {
+				for i := 0; i < n && ctx.Err() == nil; i++ {
+					f(addr)
+				}
+			})
+		}
+	}
+	wg.Wait()
+
+	for _, name := range []string{"sni", "sni-strict"} {
+		if got, err := tlsThrough(s.Addr(name).String(), "a.example", pool, false, ""); err != nil || got != `chaos A "a.example"` {
+			t.Errorf("%s after the storm: %q, %v", name, got, err)
+		}
+	}
+	if got, err := tlsThrough(s.Addr("sni-accept-proxy").String(), "a.example", pool, false, "PROXY TCP6 fd00::9 fd00::1 4000 443\r\n"); err != nil || got != `chaos A "a.example"` {
+		t.Errorf("sni-accept-proxy after the storm: %q, %v", got, err)
+	}
+}
+
+// TestSNIPendingHellosBounded: clients that connect and send nothing take
+// at most maxPendingHeaders hand-offs; the ones beyond get a reset at
+// once, and once they leave, TLS is routed again.
+func TestSNIPendingHellosBounded(t *testing.T) {
+	cert, pool := testCert(t)
+	a := tlsBackend(t, "A", cert, false)
+	s, lb := start(t, Rule{Name: "sni", Listen: "127.0.0.1:0", ConnectTimeout: time.Minute,
+		SNI: []SNIRoute{{Pattern: "a.example", Targets: []string{a}}}})
+	addr := s.Addr("sni").String()
+	var silent []net.Conn
+	defer func() {
+		for _, c := range silent {
+			c.Close()
+		}
+	}()
+	limited := func() int {
+		k := 0
+		for _, l := range lb.lines() {
+			if l["reason"] == "limit: client hellos pending" {
+				k++
+			}
+		}
+		return k
+	}
+	for i := 0; i < maxPendingHeaders+50; i++ {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		switch {
+		case err == nil:
+			silent = append(silent, c)
+		case !isReset(err): // a reset can beat the end of connect(2)
+			t.Fatalf("silent client %d: %v", i, err)
+		}
+	}
+	waitFor(t, "a client refused over the bound", func() bool { return limited() > 0 })
+	for _, c := range silent {
+		c.Close()
+	}
+	silent = nil
+	waitFor(t, "hand-offs to end", func() bool { return s.handoffs.Load() == 0 })
+	if got, err := tlsThrough(addr, "a.example", pool, false, ""); err != nil || got != `A "a.example"` {
+		t.Fatalf("routed after the silent clients left: %q, %v", got, err)
+	}
+	var m strings.Builder
+	s.WriteMetrics(&m)
+	if !strings.Contains(m.String(), `portolan_forward_rejected_total{rule="sni",proto="tcp",reason="limit"} `) || limited() > 50 {
+		t.Errorf("limit: %d lines (want 1 to 50); metrics:\n%s", limited(), m.String())
 	}
 }
