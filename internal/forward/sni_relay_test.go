@@ -386,3 +386,31 @@ func TestSNIPendingHellosBounded(t *testing.T) {
 		t.Errorf("limit: %d lines (want 1 to 50); metrics:\n%s", limited(), m.String())
 	}
 }
+
+// TestSNIShutdownCutsHelloRead: Shutdown ends a connection still waiting
+// for its ClientHello; that is a shutdown, not a bad client.
+func TestSNIShutdownCutsHelloRead(t *testing.T) {
+	s, lb := start(t, Rule{Name: "sni", Listen: "127.0.0.1:0", ConnectTimeout: time.Minute,
+		SNI: []SNIRoute{{Pattern: "a.example", Targets: []string{closedPort(t)}}}})
+	c := dial(t, s, "sni")
+	waitFor(t, "the hello read to start", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.conns) == 1
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.Shutdown(ctx)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF && !isReset(err) {
+		t.Fatalf("read after shutdown = %v; want EOF or a reset", err)
+	}
+	if l := lb.lines(); len(l) != 1 || l[0]["reason"] != "shutdown" {
+		t.Errorf("log lines %v; want one with reason shutdown", l)
+	}
+	var m strings.Builder
+	s.WriteMetrics(&m)
+	if want := `portolan_forward_rejected_total{rule="sni",proto="tcp",reason="sni"} 0`; !strings.Contains(m.String(), want+"\n") {
+		t.Errorf("metrics have no %q:\n%s", want, m.String())
+	}
+}

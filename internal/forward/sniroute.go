@@ -251,8 +251,15 @@ func (s *Server) routeSNI(rs *ruleState, tc *tcpConn) (p *pool, hello []byte, ok
 		}
 	}
 	if err != nil {
-		rs.stats.sniRejected.Add(1)
+		tc.mu.Lock()
+		cut := tc.reason // Shutdown closed the socket under the read
+		tc.mu.Unlock()
 		reset(tc.client)
+		if cut != "" {
+			s.logConn(tc, slog.LevelInfo, 0, 0, cut)
+			return nil, nil, false
+		}
+		rs.stats.sniRejected.Add(1)
 		s.logConn(tc, slog.LevelWarn, 0, 0, "sni: "+err.Error())
 		return nil, nil, false
 	}
