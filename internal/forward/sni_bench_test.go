@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	"portolan/internal/testenv"
 )
 
 // BenchmarkSNIConnect is BenchmarkTCPConnect on a rule with SNI routes:
@@ -15,21 +17,7 @@ import (
 // routes.
 func BenchmarkSNIConnect(b *testing.B) {
 	hello := clientHello(b, &tls.Config{ServerName: "x.example"})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	back := ln.Addr().String()
+	back := testenv.ServeLoopback(b, func(c net.Conn) { io.Copy(c, c) })
 	s := &Server{}
 	if err := s.Apply(context.Background(), []Rule{
 		{Name: "plain", Listen: "127.0.0.1:0", Targets: []string{back}},

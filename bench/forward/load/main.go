@@ -97,15 +97,7 @@ func echo(tcpAddr, udpAddr string) {
 		if err != nil {
 			log.Fatal(err)
 		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					continue
-				}
-				go func() { io.Copy(c, c); c.Close() }()
-			}
-		}()
+		go serveEcho(ln)
 	}
 	if udpAddr != "" {
 		pc, err := net.ListenPacket("udp", udpAddr)
@@ -324,15 +316,18 @@ func tlsEcho(addrs []string) {
 		if err != nil {
 			log.Fatal(err)
 		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					continue
-				}
-				go func() { io.Copy(c, c); c.Close() }()
-			}
-		}()
+		go serveEcho(ln)
 	}
 	select {}
+}
+
+// serveEcho echoes each connection ln accepts until the peer closes.
+func serveEcho(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			continue
+		}
+		go func() { io.Copy(c, c); c.Close() }()
+	}
 }
