@@ -156,6 +156,10 @@ func TestSNIRoutesTLSConnections(t *testing.T) {
 		Rule{Name: "sni-proxied", Listen: "127.0.0.1:0", TrustedProxies: lo, ProxyProtocol: 2, SNI: []SNIRoute{
 			{Pattern: "a.example", Targets: []string{pp}},
 		}},
+		// A PROXY header sent, none read.
+		Rule{Name: "sni-send-proxy", Listen: "127.0.0.1:0", ProxyProtocol: 1, SNI: []SNIRoute{
+			{Pattern: "a.example", Targets: []string{pp}},
+		}},
 	)
 	addr := s.Addr("sni").String()
 	for _, tc := range []struct {
@@ -180,7 +184,12 @@ func TestSNIRoutesTLSConnections(t *testing.T) {
 		t.Errorf("through a PROXY header: %q, %v; want %q", got, err, want)
 	}
 
-	waitFor(t, "8 log lines", func() bool { return len(lb.lines()) == 8 })
+	got, err = tlsThrough(s.Addr("sni-send-proxy").String(), "a.example", pool, true, "")
+	if want := `P "a.example" from 127.0.0.1:`; err != nil || !strings.HasPrefix(got, want) {
+		t.Errorf("with a PROXY header sent: %q, %v; want %q...", got, err, want)
+	}
+
+	waitFor(t, "9 log lines", func() bool { return len(lb.lines()) == 9 })
 	names := map[string]int{}
 	for _, l := range lb.lines() {
 		if l["reason"] != "eof" {
@@ -189,7 +198,7 @@ func TestSNIRoutesTLSConnections(t *testing.T) {
 		sni, _ := l["sni"].(string)
 		names[sni+" -> "+l["target"].(string)]++
 	}
-	for k, n := range map[string]int{"a.example -> " + a: 3, "x.example -> " + w: 1, "deep.y.b.example -> " + b: 1, "other.test -> " + d: 1, " -> " + d: 1, "a.example -> " + pp: 1} {
+	for k, n := range map[string]int{"a.example -> " + a: 3, "x.example -> " + w: 1, "deep.y.b.example -> " + b: 1, "other.test -> " + d: 1, " -> " + d: 1, "a.example -> " + pp: 2} {
 		if names[k] != n {
 			t.Errorf("log lines %q: %d; want %d (all: %v)", k, names[k], n, names)
 		}
