@@ -11,13 +11,20 @@
 # request) per relay, the relays taking turns connection by connection. The relay's CPU time is
 # read from /proc for its whole process group (children included), giving
 # CPU s per GB, us per connection and us per UDP exchange.
+#
+# SNI routing: ROUNDS rounds per repetition of SN TLS connections (full
+# handshake, 64 B echo, close; server names cycling over an exact match,
+# a wildcard match and the default route) through portolan's sni rule,
+# nginx's ssl_preread and HAProxy's req.ssl_sni, taking turns; direct goes
+# to the default backend. SNI_ONLY=1 runs only this part.
 # Needs: apt-get install -y haproxy nginx-light libnginx-mod-stream rinetd socat iperf3
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=${OUT:-/tmp/fwdbench}
-REPS=${REPS:-2} ROUNDS=${ROUNDS:-5} T=${T:-5} N=${N:-3000} UN=${UN:-5000}
+REPS=${REPS:-2} ROUNDS=${ROUNDS:-5} T=${T:-5} N=${N:-3000} UN=${UN:-5000} SN=${SN:-1000} SNI_ONLY=${SNI_ONLY:-0}
 RELAYS=${RELAYS:-"direct portolan haproxy nginx rinetd socat"}
+[ "$SNI_ONLY" = 1 ] && RELAYS=${RELAYS_SNI:-"direct portolan haproxy nginx"}
 mkdir -p "$OUT"
 CSV=$OUT/raw.csv; : >"$CSV"
 PGIDS=()
@@ -38,23 +45,25 @@ waitport() { for _ in $(seq 50); do ss -Hltn "sport = :$1" | grep -q . && return
 
 go build -o "$OUT/load" "$ROOT/bench/forward/load" || exit 1
 CGO_ENABLED=0 go build -o "$OUT/portolan" "$ROOT/cmd/portolan" || exit 1
-bg iperf3 -s -B 127.0.0.1 -p 5201
+[ "$SNI_ONLY" = 1 ] || bg iperf3 -s -B 127.0.0.1 -p 5201
 bg "$OUT/load" echo -tcp 127.0.0.1:5301 -udp 127.0.0.1:5301
-waitport 5201; waitport 5301
+bg "$OUT/load" tlsecho -tcp 127.0.0.1:5401,127.0.0.1:5402,127.0.0.1:5403
+[ "$SNI_ONLY" = 1 ] || waitport 5201; waitport 5301; waitport 5401; waitport 5402; waitport 5403
 
-start_relay() { # name -> TP (iperf port), EP (echo port), RPG (relay pgid or "")
-	RPG=""
+start_relay() { # name -> TP (iperf port), EP (echo port), SP (SNI port or ""), RPG (relay pgid or "")
+	RPG="" SP=""
 	case $1 in
-	direct) TP=5201 EP=5301 ;;
-	portolan) TP=16201 EP=16301
+	direct) TP=5201 EP=5301 SP=5403 ;;
+	portolan) TP=16201 EP=16301 SP=16401
 		cat >"$OUT/forward.yaml" <<-Y
 		rules:
+		  - {name: sni, listen: "127.0.0.1:$SP", targets: [127.0.0.1:5403], sni: {a.example: 127.0.0.1:5401, "*.example": 127.0.0.1:5402}}
 		  - {name: iperf, listen: "127.0.0.1:$TP", targets: [127.0.0.1:5201]}
 		  - {name: echo, listen: "127.0.0.1:$EP", targets: [127.0.0.1:5301]}
 		  - {name: udp, proto: udp, listen: "127.0.0.1:$EP", targets: [127.0.0.1:5301], idle-timeout: 10s}
 		Y
 		bg "$OUT/portolan" forward -c "$OUT/forward.yaml"; RPG=$LAST ;;
-	haproxy) TP=16202 EP=16302
+	haproxy) TP=16202 EP=16302 SP=16402
 		cat >"$OUT/haproxy.cfg" <<-H
 		global
 		    maxconn 4000
@@ -69,9 +78,22 @@ start_relay() { # name -> TP (iperf port), EP (echo port), RPG (relay pgid or ""
 		listen echo
 		    bind 127.0.0.1:$EP
 		    server s 127.0.0.1:5301
+		frontend sni
+		    bind 127.0.0.1:$SP
+		    tcp-request inspect-delay 5s
+		    tcp-request content accept if { req_ssl_hello_type 1 }
+		    use_backend sni_a if { req.ssl_sni -i a.example }
+		    use_backend sni_w if { req.ssl_sni -m end .example }
+		    default_backend sni_d
+		backend sni_a
+		    server s 127.0.0.1:5401
+		backend sni_w
+		    server s 127.0.0.1:5402
+		backend sni_d
+		    server s 127.0.0.1:5403
 		H
 		bg haproxy -db -f "$OUT/haproxy.cfg"; RPG=$LAST ;;
-	nginx) TP=16203 EP=16303
+	nginx) TP=16203 EP=16303 SP=16403
 		cat >"$OUT/nginx.conf" <<-X
 		load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 		worker_processes auto; daemon off; pid $OUT/nginx.pid; error_log $OUT/nginx-error.log warn;
@@ -80,6 +102,13 @@ start_relay() { # name -> TP (iperf port), EP (echo port), RPG (relay pgid or ""
 		  server { listen 127.0.0.1:$TP; proxy_pass 127.0.0.1:5201; }
 		  server { listen 127.0.0.1:$EP; proxy_pass 127.0.0.1:5301; }
 		  server { listen 127.0.0.1:$EP udp; proxy_pass 127.0.0.1:5301; proxy_timeout 10s; }
+		  map \$ssl_preread_server_name \$sni_upstream {
+		    hostnames;
+		    a.example 127.0.0.1:5401;
+		    *.example 127.0.0.1:5402;
+		    default 127.0.0.1:5403;
+		  }
+		  server { listen 127.0.0.1:$SP; ssl_preread on; proxy_pass \$sni_upstream; }
 		}
 		X
 		bg nginx -p "$OUT" -c "$OUT/nginx.conf"; RPG=$LAST ;;
@@ -91,7 +120,8 @@ start_relay() { # name -> TP (iperf port), EP (echo port), RPG (relay pgid or ""
 			socat TCP4-LISTEN:$EP,bind=127.0.0.1,reuseaddr,fork,backlog=1024 TCP4:127.0.0.1:5301 &
 			socat -T 10 UDP4-LISTEN:$EP,bind=127.0.0.1,reuseaddr,fork UDP4:127.0.0.1:5301 & wait"; RPG=$LAST ;;
 	esac
-	waitport $TP && waitport $EP
+	# (SNI_ONLY starts no iperf3 server for direct.)
+	{ [ "$SNI_ONLY$TP" = 15201 ] || waitport $TP; } && waitport $EP && { [ -z "$SP" ] || waitport $SP; }
 }
 
 measure() { # rep relay test unit cmd... (stdout of cmd: value)
@@ -117,25 +147,28 @@ udprr8() { "$OUT/load" udprr -addr 127.0.0.1:$EP -n $((8 * UN)) -c 8 -max 60s | 
 # speed drifts by tens of percent from one second to the next; taking
 # turns puts every relay under the same drift. socat, which forks a
 # process per connection, is measured on its own.
-declare -A RTP REP RRPG
+declare -A RTP REP RSP RRPG
 for relay in $RELAYS; do
 	start_relay $relay || exit 1
-	RTP[$relay]=$TP REP[$relay]=$EP RRPG[$relay]=$RPG
+	RTP[$relay]=$TP REP[$relay]=$EP RSP[$relay]=$SP RRPG[$relay]=$RPG
 done
-use() { TP=${RTP[$1]} EP=${REP[$1]} RPG=${RRPG[$1]}; }
-turns() { # rep test(conn1|udprr) unit relays...
-	local rep=$1 test=$2 unit=$3 addrs="" r c1 line v of=conns n=$N
+use() { TP=${RTP[$1]} EP=${REP[$1]} SP=${RSP[$1]} RPG=${RRPG[$1]}; }
+turns() { # rep test(conn1|udprr|sni) unit relays...
+	local rep=$1 test=$2 unit=$3 addrs="" r c1 line v of=conns n=$N port
 	shift 3
 	[ "$test" = udprr ] && of=udprr n=$UN
+	[ "$test" = sni ] && of="tls -sni a.example,x.example,other.test" n=$SN
 	local -A c0
 	for r in "$@"; do
-		use $r; addrs+=",127.0.0.1:$EP"
+		use $r; port=$EP; [ "$test" = sni ] && port=$SP
+		addrs+=",127.0.0.1:$port"
 		c0[$r]=0; [ -n "$RPG" ] && c0[$r]=$(ticks $RPG)
 	done
 	"$OUT/load" turns -addr "${addrs#,}" -of $of -n $n -max 300s >"$OUT/turns.txt"
 	for r in "$@"; do
 		use $r; c1=0; [ -n "$RPG" ] && c1=$(ticks $RPG)
-		line=$(grep " addr=127.0.0.1:$EP " "$OUT/turns.txt")
+		port=$EP; [ "$test" = sni ] && port=$SP
+		line=$(grep " addr=127.0.0.1:$port " "$OUT/turns.txt")
 		v=$(echo "$line" | sed -E 's/.*ok=([0-9]+).*rate=([0-9]+).*/\2 \1/')
 		[ "$test" = udprr ] && v="$v $(echo "$line" | sed -E 's/.*wrong_replies=([0-9]+).*/\1/')"
 		echo "$rep,$r,$test,$v,$unit,$(( c1 - c0[$r] ))" >>"$CSV"
@@ -150,6 +183,16 @@ for relay in $RELAYS; do
 	# nothing here, and each unanswered request would wait out its 1 s.
 	case $relay in haproxy | rinetd) ;; *) UTURNS+=($relay) ;; esac
 done
+STURNS=()
+for relay in $RELAYS; do
+	[ -n "${RSP[$relay]}" ] && STURNS+=($relay)
+done
+for rep in $(seq $REPS); do
+	for round in $(seq $ROUNDS); do
+		turns $rep.$round sni conns/s "${STURNS[@]}"
+	done
+done
+[ "$SNI_ONLY" = 1 ] && { python3 "$HERE/summarize.py" "$CSV"; exit 0; }
 for rep in $(seq $REPS); do
 	for relay in $RELAYS; do
 		use $relay

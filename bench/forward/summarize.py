@@ -39,17 +39,18 @@ def ratio(relay, test, base="haproxy"):
         return ""
     return f" ({a / b:.2f}x)"
 
-print("| relay | 1-stream Gbit/s | 8-stream Gbit/s | CPU s/GB (1 stream) | conns/s sequential | CPU us/conn | UDP req/s | CPU us/req | UDP req/s, 8 clients | CPU us/req | wrong replies |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-for r in order:
-    print(f"| {r} | {fmt(med(vals[r,'tcp1']),2)}{ratio(r,'tcp1')} | {fmt(med(vals[r,'tcp8']),2)}{ratio(r,'tcp8')} "
-          f"| {fmt(med(cpu[r,'tcp1']),2)} | {fmt(med(vals[r,'conn1']),0)}{ratio(r,'conn1')} | {fmt(med(cpu[r,'conn1']),0)} "
-          f"| {fmt(med(vals[r,'udprr']),0)}{ratio(r,'udprr','nginx')} | {fmt(med(cpu[r,'udprr']),0)} "
-          f"| {fmt(med(vals[r,'udp8']),0)}{ratio(r,'udp8','nginx')} | {fmt(med(cpu[r,'udp8']),0)} "
-          f"| {wrong[r] if (r,'udprr') in vals or (r,'udp8') in vals else '-'} |")
-print()
-print("Ratios in brackets: TCP columns against haproxy, UDP req/s against nginx (HAProxy has no UDP).")
-
+main_tests = any(t != "sni" for (_, t) in vals)
+if main_tests:
+    print("| relay | 1-stream Gbit/s | 8-stream Gbit/s | CPU s/GB (1 stream) | conns/s sequential | CPU us/conn | UDP req/s | CPU us/req | UDP req/s, 8 clients | CPU us/req | wrong replies |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in order:
+        print(f"| {r} | {fmt(med(vals[r,'tcp1']),2)}{ratio(r,'tcp1')} | {fmt(med(vals[r,'tcp8']),2)}{ratio(r,'tcp8')} "
+              f"| {fmt(med(cpu[r,'tcp1']),2)} | {fmt(med(vals[r,'conn1']),0)}{ratio(r,'conn1')} | {fmt(med(cpu[r,'conn1']),0)} "
+              f"| {fmt(med(vals[r,'udprr']),0)}{ratio(r,'udprr','nginx')} | {fmt(med(cpu[r,'udprr']),0)} "
+              f"| {fmt(med(vals[r,'udp8']),0)}{ratio(r,'udp8','nginx')} | {fmt(med(cpu[r,'udp8']),0)} "
+              f"| {wrong[r] if (r,'udprr') in vals or (r,'udp8') in vals else '-'} |")
+    print()
+    print("Ratios in brackets: TCP columns against haproxy, UDP req/s against nginx (HAProxy has no UDP).")
 
 def rounds(test, anchors, who="portolan"):
     """portolan against the best anchor of each round, where all ran."""
@@ -67,3 +68,18 @@ def rounds(test, anchors, who="portolan"):
 print()
 rounds("conn1", [a for a in ("haproxy", "nginx", "rinetd") if (a, "conn1") in vals])
 rounds("udprr", ["nginx"])
+
+# SNI routing (run.sh runs it before the rest; SNI_ONLY=1 runs only it).
+sni_relays = [r for r in order if (r, "sni") in vals]
+if sni_relays:
+    print()
+    print("SNI routing: TLS connections per second (full handshake, 64 B echo, close; server names")
+    print("cycling over an exact match, a wildcard match and the default route), relays taking turns;")
+    print("ratios against nginx ssl_preread. direct goes to the default backend, unrouted.")
+    print()
+    print("| relay | TLS conns/s | CPU us/conn |")
+    print("| --- | --- | --- |")
+    for r in sni_relays:
+        print(f"| {r} | {fmt(med(vals[r,'sni']),0)}{ratio(r,'sni','nginx')} | {fmt(med(cpu[r,'sni']),0)} |")
+    print()
+    rounds("sni", ["nginx"])

@@ -41,6 +41,7 @@ type ForwardOptions struct {
 	KeepAlive         string
 	ProxyProtocol     string
 	TrustedProxies    []string
+	SNI               []string // PATTERN=TARGET[,TARGET...]
 
 	Metrics      string // host:port for GET /metrics
 	LogFormat    string // text | json; --json alone means json
@@ -52,7 +53,7 @@ type ForwardOptions struct {
 // forwardRuleFlags are the flags that describe a command-line rule; with -c they
 // belong in the file.
 var forwardRuleFlags = []string{"name", "udp", "balance", "health", "allow", "deny", "max-conns", "max-conns-per-source",
-	"connect-timeout", "idle-timeout", "keepalive", "proxy-protocol", "accept-proxy", "max-fails", "fail-timeout"}
+	"connect-timeout", "idle-timeout", "keepalive", "proxy-protocol", "accept-proxy", "max-fails", "fail-timeout", "sni"}
 
 func newForwardCmd(g *Globals) *cobra.Command {
 	var opts ForwardOptions
@@ -97,6 +98,7 @@ config.`,
   portolan forward :443 198.18.0.5:443 --proxy-protocol v2 --allow 198.18.0.0/15 --max-conns 1000
   portolan forward -c forward.yaml --metrics 127.0.0.1:9109 --log-format json
   portolan forward -c forward.yaml --loops 4
+  portolan forward :443 198.18.0.9:443 --sni a.example=198.18.0.2:443 --sni '*.example=198.18.0.3:443,198.18.0.4:443'
   portolan forward --check -c forward.yaml`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -109,6 +111,8 @@ config.`,
 						return usageErr(fmt.Errorf("--%s sets a rule: with -c, put it in %s", f, opts.Config))
 					}
 				}
+			} else if len(args) == 1 && len(opts.SNI) > 0 {
+				opts.Listen = args[0] // SNI routes only: no default route
 			} else {
 				if len(args) != 2 {
 					return usageErr(errors.New("want LISTEN TARGET[,TARGET...] or -c FILE"))
@@ -141,6 +145,7 @@ config.`,
 	f.StringVar(&opts.KeepAlive, "keepalive", "", "TCP keep-alive idle time, or off (default: on, kernel timers)")
 	f.StringVar(&opts.ProxyProtocol, "proxy-protocol", "", "send a PROXY header to the target: v1 or v2")
 	f.StringSliceVar(&opts.TrustedProxies, "accept-proxy", nil, "accept a PROXY header from these load balancer prefixes")
+	f.StringArrayVar(&opts.SNI, "sni", nil, "route TLS by ClientHello server name: PATTERN=TARGET[,TARGET...] (repeatable; *.example for any name under example; TARGET is the default)")
 	f.StringVar(&opts.Metrics, "metrics", "", "serve Prometheus metrics on host:port at /metrics")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "connection log lines: text or json")
 	f.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, wait this long for connections to finish")
@@ -217,6 +222,13 @@ func forwardRules(opts ForwardOptions) ([]forward.Rule, error) {
 			}
 			*l.out = append(*l.out, p)
 		}
+	}
+	for _, s := range opts.SNI {
+		rt, err := forward.ParseSNIRoute(s)
+		if err != nil {
+			return nil, usageErr(fmt.Errorf("--sni %w", err))
+		}
+		r.SNI = append(r.SNI, rt)
 	}
 	if err := r.Validate(); err != nil {
 		return nil, usageErr(err)
@@ -329,11 +341,13 @@ func writeForwardCheck(g *Globals, opts ForwardOptions, rules []forward.Rule) er
 		Listen  string   `json:"listen"`
 		Targets []string `json:"targets"`
 		Balance string   `json:"balance"`
+
+		SNI []forward.SNIRoute `json:"sni,omitempty"` // pattern and targets of each route
 	}
 	if g.JSON {
 		out := make([]ruleJSON, 0, len(rules))
 		for _, r := range rules {
-			out = append(out, ruleJSON{r.DisplayName(), r.Proto.String(), r.Listen, r.Targets, r.Balance.String()})
+			out = append(out, ruleJSON{r.DisplayName(), r.Proto.String(), r.Listen, r.Targets, r.Balance.String(), r.SNI})
 		}
 		return writeJSON(g, map[string]any{"ok": true, "rules": out})
 	}
@@ -344,6 +358,9 @@ func writeForwardCheck(g *Globals, opts ForwardOptions, rules []forward.Rule) er
 	fmt.Fprintf(g.io.Out, "%s: %d rule(s) OK\n", src, len(rules))
 	for _, r := range rules {
 		fmt.Fprintf(g.io.Out, "  %s  %s %s -> %s\n", r.DisplayName(), r.Proto, r.Listen, strings.Join(r.Targets, ","))
+		for _, rt := range r.SNI {
+			fmt.Fprintf(g.io.Out, "    sni %s -> %s\n", rt.Pattern, strings.Join(rt.Targets, ","))
+		}
 	}
 	return nil
 }

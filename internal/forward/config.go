@@ -248,6 +248,8 @@ func applyField(key string, v *yaml.Node, r *Rule) error {
 		if s, err = scalar(v); err == nil {
 			r.ProxyProtocol, err = ParseProxyVersion(s)
 		}
+	case "sni":
+		r.SNI, err = sniRoutes(v)
 	default:
 		return errUnknownField
 	}

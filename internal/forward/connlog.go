@@ -35,6 +35,7 @@ type connRecord struct {
 	client         netip.AddrPort
 	target, reason string
 	up, down       int64
+	sni            string // server name of an SNI-routed connection
 }
 
 const (
@@ -111,12 +112,21 @@ func (r *connRecord) writeLine() {
 		slog.String("client", r.client.String()), slog.String("target", r.target),
 		slog.Int64("bytes_to_target", r.up), slog.Int64("bytes_to_client", r.down),
 		slog.Duration("duration", r.dur), slog.String("reason", r.reason))
+	if r.sni != "" {
+		rec.AddAttrs(slog.String("sni", r.sni))
+	}
 	r.logger.Handler().Handle(context.Background(), rec)
 }
 
 // logConnLine queues the line of a finished connection or session, if
 // its level is enabled.
 func (s *Server) logConnLine(rs *ruleState, proto string, level slog.Level, client netip.AddrPort, target string, up, down int64, start time.Time, reason string) {
+	s.logConnLineSNI(rs, proto, level, client, target, "", up, down, start, reason)
+}
+
+// logConnLineSNI is logConnLine with the server name of an SNI-routed
+// connection ("" for none).
+func (s *Server) logConnLineSNI(rs *ruleState, proto string, level slog.Level, client netip.AddrPort, target, sni string, up, down int64, start time.Time, reason string) {
 	l := s.logger()
 	if !l.Enabled(context.Background(), level) {
 		return
@@ -125,6 +135,6 @@ func (s *Server) logConnLine(rs *ruleState, proto string, level slog.Level, clie
 	s.lines.add(connRecord{
 		logger: l, level: level, end: end, dur: end.Sub(start),
 		rule: rs.name, proto: proto, client: client, target: target, reason: reason,
-		up: up, down: down,
+		up: up, down: down, sni: sni,
 	})
 }

@@ -33,6 +33,8 @@ type ruleStats struct {
 	mu      sync.Mutex
 	perSrc  map[netip.Addr]int
 	targets map[string]*targetStats // by address as written in the rule; kept across reloads
+
+	sniRejected atomic.Uint64 // no complete ClientHello in time, or no route for its name
 }
 
 // targetStats are one target's counters under one rule.
@@ -106,7 +108,7 @@ var (
 	descActive      = prometheus.NewDesc("portolan_forward_connections_active", "TCP connections being relayed.", ruleLabels, nil)
 	descSessions    = prometheus.NewDesc("portolan_forward_udp_sessions_active", "UDP sessions open.", ruleLabels, nil)
 	descTotal       = prometheus.NewDesc("portolan_forward_connections_total", "TCP connections relayed (a target answered), and UDP sessions opened.", ruleLabels, nil)
-	descRejected    = prometheus.NewDesc("portolan_forward_rejected_total", "Clients refused, by reason: denied by allow/deny, limit (max-conns, max-conns-per-source, pending PROXY headers), proxy_header (bad or late PROXY header).", append(ruleLabels, "reason"), nil)
+	descRejected    = prometheus.NewDesc("portolan_forward_rejected_total", "Clients refused, by reason: denied by allow/deny, limit (max-conns, max-conns-per-source, pending PROXY headers), proxy_header (bad or late PROXY header), sni (no complete TLS ClientHello in time, or no route for its server name).", append(ruleLabels, "reason"), nil)
 	descBytes       = prometheus.NewDesc("portolan_forward_bytes_total", "Bytes relayed, by direction; counted as they move (at least once a second).", append(ruleLabels, "direction"), nil)
 	descDialErrs    = prometheus.NewDesc("portolan_forward_dial_errors_total", "Clients that got a reset because no target could be connected to.", ruleLabels, nil)
 	descDial        = prometheus.NewDesc("portolan_forward_dial_seconds", "Time from accepting a client to connecting to its target.", ruleLabels, nil)
@@ -141,6 +143,11 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 		for _, t := range l.state().pool.targets {
 			up[t.stats] = t.available(&now)
 		}
+		for _, p := range l.state().sni.pools() {
+			for _, t := range p.targets {
+				up[t.stats] = t.available(&now)
+			}
+		}
 	}
 	s.mu.Unlock()
 
@@ -157,6 +164,9 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRejected, counter, float64(st.denied.Load()), rule, proto, "denied")
 		ch <- prometheus.MustNewConstMetric(descRejected, counter, float64(st.limited.Load()), rule, proto, "limit")
 		ch <- prometheus.MustNewConstMetric(descRejected, counter, float64(st.proxyErrs.Load()), rule, proto, "proxy_header")
+		if st.proto == TCP {
+			ch <- prometheus.MustNewConstMetric(descRejected, counter, float64(st.sniRejected.Load()), rule, proto, "sni")
+		}
 		ch <- prometheus.MustNewConstMetric(descBytes, counter, float64(st.toTarget.Load()), rule, proto, "to_target")
 		ch <- prometheus.MustNewConstMetric(descBytes, counter, float64(st.toClient.Load()), rule, proto, "to_client")
 		ch <- prometheus.MustNewConstMetric(descDialErrs, counter, float64(st.dialErrs.Load()), rule, proto)

@@ -110,6 +110,11 @@ type Rule struct {
 
 	ProxyProtocol  int            // send a PROXY header to the target: 0 none, 1 or 2
 	TrustedProxies []netip.Prefix // accept a PROXY header (v1 or v2) from these peers and use its client address
+
+	// SNI routes TLS connections by the server name in their ClientHello
+	// (TCP only); Targets is then the default route, and may be empty:
+	// unmatched connections get a reset. Nil: no SNI routing.
+	SNI []SNIRoute
 }
 
 // DisplayName is Name, or proto/listen when Name is empty.
@@ -140,7 +145,7 @@ func (r *Rule) Validate() error {
 	if err := checkHost(host); err != nil {
 		return fmt.Errorf("listen: %q: %w", r.Listen, err)
 	}
-	if len(r.Targets) == 0 {
+	if len(r.Targets) == 0 && len(r.SNI) == 0 {
 		return errors.New("targets: at least one is needed")
 	}
 	for _, t := range r.Targets {
@@ -175,7 +180,7 @@ func (r *Rule) Validate() error {
 	case len(r.TrustedProxies) > 0 && r.Proto == UDP:
 		return errors.New("trusted-proxies: only for tcp rules")
 	}
-	return nil
+	return r.validateSNI()
 }
 
 // splitHostPort checks host:port with a numeric port.

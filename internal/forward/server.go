@@ -96,6 +96,7 @@ type ruleState struct {
 	stats  *ruleStats
 	pool   *pool
 	cancel context.CancelFunc // stops health checks
+	sni    *sniRouter         // nil: no SNI routes
 }
 
 // ErrClosed is returned by Apply after Shutdown.
@@ -246,6 +247,7 @@ func (s *Server) newState(r Rule) *ruleState {
 	if r.HealthInterval > 0 && r.Proto == TCP {
 		go rs.pool.check(ctx, name, r.HealthInterval, r.connectTimeout(), s.logger())
 	}
+	rs.sni = newSNIRouter(ctx, &r, name, st, s.logger())
 	return rs
 }
 

@@ -49,6 +49,8 @@ type tcpConn struct {
 	left               atomic.Int32
 	toTarget, toClient int64
 	idleUp, idleDown   atomic.Bool
+
+	sni string // the ClientHello's server name, on a rule with SNI routes
 }
 
 // end records the first reason and reports whether it was the first.
@@ -83,7 +85,7 @@ func reset(c *net.TCPConn) {
 
 // log writes the connection's line if the level is enabled.
 func (s *Server) logConn(tc *tcpConn, level slog.Level, up, down int64, reason string) {
-	s.logConnLine(tc.rs, "tcp", level, tc.clientAddr, tc.target, up, down, tc.start, reason)
+	s.logConnLineSNI(tc.rs, "tcp", level, tc.clientAddr, tc.target, tc.sni, up, down, tc.start, reason)
 }
 
 // handleTCP checks, connects and starts relaying one accepted connection.
@@ -148,8 +150,16 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 			st.release(tc.clientAddr.Addr(), rs.MaxConnsPerSource > 0)
 		}
 	}()
+	pool := rs.pool
+	var hello []byte // read to find the SNI route: the target gets it first
+	if rs.sni != nil {
+		var ok bool
+		if pool, hello, ok = s.routeSNI(rs, tc); !ok {
+			return
+		}
+	}
 	d := net.Dialer{Timeout: rs.connectTimeout(), KeepAlive: -1}
-	up, tgt, err := rs.pool.dialTCP(context.Background(), &d)
+	up, tgt, err := pool.dialTCP(context.Background(), &d)
 	if tgt != nil {
 		tc.target = tgt.addr
 	}
@@ -191,6 +201,16 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 			s.logConn(tc, slog.LevelWarn, 0, 0, "proxy header: "+err.Error())
 			return
 		}
+	}
+	if len(hello) > 0 {
+		if _, err := up.Write(hello); err != nil {
+			reset(c)
+			up.Close()
+			tgt.stats.active.Add(-1)
+			s.logConn(tc, slog.LevelWarn, 0, 0, "sni: write ClientHello: "+err.Error())
+			return
+		}
+		st.toTarget.Add(uint64(len(hello)))
 	}
 	relaying = true
 	tc.left.Store(2)

@@ -402,15 +402,15 @@ func (l *tcpLoop) accept(now int64) {
 	client, _ := sockaddrPort(&rsa, unix.SizeofSockaddrInet6)
 	client = unmapPort(client)
 	st := rs.stats
-	if len(rs.TrustedProxies) > 0 && rs.trusts(client.Addr()) {
+	if (len(rs.TrustedProxies) > 0 && rs.trusts(client.Addr())) || rs.sni != nil {
 		// A PROXY header to read: off the loop (the handler may take
 		// l.s.mu, which drain holds while it waits for this loop), with
 		// the number of headers being read at once bounded before a
-		// goroutine starts.
+		// goroutine starts. A ClientHello for SNI routes is read so too.
 		if !l.s.startHandoff() {
 			st.limited.Add(1)
 			resetFD(fd)
-			l.s.logLoopConn(&loopConn{rs: rs, start: time.Now(), client: client}, slog.LevelWarn, "limit: proxy headers pending")
+			l.s.logLoopConn(&loopConn{rs: rs, start: time.Now(), client: client}, slog.LevelWarn, "limit: "+pendingWhat(rs)+" pending")
 			return
 		}
 		go l.s.handoffTCP(rs, fd, client)

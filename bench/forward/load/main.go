@@ -5,6 +5,8 @@
 //	load conns -addr 127.0.0.1:15301 -n 5000 -c 1        # connect, 64 B echo, close
 //	load udprr -addr 127.0.0.1:15301 -n 20000            # UDP request/response, one socket
 //	load turns -addr 127.0.0.1:16301,127.0.0.1:16303 -n 3000 [-of udprr]
+//	load tlsecho -tcp 127.0.0.1:5401,127.0.0.1:5402     # TLS echo backends (self-signed)
+//	load turns -of tls -sni a.example,x.example,other.test -addr ...  # TLS connect, 64 B echo, close
 //
 // turns does conns (or, with -of udprr, udprr) against several addresses in
 // turn, one operation each, and times each address's operations alone:
@@ -18,10 +20,17 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -44,7 +53,8 @@ func main() {
 	n := fs.Int("n", 5000, "operations")
 	c := fs.Int("c", 1, "parallel workers")
 	max := fs.Duration("max", 60*time.Second, "time limit")
-	what := fs.String("of", "conns", "turns: conns or udprr")
+	what := fs.String("of", "conns", "turns: conns, udprr or tls")
+	sni := fs.String("sni", "", "turns -of tls: server names, comma-separated, used in turn")
 	fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "echo":
@@ -55,13 +65,18 @@ func main() {
 	case "udprr":
 		loopbackOnly(*addr)
 		udprr(*addr, *n, *c, *max)
+	case "tlsecho":
+		tlsEcho(strings.Split(*tcpAddr, ","))
 	case "turns":
-		if *what != "conns" && *what != "udprr" {
-			log.Fatalf("-of %q: conns or udprr", *what)
+		if *what != "conns" && *what != "udprr" && *what != "tls" {
+			log.Fatalf("-of %q: conns, udprr or tls", *what)
 		}
 		addrs := strings.Split(*addr, ",")
 		for _, a := range addrs {
 			loopbackOnly(a)
+		}
+		if *what == "tls" {
+			tlsNames = strings.Split(*sni, ",")
 		}
 		turns(addrs, *what == "udprr", *n, *max)
 	default:
@@ -82,15 +97,7 @@ func echo(tcpAddr, udpAddr string) {
 		if err != nil {
 			log.Fatal(err)
 		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					continue
-				}
-				go func() { io.Copy(c, c); c.Close() }()
-			}
-		}()
+		go serveEcho(ln)
 	}
 	if udpAddr != "" {
 		pc, err := net.ListenPacket("udp", udpAddr)
@@ -167,6 +174,8 @@ func turns(addrs []string, udp bool, n int, max time.Duration) {
 		t := &target{}
 		if udp {
 			t.op = udpOp(a, i, &t.bad)
+		} else if tlsNames != nil {
+			t.op = tlsOp(a)
 		} else {
 			t.op = func() error { return conn(a) }
 		}
@@ -257,4 +266,68 @@ func udprr(addr string, n, c int, max time.Duration) {
 		total += *w
 	}
 	fmt.Printf("udprr wrong_replies=%d\n", total)
+}
+
+// tlsNames are the server names tls operations ask for, in turn.
+var tlsNames []string
+
+// tlsOp returns a TLS connection with a full handshake (no resumption),
+// a 64 B echo and a close, asking for each of tlsNames in turn.
+func tlsOp(addr string) func() error {
+	i := 0
+	return func() error {
+		name := tlsNames[i%len(tlsNames)]
+		i++
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		// The backends' certificate is made at their start: nothing to
+		// verify it against, and verifying is not what is measured.
+		tc := tls.Client(c, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+		if _, err := tc.Write(payload); err != nil {
+			return err
+		}
+		buf := make([]byte, len(payload))
+		_, err = io.ReadFull(tc, buf)
+		return err
+	}
+}
+
+// tlsEcho serves TLS echo on each address with a self-signed certificate
+// made now.
+func tlsEcho(addrs []string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench"},
+		DNSNames: []string{"*.example"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	for _, a := range addrs {
+		loopbackOnly(a)
+		ln, err := tls.Listen("tcp", a, cfg)
+		if err != nil {
+			log.Fatal(err)
+		}
+		go serveEcho(ln)
+	}
+	select {}
+}
+
+// serveEcho echoes each connection ln accepts until the peer closes.
+func serveEcho(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			continue
+		}
+		go func() { io.Copy(c, c); c.Close() }()
+	}
 }
