@@ -30,8 +30,8 @@ type target struct {
 	addr   string      // host:port
 	weight int         // its share in round-robin, least-conn and source-hash; at least 1
 	net    string      // "tcp" or "udp", for a port given by service name
-	down  atomic.Bool // set by health checks only
-	stats *targetStats
+	down   atomic.Bool // set by health checks only
+	stats  *targetStats
 
 	// Passive ejection, as nginx's max_fails and fail_timeout: after
 	// maxFails dial failures in a row a target is left out of the

@@ -137,7 +137,7 @@ type Rule struct {
 	// answers with ICMP port unreachable is down; one that stays silent is
 	// down only when an answer is expected.
 	HealthSend, HealthExpect string
-	ConnectTimeout time.Duration // zero: DefaultConnectTimeout
+	ConnectTimeout           time.Duration // zero: DefaultConnectTimeout
 	// IdleTimeout closes a TCP connection with no bytes either way for this
 	// long (enforced within twice this), and expires UDP sessions.
 	// Zero: DefaultTCPIdle for TCP (as nginx's proxy_timeout), DefaultUDPIdle
