@@ -13,7 +13,12 @@ echo "== go vet"
 go vet ./...
 
 echo "== static build (CGO_ENABLED=0)"
-CGO_ENABLED=0 go build -trimpath -o bin/portolan ./cmd/portolan
+CGO_ENABLED=0 go build -buildvcs=auto -trimpath -o bin/portolan ./cmd/portolan
+# The build says what it was built from (GOFLAGS may turn VCS stamping off).
+rev=$(git rev-parse --short=12 HEAD 2>/dev/null || true)
+if [ -n "$rev" ] && ! bin/portolan --version | grep -q "$rev"; then
+	echo "bin/portolan --version does not name the revision $rev: $(bin/portolan --version)" >&2; exit 1
+fi
 if file bin/portolan 2>/dev/null | grep -q 'dynamically linked'; then
 	echo "bin/portolan is dynamically linked" >&2; exit 1
 fi

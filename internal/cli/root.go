@@ -100,6 +100,8 @@ Every command takes --json for machine-readable output and --help for examples.`
 	pf.BoolVar(&g.NoColor, "no-color", false, "never colour the output (NO_COLOR in the environment does the same)")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more to stderr (-vv for debug)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
+	root.Version = buildVersion().String() // portolan --version
+	root.SetVersionTemplate("portolan {{.Version}}\n")
 
 	for _, add := range commands {
 		root.AddCommand(add(g))
