@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"portolan/internal/output"
 	"portolan/internal/sockets"
@@ -216,19 +217,7 @@ func runWhoUnix(ctx context.Context, g *Globals, opts WhoOptions) error {
 			if len(s.Procs) == 0 {
 				kv("owner", "unknown: "+s.Unseen.Explain(&sockets.Socket{UID: s.UID, State: s.State}))
 			}
-			for j, p := range s.Procs {
-				if j > 0 {
-					fmt.Fprintln(g.io.Out, "  --")
-				}
-				kv("pid", strconv.Itoa(p.PID))
-				cmd := strings.Join(p.Cmdline, " ")
-				if cmd == "" {
-					cmd = "[" + p.Comm + "]"
-				}
-				kv("command", cmd)
-				kv("user", fmt.Sprintf("%s (%d)", p.User, p.UID))
-				writeCgroup(kv, p.Cgroup)
-			}
+			writeProcs(g.io.Out, kv, s.Procs, time.Now())
 		}
 	}
 	if len(socks) == 0 {
