@@ -33,6 +33,8 @@ type unixSocketJSON struct {
 	User      string         `json:"user,omitempty"`
 	Processes []processJSON  `json:"processes,omitempty"`
 	Unknown   sockets.Unseen `json:"owner_unknown,omitempty"`
+	// PeerProcesses hold the other end of a connection (who PATH --all).
+	PeerProcesses []processJSON `json:"peer_processes,omitempty"`
 }
 
 func newUnixSocketJSON(s *sockets.UnixSocket) unixSocketJSON {
@@ -166,6 +168,38 @@ func writeUnixTable(w io.Writer, color bool, socks []sockets.UnixSocket, owners 
 	return t.Write(w, color)
 }
 
+// peerProcs finds the processes at the other end of the connections in
+// socks (the clients of a listener's accepted sockets), by peer inode.
+func peerProcs(ctx context.Context, g *Globals, netns string, socks []sockets.UnixSocket) map[uint32][]*sockets.Process {
+	want := map[uint32]bool{}
+	for i := range socks {
+		if socks[i].Peer != 0 {
+			want[socks[i].Peer] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	all, err := (&sockets.Table{Netns: netns, Logger: g.Logger()}).ListUnix(ctx, sockets.UnixQuery{})
+	if err != nil {
+		return nil
+	}
+	var ends []sockets.UnixSocket
+	for _, s := range all {
+		if want[s.Inode] {
+			ends = append(ends, s)
+		}
+	}
+	if err := sockets.FindUnixOwners(ctx, ends, sockets.OwnerOptions{}); err != nil && ctx.Err() != nil {
+		return nil
+	}
+	out := make(map[uint32][]*sockets.Process, len(ends))
+	for _, e := range ends {
+		out[e.Inode] = e.Procs
+	}
+	return out
+}
+
 // isUnixName reports whether a who argument names a unix socket: an
 // absolute or ./relative path, or an abstract name ("@name"). Other
 // slashes are a port's protocol ("53/udp").
@@ -190,10 +224,15 @@ func runWhoUnix(ctx context.Context, g *Globals, opts WhoOptions) error {
 		}
 		socks = kept
 	}
+	peers := peerProcs(ctx, g, opts.Netns, socks)
 	if g.JSON {
 		out := []unixSocketJSON{}
 		for i := range socks {
-			out = append(out, newUnixSocketJSON(&socks[i]))
+			j := newUnixSocketJSON(&socks[i])
+			for _, p := range peers[socks[i].Peer] {
+				j.PeerProcesses = append(j.PeerProcesses, newProcessJSON(p))
+			}
+			out = append(out, j)
 		}
 		if err := writeJSON(g, map[string]any{"name": opts.Port, "held": len(socks) > 0, "sockets": out}); err != nil {
 			return err
@@ -218,6 +257,11 @@ func runWhoUnix(ctx context.Context, g *Globals, opts WhoOptions) error {
 				kv("owner", "unknown: "+s.Unseen.Explain(&sockets.Socket{UID: s.UID, State: s.State}))
 			}
 			writeProcs(g.io.Out, kv, s.Procs, time.Now())
+			var ps []string
+			for _, p := range peers[s.Peer] {
+				ps = append(ps, fmt.Sprintf("pid %d (%s, user %s)", p.PID, p.Comm, p.User))
+			}
+			kv("peer", strings.Join(ps, ", "))
 		}
 	}
 	if len(socks) == 0 {
