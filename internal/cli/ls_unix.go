@@ -87,24 +87,34 @@ func listUnix(ctx context.Context, g *Globals, netns, name string, all, owners, 
 
 // runLsUnix is ls -x.
 func runLsUnix(ctx context.Context, g *Globals, opts LsOptions, filter ownerFilter) error {
-	socks, err := listUnix(ctx, g, opts.Netns, "", opts.All, !opts.NoOwner, false)
+	if err := opts.watchOptions.check(); err != nil {
+		return usageErr(err)
+	}
+	if opts.Watch {
+		var socks []sockets.UnixSocket
+		snap := func(ctx context.Context) ([]watchItem, error) {
+			var err error
+			if socks, err = lsUnixSnapshot(ctx, g, opts, filter); err != nil {
+				return nil, err
+			}
+			items := make([]watchItem, len(socks))
+			for i := range socks {
+				s := &socks[i]
+				items[i] = watchItem{fmt.Sprintf("%d %s", s.Inode, s.State), newUnixSocketJSON(s)}
+			}
+			return items, nil
+		}
+		return runWatch(ctx, g, opts.Interval, snap, func(w io.Writer) error {
+			if len(socks) == 0 {
+				_, err := fmt.Fprintln(w, "no sockets match")
+				return err
+			}
+			return writeUnixTable(w, g.color(), socks, !opts.NoOwner)
+		})
+	}
+	socks, err := lsUnixSnapshot(ctx, g, opts, filter)
 	if err != nil {
 		return err
-	}
-	if filter.active() {
-		kept := socks[:0]
-		for i := range socks {
-			// A kernel that does not report the creator's uid leaves the
-			// holders' users to match.
-			uid := socks[i].UID
-			if !socks[i].HasUID {
-				uid = ^uint32(0)
-			}
-			if filter.keep(uid, socks[i].Procs) {
-				kept = append(kept, socks[i])
-			}
-		}
-		socks = kept
 	}
 	if g.JSON {
 		out := make([]unixSocketJSON, len(socks))
@@ -124,6 +134,28 @@ func runLsUnix(ctx context.Context, g *Globals, opts LsOptions, filter ownerFilt
 		return silentExit(ExitNotFound)
 	}
 	return nil
+}
+
+// lsUnixSnapshot reads the unix sockets once, with their owners, filtered
+// by user and pid.
+func lsUnixSnapshot(ctx context.Context, g *Globals, opts LsOptions, filter ownerFilter) ([]sockets.UnixSocket, error) {
+	socks, err := listUnix(ctx, g, opts.Netns, "", opts.All, !opts.NoOwner, false)
+	if err != nil || !filter.active() {
+		return socks, err
+	}
+	kept := socks[:0]
+	for i := range socks {
+		// A kernel that does not report the creator's uid leaves the
+		// holders' users to match.
+		uid := socks[i].UID
+		if !socks[i].HasUID {
+			uid = ^uint32(0)
+		}
+		if filter.keep(uid, socks[i].Procs) {
+			kept = append(kept, socks[i])
+		}
+	}
+	return kept, nil
 }
 
 func writeUnixTable(w io.Writer, color bool, socks []sockets.UnixSocket, owners bool) error {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ type watchLine struct {
 		State   string `json:"state"`
 		Address string `json:"address"`
 		Port    uint16 `json:"port"`
+		Name    string `json:"name"` // unix sockets
 	} `json:"socket"`
 }
 
@@ -130,5 +132,42 @@ func TestWhoWatchEvents(t *testing.T) {
 	l.Close()
 	if e := next(t, lines, "its close"); e.Event != "disappear" || int(e.Socket.Port) != p {
 		t.Fatalf("line %+v; want %d disappearing", e, p)
+	}
+}
+
+// TestLsUnixWatchEvents: ls -x --watch follows unix listeners too.
+func TestLsUnixWatchEvents(t *testing.T) {
+	name := fmt.Sprintf("@portolan-watch-%d", os.Getpid())
+	lines := startWatch(t, "ls", "-x", "--watch", "--interval", "50ms", "--pid", fmt.Sprint(os.Getpid()))
+	l, err := net.Listen("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := nextUnix(t, lines, name, "the listener"); e.Event != "appear" || e.Socket.State != "LISTEN" {
+		t.Fatalf("line %+v; want %s appearing, LISTEN", e, name)
+	}
+	l.Close()
+	if e := nextUnix(t, lines, name, "its close"); e.Event != "disappear" {
+		t.Fatalf("line %+v; want %s disappearing", e, name)
+	}
+}
+
+// nextUnix waits (10 s at most) for the next line about the unix socket
+// called name.
+func nextUnix(t *testing.T, lines <-chan watchLine, name, what string) watchLine {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("watch ended before %s", what)
+			}
+			if l.Socket.Name == name {
+				return l
+			}
+		case <-deadline:
+			t.Fatalf("no watch event for %s in 10s", what)
+		}
 	}
 }
