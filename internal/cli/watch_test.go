@@ -64,6 +64,12 @@ func startWatch(t *testing.T, args ...string) <-chan watchLine {
 // the same port numbers on other addresses).
 func next(t *testing.T, lines <-chan watchLine, what string) watchLine {
 	t.Helper()
+	return nextWhere(t, lines, what, func(l watchLine) bool { return l.Socket.Address == "127.0.0.1" })
+}
+
+// nextWhere waits (10 s at most) for the next line that match accepts.
+func nextWhere(t *testing.T, lines <-chan watchLine, what string, match func(watchLine) bool) watchLine {
+	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
 		select {
@@ -71,7 +77,7 @@ func next(t *testing.T, lines <-chan watchLine, what string) watchLine {
 			if !ok {
 				t.Fatalf("watch ended before %s", what)
 			}
-			if l.Socket.Address == "127.0.0.1" {
+			if match(l) {
 				return l
 			}
 		case <-deadline:
@@ -156,18 +162,5 @@ func TestLsUnixWatchEvents(t *testing.T) {
 // called name.
 func nextUnix(t *testing.T, lines <-chan watchLine, name, what string) watchLine {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("watch ended before %s", what)
-			}
-			if l.Socket.Name == name {
-				return l
-			}
-		case <-deadline:
-			t.Fatalf("no watch event for %s in 10s", what)
-		}
-	}
+	return nextWhere(t, lines, what, func(l watchLine) bool { return l.Socket.Name == name })
 }
