@@ -380,22 +380,28 @@ func writeHolders(w io.Writer, socks []sockets.Socket, now time.Time) {
 		}
 		// Every process holding the socket: stopping one of a pre-forked
 		// server's processes does not free the port.
-		for i, p := range s.Procs {
-			if i > 0 {
-				fmt.Fprintln(w, "  --")
-			}
-			kv("pid", strconv.Itoa(p.PID))
-			cmd := strings.Join(p.Cmdline, " ")
-			if cmd == "" {
-				cmd = "[" + p.Comm + "]"
-			}
-			kv("command", cmd)
-			kv("user", fmt.Sprintf("%s (%d)", p.User, p.UID))
-			if !p.Start.IsZero() {
-				kv("started", p.Start.Local().Format("2006-01-02 15:04:05 MST")+" ("+ago(now.Sub(p.Start))+")")
-			}
-			writeCgroup(kv, p.Cgroup)
+		writeProcs(w, kv, s.Procs, now)
+	}
+}
+
+// writeProcs describes each process holding a socket: pid, command line,
+// user, start time, unit or container; "--" between them.
+func writeProcs(w io.Writer, kv func(k, v string), procs []*sockets.Process, now time.Time) {
+	for i, p := range procs {
+		if i > 0 {
+			fmt.Fprintln(w, "  --")
 		}
+		kv("pid", strconv.Itoa(p.PID))
+		cmd := strings.Join(p.Cmdline, " ")
+		if cmd == "" {
+			cmd = "[" + p.Comm + "]"
+		}
+		kv("command", cmd)
+		kv("user", fmt.Sprintf("%s (%d)", p.User, p.UID))
+		if !p.Start.IsZero() {
+			kv("started", p.Start.Local().Format("2006-01-02 15:04:05 MST")+" ("+ago(now.Sub(p.Start))+")")
+		}
+		writeCgroup(kv, p.Cgroup)
 	}
 }
 
