@@ -30,8 +30,12 @@ echo "== tests (fuzz seed corpora included)"
 # Root-only tests run when we are root; with CI=true they fail rather than skip without it.
 log=$(mktemp)
 status=0
-go test -count=1 -timeout 20m -v ./... >"$log" 2>&1 || status=$?
-grep -E '^(ok|FAIL|---|panic:|\s+--- FAIL)' "$log" | grep -v -- '--- PASS' || true
+# Package results as they come (the full log is kept only on failure).
+set +e
+go test -count=1 -timeout 20m -v ./... 2>&1 | tee "$log" |
+	grep --line-buffered -E '^(ok|FAIL|panic:)|^\s*--- (FAIL|SKIP)'
+status=${PIPESTATUS[0]}
+set -e
 if [ $status -ne 0 ]; then
 	echo "== failures (full log: $log)"
 	grep -B2 -A30 -E -- '--- FAIL' "$log" | head -300
@@ -41,6 +45,7 @@ failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
 skipped=$(grep -cE '^\s*--- SKIP' "$log" || true)
 summary="tests: $passed passed, $failed failed, $skipped skipped"
 [ $status -eq 0 ] || { echo "$summary"; exit $status; }
+rm -f "$log"
 
 echo "== relay tests as an unprivileged user"
 # portolan forward runs as a user without privileges in the documented
