@@ -52,7 +52,8 @@ Without root the processes of other users cannot be seen; who then says
 whose socket it is (the user and cgroup the kernel reports) and why the
 process is missing. Every process holding a socket is named (a pre-forked
 server's master and workers, a daemon and the shell that started it);
---first stops the search of /proc at the lowest pid holding each socket,
+--first stops the search of /proc at the first process found holding each
+socket (usually the lowest pid: /proc is searched from both ends at once),
 which is faster on a machine with many processes.`,
 		Example: `  portolan who 8080
   portolan who 53/udp
@@ -76,7 +77,7 @@ which is faster on a machine with many processes.`,
 	f.DurationVar(&opts.Interval, "interval", time.Second, "with --watch, the time between refreshes")
 	f.BoolVar(&opts.AllNetns, "all-netns", false, "look in every network namespace (named, and those of containers and other processes)")
 	f.BoolVar(&opts.Tree, "tree", false, "show the holders' process tree (a pre-forked server's master and workers)")
-	f.BoolVar(&opts.First, "first", false, "name only the lowest pid holding each socket (a faster search of /proc)")
+	f.BoolVar(&opts.First, "first", false, "name only the first process found holding each socket (a faster search of /proc)")
 	return cmd
 }
 
