@@ -31,11 +31,15 @@ over netlink (no nft or iptables binary needed). Other tables are never changed.
 
 Every change is one kernel transaction: it applies whole or not at all. Rules
 match ports (with the protocols they name; a port without one means TCP and
-UDP, as in ufw; service names come from the IANA registry), source and
+UDP, as in ufw; a service name opens what the service is used over, ssh
+22/tcp, else what the IANA registry lists), source and
 destination prefixes, and the incoming interface. Rules are checked in order
 and the first that matches decides; what none decides gets the default policy
-(accept until you change it). Open connections always stay accepted, and so
-does loopback traffic.
+(accept until you change it). Loopback traffic is always accepted, and so are
+connections conntrack already tracks: those opened while portolan's table
+exists. A connection opened before the table first existed, in a namespace
+where nothing used conntrack yet, is new to conntrack and goes through the
+rules like a new one (allow your SSH port first).
 
 When run from an SSH session, a change that would keep your client from
 opening a new SSH connection is refused unless --force. The client comes from

@@ -24,7 +24,8 @@ func newFirewallPolicyCmd(g *Globals, fo *FirewallOptions) *cobra.Command {
 		Short: "Set what happens to incoming traffic no rule decides",
 		Long: `Set the default policy of portolan's input chain: accept (the start), drop
 (silently), or reject (a final rule answering with ICMP port unreachable).
-Open connections, loopback, and ICMP not matched by a rule stay accepted.
+Loopback, connections conntrack tracks (see portolan firewall --help), IPv6
+neighbour discovery, and ICMP not matched by a rule stay accepted.
 
 From an SSH session, drop and reject are refused unless a rule lets your
 client open a new SSH connection (or --force).`,

@@ -104,6 +104,7 @@ Every command takes --json for machine-readable output and --help for examples.`
 	for _, add := range commands {
 		root.AddCommand(add(g))
 	}
+	requireSubcommands(root)
 	return root
 }
 

@@ -40,7 +40,7 @@ func TestParseProfile(t *testing.T) {
 	}
 	want := &Ruleset{Policy: PolicyDrop, Rules: []Rule{
 		{Action: Allow, Ports: set("T:22"), Comment: "ssh"},
-		{Action: Allow, Ports: set("T:22,U:22"), From: prefixes("198.18.0.0/15", "fd00::/8")},
+		{Action: Allow, Ports: set("T:22"), From: prefixes("198.18.0.0/15", "fd00::/8")}, // ssh is used over TCP
 		{Action: Limit, Ports: set("T:22"), Rate: Rate{6, 30 * time.Second}},
 		{Action: Allow, Ports: set("T:8080"), Expires: t0.Add(2 * time.Hour)},
 		{Action: Log, Ports: set("T:23,U:23"), Group: 5},
