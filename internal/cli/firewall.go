@@ -250,6 +250,24 @@ func (s *fwSession) warnPublished(ctx context.Context, rs *firewall.Ruleset) {
 	}
 }
 
+// warnShadowed warns about rules of rs that an earlier rule shadows (they
+// never match); with only > 0, about those that rule number only shadows
+// or is shadowed by.
+func (s *fwSession) warnShadowed(ctx context.Context, rs *firewall.Ruleset, only int) []firewall.Shadow {
+	shadows, err := rs.Shadowed(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []firewall.Shadow
+	for _, sh := range shadows {
+		if only == 0 || sh.Rule == only || sh.By == only {
+			s.warn("%s", sh.Warning(rs))
+			out = append(out, sh)
+		}
+	}
+	return out
+}
+
 // interrupted turns a cancelled context (Ctrl-C, SIGTERM) into exit 130,
 // saying that the table was left as it was: nothing is written once the
 // context ends, and a change is one transaction.

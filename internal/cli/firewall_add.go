@@ -151,6 +151,7 @@ func runFirewallAdd(ctx context.Context, g *Globals, opts FirewallAddOptions) er
 			return err
 		}
 	}
+	s.warnShadowed(ctx, want, n)
 	fr := newFwRule(n, &want.Rules[n-1], now)
 	res.Rule = &fr
 	if g.JSON {
