@@ -142,6 +142,12 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 		return err
 	}
 	state := "policy " + tab.Ruleset.Policy.String()
+	if tab.Ruleset.PolicyLog {
+		state += ", logged"
+		if tab.Ruleset.PolicyLogGroup != 0 {
+			state += fmt.Sprintf(" to NFLOG group %d", tab.Ruleset.PolicyLogGroup)
+		}
+	}
 	if !tab.Exists {
 		state += " (no table inet portolan: portolan filters nothing)"
 	}

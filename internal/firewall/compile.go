@@ -43,7 +43,19 @@ const (
 const (
 	kindRule   = 1 // part of a Rule
 	kindBase   = 2 // a base rule; the id says which
-	kindPolicy = 3 // the final reject of PolicyReject
+	kindPolicy = 3 // the final reject of PolicyReject (id 0), the log of what the policy drops (id policyLogID)
+)
+
+// policyLogID is the id of the kindPolicy rule that logs what the policy
+// drops or rejects.
+const policyLogID = 2
+
+// Log rules and the policy log are rate-limited as ufw's are: 3 a minute,
+// in bursts of up to 10, so a flood does not flood the log too.
+const (
+	logRate  = 3
+	logUnit  = 60
+	logBurst = 10
 )
 
 // Base rule ids.
@@ -128,6 +140,7 @@ type krule struct {
 	icmpTypes []uint8 // icmpv6 type, with protos {ipv6-icmp}
 	ctState   uint32  // ct state & mask != 0
 	meter     *meter  // update @set { ip saddr limit rate over ... }
+	logLimit  bool    // limit rate 3/minute burst 10 packets, before log (ufw's)
 	logGroup  uint16
 	logPrefix string
 	verdict   verdict
@@ -245,6 +258,10 @@ func compile(rs *Ruleset) (*compiled, error) {
 		c.sets = append(c.sets, sets...)
 	}
 	c.rules = append(c.rules, krule{kind: kindBase, id: baseICMP, protos: []uint8{protoICMP, protoICMPv6}, verdict: vAccept})
+	if rs.PolicyLog {
+		prefix := "portolan " + pastTense(rs.Policy.String()) + ": "
+		c.rules = append(c.rules, krule{kind: kindPolicy, id: policyLogID, logLimit: true, verdict: vLog, logPrefix: prefix, logGroup: rs.PolicyLogGroup})
+	}
 	if rs.Policy == PolicyReject {
 		c.rules = append(c.rules, krule{kind: kindPolicy, verdict: vRejectICMPX})
 	}
@@ -381,7 +398,7 @@ func compileRule(r *Rule) ([]krule, []namedSet, error) {
 					k.verdict = vRejectTCP
 				}
 			case Log:
-				k.verdict, k.logGroup, k.logPrefix = vLog, r.Group, logPrefix(r)
+				k.verdict, k.logGroup, k.logPrefix, k.logLimit = vLog, r.Group, logPrefix(r), true
 			}
 			out = append(out, k)
 		}
@@ -423,7 +440,9 @@ func decodeRules(ks []krule, dropPolicy bool) decoded {
 			i++
 			continue
 		case kindPolicy:
-			if !dropPolicy {
+			if k.id == policyLogID && k.verdict == vLog {
+				d.rs.PolicyLog, d.rs.PolicyLogGroup = true, k.logGroup
+			} else if !dropPolicy {
 				d.rs.Policy = PolicyReject
 			}
 			i++

@@ -125,7 +125,7 @@ func TestNFTRendering(t *testing.T) {
 		{r(RuleSpec{Action: "limit", Ports: "22/tcp", From: "fd00::/8", Rate: "5/s"}), []string{
 			`ip6 saddr fd00::/8 tcp dport 22 ct state new update @limit_1_v6 { ip6 saddr limit rate over 5/second } drop`,
 			`ip6 saddr fd00::/8 tcp dport 22 accept`}},
-		{r(RuleSpec{Action: "log", Ports: "23/tcp", Group: "3"}), []string{`tcp dport 23 log prefix "portolan: " group 3`}},
+		{r(RuleSpec{Action: "log", Ports: "23/tcp", Group: "3"}), []string{`tcp dport 23 limit rate 3/minute burst 10 packets log prefix "portolan: " group 3`}},
 		{r(RuleSpec{Action: "deny", Ports: "any", To: "198.18.0.1", For: "1h"}), []string{`meta nfproto @expire_1 ip daddr 198.18.0.1 drop`}},
 	}
 	for _, tt := range tests {

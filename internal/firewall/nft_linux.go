@@ -191,6 +191,9 @@ func (en *encoder) rule(k *krule) (*nftables.Rule, []anonSet, error) {
 		load(&expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID, Operation: dynsetOpUpdate,
 			Exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: m.rate, Over: true, Unit: expr.LimitTime(m.unit), Burst: m.burst}}})
 	}
+	if k.logLimit {
+		load(&expr.Limit{Type: expr.LimitTypePkts, Rate: logRate, Unit: expr.LimitTime(logUnit), Burst: logBurst})
+	}
 	switch k.verdict {
 	case vAccept:
 		load(&expr.Verdict{Kind: expr.VerdictAccept})
@@ -535,6 +538,11 @@ func decodeRule(r *nftables.Rule, sets func(name string) (*setData, error)) (kru
 				return bad("ct state match")
 			}
 			k.ctState = binaryutil.NativeEndian.Uint32(b.Mask)
+		case *expr.Limit:
+			if e.Type != expr.LimitTypePkts || e.Over || e.Rate != logRate || uint64(e.Unit) != logUnit || e.Burst != logBurst || k.logLimit {
+				return bad("limit")
+			}
+			k.logLimit = true
 		case *expr.Log:
 			// The kernel reports its defaults for kernel-log rules: level
 			// warning, no flags.

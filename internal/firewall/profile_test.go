@@ -76,7 +76,7 @@ var badProfiles = []struct {
 	{"empty", "", "p.yaml: empty profile: want at least a policy or rules"},
 	{"syntax", "rules:\n  - allow: 22\n   deny: 23\n", "p.yaml:1: did not find expected '-' indicator"},
 	{"not a mapping", "- allow: 22\n", "p.yaml:1:1: want a mapping with policy and rules, not a list"},
-	{"unknown top key", "policy: drop\nrule:\n  - allow: 22\n", `p.yaml:2:1: unknown key "rule" (want policy, rules or version)`},
+	{"unknown top key", "policy: drop\nrule:\n  - allow: 22\n", `p.yaml:2:1: unknown key "rule" (want policy, policy_log, policy_log_group, rules or version)`},
 	{"bad policy", "policy: maybe\n", `p.yaml:1:9: policy: unknown policy "maybe" (want accept, drop or reject)`},
 	{"twice", "policy: drop\npolicy: accept\n", `p.yaml:2:1: "policy" given twice`},
 	{"version", "version: 2\n", `p.yaml:1:10: version "2": only version 1 is known`},

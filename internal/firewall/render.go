@@ -70,6 +70,9 @@ func (k *krule) nftLine() string {
 	if m := k.meter; m != nil {
 		w = append(w, "update @"+m.set+" { "+fam+" saddr limit rate over "+nftRate(m)+" }")
 	}
+	if k.logLimit {
+		w = append(w, "limit rate "+strconv.Itoa(logRate)+"/minute burst "+strconv.Itoa(logBurst)+" packets")
+	}
 	if k.verdict == vLog {
 		w = append(w, "log prefix "+strconv.Quote(k.logPrefix))
 		if k.logGroup != 0 {
