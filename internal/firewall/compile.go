@@ -116,7 +116,18 @@ type meter struct {
 	rate  uint64 // tokens per unit
 	unit  uint64 // seconds
 	burst uint32
+	mask  []byte // IPv6: the source is keyed by its /64 (meterPrefix6); nil: the whole address
 }
+
+// meterPrefix6 is the prefix IPv6 sources are counted by: a host usually
+// has a whole /64 to pick addresses from, and keyed by address, a client
+// rotating through its /64 got a fresh bucket for every connection.
+const meterPrefix6 = 64
+
+// meterSize bounds the sources a meter tracks at once. When it is full, a
+// new source is dropped (see compileRule), not let through unlimited.
+// Tests lower it.
+var meterSize uint32 = 65535
 
 // krule is one kernel rule, in a form both the netlink encoder and the
 // nft-syntax renderer read. Fields are in the order their expressions
@@ -140,6 +151,7 @@ type krule struct {
 	icmpTypes []uint8 // icmpv6 type, with protos {ipv6-icmp}
 	ctState   uint32  // ct state & mask != 0
 	meter     *meter  // update @set { ip saddr limit rate over ... }
+	notIn     *meter  // ip saddr != @set: the source is not in the meter (it was full)
 	logLimit  bool    // limit rate 3/minute burst 10 packets, before log (ufw's)
 	logGroup  uint16
 	logPrefix string
@@ -225,6 +237,15 @@ func matchIDs(want, have *Ruleset, kc *keyCache) {
 			want.Rules[i].id = max
 		}
 	}
+}
+
+// prefixMask is the network mask of p, as bytes.
+func prefixMask(p netip.Prefix) []byte {
+	b := make([]byte, p.Addr().BitLen()/8)
+	for i := 0; i < p.Bits(); i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return b
 }
 
 func maxU32(a, b uint32) uint32 {
@@ -376,11 +397,19 @@ func compileRule(r *Rule) ([]krule, []namedSet, error) {
 		}
 		for _, f := range meterFams {
 			m := &meter{set: meterSetName(r.id, f), rate: rate, unit: unit, burst: burst}
+			if f == 6 {
+				m.mask = prefixMask(netip.PrefixFrom(netip.IPv6Unspecified(), meterPrefix6))
+			}
 			sets = append(sets, namedSet{id: r.id, name: m.set, family: f, timeout: r.Rate.Per})
 			for _, g := range groups {
 				k := body(f, g)
 				k.ctState, k.meter, k.verdict = ctNew, m, vDrop
-				out = append(out, k)
+				// A new connection whose source the meter could not take
+				// (the set is full: the update above failed and so did not
+				// match) is dropped too, rather than accepted unlimited.
+				full := body(f, g)
+				full.ctState, full.notIn, full.verdict = ctNew, &meter{set: m.set, mask: m.mask}, vDrop
+				out = append(out, k, full)
 			}
 		}
 	}
@@ -488,6 +517,9 @@ func ruleOf(group []krule) (Rule, error) {
 	anyPort := false
 	var meterSeen bool
 	for _, k := range group {
+		if k.notIn != nil {
+			continue // part of the meter
+		}
 		if k.meter != nil {
 			meterSeen = true
 			rt, ok := rateFromKernel(k.meter.rate, k.meter.unit, k.meter.burst)
