@@ -238,7 +238,8 @@ func (s *fwSession) guard(ctx context.Context, want *firewall.Ruleset, force boo
 }
 
 // warnPublished warns about ports of want that another table forwards by
-// DNAT, which rules on input never see.
+// DNAT, which rules on input never see, and about ports want allows that
+// another table drops or rejects at the input hook.
 func (s *fwSession) warnPublished(ctx context.Context, rs *firewall.Ruleset) {
 	pubs, err := s.fw.Published(ctx)
 	if err != nil {
@@ -246,6 +247,14 @@ func (s *fwSession) warnPublished(ctx context.Context, rs *firewall.Ruleset) {
 		return
 	}
 	for _, w := range firewall.PublishedWarnings(rs, pubs) {
+		s.warn("%s", w)
+	}
+	blockers, err := s.fw.Blockers(ctx)
+	if err != nil {
+		s.g.Logger().Debug("read other tables for drops", "err", err)
+		return
+	}
+	for _, w := range firewall.BlockerWarnings(rs, blockers) {
 		s.warn("%s", w)
 	}
 }
