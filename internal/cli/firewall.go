@@ -80,6 +80,7 @@ State (the lock and pending rollbacks) lives in $PORTOLAN_RUNTIME_DIR, default
 		newFirewallConfirmCmd(g, &opts),
 		newFirewallGuardCmd(g, &opts),
 	)
+	cmd.AddCommand(newFirewallSaveCmds(g, &opts)...)
 	return cmd
 }
 
@@ -178,6 +179,7 @@ func (s *fwSession) change(ctx context.Context, have *firewall.Table, want *fire
 	if err := s.fw.ApplyTo(ctx, have, want); err != nil {
 		return interrupted(err)
 	}
+	s.autoSave(ctx)
 	s.warnPublished(ctx, want)
 	return nil
 }

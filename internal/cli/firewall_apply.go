@@ -154,6 +154,7 @@ func runFirewallApply(ctx context.Context, g *Globals, opts FirewallApplyOptions
 		fmt.Fprintf(g.io.Out, "applied: %d added, %d removed, %d changed\n", add, remove, change)
 	}
 	if pending == nil {
+		s.autoSave(ctx)
 		return nil
 	}
 	interactive := opts.Wait
