@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"portolan/internal/firewall"
 )
@@ -54,7 +57,8 @@ detached process does it, so it happens even when your terminal or SSH
 connection dies.
 
 State (the lock and pending rollbacks) lives in $PORTOLAN_RUNTIME_DIR, default
-/run/portolan. Needs root (CAP_NET_ADMIN).`,
+/run/portolan; for a user who is not root but has CAP_NET_ADMIN (setcap
+cap_net_admin+ep), $XDG_RUNTIME_DIR/portolan. Needs CAP_NET_ADMIN.`,
 		Example: `  portolan firewall allow 22/tcp
   portolan firewall allow https --from 198.18.0.0/15
   portolan firewall deny 23/tcp; portolan firewall reject 111
@@ -84,12 +88,24 @@ State (the lock and pending rollbacks) lives in $PORTOLAN_RUNTIME_DIR, default
 	return cmd
 }
 
-// runtimeDir is where firewall state lives.
+// runtimeDir is where firewall state lives: PORTOLAN_RUNTIME_DIR, else
+// /run/portolan. A user who is not root (CAP_NET_ADMIN through setcap)
+// cannot write /run or use root's 0700 /run/portolan, so unless that
+// directory is theirs to use, their state goes to $XDG_RUNTIME_DIR/portolan
+// (or /tmp/portolan-UID): their changes then take a lock of their own, not
+// root's.
 func runtimeDir() string {
 	if d := os.Getenv("PORTOLAN_RUNTIME_DIR"); d != "" {
 		return d
 	}
-	return "/run/portolan"
+	const system = "/run/portolan"
+	if os.Geteuid() == 0 || unix.Access(system, unix.W_OK|unix.X_OK) == nil {
+		return system
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "portolan")
+	}
+	return filepath.Join(os.TempDir(), "portolan-"+strconv.Itoa(os.Getuid()))
 }
 
 // fwSession is one firewall command's hold on a namespace.
