@@ -16,20 +16,16 @@ import (
 	"portolan/internal/testenv"
 )
 
-// TestEnableRestoresAfterFlush enables the rules for boot, flushes the
-// whole ruleset (as a reboot leaves it), restores, and checks the table is
-// the same (expiries included, to the second) and packets follow it.
-func TestEnableRestoresAfterFlush(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "nft")
-	srv, cli, lk := netlab.NewPair(t)
-	dir := t.TempDir()
+// bootRunner returns a function that runs `portolan firewall --netns srv
+// ARGS...` with its runtime, config and systemd directories under dir, and
+// fails the test if it fails.
+func bootRunner(t *testing.T, srv *netlab.Host, dir string) func(args ...string) string {
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := append(os.Environ(), "PORTOLAN_RUNTIME_DIR="+dir+"/run", "PORTOLAN_CONFIG_DIR="+dir+"/etc", "PORTOLAN_SYSTEMD_DIR="+dir+"/systemd", "SSH_CONNECTION=", "NO_COLOR=1")
-	run := func(args ...string) string {
+	return func(args ...string) string {
 		t.Helper()
 		cmd := &exec.Cmd{Path: exe, Args: append([]string{"portolan", "firewall", "--netns", srv.Netns()}, args...), Env: env}
 		out, err := cmd.CombinedOutput()
@@ -38,6 +34,17 @@ func TestEnableRestoresAfterFlush(t *testing.T) {
 		}
 		return string(out)
 	}
+}
+
+// TestEnableRestoresAfterFlush enables the rules for boot, flushes the
+// whole ruleset (as a reboot leaves it), restores, and checks the table is
+// the same (expiries included, to the second) and packets follow it.
+func TestEnableRestoresAfterFlush(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "nft")
+	srv, cli, lk := netlab.NewPair(t)
+	dir := t.TempDir()
+	run := bootRunner(t, srv, dir)
 	for _, p := range []int{22, 8080, 8443, 9090} {
 		ln, err := srv.Listen("tcp", ":"+strconv.Itoa(p))
 		if err != nil {
@@ -121,18 +128,7 @@ func TestEnableRestoresAfterFlush(t *testing.T) {
 func TestRestoreLeavesOutExpired(t *testing.T) {
 	testenv.RequireRoot(t)
 	srv, _, _ := netlab.NewPair(t)
-	dir := t.TempDir()
-	exe, _ := os.Executable()
-	env := append(os.Environ(), "PORTOLAN_RUNTIME_DIR="+dir+"/run", "PORTOLAN_CONFIG_DIR="+dir+"/etc", "PORTOLAN_SYSTEMD_DIR="+dir+"/systemd", "SSH_CONNECTION=")
-	run := func(args ...string) string {
-		t.Helper()
-		cmd := &exec.Cmd{Path: exe, Args: append([]string{"portolan", "firewall", "--netns", srv.Netns()}, args...), Env: env}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("firewall %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	run := bootRunner(t, srv, t.TempDir())
 	run("allow", "22/tcp")
 	run("allow", "8080/tcp", "--for", "2s")
 	run("save")

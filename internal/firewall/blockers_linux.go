@@ -2,7 +2,6 @@ package firewall
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -19,37 +18,21 @@ import (
 // conntrack state) are left out: what they drop depends on more than the
 // port. It only reads.
 func (f *Firewall) Blockers(ctx context.Context) ([]Blocker, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	c, err := f.dial(nil)
+	c, chains, byKey, err := f.otherChains(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer c.CloseLasting()
-	chains, err := c.ListChains()
-	if err != nil {
-		return nil, fmt.Errorf("list chains: %w", err)
-	}
-	type key struct {
-		fam          nftables.TableFamily
-		table, chain string
-	}
-	byKey := map[key]*nftables.Chain{}
+	type key = chainKey
 	var bases []key
 	for _, ch := range chains {
-		k := key{ch.Table.Family, ch.Table.Name, ch.Name}
-		byKey[k] = ch
-		if k.fam == nftables.TableFamilyINet && k.table == TableName {
-			continue
-		}
-		switch k.fam {
+		switch ch.Table.Family {
 		case nftables.TableFamilyIPv4, nftables.TableFamilyIPv6, nftables.TableFamilyINet:
 		default:
 			continue
 		}
 		if ch.Type == nftables.ChainTypeFilter && ch.Hooknum != nil && *ch.Hooknum == *nftables.ChainHookInput {
-			bases = append(bases, k)
+			bases = append(bases, keyOf(ch))
 		}
 	}
 	var out []Blocker
@@ -94,77 +77,104 @@ func (f *Firewall) Blockers(ctx context.Context) ([]Blocker, error) {
 	return out, nil
 }
 
+// portMatcher reads the protocol and destination-port matches of a rule,
+// one expression at a time, as nft and iptables-nft write them.
+type portMatcher struct {
+	fam    nftables.TableFamily
+	m      portMatch
+	loaded string // what register 1 holds: "proto", "dport", "nfproto" or ""
+}
+
+// step reads e and reports whether it is one of the expressions of a
+// protocol or port match.
+func (p *portMatcher) step(e expr.Any) bool {
+	switch e := e.(type) {
+	case *expr.Meta:
+		p.loaded = ""
+		switch {
+		case e.Key == expr.MetaKeyL4PROTO && !e.SourceRegister:
+			p.loaded = "proto"
+		case e.Key == expr.MetaKeyNFPROTO && !e.SourceRegister:
+			p.loaded = "nfproto" // the dependency of a header match in inet
+		default:
+			return false
+		}
+	case *expr.Payload:
+		p.loaded = ""
+		switch {
+		case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2:
+			p.loaded = "dport"
+		case e.Base == expr.PayloadBaseNetworkHeader && e.Len == 1 &&
+			((p.fam == nftables.TableFamilyIPv4 && e.Offset == 9) || (p.fam == nftables.TableFamilyIPv6 && e.Offset == 6)):
+			p.loaded = "proto"
+		default:
+			return false
+		}
+	case *expr.Cmp:
+		switch {
+		case p.loaded == "nfproto":
+		case p.loaded == "proto" && len(e.Data) == 1 && e.Op == expr.CmpOpEq:
+			proto, ok := protoOfNumber(e.Data[0])
+			p.m.proto = proto
+			return ok
+		case p.loaded == "dport" && len(e.Data) == 2:
+			port := portspec.Port(binaryutil.BigEndian.Uint16(e.Data))
+			switch e.Op {
+			case expr.CmpOpEq:
+				p.m.lo, p.m.hi = port, port
+			case expr.CmpOpGte: // nft writes a range as >= and <=
+				p.m.lo = port
+			case expr.CmpOpLte:
+				p.m.hi = port
+			default:
+				return false
+			}
+		default:
+			return false
+		}
+	case *expr.Range:
+		if p.loaded != "dport" || e.Op != expr.CmpOpEq || len(e.FromData) != 2 || len(e.ToData) != 2 {
+			return false
+		}
+		p.m.lo = portspec.Port(binaryutil.BigEndian.Uint16(e.FromData))
+		p.m.hi = portspec.Port(binaryutil.BigEndian.Uint16(e.ToData))
+	case *expr.Match:
+		switch info := e.Info.(type) {
+		case *xt.Tcp:
+			p.m.proto, p.m.lo, p.m.hi = portspec.TCP, portspec.Port(info.DstPorts[0]), portspec.Port(info.DstPorts[1])
+		case *xt.Udp:
+			p.m.proto, p.m.lo, p.m.hi = portspec.UDP, portspec.Port(info.DstPorts[0]), portspec.Port(info.DstPorts[1])
+		default:
+			return false
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// match returns what was read: ">= lo" alone runs to 65535.
+func (p *portMatcher) match() portMatch {
+	m := p.m
+	if m.lo != 0 && m.hi == 0 {
+		m.hi = 65535
+	}
+	return m
+}
+
 // filterOf reads a rule that matches only a protocol and destination
 // ports (nft or iptables-nft, with counters): what it matches, its
 // verdict, and the chain it jumps to. plain is false when the rule
 // matches anything else.
 func filterOf(ex []expr.Any, fam nftables.TableFamily) (m portMatch, verdict, jump string, plain bool) {
 	plain = true
-	var loaded string
+	pm := portMatcher{fam: fam}
 	for _, e := range ex {
+		if pm.step(e) {
+			continue
+		}
 		switch e := e.(type) {
 		case *expr.Counter:
-		case *expr.Meta:
-			loaded = ""
-			switch {
-			case e.Key == expr.MetaKeyL4PROTO && !e.SourceRegister:
-				loaded = "proto"
-			case e.Key == expr.MetaKeyNFPROTO && !e.SourceRegister:
-				loaded = "nfproto" // the dependency of a header match in inet
-			default:
-				plain = false
-			}
-		case *expr.Payload:
-			loaded = ""
-			switch {
-			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2:
-				loaded = "dport"
-			case e.Base == expr.PayloadBaseNetworkHeader && e.Len == 1 &&
-				((fam == nftables.TableFamilyIPv4 && e.Offset == 9) || (fam == nftables.TableFamilyIPv6 && e.Offset == 6)):
-				loaded = "proto"
-			default:
-				plain = false
-			}
-		case *expr.Cmp:
-			switch {
-			case loaded == "nfproto":
-			case loaded == "proto" && len(e.Data) == 1 && e.Op == expr.CmpOpEq:
-				p, ok := protoOfNumber(e.Data[0])
-				if !ok {
-					plain = false
-				}
-				m.proto = p
-			case loaded == "dport" && len(e.Data) == 2:
-				port := portspec.Port(binaryutil.BigEndian.Uint16(e.Data))
-				switch e.Op {
-				case expr.CmpOpEq:
-					m.lo, m.hi = port, port
-				case expr.CmpOpGte:
-					m.lo = port
-				case expr.CmpOpLte:
-					m.hi = port
-				default:
-					plain = false
-				}
-			default:
-				plain = false
-			}
-		case *expr.Range:
-			if loaded != "dport" || e.Op != expr.CmpOpEq || len(e.FromData) != 2 || len(e.ToData) != 2 {
-				plain = false
-				continue
-			}
-			m.lo = portspec.Port(binaryutil.BigEndian.Uint16(e.FromData))
-			m.hi = portspec.Port(binaryutil.BigEndian.Uint16(e.ToData))
-		case *expr.Match:
-			switch info := e.Info.(type) {
-			case *xt.Tcp:
-				m.proto, m.lo, m.hi = portspec.TCP, portspec.Port(info.DstPorts[0]), portspec.Port(info.DstPorts[1])
-			case *xt.Udp:
-				m.proto, m.lo, m.hi = portspec.UDP, portspec.Port(info.DstPorts[0]), portspec.Port(info.DstPorts[1])
-			default:
-				plain = false
-			}
 		case *expr.Verdict:
 			switch e.Kind {
 			case expr.VerdictDrop:
@@ -191,9 +201,7 @@ func filterOf(ex []expr.Any, fam nftables.TableFamily) (m portMatch, verdict, ju
 			plain = false
 		}
 	}
-	if m.lo != 0 && m.hi == 0 {
-		m.hi = 65535
-	}
+	m = pm.match()
 	if m.lo == 0 && m.hi == 65535 {
 		m.hi = 0 // every port: the zero range
 	}

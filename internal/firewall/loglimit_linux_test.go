@@ -1,75 +1,12 @@
 package firewall
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
-
 	"portolan/internal/portspec"
 )
-
-// nflog binds NFLOG group inside the lab's srv and returns the socket.
-func nflog(t *testing.T, l *lab, group uint16) *netlink.Conn {
-	t.Helper()
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: l.srv.FD()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	cfg := func(attrs []netlink.Attribute) {
-		t.Helper()
-		ae, _ := netlink.MarshalAttributes(attrs)
-		hdr := []byte{unix.AF_UNSPEC, 0, byte(group >> 8), byte(group)}
-		if _, err := c.Execute(netlink.Message{
-			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_ULOG<<8 | nfulnlMsgConfig), Flags: netlink.Request | netlink.Acknowledge},
-			Data:   append(hdr, ae...),
-		}); err != nil {
-			t.Fatalf("configure NFLOG group %d: %v", group, err)
-		}
-	}
-	cfg([]netlink.Attribute{{Type: nfulaCfgCmd, Data: []byte{nfulnlCmdBind}}})
-	mode := binary.BigEndian.AppendUint32(nil, 0)
-	cfg([]netlink.Attribute{{Type: nfulaCfgMode, Data: append(mode, nfulnlCopyMeta, 0)}, {Type: nfulaCfgQthresh, Data: binary.BigEndian.AppendUint32(nil, 1)}})
-	return c
-}
-
-// countLogged counts the NFLOG packets with prefix that arrive on c until
-// it has been quiet for quiet.
-func countLogged(t *testing.T, c *netlink.Conn, prefix string, quiet time.Duration) int {
-	t.Helper()
-	n := 0
-	for {
-		c.SetReadDeadline(time.Now().Add(quiet))
-		msgs, err := c.Receive()
-		if errors.Is(err, os.ErrDeadlineExceeded) || (err != nil && isTimeout(err)) {
-			return n
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range msgs {
-			if m.Header.Type != netlink.HeaderType(unix.NFNL_SUBSYS_ULOG<<8|nfulnlMsgPacket) || len(m.Data) < 4 {
-				continue
-			}
-			ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-			if err != nil {
-				t.Fatal(err)
-			}
-			for ad.Next() {
-				if ad.Type() == nfulaPrefix && string(bytes.TrimRight(ad.Bytes(), "\x00")) == prefix {
-					n++
-				}
-			}
-		}
-	}
-}
 
 // TestLogRulesAreRateLimited opens 25 connections to a logged port: the
 // log rule logs the first burst of 10 (ufw's 3/minute, burst 10), not all

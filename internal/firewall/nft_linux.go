@@ -182,26 +182,30 @@ func (en *encoder) rule(k *krule) (*nftables.Rule, []anonSet, error) {
 		load(&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(k.ctState), Xor: make([]byte, 4)})
 		load(&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
 	}
-	if m := k.meter; m != nil {
+	// meterKey loads the source as meter m keys it and returns m's set.
+	meterKey := func(m *meter) (*nftables.Set, error) {
 		s := en.named[m.set]
 		if s == nil {
-			return nil, nil, fmt.Errorf("meter set %s not in the batch", m.set)
+			return nil, fmt.Errorf("meter set %s not in the batch", m.set)
 		}
 		load(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: srcOff, Len: size})
 		if m.mask != nil {
 			load(&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size, Mask: m.mask, Xor: make([]byte, size)})
+		}
+		return s, nil
+	}
+	if m := k.meter; m != nil {
+		s, err := meterKey(m)
+		if err != nil {
+			return nil, nil, err
 		}
 		load(&expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID, Operation: dynsetOpUpdate,
 			Exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: m.rate, Over: true, Unit: expr.LimitTime(m.unit), Burst: m.burst}}})
 	}
 	if m := k.notIn; m != nil {
-		s := en.named[m.set]
-		if s == nil {
-			return nil, nil, fmt.Errorf("meter set %s not in the batch", m.set)
-		}
-		load(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: srcOff, Len: size})
-		if m.mask != nil {
-			load(&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size, Mask: m.mask, Xor: make([]byte, size)})
+		s, err := meterKey(m)
+		if err != nil {
+			return nil, nil, err
 		}
 		load(&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: true})
 	}
