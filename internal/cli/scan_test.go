@@ -655,3 +655,31 @@ func TestScanResumeRefusedKeepsOutput(t *testing.T) {
 		t.Errorf("a refused resume left %s behind (stat: %v)", fresh, err)
 	}
 }
+
+// TestScanDryRunHugeSpace: the plan of two big prefixes x every port (over
+// 10^12 probes) is computed, not run: it comes back with its first probes
+// well inside a minute (the engine took minutes for a single /8), and a
+// dry run stopped by Ctrl-C exits 130 like any interrupted scan.
+func TestScanDryRunHugeSpace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	args := []string{"scan", "--dry-run", "--json", "198.18.0.0/15", "10.0.0.0/8", "-p-", "--force", "--seed", "5", "--rate", "100000"}
+	if code := Main(ctx, args, nil, &out, &errOut); code != ExitOK {
+		t.Fatalf("portolan %s: exit %d: %s", strings.Join(args, " "), code, errOut.String())
+	}
+	var p dryPlan
+	if err := json.Unmarshal(out.Bytes(), &p); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	const space = (1<<17 + 1<<24) * 65535
+	if p.Space != space || p.Probes != space || len(p.First) != dryFirst || p.Estimate != time.Duration(space/100000)*time.Second+time.Duration(space%100000)*10*time.Microsecond {
+		t.Errorf("plan %+v; want %d probes, %d first, the estimate at 100000/s", p, uint64(space), dryFirst)
+	}
+
+	stopped, stop := context.WithCancel(t.Context())
+	stop()
+	if code := Main(stopped, args, nil, &out, &errOut); code != ExitInterrupted {
+		t.Errorf("dry run with Ctrl-C: exit %d; want %d", code, ExitInterrupted)
+	}
+}
