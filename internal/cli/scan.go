@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,21 +54,22 @@ type ScanOptions struct {
 	Seed           uint64        `json:"seed"`
 	Shard          string        `json:"shard,omitempty"`
 
-	ping   string // -Pn arrives as -P with the value "n"
-	Resume int64
-	Format string
-	Output string
+	ping string // -Pn arrives as -P with the value "n"
+	// The rest is this invocation's, not the recipe's.
+	Resume int64  `json:"-"`
+	Format string `json:"-"`
+	Output string `json:"-"`
 	// nmap's output options (-oX, -oN, -oG FILE, -oA BASE), rewritten to
 	// these long flags before parsing (nmapArgs).
-	OutXML     string `json:"-"`
-	OutNormal  string `json:"-"`
-	OutGrep    string `json:"-"`
-	OutAll     string `json:"-"`
-	StatsEvery time.Duration
-	DB         DBFlags
-	NoStore    bool
-	DryRun     bool
-	Open       bool `json:"-"`
+	OutXML     string        `json:"-"`
+	OutNormal  string        `json:"-"`
+	OutGrep    string        `json:"-"`
+	OutAll     string        `json:"-"`
+	StatsEvery time.Duration `json:"-"`
+	DB         DBFlags       `json:"-"`
+	NoStore    bool          `json:"-"`
+	DryRun     bool          `json:"-"`
+	Open       bool          `json:"-"`
 }
 
 func newScanCmd(g *Globals) *cobra.Command {
@@ -106,6 +108,9 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 			opts.Exprs = exprs
 			if err := opts.checkOutputs(); err != nil {
 				return usageErr(err)
+			}
+			if cmd.Flags().Changed("top-ports") && opts.TopPorts <= 0 {
+				return usageErr(fmt.Errorf("--top-ports %d: want 1 or more (without it, the top 1000)", opts.TopPorts))
 			}
 			if opts.ping != "" && opts.ping != "n" {
 				return usageErr(fmt.Errorf("-P%s: only -Pn (treat every host as up) is supported", opts.ping))
@@ -252,6 +257,15 @@ func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error
 	return p, nil
 }
 
+// targetsText is the targets as the user gave them, -iL files included.
+func (opts *ScanOptions) targetsText() string {
+	parts := slices.Clone(opts.Exprs)
+	for _, f := range opts.Targets.InputLists {
+		parts = append(parts, "-iL "+f)
+	}
+	return strings.Join(parts, " ")
+}
+
 // portSet resolves -p, --top-ports and --exclude-ports.
 func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
 	if opts.Ports != "" && opts.TopPorts != 0 {
@@ -266,6 +280,9 @@ func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
 			return nil, "", usageErr(fmt.Errorf("-p: %w", err))
 		}
 		set, text = s, "-p "+opts.Ports
+		if opts.Ports == "-" {
+			text = "-p-"
+		}
 	default:
 		n := opts.TopPorts
 		if n == 0 {
@@ -339,6 +356,12 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if opts.Rate < 0 || opts.Window < 0 {
 		return usageErr(errors.New("--rate and --window must not be negative"))
 	}
+	if opts.MinTimeout < 0 || opts.MaxTimeout < 0 || opts.InitialTimeout < 0 {
+		return usageErr(errors.New("--min-timeout, --max-timeout and --initial-timeout must not be negative"))
+	}
+	if opts.MaxTimeout > 0 && opts.MinTimeout > opts.MaxTimeout {
+		return usageErr(fmt.Errorf("--min-timeout %s is longer than --max-timeout %s", opts.MinTimeout, opts.MaxTimeout))
+	}
 	format, err := opts.format(g)
 	if err != nil {
 		return err
@@ -375,7 +398,7 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 		}
 		si := store.ScanInfo{
 			Started: time.Now(), Status: store.Running, Command: "portolan " + strings.Join(g.args, " "),
-			Version: Version, Targets: strings.Join(opts.Exprs, " "), Ports: p.portText, PortSet: p.ports,
+			Version: Version, Targets: opts.targetsText(), Ports: p.portText, PortSet: p.ports,
 			Prober: "connect", Seed: opts.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
 			Rate: int(opts.Rate), Hosts: p.space.Hosts(), Space: p.space.Size(), Options: recipe,
 		}
@@ -592,7 +615,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	switch {
 	case interrupted:
 		if r.db != nil {
-			fmt.Fprintf(g.io.ErrOut, "scan %d interrupted at %.1f%%; partial results saved: portolan scan --resume %d continues it\n", r.info.ID, sum.Percent, r.info.ID)
+			fmt.Fprintf(g.io.ErrOut, "scan %d interrupted at %.1f%%; partial results saved: portolan scan --resume %d continues it\n", r.info.ID, r.percent(), r.info.ID)
 		} else {
 			fmt.Fprintf(g.io.ErrOut, "scan interrupted at %.1f%% (not stored: --no-store); rerun with --seed %d to repeat the order\n", sum.Percent, sum.Seed)
 		}
@@ -624,6 +647,16 @@ func pingText(sum scan.Summary) string {
 		return "; ICMP echo"
 	}
 	return "; no ICMP echo: needs root, CAP_NET_RAW or net.ipv4.ping_group_range"
+}
+
+// percent is how far the whole scan (its shard) got, earlier runs of a
+// resumed scan included: Summary.Percent is of this run's part.
+func (r *scanRun) percent() float64 {
+	lo, hi := r.plan.shard.Range(r.plan.space.Size())
+	if hi == lo {
+		return 100
+	}
+	return 100 * float64(r.counts.Probes) / float64(hi-lo)
 }
 
 // shown reports whether res goes to the outputs (--open keeps open ports).
@@ -919,6 +952,7 @@ type dryPlan struct {
 	PortCount int           `json:"port_count"`
 	Space     uint64        `json:"space"`
 	Seed      uint64        `json:"seed"`
+	SeedText  string        `json:"seed_str"` // the seed in decimal: jq reads numbers as doubles
 	Shard     string        `json:"shard,omitempty"`
 	Probes    uint64        `json:"probes"` // what this run (shard) visits
 	Rate      float64       `json:"rate,omitempty"`
@@ -936,7 +970,7 @@ func runDryScan(ctx context.Context, g *Globals, opts *ScanOptions, p *scanPlan)
 	lo, hi := p.shard.Range(n)
 	plan := dryPlan{
 		Targets: strings.Join(opts.Exprs, " "), Ports: p.ports.String(), Hosts: p.space.Hosts(),
-		PortCount: p.space.PortCount(), Space: n, Seed: opts.Seed, Shard: opts.Shard, Rate: opts.Rate,
+		PortCount: p.space.PortCount(), Space: n, Seed: opts.Seed, SeedText: strconv.FormatUint(opts.Seed, 10), Shard: opts.Shard, Rate: opts.Rate,
 		Probes: hi - lo, First: []string{},
 	}
 	perm := scan.NewPermutation(n, opts.Seed)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"portolan/internal/portspec"
@@ -150,8 +151,11 @@ type Stats struct {
 // Summary is what a finished (or stopped) run did.
 type Summary struct {
 	Stats
-	Seed  uint64 `json:"seed"`
-	Shard Shard  `json:"shard"`
+	Seed uint64 `json:"seed"`
+	// SeedText is Seed in decimal: JSON readers that hold numbers as
+	// doubles (jq, JavaScript) lose the low bits of a 64-bit seed.
+	SeedText string `json:"seed_str"`
+	Shard    Shard  `json:"shard"`
 	// From and To are the positions this run covered: [From, To).
 	From uint64 `json:"from"`
 	To   uint64 `json:"to"`
@@ -1229,7 +1233,7 @@ func (e *engine) abandon() {
 func (e *engine) summary() Summary {
 	cp := e.checkpoint()
 	return Summary{
-		Stats: e.st, Seed: e.seed, Shard: e.s.Shard,
+		Stats: e.st, Seed: e.seed, SeedText: strconv.FormatUint(e.seed, 10), Shard: e.s.Shard,
 		From: e.hi - e.st.Total, To: e.hi,
 		Checkpoint: cp, Complete: cp == e.hi, HostsDown: e.down, Ping: e.pingSess != nil,
 	}

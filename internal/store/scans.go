@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"portolan/internal/portspec"
@@ -67,6 +68,17 @@ type ScanInfo struct {
 	Checkpoint   uint64    `json:"checkpoint"`            // positions of the permutation done
 	Checkpointed time.Time `json:"checkpointed,omitzero"` // when it was written
 	Counts       Counts    `json:"counts"`
+}
+
+// MarshalJSON writes the scan with its seed also as a decimal string
+// ("seed_str"): jq and JavaScript read numbers as doubles and lose the low
+// bits of a 64-bit seed, which a resume by hand must repeat exactly.
+func (si ScanInfo) MarshalJSON() ([]byte, error) {
+	type plain ScanInfo // without this method
+	return json.Marshal(struct {
+		plain
+		SeedText string `json:"seed_str"`
+	}{plain(si), strconv.FormatUint(si.Seed, 10)})
 }
 
 // Duration returns how long the scan ran: until it finished, or until its
@@ -204,7 +216,26 @@ func (s *Store) Scan(ctx context.Context, id int64) (ScanInfo, error) {
 	if err != nil {
 		return ScanInfo{}, fmt.Errorf("read scan %d: %w", id, err)
 	}
+	if err := s.settle(ctx, &si); err != nil {
+		return ScanInfo{}, fmt.Errorf("read scan %d: %w", id, err)
+	}
 	return si, nil
+}
+
+// settle reports a running scan whose process is gone (killed with -9, a
+// reboot) as interrupted: it is resumable, and nothing runs it.
+func (s *Store) settle(ctx context.Context, si *ScanInfo) error {
+	if si.Status != Running {
+		return nil
+	}
+	var o owner
+	if err := s.db.QueryRowContext(ctx, `SELECT owner_pid, owner_start FROM scans WHERE id = ?`, si.ID).Scan(&o.pid, &o.start); err != nil {
+		return err
+	}
+	if o != self() && !o.alive() {
+		si.Status = Interrupted
+	}
+	return nil
 }
 
 // Scans returns the latest limit scans, newest first; limit <= 0 means all.
@@ -227,6 +258,12 @@ func (s *Store) Scans(ctx context.Context, limit int) ([]ScanInfo, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list scans: %w", err)
+	}
+	rows.Close()
+	for i := range out {
+		if err := s.settle(ctx, &out[i]); err != nil {
+			return nil, fmt.Errorf("list scans: %w", err)
+		}
 	}
 	return out, nil
 }

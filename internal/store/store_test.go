@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -164,11 +165,22 @@ func TestOpenBadFiles(t *testing.T) {
 	}
 	s.db.Exec(`INSERT INTO schema_migrations (version, applied) VALUES (?, 0)`, SchemaVersion+1)
 	s.Close()
+	// Someone else's SQLite file: --db with a typo.
+	foreign := filepath.Join(dir, "app.db")
+	fdb, err := sql.Open("sqlite", foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fdb.Exec(`CREATE TABLE users (name TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	fdb.Close()
 
 	tests := []struct {
 		name, path, want string
 	}{
 		{"garbage", garbage, "not a portolan database, or corrupt"},
+		{"foreign", foreign, "not a portolan database: it has tables of its own (users)"},
 		{"directory", dir, "is a directory"},
 		{"newer schema", newer, "newer than this portolan knows"},
 		{"postgres", "postgres://db.example/portolan", "not supported yet"},
@@ -176,7 +188,16 @@ func TestOpenBadFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			var before []byte
+			if tt.name == "foreign" {
+				before, _ = os.ReadFile(tt.path)
+			}
 			s, err := Open(context.Background(), tt.path)
+			if tt.name == "foreign" {
+				if after, _ := os.ReadFile(tt.path); !bytes.Equal(before, after) {
+					t.Errorf("Open(%q) changed the file", tt.path)
+				}
+			}
 			if err == nil {
 				s.Close()
 				t.Fatalf("Open(%q) = nil error; want %q", tt.path, tt.want)
