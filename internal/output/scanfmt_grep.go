@@ -15,7 +15,8 @@ import (
 //	Host: 198.18.0.2 ()	Ports: 22/open/tcp//ssh///, 80/open/tcp//http///	Ignored State: closed (998)
 //
 // and a closing comment. The port fields are port/state/protocol/owner/
-// service/rpc info/version/; we fill no owner, rpc or version. Slashes in a
+// service/rpc info/version/; we fill no owner or rpc, and the version with
+// the banner when there is one. Slashes in a
 // field become '|' and commas ';', as they would split fields.
 func writeScanGrepable(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 	bw := bufio.NewWriter(w)
@@ -37,7 +38,8 @@ func writeScanGrepable(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 			if i > 0 {
 				bw.WriteString(", ")
 			}
-			fmt.Fprintf(bw, "%d/%s/%s//%s///", r.Port, r.State, r.Proto, grepField(r.Service))
+			// The version field holds what the port said (--banner).
+			fmt.Fprintf(bw, "%d/%s/%s//%s//%s/", r.Port, r.State, r.Proto, grepField(r.Service), grepField(r.Banner))
 		}
 		if len(h.hidden) > 0 {
 			g := h.hidden[0] // nmap names one, the most numerous

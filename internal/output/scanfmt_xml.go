@@ -278,14 +278,21 @@ func xmlHostOf(h host, status xmlState) xmlHost {
 		xh.Ports.Extra = append(xh.Ports.Extra, ep)
 	}
 	for _, r := range h.shown {
-		svc := r.Service
-		if svc == "" {
-			svc = "unknown" // what nmap writes for a port its table does not name
-		}
 		p := xmlPort{
 			Protocol: r.Proto.String(), PortID: int(r.Port),
-			State:   xmlState{State: r.State.String(), Reason: r.Reason},
-			Service: &xmlService{Name: svc, Method: "table", Conf: 3},
+			State: xmlState{State: r.State.String(), Reason: r.Reason},
+		}
+		switch {
+		case r.Service == "":
+			// nmap writes no <service> for a port its table does not
+			// name; "unknown" here made ndiff see a change on every such
+			// port between identical scans.
+		case r.Banner != "":
+			// The port was talked to: its answer named the service, or
+			// did not contradict the table (nmap -sV's conf 10 and 3).
+			p.Service = &xmlService{Name: r.Service, Method: "probed", Conf: 10}
+		default:
+			p.Service = &xmlService{Name: r.Service, Method: "table", Conf: 3}
 		}
 		if r.Banner != "" {
 			// nmap's banner script reports the same thing the same way.

@@ -321,7 +321,7 @@ func (g *Grabber) grabTLS(ctx context.Context, ap netip.AddrPort) (Banner, error
 		NextProtos:         []string{"h2", "http/1.1"},
 	})
 	if err := c.HandshakeContext(ctx); err != nil {
-		return Banner{Service: "tls"}, fmt.Errorf("banner %s: tls: %w", ap, err)
+		return Banner{Service: "ssl"}, fmt.Errorf("banner %s: tls: %w", ap, err)
 	}
 	cs := c.ConnectionState()
 	parts := []string{tls.VersionName(cs.Version)}
@@ -331,7 +331,7 @@ func (g *Grabber) grabTLS(ctx context.Context, ap netip.AddrPort) (Banner, error
 	if len(cs.PeerCertificates) > 0 {
 		parts = append(parts, "subject="+cs.PeerCertificates[0].Subject.String())
 	}
-	b := Banner{Service: "tls", Text: strings.Join(parts, " ")}
+	b := Banner{Service: "ssl", Text: strings.Join(parts, " ")} // nmap's name for TLS
 	if s := tlsServices[ap.Port()]; s != "" {
 		b.Service = s
 	}

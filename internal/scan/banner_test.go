@@ -3,6 +3,7 @@ package scan
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"log"
 	"net"
@@ -57,6 +58,26 @@ func TestGrab(t *testing.T) {
 	tlsWeb.StartTLS()
 	defer tlsWeb.Close()
 
+	// TLS that is not HTTP: a handshake, then silence.
+	plainTLS, err := tls.Listen("tcp", "127.0.0.1:0", tlsWeb.TLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plainTLS.Close()
+	go func() {
+		for {
+			c, err := plainTLS.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.(*tls.Conn).Handshake()
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+
 	tests := []struct {
 		name        string
 		ap          netip.AddrPort
@@ -72,6 +93,8 @@ func TestGrab(t *testing.T) {
 			textHas: []string{"TLS 1.3", "alpn=http/1.1", "subject=O=Acme Co", "200 OK", "Server: tiny-tls/2.0"}},
 		{name: "https by port", ap: addrPort(t, tlsWeb.URL), gr: &greeting{tls: true}, service: "https",
 			textHas: []string{"TLS 1.3", "subject=O=Acme Co", "Server: tiny-tls/2.0"}},
+		{name: "TLS is ssl, as nmap names it", ap: netip.MustParseAddrPort(plainTLS.Addr().String()), gr: &greeting{tls: true}, service: "ssl",
+			textHas: []string{"TLS 1.3", "subject=O=Acme Co"}},
 		{name: "ssh speaks first", ap: server(t, "SSH-2.0-OpenSSH_9.6p1 Debian-3\r\n", nil), service: "ssh",
 			textHas: []string{"SSH-2.0-OpenSSH_9.6p1 Debian-3"}},
 		{name: "smtp", ap: server(t, "220 mx.example.test ESMTP Postfix (Debian)\r\n", nil), service: "smtp",
