@@ -70,6 +70,13 @@ type ScanOptions struct {
 	NoStore    bool          `json:"-"`
 	DryRun     bool          `json:"-"`
 	Open       bool          `json:"-"`
+
+	// nmap's names for the options above (applied in nmapOptions).
+	fast       bool
+	maxRetries int
+	timing     string
+	scanDelay  time.Duration
+	noDNS      bool
 }
 
 func newScanCmd(g *Globals) *cobra.Command {
@@ -112,6 +119,9 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 			if cmd.Flags().Changed("top-ports") && opts.TopPorts <= 0 {
 				return usageErr(fmt.Errorf("--top-ports %d: want 1 or more (without it, the top 1000)", opts.TopPorts))
 			}
+			if err := opts.nmapOptions(cmd.Flags()); err != nil {
+				return usageErr(err)
+			}
 			if opts.ping != "" && opts.ping != "n" {
 				return usageErr(fmt.Errorf("-P%s: only -Pn (treat every host as up) is supported", opts.ping))
 			}
@@ -142,7 +152,14 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.IntVar(&opts.TopPorts, "top-ports", 0, "scan the `N` most likely open TCP ports of our curated list (100 or 1000 are its tiers; default 1000 without -p)")
 	f.StringVar(&opts.ExcludePorts, "exclude-ports", "", "leave out these ports (`SPEC`)")
 	f.StringVarP(&opts.ScanType, "scan-type", "s", "T", "scan `TYPE`: T (TCP connect, nmap's -sT); SYN (-sS) and UDP (-sU) come with raw sockets")
-	f.Float64Var(&opts.Rate, "rate", 0, "at most `N` probes per second, retries included (0: no cap beyond the window)")
+	f.Float64Var(&opts.Rate, "rate", 0, "at most `N` probes per second, retries included (0: no cap beyond the window); nmap's --max-rate N works too")
+	f.Float64Var(&opts.Rate, "max-rate", 0, "nmap's --max-rate: the same as --rate")
+	_ = f.MarkHidden("max-rate")
+	f.BoolVarP(&opts.fast, "fast", "F", false, "the top 100 ports (nmap's -F: --top-ports 100)")
+	f.IntVar(&opts.maxRetries, "max-retries", -1, "nmap's --max-retries `N`: at most N retries, 0 none (the same as --retries, whose 0 is the default)")
+	f.StringVarP(&opts.timing, "timing", "T", "", "nmap's timing template -T0..5 (paranoid, sneaky, polite, normal, aggressive, insane): rate cap, timeouts and retries as nmap's; explicit flags win")
+	f.DurationVar(&opts.scanDelay, "scan-delay", 0, "wait `D` between probes (nmap's --scan-delay, here a rate cap of 1/D)")
+	f.BoolVarP(&opts.noDNS, "no-dns", "n", false, "nmap's -n: accepted; portolan never does reverse DNS lookups (names given as targets are still resolved)")
 	f.IntVar(&opts.Window, "window", 0, "at most `N` probes in flight (0: the engine's default, within the open-files limit)")
 	f.IntVar(&opts.Retries, "retries", 0, "send an unanswered probe again up to `N` times (0: the default, -1: never)")
 	f.DurationVar(&opts.MinTimeout, "min-timeout", 0, "shortest wait for an answer, whatever the RTT says (0: default)")
@@ -257,6 +274,83 @@ func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error
 	return p, nil
 }
 
+type timingTemplate struct {
+	name                string
+	delay               time.Duration
+	initial, min, maxTO time.Duration
+	retries             int
+}
+
+// timingTemplates are nmap's -T0..5, as nmap's documentation gives them:
+// the delay between probes (here a rate cap), the timeouts and retries.
+var timingTemplates = []timingTemplate{
+	{"paranoid", 5 * time.Minute, 5 * time.Minute, 100 * time.Millisecond, 10 * time.Second, 10},
+	{"sneaky", 15 * time.Second, 15 * time.Second, 100 * time.Millisecond, 10 * time.Second, 10},
+	{"polite", 400 * time.Millisecond, time.Second, 100 * time.Millisecond, 10 * time.Second, 10},
+	{"normal", 0, 0, 0, 0, 0}, // portolan's defaults
+	{"aggressive", 0, 500 * time.Millisecond, 100 * time.Millisecond, 1250 * time.Millisecond, 6},
+	{"insane", 0, 250 * time.Millisecond, 50 * time.Millisecond, 300 * time.Millisecond, 2},
+}
+
+// nmapOptions applies nmap's spellings (-F, --max-retries, -T, --scan-delay)
+// to the options they stand for. Options given explicitly win over a -T
+// template, as in nmap.
+func (opts *ScanOptions) nmapOptions(f *pflag.FlagSet) error {
+	if opts.fast {
+		if opts.Ports != "" || f.Changed("top-ports") {
+			return errors.New("-F is --top-ports 100: it excludes -p and --top-ports")
+		}
+		opts.TopPorts = 100
+	}
+	if f.Changed("max-retries") {
+		if f.Changed("retries") {
+			return errors.New("--max-retries and --retries are one option: give one")
+		}
+		switch {
+		case opts.maxRetries < 0:
+			return fmt.Errorf("--max-retries %d: want 0 or more", opts.maxRetries)
+		case opts.maxRetries == 0:
+			opts.Retries = -1 // --retries' "none"
+		default:
+			opts.Retries = opts.maxRetries
+		}
+	}
+	if opts.timing != "" {
+		i := slices.IndexFunc(timingTemplates, func(t timingTemplate) bool { return t.name == strings.ToLower(opts.timing) })
+		if n, err := strconv.Atoi(opts.timing); err == nil && n >= 0 && n < len(timingTemplates) {
+			i = n
+		}
+		if i < 0 {
+			return fmt.Errorf("-T%s: want 0-5 or paranoid, sneaky, polite, normal, aggressive, insane", opts.timing)
+		}
+		t := timingTemplates[i]
+		if t.delay > 0 && !f.Changed("rate") && !f.Changed("max-rate") && !f.Changed("scan-delay") {
+			opts.Rate = 1 / t.delay.Seconds()
+		}
+		if !f.Changed("initial-timeout") {
+			opts.InitialTimeout = t.initial
+		}
+		if !f.Changed("min-timeout") {
+			opts.MinTimeout = t.min
+		}
+		if !f.Changed("max-timeout") {
+			opts.MaxTimeout = t.maxTO
+		}
+		if t.retries > 0 && !f.Changed("retries") && !f.Changed("max-retries") {
+			opts.Retries = t.retries
+		}
+	}
+	if opts.scanDelay < 0 {
+		return fmt.Errorf("--scan-delay %s: want 0 or more", opts.scanDelay)
+	}
+	if opts.scanDelay > 0 {
+		if r := 1 / opts.scanDelay.Seconds(); opts.Rate == 0 || r < opts.Rate {
+			opts.Rate = r
+		}
+	}
+	return nil
+}
+
 // targetsText is the targets as the user gave them, -iL files included.
 func (opts *ScanOptions) targetsText() string {
 	parts := slices.Clone(opts.Exprs)
@@ -288,13 +382,19 @@ func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
 		if n == 0 {
 			n = 1000
 		}
-		top, err := registry.Top(portspec.TCP, n)
+		tiers := registry.TopTiers(portspec.TCP)
+		top, err := registry.Top(portspec.TCP, min(n, tiers[len(tiers)-1]))
 		if err != nil {
 			return nil, "", usageErr(fmt.Errorf("--top-ports: %w", err))
 		}
 		set = &portspec.Set{}
 		for _, e := range top {
 			set.Add(e.Proto, e.Port)
+		}
+		// Beyond the curated list: the other ports in ascending order, up
+		// to all 65535.
+		for p := portspec.Port(1); set.Len() < n && p != 0; p++ {
+			set.Add(portspec.TCP, p)
 		}
 		text = fmt.Sprintf("--top-ports %d", n)
 	}

@@ -137,6 +137,8 @@ func addTargetFlags(fs *pflag.FlagSet, t *TargetFlags) {
 	_ = fs.MarkHidden("iL")
 	fs.StringArrayVar(&t.Excludes, "exclude", nil, "leave out these `targets` (same syntax; repeatable)")
 	fs.StringArrayVar(&t.ExcludeFiles, "exclude-file", nil, "leave out the targets in `FILE`")
+	fs.StringArrayVar(&t.ExcludeFiles, "excludefile", nil, "nmap's --excludefile: the same as --exclude-file")
+	_ = fs.MarkHidden("excludefile")
 	fs.BoolVar(&t.IncludeReserved, "include-reserved", false, "allow special-purpose ranges (multicast, documentation, ...)")
 	fs.BoolVarP(&t.Only4, "ipv4", "4", false, "IPv4 only: resolve names to IPv4, refuse IPv6 addresses")
 	fs.BoolVarP(&t.Only6, "ipv6", "6", false, "IPv6 only: resolve names to IPv6, refuse IPv4 addresses")
