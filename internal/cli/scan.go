@@ -151,7 +151,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.StringVarP(&opts.Ports, "ports", "p", "", "ports to scan: `SPEC` such as 22,80,8000-8100,T:ssh; -p- is all 65535")
 	f.IntVar(&opts.TopPorts, "top-ports", 0, "scan the `N` most likely open TCP ports of our curated list (100 or 1000 are its tiers; default 1000 without -p)")
 	f.StringVar(&opts.ExcludePorts, "exclude-ports", "", "leave out these ports (`SPEC`)")
-	f.StringVarP(&opts.ScanType, "scan-type", "s", "T", "scan `TYPE`: T (TCP connect, nmap's -sT); SYN (-sS) and UDP (-sU) come with raw sockets")
+	f.StringVarP(&opts.ScanType, "scan-type", "s", "T", "scan `TYPE`: T (TCP connect, nmap's -sT), n (host discovery only, nmap's -sn: one result per host, port 0); SYN (-sS) and UDP (-sU) come with raw sockets")
 	f.Float64Var(&opts.Rate, "rate", 0, "at most `N` probes per second, retries included (0: no cap beyond the window); nmap's --max-rate N works too")
 	f.Float64Var(&opts.Rate, "max-rate", 0, "nmap's --max-rate: the same as --rate")
 	_ = f.MarkHidden("max-rate")
@@ -250,10 +250,17 @@ type scanPlan struct {
 func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error) {
 	switch strings.ToLower(opts.ScanType) {
 	case "t", "connect":
+	case "n":
+		if opts.Ports != "" || opts.TopPorts != 0 || opts.ExcludePorts != "" {
+			return nil, usageErr(errors.New("-sn is host discovery only: it scans no ports, so -p, --top-ports and --exclude-ports do not go with it"))
+		}
+		if opts.NoHostDown {
+			return nil, usageErr(errors.New("-sn -Pn: discovery only, and no discovery: nothing to do"))
+		}
 	case "s", "syn", "u", "udp":
 		return nil, usageErr(fmt.Errorf("-s%s: SYN and UDP scans need raw sockets and are not in this release; use -sT (connect)", opts.ScanType))
 	default:
-		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want T)", opts.ScanType))
+		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want T, or n for host discovery only)", opts.ScanType))
 	}
 	p := &scanPlan{}
 	var err error
@@ -262,7 +269,11 @@ func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error
 			return nil, usageErr(fmt.Errorf("--shard: %w", err))
 		}
 	}
-	if p.ports, p.portText, err = opts.portSet(); err != nil {
+	if opts.discoveryOnly() {
+		// One position per address, which the engine reports as the host.
+		p.ports, p.portText = &portspec.Set{}, "-sn"
+		p.ports.Add(portspec.TCP, scan.DefaultDiscoveryPorts[0])
+	} else if p.ports, p.portText, err = opts.portSet(); err != nil {
 		return nil, err
 	}
 	if p.hosts, err = parseTargets(ctx, g, opts.Exprs, opts.Targets); err != nil {
@@ -280,6 +291,9 @@ type timingTemplate struct {
 	initial, min, maxTO time.Duration
 	retries             int
 }
+
+// discoveryOnly is -sn: host discovery and no port scan.
+func (opts *ScanOptions) discoveryOnly() bool { return strings.EqualFold(opts.ScanType, "n") }
 
 // timingTemplates are nmap's -T0..5, as nmap's documentation gives them:
 // the delay between probes (here a rate cap), the timeouts and retries.
@@ -449,6 +463,7 @@ func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
 	if opts.Banner {
 		s.Banners = &scan.Grabber{}
 	}
+	s.DiscoveryOnly = opts.discoveryOnly()
 	return s
 }
 
@@ -927,7 +942,7 @@ func (r *scanRun) render(ctx context.Context, o *scanOutput, sum scan.Summary, s
 	meta := output.ScanMeta{
 		Args: "portolan " + strings.Join(r.g.args, " "), Version: Version, Start: time.Now().Add(-sum.Elapsed), End: time.Now(),
 		ScanType: "connect", Ports: r.plan.ports, Hosts: int(min(r.plan.space.Hosts(), 1<<31-1)),
-		AssumeUp: r.opts.NoHostDown,
+		AssumeUp: r.opts.NoHostDown, DiscoveryOnly: r.opts.discoveryOnly(),
 	}
 	if status != store.Done {
 		meta.Error = fmt.Sprintf("scan %s at %.1f%%", status, sum.Percent)

@@ -161,6 +161,17 @@ func TestScanFirewalledHost(t *testing.T) {
 		t.Errorf("json hosts %v; want %s down with the reason, %s up", status, silent, lk.B4)
 	}
 
+	// -sn: discovery only, one result per host.
+	sn := runChild(t, portolanIn(t, scanner, "scan", "-sn", lk.B4.String(), lk.B6.String(), silent.String(), "--no-store", "--format", "table"))
+	if sn.code != ExitOK || !strings.Contains(sn.stdout, "Scan report for "+lk.B4.String()+"\nHost is up (syn-ack") ||
+		!strings.Contains(sn.stdout, "Scan report for "+lk.B6.String()+"\nHost is up (") ||
+		!strings.Contains(sn.stdout, "Not shown: 1 host down") || strings.Contains(sn.stdout, "PORT") {
+		t.Errorf("scan -sn: want two hosts up, one down, no ports:\n%v", sn)
+	}
+	if r := runChild(t, portolanIn(t, scanner, "scan", "-sn", lk.B4.String(), "-p", "22", "--no-store")); r.code != ExitUsage {
+		t.Errorf("scan -sn -p 22: %v; want exit %d", r, ExitUsage)
+	}
+
 	// nmap -sT with its default host discovery is the reference.
 	nmap := testenv.RequireCommand(t, "nmap")
 	for _, a := range []netip.Addr{lk.B4, lk.B6} {

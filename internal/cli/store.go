@@ -81,10 +81,12 @@ func scanMeta(si store.ScanInfo) output.ScanMeta {
 	}
 	// The scan's options hold -Pn: its hosts were all assumed up.
 	var opts struct {
-		NoHostDown bool `json:"no_host_down"`
+		NoHostDown bool   `json:"no_host_down"`
+		ScanType   string `json:"scan_type"`
 	}
 	if json.Unmarshal(si.Options, &opts) == nil {
 		m.AssumeUp = opts.NoHostDown
+		m.DiscoveryOnly = strings.EqualFold(opts.ScanType, "n")
 	}
 	switch si.Status {
 	case store.Interrupted, store.Failed:

@@ -67,6 +67,9 @@ type ScanMeta struct {
 	// ("user-set"), as nmap -Pn does, even one that never answered. Without
 	// it a host none of whose ports was open or closed is down.
 	AssumeUp bool `json:"assume_up,omitempty"`
+	// DiscoveryOnly is nmap's -sn: the results are hosts (port 0, open
+	// when up), not ports.
+	DiscoveryOnly bool `json:"discovery_only,omitempty"`
 	// Error says why the scan stopped early; empty means it completed.
 	Error string `json:"error,omitempty"`
 	// Verbose and Debugging are nmap's levels: Verbose shows more ports

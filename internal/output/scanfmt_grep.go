@@ -30,7 +30,7 @@ func writeScanGrepable(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 			status = "Down"
 		}
 		fmt.Fprintf(bw, "Host: %s ()\tStatus: %s\n", h.addr, status)
-		if len(h.shown) == 0 {
+		if len(h.shown) == 0 || meta.DiscoveryOnly {
 			continue
 		}
 		fmt.Fprintf(bw, "Host: %s ()\tPorts: ", h.addr)

@@ -52,6 +52,15 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 			title += " [host down: " + h.downWhy() + "]"
 		}
 		fmt.Fprintln(bw, Paint(title, Bold, color))
+		if meta.DiscoveryOnly {
+			r := h.results[0]
+			fmt.Fprintf(bw, "Host is up (%s", r.Reason)
+			if r.RTT > 0 {
+				fmt.Fprintf(bw, ", %s", formatRTT(r.RTT))
+			}
+			bw.WriteString(").\n")
+			continue
+		}
 		if len(h.hidden) > 0 {
 			var parts []string
 			for _, g := range h.hidden {

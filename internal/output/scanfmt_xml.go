@@ -165,6 +165,9 @@ func writeScanXML(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 	}
 
 	for _, proto := range ports.Protos() {
+		if meta.DiscoveryOnly {
+			break // no ports scanned, as nmap -sn writes no <scaninfo>
+		}
 		typ := tcpType
 		switch proto {
 		case portspec.UDP:
@@ -188,6 +191,9 @@ func writeScanXML(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 	last := meta.Start
 	for _, h := range hosts {
 		xh := xmlHostOf(h, hostStatus(meta, h))
+		if meta.DiscoveryOnly {
+			xh.Ports = xmlPorts{} // the results stand for hosts
+		}
 		if end := time.Unix(xh.EndTime, 0); xh.EndTime != 0 && end.After(last) {
 			last = end
 		}

@@ -91,6 +91,11 @@ type Scanner struct {
 	// Pinger, if set, adds an ICMP echo to host discovery (EchoProber).
 	// Nil means TCP discovery only.
 	Pinger Prober
+	// DiscoveryOnly runs host discovery and no port scan (nmap's -sn):
+	// each address of the space gets one Result with Port 0, Open with
+	// the reason of the first answer (the host is up) or Filtered with
+	// ReasonHostTimeout (down). Give the space one port per address.
+	DiscoveryOnly bool
 	// Seed orders the permutation. 0 means a random seed, reported in
 	// Summary.Seed; set one (NewSeed) before the run if it must be stored
 	// for a resume.
@@ -589,6 +594,21 @@ func (e *engine) nextSendable() *probe {
 			return nil
 		}
 		h := p.host
+		if e.s.DiscoveryOnly && p.kind == kindPort {
+			// The position stands for its host: discovery answers for it.
+			switch {
+			case h.down:
+				e.complete(p, e.result(p, Filtered, ReasonHostTimeout, 0))
+			case h.disc == discAlive:
+				e.complete(p, e.result(p, Open, "discovery", 0))
+			default:
+				h.waiting = append(h.waiting, p)
+				if h.disc == discNone {
+					e.discover(p.addr, h)
+				}
+			}
+			continue
+		}
 		if p.kind != kindPort {
 			if h.disc != discRunning {
 				e.releaseDisc(p) // discovery ended while it waited
@@ -811,7 +831,7 @@ func (e *engine) onReply(r Reply) {
 		if first {
 			e.shrinkEarly(h)
 		}
-		e.alive(h)
+		e.alive(h, r)
 	} else {
 		// An ICMP error is not the host answering: a dead host on a LAN
 		// says host-unreach through its router.
@@ -1002,7 +1022,7 @@ func (e *engine) onDiscReply(p *probe, r Reply) {
 	if h.disc == discRunning {
 		e.log.Debug("host up: discovery answered", "addr", p.addr, "port", p.port, "kind", p.kind, "reason", r.Reason)
 	}
-	e.alive(h)
+	e.alive(h, r)
 	e.releaseDisc(p)
 }
 
@@ -1021,7 +1041,7 @@ func (e *engine) discMiss(p *probe) {
 
 // alive ends h's discovery, if it runs, with the host up: the probes that
 // waited for it go on.
-func (e *engine) alive(h *host) {
+func (e *engine) alive(h *host, r Reply) {
 	if h.disc == discAlive {
 		return
 	}
@@ -1031,6 +1051,10 @@ func (e *engine) alive(h *host) {
 		return
 	}
 	for _, p := range h.waiting {
+		if e.s.DiscoveryOnly {
+			e.complete(p, e.result(p, Open, r.Reason, r.RTT))
+			continue
+		}
 		if p.attempts <= e.retriesFor(h) {
 			h.retried++
 			e.ready.pushBack(p)
@@ -1084,6 +1108,10 @@ func (e *engine) result(p *probe, st State, reason string, rtt time.Duration) Re
 	r := Result{
 		Addr: p.addr, Port: p.port, Proto: p.proto, State: st, Reason: reason,
 		RTT: rtt, Time: e.clock, Pos: p.pos,
+	}
+	if e.s.DiscoveryOnly {
+		r.Port = 0 // the host, not a port
+		return r
 	}
 	if e.s.ServiceName != nil {
 		r.Service = e.s.ServiceName(p.port, p.proto)
