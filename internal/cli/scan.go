@@ -51,8 +51,11 @@ type ScanOptions struct {
 	InitialTimeout time.Duration `json:"initial_timeout,omitempty"`
 	NoHostDown     bool          `json:"no_host_down,omitempty"`
 	Banner         bool          `json:"banner,omitempty"`
-	Seed           uint64        `json:"seed"`
-	Shard          string        `json:"shard,omitempty"`
+	// Names are the host names targets were given as, stored for the
+	// reports of show (a resume resolves the names again).
+	Names map[netip.Addr]string `json:"names,omitempty"`
+	Seed  uint64                `json:"seed"`
+	Shard string                `json:"shard,omitempty"`
 
 	ping string // -Pn arrives as -P with the value "n"
 	// The rest is this invocation's, not the recipe's.
@@ -488,6 +491,7 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if opts.Seed == 0 {
 		opts.Seed = scan.NewSeed()
 	}
+	opts.Names = p.hosts.Names()
 	if opts.DryRun {
 		return runDryScan(ctx, g, opts, p)
 	}
@@ -942,7 +946,7 @@ func (r *scanRun) render(ctx context.Context, o *scanOutput, sum scan.Summary, s
 	meta := output.ScanMeta{
 		Args: "portolan " + strings.Join(r.g.args, " "), Version: Version, Start: time.Now().Add(-sum.Elapsed), End: time.Now(),
 		ScanType: "connect", Ports: r.plan.ports, Hosts: int(min(r.plan.space.Hosts(), 1<<31-1)),
-		AssumeUp: r.opts.NoHostDown, DiscoveryOnly: r.opts.discoveryOnly(),
+		AssumeUp: r.opts.NoHostDown, DiscoveryOnly: r.opts.discoveryOnly(), Names: r.plan.hosts.Names(),
 	}
 	if status != store.Done {
 		meta.Error = fmt.Sprintf("scan %s at %.1f%%", status, sum.Percent)

@@ -29,11 +29,12 @@ func writeScanGrepable(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 		if !h.up(meta) {
 			status = "Down"
 		}
-		fmt.Fprintf(bw, "Host: %s ()\tStatus: %s\n", h.addr, status)
+		name := grepField(meta.Names[h.addr])
+		fmt.Fprintf(bw, "Host: %s (%s)\tStatus: %s\n", h.addr, name, status)
 		if len(h.shown) == 0 || meta.DiscoveryOnly {
 			continue
 		}
-		fmt.Fprintf(bw, "Host: %s ()\tPorts: ", h.addr)
+		fmt.Fprintf(bw, "Host: %s (%s)\tPorts: ", h.addr, name)
 		for i, r := range h.shown {
 			if i > 0 {
 				bw.WriteString(", ")

@@ -48,6 +48,9 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 		}
 		shown++
 		title := "Scan report for " + h.addr.String()
+		if name := meta.Names[h.addr]; name != "" {
+			title = "Scan report for " + name + " (" + h.addr.String() + ")"
+		}
 		if !h.up(meta) {
 			title += " [host down: " + h.downWhy() + "]"
 		}

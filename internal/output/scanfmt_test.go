@@ -523,3 +523,25 @@ func TestScanTableDownHosts(t *testing.T) {
 		t.Errorf("table:\n%s\nwant a line %q... and 245 more", out, want)
 	}
 }
+
+// TestScanNames: a target given by name keeps it in every format that has
+// a place for it, as nmap writes it.
+func TestScanNames(t *testing.T) {
+	a := netip.MustParseAddr("198.18.0.80")
+	rs := []scan.Result{{Addr: a, Port: 80, Proto: portspec.TCP, State: scan.Open, Reason: scan.ReasonSynAck, Service: "http"}}
+	meta := ScanMeta{Names: map[netip.Addr]string{a: "web.test"}}
+	for f, want := range map[ScanFormat]string{
+		FormatTable:    "Scan report for web.test (198.18.0.80)",
+		FormatGrepable: "Host: 198.18.0.80 (web.test)\tStatus: Up",
+		FormatXML:      `<hostname name="web.test" type="user"></hostname>`,
+		FormatJSON:     `"name": "web.test"`,
+	} {
+		var b bytes.Buffer
+		if err := WriteScan(&b, f, meta, rs, false); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("%s: want %q in\n%s", f, want, b.String())
+		}
+	}
+}

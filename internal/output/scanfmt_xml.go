@@ -30,14 +30,25 @@ type xmlLevel struct {
 }
 
 type xmlHost struct {
-	XMLName   xml.Name   `xml:"host"`
-	StartTime int64      `xml:"starttime,attr,omitempty"`
-	EndTime   int64      `xml:"endtime,attr,omitempty"`
-	Status    xmlState   `xml:"status"`
-	Address   xmlAddress `xml:"address"`
-	Hostnames struct{}   `xml:"hostnames"` // always there, empty: we do no reverse lookups
-	Ports     xmlPorts   `xml:"ports"`
-	Times     *xmlTimes  `xml:"times"`
+	XMLName   xml.Name     `xml:"host"`
+	StartTime int64        `xml:"starttime,attr,omitempty"`
+	EndTime   int64        `xml:"endtime,attr,omitempty"`
+	Status    xmlState     `xml:"status"`
+	Address   xmlAddress   `xml:"address"`
+	Hostnames xmlHostnames `xml:"hostnames"` // the name the target was given as; no reverse lookups
+	Ports     xmlPorts     `xml:"ports"`
+	Times     *xmlTimes    `xml:"times"`
+}
+
+type xmlHostnames struct {
+	Names []xmlHostname `xml:"hostname"`
+}
+
+// xmlHostname is a name of the host: type "user" for one given on the
+// command line, as nmap writes it.
+type xmlHostname struct {
+	Name string `xml:"name,attr"`
+	Type string `xml:"type,attr"`
 }
 
 // xmlState is both <status> of a host and <state> of a port.
@@ -191,6 +202,9 @@ func writeScanXML(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 	last := meta.Start
 	for _, h := range hosts {
 		xh := xmlHostOf(h, hostStatus(meta, h))
+		if name := meta.Names[h.addr]; name != "" {
+			xh.Hostnames.Names = []xmlHostname{{Name: name, Type: "user"}}
+		}
 		if meta.DiscoveryOnly {
 			xh.Ports = xmlPorts{} // the results stand for hosts
 		}
