@@ -246,6 +246,10 @@ type scanPlan struct {
 	ports    *portspec.Set
 	portText string
 	shard    scan.Shard
+	// proberName names the prober (scan.ProberByName); it is stored with
+	// the scan, and the XML's scan type.
+	proberName string
+	prober     scan.Prober
 }
 
 // plan parses targets and ports. Every error here is reported before a
@@ -265,8 +269,11 @@ func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error
 	default:
 		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want T, or n for host discovery only)", opts.ScanType))
 	}
-	p := &scanPlan{}
+	p := &scanPlan{proberName: "connect"}
 	var err error
+	if p.prober, err = scan.ProberByName(p.proberName); err != nil {
+		return nil, err
+	}
 	if opts.Shard != "" {
 		if p.shard, err = scan.ParseShard(opts.Shard); err != nil {
 			return nil, usageErr(fmt.Errorf("--shard: %w", err))
@@ -445,6 +452,7 @@ func (opts *ScanOptions) format(g *Globals) (output.ScanFormat, error) {
 
 func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
 	s := &scan.Scanner{
+		Prober:         p.prober,
 		Rate:           opts.Rate,
 		Window:         opts.Window,
 		Retries:        opts.Retries,
@@ -518,7 +526,7 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 		si := store.ScanInfo{
 			Started: time.Now(), Status: store.Running, Command: "portolan " + strings.Join(g.args, " "),
 			Version: Version, Targets: opts.targetsText(), Ports: p.portText, PortSet: p.ports,
-			Prober: "connect", Seed: opts.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
+			Prober: p.proberName, Seed: opts.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
 			Rate: int(opts.Rate), Hosts: p.space.Hosts(), Space: p.space.Size(), Options: recipe,
 		}
 		if si.ID, err = db.CreateScan(ctx, si); err != nil {
@@ -610,10 +618,9 @@ type scanRun struct {
 	info    store.ScanInfo
 	resumed bool
 
-	writer *storeWriter  // the store's side of the run, with a store
-	kept   []scan.Result // results for a format rendered at the end, without a store
-	counts store.Counts
-	up     map[netip.Addr]struct{}
+	writer *scan.SinkWriter // the store's side of the run, with a store
+	kept   []scan.Result    // results for a format rendered at the end, without a store
+	tally  scan.Tally
 	dbErr  error
 }
 
@@ -628,7 +635,6 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	for _, o := range dst {
 		batch = batch || o.stream == nil
 	}
-	r.up = map[netip.Addr]struct{}{}
 	if r.resumed {
 		if err := r.replay(ctx, dst); err != nil {
 			return err
@@ -640,7 +646,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	if r.db != nil {
-		r.writer = newStoreWriter(ctx, r.db, r.info.ID, stopRun)
+		r.writer = scan.NewSinkWriter(ctx, r.db.Sink(r.info.ID), stopRun)
 	}
 
 	s := opts.scanner(g, r.plan)
@@ -665,7 +671,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		}
 	}
 	s.OnResult = func(res scan.Result) {
-		r.count(res)
+		r.tally.Add(res)
 		if r.shown(res) {
 			if err := dst.write(res); err != nil && r.dbErr == nil {
 				r.dbErr = err
@@ -675,12 +681,12 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 			}
 		}
 		if r.writer != nil {
-			r.writer.add(res)
+			r.writer.Add(res)
 		}
 	}
 	s.OnCheckpoint = func(pos uint64) {
 		if r.writer != nil {
-			r.writer.checkpoint(pos, r.counts)
+			r.writer.Checkpoint(pos, r.tally.Totals)
 		}
 	}
 
@@ -697,11 +703,11 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		status = store.Failed
 	}
 	if r.db != nil {
-		r.writer.checkpoint(sum.Checkpoint, r.counts)
-		if err := r.writer.close(); err != nil && r.dbErr == nil {
+		r.writer.Checkpoint(sum.Checkpoint, r.tally.Totals)
+		if err := r.writer.Close(); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
-		if err := r.db.FinishScan(bg, r.info.ID, status, r.counts); err != nil && r.dbErr == nil {
+		if err := r.db.FinishScan(bg, r.info.ID, status, r.tally.Totals); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
 	}
@@ -746,7 +752,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		return fmt.Errorf("scan: %w", runErr)
 	}
 	if r.db != nil && output.IsTerminal(g.io.ErrOut) {
-		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.counts.Open, r.db.Path())
+		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.tally.Open, r.db.Path())
 	}
 	return nil
 }
@@ -775,7 +781,7 @@ func (r *scanRun) percent() float64 {
 	if hi == lo {
 		return 100
 	}
-	return 100 * float64(r.counts.Probes) / float64(hi-lo)
+	return 100 * float64(r.tally.Probes) / float64(hi-lo)
 }
 
 // shown reports whether res goes to the outputs (--open keeps open ports).
@@ -789,27 +795,6 @@ func (r *scanRun) filter() store.Filter {
 	return store.Filter{}
 }
 
-// count keeps the running totals the store records at each checkpoint.
-func (r *scanRun) count(res scan.Result) {
-	r.counts.Probes++
-	switch res.State {
-	case scan.Open:
-		r.counts.Open++
-	case scan.Closed:
-		r.counts.Closed++
-	case scan.Filtered:
-		r.counts.Filtered++
-	case scan.OpenFiltered:
-		r.counts.OpenFiltered++
-	}
-	if res.State == scan.Open || res.State == scan.Closed {
-		if _, ok := r.up[res.Addr]; !ok {
-			r.up[res.Addr] = struct{}{}
-			r.counts.HostsUp++
-		}
-	}
-}
-
 // replay takes in the results the earlier runs of a resumed scan stored
 // (those below its checkpoint): they count in the totals from the first
 // checkpoint on, and a stream prints them first, so the output of a resumed
@@ -819,7 +804,7 @@ func (r *scanRun) replay(ctx context.Context, dst scanOutputs) error {
 		if err != nil {
 			return err
 		}
-		r.count(res)
+		r.tally.Add(res)
 		if !r.shown(res) {
 			continue
 		}
@@ -828,106 +813,6 @@ func (r *scanRun) replay(ctx context.Context, dst scanOutputs) error {
 		}
 	}
 	return nil
-}
-
-// storeBatch is how many results are written to the store at once, and
-// storeQueue how many batches may wait for the writer before the engine
-// waits too (memory stays bounded when the disk is slow).
-const (
-	storeBatch = 4096
-	storeQueue = 4
-)
-
-// storeWriter writes results and checkpoints to the store from a goroutine
-// of its own, so SQLite never holds up the engine's goroutine, which calls
-// OnResult and OnCheckpoint: storing every result took as long as the whole
-// scan of 65535 loopback ports. Batches are written in the order they are
-// handed over, so a checkpoint is written only after every result handed
-// over before it (all those below its position) is committed, and a resume
-// from it loses nothing. add and checkpoint are called from one goroutine.
-type storeWriter struct {
-	db      *store.Store
-	id      int64
-	pending []scan.Result // the batch being filled
-	jobs    chan storeJob
-	free    chan []scan.Result // written batches, for reuse
-	done    chan struct{}
-	failed  func() // called on the first error
-	err     error  // the first error; read after done is closed
-}
-
-// storeJob is a batch of results, then optionally a checkpoint.
-type storeJob struct {
-	results    []scan.Result
-	checkpoint bool
-	pos        uint64
-	counts     store.Counts
-}
-
-func newStoreWriter(ctx context.Context, db *store.Store, id int64, failed func()) *storeWriter {
-	w := &storeWriter{db: db, id: id, failed: failed, done: make(chan struct{}),
-		jobs: make(chan storeJob, storeQueue), free: make(chan []scan.Result, storeQueue+2)}
-	// Writes finish even after Ctrl-C: partial results are saved.
-	go w.run(context.WithoutCancel(ctx))
-	return w
-}
-
-func (w *storeWriter) run(ctx context.Context) {
-	defer close(w.done)
-	for j := range w.jobs {
-		if w.err == nil {
-			err := w.db.AddResults(ctx, w.id, j.results)
-			if err == nil && j.checkpoint {
-				err = w.db.Checkpoint(ctx, w.id, j.pos, j.counts)
-			}
-			if err != nil {
-				w.err = err
-				w.failed()
-			}
-		}
-		if j.results != nil {
-			select {
-			case w.free <- j.results[:0]:
-			default:
-			}
-		}
-	}
-}
-
-// add queues one result.
-func (w *storeWriter) add(res scan.Result) {
-	if w.pending == nil {
-		select {
-		case w.pending = <-w.free:
-		default:
-			w.pending = make([]scan.Result, 0, storeBatch)
-		}
-	}
-	w.pending = append(w.pending, res)
-	if len(w.pending) >= storeBatch {
-		w.send(storeJob{})
-	}
-}
-
-// checkpoint queues the results so far, then the checkpoint pos with the
-// totals c.
-func (w *storeWriter) checkpoint(pos uint64, c store.Counts) {
-	w.send(storeJob{checkpoint: true, pos: pos, counts: c})
-}
-
-func (w *storeWriter) send(j storeJob) {
-	j.results, w.pending = w.pending, nil
-	w.jobs <- j
-}
-
-// close writes what is queued and returns the first error.
-func (w *storeWriter) close() error {
-	if w.pending != nil {
-		w.send(storeJob{})
-	}
-	close(w.jobs)
-	<-w.done
-	return w.err
 }
 
 // render writes a format that needs every result at once: from the store
@@ -945,7 +830,7 @@ func (r *scanRun) render(ctx context.Context, o *scanOutput, sum scan.Summary, s
 	}
 	meta := output.ScanMeta{
 		Args: "portolan " + strings.Join(r.g.args, " "), Version: Version, Start: time.Now().Add(-sum.Elapsed), End: time.Now(),
-		ScanType: "connect", Ports: r.plan.ports, Hosts: int(min(r.plan.space.Hosts(), 1<<31-1)),
+		ScanType: r.plan.proberName, Ports: r.plan.ports, Hosts: int(min(r.plan.space.Hosts(), 1<<31-1)),
 		AssumeUp: r.opts.NoHostDown, DiscoveryOnly: r.opts.discoveryOnly(), Names: r.plan.hosts.Names(),
 	}
 	if status != store.Done {

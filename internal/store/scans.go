@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"portolan/internal/portspec"
+	"portolan/internal/scan"
 )
 
 // Status is where a scan is in its life.
@@ -31,15 +32,9 @@ func (s Status) valid() bool {
 	return false
 }
 
-// Counts are the running totals of a scan.
-type Counts struct {
-	Probes       uint64 `json:"probes"` // ports with a verdict
-	Open         uint64 `json:"open"`
-	Closed       uint64 `json:"closed"`
-	Filtered     uint64 `json:"filtered"`
-	OpenFiltered uint64 `json:"open_filtered"`
-	HostsUp      uint64 `json:"hosts_up"` // addresses that answered at least once
-}
+// Counts are the running totals of a scan (scan.Totals, which the scan
+// package keeps and hands to its Sink).
+type Counts = scan.Totals
 
 // ScanInfo describes one scan: what was asked, how far it got, what it found.
 // Zero fields mean "not given"; CreateScan fills Started and Status.
@@ -329,4 +324,21 @@ func nanos(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
+}
+
+// Sink returns scan id of the store as a scan.Sink: results and checkpoints
+// of a run go through it (scan.SinkWriter batches them).
+func (s *Store) Sink(id int64) scan.Sink { return scanSink{s, id} }
+
+type scanSink struct {
+	s  *Store
+	id int64
+}
+
+func (k scanSink) AddResults(ctx context.Context, rs []scan.Result) error {
+	return k.s.AddResults(ctx, k.id, rs)
+}
+
+func (k scanSink) Checkpoint(ctx context.Context, pos uint64, t scan.Totals) error {
+	return k.s.Checkpoint(ctx, k.id, pos, t)
 }
