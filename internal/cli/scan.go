@@ -659,8 +659,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	}
 	statsOut := output.NewJSONL(g.io.ErrOut)
 	s.OnStats = func(st scan.Stats) {
-		prog.Update("scan %5.1f%%  %d/%d ports  %.0f probes/s  %d open  ETA %s",
-			st.Percent, st.Done, st.Total, st.Rate, st.Open, st.ETA.Round(time.Second))
+		prog.Update("%s", progressLine(st))
 		if opts.StatsEvery > 0 && time.Since(lastStats) >= opts.StatsEvery {
 			lastStats = time.Now()
 			prog.Done()
@@ -755,6 +754,18 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.tally.Open, r.db.Path())
 	}
 	return nil
+}
+
+// progressLine is the terminal's progress line. Besides the ports done it
+// says what the scan waits for: probes in flight (silent hosts finish
+// nothing until their timeouts) and banners being read (the ports are all
+// probed, the last results wait for them).
+func progressLine(st scan.Stats) string {
+	line := fmt.Sprintf("scan %5.1f%%  %d/%d ports  %.0f probes/s  %d open  %d in flight", st.Percent, st.Done, st.Total, st.Rate, st.Open, st.InFlight)
+	if st.Banners > 0 {
+		line += fmt.Sprintf("  reading %d banners", st.Banners)
+	}
+	return line + "  ETA " + st.ETA.Round(time.Second).String()
 }
 
 // discoveryPortsText lists host discovery's TCP ports: "80,443,22,...".

@@ -125,7 +125,7 @@ func TestScanProgressOnTerminal(t *testing.T) {
 	if r.code != ExitOK {
 		t.Fatalf("scan: exit %d\nterminal:\n%q", r.code, shown)
 	}
-	for _, want := range []string{"\rscan ", "% ", fmt.Sprintf("/%d ports", ports), "probes/s", " open  ETA ",
+	for _, want := range []string{"\rscan ", "% ", fmt.Sprintf("/%d ports", ports), "probes/s", " in flight  ETA ",
 		fmt.Sprintf("scan 1: %d ports in ", ports), "1 open; stored in " + db} {
 		if !strings.Contains(shown, want) {
 			t.Errorf("terminal lacks %q:\n%q", want, shown)

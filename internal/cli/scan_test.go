@@ -683,3 +683,20 @@ func TestScanDryRunHugeSpace(t *testing.T) {
 		t.Errorf("dry run with Ctrl-C: exit %d; want %d", code, ExitInterrupted)
 	}
 }
+
+// TestProgressLine: the progress line says what a scan waits for, so it
+// does not look stuck at 0% while silent hosts time out, or at 99.9%
+// while banners are read.
+func TestProgressLine(t *testing.T) {
+	for _, tc := range []struct {
+		st   scan.Stats
+		want string
+	}{
+		{scan.Stats{Total: 1000, InFlight: 900}, "0/1000 ports  0 probes/s  0 open  900 in flight"},
+		{scan.Stats{Total: 1000, Done: 999, Percent: 99.9, Banners: 1}, "reading 1 banners"},
+	} {
+		if got := progressLine(tc.st); !strings.Contains(got, tc.want) {
+			t.Errorf("progressLine(%+v) = %q; want %q in it", tc.st, got, tc.want)
+		}
+	}
+}

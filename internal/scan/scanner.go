@@ -146,6 +146,7 @@ type Stats struct {
 	Answered uint64        `json:"answered"` // probes that got an answer
 	Open     uint64        `json:"open"`     // open ports found
 	InFlight int           `json:"in_flight"`
+	Banners  int           `json:"banners"` // open ports whose banner is being read or waits to be
 	Rate     float64       `json:"rate"`    // probes sent per second lately
 	Percent  float64       `json:"percent"` // Done as a share of Total, 0-100
 	// ETA is the time left at the current rate, counting the retries
@@ -1220,6 +1221,7 @@ func (e *engine) stats(now time.Time) Stats {
 	st := e.st
 	st.Elapsed = now.Sub(e.begin)
 	st.InFlight = len(e.timeouts)
+	st.Banners = e.banners + e.bannerQ.len()
 	if dt := now.Sub(e.rateMark.at).Seconds(); dt > 0 {
 		st.Rate = float64(st.Sent-e.rateMark.sent) / dt
 	}
