@@ -60,6 +60,11 @@ type ScanInfo struct {
 	Space      uint64          `json:"space"`          // addresses x ports
 	Options    json.RawMessage `json:"options,omitempty"`
 
+	// RunStarted is when the latest run began, for a resumed scan (zero:
+	// Started); Earlier is how long the runs before it took.
+	RunStarted time.Time     `json:"run_started,omitzero"`
+	Earlier    time.Duration `json:"earlier_ns,omitempty"`
+
 	Checkpoint   uint64    `json:"checkpoint"`            // positions of the permutation done
 	Checkpointed time.Time `json:"checkpointed,omitzero"` // when it was written
 	Counts       Counts    `json:"counts"`
@@ -77,16 +82,21 @@ func (si ScanInfo) MarshalJSON() ([]byte, error) {
 }
 
 // Duration returns how long the scan ran: until it finished, or until its
-// last checkpoint while it is running (or died without finishing).
+// last checkpoint while it is running (or died without finishing). The
+// runs of a resumed scan add up; the time between them does not count.
 func (si ScanInfo) Duration() time.Duration {
+	start := si.Started
+	if !si.RunStarted.IsZero() {
+		start = si.RunStarted
+	}
 	end := si.Finished
 	if end.IsZero() {
 		end = si.Checkpointed
 	}
-	if end.IsZero() || end.Before(si.Started) {
-		return 0
+	if end.IsZero() || end.Before(start) {
+		return si.Earlier
 	}
-	return end.Sub(si.Started)
+	return si.Earlier + end.Sub(start)
 }
 
 // CreateScan records a new running scan and returns its id. Started defaults
@@ -173,14 +183,17 @@ func (s *Store) ResumeScan(ctx context.Context, id int64) (ScanInfo, error) {
 	if err := trimGroups(ctx, tx, id, si.Checkpoint); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE scans SET status = 'running', finished = NULL, owner_pid = ?, owner_start = ? WHERE id = ?`,
-		me.pid, me.start, id); err != nil {
+	now := s.now()
+	earlier := si.Duration()
+	if _, err := tx.ExecContext(ctx, `UPDATE scans SET status = 'running', finished = NULL, owner_pid = ?, owner_start = ?,
+		run_started = ?, prior_ns = ? WHERE id = ?`,
+		me.pid, me.start, now.UnixNano(), int64(earlier), id); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
-	si.Status, si.Finished = Running, time.Time{}
+	si.Status, si.Finished, si.RunStarted, si.Earlier = Running, time.Time{}, now, earlier
 	return si, nil
 }
 
@@ -199,7 +212,7 @@ func (s *Store) update(ctx context.Context, op string, id int64, query string, a
 
 const scanColumns = `id, started, finished, status, command, version, targets, ports, port_set, prober, seed,
 	shard_index, shard_count, rate, hosts, space, options, checkpoint, checkpointed,
-	probes, open, closed, filtered, open_filtered, hosts_up`
+	probes, open, closed, filtered, open_filtered, hosts_up, run_started, prior_ns`
 
 // Scan returns scan id, or an error wrapping ErrNotFound.
 func (s *Store) Scan(ctx context.Context, id int64) (ScanInfo, error) {
@@ -268,14 +281,15 @@ func scanRow(r interface{ Scan(...any) error }) (ScanInfo, error) {
 	var (
 		si                                               ScanInfo
 		started                                          int64
-		finished, checkpointed                           sql.NullInt64
+		finished, checkpointed, runStarted               sql.NullInt64
+		prior                                            int64
 		status, portSet, options                         string
 		seed, hosts, space, checkpoint                   int64
 		probes, open, closed, filtered, openFilt, hostUp int64
 	)
 	err := r.Scan(&si.ID, &started, &finished, &status, &si.Command, &si.Version, &si.Targets, &si.Ports, &portSet,
 		&si.Prober, &seed, &si.ShardIndex, &si.ShardCount, &si.Rate, &hosts, &space, &options,
-		&checkpoint, &checkpointed, &probes, &open, &closed, &filtered, &openFilt, &hostUp)
+		&checkpoint, &checkpointed, &probes, &open, &closed, &filtered, &openFilt, &hostUp, &runStarted, &prior)
 	if err != nil {
 		return ScanInfo{}, err
 	}
@@ -286,6 +300,10 @@ func scanRow(r interface{ Scan(...any) error }) (ScanInfo, error) {
 	if checkpointed.Valid {
 		si.Checkpointed = fromNanos(checkpointed.Int64)
 	}
+	if runStarted.Valid {
+		si.RunStarted = fromNanos(runStarted.Int64)
+	}
+	si.Earlier = time.Duration(prior)
 	si.Status = Status(status)
 	if portSet != "" {
 		set, err := portspec.Parse(portSet)

@@ -356,6 +356,8 @@ func TestCheckpointResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	now = now.Add(time.Hour)
+	s.Now = func() time.Time { return now }
 	si, err := s.ResumeScan(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -363,8 +365,17 @@ func TestCheckpointResume(t *testing.T) {
 	if si.Checkpoint != 65000 || si.Status != Running || !si.Finished.IsZero() {
 		t.Errorf("ResumeScan = checkpoint %d, status %s, finished %v; want 65000, running, zero", si.Checkpoint, si.Status, si.Finished)
 	}
+	// The first run took 3 s; an hour passes before the resume, which
+	// runs 2 s: the scan took 5 s, not an hour.
+	if d := si.Duration(); d != 3*time.Second {
+		t.Errorf("Duration at the resume = %v; want the first run's 3s", d)
+	}
+	now = now.Add(2 * time.Second)
 	if err := s.FinishScan(ctx, id, Done, Counts{Probes: 65535}); err != nil {
 		t.Fatal(err)
+	}
+	if got, _ := s.Scan(ctx, id); got.Duration() != 5*time.Second {
+		t.Errorf("Duration of a scan resumed after an hour = %v; want its runs' 5s", got.Duration())
 	}
 	if _, err := s.ResumeScan(ctx, id); err == nil || !strings.Contains(err.Error(), "complete") {
 		t.Errorf("ResumeScan of a done scan = %v; want an error saying it is complete", err)
