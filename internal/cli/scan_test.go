@@ -28,6 +28,7 @@ import (
 	"portolan/internal/portspec"
 	"portolan/internal/scan"
 	"portolan/internal/store"
+	"portolan/internal/target"
 	"portolan/internal/testenv"
 )
 
@@ -698,5 +699,32 @@ func TestProgressLine(t *testing.T) {
 		if got := progressLine(tc.st); !strings.Contains(got, tc.want) {
 			t.Errorf("progressLine(%+v) = %q; want %q in it", tc.st, got, tc.want)
 		}
+	}
+}
+
+// TestScanHistoryTexts: history shows -p- as typed (not "-p -"), and a
+// resumed scan's interruption says how far the whole scan got, its earlier
+// runs included, not how far this run got through what was left.
+func TestScanHistoryTexts(t *testing.T) {
+	opts := &ScanOptions{Ports: "-"}
+	if _, text, err := opts.portSet(); err != nil || text != "-p-" {
+		t.Errorf("portSet(-p-) text %q, %v; want -p-", text, err)
+	}
+	hosts, err := target.Parse(t.Context(), []string{"198.18.0.0/30"}, nil, target.Options{IncludeReserved: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := &portspec.Set{}
+	for p := portspec.Port(1); p <= 250; p++ {
+		ports.Add(portspec.TCP, p)
+	}
+	space, err := target.NewSpace(hosts, ports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &scanRun{plan: &scanPlan{space: space, hosts: hosts, ports: ports}}
+	r.tally.Probes = 737 // 500 from the first run, 237 from this one
+	if got := r.percent(); got != 73.7 {
+		t.Errorf("percent with 737 of 1000 done = %v; want 73.7", got)
 	}
 }
