@@ -49,6 +49,7 @@ type ScanOptions struct {
 	MinTimeout     time.Duration `json:"min_timeout,omitempty"`
 	MaxTimeout     time.Duration `json:"max_timeout,omitempty"`
 	InitialTimeout time.Duration `json:"initial_timeout,omitempty"`
+	HostTimeout    time.Duration `json:"host_timeout,omitempty"`
 	NoHostDown     bool          `json:"no_host_down,omitempty"`
 	Banner         bool          `json:"banner,omitempty"`
 	// Names are the host names targets were given as, stored for the
@@ -168,6 +169,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.DurationVar(&opts.MinTimeout, "min-timeout", 0, "shortest wait for an answer, whatever the RTT says (0: default)")
 	f.DurationVar(&opts.MaxTimeout, "max-timeout", 0, "longest wait for an answer (0: default)")
 	f.DurationVar(&opts.InitialTimeout, "initial-timeout", 0, "wait before a host's RTT is known (0: default)")
+	f.DurationVar(&opts.HostTimeout, "host-timeout", 0, "give up on a host `D` after its first probe, as nmap's --host-timeout: its ports not probed by then are reported filtered (host-timeout) (0: no limit)")
 	f.BoolVar(&opts.NoHostDown, "no-host-down", false, "no host discovery: probe every port even of hosts that answer nothing (nmap's -Pn)")
 	f.StringVarP(&opts.ping, "ping", "P", "", "nmap's -Pn: the same as --no-host-down")
 	_ = f.MarkHidden("ping")
@@ -459,6 +461,7 @@ func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
 		MinTimeout:     opts.MinTimeout,
 		MaxTimeout:     opts.MaxTimeout,
 		InitialTimeout: opts.InitialTimeout,
+		HostTimeout:    opts.HostTimeout,
 		Seed:           opts.Seed,
 		Shard:          p.shard,
 		ServiceName:    registry.PortName, // no CSV parse: the scan starts sooner
@@ -482,8 +485,8 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if opts.Rate < 0 || opts.Window < 0 {
 		return usageErr(errors.New("--rate and --window must not be negative"))
 	}
-	if opts.MinTimeout < 0 || opts.MaxTimeout < 0 || opts.InitialTimeout < 0 {
-		return usageErr(errors.New("--min-timeout, --max-timeout and --initial-timeout must not be negative"))
+	if opts.MinTimeout < 0 || opts.MaxTimeout < 0 || opts.InitialTimeout < 0 || opts.HostTimeout < 0 {
+		return usageErr(errors.New("--min-timeout, --max-timeout, --initial-timeout and --host-timeout must not be negative"))
 	}
 	if opts.MaxTimeout > 0 && opts.MinTimeout > opts.MaxTimeout {
 		return usageErr(fmt.Errorf("--min-timeout %s is longer than --max-timeout %s", opts.MinTimeout, opts.MaxTimeout))

@@ -91,6 +91,11 @@ type Scanner struct {
 	// Pinger, if set, adds an ICMP echo to host discovery (EchoProber).
 	// Nil means TCP discovery only.
 	Pinger Prober
+	// HostTimeout gives up on a host this long after its first probe
+	// (nmap's --host-timeout): its ports not probed by then are reported
+	// filtered with ReasonHostTimeout, and nothing is sent to it again.
+	// 0 means no limit.
+	HostTimeout time.Duration
 	// DiscoveryOnly runs host discovery and no port scan (nmap's -sn):
 	// each address of the space gets one Result with Port 0, Open with
 	// the reason of the first answer (the host is up) or Filtered with
@@ -365,6 +370,12 @@ type host struct {
 	trickle      []*probe // unanswered after their retries: the check's outcome decides
 	trickling    bool     // a trickle probe is in flight
 	trickleSince time.Time
+	firstSent    time.Time // for Scanner.HostTimeout
+}
+
+// expired reports whether h has used up Scanner.HostTimeout.
+func (e *engine) expired(h *host) bool {
+	return e.s.HostTimeout > 0 && !h.firstSent.IsZero() && e.clock.Sub(h.firstSent) > e.s.HostTimeout
 }
 
 // rlState is where a host is in the check for rate-limited ICMP errors.
@@ -618,7 +629,7 @@ func (e *engine) nextSendable() *probe {
 			return p
 		}
 		switch {
-		case h.down:
+		case h.down || e.expired(h):
 			reason := ReasonHostTimeout
 			if p.attempts > 0 {
 				reason = ReasonNoResponse
@@ -723,6 +734,9 @@ func (e *engine) send(p *probe, now time.Time) error {
 			h.early = kept
 		}
 		h.early = append(h.early, earlyProbe{p, p.id})
+	}
+	if h.firstSent.IsZero() {
+		h.firstSent = now
 	}
 	e.st.Sent++
 	if p.attempts > 1 {
@@ -900,12 +914,12 @@ func (e *engine) onTimeout(p *probe) {
 		h.waiting = append(h.waiting, p) // discovery says whether to retry it
 		return
 	}
-	if p.attempts <= e.retriesFor(h) && !h.down {
+	if p.attempts <= e.retriesFor(h) && !h.down && !e.expired(h) {
 		h.retried++
 		e.ready.pushBack(p)
 		return
 	}
-	if h.closed > 0 && !h.down && h.rl != rlOver {
+	if h.closed > 0 && !h.down && !e.expired(h) && h.rl != rlOver {
 		p.trickle = true
 		if h.rl == rlNone {
 			h.rl = rlChecking
