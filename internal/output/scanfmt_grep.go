@@ -39,8 +39,13 @@ func writeScanGrepable(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 			if i > 0 {
 				bw.WriteString(", ")
 			}
-			// The version field holds what the port said (--banner).
-			fmt.Fprintf(bw, "%d/%s/%s//%s//%s/", r.Port, r.State, r.Proto, grepField(r.Service), grepField(r.Banner))
+			// The version field holds what the port said (--banner): the
+			// product and version when it names them, as nmap -sV.
+			version := r.Banner
+			if v := scan.ParseVersion(r.Service, r.Banner); v.Product != "" {
+				version = v.String()
+			}
+			fmt.Fprintf(bw, "%d/%s/%s//%s//%s/", r.Port, r.State, r.Proto, grepField(r.Service), grepField(version))
 		}
 		if len(h.hidden) > 0 {
 			g := h.hidden[0] // nmap names one, the most numerous

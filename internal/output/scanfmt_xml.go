@@ -90,9 +90,12 @@ type xmlPort struct {
 }
 
 type xmlService struct {
-	Name   string `xml:"name,attr"`
-	Method string `xml:"method,attr"`
-	Conf   int    `xml:"conf,attr"`
+	Name      string `xml:"name,attr"`
+	Product   string `xml:"product,attr,omitempty"`
+	Version   string `xml:"version,attr,omitempty"`
+	ExtraInfo string `xml:"extrainfo,attr,omitempty"`
+	Method    string `xml:"method,attr"`
+	Conf      int    `xml:"conf,attr"`
 }
 
 type xmlScript struct {
@@ -310,7 +313,8 @@ func xmlHostOf(h host, status xmlState) xmlHost {
 		case r.Banner != "":
 			// The port was talked to: its answer named the service, or
 			// did not contradict the table (nmap -sV's conf 10 and 3).
-			p.Service = &xmlService{Name: r.Service, Method: "probed", Conf: 10}
+			v := scan.ParseVersion(r.Service, r.Banner)
+			p.Service = &xmlService{Name: r.Service, Product: v.Product, Version: v.Version, ExtraInfo: v.Extra, Method: "probed", Conf: 10}
 		default:
 			p.Service = &xmlService{Name: r.Service, Method: "table", Conf: 3}
 		}

@@ -220,6 +220,8 @@ func identify(port uint16, got, sent []byte, inTLS bool) Banner {
 	switch {
 	case len(got) == 0:
 		b.Text = ""
+	case len(sent) > 0 && bytes.HasPrefix(sent, got):
+		b.Service = "echo" // it said back what it was sent
 	case strings.HasPrefix(s, "HTTP/"):
 		b.Service = "http"
 		if inTLS {

@@ -111,6 +111,7 @@ func TestGrab(t *testing.T) {
 		}), service: "redis", textHas: []string{"-ERR unknown command 'HEAD'"}},
 		{name: "memcached", ap: server(t, "", func(string) string { return "VERSION 1.6.21\r\n" }),
 			gr: &greeting{send: memcacheVer}, service: "memcached", textHas: []string{"VERSION 1.6.21"}},
+		{name: "echo says back what it was sent", ap: server(t, "", func(l string) string { return l }), service: "echo"},
 		{name: "silent service", ap: server(t, "", nil), textIsEmpty: true, timeout: 300 * time.Millisecond},
 		{name: "binary is escaped", ap: server(t, "\x00\x01hi\xff\n", nil), textHas: []string{`\x00\x01hi\xff`}},
 	}
