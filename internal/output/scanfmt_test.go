@@ -131,7 +131,7 @@ func TestWriteScanEmpty(t *testing.T) {
 	want := map[ScanFormat]string{
 		FormatTable:    "portolan done: 1 IP address (0 hosts up) scanned in 1.00 seconds\n",
 		FormatJSONL:    "",
-		FormatCSV:      "addr,port,proto,state,reason,rtt_ms,service,banner,time\n",
+		FormatCSV:      "addr,port,proto,state,reason,rtt_ms,service,banner,time,product,version,extrainfo\n",
 		FormatList:     "",
 		FormatGrepable: "# portolan unknown scan initiated Sat Mar 14 15:09:26 2026 as: \n# portolan done at Sat Mar 14 15:09:27 2026 -- 1 IP address (0 hosts up) scanned in 1.00 seconds\n",
 	}
