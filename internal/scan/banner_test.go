@@ -64,19 +64,7 @@ func TestGrab(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plainTLS.Close()
-	go func() {
-		for {
-			c, err := plainTLS.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.(*tls.Conn).Handshake()
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	go testenv.Serve(plainTLS, testenv.Drain) // reading makes the TLS handshake
 
 	tests := []struct {
 		name        string
