@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"math"
 	"net"
@@ -216,15 +215,29 @@ func (p *pool) rotate(live []*target) {
 // its own clients.
 func sortByScore(live []*target, client netip.Addr) {
 	a := client.Unmap().As16()
-	scores := make([]float64, len(live))
-	for i, t := range live {
-		h := fnv.New64a()
-		h.Write(a[:])
-		h.Write([]byte(t.addr))
+	var arr [8]float64
+	scores := arr[:0]
+	for _, t := range live {
+		// FNV-1a of the client's address and the target's: no
+		// allocation per connection.
+		h := uint64(14695981039346656037)
+		for _, b := range a {
+			h = (h ^ uint64(b)) * 1099511628211
+		}
+		for i := 0; i < len(t.addr); i++ {
+			h = (h ^ uint64(t.addr[i])) * 1099511628211
+		}
+		// Mixed (murmur3's finalizer), so that neighbouring client
+		// addresses score independently.
+		h ^= h >> 33
+		h *= 0xff51afd7ed558ccd
+		h ^= h >> 33
+		h *= 0xc4ceb9fe1a85ec53
+		h ^= h >> 33
 		// A uniform value in (0,1) from the hash, then weight / -ln(u):
 		// the largest wins with probability proportional to the weight.
-		u := (float64(h.Sum64()>>11) + 0.5) / (1 << 53)
-		scores[i] = float64(t.weight) / -math.Log(u)
+		u := (float64(h>>11) + 0.5) / (1 << 53)
+		scores = append(scores, float64(t.weight)/-math.Log(u))
 	}
 	// Few targets: insertion sort, keeping scores beside them.
 	for i := 1; i < len(live); i++ {
