@@ -173,6 +173,11 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 	st.total.Add(1)
 	tc.tgt = tgt
 	tgt.stats.active.Add(1)
+	defer func() {
+		if !relaying {
+			tgt.stats.active.Add(-1)
+		}
+	}()
 	if ka := rs.keepAlive(); ka.Enable {
 		setKeepAlive(c, ka)
 		setKeepAlive(up, ka)
@@ -206,7 +211,6 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 		if _, err := up.Write(hello); err != nil {
 			reset(c)
 			up.Close()
-			tgt.stats.active.Add(-1)
 			s.logConn(tc, slog.LevelWarn, 0, 0, "sni: write ClientHello: "+err.Error())
 			return
 		}
