@@ -5,17 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"portolan/internal/daemon"
 	"portolan/internal/forward"
 )
 
@@ -215,12 +213,14 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 	if g.JSON && !opts.logFormatSet {
 		opts.LogFormat = "json"
 	}
-	var h slog.Handler
-	lw := forward.NewLineWriter(g.io.ErrOut)
+	// Logging never holds up relaying: lines go through a bounded
+	// buffer, dropped and counted while stderr stalls.
+	lw := daemon.NewLogWriter(g.io.ErrOut, 0)
 	hopts := &slog.HandlerOptions{Level: slog.LevelInfo}
 	if g.Verbose >= 1 {
 		hopts.Level = slog.LevelDebug
 	}
+	var h slog.Handler
 	switch opts.LogFormat {
 	case "text":
 		h = slog.NewTextHandler(lw, hopts)
@@ -230,15 +230,19 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 		return usageErr(fmt.Errorf("--log-format %q: want text or json", opts.LogFormat))
 	}
 	log := slog.New(h)
+	lw.OnDrop = func(n uint64) { log.Warn("log lines dropped while the log sink stalled", "lines", n) }
+	lw.OnError = func(err error) {
+		// Said on the sink that failed, in case it comes back (a full
+		// disk); counted in the metrics either way.
+		log.Error("log sink: lines lost", "err", err)
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		lw.Close(fctx)
+	}()
 
-	// main cancels ctx on SIGINT and SIGTERM; this covers callers that don't.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// Catch SIGHUP before listening: its default action ends the process.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	srv := &forward.Server{Logger: log, LineWriter: lw, Loops: opts.Loops}
+	srv := &forward.Server{Logger: log, Loops: opts.Loops, DrainTimeout: opts.DrainTimeout}
 	if err := srv.Apply(ctx, rules); err != nil {
 		return fmt.Errorf("forward: %w", err)
 	}
@@ -247,48 +251,49 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 			"addr", srv.Addr(r.DisplayName()).String(), "targets", strings.Join(r.Targets, ","))
 	}
 	if opts.Metrics != "" {
-		ln, err := net.Listen("tcp", opts.Metrics)
+		reg := daemon.NewRegistry()
+		reg.MustRegister(srv, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "portolan_log_lines_dropped_total",
+			Help: "Log lines dropped because the log sink stalled or failed.",
+		}, func() float64 { return float64(lw.Dropped()) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "portolan_log_write_errors_total",
+			Help: "Writes to the log sink that failed (a closed pipe, a full disk).",
+		}, func() float64 { return float64(lw.Errors()) }))
+		mctx, stopMetrics := context.WithCancel(context.Background())
+		defer stopMetrics()
+		addr, err := daemon.ServeMetrics(mctx, opts.Metrics, reg, log)
 		if err != nil {
 			srv.Shutdown(context.Background())
-			return fmt.Errorf("metrics listen %s: %w", opts.Metrics, err)
+			return err
 		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-			srv.WriteMetrics(w)
-		})
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go hs.Serve(ln)
-		defer hs.Close()
-		log.Info("metrics", "addr", ln.Addr().String())
+		log.Info("metrics", "addr", addr.String())
 	}
 
-	for {
-		select {
-		case <-hup:
+	err = daemon.Run(ctx, daemon.Options{
+		Logger:       log,
+		DrainTimeout: opts.DrainTimeout,
+		Reload: func(ctx context.Context) error {
 			if opts.Config == "" {
-				log.Warn("reload: nothing to re-read without -c")
-				continue
+				return errors.New("nothing to re-read without -c")
 			}
 			rules, err := forwardRules(opts)
 			if err == nil {
 				err = srv.Apply(ctx, rules)
 			}
-			if err != nil {
-				log.Error("reload: keeping the running rules", "err", err)
-				continue
+			if err == nil {
+				log.Info("reloaded", "config", opts.Config, "rules", len(rules))
 			}
-			log.Info("reloaded", "config", opts.Config, "rules", len(rules))
-		case <-ctx.Done():
-			log.Info("draining", "timeout", opts.DrainTimeout.String())
-			dctx, cancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
-			defer cancel()
-			if err := srv.Shutdown(dctx); err != nil {
-				return fmt.Errorf("drain: connections still open after %s were closed", opts.DrainTimeout)
-			}
-			return nil
-		}
+			return err
+		},
+		Drain: srv.Shutdown,
+	})
+	switch {
+	case errors.Is(err, daemon.ErrDrainTimeout):
+		return fmt.Errorf("drain: connections still open after %s were closed", opts.DrainTimeout)
+	case err != nil:
+		return err
 	}
+	return nil
 }
 
 // writeForwardCheck reports validated rules: a summary line, or JSON.

@@ -111,7 +111,7 @@ func TestForwardSIGHUPReload(t *testing.T) {
 	// A broken file on reload keeps the running rules.
 	write("rules: [")
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	for end := time.Now().Add(15 * time.Second); !bytes.Contains([]byte(out.String()), []byte("keeping the running rules")); time.Sleep(20 * time.Millisecond) {
+	for end := time.Now().Add(15 * time.Second); !bytes.Contains([]byte(out.String()), []byte("keeping the running configuration")); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatalf("no reload error logged:\n%s", out.String())
 		}
@@ -120,9 +120,12 @@ func TestForwardSIGHUPReload(t *testing.T) {
 
 	wants := []string{
 		"# TYPE portolan_forward_connections_total counter",
-		`portolan_forward_connections_total{rule="a",proto="tcp"} 2`,
-		`portolan_forward_connections_active{rule="a",proto="tcp"} 1`,
-		`portolan_forward_connections_total{rule="b",proto="tcp"} 1`,
+		"process_open_fds ",
+		"go_goroutines ",
+		"portolan_log_lines_dropped_total 0",
+		`portolan_forward_connections_total{proto="tcp",rule="a"} 2`,
+		`portolan_forward_connections_active{proto="tcp",rule="a"} 1`,
+		`portolan_forward_connections_total{proto="tcp",rule="b"} 1`,
 	}
 	var body []byte
 	// Closed connections leave the active gauge a moment after the client sees EOF.

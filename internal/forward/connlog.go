@@ -2,7 +2,6 @@ package forward
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -15,8 +14,9 @@ import (
 // formatting and writing a line took a short connection's event loop
 // about 8 us, on the path of the next connection. A line keeps the time
 // its connection ended. The queue is bounded: beyond maxQueuedLines a
-// relay writes its line itself, so a slow log sink slows relaying rather
-// than growing memory, and no line is lost.
+// relay writes its line itself. Under the logger, a writer that never
+// waits for a slow sink (daemon.LogWriter, as the CLI uses) keeps a
+// stalled log from holding up the relay.
 type connLog struct {
 	mu      sync.Mutex
 	recs    []connRecord
@@ -35,8 +35,7 @@ type connRecord struct {
 	client         netip.AddrPort
 	target, reason string
 	up, down       int64
-	out            *LineWriter // under logger's handler, or nil
-	sni            string      // server name of an SNI-routed connection
+	sni            string // server name of an SNI-routed connection
 }
 
 const (
@@ -97,12 +96,6 @@ func (q *connLog) flush() {
 // writeAll writes recs and keeps the slice for the next batch. The
 // caller holds q.write.
 func (q *connLog) writeAll(recs []connRecord) {
-	if len(recs) > 0 && recs[0].out != nil {
-		// One server's records: one writer, one write for the batch.
-		out := recs[0].out
-		out.hold()
-		defer out.release()
-	}
 	for i := range recs {
 		recs[i].writeLine()
 		recs[i] = connRecord{} // let go of the logger and strings
@@ -142,63 +135,6 @@ func (s *Server) logConnLineSNI(rs *ruleState, proto string, level slog.Level, c
 	s.lines.add(connRecord{
 		logger: l, level: level, end: end, dur: end.Sub(start),
 		rule: rs.name, proto: proto, client: client, target: target, reason: reason,
-		up: up, down: down, out: s.LineWriter, sni: sni,
+		up: up, down: down, sni: sni,
 	})
-}
-
-// LineWriter is an io.Writer to put under a Server's Logger handler (see
-// Server.LineWriter): it holds the lines of a batch of finished
-// connections and writes them with one call, which for a log file costs
-// about as much as one line did. At other times it writes through.
-type LineWriter struct {
-	mu      sync.Mutex
-	w       io.Writer
-	buf     []byte
-	holding bool
-}
-
-// maxHeldBytes bounds what a batch holds before it writes.
-const maxHeldBytes = 64 << 10
-
-// NewLineWriter returns a LineWriter writing to w.
-func NewLineWriter(w io.Writer) *LineWriter { return &LineWriter{w: w} }
-
-func (lw *LineWriter) Write(p []byte) (int, error) {
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	if !lw.holding {
-		return lw.w.Write(p)
-	}
-	lw.buf = append(lw.buf, p...)
-	if len(lw.buf) >= maxHeldBytes {
-		if err := lw.flushLocked(); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
-}
-
-func (lw *LineWriter) hold() {
-	lw.mu.Lock()
-	lw.holding = true
-	lw.mu.Unlock()
-}
-
-// release writes what was held and writes through again. A write error
-// is dropped, as the handler's own would be: the lines are lost, the
-// relay is not.
-func (lw *LineWriter) release() {
-	lw.mu.Lock()
-	lw.holding = false
-	lw.flushLocked()
-	lw.mu.Unlock()
-}
-
-func (lw *LineWriter) flushLocked() error {
-	if len(lw.buf) == 0 {
-		return nil
-	}
-	_, err := lw.w.Write(lw.buf)
-	lw.buf = lw.buf[:0]
-	return err
 }

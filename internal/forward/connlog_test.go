@@ -1,11 +1,8 @@
 package forward
 
 import (
-	"bytes"
-	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,54 +64,5 @@ func TestShutdownWritesEveryLine(t *testing.T) {
 	}
 	if got := len(lb.lines()); got != n {
 		t.Fatalf("%d log lines when Shutdown returned; want %d", got, n)
-	}
-}
-
-// writeCounter records each write it gets.
-type writeCounter struct {
-	mu     sync.Mutex
-	writes [][]byte
-}
-
-func (w *writeCounter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.writes = append(w.writes, append([]byte(nil), p...))
-	return len(p), nil
-}
-
-// A batch of connection lines goes out in one write (or a few, past
-// maxHeldBytes), every line whole and in order; other lines write through
-// at once.
-func TestLineWriterWritesABatchAtOnce(t *testing.T) {
-	for _, n := range []int{1, 50, 2000} {
-		wc := &writeCounter{}
-		lw := NewLineWriter(wc)
-		logger := slog.New(slog.NewTextHandler(lw, nil))
-		var q connLog
-		for i := range n {
-			q.add(connRecord{logger: logger, level: slog.LevelInfo, rule: "r", proto: "tcp",
-				client: netip.MustParseAddrPort("198.18.0.1:40000"), target: "198.18.0.2:80",
-				reason: "eof", up: int64(i), out: lw})
-		}
-		q.flush()
-		all := bytes.Join(wc.writes, nil)
-		lines := strings.Split(strings.TrimSuffix(string(all), "\n"), "\n")
-		if len(lines) != n {
-			t.Fatalf("%d records: %d lines written", n, len(lines))
-		}
-		for i, l := range lines {
-			if !strings.Contains(l, fmt.Sprintf(" bytes_to_target=%d ", i)) {
-				t.Fatalf("%d records: line %d is %q", n, i, l)
-			}
-		}
-		if want := len(all)/maxHeldBytes + 1; len(wc.writes) > want {
-			t.Errorf("%d records (%d bytes): %d writes; want at most %d", n, len(all), len(wc.writes), want)
-		}
-		before := len(wc.writes)
-		logger.Info("listening")
-		if len(wc.writes) != before+1 || !strings.Contains(string(wc.writes[before]), "msg=listening") {
-			t.Errorf("a line outside a batch was not written at once: %d writes after %d", len(wc.writes), before)
-		}
 	}
 }

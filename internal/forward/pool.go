@@ -13,15 +13,25 @@ import (
 
 // pool is a rule's targets with their health and the balancing cursor.
 type pool struct {
-	targets []*target
-	balance Balance
-	next    atomic.Uint32
+	targets     []*target
+	balance     Balance
+	next        atomic.Uint32
+	maxFails    int           // dial failures in a row that take a target out (0: never)
+	failTimeout time.Duration // how long it stays out
 }
 
 type target struct {
-	addr string
-	net  string      // "tcp" or "udp", for a port given by service name
-	down atomic.Bool // set by health checks only
+	addr  string
+	net   string      // "tcp" or "udp", for a port given by service name
+	down  atomic.Bool // set by health checks only
+	stats *targetStats
+
+	// Passive ejection, as nginx's max_fails and fail_timeout: after
+	// maxFails dial failures in a row a target is left out of the
+	// rotation until ejectedTil (unix nanoseconds), so that a dead or
+	// black-holed target stops costing clients a connect attempt each.
+	fails      atomic.Int32
+	ejectedTil atomic.Int64
 
 	// A target named by host name keeps its last resolved address, so
 	// that a listener's event loop never waits on DNS: the name is
@@ -46,10 +56,10 @@ const resolveTTL = 30 * time.Second
 // resolveTimeout bounds one lookup of a target's name.
 const resolveTimeout = 5 * time.Second
 
-func newPool(r *Rule) *pool {
-	p := &pool{balance: r.Balance}
+func newPool(r *Rule, st *ruleStats) *pool {
+	p := &pool{balance: r.Balance, maxFails: r.maxFails(), failTimeout: r.failTimeout()}
 	for _, a := range r.Targets {
-		t := &target{addr: a, net: r.Proto.String()}
+		t := &target{addr: a, net: r.Proto.String(), stats: st.target(a)}
 		if ap, err := netip.ParseAddrPort(a); err == nil {
 			t.ip = ap
 		} else {
@@ -122,54 +132,124 @@ func resolveHostPort(ctx context.Context, network, hostport string) (netip.AddrP
 // errNoHealthy is returned when health checks have marked every target down.
 var errNoHealthy = errors.New("no healthy target")
 
-// candidates returns the healthy targets in the order to try them.
+// candidates returns the targets to try, in order: round-robin rotates
+// over the live targets only (not over all of them, skipping the dead,
+// which gave the target after a dead one its share too). Targets taken
+// out passively are tried last, so that a client is not refused while
+// one might answer; targets a health check marked down are not tried.
 func (p *pool) candidates(buf []*target) []*target {
-	n := len(p.targets)
-	start := 0
-	if p.balance == RoundRobin && n > 1 {
-		start = int(p.next.Add(1)-1) % n
+	var now int64
+	live := 0
+	for _, t := range p.targets {
+		if t.available(&now) {
+			live++
+		}
 	}
-	for i := range n {
-		t := p.targets[(start+i)%n]
-		if !t.down.Load() {
-			buf = append(buf, t)
+	start := 0
+	if p.balance == RoundRobin && live > 1 {
+		start = int(p.next.Add(1)-1) % live
+	}
+	// The live targets from the start-th on, then those before it.
+	first := len(buf)
+	i := 0
+	for _, t := range p.targets {
+		if t.available(&now) {
+			if i >= start {
+				buf = append(buf, t)
+			}
+			i++
+		}
+	}
+	i = 0
+	for _, t := range p.targets {
+		if t.available(&now) {
+			if i < start {
+				buf = append(buf, t)
+			}
+			i++
+		}
+	}
+	if len(buf)-first < len(p.targets) {
+		for _, t := range p.targets {
+			if !t.down.Load() && !t.available(&now) {
+				buf = append(buf, t)
+			}
 		}
 	}
 	return buf
 }
 
-// dialEach calls dial with the address of each healthy target in turn
-// until one succeeds, and returns that target; on failure, the last one
-// tried and its error. It stops early when dial says so (stop).
-func (p *pool) dialEach(dial func(netip.AddrPort) (stop bool, err error)) (string, error) {
+// available says whether t is in the rotation: not marked down by a
+// health check, nor taken out after failures. now is read once, and only
+// when a target was taken out.
+func (t *target) available(now *int64) bool {
+	if t.down.Load() {
+		return false
+	}
+	til := t.ejectedTil.Load()
+	if til == 0 {
+		return true
+	}
+	if *now == 0 {
+		*now = time.Now().UnixNano()
+	}
+	return *now >= til
+}
+
+// dialed records the outcome of a connect to t: failures in a row take it
+// out for the pool's fail timeout; a success puts it back.
+func (p *pool) dialed(t *target, err error) {
+	if err == nil {
+		if t.fails.Load() != 0 {
+			t.fails.Store(0)
+			t.ejectedTil.Store(0)
+		}
+		t.stats.total.Add(1)
+		return
+	}
+	t.stats.dialErrs.Add(1)
+	if p.maxFails > 0 && int(t.fails.Add(1)) >= p.maxFails {
+		t.ejectedTil.Store(time.Now().Add(p.failTimeout).UnixNano())
+	}
+}
+
+// dialEach calls dial with the address of each candidate in turn until
+// one succeeds, and returns that target; on failure, the last one tried
+// and its error (t nil if none was). It stops early when dial says so
+// (stop).
+func (p *pool) dialEach(dial func(netip.AddrPort) (stop bool, err error)) (*target, error) {
 	var arr [8]*target
-	name, err := "", error(errNoHealthy)
+	var last *target
+	err := error(errNoHealthy)
 	for _, t := range p.candidates(arr[:0]) {
-		name = t.addr
+		last = t
 		ap, e := t.dialAddr()
 		stop := false
 		if e == nil {
 			stop, e = dial(ap)
+			if !stop {
+				p.dialed(t, e)
+			}
 		}
 		if err = e; err == nil || stop {
 			break
 		}
 	}
-	return name, err
+	return last, err
 }
 
 // dialTCP connects to the first candidate that answers.
-func (p *pool) dialTCP(ctx context.Context, d *net.Dialer) (*net.TCPConn, string, error) {
+func (p *pool) dialTCP(ctx context.Context, d *net.Dialer) (*net.TCPConn, *target, error) {
 	var c net.Conn
-	name, err := p.dialEach(func(ap netip.AddrPort) (bool, error) {
+	t, err := p.dialEach(func(ap netip.AddrPort) (bool, error) {
 		var err error
 		c, err = d.DialContext(ctx, "tcp", ap.String())
 		return ctx.Err() != nil, err
 	})
 	if err != nil {
-		return nil, name, err
+		return nil, t, err
 	}
-	return c.(*net.TCPConn), name, nil
+	return c.(*net.TCPConn), t, nil
 }
 
 // check runs active TCP connect checks every interval until ctx ends.
@@ -191,6 +271,11 @@ func (p *pool) check(ctx context.Context, rule string, interval, timeout time.Du
 				c.Close()
 			}
 			wasDown := t.down.Swap(err != nil)
+			if err == nil {
+				// Up by a check: back in the rotation at once.
+				t.fails.Store(0)
+				t.ejectedTil.Store(0)
+			}
 			switch {
 			case err != nil && !wasDown:
 				log.Warn("target down", "rule", rule, "target", t.addr, "err", err)

@@ -68,6 +68,8 @@ const (
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultUDPIdle        = 60 * time.Second
 	DefaultMaxSessions    = 10000
+	DefaultMaxFails       = 1
+	DefaultFailTimeout    = 10 * time.Second
 )
 
 // Rule is one listener and where its traffic goes. The zero value of each
@@ -94,6 +96,14 @@ type Rule struct {
 
 	Allow []netip.Prefix // if non-empty, only these clients
 	Deny  []netip.Prefix // never these clients (checked first)
+
+	// MaxFails is how many dial failures in a row take a target out of
+	// the rotation for FailTimeout (nginx's max_fails and fail_timeout):
+	// a dead or black-holed target then stops costing every client a
+	// connect attempt. A target is still tried when all are out. Zero:
+	// DefaultMaxFails; negative: never.
+	MaxFails    int
+	FailTimeout time.Duration // zero: DefaultFailTimeout
 
 	ProxyProtocol  int            // send a PROXY header to the target: 0 none, 1 or 2
 	TrustedProxies []netip.Prefix // accept a PROXY header (v1 or v2) from these peers and use its client address
@@ -149,6 +159,8 @@ func (r *Rule) Validate() error {
 		return errors.New("idle-timeout: must not be negative")
 	case r.MaxConns < 0:
 		return errors.New("max-conns: must not be negative")
+	case r.FailTimeout < 0:
+		return errors.New("fail-timeout: must not be negative")
 	case r.MaxConnsPerSource < 0:
 		return errors.New("max-conns-per-source: must not be negative")
 	case r.ProxyProtocol != 0 && r.ProxyProtocol != 1 && r.ProxyProtocol != 2:
@@ -201,6 +213,23 @@ func (r *Rule) trusts(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+func (r *Rule) maxFails() int {
+	switch {
+	case r.MaxFails < 0:
+		return 0
+	case r.MaxFails == 0:
+		return DefaultMaxFails
+	}
+	return r.MaxFails
+}
+
+func (r *Rule) failTimeout() time.Duration {
+	if r.FailTimeout > 0 {
+		return r.FailTimeout
+	}
+	return DefaultFailTimeout
 }
 
 func (r *Rule) connectTimeout() time.Duration {

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Server runs a set of rules. The zero value is ready: call Apply to start
@@ -20,11 +21,6 @@ type Server struct {
 	// client's. Nil: discard.
 	Logger *slog.Logger
 
-	// LineWriter, if set, is the writer under Logger's handler: the
-	// lines of finished connections then go out a batch per write
-	// rather than a write each.
-	LineWriter *LineWriter
-
 	// Loops is how many event loops serve each TCP listener on Linux
 	// (0 or 1: one). More use more cores for many busy connections; one
 	// is the cheapest for short connections (measured on 2 cores on
@@ -32,15 +28,22 @@ type Server struct {
 	// no more throughput). Read when a listener opens.
 	Loops int
 
+	// DrainTimeout bounds how long a UDP listener whose rule a reload
+	// removed keeps relaying for its live sessions (a chatty client
+	// would keep one open for ever); a rule added again meanwhile takes
+	// the port over at once. Zero: DefaultDrainTimeout.
+	DrainTimeout time.Duration
+
 	mu        sync.Mutex
 	listeners map[string]listener // by Rule.key
 	stats     map[string]*ruleStats
 	conns     map[*tcpConn]struct{}
-	loopMu    sync.Mutex           // guards loops; separate so a socket can close while mu is held
-	loops     map[stopper]struct{} // TCP event loops and UDP listeners, draining ones too
-	wg        sync.WaitGroup       // connections and UDP sessions
-	lines     connLog              // their log lines
-	handoffs  atomic.Int64         // PROXY headers being read (see maxPendingHeaders)
+	loopMu    sync.Mutex                  // guards loops; separate so a socket can close while mu is held
+	loops     map[stopper]struct{}        // TCP event loops and UDP listeners, draining ones too
+	wg        sync.WaitGroup              // connections and UDP sessions
+	lines     connLog                     // their log lines
+	handoffs  atomic.Int64                // PROXY headers being read (see maxPendingHeaders)
+	retiring  map[string]datagramListener // UDP listeners of removed rules, by Rule.key, until their sockets close
 	closed    bool
 }
 
@@ -61,6 +64,19 @@ func (s *Server) removeLoop(l stopper) {
 	s.loopMu.Lock()
 	defer s.loopMu.Unlock()
 	delete(s.loops, l)
+}
+
+// DefaultDrainTimeout is how long the live sessions of a removed UDP
+// rule go on being relayed (see Server.DrainTimeout).
+const DefaultDrainTimeout = 30 * time.Second
+
+// datagramListener is a UDP listener: there is no connection to wait for,
+// so Shutdown ends its sessions at once, and one whose rule was removed
+// ends them after the drain time.
+type datagramListener interface {
+	listener
+	stopper
+	done() <-chan struct{} // closed once the socket is
 }
 
 // listener is a TCP or UDP front socket.
@@ -136,6 +152,17 @@ func (s *Server) Apply(ctx context.Context, rules []Rule) error {
 		if _, ok := s.listeners[r.key()]; ok {
 			continue
 		}
+		if old := s.retiring[r.key()]; old != nil {
+			// A removed UDP rule comes back: its sessions end now and
+			// the new listener takes the port.
+			old.stop()
+			select {
+			case <-old.done():
+			case <-ctx.Done():
+				return fmt.Errorf("rule %s: listen %s: %w", r.DisplayName(), r.Listen, ctx.Err())
+			}
+			delete(s.retiring, r.key())
+		}
 		l, err := s.open(ctx, r)
 		if err != nil {
 			for _, o := range opened {
@@ -167,9 +194,40 @@ func (s *Server) Apply(ctx context.Context, rules []Rule) error {
 			l.state().cancel()
 			l.drain()
 			delete(s.listeners, k)
+			if d, ok := l.(datagramListener); ok {
+				s.retire(k, d)
+			}
 		}
 	}
 	return nil
+}
+
+// retire ends a removed UDP listener's sessions after the drain time,
+// unless they all ended before. s.mu is held.
+func (s *Server) retire(key string, d datagramListener) {
+	if s.retiring == nil {
+		s.retiring = map[string]datagramListener{}
+	}
+	s.retiring[key] = d
+	wait := s.DrainTimeout
+	if wait <= 0 {
+		wait = DefaultDrainTimeout
+	}
+	go func() {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-d.done():
+		case <-t.C:
+			d.stop()
+			<-d.done()
+		}
+		s.mu.Lock()
+		if s.retiring[key] == d {
+			delete(s.retiring, key)
+		}
+		s.mu.Unlock()
+	}()
 }
 
 func (s *Server) newState(r Rule) *ruleState {
@@ -180,11 +238,11 @@ func (s *Server) newState(r Rule) *ruleState {
 		s.stats[name] = st
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rs := &ruleState{Rule: r, name: name, stats: st, pool: newPool(&r), cancel: cancel}
+	rs := &ruleState{Rule: r, name: name, stats: st, pool: newPool(&r, st), cancel: cancel}
 	if r.HealthInterval > 0 && r.Proto == TCP {
 		go rs.pool.check(ctx, name, r.HealthInterval, r.connectTimeout(), s.logger())
 	}
-	rs.sni = newSNIRouter(ctx, &r, name, s.logger())
+	rs.sni = newSNIRouter(ctx, &r, name, st, s.logger())
 	return rs
 }
 
@@ -218,6 +276,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.state().cancel()
 		l.drain()
 		delete(s.listeners, k)
+		if d, ok := l.(datagramListener); ok {
+			// UDP has no connection to wait for: its sessions end now,
+			// each logged, rather than when idle.
+			d.stop()
+		}
+	}
+	for _, d := range s.retiring {
+		d.stop()
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})

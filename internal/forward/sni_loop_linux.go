@@ -17,6 +17,9 @@ import (
 // sent (connected puts them behind it in hdr). Rules that also accept
 // PROXY headers hand their trusted peers' connections to the goroutine
 // relay, which reads the header and then the hello (tcp.go, routeSNI).
+// The loop records dial outcomes through the rule's pool (pool.dialed):
+// a route's pool has the same passive-health settings, and the state is
+// the target's own.
 
 // helloRead is a connection's ClientHello while it is being read.
 type helloRead struct {

@@ -158,7 +158,7 @@ type sniRouter struct {
 
 // newSNIRouter makes the routes' pools (nil without routes) and starts
 // their health checks, which stop with ctx.
-func newSNIRouter(ctx context.Context, r *Rule, name string, log *slog.Logger) *sniRouter {
+func newSNIRouter(ctx context.Context, r *Rule, name string, st *ruleStats, log *slog.Logger) *sniRouter {
 	if len(r.SNI) == 0 || r.Proto != TCP {
 		return nil
 	}
@@ -168,8 +168,9 @@ func newSNIRouter(ctx context.Context, r *Rule, name string, log *slog.Logger) *
 		if err != nil {
 			continue // Validate ran before
 		}
-		sub := Rule{Proto: TCP, Targets: rt.Targets, Balance: r.Balance}
-		p := newPool(&sub)
+		sub := *r // balancing and passive health as the rule says
+		sub.Targets = rt.Targets
+		p := newPool(&sub, st)
 		if wild {
 			sr.wild[key] = p
 		} else {
@@ -180,6 +181,21 @@ func newSNIRouter(ctx context.Context, r *Rule, name string, log *slog.Logger) *
 		}
 	}
 	return sr
+}
+
+// pools returns the routes' pools (for their targets' metrics).
+func (sr *sniRouter) pools() []*pool {
+	if sr == nil {
+		return nil
+	}
+	out := make([]*pool, 0, len(sr.exact)+len(sr.wild))
+	for _, p := range sr.exact {
+		out = append(out, p)
+	}
+	for _, p := range sr.wild {
+		out = append(out, p)
+	}
+	return out
 }
 
 // route returns the pool for a server name, or nil when no pattern matches.

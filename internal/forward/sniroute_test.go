@@ -19,7 +19,7 @@ func TestSNIRouteChoosesByName(t *testing.T) {
 	if err := r.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	sr := newSNIRouter(context.Background(), &r, "t", slog.New(slog.DiscardHandler))
+	sr := newSNIRouter(context.Background(), &r, "t", &ruleStats{}, slog.New(slog.DiscardHandler))
 	for _, tc := range []struct{ name, want string }{
 		{"a.example", "198.18.0.1:443"},
 		{"z.example", "198.18.0.2:443"},

@@ -42,6 +42,7 @@ type tcpConn struct {
 	start      time.Time
 	clientAddr netip.AddrPort
 	target     string
+	tgt        *target // nil until connected
 
 	// The relay: two directions, the last one to end closes the
 	// connection and logs it, so neither waits for the other.
@@ -123,6 +124,7 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 		h, err := ReadProxyHeader(c)
 		c.SetReadDeadline(time.Time{})
 		if err != nil {
+			st.proxyErrs.Add(1)
 			reset(c)
 			s.logConn(tc, slog.LevelWarn, 0, 0, "proxy header: "+err.Error())
 			return
@@ -148,8 +150,6 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 			st.release(tc.clientAddr.Addr(), rs.MaxConnsPerSource > 0)
 		}
 	}()
-	st.total.Add(1)
-
 	pool := rs.pool
 	var hello []byte // read to find the SNI route: the target gets it first
 	if rs.sni != nil {
@@ -159,8 +159,10 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 		}
 	}
 	d := net.Dialer{Timeout: rs.connectTimeout(), KeepAlive: -1}
-	up, target, err := pool.dialTCP(context.Background(), &d)
-	tc.target = target
+	up, tgt, err := pool.dialTCP(context.Background(), &d)
+	if tgt != nil {
+		tc.target = tgt.addr
+	}
 	if err != nil {
 		st.dialErrs.Add(1)
 		reset(c)
@@ -168,6 +170,9 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 		return
 	}
 	st.observeDial(time.Since(tc.start))
+	st.total.Add(1)
+	tc.tgt = tgt
+	tgt.stats.active.Add(1)
 	if ka := rs.keepAlive(); ka.Enable {
 		setKeepAlive(c, ka)
 		setKeepAlive(up, ka)
@@ -201,21 +206,23 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 		if _, err := up.Write(hello); err != nil {
 			reset(c)
 			up.Close()
+			tgt.stats.active.Add(-1)
 			s.logConn(tc, slog.LevelWarn, 0, 0, "sni: write ClientHello: "+err.Error())
 			return
 		}
+		st.toTarget.Add(uint64(len(hello)))
 	}
 	relaying = true
 	tc.left.Store(2)
 	go s.pipeToTarget(tc)
-	n, err := pipe(c, up, rs.IdleTimeout, &tc.idleDown, &tc.idleUp)
+	n, err := pipe(c, up, rs.IdleTimeout, &tc.idleDown, &tc.idleUp, &st.toClient)
 	tc.toClient = n
 	s.endDirection(tc, c, err, "target")
 }
 
 // pipeToTarget relays the client's bytes to the target.
 func (s *Server) pipeToTarget(tc *tcpConn) {
-	n, err := pipe(tc.server, tc.client, tc.rs.IdleTimeout, &tc.idleUp, &tc.idleDown)
+	n, err := pipe(tc.server, tc.client, tc.rs.IdleTimeout, &tc.idleUp, &tc.idleDown, &tc.rs.stats.toTarget)
 	tc.toTarget = n
 	s.endDirection(tc, tc.server, err, "client")
 }
@@ -244,8 +251,7 @@ func (s *Server) endDirection(tc *tcpConn, dst *net.TCPConn, err error, from str
 	tc.client.Close()
 	tc.server.Close()
 	st := tc.rs.stats
-	st.toTarget.Add(uint64(tc.toTarget))
-	st.toClient.Add(uint64(tc.toClient))
+	tc.tgt.stats.active.Add(-1)
 	tc.end("eof")
 	s.logConn(tc, slog.LevelInfo, tc.toTarget, tc.toClient, tc.reason)
 	st.release(tc.clientAddr.Addr(), tc.rs.MaxConnsPerSource > 0)

@@ -69,6 +69,7 @@ type splicer struct {
 	more    bool // read returned after a chunk, not at EOF or an error
 	fromSrc func(fd uintptr) bool
 	toDst   func(fd uintptr) bool
+	count   *atomic.Uint64 // the rule's byte counter for this direction
 }
 
 func splice(from, to int, n int) (int, syscall.Errno) {
@@ -144,6 +145,7 @@ func (s *splicer) write(fd uintptr) bool {
 		}
 		s.p.n -= n
 		s.total += int64(n)
+		s.count.Add(uint64(n))
 	}
 	return true
 }
@@ -169,7 +171,7 @@ func (s *splicer) release() {
 // direction saw no bytes in its last full idle period; the connection is
 // idle when both did. A direction that reached EOF counts as idle from
 // then on.
-func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool) (int64, error) {
+func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool, count *atomic.Uint64) (int64, error) {
 	sc, err := src.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -178,7 +180,7 @@ func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool) (in
 	if err != nil {
 		return 0, err
 	}
-	s := &splicer{dst: dc, me: me}
+	s := &splicer{dst: dc, me: me, count: count}
 	s.fromSrc = s.read
 	s.toDst = s.write
 	defer s.release()

@@ -53,6 +53,7 @@ type tcpLoop struct {
 	again     []*loopConn            // stopped on their budget with more to move
 	toClose   []int                  // closed after the batch, so no stale event meets a reused number
 	nextSweep int64
+	nextFlush int64 // loop clock: when the live connections' bytes are next added to the rule's counters
 	lnKA      time.Duration
 	lnKASet   bool  // the listener's keep-alive timers are not the kernel's
 	pausedTil int64 // accept paused (out of descriptors) until then; 0: accepting
@@ -76,7 +77,8 @@ type loopConn struct {
 	ce, se    bool // client, target socket reported its peer's end (or an error)
 	cands     []*target
 	candBuf   [4]*target
-	next      int // next candidate to try
+	next      int     // next candidate to try
+	tgt       *target // the candidate being connected to, or connected
 	dialErr   error
 	deadline  int64 // loop clock: connect timeout
 	idle      int64
@@ -87,6 +89,7 @@ type loopConn struct {
 	target    string
 	dialed    netip.AddrPort // the address being connected to
 	hdr       []byte         // PROXY header bytes still to write
+	counted   [2]int64       // bytes up and down already added to the rule's counters
 
 	// SNI routes (sni_loop_linux.go): the ClientHello being read, then
 	// the bytes read, to go to the target after any PROXY header.
@@ -323,6 +326,9 @@ func (l *tcpLoop) loop() {
 		if now >= l.nextSweep {
 			l.sweep(now)
 		}
+		if now >= l.nextFlush {
+			l.flushBytes(now)
+		}
 		l.closeSockets()
 		if draining && len(l.live) == 0 {
 			l.exit(acks, l.closeLocked)
@@ -338,7 +344,31 @@ func (l *tcpLoop) nextTimer() int64 {
 	if l.pausedTil != 0 {
 		next = min(next, l.pausedTil)
 	}
+	if len(l.live) > 0 {
+		next = min(next, l.nextFlush)
+	}
 	return next
+}
+
+// bytesEvery is how often the bytes of live connections reach the
+// rule's counters, so that a long tunnel's traffic shows in the metrics
+// as it moves rather than when it ends.
+const bytesEvery = time.Second
+
+// flushBytes adds what the live connections moved since the last time to
+// the rule's counters.
+func (l *tcpLoop) flushBytes(now int64) {
+	for c := range l.live {
+		c.countBytes()
+	}
+	l.nextFlush = now + int64(bytesEvery)
+}
+
+func (c *loopConn) countBytes() {
+	st := c.rs.stats
+	st.toTarget.Add(uint64(c.up.n - c.counted[0]))
+	st.toClient.Add(uint64(c.down.n - c.counted[1]))
+	c.counted = [2]int64{c.up.n, c.down.n}
 }
 
 // closeSockets closes the sockets of the connections ended in this batch.
@@ -405,7 +435,6 @@ func (l *tcpLoop) accept(now int64) {
 		l.s.logLoopConn(c, slog.LevelWarn, "limit")
 		return
 	}
-	st.total.Add(1)
 	if rs.ProxyProtocol != 0 {
 		var lsa unix.RawSockaddrInet6
 		n := uint32(unix.SizeofSockaddrInet6)
@@ -479,9 +508,11 @@ func (l *tcpLoop) dial(c *loopConn, now int64) {
 		t := c.cands[c.next]
 		c.next++
 		c.target = t.addr
+		c.tgt = t
 		ap, err := t.dialAddr()
 		if err != nil {
 			c.dialErr = err
+			rs.pool.dialed(t, err)
 			continue
 		}
 		c.dialed = ap
@@ -499,6 +530,7 @@ func (l *tcpLoop) dial(c *loopConn, now int64) {
 		}
 		if err != nil {
 			c.dialErr = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+			rs.pool.dialed(t, err)
 			continue
 		}
 		c.sfd = fd
@@ -632,6 +664,7 @@ func (l *tcpLoop) connectFailed(c *loopConn, now int64, err error) {
 	c.sfd = -1
 	c.sr, c.sw, c.se = false, false, false
 	c.dialErr = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.dialed), Err: err}
+	c.rs.pool.dialed(c.tgt, err)
 	l.dial(c, now)
 }
 
@@ -639,6 +672,9 @@ func (l *tcpLoop) connected(c *loopConn, now int64) {
 	c.connected = true
 	rs := c.rs
 	rs.stats.observeDial(time.Since(c.start))
+	rs.stats.total.Add(1)
+	rs.pool.dialed(c.tgt, nil)
+	c.tgt.stats.active.Add(1)
 	c.last = now
 	c.idle = int64(rs.IdleTimeout)
 	if c.idle > 0 {
@@ -954,8 +990,10 @@ func (l *tcpLoop) finish(c *loopConn, level slog.Level, reason string, rst bool)
 	delete(l.live, c)
 	rs := c.rs
 	st := rs.stats
-	st.toTarget.Add(uint64(c.up.n))
-	st.toClient.Add(uint64(c.down.n))
+	c.countBytes()
+	if c.connected {
+		c.tgt.stats.active.Add(-1)
+	}
 	l.s.logLoopConn(c, level, reason)
 	st.release(c.client.Addr(), rs.MaxConnsPerSource > 0)
 	l.s.wg.Done()

@@ -20,9 +20,9 @@ const copyChunk = 1 << 20
 // whether each direction saw no bytes in its last full idle period; the
 // connection is idle when both did. A direction that reached EOF counts as
 // idle from then on.
-func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool) (int64, error) {
+func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool, count *atomic.Uint64) (int64, error) {
 	if idle <= 0 {
-		n, err := io.Copy(dst, src)
+		n, err := io.Copy(countingWriter{dst, count}, src)
 		me.Store(true)
 		return n, err
 	}
@@ -34,7 +34,7 @@ func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool) (in
 		// peer that stops reading just holds the connection (backpressure,
 		// bounded by the socket buffers) until the other side goes idle.
 		src.SetReadDeadline(dl)
-		n, err := io.CopyN(dst, src, copyChunk)
+		n, err := io.CopyN(countingWriter{dst, count}, src, copyChunk)
 		total += n
 		switch {
 		case err == nil:
@@ -56,6 +56,19 @@ func pipe(dst, src *net.TCPConn, idle time.Duration, me, other *atomic.Bool) (in
 			return total, err
 		}
 	}
+}
+
+// countingWriter adds what it writes to a rule's byte counter as it
+// goes, so that a long connection's bytes show in the metrics.
+type countingWriter struct {
+	w     io.Writer
+	count *atomic.Uint64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.count.Add(uint64(n))
+	return n, err
 }
 
 func closeWrite(c *net.TCPConn) { c.CloseWrite() }

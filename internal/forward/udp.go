@@ -33,12 +33,10 @@ func (rs *ruleState) udpIdle() time.Duration {
 	return DefaultUDPIdle
 }
 
-// endUDP releases a finished session's slot, adds its bytes to the rule's
-// totals and writes its log line.
+// endUDP releases a finished session's slot and writes its log line;
+// its bytes are in the rule's counters already.
 func (s *Server) endUDP(rs *ruleState, src netip.Addr, client netip.AddrPort, target string, toTarget, toClient int64, start time.Time, reason string) {
 	st := rs.stats
 	st.release(src, rs.MaxConnsPerSource > 0)
-	st.toTarget.Add(uint64(toTarget))
-	st.toClient.Add(uint64(toClient))
 	s.logConnLine(rs, "udp", slog.LevelInfo, unmapPort(client), target, toTarget, toClient, start, reason)
 }

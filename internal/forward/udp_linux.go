@@ -39,6 +39,7 @@ type udpListener struct {
 	sessions  map[netip.AddrPort]*udpSession
 	byFD      []*udpSession
 	nextSweep int64 // loop clock nanoseconds; check idle sessions from then
+	nextFlush int64 // loop clock: when the sessions' bytes are next added to the rule's counters (see bytesEvery)
 	events    [64]unix.EpollEvent
 	bufs      []byte
 	iovs      [udpBatch]unix.Iovec
@@ -47,9 +48,10 @@ type udpListener struct {
 	upIovs    [udpBatch]unix.Iovec // datagrams of one client on their way to its target
 	upMsgs    [udpBatch]unix.Mmsghdr
 	replies   replyBatch
-	turn      uint64      // turns of the loop so far
-	reads     readMode    // how the listener socket is read
-	last      *udpSession // the session of the last datagram from a client
+	turn      uint64        // turns of the loop so far
+	reads     readMode      // how the listener socket is read
+	last      *udpSession   // the session of the last datagram from a client
+	gone      chan struct{} // closed with the socket
 }
 
 // readMode picks how a socket is read: one datagram (recvfrom) or a batch
@@ -102,6 +104,8 @@ type udpSession struct {
 	toTarget int64
 	toClient int64
 	reads    readMode // how fd is read
+	counted  [2]int64 // bytes each way already added to the rule's counters
+	tgt      *target
 }
 
 func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
@@ -119,7 +123,7 @@ func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &udpListener{s: s, local: local, fd: fd, sessions: map[netip.AddrPort]*udpSession{}}
+	l := &udpListener{s: s, local: local, fd: fd, sessions: map[netip.AddrPort]*udpSession{}, gone: make(chan struct{})}
 	err = l.open(func(epfd int) error {
 		return unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
 	})
@@ -168,7 +172,11 @@ func (l *udpListener) closeLocked() {
 	unix.Close(l.fd)
 	l.closeCtlLocked()
 	l.s.removeLoop(l)
+	close(l.gone)
 }
+
+// done is closed once the listener's socket is.
+func (l *udpListener) done() <-chan struct{} { return l.gone }
 
 func (l *udpListener) serve() {
 	if !l.begin() {
@@ -215,7 +223,11 @@ func (l *udpListener) loop() {
 	draining := false
 	now := l.now()
 	for {
-		l.setTimer(l.nextSweep, now)
+		next := l.nextSweep
+		if len(l.sessions) > 0 {
+			next = min(next, l.nextFlush)
+		}
+		l.setTimer(next, now)
 		n, err := unix.EpollWait(l.epfd, l.events[:], -1)
 		if err != nil && err != unix.EINTR {
 			// Only a bug gets here (a bad descriptor): end cleanly
@@ -251,6 +263,12 @@ func (l *udpListener) loop() {
 		l.replies.flush(l.fd)
 		if now >= l.nextSweep {
 			l.sweep(now)
+		}
+		if now >= l.nextFlush {
+			for _, sess := range l.sessions {
+				sess.countBytes()
+			}
+			l.nextFlush = now + int64(bytesEvery)
 		}
 		if draining && len(l.sessions) == 0 {
 			l.exit(acks, l.closeLocked)
@@ -548,7 +566,7 @@ func (l *udpListener) newSession(from netip.AddrPort, name *unix.RawSockaddrInet
 		l.s.logger().Error("udp session", "rule", rs.name, "client", unmapPort(from).String(), "err", fmt.Errorf("epoll add: %w", err))
 		return nil
 	}
-	sess := &udpSession{rs: rs, client: from, src: src, name: *name, nameLen: nameLen, fd: fd, target: tgt,
+	sess := &udpSession{rs: rs, client: from, src: src, name: *name, nameLen: nameLen, fd: fd, target: tgt.addr, tgt: tgt,
 		start: time.Now(), idle: int64(rs.udpIdle()), last: now}
 	// Drain waits for the loop before Shutdown waits for the group, so
 	// this Add never races with that Wait.
@@ -560,6 +578,7 @@ func (l *udpListener) newSession(from netip.AddrPort, name *unix.RawSockaddrInet
 	l.byFD[fd] = sess
 	l.nextSweep = min(l.nextSweep, now+sess.idle)
 	rs.stats.total.Add(1)
+	tgt.stats.active.Add(1)
 	return sess
 }
 
@@ -603,6 +622,15 @@ func (l *udpListener) sweep(now int64) {
 	l.nextSweep = max(next, now+max(slack, int64(5*time.Millisecond)))
 }
 
+// countBytes adds what the session moved since the last time to its
+// rule's counters.
+func (sess *udpSession) countBytes() {
+	st := sess.rs.stats
+	st.toTarget.Add(uint64(sess.toTarget - sess.counted[0]))
+	st.toClient.Add(uint64(sess.toClient - sess.counted[1]))
+	sess.counted = [2]int64{sess.toTarget, sess.toClient}
+}
+
 func (l *udpListener) endAll(reason string) {
 	for _, sess := range l.sessions {
 		l.end(sess, reason)
@@ -616,6 +644,8 @@ func (l *udpListener) end(sess *udpSession, reason string) {
 	delete(l.sessions, sess.client)
 	l.byFD[sess.fd] = nil
 	unix.Close(sess.fd) // also leaves the epoll set
+	sess.countBytes()
+	sess.tgt.stats.active.Add(-1)
 	l.s.endUDP(sess.rs, sess.src, sess.client, sess.target, sess.toTarget, sess.toClient, sess.start, reason)
 	l.s.wg.Done()
 }

@@ -26,6 +26,7 @@ type udpListener struct {
 	sessions map[netip.AddrPort]*udpSession
 	draining bool
 	closed   bool
+	gone     chan struct{} // closed with the socket
 }
 
 type udpSession struct {
@@ -41,6 +42,7 @@ type udpSession struct {
 	toTarget atomic.Int64
 	toClient atomic.Int64
 	reason   atomic.Pointer[string]
+	tgt      *target
 }
 
 func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
@@ -49,7 +51,7 @@ func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &udpListener{s: s, pc: pc.(*net.UDPConn), sessions: map[netip.AddrPort]*udpSession{}}
+	l := &udpListener{s: s, pc: pc.(*net.UDPConn), sessions: map[netip.AddrPort]*udpSession{}, gone: make(chan struct{})}
 	s.addLoop(l)
 	return l, nil
 }
@@ -80,7 +82,11 @@ func (l *udpListener) close() {
 	l.mu.Unlock()
 	l.pc.Close()
 	l.s.removeLoop(l)
+	close(l.gone)
 }
+
+// done is closed once the listener's socket is.
+func (l *udpListener) done() <-chan struct{} { return l.gone }
 
 func (l *udpListener) serve() {
 	buf := make([]byte, 64<<10)
@@ -105,6 +111,7 @@ func (l *udpListener) serve() {
 		sess.last.Store(time.Now().UnixNano())
 		if _, err := sess.up.Write(buf[:n]); err == nil {
 			sess.toTarget.Add(int64(n))
+			sess.rs.stats.toTarget.Add(uint64(n))
 		}
 	}
 }
@@ -139,7 +146,7 @@ func (l *udpListener) newSession(from netip.AddrPort) *udpSession {
 		st.release(src, rs.MaxConnsPerSource > 0)
 		return nil
 	}
-	sess := &udpSession{l: l, rs: rs, client: from, src: src, up: up, raw: raw, target: tgt, start: time.Now()}
+	sess := &udpSession{l: l, rs: rs, client: from, src: src, up: up, raw: raw, target: tgt.addr, tgt: tgt, start: time.Now()}
 	sess.last.Store(sess.start.UnixNano())
 	l.s.mu.Lock()
 	if l.s.closed {
@@ -154,6 +161,7 @@ func (l *udpListener) newSession(from netip.AddrPort) *udpSession {
 	l.sessions[from] = sess
 	l.mu.Unlock()
 	st.total.Add(1)
+	tgt.stats.active.Add(1)
 	go sess.replies()
 	return sess
 }
@@ -166,6 +174,7 @@ func (s *udpSession) replies() {
 	send := func(b []byte) {
 		if _, err := pc.WriteToUDPAddrPort(b, s.client); err == nil {
 			s.toClient.Add(int64(len(b)))
+			s.rs.stats.toClient.Add(uint64(len(b)))
 		}
 	}
 	reason := "closed"
@@ -202,6 +211,7 @@ func (s *udpSession) end(reason string) {
 	last := l.draining && len(l.sessions) == 0
 	l.mu.Unlock()
 	s.up.Close()
+	s.tgt.stats.active.Add(-1)
 	l.s.endUDP(s.rs, s.src, s.client, s.target, s.toTarget.Load(), s.toClient.Load(), s.start, reason)
 	if last {
 		l.close()
