@@ -203,6 +203,18 @@ func TestSNIRoutesTLSConnections(t *testing.T) {
 			t.Errorf("log lines %q: %d; want %d (all: %v)", k, names[k], n, names)
 		}
 	}
+	// The routes' targets have their own series, with their state.
+	text := metricsText(t, s)
+	for _, tc := range []struct{ series, want string }{
+		{`portolan_forward_target_up{proto="tcp",rule="sni",target="` + a + `"}`, "1"},
+		{`portolan_forward_target_connections_total{proto="tcp",rule="sni",target="` + a + `"}`, "3"},
+		{`portolan_forward_target_connections_total{proto="tcp",rule="sni",target="` + w + `"}`, "1"},
+		{`portolan_forward_target_connections_total{proto="tcp",rule="sni",target="` + d + `"}`, "2"},
+	} {
+		if v := metricValue(t, text, tc.series); v != tc.want {
+			t.Errorf("%s = %s; want %s", tc.series, v, tc.want)
+		}
+	}
 }
 
 // TestSNIRejects: a rule without a default resets what it cannot route;
