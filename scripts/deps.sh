@@ -10,6 +10,7 @@ command -v nft >/dev/null      || need+=(nftables)
 command -v xmllint >/dev/null  || need+=(libxml2-utils)
 command -v lsof >/dev/null     || need+=(lsof)
 [ -f /usr/share/nmap/nmap.dtd ] || need+=(nmap-common)
+command -v nmap >/dev/null     || need+=(nmap)
 command -v ndiff >/dev/null    || need+=(ndiff)
 command -v python3 >/dev/null  || need+=(python3)
 

@@ -5,6 +5,9 @@
 #   one   a helper process holds about 20,000 loopback sockets (a listener on
 #         127.0.0.1:$PORT opened first, 100 more listeners, connected pairs)
 #   many  $PROCS processes hold $PER listeners each; the middle one holds $PORT
+#   netns $NETNS network namespaces; a process in one of them holds $PORT:
+#         who --all-netns against ip netns exec NS ss in a loop over them all;
+#         and ls -x (unix sockets) against ss -xp on the machine's own table
 #
 # Commands are timed interleaved by bench/sockets/cmp (round after round, each
 # command once, so a drifting machine load weighs on all alike), then with
@@ -23,7 +26,8 @@ PROCS=${PROCS:-1000}
 PER=${PER:-20}
 PORT=${PORT:-8080}
 HYPERFINE=${HYPERFINE:-1}
-SCENARIOS=${SCENARIOS:-"one many"}
+NETNS=${NETNS:-50}
+SCENARIOS=${SCENARIOS:-"one many netns"}
 
 say() { echo "run.sh: $*" >&2; }
 
@@ -41,8 +45,12 @@ fi
 
 work=$(mktemp -d)
 holder_pid=
+nsprefix=plb-$$-
 cleanup() {
 	if [ -n "$holder_pid" ]; then kill "$holder_pid" 2>/dev/null || true; wait "$holder_pid" 2>/dev/null || true; fi
+	for ns in $(ip netns list 2>/dev/null | awk -v p="$nsprefix" 'index($1, p) == 1 {print $1}'); do
+		ip netns delete "$ns" 2>/dev/null || true
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -53,10 +61,12 @@ go build -o "$work/holder" ./bench/sockets/holder
 go build -o "$work/cmp" ./bench/sockets/cmp
 P="$work/portolan"
 
-# hold SCENARIO ARGS...: start the holder and wait until its sockets are in place.
+# hold [ip netns exec NS] ARGS...: start the holder and wait until its sockets are in place.
 hold() {
 	rm -f "$work/ready"
-	"$work/holder" "$@" -port "$PORT" -ready "$work/ready" -max 30m 2>"$work/holder.log" &
+	local pre=()
+	if [ "$1" = ip ]; then pre=("$1" "$2" "$3" "$4"); shift 4; fi
+	"${pre[@]}" "$work/holder" "$@" -port "$PORT" -ready "$work/ready" -max 30m 2>"$work/holder.log" &
 	holder_pid=$!
 	for _ in $(seq 1 600); do
 		[ -s "$work/ready" ] && return 0
@@ -106,6 +116,31 @@ for sc in $SCENARIOS; do
 		echo; echo "### $PROCS processes with $PER listeners each"; echo
 		echo "$(sed 's/^ready //' "$work/ready"). Socket table: $(ss -s | sed -n 2p)."
 		;;
+	netns)
+		# Namespaces made here are deleted on exit; none is touched by ip
+		# netns exec but the ones this script made.
+		for i in $(seq 1 "$NETNS"); do
+			ip netns add "$nsprefix$i"
+			ip -n "$nsprefix$i" link set lo up
+		done
+		mid=$(( (NETNS + 1) / 2 ))
+		hold ip netns exec "$nsprefix$mid" -mode many -procs 1 -per 20
+		printf '#!/usr/bin/env bash\nfor ns in $(ip netns list | awk '"'"'index($1, "%s") == 1 {print $1}'"'"'); do ip netns exec "$ns" ss -Htnp state listening sport = :%s; done\n' "$nsprefix" "$PORT" >"$work/ss-netns.sh"
+		echo; echo "### $NETNS network namespaces, a holder of $PORT in one"; echo
+		echo "Namespace $nsprefix$mid: $(sed 's/^ready //' "$work/ready"). Unix sockets on the machine: $(ss -xa | tail -n +2 | wc -l)."
+		owner=$("$P" who "$PORT/tcp" --all-netns --json | grep -m1 '"pid"' | tr -dc 0-9)
+		ss_pid=$(ip netns exec "$nsprefix$mid" ss -Htnp state listening "sport = :$PORT" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+		echo "Holder of $PORT/tcp: portolan $owner, ss $ss_pid."
+		if [ -z "$owner" ] || [ "$owner" != "$ss_pid" ]; then say "portolan and ss disagree on the holder of $PORT"; exit 1; fi
+		compare "who --all-netns $PORT: target portolan at least 5x faster than ip netns exec NS ss over every namespace" 5 \
+			"$P who $PORT/tcp --all-netns" \
+			"bash $work/ss-netns.sh"
+		compare "ls -x -a (unix sockets with owners) against ss -xap" 1 \
+			"$P ls -x -a" \
+			"ss -xap"
+		unhold
+		continue
+		;;
 	*) say "unknown scenario $sc"; exit 1 ;;
 	esac
 	# Check that every tool finds the holder before timing it.
@@ -116,11 +151,14 @@ for sc in $SCENARIOS; do
 	echo "Holder of $PORT/tcp: portolan $owner, ss $ss_pid, lsof $lsof_pid, fuser $fuser_pid."
 	if [ -z "$owner" ] || [ "$owner" != "$ss_pid" ]; then say "portolan and ss disagree on the holder of $PORT"; exit 1; fi
 
-	compare "who $PORT: target portolan at least 5x faster than ss" 5 \
+	compare "who $PORT (every holder, as ss, lsof and fuser): target portolan at least 5x faster than ss" 5 \
 		"$P who $PORT" \
 		"ss -Htnp state listening sport = :$PORT" \
 		"lsof -nP -iTCP:$PORT -sTCP:LISTEN" \
 		"fuser -n tcp $PORT"
+	compare "who $PORT --first (the lowest pid only) against ss" 5 \
+		"$P who $PORT --first" \
+		"ss -Htnp state listening sport = :$PORT"
 	compare "ls -a with owners: target at least 2x faster than ss -tanp" 2 \
 		"$P ls -a" \
 		"ss -tanp"

@@ -37,8 +37,12 @@ and the first that matches decides; what none decides gets the default policy
 (accept until you change it). Open connections always stay accepted, and so
 does loopback traffic.
 
-When run from an SSH session (SSH_CONNECTION is set), a change that would keep
-your client from opening a new SSH connection is refused unless --force.
+When run from an SSH session, a change that would keep your client from
+opening a new SSH connection is refused unless --force. The client comes from
+SSH_CONNECTION or, under sudo, su or doas (which drop it), from the connection
+of the sshd among this process's ancestors; when it cannot be told (tmux,
+screen), every connected SSH client is guarded and a warning says so. -v shows
+what the guard protects.
 
 apply --confirm D applies a profile file and rolls the table back to its exact
 previous state after D unless 'portolan firewall confirm' runs first: a
@@ -92,9 +96,16 @@ type fwSession struct {
 	unlock func()
 }
 
-// openFirewall opens the namespace of opts and, for commands that change
-// the table, takes its lock.
+// openFirewall opens the namespace of opts, rolls back a pending apply
+// whose rollback process died, and, for commands that change the table,
+// takes its lock.
 func openFirewall(ctx context.Context, g *Globals, opts *FirewallOptions, lock bool) (*fwSession, error) {
+	return openSession(ctx, g, opts, lock, false)
+}
+
+// openSession is openFirewall; confirming (the confirm command) keeps a
+// pending apply before its deadline even when its rollback process died.
+func openSession(ctx context.Context, g *Globals, opts *FirewallOptions, lock, confirming bool) (*fwSession, error) {
 	ns, err := firewall.OpenNetns(opts.NetNS)
 	if err != nil {
 		return nil, err
@@ -107,6 +118,14 @@ func openFirewall(ctx context.Context, g *Globals, opts *FirewallOptions, lock b
 	}
 	if opts.NetNS != "" {
 		s.fw.NetNS = ns.FD() // entering one's own namespace would need CAP_SYS_ADMIN for nothing
+	}
+	p, err := s.state.Recover(ctx, s.fw, confirming)
+	if p != nil {
+		s.warn("the rollback process (pid %d) of the apply at %s is gone (killed?): rolled back to the rules before that apply", p.GuardPID, p.Applied.Format(time.TimeOnly))
+	}
+	if err != nil {
+		ns.Close()
+		return nil, err
 	}
 	if lock {
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -140,11 +159,11 @@ func openTable(ctx context.Context, g *Globals, opts *FirewallOptions, lock bool
 	return s, tab, nil
 }
 
-// change writes want after the SSH guard (unless force) and says what a
+// change writes want over have (the table as read under the lock) after the SSH guard (unless force) and says what a
 // person should know: a pending rollback that would undo it, published
 // ports its rules cannot filter.
-func (s *fwSession) change(ctx context.Context, want *firewall.Ruleset, force bool) error {
-	if err := s.guard(want, force); err != nil {
+func (s *fwSession) change(ctx context.Context, have *firewall.Table, want *firewall.Ruleset, force bool) error {
+	if err := s.check(ctx, want, force); err != nil {
 		return err
 	}
 	if p, err := s.state.ReadPending(); err == nil {
@@ -152,16 +171,51 @@ func (s *fwSession) change(ctx context.Context, want *firewall.Ruleset, force bo
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		s.warn("%v", err)
 	}
-	if err := s.fw.Apply(ctx, want); err != nil {
-		return err
+	if err := s.fw.ApplyTo(ctx, have, want); err != nil {
+		return interrupted(err)
 	}
 	s.warnPublished(ctx, want)
 	return nil
 }
 
+// check runs the safety checks on want. Every command that changes the
+// table (add, delete, default-policy, apply) goes through it, so none can
+// write what another refuses: first the rules no path may write (a deny
+// or reject of all traffic; --force does not override it), then the SSH
+// guard.
+func (s *fwSession) check(ctx context.Context, want *firewall.Ruleset, force bool) error {
+	if err := want.CheckSafety(); err != nil {
+		return usageErr(fmt.Errorf("refused: %w", err))
+	}
+	return s.guard(ctx, want, force)
+}
+
+// sshClients finds the SSH clients the guard protects (see
+// firewall.FindSSHClients: SSH_CONNECTION, else the sshd among this
+// process's ancestors, which works under sudo). With -v it says what it
+// protects; when it cannot tell whether this runs over SSH, it always says
+// so.
+func (s *fwSession) sshClients(ctx context.Context) (*firewall.SSHClients, error) {
+	c, err := firewall.FindSSHClients(ctx, os.Getenv("SSH_CONNECTION"), s.ns)
+	if err != nil {
+		return nil, err
+	}
+	if c.Unknown {
+		s.warn("SSH guard: %s", c.Source)
+	}
+	if s.g.Verbose > 0 {
+		fmt.Fprintf(s.g.io.ErrOut, "SSH guard: %s\n", c)
+	}
+	return c, nil
+}
+
 // guard runs the SSH guard on want.
-func (s *fwSession) guard(want *firewall.Ruleset, force bool) error {
-	later, err := firewall.CheckSSH(os.Getenv("SSH_CONNECTION"), want, time.Now())
+func (s *fwSession) guard(ctx context.Context, want *firewall.Ruleset, force bool) error {
+	clients, err := s.sshClients(ctx)
+	var later string
+	if err == nil {
+		later, err = clients.Check(want, time.Now())
+	}
 	if err != nil {
 		if force {
 			s.warn("%v (going ahead: --force)", err)
@@ -190,6 +244,16 @@ func (s *fwSession) warnPublished(ctx context.Context, rs *firewall.Ruleset) {
 	for _, w := range firewall.PublishedWarnings(rs, pubs) {
 		s.warn("%s", w)
 	}
+}
+
+// interrupted turns a cancelled context (Ctrl-C, SIGTERM) into exit 130,
+// saying that the table was left as it was: nothing is written once the
+// context ends, and a change is one transaction.
+func interrupted(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return withCode(ExitInterrupted, errors.New("interrupted: the table is as it was"))
+	}
+	return err
 }
 
 func (s *fwSession) warn(format string, args ...any) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -117,8 +116,8 @@ func parseRuleSpec(spec firewall.RuleSpec) (firewall.Rule, error) {
 		}
 		return r, usageErr(err)
 	}
-	if strings.EqualFold(strings.TrimSpace(spec.Ports), "any") && r.From == nil && r.To == nil && r.Iface == "" && r.Action != firewall.Log {
-		return r, usageErr(fmt.Errorf("%s any without --from, --to or --iface would %s all traffic: name ports, or narrow it", r.Action, r.Action))
+	if err := r.CheckSafety(); err != nil {
+		return r, usageErr(err)
 	}
 	return r, nil
 }
@@ -145,7 +144,7 @@ func runFirewallAdd(ctx context.Context, g *Globals, opts FirewallAddOptions) er
 		if n <= len(tab.Ruleset.Rules) && tab.Ruleset.Find(&rule) > 0 {
 			res.Result = "updated"
 		}
-		if err := s.change(ctx, want, opts.Force); err != nil {
+		if err := s.change(ctx, tab, want, opts.Force); err != nil {
 			return err
 		}
 	}

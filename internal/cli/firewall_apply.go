@@ -99,13 +99,16 @@ func runFirewallApply(ctx context.Context, g *Globals, opts FirewallApplyOptions
 		return err
 	}
 	now := time.Now()
-	plan, err := firewall.Diff(tab, want, now)
+	plan, err := firewall.Diff(ctx, tab, want, now)
 	if err != nil {
+		if ctx.Err() != nil {
+			return interrupted(err)
+		}
 		return usageErr(fmt.Errorf("profile %s: %w", opts.File, err))
 	}
 	add, remove, change := plan.Counts()
 	res := fwApplyResult{Changes: !plan.Empty(), Added: add, Removed: remove, Changed: change}
-	if err := s.guard(want, opts.Force); err != nil {
+	if err := s.check(ctx, want, opts.Force); err != nil {
 		return err
 	}
 
@@ -131,11 +134,11 @@ func runFirewallApply(ctx context.Context, g *Globals, opts FirewallApplyOptions
 		}
 		res.Deadline, res.GuardPID = &pending.Deadline, pid
 	}
-	if err := s.fw.Apply(ctx, want); err != nil {
+	if err := s.fw.ApplyTo(ctx, tab, want); err != nil {
 		if pending != nil {
 			s.state.RemovePending() // nothing changed: the guard exits
 		}
-		return err
+		return interrupted(err)
 	}
 	s.warnPublished(ctx, want)
 	// Let confirm (another process) in while we wait for an answer.

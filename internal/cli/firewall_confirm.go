@@ -23,7 +23,10 @@ func newFirewallConfirmCmd(g *Globals, fo *FirewallOptions) *cobra.Command {
 		Short: "Keep the rules of an apply --confirm, cancelling its rollback",
 		Long: `Keep what 'apply --confirm' applied: the rollback process exits without
 restoring anything. Exits 3 when nothing waits for confirmation, and 1 when
-the rollback already happened.`,
+the deadline passed (the rollback happens, or already happened). If the
+rollback process died (kill -9, the OOM killer, logind), confirm before the
+deadline still keeps the rules; after it, this or any other firewall command
+rolls back in its place.`,
 		Example: `  portolan firewall apply -f rules.yaml --confirm 60s && portolan firewall confirm`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -33,7 +36,7 @@ the rollback already happened.`,
 }
 
 func runFirewallConfirm(ctx context.Context, g *Globals, opts FirewallConfirmOptions) error {
-	s, err := openFirewall(ctx, g, opts.FirewallOptions, false)
+	s, err := openSession(ctx, g, opts.FirewallOptions, false, true)
 	if err != nil {
 		return err
 	}

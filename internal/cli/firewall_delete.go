@@ -83,7 +83,7 @@ func runFirewallDelete(ctx context.Context, g *Globals, opts FirewallDeleteOptio
 	if err != nil {
 		return withCode(ExitNotFound, err)
 	}
-	if err := s.change(ctx, want, opts.Force); err != nil {
+	if err := s.change(ctx, tab, want, opts.Force); err != nil {
 		return err
 	}
 	now := time.Now()

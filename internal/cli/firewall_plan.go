@@ -81,12 +81,19 @@ func runFirewallPlan(ctx context.Context, g *Globals, opts FirewallPlanOptions) 
 		return err
 	}
 	defer s.Close()
-	plan, err := firewall.Diff(tab, want, time.Now())
+	plan, err := firewall.Diff(ctx, tab, want, time.Now())
 	if err != nil {
+		if ctx.Err() != nil {
+			return interrupted(err)
+		}
 		return usageErr(fmt.Errorf("profile %s: %w", opts.File, err))
 	}
 	res := fwPlanResult{Changes: !plan.Empty(), Plan: plan}
-	if _, err := firewall.CheckSSH(os.Getenv("SSH_CONNECTION"), want, time.Now()); err != nil {
+	clients, err := s.sshClients(ctx)
+	if err == nil {
+		_, err = clients.Check(want, time.Now())
+	}
+	if err != nil {
 		res.Lockout = err.Error()
 	}
 	if g.JSON {

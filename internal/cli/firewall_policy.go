@@ -54,7 +54,7 @@ func runFirewallPolicy(ctx context.Context, g *Globals, opts FirewallPolicyOptio
 	want := tab.Ruleset.WithoutExpired(time.Now())
 	want.Policy = opts.Policy
 	if old != opts.Policy || !tab.Exists {
-		if err := s.change(ctx, want, opts.Force); err != nil {
+		if err := s.change(ctx, tab, want, opts.Force); err != nil {
 			return err
 		}
 	}

@@ -35,7 +35,9 @@ type ForwardOptions struct {
 	MaxConns          int
 	MaxConnsPerSource int
 	ConnectTimeout    time.Duration
-	IdleTimeout       time.Duration
+	IdleTimeout       string // a duration, or off
+	MaxFails          int
+	FailTimeout       time.Duration
 	KeepAlive         string
 	ProxyProtocol     string
 	TrustedProxies    []string
@@ -51,7 +53,7 @@ type ForwardOptions struct {
 // forwardRuleFlags are the flags that describe a command-line rule; with -c they
 // belong in the file.
 var forwardRuleFlags = []string{"name", "udp", "balance", "health", "allow", "deny", "max-conns", "max-conns-per-source",
-	"connect-timeout", "idle-timeout", "keepalive", "proxy-protocol", "accept-proxy", "sni"}
+	"connect-timeout", "idle-timeout", "keepalive", "proxy-protocol", "accept-proxy", "max-fails", "fail-timeout", "sni"}
 
 func newForwardCmd(g *Globals) *cobra.Command {
 	var opts ForwardOptions
@@ -64,18 +66,32 @@ takes IPv4 and IPv6 clients. With several targets, --balance picks one per
 connection and --health checks them; when no target answers the client gets
 a reset at once, counted and logged.
 
+A target that refuses or does not answer a connect is left out of the
+rotation for --fail-timeout (10s) after --max-fails failures in a row (1),
+as nginx does, so a dead target stops costing clients a connect each.
+TCP connections with no bytes either way for --idle-timeout (10m, as
+nginx's proxy_timeout) are closed.
+
 UDP (--udp) keeps a session per client address, with its own upstream socket,
-until it has been idle for --idle-timeout (default 60s).
+until it has been idle for --idle-timeout (default 60s), at most 10,000 at
+once (--max-conns). On SIGTERM UDP sessions end at once: there is nothing to
+drain.
 
 Every finished connection or session is one log line on stderr (client, rule,
 target, bytes each way, duration, reason). -c FILE runs many rules; SIGHUP
 re-reads it without dropping anything: unchanged listeners stay open, live
 connections and UDP sessions keep the rule they started under, removed rules
 stop accepting and drain. SIGTERM or Ctrl-C stops accepting and waits up to
---drain-timeout for connections to finish. See docs/forward.md.
+--drain-timeout for connections to finish; a second signal stops at once.
+Logging never holds up relaying: while stderr stalls, lines are dropped,
+counted, and summed up in one line when it takes lines again. With
+--metrics, Prometheus metrics (per rule and per target, with the process
+and Go runtime series) are served at /metrics. Under systemd, Type=notify
+works (READY, RELOADING, STOPPING). See docs/forward.md.
 
 Exit codes: 0 stopped cleanly, 1 a listener could not be opened or
-connections were cut at the drain deadline, 2 bad arguments or config.`,
+connections were cut (drain deadline, second signal), 2 bad arguments or
+config.`,
 		Example: `  portolan forward :8080 198.18.0.2:80
   portolan forward --udp :5353 [fd00::2]:53
   portolan forward :2222 198.18.0.3:22,198.18.0.4:22 --balance first-healthy --health 5s
@@ -102,6 +118,10 @@ connections were cut at the drain deadline, 2 bad arguments or config.`,
 					return usageErr(errors.New("want LISTEN TARGET[,TARGET...] or -c FILE"))
 				}
 				opts.Listen, opts.Targets = args[0], strings.Split(args[1], ",")
+				for i := range opts.Targets {
+					// "a:1, b:2" as the config file reads it.
+					opts.Targets[i] = strings.TrimSpace(opts.Targets[i])
+				}
 			}
 			opts.logFormatSet = cmd.Flags().Changed("log-format")
 			return runForward(cmd.Context(), g, opts)
@@ -119,7 +139,9 @@ connections were cut at the drain deadline, 2 bad arguments or config.`,
 	f.IntVar(&opts.MaxConns, "max-conns", 0, "connections (UDP: sessions) at once (0: no limit; UDP 10000)")
 	f.IntVar(&opts.MaxConnsPerSource, "max-conns-per-source", 0, "connections at once per client address (0: no limit)")
 	f.DurationVar(&opts.ConnectTimeout, "connect-timeout", forward.DefaultConnectTimeout, "give up on a target after this long")
-	f.DurationVar(&opts.IdleTimeout, "idle-timeout", 0, "close after this long with no bytes either way (0: TCP never, UDP 60s)")
+	f.StringVar(&opts.IdleTimeout, "idle-timeout", "", "close after this long with no bytes either way, or off (TCP only) (default TCP 10m, UDP 60s)")
+	f.IntVar(&opts.MaxFails, "max-fails", forward.DefaultMaxFails, "dial failures in a row that take a target out of the rotation (0: never)")
+	f.DurationVar(&opts.FailTimeout, "fail-timeout", forward.DefaultFailTimeout, "how long a failing target stays out")
 	f.StringVar(&opts.KeepAlive, "keepalive", "", "TCP keep-alive idle time, or off (default: on, kernel timers)")
 	f.StringVar(&opts.ProxyProtocol, "proxy-protocol", "", "send a PROXY header to the target: v1 or v2")
 	f.StringSliceVar(&opts.TrustedProxies, "accept-proxy", nil, "accept a PROXY header from these load balancer prefixes")
@@ -150,9 +172,15 @@ func forwardRules(opts ForwardOptions) ([]forward.Rule, error) {
 		Targets:           opts.Targets,
 		HealthInterval:    opts.Health,
 		ConnectTimeout:    opts.ConnectTimeout,
-		IdleTimeout:       opts.IdleTimeout,
 		MaxConns:          opts.MaxConns,
 		MaxConnsPerSource: opts.MaxConnsPerSource,
+		MaxFails:          opts.MaxFails,
+		FailTimeout:       opts.FailTimeout,
+	}
+	if opts.MaxFails == 0 {
+		r.MaxFails = -1 // 0 on the command line: never, as nginx's max_fails=0
+	} else if opts.MaxFails < 0 {
+		return nil, usageErr(fmt.Errorf("--max-fails %d: want 0 or more", opts.MaxFails))
 	}
 	if opts.UDP {
 		r.Proto = forward.UDP
@@ -163,6 +191,15 @@ func forwardRules(opts ForwardOptions) ([]forward.Rule, error) {
 	}
 	if r.ProxyProtocol, err = forward.ParseProxyVersion(opts.ProxyProtocol); err != nil {
 		return nil, usageErr(fmt.Errorf("--proxy-protocol: %w", err))
+	}
+	switch opts.IdleTimeout {
+	case "":
+	case "off":
+		r.IdleTimeout = -1
+	default:
+		if r.IdleTimeout, err = time.ParseDuration(opts.IdleTimeout); err != nil || r.IdleTimeout <= 0 {
+			return nil, usageErr(fmt.Errorf("--idle-timeout: %q: want a duration like 5m, or off", opts.IdleTimeout))
+		}
 	}
 	switch opts.KeepAlive {
 	case "":

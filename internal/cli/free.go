@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +26,7 @@ type FreeOptions struct {
 	Reserve time.Duration // zero: no reservation
 	PID     int           // with Reserve: also release when this process exits
 	Hold    time.Duration // with PID: keep the ports this long after it exits
+	Netns   string        // network namespace name or path; empty means ours
 }
 
 func newFreeCmd(g *Globals) *cobra.Command {
@@ -50,6 +52,9 @@ also ends when that process exits (then after --hold, as TCP's TIME_WAIT).
 Every free call passes over reserved ports. Programs not using portolan are
 not stopped from binding a port: bind it soon.
 
+A --range that overlaps the ephemeral range gets a warning on stderr, and
+--prefer ports must lie inside --range.
+
 Prints the ports one per line; exits 1 when the range has too few free ports,
 saying how many were in use or reserved.`,
 		Example: `  portolan free
@@ -71,6 +76,7 @@ saying how many were in use or reserved.`,
 	f.BoolVar(&opts.Both, "both", false, "ports free for both TCP and UDP")
 	f.DurationVar(&opts.Reserve, "reserve", 0, "reserve the ports for this long against other portolan callers")
 	f.IntVar(&opts.PID, "pid", 0, "with --reserve: also end the reservation when this process exits")
+	f.StringVar(&opts.Netns, "netns", "", "find ports free in network namespace `NAME` (under /run/netns) or PATH")
 	f.DurationVar(&opts.Hold, "hold", 0, "with --pid: keep the ports from others this long after it exits")
 	return cmd
 }
@@ -89,6 +95,25 @@ func runFree(ctx context.Context, g *Globals, opts FreeOptions) error {
 		return usageErr(err)
 	}
 	so.Logger = g.Logger()
+	so.Netns = opts.Netns
+	if err := sockets.InNetns(opts.Netns, func() error { return nil }); err != nil {
+		return socketsErr(opts.Netns, err)
+	}
+	if so.Range != nil {
+		var eph sockets.PortRange
+		if err := sockets.InNetns(opts.Netns, func() error { eph = sockets.EphemeralPorts(); return nil }); err != nil {
+			return socketsErr(opts.Netns, err)
+		}
+		n := 0
+		for p := int(eph.Lo); p <= int(eph.Hi); p++ {
+			if so.Range.Has(portspec.TCP, portspec.Port(p)) || so.Range.Has(portspec.UDP, portspec.Port(p)) {
+				n++
+			}
+		}
+		if n > 0 {
+			fmt.Fprintf(g.io.ErrOut, "portolan: warning: --range holds %s of the ephemeral range %v (net.ipv4.ip_local_port_range): an outgoing connection may take such a port before you bind it\n", plural(n, "port"), eph)
+		}
+	}
 	res := freeResult{Protos: so.Protos}
 	if opts.Reserve > 0 {
 		r, err := sockets.Reserve(ctx, opts.Count, opts.Reserve, so)
@@ -162,6 +187,9 @@ func freeSearchOptions(opts FreeOptions) (sockets.FreeOptions, error) {
 	for _, v := range opts.Prefer {
 		if v < 1 || v > 65535 {
 			return so, fmt.Errorf("--prefer %d: out of range 1-65535", v)
+		}
+		if so.Range != nil && !slices.ContainsFunc(so.Protos, func(p portspec.Proto) bool { return so.Range.Has(p, portspec.Port(v)) }) {
+			return so, fmt.Errorf("--prefer %d: outside --range %s (a preferred port is tried first, within the range)", v, opts.Range)
 		}
 		so.Prefer = append(so.Prefer, portspec.Port(v))
 	}

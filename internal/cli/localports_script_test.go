@@ -7,15 +7,19 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
 
 	"portolan/internal/netlab"
 	"portolan/internal/sockets"
@@ -34,11 +38,16 @@ import (
 //	alive PID                the process runs (not a zombie); negate with !
 //	netns VAR                a network namespace of a new netlab lab; $VAR = its path
 //	sysctl NETNS KEY VALUE   set a net.* sysctl inside NETNS
-//	nslisten NETNS ADDR      listen (TCP) on ADDR inside NETNS
+//	nslisten NETNS ADDR [mapped]  listen (TCP) on ADDR inside NETNS; with mapped, on an
+//	                         IPv6 socket bound to the IPv4-mapped form of the IPv4 ADDR
 //	nsdial NETNS ADDR N      open N connections to ADDR from inside NETNS (all must work)
 //	nsconn VAR NETNS ADDR    one connection to ADDR from inside NETNS; $VAR = its local port
 //	nstimewait VAR NETNS ADDR  connect and close first, leaving TIME_WAIT; $VAR = the local port
+//	unshared VAR             start a process (this test binary) in a network namespace of
+//	                         its own that no name refers to (as a container's), listening
+//	                         on 0.0.0.0:0 there; $VAR = its port, $VAR_PID = its pid
 var localPortCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	"unshared":   cmdUnshared,
 	"nsconn":     cmdNsConn,
 	"nstimewait": cmdNsTimeWait,
 	"holder":     cmdHolder,
@@ -71,15 +80,52 @@ func TestHolderProcess(t *testing.T) {
 	testenv.Hold()
 }
 
+const unsharedEnv = "PORTOLAN_CLI_UNSHARED"
+
+// TestUnsharedProcess is the process `unshared` starts: it moves its
+// thread to a new network namespace, listens on 0.0.0.0:0 there (its
+// loopback is down, as in a fresh namespace), prints "PORT n" and waits
+// to be killed (5 minutes at most).
+func TestUnsharedProcess(t *testing.T) {
+	if os.Getenv(unsharedEnv) == "" {
+		t.Skip("runs only as a process started by the unshared script command")
+	}
+	runtime.LockOSThread() // the listener is made on this thread, in the new namespace
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fmt.Printf("PORT %d\n", l.Addr().(*net.TCPAddr).Port)
+	time.Sleep(5 * time.Minute)
+}
+
+func cmdUnshared(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: unshared VAR")
+	}
+	startHolder(ts, args[0], "-test.run=^TestUnsharedProcess$", unsharedEnv+"=1")
+}
+
 func cmdHolder(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 3 {
 		ts.Fatalf("usage: holder VAR NETNS MODE")
 	}
 	labHost(ts, args[1]) // only in a namespace of our own
+	startHolder(ts, args[0], "-test.run=^TestHolderProcess$", holderEnv+"="+args[2], holderNetnsEnv+"="+args[1])
+}
+
+// startHolder starts this test binary with the flag run and env, reads
+// the "PORT n" it prints and sets $VAR and $VAR_PID; the process is killed
+// when the script ends.
+func startHolder(ts *testscript.TestScript, name, run string, env ...string) {
 	exe, err := os.Executable()
 	ts.Check(err)
-	cmd := exec.Command(exe, "-test.run=^TestHolderProcess$", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), holderEnv+"="+args[2], holderNetnsEnv+"="+args[1])
+	cmd := exec.Command(exe, run, "-test.timeout=6m")
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	ts.Check(err)
 	ts.Check(cmd.Start())
@@ -103,10 +149,10 @@ func cmdHolder(ts *testscript.TestScript, neg bool, args []string) {
 		close(done)
 	}()
 	if port == "" {
-		ts.Fatalf("holder %q printed no port", args[2])
+		ts.Fatalf("holder %s (%s) printed no port", name, env)
 	}
-	ts.Setenv(args[0], port)
-	ts.Setenv(args[0]+"_PID", strconv.Itoa(cmd.Process.Pid))
+	ts.Setenv(name, port)
+	ts.Setenv(name+"_PID", strconv.Itoa(cmd.Process.Pid))
 }
 
 func cmdAlive(ts *testscript.TestScript, neg bool, args []string) {
@@ -164,13 +210,47 @@ func cmdSysctl(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 func cmdNsListen(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: nslisten NETNS ADDR")
+	if neg || len(args) < 2 || len(args) > 3 || len(args) == 3 && args[2] != "mapped" {
+		ts.Fatalf("usage: nslisten NETNS ADDR [mapped]")
 	}
-	l, err := labHost(ts, args[0]).Listen("tcp", args[1])
+	var l net.Listener
+	var err error
+	if len(args) == 3 {
+		l, err = listenMapped(labHost(ts, args[0]), netip.MustParseAddrPort(args[1]))
+	} else {
+		l, err = labHost(ts, args[0]).Listen("tcp", args[1])
+	}
 	ts.Check(err)
 	ts.Defer(func() { l.Close() })
 	go testenv.Serve(l, testenv.Drain)
+}
+
+// listenMapped listens on [::ffff:A]:PORT, an IPv6 socket (IPV6_V6ONLY
+// off, as binding a mapped address needs) that only takes IPv4 peers of A;
+// net.Listen would make an IPv4 socket of it.
+func listenMapped(h *netlab.Host, ap netip.AddrPort) (net.Listener, error) {
+	var l net.Listener
+	err := h.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		f := os.NewFile(uintptr(fd), "mapped")
+		defer f.Close()
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			return err
+		}
+		sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: netip.AddrFrom16(ap.Addr().As16()).As16()}
+		if err := unix.Bind(fd, sa); err != nil {
+			return fmt.Errorf("bind [::ffff:%v]:%d: %w", ap.Addr(), ap.Port(), err)
+		}
+		if err := unix.Listen(fd, 16); err != nil {
+			return err
+		}
+		l, err = net.FileListener(f)
+		return err
+	})
+	return l, err
 }
 
 func cmdNsDial(ts *testscript.TestScript, neg bool, args []string) {
@@ -222,7 +302,7 @@ func TestLocalPortScripts(t *testing.T) {
 	cmds := maps.Clone(socketCmds)
 	maps.Copy(cmds, localPortCmds)
 	testscript.Run(t, testscript.Params{
-		Files: []string{"testdata/script/why.txtar", "testdata/script/kill.txtar", "testdata/script/ephemeral.txtar"},
+		Files: []string{"testdata/script/why.txtar", "testdata/script/kill.txtar", "testdata/script/ephemeral.txtar", "testdata/script/ls_netns.txtar"},
 		Cmds:  cmds,
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {

@@ -34,6 +34,11 @@ type LsOptions struct {
 	States     []string // state names; empty means the default (or every one with All)
 	NoOwner    bool     // skip the /proc walk
 	Netns      string   // network namespace name or path; empty means ours
+	Unix       bool     // unix domain sockets instead of TCP and UDP
+	Users      []string // only sockets of these users (names or uids)
+	PIDs       []int    // only sockets held by these processes
+	AllNetns   bool     // every network namespace
+	watchOptions
 }
 
 func newLsCmd(g *Globals) *cobra.Command {
@@ -43,21 +48,39 @@ func newLsCmd(g *Globals) *cobra.Command {
 		Short: "List local sockets with their process, user and service",
 		Long: `List the listening TCP and bound UDP sockets of this host (or, with -a, every
 socket in every state), with the service registered for the port and the
-process and user holding it.
+process and user holding it. --user and --pid keep the sockets of some users
+or processes (as lsof -u and -p; -u and -p here are --udp and --port, as in ss).
+
+With -x it lists unix domain sockets instead: listeners and bound datagram
+sockets (-a: every one), with their path or @abstract name, the peer of a
+connection (by name, or socket:[INODE] for an unnamed one) and the queue.
 
 An IPv6 wildcard socket is marked: ":: (dual-stack)" also takes IPv4 peers,
-":: (v6only)" does not. With -4 dual-stack sockets are listed too, since they
-serve IPv4.
+":: (v6only)" does not. With -4 the IPv6 sockets that carry IPv4 are listed
+too: dual-stack listeners, sockets bound to an IPv4-mapped address
+(::ffff:127.0.0.1), and the IPv4 connections a dual-stack listener accepted.
+The SERVICE of a socket does not depend on the filters.
 
 Filters run in the kernel (sock_diag bytecode), so --port on a busy host costs
 almost nothing. Owners are found by reading /proc/*/fd; without root the
 processes of other users cannot be seen: their sockets show the user and, on
-stderr, why the process is missing. --no-owner skips that walk.`,
+stderr, why the process is missing. --no-owner skips that walk.
+
+--watch refreshes every --interval until Ctrl-C: in place on a terminal;
+piped, one JSON line per socket that appears or disappears
+({"time":...,"event":"appear","socket":{...}}), the sockets there at the
+start appearing first.
+
+Exit status: 0 when sockets are listed (and when a watch ends), 3 when none
+match (said on stderr), 2 on bad input.`,
 		Example: `  portolan ls
   portolan ls -a --port 5432 --json
   portolan ls -tl --port 8000-8100
   portolan ls -a --state established,time-wait -4
-  portolan ls --netns blue --no-owner`,
+  portolan ls --netns blue --no-owner
+  portolan ls -x -a
+  portolan ls --user www-data --pid 1234
+  portolan ls --watch --port 8000-8100 | jq .`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runLs(cmd.Context(), g, opts)
@@ -67,8 +90,14 @@ stderr, why the process is missing. --no-owner skips that walk.`,
 	f.BoolVarP(&opts.All, "all", "a", false, "every socket in every state, connections included")
 	f.BoolVarP(&opts.TCP, "tcp", "t", false, "TCP sockets only")
 	f.BoolVarP(&opts.UDP, "udp", "u", false, "UDP sockets only")
-	f.BoolVarP(&opts.IPv4, "ipv4", "4", false, "IPv4 sockets only (and dual-stack IPv6 listeners)")
+	f.BoolVarP(&opts.IPv4, "ipv4", "4", false, "IPv4 sockets only (and IPv6 sockets carrying IPv4: dual-stack, IPv4-mapped)")
 	f.BoolVarP(&opts.IPv6, "ipv6", "6", false, "IPv6 sockets only")
+	f.BoolVar(&opts.AllNetns, "all-netns", false, "every network namespace (named, and those of containers and other processes), in a NETNS column")
+	f.StringSliceVar(&opts.Users, "user", nil, "only sockets of these `USERS` (names or uids; the socket's owner or a holding process's user)")
+	f.IntSliceVar(&opts.PIDs, "pid", nil, "only sockets held by these `PIDS`")
+	f.BoolVar(&opts.Watch, "watch", false, "refresh until Ctrl-C: in place on a terminal, else JSON Lines of sockets that appear and disappear")
+	f.DurationVar(&opts.Interval, "interval", time.Second, "with --watch, the time between refreshes")
+	f.BoolVarP(&opts.Unix, "unix", "x", false, "unix domain sockets instead (paths, @abstract names, peers), as ss -x")
 	f.StringVarP(&opts.Ports, "port", "p", "", "local ports: `SPEC` such as 80, 8000-8100, 22,443 or U:53 (bare ports: TCP and UDP)")
 	f.StringSliceVar(&opts.States, "state", nil, "only sockets in these `STATES` (listen, established, time-wait, close-wait, unconn, ...)")
 	f.BoolVar(&opts.NoOwner, "no-owner", false, "do not look up the owning processes (faster; no /proc walk)")
@@ -76,6 +105,55 @@ stderr, why the process is missing. --no-owner skips that walk.`,
 	// -l is what ss and netstat users type for "listening": it is the default.
 	f.BoolP("listening", "l", false, "listening sockets only (the default without -a)")
 	return cmd
+}
+
+// ownerFilter keeps the sockets of some users or processes (--user,
+// --pid), as lsof -u and -p do.
+type ownerFilter struct {
+	uids map[uint32]bool
+	pids map[int]bool
+}
+
+func newOwnerFilter(opts LsOptions) (ownerFilter, error) {
+	var f ownerFilter
+	if len(opts.PIDs) > 0 && opts.NoOwner {
+		return f, errors.New("--pid needs the owners: it does not go with --no-owner")
+	}
+	for _, u := range opts.Users {
+		c, err := sockets.LookupCredential(u)
+		if err != nil {
+			return f, fmt.Errorf("--user: %w", err)
+		}
+		if f.uids == nil {
+			f.uids = map[uint32]bool{}
+		}
+		f.uids[c.UID] = true
+	}
+	for _, p := range opts.PIDs {
+		if p < 1 {
+			return f, fmt.Errorf("--pid %d: want a process id", p)
+		}
+		if f.pids == nil {
+			f.pids = map[int]bool{}
+		}
+		f.pids[p] = true
+	}
+	return f, nil
+}
+
+func (f ownerFilter) active() bool { return f.uids != nil || f.pids != nil }
+
+// keep reports whether a socket of user uid held by procs passes: every
+// filter given must match (a user: the socket's or a holder's; a pid: a
+// holder's).
+func (f ownerFilter) keep(uid uint32, procs []*sockets.Process) bool {
+	if f.pids != nil && !slices.ContainsFunc(procs, func(p *sockets.Process) bool { return f.pids[p.PID] }) {
+		return false
+	}
+	if f.uids != nil && !f.uids[uid] && !slices.ContainsFunc(procs, func(p *sockets.Process) bool { return f.uids[p.UID] }) {
+		return false
+	}
+	return true
 }
 
 // sockQuery is one kernel question: the sockets of one protocol.
@@ -177,9 +255,12 @@ func listSockets(ctx context.Context, g *Globals, netns string, qs []sockQuery) 
 			return nil, socketsErr(netns, err)
 		}
 		if sq.dualStackFor {
+			// -4 keeps the IPv6 sockets that carry IPv4: dual-stack
+			// listeners, and sockets on an IPv4-mapped address (bound to
+			// one, or a connection a dual-stack listener accepted).
 			kept := socks[:0]
 			for _, s := range socks {
-				if s.DualStack() {
+				if s.DualStack() || s.Local.Addr().Is4In6() {
 					kept = append(kept, s)
 				}
 			}
@@ -227,24 +308,55 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 		debug.SetMemoryLimit(1 << 30)
 	}
 	debug.SetGCPercent(-1)
+	filter, err := newOwnerFilter(opts)
+	if err != nil {
+		return usageErr(err)
+	}
+	if opts.Unix {
+		if opts.TCP || opts.UDP || opts.IPv4 || opts.IPv6 || opts.Ports != "" || len(opts.States) > 0 {
+			return usageErr(fmt.Errorf("-x (unix sockets) takes none of -t, -u, -4, -6, --port, --state"))
+		}
+		if opts.Watch {
+			return usageErr(fmt.Errorf("--watch lists TCP and UDP sockets; it does not go with -x yet"))
+		}
+		return runLsUnix(ctx, g, opts, filter)
+	}
 	qs, err := lsQueries(opts)
 	if err != nil {
 		return err
 	}
-	socks, err := listSockets(ctx, g, opts.Netns, qs)
+	if opts.AllNetns && opts.Netns != "" {
+		return usageErr(errors.New("--all-netns and --netns: pick one"))
+	}
+	if err := opts.watchOptions.check(); err != nil {
+		return usageErr(err)
+	}
+	showState := opts.All || len(opts.States) > 0
+	if opts.Watch {
+		var socks []sockets.Socket
+		var svc services
+		snap := func(ctx context.Context) ([]watchItem, error) {
+			var err error
+			socks, svc, err = lsSnapshot(ctx, g, opts, qs, filter)
+			items := make([]watchItem, len(socks))
+			for i := range socks {
+				s := &socks[i]
+				items[i] = watchItem{fmt.Sprintf("%d %s %v %v", s.Cookie, s.State, s.Local, s.Remote), newSocketJSON(s, svc.name(s), !opts.NoOwner)}
+			}
+			return items, err
+		}
+		return runWatch(ctx, g, opts.Interval, snap, func(w io.Writer) error {
+			if len(socks) == 0 {
+				_, err := fmt.Fprintln(w, "no sockets match")
+				return err
+			}
+			return writeLsTable(w, g.color(), socks, svc, showState, !opts.NoOwner)
+		})
+	}
+	socks, svc, err := lsSnapshot(ctx, g, opts, qs, filter)
 	if err != nil {
 		return err
 	}
-	if !opts.NoOwner {
-		if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{}); err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			fmt.Fprintf(g.io.ErrOut, "portolan: owners: %v\n", err)
-		}
-	}
-	showState := opts.All || len(opts.States) > 0
-	svc := newServices(socks)
 	if g.JSON {
 		out := make([]socketJSON, len(socks))
 		for i := range socks {
@@ -268,13 +380,55 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 	return nil
 }
 
+// lsSnapshot reads the table once: the sockets, their owners (unless
+// --no-owner) and services, filtered by user and pid.
+func lsSnapshot(ctx context.Context, g *Globals, opts LsOptions, qs []sockQuery, filter ownerFilter) ([]sockets.Socket, services, error) {
+	var socks []sockets.Socket
+	var err error
+	if opts.AllNetns {
+		socks, err = allNetnsSockets(ctx, g, qs)
+	} else {
+		socks, err = listSockets(ctx, g, opts.Netns, qs)
+	}
+	if err != nil {
+		return nil, services{}, err
+	}
+	if !opts.NoOwner {
+		if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{}); err != nil {
+			if ctx.Err() != nil {
+				return nil, services{}, err
+			}
+			fmt.Fprintf(g.io.ErrOut, "portolan: owners: %v\n", err)
+		}
+	}
+	if filter.active() {
+		kept := socks[:0]
+		for i := range socks {
+			if filter.keep(socks[i].UID, socks[i].Procs) {
+				kept = append(kept, socks[i])
+			}
+		}
+		socks = kept
+	}
+	svc := newServices(socks)
+	if err := svc.addListeners(ctx, g, opts, qs); err != nil {
+		return nil, services{}, err
+	}
+	return socks, svc, nil
+}
+
 // writeLsTable lays the sockets out for people. Tables run to tens of
 // thousands of rows, so no cell is kept: rows are made as they are written
 // (output.WriteRows), the strings that repeat (addresses, ports, pids,
 // users) are made once, and the rest (peers, "comm +N") are built in one
 // reused buffer.
 func writeLsTable(w io.Writer, color bool, socks []sockets.Socket, svc services, showState, owners bool) error {
-	header := []string{"PROTO"}
+	netns := len(socks) > 0 && socks[0].Netns != "" // --all-netns
+	var header []string
+	if netns {
+		header = append(header, "NETNS")
+	}
+	header = append(header, "PROTO")
 	if showState {
 		header = append(header, "STATE")
 	}
@@ -304,6 +458,9 @@ func writeLsTable(w io.Writer, color bool, socks []sockets.Socket, svc services,
 	row := func(i int, row []string) []string {
 		s := &socks[i]
 		scratch = scratch[:0]
+		if netns {
+			row = append(row, s.Netns)
+		}
 		row = append(row, s.Proto.String())
 		if showState {
 			row = append(row, s.StateName())
@@ -455,6 +612,36 @@ func newServices(socks []sockets.Socket) services {
 	return s
 }
 
+// addListeners completes the listeners a connection's service is judged
+// by, when filters (states, family) may have left them out of the table:
+// the SERVICE of a socket must not change with the filter. A port filter
+// needs nothing: it selects the local port, which a connection shares with
+// its listener.
+func (sv services) addListeners(ctx context.Context, g *Globals, opts LsOptions, qs []sockQuery) error {
+	if len(opts.States) == 0 && !opts.IPv4 && !opts.IPv6 {
+		return nil
+	}
+	t := &sockets.Table{Netns: opts.Netns, Logger: g.Logger()}
+	done := map[portspec.Proto]bool{}
+	for _, sq := range qs {
+		q := sq.q
+		if done[q.Proto] {
+			continue
+		}
+		done[q.Proto] = true
+		q.Family = 0
+		q.States = sockets.States(sockets.Listen, sockets.Close)
+		socks, err := t.List(ctx, q)
+		if err != nil {
+			return socketsErr(opts.Netns, err)
+		}
+		for i := range socks {
+			sv.listening[uint32(socks[i].Proto)<<16|uint32(socks[i].Local.Port())] = true
+		}
+	}
+	return nil
+}
+
 func (sv services) name(s *sockets.Socket) string {
 	p := s.Local.Port()
 	if s.State != sockets.Listen && s.State != sockets.Close && !sv.listening[uint32(s.Proto)<<16|uint32(p)] {
@@ -492,6 +679,7 @@ type socketJSON struct {
 	OwnerUnknown sockets.Unseen  `json:"owner_unknown,omitempty"` // why processes is empty
 	OwnerNote    string          `json:"owner_note,omitempty"`
 	Cgroup       *sockets.Cgroup `json:"cgroup,omitempty"` // the socket's, when no process is seen
+	Netns        string          `json:"netns,omitempty"`  // with --all-netns
 }
 
 type processJSON struct {
@@ -513,7 +701,7 @@ func newSocketJSON(s *sockets.Socket, service string, owners bool) socketJSON {
 		Proto: s.Proto, Family: s.Family, State: s.StateName(),
 		Address: s.Local.Addr(), Port: s.Local.Port(), PeerAddress: s.Remote.Addr(), PeerPort: s.Remote.Port(),
 		V6Only: s.V6Only, DualStack: s.DualStack(), Interface: s.Interface, Service: service,
-		Inode: s.Inode, Cookie: s.Cookie, RxQueue: s.RxQueue, TxQueue: s.TxQueue, Cgroup: s.Cgroup,
+		Inode: s.Inode, Cookie: s.Cookie, RxQueue: s.RxQueue, TxQueue: s.TxQueue, Cgroup: s.Cgroup, Netns: s.Netns,
 	}
 	if s.Inode != 0 {
 		uid := s.UID
@@ -523,12 +711,16 @@ func newSocketJSON(s *sockets.Socket, service string, owners bool) socketJSON {
 		j.OwnerUnknown = s.Unseen
 		j.OwnerNote = s.Unseen.Explain(s)
 		for _, p := range s.Procs {
-			pj := processJSON{PID: p.PID, Command: p.Comm, Cmdline: p.Cmdline, UID: p.UID, User: p.User, Start: p.Start}
-			if c := p.Cgroup; c != nil {
-				pj.Cgroup, pj.Unit, pj.Container, pj.Runtime, pj.Pod = c.Path, c.Unit, c.Container, c.Runtime, c.Pod
-			}
-			j.Processes = append(j.Processes, pj)
+			j.Processes = append(j.Processes, newProcessJSON(p))
 		}
 	}
 	return j
+}
+
+func newProcessJSON(p *sockets.Process) processJSON {
+	pj := processJSON{PID: p.PID, Command: p.Comm, Cmdline: p.Cmdline, UID: p.UID, User: p.User, Start: p.Start}
+	if c := p.Cgroup; c != nil {
+		pj.Cgroup, pj.Unit, pj.Container, pj.Runtime, pj.Pod = c.Path, c.Unit, c.Container, c.Runtime, c.Pod
+	}
+	return pj
 }

@@ -117,7 +117,7 @@ func register(c func(*Globals) *cobra.Command) { commands = append(commands, c) 
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	g := &Globals{io: IO{In: stdin, Out: stdout, ErrOut: stderr}, args: args}
 	root := NewRoot(g)
-	root.SetArgs(args)
+	root.SetArgs(nmapArgs(args))
 	err := root.ExecuteContext(ctx)
 	return report(g, err)
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,14 +53,21 @@ type ScanOptions struct {
 	Seed           uint64        `json:"seed"`
 	Shard          string        `json:"shard,omitempty"`
 
-	ping       string // -Pn arrives as -P with the value "n"
-	Resume     int64
-	Format     string
-	Output     string
+	ping   string // -Pn arrives as -P with the value "n"
+	Resume int64
+	Format string
+	Output string
+	// nmap's output options (-oX, -oN, -oG FILE, -oA BASE), rewritten to
+	// these long flags before parsing (nmapArgs).
+	OutXML     string `json:"-"`
+	OutNormal  string `json:"-"`
+	OutGrep    string `json:"-"`
+	OutAll     string `json:"-"`
 	StatsEvery time.Duration
 	DB         DBFlags
 	NoStore    bool
 	DryRun     bool
+	Open       bool `json:"-"`
 }
 
 func newScanCmd(g *Globals) *cobra.Command {
@@ -95,6 +104,9 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 				return usageErr(err)
 			}
 			opts.Exprs = exprs
+			if err := opts.checkOutputs(); err != nil {
+				return usageErr(err)
+			}
 			if opts.ping != "" && opts.ping != "n" {
 				return usageErr(fmt.Errorf("-P%s: only -Pn (treat every host as up) is supported", opts.ping))
 			}
@@ -131,7 +143,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.DurationVar(&opts.MinTimeout, "min-timeout", 0, "shortest wait for an answer, whatever the RTT says (0: default)")
 	f.DurationVar(&opts.MaxTimeout, "max-timeout", 0, "longest wait for an answer (0: default)")
 	f.DurationVar(&opts.InitialTimeout, "initial-timeout", 0, "wait before a host's RTT is known (0: default)")
-	f.BoolVar(&opts.NoHostDown, "no-host-down", false, "probe every port even of hosts that never answer (nmap's -Pn)")
+	f.BoolVar(&opts.NoHostDown, "no-host-down", false, "no host discovery: probe every port even of hosts that answer nothing (nmap's -Pn)")
 	f.StringVarP(&opts.ping, "ping", "P", "", "nmap's -Pn: the same as --no-host-down")
 	_ = f.MarkHidden("ping")
 	f.BoolVar(&opts.Banner, "banner", false, "read a banner from every open port and guess the service")
@@ -139,10 +151,15 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.StringVar(&opts.Shard, "shard", "", "scan only slice `I/N` of the permuted space (the N shards of one seed cover it exactly)")
 	f.Int64Var(&opts.Resume, "resume", 0, "continue the stored scan `ID` from its last checkpoint")
 	f.StringVar(&opts.Format, "format", "", "output `FORMAT`: table, json, jsonl, csv, grepable, list, xml (default: table on a terminal, jsonl otherwise; from -o's extension)")
-	f.StringVarP(&opts.Output, "output", "o", "", "write the results to `FILE` instead of stdout")
+	f.StringVarP(&opts.Output, "output", "o", "", "write the results to `FILE` instead of stdout (/dev/stdout, /dev/null and pipes work)")
+	f.StringVar(&opts.OutXML, "output-xml", "", "also write nmap XML to `FILE` (nmap's -oX FILE, which works too)")
+	f.StringVar(&opts.OutNormal, "output-normal", "", "also write the table to `FILE` (nmap's -oN FILE, which works too)")
+	f.StringVar(&opts.OutGrep, "output-grepable", "", "also write grepable lines to `FILE` (nmap's -oG FILE, which works too)")
+	f.StringVar(&opts.OutAll, "output-all", "", "also write BASE.xml, BASE.nmap and BASE.gnmap (nmap's -oA `BASE`, which works too)")
 	f.DurationVar(&opts.StatsEvery, "stats-every", 0, "write progress as NDJSON to stderr every `D` (e.g. 5s)")
 	addDBFlags(cmd, &opts.DB)
 	f.BoolVar(&opts.NoStore, "no-store", false, "do not record the scan in the database")
+	f.BoolVar(&opts.Open, "open", false, "show only open ports, and only hosts with one (nmap's --open); the store keeps every port")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "run the whole engine without sending anything and print the plan")
 	return cmd
 }
@@ -150,7 +167,51 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 // resumeFlags are the flags that go with --resume: where and how this run
 // writes. The rest of the recipe is the stored scan's, so that the resumed
 // positions mean the same probes.
-var resumeFlags = map[string]bool{"resume": true, "format": true, "output": true, "stats-every": true, "db": true}
+var resumeFlags = map[string]bool{"resume": true, "format": true, "output": true, "stats-every": true, "db": true, "open": true,
+	"output-xml": true, "output-normal": true, "output-grepable": true, "output-all": true}
+
+// nmapOutputFlags are nmap's output options. pflag would read "-oX" as -o
+// with the value "X", and the file after it as a target (resolved through
+// DNS): nmapArgs turns them into long flags first.
+var nmapOutputFlags = map[string]string{
+	"-oX": "--output-xml", "-oN": "--output-normal", "-oG": "--output-grepable", "-oA": "--output-all",
+}
+
+// nmapArgs rewrites nmap's -oX, -oN, -oG and -oA (as whole arguments,
+// before any "--") into portolan's long flags.
+func nmapArgs(args []string) []string {
+	var out []string
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if long, ok := nmapOutputFlags[a]; ok {
+			a = long
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// checkOutputs refuses an output value that is a piece of a flag: "-o X"
+// is nmap's -oX cut in two (-oS and others portolan lacks), and a value
+// starting with "-" is the next flag taken as a file name.
+func (opts *ScanOptions) checkOutputs() error {
+	if len(opts.Output) == 1 && strings.Contains("XNGASxngas", opts.Output) {
+		return fmt.Errorf("-o %s: looks like nmap's -o%s; portolan takes -oX, -oN, -oG FILE and -oA BASE, and -o FILE (a one-letter file name: ./%s)", opts.Output, opts.Output, opts.Output)
+	}
+	for _, o := range []struct{ flag, v string }{
+		{"-o", opts.Output}, {"-oX", opts.OutXML}, {"-oN", opts.OutNormal}, {"-oG", opts.OutGrep}, {"-oA", opts.OutAll},
+	} {
+		if strings.HasPrefix(o.v, "-") && o.v != "-" {
+			return fmt.Errorf("%s %s: a flag where a file name should be (a file named so: ./%s)", o.flag, o.v, o.v)
+		}
+	}
+	if opts.OutAll == "-" {
+		return errors.New("-oA -: three files need a base name, not stdout")
+	}
+	return nil
+}
 
 // scanPlan is the parsed, checked form of a scan: everything is known
 // before any packet is sent.
@@ -263,6 +324,10 @@ func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
 	}
 	if opts.NoHostDown {
 		s.HostDownAfter = -1
+	} else {
+		// Ping too where a ping or raw ICMP socket is allowed; TCP
+		// discovery works without.
+		s.Pinger = scan.EchoProber{}
 	}
 	if opts.Banner {
 		s.Banners = &scan.Grabber{}
@@ -291,9 +356,9 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	warnLongScan(g, opts, p)
 
 	run := &scanRun{g: g, opts: opts, plan: p, format: format}
-	// The output file is opened before the scan is recorded, so a bad -o
+	// The output files are opened before the scan is recorded, so a bad -o
 	// leaves no scan "running" in the history.
-	out, err := run.openOutput()
+	out, err := run.openOutputs()
 	if err != nil {
 		return err
 	}
@@ -348,6 +413,8 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 		return fmt.Errorf("scan %d: its stored options cannot be read: %w", si.ID, err)
 	}
 	stored.Format, stored.Output, stored.StatsEvery, stored.DB = opts.Format, opts.Output, opts.StatsEvery, opts.DB
+	stored.OutXML, stored.OutNormal, stored.OutGrep, stored.OutAll = opts.OutXML, opts.OutNormal, opts.OutGrep, opts.OutAll
+	stored.Open = opts.Open
 	stored.Seed = si.Seed
 	format, err := stored.format(g)
 	if err != nil {
@@ -361,7 +428,7 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 		return fmt.Errorf("resume scan %d: its targets now give %d probes, not %d (a name resolves differently or a target file changed)", si.ID, p.space.Size(), si.Space)
 	}
 	run := &scanRun{g: g, opts: stored, plan: p, format: format, db: db, resumed: true}
-	out, err := run.openOutput()
+	out, err := run.openOutputs()
 	if err != nil {
 		return err
 	}
@@ -408,23 +475,20 @@ type scanRun struct {
 	dbErr  error
 }
 
-// execute runs the scan from position startAt, writing the results to dst.
-func (r *scanRun) execute(ctx context.Context, dst *scanOutput, startAt uint64) error {
+// execute runs the scan from position startAt, writing the results to
+// every output of dst.
+func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) error {
 	g, opts := r.g, r.opts
 	if err := dst.start(); err != nil {
 		return err
 	}
-	out := dst.w
-	var stream *output.StreamWriter
-	if output.Streamable(r.format) {
-		var err error
-		if stream, err = output.NewStreamWriter(out, r.format); err != nil {
-			return err
-		}
+	batch := false // a format rendered at the end
+	for _, o := range dst {
+		batch = batch || o.stream == nil
 	}
 	r.up = map[netip.Addr]struct{}{}
 	if r.resumed {
-		if err := r.replay(ctx, stream); err != nil {
+		if err := r.replay(ctx, dst); err != nil {
 			return err
 		}
 	}
@@ -460,12 +524,13 @@ func (r *scanRun) execute(ctx context.Context, dst *scanOutput, startAt uint64) 
 	}
 	s.OnResult = func(res scan.Result) {
 		r.count(res)
-		if stream != nil {
-			if err := stream.Write(res); err != nil && r.dbErr == nil {
-				r.dbErr = fmt.Errorf("write results: %w", err)
+		if r.shown(res) {
+			if err := dst.write(res); err != nil && r.dbErr == nil {
+				r.dbErr = err
 			}
-		} else if r.db == nil {
-			r.kept = append(r.kept, res)
+			if batch && r.db == nil {
+				r.kept = append(r.kept, res)
+			}
 		}
 		if r.writer != nil {
 			r.writer.add(res)
@@ -499,16 +564,24 @@ func (r *scanRun) execute(ctx context.Context, dst *scanOutput, startAt uint64) 
 		}
 	}
 	var err error
-	if stream != nil {
-		err = stream.Close()
-	} else {
-		err = r.render(bg, out, sum, status)
+	for _, o := range dst {
+		if o.stream != nil {
+			err = cmp.Or(err, o.stream.Close())
+		} else {
+			err = cmp.Or(err, r.render(bg, o, sum, status))
+		}
 	}
 	if r.dbErr != nil {
 		return r.dbErr
 	}
 	if err != nil {
 		return err
+	}
+	if sum.HostsDown > 0 {
+		// Said on every run, not only on a terminal: a script that reads
+		// no ports from a host must be able to learn why.
+		fmt.Fprintf(g.io.ErrOut, "%s judged down: no answer to %s, nor to host discovery (TCP %s%s); %s filtered (host-timeout); -Pn scans every port anyway\n",
+			plural(sum.HostsDown, "host"), "the first probes", discoveryPortsText(), pingText(sum), "their ports are reported")
 	}
 	if opts.StatsEvery > 0 {
 		statsOut.Write(struct {
@@ -531,13 +604,37 @@ func (r *scanRun) execute(ctx context.Context, dst *scanOutput, startAt uint64) 
 		return fmt.Errorf("scan: %w", runErr)
 	}
 	if r.db != nil && output.IsTerminal(g.io.ErrOut) {
-		down := ""
-		if sum.HostsDown > 0 {
-			down = fmt.Sprintf(", %d hosts never answered (their ports were not all probed; -Pn probes them)", sum.HostsDown)
-		}
-		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open%s; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.counts.Open, down, r.db.Path())
+		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.counts.Open, r.db.Path())
 	}
 	return nil
+}
+
+// discoveryPortsText lists host discovery's TCP ports: "80,443,22,...".
+func discoveryPortsText() string {
+	ports := make([]string, len(scan.DefaultDiscoveryPorts))
+	for i, p := range scan.DefaultDiscoveryPorts {
+		ports[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(ports, ",")
+}
+
+// pingText says whether discovery could ping.
+func pingText(sum scan.Summary) string {
+	if sum.Ping {
+		return "; ICMP echo"
+	}
+	return "; no ICMP echo: needs root, CAP_NET_RAW or net.ipv4.ping_group_range"
+}
+
+// shown reports whether res goes to the outputs (--open keeps open ports).
+func (r *scanRun) shown(res scan.Result) bool { return !r.opts.Open || res.State == scan.Open }
+
+// filter is shown for results read back from the store.
+func (r *scanRun) filter() store.Filter {
+	if r.opts.Open {
+		return store.Filter{States: []scan.State{scan.Open}}
+	}
+	return store.Filter{}
 }
 
 // count keeps the running totals the store records at each checkpoint.
@@ -565,16 +662,17 @@ func (r *scanRun) count(res scan.Result) {
 // (those below its checkpoint): they count in the totals from the first
 // checkpoint on, and a stream prints them first, so the output of a resumed
 // scan is the whole scan, as it is for the formats rendered from the store.
-func (r *scanRun) replay(ctx context.Context, stream *output.StreamWriter) error {
+func (r *scanRun) replay(ctx context.Context, dst scanOutputs) error {
 	for res, err := range r.db.ResultsSeq(ctx, r.info.ID, store.Filter{}) {
 		if err != nil {
 			return err
 		}
 		r.count(res)
-		if stream != nil {
-			if err := stream.Write(res); err != nil {
-				return fmt.Errorf("write results: %w", err)
-			}
+		if !r.shown(res) {
+			continue
+		}
+		if err := dst.write(res); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -683,14 +781,15 @@ func (w *storeWriter) close() error {
 // render writes a format that needs every result at once: from the store
 // when there is one (so a resumed scan shows its earlier runs too), else
 // from memory.
-func (r *scanRun) render(ctx context.Context, out io.Writer, sum scan.Summary, status store.Status) error {
-	color := out == r.g.io.Out && r.g.color()
+func (r *scanRun) render(ctx context.Context, o *scanOutput, sum scan.Summary, status store.Status) error {
+	out := o.w
+	color := o.f == nil && out == r.g.io.Out && r.g.color()
 	if r.db != nil {
 		si, err := r.db.Scan(ctx, r.info.ID)
 		if err != nil {
 			return err
 		}
-		return writeStoredScan(ctx, out, r.db, si, r.format, store.Filter{}, color)
+		return writeStoredScan(ctx, out, r.db, si, o.format, r.filter(), color)
 	}
 	meta := output.ScanMeta{
 		Args: "portolan " + strings.Join(r.g.args, " "), Version: Version, Start: time.Now().Add(-sum.Elapsed), End: time.Now(),
@@ -700,54 +799,115 @@ func (r *scanRun) render(ctx context.Context, out io.Writer, sum scan.Summary, s
 	if status != store.Done {
 		meta.Error = fmt.Sprintf("scan %s at %.1f%%", status, sum.Percent)
 	}
-	return output.WriteScan(out, r.format, meta, r.kept, color)
+	return output.WriteScan(out, o.format, meta, r.kept, color)
 }
 
-// scanOutput is where a run writes: stdout or the -o file.
+// scanOutput is one place a run writes: stdout, the -o file, or one of
+// nmap's -oX/-oN/-oG/-oA files, each in its format.
 type scanOutput struct {
 	w       io.Writer
 	f       *os.File // nil for stdout
-	created bool     // the file did not exist before this run
+	format  output.ScanFormat
+	stream  *output.StreamWriter // for the formats written as results come
+	created bool                 // the file did not exist before this run
 	started bool
 }
 
-// openOutput returns stdout or the -o file. The file is opened without
-// truncating it, so a run refused after this (a store that cannot be
-// opened, a scan that cannot be resumed) leaves it as it was, while a path
-// that cannot be written is still reported before anything is recorded.
-func (r *scanRun) openOutput() (*scanOutput, error) {
-	if r.opts.Output == "" || r.opts.Output == "-" {
-		return &scanOutput{w: r.g.io.Out, started: true}, nil
+// scanOutputs are all the places a run writes.
+type scanOutputs []*scanOutput
+
+// openOutputs returns stdout or the -o file in the run's format, and the
+// files of -oX, -oN, -oG and -oA. The files are opened without truncating
+// them, so a run refused after this (a store that cannot be opened, a scan
+// that cannot be resumed) leaves them as they were, while a path that
+// cannot be written is still reported before anything is recorded.
+func (r *scanRun) openOutputs() (scanOutputs, error) {
+	type spec struct {
+		path   string
+		format output.ScanFormat
 	}
-	_, statErr := os.Stat(r.opts.Output)
-	f, err := os.OpenFile(r.opts.Output, os.O_WRONLY|os.O_CREATE, 0o666)
+	specs := []spec{{r.opts.Output, r.format}}
+	o := r.opts
+	for _, sp := range []spec{{o.OutXML, output.FormatXML}, {o.OutNormal, output.FormatTable}, {o.OutGrep, output.FormatGrepable}} {
+		if sp.path != "" {
+			specs = append(specs, sp)
+		}
+	}
+	if o.OutAll != "" {
+		specs = append(specs, spec{o.OutAll + ".nmap", output.FormatTable}, spec{o.OutAll + ".xml", output.FormatXML},
+			spec{o.OutAll + ".gnmap", output.FormatGrepable})
+	}
+	var outs scanOutputs
+	for _, sp := range specs {
+		out, err := r.openOutput(sp.path, sp.format)
+		if err != nil {
+			outs.close()
+			return nil, err
+		}
+		outs = append(outs, out)
+	}
+	return outs, nil
+}
+
+func (r *scanRun) openOutput(path string, format output.ScanFormat) (*scanOutput, error) {
+	if path == "" || path == "-" {
+		return &scanOutput{w: r.g.io.Out, format: format, started: true}, nil
+	}
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o666)
 	if err != nil {
 		return nil, err // *PathError names the file
 	}
-	return &scanOutput{w: f, f: f, created: errors.Is(statErr, fs.ErrNotExist)}, nil
+	return &scanOutput{w: f, f: f, format: format, created: errors.Is(statErr, fs.ErrNotExist)}, nil
 }
 
-// start empties the file: the run goes ahead.
-func (o *scanOutput) start() error {
-	if o.started {
-		return nil
-	}
-	o.started = true
-	if err := o.f.Truncate(0); err != nil {
-		return fmt.Errorf("empty %s: %w", o.f.Name(), err)
+// start empties the files (the run goes ahead) and makes the writers of
+// the streamed formats.
+func (outs scanOutputs) start() error {
+	for _, o := range outs {
+		if !o.started {
+			o.started = true
+			// Only a regular file has a length: a device (/dev/null,
+			// /dev/stdout on a pipe) or a FIFO cannot be truncated.
+			if fi, err := o.f.Stat(); err == nil && fi.Mode().IsRegular() {
+				if err := o.f.Truncate(0); err != nil {
+					return fmt.Errorf("empty %s: %w", o.f.Name(), err)
+				}
+			}
+		}
+		if output.Streamable(o.format) {
+			var err error
+			if o.stream, err = output.NewStreamWriter(o.w, o.format); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// close closes the file, and removes it if this run created it but never
-// started.
-func (o *scanOutput) close() {
-	if o.f == nil {
-		return
+// write hands a result to every streamed output.
+func (outs scanOutputs) write(res scan.Result) error {
+	for _, o := range outs {
+		if o.stream != nil {
+			if err := o.stream.Write(res); err != nil {
+				return fmt.Errorf("write results: %w", err)
+			}
+		}
 	}
-	o.f.Close()
-	if !o.started && o.created {
-		os.Remove(o.f.Name())
+	return nil
+}
+
+// close closes the files, and removes those this run created but never
+// started.
+func (outs scanOutputs) close() {
+	for _, o := range outs {
+		if o.f == nil {
+			continue
+		}
+		o.f.Close()
+		if !o.started && o.created {
+			os.Remove(o.f.Name())
+		}
 	}
 }
 

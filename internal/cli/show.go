@@ -24,6 +24,7 @@ type ShowOptions struct {
 	Format string   // an output.ScanFormat; empty means table (or json with --json)
 	Output string   // file to write; empty or "-" means stdout
 	States []string // only ports in these states; empty means all
+	Open   bool     // --open: the same as --state open
 	DB     DBFlags
 }
 
@@ -65,6 +66,7 @@ does not exist.`,
 	f.StringVarP(&opts.Format, "format", "f", "", "output `FORMAT`: "+formatNames())
 	f.StringVarP(&opts.Output, "output", "o", "", "write to `FILE` instead of standard output")
 	f.StringSliceVar(&opts.States, "state", nil, "only ports in `STATE`s (open, closed, filtered, open|filtered, ...; comma-separated)")
+	f.BoolVar(&opts.Open, "open", false, "only open ports, and hosts with one (nmap's --open; --state open)")
 	addDBFlags(cmd, &opts.DB)
 	return cmd
 }
@@ -101,6 +103,9 @@ func runShow(ctx context.Context, g *Globals, opts ShowOptions) error {
 		return err
 	}
 	var filter store.Filter
+	if opts.Open {
+		opts.States = append(opts.States, "open")
+	}
 	for _, s := range opts.States {
 		st, err := scan.ParseState(strings.TrimSpace(s))
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -26,11 +27,19 @@ import (
 //	dial VAR ADDR             connect to a listener made by listen; $VAR = the local port
 //	timewait VAR ADDR         connect and close first, leaving TIME_WAIT; $VAR = the local port
 //	freeport VAR              $VAR = a TCP and UDP port nothing holds (bound, then closed)
+//	forked VAR N              listen on 127.0.0.1:0 (tcp4) and start N child processes
+//	                          (sleep) that inherit the listener, as a pre-forked server's
+//	                          workers do; $VAR = the port, $VAR_PID1... = the children
+//	unixlisten ADDR           listen (stream) on a unix socket path or @abstract name
+//	unixdial ADDR             connect to a unix listener
 var socketCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
-	"listen":   cmdListen,
-	"dial":     cmdDial,
-	"timewait": cmdTimeWait,
-	"freeport": cmdFreePort,
+	"unixlisten": cmdUnixListen,
+	"unixdial":   cmdUnixDial,
+	"forked":     cmdForked,
+	"listen":     cmdListen,
+	"dial":       cmdDial,
+	"timewait":   cmdTimeWait,
+	"freeport":   cmdFreePort,
 }
 
 func cmdListen(ts *testscript.TestScript, neg bool, args []string) {
@@ -92,6 +101,51 @@ func awaitTimeWait(ts *testscript.TestScript, netns string, port int) {
 			ts.Fatalf("no TIME_WAIT on port %d after 5s", port)
 		}
 	}
+}
+
+func cmdUnixListen(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: unixlisten ADDR")
+	}
+	l, err := net.Listen("unix", args[0])
+	ts.Check(err)
+	ts.Defer(func() { l.Close() })
+	go testenv.Serve(l, testenv.Drain)
+}
+
+func cmdUnixDial(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: unixdial ADDR")
+	}
+	c, err := net.Dial("unix", args[0])
+	ts.Check(err)
+	ts.Defer(func() { c.Close() })
+}
+
+func cmdForked(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: forked VAR N")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	sleep, err := exec.LookPath("sleep")
+	ts.Check(err)
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	ts.Check(err)
+	ts.Defer(func() { l.Close() })
+	// No Serve: handing the socket to a child (Fd) puts it in blocking
+	// mode, and an Accept blocked in the kernel would hold up Close.
+	f, err := l.(*net.TCPListener).File()
+	ts.Check(err)
+	defer f.Close()
+	for i := range n {
+		cmd := exec.Command(sleep, "300")
+		cmd.ExtraFiles = []*os.File{f}
+		ts.Check(cmd.Start())
+		ts.Defer(func() { cmd.Process.Kill(); cmd.Wait() })
+		ts.Setenv(args[0]+"_PID"+strconv.Itoa(i+1), strconv.Itoa(cmd.Process.Pid))
+	}
+	ts.Setenv(args[0], strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
 }
 
 func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {

@@ -104,7 +104,7 @@ func seedScans(path string) error {
 		{Addr: a2, Port: 443, Proto: portspec.TCP, State: scan.Filtered, Reason: scan.ReasonNoResponse, Service: "https", Time: at(900), Pos: 2},
 		{Addr: a1, Port: 443, Proto: portspec.TCP, State: scan.Open, Reason: scan.ReasonSynAck, Service: "https", RTT: 180 * time.Microsecond, Time: at(3), Pos: 3},
 		{Addr: v6, Port: 8443, Proto: portspec.TCP, State: scan.Closed, Reason: scan.ReasonConnRefused, Service: "pcsync-https", RTT: 290 * time.Microsecond, Time: at(4), Pos: 4},
-		{Addr: a2, Port: 8443, Proto: portspec.TCP, State: scan.Filtered, Reason: scan.ReasonNoResponse, Service: "pcsync-https", Time: at(950), Pos: 5},
+		{Addr: a2, Port: 8443, Proto: portspec.TCP, State: scan.Filtered, Reason: scan.ReasonHostTimeout, Service: "pcsync-https", Time: at(950), Pos: 5},
 	}
 	if err := st.AddResults(ctx, id, rs); err != nil {
 		return err

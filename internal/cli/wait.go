@@ -17,10 +17,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"portolan/internal/output"
+	"portolan/internal/sockets"
 	"portolan/internal/wait"
 )
 
 func init() { register(newWaitCmd) }
+
+// ExitTimeout is wait's exit code when --timeout passes with a target not
+// ready: 124, as timeout(1) says, so a script can tell "still not up" from
+// a command that failed (1) or bad input (2).
+const ExitTimeout = 124
 
 // WaitOptions are the inputs of `portolan wait`.
 type WaitOptions struct {
@@ -33,6 +39,7 @@ type WaitOptions struct {
 	Interval    time.Duration
 	Free        bool
 	Insecure    bool
+	Netns       string // network namespace name or path; empty means ours
 }
 
 func newWaitCmd(g *Globals) *cobra.Command {
@@ -57,9 +64,12 @@ more, on any family (or its unix socket is gone).
 
 Attempts start every --interval and back off (doubling, with jitter) to 2s or
 the interval if longer; each attempt may take --each-timeout. After --timeout
-(0: no limit) portolan exits 1 and says for each target that is not ready why,
-from what it saw: "connection refused", "listening on 127.0.0.1 only, you
-asked for ::1", "accepting but HTTP 503", "TLS handshake failed: ...".`,
+(0: no limit) portolan says for each target that is not ready why, from what
+it saw: "connection refused", "listening on 127.0.0.1 only, you asked for
+::1", "accepting but HTTP 503", "accept queue full", "TLS handshake failed".
+
+Exit status: 0 when every target is ready (or COMMAND's own), 124 when the
+timeout passed first (as timeout(1)), 2 on bad input, 130 when interrupted.`,
 		Example: `  portolan wait db:5432 api:8080/health --http --timeout 30s -- ./run-tests
   portolan wait :8080
   portolan wait https://localhost:8443/ready --status 200 --insecure
@@ -82,6 +92,7 @@ asked for ::1", "accepting but HTTP 503", "TLS handshake failed: ...".`,
 	f.DurationVar(&opts.Interval, "interval", 250*time.Millisecond, "pause after the first failed attempt; later ones back off")
 	f.BoolVar(&opts.Free, "free", false, "wait until the targets' ports are released instead")
 	f.BoolVar(&opts.Insecure, "insecure", false, "accept any TLS certificate")
+	f.StringVar(&opts.Netns, "netns", "", "connect (and with --free, bind) from network namespace `NAME` (under /run/netns) or PATH")
 	return cmd
 }
 
@@ -115,6 +126,11 @@ func runWait(ctx context.Context, g *Globals, opts WaitOptions) error {
 		t.Raw = opts.Targets[i]
 		targets[i] = t
 	}
+	if opts.Netns != "" {
+		if err := sockets.InNetns(opts.Netns, func() error { return nil }); err != nil {
+			return socketsErr(opts.Netns, err)
+		}
+	}
 	lo, hi, err := wait.ParseStatus(opts.Status)
 	if err != nil {
 		return usageErr(fmt.Errorf("--status: %w", err))
@@ -129,6 +145,7 @@ func runWait(ctx context.Context, g *Globals, opts WaitOptions) error {
 		StatusMin:      lo,
 		StatusMax:      hi,
 		Logger:         g.Logger(),
+		Netns:          opts.Netns,
 	}
 	if opts.Insecure {
 		wo.TLS = &tls.Config{InsecureSkipVerify: true}
@@ -178,12 +195,16 @@ func runWait(ctx context.Context, g *Globals, opts WaitOptions) error {
 				t.Add("  "+s.Target.Raw, s.Reason)
 			}
 		}
+		code := ExitTimeout
+		if ctx.Err() != nil {
+			code = ExitInterrupted
+		}
 		fmt.Fprintf(g.io.ErrOut, "portolan: wait %s; not ready:\n", why)
 		t.Write(g.io.ErrOut, false)
 		if h := waitHint(statuses); h != "" {
 			fmt.Fprintf(g.io.ErrOut, "hint: %s\n", h)
 		}
-		return silentExit(ExitError)
+		return silentExit(code)
 	}
 	if len(opts.Command) > 0 {
 		return runAfterWait(g, opts.Command)

@@ -62,8 +62,8 @@ func TestWaitCmdWrongFamily(t *testing.T) {
 	p := waitListener(t, "tcp4", "127.0.0.1:0")
 	target := fmt.Sprintf("[::1]:%d", p)
 	code, out, errOut := runMain("wait", target, "--timeout", "1s", "--", "sh", "-c", "echo ran")
-	if code != 1 || out != "" {
-		t.Errorf("wait %s = %d, stdout %q; want 1 and nothing run", target, code, out)
+	if code != ExitTimeout || out != "" {
+		t.Errorf("wait %s = %d, stdout %q; want %d (timed out) and nothing run", target, code, out, ExitTimeout)
 	}
 	for _, want := range []string{
 		"portolan: wait timed out after 1s; not ready:\n",

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -19,15 +20,19 @@ func init() { register(newWhoCmd) }
 
 // WhoOptions are the inputs of `portolan who`.
 type WhoOptions struct {
-	Port  string // PORT[/proto]: a number or a service name, with an optional protocol
-	All   bool   // connections too, not only listeners and bound UDP sockets
-	Netns string // network namespace name or path; empty means ours
+	Port     string // PORT[/proto]: a number or a service name, with an optional protocol
+	All      bool   // connections too, not only listeners and bound UDP sockets
+	Netns    string // network namespace name or path; empty means ours
+	First    bool   // stop the search of /proc at the first process holding each socket
+	Tree     bool   // show the process tree of the holders
+	AllNetns bool   // look in every network namespace
+	watchOptions
 }
 
 func newWhoCmd(g *Globals) *cobra.Command {
 	var opts WhoOptions
 	cmd := &cobra.Command{
-		Use:   "who PORT[/PROTO]",
+		Use:   "who PORT[/PROTO] | PATH | @NAME",
 		Short: "Show who holds a port: process, command line, user, unit or container",
 		Long: `Show the holders of a local port: the listening TCP sockets and the UDP sockets
 bound to it, each with its process (pid, command line, user, start time) and
@@ -37,14 +42,27 @@ Without a protocol both TCP and UDP are checked. Exit status 0 when the port
 is held, 1 when it is free ("port 8080/tcp is free" on stderr), 2 on bad
 input. With --all, connections that use the port are shown too.
 
+--tree draws the holders' process tree; --watch follows the port until
+Ctrl-C, as ls --watch does (JSON Lines of appear/disappear events when piped).
+
+A path (absolute, or starting with ./) or an @abstract name asks about a unix socket:
+the listener bound to it, and with --all the connections it accepted.
+
 Without root the processes of other users cannot be seen; who then says
 whose socket it is (the user and cgroup the kernel reports) and why the
-process is missing. The search of /proc stops at the first holder.`,
+process is missing. Every process holding a socket is named (a pre-forked
+server's master and workers, a daemon and the shell that started it);
+--first stops the search of /proc at the lowest pid holding each socket,
+which is faster on a machine with many processes.`,
 		Example: `  portolan who 8080
   portolan who 53/udp
   portolan who ssh --json
   portolan who 5432 --all
-  portolan who 80 --netns blue`,
+  portolan who 80 --netns blue
+  portolan who 8080 --tree
+  portolan who 8080 --watch
+  portolan who /run/docker.sock
+  portolan who @/tmp/.X11-unix/X0`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Port = args[0]
@@ -54,6 +72,11 @@ process is missing. The search of /proc stops at the first holder.`,
 	f := cmd.Flags()
 	f.BoolVarP(&opts.All, "all", "a", false, "also show connections using the port, in every state")
 	f.StringVar(&opts.Netns, "netns", "", "inspect network namespace `NAME` (under /run/netns) or PATH")
+	f.BoolVar(&opts.Watch, "watch", false, "refresh until Ctrl-C: in place on a terminal, else JSON Lines of sockets that appear and disappear")
+	f.DurationVar(&opts.Interval, "interval", time.Second, "with --watch, the time between refreshes")
+	f.BoolVar(&opts.AllNetns, "all-netns", false, "look in every network namespace (named, and those of containers and other processes)")
+	f.BoolVar(&opts.Tree, "tree", false, "show the holders' process tree (a pre-forked server's master and workers)")
+	f.BoolVar(&opts.First, "first", false, "name only the lowest pid holding each socket (a faster search of /proc)")
 	return cmd
 }
 
@@ -102,6 +125,10 @@ func parseWhoTarget(arg string) (whoTarget, error) {
 		return w, fmt.Errorf("%q is %d ports; who takes one (portolan ls --port SPEC lists several)", arg, len(ports))
 	}
 	w.port = ports[0]
+	if w.port == 0 {
+		// No socket holds port 0: a bind to it asks the kernel for a port.
+		return w, fmt.Errorf("%q: port 0 is not a port a socket holds (a bind to 0 asks the kernel to pick one); name a port from 1 to 65535", arg)
+	}
 	return w, nil
 }
 
@@ -111,20 +138,111 @@ type whoResult struct {
 	Protos  []portspec.Proto `json:"protos"`
 	Held    bool             `json:"held"`
 	Sockets []socketJSON     `json:"sockets"`
+	Tree    []*treeJSON      `json:"tree,omitempty"` // with --tree
+}
+
+// treeJSON is a process of the holders' tree.
+type treeJSON struct {
+	PID      int         `json:"pid"`
+	Command  string      `json:"command"`
+	Holds    bool        `json:"holds"`
+	Children []*treeJSON `json:"children,omitempty"`
+}
+
+func newTreeJSON(ns []*sockets.TreeNode) []*treeJSON {
+	var out []*treeJSON
+	for _, n := range ns {
+		out = append(out, &treeJSON{PID: n.PID, Command: n.Comm, Holds: n.Holds, Children: newTreeJSON(n.Children)})
+	}
+	return out
+}
+
+// holderProcs are the distinct processes holding socks.
+func holderProcs(socks []sockets.Socket) []*sockets.Process {
+	seen := map[int]bool{}
+	var out []*sockets.Process
+	for i := range socks {
+		for _, p := range socks[i].Procs {
+			if !seen[p.PID] {
+				seen[p.PID] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// writeTree draws the tree with box-drawing branches; holders are marked.
+func writeTree(w io.Writer, ns []*sockets.TreeNode, prefix string, top bool) {
+	for i, n := range ns {
+		branch, next := "├─ ", "│  "
+		if i == len(ns)-1 {
+			branch, next = "└─ ", "   "
+		}
+		if top {
+			branch, next = "", ""
+		}
+		mark := ""
+		if n.Holds {
+			mark = "  (holds the port)"
+		}
+		fmt.Fprintf(w, "  %s%s%d %s%s\n", prefix, branch, n.PID, n.Comm, mark)
+		writeTree(w, n.Children, prefix+next, false)
+	}
 }
 
 func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
+	if isUnixName(opts.Port) {
+		return runWhoUnix(ctx, g, opts)
+	}
 	w, err := parseWhoTarget(opts.Port)
 	if err != nil {
 		return usageErr(err)
 	}
 	qs := whoQueries(w, opts.All)
-	socks, err := listSockets(ctx, g, opts.Netns, qs)
+	if err := opts.watchOptions.check(); err != nil {
+		return usageErr(err)
+	}
+	if opts.Watch {
+		var socks []sockets.Socket
+		snap := func(ctx context.Context) ([]watchItem, error) {
+			var err error
+			if socks, err = listSockets(ctx, g, opts.Netns, qs); err != nil {
+				return nil, err
+			}
+			if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{First: opts.First, Details: true}); err != nil && ctx.Err() != nil {
+				return nil, err
+			}
+			items := make([]watchItem, len(socks))
+			for i := range socks {
+				s := &socks[i]
+				items[i] = watchItem{fmt.Sprintf("%d %s %v %v", s.Cookie, s.State, s.Local, s.Remote), newSocketJSON(s, serviceName(s.Local.Port(), s.Proto), true)}
+			}
+			return items, nil
+		}
+		return runWatch(ctx, g, opts.Interval, snap, func(out io.Writer) error {
+			if len(socks) == 0 {
+				_, err := fmt.Fprintf(out, "%v is free\n", w)
+				return err
+			}
+			writeHolders(out, socks, time.Now())
+			return nil
+		})
+	}
+	var socks []sockets.Socket
+	switch {
+	case opts.AllNetns && opts.Netns != "":
+		return usageErr(errors.New("--all-netns and --netns: pick one"))
+	case opts.AllNetns:
+		socks, err = allNetnsSockets(ctx, g, qs)
+	default:
+		socks, err = listSockets(ctx, g, opts.Netns, qs)
+	}
 	if err != nil {
 		return err
 	}
 	if len(socks) > 0 {
-		if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{First: true, Details: true}); err != nil {
+		if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{First: opts.First, Details: true}); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
@@ -133,6 +251,9 @@ func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
 	}
 	if g.JSON {
 		res := whoResult{Port: w.port, Protos: w.protos, Held: len(socks) > 0, Sockets: []socketJSON{}}
+		if opts.Tree {
+			res.Tree = newTreeJSON(sockets.HolderTree(holderProcs(socks)))
+		}
 		for i := range socks {
 			res.Sockets = append(res.Sockets, newSocketJSON(&socks[i], serviceName(socks[i].Local.Port(), socks[i].Proto), true))
 		}
@@ -141,6 +262,10 @@ func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
 		}
 	} else {
 		writeHolders(g.io.Out, socks, time.Now())
+		if hs := holderProcs(socks); opts.Tree && len(hs) > 0 {
+			fmt.Fprintln(g.io.Out, "\nprocess tree:")
+			writeTree(g.io.Out, sockets.HolderTree(hs), "", true)
+		}
 	}
 	if len(socks) == 0 {
 		for _, proto := range w.protos {
@@ -198,17 +323,21 @@ func endpointLabel(s *sockets.Socket) string {
 	return out
 }
 
-// holderKey groups sockets with the same owner, so a server listening on
+// holderKey groups sockets with the same owners, so a server listening on
 // both families is shown once.
 func holderKey(s *sockets.Socket) string {
 	if len(s.Procs) > 0 {
-		return "pid " + strconv.Itoa(s.Procs[0].PID)
+		k := s.Netns + " pid"
+		for _, p := range s.Procs {
+			k += " " + strconv.Itoa(p.PID)
+		}
+		return k
 	}
 	cg := ""
 	if s.Cgroup != nil {
 		cg = s.Cgroup.Path
 	}
-	return fmt.Sprintf("unseen %d %d %s", s.Unseen, s.UID, cg)
+	return fmt.Sprintf("%s unseen %d %d %s", s.Netns, s.Unseen, s.UID, cg)
 }
 
 // writeHolders prints the holders, one block per owner.
@@ -240,6 +369,7 @@ func writeHolders(w io.Writer, socks []sockets.Socket, now time.Time) {
 			}
 		}
 		s := g[0]
+		kv("netns", s.Netns)
 		if len(s.Procs) == 0 {
 			kv("owner", "unknown: "+s.Unseen.Explain(s))
 			if s.Inode != 0 {
@@ -248,18 +378,24 @@ func writeHolders(w io.Writer, socks []sockets.Socket, now time.Time) {
 			writeCgroup(kv, s.Cgroup)
 			continue
 		}
-		p := s.Procs[0]
-		kv("pid", strconv.Itoa(p.PID))
-		cmd := strings.Join(p.Cmdline, " ")
-		if cmd == "" {
-			cmd = "[" + p.Comm + "]"
+		// Every process holding the socket: stopping one of a pre-forked
+		// server's processes does not free the port.
+		for i, p := range s.Procs {
+			if i > 0 {
+				fmt.Fprintln(w, "  --")
+			}
+			kv("pid", strconv.Itoa(p.PID))
+			cmd := strings.Join(p.Cmdline, " ")
+			if cmd == "" {
+				cmd = "[" + p.Comm + "]"
+			}
+			kv("command", cmd)
+			kv("user", fmt.Sprintf("%s (%d)", p.User, p.UID))
+			if !p.Start.IsZero() {
+				kv("started", p.Start.Local().Format("2006-01-02 15:04:05 MST")+" ("+ago(now.Sub(p.Start))+")")
+			}
+			writeCgroup(kv, p.Cgroup)
 		}
-		kv("command", cmd)
-		kv("user", fmt.Sprintf("%s (%d)", p.User, p.UID))
-		if !p.Start.IsZero() {
-			kv("started", p.Start.Local().Format("2006-01-02 15:04:05 MST")+" ("+ago(now.Sub(p.Start))+")")
-		}
-		writeCgroup(kv, p.Cgroup)
 	}
 }
 

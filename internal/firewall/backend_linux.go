@@ -3,6 +3,7 @@ package firewall
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -18,8 +19,11 @@ type flushHook = func(*nftables.Conn, *nftables.Table, *nftables.Chain)
 // live is the table as read, with what Apply needs to change it.
 type live struct {
 	Table
-	table *nftables.Table // nil when the table does not exist
-	sets  map[string]*nftables.Set
+	table   *nftables.Table // nil when the table does not exist
+	chain   bool            // the input chain exists
+	sets    map[string]*nftables.Set
+	krules  []krule  // the chain's kernel rules as decoded (kind 0: unmanaged)
+	handles []uint64 // their handles
 }
 
 // dial opens a netlink connection to nftables in the namespace. For a
@@ -98,7 +102,9 @@ func (f *Firewall) Read(ctx context.Context) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &l.Table, nil
+	t := l.Table
+	t.live = l
+	return &t, nil
 }
 
 func (f *Firewall) read(c *nftables.Conn) (*live, error) {
@@ -139,12 +145,18 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 	if chain == nil {
 		return l, nil
 	}
+	l.chain = true
 	rules, err := c.GetRules(l.table, chain)
 	if err != nil {
 		// A rule another tool put in the chain that the library cannot
 		// parse ends up here; reset starts over without reading rules.
 		return nil, wrap("list rules (portolan firewall reset clears the table)", err)
 	}
+	er, err := newElemReader(f.NetNS)
+	if err != nil {
+		return nil, wrap("list set elements", err)
+	}
+	defer er.close()
 	elems := map[string]*setData{}
 	setByName := func(name string) (*setData, error) {
 		if d, ok := elems[name]; ok {
@@ -154,7 +166,7 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 		if s == nil {
 			return nil, fmt.Errorf("no set %s", name)
 		}
-		es, err := c.GetSetElements(s)
+		es, err := er.elements(name)
 		if err != nil {
 			return nil, fmt.Errorf("elements of set %s: %w", name, err)
 		}
@@ -170,7 +182,9 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 			k = krule{} // kind 0: unmanaged
 		}
 		ks[i] = k
+		l.handles = append(l.handles, r.Handle)
 	}
+	l.krules = ks
 	d := decodeRules(ks, chain.Policy != nil && *chain.Policy == nftables.ChainPolicyDrop)
 	l.Ruleset = d.rs
 	l.Unmanaged = len(d.unmanaged)
@@ -213,14 +227,41 @@ func (f *Firewall) Restore(ctx context.Context, s *Snapshot) error {
 	return f.apply(ctx, rs, true)
 }
 
+// ApplyTo is Apply given the table as Read returned it just before, under
+// the caller's lock, which saves reading it again. If the table changed
+// since, the kernel refuses the change (it names rules that are gone) and
+// ApplyTo reads the table and applies once more.
+func (f *Firewall) ApplyTo(ctx context.Context, have *Table, rs *Ruleset) error {
+	if have == nil || have.live == nil {
+		return f.apply(ctx, rs, false)
+	}
+	l := have.live
+	have.live = nil // used once: after this change it is out of date
+	if err := f.applyOn(ctx, l, rs, false); err != nil {
+		f.logger().Debug("apply on the table read before failed; reading it again", "err", err)
+		return f.apply(ctx, rs, false)
+	}
+	return nil
+}
+
 // apply writes rs. With keepIDs the rules keep the ids they have (a
 // snapshot's); otherwise matchIDs chooses.
 func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
-	if err := rs.Validate(); err != nil {
-		return err
-	}
 	l, err := f.readOnce()
 	if err != nil {
+		return err
+	}
+	return f.applyOn(ctx, l, rs, keepIDs)
+}
+
+// applyOn writes rs over the live table l. When l holds only rules
+// portolan wrote, the change is incremental: the kernel rules that stay
+// stay, those that go are deleted by handle and new ones are inserted in
+// place, so changing one rule of 10,000 sends a few messages; re-applying
+// the same rules sends nothing. Otherwise the chain is flushed and
+// written whole. Either way it is one transaction.
+func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bool) error {
+	if err := rs.Validate(); err != nil {
 		return err
 	}
 	if l.Unmanaged > 0 {
@@ -229,7 +270,7 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 	now := f.now()
 	want := rs.WithoutExpired(now)
 	if !keepIDs {
-		matchIDs(want, &l.Ruleset)
+		matchIDs(want, &l.Ruleset, newKeyCache())
 	}
 	comp, err := compile(want)
 	if err != nil {
@@ -258,9 +299,21 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &policy,
 	}
 	step(false, func(c *nftables.Conn) error { c.AddTable(table); c.AddChain(chain); return nil })
-	if l.Exists {
+	// kept[j] is the handle of the live kernel rule that stays as
+	// compiled rule j, or 0 when rule j is new.
+	kept, gone, incremental, err := f.incremental(ctx, l, comp)
+	if err != nil {
+		return err
+	}
+	if !incremental && l.Exists {
 		step(false, func(c *nftables.Conn) error { c.FlushChain(chain); return nil })
 	}
+	for _, h := range gone {
+		step(false, func(c *nftables.Conn) error {
+			return c.DelRule(&nftables.Rule{Table: table, Chain: chain, Handle: h})
+		})
+	}
+	changed := !incremental || len(gone) > 0 || (l.Ruleset.Policy == PolicyDrop) != comp.drop
 	en := &encoder{table: table, chain: chain, named: map[string]*nftables.Set{}}
 	// A live set stays when the rule that owns it stays unchanged, so
 	// meters keep their counts and expiry sets their timeouts. Every
@@ -280,6 +333,7 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 	}
 	for name, s := range l.sets {
 		if isOurSet(name) && !keep[name] {
+			changed = true
 			step(false, func(c *nftables.Conn) error { c.DelSet(s); return nil })
 		}
 	}
@@ -288,6 +342,7 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 			en.named[s.name] = l.sets[s.name]
 			continue
 		}
+		changed = true
 		ns, elems := newNamedSet(table, s, now)
 		ns.ID = en.setID()
 		en.named[s.name] = ns
@@ -302,9 +357,22 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 		}
 	}
 	for i := range comp.rules {
+		if incremental && kept[i] != 0 {
+			continue
+		}
+		changed = true
 		r, anon, err := en.rule(&comp.rules[i])
 		if err != nil {
 			return err
+		}
+		if incremental {
+			// Before the next rule that stays, or at the end.
+			for j := i + 1; j < len(kept); j++ {
+				if kept[j] != 0 {
+					r.Position = kept[j]
+					break
+				}
+			}
 		}
 		for _, a := range anon {
 			step(false, func(c *nftables.Conn) error {
@@ -315,10 +383,20 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 			})
 			others++ // its elements
 		}
-		step(true, func(c *nftables.Conn) error { c.AddRule(r); return nil })
+		step(true, func(c *nftables.Conn) error {
+			if r.Position != 0 {
+				c.InsertRule(r)
+			} else {
+				c.AddRule(r)
+			}
+			return nil
+		})
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if !changed {
+		return nil // the table already holds exactly this
 	}
 	c, err := f.dial(batchBuffers(rules, others))
 	if err != nil {
@@ -337,6 +415,58 @@ func (f *Firewall) apply(ctx context.Context, rs *Ruleset, keepIDs bool) error {
 		return fmt.Errorf("write table inet %s: %w", TableName, err)
 	}
 	return nil
+}
+
+// incremental pairs the live kernel rules with the compiled ones (a
+// longest common subsequence of identical kernel rules, see commonPairs).
+// It says no (write the chain whole) when the table or chain is missing
+// or holds rules portolan did not write.
+func (f *Firewall) incremental(ctx context.Context, l *live, comp *compiled) (kept, gone []uint64, ok bool, err error) {
+	if !l.Exists || !l.chain || l.Unmanaged > 0 || len(l.krules) != len(l.handles) {
+		return nil, nil, false, nil
+	}
+	keys := map[string]int{}
+	key := func(k *krule) int {
+		s := strconv.Itoa(int(k.kind)) + "/" + strconv.FormatUint(uint64(k.id), 10) + "/" + strconv.FormatInt(k.expires, 10) + "/" + k.nftLine()
+		n, ok := keys[s]
+		if !ok {
+			n = len(keys)
+			keys[s] = n
+		}
+		return n
+	}
+	a := make([]int, len(l.krules))
+	for i := range l.krules {
+		if l.krules[i].kind == 0 {
+			return nil, nil, false, nil
+		}
+		a[i] = key(&l.krules[i])
+	}
+	b := make([]int, len(comp.rules))
+	for j := range comp.rules {
+		b[j] = key(&comp.rules[j])
+	}
+	pairs, err := commonPairs(ctx, a, b)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	kept = make([]uint64, len(comp.rules))
+	stays := make([]bool, len(l.krules))
+	for _, p := range pairs {
+		// Same rendering, tag and expiry: the same kernel rule, unless a
+		// field nft does not print differs; then write it all.
+		if !reflect.DeepEqual(l.krules[p[0]], comp.rules[p[1]]) || l.handles[p[0]] == 0 {
+			return nil, nil, false, nil
+		}
+		kept[p[1]] = l.handles[p[0]]
+		stays[p[0]] = true
+	}
+	for i, s := range stays {
+		if !s {
+			gone = append(gone, l.handles[i])
+		}
+	}
+	return kept, gone, true, nil
 }
 
 // readOnce reads the table on a connection of its own.

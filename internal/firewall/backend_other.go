@@ -6,6 +6,11 @@ import "context"
 
 type flushHook = func()
 
+type live struct{}
+
+// ApplyTo is not supported off Linux.
+func (f *Firewall) ApplyTo(context.Context, *Table, *Ruleset) error { return ErrNotSupported }
+
 // Read is not supported off Linux.
 func (f *Firewall) Read(context.Context) (*Table, error) { return nil, ErrNotSupported }
 

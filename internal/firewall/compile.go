@@ -18,8 +18,11 @@ import (
 //	table inet portolan {
 //		chain input {
 //			type filter hook input priority filter; policy accept|drop;
-//			ct state established,related accept    # base: open connections stay up
+//			ct state established,related accept    # base: open connections stay up, ICMP errors about them too
 //			iif "lo" accept                        # base: loopback is never filtered
+//			ip6 hoplimit 255 icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
+//			ip6 saddr fe80::/10 icmpv6 type { mld-listener-query, ... } accept
+//			                                       # base: what IPv6 needs to work, before any rule can drop it
 //			...                                    # the rules, each one or more kernel rules
 //			meta l4proto { icmp, ipv6-icmp } accept # base: ping and neighbour discovery, unless a rule said otherwise
 //			reject                                 # only with policy reject
@@ -48,6 +51,20 @@ const (
 	baseEstablished = 1
 	baseLoopback    = 2
 	baseICMP        = 3
+	baseND          = 4
+	baseMLD         = 5
+)
+
+// ICMPv6 types IPv6 needs to work (RFC 4890 4.4.1): router and neighbour
+// discovery, accepted only with the hop limit of 255 they must be sent
+// with (so they come from the link), and multicast listener discovery
+// from link-local addresses. Without them a rule such as `deny any --iface
+// eth0` cuts the host off IPv6, its own outgoing connections included:
+// conntrack does not track neighbour advertisements.
+var (
+	icmp6ND    = []uint8{133, 134, 135, 136} // router solicitation and advertisement, neighbour solicitation and advertisement
+	icmp6MLD   = []uint8{130, 131, 132, 143} // listener query, report, done; MLDv2 report
+	linkLocal6 = netip.MustParsePrefix("fe80::/10")
 )
 
 // ct state bits (nf_conntrack_common.h).
@@ -105,10 +122,12 @@ type krule struct {
 	family    int    // meta nfproto ipv4/ipv6, before any network header match
 	saddr     []addrRange
 	daddr     []addrRange
+	hopLimit  uint8   // ip6 hoplimit; 0 any
 	protos    []uint8 // meta l4proto
 	ports     []portRange
-	ctState   uint32 // ct state & mask != 0
-	meter     *meter // update @set { ip saddr limit rate over ... }
+	icmpTypes []uint8 // icmpv6 type, with protos {ipv6-icmp}
+	ctState   uint32  // ct state & mask != 0
+	meter     *meter  // update @set { ip saddr limit rate over ... }
 	logGroup  uint16
 	logPrefix string
 	verdict   verdict
@@ -155,13 +174,17 @@ func assignIDs(rs *Ruleset) {
 
 // matchIDs gives the rules of want the ids of Equal live rules, so their
 // sets stay, and fresh ids (above every live one, so no set name is
-// reused within a transaction) to the others.
-func matchIDs(want, have *Ruleset) {
+// reused within a transaction) to the others. Live rules are found by a
+// map of their keys, so this takes linear time.
+func matchIDs(want, have *Ruleset, kc *keyCache) {
 	byID := map[uint32]*Rule{}
+	byKey := map[string][]*Rule{} // live rules by action, match and comment, in order
 	var max uint32
 	for i := range have.Rules {
 		r := &have.Rules[i]
 		byID[r.id] = r
+		k := r.sameKey(kc)
+		byKey[k] = append(byKey[k], r)
 		max = maxU32(max, r.id)
 	}
 	used := map[uint32]bool{}
@@ -171,9 +194,8 @@ func matchIDs(want, have *Ruleset) {
 			w.id = 0
 		}
 		if w.id == 0 {
-			for j := range have.Rules {
-				h := &have.Rules[j]
-				if !used[h.id] && h.Equal(w) {
+			for _, h := range byKey[w.sameKey(kc)] { // all Same as w
+				if !used[h.id] && h.sameExpiry(w) {
 					w.id = h.id
 					break
 				}
@@ -205,7 +227,9 @@ func compile(rs *Ruleset) (*compiled, error) {
 	c := &compiled{drop: rs.Policy == PolicyDrop}
 	c.rules = append(c.rules,
 		krule{kind: kindBase, id: baseEstablished, ctState: ctEstablished | ctRelated, verdict: vAccept},
-		krule{kind: kindBase, id: baseLoopback, iif: 1, verdict: vAccept})
+		krule{kind: kindBase, id: baseLoopback, iif: 1, verdict: vAccept},
+		krule{kind: kindBase, id: baseND, family: 6, hopLimit: 255, protos: []uint8{protoICMPv6}, icmpTypes: icmp6ND, verdict: vAccept},
+		krule{kind: kindBase, id: baseMLD, family: 6, saddr: []addrRange{prefixRange(linkLocal6)}, protos: []uint8{protoICMPv6}, icmpTypes: icmp6MLD, verdict: vAccept})
 	seen := map[uint32]bool{}
 	for i := range rs.Rules {
 		r := &rs.Rules[i]

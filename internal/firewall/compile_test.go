@@ -3,6 +3,7 @@ package firewall
 import (
 	"bytes"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,8 @@ func TestDecodeChangedRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	comp.rules[2].verdict = vDrop // allow 22 now drops: someone edited it
+	first := slices.IndexFunc(comp.rules, func(k krule) bool { return k.kind == kindRule }) // after the base rules
+	comp.rules[first].verdict = vDrop                                                       // allow 22 now drops: someone edited it
 	d := decodeRules(comp.rules, false)
 	if len(d.rs.Rules) != 2 || len(d.unmanaged) != 0 {
 		// A lone changed rule still decodes, as deny 22/tcp: that is what
@@ -56,7 +58,7 @@ func TestDecodeChangedRule(t *testing.T) {
 	rs = &Ruleset{Rules: []Rule{mustRule(t, RuleSpec{Action: "limit", Ports: "22/tcp"})}}
 	assignIDs(rs)
 	comp, _ = compile(rs)
-	comp.rules[2].meter.burst = 99
+	comp.rules[first].meter.burst = 99
 	d = decodeRules(comp.rules, false)
 	if len(d.rs.Rules) != 0 || len(d.unmanaged) != 3 {
 		t.Errorf("limit with one odd meter: %d rules, %d unmanaged; want 0, 3", len(d.rs.Rules), len(d.unmanaged))

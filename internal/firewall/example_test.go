@@ -1,6 +1,7 @@
 package firewall_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
@@ -47,6 +48,8 @@ rules:
 	// type filter hook input priority filter; policy drop;
 	// ct state established,related accept
 	// iif "lo" accept
+	// ip6 hoplimit 255 icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
+	// ip6 saddr fe80::/10 icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } accept
 	// tcp dport 22 accept
 	// tcp dport { 80, 443 } ct state new update @limit_2_v4 { ip saddr limit rate over 10/second burst 10 packets } drop
 	// tcp dport { 80, 443 } ct state new update @limit_2_v6 { ip6 saddr limit rate over 10/second burst 10 packets } drop
@@ -67,7 +70,7 @@ func ExampleDiff() {
 	live := &firewall.Table{Exists: true}
 	live.Ruleset.Rules = append(live.Ruleset.Rules, mustRule("deny", "23/tcp"), mustRule("allow", "22/tcp"))
 	want := &firewall.Ruleset{Policy: firewall.PolicyDrop, Rules: []firewall.Rule{mustRule("allow", "22/tcp"), mustRule("allow", "443/tcp")}}
-	plan, _ := firewall.Diff(live, want, time.Now())
+	plan, _ := firewall.Diff(context.Background(), live, want, time.Now())
 	plan.Render(os.Stdout)
 	// Output:
 	// ~ policy drop (was accept)

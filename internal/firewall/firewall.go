@@ -38,6 +38,8 @@ type Table struct {
 	// not write or that were changed by another tool. The next change
 	// removes them.
 	Unmanaged int
+
+	live *live // what ApplyTo needs of the kernel's table; nil off Linux
 }
 
 func (f *Firewall) now() time.Time {

@@ -23,6 +23,8 @@ const (
 	nfprotoIPv6 = unix.NFPROTO_IPV6
 
 	dynsetOpUpdate = 1 // NFT_DYNSET_OP_UPDATE
+
+	ip6HopLimitOffset = 7 // in the IPv6 header
 )
 
 // addrOffsets returns the network-header offsets of the source and
@@ -134,6 +136,13 @@ func (en *encoder) rule(k *krule) (*nftables.Rule, []anonSet, error) {
 	if k.daddr != nil {
 		matchAddrs(dstOff, k.daddr)
 	}
+	if k.hopLimit != 0 {
+		if k.family != 6 {
+			return nil, nil, fmt.Errorf("hop limit without ipv6")
+		}
+		load(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ip6HopLimitOffset, Len: 1})
+		load(&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{k.hopLimit}})
+	}
 	if len(k.protos) > 0 {
 		load(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1})
 		if len(k.protos) == 1 {
@@ -156,6 +165,17 @@ func (en *encoder) rule(k *krule) (*nftables.Rule, []anonSet, error) {
 		default:
 			load(&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: binaryutil.BigEndian.PutUint16(p.lo), ToData: binaryutil.BigEndian.PutUint16(p.hi)})
 		}
+	}
+	if k.icmpTypes != nil {
+		if !slices.Equal(k.protos, []uint8{protoICMPv6}) || k.ports != nil {
+			return nil, nil, fmt.Errorf("icmpv6 types without ipv6-icmp alone")
+		}
+		load(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1})
+		elems := make([]nftables.SetElement, len(k.icmpTypes))
+		for i, t := range k.icmpTypes {
+			elems[i] = nftables.SetElement{Key: []byte{t}}
+		}
+		lookup(nftables.TypeICMP6Type, false, elems)
 	}
 	if k.ctState != 0 {
 		load(&expr.Ct{Key: expr.CtKeySTATE, Register: 1})
@@ -444,6 +464,14 @@ func decodeRule(r *nftables.Rule, sets func(name string) (*setData, error)) (kru
 				if k.family == 0 {
 					return bad("network header match without a family")
 				}
+				if k.family == 6 && e.Offset == ip6HopLimitOffset && e.Len == 1 {
+					v, ok := cmpEq()
+					if !ok || len(v) != 1 || v[0] == 0 {
+						return bad("hop limit match")
+					}
+					k.hopLimit = v[0]
+					continue
+				}
 				src, dst, size := addrOffsets(k.family)
 				if e.Len != size || (e.Offset != src && e.Offset != dst) {
 					return bad("network header offset")
@@ -469,6 +497,18 @@ func decodeRule(r *nftables.Rule, sets func(name string) (*setData, error)) (kru
 					k.daddr = addrRanges(size, vals)
 				}
 			case expr.PayloadBaseTransportHeader:
+				if e.Offset == 0 && e.Len == 1 && slices.Equal(k.protos, []uint8{protoICMPv6}) {
+					vals, ok := matchValues(1, false)
+					if !ok {
+						return bad("icmpv6 type match")
+					}
+					for _, v := range vals {
+						for t := int(v[0][0]); t <= int(v[1][0]); t++ {
+							k.icmpTypes = append(k.icmpTypes, uint8(t))
+						}
+					}
+					continue
+				}
 				if e.Offset != 2 || e.Len != 2 {
 					return bad("transport header offset")
 				}

@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -56,32 +57,46 @@ func (p *Plan) Counts() (add, remove, change int) {
 }
 
 // Diff plans the change from the live table have to want. Rules are
-// paired in order by action and match (a longest common subsequence), so
-// a moved rule shows as removed and added. Expired live rules are removed.
-func Diff(have *Table, want *Ruleset, now time.Time) (*Plan, error) {
+// paired in order by action and match (a longest common subsequence, by
+// Myers' algorithm on the rules' hashed keys: near-linear when few rules
+// change), so a moved rule shows as removed and added. Expired live rules
+// are removed. It stops with ctx's error when ctx ends.
+func Diff(ctx context.Context, have *Table, want *Ruleset, now time.Time) (*Plan, error) {
 	if err := want.Validate(); err != nil {
 		return nil, err
 	}
 	p := &Plan{CreateTable: !have.Exists, PolicyFrom: have.Ruleset.Policy, PolicyTo: want.Policy}
 	old := have.Ruleset.Rules
 	nw := want.WithoutExpired(now)
-	matchIDs(nw, &have.Ruleset) // the ids, and so the set names, Apply would give
-	key := func(r *Rule) string { return r.Action.String() + " " + r.Match() }
-	// lcs[i][j] is the length of the longest common subsequence of
-	// old[i:] and nw.Rules[j:].
-	n, m := len(old), len(nw.Rules)
-	lcs := make([][]int, n+1)
-	for i := range lcs {
-		lcs[i] = make([]int, m+1)
-	}
-	for i := n - 1; i >= 0; i-- {
-		for j := m - 1; j >= 0; j-- {
-			if !old[i].Expired(now) && key(&old[i]) == key(&nw.Rules[j]) {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
+	kc := newKeyCache()
+	matchIDs(nw, &have.Ruleset, kc) // the ids, and so the set names, Apply would give
+	// Each distinct key (action and match) gets a number; an expired live
+	// rule gets one of its own, so it pairs with nothing.
+	ids := map[string]int{}
+	keyID := func(r *Rule) int {
+		k := r.Action.String() + " " + r.matchWith(kc)
+		id, ok := ids[k]
+		if !ok {
+			id = len(ids)
+			ids[k] = id
 		}
+		return id
+	}
+	a := make([]int, len(old))
+	for i := range old {
+		if old[i].Expired(now) {
+			a[i] = -1 - i
+		} else {
+			a[i] = keyID(&old[i])
+		}
+	}
+	b := make([]int, len(nw.Rules))
+	for j := range nw.Rules {
+		b[j] = keyID(&nw.Rules[j])
+	}
+	pairs, err := commonPairs(ctx, a, b)
+	if err != nil {
+		return nil, err
 	}
 	add := func(op string, num int, r Rule, o *Rule, note string) error {
 		lines, err := RuleNFT(&r)
@@ -92,24 +107,12 @@ func Diff(have *Table, want *Ruleset, now time.Time) (*Plan, error) {
 		return nil
 	}
 	i, j := 0, 0
-	for i < n || j < m {
-		switch {
-		case i < n && j < m && !old[i].Expired(now) && key(&old[i]) == key(&nw.Rules[j]):
-			op, note := " ", ""
-			if !old[i].Equal(&nw.Rules[j]) {
-				op, note = "~", changeNote(&old[i], &nw.Rules[j], now)
-			}
-			o := old[i]
-			if err := add(op, j+1, nw.Rules[j], &o, note); err != nil {
-				return nil, err
-			}
-			i, j = i+1, j+1
-		case j < m && (i == n || lcs[i][j+1] > lcs[i+1][j]): // on a tie, removals first
-			if err := add("+", j+1, nw.Rules[j], nil, expiryNote(&nw.Rules[j], now)); err != nil {
-				return nil, err
-			}
-			j++
-		default:
+	pairs = append(pairs, [2]int{len(old), len(nw.Rules)}) // a sentinel after the last rules
+	for _, pr := range pairs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for ; i < pr[0]; i++ { // on a tie, removals first
 			note := ""
 			if old[i].Expired(now) {
 				note = "expired"
@@ -117,13 +120,27 @@ func Diff(have *Table, want *Ruleset, now time.Time) (*Plan, error) {
 			if err := add("-", i+1, old[i], nil, note); err != nil {
 				return nil, err
 			}
-			i++
 		}
-	}
-	for k := range p.Changes {
-		if p.Changes[k].Op == " " {
-			p.Changes[k].Old = nil
+		for ; j < pr[1]; j++ {
+			if err := add("+", j+1, nw.Rules[j], nil, expiryNote(&nw.Rules[j], now)); err != nil {
+				return nil, err
+			}
 		}
+		if i == len(old) && j == len(nw.Rules) {
+			break
+		}
+		op, note := " ", ""
+		var o *Rule
+		// Paired rules have the same action and match.
+		if old[i].Comment != nw.Rules[j].Comment || !old[i].sameExpiry(&nw.Rules[j]) {
+			op, note = "~", changeNote(&old[i], &nw.Rules[j], now)
+			c := old[i]
+			o = &c
+		}
+		if err := add(op, j+1, nw.Rules[j], o, note); err != nil {
+			return nil, err
+		}
+		i, j = i+1, j+1
 	}
 	return p, nil
 }

@@ -198,6 +198,11 @@ func parseProfileRule(rn *yaml.Node, n int, names portspec.Resolver, now time.Ti
 		pe.Err = err
 		return Rule{}, pe
 	}
+	if err := r.CheckSafety(); err != nil {
+		pe := errAt(actionKey, "rule %d: %v", n, err)
+		pe.Err = err
+		return Rule{}, pe
+	}
 	return r, nil
 }
 

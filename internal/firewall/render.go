@@ -29,7 +29,7 @@ func (k *krule) nftLine() string {
 	if k.family == 6 {
 		fam = "ip6"
 	}
-	if k.family != 0 && k.saddr == nil && k.daddr == nil && k.meter == nil { // nft hides the dependency of a network header match
+	if k.family != 0 && k.saddr == nil && k.daddr == nil && k.hopLimit == 0 && k.meter == nil { // nft hides the dependency of a network header match
 		w = append(w, "meta nfproto ipv"+strconv.Itoa(k.family))
 	}
 	if k.saddr != nil {
@@ -38,7 +38,16 @@ func (k *krule) nftLine() string {
 	if k.daddr != nil {
 		w = append(w, fam+" daddr", nftAddrs(k.daddr))
 	}
+	if k.hopLimit != 0 {
+		w = append(w, "ip6 hoplimit "+strconv.Itoa(int(k.hopLimit)))
+	}
 	switch {
+	case k.icmpTypes != nil:
+		names := make([]string, len(k.icmpTypes))
+		for i, t := range k.icmpTypes {
+			names[i] = icmp6TypeName(t)
+		}
+		w = append(w, "icmpv6 type", nftSet(names))
 	case len(k.protos) == 1 && k.ports != nil:
 		w = append(w, protoName(k.protos[0])+" dport", nftPorts(k.ports))
 	case len(k.protos) > 0:
@@ -111,6 +120,28 @@ func protoName(p uint8) string {
 		return "ipv6-icmp"
 	}
 	return strconv.Itoa(int(p))
+}
+
+func icmp6TypeName(t uint8) string {
+	switch t {
+	case 130:
+		return "mld-listener-query"
+	case 131:
+		return "mld-listener-report"
+	case 132:
+		return "mld-listener-done"
+	case 133:
+		return "nd-router-solicit"
+	case 134:
+		return "nd-router-advert"
+	case 135:
+		return "nd-neighbor-solicit"
+	case 136:
+		return "nd-neighbor-advert"
+	case 143:
+		return "mld2-listener-report"
+	}
+	return strconv.Itoa(int(t))
 }
 
 func ctStateNames(bits uint32) string {

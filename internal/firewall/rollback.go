@@ -75,6 +75,9 @@ type RolledBack struct {
 	Token string    `json:"token"`
 	At    time.Time `json:"at"`
 	Error string    `json:"error,omitempty"`
+	// GuardGone: the guard had died, and a later command (Recover) rolled
+	// back in its place.
+	GuardGone bool `json:"guard_gone,omitempty"`
 }
 
 // ErrNothingPending is Confirm's answer when no apply awaits confirmation.
@@ -86,6 +89,9 @@ type RolledBackError struct{ RolledBack }
 
 func (e *RolledBackError) Error() string {
 	msg := "too late: the apply was rolled back at " + e.At.Format(time.RFC3339)
+	if e.GuardGone {
+		msg += " (its rollback process had died; a later command rolled back in its place)"
+	}
 	if e.RolledBack.Error != "" {
 		msg += " (with an error: " + e.RolledBack.Error + ")"
 	}
@@ -168,10 +174,73 @@ func (s State) Confirm(ctx context.Context) (*Pending, error) {
 	if err != nil {
 		return nil, err
 	}
+	if now := time.Now(); !now.Before(p.Deadline) {
+		return nil, &LateError{Deadline: p.Deadline}
+	}
 	if err := s.RemovePending(); err != nil {
 		return nil, fmt.Errorf("confirm: %w", err)
 	}
 	return p, nil
+}
+
+// LateError is Confirm's answer after the deadline, while the guard is
+// about to restore the snapshot: the rollback goes ahead.
+type LateError struct{ Deadline time.Time }
+
+func (e *LateError) Error() string {
+	return "too late: the deadline was " + e.Deadline.Format(time.RFC3339) + "; the rollback goes ahead"
+}
+
+// Recover rolls back a pending apply whose guard died (kill -9, the OOM
+// killer, logind's KillUserProcesses): nothing else would, and every later
+// apply would wait for it. Every command but the guard calls it first;
+// confirming (a confirm command) keeps a pending apply whose deadline has
+// not passed, guard or not. It returns the apply it rolled back, or nil.
+func (s State) Recover(ctx context.Context, fw *Firewall, confirming bool) (*Pending, error) {
+	dead := func(p *Pending) bool {
+		return !guardAlive(p) && !(confirming && time.Now().Before(p.Deadline))
+	}
+	p, err := s.ReadPending()
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !dead(p)) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	bg := context.WithoutCancel(ctx)
+	unlock, err := s.Lock(bg)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// Again under the lock: an apply writes the guard's pid while holding it.
+	p, err = s.ReadPending()
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !dead(p)) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.rollBack(bg, fw, p, true); err != nil {
+		return p, fmt.Errorf("roll back the apply of %s, whose rollback process (pid %d) is gone: %w", p.Applied.Format(time.RFC3339), p.GuardPID, err)
+	}
+	return p, nil
+}
+
+// rollBack restores p's snapshot, records it and drops p (hold the lock).
+func (s State) rollBack(ctx context.Context, fw *Firewall, p *Pending, guardGone bool) error {
+	rerr := fw.Restore(ctx, p.Snapshot)
+	rb := RolledBack{Token: p.Token, At: time.Now(), GuardGone: guardGone}
+	if rerr != nil {
+		rb.Error = rerr.Error()
+	}
+	if err := writeJSONFile(s.rolledBackPath(), rb); err != nil && rerr == nil {
+		rerr = err
+	}
+	if err := s.RemovePending(); err != nil && rerr == nil {
+		rerr = err
+	}
+	return rerr
 }
 
 // Guard waits for the deadline of the pending apply named token and then,
@@ -219,17 +288,7 @@ func (s State) Guard(ctx context.Context, fw *Firewall, token string, poll time.
 	if err != nil {
 		return false, err
 	}
-	rerr := fw.Restore(bg, p.Snapshot)
-	rb := RolledBack{Token: token, At: time.Now()}
-	if rerr != nil {
-		rb.Error = rerr.Error()
-	}
-	if err := writeJSONFile(s.rolledBackPath(), rb); err != nil && rerr == nil {
-		rerr = err
-	}
-	if err := s.RemovePending(); err != nil && rerr == nil {
-		rerr = err
-	}
+	rerr := s.rollBack(bg, fw, p, false)
 	return rerr == nil, rerr
 }
 

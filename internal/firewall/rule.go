@@ -192,7 +192,8 @@ func rateFromKernel(rate, unit uint64, burst uint32) (Rate, bool) {
 type Rule struct {
 	Action Action
 	// Ports are the destination ports per protocol. Nil matches every
-	// protocol (ICMP included) and port.
+	// protocol (ICMP included) and port. A set, once in a rule, is not
+	// changed in place (Ruleset.Clone shares it).
 	Ports *portspec.Set
 	// From and To are the source and destination prefixes, canonical
 	// (sorted, merged; see ParsePrefixes). Empty matches any address.
@@ -222,8 +223,12 @@ func (r *Rule) Expired(now time.Time) bool { return !r.Expires.IsZero() && !r.Ex
 // rendered the way the command line takes it: "22/tcp from 198.18.0.0/15".
 // Two rules with the same action and Match do the same thing, except for
 // their expiry and comment.
-func (r *Rule) Match() string {
-	m := r.selector()
+func (r *Rule) Match() string { return r.matchWith(nil) }
+
+// matchWith is Match with the port sets written through k's cache (nil:
+// none).
+func (r *Rule) matchWith(k *keyCache) string {
+	m := r.selectorWith(k)
 	if r.Action == Limit {
 		m += " rate " + r.Rate.String()
 	}
@@ -237,9 +242,11 @@ func (r *Rule) Match() string {
 // interface, without the rate or log group. Upsert and Find go by it, so
 // `limit 22/tcp --rate 10/minute` changes the rate of an existing limit
 // on 22/tcp rather than adding a second one.
-func (r *Rule) selector() string {
+func (r *Rule) selector() string { return r.selectorWith(nil) }
+
+func (r *Rule) selectorWith(k *keyCache) string {
 	var b strings.Builder
-	b.WriteString(FormatPorts(r.Ports))
+	b.WriteString(k.formatPorts(r.Ports))
 	writePrefixes := func(kw string, ps []netip.Prefix) {
 		if len(ps) > 0 {
 			b.WriteString(" " + kw + " " + strings.Join(prefixStrings(ps), ","))
@@ -262,11 +269,40 @@ func (r *Rule) Same(o *Rule) bool {
 	return r.Action == o.Action && r.Match() == o.Match() && r.Comment == o.Comment
 }
 
+// sameKey is a string that two rules share exactly when they are Same.
+func (r *Rule) sameKey(k *keyCache) string {
+	return r.Action.String() + " " + r.matchWith(k) + "\x00" + r.Comment
+}
+
+// keyCache remembers how port sets are written, for the length of one
+// plan or apply: rules share their sets (see Ruleset.Clone), and writing
+// a set walks its bitmaps, which for 10,000 rules keyed several times
+// over was most of the time spent planning. The nil cache writes every
+// time.
+type keyCache struct{ ports map[*portspec.Set]string }
+
+func newKeyCache() *keyCache { return &keyCache{ports: map[*portspec.Set]string{}} }
+
+func (k *keyCache) formatPorts(s *portspec.Set) string {
+	if k == nil || s == nil {
+		return FormatPorts(s)
+	}
+	f, ok := k.ports[s]
+	if !ok {
+		f = FormatPorts(s)
+		k.ports[s] = f
+	}
+	return f
+}
+
 // Equal reports whether r and o are the same rule with the same expiry
 // (to the second, since the kernel counts expiry in milliseconds from the
 // time it was set).
-func (r *Rule) Equal(o *Rule) bool {
-	if !r.Same(o) || r.Expires.IsZero() != o.Expires.IsZero() {
+func (r *Rule) Equal(o *Rule) bool { return r.Same(o) && r.sameExpiry(o) }
+
+// sameExpiry reports whether r and o expire at the same time (see Equal).
+func (r *Rule) sameExpiry(o *Rule) bool {
+	if r.Expires.IsZero() != o.Expires.IsZero() {
 		return false
 	}
 	d := r.Expires.Sub(o.Expires)
@@ -323,13 +359,13 @@ func (rs *Ruleset) Validate() error {
 	return nil
 }
 
-// Clone returns a deep copy of rs.
+// Clone returns a copy of rs whose rules can be changed without changing
+// rs's. The port sets are shared: nothing changes a rule's Ports in place
+// (a changed rule gets a new set), and copying a set's bitmaps for every
+// rule of a large ruleset was most of the cost of planning it.
 func (rs *Ruleset) Clone() *Ruleset {
 	c := &Ruleset{Policy: rs.Policy, Rules: make([]Rule, len(rs.Rules))}
 	for i, r := range rs.Rules {
-		if r.Ports != nil {
-			r.Ports = r.Ports.Clone()
-		}
 		r.From = slices.Clone(r.From)
 		r.To = slices.Clone(r.To)
 		c.Rules[i] = r

@@ -147,35 +147,71 @@ func ParsePorts(spec string, names portspec.Resolver) (*portspec.Set, error) {
 }
 
 // FormatPorts writes a port set so ParsePorts reads it back: "22/tcp",
-// "111" (TCP and UDP), "T:22,80,U:53", or "any" for nil.
+// "111" (TCP and UDP), "T:22,80,U:53", or "any" for nil. It is on the path
+// of every rule's Match, so it writes the runs itself rather than build
+// sets to print.
 func FormatPorts(s *portspec.Set) string {
 	if s == nil || s.Len() == 0 {
 		return "any"
 	}
-	tcp, udp := s.Ports(portspec.TCP), s.Ports(portspec.UDP)
+	tcp, udp, sctp := s.Ports(portspec.TCP), s.Ports(portspec.UDP), s.Ports(portspec.SCTP)
+	var b strings.Builder
 	if len(tcp) > 0 && slices.Equal(tcp, udp) {
 		// Unprefixed entries first: they mean both protocols.
-		both := &portspec.Set{}
-		for _, p := range tcp {
-			both.Add(portspec.TCP, p)
+		writeRuns(&b, tcp)
+		if len(sctp) > 0 {
+			b.WriteString(",S:")
+			writeRuns(&b, sctp)
 		}
-		out := strings.TrimPrefix(both.String(), "T:")
-		if sctp := s.Ports(portspec.SCTP); len(sctp) > 0 {
-			rest := &portspec.Set{}
-			for _, p := range sctp {
-				rest.Add(portspec.SCTP, p)
-			}
-			out += "," + rest.String()
-		}
-		return out
+		return b.String()
 	}
+	lists := []struct {
+		proto  portspec.Proto
+		prefix string
+		ports  []portspec.Port
+	}{{portspec.TCP, "T:", tcp}, {portspec.UDP, "U:", udp}, {portspec.SCTP, "S:", sctp}}
 	if protos := s.Protos(); len(protos) == 1 {
-		body := strings.SplitN(s.String(), ":", 2)[1]
-		if !strings.Contains(body, ",") {
+		for _, l := range lists {
+			if l.proto == protos[0] {
+				writeRuns(&b, l.ports)
+			}
+		}
+		if body := b.String(); !strings.Contains(body, ",") {
 			return body + "/" + protos[0].String()
 		}
+		b.Reset()
 	}
-	return s.String()
+	for _, l := range lists {
+		if len(l.ports) == 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(l.prefix)
+		writeRuns(&b, l.ports)
+	}
+	return b.String()
+}
+
+// writeRuns writes ascending ports as "22,80-90".
+func writeRuns(b *strings.Builder, ports []portspec.Port) {
+	var num [5]byte
+	for i := 0; i < len(ports); {
+		j := i
+		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
+			j++
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(strconv.AppendUint(num[:0], uint64(ports[i]), 10))
+		if j > i {
+			b.WriteByte('-')
+			b.Write(strconv.AppendUint(num[:0], uint64(ports[j]), 10))
+		}
+		i = j + 1
+	}
 }
 
 // ParsePrefixes reads a comma-separated list of IPv4 and IPv6 addresses

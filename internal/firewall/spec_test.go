@@ -161,7 +161,7 @@ func FuzzRuleSpec(f *testing.F) {
 }
 
 func TestFormatPorts(t *testing.T) {
-	for _, spec := range []string{"22/tcp", "53/udp", "111", "22,80", "T:22,80", "T:22,U:53", "8000-8100/tcp", "22,S:9", "1-65535/tcp", "0/udp", "any"} {
+	for _, spec := range []string{"22/tcp", "53/udp", "111", "22,80", "T:22,80", "T:22,U:53", "8000-8100/tcp", "22,S:9", "1-65535/tcp", "0/udp", "any", "T:1-3,U:5,S:7", "22,80-90,S:9-10", "T:22,S:1-2", "U:53,S:5", "T:1,3,5-6"} {
 		s, err := ParsePorts(spec, nil)
 		if err != nil {
 			t.Fatalf("ParsePorts(%q): %v", spec, err)

@@ -134,6 +134,9 @@ type LockoutError struct {
 	Packet   Packet
 	Decision Decision
 	Rule     string // the deciding rule, or "" for the policy
+	// Unknown: the client is one of every SSH client connected, since it
+	// could not be told which one this command runs under.
+	Unknown bool
 }
 
 func (e *LockoutError) Error() string {
@@ -141,21 +144,30 @@ func (e *LockoutError) Error() string {
 	if e.Rule != "" {
 		by = fmt.Sprintf("rule %d (%s)", e.Decision.Rule, e.Rule)
 	}
+	if e.Unknown {
+		return fmt.Sprintf("this change would %s new SSH connections from a connected SSH client (%s; which client is yours could not be told), by %s; open sessions would stay up, but that client could not log in again", e.Decision.Verdict, e.Packet, by)
+	}
 	return fmt.Sprintf("this change would %s new SSH connections from your client (%s), by %s; your open session would stay up, but you could not log in again", e.Decision.Verdict, e.Packet, by)
 }
 
 // CheckSSH returns a *LockoutError when sshConnection (the value of
 // SSH_CONNECTION; empty: not over SSH) names a client that rs would not
 // let open a new connection to the SSH port. If rs lets it in only
-// through rules that expire, later says so.
+// through rules that expire, later says so. FindSSHClients also finds the
+// client without the environment.
 func CheckSSH(sshConnection string, rs *Ruleset, now time.Time) (later string, err error) {
 	if strings.TrimSpace(sshConnection) == "" {
 		return "", nil
 	}
-	p, err := ParseSSHConnection(sshConnection)
+	c, err := clientsFromEnv(sshConnection)
 	if err != nil {
 		return "", err
 	}
+	return c.Check(rs, now)
+}
+
+// checkPacket checks one client.
+func checkPacket(p Packet, rs *Ruleset, now time.Time) (later string, err error) {
 	d := rs.Evaluate(p, now)
 	if !d.Accepted() {
 		e := &LockoutError{Packet: p, Decision: d}

@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"strings"
@@ -141,7 +142,7 @@ func TestDiff(t *testing.T) {
 		r(RuleSpec{Action: "allow", Ports: "80/tcp", Comment: "web"}),
 		r(RuleSpec{Action: "allow", Ports: "443/tcp"}),
 	}}
-	p, err := Diff(live, want, now)
+	p, err := Diff(context.Background(), live, want, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func TestDiff(t *testing.T) {
 	if b.String() != wantText {
 		t.Errorf("Render:\n%s\nwant:\n%s", b.String(), wantText)
 	}
-	same, _ := Diff(live, &live.Ruleset, now)
+	same, _ := Diff(context.Background(), live, &live.Ruleset, now)
 	if !same.Empty() {
 		t.Errorf("Diff of the live table with itself is not empty: %+v", same)
 	}

@@ -21,16 +21,21 @@ const (
 
 // ConfigError is an error at a place in a config file.
 type ConfigError struct {
-	File  string
-	Line  int
-	Rule  string // empty outside a rule
-	Field string // empty for the rule as a whole
-	Err   error
+	File   string
+	Line   int
+	Column int    // 0: not known
+	Rule   string // empty outside a rule
+	Field  string // empty for the rule as a whole
+	Err    error
 }
 
 func (e *ConfigError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	fmt.Fprintf(&b, "%s:%d:", e.File, e.Line)
+	if e.Column > 0 {
+		fmt.Fprintf(&b, "%d:", e.Column)
+	}
+	b.WriteByte(' ')
 	if e.Rule != "" {
 		fmt.Fprintf(&b, "rule %s: ", e.Rule)
 	}
@@ -78,6 +83,9 @@ func parseConfig(file string, data []byte) ([]Rule, error) {
 	if top.Kind != yaml.MappingNode {
 		return nil, &ConfigError{File: file, Line: top.Line, Err: errors.New("want a mapping with rules:")}
 	}
+	if err := noDuplicateKeys(file, "", top); err != nil {
+		return nil, err
+	}
 	var defaults *yaml.Node
 	var rules *yaml.Node
 	for i := 0; i+1 < len(top.Content); i += 2 {
@@ -94,7 +102,7 @@ func parseConfig(file string, data []byte) ([]Rule, error) {
 			}
 			rules = v
 		default:
-			return nil, &ConfigError{File: file, Line: k.Line, Field: k.Value, Err: errors.New("unknown key: want defaults or rules")}
+			return nil, &ConfigError{File: file, Line: k.Line, Column: k.Column, Field: k.Value, Err: errors.New("unknown key: want defaults or rules")}
 		}
 	}
 	if rules == nil || len(rules.Content) == 0 {
@@ -133,21 +141,52 @@ func parseConfig(file string, data []byte) ([]Rule, error) {
 			return nil, &ConfigError{File: file, Line: n.Line, Rule: label, Field: "name", Err: fmt.Errorf("also used on line %d", prev)}
 		}
 		seen[r.DisplayName()] = n.Line
+		for j, o := range out {
+			if listenConflict(&o, &r) {
+				return nil, &ConfigError{File: file, Line: n.Line, Column: n.Column, Rule: label, Field: "listen",
+					Err: fmt.Errorf("%s %s overlaps %s of rule %s (line %d): both cannot bind", r.Proto, r.Listen, o.Listen, o.DisplayName(), rules.Content[j].Line)}
+			}
+		}
 		out = append(out, r)
 	}
 	return out, nil
 }
 
+// noDuplicateKeys refuses a mapping that gives a key twice (YAML keeps the
+// last one silently).
+func noDuplicateKeys(file, rule string, n *yaml.Node) error {
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if prev, dup := seen[k.Value]; dup {
+			return &ConfigError{File: file, Line: k.Line, Column: k.Column, Rule: rule, Field: k.Value,
+				Err: fmt.Errorf("given twice (first on line %d)", prev.Line)}
+		}
+		seen[k.Value] = k
+	}
+	return nil
+}
+
 // applyFields sets r's fields from a mapping node.
 func applyFields(file, rule string, n *yaml.Node, r *Rule) error {
+	if err := noDuplicateKeys(file, rule, n); err != nil {
+		return err
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if err := applyField(k.Value, v, r); err != nil {
-			return &ConfigError{File: file, Line: v.Line, Rule: rule, Field: k.Value, Err: err}
+			at := v
+			if errors.Is(err, errUnknownField) {
+				at = k
+			}
+			return &ConfigError{File: file, Line: at.Line, Column: at.Column, Rule: rule, Field: k.Value, Err: err}
 		}
 	}
 	return nil
 }
+
+// errUnknownField is a key that is no rule field.
+var errUnknownField = errors.New("unknown field")
 
 func applyField(key string, v *yaml.Node, r *Rule) error {
 	var err error
@@ -160,6 +199,11 @@ func applyField(key string, v *yaml.Node, r *Rule) error {
 		var s string
 		if s, err = scalar(v); err == nil {
 			r.Proto, err = ParseProto(s)
+		}
+	case "udp": // as the --udp flag
+		var on bool
+		if on, err = boolean(v); err == nil && on {
+			r.Proto = UDP
 		}
 	case "targets", "target":
 		r.Targets, err = list(v)
@@ -176,7 +220,7 @@ func applyField(key string, v *yaml.Node, r *Rule) error {
 	case "connect-timeout":
 		r.ConnectTimeout, err = duration(v, false)
 	case "idle-timeout":
-		r.IdleTimeout, err = duration(v, false)
+		r.IdleTimeout, err = duration(v, true)
 	case "keepalive":
 		r.KeepAlive, err = duration(v, true)
 	case "max-conns":
@@ -187,8 +231,18 @@ func applyField(key string, v *yaml.Node, r *Rule) error {
 		r.Allow, err = prefixes(v)
 	case "deny":
 		r.Deny, err = prefixes(v)
-	case "trusted-proxies":
+	case "accept-proxy", "trusted-proxies": // the flag's name, and the older key
 		r.TrustedProxies, err = prefixes(v)
+	case "max-fails":
+		var n int
+		if n, err = count(v); err == nil {
+			r.MaxFails = n
+			if n == 0 {
+				r.MaxFails = -1 // 0 in the file, as nginx's max_fails=0: never
+			}
+		}
+	case "fail-timeout":
+		r.FailTimeout, err = duration(v, false)
 	case "proxy-protocol":
 		var s string
 		if s, err = scalar(v); err == nil {
@@ -197,9 +251,23 @@ func applyField(key string, v *yaml.Node, r *Rule) error {
 	case "sni":
 		r.SNI, err = sniRoutes(v)
 	default:
-		return errors.New("unknown field")
+		return errUnknownField
 	}
 	return err
+}
+
+func boolean(v *yaml.Node) (bool, error) {
+	s, err := scalar(v)
+	if err != nil {
+		return false, err
+	}
+	switch strings.ToLower(s) {
+	case "true", "yes", "on":
+		return true, nil
+	case "false", "no", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q: want true or false", s)
 }
 
 // ParseProxyVersion reads "v1", "v2", "1", "2", "none" or "off".
@@ -241,15 +309,20 @@ func scalar(v *yaml.Node) (string, error) {
 func list(v *yaml.Node) ([]string, error) {
 	switch v.Kind {
 	case yaml.ScalarNode:
-		// "a:1,b:2" or a single value
-		return strings.Split(v.Value, ","), nil
+		// "a:1,b:2" or a single value; spaces after the commas are not
+		// part of the values.
+		parts := strings.Split(v.Value, ",")
+		for i := range parts {
+			parts[i] = strings.TrimSpace(parts[i])
+		}
+		return parts, nil
 	case yaml.SequenceNode:
 		out := make([]string, 0, len(v.Content))
 		for _, e := range v.Content {
 			if e.Kind != yaml.ScalarNode {
 				return nil, fmt.Errorf("line %d: want a single value in the list", e.Line)
 			}
-			out = append(out, e.Value)
+			out = append(out, strings.TrimSpace(e.Value))
 		}
 		return out, nil
 	}

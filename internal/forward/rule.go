@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -67,6 +68,7 @@ func ParseBalance(s string) (Balance, error) {
 const (
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultUDPIdle        = 60 * time.Second
+	DefaultTCPIdle        = 10 * time.Minute
 	DefaultMaxSessions    = 10000
 	DefaultMaxFails       = 1
 	DefaultFailTimeout    = 10 * time.Second
@@ -85,7 +87,8 @@ type Rule struct {
 	ConnectTimeout time.Duration // zero: DefaultConnectTimeout
 	// IdleTimeout closes a TCP connection with no bytes either way for this
 	// long (enforced within twice this), and expires UDP sessions.
-	// Zero: none for TCP, DefaultUDPIdle for UDP.
+	// Zero: DefaultTCPIdle for TCP (as nginx's proxy_timeout), DefaultUDPIdle
+	// for UDP; negative (TCP only): never.
 	IdleTimeout time.Duration
 	// KeepAlive is the TCP keep-alive idle time on both sockets. Zero: on,
 	// with the kernel's timers (one setsockopt); negative: off.
@@ -135,8 +138,12 @@ func (r *Rule) key() string {
 
 // Validate checks a rule; errors name the field.
 func (r *Rule) Validate() error {
-	if _, _, err := splitHostPort(r.Listen); err != nil {
+	host, _, err := splitHostPort(r.Listen)
+	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if err := checkHost(host); err != nil {
+		return fmt.Errorf("listen: %q: %w", r.Listen, err)
 	}
 	if len(r.Targets) == 0 && len(r.SNI) == 0 {
 		return errors.New("targets: at least one is needed")
@@ -149,14 +156,17 @@ func (r *Rule) Validate() error {
 		if host == "" {
 			return fmt.Errorf("targets: %q has no host", t)
 		}
+		if err := checkHost(host); err != nil {
+			return fmt.Errorf("targets: %q: %w", t, err)
+		}
 	}
 	switch {
 	case r.HealthInterval < 0:
 		return errors.New("health: must not be negative")
 	case r.ConnectTimeout < 0:
 		return errors.New("connect-timeout: must not be negative")
-	case r.IdleTimeout < 0:
-		return errors.New("idle-timeout: must not be negative")
+	case r.IdleTimeout < 0 && r.Proto == UDP:
+		return errors.New("idle-timeout: a UDP session must expire: want a duration, not off")
 	case r.MaxConns < 0:
 		return errors.New("max-conns: must not be negative")
 	case r.FailTimeout < 0:
@@ -186,6 +196,68 @@ func splitHostPort(s string) (string, uint16, error) {
 	return host, uint16(p), nil
 }
 
+// checkHost accepts an empty host, an IP address or a host name; a
+// dotted number that is no IPv4 address (999.1.1.1) or a name with
+// spaces is refused here rather than failing a lookup at start.
+func checkHost(h string) error {
+	if h == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return nil
+	}
+	if len(h) > 253 {
+		return errors.New("host name longer than 253 characters")
+	}
+	numeric := true
+	for i, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("%q is neither an IP address nor a host name (label %d)", h, i+1)
+		}
+		for j := 0; j < len(label); j++ {
+			c := label[j]
+			switch {
+			case c >= '0' && c <= '9':
+			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '-', c == '_':
+				numeric = false
+			default:
+				return fmt.Errorf("%q is neither an IP address nor a host name (%q at %d)", h, c, strings.Index(h, label)+j)
+			}
+		}
+	}
+	if numeric {
+		return fmt.Errorf("%q is not an IP address", h)
+	}
+	return nil
+}
+
+// listenConflict reports whether two rules cannot both bind: the same
+// protocol and port, and the same host or a wildcard (an empty host, or
+// 0.0.0.0 or ::) on either side. Port 0 takes any free port: no conflict.
+func listenConflict(a, b *Rule) bool {
+	if a.Proto != b.Proto {
+		return false
+	}
+	ha, pa, err1 := splitHostPort(a.Listen)
+	hb, pb, err2 := splitHostPort(b.Listen)
+	if err1 != nil || err2 != nil || pa != pb || pa == 0 {
+		return false
+	}
+	wild := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return h == "" || (err == nil && ip.IsUnspecified())
+	}
+	if wild(ha) || wild(hb) {
+		return true
+	}
+	ia, ea := netip.ParseAddr(ha)
+	ib, eb := netip.ParseAddr(hb)
+	if ea == nil && eb == nil {
+		return ia.Unmap() == ib.Unmap()
+	}
+	return strings.EqualFold(ha, hb)
+}
+
 // permits reports whether a client address passes the rule's lists.
 func (r *Rule) permits(a netip.Addr) bool {
 	a = a.Unmap()
@@ -213,6 +285,17 @@ func (r *Rule) trusts(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// tcpIdle is the idle time of TCP connections; 0: never.
+func (r *Rule) tcpIdle() time.Duration {
+	switch {
+	case r.IdleTimeout < 0:
+		return 0
+	case r.IdleTimeout == 0:
+		return DefaultTCPIdle
+	}
+	return r.IdleTimeout
 }
 
 func (r *Rule) maxFails() int {

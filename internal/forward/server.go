@@ -127,6 +127,11 @@ func (s *Server) Apply(ctx context.Context, rules []Rule) error {
 		if other, dup := keys[r.key()]; dup {
 			return fmt.Errorf("rule %s: listen: %s %s is also used by rule %s", r.DisplayName(), r.Proto, r.Listen, other)
 		}
+		for j := range i {
+			if o := &rules[j]; listenConflict(o, r) {
+				return fmt.Errorf("rule %s: listen: %s %s overlaps %s of rule %s", r.DisplayName(), r.Proto, r.Listen, o.Listen, o.DisplayName())
+			}
+		}
 		keys[r.key()] = r.DisplayName()
 		if names[r.DisplayName()] {
 			return fmt.Errorf("rule %s: name: used twice", r.DisplayName())

@@ -115,8 +115,8 @@ rules:
 	}
 
 	for _, tc := range []struct{ yaml, err string }{
-		{"sni: [a.example]", `f.yaml:5: rule x: sni: want a mapping of server name pattern to targets`},
-		{"sni: {a.example: {x: 1}}", `f.yaml:5: rule x: sni: pattern "a.example": want a list`},
+		{"sni: [a.example]", `f.yaml:5:10: rule x: sni: want a mapping of server name pattern to targets`},
+		{"sni: {a.example: {x: 1}}", `f.yaml:5:10: rule x: sni: pattern "a.example": want a list`},
 		{"sni: {a..example: 198.18.0.1:443}", `f.yaml:2: rule x: sni: pattern "a..example": empty label`},
 		{"sni: {a.example: nohost}", `f.yaml:2: rule x: sni: pattern "a.example": "nohost": want host:port`},
 		{"sni: {a.example: 198.18.0.1:443, A.EXAMPLE: 198.18.0.2:443}", `f.yaml:2: rule x: sni: pattern "A.EXAMPLE": same as "a.example"`},

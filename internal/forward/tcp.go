@@ -215,14 +215,14 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 	relaying = true
 	tc.left.Store(2)
 	go s.pipeToTarget(tc)
-	n, err := pipe(c, up, rs.IdleTimeout, &tc.idleDown, &tc.idleUp, &st.toClient)
+	n, err := pipe(c, up, rs.tcpIdle(), &tc.idleDown, &tc.idleUp, &st.toClient)
 	tc.toClient = n
 	s.endDirection(tc, c, err, "target")
 }
 
 // pipeToTarget relays the client's bytes to the target.
 func (s *Server) pipeToTarget(tc *tcpConn) {
-	n, err := pipe(tc.server, tc.client, tc.rs.IdleTimeout, &tc.idleUp, &tc.idleDown, &tc.rs.stats.toTarget)
+	n, err := pipe(tc.server, tc.client, tc.rs.tcpIdle(), &tc.idleUp, &tc.idleDown, &tc.rs.stats.toTarget)
 	tc.toTarget = n
 	s.endDirection(tc, tc.server, err, "client")
 }

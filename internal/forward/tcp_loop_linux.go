@@ -676,7 +676,7 @@ func (l *tcpLoop) connected(c *loopConn, now int64) {
 	rs.pool.dialed(c.tgt, nil)
 	c.tgt.stats.active.Add(1)
 	c.last = now
-	c.idle = int64(rs.IdleTimeout)
+	c.idle = int64(rs.tcpIdle())
 	if c.idle > 0 {
 		l.addTimer(c, now+c.idle, now)
 	} else {

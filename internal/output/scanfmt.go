@@ -87,8 +87,9 @@ func WriteScan(w io.Writer, f ScanFormat, meta ScanMeta, results []scan.Result, 
 	case FormatJSON:
 		err = WriteJSON(w, struct {
 			Scan    ScanMeta      `json:"scan"`
+			Hosts   []hostJSON    `json:"hosts"`
 			Results []scan.Result `json:"results"`
-		}{meta, nonNil(sorted)})
+		}{meta, hostsJSON(meta, sorted), nonNil(sorted)})
 	case FormatJSONL, FormatCSV, FormatList:
 		var sw *StreamWriter
 		if sw, err = NewStreamWriter(w, f); err == nil {
@@ -112,6 +113,27 @@ func WriteScan(w io.Writer, f ScanFormat, meta ScanMeta, results []scan.Result, 
 		return fmt.Errorf("write scan as %s: %w", f, err)
 	}
 	return nil
+}
+
+// hostJSON is a host's status in the JSON format: up or down, and why, as
+// in nmap XML's <status>.
+type hostJSON struct {
+	Addr   netip.Addr `json:"addr"`
+	Status string     `json:"status"`
+	Reason string     `json:"reason"`
+}
+
+func hostsJSON(meta ScanMeta, sorted []scan.Result) []hostJSON {
+	out := []hostJSON{}
+	for _, h := range groupHosts(sorted, 0) {
+		st := hostStatus(meta, h)
+		reason := st.Reason
+		if st.State == "down" {
+			reason = h.downWhy()
+		}
+		out = append(out, hostJSON{h.addr, st.State, reason})
+	}
+	return out
 }
 
 func nonNil(rs []scan.Result) []scan.Result {
@@ -144,10 +166,30 @@ type host struct {
 	// answered is whether any port was open or closed: the host itself
 	// said something. Filtered ports prove nothing about it.
 	answered bool
+	// givenUp is whether the scanner judged the host down: neither its
+	// ports nor host discovery drew an answer (scan.ReasonHostTimeout).
+	givenUp bool
+	// silent is whether a port was probed and got no answer at all: with
+	// no givenUp, host discovery found the host up, or it was never run
+	// (-Pn).
+	silent bool
 }
 
-// up reports whether h is up: it answered, or the scan assumed it (-Pn).
-func (h host) up(meta ScanMeta) bool { return h.answered || meta.AssumeUp }
+// up reports whether h is up: it answered, the scan assumed it (-Pn), or
+// its ports are dropped but discovery did not give it up; a host whose
+// every port drew an ICMP error only (a router for a host not there) is
+// down.
+func (h host) up(meta ScanMeta) bool {
+	return h.answered || meta.AssumeUp || (h.silent && !h.givenUp)
+}
+
+// downWhy says why a host is down, for the table.
+func (h host) downWhy() string {
+	if h.givenUp {
+		return "no answer to its ports or to host discovery"
+	}
+	return "no response"
+}
 
 // stateGroup is the collapsed ports of one state on a host.
 type stateGroup struct {
@@ -183,6 +225,8 @@ func groupHosts(sorted []scan.Result, verbose int) []host {
 		for _, r := range h.results {
 			counts[r.State]++
 			h.answered = h.answered || r.State == scan.Open || r.State == scan.Closed
+			h.givenUp = h.givenUp || r.Reason == scan.ReasonHostTimeout
+			h.silent = h.silent || r.Reason == scan.ReasonNoResponse
 		}
 		hide := func(s scan.State) bool { return s != scan.Open && s != scan.Unknown && counts[s] > limit }
 		byState := map[scan.State]*stateGroup{}

@@ -29,18 +29,27 @@ func stateColor(s scan.State) Color {
 // the table off the screen; the full banner is in every other format.
 const maxBannerWidth = 60
 
-// writeScanTable writes, for each host, nmap's "Not shown" line for the
-// collapsed states and a table of the other ports, then a summary line.
+// writeScanTable writes, for each host that is up, nmap's "Not shown" line
+// for the collapsed states and a table of the other ports; then one line
+// for the hosts that are down (as nmap, which lists them only with -v:
+// a /24 with two live hosts is two reports, not 256), then a summary line.
 func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool) error {
 	bw := bufio.NewWriter(w)
 	hosts := groupHosts(sorted, meta.Verbose)
-	for i, h := range hosts {
-		if i > 0 {
+	var down []host
+	shown := 0
+	for _, h := range hosts {
+		if !h.up(meta) && meta.Verbose == 0 {
+			down = append(down, h)
+			continue
+		}
+		if shown > 0 {
 			bw.WriteByte('\n')
 		}
+		shown++
 		title := "Scan report for " + h.addr.String()
 		if !h.up(meta) {
-			title += " [host down, no response]"
+			title += " [host down: " + h.downWhy() + "]"
 		}
 		fmt.Fprintln(bw, Paint(title, Bold, color))
 		if len(h.hidden) > 0 {
@@ -76,6 +85,12 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 			return err
 		}
 	}
+	if len(down) > 0 {
+		if shown > 0 {
+			bw.WriteByte('\n')
+		}
+		fmt.Fprintln(bw, downLine(down))
+	}
 	if !meta.Start.IsZero() {
 		if len(hosts) > 0 {
 			bw.WriteByte('\n')
@@ -83,6 +98,40 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 		fmt.Fprintf(bw, "portolan %s: %s\n", doneVerb(meta), doneSummary(meta, hosts))
 	}
 	return bw.Flush()
+}
+
+// maxDownListed is how many down hosts the table names in its one line.
+const maxDownListed = 8
+
+// downLine is the table's one line for the hosts that are down: how many,
+// why, and the first few addresses.
+func downLine(down []host) string {
+	var b strings.Builder
+	given := 0
+	for _, h := range down {
+		if h.givenUp {
+			given++
+		}
+	}
+	fmt.Fprintf(&b, "Not shown: %s down", plural(len(down), "host"))
+	switch given {
+	case len(down):
+		b.WriteString(" (no answer to their ports or to host discovery; -Pn scans them anyway)")
+	case 0:
+		b.WriteString(" (no response)")
+	}
+	b.WriteString(": ")
+	for i, h := range down {
+		if i == maxDownListed {
+			fmt.Fprintf(&b, " and %d more", len(down)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(h.addr.String())
+	}
+	return b.String()
 }
 
 // notShown describes collapsed ports as nmap does:

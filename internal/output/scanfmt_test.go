@@ -464,3 +464,62 @@ func Example_writeScan() {
 	// Host: 127.0.0.1 ()	Status: Up
 	// Host: 127.0.0.1 ()	Ports: 22/open/tcp//ssh///, 23/closed/tcp/////
 }
+
+// TestHostUpRule: a host is up when a port answered, when it was assumed
+// up (-Pn), or when its ports were dropped (no-response) but discovery did
+// not give it up; it is down when the scanner gave it up (host-timeout) or
+// when every port drew only an ICMP error.
+func TestHostUpRule(t *testing.T) {
+	a := netip.MustParseAddr("198.18.0.2")
+	res := func(st scan.State, reason string) scan.Result {
+		return scan.Result{Addr: a, Port: 1, Proto: portspec.TCP, State: st, Reason: reason}
+	}
+	for _, tc := range []struct {
+		name     string
+		rs       []scan.Result
+		assumeUp bool
+		want     xmlState
+	}{
+		{"closed", []scan.Result{res(scan.Closed, scan.ReasonConnRefused)}, false, xmlState{State: "up", Reason: "conn-refused"}},
+		{"dropped, discovery answered", []scan.Result{res(scan.Filtered, scan.ReasonNoResponse)}, false, xmlState{State: "up", Reason: "discovery"}},
+		{"given up", []scan.Result{res(scan.Filtered, scan.ReasonNoResponse), res(scan.Filtered, scan.ReasonHostTimeout)}, false, xmlState{State: "down", Reason: "no-response"}},
+		{"ICMP only", []scan.Result{res(scan.Filtered, scan.ReasonHostUnreach)}, false, xmlState{State: "down", Reason: "no-response"}},
+		{"-Pn", []scan.Result{res(scan.Filtered, scan.ReasonHostTimeout)}, true, xmlState{State: "up", Reason: "user-set"}},
+	} {
+		meta := ScanMeta{AssumeUp: tc.assumeUp}
+		h := groupHosts(tc.rs, 0)[0]
+		if got := hostStatus(meta, h); got != tc.want {
+			t.Errorf("%s: hostStatus = %+v; want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestScanTableDownHosts: a /24 with one live host and 253 that answered
+// nothing is one host report and one line for the rest, not a report per
+// dead host listing its filtered ports.
+func TestScanTableDownHosts(t *testing.T) {
+	var rs []scan.Result
+	live := netip.MustParseAddr("198.18.0.1")
+	rs = append(rs, scan.Result{Addr: live, Port: 22, Proto: portspec.TCP, State: scan.Open, Reason: scan.ReasonSynAck})
+	for a, i := live.Next(), 0; i < 253; a, i = a.Next(), i+1 {
+		for p := portspec.Port(1); p <= 30; p++ {
+			reason := scan.ReasonHostTimeout
+			if p < 10 {
+				reason = scan.ReasonNoResponse
+			}
+			rs = append(rs, scan.Result{Addr: a, Port: p, Proto: portspec.TCP, State: scan.Filtered, Reason: reason})
+		}
+	}
+	var b bytes.Buffer
+	if err := WriteScan(&b, FormatTable, ScanMeta{Hosts: 254}, rs, false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if n := strings.Count(out, "\n"); n > 6 {
+		t.Errorf("table of 1 live and 253 down hosts: %d lines; want a handful:\n%s", n, out)
+	}
+	want := "Not shown: 253 hosts down (no answer to their ports or to host discovery; -Pn scans them anyway): 198.18.0.2, 198.18.0.3,"
+	if !strings.Contains(out, want) || !strings.Contains(out, " and 245 more") {
+		t.Errorf("table:\n%s\nwant a line %q... and 245 more", out, want)
+	}
+}

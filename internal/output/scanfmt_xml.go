@@ -301,14 +301,16 @@ func xmlHostOf(h host, status xmlState) xmlHost {
 
 // hostStatus is h's <status>: up, "user-set", under -Pn, as nmap says
 // then; up with the answer that shows it (an open port's, else a closed
-// one's) otherwise; down, "no-response", when every port was filtered
-// without an answer.
+// one's) otherwise, or "discovery" when only host discovery drew one; down,
+// "no-response", when nothing answered.
 func hostStatus(meta ScanMeta, h host) xmlState {
 	switch {
 	case meta.AssumeUp:
 		return xmlState{State: "up", Reason: "user-set"}
-	case !h.answered:
+	case !h.up(meta):
 		return xmlState{State: "down", Reason: "no-response"}
+	case !h.answered:
+		return xmlState{State: "up", Reason: "discovery"}
 	}
 	reason := ""
 	for _, r := range h.results {

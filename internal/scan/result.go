@@ -70,10 +70,11 @@ const (
 	ReasonConnRefused     = "conn-refused"     // closed: connect got RST
 	ReasonReset           = "reset"            // closed: RST seen directly (raw scans)
 	ReasonNoResponse      = "no-response"      // filtered: nothing came back, after retries
-	ReasonHostTimeout     = "host-timeout"     // filtered: not probed, the host never answered (Scanner.HostDownAfter)
+	ReasonHostTimeout     = "host-timeout"     // filtered: given up, the host answered neither the scan nor discovery (Scanner.HostDownAfter)
 	ReasonHostUnreach     = "host-unreach"     // filtered: ICMP host unreachable
 	ReasonNetUnreach      = "net-unreach"      // filtered: ICMP network unreachable or no route
 	ReasonAdminProhibited = "admin-prohibited" // filtered: ICMP administratively prohibited, or a local firewall
+	ReasonEchoReply       = "echo-reply"       // host up: it answered an ICMP echo (discovery)
 )
 
 // Result is the outcome for one port of one address. It is a plain value

@@ -84,9 +84,12 @@ func TestConnectStates(t *testing.T) {
 						t.Errorf("port %d: RTT %v; want a measured one", port, r.RTT)
 					}
 				}
-				// The dropped port was tried 1 + DefaultRetries times; the others once.
-				if want := uint64(3 + DefaultRetries); sum.Sent < want || sum.Retries != DefaultRetries {
-					t.Errorf("sent %d probes, %d retries; want %d and %d (retries only for the silent port)", sum.Sent, sum.Retries, want, DefaultRetries)
+				// The dropped port was tried 1 + DefaultRetries times, and
+				// once more after a second (the host has a closed port: its
+				// silence could have been rate-limited ICMP errors); the
+				// others once.
+				if want := uint64(4 + DefaultRetries); sum.Sent < want || sum.Retries != DefaultRetries+1 {
+					t.Errorf("sent %d probes, %d retries; want %d and %d (retries only for the silent port)", sum.Sent, sum.Retries, want, DefaultRetries+1)
 				}
 				if !sum.Complete || sum.Checkpoint != 3 || sum.Done != 3 || sum.Open != 1 {
 					t.Errorf("summary %+v; want complete at 3 with 3 done, 1 open", sum)
@@ -322,20 +325,27 @@ func TestStatsAndCallbacks(t *testing.T) {
 	}
 }
 
-// TestHostDown: a host none of whose ports ever answers is given up on
-// after HostDownAfter silent probes; a host that has answered never is,
-// however many of its ports are dropped (half of them here: with this seed
-// a closed one comes early, as it almost always would); and
+// TestHostDown: a host none of whose ports ever answers goes through host
+// discovery after HostDownAfter silent probes. Here its discovery ports
+// are dropped too, so it is given up on; a host that has answered never
+// is, however many of its ports are dropped (half of them here: with this
+// seed a closed one comes early, as it almost always would); and
 // HostDownAfter < 0 probes every port.
 func TestHostDown(t *testing.T) {
 	silent, live := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.1")
 	var sp listSpace
-	for range 24 {
-		sp = append(sp, netip.AddrPortFrom(silent, uint16(droppedPort(t, silent))))
+	var discovery []portspec.Port
+	for i := range 24 {
+		p := droppedPort(t, silent)
+		if i < 3 {
+			discovery = append(discovery, p)
+		}
+		sp = append(sp, netip.AddrPortFrom(silent, uint16(p)))
 		sp = append(sp, netip.AddrPortFrom(live, uint16(droppedPort(t, live))))
 		sp = append(sp, netip.AddrPortFrom(live, uint16(closedPort(t, live))))
 	}
-	base := Scanner{HostDownAfter: 8, InitialTimeout: 100 * time.Millisecond, MaxTimeout: 100 * time.Millisecond, Seed: 3}
+	base := Scanner{HostDownAfter: 8, InitialTimeout: 100 * time.Millisecond, MaxTimeout: 100 * time.Millisecond, Seed: 3,
+		DiscoveryPorts: discovery}
 
 	got, sum := collect(t, base, sp)
 	reasons := map[netip.Addr]map[string]int{silent: {}, live: {}}
@@ -360,6 +370,26 @@ func TestHostDown(t *testing.T) {
 	}
 	if sum.HostsDown != 0 || reasons[silent][ReasonNoResponse] != 24 {
 		t.Errorf("HostDownAfter -1: %d hosts down, silent host reasons %v; want none down, 24 %s", sum.HostsDown, reasons[silent], ReasonNoResponse)
+	}
+}
+
+// TestHostDiscoveryRST: the same silent-looking host with the default
+// discovery ports, which it answers with resets (nothing listens there):
+// a reset is an answer, so the host is up and every port of it is probed.
+func TestHostDiscoveryRST(t *testing.T) {
+	silent := netip.MustParseAddr("127.0.0.2")
+	var sp listSpace
+	for range 24 {
+		sp = append(sp, netip.AddrPortFrom(silent, uint16(droppedPort(t, silent))))
+	}
+	s := Scanner{HostDownAfter: 8, InitialTimeout: 100 * time.Millisecond, MaxTimeout: 100 * time.Millisecond, Seed: 3}
+	got, sum := collect(t, s, sp)
+	reasons := map[string]int{}
+	for _, r := range got {
+		reasons[r.Reason]++
+	}
+	if sum.HostsDown != 0 || reasons[ReasonNoResponse] != 24 {
+		t.Errorf("%d hosts down, reasons %v; want none down, 24 %s", sum.HostsDown, reasons, ReasonNoResponse)
 	}
 }
 

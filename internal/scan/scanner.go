@@ -32,6 +32,11 @@ const (
 	DefaultEvery          = time.Second // checkpoints and stats
 )
 
+// DefaultDiscoveryPorts are the TCP ports host discovery probes: nmap's
+// 80 and 443, ssh, and the ports most often open where those are not
+// (mail, file sharing, remote desktop, databases, alternative web ports).
+var DefaultDiscoveryPorts = []portspec.Port{80, 443, 22, 21, 23, 25, 53, 110, 135, 139, 445, 3389, 3306, 8080, 8443}
+
 // slowStart is how many probes a host that has not answered yet may have in
 // flight. It keeps the first wave, sent before any RTT is known, small: a
 // dead host costs a few probes, and a live one is at full speed one RTT
@@ -69,12 +74,22 @@ type Scanner struct {
 	// 0 means DefaultInitialTimeout.
 	InitialTimeout time.Duration
 	// HostDownAfter: once this many probes in a row to a host got no answer
-	// and none of its ports has ever answered, the host counts as down and
-	// its remaining ports are reported filtered ("host-timeout") without
-	// probing. Like a failed ping sweep, this misses a host that drops all
-	// but a few ports. 0 means DefaultHostDownAfter; negative means never
-	// (probe every port, as nmap -Pn).
+	// (or as many as the host has ports, if fewer) and none of its ports
+	// has ever answered, the host goes through discovery, as nmap's ping
+	// scan: the DiscoveryPorts and Pinger are probed at once, and any
+	// answer (even a reset) makes the host up, so a firewall that drops
+	// all but a few ports does not hide them. Only if discovery draws no
+	// answer either does the host count as down: its remaining ports are
+	// reported filtered ("host-timeout") without probing. 0 means
+	// DefaultHostDownAfter; negative means never (probe every port, as
+	// nmap -Pn).
 	HostDownAfter int
+	// DiscoveryPorts are the TCP ports host discovery probes. Nil means
+	// DefaultDiscoveryPorts.
+	DiscoveryPorts []portspec.Port
+	// Pinger, if set, adds an ICMP echo to host discovery (EchoProber).
+	// Nil means TCP discovery only.
+	Pinger Prober
 	// Seed orders the permutation. 0 means a random seed, reported in
 	// Summary.Seed; set one (NewSeed) before the run if it must be stored
 	// for a resume.
@@ -146,6 +161,8 @@ type Summary struct {
 	Complete   bool   `json:"complete"`
 	// HostsDown counts hosts declared down (see Scanner.HostDownAfter).
 	HostsDown int `json:"hosts_down"`
+	// Ping is whether host discovery could send ICMP echoes (Scanner.Pinger).
+	Ping bool `json:"ping"`
 }
 
 // NewSeed returns a random non-zero permutation seed.
@@ -182,11 +199,23 @@ func (s *Scanner) Run(ctx context.Context, sp Space) (Summary, error) {
 		e.fdLimit = max(1, l.InFlightLimit())
 		e.sockLimit = min(e.sockLimit, e.fdLimit)
 	}
+	if s.Pinger != nil && e.downAfter > 0 {
+		if e.pingSess, err = s.Pinger.Open(ctx, e.inbox.report); err != nil {
+			// Discovery still has TCP: say so and go on.
+			e.log.Debug("no ICMP echo for host discovery", "err", err)
+			e.pingErr, e.pingSess = err, nil
+		}
+	}
 	err = e.loop()
 	cancel() // banner grabs in flight stop now
 	e.abandon()
 	if cerr := sess.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close prober: %w", cerr)
+	}
+	if e.pingSess != nil {
+		if cerr := e.pingSess.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close pinger: %w", cerr)
+		}
 	}
 	return e.summary(), err
 }
@@ -194,26 +223,29 @@ func (s *Scanner) Run(ctx context.Context, sp Space) (Summary, error) {
 // engine is the state of one Run. Everything but inbox and the banner
 // goroutines lives on the goroutine running loop.
 type engine struct {
-	s       *Scanner
-	ctx     context.Context
-	sp      Space
-	perm    *Permutation
-	sess    Session
-	log     *slog.Logger
-	now     func() time.Time
-	inbox   inbox
-	replies []Reply // the batch being handled
-	seed    uint64
-	lo, hi  uint64 // the run covers positions [lo, hi)
-	next    uint64 // first position not yet taken
-	begin   time.Time
-	clock   time.Time // now, as of this turn of the loop: result timestamps
+	s        *Scanner
+	ctx      context.Context
+	sp       Space
+	perm     *Permutation
+	sess     Session
+	pingSess Session // nil: no ICMP in discovery
+	pingErr  error   // why there is none, when the Scanner asked for it
+	log      *slog.Logger
+	now      func() time.Time
+	inbox    inbox
+	replies  []Reply // the batch being handled
+	seed     uint64
+	lo, hi   uint64 // the run covers positions [lo, hi)
+	next     uint64 // first position not yet taken
+	begin    time.Time
+	clock    time.Time // now, as of this turn of the loop: result timestamps
 
 	window, sockLimit int // caps on live probes and on probes in flight
 	fdLimit           int // the prober's own cap on probes in flight
 	retries           int
 	minTO, maxTO, iTO time.Duration
 	downAfter         int
+	discPorts         []portspec.Port
 	bucket            bucket
 	busyUntil         time.Time // after ErrBusy with nothing in flight
 
@@ -270,7 +302,28 @@ type probe struct {
 	prev     *probe
 	next     *probe
 	res      Result // while a banner is grabbed
+	kind     probeKind
+	trickle  bool // held, checked or re-probed one at a time for rate-limited errors (host.rl)
+	check    bool // sent as the rate-limit check
 }
+
+// probeKind tells a position's probe from host discovery's.
+type probeKind uint8
+
+const (
+	kindPort probeKind = iota // a position of the space
+	kindDisc                  // a TCP discovery probe: no position, no result
+	kindPing                  // an ICMP echo for discovery, through the Pinger
+)
+
+// discState is where a host is in discovery.
+type discState uint8
+
+const (
+	discNone    discState = iota // not needed (yet)
+	discRunning                  // probes out; the host's own probes wait
+	discAlive                    // something answered
+)
 
 // host is what the scan knows about one address.
 type host struct {
@@ -286,7 +339,33 @@ type host struct {
 	down          bool
 	parked        []*probe // waiting for the slow-start limit
 	early         []earlyProbe
+	disc          discState
+	discLeft      int      // discovery probes not yet settled
+	waiting       []*probe // timed out during discovery: retried or settled when it ends
+	// closed counts ports answered closed. A host with closed ports whose
+	// other ports go unanswered may be rejecting them with ICMP errors
+	// that it rate-limits (Linux: a burst of 6, then 1/s per destination).
+	// A few of them are probed again and waited for past the kernel's SYN
+	// retransmission (a second later, when the bucket has refilled): if
+	// one is answered, the others are re-probed one at a time (trickle)
+	// until the answers stop coming.
+	closed       int
+	rl           rlState
+	checks       int      // check probes in flight
+	trickle      []*probe // unanswered after their retries: the check's outcome decides
+	trickling    bool     // a trickle probe is in flight
+	trickleSince time.Time
 }
+
+// rlState is where a host is in the check for rate-limited ICMP errors.
+type rlState uint8
+
+const (
+	rlNone     rlState = iota
+	rlChecking         // one probe waits for the bucket to refill
+	rlOn               // answers came after the refill: trickle
+	rlOver             // no answer after a refill, or none lately: filtered
+)
 
 // earlyProbe is a probe sent before the host's first RTT sample, with the
 // attempt it was; its deadline came from a guess and shrinks when the first
@@ -296,7 +375,9 @@ type earlyProbe struct {
 	id uint64
 }
 
-func (h *host) canSend() bool { return h.rtt.ok || h.inFlight < slowStart }
+func (h *host) canSend() bool {
+	return h.disc != discRunning && (h.rtt.ok || h.inFlight < slowStart)
+}
 
 func orDefault[T int | time.Duration](v, d T) T {
 	if v == 0 {
@@ -351,6 +432,15 @@ func (s *Scanner) newEngine(sp Space) (*engine, error) {
 	}
 	if e.maxTO < e.minTO {
 		e.maxTO = e.minTO
+	}
+	if pc, ok := sp.(interface{ PortCount() int }); ok && e.downAfter > 0 && pc.PortCount() > 0 {
+		// A host with fewer ports than downAfter goes through discovery
+		// before its last port is settled, so every host's status is known.
+		e.downAfter = min(e.downAfter, pc.PortCount())
+	}
+	e.discPorts = s.DiscoveryPorts
+	if e.discPorts == nil {
+		e.discPorts = DefaultDiscoveryPorts
 	}
 	e.sockLimit = e.window
 	e.fdLimit = e.window
@@ -495,6 +585,13 @@ func (e *engine) nextSendable() *probe {
 			return nil
 		}
 		h := p.host
+		if p.kind != kindPort {
+			if h.disc != discRunning {
+				e.releaseDisc(p) // discovery ended while it waited
+				continue
+			}
+			return p
+		}
 		switch {
 		case h.down:
 			reason := ReasonHostTimeout
@@ -510,9 +607,8 @@ func (e *engine) nextSendable() *probe {
 	}
 }
 
-// take creates the probe for position pos.
-func (e *engine) take(pos uint64) *probe {
-	addr, port, proto := e.sp.At(e.perm.At(pos))
+// alloc returns a free probe set up for addr.
+func (e *engine) alloc(addr netip.Addr, port portspec.Port, proto portspec.Proto, kind probeKind) *probe {
 	var p *probe
 	if n := len(e.free); n > 0 {
 		p = e.free[n-1]
@@ -521,10 +617,18 @@ func (e *engine) take(pos uint64) *probe {
 		p = &probe{slot: uint32(len(e.slots))}
 		e.slots = append(e.slots, p)
 	}
-	p.pos, p.addr, p.port, p.proto = pos, addr, port, proto
+	p.addr, p.port, p.proto, p.kind = addr, port, proto, kind
 	p.attempts, p.phase, p.id = 0, phaseReady, 0
 	p.host = e.host(addr)
 	p.host.refs++
+	return p
+}
+
+// take creates the probe for position pos.
+func (e *engine) take(pos uint64) *probe {
+	addr, port, proto := e.sp.At(e.perm.At(pos))
+	p := e.alloc(addr, port, proto, kindPort)
+	p.pos = pos
 	p.prev, p.next = e.tail, nil
 	if e.tail != nil {
 		e.tail.next = p
@@ -559,7 +663,7 @@ func (e *engine) send(p *probe, now time.Time) error {
 	h := p.host
 	p.gen++
 	p.id = uint64(p.gen)<<32 | uint64(p.slot)
-	err := e.sess.Send(p.id, netip.AddrPortFrom(p.addr, uint16(p.port)), p.proto)
+	err := e.sessFor(p).Send(p.id, netip.AddrPortFrom(p.addr, uint16(p.port)), p.proto)
 	if err != nil {
 		p.id = 0
 		if errors.Is(err, ErrBusy) {
@@ -570,7 +674,17 @@ func (e *engine) send(p *probe, now time.Time) error {
 	p.attempts++
 	p.phase = phaseInFlight
 	p.sentAt = now
-	p.deadline = now.Add(e.timeout(h))
+	to := e.timeout(h)
+	switch {
+	case p.check:
+		to = rlCheckTimeout
+	case p.trickle:
+		// A fresh SYN at short intervals takes a token of the host's ICMP
+		// bucket as soon as it refills, without waiting for the kernel's
+		// retransmission a second later.
+		to = max(e.minTO, min(to, trickleTimeout))
+	}
+	p.deadline = now.Add(to)
 	e.timeouts.push(p)
 	h.inFlight++
 	if !h.rtt.ok {
@@ -590,6 +704,14 @@ func (e *engine) send(p *probe, now time.Time) error {
 		e.st.Retries++
 	}
 	return nil
+}
+
+// sessFor is the session that sends p.
+func (e *engine) sessFor(p *probe) Session {
+	if p.kind == kindPing {
+		return e.pingSess
+	}
+	return e.sess
 }
 
 // timeout is the RTT-derived wait for an answer from h.
@@ -629,18 +751,54 @@ func (e *engine) onReply(r Reply) {
 	h := p.host
 	if r.State == Unknown {
 		p.attempts-- // no verdict; the same attempt again
+		if p.kind != kindPort {
+			e.ready.pushFront(p)
+			return
+		}
 		e.ready.pushBack(p)
 		e.unpark(h)
 		return
 	}
 	e.st.Answered++
+	if p.kind != kindPort {
+		e.onDiscReply(p, r)
+		return
+	}
 	if e.sockLimit < e.window && e.sockLimit < e.fdLimit {
 		e.sockLimit++ // recover from ErrBusy, additively
 	}
+	trickle := p.trickle
+	if trickle {
+		answered := r.State == Closed || r.State == Open
+		if p.check {
+			h.checks--
+		} else {
+			h.trickling = false
+		}
+		p.trickle, p.check = false, false
+		switch {
+		case h.rl == rlChecking && answered:
+			h.rl = rlOn
+			h.trickleSince = e.clock
+			e.log.Debug("ICMP errors rate-limited: re-probing one at a time", "addr", p.addr, "ports", len(h.trickle))
+		case h.rl == rlChecking && h.checks == 0:
+			e.rlOver(h)
+		case answered:
+			h.trickleSince = e.clock // an answer: the host's bucket refilled
+		}
+		defer e.nextTrickle(h)
+	}
+	if r.State == Closed {
+		h.closed++
+	}
 	if r.State == Open || r.State == Closed {
 		first := !h.rtt.ok
-		h.rtt.sample(r.RTT)
-		e.global.sample(r.RTT)
+		if !trickle {
+			// A trickle answer may come from the kernel's own SYN
+			// retransmission a second later: not a round trip.
+			h.rtt.sample(r.RTT)
+			e.global.sample(r.RTT)
+		}
 		h.answered++
 		h.silent = 0
 		if p.attempts > 1 {
@@ -649,6 +807,7 @@ func (e *engine) onReply(r Reply) {
 		if first {
 			e.shrinkEarly(h)
 		}
+		e.alive(h)
 	} else {
 		// An ICMP error is not the host answering: a dead host on a LAN
 		// says host-unreach through its router.
@@ -678,22 +837,110 @@ func (e *engine) shrinkEarly(h *host) {
 }
 
 func (e *engine) onTimeout(p *probe) {
-	if r, ok := e.sess.Cancel(p.id); ok {
+	if r, ok := e.sessFor(p).Cancel(p.id); ok {
 		r.ID = p.id
 		e.onReply(r) // it had answered after all
 		return
 	}
 	p = e.landed(p.id)
 	h := p.host
+	if p.kind != kindPort {
+		if p.attempts <= e.retries && h.disc == discRunning {
+			e.ready.pushFront(p)
+			return
+		}
+		e.discMiss(p)
+		return
+	}
+	if p.trickle {
+		if p.check {
+			p.check = false
+			h.checks--
+		} else {
+			h.trickling = false
+		}
+		h.trickle = append(h.trickle, p)
+		if h.rl == rlChecking && h.checks == 0 {
+			// Nothing even after the refill: dropped, not rate-limited.
+			e.rlOver(h)
+			return
+		}
+		e.nextTrickle(h)
+		return
+	}
 	h.silent++
 	e.checkDown(p.addr, h)
 	e.unpark(h)
+	if h.disc == discRunning {
+		h.waiting = append(h.waiting, p) // discovery says whether to retry it
+		return
+	}
 	if p.attempts <= e.retriesFor(h) && !h.down {
 		h.retried++
 		e.ready.pushBack(p)
 		return
 	}
+	if h.closed > 0 && !h.down && h.rl != rlOver {
+		p.trickle = true
+		if h.rl == rlNone {
+			h.rl = rlChecking
+		}
+		if h.rl == rlChecking && h.checks < rlChecks {
+			p.check = true
+			h.checks++
+			e.ready.pushFront(p)
+			return
+		}
+		h.trickle = append(h.trickle, p)
+		e.nextTrickle(h)
+		return
+	}
 	e.finish(p, e.result(p, Filtered, ReasonNoResponse, 0))
+}
+
+// trickleQuiet is how long a host's trickle goes without an answer before
+// its remaining ports count as filtered: twice the refill time of Linux's
+// ICMP rate limit (net.ipv4.icmp_ratelimit, 1 s), so a host that drops
+// (rather than rate-limits) costs that much once.
+const trickleQuiet = 2 * time.Second
+
+// trickleTimeout bounds the wait for a trickle probe's answer.
+const trickleTimeout = 250 * time.Millisecond
+
+// rlCheckTimeout is the wait for the rate-limit check's answer: past the
+// kernel's first SYN retransmission (1 s), by when a bucket has refilled.
+const rlCheckTimeout = 1500 * time.Millisecond
+
+// rlChecks is how many unanswered ports of a host the check probes: any
+// of them may be dropped rather than rejected.
+const rlChecks = 8
+
+// nextTrickle sends h's next held probe: the check, or one trickle probe
+// at a time, each taking a token of the host's ICMP bucket as soon as it
+// refills. Once no answer came for trickleQuiet, the rest are filtered:
+// dropped, not rate-limited.
+func (e *engine) nextTrickle(h *host) {
+	if h.rl != rlOn || h.trickling || len(h.trickle) == 0 {
+		return
+	}
+	if h.down || (h.rl == rlOn && e.clock.Sub(h.trickleSince) > trickleQuiet) {
+		e.rlOver(h)
+		return
+	}
+	p := h.trickle[0]
+	h.trickle = h.trickle[1:]
+	h.trickling = true
+	e.ready.pushFront(p)
+}
+
+// rlOver ends h's re-probing: what is held is filtered.
+func (e *engine) rlOver(h *host) {
+	h.rl = rlOver
+	for _, p := range h.trickle {
+		p.trickle = false
+		e.finish(p, e.result(p, Filtered, ReasonNoResponse, 0))
+	}
+	h.trickle = nil
 }
 
 // retriesFor is how many retries h's probes get. Like nmap, once many
@@ -707,13 +954,112 @@ func (e *engine) retriesFor(h *host) int {
 	return e.retries
 }
 
+// checkDown starts discovery on a host that has not answered its first
+// downAfter probes.
 func (e *engine) checkDown(a netip.Addr, h *host) {
-	if e.downAfter > 0 && !h.down && h.answered == 0 && h.silent >= e.downAfter {
-		h.down = true
-		h.early = nil // nothing more is sent to it: let its probes go (memory of silent networks)
-		e.down++
-		e.log.Debug("host down: no answer", "addr", a, "probes", h.silent)
+	if e.downAfter > 0 && !h.down && h.disc == discNone && h.answered == 0 && h.silent >= e.downAfter {
+		e.discover(a, h)
 	}
+}
+
+// discover sends h's discovery probes, ahead of everything else waiting:
+// its own probes wait for the verdict.
+func (e *engine) discover(a netip.Addr, h *host) {
+	h.disc = discRunning
+	for _, port := range e.discPorts {
+		e.ready.pushFront(e.alloc(a, port, portspec.TCP, kindDisc))
+		h.discLeft++
+	}
+	if e.pingSess != nil {
+		e.ready.pushFront(e.alloc(a, 0, portspec.TCP, kindPing))
+		h.discLeft++
+	}
+	e.log.Debug("host discovery: no answer yet", "addr", a, "probes", h.silent)
+	if h.discLeft == 0 {
+		e.hostDown(a, h)
+	}
+}
+
+// onDiscReply takes an answer to a discovery probe.
+func (e *engine) onDiscReply(p *probe, r Reply) {
+	h := p.host
+	if r.State != Open && r.State != Closed {
+		// An ICMP error may come from a router for a host that is not
+		// there: not an answer from the host.
+		e.discMiss(p)
+		return
+	}
+	first := !h.rtt.ok
+	h.rtt.sample(r.RTT)
+	e.global.sample(r.RTT)
+	if first {
+		e.shrinkEarly(h)
+	}
+	if h.disc == discRunning {
+		e.log.Debug("host up: discovery answered", "addr", p.addr, "port", p.port, "kind", p.kind, "reason", r.Reason)
+	}
+	e.alive(h)
+	e.releaseDisc(p)
+}
+
+// discMiss settles a discovery probe that drew no answer; the last one of
+// a host that never answered makes it down.
+func (e *engine) discMiss(p *probe) {
+	h, a := p.host, p.addr
+	e.releaseDisc(p)
+	if h.disc != discRunning {
+		return
+	}
+	if h.discLeft--; h.discLeft == 0 {
+		e.hostDown(a, h)
+	}
+}
+
+// alive ends h's discovery, if it runs, with the host up: the probes that
+// waited for it go on.
+func (e *engine) alive(h *host) {
+	if h.disc == discAlive {
+		return
+	}
+	running := h.disc == discRunning
+	h.disc = discAlive
+	if !running {
+		return
+	}
+	for _, p := range h.waiting {
+		if p.attempts <= e.retriesFor(h) {
+			h.retried++
+			e.ready.pushBack(p)
+		} else {
+			e.finish(p, e.result(p, Filtered, ReasonNoResponse, 0))
+		}
+	}
+	h.waiting = nil
+	e.unpark(h)
+}
+
+// hostDown gives up on h: neither its ports nor discovery drew an answer.
+// The probes that waited for discovery, and every port not probed yet,
+// are reported filtered with ReasonHostTimeout.
+func (e *engine) hostDown(a netip.Addr, h *host) {
+	h.disc = discNone
+	h.down = true
+	h.early = nil // nothing more is sent to it: let its probes go (memory of silent networks)
+	e.down++
+	e.log.Debug("host down: no answer to the scan or to discovery", "addr", a, "probes", h.silent)
+	for _, p := range h.waiting {
+		e.complete(p, e.result(p, Filtered, ReasonHostTimeout, 0))
+	}
+	h.waiting = nil
+	e.unpark(h)
+}
+
+// releaseDisc frees a discovery probe.
+func (e *engine) releaseDisc(p *probe) {
+	p.host.refs--
+	p.host = nil
+	p.kind = kindPort
+	e.free = append(e.free, p)
 }
 
 // unpark moves h's parked probes to the ready queue as far as its
@@ -863,7 +1209,7 @@ func (e *engine) stats(now time.Time) Stats {
 // probes, banner grabs (their context is done, so they return promptly).
 func (e *engine) abandon() {
 	for _, p := range e.timeouts {
-		e.sess.Cancel(p.id)
+		e.sessFor(p).Cancel(p.id)
 	}
 	for ; e.banners > 0; e.banners-- {
 		<-e.bannerDone
@@ -885,6 +1231,6 @@ func (e *engine) summary() Summary {
 	return Summary{
 		Stats: e.st, Seed: e.seed, Shard: e.s.Shard,
 		From: e.hi - e.st.Total, To: e.hi,
-		Checkpoint: cp, Complete: cp == e.hi, HostsDown: e.down,
+		Checkpoint: cp, Complete: cp == e.hi, HostsDown: e.down, Ping: e.pingSess != nil,
 	}
 }

@@ -141,7 +141,9 @@ func TestSchedulerWindow(t *testing.T) {
 }
 
 // TestSchedulerRetriesOnlySilent: answered probes are never sent again;
-// silent ones are, until they answer or retries run out.
+// silent ones are, until they answer or retries run out, and then (the host
+// has closed ports: its silence may be rate-limited ICMP errors) up to
+// rlChecks of them once more, as the rate-limit check.
 func TestSchedulerRetriesOnlySilent(t *testing.T) {
 	f := &fakeProber{answer: func(port uint16, attempt int) (State, bool) {
 		switch {
@@ -154,17 +156,25 @@ func TestSchedulerRetriesOnlySilent(t *testing.T) {
 	}}
 	s := Scanner{Prober: f, MinTimeout: 5 * time.Millisecond, MaxTimeout: 5 * time.Millisecond, HostDownAfter: -1}
 	got, sum := run(t, s, portsSpace(100))
+	checks := 0
 	for port, n := range f.attempts {
 		want := 1
 		switch port % 10 {
 		case 0:
 			want = 1 + DefaultRetries
+			if n == want+1 {
+				checks++
+				continue
+			}
 		case 1:
 			want = 2
 		}
 		if n != want {
 			t.Errorf("port %d sent %d times; want %d", port, n, want)
 		}
+	}
+	if checks != rlChecks {
+		t.Errorf("%d silent ports checked for rate-limited errors; want %d", checks, rlChecks)
 	}
 	for port, r := range got {
 		want := Closed
@@ -178,7 +188,7 @@ func TestSchedulerRetriesOnlySilent(t *testing.T) {
 			t.Errorf("port %d = %v; want %v", port, r.State, want)
 		}
 	}
-	if want := uint64(10*DefaultRetries + 10); sum.Retries != want {
+	if want := uint64(10*DefaultRetries + 10 + rlChecks); sum.Retries != want {
 		t.Errorf("retries %d; want %d", sum.Retries, want)
 	}
 }

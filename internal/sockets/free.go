@@ -63,6 +63,10 @@ type FreeOptions struct {
 	// Logger receives a debug record for every port passed over. Nil
 	// discards.
 	Logger *slog.Logger
+	// Netns is the network namespace the ports must be free in (a name
+	// under /run/netns or a path); empty means the caller's. The
+	// reservation registry is the user's, whatever the namespace.
+	Netns string
 
 	// Seams for tests; nil means the real thing.
 	now    func() time.Time
@@ -147,7 +151,23 @@ func FreePorts(ctx context.Context, n int, opts FreeOptions) ([]portspec.Port, e
 	} else {
 		taken = reg.taken
 	}
-	return search(ctx, &opts, n, taken)
+	return searchIn(ctx, &opts, n, taken)
+}
+
+// searchIn is search with the binds (and the kernel's port sysctls, which
+// /proc/sys reads for the calling thread) in opts.Netns.
+func searchIn(ctx context.Context, o *FreeOptions, n int, taken func(portspec.Port) bool) (ports []portspec.Port, err error) {
+	if o.Netns == "" {
+		return search(ctx, o, n, taken)
+	}
+	nerr := InNetns(o.Netns, func() error {
+		ports, err = search(ctx, o, n, taken)
+		return nil
+	})
+	if nerr != nil {
+		return nil, fmt.Errorf("free ports: %w", nerr)
+	}
+	return ports, err
 }
 
 // freeAddrs are the addresses a port must bind on to be free. The
@@ -210,6 +230,14 @@ func (o *FreeOptions) clock() time.Time {
 		return o.now()
 	}
 	return time.Now()
+}
+
+// EphemeralPorts returns the range the kernel picks local ports of
+// outgoing connections from (net.ipv4.ip_local_port_range of the caller's
+// namespace; off Linux the IANA dynamic range).
+func EphemeralPorts() PortRange {
+	k := readKernelPortPolicy()
+	return PortRange{k.ephLo, k.ephHi}
 }
 
 func (o *FreeOptions) kernel() *kernelPortPolicy {

@@ -72,7 +72,7 @@ func Reserve(ctx context.Context, n int, ttl time.Duration, opts FreeOptions) (*
 		return nil, err
 	}
 	defer unlock()
-	ports, err := search(ctx, &opts, n, reg.taken)
+	ports, err := searchIn(ctx, &opts, n, reg.taken)
 	if err != nil {
 		return nil, err
 	}
@@ -188,14 +188,18 @@ func (reg *registry) save(dir string) error {
 }
 
 // prune drops expired entries and turns those of dead holders into holds
-// (or drops them when they have no hold).
-func (reg *registry) prune(now time.Time) {
+// (or drops them when they have no hold). It reports whether anything
+// changed: a hold starts when the death is first seen, so the caller must
+// save that, or the next read would start it again.
+func (reg *registry) prune(now time.Time) (changed bool) {
 	kept := reg.Entries[:0]
 	for _, e := range reg.Entries {
 		if !e.Expires.IsZero() && !now.Before(e.Expires) {
+			changed = true
 			continue
 		}
 		if e.PID != 0 && !holderAlive(e.PID, e.PIDStart) {
+			changed = true
 			if e.Hold <= 0 {
 				continue
 			}
@@ -208,6 +212,7 @@ func (reg *registry) prune(now time.Time) {
 		kept = append(kept, e)
 	}
 	reg.Entries = kept
+	return changed
 }
 
 // taken reports whether p is reserved by a live entry.
@@ -227,7 +232,8 @@ func readRegistry(ctx context.Context, opts *FreeOptions) (*registry, error) {
 	if _, err := os.Stat(filepath.Join(dir, registryFile)); errors.Is(err, fs.ErrNotExist) {
 		return &registry{}, nil
 	}
-	reg, unlock, err := openRegistry(ctx, dir, false, opts.clock())
+	// Exclusive: a holder's death seen here starts its hold, which is saved.
+	reg, unlock, err := openRegistry(ctx, dir, true, opts.clock())
 	if err != nil {
 		return nil, err
 	}
@@ -235,8 +241,9 @@ func readRegistry(ctx context.Context, opts *FreeOptions) (*registry, error) {
 	return reg, nil
 }
 
-// openRegistry locks the registry in dir and reads it, pruned at now. The
-// caller calls unlock when done.
+// openRegistry locks the registry in dir and reads it, pruned at now; with
+// an exclusive lock what pruning changed is saved at once, whatever the
+// caller does next. The caller calls unlock when done.
 func openRegistry(ctx context.Context, dir string, exclusive bool, now time.Time) (reg *registry, unlock func(), err error) {
 	unlock, err = lockRegistry(ctx, dir, exclusive)
 	if err != nil {
@@ -247,7 +254,12 @@ func openRegistry(ctx context.Context, dir string, exclusive bool, now time.Time
 		unlock()
 		return nil, nil, err
 	}
-	reg.prune(now)
+	if reg.prune(now) && exclusive {
+		if err := reg.save(dir); err != nil {
+			unlock()
+			return nil, nil, err
+		}
+	}
 	return reg, unlock, nil
 }
 

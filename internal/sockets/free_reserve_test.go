@@ -253,3 +253,43 @@ func TestRegistryDamaged(t *testing.T) {
 	}
 	r.Release()
 }
+
+// TestReserveDeadHolderHold: a port reserved for an hour by a process that
+// exits is held for Hold from when its death is first seen, not for the
+// rest of the hour: failed searches in between must not push the end back
+// (prune used to recompute "now + hold" on every read and only a
+// successful Reserve saved it).
+func TestReserveDeadHolderHold(t *testing.T) {
+	ctx := context.Background()
+	a := unusedPort(t)
+	dir := t.TempDir()
+	t0 := time.Now()
+	now := t0
+	clock := func() time.Time { return now }
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	o := FreeOptions{Range: setOf(a), Dir: dir, Holder: cmd.Process.Pid, Hold: 10 * time.Second, now: clock}
+	if _, err := Reserve(ctx, 1, time.Hour, o); err != nil {
+		cmd.Wait()
+		t.Fatalf("Reserve for pid %d = %v", cmd.Process.Pid, err)
+	}
+	cmd.Wait()
+	others := FreeOptions{Range: setOf(a), Dir: dir, Holder: NoHolder, now: clock}
+	// Others ask every few seconds while the hold runs; each search fails.
+	for i := range 4 {
+		now = t0.Add(time.Duration(i) * 3 * time.Second)
+		if got, err := FreePorts(ctx, 1, others); err == nil {
+			t.Fatalf("FreePorts %v after the holder died = %v; want none (held for 10s)", now.Sub(t0), got)
+		}
+		if _, err := Reserve(ctx, 1, time.Minute, others); err == nil {
+			t.Fatalf("Reserve %v after the holder died = nil error; want none free (held for 10s)", now.Sub(t0))
+		}
+	}
+	now = t0.Add(11 * time.Second)
+	if got, err := FreePorts(ctx, 1, others); err != nil || got[0] != a {
+		t.Errorf("FreePorts 11s after the holder died = %v, %v; want [%d] (the 10s hold is over)", got, err, a)
+	}
+}

@@ -7,6 +7,7 @@ package sockets
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -226,19 +227,61 @@ func containerStop(c *Cgroup) string {
 	return "stop container " + id
 }
 
-// StopAdvice says how to stop process p to free port/proto: through its
-// container or systemd unit when it has one, else with portolan kill.
-func StopAdvice(p *Process, port portspec.Port, proto portspec.Proto) string {
-	label := fmt.Sprintf("pid %d (%s)", p.PID, p.Comm)
-	if c := p.Cgroup; c != nil {
+// StopAdvice says how to stop the processes procs (the holders of one
+// port, lowest pid first) to free port/proto: through their container or
+// systemd unit when they all share one, else with portolan kill, which
+// signals every holder. Naming one process of several would not free the
+// port: each holds the socket open.
+func StopAdvice(procs []*Process, port portspec.Port, proto portspec.Proto) string {
+	if len(procs) == 0 {
+		return fmt.Sprintf("stop the process holding the port: portolan kill %d/%v", port, proto)
+	}
+	p := procs[0]
+	label := procsLabel(procs)
+	if c := p.Cgroup; c != nil && sameStopper(procs) {
 		if c.Container != "" {
 			return fmt.Sprintf("stop the %s container %s that runs %s: %s", c.Runtime, shortID(c.Container), label, containerStop(c))
 		}
 		if strings.HasSuffix(c.Unit, ".service") && !strings.HasPrefix(c.Unit, "user@") {
-			return fmt.Sprintf("stop pid %d (%s, unit %s): %s", p.PID, p.Comm, c.Unit, unitStop(c))
+			if len(procs) == 1 {
+				return fmt.Sprintf("stop pid %d (%s, unit %s): %s", p.PID, p.Comm, c.Unit, unitStop(c))
+			}
+			return fmt.Sprintf("stop %s, all in unit %s: %s", label, c.Unit, unitStop(c))
 		}
 	}
-	return fmt.Sprintf("stop %s: portolan kill %d/%v", label, port, proto)
+	if len(procs) == 1 {
+		return fmt.Sprintf("stop %s: portolan kill %d/%v", label, port, proto)
+	}
+	return fmt.Sprintf("stop %s: each holds the socket open, so the port is free only when all have exited: portolan kill %d/%v signals every one", label, port, proto)
+}
+
+// procsLabel names processes: "pid 9 (node)", "pids 9, 10 and 11 (nginx)".
+func procsLabel(procs []*Process) string {
+	if len(procs) == 1 {
+		return fmt.Sprintf("pid %d (%s)", procs[0].PID, procs[0].Comm)
+	}
+	var pids, comms []string
+	for _, p := range procs {
+		pids = append(pids, strconv.Itoa(p.PID))
+		if !slices.Contains(comms, p.Comm) {
+			comms = append(comms, p.Comm)
+		}
+	}
+	n := len(pids)
+	return fmt.Sprintf("pids %s and %s (%s)", strings.Join(pids[:n-1], ", "), pids[n-1], strings.Join(comms, ", "))
+}
+
+// sameStopper reports whether procs all run in one container or unit, so
+// stopping that stops them all.
+func sameStopper(procs []*Process) bool {
+	c0 := procs[0].Cgroup
+	for _, p := range procs[1:] {
+		c := p.Cgroup
+		if c == nil || c.Container != c0.Container || c.Unit != c0.Unit {
+			return false
+		}
+	}
+	return true
 }
 
 // buildPlan groups the sockets of the port by process and decides about

@@ -45,3 +45,10 @@ func (t *Table) inNetns(fn func() error) error {
 	runtime.UnlockOSThread()
 	return ferr
 }
+
+// InNetns runs fn on the calling goroutine's thread switched into the
+// network namespace netns (a name under /run/netns, or a path such as
+// /proc/PID/ns/net), then switches back; "" runs fn as it is. Sockets fn
+// makes belong to that namespace for their whole life; goroutines fn starts
+// do not run in it.
+func InNetns(netns string, fn func() error) error { return (&Table{Netns: netns}).inNetns(fn) }

@@ -96,24 +96,36 @@ func (s State) String() string {
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // stateAliases are the other names people type: ss's names and short forms.
+// Keys are folded as foldState does.
 var stateAliases = map[string]State{
-	"ESTAB": Established, "SYN-SENT": SynSent, "SYN-RECV": SynRecv,
-	"FIN-WAIT-1": FinWait1, "FIN-WAIT-2": FinWait2, "FIN_WAIT_1": FinWait1, "FIN_WAIT_2": FinWait2,
-	"TIME-WAIT": TimeWait, "CLOSE-WAIT": CloseWait, "LAST-ACK": LastAck, "UNCONN": Close,
-	"LISTENING": Listen, "BOUND": BoundInactive, "BOUND-INACTIVE": BoundInactive,
+	"ESTAB": Established, "UNCONN": Close, "LISTENING": Listen, "BOUND": BoundInactive,
 }
 
-// ParseState reads a state name, case-insensitively: the kernel's names
-// ("TIME_WAIT"), ss's ("time-wait", "estab", "unconn") and "listening".
-func ParseState(s string) (State, error) {
-	u := strings.ToUpper(strings.TrimSpace(s))
-	for i, n := range stateNames {
-		if n != "" && n == u {
-			return State(i), nil
+// foldState is a state name without case, '-' and '_': "fin-wait-2",
+// "fin_wait2" and "FINWAIT2" are one name.
+func foldState(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' {
+			return -1
 		}
-	}
-	if st, ok := stateAliases[u]; ok {
-		return st, nil
+		return r
+	}, strings.ToUpper(strings.TrimSpace(s)))
+}
+
+// ParseState reads a state name, case-insensitively and with or without
+// '-' and '_' between its words: the kernel's names ("TIME_WAIT"), ss's
+// ("time-wait", "fin-wait-2", "estab", "unconn") and "listening".
+func ParseState(s string) (State, error) {
+	u := foldState(s)
+	if u != "" {
+		for i, n := range stateNames {
+			if n != "" && foldState(n) == u {
+				return State(i), nil
+			}
+		}
+		if st, ok := stateAliases[u]; ok {
+			return st, nil
+		}
 	}
 	return 0, fmt.Errorf("unknown socket state %q (want listen, established, time_wait, close_wait, syn_sent, syn_recv, fin_wait1, fin_wait2, last_ack, closing, close or unconn, bound_inactive)", s)
 }
@@ -256,6 +268,9 @@ type Socket struct {
 	// CgroupID is the cgroup v2 id of the process that created the socket
 	// (0 when the kernel does not say).
 	CgroupID uint64
+	// Netns names the network namespace the socket was read from, when
+	// the caller reads several (Namespace.Label); empty otherwise.
+	Netns string
 
 	// Procs are the processes holding the socket open, filled by
 	// FindOwners: the lowest pid first.

@@ -192,6 +192,16 @@ func (r *WhyRequest) proto() portspec.Proto {
 
 func (r *WhyRequest) logger() *slog.Logger { return orDiscard(r.Logger) }
 
+// label is the bind asked about, for messages: "[::]:9999/tcp" when no
+// address was given (the wildcard it stands for), never "invalid IP".
+func (r *WhyRequest) label() string {
+	a := r.Addr
+	if !a.IsValid() {
+		a = netip.IPv6Unspecified()
+	}
+	return fmt.Sprintf("%v/%v", netip.AddrPortFrom(a, uint16(r.Port)), r.proto())
+}
+
 // orDiscard is l, or a logger that discards when l is nil.
 func orDiscard(l *slog.Logger) *slog.Logger {
 	if l == nil {
@@ -297,7 +307,16 @@ type observation struct {
 	nonlocal  bool // ip_nonlocal_bind (of the address's family) is on
 	isLocal   bool // the address is one of the namespace's (or a wildcard)
 	tentative bool // it is, but IPv6 duplicate address detection holds it
-	socks     []Socket
+	// special is "multicast" or "broadcast" for an address that is no
+	// host's own but that the kernel lets any socket bind.
+	special string
+	// reservedList is net.ipv4.ip_local_reserved_ports as the kernel
+	// writes it ("" when empty or unread); a fix that adds a port must
+	// keep it, since writing the sysctl replaces the list.
+	reservedList string
+	// ephLo, ephHi are net.ipv4.ip_local_port_range (0, 0 unknown).
+	ephLo, ephHi portspec.Port
+	socks        []Socket
 	// alternatives: the same bind with one thing changed, tried for real
 	// after a failure. Keys: "reuseaddr", "reuseport", "v6only", and
 	// "addr:<ADDR>".
@@ -453,9 +472,19 @@ func judge(o *observation) *Verdict {
 			v.Notes = append(v.Notes, Note{RulePrivileged, fmt.Sprintf(
 				"port %d is below net.ipv4.ip_unprivileged_port_start (%d); allowed because %s has CAP_NET_BIND_SERVICE", port, o.unprivMin, o.as.User)})
 		}
-		if !o.isLocal {
+		switch {
+		case o.special == "multicast":
+			v.Notes = append(v.Notes, Note{RuleNonLocal, fmt.Sprintf(
+				"%v is a multicast group address: the kernel lets any socket bind it (ip_nonlocal_bind plays no part), and the socket then receives only datagrams sent to that group, once a socket on this host joins it (IP_ADD_MEMBERSHIP, IPV6_JOIN_GROUP)", o.local.Addr())})
+		case o.special == "broadcast":
+			v.Notes = append(v.Notes, Note{RuleNonLocal, fmt.Sprintf(
+				"%v is a broadcast address: the kernel lets any socket bind it (ip_nonlocal_bind plays no part), and the socket then receives only datagrams broadcast to it", o.local.Addr())})
+		case !o.isLocal && o.nonlocal:
 			v.Notes = append(v.Notes, Note{RuleNonLocal, fmt.Sprintf(
 				"%v is not an address of this host; the bind is allowed because net.ipv4.ip_nonlocal_bind (net.ipv6.ip_nonlocal_bind for IPv6) is on", o.local.Addr())})
+		case !o.isLocal:
+			v.Notes = append(v.Notes, Note{RuleNonLocal, fmt.Sprintf(
+				"%v is not among this host's interface addresses as portolan reads them, yet the kernel accepted it (a route of type local covers it)", o.local.Addr())})
 		}
 		sharedNotes(o, v, in)
 		return v
@@ -650,6 +679,33 @@ func inUseVerdict(o *observation, v *Verdict, in []conflict) {
 	inUseFixes(o, v, in)
 }
 
+// broadcastOf is the last address of IPv4 prefix p: its broadcast.
+func broadcastOf(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v |= 1<<(32-p.Bits()) - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// connectionFixes keeps connections off the port: through
+// ip_local_reserved_ports when the kernel could pick it (it is in the
+// ephemeral range), the existing list kept, since writing the sysctl
+// replaces it. Outside the range the kernel never picks it, so the
+// connection's program bound it explicitly, and only that program can stop.
+func connectionFixes(o *observation) []string {
+	port := portspec.Port(o.local.Port())
+	if o.ephHi != 0 && (port < o.ephLo || port > o.ephHi) {
+		return []string{fmt.Sprintf(
+			"port %d is outside the ephemeral range (%d-%d), so the kernel never picks it for a connection: the connection's program chose it (a bind before connect); change that program's source port", port, o.ephLo, o.ephHi)}
+	}
+	list := strconv.Itoa(int(port))
+	if o.reservedList != "" {
+		list = o.reservedList + "," + list
+	}
+	return []string{fmt.Sprintf(
+		"keep outgoing connections off port %d: sysctl -w net.ipv4.ip_local_reserved_ports=%s (the list there now, plus %d: the kernel then never picks it for a connection; explicit binds still work)", port, list, port)}
+}
+
 func addrScope(c *conflict) string {
 	if c.ov == sameAddr {
 		return "on its address"
@@ -697,10 +753,12 @@ func inUseFixes(o *observation, v *Verdict, in []conflict) {
 			v.Fixes = append(v.Fixes, "make the other server bind [::] with IPV6_V6ONLY (nginx: listen [::]:PORT ipv6only=on), or have it bind 0.0.0.0 and [::] separately")
 		}
 	case RuleConnection:
-		v.Fixes = append(v.Fixes, fmt.Sprintf(
-			"keep outgoing connections off port %d: sysctl -w net.ipv4.ip_local_reserved_ports=%d (the kernel then never picks it for a connection; explicit binds still work)", o.local.Port(), o.local.Port()))
+		v.Fixes = append(v.Fixes, connectionFixes(o)...)
 	}
+	// Every process holding a socket in the way, in one piece of advice:
+	// the port is free only when all of them have let go.
 	seen := map[int]bool{}
+	var holders []*Process
 	for i := range in {
 		s := in[i].s
 		if in[i].r == roleTimeWait {
@@ -712,12 +770,16 @@ func inUseFixes(o *observation, v *Verdict, in []conflict) {
 			}
 			continue
 		}
-		p := s.Procs[0]
-		if seen[p.PID] {
-			continue
+		for _, p := range s.Procs {
+			if !seen[p.PID] {
+				seen[p.PID] = true
+				holders = append(holders, p)
+			}
 		}
-		seen[p.PID] = true
-		v.Fixes = append(v.Fixes, StopAdvice(p, portspec.Port(o.local.Port()), o.proto))
+	}
+	if len(holders) > 0 {
+		slices.SortFunc(holders, func(a, b *Process) int { return a.PID - b.PID })
+		v.Fixes = append(v.Fixes, StopAdvice(holders, portspec.Port(o.local.Port()), o.proto))
 	}
 	if len(v.Fixes) == 0 {
 		v.Fixes = append(v.Fixes, "stop the process holding the port")

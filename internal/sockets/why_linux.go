@@ -54,6 +54,7 @@ func Why(ctx context.Context, req WhyRequest) (*Verdict, error) {
 		log.Debug("bind attempt", "addr", o.local, "proto", o.proto, "step", o.step, "err", o.err)
 		readBindSysctls(o)
 		o.isLocal, o.tentative = isLocalAddr(addr)
+		o.special = specialAddr(addr)
 		if errors.Is(o.err, syscall.EACCES) || errors.Is(o.err, syscall.EPERM) {
 			o.seccomp = threadSeccomp()
 			o.lsms = activeLSMs()
@@ -61,7 +62,7 @@ func Why(ctx context.Context, req WhyRequest) (*Verdict, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("why %v/%v: %w", req.Addr, o.proto, err)
+		return nil, fmt.Errorf("why %s: %w", req.label(), err)
 	}
 
 	if req.Port != 0 {
@@ -72,9 +73,9 @@ func Why(ctx context.Context, req WhyRequest) (*Verdict, error) {
 		}
 		SortByPort(socks)
 		if len(socks) > 0 {
-			// One owner per socket names it; the walk of /proc then ends
-			// as soon as each socket has one.
-			if err := FindOwners(ctx, socks, OwnerOptions{First: true, Details: true}); err != nil {
+			// Every owner: the fix must stop all the processes holding a
+			// socket in the way (a pre-forked server's workers too).
+			if err := FindOwners(ctx, socks, OwnerOptions{Details: true}); err != nil {
 				if ctx.Err() != nil {
 					return nil, err
 				}
@@ -247,6 +248,12 @@ func readBindSysctls(o *observation) {
 	if s, ok := read("net.ipv4.ip_local_reserved_ports"); ok {
 		if set, err := parseReservedPorts(s); err == nil {
 			o.reserved = set
+			o.reservedList = strings.TrimSpace(s)
+		}
+	}
+	if s, ok := read("net.ipv4.ip_local_port_range"); ok {
+		if lo, hi, err := parseLocalPortRange(s); err == nil {
+			o.ephLo, o.ephHi = lo, hi
 		}
 	}
 	key := "net.ipv4.ip_nonlocal_bind"
@@ -298,6 +305,47 @@ func isLocalAddr(a netip.Addr) (local, found bool) {
 		}
 	}
 	return false, false
+}
+
+// specialAddr is "multicast" or "broadcast" for an address any socket may
+// bind though no interface has it (the kernel's RTN_MULTICAST and
+// RTN_BROADCAST in __inet_bind, multicast in inet6_bind): a multicast
+// group, 255.255.255.255, or the broadcast address of an IPv4 subnet of an
+// interface of the calling thread's namespace. "" otherwise.
+func specialAddr(a netip.Addr) string {
+	a = a.Unmap().WithZone("")
+	switch {
+	case a.IsMulticast():
+		return "multicast"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "broadcast"
+	case !a.Is4():
+		return ""
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagBroadcast == 0 {
+			continue
+		}
+		addrs, _ := ifi.Addrs()
+		for _, ad := range addrs {
+			ipn, ok := ad.(*net.IPNet)
+			if !ok || ipn.IP.To4() == nil {
+				continue
+			}
+			bits, _ := ipn.Mask.Size()
+			if bits >= 31 {
+				continue
+			}
+			if broadcastOf(netip.PrefixFrom(netip.AddrFrom4([4]byte(ipn.IP.To4())), bits)) == a {
+				return "broadcast"
+			}
+		}
+	}
+	return ""
 }
 
 // tryAlternatives tries the bind again with one thing changed, to find

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -386,7 +387,7 @@ func TestWhyConnection(t *testing.T) {
 	v := mustWhy(t, WhyRequest{Addr: any4, Port: p})
 	checkVerdict(t, v, false, RuleConnection, "uses port "+strconv.Itoa(int(p))+" as its local port", "ESTABLISHED", "-> "+ln.Addr().String())
 	checkHolder(t, v)
-	checkFix(t, v, "ip_local_reserved_ports="+strconv.Itoa(int(p)), "explicit binds still work")
+	checkFix(t, v, "ip_local_reserved_ports=", strconv.Itoa(int(p))+" (the list there now", "explicit binds still work")
 }
 
 func TestWhyPrivilegedInNetns(t *testing.T) {
@@ -634,4 +635,133 @@ func TestWhyDeniedChild(t *testing.T) {
 	}
 	// IPv6 is not hooked: the same port binds there.
 	checkVerdict(t, mustWhy(t, WhyRequest{Addr: any6, V6Only: true, Port: p}), true, RuleNone)
+}
+
+// TestWhyForkedHolders: a listener shared with two child processes (given
+// the socket, as a pre-forked server's workers are) is held by all three;
+// the fix must name every one, since stopping the first frees nothing.
+func TestWhyForkedHolders(t *testing.T) {
+	sleep := testenv.RequireCommand(t, "sleep")
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	lf, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	pids := []int{os.Getpid()}
+	for range 2 {
+		cmd := exec.Command(sleep, "60")
+		cmd.ExtraFiles = []*os.File{lf}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		pids = append(pids, cmd.Process.Pid)
+	}
+	slices.Sort(pids)
+	port := portspec.Port(l.Addr().(*net.TCPAddr).Port)
+
+	v := mustWhy(t, WhyRequest{Addr: lo4, Port: port, Nearest: -1})
+	checkVerdict(t, v, false, RuleInUse)
+	if len(v.Conflicts) != 1 {
+		t.Fatalf("Why conflicts = %d sockets; want 1", len(v.Conflicts))
+	}
+	var got []int
+	for _, p := range v.Conflicts[0].Procs {
+		got = append(got, p.PID)
+	}
+	if !slices.Equal(got, pids) {
+		t.Errorf("Why conflict owners = %v; want %v", got, pids)
+	}
+	want := fmt.Sprintf("stop pids %d, %d and %d (", pids[0], pids[1], pids[2])
+	found := false
+	for _, f := range v.Fixes {
+		if strings.HasPrefix(f, want) && strings.Contains(f, fmt.Sprintf("portolan kill %d/tcp", port)) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("Why fixes = %q; want one starting %q that stops them all", v.Fixes, want)
+	}
+}
+
+// TestWhyConnectionReservedAdvice: the sysctl fix for a port a connection
+// uses adds to the ip_local_reserved_ports list (writing the sysctl
+// replaces it), and is offered only for a port the kernel could pick: one
+// inside the ephemeral range.
+func TestWhyConnectionReservedAdvice(t *testing.T) {
+	lab := netlab.NewT(t)
+	h, err := lab.AddHost("why")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"net.ipv4.ip_local_port_range": "41000 41999", "net.ipv4.ip_local_reserved_ports": "40000-40010,40100"} {
+		if err := h.SetSysctl(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := h.Listen("tcp4", "127.0.0.1:30000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := h.DialContext(context.Background(), "tcp4", "127.0.0.1:30000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := portspec.Port(c.LocalAddr().(*net.TCPAddr).Port)
+	v := mustWhy(t, WhyRequest{Netns: h.Path(), Addr: any4, Port: p, Nearest: -1})
+	checkVerdict(t, v, false, RuleConnection)
+	checkFix(t, v, fmt.Sprintf("sysctl -w net.ipv4.ip_local_reserved_ports=40000-40010,40100,%d ", p))
+
+	// A source port chosen by the program, outside the range: no sysctl.
+	var fixed net.Conn
+	err = h.Do(func() (err error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 20000}}
+		fixed, err = d.Dial("tcp4", "127.0.0.1:30000")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fixed.Close()
+	v = mustWhy(t, WhyRequest{Netns: h.Path(), Addr: any4, Port: 20000, Nearest: -1})
+	checkVerdict(t, v, false, RuleConnection)
+	if hasFix(v, "ip_local_reserved_ports") {
+		t.Errorf("Why 20000 (outside the ephemeral range) offers the reserved-ports sysctl:\n  %s", strings.Join(v.Fixes, "\n  "))
+	}
+	checkFix(t, v, "outside the ephemeral range (41000-41999)", "change that program's source port")
+}
+
+// TestWhyMulticastBroadcast: multicast and broadcast addresses bind with
+// ip_nonlocal_bind off; the note must not claim it is on.
+func TestWhyMulticastBroadcast(t *testing.T) {
+	a, _, lk := netlab.NewPair(t)
+	if err := a.SetSysctl("net.ipv4.ip_nonlocal_bind", "0"); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		addr netip.Addr
+		want string
+	}{
+		{netip.MustParseAddr("239.1.2.3"), "is a multicast group address"},
+		{netip.MustParseAddr("ff05::1:3"), "is a multicast group address"},
+		{netip.MustParseAddr("255.255.255.255"), "is a broadcast address"},
+		{broadcastOf(lk.Net4), "is a broadcast address"},
+	}
+	for _, c := range cases {
+		v := mustWhy(t, WhyRequest{Netns: a.Path(), Addr: c.addr, Port: 5353, Proto: portspec.UDP})
+		checkVerdict(t, v, true, RuleNone)
+		checkNote(t, v, RuleNonLocal, c.want)
+		for _, n := range v.Notes {
+			if strings.Contains(n.Text, "is on") {
+				t.Errorf("Why %v/udp with ip_nonlocal_bind=0: note %q", c.addr, n.Text)
+			}
+		}
+	}
 }

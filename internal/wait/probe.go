@@ -29,17 +29,63 @@ func probeBind(proto portspec.Proto, ap netip.AddrPort, reuse bool) error {
 
 var dialer net.Dialer
 
+// dial connects from the wait's network namespace: the socket is made on
+// this goroutine's thread, switched into it for the call.
+func (w *waiter) dial(ctx context.Context, network, addr string) (c net.Conn, err error) {
+	if w.opts.Netns == "" {
+		return dialer.DialContext(ctx, network, addr)
+	}
+	nerr := sockets.InNetns(w.opts.Netns, func() error {
+		c, err = dialer.DialContext(ctx, network, addr)
+		return nil
+	})
+	if nerr != nil {
+		return nil, nerr
+	}
+	return c, err
+}
+
 // tcpAt connects to ap once.
 func (w *waiter) tcpAt(ctx context.Context, ap netip.AddrPort) Observation {
 	o := Observation{Addr: ap.String()}
-	c, err := dialer.DialContext(ctx, "tcp", ap.String())
+	c, err := w.dial(ctx, "tcp", ap.String())
 	if err != nil {
 		o.Result = dialReason(err)
+		if isTimeout(err) && w.isLocal(ap.Addr()) {
+			if full := acceptQueueFull(w.opts.Netns, ap); full != "" {
+				o.Result = full
+			}
+		}
 		return o
 	}
 	c.Close()
 	o.OK, o.Result = true, "accepting"
 	return o
+}
+
+// acceptQueueFull explains a connect to a local address that timed out
+// when a listener on its port has a full accept queue: the kernel then
+// drops the SYNs, so the connect looks filtered, though the server is
+// there and just not calling accept() fast enough. "" when none is full
+// (or the table cannot be read).
+func acceptQueueFull(netns string, ap netip.AddrPort) string {
+	port := portspec.Port(ap.Port())
+	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(sockets.Listen),
+		Ports: []sockets.PortRange{{Lo: port, Hi: port}}}
+	socks, err := (&sockets.Table{Netns: netns}).List(context.Background(), q)
+	if err != nil {
+		return ""
+	}
+	for i := range socks {
+		s := &socks[i]
+		// A listener reports its accept queue's length as RxQueue and
+		// the backlog as TxQueue; the kernel drops SYNs once the length
+		// exceeds the backlog (sk_acceptq_is_full).
+		if s.RxQueue > s.TxQueue || s.RxQueue == s.TxQueue && s.RxQueue > 0 {
+			return fmt.Sprintf("no answer (timeout): a listener on %v has its accept queue full (%d waiting, backlog %d), so the kernel drops new connections: the server is not calling accept() fast enough, or is stuck", s.Local, s.RxQueue, s.TxQueue)
+		}
+	}
+	return ""
 }
 
 // httpAt sends t's request to the server at ap, whatever t's host resolves
@@ -56,7 +102,7 @@ func (w *waiter) httpAt(ctx context.Context, t Target, ap netip.AddrPort) Observ
 		dialErr, tlsErr    error
 	}
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		c, err := dialer.DialContext(ctx, "tcp", ap.String())
+		c, err := w.dial(ctx, "tcp", ap.String())
 		stage.Lock()
 		stage.dialed, stage.dialErr = err == nil, err
 		stage.Unlock()
@@ -134,7 +180,7 @@ func (w *waiter) httpAt(ctx context.Context, t Target, ap netip.AddrPort) Observ
 // unix connects to t's socket once.
 func (w *waiter) unix(ctx context.Context, t Target) result {
 	o := Observation{Addr: t.Path}
-	c, err := dialer.DialContext(ctx, "unix", t.Path)
+	c, err := w.dial(ctx, "unix", t.Path)
 	if err == nil {
 		c.Close()
 		o.OK, o.Result = true, "accepting"
@@ -143,6 +189,9 @@ func (w *waiter) unix(ctx context.Context, t Target) result {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		o.Result = "no socket there (the file does not exist)"
+	case errors.Is(err, syscall.ECONNREFUSED) && strings.HasPrefix(t.Path, "@"):
+		// An abstract name has no file: it lives in the network namespace.
+		o.Result = "connection refused (no socket listens on the abstract name " + t.Path + " in this network namespace)"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		o.Result = "connection refused (the socket file exists but nothing listens)"
 		if fi, serr := os.Stat(t.Path); serr == nil && fi.Mode()&fs.ModeSocket == 0 {
@@ -195,7 +244,10 @@ func (w *waiter) free(ctx context.Context, t Target) result {
 		ap := netip.AddrPortFrom(a, uint16(t.Port))
 		o := Observation{Addr: ap.String()}
 		if w.isLocal(a) {
-			err := w.opts.bind(portspec.TCP, ap, true)
+			var err error
+			if nerr := sockets.InNetns(w.opts.Netns, func() error { err = w.opts.bind(portspec.TCP, ap, true); return nil }); nerr != nil {
+				err = nerr
+			}
 			switch {
 			case err == nil, errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.EAFNOSUPPORT):
 				o.OK, o.Result = true, "free (bind succeeds)"

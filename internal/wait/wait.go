@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"portolan/internal/sockets"
 )
 
 // Options tune a wait. The zero value waits for targets to accept, trying
@@ -46,6 +48,10 @@ type Options struct {
 	OnAttempt func(i int, s Status)
 	// Logger receives a debug record per attempt. Nil discards.
 	Logger *slog.Logger
+	// Netns is the network namespace to connect (and, with Free, bind)
+	// from: a name under /run/netns or a path. Empty means the caller's.
+	// Names still resolve in the caller's.
+	Netns string
 
 	// bind is a seam for tests of Free; nil means sockets.ProbeBind.
 	bind bindFunc
@@ -133,7 +139,11 @@ func newWaiter(o Options) *waiter {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &waiter{opts: o, log: log, localAddrs: sync.OnceValue(interfaceAddrs)}
+	return &waiter{opts: o, log: log, localAddrs: sync.OnceValue(func() map[netip.Addr]bool {
+		var m map[netip.Addr]bool
+		sockets.InNetns(o.Netns, func() error { m = interfaceAddrs(); return nil })
+		return m
+	})}
 }
 
 // run attempts target i until it is ready or ctx ends.

@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"portolan/internal/netlab"
+	"portolan/internal/scan"
+	"portolan/internal/testenv"
+)
+
+// firewalledTarget is a server behind an ordinary firewall: everything is
+// dropped, pings included, but TCP 22, 443 and 31337, which listen.
+func firewalledTarget(t *testing.T, target *netlab.Host) {
+	t.Helper()
+	nft(t, target, `table inet fw {
+ chain input {
+  type filter hook input priority 0; policy drop;
+  iif lo accept
+  ct state established,related accept
+  icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
+  tcp dport { 22, 443, 31337 } accept
+ }
+}
+`)
+	for _, p := range []int{22, 443, 31337} {
+		serveTCP(t, target, p)
+	}
+}
+
+// xmlHost is a host of an nmap XML file (nmap's or portolan's): its
+// status and its open ports.
+type xmlHost struct {
+	status, reason string
+	open           []int
+}
+
+func xmlHosts(t testing.TB, path string) map[string]xmlHost {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Hosts []struct {
+			Status struct {
+				State  string `xml:"state,attr"`
+				Reason string `xml:"reason,attr"`
+			} `xml:"status"`
+			Addresses []struct {
+				Addr string `xml:"addr,attr"`
+				Type string `xml:"addrtype,attr"`
+			} `xml:"address"`
+			Ports []struct {
+				PortID int `xml:"portid,attr"`
+				State  struct {
+					State string `xml:"state,attr"`
+				} `xml:"state"`
+			} `xml:"ports>port"`
+		} `xml:"host"`
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("parse %s: %v\n%s", path, err, b)
+	}
+	out := map[string]xmlHost{}
+	for _, h := range doc.Hosts {
+		x := xmlHost{status: h.Status.State, reason: h.Status.Reason}
+		for _, p := range h.Ports {
+			if p.State.State == "open" {
+				x.open = append(x.open, p.PortID)
+			}
+		}
+		slices.Sort(x.open)
+		for _, a := range h.Addresses {
+			if a.Type != "mac" {
+				out[a.Addr] = x
+			}
+		}
+	}
+	return out
+}
+
+// TestScanFirewalledHost is the pentester's case: a server that drops
+// everything but three open ports, scanned with the defaults (no -Pn).
+// The first probes of the random order all go unanswered; host discovery
+// must still find the host up and all three ports open, over IPv4 and
+// IPv6, as nmap -sT does (run alongside as the reference). An address
+// where nothing answers is judged down, and every format says so and why.
+func TestScanFirewalledHost(t *testing.T) {
+	scanner, target, lk := netlab.NewPair(t)
+	firewalledTarget(t, target)
+	if err := lk.PinNeighbors(); err != nil {
+		t.Fatal(err)
+	}
+	silent := netip.MustParseAddr("198.18.0.99")
+	if out, err := exec.Command("ip", "-n", scanner.Netns(), "neigh", "replace", silent.String(),
+		"lladdr", "02:00:00:00:00:99", "dev", lk.ADev, "nud", "permanent").CombinedOutput(); err != nil {
+		t.Fatalf("ip neigh replace: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, "scans.db")
+	// The default ports (our top 1000 hold 22, 443 and 31337), a seed whose
+	// first probes miss all three.
+	r := runChild(t, portolanIn(t, scanner, "scan", lk.B4.String(), lk.B6.String(), silent.String(),
+		"--seed", "7", "--db", db, "--format", "jsonl"))
+	if r.code != ExitOK {
+		t.Fatalf("scan: %v", r)
+	}
+	want := []int{22, 443, 31337}
+	open := map[netip.Addr][]int{}
+	for _, res := range jsonlResults(t, r.stdout) {
+		if res.State == scan.Open {
+			open[res.Addr] = append(open[res.Addr], int(res.Port))
+		}
+	}
+	for _, a := range []netip.Addr{lk.B4, lk.B6} {
+		slices.Sort(open[a])
+		if !slices.Equal(open[a], want) {
+			t.Errorf("%s: open %v; want %v", a, open[a], want)
+		}
+	}
+	if !strings.Contains(r.stderr, "1 host judged down") || !strings.Contains(r.stderr, "host discovery") {
+		t.Errorf("stderr does not say a host was judged down and why:\n%s", r.stderr)
+	}
+
+	// Every format says which host is down, and why.
+	for _, tc := range []struct{ format, want string }{
+		{"table", "Not shown: 1 host down (no answer to their ports or to host discovery; -Pn scans them anyway): 198.18.0.99"},
+		{"grepable", "Host: 198.18.0.99 ()\tStatus: Down"},
+		{"xml", `<status state="down" reason="no-response"`},
+		{"jsonl", `"addr":"198.18.0.99","port":`},
+		{"csv", "198.18.0.99,"},
+	} {
+		out := runChild(t, portolanCmd(t, t.Context(), "show", "1", "--db", db, "--format", tc.format))
+		if out.code != ExitOK || !strings.Contains(out.stdout, tc.want) {
+			t.Errorf("show --format %s: want %q in\n%v", tc.format, tc.want, out)
+		}
+		if (tc.format == "jsonl" || tc.format == "csv") && !strings.Contains(out.stdout, scan.ReasonHostTimeout) {
+			t.Errorf("show --format %s: no %s reason for the down host", tc.format, scan.ReasonHostTimeout)
+		}
+	}
+	js := runChild(t, portolanCmd(t, t.Context(), "show", "1", "--db", db, "--format", "json"))
+	var doc struct {
+		Hosts []struct{ Addr, Status, Reason string } `json:"hosts"`
+	}
+	if err := json.Unmarshal([]byte(js.stdout), &doc); err != nil {
+		t.Fatalf("show --format json: %v\n%s", err, js.stdout)
+	}
+	status := map[string]string{}
+	for _, h := range doc.Hosts {
+		status[h.Addr] = h.Status + " " + h.Reason
+	}
+	if status[silent.String()] != "down no answer to its ports or to host discovery" || !strings.HasPrefix(status[lk.B4.String()], "up ") {
+		t.Errorf("json hosts %v; want %s down with the reason, %s up", status, silent, lk.B4)
+	}
+
+	// nmap -sT with its default host discovery is the reference.
+	nmap := testenv.RequireCommand(t, "nmap")
+	for _, a := range []netip.Addr{lk.B4, lk.B6} {
+		ports := "22,80,443,1000-1100,31337"
+		ours := filepath.Join(dir, "ours-"+a.String()+".xml")
+		theirs := filepath.Join(dir, "nmap-"+a.String()+".xml")
+		if r := runChild(t, portolanIn(t, scanner, "scan", a.String(), "-p", ports, "--no-store", "--format", "xml", "-o", ours)); r.code != ExitOK {
+			t.Fatalf("scan: %v", r)
+		}
+		args := []string{"-sT", "-n", "-T4", "-p", ports, "-oX", theirs, a.String()}
+		if a.Is6() {
+			args = append([]string{"-6"}, args...)
+		}
+		if out, err := scanner.Command(t.Context(), nmap, args...).CombinedOutput(); err != nil {
+			t.Fatalf("nmap: %v\n%s", err, out)
+		}
+		o, n := xmlHosts(t, ours)[a.String()], xmlHosts(t, theirs)[a.String()]
+		if o.status != n.status || !slices.Equal(o.open, n.open) {
+			t.Errorf("%s: portolan %+v; nmap %+v", a, o, n)
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package scan
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"portolan/internal/netlab"
+	"portolan/internal/portspec"
+	"portolan/internal/testenv"
+)
+
+// firewalled makes target a server behind an ordinary firewall: nftables
+// drops every packet but those to TCP 22, 443 and 31337 (and IPv6 neighbour
+// discovery), pings included, and those three ports listen.
+func firewalled(t *testing.T, target *netlab.Host) []portspec.Port {
+	t.Helper()
+	testenv.RequireCommand(t, "nft")
+	cmd := target.Command(t.Context(), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(`table inet fw {
+ chain input {
+  type filter hook input priority 0; policy drop;
+  iif lo accept
+  ct state established,related accept
+  icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
+  tcp dport { 22, 443, 31337 } accept
+ }
+}
+`)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f - in %s: %v\n%s", target.Name(), err, out)
+	}
+	open := []portspec.Port{22, 443, 31337}
+	for _, p := range open {
+		ln, err := target.Listen("tcp", ":"+strconv.Itoa(int(p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go testenv.Serve(ln, testenv.Drain)
+	}
+	return open
+}
+
+// hostPorts is one address x ports, with the port count the scanner uses
+// to size its patience with a silent host.
+type hostPorts struct {
+	addr  netip.Addr
+	ports []portspec.Port
+}
+
+func (s hostPorts) Size() uint64   { return uint64(len(s.ports)) }
+func (s hostPorts) PortCount() int { return len(s.ports) }
+func (s hostPorts) At(i uint64) (netip.Addr, portspec.Port, portspec.Proto) {
+	return s.addr, s.ports[i], portspec.TCP
+}
+
+// TestDiscoveryFirewalledHost scans, with default settings, a host whose
+// firewall drops everything but three open ports: the first probes in a
+// random order of 1,000 ports all go unanswered, which used to make the
+// host "down" and its open ports missed. Host discovery's probe of 443 and
+// 22 shows it up, so all three are found, over IPv4 and IPv6, whatever the
+// order (several seeds).
+func TestDiscoveryFirewalledHost(t *testing.T) {
+	scanner, target, lk := netlab.NewPair(t)
+	open := firewalled(t, target)
+	if err := lk.PinNeighbors(); err != nil {
+		t.Fatal(err)
+	}
+	var ports []portspec.Port
+	for p := portspec.Port(1); p <= 999; p++ {
+		ports = append(ports, p)
+	}
+	ports = append(ports, 31337)
+	for _, addr := range []netip.Addr{lk.B4, lk.B6} {
+		for _, seed := range []uint64{1, 2, 3} {
+			t.Run(addr.String()+"/seed"+strconv.FormatUint(seed, 10), func(t *testing.T) {
+				var got map[portKey]Result
+				var sum Summary
+				if err := scanner.Do(func() error {
+					got, sum = collect(t, Scanner{Seed: seed, Pinger: EchoProber{}}, hostPorts{addr, ports})
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				states := map[State]int{}
+				for _, r := range got {
+					states[r.State]++
+				}
+				for _, p := range open {
+					if r := got[portKey{addr, p}]; r.State != Open {
+						t.Errorf("%s port %d = %v (%s); want open", addr, p, r.State, r.Reason)
+					}
+				}
+				if sum.HostsDown != 0 || len(got) != len(ports) || states[Open] != len(open) {
+					t.Errorf("%d hosts down, %d results, states %v; want the host up, %d results, %d open", sum.HostsDown, len(got), states, len(ports), len(open))
+				}
+			})
+		}
+	}
+}
+
+// TestDiscoveryPing: a host that drops every TCP packet but answers ping
+// is up when discovery pings (its ports all filtered, as nmap reports a
+// host behind such a firewall), and down without the ping. A host that
+// drops pings too is down either way.
+func TestDiscoveryPing(t *testing.T) {
+	testenv.RequireCommand(t, "nft")
+	scanner, target, lk := netlab.NewPair(t)
+	cmd := target.Command(t.Context(), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(`table inet fw {
+ chain input {
+  type filter hook input priority 0;
+  meta l4proto tcp drop
+ }
+}
+`)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	ports := []portspec.Port{1, 2, 3, 4, 5, 6, 7, 8}
+	for _, tc := range []struct {
+		name   string
+		pinger Prober
+		down   int
+	}{
+		{"ping", EchoProber{}, 0},
+		{"no ping", nil, 1},
+	} {
+		for _, addr := range []netip.Addr{lk.B4, lk.B6} {
+			t.Run(tc.name+"/"+addr.String(), func(t *testing.T) {
+				var got map[portKey]Result
+				var sum Summary
+				s := Scanner{Pinger: tc.pinger, InitialTimeout: 300 * time.Millisecond, Seed: 1}
+				if err := scanner.Do(func() error {
+					got, sum = collect(t, s, hostPorts{addr, ports})
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				reasons := map[string]int{}
+				for _, r := range got {
+					reasons[r.Reason]++
+				}
+				if sum.HostsDown != tc.down || len(got) != len(ports) {
+					t.Errorf("%d hosts down, %d results (reasons %v); want %d down, %d results", sum.HostsDown, len(got), reasons, tc.down, len(ports))
+				}
+				if tc.down == 0 && reasons[ReasonNoResponse] != len(ports) {
+					t.Errorf("reasons %v; want all %s", reasons, ReasonNoResponse)
+				}
+			})
+		}
+	}
+}
