@@ -431,3 +431,37 @@ func TestSNIShutdownCutsHelloRead(t *testing.T) {
 		t.Errorf("rejected for sni after a shutdown: %s; want 0", v)
 	}
 }
+
+// TestSNIBytesCounted: the ClientHello read to route a connection counts
+// in bytes_to_target like every other byte the client sent, whichever
+// way the connection was read (a trusted peer's PROXY header is not).
+func TestSNIBytesCounted(t *testing.T) {
+	hello := clientHello(t, &tls.Config{ServerName: "a.example"})
+	back := backend(t, echo)
+	lo := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	routes := []SNIRoute{{Pattern: "a.example", Targets: []string{back}}}
+	s, lb := start(t,
+		Rule{Name: "sni", Listen: "127.0.0.1:0", SNI: routes},
+		Rule{Name: "sni-accept-proxy", Listen: "127.0.0.1:0", SNI: routes, TrustedProxies: lo},
+	)
+	for _, tc := range []struct{ rule, before string }{
+		{"sni", ""},
+		{"sni-accept-proxy", "PROXY TCP4 198.18.0.7 198.18.0.1 40000 443\r\n"},
+	} {
+		c := dial(t, s, tc.rule)
+		io.WriteString(c, tc.before)
+		c.Write(hello)
+		got := make([]byte, len(hello))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != string(hello) {
+			t.Fatalf("%s: echo of the hello: %v", tc.rule, err)
+		}
+		c.Close()
+	}
+	waitFor(t, "2 log lines", func() bool { return len(lb.lines()) == 2 })
+	for _, l := range lb.lines() {
+		if up, down := l["bytes_to_target"].(float64), l["bytes_to_client"].(float64); int(up) != len(hello) || int(down) != len(hello) {
+			t.Errorf("rule %s: bytes to target %v, to client %v; want %d each", l["rule"], up, down, len(hello))
+		}
+	}
+}
