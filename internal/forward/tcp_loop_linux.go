@@ -442,7 +442,7 @@ func (l *tcpLoop) accept(now int64) {
 	l.s.wg.Add(1)
 	l.live[c] = struct{}{}
 	l.track(c, fd)
-	c.cands = rs.pool.candidates(c.candBuf[:0])
+	c.cands = rs.pool.candidates(c.candBuf[:0], client.Addr())
 	if len(c.cands) == 0 {
 		c.dialErr = errNoHealthy
 	}
