@@ -217,6 +217,14 @@ func applyField(key string, v *yaml.Node, r *Rule) error {
 		}
 	case "health":
 		r.HealthInterval, err = duration(v, false)
+	case "health-rise":
+		r.HealthRise, err = count(v)
+	case "health-fall":
+		r.HealthFall, err = count(v)
+	case "health-send":
+		r.HealthSend, err = scalar(v)
+	case "health-expect":
+		r.HealthExpect, err = scalar(v)
 	case "connect-timeout":
 		r.ConnectTimeout, err = duration(v, false)
 	case "idle-timeout":

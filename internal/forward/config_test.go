@@ -73,7 +73,9 @@ rules:
 		err: `f.yaml:5:5: rule a: listen: given twice (first on line 3)`},
 	{name: "top key twice", in: "rules: []\nrules: []\n", err: `f.yaml:2:1: rules: given twice (first on line 1)`},
 	{name: "bad udp", in: "rules:\n  - {name: a, listen: \":1\", targets: [a:1], udp: maybe}\n", err: `f.yaml:2:50: rule a: udp: "maybe": want true or false`},
-	{name: "space in a host", in: "rules:\n  - {name: a, listen: \":1\", targets: [\"a b:1\"]}\n", err: `targets: "a b:1": "a b" is neither an IP address nor a host name`},
+	{name: "space in a host", in: "rules:\n  - {name: a, listen: \":1\", targets: [\"a b:1\"]}\n", err: `targets: "a b:1": unknown option "b:1": want weight=N`},
+	{name: "bad weight", in: "rules:\n  - {name: a, listen: \":1\", targets: [\"a:1 weight=0\"]}\n", err: `targets: "a:1 weight=0": weight "0": want 1 to 256`},
+	{name: "bad balance", in: "rules:\n  - {name: a, listen: \":1\", targets: [a:1], balance: random}\n", err: `balance "random": want round-robin, first-healthy, least-conn or source-hash`},
 }
 
 // TestParseConfigFlagNames: keys are named like the flags (accept-proxy,

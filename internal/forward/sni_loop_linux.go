@@ -99,7 +99,7 @@ func (l *tcpLoop) readHello(c *loopConn, now int64) {
 		c.pre = h.buf
 		l.endHello(c)
 		delete(l.timed, c) // dial sets its own timer if it waits
-		c.cands = p.candidates(c.candBuf[:0])
+		c.cands = p.candidates(c.candBuf[:0], c.client.Addr())
 		if len(c.cands) == 0 {
 			c.dialErr = errNoHealthy
 		}

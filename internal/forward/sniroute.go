@@ -114,11 +114,7 @@ func (r *Rule) validateSNI() error {
 			return fmt.Errorf("sni: pattern %q: %d targets: at most %d", rt.Pattern, len(rt.Targets), maxTargets)
 		}
 		for _, t := range rt.Targets {
-			host, _, err := splitHostPort(t)
-			if err == nil && host == "" {
-				err = fmt.Errorf("%q has no host", t)
-			}
-			if err != nil {
+			if _, _, err := parseTarget(t); err != nil {
 				return fmt.Errorf("sni: pattern %q: %w", rt.Pattern, err)
 			}
 		}
@@ -177,7 +173,7 @@ func newSNIRouter(ctx context.Context, r *Rule, name string, st *ruleStats, log 
 			sr.exact[key] = p
 		}
 		if r.HealthInterval > 0 {
-			go p.check(ctx, name, r.HealthInterval, r.connectTimeout(), log)
+			go p.check(ctx, name, newHealthCheck(r), log)
 		}
 	}
 	return sr

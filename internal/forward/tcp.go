@@ -159,7 +159,7 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 		}
 	}
 	d := net.Dialer{Timeout: rs.connectTimeout(), KeepAlive: -1}
-	up, tgt, err := pool.dialTCP(context.Background(), &d)
+	up, tgt, err := pool.dialTCP(context.Background(), &d, tc.clientAddr.Addr())
 	if tgt != nil {
 		tc.target = tgt.addr
 	}

@@ -452,7 +452,7 @@ func (l *tcpLoop) accept(now int64) {
 		l.acceptHello(c, now) // see sni_loop_linux.go
 		return
 	}
-	c.cands = rs.pool.candidates(c.candBuf[:0])
+	c.cands = rs.pool.candidates(c.candBuf[:0], client.Addr())
 	if len(c.cands) == 0 {
 		c.dialErr = errNoHealthy
 	}
