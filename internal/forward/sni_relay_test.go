@@ -54,11 +54,12 @@ func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 // tlsBackend is a TLS server on loopback that, after the handshake, says
 // its name, the server name it was asked for and (with proxied) the
 // client of the PROXY header in front, then echoes. A failed handshake
-// fails the test, unless the name starts with "chaos".
+// fails the test, unless the name starts with "chaos" or "checked"
+// (health checks connect and reset).
 func tlsBackend(t *testing.T, name string, cert tls.Certificate, proxied bool) string {
 	t.Helper()
 	report := t.Errorf
-	if strings.HasPrefix(name, "chaos") {
+	if strings.HasPrefix(name, "chaos") || strings.HasPrefix(name, "checked") {
 		report = t.Logf
 	}
 	return backend(t, func(c *net.TCPConn) {
@@ -463,5 +464,26 @@ func TestSNIBytesCounted(t *testing.T) {
 		if up, down := l["bytes_to_target"].(float64), l["bytes_to_client"].(float64); int(up) != len(hello) || int(down) != len(hello) {
 			t.Errorf("rule %s: bytes to target %v, to client %v; want %d each", l["rule"], up, down, len(hello))
 		}
+	}
+}
+
+// TestSNIRouteHealthChecks: a route's targets are health-checked like the
+// rule's own; one found down is out of the rotation and its series says so.
+func TestSNIRouteHealthChecks(t *testing.T) {
+	cert, pool := testCert(t)
+	a := tlsBackend(t, "checked A", cert, false)
+	dead := closedPort(t)
+	s, _ := start(t, Rule{Name: "sni", Listen: "127.0.0.1:0", HealthInterval: 50 * time.Millisecond,
+		SNI: []SNIRoute{{Pattern: "a.example", Targets: []string{dead, a}}}})
+	waitFor(t, "the dead target marked down", func() bool {
+		return strings.Contains(metricsText(t, s), `portolan_forward_target_up{proto="tcp",rule="sni",target="`+dead+`"} 0`)
+	})
+	for i := range 4 {
+		if got, err := tlsThrough(s.Addr("sni").String(), "a.example", pool, false, ""); err != nil || got != `checked A "a.example"` {
+			t.Fatalf("connection %d: %q, %v", i, got, err)
+		}
+	}
+	if v := metricValue(t, metricsText(t, s), `portolan_forward_target_dial_errors_total{proto="tcp",rule="sni",target="`+dead+`"}`); v != "0" {
+		t.Errorf("dials to the target marked down: %s errors; want none tried", v)
 	}
 }
