@@ -259,3 +259,36 @@ func TestUDPFailover(t *testing.T) {
 	}
 	t.Fatalf("no answer through the live target in 20 tries; log:\n%v", lb.lines())
 }
+
+// TestDefaultLimits: what a rule gets when it says nothing (issue 12: no
+// limits by default): TCP connections idle for 10 minutes end, as nginx's
+// proxy_timeout; off means never; a dial failure takes a target out for
+// 10 s, as nginx's max_fails=1 fail_timeout=10s.
+func TestDefaultLimits(t *testing.T) {
+	for _, tc := range []struct {
+		rule    Rule
+		idle    time.Duration
+		fails   int
+		failFor time.Duration
+		udpIdle time.Duration
+	}{
+		{Rule{}, 10 * time.Minute, 1, 10 * time.Second, 60 * time.Second},
+		{Rule{IdleTimeout: -1, MaxFails: -1}, 0, 0, 10 * time.Second, 60 * time.Second},
+		{Rule{IdleTimeout: time.Minute, MaxFails: 3, FailTimeout: time.Minute}, time.Minute, 3, time.Minute, time.Minute},
+	} {
+		r := tc.rule
+		rs := &ruleState{Rule: r}
+		if got := r.tcpIdle(); got != tc.idle {
+			t.Errorf("%+v: TCP idle %v; want %v", r, got, tc.idle)
+		}
+		if got := r.maxFails(); got != tc.fails {
+			t.Errorf("%+v: max fails %d; want %d", r, got, tc.fails)
+		}
+		if got := r.failTimeout(); got != tc.failFor {
+			t.Errorf("%+v: fail timeout %v; want %v", r, got, tc.failFor)
+		}
+		if got := rs.udpIdle(); got != tc.udpIdle {
+			t.Errorf("%+v: UDP idle %v; want %v", r, got, tc.udpIdle)
+		}
+	}
+}

@@ -2,7 +2,9 @@ package forward
 
 import (
 	"net"
+	"net/netip"
 	"testing"
+	"time"
 )
 
 // TestUDPSpoofedSourceFloodIsBounded: one datagram from each of 1,000
@@ -35,4 +37,21 @@ func TestUDPSpoofedSourceFloodIsBounded(t *testing.T) {
 		t.Errorf("%d more descriptors after the flood; want at most %d (one per session)", grown, limit+16)
 	}
 	t.Logf("sessions %d, refused %d", st.active.Load(), st.limited.Load())
+}
+
+// TestBlackHoledTargetCostsOneTimeout: a target that never answers a
+// connect cost every client its turn the whole connect timeout; after
+// one timeout it is left out and the others answer at once.
+func TestBlackHoledTargetCostsOneTimeout(t *testing.T) {
+	hole := blackhole(t)
+	a := backend(t, named("a"))
+	s, _ := start(t, Rule{Name: "bh", Listen: "127.0.0.1:0", Targets: []string{hole, a}, ConnectTimeout: 300 * time.Millisecond, FailTimeout: time.Hour})
+	for range 6 {
+		if got := answers(t, s, "bh", 1, netip.Addr{}); got["a"] != 1 {
+			t.Fatalf("answer %v; want a", got)
+		}
+	}
+	if n := s.stats["bh"].target(hole).dialErrs.Load(); n != 1 {
+		t.Errorf("%d connects timed out on the black hole; want 1, then it is left out", n)
+	}
 }

@@ -81,7 +81,7 @@ func parseConfig(file string, data []byte) ([]Rule, error) {
 	}
 	top := doc.Content[0]
 	if top.Kind != yaml.MappingNode {
-		return nil, &ConfigError{File: file, Line: top.Line, Err: errors.New("want a mapping with rules:")}
+		return nil, &ConfigError{File: file, Line: top.Line, Err: errors.New("want a mapping with a rules list")}
 	}
 	if err := noDuplicateKeys(file, "", top); err != nil {
 		return nil, err

@@ -45,7 +45,7 @@ rules:
 		{Proto: UDP, Listen: ":53", Targets: []string{"198.18.0.3:53", "198.18.0.4:53"}, ConnectTimeout: 3 * time.Second},
 	}},
 	{name: "empty", in: "", err: "f.yaml:1: empty file"},
-	{name: "not a mapping", in: "- a\n", err: "f.yaml:1: want a mapping with rules:"},
+	{name: "not a mapping", in: "- a\n", err: "f.yaml:1: want a mapping with a rules list"},
 	{name: "unknown top", in: "rule: []\n", err: "f.yaml:1:1: rule: unknown key"},
 	{name: "no rules", in: "rules: []\n", err: "f.yaml:1: rules: no rules"},
 	{name: "unknown field", in: "rules:\n  - name: a\n    listen: \":1\"\n    colour: red\n", err: "f.yaml:4:5: rule a: colour: unknown field"},

@@ -641,27 +641,12 @@ func TestWhyDeniedChild(t *testing.T) {
 // the socket, as a pre-forked server's workers are) is held by all three;
 // the fix must name every one, since stopping the first frees nothing.
 func TestWhyForkedHolders(t *testing.T) {
-	sleep := testenv.RequireCommand(t, "sleep")
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	lf, err := l.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	pids := []int{os.Getpid()}
-	for range 2 {
-		cmd := exec.Command(sleep, "60")
-		cmd.ExtraFiles = []*os.File{lf}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { cmd.Process.Kill(); cmd.Wait() }()
-		pids = append(pids, cmd.Process.Pid)
-	}
+	pids := append([]int{os.Getpid()}, shareListener(t, l.(*net.TCPListener), 2)...)
 	slices.Sort(pids)
 	port := portspec.Port(l.Addr().(*net.TCPAddr).Port)
 
