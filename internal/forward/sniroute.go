@@ -254,13 +254,7 @@ func (s *Server) routeSNI(rs *ruleState, tc *tcpConn) (p *pool, hello []byte, ok
 	h, hello, err := readClientHello(tc.client, tc.start, rs.connectTimeout())
 	tc.sni = h.ServerName
 	if err == nil {
-		p = rs.sni.route(h.ServerName)
-		if p == nil && len(rs.Targets) > 0 {
-			p = rs.pool
-		}
-		if p == nil {
-			err = fmt.Errorf("no route for %s", orNone(h.ServerName))
-		}
+		p, err = rs.sniPool(h.ServerName)
 	}
 	if err != nil {
 		tc.mu.Lock()
@@ -278,18 +272,21 @@ func (s *Server) routeSNI(rs *ruleState, tc *tcpConn) (p *pool, hello []byte, ok
 	return p, hello, true
 }
 
+// sniPool is the pool a server name routes to: its route's, else the
+// default route's (the rule's targets); without either, an error.
+func (rs *ruleState) sniPool(name string) (*pool, error) {
+	if p := rs.sni.route(name); p != nil {
+		return p, nil
+	}
+	if len(rs.Targets) > 0 {
+		return rs.pool, nil
+	}
+	return nil, fmt.Errorf("no route for %s", orNone(name))
+}
+
 func orNone(name string) string {
 	if name == "" {
 		return "a ClientHello without a server name"
 	}
 	return name
-}
-
-// pendingWhat names what hand-offs of rs wait for, for the log line of a
-// connection refused at the bound on pending hand-offs.
-func pendingWhat(rs *ruleState) string {
-	if rs.sni != nil {
-		return "client hellos"
-	}
-	return "proxy headers"
 }

@@ -215,6 +215,7 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 			return
 		}
 		st.toTarget.Add(uint64(len(hello)))
+		tc.toTarget = int64(len(hello))
 	}
 	relaying = true
 	tc.left.Store(2)
@@ -227,7 +228,7 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 // pipeToTarget relays the client's bytes to the target.
 func (s *Server) pipeToTarget(tc *tcpConn) {
 	n, err := pipe(tc.server, tc.client, tc.rs.tcpIdle(), &tc.idleUp, &tc.idleDown, &tc.rs.stats.toTarget)
-	tc.toTarget = n
+	tc.toTarget += n // after the ClientHello of an SNI route, if any
 	s.endDirection(tc, tc.server, err, "client")
 }
 
