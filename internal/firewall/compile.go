@@ -451,7 +451,6 @@ func logPrefix(r *Rule) string {
 type decoded struct {
 	rs        Ruleset
 	unmanaged []krule // kernel rules portolan did not write or that were changed; only their tags and verdicts are known
-	foreign   int     // rules that could not be decoded at all
 }
 
 // decodeRules groups kernel rules by their tags back into a Ruleset.

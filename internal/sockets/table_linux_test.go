@@ -32,7 +32,6 @@ import (
 type fixture struct {
 	socks []Socket // what the test made, as the table should show it
 	ports []PortRange
-	files []*os.File // the sockets' files, to keep them open
 }
 
 func (f *fixture) port(r PortRange) { f.ports = append(f.ports, r) }
