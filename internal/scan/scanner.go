@@ -938,10 +938,12 @@ func (e *engine) onTimeout(p *probe) {
 }
 
 // trickleQuiet is how long a host's trickle goes without an answer before
-// its remaining ports count as filtered: twice the refill time of Linux's
-// ICMP rate limit (net.ipv4.icmp_ratelimit, 1 s), so a host that drops
-// (rather than rate-limits) costs that much once.
-const trickleQuiet = 2 * time.Second
+// its remaining ports count as filtered: three times the refill time of
+// Linux's ICMP rate limit (net.ipv4.icmp_ratelimit, 1 s), so a host that
+// drops (rather than rate-limits) costs that much once. Twice was too
+// close: a run of dropped ports between two tokens, on a busy machine,
+// passed it and left rejected ports filtered (seen in CI).
+const trickleQuiet = 3 * time.Second
 
 // trickleTimeout bounds the wait for a trickle probe's answer.
 const trickleTimeout = 250 * time.Millisecond
