@@ -12,6 +12,10 @@ if [ -n "$bad" ]; then echo "gofmt needed: $bad" >&2; exit 1; fi
 echo "== go vet"
 go vet ./...
 
+echo "== staticcheck"
+# Pinned; fetched through the Go module proxy on first use.
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
 echo "== static build (CGO_ENABLED=0)"
 CGO_ENABLED=0 go build -buildvcs=auto -trimpath -o bin/portolan ./cmd/portolan
 # The build says what it was built from (GOFLAGS may turn VCS stamping off).

@@ -240,13 +240,6 @@ type row struct {
 
 func (r row) ok() bool { return r.m.err == nil && !r.m.timedOut && r.parseErr == nil }
 
-func (r row) recall() float64 {
-	if r.want == 0 {
-		return 1
-	}
-	return float64(r.found) / float64(r.want)
-}
-
 func (r row) line() string {
 	s := fmt.Sprintf("run %d %-11s %-16s %7.2fs  cpu %.2f+%.2fs  rss %s  open %d/%d  false %d  filtered %d  load %.1f",
 		r.run, r.scenario, r.tool, r.m.wall.Seconds(), r.m.user.Seconds(), r.m.sys.Seconds(), mib(r.m.maxRSSKB),

@@ -54,12 +54,6 @@ type tool struct {
 	parse func(out string, addr netip.Addr) (open map[uint16]bool, filtered int, err error)
 }
 
-// outcome is what one tool found in one scenario.
-type outcome struct {
-	open     map[uint16]bool
-	filtered int
-}
-
 func tools(portolan, naabu string) []tool {
 	nmap := func(name string, extra ...string) tool {
 		return tool{name: name, parse: parseNmapXML,
