@@ -250,6 +250,13 @@ func applyField(key string, v *yaml.Node, r *Rule) error {
 		}
 	case "sni":
 		r.SNI, err = sniRoutes(v)
+	case "unix-mode":
+		var s string
+		if s, err = scalar(v); err == nil {
+			r.UnixMode, err = ParseUnixMode(s)
+		}
+	case "unix-owner":
+		r.UnixOwner, err = scalar(v)
 	default:
 		return errUnknownField
 	}

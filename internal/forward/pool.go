@@ -262,12 +262,15 @@ func (p *pool) check(ctx context.Context, rule string, interval, timeout time.Du
 	defer tick.Stop()
 	for {
 		for _, t := range p.targets {
-			c, err := d.DialContext(ctx, "tcp", t.addr)
+			network, addr := checkNet(t.addr)
+			c, err := d.DialContext(ctx, network, addr)
 			if ctx.Err() != nil {
 				return
 			}
 			if err == nil {
-				c.(*net.TCPConn).SetLinger(0) // no TIME_WAIT per check
+				if tc, ok := c.(*net.TCPConn); ok {
+					tc.SetLinger(0) // no TIME_WAIT per check
+				}
 				c.Close()
 			}
 			wasDown := t.down.Swap(err != nil)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -115,6 +116,13 @@ type Rule struct {
 	// (TCP only); Targets is then the default route, and may be empty:
 	// unmatched connections get a reset. Nil: no SNI routing.
 	SNI []SNIRoute
+
+	// UnixMode is the permission bits of a unix: listening socket's
+	// file. Zero: as the umask leaves them.
+	UnixMode os.FileMode
+	// UnixOwner is USER[:GROUP] (names or numbers) of a unix: listening
+	// socket's file. Empty: the process's.
+	UnixOwner string
 }
 
 // DisplayName is Name, or proto/listen when Name is empty.
@@ -138,17 +146,25 @@ func (r *Rule) key() string {
 
 // Validate checks a rule; errors name the field.
 func (r *Rule) Validate() error {
-	host, _, err := splitHostPort(r.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+	if err := r.validateUnix(); err != nil {
+		return err
 	}
-	if err := checkHost(host); err != nil {
-		return fmt.Errorf("listen: %q: %w", r.Listen, err)
+	if _, ok := unixPath(r.Listen); !ok {
+		host, _, err := splitHostPort(r.Listen)
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		if err := checkHost(host); err != nil {
+			return fmt.Errorf("listen: %q: %w", r.Listen, err)
+		}
 	}
 	if len(r.Targets) == 0 && len(r.SNI) == 0 {
 		return errors.New("targets: at least one is needed")
 	}
 	for _, t := range r.Targets {
+		if _, ok := unixPath(t); ok {
+			continue // checked by validateUnix
+		}
 		host, _, err := splitHostPort(t)
 		if err != nil {
 			return fmt.Errorf("targets: %w", err)
