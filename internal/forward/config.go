@@ -257,6 +257,10 @@ func applyField(key string, v *yaml.Node, r *Rule) error {
 		}
 	case "unix-owner":
 		r.UnixOwner, err = scalar(v)
+	case "queue-timeout":
+		r.QueueTimeout, err = duration(v, false)
+	case "queue":
+		r.Queue, err = count(v)
 	default:
 		return errUnknownField
 	}

@@ -98,6 +98,12 @@ type Rule struct {
 	MaxConns          int // TCP connections (or UDP sessions) at once; zero: no limit (UDP: DefaultMaxSessions)
 	MaxConnsPerSource int // per client address; zero: no limit
 
+	// QueueTimeout lets a TCP client over MaxConns wait this long for a
+	// slot (accepted, not yet connected to a target), oldest first,
+	// instead of a reset, as HAProxy's maxconn queue. Zero: no queue.
+	QueueTimeout time.Duration
+	Queue        int // clients that may wait at once; zero: MaxConns
+
 	Allow []netip.Prefix // if non-empty, only these clients
 	Deny  []netip.Prefix // never these clients (checked first)
 
@@ -147,6 +153,9 @@ func (r *Rule) key() string {
 // Validate checks a rule; errors name the field.
 func (r *Rule) Validate() error {
 	if err := r.validateUnix(); err != nil {
+		return err
+	}
+	if err := r.validateQueue(); err != nil {
 		return err
 	}
 	if _, ok := unixPath(r.Listen); !ok {

@@ -43,6 +43,7 @@ type tcpLoop struct {
 	fd     int       // listening socket, non-blocking; -1 once closed
 	shared bool      // other loops wait on the same socket
 	file   *unixFile // a unix listening socket's file, removed once it closes; nil: none
+	queue  loopQueue // clients waiting for a slot (Rule.QueueTimeout)
 	// accepted counts the connections this loop took (for tests of
 	// how they spread over the loops).
 	accepted atomic.Int64
@@ -309,6 +310,7 @@ func (l *tcpLoop) loop() {
 				if stopping {
 					l.endAll("shutdown")
 				}
+				l.serveGranted(now)
 			case l.fd:
 				if !draining {
 					l.accept(now)
@@ -338,11 +340,14 @@ func (l *tcpLoop) loop() {
 		if now >= l.nextSweep {
 			l.sweep(now)
 		}
+		if len(l.queue.waiting) > 0 && now >= l.queue.next {
+			l.expireWaiting(now)
+		}
 		if now >= l.nextFlush {
 			l.flushBytes(now)
 		}
 		l.closeSockets()
-		if draining && len(l.live) == 0 {
+		if draining && len(l.live) == 0 && len(l.queue.waiting) == 0 {
 			l.exit(acks, l.closeLocked)
 			return
 		}
@@ -358,6 +363,9 @@ func (l *tcpLoop) nextTimer() int64 {
 	}
 	if len(l.live) > 0 {
 		next = min(next, l.nextFlush)
+	}
+	if len(l.queue.waiting) > 0 {
+		next = min(next, l.queue.next)
 	}
 	return next
 }
@@ -443,12 +451,23 @@ func (l *tcpLoop) accept(now int64) {
 		l.s.logLoopConn(c, slog.LevelInfo, "denied")
 		return
 	}
-	if !st.acquire(client.Addr(), rs.MaxConns, rs.MaxConnsPerSource) {
+	if rs.QueueTimeout > 0 {
+		if !l.admit(c, now) {
+			return // waiting, or refused
+		}
+	} else if !st.acquire(client.Addr(), rs.MaxConns, rs.MaxConnsPerSource) {
 		st.limited.Add(1)
 		resetFD(fd)
 		l.s.logLoopConn(c, slog.LevelWarn, "limit")
 		return
 	}
+	l.startConn(c, now, false)
+}
+
+// startConn connects a client that holds a slot; counted says Shutdown's
+// wait group counts it already (it waited in the queue).
+func (l *tcpLoop) startConn(c *loopConn, now int64, counted bool) {
+	rs, fd := c.rs, c.cfd
 	if rs.ProxyProtocol != 0 {
 		var lsa unix.RawSockaddrInet6
 		n := uint32(unix.SizeofSockaddrInet6)
@@ -459,7 +478,9 @@ func (l *tcpLoop) accept(now int64) {
 	}
 	// Drain waits for the loop before Shutdown waits for the group, so
 	// this Add never races with that Wait.
-	l.s.wg.Add(1)
+	if !counted {
+		l.s.wg.Add(1)
+	}
 	l.live[c] = struct{}{}
 	l.track(c, fd)
 	c.cands = rs.pool.candidates(c.candBuf[:0])
@@ -1005,6 +1026,7 @@ func (l *tcpLoop) endAll(reason string) {
 	for c := range l.live {
 		l.abort(c, reason)
 	}
+	l.dropWaiting(reason)
 }
 
 func (s *Server) logLoopConn(c *loopConn, level slog.Level, reason string) {
