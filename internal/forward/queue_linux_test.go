@@ -56,14 +56,39 @@ func expectServed(t *testing.T, c *net.TCPConn, id string) {
 	c.SetReadDeadline(time.Time{})
 }
 
+// startQueued runs rule q with a queue in front of an idBackend, and
+// connects client 1, which takes the first slot.
+func startQueued(t *testing.T, maxConns, queue int, timeout time.Duration) (*Server, *logBuf, chan string, *net.TCPConn) {
+	t.Helper()
+	order := make(chan string, 10)
+	s, logs := start(t, Rule{Name: "q", Listen: "127.0.0.1:0", Targets: []string{idBackend(t, order)},
+		MaxConns: maxConns, Queue: queue, QueueTimeout: timeout})
+	c1 := queuedClient(t, s, "q", "1")
+	expectServed(t, c1, "1")
+	<-order
+	return s, logs, order, c1
+}
+
+// expectRejected checks the one log line and the counter of a client
+// the queue turned away, and how many still wait.
+func expectRejected(t *testing.T, s *Server, logs *logBuf, reason string, count uint64, waiting int64) {
+	t.Helper()
+	waitFor(t, "the log line", func() bool { return len(logs.lines()) == 1 })
+	if l := logs.lines()[0]; l["reason"] != reason {
+		t.Errorf("log line %v; want reason %s", l, reason)
+	}
+	if count != 1 {
+		t.Errorf("%s counted %d times; want 1", reason, count)
+	}
+	if n := waitingIn(s, "q"); n != waiting {
+		t.Errorf("waiting = %d; want %d", n, waiting)
+	}
+}
+
 // TestQueueServesWaitingClient: with 2 slots, the 3rd client is held,
 // not reset, and served as soon as one of the first two ends.
 func TestQueueServesWaitingClient(t *testing.T) {
-	order := make(chan string, 10)
-	s, logs := start(t, Rule{Name: "q", Listen: "127.0.0.1:0", Targets: []string{idBackend(t, order)},
-		MaxConns: 2, QueueTimeout: time.Minute})
-	c1 := queuedClient(t, s, "q", "1")
-	expectServed(t, c1, "1")
+	s, logs, _, c1 := startQueued(t, 2, 0, time.Minute)
 	c2 := queuedClient(t, s, "q", "2")
 	expectServed(t, c2, "2")
 	c3 := queuedClient(t, s, "q", "3")
@@ -84,33 +109,16 @@ func TestQueueServesWaitingClient(t *testing.T) {
 }
 
 func TestQueueTimeout(t *testing.T) {
-	order := make(chan string, 10)
-	s, logs := start(t, Rule{Name: "q", Listen: "127.0.0.1:0", Targets: []string{idBackend(t, order)},
-		MaxConns: 1, QueueTimeout: 100 * time.Millisecond})
-	c1 := queuedClient(t, s, "q", "1")
-	expectServed(t, c1, "1")
+	s, logs, _, c1 := startQueued(t, 1, 0, 100*time.Millisecond)
 	c2 := queuedClient(t, s, "q", "2")
 	expectResetOn(t, c2, "queue timeout")
-	waitFor(t, "the log line", func() bool { return len(logs.lines()) == 1 })
-	if l := logs.lines()[0]; l["reason"] != "queue timeout" {
-		t.Errorf("log line %v; want reason queue timeout", l)
-	}
-	if got := s.stats["q"].queue.timedOut.Load(); got != 1 {
-		t.Errorf("queue timeouts = %d; want 1", got)
-	}
-	if n := waitingIn(s, "q"); n != 0 {
-		t.Errorf("waiting = %d; want 0", n)
-	}
+	expectRejected(t, s, logs, "queue timeout", s.stats["q"].queue.timedOut.Load(), 0)
 	// The slot is still the first client's, and the next one waits again.
 	roundTrip(t, c1, "still relayed")
 }
 
 func TestQueueFull(t *testing.T) {
-	order := make(chan string, 10)
-	s, logs := start(t, Rule{Name: "q", Listen: "127.0.0.1:0", Targets: []string{idBackend(t, order)},
-		MaxConns: 1, Queue: 1, QueueTimeout: time.Minute})
-	c1 := queuedClient(t, s, "q", "1")
-	expectServed(t, c1, "1")
+	s, logs, _, c1 := startQueued(t, 1, 1, time.Minute)
 	c2 := queuedClient(t, s, "q", "2")
 	waitFor(t, "the second client to wait", func() bool { return waitingIn(s, "q") == 1 })
 	// The reset may come before connect has returned.
@@ -121,13 +129,7 @@ func TestQueueFull(t *testing.T) {
 	} else if !isReset(err) {
 		t.Fatalf("dial: %v; want a reset, or a connection reset after", err)
 	}
-	waitFor(t, "the log line", func() bool { return len(logs.lines()) == 1 })
-	if l := logs.lines()[0]; l["reason"] != "queue full" {
-		t.Errorf("log line %v; want reason queue full", l)
-	}
-	if got := s.stats["q"].queue.full.Load(); got != 1 {
-		t.Errorf("queue full = %d; want 1", got)
-	}
+	expectRejected(t, s, logs, "queue full", s.stats["q"].queue.full.Load(), 1)
 	c1.Close()
 	expectServed(t, c2, "2")
 }
@@ -136,12 +138,7 @@ func TestQueueFull(t *testing.T) {
 // came, and one arriving when a slot frees queues behind them: nobody
 // waits for ever while later clients are served.
 func TestQueueOldestFirst(t *testing.T) {
-	order := make(chan string, 10)
-	s, _ := start(t, Rule{Name: "q", Listen: "127.0.0.1:0", Targets: []string{idBackend(t, order)},
-		MaxConns: 1, Queue: 8, QueueTimeout: time.Minute})
-	c1 := queuedClient(t, s, "q", "1")
-	expectServed(t, c1, "1")
-	<-order
+	s, _, order, c1 := startQueued(t, 1, 8, time.Minute)
 	clients := map[string]*net.TCPConn{}
 	for i := 2; i <= 5; i++ {
 		id := strconv.Itoa(i)
@@ -163,12 +160,7 @@ func TestQueueOldestFirst(t *testing.T) {
 // Queue settings in config files, as table cases and fuzz seeds of
 // ParseConfig.
 func init() {
-	configCases = append(configCases, []struct {
-		name string
-		in   string
-		want []Rule
-		err  string
-	}{
+	configCases = append(configCases, []configCase{
 		{name: "queue", in: "rules:\n  - {name: a, listen: \":1\", targets: [198.18.0.2:80], max-conns: 100, queue-timeout: 5s, queue: 200}\n",
 			want: []Rule{{Name: "a", Listen: ":1", Targets: []string{"198.18.0.2:80"}, MaxConns: 100, QueueTimeout: 5 * time.Second, Queue: 200}}},
 		{name: "queue without max-conns", in: "rules:\n  - {name: a, listen: \":1\", targets: [198.18.0.2:80], queue-timeout: 5s}\n",
