@@ -305,3 +305,22 @@ func init() {
 			err: `rule a: targets: "unix:/b": a unix socket target cannot be used with accept-proxy`},
 	}...)
 }
+
+// TestUnixTargetHealthCheck: --health connects to a unix target too; a
+// missing socket is marked down, one that appears comes back up.
+func TestUnixTargetHealthCheck(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "late.sock")
+	s, _ := start(t, Rule{Name: "h", Listen: "127.0.0.1:0", Targets: []string{"unix:" + path}, HealthInterval: 20 * time.Millisecond})
+	tgt := func() *target {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, l := range s.listeners {
+			return l.state().pool.targets[0]
+		}
+		return nil
+	}()
+	waitFor(t, "the missing socket to be marked down", func() bool { return tgt.down.Load() })
+	unixBackend(t, path, unixEcho)
+	waitFor(t, "the socket to be marked up again", func() bool { return !tgt.down.Load() })
+	roundTrip(t, dial(t, s, "h"), "checked and up")
+}
