@@ -204,3 +204,31 @@ func TestQueueShutdown(t *testing.T) {
 		t.Errorf("reasons = %v; want both connections cut by the shutdown", reasons)
 	}
 }
+
+// TestQueueAcrossLoops: with several loops on one listener, a slot freed
+// by one loop's connection serves a client waiting in another.
+func TestQueueAcrossLoops(t *testing.T) {
+	order := make(chan string, 20)
+	s := &Server{Loops: 3}
+	if err := s.Apply(context.Background(), []Rule{{Name: "q", Listen: "127.0.0.1:0", Targets: []string{idBackend(t, order)},
+		MaxConns: 1, Queue: 10, QueueTimeout: time.Minute}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	first := queuedClient(t, s, "q", "0")
+	expectServed(t, first, "0")
+	var clients []*net.TCPConn
+	for i := 1; i <= 8; i++ {
+		clients = append(clients, queuedClient(t, s, "q", strconv.Itoa(i)))
+		waitFor(t, "client "+strconv.Itoa(i)+" to wait", func() bool { return waitingIn(s, "q") == int64(i) })
+	}
+	first.Close()
+	for i, c := range clients {
+		expectServed(t, c, strconv.Itoa(i+1))
+		c.Close()
+	}
+}
