@@ -5,7 +5,7 @@
 GO ?= go
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/portolan ./cmd/portolan
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -trimpath -o bin/portolan ./cmd/portolan
 
 deps:
 	bash scripts/deps.sh

@@ -13,7 +13,12 @@ echo "== go vet"
 go vet ./...
 
 echo "== static build (CGO_ENABLED=0)"
-CGO_ENABLED=0 go build -trimpath -o bin/portolan ./cmd/portolan
+CGO_ENABLED=0 go build -buildvcs=auto -trimpath -o bin/portolan ./cmd/portolan
+# The build says what it was built from (GOFLAGS may turn VCS stamping off).
+rev=$(git rev-parse --short=12 HEAD 2>/dev/null || true)
+if [ -n "$rev" ] && ! bin/portolan --version | grep -q "$rev"; then
+	echo "bin/portolan --version does not name the revision $rev: $(bin/portolan --version)" >&2; exit 1
+fi
 if file bin/portolan 2>/dev/null | grep -q 'dynamically linked'; then
 	echo "bin/portolan is dynamically linked" >&2; exit 1
 fi
@@ -25,8 +30,12 @@ echo "== tests (fuzz seed corpora included)"
 # Root-only tests run when we are root; with CI=true they fail rather than skip without it.
 log=$(mktemp)
 status=0
-go test -count=1 -timeout 20m -v ./... >"$log" 2>&1 || status=$?
-grep -E '^(ok|FAIL|---|panic:|\s+--- FAIL)' "$log" | grep -v -- '--- PASS' || true
+# Package results as they come (the full log is kept only on failure).
+set +e
+go test -count=1 -timeout 20m -v ./... 2>&1 | tee "$log" |
+	grep --line-buffered -E '^(ok|FAIL|panic:)|^\s*--- (FAIL|SKIP)'
+status=${PIPESTATUS[0]}
+set -e
 if [ $status -ne 0 ]; then
 	echo "== failures (full log: $log)"
 	grep -B2 -A30 -E -- '--- FAIL' "$log" | head -300
@@ -36,6 +45,7 @@ failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
 skipped=$(grep -cE '^\s*--- SKIP' "$log" || true)
 summary="tests: $passed passed, $failed failed, $skipped skipped"
 [ $status -eq 0 ] || { echo "$summary"; exit $status; }
+rm -f "$log"
 
 echo "== relay tests as an unprivileged user"
 # portolan forward runs as a user without privileges in the documented

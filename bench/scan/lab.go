@@ -29,7 +29,7 @@ type testbed struct {
 	openSet, dropSet map[uint16]bool
 	listeners        []net.Listener
 	wg               sync.WaitGroup
-	filterOn         bool
+	filterOn         filterMode
 }
 
 // pickPorts draws nOpen open and nDrop dropped ports from 1-65535 with a
@@ -129,31 +129,42 @@ func newTestbed(open, dropped []uint16) (tb *testbed, err error) {
 	return tb, nil
 }
 
-// setFilter makes the target drop (silently) the dropped ports, or stops
-// doing so. nft is fine here: this is a benchmark, not product code.
-func (tb *testbed) setFilter(ctx context.Context, on bool) error {
-	if on == tb.filterOn {
+// setFilter sets the target's firewall: none, dropping the dropped ports
+// silently, or dropping everything but the open ports (pings too). nft is
+// fine here: this is a benchmark, not product code.
+func (tb *testbed) setFilter(ctx context.Context, mode filterMode) error {
+	if mode == tb.filterOn {
 		return nil
 	}
-	var script string
-	if on {
-		ps := make([]string, len(tb.dropped))
-		for i, p := range tb.dropped {
+	script := ""
+	if tb.filterOn != filterNone {
+		script = "delete table inet scanbench\n"
+	}
+	join := func(ports []uint16) string {
+		ps := make([]string, len(ports))
+		for i, p := range ports {
 			ps[i] = strconv.Itoa(int(p))
 		}
-		script = "table inet scanbench {\n chain input { type filter hook input priority 0; policy accept;\n  tcp dport { " +
-			strings.Join(ps, ", ") + " } drop\n }\n}\n"
-	} else {
-		script = "delete table inet scanbench\n"
+		return strings.Join(ps, ", ")
+	}
+	switch mode {
+	case filterDropped:
+		script += "table inet scanbench {\n chain input { type filter hook input priority 0; policy accept;\n  tcp dport { " +
+			join(tb.dropped) + " } drop\n }\n}\n"
+	case filterFirewall:
+		script += "table inet scanbench {\n chain input { type filter hook input priority 0; policy drop;\n" +
+			"  iif lo accept\n  ct state established,related accept\n" +
+			"  icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n" +
+			"  tcp dport { " + join(tb.open) + " } accept\n }\n}\n"
 	}
 	cmd := tb.target.Command(ctx, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(script)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("nft in target (filter %v): %w: %s", on, err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("nft in target (filter %d): %w: %s", mode, err, strings.TrimSpace(stderr.String()))
 	}
-	tb.filterOn = on
+	tb.filterOn = mode
 	return nil
 }
 

@@ -18,8 +18,30 @@ import (
 type scenario struct {
 	name   string
 	addr   netip.Addr
-	filter bool // the target drops the dropped ports
+	filter filterMode
+	ports  string // the -p spec; empty means all (-p-)
 }
+
+// filterMode is what the target's firewall does.
+type filterMode uint8
+
+const (
+	filterNone     filterMode = iota
+	filterDropped             // drops the dropped ports
+	filterFirewall            // drops everything but the open ports, pings included
+)
+
+// portArgs is -p with the scenario's ports.
+func (sc scenario) portArgs() []string {
+	if sc.ports == "" {
+		return []string{"-p-"}
+	}
+	return []string{"-p", sc.ports}
+}
+
+// discovery reports whether the tools keep their default host discovery:
+// behind a firewall that is what is measured (-Pn elsewhere, for nmap).
+func (sc scenario) discovery() bool { return sc.filter == filterFirewall }
 
 // tool is one scanner command line and the reader of its output.
 type tool struct {
@@ -42,7 +64,11 @@ func tools(portolan, naabu string) []tool {
 	nmap := func(name string, extra ...string) tool {
 		return tool{name: name, parse: parseNmapXML,
 			args: func(sc scenario, out string, _ int) []string {
-				a := []string{"nmap", "-sT", "-n", "-Pn", "-p-"}
+				a := []string{"nmap", "-sT", "-n"}
+				if !sc.discovery() {
+					a = append(a, "-Pn")
+				}
+				a = append(a, sc.portArgs()...)
 				a = append(a, extra...)
 				if sc.addr.Is6() {
 					a = append(a, "-6")
@@ -53,19 +79,19 @@ func tools(portolan, naabu string) []tool {
 	ts := []tool{
 		{name: "portolan", parse: parseJSONL,
 			args: func(sc scenario, out string, run int) []string {
-				return []string{portolan, "scan", sc.addr.String(), "-p-", "--no-store", "--format", "jsonl",
-					"--seed", strconv.Itoa(run), "-o", out}
+				return append([]string{portolan, "scan", sc.addr.String(), "--no-store", "--format", "jsonl",
+					"--seed", strconv.Itoa(run), "-o", out}, sc.portArgs()...)
 			}},
 		{name: "portolan-list", parse: parseHostPort,
 			args: func(sc scenario, out string, run int) []string {
-				return []string{portolan, "scan", sc.addr.String(), "-p-", "--no-store", "--format", "list",
-					"--seed", strconv.Itoa(run), "-o", out}
+				return append([]string{portolan, "scan", sc.addr.String(), "--no-store", "--format", "list",
+					"--seed", strconv.Itoa(run), "-o", out}, sc.portArgs()...)
 			}},
 		// The default: every result recorded in the embedded SQLite store.
 		{name: "portolan-stored", parse: parseJSONL,
 			args: func(sc scenario, out string, run int) []string {
-				return []string{portolan, "scan", sc.addr.String(), "-p-", "--db", out + ".db", "--format", "jsonl",
-					"--seed", strconv.Itoa(run), "-o", out}
+				return append([]string{portolan, "scan", sc.addr.String(), "--db", out + ".db", "--format", "jsonl",
+					"--seed", strconv.Itoa(run), "-o", out}, sc.portArgs()...)
 			}},
 		nmap("nmap-T4", "-T4"),
 		nmap("nmap-minrate5000", "--min-rate", "5000"),
@@ -73,7 +99,11 @@ func tools(portolan, naabu string) []tool {
 	if naabu != "" {
 		ts = append(ts, tool{name: "naabu-connect", parse: parseHostPort,
 			args: func(sc scenario, out string, _ int) []string {
-				a := []string{naabu, "-host", sc.addr.String(), "-p", "-", "-s", "c", "-rate", "10000", "-c", "100",
+				ports := sc.ports
+				if ports == "" {
+					ports = "-"
+				}
+				a := []string{naabu, "-host", sc.addr.String(), "-p", ports, "-s", "c", "-rate", "10000", "-c", "100",
 					"-Pn", "-duc", "-silent", "-no-stdin", "-o", out}
 				if sc.addr.Is6() {
 					a = append(a, "-iv", "6")

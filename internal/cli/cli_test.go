@@ -2,9 +2,13 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -71,4 +75,24 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 		ln.Close()
 		ts.Setenv(args[0], strconv.Itoa(port))
 	},
+}
+
+// TestExitCodesAreTyped: a kernel EINVAL ("invalid argument") from a
+// command is a failure (1), not a usage error; wrong arguments and flags
+// are usage errors (2) by type, whatever their text.
+func TestExitCodesAreTyped(t *testing.T) {
+	g := &Globals{io: IO{Out: io.Discard, ErrOut: io.Discard}}
+	if code := report(g, fmt.Errorf("sock_diag: %w", syscall.EINVAL)); code != ExitError {
+		t.Errorf("a wrapped EINVAL exits %d; want %d", code, ExitError)
+	}
+	for _, args := range [][]string{
+		{"lookup"},                    // an argument check
+		{"version", "extra"},          // cobra.NoArgs
+		{"lookup", "22", "--no-such"}, // an unknown flag
+		{"no-such-command"},
+	} {
+		if code := Main(context.Background(), args, strings.NewReader(""), io.Discard, io.Discard); code != ExitUsage {
+			t.Errorf("portolan %v exits %d; want %d", args, code, ExitUsage)
+		}
+	}
 }

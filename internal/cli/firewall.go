@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"portolan/internal/firewall"
 )
@@ -31,11 +34,15 @@ over netlink (no nft or iptables binary needed). Other tables are never changed.
 
 Every change is one kernel transaction: it applies whole or not at all. Rules
 match ports (with the protocols they name; a port without one means TCP and
-UDP, as in ufw; service names come from the IANA registry), source and
+UDP, as in ufw; a service name opens what the service is used over, ssh
+22/tcp, else what the IANA registry lists), source and
 destination prefixes, and the incoming interface. Rules are checked in order
 and the first that matches decides; what none decides gets the default policy
-(accept until you change it). Open connections always stay accepted, and so
-does loopback traffic.
+(accept until you change it). Loopback traffic is always accepted, and so are
+connections conntrack already tracks: those opened while portolan's table
+exists. A connection opened before the table first existed, in a namespace
+where nothing used conntrack yet, is new to conntrack and goes through the
+rules like a new one (allow your SSH port first).
 
 When run from an SSH session, a change that would keep your client from
 opening a new SSH connection is refused unless --force. The client comes from
@@ -50,7 +57,8 @@ detached process does it, so it happens even when your terminal or SSH
 connection dies.
 
 State (the lock and pending rollbacks) lives in $PORTOLAN_RUNTIME_DIR, default
-/run/portolan. Needs root (CAP_NET_ADMIN).`,
+/run/portolan; for a user who is not root but has CAP_NET_ADMIN (setcap
+cap_net_admin+ep), $XDG_RUNTIME_DIR/portolan. Needs CAP_NET_ADMIN.`,
 		Example: `  portolan firewall allow 22/tcp
   portolan firewall allow https --from 198.18.0.0/15
   portolan firewall deny 23/tcp; portolan firewall reject 111
@@ -76,15 +84,28 @@ State (the lock and pending rollbacks) lives in $PORTOLAN_RUNTIME_DIR, default
 		newFirewallConfirmCmd(g, &opts),
 		newFirewallGuardCmd(g, &opts),
 	)
+	cmd.AddCommand(newFirewallSaveCmds(g, &opts)...)
 	return cmd
 }
 
-// runtimeDir is where firewall state lives.
+// runtimeDir is where firewall state lives: PORTOLAN_RUNTIME_DIR, else
+// /run/portolan. A user who is not root (CAP_NET_ADMIN through setcap)
+// cannot write /run or use root's 0700 /run/portolan, so unless that
+// directory is theirs to use, their state goes to $XDG_RUNTIME_DIR/portolan
+// (or /tmp/portolan-UID): their changes then take a lock of their own, not
+// root's.
 func runtimeDir() string {
 	if d := os.Getenv("PORTOLAN_RUNTIME_DIR"); d != "" {
 		return d
 	}
-	return "/run/portolan"
+	const system = "/run/portolan"
+	if os.Geteuid() == 0 || unix.Access(system, unix.W_OK|unix.X_OK) == nil {
+		return system
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "portolan")
+	}
+	return filepath.Join(os.TempDir(), "portolan-"+strconv.Itoa(os.Getuid()))
 }
 
 // fwSession is one firewall command's hold on a namespace.
@@ -174,6 +195,7 @@ func (s *fwSession) change(ctx context.Context, have *firewall.Table, want *fire
 	if err := s.fw.ApplyTo(ctx, have, want); err != nil {
 		return interrupted(err)
 	}
+	s.autoSave(ctx)
 	s.warnPublished(ctx, want)
 	return nil
 }
@@ -234,7 +256,8 @@ func (s *fwSession) guard(ctx context.Context, want *firewall.Ruleset, force boo
 }
 
 // warnPublished warns about ports of want that another table forwards by
-// DNAT, which rules on input never see.
+// DNAT, which rules on input never see, and about ports want allows that
+// another table drops or rejects at the input hook.
 func (s *fwSession) warnPublished(ctx context.Context, rs *firewall.Ruleset) {
 	pubs, err := s.fw.Published(ctx)
 	if err != nil {
@@ -244,6 +267,32 @@ func (s *fwSession) warnPublished(ctx context.Context, rs *firewall.Ruleset) {
 	for _, w := range firewall.PublishedWarnings(rs, pubs) {
 		s.warn("%s", w)
 	}
+	blockers, err := s.fw.Blockers(ctx)
+	if err != nil {
+		s.g.Logger().Debug("read other tables for drops", "err", err)
+		return
+	}
+	for _, w := range firewall.BlockerWarnings(rs, blockers) {
+		s.warn("%s", w)
+	}
+}
+
+// warnShadowed warns about rules of rs that an earlier rule shadows (they
+// never match); with only > 0, about those that rule number only shadows
+// or is shadowed by.
+func (s *fwSession) warnShadowed(ctx context.Context, rs *firewall.Ruleset, only int) []firewall.Shadow {
+	shadows, err := rs.Shadowed(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []firewall.Shadow
+	for _, sh := range shadows {
+		if only == 0 || sh.Rule == only || sh.By == only {
+			s.warn("%s", sh.Warning(rs))
+			out = append(out, sh)
+		}
+	}
+	return out
 }
 
 // interrupted turns a cancelled context (Ctrl-C, SIGTERM) into exit 130,

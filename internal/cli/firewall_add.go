@@ -89,6 +89,9 @@ burst per period: 6/30s allows 6 at once and then one every 5 seconds.`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Spec.Ports = args[0]
+			if cmd.Flags().Changed("insert") && opts.Insert < 1 {
+				return usageErr(fmt.Errorf("--insert %d: rule numbers start at 1 (leave --insert out to append)", opts.Insert))
+			}
 			return runFirewallAdd(cmd.Context(), g, opts)
 		},
 	}
@@ -148,6 +151,7 @@ func runFirewallAdd(ctx context.Context, g *Globals, opts FirewallAddOptions) er
 			return err
 		}
 	}
+	s.warnShadowed(ctx, want, n)
 	fr := newFwRule(n, &want.Rules[n-1], now)
 	res.Rule = &fr
 	if g.JSON {

@@ -141,6 +141,7 @@ func runFirewallApply(ctx context.Context, g *Globals, opts FirewallApplyOptions
 		return interrupted(err)
 	}
 	s.warnPublished(ctx, want)
+	s.warnShadowed(ctx, want, 0)
 	// Let confirm (another process) in while we wait for an answer.
 	s.unlock()
 	s.unlock = nil
@@ -153,6 +154,7 @@ func runFirewallApply(ctx context.Context, g *Globals, opts FirewallApplyOptions
 		fmt.Fprintf(g.io.Out, "applied: %d added, %d removed, %d changed\n", add, remove, change)
 	}
 	if pending == nil {
+		s.autoSave(ctx)
 		return nil
 	}
 	interactive := opts.Wait

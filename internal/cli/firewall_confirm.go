@@ -48,6 +48,7 @@ func runFirewallConfirm(ctx context.Context, g *Globals, opts FirewallConfirmOpt
 	if err != nil {
 		return err
 	}
+	s.autoSave(ctx)
 	if g.JSON {
 		return writeJSON(g, map[string]any{"confirmed": true, "applied": p.Applied, "deadline": p.Deadline})
 	}

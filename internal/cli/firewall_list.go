@@ -94,6 +94,7 @@ type fwListResult struct {
 	Unmanaged int                    `json:"unmanaged,omitempty"`
 	Pending   *fwPending             `json:"pending,omitempty"`
 	Published []firewall.Publication `json:"published,omitempty"`
+	Blockers  []firewall.Blocker     `json:"blockers,omitempty"` // other tables' drops at the input hook
 }
 
 // fwPending is a pending rollback as list shows it.
@@ -112,8 +113,12 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 	if err != nil {
 		g.Logger().Debug("read other tables for DNAT", "err", err)
 	}
+	blockers, err := s.fw.Blockers(ctx)
+	if err != nil {
+		g.Logger().Debug("read other tables for drops", "err", err)
+	}
 	now := time.Now()
-	res := fwListResult{Namespace: opts.NetNS, Exists: tab.Exists, Policy: tab.Ruleset.Policy, Rules: []fwRule{}, Unmanaged: tab.Unmanaged, Published: pubs}
+	res := fwListResult{Namespace: opts.NetNS, Exists: tab.Exists, Policy: tab.Ruleset.Policy, Rules: []fwRule{}, Unmanaged: tab.Unmanaged, Published: pubs, Blockers: blockers}
 	if res.Namespace == "" {
 		res.Namespace = "self"
 	}
@@ -142,6 +147,12 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 		return err
 	}
 	state := "policy " + tab.Ruleset.Policy.String()
+	if tab.Ruleset.PolicyLog {
+		state += ", logged"
+		if tab.Ruleset.PolicyLogGroup != 0 {
+			state += fmt.Sprintf(" to NFLOG group %d", tab.Ruleset.PolicyLogGroup)
+		}
+	}
 	if !tab.Exists {
 		state += " (no table inet portolan: portolan filters nothing)"
 	}
@@ -177,6 +188,9 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 		s.warn("an apply rolls back at %s unless confirmed (portolan firewall confirm)", res.Pending.Deadline.Format(time.TimeOnly))
 	}
 	for _, w := range firewall.PublishedWarnings(&tab.Ruleset, pubs) {
+		s.warn("%s", w)
+	}
+	for _, w := range firewall.BlockerWarnings(&tab.Ruleset, blockers) {
 		s.warn("%s", w)
 	}
 	return nil

@@ -68,7 +68,8 @@ func readProfile(g *Globals, file string) (*firewall.Ruleset, error) {
 type fwPlanResult struct {
 	Changes bool `json:"changes"`
 	*firewall.Plan
-	Lockout string `json:"lockout,omitempty"`
+	Lockout  string            `json:"lockout,omitempty"`
+	Shadowed []firewall.Shadow `json:"shadowed,omitempty"` // rules an earlier rule keeps from ever matching
 }
 
 func runFirewallPlan(ctx context.Context, g *Globals, opts FirewallPlanOptions) error {
@@ -97,11 +98,13 @@ func runFirewallPlan(ctx context.Context, g *Globals, opts FirewallPlanOptions) 
 		res.Lockout = err.Error()
 	}
 	if g.JSON {
+		res.Shadowed, _ = want.Shadowed(ctx)
 		return writeJSON(g, res)
 	}
 	if err := printPlan(g, plan); err != nil {
 		return err
 	}
+	s.warnShadowed(ctx, want, 0)
 	if res.Lockout != "" {
 		s.warn("%s: apply would refuse it without --force", res.Lockout)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,10 @@ type ForwardOptions struct {
 	UDP               bool
 	Balance           string
 	Health            time.Duration
+	HealthRise        int
+	HealthFall        int
+	HealthSend        string
+	HealthExpect      string
 	Allow, Deny       []string
 	MaxConns          int
 	MaxConnsPerSource int
@@ -56,7 +61,7 @@ type ForwardOptions struct {
 
 // forwardRuleFlags are the flags that describe a command-line rule; with -c they
 // belong in the file.
-var forwardRuleFlags = []string{"name", "udp", "balance", "health", "allow", "deny", "max-conns", "max-conns-per-source",
+var forwardRuleFlags = []string{"name", "udp", "balance", "health", "health-rise", "health-fall", "health-send", "health-expect", "allow", "deny", "max-conns", "max-conns-per-source",
 	"connect-timeout", "idle-timeout", "keepalive", "proxy-protocol", "accept-proxy", "max-fails", "fail-timeout", "sni",
 	"unix-mode", "unix-owner", "queue-timeout", "queue"}
 
@@ -100,6 +105,9 @@ config.`,
 		Example: `  portolan forward :8080 198.18.0.2:80
   portolan forward --udp :5353 [fd00::2]:53
   portolan forward :2222 198.18.0.3:22,198.18.0.4:22 --balance first-healthy --health 5s
+  portolan forward :80 '198.18.0.2:80 weight=3,198.18.0.3:80' --balance least-conn
+  portolan forward :6379 198.18.0.2:6379,198.18.0.3:6379 --health 2s --health-send 'PING\r\n' --health-expect +PONG
+  portolan forward :443 198.18.0.2:443,198.18.0.3:443 --balance source-hash
   portolan forward :443 198.18.0.5:443 --proxy-protocol v2 --allow 198.18.0.0/15 --max-conns 1000
   portolan forward -c forward.yaml --metrics 127.0.0.1:9109 --log-format json
   portolan forward -c forward.yaml --loops 4
@@ -140,8 +148,12 @@ config.`,
 	f.BoolVar(&opts.Check, "check", false, "validate the rules and exit")
 	f.StringVar(&opts.Name, "name", "", "rule name for logs and metrics (default proto/listen)")
 	f.BoolVar(&opts.UDP, "udp", false, "relay UDP instead of TCP")
-	f.StringVar(&opts.Balance, "balance", "round-robin", "round-robin or first-healthy")
-	f.DurationVar(&opts.Health, "health", 0, "TCP-check every target this often (0: no checks)")
+	f.StringVar(&opts.Balance, "balance", "round-robin", "round-robin, least-conn, source-hash or first-healthy (targets may say 'ADDR weight=N')")
+	f.DurationVar(&opts.Health, "health", 0, "check every target this often, all at once (TCP: connect; UDP: a datagram) (0: no checks)")
+	f.IntVar(&opts.HealthRise, "health-rise", forward.DefaultHealthRise, "good checks in a row that bring a target back")
+	f.IntVar(&opts.HealthFall, "health-fall", forward.DefaultHealthFall, "failed checks in a row that take a target down")
+	f.StringVar(&opts.HealthSend, "health-send", "", "send this with each check (Go escapes such as \\r\\n are read)")
+	f.StringVar(&opts.HealthExpect, "health-expect", "", "a check passes only if the answer contains this (escapes read)")
 	f.StringSliceVar(&opts.Allow, "allow", nil, "only these client prefixes (repeatable, comma-separated)")
 	f.StringSliceVar(&opts.Deny, "deny", nil, "never these client prefixes")
 	f.IntVar(&opts.MaxConns, "max-conns", 0, "connections (UDP: sessions) at once (0: no limit; UDP 10000)")
@@ -183,6 +195,8 @@ func forwardRules(opts ForwardOptions) ([]forward.Rule, error) {
 		Listen:            opts.Listen,
 		Targets:           opts.Targets,
 		HealthInterval:    opts.Health,
+		HealthRise:        opts.HealthRise,
+		HealthFall:        opts.HealthFall,
 		ConnectTimeout:    opts.ConnectTimeout,
 		MaxConns:          opts.MaxConns,
 		MaxConnsPerSource: opts.MaxConnsPerSource,
@@ -205,6 +219,19 @@ func forwardRules(opts ForwardOptions) ([]forward.Rule, error) {
 	}
 	if r.ProxyProtocol, err = forward.ParseProxyVersion(opts.ProxyProtocol); err != nil {
 		return nil, usageErr(fmt.Errorf("--proxy-protocol: %w", err))
+	}
+	for _, h := range []struct {
+		flag, in string
+		out      *string
+	}{{"health-send", opts.HealthSend, &r.HealthSend}, {"health-expect", opts.HealthExpect, &r.HealthExpect}} {
+		if h.in == "" {
+			continue
+		}
+		v, err := strconv.Unquote(`"` + strings.ReplaceAll(h.in, `"`, `\"`) + `"`)
+		if err != nil {
+			return nil, usageErr(fmt.Errorf("--%s %q: bad escape (want Go escapes like \\r\\n)", h.flag, h.in))
+		}
+		*h.out = v
 	}
 	switch opts.IdleTimeout {
 	case "":

@@ -316,9 +316,6 @@ func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
 		if opts.TCP || opts.UDP || opts.IPv4 || opts.IPv6 || opts.Ports != "" || len(opts.States) > 0 {
 			return usageErr(fmt.Errorf("-x (unix sockets) takes none of -t, -u, -4, -6, --port, --state"))
 		}
-		if opts.Watch {
-			return usageErr(fmt.Errorf("--watch lists TCP and UDP sockets; it does not go with -x yet"))
-		}
 		return runLsUnix(ctx, g, opts, filter)
 	}
 	qs, err := lsQueries(opts)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"portolan/internal/output"
 	"portolan/internal/sockets"
@@ -32,6 +33,8 @@ type unixSocketJSON struct {
 	User      string         `json:"user,omitempty"`
 	Processes []processJSON  `json:"processes,omitempty"`
 	Unknown   sockets.Unseen `json:"owner_unknown,omitempty"`
+	// PeerProcesses hold the other end of a connection (who PATH --all).
+	PeerProcesses []processJSON `json:"peer_processes,omitempty"`
 }
 
 func newUnixSocketJSON(s *sockets.UnixSocket) unixSocketJSON {
@@ -84,24 +87,34 @@ func listUnix(ctx context.Context, g *Globals, netns, name string, all, owners, 
 
 // runLsUnix is ls -x.
 func runLsUnix(ctx context.Context, g *Globals, opts LsOptions, filter ownerFilter) error {
-	socks, err := listUnix(ctx, g, opts.Netns, "", opts.All, !opts.NoOwner, false)
+	if err := opts.watchOptions.check(); err != nil {
+		return usageErr(err)
+	}
+	if opts.Watch {
+		var socks []sockets.UnixSocket
+		snap := func(ctx context.Context) ([]watchItem, error) {
+			var err error
+			if socks, err = lsUnixSnapshot(ctx, g, opts, filter); err != nil {
+				return nil, err
+			}
+			items := make([]watchItem, len(socks))
+			for i := range socks {
+				s := &socks[i]
+				items[i] = watchItem{fmt.Sprintf("%d %s", s.Inode, s.State), newUnixSocketJSON(s)}
+			}
+			return items, nil
+		}
+		return runWatch(ctx, g, opts.Interval, snap, func(w io.Writer) error {
+			if len(socks) == 0 {
+				_, err := fmt.Fprintln(w, "no sockets match")
+				return err
+			}
+			return writeUnixTable(w, g.color(), socks, !opts.NoOwner)
+		})
+	}
+	socks, err := lsUnixSnapshot(ctx, g, opts, filter)
 	if err != nil {
 		return err
-	}
-	if filter.active() {
-		kept := socks[:0]
-		for i := range socks {
-			// A kernel that does not report the creator's uid leaves the
-			// holders' users to match.
-			uid := socks[i].UID
-			if !socks[i].HasUID {
-				uid = ^uint32(0)
-			}
-			if filter.keep(uid, socks[i].Procs) {
-				kept = append(kept, socks[i])
-			}
-		}
-		socks = kept
 	}
 	if g.JSON {
 		out := make([]unixSocketJSON, len(socks))
@@ -121,6 +134,28 @@ func runLsUnix(ctx context.Context, g *Globals, opts LsOptions, filter ownerFilt
 		return silentExit(ExitNotFound)
 	}
 	return nil
+}
+
+// lsUnixSnapshot reads the unix sockets once, with their owners, filtered
+// by user and pid.
+func lsUnixSnapshot(ctx context.Context, g *Globals, opts LsOptions, filter ownerFilter) ([]sockets.UnixSocket, error) {
+	socks, err := listUnix(ctx, g, opts.Netns, "", opts.All, !opts.NoOwner, false)
+	if err != nil || !filter.active() {
+		return socks, err
+	}
+	kept := socks[:0]
+	for i := range socks {
+		// A kernel that does not report the creator's uid leaves the
+		// holders' users to match.
+		uid := socks[i].UID
+		if !socks[i].HasUID {
+			uid = ^uint32(0)
+		}
+		if filter.keep(uid, socks[i].Procs) {
+			kept = append(kept, socks[i])
+		}
+	}
+	return kept, nil
 }
 
 func writeUnixTable(w io.Writer, color bool, socks []sockets.UnixSocket, owners bool) error {
@@ -165,6 +200,38 @@ func writeUnixTable(w io.Writer, color bool, socks []sockets.UnixSocket, owners 
 	return t.Write(w, color)
 }
 
+// peerProcs finds the processes at the other end of the connections in
+// socks (the clients of a listener's accepted sockets), by peer inode.
+func peerProcs(ctx context.Context, g *Globals, netns string, socks []sockets.UnixSocket) map[uint32][]*sockets.Process {
+	want := map[uint32]bool{}
+	for i := range socks {
+		if socks[i].Peer != 0 {
+			want[socks[i].Peer] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	all, err := (&sockets.Table{Netns: netns, Logger: g.Logger()}).ListUnix(ctx, sockets.UnixQuery{})
+	if err != nil {
+		return nil
+	}
+	var ends []sockets.UnixSocket
+	for _, s := range all {
+		if want[s.Inode] {
+			ends = append(ends, s)
+		}
+	}
+	if err := sockets.FindUnixOwners(ctx, ends, sockets.OwnerOptions{}); err != nil && ctx.Err() != nil {
+		return nil
+	}
+	out := make(map[uint32][]*sockets.Process, len(ends))
+	for _, e := range ends {
+		out[e.Inode] = e.Procs
+	}
+	return out
+}
+
 // isUnixName reports whether a who argument names a unix socket: an
 // absolute or ./relative path, or an abstract name ("@name"). Other
 // slashes are a port's protocol ("53/udp").
@@ -189,10 +256,15 @@ func runWhoUnix(ctx context.Context, g *Globals, opts WhoOptions) error {
 		}
 		socks = kept
 	}
+	peers := peerProcs(ctx, g, opts.Netns, socks)
 	if g.JSON {
 		out := []unixSocketJSON{}
 		for i := range socks {
-			out = append(out, newUnixSocketJSON(&socks[i]))
+			j := newUnixSocketJSON(&socks[i])
+			for _, p := range peers[socks[i].Peer] {
+				j.PeerProcesses = append(j.PeerProcesses, newProcessJSON(p))
+			}
+			out = append(out, j)
 		}
 		if err := writeJSON(g, map[string]any{"name": opts.Port, "held": len(socks) > 0, "sockets": out}); err != nil {
 			return err
@@ -216,19 +288,12 @@ func runWhoUnix(ctx context.Context, g *Globals, opts WhoOptions) error {
 			if len(s.Procs) == 0 {
 				kv("owner", "unknown: "+s.Unseen.Explain(&sockets.Socket{UID: s.UID, State: s.State}))
 			}
-			for j, p := range s.Procs {
-				if j > 0 {
-					fmt.Fprintln(g.io.Out, "  --")
-				}
-				kv("pid", strconv.Itoa(p.PID))
-				cmd := strings.Join(p.Cmdline, " ")
-				if cmd == "" {
-					cmd = "[" + p.Comm + "]"
-				}
-				kv("command", cmd)
-				kv("user", fmt.Sprintf("%s (%d)", p.User, p.UID))
-				writeCgroup(kv, p.Cgroup)
+			writeProcs(g.io.Out, kv, s.Procs, time.Now())
+			var ps []string
+			for _, p := range peers[s.Peer] {
+				ps = append(ps, fmt.Sprintf("pid %d (%s, user %s)", p.PID, p.Comm, p.User))
 			}
+			kv("peer", strings.Join(ps, ", "))
 		}
 	}
 	if len(socks) == 0 {

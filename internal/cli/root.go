@@ -100,11 +100,31 @@ Every command takes --json for machine-readable output and --help for examples.`
 	pf.BoolVar(&g.NoColor, "no-color", false, "never colour the output (NO_COLOR in the environment does the same)")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more to stderr (-vv for debug)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
+	root.Version = buildVersion().String() // portolan --version
+	root.SetVersionTemplate("portolan {{.Version}}\n")
 
 	for _, add := range commands {
 		root.AddCommand(add(g))
 	}
+	typeArgErrors(root)
+	requireSubcommands(root)
 	return root
+}
+
+// typeArgErrors makes the errors of every command's argument check usage
+// errors (exit 2), so that the exit code never depends on an error's text.
+func typeArgErrors(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usageErr(err)
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		typeArgErrors(sub)
+	}
 }
 
 // commands lists the constructors of the subcommands; each command file
@@ -145,16 +165,13 @@ func report(g *Globals, err error) int {
 	return code
 }
 
-// isCobraUsage tells cobra's own argument errors (unknown command, wrong
-// number of arguments) apart from failures of a command.
+// isCobraUsage tells the one usage error cobra gives no type for (an
+// unknown command, from its command lookup) apart from failures of a
+// command. Flag errors and argument checks are typed (SetFlagErrorFunc,
+// typeArgErrors): matching texts such as "invalid argument", which is
+// also EINVAL's, made a kernel error exit 2 as if the user had erred.
 func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "accepts ", "requires at least", "requires at most", "invalid argument", "unknown flag", "unknown shorthand"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
+	return strings.HasPrefix(err.Error(), "unknown command ")
 }
 
 // hint turns well-known failures into the fix a person needs.

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,26 +49,38 @@ type ScanOptions struct {
 	MinTimeout     time.Duration `json:"min_timeout,omitempty"`
 	MaxTimeout     time.Duration `json:"max_timeout,omitempty"`
 	InitialTimeout time.Duration `json:"initial_timeout,omitempty"`
+	HostTimeout    time.Duration `json:"host_timeout,omitempty"`
 	NoHostDown     bool          `json:"no_host_down,omitempty"`
 	Banner         bool          `json:"banner,omitempty"`
-	Seed           uint64        `json:"seed"`
-	Shard          string        `json:"shard,omitempty"`
+	// Names are the host names targets were given as, stored for the
+	// reports of show (a resume resolves the names again).
+	Names map[netip.Addr]string `json:"names,omitempty"`
+	Seed  uint64                `json:"seed"`
+	Shard string                `json:"shard,omitempty"`
 
-	ping   string // -Pn arrives as -P with the value "n"
-	Resume int64
-	Format string
-	Output string
+	ping string // -Pn arrives as -P with the value "n"
+	// The rest is this invocation's, not the recipe's.
+	Resume int64  `json:"-"`
+	Format string `json:"-"`
+	Output string `json:"-"`
 	// nmap's output options (-oX, -oN, -oG FILE, -oA BASE), rewritten to
 	// these long flags before parsing (nmapArgs).
-	OutXML     string `json:"-"`
-	OutNormal  string `json:"-"`
-	OutGrep    string `json:"-"`
-	OutAll     string `json:"-"`
-	StatsEvery time.Duration
-	DB         DBFlags
-	NoStore    bool
-	DryRun     bool
-	Open       bool `json:"-"`
+	OutXML     string        `json:"-"`
+	OutNormal  string        `json:"-"`
+	OutGrep    string        `json:"-"`
+	OutAll     string        `json:"-"`
+	StatsEvery time.Duration `json:"-"`
+	DB         DBFlags       `json:"-"`
+	NoStore    bool          `json:"-"`
+	DryRun     bool          `json:"-"`
+	Open       bool          `json:"-"`
+
+	// nmap's names for the options above (applied in nmapOptions).
+	fast       bool
+	maxRetries int
+	timing     string
+	scanDelay  time.Duration
+	noDNS      bool
 }
 
 func newScanCmd(g *Globals) *cobra.Command {
@@ -107,6 +120,12 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 			if err := opts.checkOutputs(); err != nil {
 				return usageErr(err)
 			}
+			if cmd.Flags().Changed("top-ports") && opts.TopPorts <= 0 {
+				return usageErr(fmt.Errorf("--top-ports %d: want 1 or more (without it, the top 1000)", opts.TopPorts))
+			}
+			if err := opts.nmapOptions(cmd.Flags()); err != nil {
+				return usageErr(err)
+			}
 			if opts.ping != "" && opts.ping != "n" {
 				return usageErr(fmt.Errorf("-P%s: only -Pn (treat every host as up) is supported", opts.ping))
 			}
@@ -134,15 +153,23 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f := cmd.Flags()
 	addTargetFlags(f, &opts.Targets)
 	f.StringVarP(&opts.Ports, "ports", "p", "", "ports to scan: `SPEC` such as 22,80,8000-8100,T:ssh; -p- is all 65535")
-	f.IntVar(&opts.TopPorts, "top-ports", 0, "scan the `N` most likely open TCP ports of our curated list (100 or 1000 are its tiers; default 1000 without -p)")
+	f.IntVar(&opts.TopPorts, "top-ports", 0, "scan the `N` most likely open TCP ports of our curated list (100 or 1000 are its tiers; beyond 1000 the other ports follow in ascending order; default 1000 without -p)")
 	f.StringVar(&opts.ExcludePorts, "exclude-ports", "", "leave out these ports (`SPEC`)")
-	f.StringVarP(&opts.ScanType, "scan-type", "s", "T", "scan `TYPE`: T (TCP connect, nmap's -sT); SYN (-sS) and UDP (-sU) come with raw sockets")
-	f.Float64Var(&opts.Rate, "rate", 0, "at most `N` probes per second, retries included (0: no cap beyond the window)")
+	f.StringVarP(&opts.ScanType, "scan-type", "s", "T", "scan `TYPE`: T (TCP connect, nmap's -sT), n (host discovery only, nmap's -sn: one result per host, port 0); SYN (-sS) and UDP (-sU) come with raw sockets")
+	f.Float64Var(&opts.Rate, "rate", 0, "at most `N` probes per second, retries included (0: no cap beyond the window); nmap's --max-rate N works too")
+	f.Float64Var(&opts.Rate, "max-rate", 0, "nmap's --max-rate: the same as --rate")
+	_ = f.MarkHidden("max-rate")
+	f.BoolVarP(&opts.fast, "fast", "F", false, "the top 100 ports (nmap's -F: --top-ports 100)")
+	f.IntVar(&opts.maxRetries, "max-retries", 0, "nmap's --max-retries `N`: at most N retries, 0 none (the same as --retries, whose 0 is the default)")
+	f.StringVarP(&opts.timing, "timing", "T", "", "nmap's timing template `N`: -T0..5 (paranoid, sneaky, polite, normal, aggressive, insane): rate cap, timeouts and retries as nmap's; explicit flags win")
+	f.DurationVar(&opts.scanDelay, "scan-delay", 0, "wait `D` between probes (nmap's --scan-delay, here a rate cap of 1/D)")
+	f.BoolVarP(&opts.noDNS, "no-dns", "n", false, "nmap's -n: accepted; portolan never does reverse DNS lookups (names given as targets are still resolved)")
 	f.IntVar(&opts.Window, "window", 0, "at most `N` probes in flight (0: the engine's default, within the open-files limit)")
 	f.IntVar(&opts.Retries, "retries", 0, "send an unanswered probe again up to `N` times (0: the default, -1: never)")
 	f.DurationVar(&opts.MinTimeout, "min-timeout", 0, "shortest wait for an answer, whatever the RTT says (0: default)")
 	f.DurationVar(&opts.MaxTimeout, "max-timeout", 0, "longest wait for an answer (0: default)")
 	f.DurationVar(&opts.InitialTimeout, "initial-timeout", 0, "wait before a host's RTT is known (0: default)")
+	f.DurationVar(&opts.HostTimeout, "host-timeout", 0, "give up on a host `D` after its first probe, as nmap's --host-timeout: its ports not probed by then are reported filtered (host-timeout) (0: no limit)")
 	f.BoolVar(&opts.NoHostDown, "no-host-down", false, "no host discovery: probe every port even of hosts that answer nothing (nmap's -Pn)")
 	f.StringVarP(&opts.ping, "ping", "P", "", "nmap's -Pn: the same as --no-host-down")
 	_ = f.MarkHidden("ping")
@@ -160,7 +187,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	addDBFlags(cmd, &opts.DB)
 	f.BoolVar(&opts.NoStore, "no-store", false, "do not record the scan in the database")
 	f.BoolVar(&opts.Open, "open", false, "show only open ports, and only hosts with one (nmap's --open); the store keeps every port")
-	f.BoolVar(&opts.DryRun, "dry-run", false, "run the whole engine without sending anything and print the plan")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "print the plan (probes, hosts, duration at --rate, the first probes in order) and send nothing")
 	return cmd
 }
 
@@ -221,6 +248,10 @@ type scanPlan struct {
 	ports    *portspec.Set
 	portText string
 	shard    scan.Shard
+	// proberName names the prober (scan.ProberByName); it is stored with
+	// the scan, and the XML's scan type.
+	proberName string
+	prober     scan.Prober
 }
 
 // plan parses targets and ports. Every error here is reported before a
@@ -228,19 +259,33 @@ type scanPlan struct {
 func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error) {
 	switch strings.ToLower(opts.ScanType) {
 	case "t", "connect":
+	case "n":
+		if opts.Ports != "" || opts.TopPorts != 0 || opts.ExcludePorts != "" {
+			return nil, usageErr(errors.New("-sn is host discovery only: it scans no ports, so -p, --top-ports and --exclude-ports do not go with it"))
+		}
+		if opts.NoHostDown {
+			return nil, usageErr(errors.New("-sn -Pn: discovery only, and no discovery: nothing to do"))
+		}
 	case "s", "syn", "u", "udp":
 		return nil, usageErr(fmt.Errorf("-s%s: SYN and UDP scans need raw sockets and are not in this release; use -sT (connect)", opts.ScanType))
 	default:
-		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want T)", opts.ScanType))
+		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want T, or n for host discovery only)", opts.ScanType))
 	}
-	p := &scanPlan{}
+	p := &scanPlan{proberName: "connect"}
 	var err error
+	if p.prober, err = scan.ProberByName(p.proberName); err != nil {
+		return nil, err
+	}
 	if opts.Shard != "" {
 		if p.shard, err = scan.ParseShard(opts.Shard); err != nil {
 			return nil, usageErr(fmt.Errorf("--shard: %w", err))
 		}
 	}
-	if p.ports, p.portText, err = opts.portSet(); err != nil {
+	if opts.discoveryOnly() {
+		// One position per address, which the engine reports as the host.
+		p.ports, p.portText = &portspec.Set{}, "-sn"
+		p.ports.Add(portspec.TCP, scan.DefaultDiscoveryPorts[0])
+	} else if p.ports, p.portText, err = opts.portSet(); err != nil {
 		return nil, err
 	}
 	if p.hosts, err = parseTargets(ctx, g, opts.Exprs, opts.Targets); err != nil {
@@ -250,6 +295,95 @@ func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error
 		return nil, usageErr(err)
 	}
 	return p, nil
+}
+
+type timingTemplate struct {
+	name                string
+	delay               time.Duration
+	initial, min, maxTO time.Duration
+	retries             int
+}
+
+// discoveryOnly is -sn: host discovery and no port scan.
+func (opts *ScanOptions) discoveryOnly() bool { return strings.EqualFold(opts.ScanType, "n") }
+
+// timingTemplates are nmap's -T0..5, as nmap's documentation gives them:
+// the delay between probes (here a rate cap), the timeouts and retries.
+var timingTemplates = []timingTemplate{
+	{"paranoid", 5 * time.Minute, 5 * time.Minute, 100 * time.Millisecond, 10 * time.Second, 10},
+	{"sneaky", 15 * time.Second, 15 * time.Second, 100 * time.Millisecond, 10 * time.Second, 10},
+	{"polite", 400 * time.Millisecond, time.Second, 100 * time.Millisecond, 10 * time.Second, 10},
+	{"normal", 0, 0, 0, 0, 0}, // portolan's defaults
+	{"aggressive", 0, 500 * time.Millisecond, 100 * time.Millisecond, 1250 * time.Millisecond, 6},
+	{"insane", 0, 250 * time.Millisecond, 50 * time.Millisecond, 300 * time.Millisecond, 2},
+}
+
+// nmapOptions applies nmap's spellings (-F, --max-retries, -T, --scan-delay)
+// to the options they stand for. Options given explicitly win over a -T
+// template, as in nmap.
+func (opts *ScanOptions) nmapOptions(f *pflag.FlagSet) error {
+	if opts.fast {
+		if opts.Ports != "" || f.Changed("top-ports") {
+			return errors.New("-F is --top-ports 100: it excludes -p and --top-ports")
+		}
+		opts.TopPorts = 100
+	}
+	if f.Changed("max-retries") {
+		if f.Changed("retries") {
+			return errors.New("--max-retries and --retries are one option: give one")
+		}
+		switch {
+		case opts.maxRetries < 0:
+			return fmt.Errorf("--max-retries %d: want 0 or more", opts.maxRetries)
+		case opts.maxRetries == 0:
+			opts.Retries = -1 // --retries' "none"
+		default:
+			opts.Retries = opts.maxRetries
+		}
+	}
+	if opts.timing != "" {
+		i := slices.IndexFunc(timingTemplates, func(t timingTemplate) bool { return t.name == strings.ToLower(opts.timing) })
+		if n, err := strconv.Atoi(opts.timing); err == nil && n >= 0 && n < len(timingTemplates) {
+			i = n
+		}
+		if i < 0 {
+			return fmt.Errorf("-T%s: want 0-5 or paranoid, sneaky, polite, normal, aggressive, insane", opts.timing)
+		}
+		t := timingTemplates[i]
+		if t.delay > 0 && !f.Changed("rate") && !f.Changed("max-rate") && !f.Changed("scan-delay") {
+			opts.Rate = 1 / t.delay.Seconds()
+		}
+		if !f.Changed("initial-timeout") {
+			opts.InitialTimeout = t.initial
+		}
+		if !f.Changed("min-timeout") {
+			opts.MinTimeout = t.min
+		}
+		if !f.Changed("max-timeout") {
+			opts.MaxTimeout = t.maxTO
+		}
+		if t.retries > 0 && !f.Changed("retries") && !f.Changed("max-retries") {
+			opts.Retries = t.retries
+		}
+	}
+	if opts.scanDelay < 0 {
+		return fmt.Errorf("--scan-delay %s: want 0 or more", opts.scanDelay)
+	}
+	if opts.scanDelay > 0 {
+		if r := 1 / opts.scanDelay.Seconds(); opts.Rate == 0 || r < opts.Rate {
+			opts.Rate = r
+		}
+	}
+	return nil
+}
+
+// targetsText is the targets as the user gave them, -iL files included.
+func (opts *ScanOptions) targetsText() string {
+	parts := slices.Clone(opts.Exprs)
+	for _, f := range opts.Targets.InputLists {
+		parts = append(parts, "-iL "+f)
+	}
+	return strings.Join(parts, " ")
 }
 
 // portSet resolves -p, --top-ports and --exclude-ports.
@@ -266,18 +400,27 @@ func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
 			return nil, "", usageErr(fmt.Errorf("-p: %w", err))
 		}
 		set, text = s, "-p "+opts.Ports
+		if opts.Ports == "-" {
+			text = "-p-"
+		}
 	default:
 		n := opts.TopPorts
 		if n == 0 {
 			n = 1000
 		}
-		top, err := registry.Top(portspec.TCP, n)
+		tiers := registry.TopTiers(portspec.TCP)
+		top, err := registry.Top(portspec.TCP, min(n, tiers[len(tiers)-1]))
 		if err != nil {
 			return nil, "", usageErr(fmt.Errorf("--top-ports: %w", err))
 		}
 		set = &portspec.Set{}
 		for _, e := range top {
 			set.Add(e.Proto, e.Port)
+		}
+		// Beyond the curated list: the other ports in ascending order, up
+		// to all 65535.
+		for p := portspec.Port(1); set.Len() < n && p != 0; p++ {
+			set.Add(portspec.TCP, p)
 		}
 		text = fmt.Sprintf("--top-ports %d", n)
 	}
@@ -311,12 +454,14 @@ func (opts *ScanOptions) format(g *Globals) (output.ScanFormat, error) {
 
 func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
 	s := &scan.Scanner{
+		Prober:         p.prober,
 		Rate:           opts.Rate,
 		Window:         opts.Window,
 		Retries:        opts.Retries,
 		MinTimeout:     opts.MinTimeout,
 		MaxTimeout:     opts.MaxTimeout,
 		InitialTimeout: opts.InitialTimeout,
+		HostTimeout:    opts.HostTimeout,
 		Seed:           opts.Seed,
 		Shard:          p.shard,
 		ServiceName:    registry.PortName, // no CSV parse: the scan starts sooner
@@ -332,12 +477,19 @@ func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
 	if opts.Banner {
 		s.Banners = &scan.Grabber{}
 	}
+	s.DiscoveryOnly = opts.discoveryOnly()
 	return s
 }
 
 func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if opts.Rate < 0 || opts.Window < 0 {
 		return usageErr(errors.New("--rate and --window must not be negative"))
+	}
+	if opts.MinTimeout < 0 || opts.MaxTimeout < 0 || opts.InitialTimeout < 0 || opts.HostTimeout < 0 {
+		return usageErr(errors.New("--min-timeout, --max-timeout, --initial-timeout and --host-timeout must not be negative"))
+	}
+	if opts.MaxTimeout > 0 && opts.MinTimeout > opts.MaxTimeout {
+		return usageErr(fmt.Errorf("--min-timeout %s is longer than --max-timeout %s", opts.MinTimeout, opts.MaxTimeout))
 	}
 	format, err := opts.format(g)
 	if err != nil {
@@ -350,6 +502,7 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if opts.Seed == 0 {
 		opts.Seed = scan.NewSeed()
 	}
+	opts.Names = p.hosts.Names()
 	if opts.DryRun {
 		return runDryScan(ctx, g, opts, p)
 	}
@@ -375,8 +528,8 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 		}
 		si := store.ScanInfo{
 			Started: time.Now(), Status: store.Running, Command: "portolan " + strings.Join(g.args, " "),
-			Version: Version, Targets: strings.Join(opts.Exprs, " "), Ports: p.portText, PortSet: p.ports,
-			Prober: "connect", Seed: opts.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
+			Version: Version, Targets: opts.targetsText(), Ports: p.portText, PortSet: p.ports,
+			Prober: p.proberName, Seed: opts.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
 			Rate: int(opts.Rate), Hosts: p.space.Hosts(), Space: p.space.Size(), Options: recipe,
 		}
 		if si.ID, err = db.CreateScan(ctx, si); err != nil {
@@ -468,10 +621,9 @@ type scanRun struct {
 	info    store.ScanInfo
 	resumed bool
 
-	writer *storeWriter  // the store's side of the run, with a store
-	kept   []scan.Result // results for a format rendered at the end, without a store
-	counts store.Counts
-	up     map[netip.Addr]struct{}
+	writer *scan.SinkWriter // the store's side of the run, with a store
+	kept   []scan.Result    // results for a format rendered at the end, without a store
+	tally  scan.Tally
 	dbErr  error
 }
 
@@ -486,7 +638,6 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	for _, o := range dst {
 		batch = batch || o.stream == nil
 	}
-	r.up = map[netip.Addr]struct{}{}
 	if r.resumed {
 		if err := r.replay(ctx, dst); err != nil {
 			return err
@@ -498,7 +649,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	if r.db != nil {
-		r.writer = newStoreWriter(ctx, r.db, r.info.ID, stopRun)
+		r.writer = scan.NewSinkWriter(ctx, r.db.Sink(r.info.ID), stopRun)
 	}
 
 	s := opts.scanner(g, r.plan)
@@ -511,8 +662,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	}
 	statsOut := output.NewJSONL(g.io.ErrOut)
 	s.OnStats = func(st scan.Stats) {
-		prog.Update("scan %5.1f%%  %d/%d ports  %.0f probes/s  %d open  ETA %s",
-			st.Percent, st.Done, st.Total, st.Rate, st.Open, st.ETA.Round(time.Second))
+		prog.Update("%s", progressLine(st))
 		if opts.StatsEvery > 0 && time.Since(lastStats) >= opts.StatsEvery {
 			lastStats = time.Now()
 			prog.Done()
@@ -523,7 +673,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		}
 	}
 	s.OnResult = func(res scan.Result) {
-		r.count(res)
+		r.tally.Add(res)
 		if r.shown(res) {
 			if err := dst.write(res); err != nil && r.dbErr == nil {
 				r.dbErr = err
@@ -533,12 +683,12 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 			}
 		}
 		if r.writer != nil {
-			r.writer.add(res)
+			r.writer.Add(res)
 		}
 	}
 	s.OnCheckpoint = func(pos uint64) {
 		if r.writer != nil {
-			r.writer.checkpoint(pos, r.counts)
+			r.writer.Checkpoint(pos, r.tally.Totals)
 		}
 	}
 
@@ -555,11 +705,11 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		status = store.Failed
 	}
 	if r.db != nil {
-		r.writer.checkpoint(sum.Checkpoint, r.counts)
-		if err := r.writer.close(); err != nil && r.dbErr == nil {
+		r.writer.Checkpoint(sum.Checkpoint, r.tally.Totals)
+		if err := r.writer.Close(); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
-		if err := r.db.FinishScan(bg, r.info.ID, status, r.counts); err != nil && r.dbErr == nil {
+		if err := r.db.FinishScan(bg, r.info.ID, status, r.tally.Totals); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
 	}
@@ -592,7 +742,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	switch {
 	case interrupted:
 		if r.db != nil {
-			fmt.Fprintf(g.io.ErrOut, "scan %d interrupted at %.1f%%; partial results saved: portolan scan --resume %d continues it\n", r.info.ID, sum.Percent, r.info.ID)
+			fmt.Fprintf(g.io.ErrOut, "scan %d interrupted at %.1f%%; partial results saved: portolan scan --resume %d continues it\n", r.info.ID, r.percent(), r.info.ID)
 		} else {
 			fmt.Fprintf(g.io.ErrOut, "scan interrupted at %.1f%% (not stored: --no-store); rerun with --seed %d to repeat the order\n", sum.Percent, sum.Seed)
 		}
@@ -604,9 +754,21 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		return fmt.Errorf("scan: %w", runErr)
 	}
 	if r.db != nil && output.IsTerminal(g.io.ErrOut) {
-		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.counts.Open, r.db.Path())
+		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.tally.Open, r.db.Path())
 	}
 	return nil
+}
+
+// progressLine is the terminal's progress line. Besides the ports done it
+// says what the scan waits for: probes in flight (silent hosts finish
+// nothing until their timeouts) and banners being read (the ports are all
+// probed, the last results wait for them).
+func progressLine(st scan.Stats) string {
+	line := fmt.Sprintf("scan %5.1f%%  %d/%d ports  %.0f probes/s  %d open  %d in flight", st.Percent, st.Done, st.Total, st.Rate, st.Open, st.InFlight)
+	if st.Banners > 0 {
+		line += fmt.Sprintf("  reading %d banners", st.Banners)
+	}
+	return line + "  ETA " + st.ETA.Round(time.Second).String()
 }
 
 // discoveryPortsText lists host discovery's TCP ports: "80,443,22,...".
@@ -626,6 +788,16 @@ func pingText(sum scan.Summary) string {
 	return "; no ICMP echo: needs root, CAP_NET_RAW or net.ipv4.ping_group_range"
 }
 
+// percent is how far the whole scan (its shard) got, earlier runs of a
+// resumed scan included: Summary.Percent is of this run's part.
+func (r *scanRun) percent() float64 {
+	lo, hi := r.plan.shard.Range(r.plan.space.Size())
+	if hi == lo {
+		return 100
+	}
+	return 100 * float64(r.tally.Probes) / float64(hi-lo)
+}
+
 // shown reports whether res goes to the outputs (--open keeps open ports).
 func (r *scanRun) shown(res scan.Result) bool { return !r.opts.Open || res.State == scan.Open }
 
@@ -637,27 +809,6 @@ func (r *scanRun) filter() store.Filter {
 	return store.Filter{}
 }
 
-// count keeps the running totals the store records at each checkpoint.
-func (r *scanRun) count(res scan.Result) {
-	r.counts.Probes++
-	switch res.State {
-	case scan.Open:
-		r.counts.Open++
-	case scan.Closed:
-		r.counts.Closed++
-	case scan.Filtered:
-		r.counts.Filtered++
-	case scan.OpenFiltered:
-		r.counts.OpenFiltered++
-	}
-	if res.State == scan.Open || res.State == scan.Closed {
-		if _, ok := r.up[res.Addr]; !ok {
-			r.up[res.Addr] = struct{}{}
-			r.counts.HostsUp++
-		}
-	}
-}
-
 // replay takes in the results the earlier runs of a resumed scan stored
 // (those below its checkpoint): they count in the totals from the first
 // checkpoint on, and a stream prints them first, so the output of a resumed
@@ -667,7 +818,7 @@ func (r *scanRun) replay(ctx context.Context, dst scanOutputs) error {
 		if err != nil {
 			return err
 		}
-		r.count(res)
+		r.tally.Add(res)
 		if !r.shown(res) {
 			continue
 		}
@@ -676,106 +827,6 @@ func (r *scanRun) replay(ctx context.Context, dst scanOutputs) error {
 		}
 	}
 	return nil
-}
-
-// storeBatch is how many results are written to the store at once, and
-// storeQueue how many batches may wait for the writer before the engine
-// waits too (memory stays bounded when the disk is slow).
-const (
-	storeBatch = 4096
-	storeQueue = 4
-)
-
-// storeWriter writes results and checkpoints to the store from a goroutine
-// of its own, so SQLite never holds up the engine's goroutine, which calls
-// OnResult and OnCheckpoint: storing every result took as long as the whole
-// scan of 65535 loopback ports. Batches are written in the order they are
-// handed over, so a checkpoint is written only after every result handed
-// over before it (all those below its position) is committed, and a resume
-// from it loses nothing. add and checkpoint are called from one goroutine.
-type storeWriter struct {
-	db      *store.Store
-	id      int64
-	pending []scan.Result // the batch being filled
-	jobs    chan storeJob
-	free    chan []scan.Result // written batches, for reuse
-	done    chan struct{}
-	failed  func() // called on the first error
-	err     error  // the first error; read after done is closed
-}
-
-// storeJob is a batch of results, then optionally a checkpoint.
-type storeJob struct {
-	results    []scan.Result
-	checkpoint bool
-	pos        uint64
-	counts     store.Counts
-}
-
-func newStoreWriter(ctx context.Context, db *store.Store, id int64, failed func()) *storeWriter {
-	w := &storeWriter{db: db, id: id, failed: failed, done: make(chan struct{}),
-		jobs: make(chan storeJob, storeQueue), free: make(chan []scan.Result, storeQueue+2)}
-	// Writes finish even after Ctrl-C: partial results are saved.
-	go w.run(context.WithoutCancel(ctx))
-	return w
-}
-
-func (w *storeWriter) run(ctx context.Context) {
-	defer close(w.done)
-	for j := range w.jobs {
-		if w.err == nil {
-			err := w.db.AddResults(ctx, w.id, j.results)
-			if err == nil && j.checkpoint {
-				err = w.db.Checkpoint(ctx, w.id, j.pos, j.counts)
-			}
-			if err != nil {
-				w.err = err
-				w.failed()
-			}
-		}
-		if j.results != nil {
-			select {
-			case w.free <- j.results[:0]:
-			default:
-			}
-		}
-	}
-}
-
-// add queues one result.
-func (w *storeWriter) add(res scan.Result) {
-	if w.pending == nil {
-		select {
-		case w.pending = <-w.free:
-		default:
-			w.pending = make([]scan.Result, 0, storeBatch)
-		}
-	}
-	w.pending = append(w.pending, res)
-	if len(w.pending) >= storeBatch {
-		w.send(storeJob{})
-	}
-}
-
-// checkpoint queues the results so far, then the checkpoint pos with the
-// totals c.
-func (w *storeWriter) checkpoint(pos uint64, c store.Counts) {
-	w.send(storeJob{checkpoint: true, pos: pos, counts: c})
-}
-
-func (w *storeWriter) send(j storeJob) {
-	j.results, w.pending = w.pending, nil
-	w.jobs <- j
-}
-
-// close writes what is queued and returns the first error.
-func (w *storeWriter) close() error {
-	if w.pending != nil {
-		w.send(storeJob{})
-	}
-	close(w.jobs)
-	<-w.done
-	return w.err
 }
 
 // render writes a format that needs every result at once: from the store
@@ -793,8 +844,8 @@ func (r *scanRun) render(ctx context.Context, o *scanOutput, sum scan.Summary, s
 	}
 	meta := output.ScanMeta{
 		Args: "portolan " + strings.Join(r.g.args, " "), Version: Version, Start: time.Now().Add(-sum.Elapsed), End: time.Now(),
-		ScanType: "connect", Ports: r.plan.ports, Hosts: int(min(r.plan.space.Hosts(), 1<<31-1)),
-		AssumeUp: r.opts.NoHostDown,
+		ScanType: r.plan.proberName, Ports: r.plan.ports, Hosts: int(min(r.plan.space.Hosts(), 1<<31-1)),
+		AssumeUp: r.opts.NoHostDown, DiscoveryOnly: r.opts.discoveryOnly(), Names: r.plan.hosts.Names(),
 	}
 	if status != store.Done {
 		meta.Error = fmt.Sprintf("scan %s at %.1f%%", status, sum.Percent)
@@ -911,23 +962,6 @@ func (outs scanOutputs) close() {
 	}
 }
 
-// dryProber answers every probe at once without sending anything, so a dry
-// run exercises the whole engine (permutation, scheduling, bookkeeping).
-type dryProber struct{}
-
-type drySession struct{ report func(scan.Reply) }
-
-func (dryProber) Open(_ context.Context, report func(scan.Reply)) (scan.Session, error) {
-	return drySession{report}, nil
-}
-
-func (d drySession) Send(id uint64, _ netip.AddrPort, _ portspec.Proto) error {
-	d.report(scan.Reply{ID: id, State: scan.Closed, Reason: "dry-run"})
-	return nil
-}
-func (drySession) Cancel(uint64) (scan.Reply, bool) { return scan.Reply{}, false }
-func (drySession) Close() error                     { return nil }
-
 // dryPlan is what --dry-run prints.
 type dryPlan struct {
 	Targets   string        `json:"targets"`
@@ -936,34 +970,37 @@ type dryPlan struct {
 	PortCount int           `json:"port_count"`
 	Space     uint64        `json:"space"`
 	Seed      uint64        `json:"seed"`
+	SeedText  string        `json:"seed_str"` // the seed in decimal: jq reads numbers as doubles
 	Shard     string        `json:"shard,omitempty"`
 	Probes    uint64        `json:"probes"` // what this run (shard) visits
 	Rate      float64       `json:"rate,omitempty"`
 	Estimate  time.Duration `json:"estimate_ns,omitempty"`
 	First     []string      `json:"first"` // the first probes in scan order
-	Elapsed   time.Duration `json:"engine_ns"`
 }
 
+// dryFirst is how many of the first probes a dry run lists.
+const dryFirst = 10
+
 func runDryScan(ctx context.Context, g *Globals, opts *ScanOptions, p *scanPlan) error {
-	s := opts.scanner(g, p)
-	s.Prober = dryProber{}
-	s.Rate = 0 // the plan is about order and size; nothing is sent to pace
+	// The plan is computed, not run: the permutation gives the first
+	// probes at once, so a /8 x 65535 space plans as fast as one port.
+	n := p.space.Size()
+	lo, hi := p.shard.Range(n)
 	plan := dryPlan{
 		Targets: strings.Join(opts.Exprs, " "), Ports: p.ports.String(), Hosts: p.space.Hosts(),
-		PortCount: p.space.PortCount(), Space: p.space.Size(), Seed: opts.Seed, Shard: opts.Shard, Rate: opts.Rate,
+		PortCount: p.space.PortCount(), Space: n, Seed: opts.Seed, SeedText: strconv.FormatUint(opts.Seed, 10), Shard: opts.Shard, Rate: opts.Rate,
+		Probes: hi - lo, First: []string{},
 	}
-	s.OnResult = func(res scan.Result) {
-		if len(plan.First) < 10 {
-			plan.First = append(plan.First, netip.AddrPortFrom(res.Addr, uint16(res.Port)).String()+"/"+res.Proto.String())
-		}
+	perm := scan.NewPermutation(n, opts.Seed)
+	for pos := lo; pos < hi && pos < lo+dryFirst; pos++ {
+		addr, port, proto := p.space.At(perm.At(pos))
+		plan.First = append(plan.First, netip.AddrPortFrom(addr, uint16(port)).String()+"/"+proto.String())
 	}
-	sum, err := s.Run(ctx, p.space)
-	if err != nil {
-		return fmt.Errorf("dry run: %w", err)
-	}
-	plan.Probes, plan.Elapsed = sum.Done, sum.Elapsed
 	if opts.Rate > 0 {
 		plan.Estimate = time.Duration(float64(plan.Probes) / opts.Rate * float64(time.Second))
+	}
+	if ctx.Err() != nil {
+		return silentExit(ExitInterrupted)
 	}
 	if g.JSON {
 		return writeJSON(g, plan)
@@ -977,9 +1014,11 @@ func runDryScan(ctx context.Context, g *Globals, opts *ScanOptions, p *scanPlan)
 	}
 	fmt.Fprintf(w, "\nseed      %d\n", plan.Seed)
 	if plan.Rate > 0 {
-		fmt.Fprintf(w, "duration  at least %s at %.0f probes/s\n", plan.Estimate.Round(time.Second), plan.Rate)
+		fmt.Fprintf(w, "duration  at least %s at %.0f probes/s (more with retries)\n", plan.Estimate.Round(time.Second), plan.Rate)
+	} else {
+		fmt.Fprintf(w, "duration  no --rate cap: the in-flight window and the network set the pace\n")
 	}
 	fmt.Fprintf(w, "order     %s ...\n", strings.Join(plan.First, " "))
-	fmt.Fprintf(w, "nothing was sent (the engine ran the plan in %s)\n", plan.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "nothing was sent\n")
 	return nil
 }

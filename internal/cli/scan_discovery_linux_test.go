@@ -161,6 +161,17 @@ func TestScanFirewalledHost(t *testing.T) {
 		t.Errorf("json hosts %v; want %s down with the reason, %s up", status, silent, lk.B4)
 	}
 
+	// -sn: discovery only, one result per host.
+	sn := runChild(t, portolanIn(t, scanner, "scan", "-sn", lk.B4.String(), lk.B6.String(), silent.String(), "--no-store", "--format", "table"))
+	if sn.code != ExitOK || !strings.Contains(sn.stdout, "Scan report for "+lk.B4.String()+"\nHost is up (syn-ack") ||
+		!strings.Contains(sn.stdout, "Scan report for "+lk.B6.String()+"\nHost is up (") ||
+		!strings.Contains(sn.stdout, "Not shown: 1 host down") || strings.Contains(sn.stdout, "PORT") {
+		t.Errorf("scan -sn: want two hosts up, one down, no ports:\n%v", sn)
+	}
+	if r := runChild(t, portolanIn(t, scanner, "scan", "-sn", lk.B4.String(), "-p", "22", "--no-store")); r.code != ExitUsage {
+		t.Errorf("scan -sn -p 22: %v; want exit %d", r, ExitUsage)
+	}
+
 	// nmap -sT with its default host discovery is the reference.
 	nmap := testenv.RequireCommand(t, "nmap")
 	for _, a := range []netip.Addr{lk.B4, lk.B6} {
@@ -181,5 +192,51 @@ func TestScanFirewalledHost(t *testing.T) {
 		if o.status != n.status || !slices.Equal(o.open, n.open) {
 			t.Errorf("%s: portolan %+v; nmap %+v", a, o, n)
 		}
+	}
+}
+
+// TestScanXMLNdiff scans the same target with nmap -sT and portolan, and
+// compares the two XML files with ndiff, as a user comparing the tools
+// would: open, closed and dropped ports, registered and unregistered, over
+// IPv4. ndiff must see no difference in the ports. (Ports whose names
+// differ between nmap's table and IANA's, such as 31337, "Elite" against
+// "eldim", are left out: the tables truly disagree.)
+func TestScanXMLNdiff(t *testing.T) {
+	nmap := testenv.RequireCommand(t, "nmap")
+	ndiff := testenv.RequireCommand(t, "ndiff")
+	scanner, target, lk := netlab.NewPair(t)
+	for _, p := range []int{22, 80, 4315, 4321} { // 4315: in neither nmap's table nor IANA's
+		serveTCP(t, target, p)
+	}
+	nft(t, target, `table inet fw {
+ chain input {
+  type filter hook input priority 0;
+  tcp dport { 25, 4000-4099 } drop
+ }
+}
+`)
+	dir := t.TempDir()
+	ours, theirs := filepath.Join(dir, "portolan.xml"), filepath.Join(dir, "nmap.xml")
+	const ports = "1-1024,4000-4400"
+	if r := runChild(t, portolanIn(t, scanner, "scan", lk.B4.String(), "-p", ports, "--no-store", "-oX", ours, "--format", "list")); r.code != ExitOK {
+		t.Fatalf("scan: %v", r)
+	}
+	if out, err := scanner.Command(t.Context(), nmap, "-sT", "-n", "-T4", "-p", ports, "-oX", theirs, lk.B4.String()).CombinedOutput(); err != nil {
+		t.Fatalf("nmap: %v\n%s", err, out)
+	}
+	out, _ := exec.Command(ndiff, theirs, ours).CombinedOutput() // exit 1 when they differ
+	var diffs []string
+	for _, l := range strings.Split(string(out), "\n") {
+		// ndiff's header names each file's scanner and time, and the
+		// host line has the MAC address nmap (root, on the link) learns
+		// from ARP and a connect scan cannot: the rest, the host's status
+		// and its ports, is what both scanners found.
+		header := strings.HasPrefix(l[min(1, len(l)):], "Nmap ") || strings.HasPrefix(l[min(1, len(l)):], lk.B4.String())
+		if (strings.HasPrefix(l, "-") || strings.HasPrefix(l, "+")) && !header {
+			diffs = append(diffs, l)
+		}
+	}
+	if len(diffs) > 0 {
+		t.Errorf("ndiff nmap.xml portolan.xml: %d differences:\n%s", len(diffs), out)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"portolan/internal/portspec"
 	"portolan/internal/scan"
 	"portolan/internal/store"
+	"portolan/internal/target"
 	"portolan/internal/testenv"
 )
 
@@ -653,5 +654,77 @@ func TestScanResumeRefusedKeepsOutput(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a refused resume left %s behind (stat: %v)", fresh, err)
+	}
+}
+
+// TestScanDryRunHugeSpace: the plan of two big prefixes x every port (over
+// 10^12 probes) is computed, not run: it comes back with its first probes
+// well inside a minute (the engine took minutes for a single /8), and a
+// dry run stopped by Ctrl-C exits 130 like any interrupted scan.
+func TestScanDryRunHugeSpace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	args := []string{"scan", "--dry-run", "--json", "198.18.0.0/15", "10.0.0.0/8", "-p-", "--force", "--seed", "5", "--rate", "100000"}
+	if code := Main(ctx, args, nil, &out, &errOut); code != ExitOK {
+		t.Fatalf("portolan %s: exit %d: %s", strings.Join(args, " "), code, errOut.String())
+	}
+	var p dryPlan
+	if err := json.Unmarshal(out.Bytes(), &p); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	const space = (1<<17 + 1<<24) * 65535
+	if p.Space != space || p.Probes != space || len(p.First) != dryFirst || p.Estimate != time.Duration(space/100000)*time.Second+time.Duration(space%100000)*10*time.Microsecond {
+		t.Errorf("plan %+v; want %d probes, %d first, the estimate at 100000/s", p, uint64(space), dryFirst)
+	}
+
+	stopped, stop := context.WithCancel(t.Context())
+	stop()
+	if code := Main(stopped, args, nil, &out, &errOut); code != ExitInterrupted {
+		t.Errorf("dry run with Ctrl-C: exit %d; want %d", code, ExitInterrupted)
+	}
+}
+
+// TestProgressLine: the progress line says what a scan waits for, so it
+// does not look stuck at 0% while silent hosts time out, or at 99.9%
+// while banners are read.
+func TestProgressLine(t *testing.T) {
+	for _, tc := range []struct {
+		st   scan.Stats
+		want string
+	}{
+		{scan.Stats{Total: 1000, InFlight: 900}, "0/1000 ports  0 probes/s  0 open  900 in flight"},
+		{scan.Stats{Total: 1000, Done: 999, Percent: 99.9, Banners: 1}, "reading 1 banners"},
+	} {
+		if got := progressLine(tc.st); !strings.Contains(got, tc.want) {
+			t.Errorf("progressLine(%+v) = %q; want %q in it", tc.st, got, tc.want)
+		}
+	}
+}
+
+// TestScanHistoryTexts: history shows -p- as typed (not "-p -"), and a
+// resumed scan's interruption says how far the whole scan got, its earlier
+// runs included, not how far this run got through what was left.
+func TestScanHistoryTexts(t *testing.T) {
+	opts := &ScanOptions{Ports: "-"}
+	if _, text, err := opts.portSet(); err != nil || text != "-p-" {
+		t.Errorf("portSet(-p-) text %q, %v; want -p-", text, err)
+	}
+	hosts, err := target.Parse(t.Context(), []string{"198.18.0.0/30"}, nil, target.Options{IncludeReserved: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := &portspec.Set{}
+	for p := portspec.Port(1); p <= 250; p++ {
+		ports.Add(portspec.TCP, p)
+	}
+	space, err := target.NewSpace(hosts, ports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &scanRun{plan: &scanPlan{space: space, hosts: hosts, ports: ports}}
+	r.tally.Probes = 737 // 500 from the first run, 237 from this one
+	if got := r.percent(); got != 73.7 {
+		t.Errorf("percent with 737 of 1000 done = %v; want 73.7", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,10 +82,14 @@ func scanMeta(si store.ScanInfo) output.ScanMeta {
 	}
 	// The scan's options hold -Pn: its hosts were all assumed up.
 	var opts struct {
-		NoHostDown bool `json:"no_host_down"`
+		NoHostDown bool                  `json:"no_host_down"`
+		ScanType   string                `json:"scan_type"`
+		Names      map[netip.Addr]string `json:"names"`
 	}
 	if json.Unmarshal(si.Options, &opts) == nil {
 		m.AssumeUp = opts.NoHostDown
+		m.DiscoveryOnly = strings.EqualFold(opts.ScanType, "n")
+		m.Names = opts.Names
 	}
 	switch si.Status {
 	case store.Interrupted, store.Failed:

@@ -28,19 +28,47 @@ type TargetsOptions struct {
 // targets (targets, scan). Bind them with addTargetFlags and turn them into
 // a set with parseTargets.
 type TargetFlags struct {
-	InputLists      []string // -iL / --input-list files; "-" is standard input
-	Excludes        []string
-	ExcludeFiles    []string
-	IncludeReserved bool
-	Only4, Only6    bool
-	AllAddrs        bool
-	Prefer6         bool
-	MaxHosts        uint64
-	Force           bool
+	InputLists      []string `json:"input_lists,omitempty"` // -iL / --input-list files; "-" is standard input
+	Excludes        []string `json:"excludes,omitempty"`
+	ExcludeFiles    []string `json:"exclude_files,omitempty"`
+	IncludeReserved bool     `json:"include_reserved,omitempty"`
+	Only4           bool     `json:"only4,omitempty"`
+	Only6           bool     `json:"only6,omitempty"`
+	AllAddrs        bool     `json:"all_addrs,omitempty"`
+	Prefer6         bool     `json:"prefer6,omitempty"`
+	MaxHosts        uint64   `json:"max_hosts,omitempty"`
+	Force           bool     `json:"force,omitempty"`
 
 	// inputMarks holds, for each "-iL FILE", the number of positional
 	// arguments seen before it: FILE is the argument at that index.
 	inputMarks []int
+}
+
+// UnmarshalJSON reads the keys above and the Go-cased ones (InputLists)
+// that scans stored before them have in their recipes, so those resume.
+func (f *TargetFlags) UnmarshalJSON(b []byte) error {
+	type plain TargetFlags // without this method
+	var cur plain
+	if err := json.Unmarshal(b, &cur); err != nil {
+		return err
+	}
+	var old struct {
+		InputLists, Excludes, ExcludeFiles                      []string
+		IncludeReserved, Only4, Only6, AllAddrs, Prefer6, Force bool
+		MaxHosts                                                uint64
+	}
+	if err := json.Unmarshal(b, &old); err != nil {
+		return err
+	}
+	*f = TargetFlags(cur)
+	f.InputLists = append(f.InputLists, old.InputLists...)
+	f.Excludes = append(f.Excludes, old.Excludes...)
+	f.ExcludeFiles = append(f.ExcludeFiles, old.ExcludeFiles...)
+	f.IncludeReserved = f.IncludeReserved || old.IncludeReserved
+	f.Only4, f.Only6 = f.Only4 || old.Only4, f.Only6 || old.Only6
+	f.AllAddrs, f.Prefer6, f.Force = f.AllAddrs || old.AllAddrs, f.Prefer6 || old.Prefer6, f.Force || old.Force
+	f.MaxHosts = max(f.MaxHosts, old.MaxHosts)
+	return nil
 }
 
 // targetSyntaxHelp explains target expressions; commands that take targets
@@ -109,6 +137,8 @@ func addTargetFlags(fs *pflag.FlagSet, t *TargetFlags) {
 	_ = fs.MarkHidden("iL")
 	fs.StringArrayVar(&t.Excludes, "exclude", nil, "leave out these `targets` (same syntax; repeatable)")
 	fs.StringArrayVar(&t.ExcludeFiles, "exclude-file", nil, "leave out the targets in `FILE`")
+	fs.StringArrayVar(&t.ExcludeFiles, "excludefile", nil, "nmap's --excludefile: the same as --exclude-file")
+	_ = fs.MarkHidden("excludefile")
 	fs.BoolVar(&t.IncludeReserved, "include-reserved", false, "allow special-purpose ranges (multicast, documentation, ...)")
 	fs.BoolVarP(&t.Only4, "ipv4", "4", false, "IPv4 only: resolve names to IPv4, refuse IPv6 addresses")
 	fs.BoolVarP(&t.Only6, "ipv6", "6", false, "IPv6 only: resolve names to IPv6, refuse IPv4 addresses")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ type watchLine struct {
 		State   string `json:"state"`
 		Address string `json:"address"`
 		Port    uint16 `json:"port"`
+		Name    string `json:"name"` // unix sockets
 	} `json:"socket"`
 }
 
@@ -62,6 +64,12 @@ func startWatch(t *testing.T, args ...string) <-chan watchLine {
 // the same port numbers on other addresses).
 func next(t *testing.T, lines <-chan watchLine, what string) watchLine {
 	t.Helper()
+	return nextWhere(t, lines, what, func(l watchLine) bool { return l.Socket.Address == "127.0.0.1" })
+}
+
+// nextWhere waits (10 s at most) for the next line that match accepts.
+func nextWhere(t *testing.T, lines <-chan watchLine, what string, match func(watchLine) bool) watchLine {
+	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
 		select {
@@ -69,7 +77,7 @@ func next(t *testing.T, lines <-chan watchLine, what string) watchLine {
 			if !ok {
 				t.Fatalf("watch ended before %s", what)
 			}
-			if l.Socket.Address == "127.0.0.1" {
+			if match(l) {
 				return l
 			}
 		case <-deadline:
@@ -131,4 +139,28 @@ func TestWhoWatchEvents(t *testing.T) {
 	if e := next(t, lines, "its close"); e.Event != "disappear" || int(e.Socket.Port) != p {
 		t.Fatalf("line %+v; want %d disappearing", e, p)
 	}
+}
+
+// TestLsUnixWatchEvents: ls -x --watch follows unix listeners too.
+func TestLsUnixWatchEvents(t *testing.T) {
+	name := fmt.Sprintf("@portolan-watch-%d", os.Getpid())
+	lines := startWatch(t, "ls", "-x", "--watch", "--interval", "50ms", "--pid", fmt.Sprint(os.Getpid()))
+	l, err := net.Listen("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := nextUnix(t, lines, name, "the listener"); e.Event != "appear" || e.Socket.State != "LISTEN" {
+		t.Fatalf("line %+v; want %s appearing, LISTEN", e, name)
+	}
+	l.Close()
+	if e := nextUnix(t, lines, name, "its close"); e.Event != "disappear" {
+		t.Fatalf("line %+v; want %s disappearing", e, name)
+	}
+}
+
+// nextUnix waits (10 s at most) for the next line about the unix socket
+// called name.
+func nextUnix(t *testing.T, lines <-chan watchLine, name, what string) watchLine {
+	t.Helper()
+	return nextWhere(t, lines, what, func(l watchLine) bool { return l.Socket.Name == name })
 }

@@ -52,7 +52,8 @@ Without root the processes of other users cannot be seen; who then says
 whose socket it is (the user and cgroup the kernel reports) and why the
 process is missing. Every process holding a socket is named (a pre-forked
 server's master and workers, a daemon and the shell that started it);
---first stops the search of /proc at the lowest pid holding each socket,
+--first stops the search of /proc at the first process found holding each
+socket (usually the lowest pid: /proc is searched from both ends at once),
 which is faster on a machine with many processes.`,
 		Example: `  portolan who 8080
   portolan who 53/udp
@@ -76,7 +77,7 @@ which is faster on a machine with many processes.`,
 	f.DurationVar(&opts.Interval, "interval", time.Second, "with --watch, the time between refreshes")
 	f.BoolVar(&opts.AllNetns, "all-netns", false, "look in every network namespace (named, and those of containers and other processes)")
 	f.BoolVar(&opts.Tree, "tree", false, "show the holders' process tree (a pre-forked server's master and workers)")
-	f.BoolVar(&opts.First, "first", false, "name only the lowest pid holding each socket (a faster search of /proc)")
+	f.BoolVar(&opts.First, "first", false, "name only the first process found holding each socket (a faster search of /proc)")
 	return cmd
 }
 
@@ -380,22 +381,28 @@ func writeHolders(w io.Writer, socks []sockets.Socket, now time.Time) {
 		}
 		// Every process holding the socket: stopping one of a pre-forked
 		// server's processes does not free the port.
-		for i, p := range s.Procs {
-			if i > 0 {
-				fmt.Fprintln(w, "  --")
-			}
-			kv("pid", strconv.Itoa(p.PID))
-			cmd := strings.Join(p.Cmdline, " ")
-			if cmd == "" {
-				cmd = "[" + p.Comm + "]"
-			}
-			kv("command", cmd)
-			kv("user", fmt.Sprintf("%s (%d)", p.User, p.UID))
-			if !p.Start.IsZero() {
-				kv("started", p.Start.Local().Format("2006-01-02 15:04:05 MST")+" ("+ago(now.Sub(p.Start))+")")
-			}
-			writeCgroup(kv, p.Cgroup)
+		writeProcs(w, kv, s.Procs, now)
+	}
+}
+
+// writeProcs describes each process holding a socket: pid, command line,
+// user, start time, unit or container; "--" between them.
+func writeProcs(w io.Writer, kv func(k, v string), procs []*sockets.Process, now time.Time) {
+	for i, p := range procs {
+		if i > 0 {
+			fmt.Fprintln(w, "  --")
 		}
+		kv("pid", strconv.Itoa(p.PID))
+		cmd := strings.Join(p.Cmdline, " ")
+		if cmd == "" {
+			cmd = "[" + p.Comm + "]"
+		}
+		kv("command", cmd)
+		kv("user", fmt.Sprintf("%s (%d)", p.User, p.UID))
+		if !p.Start.IsZero() {
+			kv("started", p.Start.Local().Format("2006-01-02 15:04:05 MST")+" ("+ago(now.Sub(p.Start))+")")
+		}
+		writeCgroup(kv, p.Cgroup)
 	}
 }
 

@@ -504,7 +504,7 @@ func newNamedSet(t *nftables.Table, s namedSet, now time.Time) (*nftables.Set, [
 		if s.family == 6 {
 			key = nftables.TypeIP6Addr
 		}
-		return &nftables.Set{Table: t, Name: s.name, KeyType: key, Dynamic: true, HasTimeout: true, Timeout: s.timeout, Size: 65535}, nil
+		return &nftables.Set{Table: t, Name: s.name, KeyType: key, Dynamic: true, HasTimeout: true, Timeout: s.timeout, Size: meterSize}, nil
 	}
 	left := s.expires.Sub(now)
 	if left < time.Millisecond {

@@ -25,3 +25,6 @@ func (f *Firewall) Restore(context.Context, *Snapshot) error { return ErrNotSupp
 
 // Published is not supported off Linux.
 func (f *Firewall) Published(context.Context) ([]Publication, error) { return nil, ErrNotSupported }
+
+// Blockers is not supported off Linux.
+func (f *Firewall) Blockers(context.Context) ([]Blocker, error) { return nil, ErrNotSupported }

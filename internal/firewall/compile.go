@@ -43,7 +43,19 @@ const (
 const (
 	kindRule   = 1 // part of a Rule
 	kindBase   = 2 // a base rule; the id says which
-	kindPolicy = 3 // the final reject of PolicyReject
+	kindPolicy = 3 // the final reject of PolicyReject (id 0), the log of what the policy drops (id policyLogID)
+)
+
+// policyLogID is the id of the kindPolicy rule that logs what the policy
+// drops or rejects.
+const policyLogID = 2
+
+// Log rules and the policy log are rate-limited as ufw's are: 3 a minute,
+// in bursts of up to 10, so a flood does not flood the log too.
+const (
+	logRate  = 3
+	logUnit  = 60
+	logBurst = 10
 )
 
 // Base rule ids.
@@ -104,7 +116,18 @@ type meter struct {
 	rate  uint64 // tokens per unit
 	unit  uint64 // seconds
 	burst uint32
+	mask  []byte // IPv6: the source is keyed by its /64 (meterPrefix6); nil: the whole address
 }
+
+// meterPrefix6 is the prefix IPv6 sources are counted by: a host usually
+// has a whole /64 to pick addresses from, and keyed by address, a client
+// rotating through its /64 got a fresh bucket for every connection.
+const meterPrefix6 = 64
+
+// meterSize bounds the sources a meter tracks at once. When it is full, a
+// new source is dropped (see compileRule), not let through unlimited.
+// Tests lower it.
+var meterSize uint32 = 65535
 
 // krule is one kernel rule, in a form both the netlink encoder and the
 // nft-syntax renderer read. Fields are in the order their expressions
@@ -128,6 +151,8 @@ type krule struct {
 	icmpTypes []uint8 // icmpv6 type, with protos {ipv6-icmp}
 	ctState   uint32  // ct state & mask != 0
 	meter     *meter  // update @set { ip saddr limit rate over ... }
+	notIn     *meter  // ip saddr != @set: the source is not in the meter (it was full)
+	logLimit  bool    // limit rate 3/minute burst 10 packets, before log (ufw's)
 	logGroup  uint16
 	logPrefix string
 	verdict   verdict
@@ -214,6 +239,15 @@ func matchIDs(want, have *Ruleset, kc *keyCache) {
 	}
 }
 
+// prefixMask is the network mask of p, as bytes.
+func prefixMask(p netip.Prefix) []byte {
+	b := make([]byte, p.Addr().BitLen()/8)
+	for i := 0; i < p.Bits(); i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return b
+}
+
 func maxU32(a, b uint32) uint32 {
 	if a > b {
 		return a
@@ -245,6 +279,10 @@ func compile(rs *Ruleset) (*compiled, error) {
 		c.sets = append(c.sets, sets...)
 	}
 	c.rules = append(c.rules, krule{kind: kindBase, id: baseICMP, protos: []uint8{protoICMP, protoICMPv6}, verdict: vAccept})
+	if rs.PolicyLog {
+		prefix := "portolan " + pastTense(rs.Policy.String()) + ": "
+		c.rules = append(c.rules, krule{kind: kindPolicy, id: policyLogID, logLimit: true, verdict: vLog, logPrefix: prefix, logGroup: rs.PolicyLogGroup})
+	}
 	if rs.Policy == PolicyReject {
 		c.rules = append(c.rules, krule{kind: kindPolicy, verdict: vRejectICMPX})
 	}
@@ -359,11 +397,19 @@ func compileRule(r *Rule) ([]krule, []namedSet, error) {
 		}
 		for _, f := range meterFams {
 			m := &meter{set: meterSetName(r.id, f), rate: rate, unit: unit, burst: burst}
+			if f == 6 {
+				m.mask = prefixMask(netip.PrefixFrom(netip.IPv6Unspecified(), meterPrefix6))
+			}
 			sets = append(sets, namedSet{id: r.id, name: m.set, family: f, timeout: r.Rate.Per})
 			for _, g := range groups {
 				k := body(f, g)
 				k.ctState, k.meter, k.verdict = ctNew, m, vDrop
-				out = append(out, k)
+				// A new connection whose source the meter could not take
+				// (the set is full: the update above failed and so did not
+				// match) is dropped too, rather than accepted unlimited.
+				full := body(f, g)
+				full.ctState, full.notIn, full.verdict = ctNew, &meter{set: m.set, mask: m.mask}, vDrop
+				out = append(out, k, full)
 			}
 		}
 	}
@@ -381,7 +427,7 @@ func compileRule(r *Rule) ([]krule, []namedSet, error) {
 					k.verdict = vRejectTCP
 				}
 			case Log:
-				k.verdict, k.logGroup, k.logPrefix = vLog, r.Group, logPrefix(r)
+				k.verdict, k.logGroup, k.logPrefix, k.logLimit = vLog, r.Group, logPrefix(r), true
 			}
 			out = append(out, k)
 		}
@@ -423,7 +469,9 @@ func decodeRules(ks []krule, dropPolicy bool) decoded {
 			i++
 			continue
 		case kindPolicy:
-			if !dropPolicy {
+			if k.id == policyLogID && k.verdict == vLog {
+				d.rs.PolicyLog, d.rs.PolicyLogGroup = true, k.logGroup
+			} else if !dropPolicy {
 				d.rs.Policy = PolicyReject
 			}
 			i++
@@ -469,6 +517,9 @@ func ruleOf(group []krule) (Rule, error) {
 	anyPort := false
 	var meterSeen bool
 	for _, k := range group {
+		if k.notIn != nil {
+			continue // part of the meter
+		}
 		if k.meter != nil {
 			meterSeen = true
 			rt, ok := rateFromKernel(k.meter.rate, k.meter.unit, k.meter.burst)

@@ -60,8 +60,8 @@ func TestDecodeChangedRule(t *testing.T) {
 	comp, _ = compile(rs)
 	comp.rules[first].meter.burst = 99
 	d = decodeRules(comp.rules, false)
-	if len(d.rs.Rules) != 0 || len(d.unmanaged) != 3 {
-		t.Errorf("limit with one odd meter: %d rules, %d unmanaged; want 0, 3", len(d.rs.Rules), len(d.unmanaged))
+	if len(d.rs.Rules) != 0 || len(d.unmanaged) != 5 { // two meter rules per family, one accept
+		t.Errorf("limit with one odd meter: %d rules, %d unmanaged; want 0, 5", len(d.rs.Rules), len(d.unmanaged))
 	}
 }
 
@@ -123,9 +123,10 @@ func TestNFTRendering(t *testing.T) {
 			`iifname "eth0" ip saddr 198.18.0.0/15 udp dport 8000-8100 accept`,
 			`iifname "eth0" ip6 saddr fd00::/8 udp dport 8000-8100 accept`}},
 		{r(RuleSpec{Action: "limit", Ports: "22/tcp", From: "fd00::/8", Rate: "5/s"}), []string{
-			`ip6 saddr fd00::/8 tcp dport 22 ct state new update @limit_1_v6 { ip6 saddr limit rate over 5/second } drop`,
+			`ip6 saddr fd00::/8 tcp dport 22 ct state new update @limit_1_v6 { ip6 saddr & ffff:ffff:ffff:ffff:: limit rate over 5/second } drop`,
+			`ip6 saddr fd00::/8 tcp dport 22 ct state new ip6 saddr & ffff:ffff:ffff:ffff:: != @limit_1_v6 drop`,
 			`ip6 saddr fd00::/8 tcp dport 22 accept`}},
-		{r(RuleSpec{Action: "log", Ports: "23/tcp", Group: "3"}), []string{`tcp dport 23 log prefix "portolan: " group 3`}},
+		{r(RuleSpec{Action: "log", Ports: "23/tcp", Group: "3"}), []string{`tcp dport 23 limit rate 3/minute burst 10 packets log prefix "portolan: " group 3`}},
 		{r(RuleSpec{Action: "deny", Ports: "any", To: "198.18.0.1", For: "1h"}), []string{`meta nfproto @expire_1 ip daddr 198.18.0.1 drop`}},
 	}
 	for _, tt := range tests {

@@ -28,8 +28,9 @@
 // Rollback (see Pending) snapshots the table before an apply so a
 // detached process can restore it unless the change is confirmed.
 // CheckSSH refuses a ruleset that would drop new connections from the SSH
-// client in SSH_CONNECTION; open connections always stay accepted by the
-// chain's first rule, and IPv6 neighbour and router discovery by the base
-// rules that follow it, before any user rule. Published lists ports that other tables forward by
-// DNAT (as Docker does), which input rules never see.
+// client. Connections conntrack tracks stay accepted by the chain's first
+// rule (one opened before conntrack started in the namespace is new to
+// it), and IPv6 neighbour and router discovery by the base rules that
+// follow it, before any user rule. Published lists ports that other
+// tables forward by DNAT (as Docker does), which input rules never see.
 package firewall

@@ -52,7 +52,9 @@ rules:
 	// ip6 saddr fe80::/10 icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } accept
 	// tcp dport 22 accept
 	// tcp dport { 80, 443 } ct state new update @limit_2_v4 { ip saddr limit rate over 10/second burst 10 packets } drop
-	// tcp dport { 80, 443 } ct state new update @limit_2_v6 { ip6 saddr limit rate over 10/second burst 10 packets } drop
+	// tcp dport { 80, 443 } ct state new ip saddr != @limit_2_v4 drop
+	// tcp dport { 80, 443 } ct state new update @limit_2_v6 { ip6 saddr & ffff:ffff:ffff:ffff:: limit rate over 10/second burst 10 packets } drop
+	// tcp dport { 80, 443 } ct state new ip6 saddr & ffff:ffff:ffff:ffff:: != @limit_2_v6 drop
 	// tcp dport { 80, 443 } accept
 	// meta l4proto { icmp, ipv6-icmp } accept
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -39,35 +41,53 @@ func TestLogRuleReachesNFLOG(t *testing.T) {
 	if err := l.fw.Apply(ctx, &rs); err != nil {
 		t.Fatal(err)
 	}
+	c := nflog(t, l, 7)
+	if got := probe(t, l.cli, portspec.TCP, l.link.A4, 23); got != open {
+		t.Fatalf("23/tcp after log: %s; want open (log goes on to the allow)", got)
+	}
+	if n := countLogged(t, c, "portolan telnet: ", 2*time.Second); n < 1 {
+		t.Error("no NFLOG packet with the rule's prefix")
+	}
+}
+
+// nflog binds NFLOG group inside the lab's srv and returns the socket.
+func nflog(t *testing.T, l *lab, group uint16) *netlink.Conn {
+	t.Helper()
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: l.srv.FD()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	cfg := func(attrs []netlink.Attribute) {
 		t.Helper()
 		ae, _ := netlink.MarshalAttributes(attrs)
-		hdr := []byte{unix.AF_UNSPEC, 0, 0, 7} // nfgenmsg: family, version, group (big endian)
-		_, err := c.Execute(netlink.Message{
+		hdr := []byte{unix.AF_UNSPEC, 0, byte(group >> 8), byte(group)}
+		if _, err := c.Execute(netlink.Message{
 			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_ULOG<<8 | nfulnlMsgConfig), Flags: netlink.Request | netlink.Acknowledge},
 			Data:   append(hdr, ae...),
-		})
-		if err != nil {
-			t.Fatalf("configure NFLOG group 7: %v", err)
+		}); err != nil {
+			t.Fatalf("configure NFLOG group %d: %v", group, err)
 		}
 	}
 	cfg([]netlink.Attribute{{Type: nfulaCfgCmd, Data: []byte{nfulnlCmdBind}}})
 	mode := binary.BigEndian.AppendUint32(nil, 0)
 	cfg([]netlink.Attribute{{Type: nfulaCfgMode, Data: append(mode, nfulnlCopyMeta, 0)}, {Type: nfulaCfgQthresh, Data: binary.BigEndian.AppendUint32(nil, 1)}})
+	return c
+}
 
-	if got := probe(t, l.cli, portspec.TCP, l.link.A4, 23); got != open {
-		t.Fatalf("23/tcp after log: %s; want open (log goes on to the allow)", got)
-	}
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+// countLogged counts the NFLOG packets with prefix that arrive on c until
+// it has been quiet for quiet.
+func countLogged(t *testing.T, c *netlink.Conn, prefix string, quiet time.Duration) int {
+	t.Helper()
+	n := 0
 	for {
+		c.SetReadDeadline(time.Now().Add(quiet))
 		msgs, err := c.Receive()
+		if errors.Is(err, os.ErrDeadlineExceeded) || (err != nil && isTimeout(err)) {
+			return n
+		}
 		if err != nil {
-			t.Fatalf("no NFLOG packet with the rule's prefix: %v", err)
+			t.Fatal(err)
 		}
 		for _, m := range msgs {
 			if m.Header.Type != netlink.HeaderType(unix.NFNL_SUBSYS_ULOG<<8|nfulnlMsgPacket) || len(m.Data) < 4 {
@@ -78,14 +98,9 @@ func TestLogRuleReachesNFLOG(t *testing.T) {
 				t.Fatal(err)
 			}
 			for ad.Next() {
-				if ad.Type() != nfulaPrefix {
-					continue
+				if ad.Type() == nfulaPrefix && string(bytes.TrimRight(ad.Bytes(), "\x00")) == prefix {
+					n++
 				}
-				p := string(bytes.TrimRight(ad.Bytes(), "\x00"))
-				if p == "portolan telnet: " {
-					return
-				}
-				t.Logf("NFLOG prefix %q", p)
 			}
 		}
 	}

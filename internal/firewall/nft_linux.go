@@ -182,14 +182,35 @@ func (en *encoder) rule(k *krule) (*nftables.Rule, []anonSet, error) {
 		load(&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(k.ctState), Xor: make([]byte, 4)})
 		load(&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
 	}
-	if m := k.meter; m != nil {
+	// meterKey loads the source as meter m keys it and returns m's set.
+	meterKey := func(m *meter) (*nftables.Set, error) {
 		s := en.named[m.set]
 		if s == nil {
-			return nil, nil, fmt.Errorf("meter set %s not in the batch", m.set)
+			return nil, fmt.Errorf("meter set %s not in the batch", m.set)
 		}
 		load(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: srcOff, Len: size})
+		if m.mask != nil {
+			load(&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size, Mask: m.mask, Xor: make([]byte, size)})
+		}
+		return s, nil
+	}
+	if m := k.meter; m != nil {
+		s, err := meterKey(m)
+		if err != nil {
+			return nil, nil, err
+		}
 		load(&expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID, Operation: dynsetOpUpdate,
 			Exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: m.rate, Over: true, Unit: expr.LimitTime(m.unit), Burst: m.burst}}})
+	}
+	if m := k.notIn; m != nil {
+		s, err := meterKey(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		load(&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: true})
+	}
+	if k.logLimit {
+		load(&expr.Limit{Type: expr.LimitTypePkts, Rate: logRate, Unit: expr.LimitTime(logUnit), Burst: logBurst})
 	}
 	switch k.verdict {
 	case vAccept:
@@ -211,14 +232,6 @@ func (en *encoder) rule(k *krule) (*nftables.Rule, []anonSet, error) {
 		return nil, nil, fmt.Errorf("kernel rule without a verdict")
 	}
 	return &nftables.Rule{Table: en.table, Chain: en.chain, Exprs: ex, UserData: encodeUserdata(k)}, sets, nil
-}
-
-func prefixMask(p netip.Prefix) []byte {
-	b := make([]byte, p.Addr().BitLen()/8)
-	for i := 0; i < p.Bits(); i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	return b
 }
 
 // intervalElems encodes address ranges as interval set elements: a start
@@ -476,14 +489,38 @@ func decodeRule(r *nftables.Rule, sets func(name string) (*setData, error)) (kru
 				if e.Len != size || (e.Offset != src && e.Offset != dst) {
 					return bad("network header offset")
 				}
-				if i < len(ex) {
-					if d, ok := ex[i].(*expr.Dynset); ok && e.Offset == src {
-						i++
+				if e.Offset == src {
+					// A meter (update @set) or the check that the source
+					// is in it (!= @set), either after a mask.
+					var mask []byte
+					at := i
+					if b, ok := ex[at].(*expr.Bitwise); ok && at+1 < len(ex) && b.SourceRegister == 1 && b.DestRegister == 1 && int(b.Len) == int(size) && len(b.Mask) == int(size) && isZero(b.Xor) {
+						switch ex[at+1].(type) {
+						case *expr.Dynset, *expr.Lookup:
+							if l, ok := ex[at+1].(*expr.Lookup); !ok || l.Invert {
+								mask, at = b.Mask, at+1
+							}
+						}
+					}
+					if d, ok := ex[at].(*expr.Dynset); ok {
+						i = at + 1
 						m, ok := decodeMeter(d)
 						if !ok {
 							return bad("dynset")
 						}
+						m.mask = mask
 						k.meter = m
+						continue
+					}
+					if l, ok := ex[at].(*expr.Lookup); ok && l.Invert {
+						i = at + 1
+						if l.SourceRegister != 1 || l.IsDestRegSet {
+							return bad("meter lookup")
+						}
+						if _, err := sets(l.SetName); err != nil {
+							return bad("meter lookup set")
+						}
+						k.notIn = &meter{set: l.SetName, mask: mask}
 						continue
 					}
 				}
@@ -535,6 +572,11 @@ func decodeRule(r *nftables.Rule, sets func(name string) (*setData, error)) (kru
 				return bad("ct state match")
 			}
 			k.ctState = binaryutil.NativeEndian.Uint32(b.Mask)
+		case *expr.Limit:
+			if e.Type != expr.LimitTypePkts || e.Over || e.Rate != logRate || uint64(e.Unit) != logUnit || e.Burst != logBurst || k.logLimit {
+				return bad("limit")
+			}
+			k.logLimit = true
 		case *expr.Log:
 			// The kernel reports its defaults for kernel-log rules: level
 			// warning, no flags.

@@ -22,15 +22,19 @@ type Change struct {
 
 // Plan is what applying a ruleset would change in the live table.
 type Plan struct {
-	CreateTable bool     `json:"create_table"`
-	PolicyFrom  Policy   `json:"policy_from"`
-	PolicyTo    Policy   `json:"policy_to"`
-	Changes     []Change `json:"rules"`
+	CreateTable bool   `json:"create_table"`
+	PolicyFrom  Policy `json:"policy_from"`
+	PolicyTo    Policy `json:"policy_to"`
+	// PolicyLogFrom and PolicyLogTo say whether what the policy drops is
+	// logged before and after (see Ruleset.PolicyLog).
+	PolicyLogFrom bool     `json:"policy_log_from,omitempty"`
+	PolicyLogTo   bool     `json:"policy_log_to,omitempty"`
+	Changes       []Change `json:"rules"`
 }
 
 // Empty reports whether applying would change nothing.
 func (p *Plan) Empty() bool {
-	if p.CreateTable || p.PolicyFrom != p.PolicyTo {
+	if p.CreateTable || p.PolicyFrom != p.PolicyTo || p.PolicyLogFrom != p.PolicyLogTo {
 		return false
 	}
 	for _, c := range p.Changes {
@@ -65,7 +69,11 @@ func Diff(ctx context.Context, have *Table, want *Ruleset, now time.Time) (*Plan
 	if err := want.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Plan{CreateTable: !have.Exists, PolicyFrom: have.Ruleset.Policy, PolicyTo: want.Policy}
+	p := &Plan{CreateTable: !have.Exists, PolicyFrom: have.Ruleset.Policy, PolicyTo: want.Policy,
+		PolicyLogFrom: have.Ruleset.PolicyLog, PolicyLogTo: want.PolicyLog}
+	if p.PolicyLogFrom && p.PolicyLogTo && have.Ruleset.PolicyLogGroup != want.PolicyLogGroup {
+		p.PolicyLogFrom = false // a new group: shown as added
+	}
 	old := have.Ruleset.Rules
 	nw := want.WithoutExpired(now)
 	kc := newKeyCache()
@@ -187,6 +195,12 @@ func (p *Plan) Render(w io.Writer) error {
 			}
 			b.WriteByte('\n')
 		}
+	}
+	switch {
+	case p.PolicyLogTo && !p.PolicyLogFrom:
+		fmt.Fprintf(&b, "+ log what the policy %s (%d a minute, bursts of %d)\n", pastTense(p.PolicyTo.String()), logRate, logBurst)
+	case p.PolicyLogFrom && !p.PolicyLogTo:
+		b.WriteString("- log what the policy drops\n")
 	}
 	if p.PolicyTo == PolicyReject && p.PolicyFrom != PolicyReject {
 		b.WriteString("+ reject  # policy reject\n")

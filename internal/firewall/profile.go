@@ -122,6 +122,17 @@ func ParseProfile(name string, data []byte, names portspec.Resolver, now time.Ti
 				return nil, errAt(v, "policy: %v", err)
 			}
 			rs.Policy = p
+		case "policy_log":
+			if v.Kind != yaml.ScalarNode || (v.Value != "true" && v.Value != "false") {
+				return nil, errAt(v, "policy_log: want true or false, not %q", v.Value)
+			}
+			rs.PolicyLog = v.Value == "true"
+		case "policy_log_group":
+			g, err := strconv.ParseUint(v.Value, 10, 16)
+			if v.Kind != yaml.ScalarNode || err != nil || g == 0 {
+				return nil, errAt(v, "policy_log_group: %q is not an NFLOG group from 1 to 65535", v.Value)
+			}
+			rs.PolicyLogGroup = uint16(g)
 		case "rules":
 			if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
 				continue
@@ -137,8 +148,14 @@ func ParseProfile(name string, data []byte, names portspec.Resolver, now time.Ti
 				rs.Rules = append(rs.Rules, r)
 			}
 		default:
-			return nil, errAt(k, "unknown key %q (want policy, rules or version)", k.Value)
+			return nil, errAt(k, "unknown key %q (want policy, policy_log, policy_log_group, rules or version)", k.Value)
 		}
+	}
+	if rs.PolicyLog && rs.Policy == PolicyAccept {
+		return nil, errAt(top, "policy_log: policy accept drops nothing to log: set policy drop or reject")
+	}
+	if !rs.PolicyLog && rs.PolicyLogGroup != 0 {
+		return nil, errAt(top, "policy_log_group without policy_log: true")
 	}
 	return rs, nil
 }
@@ -248,6 +265,12 @@ func MarshalProfile(rs *Ruleset, header string) ([]byte, error) {
 	str := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s, Tag: "!!str"} }
 	top := &yaml.Node{Kind: yaml.MappingNode, HeadComment: header}
 	top.Content = append(top.Content, str("policy"), str(rs.Policy.String()))
+	if rs.PolicyLog {
+		top.Content = append(top.Content, str("policy_log"), &yaml.Node{Kind: yaml.ScalarNode, Value: "true", Tag: "!!bool"})
+		if rs.PolicyLogGroup != 0 {
+			top.Content = append(top.Content, str("policy_log_group"), &yaml.Node{Kind: yaml.ScalarNode, Value: strconv.Itoa(int(rs.PolicyLogGroup)), Tag: "!!int"})
+		}
+	}
 	rules := &yaml.Node{Kind: yaml.SequenceNode}
 	for _, r := range rs.Rules {
 		m := &yaml.Node{Kind: yaml.MappingNode}

@@ -40,7 +40,7 @@ func TestParseProfile(t *testing.T) {
 	}
 	want := &Ruleset{Policy: PolicyDrop, Rules: []Rule{
 		{Action: Allow, Ports: set("T:22"), Comment: "ssh"},
-		{Action: Allow, Ports: set("T:22,U:22"), From: prefixes("198.18.0.0/15", "fd00::/8")},
+		{Action: Allow, Ports: set("T:22"), From: prefixes("198.18.0.0/15", "fd00::/8")}, // ssh is used over TCP
 		{Action: Limit, Ports: set("T:22"), Rate: Rate{6, 30 * time.Second}},
 		{Action: Allow, Ports: set("T:8080"), Expires: t0.Add(2 * time.Hour)},
 		{Action: Log, Ports: set("T:23,U:23"), Group: 5},
@@ -76,7 +76,7 @@ var badProfiles = []struct {
 	{"empty", "", "p.yaml: empty profile: want at least a policy or rules"},
 	{"syntax", "rules:\n  - allow: 22\n   deny: 23\n", "p.yaml:1: did not find expected '-' indicator"},
 	{"not a mapping", "- allow: 22\n", "p.yaml:1:1: want a mapping with policy and rules, not a list"},
-	{"unknown top key", "policy: drop\nrule:\n  - allow: 22\n", `p.yaml:2:1: unknown key "rule" (want policy, rules or version)`},
+	{"unknown top key", "policy: drop\nrule:\n  - allow: 22\n", `p.yaml:2:1: unknown key "rule" (want policy, policy_log, policy_log_group, rules or version)`},
 	{"bad policy", "policy: maybe\n", `p.yaml:1:9: policy: unknown policy "maybe" (want accept, drop or reject)`},
 	{"twice", "policy: drop\npolicy: accept\n", `p.yaml:2:1: "policy" given twice`},
 	{"version", "version: 2\n", `p.yaml:1:10: version "2": only version 1 is known`},

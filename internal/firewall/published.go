@@ -2,7 +2,6 @@ package firewall
 
 import (
 	"fmt"
-	"strconv"
 
 	"portolan/internal/portspec"
 )
@@ -21,17 +20,7 @@ type Publication struct {
 }
 
 func (p Publication) String() string {
-	port := "all ports"
-	if p.Lo != 0 || p.Hi != 0 {
-		port = strconv.Itoa(int(p.Lo))
-		if p.Hi != p.Lo {
-			port += "-" + strconv.Itoa(int(p.Hi))
-		}
-	}
-	if p.Proto != 0 {
-		port += "/" + p.Proto.String()
-	}
-	s := fmt.Sprintf("%s is forwarded by DNAT in table %s chain %s", port, p.Table, p.Chain)
+	s := fmt.Sprintf("%s is forwarded by DNAT in table %s chain %s", portMatch{p.Proto, p.Lo, p.Hi}, p.Table, p.Chain)
 	if p.To != "" {
 		s += " to " + p.To
 	}

@@ -10,8 +10,6 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
-
-	"portolan/internal/portspec"
 )
 
 // Published lists the ports other tables forward by DNAT: the rules with
@@ -19,33 +17,16 @@ import (
 // from nat prerouting base chains. It only reads. Chains it cannot parse
 // are skipped.
 func (f *Firewall) Published(ctx context.Context) ([]Publication, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	c, err := f.dial(nil)
+	c, chains, byKey, err := f.otherChains(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer c.CloseLasting()
-	chains, err := c.ListChains()
-	if err != nil {
-		return nil, fmt.Errorf("list chains: %w", err)
-	}
-	type key struct {
-		fam   nftables.TableFamily
-		table string
-		chain string
-	}
-	byKey := map[key]*nftables.Chain{}
+	type key = chainKey
 	var queue []key
 	for _, ch := range chains {
-		k := key{ch.Table.Family, ch.Table.Name, ch.Name}
-		byKey[k] = ch
-		if k.fam == nftables.TableFamilyINet && k.table == TableName {
-			continue
-		}
 		if ch.Type == nftables.ChainTypeNAT && ch.Hooknum != nil && *ch.Hooknum == *nftables.ChainHookPrerouting {
-			queue = append(queue, k)
+			queue = append(queue, keyOf(ch))
 		}
 	}
 	var out []Publication
@@ -78,6 +59,42 @@ func (f *Firewall) Published(ctx context.Context) ([]Publication, error) {
 	return out, nil
 }
 
+// chainKey names a chain of any table.
+type chainKey struct {
+	fam          nftables.TableFamily
+	table, chain string
+}
+
+func keyOf(ch *nftables.Chain) chainKey { return chainKey{ch.Table.Family, ch.Table.Name, ch.Name} }
+
+// otherChains opens a connection (close it with CloseLasting) and lists
+// the chains of every table but portolan's, in the kernel's order, and by
+// name for following jumps.
+func (f *Firewall) otherChains(ctx context.Context) (*nftables.Conn, []*nftables.Chain, map[chainKey]*nftables.Chain, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := f.dial(nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	all, err := c.ListChains()
+	if err != nil {
+		c.CloseLasting()
+		return nil, nil, nil, fmt.Errorf("list chains: %w", err)
+	}
+	var chains []*nftables.Chain
+	byKey := map[chainKey]*nftables.Chain{}
+	for _, ch := range all {
+		if ch.Table.Family == nftables.TableFamilyINet && ch.Table.Name == TableName {
+			continue
+		}
+		chains = append(chains, ch)
+		byKey[keyOf(ch)] = ch
+	}
+	return c, chains, byKey, nil
+}
+
 func familyName(f nftables.TableFamily) string {
 	switch f {
 	case nftables.TableFamilyIPv4:
@@ -94,51 +111,13 @@ func familyName(f nftables.TableFamily) string {
 func dnatOf(ex []expr.Any, fam nftables.TableFamily) (Publication, bool) {
 	var p Publication
 	var found bool
-	var loaded string // what register 1 holds: "proto", "dport" or ""
+	pm := portMatcher{fam: fam}
 	imm := map[uint32][]byte{}
 	for _, e := range ex {
+		if pm.step(e) {
+			continue
+		}
 		switch e := e.(type) {
-		case *expr.Meta:
-			loaded = ""
-			if e.Key == expr.MetaKeyL4PROTO && !e.SourceRegister {
-				loaded = "proto"
-			}
-		case *expr.Payload:
-			loaded = ""
-			switch {
-			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2:
-				loaded = "dport"
-			case e.Base == expr.PayloadBaseNetworkHeader && e.Len == 1 &&
-				((fam == nftables.TableFamilyIPv4 && e.Offset == 9) || (fam == nftables.TableFamilyIPv6 && e.Offset == 6)):
-				loaded = "proto"
-			}
-		case *expr.Cmp:
-			switch {
-			case loaded == "proto" && len(e.Data) == 1 && e.Op == expr.CmpOpEq:
-				p.Proto, _ = protoOfNumber(e.Data[0])
-			case loaded == "dport" && len(e.Data) == 2:
-				port := portspec.Port(binaryutil.BigEndian.Uint16(e.Data))
-				switch e.Op {
-				case expr.CmpOpEq:
-					p.Lo, p.Hi = port, port
-				case expr.CmpOpGte: // nft writes a range as >= and <=
-					p.Lo = port
-				case expr.CmpOpLte:
-					p.Hi = port
-				}
-			}
-		case *expr.Range:
-			if loaded == "dport" && e.Op == expr.CmpOpEq && len(e.FromData) == 2 && len(e.ToData) == 2 {
-				p.Lo = portspec.Port(binaryutil.BigEndian.Uint16(e.FromData))
-				p.Hi = portspec.Port(binaryutil.BigEndian.Uint16(e.ToData))
-			}
-		case *expr.Match:
-			switch info := e.Info.(type) {
-			case *xt.Tcp:
-				p.Proto, p.Lo, p.Hi = portspec.TCP, portspec.Port(info.DstPorts[0]), portspec.Port(info.DstPorts[1])
-			case *xt.Udp:
-				p.Proto, p.Lo, p.Hi = portspec.UDP, portspec.Port(info.DstPorts[0]), portspec.Port(info.DstPorts[1])
-			}
 		case *expr.Immediate:
 			imm[e.Register] = e.Data
 		case *expr.NAT:
@@ -163,8 +142,7 @@ func dnatOf(ex []expr.Any, fam nftables.TableFamily) (Publication, bool) {
 			}
 		}
 	}
-	if p.Lo != 0 && p.Hi == 0 {
-		p.Hi = 65535 // ">= lo" alone
-	}
+	m := pm.match()
+	p.Proto, p.Lo, p.Hi = m.proto, m.lo, m.hi
 	return p, found
 }

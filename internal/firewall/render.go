@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -29,7 +30,7 @@ func (k *krule) nftLine() string {
 	if k.family == 6 {
 		fam = "ip6"
 	}
-	if k.family != 0 && k.saddr == nil && k.daddr == nil && k.hopLimit == 0 && k.meter == nil { // nft hides the dependency of a network header match
+	if k.family != 0 && k.saddr == nil && k.daddr == nil && k.hopLimit == 0 && k.meter == nil && k.notIn == nil { // nft hides the dependency of a network header match
 		w = append(w, "meta nfproto ipv"+strconv.Itoa(k.family))
 	}
 	if k.saddr != nil {
@@ -68,7 +69,13 @@ func (k *krule) nftLine() string {
 		w = append(w, "ct state "+ctStateNames(k.ctState))
 	}
 	if m := k.meter; m != nil {
-		w = append(w, "update @"+m.set+" { "+fam+" saddr limit rate over "+nftRate(m)+" }")
+		w = append(w, "update @"+m.set+" { "+fam+" saddr"+nftMask(m)+" limit rate over "+nftRate(m)+" }")
+	}
+	if m := k.notIn; m != nil {
+		w = append(w, fam+" saddr"+nftMask(m)+" != @"+m.set)
+	}
+	if k.logLimit {
+		w = append(w, "limit rate "+strconv.Itoa(logRate)+"/minute burst "+strconv.Itoa(logBurst)+" packets")
 	}
 	if k.verdict == vLog {
 		w = append(w, "log prefix "+strconv.Quote(k.logPrefix))
@@ -90,6 +97,15 @@ func (k *krule) nftLine() string {
 		w = append(w, "comment "+strconv.Quote(k.comment))
 	}
 	return strings.Join(w, " ")
+}
+
+// nftMask writes a meter's mask as nft 1.0.6 does: " & ffff:ffff:ffff:ffff::".
+func nftMask(m *meter) string {
+	if m.mask == nil {
+		return ""
+	}
+	a, _ := netip.AddrFromSlice(m.mask)
+	return " & " + a.String()
 }
 
 func nftRate(m *meter) string {

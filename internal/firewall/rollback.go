@@ -201,8 +201,8 @@ func (s State) Recover(ctx context.Context, fw *Firewall, confirming bool) (*Pen
 		return !guardAlive(p) && !(confirming && time.Now().Before(p.Deadline))
 	}
 	p, err := s.ReadPending()
-	if errors.Is(err, fs.ErrNotExist) || (err == nil && !dead(p)) {
-		return nil, nil
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || (err == nil && !dead(p)) {
+		return nil, nil // a state this user cannot read holds nothing it could roll back
 	}
 	if err != nil {
 		return nil, err

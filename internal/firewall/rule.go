@@ -347,10 +347,21 @@ func (r *Rule) Validate() error {
 type Ruleset struct {
 	Policy Policy
 	Rules  []Rule
+	// PolicyLog logs what the policy drops or rejects, rate-limited as
+	// log rules are (3 a minute, bursts of 10), to the kernel log or to
+	// NFLOG group PolicyLogGroup when that is not 0.
+	PolicyLog      bool
+	PolicyLogGroup uint16
 }
 
 // Validate checks every rule.
 func (rs *Ruleset) Validate() error {
+	if rs.PolicyLog && rs.Policy == PolicyAccept {
+		return fmt.Errorf("policy accept drops nothing to log: log with policy drop or reject")
+	}
+	if !rs.PolicyLog && rs.PolicyLogGroup != 0 {
+		return fmt.Errorf("a policy log group without the policy log")
+	}
 	for i := range rs.Rules {
 		if err := rs.Rules[i].Validate(); err != nil {
 			return fmt.Errorf("rule %d: %w", i+1, err)
@@ -364,7 +375,7 @@ func (rs *Ruleset) Validate() error {
 // (a changed rule gets a new set), and copying a set's bitmaps for every
 // rule of a large ruleset was most of the cost of planning it.
 func (rs *Ruleset) Clone() *Ruleset {
-	c := &Ruleset{Policy: rs.Policy, Rules: make([]Rule, len(rs.Rules))}
+	c := &Ruleset{Policy: rs.Policy, Rules: make([]Rule, len(rs.Rules)), PolicyLog: rs.PolicyLog, PolicyLogGroup: rs.PolicyLogGroup}
 	for i, r := range rs.Rules {
 		r.From = slices.Clone(r.From)
 		r.To = slices.Clone(r.To)
@@ -388,7 +399,7 @@ func (rs *Ruleset) Index(r *Rule) int {
 // Equal reports whether rs and o have the same policy and Equal rules in
 // the same order.
 func (rs *Ruleset) Equal(o *Ruleset) bool {
-	return rs.Policy == o.Policy && slices.EqualFunc(rs.Rules, o.Rules, func(a, b Rule) bool { return a.Equal(&b) })
+	return rs.Policy == o.Policy && rs.PolicyLog == o.PolicyLog && rs.PolicyLogGroup == o.PolicyLogGroup && slices.EqualFunc(rs.Rules, o.Rules, func(a, b Rule) bool { return a.Equal(&b) })
 }
 
 // shortDuration writes d without zero parts: 30s, 2h, 1h30m.

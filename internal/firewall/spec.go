@@ -103,6 +103,14 @@ func (s RuleSpec) Rule(names portspec.Resolver, now time.Time) (Rule, error) {
 		}
 		r.Expires = t
 	}
+	if !r.Expires.IsZero() && !r.Expires.After(now) {
+		// Added, it would match nothing and go at the next change.
+		f := "expires"
+		if s.For != "" {
+			f = "for"
+		}
+		return Rule{}, field(f, fmt.Errorf("%s is not in the future", r.Expires.Format(time.RFC3339)))
+	}
 	if err := checkComment(s.Comment); err != nil {
 		return Rule{}, field("comment", err)
 	}
@@ -123,27 +131,56 @@ func (s RuleSpec) Rule(names portspec.Resolver, now time.Time) (Rule, error) {
 
 // ParsePorts reads the ports of a rule. Entries without a protocol mean
 // both TCP and UDP ("111" is 111/tcp and 111/udp, as in ufw), and service
-// names resolve for the protocols they are registered under. "any" or an
-// empty spec returns nil: every protocol and port.
+// names resolve for the protocols the service is used over (ssh: TCP;
+// see serviceProtos), else those the registry lists. "any" or an empty
+// spec returns nil: every protocol and port.
 func ParsePorts(spec string, names portspec.Resolver) (*portspec.Set, error) {
 	t := strings.TrimSpace(spec)
 	if t == "" || strings.EqualFold(t, "any") {
 		return nil, nil
 	}
+	if names != nil {
+		names = curated{names}
+	}
 	// Parsing twice, with TCP and then UDP as the default, gives each
 	// unprefixed entry both protocols while prefixed ones stay as written.
 	tcp, errT := portspec.Parser{Names: names, Default: portspec.TCP}.Parse(spec)
 	udp, errU := portspec.Parser{Names: names, Default: portspec.UDP}.Parse(spec)
+	var s *portspec.Set
 	switch {
 	case errT != nil && errU != nil:
 		return nil, errT
 	case errT != nil:
-		return udp, nil // a name registered for UDP only
+		s = udp // a name registered for UDP only
 	case errU != nil:
-		return tcp, nil
+		s = tcp
+	default:
+		tcp.AddSet(udp)
+		s = tcp
 	}
-	tcp.AddSet(udp)
-	return tcp, nil
+	for _, p := range portspec.Protos {
+		if s.Has(p, 0) {
+			return nil, fmt.Errorf("port 0 at column %d in %q: no connection uses port 0", zeroColumn(spec), spec)
+		}
+	}
+	return s, nil
+}
+
+// zeroColumn returns the column of the first entry of spec that names
+// port 0 (as a port or the start of a range), 1 if none is found.
+func zeroColumn(spec string) int {
+	col := 1
+	for item := range strings.SplitSeq(spec, ",") {
+		t := strings.TrimSpace(item)
+		if i := strings.IndexByte(t, ':'); i >= 0 {
+			t = t[i+1:]
+		}
+		if strings.HasPrefix(t, "0") && (len(t) == 1 || strings.IndexByte("-/", t[1]) >= 0) {
+			return col + len(item) - len(strings.TrimLeft(item, " \t"))
+		}
+		col += utf8.RuneCountInString(item) + 1
+	}
+	return 1
 }
 
 // FormatPorts writes a port set so ParsePorts reads it back: "22/tcp",
@@ -250,7 +287,12 @@ func parsePrefix(t string) (netip.Prefix, error) {
 		if p.Addr().Is4In6() {
 			return netip.Prefix{}, fmt.Errorf("%q: IPv4-mapped IPv6 prefixes never match: write the IPv4 prefix", t)
 		}
-		return p.Masked(), nil
+		if m := p.Masked(); m != p {
+			// 10.0.0.1/8 is most likely a host meant with its netmask; silently
+			// widening it to the whole network would open or close far more.
+			return netip.Prefix{}, fmt.Errorf("%q has host bits set: write %s for the network or %s for the host", t, m, p.Addr())
+		}
+		return p, nil
 	}
 	a, err := netip.ParseAddr(t)
 	if err != nil {

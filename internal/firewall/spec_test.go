@@ -54,12 +54,12 @@ var specCases = []struct {
 	{"tcp port", RuleSpec{Action: "allow", Ports: "22/tcp"}, Rule{Action: Allow, Ports: set("T:22")}, ""},
 	{"no protocol is tcp and udp", RuleSpec{Action: "reject", Ports: "111"}, Rule{Action: Reject, Ports: set("T:111,U:111")}, ""},
 	{"prefixes stay", RuleSpec{Action: "deny", Ports: "T:22,80,U:53"}, Rule{Action: Deny, Ports: set("T:22,80,U:53")}, ""},
-	{"name both protocols", RuleSpec{Action: "allow", Ports: "ssh"}, Rule{Action: Allow, Ports: set("T:22,U:22")}, ""},
+	{"name: the protocols it is used over", RuleSpec{Action: "allow", Ports: "ssh"}, Rule{Action: Allow, Ports: set("T:22")}, ""},
+	{"name: the registry's protocols", RuleSpec{Action: "allow", Ports: "http-alt"}, Rule{Action: Allow, Ports: set("T:8080")}, ""},
 	{"name tcp only", RuleSpec{Action: "allow", Ports: "http-alt"}, Rule{Action: Allow, Ports: set("T:8080")}, ""},
 	{"any", RuleSpec{Action: "deny", Ports: "any", From: "198.18.0.7"}, Rule{Action: Deny, From: prefixes("198.18.0.7/32")}, ""},
 	{"prefixes canonical", RuleSpec{Action: "allow", Ports: "80", From: "198.18.1.0/24, 198.18.0.0/24,fd00::1, 198.18.0.9"},
 		Rule{Action: Allow, Ports: set("T:80,U:80"), From: prefixes("198.18.0.0/23", "fd00::1/128")}, ""},
-	{"host bits cleared", RuleSpec{Action: "allow", Ports: "80/tcp", To: "198.18.0.77/24"}, Rule{Action: Allow, Ports: set("T:80"), To: prefixes("198.18.0.0/24")}, ""},
 	{"limit default rate", RuleSpec{Action: "limit", Ports: "22/tcp"}, Rule{Action: Limit, Ports: set("T:22"), Rate: DefaultRate}, ""},
 	{"limit rate", RuleSpec{Action: "limit", Ports: "22/tcp", Rate: "10/minute"}, Rule{Action: Limit, Ports: set("T:22"), Rate: Rate{10, time.Minute}}, ""},
 	{"log group", RuleSpec{Action: "log", Ports: "23/tcp", Group: "5"}, Rule{Action: Log, Ports: set("T:23"), Group: 5}, ""},
@@ -76,6 +76,11 @@ var specCases = []struct {
 	{"hostname", RuleSpec{Action: "allow", Ports: "22", From: "example.com"}, Rule{}, `names are not resolved`},
 	{"empty entry", RuleSpec{Action: "allow", Ports: "22", From: "198.18.0.1,,198.18.0.2"}, Rule{}, `from: empty entry at column 12`},
 	{"mapped", RuleSpec{Action: "allow", Ports: "22", From: "::ffff:198.18.0.1"}, Rule{}, `write 198.18.0.1`},
+	{"host bits", RuleSpec{Action: "allow", Ports: "80/tcp", To: "198.18.0.77/24"}, Rule{}, `to: "198.18.0.77/24" has host bits set: write 198.18.0.0/24 for the network or 198.18.0.77 for the host at column 1`},
+	{"host bits v6", RuleSpec{Action: "allow", Ports: "80/tcp", From: "fd00::1,fd00::5/64"}, Rule{}, `from: "fd00::5/64" has host bits set: write fd00::/64 for the network or fd00::5 for the host at column 9`},
+	{"port 0", RuleSpec{Action: "allow", Ports: "22, 0/udp"}, Rule{}, `ports: port 0 at column 5 in "22, 0/udp"`},
+	{"port 0 range", RuleSpec{Action: "deny", Ports: "T:0-10"}, Rule{}, `ports: port 0 at column 1`},
+	{"expires in the past", RuleSpec{Action: "allow", Ports: "22", Expires: "2001-02-03T04:05:06Z"}, Rule{}, `expires: 2001-02-03T04:05:06Z is not in the future`},
 	{"families clash", RuleSpec{Action: "allow", Ports: "22", From: "198.18.0.1", To: "fd00::1"}, Rule{}, `no address family in common`},
 	{"rate on allow", RuleSpec{Action: "allow", Ports: "22", Rate: "6/30s"}, Rule{}, `rate: only limit rules take a rate`},
 	{"bad rate", RuleSpec{Action: "limit", Ports: "22", Rate: "6"}, Rule{}, `want COUNT/PERIOD`},
@@ -161,7 +166,7 @@ func FuzzRuleSpec(f *testing.F) {
 }
 
 func TestFormatPorts(t *testing.T) {
-	for _, spec := range []string{"22/tcp", "53/udp", "111", "22,80", "T:22,80", "T:22,U:53", "8000-8100/tcp", "22,S:9", "1-65535/tcp", "0/udp", "any", "T:1-3,U:5,S:7", "22,80-90,S:9-10", "T:22,S:1-2", "U:53,S:5", "T:1,3,5-6"} {
+	for _, spec := range []string{"22/tcp", "53/udp", "111", "22,80", "T:22,80", "T:22,U:53", "8000-8100/tcp", "22,S:9", "1-65535/tcp", "any", "T:1-3,U:5,S:7", "22,80-90,S:9-10", "T:22,S:1-2", "U:53,S:5", "T:1,3,5-6"} {
 		s, err := ParsePorts(spec, nil)
 		if err != nil {
 			t.Fatalf("ParsePorts(%q): %v", spec, err)

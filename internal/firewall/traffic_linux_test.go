@@ -97,7 +97,7 @@ func TestTrafficFollowsRules(t *testing.T) {
 		}}, []check{
 			{portspec.TCP, false, 22, open}, {portspec.TCP, true, 22, open},
 			{portspec.UDP, false, 22, dropped},
-			{portspec.TCP, false, 443, open}, {portspec.UDP, false, 443, open},
+			{portspec.TCP, false, 443, open}, {portspec.UDP, false, 443, dropped}, // https: TCP only
 			{portspec.TCP, true, 443, dropped},
 			{portspec.UDP, true, 80, open}, {portspec.UDP, false, 80, dropped},
 			{portspec.TCP, false, 8080, dropped},

@@ -81,7 +81,7 @@ func parseConfig(file string, data []byte) ([]Rule, error) {
 	}
 	top := doc.Content[0]
 	if top.Kind != yaml.MappingNode {
-		return nil, &ConfigError{File: file, Line: top.Line, Err: errors.New("want a mapping with rules:")}
+		return nil, &ConfigError{File: file, Line: top.Line, Err: errors.New("want a mapping with a rules list")}
 	}
 	if err := noDuplicateKeys(file, "", top); err != nil {
 		return nil, err
@@ -217,6 +217,14 @@ func applyField(key string, v *yaml.Node, r *Rule) error {
 		}
 	case "health":
 		r.HealthInterval, err = duration(v, false)
+	case "health-rise":
+		r.HealthRise, err = count(v)
+	case "health-fall":
+		r.HealthFall, err = count(v)
+	case "health-send":
+		r.HealthSend, err = scalar(v)
+	case "health-expect":
+		r.HealthExpect, err = scalar(v)
 	case "connect-timeout":
 		r.ConnectTimeout, err = duration(v, false)
 	case "idle-timeout":

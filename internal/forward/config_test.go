@@ -45,7 +45,7 @@ rules:
 		{Proto: UDP, Listen: ":53", Targets: []string{"198.18.0.3:53", "198.18.0.4:53"}, ConnectTimeout: 3 * time.Second},
 	}},
 	{name: "empty", in: "", err: "f.yaml:1: empty file"},
-	{name: "not a mapping", in: "- a\n", err: "f.yaml:1: want a mapping with rules:"},
+	{name: "not a mapping", in: "- a\n", err: "f.yaml:1: want a mapping with a rules list"},
 	{name: "unknown top", in: "rule: []\n", err: "f.yaml:1:1: rule: unknown key"},
 	{name: "no rules", in: "rules: []\n", err: "f.yaml:1: rules: no rules"},
 	{name: "unknown field", in: "rules:\n  - name: a\n    listen: \":1\"\n    colour: red\n", err: "f.yaml:4:5: rule a: colour: unknown field"},
@@ -73,7 +73,9 @@ rules:
 		err: `f.yaml:5:5: rule a: listen: given twice (first on line 3)`},
 	{name: "top key twice", in: "rules: []\nrules: []\n", err: `f.yaml:2:1: rules: given twice (first on line 1)`},
 	{name: "bad udp", in: "rules:\n  - {name: a, listen: \":1\", targets: [a:1], udp: maybe}\n", err: `f.yaml:2:50: rule a: udp: "maybe": want true or false`},
-	{name: "space in a host", in: "rules:\n  - {name: a, listen: \":1\", targets: [\"a b:1\"]}\n", err: `targets: "a b:1": "a b" is neither an IP address nor a host name`},
+	{name: "space in a host", in: "rules:\n  - {name: a, listen: \":1\", targets: [\"a b:1\"]}\n", err: `targets: "a b:1": unknown option "b:1": want weight=N`},
+	{name: "bad weight", in: "rules:\n  - {name: a, listen: \":1\", targets: [\"a:1 weight=0\"]}\n", err: `targets: "a:1 weight=0": weight "0": want 1 to 256`},
+	{name: "bad balance", in: "rules:\n  - {name: a, listen: \":1\", targets: [a:1], balance: random}\n", err: `balance "random": want round-robin, first-healthy, least-conn or source-hash`},
 }
 
 // TestParseConfigFlagNames: keys are named like the flags (accept-proxy,

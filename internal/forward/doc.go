@@ -10,9 +10,10 @@
 // UDP socket is read in batches (recvmmsg, one datagram at a time when
 // quiet) and replies go out in batches (sendmmsg). Rules that accept
 // PROXY headers, and other systems, relay TCP with a goroutine per
-// direction (tcp.go). So do rules with SNI routes ([Rule.SNI]), which
-// pick a connection's targets by the server name in its TLS ClientHello
-// ([ParseClientHello]) and send the hello on first, never terminating TLS.
+// direction (tcp.go). Rules with SNI routes ([Rule.SNI]) pick a
+// connection's targets by the server name in its TLS ClientHello
+// ([ParseClientHello]), which the loop reads before it dials
+// (sni_loop_linux.go), and send the hello on first, never terminating TLS.
 // Targets named by host name are resolved when the rules are loaded and
 // again in the background every 30 s, never by a loop.
 //

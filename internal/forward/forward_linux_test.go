@@ -716,7 +716,8 @@ func TestMixedClientsEndCleanly(t *testing.T) {
 			msg := []byte(fmt.Sprintf("client %d", i))
 			switch i % 5 {
 			case 0: // echo, close
-				if _, err := c.Write(msg); err == nil {
+				_, err := c.Write(msg)
+				if err == nil {
 					_, err = io.ReadFull(c, make([]byte, len(msg)))
 				}
 				if err != nil {

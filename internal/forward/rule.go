@@ -43,26 +43,73 @@ type Balance uint8
 
 // Balancing strategies.
 const (
-	RoundRobin   Balance = iota // rotate over the healthy targets
-	FirstHealthy                // the first healthy target in the list
+	RoundRobin   Balance = iota // rotate over the live targets, in proportion to their weights
+	FirstHealthy                // the first live target in the list
+	LeastConn                   // the live target with the fewest connections per unit of weight
+	SourceHash                  // by the client's address: a client keeps its target, and only the clients of a target that goes or comes move (weighted rendezvous hashing)
 )
 
+var balanceNames = [...]string{RoundRobin: "round-robin", FirstHealthy: "first-healthy", LeastConn: "least-conn", SourceHash: "source-hash"}
+
 func (b Balance) String() string {
-	if b == FirstHealthy {
-		return "first-healthy"
+	if int(b) < len(balanceNames) {
+		return balanceNames[b]
 	}
 	return "round-robin"
 }
 
-// ParseBalance reads "round-robin" or "first-healthy".
+// ParseBalance reads round-robin, first-healthy, least-conn or
+// source-hash (and the short names rr, first, leastconn, source).
 func ParseBalance(s string) (Balance, error) {
 	switch s {
 	case "round-robin", "rr", "":
 		return RoundRobin, nil
 	case "first-healthy", "first", "failover":
 		return FirstHealthy, nil
+	case "least-conn", "leastconn", "least-connections":
+		return LeastConn, nil
+	case "source-hash", "source", "hash":
+		return SourceHash, nil
 	}
-	return RoundRobin, fmt.Errorf("balance %q: want round-robin or first-healthy", s)
+	return RoundRobin, fmt.Errorf("balance %q: want round-robin, first-healthy, least-conn or source-hash", s)
+}
+
+// maxWeight bounds a target's weight (HAProxy's bound).
+const maxWeight = 256
+
+// parseTarget reads a target: host:port, optionally followed by
+// " weight=N" (1 to 256; default 1).
+func parseTarget(s string) (addr string, weight int, err error) {
+	addr, opts, _ := strings.Cut(strings.TrimSpace(s), " ")
+	weight = 1
+	for _, o := range strings.Fields(opts) {
+		v, ok := strings.CutPrefix(o, "weight=")
+		if !ok {
+			return "", 0, fmt.Errorf("%q: unknown option %q: want weight=N", s, o)
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxWeight {
+			return "", 0, fmt.Errorf("%q: weight %q: want 1 to %d", s, v, maxWeight)
+		}
+		weight = n
+	}
+	if _, ok := unixPath(addr); ok {
+		if _, err := ParseUnixAddr(addr); err != nil {
+			return "", 0, err
+		}
+		return addr, weight, nil
+	}
+	host, _, err := splitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	if host == "" {
+		return "", 0, fmt.Errorf("%q has no host", s)
+	}
+	if err := checkHost(host); err != nil {
+		return "", 0, fmt.Errorf("%q: %w", s, err)
+	}
+	return addr, weight, nil
 }
 
 // Defaults used when a Rule field is zero.
@@ -71,6 +118,8 @@ const (
 	DefaultUDPIdle        = 60 * time.Second
 	DefaultTCPIdle        = 10 * time.Minute
 	DefaultMaxSessions    = 10000
+	DefaultHealthRise     = 2
+	DefaultHealthFall     = 3
 	DefaultMaxFails       = 1
 	DefaultFailTimeout    = 10 * time.Second
 )
@@ -84,8 +133,18 @@ type Rule struct {
 	Targets []string // host:port, at least one
 
 	Balance        Balance       // zero: round-robin
-	HealthInterval time.Duration // TCP connect checks of every target; zero: none (dial failures fall through to the next target)
-	ConnectTimeout time.Duration // zero: DefaultConnectTimeout
+	HealthInterval time.Duration // checks of every target (TCP: connect; UDP: a datagram); zero: none (dial failures fall through to the next target)
+	// HealthRise and HealthFall are how many checks in a row bring a
+	// target back up or take it down (HAProxy's rise and fall). Zero:
+	// DefaultHealthRise, DefaultHealthFall.
+	HealthRise, HealthFall int
+	// HealthSend is sent to the target by each check (TCP after the
+	// connect; UDP as the datagram, empty if unset), and HealthExpect, if
+	// set, must be in the first bytes of the answer. A UDP target that
+	// answers with ICMP port unreachable is down; one that stays silent is
+	// down only when an answer is expected.
+	HealthSend, HealthExpect string
+	ConnectTimeout           time.Duration // zero: DefaultConnectTimeout
 	// IdleTimeout closes a TCP connection with no bytes either way for this
 	// long (enforced within twice this), and expires UDP sessions.
 	// Zero: DefaultTCPIdle for TCP (as nginx's proxy_timeout), DefaultUDPIdle
@@ -171,18 +230,8 @@ func (r *Rule) Validate() error {
 		return errors.New("targets: at least one is needed")
 	}
 	for _, t := range r.Targets {
-		if _, ok := unixPath(t); ok {
-			continue // checked by validateUnix
-		}
-		host, _, err := splitHostPort(t)
-		if err != nil {
+		if _, _, err := parseTarget(t); err != nil {
 			return fmt.Errorf("targets: %w", err)
-		}
-		if host == "" {
-			return fmt.Errorf("targets: %q has no host", t)
-		}
-		if err := checkHost(host); err != nil {
-			return fmt.Errorf("targets: %q: %w", t, err)
 		}
 	}
 	switch {
@@ -194,6 +243,10 @@ func (r *Rule) Validate() error {
 		return errors.New("idle-timeout: a UDP session must expire: want a duration, not off")
 	case r.MaxConns < 0:
 		return errors.New("max-conns: must not be negative")
+	case r.HealthRise < 0 || r.HealthFall < 0:
+		return errors.New("health-rise, health-fall: must not be negative")
+	case len(r.HealthSend) > 4096 || len(r.HealthExpect) > 4096:
+		return errors.New("health-send, health-expect: at most 4096 bytes")
 	case r.FailTimeout < 0:
 		return errors.New("fail-timeout: must not be negative")
 	case r.MaxConnsPerSource < 0:

@@ -244,8 +244,8 @@ func (s *Server) newState(r Rule) *ruleState {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &ruleState{Rule: r, name: name, stats: st, pool: newPool(&r, st), cancel: cancel}
-	if r.HealthInterval > 0 && r.Proto == TCP {
-		go rs.pool.check(ctx, name, r.HealthInterval, r.connectTimeout(), s.logger())
+	if r.HealthInterval > 0 {
+		go rs.pool.check(ctx, name, newHealthCheck(&r), s.logger())
 	}
 	rs.sni = newSNIRouter(ctx, &r, name, st, s.logger())
 	return rs

@@ -54,11 +54,12 @@ func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 // tlsBackend is a TLS server on loopback that, after the handshake, says
 // its name, the server name it was asked for and (with proxied) the
 // client of the PROXY header in front, then echoes. A failed handshake
-// fails the test, unless the name starts with "chaos".
+// fails the test, unless the name starts with "chaos" or "checked"
+// (health checks connect and reset).
 func tlsBackend(t *testing.T, name string, cert tls.Certificate, proxied bool) string {
 	t.Helper()
 	report := t.Errorf
-	if strings.HasPrefix(name, "chaos") {
+	if strings.HasPrefix(name, "chaos") || strings.HasPrefix(name, "checked") {
 		report = t.Logf
 	}
 	return backend(t, func(c *net.TCPConn) {
@@ -156,7 +157,7 @@ func TestSNIRoutesTLSConnections(t *testing.T) {
 		Rule{Name: "sni-proxied", Listen: "127.0.0.1:0", TrustedProxies: lo, ProxyProtocol: 2, SNI: []SNIRoute{
 			{Pattern: "a.example", Targets: []string{pp}},
 		}},
-		// A PROXY header sent, none read.
+		// A PROXY header sent, none read (on Linux, the event loop's way).
 		Rule{Name: "sni-send-proxy", Listen: "127.0.0.1:0", ProxyProtocol: 1, SNI: []SNIRoute{
 			{Pattern: "a.example", Targets: []string{pp}},
 		}},
@@ -201,6 +202,18 @@ func TestSNIRoutesTLSConnections(t *testing.T) {
 	for k, n := range map[string]int{"a.example -> " + a: 3, "x.example -> " + w: 1, "deep.y.b.example -> " + b: 1, "other.test -> " + d: 1, " -> " + d: 1, "a.example -> " + pp: 2} {
 		if names[k] != n {
 			t.Errorf("log lines %q: %d; want %d (all: %v)", k, names[k], n, names)
+		}
+	}
+	// The routes' targets have their own series, with their state.
+	text := metricsText(t, s)
+	for _, tc := range []struct{ series, want string }{
+		{`portolan_forward_target_up{proto="tcp",rule="sni",target="` + a + `"}`, "1"},
+		{`portolan_forward_target_connections_total{proto="tcp",rule="sni",target="` + a + `"}`, "3"},
+		{`portolan_forward_target_connections_total{proto="tcp",rule="sni",target="` + w + `"}`, "1"},
+		{`portolan_forward_target_connections_total{proto="tcp",rule="sni",target="` + d + `"}`, "2"},
+	} {
+		if v := metricValue(t, text, tc.series); v != tc.want {
+			t.Errorf("%s = %s; want %s", tc.series, v, tc.want)
 		}
 	}
 }
@@ -398,10 +411,12 @@ func TestSNIShutdownCutsHelloRead(t *testing.T) {
 	s, lb := start(t, Rule{Name: "sni", Listen: "127.0.0.1:0", ConnectTimeout: time.Minute,
 		SNI: []SNIRoute{{Pattern: "a.example", Targets: []string{closedPort(t)}}}})
 	c := dial(t, s, "sni")
+	// Waiting in the Linux event loop (counted in handoffs), or on the
+	// goroutine relay elsewhere (tracked in conns).
 	waitFor(t, "the hello read to start", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return len(s.conns) == 1
+		return len(s.conns) == 1 || s.handoffs.Load() == 1
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -415,5 +430,60 @@ func TestSNIShutdownCutsHelloRead(t *testing.T) {
 	}
 	if v := metricValue(t, metricsText(t, s), `portolan_forward_rejected_total{proto="tcp",reason="sni",rule="sni"}`); v != "0" {
 		t.Errorf("rejected for sni after a shutdown: %s; want 0", v)
+	}
+}
+
+// TestSNIBytesCounted: the ClientHello read to route a connection counts
+// in bytes_to_target like every other byte the client sent, whichever
+// way the connection was read (a trusted peer's PROXY header is not).
+func TestSNIBytesCounted(t *testing.T) {
+	hello := clientHello(t, &tls.Config{ServerName: "a.example"})
+	back := backend(t, echo)
+	lo := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	routes := []SNIRoute{{Pattern: "a.example", Targets: []string{back}}}
+	s, lb := start(t,
+		Rule{Name: "sni", Listen: "127.0.0.1:0", SNI: routes},
+		Rule{Name: "sni-accept-proxy", Listen: "127.0.0.1:0", SNI: routes, TrustedProxies: lo},
+	)
+	for _, tc := range []struct{ rule, before string }{
+		{"sni", ""},
+		{"sni-accept-proxy", "PROXY TCP4 198.18.0.7 198.18.0.1 40000 443\r\n"},
+	} {
+		c := dial(t, s, tc.rule)
+		io.WriteString(c, tc.before)
+		c.Write(hello)
+		got := make([]byte, len(hello))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != string(hello) {
+			t.Fatalf("%s: echo of the hello: %v", tc.rule, err)
+		}
+		c.Close()
+	}
+	waitFor(t, "2 log lines", func() bool { return len(lb.lines()) == 2 })
+	for _, l := range lb.lines() {
+		if up, down := l["bytes_to_target"].(float64), l["bytes_to_client"].(float64); int(up) != len(hello) || int(down) != len(hello) {
+			t.Errorf("rule %s: bytes to target %v, to client %v; want %d each", l["rule"], up, down, len(hello))
+		}
+	}
+}
+
+// TestSNIRouteHealthChecks: a route's targets are health-checked like the
+// rule's own; one found down is out of the rotation and its series says so.
+func TestSNIRouteHealthChecks(t *testing.T) {
+	cert, pool := testCert(t)
+	a := tlsBackend(t, "checked A", cert, false)
+	dead := closedPort(t)
+	s, _ := start(t, Rule{Name: "sni", Listen: "127.0.0.1:0", HealthInterval: 50 * time.Millisecond,
+		SNI: []SNIRoute{{Pattern: "a.example", Targets: []string{dead, a}}}})
+	waitFor(t, "the dead target marked down", func() bool {
+		return strings.Contains(metricsText(t, s), `portolan_forward_target_up{proto="tcp",rule="sni",target="`+dead+`"} 0`)
+	})
+	for i := range 4 {
+		if got, err := tlsThrough(s.Addr("sni").String(), "a.example", pool, false, ""); err != nil || got != `checked A "a.example"` {
+			t.Fatalf("connection %d: %q, %v", i, got, err)
+		}
+	}
+	if v := metricValue(t, metricsText(t, s), `portolan_forward_target_dial_errors_total{proto="tcp",rule="sni",target="`+dead+`"}`); v != "0" {
+		t.Errorf("dials to the target marked down: %s errors; want none tried", v)
 	}
 }

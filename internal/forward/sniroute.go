@@ -114,11 +114,7 @@ func (r *Rule) validateSNI() error {
 			return fmt.Errorf("sni: pattern %q: %d targets: at most %d", rt.Pattern, len(rt.Targets), maxTargets)
 		}
 		for _, t := range rt.Targets {
-			host, _, err := splitHostPort(t)
-			if err == nil && host == "" {
-				err = fmt.Errorf("%q has no host", t)
-			}
-			if err != nil {
+			if _, _, err := parseTarget(t); err != nil {
 				return fmt.Errorf("sni: pattern %q: %w", rt.Pattern, err)
 			}
 		}
@@ -177,7 +173,7 @@ func newSNIRouter(ctx context.Context, r *Rule, name string, st *ruleStats, log 
 			sr.exact[key] = p
 		}
 		if r.HealthInterval > 0 {
-			go p.check(ctx, name, r.HealthInterval, r.connectTimeout(), log)
+			go p.check(ctx, name, newHealthCheck(r), log)
 		}
 	}
 	return sr
@@ -258,13 +254,7 @@ func (s *Server) routeSNI(rs *ruleState, tc *tcpConn) (p *pool, hello []byte, ok
 	h, hello, err := readClientHello(tc.client, tc.start, rs.connectTimeout())
 	tc.sni = h.ServerName
 	if err == nil {
-		p = rs.sni.route(h.ServerName)
-		if p == nil && len(rs.Targets) > 0 {
-			p = rs.pool
-		}
-		if p == nil {
-			err = fmt.Errorf("no route for %s", orNone(h.ServerName))
-		}
+		p, err = rs.sniPool(h.ServerName)
 	}
 	if err != nil {
 		tc.mu.Lock()
@@ -282,18 +272,21 @@ func (s *Server) routeSNI(rs *ruleState, tc *tcpConn) (p *pool, hello []byte, ok
 	return p, hello, true
 }
 
+// sniPool is the pool a server name routes to: its route's, else the
+// default route's (the rule's targets); without either, an error.
+func (rs *ruleState) sniPool(name string) (*pool, error) {
+	if p := rs.sni.route(name); p != nil {
+		return p, nil
+	}
+	if len(rs.Targets) > 0 {
+		return rs.pool, nil
+	}
+	return nil, fmt.Errorf("no route for %s", orNone(name))
+}
+
 func orNone(name string) string {
 	if name == "" {
 		return "a ClientHello without a server name"
 	}
 	return name
-}
-
-// pendingWhat names what hand-offs of rs wait for, for the log line of a
-// connection refused at the bound on pending hand-offs.
-func pendingWhat(rs *ruleState) string {
-	if rs.sni != nil {
-		return "client hellos"
-	}
-	return "proxy headers"
 }

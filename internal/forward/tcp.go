@@ -159,7 +159,7 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 		}
 	}
 	d := net.Dialer{Timeout: rs.connectTimeout(), KeepAlive: -1}
-	up, tgt, err := pool.dialTCP(context.Background(), &d)
+	up, tgt, err := pool.dialTCP(context.Background(), &d, tc.clientAddr.Addr())
 	if tgt != nil {
 		tc.target = tgt.addr
 	}
@@ -173,6 +173,11 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 	st.total.Add(1)
 	tc.tgt = tgt
 	tgt.stats.active.Add(1)
+	defer func() {
+		if !relaying {
+			tgt.stats.active.Add(-1)
+		}
+	}()
 	if ka := rs.keepAlive(); ka.Enable {
 		setKeepAlive(c, ka)
 		setKeepAlive(up, ka)
@@ -206,11 +211,11 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 		if _, err := up.Write(hello); err != nil {
 			reset(c)
 			up.Close()
-			tgt.stats.active.Add(-1)
 			s.logConn(tc, slog.LevelWarn, 0, 0, "sni: write ClientHello: "+err.Error())
 			return
 		}
 		st.toTarget.Add(uint64(len(hello)))
+		tc.toTarget = int64(len(hello))
 	}
 	relaying = true
 	tc.left.Store(2)
@@ -223,7 +228,7 @@ func (s *Server) handleTCP(rs *ruleState, tc *tcpConn) {
 // pipeToTarget relays the client's bytes to the target.
 func (s *Server) pipeToTarget(tc *tcpConn) {
 	n, err := pipe(tc.server, tc.client, tc.rs.tcpIdle(), &tc.idleUp, &tc.idleDown, &tc.rs.stats.toTarget)
-	tc.toTarget = n
+	tc.toTarget += n // after the ClientHello of an SNI route, if any
 	s.endDirection(tc, tc.server, err, "client")
 }
 

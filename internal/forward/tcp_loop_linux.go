@@ -92,6 +92,12 @@ type loopConn struct {
 	dialed    netip.AddrPort // the address being connected to
 	hdr       []byte         // PROXY header bytes still to write
 	counted   [2]int64       // bytes up and down already added to the rule's counters
+
+	// SNI routes (sni_loop_linux.go): the ClientHello being read, then
+	// the bytes read, to go to the target after any PROXY header.
+	hello *helloRead
+	pre   []byte
+	sni   string
 }
 
 // half is one direction of a connection.
@@ -430,15 +436,15 @@ func (l *tcpLoop) accept(now int64) {
 	client, _ := sockaddrPort((*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa)), unix.SizeofSockaddrInet6)
 	client = unmapPort(client)
 	st := rs.stats
-	if (len(rs.TrustedProxies) > 0 && rs.trusts(client.Addr())) || rs.sni != nil {
+	if len(rs.TrustedProxies) > 0 && rs.trusts(client.Addr()) {
 		// A PROXY header to read: off the loop (the handler may take
 		// l.s.mu, which drain holds while it waits for this loop), with
 		// the number of headers being read at once bounded before a
-		// goroutine starts. A ClientHello for SNI routes is read so too.
+		// goroutine starts.
 		if !l.s.startHandoff() {
 			st.limited.Add(1)
 			resetFD(fd)
-			l.s.logLoopConn(&loopConn{rs: rs, start: time.Now(), client: client}, slog.LevelWarn, "limit: "+pendingWhat(rs)+" pending")
+			l.s.logLoopConn(&loopConn{rs: rs, start: time.Now(), client: client}, slog.LevelWarn, "limit: proxy headers pending")
 			return
 		}
 		go l.s.handoffTCP(rs, fd, client)
@@ -483,7 +489,11 @@ func (l *tcpLoop) startConn(c *loopConn, now int64, counted bool) {
 	}
 	l.live[c] = struct{}{}
 	l.track(c, fd)
-	c.cands = rs.pool.candidates(c.candBuf[:0])
+	if rs.sni != nil {
+		l.acceptHello(c, now) // see sni_loop_linux.go
+		return
+	}
+	c.cands = rs.pool.candidates(c.candBuf[:0], c.client.Addr())
 	if len(c.cands) == 0 {
 		c.dialErr = errNoHealthy
 	}
@@ -660,6 +670,10 @@ func (l *tcpLoop) event(c *loopConn, fd int, ev uint32, now int64) {
 		c.cr = c.cr || in
 		c.cw = c.cw || out
 		c.ce = c.ce || end
+		if c.hello != nil {
+			l.readHello(c, now)
+			return
+		}
 		if !c.connected {
 			return // read once connected: the flags keep the news
 		}
@@ -725,6 +739,11 @@ func (l *tcpLoop) connected(c *loopConn, now int64) {
 			c.hdr = h.AppendV2(nil)
 		}
 	}
+	if len(c.pre) > 0 {
+		c.hdr = append(c.hdr, c.pre...) // the ClientHello read for SNI routing
+		c.up.n += int64(len(c.pre))
+		c.pre = nil
+	}
 }
 
 func (l *tcpLoop) addTimer(c *loopConn, at, now int64) {
@@ -743,6 +762,12 @@ func (l *tcpLoop) sweep(now int64) {
 	dial, idle := int64(never), int64(never)
 	slack := int64(time.Second)
 	for c := range l.timed {
+		if c.hello != nil {
+			if !l.helloTimedOut(c, now) {
+				dial = min(dial, c.deadline)
+			}
+			continue
+		}
 		if !c.connected {
 			if c.deadline <= now {
 				l.connectFailed(c, now, os.ErrDeadlineExceeded)
@@ -998,6 +1023,7 @@ func (l *tcpLoop) finish(c *loopConn, level slog.Level, reason string, rst bool)
 		return
 	}
 	c.done = true
+	l.endHello(c)
 	if rst {
 		setLinger0(c.cfd)
 	}
@@ -1030,7 +1056,7 @@ func (l *tcpLoop) endAll(reason string) {
 }
 
 func (s *Server) logLoopConn(c *loopConn, level slog.Level, reason string) {
-	s.logConnLine(c.rs, "tcp", level, c.client, c.target, c.up.n, c.down.n, c.start, reason)
+	s.logConnLineSNI(c.rs, "tcp", level, c.client, c.target, c.sni, c.up.n, c.down.n, c.start, reason)
 }
 
 // handoffTCP relays an accepted connection with the goroutine relay. The

@@ -433,6 +433,9 @@ func (l *udpListener) fromTarget(sess *udpSession, now int64) {
 	for range 4 {
 		n, err := l.read(sess.fd, &sess.reads, false)
 		if err == unix.ECONNREFUSED {
+			if l.failover(sess, err) {
+				return
+			}
 			continue // the target's port is closed for now; the client may retry
 		}
 		if err != nil {
@@ -548,7 +551,7 @@ func (l *udpListener) newSession(from netip.AddrPort, name *unix.RawSockaddrInet
 		return nil
 	}
 	fd := -1
-	tgt, err := rs.pool.dialEach(func(ap netip.AddrPort) (bool, error) {
+	tgt, err := rs.pool.dialEach(src, func(ap netip.AddrPort) (bool, error) {
 		var err error
 		fd, err = dialUDP(ap)
 		return false, err
@@ -629,6 +632,20 @@ func (sess *udpSession) countBytes() {
 	st.toTarget.Add(uint64(sess.toTarget - sess.counted[0]))
 	st.toClient.Add(uint64(sess.toClient - sess.counted[1]))
 	sess.counted = [2]int64{sess.toTarget, sess.toClient}
+}
+
+// failover ends a session whose target refused a datagram (ICMP port
+// unreachable) when the rule has other targets: the refusal counts as a
+// dial failure (so the target leaves the rotation, see Rule.MaxFails) and
+// the client's next datagram opens a session with another target.
+func (l *udpListener) failover(sess *udpSession, err error) bool {
+	p := sess.rs.pool
+	p.dialed(sess.tgt, err)
+	if len(p.targets) < 2 {
+		return false
+	}
+	l.end(sess, "target refused: failover")
+	return true
 }
 
 func (l *udpListener) endAll(reason string) {

@@ -129,7 +129,7 @@ func (l *udpListener) newSession(from netip.AddrPort) *udpSession {
 		return nil
 	}
 	var up *net.UDPConn
-	tgt, err := rs.pool.dialEach(func(ap netip.AddrPort) (bool, error) {
+	tgt, err := rs.pool.dialEach(src, func(ap netip.AddrPort) (bool, error) {
 		var err error
 		up, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
 		return false, err

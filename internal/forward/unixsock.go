@@ -144,16 +144,14 @@ func (r *Rule) validateUnix() error {
 	}
 	var unixTarget string
 	for _, t := range r.Targets {
-		if _, ok := unixPath(t); ok {
-			if _, err := ParseUnixAddr(t); err != nil {
-				return fmt.Errorf("targets: %w", err)
-			}
-			unixTarget = t
+		// Bad targets are Validate's to report.
+		if addr, _, err := parseTarget(t); err == nil && strings.HasPrefix(addr, unixPrefix) {
+			unixTarget = addr
 		}
 	}
 	for _, sr := range r.SNI {
 		for _, t := range sr.Targets {
-			if _, ok := unixPath(t); ok {
+			if addr, _, err := parseTarget(t); err == nil && strings.HasPrefix(addr, unixPrefix) {
 				return fmt.Errorf("sni: %q: unix socket targets are not supported with SNI routes", t)
 			}
 		}

@@ -1,7 +1,6 @@
 package netlab
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"portolan/internal/procstat"
 )
 
 const (
@@ -428,18 +429,9 @@ func hasGroup(igmp6 []byte, dev, group string) bool {
 // parseStatStart returns the start time (field 22) from the text of
 // /proc/PID/stat, read from the file name.
 func parseStatStart(name string, b []byte) (uint64, error) {
-	// The command name (field 2) is in parentheses and may hold anything.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse %s: no ')' closing the command name", name)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, fmt.Errorf("parse %s: %d fields after the command name at offset %d, want 20 or more", name, len(f), i+1)
-	}
-	v, err := strconv.ParseUint(f[19], 10, 64)
+	st, err := procstat.Parse(b)
 	if err != nil {
-		return 0, fmt.Errorf("parse %s: field 22 (start time) %q: %w", name, f[19], err)
+		return 0, fmt.Errorf("parse %s: %w", name, err)
 	}
-	return v, nil
+	return st.StartTicks, nil
 }

@@ -67,6 +67,12 @@ type ScanMeta struct {
 	// ("user-set"), as nmap -Pn does, even one that never answered. Without
 	// it a host none of whose ports was open or closed is down.
 	AssumeUp bool `json:"assume_up,omitempty"`
+	// Names are the host names targets were given as, by address: the
+	// reports show them as nmap does ("Scan report for NAME (ADDR)").
+	Names map[netip.Addr]string `json:"names,omitempty"`
+	// DiscoveryOnly is nmap's -sn: the results are hosts (port 0, open
+	// when up), not ports.
+	DiscoveryOnly bool `json:"discovery_only,omitempty"`
 	// Error says why the scan stopped early; empty means it completed.
 	Error string `json:"error,omitempty"`
 	// Verbose and Debugging are nmap's levels: Verbose shows more ports
@@ -119,6 +125,7 @@ func WriteScan(w io.Writer, f ScanFormat, meta ScanMeta, results []scan.Result, 
 // in nmap XML's <status>.
 type hostJSON struct {
 	Addr   netip.Addr `json:"addr"`
+	Name   string     `json:"name,omitempty"` // as given on the command line
 	Status string     `json:"status"`
 	Reason string     `json:"reason"`
 }
@@ -131,7 +138,7 @@ func hostsJSON(meta ScanMeta, sorted []scan.Result) []hostJSON {
 		if st.State == "down" {
 			reason = h.downWhy()
 		}
-		out = append(out, hostJSON{h.addr, st.State, reason})
+		out = append(out, hostJSON{h.addr, meta.Names[h.addr], st.State, reason})
 	}
 	return out
 }

@@ -15,7 +15,8 @@ import (
 //	Host: 198.18.0.2 ()	Ports: 22/open/tcp//ssh///, 80/open/tcp//http///	Ignored State: closed (998)
 //
 // and a closing comment. The port fields are port/state/protocol/owner/
-// service/rpc info/version/; we fill no owner, rpc or version. Slashes in a
+// service/rpc info/version/; we fill no owner or rpc, and the version with
+// the banner when there is one. Slashes in a
 // field become '|' and commas ';', as they would split fields.
 func writeScanGrepable(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 	bw := bufio.NewWriter(w)
@@ -28,16 +29,23 @@ func writeScanGrepable(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 		if !h.up(meta) {
 			status = "Down"
 		}
-		fmt.Fprintf(bw, "Host: %s ()\tStatus: %s\n", h.addr, status)
-		if len(h.shown) == 0 {
+		name := grepField(meta.Names[h.addr])
+		fmt.Fprintf(bw, "Host: %s (%s)\tStatus: %s\n", h.addr, name, status)
+		if len(h.shown) == 0 || meta.DiscoveryOnly {
 			continue
 		}
-		fmt.Fprintf(bw, "Host: %s ()\tPorts: ", h.addr)
+		fmt.Fprintf(bw, "Host: %s (%s)\tPorts: ", h.addr, name)
 		for i, r := range h.shown {
 			if i > 0 {
 				bw.WriteString(", ")
 			}
-			fmt.Fprintf(bw, "%d/%s/%s//%s///", r.Port, r.State, r.Proto, grepField(r.Service))
+			// The version field holds what the port said (--banner): the
+			// product and version when it names them, as nmap -sV.
+			version := r.Banner
+			if v := scan.ParseVersion(r.Service, r.Banner); v.Product != "" {
+				version = v.String()
+			}
+			fmt.Fprintf(bw, "%d/%s/%s//%s//%s/", r.Port, r.State, r.Proto, grepField(r.Service), grepField(version))
 		}
 		if len(h.hidden) > 0 {
 			g := h.hidden[0] // nmap names one, the most numerous

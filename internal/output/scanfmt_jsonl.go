@@ -58,6 +58,13 @@ func (t *jsonText) appendResult(b []byte, r scan.Result) []byte {
 	if r.Banner != "" {
 		b = append(b, `,"banner":`...)
 		b = appendJSONString(b, r.Banner)
+		v := scan.ParseVersion(r.Service, r.Banner)
+		for _, f := range [...]struct{ key, val string }{{`,"product":`, v.Product}, {`,"version":`, v.Version}, {`,"extrainfo":`, v.Extra}} {
+			if f.val != "" {
+				b = append(b, f.key...)
+				b = appendJSONString(b, f.val)
+			}
+		}
 	}
 	if !r.Time.IsZero() {
 		b = append(b, `,"time":"`...)

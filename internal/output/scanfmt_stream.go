@@ -52,7 +52,7 @@ func NewStreamWriter(w io.Writer, f ScanFormat) (*StreamWriter, error) {
 }
 
 // csvHeader names the CSV columns; they match the JSON keys.
-var csvHeader = []string{"addr", "port", "proto", "state", "reason", "rtt_ms", "service", "banner", "time"}
+var csvHeader = []string{"addr", "port", "proto", "state", "reason", "rtt_ms", "service", "banner", "time", "product", "version", "extrainfo"}
 
 // Write writes one result. The list format writes open ports only.
 func (s *StreamWriter) Write(r scan.Result) error {
@@ -137,6 +137,10 @@ func csvRow(r scan.Result) []string {
 	if !r.Time.IsZero() {
 		ts = r.Time.Format(time.RFC3339Nano)
 	}
+	var v scan.Version
+	if r.Banner != "" {
+		v = scan.ParseVersion(r.Service, r.Banner)
+	}
 	return []string{r.Addr.String(), strconv.Itoa(int(r.Port)), r.Proto.String(), r.State.String(),
-		r.Reason, rtt, r.Service, printable(r.Banner), ts}
+		r.Reason, rtt, r.Service, printable(r.Banner), ts, printable(v.Product), printable(v.Version), printable(v.Extra)}
 }

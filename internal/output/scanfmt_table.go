@@ -48,10 +48,22 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 		}
 		shown++
 		title := "Scan report for " + h.addr.String()
+		if name := meta.Names[h.addr]; name != "" {
+			title = "Scan report for " + name + " (" + h.addr.String() + ")"
+		}
 		if !h.up(meta) {
 			title += " [host down: " + h.downWhy() + "]"
 		}
 		fmt.Fprintln(bw, Paint(title, Bold, color))
+		if meta.DiscoveryOnly {
+			r := h.results[0]
+			fmt.Fprintf(bw, "Host is up (%s", r.Reason)
+			if r.RTT > 0 {
+				fmt.Fprintf(bw, ", %s", formatRTT(r.RTT))
+			}
+			bw.WriteString(").\n")
+			continue
+		}
 		if len(h.hidden) > 0 {
 			var parts []string
 			for _, g := range h.hidden {
@@ -62,11 +74,15 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 		if len(h.shown) == 0 {
 			continue
 		}
-		banners := false
+		banners, versions := false, false
 		for _, r := range h.shown {
 			banners = banners || r.Banner != ""
+			versions = versions || scan.ParseVersion(r.Service, r.Banner).Product != ""
 		}
 		t := &Table{Header: []string{"PORT", "STATE", "SERVICE", "REASON", "RTT"}, RightAlign: []int{4}}
+		if versions {
+			t.Header = append(t.Header, "VERSION") // nmap -sV's column
+		}
 		if banners {
 			t.Header = append(t.Header, "BANNER")
 		}
@@ -76,6 +92,9 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 				svc = "unknown" // as nmap says
 			}
 			row := []string{fmt.Sprintf("%d/%s", r.Port, r.Proto), r.State.String(), svc, r.Reason, formatRTT(r.RTT)}
+			if versions {
+				row = append(row, printable(scan.ParseVersion(r.Service, r.Banner).String()))
+			}
 			if banners {
 				row = append(row, truncate(printable(r.Banner), maxBannerWidth))
 			}

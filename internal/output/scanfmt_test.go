@@ -131,7 +131,7 @@ func TestWriteScanEmpty(t *testing.T) {
 	want := map[ScanFormat]string{
 		FormatTable:    "portolan done: 1 IP address (0 hosts up) scanned in 1.00 seconds\n",
 		FormatJSONL:    "",
-		FormatCSV:      "addr,port,proto,state,reason,rtt_ms,service,banner,time\n",
+		FormatCSV:      "addr,port,proto,state,reason,rtt_ms,service,banner,time,product,version,extrainfo\n",
 		FormatList:     "",
 		FormatGrepable: "# portolan unknown scan initiated Sat Mar 14 15:09:26 2026 as: \n# portolan done at Sat Mar 14 15:09:27 2026 -- 1 IP address (0 hosts up) scanned in 1.00 seconds\n",
 	}
@@ -521,5 +521,27 @@ func TestScanTableDownHosts(t *testing.T) {
 	want := "Not shown: 253 hosts down (no answer to their ports or to host discovery; -Pn scans them anyway): 198.18.0.2, 198.18.0.3,"
 	if !strings.Contains(out, want) || !strings.Contains(out, " and 245 more") {
 		t.Errorf("table:\n%s\nwant a line %q... and 245 more", out, want)
+	}
+}
+
+// TestScanNames: a target given by name keeps it in every format that has
+// a place for it, as nmap writes it.
+func TestScanNames(t *testing.T) {
+	a := netip.MustParseAddr("198.18.0.80")
+	rs := []scan.Result{{Addr: a, Port: 80, Proto: portspec.TCP, State: scan.Open, Reason: scan.ReasonSynAck, Service: "http"}}
+	meta := ScanMeta{Names: map[netip.Addr]string{a: "web.test"}}
+	for f, want := range map[ScanFormat]string{
+		FormatTable:    "Scan report for web.test (198.18.0.80)",
+		FormatGrepable: "Host: 198.18.0.80 (web.test)\tStatus: Up",
+		FormatXML:      `<hostname name="web.test" type="user"></hostname>`,
+		FormatJSON:     `"name": "web.test"`,
+	} {
+		var b bytes.Buffer
+		if err := WriteScan(&b, f, meta, rs, false); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("%s: want %q in\n%s", f, want, b.String())
+		}
 	}
 }

@@ -30,14 +30,25 @@ type xmlLevel struct {
 }
 
 type xmlHost struct {
-	XMLName   xml.Name   `xml:"host"`
-	StartTime int64      `xml:"starttime,attr,omitempty"`
-	EndTime   int64      `xml:"endtime,attr,omitempty"`
-	Status    xmlState   `xml:"status"`
-	Address   xmlAddress `xml:"address"`
-	Hostnames struct{}   `xml:"hostnames"` // always there, empty: we do no reverse lookups
-	Ports     xmlPorts   `xml:"ports"`
-	Times     *xmlTimes  `xml:"times"`
+	XMLName   xml.Name     `xml:"host"`
+	StartTime int64        `xml:"starttime,attr,omitempty"`
+	EndTime   int64        `xml:"endtime,attr,omitempty"`
+	Status    xmlState     `xml:"status"`
+	Address   xmlAddress   `xml:"address"`
+	Hostnames xmlHostnames `xml:"hostnames"` // the name the target was given as; no reverse lookups
+	Ports     xmlPorts     `xml:"ports"`
+	Times     *xmlTimes    `xml:"times"`
+}
+
+type xmlHostnames struct {
+	Names []xmlHostname `xml:"hostname"`
+}
+
+// xmlHostname is a name of the host: type "user" for one given on the
+// command line, as nmap writes it.
+type xmlHostname struct {
+	Name string `xml:"name,attr"`
+	Type string `xml:"type,attr"`
 }
 
 // xmlState is both <status> of a host and <state> of a port.
@@ -79,9 +90,12 @@ type xmlPort struct {
 }
 
 type xmlService struct {
-	Name   string `xml:"name,attr"`
-	Method string `xml:"method,attr"`
-	Conf   int    `xml:"conf,attr"`
+	Name      string `xml:"name,attr"`
+	Product   string `xml:"product,attr,omitempty"`
+	Version   string `xml:"version,attr,omitempty"`
+	ExtraInfo string `xml:"extrainfo,attr,omitempty"`
+	Method    string `xml:"method,attr"`
+	Conf      int    `xml:"conf,attr"`
 }
 
 type xmlScript struct {
@@ -165,6 +179,9 @@ func writeScanXML(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 	}
 
 	for _, proto := range ports.Protos() {
+		if meta.DiscoveryOnly {
+			break // no ports scanned, as nmap -sn writes no <scaninfo>
+		}
 		typ := tcpType
 		switch proto {
 		case portspec.UDP:
@@ -188,6 +205,12 @@ func writeScanXML(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 	last := meta.Start
 	for _, h := range hosts {
 		xh := xmlHostOf(h, hostStatus(meta, h))
+		if name := meta.Names[h.addr]; name != "" {
+			xh.Hostnames.Names = []xmlHostname{{Name: name, Type: "user"}}
+		}
+		if meta.DiscoveryOnly {
+			xh.Ports = xmlPorts{} // the results stand for hosts
+		}
 		if end := time.Unix(xh.EndTime, 0); xh.EndTime != 0 && end.After(last) {
 			last = end
 		}
@@ -278,14 +301,22 @@ func xmlHostOf(h host, status xmlState) xmlHost {
 		xh.Ports.Extra = append(xh.Ports.Extra, ep)
 	}
 	for _, r := range h.shown {
-		svc := r.Service
-		if svc == "" {
-			svc = "unknown" // what nmap writes for a port its table does not name
-		}
 		p := xmlPort{
 			Protocol: r.Proto.String(), PortID: int(r.Port),
-			State:   xmlState{State: r.State.String(), Reason: r.Reason},
-			Service: &xmlService{Name: svc, Method: "table", Conf: 3},
+			State: xmlState{State: r.State.String(), Reason: r.Reason},
+		}
+		switch {
+		case r.Service == "":
+			// nmap writes no <service> for a port its table does not
+			// name; "unknown" here made ndiff see a change on every such
+			// port between identical scans.
+		case r.Banner != "":
+			// The port was talked to: its answer named the service, or
+			// did not contradict the table (nmap -sV's conf 10 and 3).
+			v := scan.ParseVersion(r.Service, r.Banner)
+			p.Service = &xmlService{Name: r.Service, Product: v.Product, Version: v.Version, ExtraInfo: v.Extra, Method: "probed", Conf: 10}
+		default:
+			p.Service = &xmlService{Name: r.Service, Method: "table", Conf: 3}
 		}
 		if r.Banner != "" {
 			// nmap's banner script reports the same thing the same way.

@@ -220,6 +220,8 @@ func identify(port uint16, got, sent []byte, inTLS bool) Banner {
 	switch {
 	case len(got) == 0:
 		b.Text = ""
+	case len(sent) > 0 && bytes.HasPrefix(sent, got):
+		b.Service = "echo" // it said back what it was sent
 	case strings.HasPrefix(s, "HTTP/"):
 		b.Service = "http"
 		if inTLS {
@@ -321,7 +323,7 @@ func (g *Grabber) grabTLS(ctx context.Context, ap netip.AddrPort) (Banner, error
 		NextProtos:         []string{"h2", "http/1.1"},
 	})
 	if err := c.HandshakeContext(ctx); err != nil {
-		return Banner{Service: "tls"}, fmt.Errorf("banner %s: tls: %w", ap, err)
+		return Banner{Service: "ssl"}, fmt.Errorf("banner %s: tls: %w", ap, err)
 	}
 	cs := c.ConnectionState()
 	parts := []string{tls.VersionName(cs.Version)}
@@ -331,7 +333,7 @@ func (g *Grabber) grabTLS(ctx context.Context, ap netip.AddrPort) (Banner, error
 	if len(cs.PeerCertificates) > 0 {
 		parts = append(parts, "subject="+cs.PeerCertificates[0].Subject.String())
 	}
-	b := Banner{Service: "tls", Text: strings.Join(parts, " ")}
+	b := Banner{Service: "ssl", Text: strings.Join(parts, " ")} // nmap's name for TLS
 	if s := tlsServices[ap.Port()]; s != "" {
 		b.Service = s
 	}

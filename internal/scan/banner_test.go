@@ -3,6 +3,7 @@ package scan
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"log"
 	"net"
@@ -57,6 +58,14 @@ func TestGrab(t *testing.T) {
 	tlsWeb.StartTLS()
 	defer tlsWeb.Close()
 
+	// TLS that is not HTTP: a handshake, then silence.
+	plainTLS, err := tls.Listen("tcp", "127.0.0.1:0", tlsWeb.TLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plainTLS.Close()
+	go testenv.Serve(plainTLS, testenv.Drain) // reading makes the TLS handshake
+
 	tests := []struct {
 		name        string
 		ap          netip.AddrPort
@@ -72,6 +81,8 @@ func TestGrab(t *testing.T) {
 			textHas: []string{"TLS 1.3", "alpn=http/1.1", "subject=O=Acme Co", "200 OK", "Server: tiny-tls/2.0"}},
 		{name: "https by port", ap: addrPort(t, tlsWeb.URL), gr: &greeting{tls: true}, service: "https",
 			textHas: []string{"TLS 1.3", "subject=O=Acme Co", "Server: tiny-tls/2.0"}},
+		{name: "TLS is ssl, as nmap names it", ap: netip.MustParseAddrPort(plainTLS.Addr().String()), gr: &greeting{tls: true}, service: "ssl",
+			textHas: []string{"TLS 1.3", "subject=O=Acme Co"}},
 		{name: "ssh speaks first", ap: server(t, "SSH-2.0-OpenSSH_9.6p1 Debian-3\r\n", nil), service: "ssh",
 			textHas: []string{"SSH-2.0-OpenSSH_9.6p1 Debian-3"}},
 		{name: "smtp", ap: server(t, "220 mx.example.test ESMTP Postfix (Debian)\r\n", nil), service: "smtp",
@@ -88,6 +99,7 @@ func TestGrab(t *testing.T) {
 		}), service: "redis", textHas: []string{"-ERR unknown command 'HEAD'"}},
 		{name: "memcached", ap: server(t, "", func(string) string { return "VERSION 1.6.21\r\n" }),
 			gr: &greeting{send: memcacheVer}, service: "memcached", textHas: []string{"VERSION 1.6.21"}},
+		{name: "echo says back what it was sent", ap: server(t, "", func(l string) string { return l }), service: "echo"},
 		{name: "silent service", ap: server(t, "", nil), textIsEmpty: true, timeout: 300 * time.Millisecond},
 		{name: "binary is escaped", ap: server(t, "\x00\x01hi\xff\n", nil), textHas: []string{`\x00\x01hi\xff`}},
 	}

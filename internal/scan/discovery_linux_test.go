@@ -154,3 +154,41 @@ func TestDiscoveryPing(t *testing.T) {
 		}
 	}
 }
+
+// TestDiscoveryOnly is nmap's -sn: hosts, not ports. The firewalled host
+// is up (its 443 answers discovery), a host that drops everything is down,
+// and so is an address nobody has; each gets one result, port 0.
+func TestDiscoveryOnly(t *testing.T) {
+	scanner, target, lk := netlab.NewPair(t)
+	firewalled(t, target)
+	if err := lk.PinNeighbors(); err != nil {
+		t.Fatal(err)
+	}
+	silent := netip.MustParseAddr("198.18.0.99")
+	if out, err := scanner.Command(t.Context(), "ip", "neigh", "replace", silent.String(), "lladdr", "02:00:00:00:00:99",
+		"dev", lk.ADev, "nud", "permanent").CombinedOutput(); err != nil {
+		t.Fatalf("ip neigh: %v\n%s", err, out)
+	}
+	sp := listSpace{netip.AddrPortFrom(lk.B4, 1), netip.AddrPortFrom(lk.B6, 1), netip.AddrPortFrom(silent, 1)}
+	var got map[portKey]Result
+	var sum Summary
+	if err := scanner.Do(func() error {
+		got, sum = collect(t, Scanner{DiscoveryOnly: true, Pinger: EchoProber{}, InitialTimeout: 300 * time.Millisecond}, sp)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[netip.Addr]wantState{
+		lk.B4:  {Open, ReasonSynAck},
+		lk.B6:  {Open, ReasonSynAck},
+		silent: {Filtered, ReasonHostTimeout},
+	}
+	for a, w := range want {
+		if r := got[portKey{a, 0}]; stateOf(r) != w {
+			t.Errorf("%s = %v (%s); want %v (%s)", a, r.State, r.Reason, w.state, w.reason)
+		}
+	}
+	if len(got) != 3 || sum.HostsDown != 1 {
+		t.Errorf("%d results, %d hosts down; want 3 and 1", len(got), sum.HostsDown)
+	}
+}

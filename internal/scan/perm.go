@@ -95,8 +95,8 @@ func mix64(z uint64) uint64 {
 // seed cover every position exactly once. The zero value (and any Count of
 // 1) is the whole space.
 type Shard struct {
-	Index uint64 // 1..Count
-	Count uint64 // 0 or 1: no sharding
+	Index uint64 `json:"index"` // 1..Count
+	Count uint64 `json:"count"` // 0 or 1: no sharding
 }
 
 // Range returns the positions [lo, hi) of the permuted sequence of a space

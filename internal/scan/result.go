@@ -106,6 +106,7 @@ type resultJSON struct {
 	RTTms   float64        `json:"rtt_ms"`
 	Service string         `json:"service,omitempty"`
 	Banner  string         `json:"banner,omitempty"`
+	Version                // what the banner says: product, version, extrainfo
 	Time    time.Time      `json:"time,omitzero"`
 }
 
@@ -114,7 +115,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	return json.Marshal(resultJSON{
 		Addr: r.Addr, Port: r.Port, Proto: r.Proto, State: r.State, Reason: r.Reason,
 		RTTms:   float64(r.RTT.Round(time.Microsecond)) / float64(time.Millisecond),
-		Service: r.Service, Banner: r.Banner, Time: r.Time,
+		Service: r.Service, Banner: r.Banner, Version: ParseVersion(r.Service, r.Banner), Time: r.Time,
 	})
 }
 

@@ -515,3 +515,25 @@ func TestSourceCache(t *testing.T) {
 		t.Errorf("after forget: lookup = %v; want it asked again, %v", got, lo)
 	}
 }
+
+// TestHostTimeout: a host that keeps the scan waiting (every port dropped,
+// probed a few at a time) is given up HostTimeout after its first probe:
+// the ports not probed by then are filtered, host-timeout, unprobed.
+func TestHostTimeout(t *testing.T) {
+	a := netip.MustParseAddr("127.0.0.3")
+	var sp listSpace
+	for range 64 {
+		sp = append(sp, netip.AddrPortFrom(a, uint16(droppedPort(t, a))))
+	}
+	s := Scanner{HostDownAfter: -1, HostTimeout: 200 * time.Millisecond, Window: 4,
+		MinTimeout: 100 * time.Millisecond, MaxTimeout: 100 * time.Millisecond, InitialTimeout: 100 * time.Millisecond}
+	got, sum := collect(t, s, sp)
+	reasons := map[string]int{}
+	for _, r := range got {
+		reasons[r.Reason]++
+	}
+	if len(got) != len(sp) || reasons[ReasonHostTimeout] == 0 || sum.Sent >= uint64(len(sp)) {
+		t.Errorf("%d results, reasons %v, %d probes sent; want %d results, some %s, fewer probes than ports",
+			len(got), reasons, sum.Sent, len(sp), ReasonHostTimeout)
+	}
+}

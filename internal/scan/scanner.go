@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"portolan/internal/portspec"
@@ -90,6 +91,16 @@ type Scanner struct {
 	// Pinger, if set, adds an ICMP echo to host discovery (EchoProber).
 	// Nil means TCP discovery only.
 	Pinger Prober
+	// HostTimeout gives up on a host this long after its first probe
+	// (nmap's --host-timeout): its ports not probed by then are reported
+	// filtered with ReasonHostTimeout, and nothing is sent to it again.
+	// 0 means no limit.
+	HostTimeout time.Duration
+	// DiscoveryOnly runs host discovery and no port scan (nmap's -sn):
+	// each address of the space gets one Result with Port 0, Open with
+	// the reason of the first answer (the host is up) or Filtered with
+	// ReasonHostTimeout (down). Give the space one port per address.
+	DiscoveryOnly bool
 	// Seed orders the permutation. 0 means a random seed, reported in
 	// Summary.Seed; set one (NewSeed) before the run if it must be stored
 	// for a resume.
@@ -140,6 +151,7 @@ type Stats struct {
 	Answered uint64        `json:"answered"` // probes that got an answer
 	Open     uint64        `json:"open"`     // open ports found
 	InFlight int           `json:"in_flight"`
+	Banners  int           `json:"banners"` // open ports whose banner is being read or waits to be
 	Rate     float64       `json:"rate"`    // probes sent per second lately
 	Percent  float64       `json:"percent"` // Done as a share of Total, 0-100
 	// ETA is the time left at the current rate, counting the retries
@@ -150,8 +162,11 @@ type Stats struct {
 // Summary is what a finished (or stopped) run did.
 type Summary struct {
 	Stats
-	Seed  uint64 `json:"seed"`
-	Shard Shard  `json:"shard"`
+	Seed uint64 `json:"seed"`
+	// SeedText is Seed in decimal: JSON readers that hold numbers as
+	// doubles (jq, JavaScript) lose the low bits of a 64-bit seed.
+	SeedText string `json:"seed_str"`
+	Shard    Shard  `json:"shard"`
 	// From and To are the positions this run covered: [From, To).
 	From uint64 `json:"from"`
 	To   uint64 `json:"to"`
@@ -355,6 +370,12 @@ type host struct {
 	trickle      []*probe // unanswered after their retries: the check's outcome decides
 	trickling    bool     // a trickle probe is in flight
 	trickleSince time.Time
+	firstSent    time.Time // for Scanner.HostTimeout
+}
+
+// expired reports whether h has used up Scanner.HostTimeout.
+func (e *engine) expired(h *host) bool {
+	return e.s.HostTimeout > 0 && !h.firstSent.IsZero() && e.clock.Sub(h.firstSent) > e.s.HostTimeout
 }
 
 // rlState is where a host is in the check for rate-limited ICMP errors.
@@ -585,6 +606,21 @@ func (e *engine) nextSendable() *probe {
 			return nil
 		}
 		h := p.host
+		if e.s.DiscoveryOnly && p.kind == kindPort {
+			// The position stands for its host: discovery answers for it.
+			switch {
+			case h.down:
+				e.complete(p, e.result(p, Filtered, ReasonHostTimeout, 0))
+			case h.disc == discAlive:
+				e.complete(p, e.result(p, Open, "discovery", 0))
+			default:
+				h.waiting = append(h.waiting, p)
+				if h.disc == discNone {
+					e.discover(p.addr, h)
+				}
+			}
+			continue
+		}
 		if p.kind != kindPort {
 			if h.disc != discRunning {
 				e.releaseDisc(p) // discovery ended while it waited
@@ -593,7 +629,7 @@ func (e *engine) nextSendable() *probe {
 			return p
 		}
 		switch {
-		case h.down:
+		case h.down || e.expired(h):
 			reason := ReasonHostTimeout
 			if p.attempts > 0 {
 				reason = ReasonNoResponse
@@ -698,6 +734,9 @@ func (e *engine) send(p *probe, now time.Time) error {
 			h.early = kept
 		}
 		h.early = append(h.early, earlyProbe{p, p.id})
+	}
+	if h.firstSent.IsZero() {
+		h.firstSent = now
 	}
 	e.st.Sent++
 	if p.attempts > 1 {
@@ -807,7 +846,7 @@ func (e *engine) onReply(r Reply) {
 		if first {
 			e.shrinkEarly(h)
 		}
-		e.alive(h)
+		e.alive(h, r)
 	} else {
 		// An ICMP error is not the host answering: a dead host on a LAN
 		// says host-unreach through its router.
@@ -875,12 +914,12 @@ func (e *engine) onTimeout(p *probe) {
 		h.waiting = append(h.waiting, p) // discovery says whether to retry it
 		return
 	}
-	if p.attempts <= e.retriesFor(h) && !h.down {
+	if p.attempts <= e.retriesFor(h) && !h.down && !e.expired(h) {
 		h.retried++
 		e.ready.pushBack(p)
 		return
 	}
-	if h.closed > 0 && !h.down && h.rl != rlOver {
+	if h.closed > 0 && !h.down && !e.expired(h) && h.rl != rlOver {
 		p.trickle = true
 		if h.rl == rlNone {
 			h.rl = rlChecking
@@ -998,7 +1037,7 @@ func (e *engine) onDiscReply(p *probe, r Reply) {
 	if h.disc == discRunning {
 		e.log.Debug("host up: discovery answered", "addr", p.addr, "port", p.port, "kind", p.kind, "reason", r.Reason)
 	}
-	e.alive(h)
+	e.alive(h, r)
 	e.releaseDisc(p)
 }
 
@@ -1017,7 +1056,7 @@ func (e *engine) discMiss(p *probe) {
 
 // alive ends h's discovery, if it runs, with the host up: the probes that
 // waited for it go on.
-func (e *engine) alive(h *host) {
+func (e *engine) alive(h *host, r Reply) {
 	if h.disc == discAlive {
 		return
 	}
@@ -1027,6 +1066,10 @@ func (e *engine) alive(h *host) {
 		return
 	}
 	for _, p := range h.waiting {
+		if e.s.DiscoveryOnly {
+			e.complete(p, e.result(p, Open, r.Reason, r.RTT))
+			continue
+		}
 		if p.attempts <= e.retriesFor(h) {
 			h.retried++
 			e.ready.pushBack(p)
@@ -1080,6 +1123,10 @@ func (e *engine) result(p *probe, st State, reason string, rtt time.Duration) Re
 	r := Result{
 		Addr: p.addr, Port: p.port, Proto: p.proto, State: st, Reason: reason,
 		RTT: rtt, Time: e.clock, Pos: p.pos,
+	}
+	if e.s.DiscoveryOnly {
+		r.Port = 0 // the host, not a port
+		return r
 	}
 	if e.s.ServiceName != nil {
 		r.Service = e.s.ServiceName(p.port, p.proto)
@@ -1188,6 +1235,7 @@ func (e *engine) stats(now time.Time) Stats {
 	st := e.st
 	st.Elapsed = now.Sub(e.begin)
 	st.InFlight = len(e.timeouts)
+	st.Banners = e.banners + e.bannerQ.len()
 	if dt := now.Sub(e.rateMark.at).Seconds(); dt > 0 {
 		st.Rate = float64(st.Sent-e.rateMark.sent) / dt
 	}
@@ -1229,7 +1277,7 @@ func (e *engine) abandon() {
 func (e *engine) summary() Summary {
 	cp := e.checkpoint()
 	return Summary{
-		Stats: e.st, Seed: e.seed, Shard: e.s.Shard,
+		Stats: e.st, Seed: e.seed, SeedText: strconv.FormatUint(e.seed, 10), Shard: e.s.Shard,
 		From: e.hi - e.st.Total, To: e.hi,
 		Checkpoint: cp, Complete: cp == e.hi, HostsDown: e.down, Ping: e.pingSess != nil,
 	}

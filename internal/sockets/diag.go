@@ -300,47 +300,60 @@ func (e *DiagError) Error() string {
 // the kernel's error when the reply is one. Sockets are parsed in place
 // in dst; nothing is allocated per socket beyond dst's growth.
 func parseDiag(b []byte, proto portspec.Proto, dst []Socket) (_ []Socket, done bool, err error) {
-	off := 0
-	for off < len(b) {
+	done, err = eachDiagMsg(b, func(body []byte, off int) error {
+		if len(dst) == cap(dst) {
+			// Double, rather than append's 1.25 for large slices: a
+			// table of 20,000 sockets is then copied about once.
+			dst = slices.Grow(dst, max(len(dst), 256))
+		}
+		dst = append(dst, Socket{Proto: proto})
+		if err := parseDiagMsg(body, &dst[len(dst)-1], off); err != nil {
+			dst = dst[:len(dst)-1]
+			return err
+		}
+		return nil
+	})
+	return dst, done, err
+}
+
+// eachDiagMsg calls fn with the body of each sock_diag message in b, the
+// bytes of one read from a dump reply, and the body's offset (for
+// errors). It reports done at the end of the dump (NLMSG_DONE), and the
+// kernel's error when the reply is one.
+func eachDiagMsg(b []byte, fn func(body []byte, off int) error) (done bool, err error) {
+	for off := 0; off < len(b); {
 		if len(b)-off < nlmsgHdrLen {
-			return dst, false, &DiagError{off, fmt.Sprintf("%d bytes left, too short for a netlink header", len(b)-off)}
+			return false, &DiagError{off, fmt.Sprintf("%d bytes left, too short for a netlink header", len(b)-off)}
 		}
 		h := b[off:]
 		l := int(ne.Uint32(h[0:]))
-		typ := ne.Uint16(h[4:])
 		if l < nlmsgHdrLen || l > len(h) {
-			return dst, false, &DiagError{off, fmt.Sprintf("message length %d outside 16..%d", l, len(h))}
+			return false, &DiagError{off, fmt.Sprintf("message length %d outside 16..%d", l, len(h))}
 		}
 		body := h[nlmsgHdrLen:l]
-		switch typ {
+		switch ne.Uint16(h[4:]) {
 		case nlmsgDone:
 			if len(body) >= 4 {
 				if code := int32(ne.Uint32(body)); code < 0 {
-					return dst, true, kernelError(-code)
+					return true, kernelError(-code)
 				}
 			}
-			return dst, true, nil
+			return true, nil
 		case nlmsgError:
 			if len(body) < 4 {
-				return dst, false, &DiagError{off, "error message without an error code"}
+				return false, &DiagError{off, "error message without an error code"}
 			}
 			if code := int32(ne.Uint32(body)); code != 0 {
-				return dst, true, kernelError(-code)
+				return true, kernelError(-code)
 			}
 		case sockDiagByFamily:
-			if len(dst) == cap(dst) {
-				// Double, rather than append's 1.25 for large slices: a
-				// table of 20,000 sockets is then copied about once.
-				dst = slices.Grow(dst, max(len(dst), 256))
-			}
-			dst = append(dst, Socket{Proto: proto})
-			if err := parseDiagMsg(body, &dst[len(dst)-1], off+nlmsgHdrLen); err != nil {
-				return dst[:len(dst)-1], false, err
+			if err := fn(body, off+nlmsgHdrLen); err != nil {
+				return false, err
 			}
 		}
 		off += align4(l)
 	}
-	return dst, false, nil
+	return false, nil
 }
 
 // parseDiagMsg reads one struct inet_diag_msg and its attributes into s;

@@ -2,7 +2,8 @@ package sockets
 
 import (
 	"os"
-	"strconv"
+
+	"portolan/internal/procstat"
 )
 
 // readKernelPortPolicy reads the ephemeral and reserved port ranges of this
@@ -27,13 +28,9 @@ func readKernelPortPolicy() *kernelPortPolicy {
 // boot), which tells a live holder from a new process that got its pid.
 // Zero means unknown.
 func holderStart(pid int) uint64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return 0
 	}
-	t, err := parseStatStart(string(b))
-	if err != nil {
-		return 0
-	}
-	return t
+	return st.StartTicks
 }

@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -267,25 +266,4 @@ func newReservationID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// parseStatStart reads the start time (field 22, clock ticks after boot)
-// from the text of /proc/PID/stat. The command name (field 2) is in
-// parentheses and may itself hold spaces and parentheses, so fields are
-// counted from the last ')'.
-func parseStatStart(s string) (uint64, error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("proc stat %.40q: no ')' closing the command name", s)
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state), so field 22 is f[19].
-	if len(f) < 20 {
-		return 0, fmt.Errorf("proc stat %.40q: %d fields after the command name, want at least 20", s, len(f))
-	}
-	t, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("proc stat %.40q: start time %q at field 22: not a number", s, f[19])
-	}
-	return t, nil
 }

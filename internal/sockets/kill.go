@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"portolan/internal/portspec"
+	"portolan/internal/procstat"
 )
 
 // KillRequest says whose port to free and how.
@@ -333,30 +334,14 @@ func buildPlan(req *KillRequest, socks []Socket, facts map[int]procFacts, self i
 	return plan
 }
 
-// pfKthread is PF_KTHREAD in the flags of /proc/PID/stat.
-const pfKthread = 0x00200000
-
 // parseStatFacts reads the parent pid (field 4), the flags (field 9) and
 // the start time (field 22) from /proc/PID/stat. The command name (field
 // 2) may hold spaces and parentheses, so fields are counted from the last
 // ')'.
 func parseStatFacts(s string) (procFacts, error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return procFacts{}, fmt.Errorf("proc stat %.40q: no ')' closing the command name", s)
+	st, err := procstat.Parse([]byte(s))
+	if err != nil {
+		return procFacts{}, err
 	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state): field n is f[n-3].
-	if len(f) < 20 {
-		return procFacts{}, fmt.Errorf("proc stat %.40q: %d fields after the command name, want at least 20", s, len(f))
-	}
-	var v [3]uint64
-	for j, n := range []int{4, 9, 22} {
-		x, err := strconv.ParseUint(f[n-3], 10, 64)
-		if err != nil {
-			return procFacts{}, fmt.Errorf("proc stat %.40q: field %d %q: not a number", s, n, f[n-3])
-		}
-		v[j] = x
-	}
-	return procFacts{ppid: int(v[0]), kthread: v[1]&pfKthread != 0, start: v[2]}, nil
+	return procFacts{ppid: st.PPID, kthread: st.Flags&procstat.FlagKthread != 0, start: st.StartTicks}, nil
 }

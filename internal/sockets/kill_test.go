@@ -126,7 +126,7 @@ var statFactsCases = []struct {
 	{"odd name", "77 (a) b (c) R 5 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0", procFacts{ppid: 5, start: 99}, ""},
 	{"no paren", "77 a R 5", procFacts{}, "no ')'"},
 	{"short", "77 (a) R 5 6", procFacts{}, "3 fields after the command name"},
-	{"bad ppid", "77 (a) R x 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0", procFacts{}, `field 4 "x"`},
+	{"bad ppid", "77 (a) R x 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0", procFacts{}, `field 4 (parent pid) "x"`},
 }
 
 func TestParseStatFacts(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"portolan/internal/procstat"
 )
 
 // FindOwners fills Procs of each socket in socks with the processes holding
@@ -405,8 +407,8 @@ func (wk *walker) readProcess(pid int32, dfd int) *Process {
 		}
 		p.Cmdline = parseCmdline(wk.read(pid, "cmdline"))
 		if b := wk.read(pid, "stat"); b != nil {
-			if ticks, err := parseStatStart(string(b)); err == nil {
-				p.Start = startTime(ticks)
+			if st, err := procstat.Parse(b); err == nil {
+				p.Start = startTime(st.StartTicks)
 			}
 		}
 		if path, err := parseProcCgroup(wk.read(pid, "cgroup")); err == nil && path != "" {

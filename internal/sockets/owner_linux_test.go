@@ -20,6 +20,7 @@ import (
 
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
+	"portolan/internal/procstat"
 	"portolan/internal/testenv"
 )
 
@@ -88,12 +89,11 @@ func TestFindOwnersDetails(t *testing.T) {
 	if !slices.Equal(got.Cmdline, os.Args) {
 		t.Errorf("Cmdline = %q; want %q", got.Cmdline, os.Args)
 	}
-	stat, _ := os.ReadFile("/proc/self/stat")
-	ticks, err := parseStatStart(string(stat))
+	st, err := procstat.Read(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := startTime(ticks); !got.Start.Equal(want) || time.Since(got.Start) > time.Hour || time.Since(got.Start) < -2*time.Second {
+	if want := startTime(st.StartTicks); !got.Start.Equal(want) || time.Since(got.Start) > time.Hour || time.Since(got.Start) < -2*time.Second {
 		t.Errorf("Start = %v; want %v (a moment ago)", got.Start, want)
 	}
 	cg, _ := os.ReadFile("/proc/self/cgroup")
@@ -103,30 +103,41 @@ func TestFindOwnersDetails(t *testing.T) {
 	}
 }
 
+// shareListener starts n child processes (sleep) that inherit l, as a
+// pre-forked server's workers do, and returns their pids; they are
+// killed when the test ends.
+func shareListener(t *testing.T, l *net.TCPListener, n int) []int {
+	t.Helper()
+	sleep := testenv.RequireCommand(t, "sleep")
+	lf, err := l.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	var pids []int
+	for range n {
+		cmd := exec.Command(sleep, "60")
+		cmd.ExtraFiles = []*os.File{lf}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		pids = append(pids, cmd.Process.Pid)
+	}
+	return pids
+}
+
 // TestFindOwnersShared: a socket held by two processes (a child given the
 // listener, as pre-forked servers do) has both as owners, lowest pid
 // first; with First only the lowest.
 func TestFindOwnersShared(t *testing.T) {
-	sleep := testenv.RequireCommand(t, "sleep")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	lf, err := l.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	cmd := exec.Command(sleep, "60")
-	cmd.ExtraFiles = []*os.File{lf}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-
 	p := portspec.Port(l.Addr().(*net.TCPAddr).Port)
-	want := []int{os.Getpid(), cmd.Process.Pid}
+	want := append([]int{os.Getpid()}, shareListener(t, l.(*net.TCPListener), 1)...)
 	slices.Sort(want)
 	for _, first := range []bool{false, true} {
 		socks, err := (&Table{}).List(context.Background(), Query{Ports: []PortRange{{p, p}}})

@@ -1,9 +1,7 @@
 package sockets
 
 import (
-	"bytes"
-	"os"
-	"strconv"
+	"portolan/internal/procstat"
 )
 
 // HolderTree returns the process tree of holders: each holder under its
@@ -12,18 +10,10 @@ import (
 // holders, from /proc.
 func HolderTree(holders []*Process) []*TreeNode {
 	return buildTree(holders, func(pid int) (int, string, bool) {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		st, err := procstat.Read(pid)
 		if err != nil {
 			return 0, "", false
 		}
-		f, err := parseStatFacts(string(b))
-		if err != nil {
-			return 0, "", false
-		}
-		comm := ""
-		if i, j := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')'); i >= 0 && j > i {
-			comm = string(b[i+1 : j])
-		}
-		return f.ppid, comm, true
+		return st.PPID, st.Comm, true
 	})
 }

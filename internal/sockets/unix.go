@@ -146,41 +146,15 @@ func unixDiagRequest(seq uint32, states StateSet) []byte {
 // parseUnixDiag appends the unix sockets in b, the bytes of one read from
 // a dump reply, to dst, and reports done at the end of the dump.
 func parseUnixDiag(b []byte, dst []UnixSocket) (_ []UnixSocket, done bool, err error) {
-	for off := 0; off < len(b); {
-		if len(b)-off < nlmsgHdrLen {
-			return dst, false, &DiagError{off, fmt.Sprintf("%d bytes left, too short for a netlink header", len(b)-off)}
+	done, err = eachDiagMsg(b, func(body []byte, off int) error {
+		var s UnixSocket
+		if err := parseUnixDiagMsg(body, &s, off); err != nil {
+			return err
 		}
-		h := b[off:]
-		l := int(ne.Uint32(h[0:]))
-		if l < nlmsgHdrLen || l > len(h) {
-			return dst, false, &DiagError{off, fmt.Sprintf("message length %d outside 16..%d", l, len(h))}
-		}
-		body := h[nlmsgHdrLen:l]
-		switch ne.Uint16(h[4:]) {
-		case nlmsgDone:
-			if len(body) >= 4 {
-				if code := int32(ne.Uint32(body)); code < 0 {
-					return dst, true, kernelError(-code)
-				}
-			}
-			return dst, true, nil
-		case nlmsgError:
-			if len(body) < 4 {
-				return dst, false, &DiagError{off, "error message without an error code"}
-			}
-			if code := int32(ne.Uint32(body)); code != 0 {
-				return dst, true, kernelError(-code)
-			}
-		case sockDiagByFamily:
-			var s UnixSocket
-			if err := parseUnixDiagMsg(body, &s, off+nlmsgHdrLen); err != nil {
-				return dst, false, err
-			}
-			dst = append(dst, s)
-		}
-		off += align4(l)
-	}
-	return dst, false, nil
+		dst = append(dst, s)
+		return nil
+	})
+	return dst, done, err
 }
 
 // parseUnixDiagMsg reads one struct unix_diag_msg and its attributes.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -71,7 +72,24 @@ func holdSock(t *testing.T, s sockSpec) portspec.Port {
 	if s.reusePort {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
 	}
-	if err := unix.Bind(fd, sa); err != nil {
+	if s.addr.Port() == 0 {
+		// Not a kernel-chosen port: that comes from the ephemeral range,
+		// where any process's outgoing connection may take the same
+		// number in the other family or on another address while the
+		// test looks, and the verdict then names that socket. Below the
+		// range, only sockets bound on purpose are found.
+		err = unix.EADDRINUSE
+		for try := 0; try < 100 && err == unix.EADDRINUSE; try++ {
+			p := 12000 + rand.IntN(8000)
+			if _, sa, err = sockaddr(netip.AddrPortFrom(s.addr.Addr(), uint16(p))); err != nil {
+				t.Fatal(err)
+			}
+			err = unix.Bind(fd, sa)
+		}
+	} else {
+		err = unix.Bind(fd, sa)
+	}
+	if err != nil {
 		t.Fatalf("bind %v: %v", s.addr, err)
 	}
 	if s.listen {
@@ -641,27 +659,12 @@ func TestWhyDeniedChild(t *testing.T) {
 // the socket, as a pre-forked server's workers are) is held by all three;
 // the fix must name every one, since stopping the first frees nothing.
 func TestWhyForkedHolders(t *testing.T) {
-	sleep := testenv.RequireCommand(t, "sleep")
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	lf, err := l.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	pids := []int{os.Getpid()}
-	for range 2 {
-		cmd := exec.Command(sleep, "60")
-		cmd.ExtraFiles = []*os.File{lf}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { cmd.Process.Kill(); cmd.Wait() }()
-		pids = append(pids, cmd.Process.Pid)
-	}
+	pids := append([]int{os.Getpid()}, shareListener(t, l.(*net.TCPListener), 2)...)
 	slices.Sort(pids)
 	port := portspec.Port(l.Addr().(*net.TCPAddr).Port)
 

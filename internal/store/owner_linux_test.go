@@ -53,3 +53,32 @@ func TestResumeRefusesLiveOwner(t *testing.T) {
 		t.Errorf("owner after FinishScan = %d; want 0", pid)
 	}
 }
+
+// TestDeadOwnerInterrupted: a scan whose process died (kill -9: it never
+// wrote its end) is reported interrupted, not running forever.
+func TestDeadOwnerInterrupted(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	id, err := s.CreateScan(ctx, ScanInfo{Targets: "127.0.0.1", Ports: "22", Space: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si, _ := s.Scan(ctx, id); si.Status != Running {
+		t.Fatalf("own scan: status %s; want running", si.Status)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(`UPDATE scans SET owner_pid = ?, owner_start = 1 WHERE id = ?`, dead.Process.Pid, id); err != nil {
+		t.Fatal(err)
+	}
+	si, err := s.Scan(ctx, id)
+	if err != nil || si.Status != Interrupted {
+		t.Errorf("Scan of a scan whose process died: status %s, %v; want interrupted", si.Status, err)
+	}
+	list, err := s.Scans(ctx, 0)
+	if err != nil || len(list) != 1 || list[0].Status != Interrupted {
+		t.Errorf("Scans: %+v, %v; want the scan interrupted", list, err)
+	}
+}

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"portolan/internal/portspec"
+	"portolan/internal/scan"
 )
 
 // Status is where a scan is in its life.
@@ -30,15 +32,9 @@ func (s Status) valid() bool {
 	return false
 }
 
-// Counts are the running totals of a scan.
-type Counts struct {
-	Probes       uint64 `json:"probes"` // ports with a verdict
-	Open         uint64 `json:"open"`
-	Closed       uint64 `json:"closed"`
-	Filtered     uint64 `json:"filtered"`
-	OpenFiltered uint64 `json:"open_filtered"`
-	HostsUp      uint64 `json:"hosts_up"` // addresses that answered at least once
-}
+// Counts are the running totals of a scan (scan.Totals, which the scan
+// package keeps and hands to its Sink).
+type Counts = scan.Totals
 
 // ScanInfo describes one scan: what was asked, how far it got, what it found.
 // Zero fields mean "not given"; CreateScan fills Started and Status.
@@ -64,22 +60,43 @@ type ScanInfo struct {
 	Space      uint64          `json:"space"`          // addresses x ports
 	Options    json.RawMessage `json:"options,omitempty"`
 
+	// RunStarted is when the latest run began, for a resumed scan (zero:
+	// Started); Earlier is how long the runs before it took.
+	RunStarted time.Time     `json:"run_started,omitzero"`
+	Earlier    time.Duration `json:"earlier_ns,omitempty"`
+
 	Checkpoint   uint64    `json:"checkpoint"`            // positions of the permutation done
 	Checkpointed time.Time `json:"checkpointed,omitzero"` // when it was written
 	Counts       Counts    `json:"counts"`
 }
 
+// MarshalJSON writes the scan with its seed also as a decimal string
+// ("seed_str"): jq and JavaScript read numbers as doubles and lose the low
+// bits of a 64-bit seed, which a resume by hand must repeat exactly.
+func (si ScanInfo) MarshalJSON() ([]byte, error) {
+	type plain ScanInfo // without this method
+	return json.Marshal(struct {
+		plain
+		SeedText string `json:"seed_str"`
+	}{plain(si), strconv.FormatUint(si.Seed, 10)})
+}
+
 // Duration returns how long the scan ran: until it finished, or until its
-// last checkpoint while it is running (or died without finishing).
+// last checkpoint while it is running (or died without finishing). The
+// runs of a resumed scan add up; the time between them does not count.
 func (si ScanInfo) Duration() time.Duration {
+	start := si.Started
+	if !si.RunStarted.IsZero() {
+		start = si.RunStarted
+	}
 	end := si.Finished
 	if end.IsZero() {
 		end = si.Checkpointed
 	}
-	if end.IsZero() || end.Before(si.Started) {
-		return 0
+	if end.IsZero() || end.Before(start) {
+		return si.Earlier
 	}
-	return end.Sub(si.Started)
+	return si.Earlier + end.Sub(start)
 }
 
 // CreateScan records a new running scan and returns its id. Started defaults
@@ -166,14 +183,17 @@ func (s *Store) ResumeScan(ctx context.Context, id int64) (ScanInfo, error) {
 	if err := trimGroups(ctx, tx, id, si.Checkpoint); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE scans SET status = 'running', finished = NULL, owner_pid = ?, owner_start = ? WHERE id = ?`,
-		me.pid, me.start, id); err != nil {
+	now := s.now()
+	earlier := si.Duration()
+	if _, err := tx.ExecContext(ctx, `UPDATE scans SET status = 'running', finished = NULL, owner_pid = ?, owner_start = ?,
+		run_started = ?, prior_ns = ? WHERE id = ?`,
+		me.pid, me.start, now.UnixNano(), int64(earlier), id); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
-	si.Status, si.Finished = Running, time.Time{}
+	si.Status, si.Finished, si.RunStarted, si.Earlier = Running, time.Time{}, now, earlier
 	return si, nil
 }
 
@@ -192,7 +212,7 @@ func (s *Store) update(ctx context.Context, op string, id int64, query string, a
 
 const scanColumns = `id, started, finished, status, command, version, targets, ports, port_set, prober, seed,
 	shard_index, shard_count, rate, hosts, space, options, checkpoint, checkpointed,
-	probes, open, closed, filtered, open_filtered, hosts_up`
+	probes, open, closed, filtered, open_filtered, hosts_up, run_started, prior_ns`
 
 // Scan returns scan id, or an error wrapping ErrNotFound.
 func (s *Store) Scan(ctx context.Context, id int64) (ScanInfo, error) {
@@ -204,7 +224,26 @@ func (s *Store) Scan(ctx context.Context, id int64) (ScanInfo, error) {
 	if err != nil {
 		return ScanInfo{}, fmt.Errorf("read scan %d: %w", id, err)
 	}
+	if err := s.settle(ctx, &si); err != nil {
+		return ScanInfo{}, fmt.Errorf("read scan %d: %w", id, err)
+	}
 	return si, nil
+}
+
+// settle reports a running scan whose process is gone (killed with -9, a
+// reboot) as interrupted: it is resumable, and nothing runs it.
+func (s *Store) settle(ctx context.Context, si *ScanInfo) error {
+	if si.Status != Running {
+		return nil
+	}
+	var o owner
+	if err := s.db.QueryRowContext(ctx, `SELECT owner_pid, owner_start FROM scans WHERE id = ?`, si.ID).Scan(&o.pid, &o.start); err != nil {
+		return err
+	}
+	if o != self() && !o.alive() {
+		si.Status = Interrupted
+	}
+	return nil
 }
 
 // Scans returns the latest limit scans, newest first; limit <= 0 means all.
@@ -228,6 +267,12 @@ func (s *Store) Scans(ctx context.Context, limit int) ([]ScanInfo, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list scans: %w", err)
 	}
+	rows.Close()
+	for i := range out {
+		if err := s.settle(ctx, &out[i]); err != nil {
+			return nil, fmt.Errorf("list scans: %w", err)
+		}
+	}
 	return out, nil
 }
 
@@ -236,14 +281,15 @@ func scanRow(r interface{ Scan(...any) error }) (ScanInfo, error) {
 	var (
 		si                                               ScanInfo
 		started                                          int64
-		finished, checkpointed                           sql.NullInt64
+		finished, checkpointed, runStarted               sql.NullInt64
+		prior                                            int64
 		status, portSet, options                         string
 		seed, hosts, space, checkpoint                   int64
 		probes, open, closed, filtered, openFilt, hostUp int64
 	)
 	err := r.Scan(&si.ID, &started, &finished, &status, &si.Command, &si.Version, &si.Targets, &si.Ports, &portSet,
 		&si.Prober, &seed, &si.ShardIndex, &si.ShardCount, &si.Rate, &hosts, &space, &options,
-		&checkpoint, &checkpointed, &probes, &open, &closed, &filtered, &openFilt, &hostUp)
+		&checkpoint, &checkpointed, &probes, &open, &closed, &filtered, &openFilt, &hostUp, &runStarted, &prior)
 	if err != nil {
 		return ScanInfo{}, err
 	}
@@ -254,6 +300,10 @@ func scanRow(r interface{ Scan(...any) error }) (ScanInfo, error) {
 	if checkpointed.Valid {
 		si.Checkpointed = fromNanos(checkpointed.Int64)
 	}
+	if runStarted.Valid {
+		si.RunStarted = fromNanos(runStarted.Int64)
+	}
+	si.Earlier = time.Duration(prior)
 	si.Status = Status(status)
 	if portSet != "" {
 		set, err := portspec.Parse(portSet)
@@ -292,4 +342,21 @@ func nanos(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
+}
+
+// Sink returns scan id of the store as a scan.Sink: results and checkpoints
+// of a run go through it (scan.SinkWriter batches them).
+func (s *Store) Sink(id int64) scan.Sink { return scanSink{s, id} }
+
+type scanSink struct {
+	s  *Store
+	id int64
+}
+
+func (k scanSink) AddResults(ctx context.Context, rs []scan.Result) error {
+	return k.s.AddResults(ctx, k.id, rs)
+}
+
+func (k scanSink) Checkpoint(ctx context.Context, pos uint64, t scan.Totals) error {
+	return k.s.Checkpoint(ctx, k.id, pos, t)
 }

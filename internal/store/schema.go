@@ -94,6 +94,11 @@ var migrations = []string{
 	// Cleared when the scan finishes; a dead owner does not count.
 	`ALTER TABLE scans ADD COLUMN owner_pid   INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE scans ADD COLUMN owner_start INTEGER NOT NULL DEFAULT 0;`,
+
+	// 4: a resumed scan's duration counts its runs, not the gap between
+	// them: when the latest run started, and how long the earlier ran.
+	`ALTER TABLE scans ADD COLUMN run_started INTEGER;            -- unix nanoseconds; NULL: started
+	ALTER TABLE scans ADD COLUMN prior_ns    INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -22,6 +22,9 @@ var ErrNotFound = errors.New("not found")
 // is running the scan.
 var ErrRunning = errors.New("still running")
 
+// ErrForeign is returned by Open for a database that is not portolan's.
+var ErrForeign = errors.New("not a portolan database")
+
 // Store is an open scan database. It is safe for concurrent use; SQLite
 // serialises writers, and in WAL mode readers see the last committed state
 // without waiting for them.
@@ -79,6 +82,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path}
+	if err := checkOwn(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	if err := useWAL(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, explain(err))
@@ -166,6 +173,38 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// checkOwn refuses a database that is not portolan's: one with tables but
+// no schema_migrations. Adding portolan's tables to someone's SQLite file
+// (a typo in --db) would be a change nobody asked for.
+func checkOwn(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
+	if err != nil {
+		return explain(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return err
+		}
+		if n == "schema_migrations" {
+			return nil
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		return explain(err)
+	}
+	if len(names) > 0 {
+		if len(names) > 5 {
+			names = append(names[:5], "...")
+		}
+		return fmt.Errorf("%w: it has tables of its own (%s); give --db a new or empty file", ErrForeign, strings.Join(names, ", "))
 	}
 	return nil
 }

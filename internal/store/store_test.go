@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -164,11 +165,22 @@ func TestOpenBadFiles(t *testing.T) {
 	}
 	s.db.Exec(`INSERT INTO schema_migrations (version, applied) VALUES (?, 0)`, SchemaVersion+1)
 	s.Close()
+	// Someone else's SQLite file: --db with a typo.
+	foreign := filepath.Join(dir, "app.db")
+	fdb, err := sql.Open("sqlite", foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fdb.Exec(`CREATE TABLE users (name TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	fdb.Close()
 
 	tests := []struct {
 		name, path, want string
 	}{
 		{"garbage", garbage, "not a portolan database, or corrupt"},
+		{"foreign", foreign, "not a portolan database: it has tables of its own (users)"},
 		{"directory", dir, "is a directory"},
 		{"newer schema", newer, "newer than this portolan knows"},
 		{"postgres", "postgres://db.example/portolan", "not supported yet"},
@@ -176,7 +188,16 @@ func TestOpenBadFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			var before []byte
+			if tt.name == "foreign" {
+				before, _ = os.ReadFile(tt.path)
+			}
 			s, err := Open(context.Background(), tt.path)
+			if tt.name == "foreign" {
+				if after, _ := os.ReadFile(tt.path); !bytes.Equal(before, after) {
+					t.Errorf("Open(%q) changed the file", tt.path)
+				}
+			}
 			if err == nil {
 				s.Close()
 				t.Fatalf("Open(%q) = nil error; want %q", tt.path, tt.want)
@@ -335,6 +356,8 @@ func TestCheckpointResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	now = now.Add(time.Hour)
+	s.Now = func() time.Time { return now }
 	si, err := s.ResumeScan(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -342,8 +365,17 @@ func TestCheckpointResume(t *testing.T) {
 	if si.Checkpoint != 65000 || si.Status != Running || !si.Finished.IsZero() {
 		t.Errorf("ResumeScan = checkpoint %d, status %s, finished %v; want 65000, running, zero", si.Checkpoint, si.Status, si.Finished)
 	}
+	// The first run took 3 s; an hour passes before the resume, which
+	// runs 2 s: the scan took 5 s, not an hour.
+	if d := si.Duration(); d != 3*time.Second {
+		t.Errorf("Duration at the resume = %v; want the first run's 3s", d)
+	}
+	now = now.Add(2 * time.Second)
 	if err := s.FinishScan(ctx, id, Done, Counts{Probes: 65535}); err != nil {
 		t.Fatal(err)
+	}
+	if got, _ := s.Scan(ctx, id); got.Duration() != 5*time.Second {
+		t.Errorf("Duration of a scan resumed after an hour = %v; want its runs' 5s", got.Duration())
 	}
 	if _, err := s.ResumeScan(ctx, id); err == nil || !strings.Contains(err.Error(), "complete") {
 		t.Errorf("ResumeScan of a done scan = %v; want an error saying it is complete", err)

@@ -461,3 +461,25 @@ func fuzzResolve(_ context.Context, network, host string) ([]netip.Addr, error) 
 	a6 := netip.AddrFrom16([16]byte{0xfd, 14: byte(v >> 8), 15: byte(v)})
 	return []netip.Addr{a4, a6}, nil
 }
+
+// TestParseNames: an address given by name keeps it, for the reports
+// (nmap's "Scan report for web.test (198.18.0.80)"); one given as such has
+// none, nor does an excluded one.
+func TestParseNames(t *testing.T) {
+	s, err := Parse(context.Background(), []string{"web.test", "198.18.0.1-3", "multi.test"}, []string{"198.18.0.2"},
+		Options{Resolver: fakeResolve, AllAddrs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ addr, want string }{
+		{"198.18.0.80", "web.test"},
+		{"198.18.0.3", ""},
+		{"fd00::1", "multi.test"},
+		{"198.18.0.1", "multi.test"}, // given twice: as an address and by name
+		{"198.18.0.2", ""},           // excluded
+	} {
+		if got := s.Name(netip.MustParseAddr(tc.addr)); got != tc.want {
+			t.Errorf("Name(%s) = %q; want %q", tc.addr, got, tc.want)
+		}
+	}
+}

@@ -152,7 +152,17 @@ type Set struct {
 	// ends[i] is the number of addresses in ranges[0..i], saturating; At
 	// searches it.
 	ends []uint64
+	// names are the host names the addresses were given as (Parse).
+	names map[netip.Addr]string
 }
+
+// Name returns the host name address a was given as, or "" for an
+// address given as such.
+func (s *Set) Name(a netip.Addr) string { return s.names[a] }
+
+// Names returns every address given by name, with its name. The map is
+// the set's: do not change it.
+func (s *Set) Names() map[netip.Addr]string { return s.names }
 
 // NewSet returns the set of addresses in ranges, which may overlap and come
 // in any order. Ranges with an invalid address, mixed families or First

@@ -140,6 +140,21 @@ func Parse(ctx context.Context, exprs, excludes []string, opts Options) (*Set, e
 	if err := check(set, incl, opts); err != nil {
 		return nil, err
 	}
+	for _, it := range incl {
+		if it.host == "" {
+			continue
+		}
+		for _, r := range it.ranges {
+			if set.Contains(r.First) {
+				if set.names == nil {
+					set.names = map[netip.Addr]string{}
+				}
+				if _, seen := set.names[r.First]; !seen { // the first name given wins
+					set.names[r.First] = it.host
+				}
+			}
+		}
+	}
 	return set, nil
 }
 
