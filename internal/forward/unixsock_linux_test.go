@@ -77,7 +77,8 @@ func TestUnixListenerToTCPTarget(t *testing.T) {
 
 func TestTCPListenerToUnixTarget(t *testing.T) {
 	target := unixBackend(t, filepath.Join(t.TempDir(), "pg.sock"), unixEcho)
-	s, logs := start(t, Rule{Name: "t", Listen: "127.0.0.1:0", Targets: []string{target}})
+	// With a weight, as a balanced target is written.
+	s, logs := start(t, Rule{Name: "t", Listen: "127.0.0.1:0", Targets: []string{target + " weight=2"}})
 	c := dial(t, s, "t")
 	roundTrip(t, c, "to a unix target")
 	c.Close()
@@ -281,6 +282,10 @@ func init() {
 			want: []Rule{{Name: "a", Listen: "unix:/run/a.sock", Targets: []string{"198.18.0.2:80"}, UnixMode: 0o660, UnixOwner: "0:0"}}},
 		{name: "unix target", in: "rules:\n  - {name: a, listen: \":5432\", targets: \"unix:/var/run/postgresql/.s.PGSQL.5432\"}\n",
 			want: []Rule{{Name: "a", Listen: ":5432", Targets: []string{"unix:/var/run/postgresql/.s.PGSQL.5432"}}}},
+		{name: "unix target weighted", in: "rules:\n  - {name: a, listen: \":1\", targets: [\"unix:/run/b.sock weight=3\", 198.18.0.2:80]}\n",
+			want: []Rule{{Name: "a", Listen: ":1", Targets: []string{"unix:/run/b.sock weight=3", "198.18.0.2:80"}}}},
+		{name: "unix target bad weight", in: "rules:\n  - {name: a, listen: \":1\", targets: [\"unix:/run/b.sock weight=0\"]}\n",
+			err: `rule a: targets: "unix:/run/b.sock weight=0": weight "0"`},
 		{name: "unix abstract", in: "rules:\n  - {name: a, listen: \"unix:@front\", targets: [\"unix:@back\"]}\n",
 			want: []Rule{{Name: "a", Listen: "unix:@front", Targets: []string{"unix:@back"}}}},
 		{name: "unix allow", in: "rules:\n  - {name: a, listen: \"unix:/run/a.sock\", targets: [198.18.0.2:80], allow: [198.18.0.0/15]}\n",
