@@ -47,6 +47,10 @@ type ForwardOptions struct {
 	ProxyProtocol     string
 	TrustedProxies    []string
 	SNI               []string // PATTERN=TARGET[,TARGET...]
+	UnixMode          string   // octal permission bits of a unix: listening socket's file
+	UnixOwner         string   // USER[:GROUP] of that file
+	QueueTimeout      time.Duration
+	Queue             int
 
 	Metrics      string // host:port for GET /metrics
 	LogFormat    string // text | json; --json alone means json
@@ -58,7 +62,8 @@ type ForwardOptions struct {
 // forwardRuleFlags are the flags that describe a command-line rule; with -c they
 // belong in the file.
 var forwardRuleFlags = []string{"name", "udp", "balance", "health", "health-rise", "health-fall", "health-send", "health-expect", "allow", "deny", "max-conns", "max-conns-per-source",
-	"connect-timeout", "idle-timeout", "keepalive", "proxy-protocol", "accept-proxy", "max-fails", "fail-timeout", "sni"}
+	"connect-timeout", "idle-timeout", "keepalive", "proxy-protocol", "accept-proxy", "max-fails", "fail-timeout", "sni",
+	"unix-mode", "unix-owner", "queue-timeout", "queue"}
 
 func newForwardCmd(g *Globals) *cobra.Command {
 	var opts ForwardOptions
@@ -107,6 +112,9 @@ config.`,
   portolan forward -c forward.yaml --metrics 127.0.0.1:9109 --log-format json
   portolan forward -c forward.yaml --loops 4
   portolan forward :443 198.18.0.9:443 --sni a.example=198.18.0.2:443 --sni '*.example=198.18.0.3:443,198.18.0.4:443'
+  portolan forward unix:/run/app.sock 198.18.0.2:80 --unix-mode 0660 --unix-owner root:www-data
+  portolan forward :5432 unix:/var/run/postgresql/.s.PGSQL.5432
+  portolan forward :8080 198.18.0.2:80 --max-conns 100 --queue-timeout 5s --queue 200
   portolan forward --check -c forward.yaml`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -158,6 +166,10 @@ config.`,
 	f.StringVar(&opts.ProxyProtocol, "proxy-protocol", "", "send a PROXY header to the target: v1 or v2")
 	f.StringSliceVar(&opts.TrustedProxies, "accept-proxy", nil, "accept a PROXY header from these load balancer prefixes")
 	f.StringArrayVar(&opts.SNI, "sni", nil, "route TLS by ClientHello server name: PATTERN=TARGET[,TARGET...] (repeatable; *.example for any name under example; TARGET is the default)")
+	f.StringVar(&opts.UnixMode, "unix-mode", "", "permission bits of a unix:PATH listening socket's file, octal (default: as the umask leaves them)")
+	f.StringVar(&opts.UnixOwner, "unix-owner", "", "USER[:GROUP] of a unix:PATH listening socket's file")
+	f.DurationVar(&opts.QueueTimeout, "queue-timeout", 0, "a client over --max-conns waits up to this long for a slot instead of a reset (0: no queue)")
+	f.IntVar(&opts.Queue, "queue", 0, "clients that may wait at once with --queue-timeout (0: as --max-conns)")
 	f.StringVar(&opts.Metrics, "metrics", "", "serve Prometheus metrics on host:port at /metrics")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "connection log lines: text or json")
 	f.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, wait this long for connections to finish")
@@ -188,6 +200,8 @@ func forwardRules(opts ForwardOptions) ([]forward.Rule, error) {
 		ConnectTimeout:    opts.ConnectTimeout,
 		MaxConns:          opts.MaxConns,
 		MaxConnsPerSource: opts.MaxConnsPerSource,
+		QueueTimeout:      opts.QueueTimeout,
+		Queue:             opts.Queue,
 		MaxFails:          opts.MaxFails,
 		FailTimeout:       opts.FailTimeout,
 	}
@@ -257,6 +271,12 @@ func forwardRules(opts ForwardOptions) ([]forward.Rule, error) {
 		}
 		r.SNI = append(r.SNI, rt)
 	}
+	if opts.UnixMode != "" {
+		if r.UnixMode, err = forward.ParseUnixMode(opts.UnixMode); err != nil {
+			return nil, usageErr(fmt.Errorf("--unix-mode: %w", err))
+		}
+	}
+	r.UnixOwner = opts.UnixOwner
 	if err := r.Validate(); err != nil {
 		return nil, usageErr(err)
 	}

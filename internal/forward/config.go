@@ -258,6 +258,17 @@ func applyField(key string, v *yaml.Node, r *Rule) error {
 		}
 	case "sni":
 		r.SNI, err = sniRoutes(v)
+	case "unix-mode":
+		var s string
+		if s, err = scalar(v); err == nil {
+			r.UnixMode, err = ParseUnixMode(s)
+		}
+	case "unix-owner":
+		r.UnixOwner, err = scalar(v)
+	case "queue-timeout":
+		r.QueueTimeout, err = duration(v, false)
+	case "queue":
+		r.Queue, err = count(v)
 	default:
 		return errUnknownField
 	}

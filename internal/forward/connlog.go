@@ -33,6 +33,7 @@ type connRecord struct {
 	dur            time.Duration
 	rule, proto    string
 	client         netip.AddrPort
+	via            string // a unix listener's address, logged as the client (which has no IP address)
 	target, reason string
 	up, down       int64
 	sni            string // server name of an SNI-routed connection
@@ -109,7 +110,7 @@ func (r *connRecord) writeLine() {
 	rec := slog.NewRecord(r.end, r.level, "conn", 0)
 	rec.AddAttrs(
 		slog.String("rule", r.rule), slog.String("proto", r.proto),
-		slog.String("client", r.client.String()), slog.String("target", r.target),
+		slog.String("client", r.clientString()), slog.String("target", r.target),
 		slog.Int64("bytes_to_target", r.up), slog.Int64("bytes_to_client", r.down),
 		slog.Duration("duration", r.dur), slog.String("reason", r.reason))
 	if r.sni != "" {
@@ -135,6 +136,6 @@ func (s *Server) logConnLineSNI(rs *ruleState, proto string, level slog.Level, c
 	s.lines.add(connRecord{
 		logger: l, level: level, end: end, dur: end.Sub(start),
 		rule: rs.name, proto: proto, client: client, target: target, reason: reason,
-		up: up, down: down, sni: sni,
+		up: up, down: down, sni: sni, via: unixListen(rs, client),
 	})
 }

@@ -35,6 +35,8 @@ type ruleStats struct {
 	targets map[string]*targetStats // by address as written in the rule; kept across reloads
 
 	sniRejected atomic.Uint64 // no complete ClientHello in time, or no route for its name
+
+	queue slotQueue // clients waiting for a slot (Rule.QueueTimeout)
 }
 
 // targetStats are one target's counters under one rule.
@@ -97,6 +99,9 @@ func (s *ruleStats) release(src netip.Addr, perSrc bool) {
 		}
 		s.mu.Unlock()
 	}
+	if s.queue.n.Load() > 0 {
+		s.serve() // the oldest waiting client takes the slot
+	}
 }
 
 // The metrics' descriptions. Rule series carry rule and proto labels;
@@ -122,7 +127,7 @@ var (
 // prometheus.Collector.
 func (s *Server) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descActive, descSessions, descTotal, descRejected, descBytes, descDialErrs, descDial,
-		descTargetUp, descTargetAct, descTargetTotal, descTargetErrs} {
+		descTargetUp, descTargetAct, descTargetTotal, descTargetErrs, descQueue} {
 		ch <- d
 	}
 }
@@ -166,6 +171,7 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRejected, counter, float64(st.proxyErrs.Load()), rule, proto, "proxy_header")
 		if st.proto == TCP {
 			ch <- prometheus.MustNewConstMetric(descRejected, counter, float64(st.sniRejected.Load()), rule, proto, "sni")
+			st.collectQueue(ch, rule, proto)
 		}
 		ch <- prometheus.MustNewConstMetric(descBytes, counter, float64(st.toTarget.Load()), rule, proto, "to_target")
 		ch <- prometheus.MustNewConstMetric(descBytes, counter, float64(st.toClient.Load()), rule, proto, "to_client")

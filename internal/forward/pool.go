@@ -392,23 +392,27 @@ func (p *pool) check(ctx context.Context, rule string, hc healthCheck, log *slog
 
 // probe checks one target once.
 func (hc healthCheck) probe(ctx context.Context, t *target) error {
-	ap, err := t.dialAddr()
-	if err != nil {
-		return err
+	network, addr := checkNet(t.addr)
+	if network != "unix" {
+		ap, err := t.dialAddr()
+		if err != nil {
+			return err
+		}
+		network, addr = hc.proto.String(), ap.String()
 	}
 	ctx, cancel := context.WithTimeout(ctx, hc.timeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: -1}
-	c, err := d.DialContext(ctx, hc.proto.String(), ap.String())
+	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0) // no TIME_WAIT per check
-		if len(hc.send) == 0 && len(hc.expect) == 0 {
-			return nil
-		}
+	}
+	if hc.proto == TCP && len(hc.send) == 0 && len(hc.expect) == 0 {
+		return nil // a connect is the check (a TCP or unix socket target)
 	}
 	deadline, _ := ctx.Deadline()
 	c.SetDeadline(deadline)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -92,6 +93,12 @@ func parseTarget(s string) (addr string, weight int, err error) {
 		}
 		weight = n
 	}
+	if _, ok := unixPath(addr); ok {
+		if _, err := ParseUnixAddr(addr); err != nil {
+			return "", 0, err
+		}
+		return addr, weight, nil
+	}
 	host, _, err := splitHostPort(addr)
 	if err != nil {
 		return "", 0, err
@@ -150,6 +157,12 @@ type Rule struct {
 	MaxConns          int // TCP connections (or UDP sessions) at once; zero: no limit (UDP: DefaultMaxSessions)
 	MaxConnsPerSource int // per client address; zero: no limit
 
+	// QueueTimeout lets a TCP client over MaxConns wait this long for a
+	// slot (accepted, not yet connected to a target), oldest first,
+	// instead of a reset, as HAProxy's maxconn queue. Zero: no queue.
+	QueueTimeout time.Duration
+	Queue        int // clients that may wait at once; zero: MaxConns
+
 	Allow []netip.Prefix // if non-empty, only these clients
 	Deny  []netip.Prefix // never these clients (checked first)
 
@@ -168,6 +181,13 @@ type Rule struct {
 	// (TCP only); Targets is then the default route, and may be empty:
 	// unmatched connections get a reset. Nil: no SNI routing.
 	SNI []SNIRoute
+
+	// UnixMode is the permission bits of a unix: listening socket's
+	// file. Zero: as the umask leaves them.
+	UnixMode os.FileMode
+	// UnixOwner is USER[:GROUP] (names or numbers) of a unix: listening
+	// socket's file. Empty: the process's.
+	UnixOwner string
 }
 
 // DisplayName is Name, or proto/listen when Name is empty.
@@ -191,12 +211,20 @@ func (r *Rule) key() string {
 
 // Validate checks a rule; errors name the field.
 func (r *Rule) Validate() error {
-	host, _, err := splitHostPort(r.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+	if err := r.validateUnix(); err != nil {
+		return err
 	}
-	if err := checkHost(host); err != nil {
-		return fmt.Errorf("listen: %q: %w", r.Listen, err)
+	if err := r.validateQueue(); err != nil {
+		return err
+	}
+	if _, ok := unixPath(r.Listen); !ok {
+		host, _, err := splitHostPort(r.Listen)
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		if err := checkHost(host); err != nil {
+			return fmt.Errorf("listen: %q: %w", r.Listen, err)
+		}
 	}
 	if len(r.Targets) == 0 && len(r.SNI) == 0 {
 		return errors.New("targets: at least one is needed")

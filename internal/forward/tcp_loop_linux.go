@@ -40,8 +40,10 @@ type tcpLoop struct {
 	s      *Server
 	rs     atomic.Pointer[ruleState]
 	local  net.Addr
-	fd     int  // listening socket, non-blocking; -1 once closed
-	shared bool // other loops wait on the same socket
+	fd     int       // listening socket, non-blocking; -1 once closed
+	shared bool      // other loops wait on the same socket
+	file   *unixFile // a unix listening socket's file, removed once it closes; nil: none
+	queue  loopQueue // clients waiting for a slot (Rule.QueueTimeout)
 	// accepted counts the connections this loop took (for tests of
 	// how they spread over the loops).
 	accepted atomic.Int64
@@ -127,19 +129,30 @@ const copyBuf = 16 << 10
 func (s *Server) openTCP(ctx context.Context, r *Rule) (listener, error) {
 	// The standard library resolves and binds (an empty host is dual
 	// stack); the loops then work on their own copies of the descriptor.
-	lc := net.ListenConfig{KeepAlive: -1}
-	ln, err := lc.Listen(ctx, "tcp", r.Listen)
-	if err != nil {
-		return nil, err
+	var fd int
+	var local net.Addr
+	var file *unixFile // a unix socket's file, removed when the listener closes
+	if _, ok := unixPath(r.Listen); ok {
+		var err error
+		if fd, local, file, err = listenUnix(r); err != nil {
+			return nil, err
+		}
+	} else {
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err := lc.Listen(ctx, "tcp", r.Listen)
+		if err != nil {
+			return nil, err
+		}
+		local = ln.Addr()
+		fd, err = dupSocket(ln.(*net.TCPListener))
+		ln.Close()
+		if err != nil {
+			return nil, err
+		}
+		// Accepted sockets inherit these: no option calls per connection.
+		setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	local := ln.Addr()
-	fd, err := dupSocket(ln.(*net.TCPListener))
-	ln.Close()
-	if err != nil {
-		return nil, err
-	}
-	// Accepted sockets inherit these: no option calls per connection.
-	setInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	var err error
 	n := min(max(s.Loops, 1), maxLoops)
 	loops := make(tcpLoops, 0, n)
 	for i := range n {
@@ -155,8 +168,12 @@ func (s *Server) openTCP(ctx context.Context, r *Rule) (listener, error) {
 		}
 		if err != nil {
 			loops.drain() // none started: closes their sockets
+			if len(loops) == 0 {
+				file.remove()
+			}
 			return nil, err
 		}
+		l.file = file
 		loops = append(loops, l)
 	}
 	if n == 1 {
@@ -241,6 +258,7 @@ func (l *tcpLoop) closeLocked() {
 		unix.Close(l.fd)
 		l.fd = -1
 	}
+	l.file.remove()
 	l.closeCtlLocked()
 	l.s.removeLoop(l)
 }
@@ -292,11 +310,13 @@ func (l *tcpLoop) loop() {
 					l.mu.Lock()
 					unix.Close(l.fd)
 					l.fd = -1
+					l.file.remove()
 					l.mu.Unlock()
 				}
 				if stopping {
 					l.endAll("shutdown")
 				}
+				l.serveGranted(now)
 			case l.fd:
 				if !draining {
 					l.accept(now)
@@ -326,11 +346,14 @@ func (l *tcpLoop) loop() {
 		if now >= l.nextSweep {
 			l.sweep(now)
 		}
+		if len(l.queue.waiting) > 0 && now >= l.queue.next {
+			l.expireWaiting(now)
+		}
 		if now >= l.nextFlush {
 			l.flushBytes(now)
 		}
 		l.closeSockets()
-		if draining && len(l.live) == 0 {
+		if draining && len(l.live) == 0 && len(l.queue.waiting) == 0 {
 			l.exit(acks, l.closeLocked)
 			return
 		}
@@ -346,6 +369,9 @@ func (l *tcpLoop) nextTimer() int64 {
 	}
 	if len(l.live) > 0 {
 		next = min(next, l.nextFlush)
+	}
+	if len(l.queue.waiting) > 0 {
+		next = min(next, l.queue.next)
 	}
 	return next
 }
@@ -383,7 +409,9 @@ func (l *tcpLoop) closeSockets() {
 // level-triggered): with clients arriving one by one that saves the call
 // that would only say there is no other.
 func (l *tcpLoop) accept(now int64) {
-	var rsa unix.RawSockaddrInet6
+	// Room for a unix socket's address too; its clients have no IP
+	// address (client stays invalid) and are logged by the listener's path.
+	var rsa unix.RawSockaddrAny
 	fd, err := accept4(l.fd, &rsa)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED:
@@ -405,7 +433,7 @@ func (l *tcpLoop) accept(now int64) {
 		l.setListenerKeepAlive(rs.KeepAlive)
 		setKeepAliveFD(fd, rs.KeepAlive, true)
 	}
-	client, _ := sockaddrPort(&rsa, unix.SizeofSockaddrInet6)
+	client, _ := sockaddrPort((*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa)), unix.SizeofSockaddrInet6)
 	client = unmapPort(client)
 	st := rs.stats
 	if len(rs.TrustedProxies) > 0 && rs.trusts(client.Addr()) {
@@ -429,12 +457,23 @@ func (l *tcpLoop) accept(now int64) {
 		l.s.logLoopConn(c, slog.LevelInfo, "denied")
 		return
 	}
-	if !st.acquire(client.Addr(), rs.MaxConns, rs.MaxConnsPerSource) {
+	if rs.QueueTimeout > 0 {
+		if !l.admit(c, now) {
+			return // waiting, or refused
+		}
+	} else if !st.acquire(client.Addr(), rs.MaxConns, rs.MaxConnsPerSource) {
 		st.limited.Add(1)
 		resetFD(fd)
 		l.s.logLoopConn(c, slog.LevelWarn, "limit")
 		return
 	}
+	l.startConn(c, now, false)
+}
+
+// startConn connects a client that holds a slot; counted says Shutdown's
+// wait group counts it already (it waited in the queue).
+func (l *tcpLoop) startConn(c *loopConn, now int64, counted bool) {
+	rs, fd := c.rs, c.cfd
 	if rs.ProxyProtocol != 0 {
 		var lsa unix.RawSockaddrInet6
 		n := uint32(unix.SizeofSockaddrInet6)
@@ -445,14 +484,16 @@ func (l *tcpLoop) accept(now int64) {
 	}
 	// Drain waits for the loop before Shutdown waits for the group, so
 	// this Add never races with that Wait.
-	l.s.wg.Add(1)
+	if !counted {
+		l.s.wg.Add(1)
+	}
 	l.live[c] = struct{}{}
 	l.track(c, fd)
 	if rs.sni != nil {
 		l.acceptHello(c, now) // see sni_loop_linux.go
 		return
 	}
-	c.cands = rs.pool.candidates(c.candBuf[:0], client.Addr())
+	c.cands = rs.pool.candidates(c.candBuf[:0], c.client.Addr())
 	if len(c.cands) == 0 {
 		c.dialErr = errNoHealthy
 	}
@@ -509,14 +550,22 @@ func (l *tcpLoop) dial(c *loopConn, now int64) {
 		c.next++
 		c.target = t.addr
 		c.tgt = t
-		ap, err := t.dialAddr()
-		if err != nil {
-			c.dialErr = err
-			rs.pool.dialed(t, err)
-			continue
+		var fd int
+		var done bool
+		var err error
+		if path, ok := unixPath(t.addr); ok {
+			c.dialed = netip.AddrPort{}
+			fd, done, err = connectUnix(path)
+		} else {
+			ap, aerr := t.dialAddr()
+			if aerr != nil {
+				c.dialErr = aerr
+				rs.pool.dialed(t, aerr)
+				continue
+			}
+			c.dialed = ap
+			fd, done, err = connectTCP(ap)
 		}
-		c.dialed = ap
-		fd, done, err := connectTCP(ap)
 		switch {
 		case err != nil:
 		case !c.watched:
@@ -529,7 +578,7 @@ func (l *tcpLoop) dial(c *loopConn, now int64) {
 			}
 		}
 		if err != nil {
-			c.dialErr = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+			c.dialErr = dialError(t.addr, c.dialed, err)
 			rs.pool.dialed(t, err)
 			continue
 		}
@@ -663,7 +712,7 @@ func (l *tcpLoop) connectFailed(c *loopConn, now int64, err error) {
 	l.toClose = append(l.toClose, c.sfd)
 	c.sfd = -1
 	c.sr, c.sw, c.se = false, false, false
-	c.dialErr = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(c.dialed), Err: err}
+	c.dialErr = dialError(c.target, c.dialed, err)
 	c.rs.pool.dialed(c.tgt, err)
 	l.dial(c, now)
 }
@@ -1003,6 +1052,7 @@ func (l *tcpLoop) endAll(reason string) {
 	for c := range l.live {
 		l.abort(c, reason)
 	}
+	l.dropWaiting(reason)
 }
 
 func (s *Server) logLoopConn(c *loopConn, level slog.Level, reason string) {
@@ -1101,8 +1151,8 @@ func resetFD(fd int) {
 func rawClose(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
 
 // accept4 takes a connection as a non-blocking, close-on-exec socket.
-func accept4(fd int, rsa *unix.RawSockaddrInet6) (int, syscall.Errno) {
-	n := uint32(unix.SizeofSockaddrInet6)
+func accept4(fd int, rsa *unix.RawSockaddrAny) (int, syscall.Errno) {
+	n := uint32(unix.SizeofSockaddrAny)
 	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if e != 0 {
 		return -1, e
