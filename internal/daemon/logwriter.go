@@ -61,8 +61,8 @@ func NewLogWriter(w io.Writer, max int) *LogWriter {
 	return lw
 }
 
-// Write queues p, or drops it if the buffer is full or the sink failed.
-// It never blocks on the sink.
+// Write queues p, or drops (and counts) it if the buffer is full or the
+// writer is closed. It never blocks on the sink.
 func (lw *LogWriter) Write(p []byte) (int, error) {
 	lw.mu.Lock()
 	if lw.closed || len(lw.buf)+len(p) > lw.max {
