@@ -31,17 +31,7 @@ const (
 // knockd and watch will, and checks a log rule delivers its packets there
 // with the rule's prefix, while the packets go on to the next rule.
 func TestLogRuleReachesNFLOG(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	serveTCP(t, l.srv, 23)
-	rs := Ruleset{Policy: PolicyDrop, Rules: []Rule{
-		mustRule(t, RuleSpec{Action: "log", Ports: "23/tcp", Group: "7", Comment: "telnet"}),
-		mustRule(t, RuleSpec{Action: "allow", Ports: "23/tcp"}),
-	}}
-	if err := l.fw.Apply(ctx, &rs); err != nil {
-		t.Fatal(err)
-	}
-	c := nflog(t, l, 7)
+	l, c := loggedTelnetLab(t)
 	if got := probe(t, l.cli, portspec.TCP, l.link.A4, 23); got != open {
 		t.Fatalf("23/tcp after log: %s; want open (log goes on to the allow)", got)
 	}
@@ -104,4 +94,20 @@ func countLogged(t *testing.T, c *netlink.Conn, prefix string, quiet time.Durati
 			}
 		}
 	}
+}
+
+// loggedTelnetLab is a lab whose srv serves 23/tcp behind a log rule
+// (NFLOG group 7, prefix telnet) and an allow, with the group listened to.
+func loggedTelnetLab(t *testing.T) (*lab, *netlink.Conn) {
+	t.Helper()
+	l := newLab(t)
+	serveTCP(t, l.srv, 23)
+	rs := Ruleset{Policy: PolicyDrop, Rules: []Rule{
+		mustRule(t, RuleSpec{Action: "log", Ports: "23/tcp", Group: "7", Comment: "telnet"}),
+		mustRule(t, RuleSpec{Action: "allow", Ports: "23/tcp"}),
+	}}
+	if err := l.fw.Apply(context.Background(), &rs); err != nil {
+		t.Fatal(err)
+	}
+	return l, nflog(t, l, 7)
 }

@@ -12,17 +12,7 @@ import (
 // log rule logs the first burst of 10 (ufw's 3/minute, burst 10), not all
 // 25, and every connection still goes on to the allow.
 func TestLogRulesAreRateLimited(t *testing.T) {
-	l := newLab(t)
-	ctx := context.Background()
-	serveTCP(t, l.srv, 23)
-	rs := Ruleset{Policy: PolicyDrop, Rules: []Rule{
-		mustRule(t, RuleSpec{Action: "log", Ports: "23/tcp", Group: "7", Comment: "telnet"}),
-		mustRule(t, RuleSpec{Action: "allow", Ports: "23/tcp"}),
-	}}
-	if err := l.fw.Apply(ctx, &rs); err != nil {
-		t.Fatal(err)
-	}
-	c := nflog(t, l, 7)
+	l, c := loggedTelnetLab(t)
 	for i := range 25 {
 		addr := l.link.A4
 		if i%2 == 1 {
