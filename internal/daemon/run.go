@@ -30,9 +30,6 @@ type Options struct {
 	Drain func(ctx context.Context) error
 	// DrainTimeout bounds Drain. Zero: DefaultDrainTimeout.
 	DrainTimeout time.Duration
-	// Ready is called once the daemon runs (after systemd is told). Nil:
-	// nothing.
-	Ready func()
 }
 
 // Errors Run returns when the stop did not go as planned.
@@ -69,9 +66,6 @@ func Run(ctx context.Context, o Options) error {
 	defer signal.Stop(hup)
 
 	notify(log, "READY=1")
-	if o.Ready != nil {
-		o.Ready()
-	}
 	stops := 0
 wait:
 	for {
