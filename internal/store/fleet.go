@@ -143,7 +143,7 @@ func (s *Store) CreateShard(ctx context.Context, si ScanInfo) (ScanInfo, error) 
 
 // settled is the status of shard sh with lease l, as Scan reports it.
 func (s *Store) settled(sh ScanInfo, l lease) Status {
-	if sh.Status == Running && l.owner != self() && !s.alive(l) {
+	if sh.Status == Running && !s.mine(l) && !s.alive(l) {
 		return Interrupted
 	}
 	return sh.Status

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -100,6 +101,11 @@ func (s *Store) alive(l lease) bool {
 	return s.now().Before(l.until)
 }
 
+// mine reports whether l is this process's lease.
+func (s *Store) mine(l lease) bool {
+	return (l.host == "" || l.host == s.host()) && l.owner == self()
+}
+
 // runningErr says who runs a scan and how to take it over.
 func (s *Store) runningErr(l lease) error {
 	if l.host == "" || l.host == s.host() {
@@ -111,7 +117,14 @@ func (s *Store) runningErr(l lease) error {
 
 // Heartbeat renews this process's lease of scan id, as checkpoints do, for
 // scans that wait without moving (a slow host, a long banner).
+// When another host has taken the scan over, the error wraps ErrLeaseLost:
+// this process should stop.
 func (s *Store) Heartbeat(ctx context.Context, id int64) error {
-	return s.update(ctx, "heartbeat", id, `UPDATE scans SET lease_until = ? WHERE id = ? AND lease_host = ?`,
-		s.now().Add(s.leaseTTL()).UnixNano(), id, s.host())
+	return s.updateOwned(ctx, "heartbeat", id, `UPDATE scans SET lease_until = ? WHERE id = ?`,
+		s.now().Add(s.leaseTTL()).UnixNano(), id)
 }
+
+// ErrLeaseLost is returned (wrapped) by Checkpoint, FinishScan and
+// Heartbeat to a process whose scan another process has taken over, after
+// its lease lapsed.
+var ErrLeaseLost = errors.New("lease lost")

@@ -166,7 +166,7 @@ func (s *Store) insertScan(ctx context.Context, tx *sql.Tx, si *ScanInfo) error 
 // first (AddResults) so a resume from pos loses nothing.
 func (s *Store) Checkpoint(ctx context.Context, id int64, pos uint64, c Counts) error {
 	now := s.now()
-	return s.update(ctx, "checkpoint", id, `UPDATE scans SET checkpoint = ?, checkpointed = ?, lease_until = ?,
+	return s.updateOwned(ctx, "checkpoint", id, `UPDATE scans SET checkpoint = ?, checkpointed = ?, lease_until = ?,
 		probes = ?, open = ?, closed = ?, filtered = ?, open_filtered = ?, hosts_up = ? WHERE id = ?`,
 		int64(pos), now.UnixNano(), now.Add(s.leaseTTL()).UnixNano(), int64(c.Probes), int64(c.Open), int64(c.Closed), int64(c.Filtered),
 		int64(c.OpenFiltered), int64(c.HostsUp), id)
@@ -178,7 +178,7 @@ func (s *Store) FinishScan(ctx context.Context, id int64, status Status, c Count
 	if !status.valid() || status == Running {
 		return fmt.Errorf("finish scan %d: invalid final status %q", id, status)
 	}
-	return s.update(ctx, "finish", id, `UPDATE scans SET status = ?, finished = ?, owner_pid = 0, owner_start = 0, lease_host = '', lease_until = 0,
+	return s.updateOwned(ctx, "finish", id, `UPDATE scans SET status = ?, finished = ?, owner_pid = 0, owner_start = 0, lease_host = '', lease_until = 0,
 		probes = ?, open = ?, closed = ?, filtered = ?, open_filtered = ?, hosts_up = ? WHERE id = ?`,
 		string(status), s.now().UnixNano(), int64(c.Probes), int64(c.Open), int64(c.Closed), int64(c.Filtered),
 		int64(c.OpenFiltered), int64(c.HostsUp), id)
@@ -238,6 +238,30 @@ func (s *Store) ResumeScan(ctx context.Context, id int64) (ScanInfo, error) {
 	return si, nil
 }
 
+// updateOwned runs update for the process that holds the lease of scan
+// id: query ends in "WHERE id = ?", to which the lease's condition is
+// added. When another process took the scan over (this one was taken for
+// dead), the error wraps ErrLeaseLost and nothing is changed: two writers
+// of one checkpoint would each undo the other.
+func (s *Store) updateOwned(ctx context.Context, op string, id int64, query string, args ...any) error {
+	query += ` AND lease_host = ? AND owner_pid = ?`
+	args = append(args, s.host(), self().pid)
+	err := s.update(ctx, op, id, query, args...)
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	l, lerr := s.leaseOf(ctx, s.db, id)
+	switch {
+	case errors.Is(lerr, sql.ErrNoRows):
+		return err
+	case lerr != nil:
+		return fmt.Errorf("%s scan %d: %w", op, id, lerr)
+	case l.host == "":
+		return fmt.Errorf("%s scan %d: %w: it was finished by another process", op, id, ErrLeaseLost)
+	}
+	return fmt.Errorf("%s scan %d: %w: host %s (process %d) took it over", op, id, ErrLeaseLost, l.host, l.owner.pid)
+}
+
 // update runs one UPDATE of scan id and reports ErrNotFound when it matched
 // nothing.
 func (s *Store) update(ctx context.Context, op string, id int64, query string, args ...any) error {
@@ -284,7 +308,7 @@ func (s *Store) settle(ctx context.Context, si *ScanInfo) error {
 	if err != nil {
 		return err
 	}
-	if l.owner != self() && !s.alive(l) {
+	if !s.mine(l) && !s.alive(l) {
 		si.Status = Interrupted
 	}
 	return nil
