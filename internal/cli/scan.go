@@ -57,10 +57,12 @@ type ScanOptions struct {
 	Names map[netip.Addr]string `json:"names,omitempty"`
 	Seed  uint64                `json:"seed"`
 	Shard string                `json:"shard,omitempty"`
+	// ScanID names a scan whose shards many processes run (--scan-id).
+	ScanID string `json:"scan_id,omitempty"`
 
 	ping string // -Pn arrives as -P with the value "n"
 	// The rest is this invocation's, not the recipe's.
-	Resume int64  `json:"-"`
+	Resume string `json:"-"` // a scan id, or a named scan (with --shard)
 	Format string `json:"-"`
 	Output string `json:"-"`
 	// nmap's output options (-oX, -oN, -oG FILE, -oA BASE), rewritten to
@@ -132,7 +134,15 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 			if opts.ping == "n" {
 				opts.NoHostDown = true
 			}
-			if opts.Resume != 0 {
+			if opts.ScanID != "" {
+				if err := store.ValidName(opts.ScanID); err != nil {
+					return usageErr(fmt.Errorf("--scan-id: %w", err))
+				}
+				if opts.NoStore {
+					return usageErr(errors.New("--scan-id names a scan in the store, whose shards meet there: drop --no-store"))
+				}
+			}
+			if opts.Resume != "" {
 				if len(exprs) > 0 || len(opts.Targets.InputLists) > 0 {
 					return usageErr(errors.New("--resume takes no targets: they come from the stored scan"))
 				}
@@ -176,7 +186,8 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.BoolVar(&opts.Banner, "banner", false, "read a banner from every open port and guess the service")
 	f.Uint64Var(&opts.Seed, "seed", 0, "order the probes with this `N` (0: random; stored, so a resume repeats it)")
 	f.StringVar(&opts.Shard, "shard", "", "scan only slice `I/N` of the permuted space (the N shards of one seed cover it exactly)")
-	f.Int64Var(&opts.Resume, "resume", 0, "continue the stored scan `ID` from its last checkpoint")
+	f.StringVar(&opts.Resume, "resume", "", "continue the stored scan `ID` from its last checkpoint; or shard --shard I/N of the named scan NAME[@RUN], on any machine, once its process is gone")
+	f.StringVar(&opts.ScanID, "scan-id", "", "name the scan: processes given the same `NAME` and --shard I/N each run one shard of it, into one database (--db postgres://...); show NAME merges them")
 	f.StringVar(&opts.Format, "format", "", "output `FORMAT`: table, json, jsonl, csv, grepable, list, xml (default: table on a terminal, jsonl otherwise; from -o's extension)")
 	f.StringVarP(&opts.Output, "output", "o", "", "write the results to `FILE` instead of stdout (/dev/stdout, /dev/null and pipes work)")
 	f.StringVar(&opts.OutXML, "output-xml", "", "also write nmap XML to `FILE` (nmap's -oX FILE, which works too)")
@@ -194,7 +205,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 // resumeFlags are the flags that go with --resume: where and how this run
 // writes. The rest of the recipe is the stored scan's, so that the resumed
 // positions mean the same probes.
-var resumeFlags = map[string]bool{"resume": true, "format": true, "output": true, "stats-every": true, "db": true, "open": true,
+var resumeFlags = map[string]bool{"resume": true, "shard": true, "format": true, "output": true, "stats-every": true, "db": true, "open": true,
 	"output-xml": true, "output-normal": true, "output-grepable": true, "output-all": true}
 
 // nmapOutputFlags are nmap's output options. pflag would read "-oX" as -o
@@ -499,7 +510,8 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.Seed == 0 {
+	// A shard of a named scan without --seed takes its run's (CreateShard).
+	if opts.Seed == 0 && (opts.ScanID == "" || opts.DryRun) {
 		opts.Seed = scan.NewSeed()
 	}
 	opts.Names = p.hosts.Names()
@@ -532,7 +544,14 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 			Prober: p.proberName, Seed: opts.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
 			Rate: int(opts.Rate), Hosts: p.space.Hosts(), Space: p.space.Size(), Options: recipe,
 		}
-		if si.ID, err = db.CreateScan(ctx, si); err != nil {
+		if opts.ScanID != "" {
+			si.Name = opts.ScanID
+			if si, err = db.CreateShard(ctx, si); err != nil {
+				return err
+			}
+			opts.Seed = si.Seed
+			fmt.Fprintf(g.io.ErrOut, "scan %s@%d: shard %s is scan %d\n", si.Name, si.Run, shardOf(si), si.ID)
+		} else if si.ID, err = db.CreateScan(ctx, si); err != nil {
 			return err
 		}
 		run.db, run.info = db, si
@@ -540,24 +559,80 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	return run.execute(ctx, out, 0)
 }
 
+// shardOf is a stored scan's shard as --shard takes it: "I/N", "1/1".
+func shardOf(si store.ScanInfo) string {
+	if si.ShardCount == 0 {
+		return "1/1"
+	}
+	return fmt.Sprintf("%d/%d", si.ShardIndex, si.ShardCount)
+}
+
 func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if opts.NoStore {
 		return usageErr(errors.New("--resume needs the store: drop --no-store"))
 	}
+	id, idErr := strconv.ParseInt(opts.Resume, 10, 64)
+	if idErr == nil && id <= 0 {
+		return usageErr(fmt.Errorf("--resume %s: want a scan id from 1, or a --scan-id name", opts.Resume))
+	}
+	var name string
+	var runNo int
+	var shard scan.Shard
+	if idErr != nil {
+		var err error
+		if name, runNo, err = store.ParseRef(opts.Resume); err != nil {
+			return usageErr(fmt.Errorf("--resume: %w (want a scan id, or a --scan-id name with --shard I/N)", err))
+		}
+		if opts.Shard != "" {
+			if shard, err = scan.ParseShard(opts.Shard); err != nil {
+				return usageErr(fmt.Errorf("--shard: %w", err))
+			}
+		}
+	} else if opts.Shard != "" {
+		return usageErr(fmt.Errorf("--resume %d is one scan, its shard included: --shard goes with --resume NAME", id))
+	}
 	db, err := opts.DB.open(ctx, false)
 	if errors.Is(err, errNoStore) {
-		return withCode(ExitNotFound, fmt.Errorf("scan %d: %w", opts.Resume, err))
+		return withCode(ExitNotFound, fmt.Errorf("scan %s: %w", opts.Resume, err))
 	}
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	si, err := db.Scan(ctx, opts.Resume)
-	if errors.Is(err, store.ErrNotFound) {
-		return withCode(ExitNotFound, fmt.Errorf("scan %d not found in %s (portolan history lists the scans)", opts.Resume, db.Path()))
-	}
-	if err != nil {
-		return err
+	var si store.ScanInfo
+	if name != "" {
+		m, err := db.Named(ctx, name, runNo)
+		if errors.Is(err, store.ErrNotFound) {
+			return withCode(ExitNotFound, fmt.Errorf("scan %s not found in %s (portolan history lists the scans)", opts.Resume, db.Path()))
+		}
+		if err != nil {
+			return err
+		}
+		if m.ShardCount > 1 && shard.Count == 0 {
+			return usageErr(fmt.Errorf("--resume %s: it has %d shards: say which with --shard I/%d", opts.Resume, m.ShardCount, m.ShardCount))
+		}
+		if shard.Count != 0 && int(shard.Count) != max(m.ShardCount, 1) {
+			return usageErr(fmt.Errorf("--shard %s: scan %s@%d has %d shards", opts.Shard, name, m.Run, max(m.ShardCount, 1)))
+		}
+		i := int(shard.Index)
+		if m.ShardCount == 0 {
+			i = 0
+		}
+		k := slices.IndexFunc(m.Shards, func(sh store.ScanInfo) bool { return sh.ShardIndex == i })
+		if k < 0 {
+			// No process ever stored this shard: start it with the run's
+			// recipe, as its own process would have.
+			return startMissingShard(ctx, g, opts, m, shard)
+		}
+		si = m.Shards[k]
+	} else {
+		si, err = db.Scan(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return withCode(ExitNotFound, fmt.Errorf("scan %d not found in %s (portolan history lists the scans)", id, db.Path()))
+		}
+		if err != nil {
+			return err
+		}
 	}
 	// The recipe is what the scan was started with; output choices are
 	// this invocation's.
@@ -590,8 +665,27 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 		return err
 	}
 	run.info = si
-	fmt.Fprintf(g.io.ErrOut, "resuming scan %d at position %d of %d\n", si.ID, si.Checkpoint, si.Space)
+	if si.Name != "" {
+		fmt.Fprintf(g.io.ErrOut, "resuming shard %s of scan %s@%d (scan %d) at position %d of %d\n", shardOf(si), si.Name, si.Run, si.ID, si.Checkpoint, si.Space)
+	} else {
+		fmt.Fprintf(g.io.ErrOut, "resuming scan %d at position %d of %d\n", si.ID, si.Checkpoint, si.Space)
+	}
 	return run.execute(ctx, out, si.Checkpoint)
+}
+
+// startMissingShard starts shard of the named scan m, which no process
+// stored, from the recipe of one of its shards.
+func startMissingShard(ctx context.Context, g *Globals, opts *ScanOptions, m store.ScanInfo, shard scan.Shard) error {
+	stored := &ScanOptions{}
+	if err := json.Unmarshal(m.Options, stored); err != nil {
+		return fmt.Errorf("scan %s@%d: its stored options cannot be read: %w", m.Name, m.Run, err)
+	}
+	stored.Format, stored.Output, stored.StatsEvery, stored.DB = opts.Format, opts.Output, opts.StatsEvery, opts.DB
+	stored.OutXML, stored.OutNormal, stored.OutGrep, stored.OutAll = opts.OutXML, opts.OutNormal, opts.OutGrep, opts.OutAll
+	stored.Open = opts.Open
+	stored.Seed, stored.ScanID, stored.Shard = m.Seed, m.Name, shard.String()
+	fmt.Fprintf(g.io.ErrOut, "shard %s of scan %s@%d was never started: starting it\n", shard, m.Name, m.Run)
+	return runScan(ctx, g, stored)
 }
 
 // warnLongScan says, before a big scan starts on a terminal, how long it
@@ -650,6 +744,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	defer stopRun()
 	if r.db != nil {
 		r.writer = scan.NewSinkWriter(ctx, r.db.Sink(r.info.ID), stopRun)
+		defer r.heartbeat(runCtx, stopRun)()
 	}
 
 	s := opts.scanner(g, r.plan)
@@ -757,6 +852,39 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.tally.Open, r.db.Path())
 	}
 	return nil
+}
+
+// heartbeat renews the run's lease while it runs, so other hosts see the
+// scan alive even while no checkpoint moves. A lease another host took
+// over (this one was silent past its lease) stops the run: the checkpoint
+// and the finish will say so. It returns the function that stops it.
+func (r *scanRun) heartbeat(ctx context.Context, stopRun func()) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	every := r.db.LeaseTTL
+	if every <= 0 {
+		every = store.DefaultLeaseTTL
+	}
+	every /= 3
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			// Errors other than a lost lease (the database unreachable) are
+			// the result writer's to handle; the lease may lapse meanwhile.
+			if err := r.db.Heartbeat(ctx, r.info.ID); errors.Is(err, store.ErrLeaseLost) {
+				stopRun()
+				return
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // progressLine is the terminal's progress line. Besides the ports done it

@@ -211,6 +211,15 @@ func (p *PG) URL(db string) string {
 // NewDatabase creates an empty database and returns its URL.
 func (p *PG) NewDatabase(t testing.TB) string {
 	t.Helper()
+	url, err := p.CreateDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
+// CreateDatabase creates an empty database and returns its URL.
+func (p *PG) CreateDatabase() (string, error) {
 	p.mu.Lock()
 	p.dbs++
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), p.dbs)
@@ -219,13 +228,19 @@ func (p *PG) NewDatabase(t testing.TB) string {
 	defer cancel()
 	c, err := pgx.Connect(ctx, p.URL("postgres"))
 	if err != nil {
-		t.Fatalf("connect to test postgres: %v", err)
+		return "", fmt.Errorf("connect to test postgres: %w", err)
 	}
 	defer c.Close(ctx)
 	if _, err := c.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create test database: %v", err)
+		return "", fmt.Errorf("create test database: %w", err)
 	}
-	return p.URL(name)
+	return p.URL(name), nil
+}
+
+// SocketURL returns the URL of database db over the server's unix socket,
+// which reaches it from any network namespace.
+func (p *PG) SocketURL(db string) string {
+	return fmt.Sprintf("postgres:///%s?host=%s&port=%d&user=postgres", db, p.Dir, p.Port)
 }
 
 var shared struct {
