@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"portolan/internal/netlab"
+	"portolan/internal/scan"
+	"portolan/internal/store"
+	"portolan/internal/testenv"
+)
+
+// fleetLab is a scanner namespace and a target with open, closed and
+// dropped ports, a real PostgreSQL reachable from the scanner over its unix
+// socket, and the reference: the space scanned by one process, unsharded.
+type fleetLab struct {
+	scanner *netlab.Host
+	pg      *testenv.PG
+	db      string // the database's URL (unix socket)
+	space   []string
+	want    map[resultKey]resultOutcome
+}
+
+const fleetPorts = 3000
+
+func newFleetLab(t *testing.T) *fleetLab {
+	t.Helper()
+	scanner, target, lk := netlab.NewPair(t)
+	for p := 7; p <= fleetPorts; p += 97 {
+		serveTCP(t, target, p)
+	}
+	var dropped []string
+	for p := 3; p <= fleetPorts; p += 211 {
+		dropped = append(dropped, strconv.Itoa(p))
+	}
+	nft(t, target, "table inet portolantest {\n chain input {\n  type filter hook input priority 0;\n  tcp dport { "+
+		strings.Join(dropped, ", ")+" } drop\n }\n}\n")
+	l := &fleetLab{scanner: scanner, pg: testenv.StartPostgres(t),
+		space: []string{lk.B4.String(), lk.B6.String(), "-p", "1-" + strconv.Itoa(fleetPorts)}}
+	url, err := l.pg.CreateDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.db = l.pg.SocketURL(url[strings.LastIndexByte(url, '/')+1 : strings.IndexByte(url, '?')])
+	r := runChild(t, portolanIn(t, scanner, append([]string{"scan", "--no-store", "--format", "jsonl"}, l.space...)...))
+	if r.code != ExitOK {
+		t.Fatalf("reference scan: %v", r)
+	}
+	l.want = resultSet(t, "reference", jsonlResults(t, r.stdout))
+	if len(l.want) != 2*fleetPorts {
+		t.Fatalf("reference scan: %d results; want %d", len(l.want), 2*fleetPorts)
+	}
+	return l
+}
+
+// portolan returns portolan args... in the scanner namespace, on host id
+// host, with the lab's database in $PORTOLAN_DB.
+func (l *fleetLab) portolan(t *testing.T, host string, args ...string) *exec.Cmd {
+	cmd := portolanIn(t, l.scanner, args...)
+	cmd.Env = append(cmd.Env, "PORTOLAN_DB="+l.db, "PORTOLAN_HOST_ID="+host, "PORTOLAN_LEASE_TTL=10s")
+	return cmd
+}
+
+// merged reads the named scan from the lab's database, its shards merged.
+func (l *fleetLab) merged(t *testing.T, name string) (store.ScanInfo, []scan.Result) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, l.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	si, err := db.ResolveScan(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := db.ScanResults(ctx, si, store.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return si, rs
+}
+
+// waitShard polls the named scan until shard i satisfies ok, for at most a
+// minute; it fails the test when exited closes first.
+func (l *fleetLab) waitShard(t *testing.T, name string, i int, exited <-chan struct{}, ok func(store.ScanInfo) bool) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, l.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if sh, err := db.ShardByIndex(ctx, name, 0, i); err == nil && ok(sh) {
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("shard %d of %s: its process ended before the state awaited", i, name)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("shard %d of %s: not in the state awaited within a minute", i, name)
+}
+
+// TestFleetLeaseResume: host a runs shard 1 of 2 and dies (SIGKILL) after
+// a checkpoint; while its lease holds, host b cannot take the shard over,
+// and show says it still runs on a; once the lease lapses it is
+// interrupted, b resumes it, and the merged scan equals one process's scan
+// of the same space, port for port.
+func TestFleetLeaseResume(t *testing.T) {
+	l := newFleetLab(t)
+	shard := func(host, i string, extra ...string) *exec.Cmd {
+		args := append([]string{"scan", "--scan-id", "sweep", "--shard", i + "/2", "--format", "jsonl", "-o", "/dev/null"}, extra...)
+		return l.portolan(t, host, append(args, l.space...)...)
+	}
+	a := shard("a", "1", "--rate", "1000") // 3000 probes: 3 s
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { a.Wait(); close(exited) }()
+	l.waitShard(t, "sweep", 1, exited, func(sh store.ScanInfo) bool { return sh.Checkpoint > 0 })
+	a.Process.Kill()
+	<-exited
+
+	r := runChild(t, l.portolan(t, "b", "scan", "--resume", "sweep", "--shard", "1/2", "-o", "/dev/null"))
+	if r.code != ExitError || !strings.Contains(r.stderr, "still running on host a") {
+		t.Errorf("--resume on b while a's lease holds: %v; want exit 1 naming host a", r)
+	}
+	r = runChild(t, l.portolan(t, "b", "show", "sweep", "--format", "list"))
+	if !strings.Contains(r.stderr, "still running 1/2 on a") || !strings.Contains(r.stderr, "missing (never started) 2/2") {
+		t.Errorf("show while shard 1 is leased and 2 missing: %v; want both named", r)
+	}
+	if r := runChild(t, shard("b", "2")); r.code != ExitOK {
+		t.Fatalf("shard 2 on b: %v", r)
+	}
+	l.waitShard(t, "sweep", 1, nil, func(sh store.ScanInfo) bool { return sh.Status == store.Interrupted })
+	r = runChild(t, l.portolan(t, "b", "scan", "--resume", "sweep", "--shard", "1/2", "-o", "/dev/null"))
+	if r.code != ExitOK || !strings.Contains(r.stderr, "resuming shard 1/2 of scan sweep@1") {
+		t.Fatalf("--resume on b after a's lease lapsed: %v", r)
+	}
+	si, results := l.merged(t, "sweep")
+	if si.Status != store.Done || len(si.Missing) != 0 {
+		t.Errorf("merged scan: status %s, missing %v; want done, none", si.Status, si.Missing)
+	}
+	diffSets(t, "merged scan", resultSet(t, "merged scan", results), l.want)
+}
