@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -151,4 +152,77 @@ func TestFleetLeaseResume(t *testing.T) {
 		t.Errorf("merged scan: status %s, missing %v; want done, none", si.Status, si.Missing)
 	}
 	diffSets(t, "merged scan", resultSet(t, "merged scan", results), l.want)
+}
+
+// startShard starts a paced one-shard named scan in the lab and returns
+// once the database holds a checkpoint of it; exited closes when the
+// process ends, and its exit code is then in code.
+func (l *fleetLab) startShard(t *testing.T, name string, extra ...string) (stderr *screen, exited chan struct{}, code *int) {
+	t.Helper()
+	args := append([]string{"scan", "--scan-id", name, "--rate", "1500", "--format", "jsonl", "-o", "/dev/null"}, extra...)
+	cmd := l.portolan(t, "a", append(args, l.space...)...)
+	stderr = newScreen()
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited, code = make(chan struct{}), new(int)
+	go func() { cmd.Wait(); *code = cmd.ProcessState.ExitCode(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	l.waitShard(t, name, 0, exited, func(sh store.ScanInfo) bool { return sh.Checkpoint > 0 })
+	return stderr, exited, code
+}
+
+// TestFleetDatabaseDown stops PostgreSQL in the middle of scans. When it
+// comes back before the scan ends, the buffered results are retried and the
+// scan completes in the database; when it stays away, the results go to a
+// spill file the error names, and store load-spill stores them. Either way
+// the stored scan is one process's undisturbed scan, port for port.
+func TestFleetDatabaseDown(t *testing.T) {
+	l := newFleetLab(t)
+	t.Run("restart", func(t *testing.T) {
+		stderr, exited, code := l.startShard(t, "restart")
+		if err := l.pg.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if !stderr.waitFor("database unreachable: buffering results", 30*time.Second) {
+			t.Fatalf("no word of the database going away; stderr:\n%s", stderr)
+		}
+		if err := l.pg.Start(); err != nil {
+			t.Fatal(err)
+		}
+		<-exited
+		if *code != ExitOK || !strings.Contains(stderr.String(), "database back") {
+			t.Fatalf("scan across a database restart: exit %d; stderr:\n%s", *code, stderr)
+		}
+		si, results := l.merged(t, "restart")
+		if si.Status != store.Done {
+			t.Errorf("scan across a database restart: status %s; want done", si.Status)
+		}
+		diffSets(t, "scan across a database restart", resultSet(t, "restart", results), l.want)
+	})
+	t.Run("spill", func(t *testing.T) {
+		spills := t.TempDir()
+		stderr, exited, code := l.startShard(t, "spill", "--db-buffer", "500", "--db-retry", "1s", "--spill-dir", spills)
+		if err := l.pg.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		<-exited
+		if err := l.pg.Start(); err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`portolan store load-spill (\S+) loads them`).FindStringSubmatch(stderr.String())
+		if *code != ExitError || m == nil || !strings.HasPrefix(m[1], spills) {
+			t.Fatalf("scan with the database away to its end: exit %d; want 1 and the spill file named; stderr:\n%s", *code, stderr)
+		}
+		r := runChild(t, l.portolan(t, "a", "store", "load-spill", m[1])) // where the file is
+		if r.code != ExitOK || !strings.Contains(r.stdout, "it is done") {
+			t.Fatalf("store load-spill: %v", r)
+		}
+		si, results := l.merged(t, "spill")
+		if si.Status != store.Done {
+			t.Errorf("scan loaded from its spill: status %s; want done", si.Status)
+		}
+		diffSets(t, "scan loaded from its spill", resultSet(t, "spill", results), l.want)
+	})
 }

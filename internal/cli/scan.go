@@ -74,8 +74,13 @@ type ScanOptions struct {
 	StatsEvery time.Duration `json:"-"`
 	DB         DBFlags       `json:"-"`
 	NoStore    bool          `json:"-"`
-	DryRun     bool          `json:"-"`
-	Open       bool          `json:"-"`
+	// While the database is unreachable: results held in memory, how long
+	// the end of the scan waits for it, and where the rest is spilled.
+	DBBuffer int           `json:"-"`
+	DBRetry  time.Duration `json:"-"`
+	SpillDir string        `json:"-"`
+	DryRun   bool          `json:"-"`
+	Open     bool          `json:"-"`
 
 	// nmap's names for the options above (applied in nmapOptions).
 	fast       bool
@@ -197,6 +202,9 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.DurationVar(&opts.StatsEvery, "stats-every", 0, "write progress as NDJSON to stderr every `D` (e.g. 5s)")
 	addDBFlags(cmd, &opts.DB)
 	f.BoolVar(&opts.NoStore, "no-store", false, "do not record the scan in the database")
+	f.IntVar(&opts.DBBuffer, "db-buffer", 0, "while the database is unreachable, hold up to `N` results in memory, then spill them to a file (0: 200000)")
+	f.DurationVar(&opts.DBRetry, "db-retry", 0, "at the end of the scan, wait up to `D` for an unreachable database before spilling what it lacks (0: 30s)")
+	f.StringVar(&opts.SpillDir, "spill-dir", "", "write spill files in `DIR` (default $XDG_DATA_HOME/portolan/spill); portolan store load-spill loads them")
 	f.BoolVar(&opts.Open, "open", false, "show only open ports, and only hosts with one (nmap's --open); the store keeps every port")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print the plan (probes, hosts, duration at --rate, the first probes in order) and send nothing")
 	return cmd
@@ -205,7 +213,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 // resumeFlags are the flags that go with --resume: where and how this run
 // writes. The rest of the recipe is the stored scan's, so that the resumed
 // positions mean the same probes.
-var resumeFlags = map[string]bool{"resume": true, "shard": true, "format": true, "output": true, "stats-every": true, "db": true, "open": true,
+var resumeFlags = map[string]bool{"resume": true, "shard": true, "db-buffer": true, "db-retry": true, "spill-dir": true, "format": true, "output": true, "stats-every": true, "db": true, "open": true,
 	"output-xml": true, "output-normal": true, "output-grepable": true, "output-all": true}
 
 // nmapOutputFlags are nmap's output options. pflag would read "-oX" as -o
@@ -640,9 +648,7 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if err := json.Unmarshal(si.Options, stored); err != nil {
 		return fmt.Errorf("scan %d: its stored options cannot be read: %w", si.ID, err)
 	}
-	stored.Format, stored.Output, stored.StatsEvery, stored.DB = opts.Format, opts.Output, opts.StatsEvery, opts.DB
-	stored.OutXML, stored.OutNormal, stored.OutGrep, stored.OutAll = opts.OutXML, opts.OutNormal, opts.OutGrep, opts.OutAll
-	stored.Open = opts.Open
+	stored.takeInvocation(opts)
 	stored.Seed = si.Seed
 	format, err := stored.format(g)
 	if err != nil {
@@ -673,6 +679,15 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	return run.execute(ctx, out, si.Checkpoint)
 }
 
+// takeInvocation copies into a stored recipe what is this invocation's:
+// where and how it writes.
+func (opts *ScanOptions) takeInvocation(from *ScanOptions) {
+	opts.Format, opts.Output, opts.StatsEvery, opts.DB = from.Format, from.Output, from.StatsEvery, from.DB
+	opts.OutXML, opts.OutNormal, opts.OutGrep, opts.OutAll = from.OutXML, from.OutNormal, from.OutGrep, from.OutAll
+	opts.Open = from.Open
+	opts.DBBuffer, opts.DBRetry, opts.SpillDir = from.DBBuffer, from.DBRetry, from.SpillDir
+}
+
 // startMissingShard starts shard of the named scan m, which no process
 // stored, from the recipe of one of its shards.
 func startMissingShard(ctx context.Context, g *Globals, opts *ScanOptions, m store.ScanInfo, shard scan.Shard) error {
@@ -680,9 +695,7 @@ func startMissingShard(ctx context.Context, g *Globals, opts *ScanOptions, m sto
 	if err := json.Unmarshal(m.Options, stored); err != nil {
 		return fmt.Errorf("scan %s@%d: its stored options cannot be read: %w", m.Name, m.Run, err)
 	}
-	stored.Format, stored.Output, stored.StatsEvery, stored.DB = opts.Format, opts.Output, opts.StatsEvery, opts.DB
-	stored.OutXML, stored.OutNormal, stored.OutGrep, stored.OutAll = opts.OutXML, opts.OutNormal, opts.OutGrep, opts.OutAll
-	stored.Open = opts.Open
+	stored.takeInvocation(opts)
 	stored.Seed, stored.ScanID, stored.Shard = m.Seed, m.Name, shard.String()
 	fmt.Fprintf(g.io.ErrOut, "shard %s of scan %s@%d was never started: starting it\n", shard, m.Name, m.Run)
 	return runScan(ctx, g, stored)
@@ -716,6 +729,7 @@ type scanRun struct {
 	resumed bool
 
 	writer *scan.SinkWriter // the store's side of the run, with a store
+	sink   *store.Buffered  // what writer writes to: rides out database outages
 	kept   []scan.Result    // results for a format rendered at the end, without a store
 	tally  scan.Tally
 	dbErr  error
@@ -743,7 +757,9 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	if r.db != nil {
-		r.writer = scan.NewSinkWriter(ctx, r.db.Sink(r.info.ID), stopRun)
+		r.sink = r.db.Buffered(r.info)
+		r.sink.MaxBuffered, r.sink.RetryFor, r.sink.SpillDir, r.sink.Logger = opts.DBBuffer, opts.DBRetry, opts.SpillDir, g.Logger()
+		r.writer = scan.NewSinkWriter(ctx, r.sink, stopRun)
 		defer r.heartbeat(runCtx, stopRun)()
 	}
 
@@ -804,7 +820,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		if err := r.writer.Close(); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
-		if err := r.db.FinishScan(bg, r.info.ID, status, r.tally.Totals); err != nil && r.dbErr == nil {
+		if err := r.sink.Finish(bg, status, r.tally.Totals); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
 	}

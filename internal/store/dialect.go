@@ -31,6 +31,9 @@ type dialect interface {
 	lock(ctx context.Context, tx *sql.Tx, key string) error
 	// readTx are the options of a transaction that reads one snapshot.
 	readTx() *sql.TxOptions
+	// transient reports whether err is the database being away for now
+	// (worth retrying) rather than a failure that repeats.
+	transient(err error) bool
 	// addResults writes rows (resultColumns values each) and groups
 	// (groupColumns values each) in one transaction.
 	addResults(ctx context.Context, db *sql.DB, rows, groups [][]any) error

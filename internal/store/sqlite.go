@@ -63,6 +63,10 @@ func (sqliteDialect) tables(ctx context.Context, db *sql.DB) ([]string, error) {
 	return queryStrings(ctx, db, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
 }
 
+// transient: a file that another process keeps locked past the busy
+// timeout; anything else repeats.
+func (sqliteDialect) transient(err error) bool { return isBusy(err) }
+
 // lock has nothing to do: every transaction is immediate (see dsn), so
 // writers queue at BEGIN.
 func (sqliteDialect) lock(context.Context, *sql.Tx, string) error { return nil }
