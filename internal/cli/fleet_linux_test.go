@@ -111,29 +111,39 @@ func (l *fleetLab) waitShard(t *testing.T, name string, i int, exited <-chan str
 }
 
 // TestFleetLeaseResume: host a runs shard 1 of 2 and dies (SIGKILL) after
-// a checkpoint; while its lease holds, host b cannot take the shard over,
-// and show says it still runs on a; once the lease lapses it is
-// interrupted, b resumes it, and the merged scan equals one process's scan
-// of the same space, port for port.
+// a checkpoint; while its lease holds, host b can neither resume the shard
+// nor start it again, and show says it still runs on a. Once the lease
+// lapses, b resumes it (--resume) and dies too; then host c runs the
+// shard's own command again, as an orchestrator retrying it would, which
+// continues it. The merged scan equals one process's scan of the same
+// space, port for port.
 func TestFleetLeaseResume(t *testing.T) {
 	l := newFleetLab(t)
 	shard := func(host, i string, extra ...string) *exec.Cmd {
 		args := append([]string{"scan", "--scan-id", "sweep", "--shard", i + "/2", "--format", "jsonl", "-o", "/dev/null"}, extra...)
 		return l.portolan(t, host, append(args, l.space...)...)
 	}
-	a := shard("a", "1", "--rate", "1000") // 3000 probes: 3 s
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
+	// killAfterCheckpoint runs cmd until shard 1's checkpoint passes from,
+	// then kills it, and returns the checkpoint it left.
+	killAfterCheckpoint := func(cmd *exec.Cmd, from uint64) {
+		t.Helper()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		l.waitShard(t, "sweep", 1, exited, func(sh store.ScanInfo) bool { return sh.Checkpoint > from })
+		cmd.Process.Kill()
+		<-exited
 	}
-	exited := make(chan struct{})
-	go func() { a.Wait(); close(exited) }()
-	l.waitShard(t, "sweep", 1, exited, func(sh store.ScanInfo) bool { return sh.Checkpoint > 0 })
-	a.Process.Kill()
-	<-exited
+	killAfterCheckpoint(shard("a", "1", "--rate", "1000"), 0) // 3000 probes: 3 s
 
 	r := runChild(t, l.portolan(t, "b", "scan", "--resume", "sweep", "--shard", "1/2", "-o", "/dev/null"))
 	if r.code != ExitError || !strings.Contains(r.stderr, "still running on host a") {
 		t.Errorf("--resume on b while a's lease holds: %v; want exit 1 naming host a", r)
+	}
+	if r := runChild(t, shard("b", "1")); r.code != ExitError || !strings.Contains(r.stderr, "still running on host a") {
+		t.Errorf("shard 1 started again on b while a's lease holds: %v; want exit 1 naming host a", r)
 	}
 	r = runChild(t, l.portolan(t, "b", "show", "sweep", "--format", "list"))
 	if !strings.Contains(r.stderr, "still running 1/2 on a") || !strings.Contains(r.stderr, "missing (never started) 2/2") {
@@ -143,15 +153,38 @@ func TestFleetLeaseResume(t *testing.T) {
 		t.Fatalf("shard 2 on b: %v", r)
 	}
 	l.waitShard(t, "sweep", 1, nil, func(sh store.ScanInfo) bool { return sh.Status == store.Interrupted })
-	r = runChild(t, l.portolan(t, "b", "scan", "--resume", "sweep", "--shard", "1/2", "-o", "/dev/null"))
+	sh := l.shard(t, "sweep", 1)
+	killAfterCheckpoint(l.portolan(t, "b", "scan", "--resume", "sweep", "--shard", "1/2", "--format", "jsonl", "-o", "/dev/null"), sh.Checkpoint)
+	if sh := l.shard(t, "sweep", 1); sh.Host != "b" || sh.Status != store.Running {
+		t.Fatalf("shard 1 after b resumed it: %s on %q; want running on b", sh.Status, sh.Host)
+	}
+
+	l.waitShard(t, "sweep", 1, nil, func(sh store.ScanInfo) bool { return sh.Status == store.Interrupted })
+	r = runChild(t, shard("c", "1"))
 	if r.code != ExitOK || !strings.Contains(r.stderr, "resuming shard 1/2 of scan sweep@1") {
-		t.Fatalf("--resume on b after a's lease lapsed: %v", r)
+		t.Fatalf("shard 1's command again on c after b's lease lapsed: %v; want it continued", r)
 	}
 	si, results := l.merged(t, "sweep")
-	if si.Status != store.Done || len(si.Missing) != 0 {
-		t.Errorf("merged scan: status %s, missing %v; want done, none", si.Status, si.Missing)
+	if si.Status != store.Done || len(si.Missing) != 0 || si.Run != 1 {
+		t.Errorf("merged scan: status %s, missing %v, run %d; want done, none, 1", si.Status, si.Missing, si.Run)
 	}
 	diffSets(t, "merged scan", resultSet(t, "merged scan", results), l.want)
+}
+
+// shard reads shard i of the latest run of name.
+func (l *fleetLab) shard(t *testing.T, name string, i int) store.ScanInfo {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, l.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sh, err := db.ShardByIndex(ctx, name, 0, i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sh
 }
 
 // startShard starts a paced one-shard named scan in the lab and returns

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -84,4 +85,47 @@ func readVerdicts(ts *testscript.TestScript, name string) []string {
 	ts.Check(sc.Err())
 	slices.Sort(out)
 	return out
+}
+
+// TestShardFromEnv: --shard VAR/N takes a 0-based index from the
+// environment, as a Kubernetes Indexed Job sets JOB_COMPLETION_INDEX.
+func TestShardFromEnv(t *testing.T) {
+	t.Setenv("JOB_COMPLETION_INDEX", "0")
+	t.Setenv("AWS_BATCH_JOB_ARRAY_INDEX", "15")
+	t.Setenv("BAD_INDEX", "x")
+	tests := []struct {
+		in, want, err string
+	}{
+		{"3/16", "3/16", ""},
+		{"", "", ""},
+		{"JOB_COMPLETION_INDEX/16", "1/16", ""},
+		{"AWS_BATCH_JOB_ARRAY_INDEX/16", "16/16", ""},
+		{"NOT_SET_ANYWHERE/4", "", "the environment variable NOT_SET_ANYWHERE is not set"},
+		{"BAD_INDEX/4", "", `BAD_INDEX="x" is not a 0-based index`},
+		{"lower/4", "lower/4", ""}, // not a variable's name: ParseShard's to refuse
+	}
+	for _, tt := range tests {
+		got, err := shardFromEnv(tt.in)
+		if got != tt.want || (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("shardFromEnv(%q) = %q, %v; want %q, %q", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func FuzzShardFromEnv(f *testing.F) {
+	for _, s := range []string{"3/16", "JOB_COMPLETION_INDEX/16", "A/", "/4", "_/1", "1A/2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := shardFromEnv(s)
+		name, n, ok := strings.Cut(s, "/")
+		switch {
+		case !ok || name == "" || !isEnvName(name):
+			if err != nil || out != s {
+				t.Errorf("shardFromEnv(%q) = %q, %v; want it unchanged", s, out, err)
+			}
+		case err == nil && !strings.HasSuffix(out, "/"+n):
+			t.Errorf("shardFromEnv(%q) = %q; want the count %q kept", s, out, n)
+		}
+	})
 }

@@ -139,6 +139,9 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 			if opts.ping == "n" {
 				opts.NoHostDown = true
 			}
+			if opts.Shard, err = shardFromEnv(opts.Shard); err != nil {
+				return usageErr(fmt.Errorf("--shard: %w", err))
+			}
 			if opts.ScanID != "" {
 				if err := store.ValidName(opts.ScanID); err != nil {
 					return usageErr(fmt.Errorf("--scan-id: %w", err))
@@ -190,7 +193,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	_ = f.MarkHidden("ping")
 	f.BoolVar(&opts.Banner, "banner", false, "read a banner from every open port and guess the service")
 	f.Uint64Var(&opts.Seed, "seed", 0, "order the probes with this `N` (0: random; stored, so a resume repeats it)")
-	f.StringVar(&opts.Shard, "shard", "", "scan only slice `I/N` of the permuted space (the N shards of one seed cover it exactly)")
+	f.StringVar(&opts.Shard, "shard", "", "scan only slice `I/N` of the permuted space (the N shards of one seed cover it exactly); I may name an environment variable with a 0-based index: --shard JOB_COMPLETION_INDEX/16 in a Kubernetes Indexed Job")
 	f.StringVar(&opts.Resume, "resume", "", "continue the stored scan `ID` from its last checkpoint; or shard --shard I/N of the named scan NAME[@RUN], on any machine, once its process is gone")
 	f.StringVar(&opts.ScanID, "scan-id", "", "name the scan: processes given the same `NAME` and --shard I/N each run one shard of it, into one database (--db postgres://...); show NAME merges them")
 	f.StringVar(&opts.Format, "format", "", "output `FORMAT`: table, json, jsonl, csv, grepable, list, xml (default: table on a terminal, jsonl otherwise; from -o's extension)")
@@ -208,6 +211,38 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.BoolVar(&opts.Open, "open", false, "show only open ports, and only hosts with one (nmap's --open); the store keeps every port")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print the plan (probes, hosts, duration at --rate, the first probes in order) and send nothing")
 	return cmd
+}
+
+// shardFromEnv resolves --shard VAR/N, where VAR names an environment
+// variable holding a 0-based index, as orchestrators set it (Kubernetes'
+// JOB_COMPLETION_INDEX in an Indexed Job, AWS Batch's
+// AWS_BATCH_JOB_ARRAY_INDEX), into "I/N" with I = VAR+1; a container image
+// without a shell cannot add the 1. Other values are returned as given.
+func shardFromEnv(shard string) (string, error) {
+	name, n, ok := strings.Cut(shard, "/")
+	if !ok || name == "" || !isEnvName(name) {
+		return shard, nil
+	}
+	v, set := os.LookupEnv(name)
+	if !set {
+		return "", fmt.Errorf("%s: the environment variable %s is not set (it holds the 0-based index of this shard)", shard, name)
+	}
+	i, err := strconv.ParseUint(strings.TrimSpace(v), 10, 63)
+	if err != nil {
+		return "", fmt.Errorf("%s: %s=%q is not a 0-based index", shard, name, v)
+	}
+	return strconv.FormatUint(i+1, 10) + "/" + n, nil
+}
+
+// isEnvName reports whether s looks like an environment variable's name:
+// capitals, digits and underscores, not starting with a digit.
+func isEnvName(s string) bool {
+	for i, r := range s {
+		if !(r >= 'A' && r <= 'Z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // resumeFlags are the flags that go with --resume: where and how this run
@@ -535,7 +570,7 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if err != nil {
 		return err
 	}
-	defer out.close()
+	defer func() { out.close() }()
 	if !opts.NoStore {
 		db, err := opts.DB.open(ctx, true)
 		if err != nil {
@@ -554,7 +589,20 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 		}
 		if opts.ScanID != "" {
 			si.Name = opts.ScanID
-			if si, err = db.CreateShard(ctx, si); err != nil {
+			started := si
+			if si, err = db.CreateShard(ctx, si); errors.Is(err, store.ErrShardStarted) {
+				// The same shard command again (an orchestrator retrying
+				// a dead pod) continues where the dead one stopped.
+				sh, err := db.ShardByIndex(ctx, opts.ScanID, 0, started.ShardIndex)
+				if err != nil {
+					return err
+				}
+				out.close()
+				out = nil
+				opts.Resume, opts.Shard = strconv.FormatInt(sh.ID, 10), ""
+				return runScanResume(ctx, g, opts)
+			}
+			if err != nil {
 				return err
 			}
 			opts.Seed = si.Seed

@@ -24,8 +24,8 @@ import (
 // scan merges its shards.
 
 // ErrShardStarted is returned (wrapped) by CreateShard when the shard was
-// started before in the current run and did not finish: --resume continues
-// it.
+// started before in the current run, with the same recipe, did not finish,
+// and no live process runs it: --resume continues it.
 var ErrShardStarted = errors.New("shard already started")
 
 // ValidName checks a --scan-id: printable, no spaces, no "@" (it separates
@@ -95,8 +95,12 @@ func (s *Store) CreateShard(ctx context.Context, si ScanInfo) (ScanInfo, error) 
 			complete = complete && sh.Status == Done
 		}
 		join := true
+		why := mismatch(shards[0], si)
 		if i := slices.IndexFunc(shards, func(sh ScanInfo) bool { return sh.ShardIndex == si.ShardIndex }); i >= 0 {
 			sh := shards[i]
+			if sh.Status != Done && why != "" {
+				return fail(fmt.Errorf("run %d of %s, still incomplete, %s: give the same targets, ports and --shard count, or another --scan-id", latest, si.Name, why))
+			}
 			if sh.Status != Done {
 				l, err := s.leaseOf(ctx, tx, sh.ID)
 				if err != nil {
@@ -111,7 +115,7 @@ func (s *Store) CreateShard(ctx context.Context, si ScanInfo) (ScanInfo, error) 
 			join = false // this shard is done: the name's next run
 		}
 		if join {
-			if why := mismatch(shards[0], si); why != "" {
+			if why != "" {
 				if !complete {
 					return fail(fmt.Errorf("run %d of %s, still incomplete, %s: give the same targets, ports and --shard count, or another --scan-id", latest, si.Name, why))
 				}
