@@ -79,6 +79,7 @@ every change saves again by itself.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runFirewallSave(cmd.Context(), g, opts, true) },
 	}
 	save.Flags().StringVarP(&opts.File, "file", "f", "", "save to this file")
+	markFiles(save.Flags(), false, "file")
 	restore := &cobra.Command{
 		Use:   "restore [-f FILE]",
 		Short: "Apply the saved rules (the boot unit runs this)",
@@ -88,6 +89,7 @@ boot unit that enable installs runs it before the network comes up.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runFirewallRestore(cmd.Context(), g, opts) },
 	}
 	restore.Flags().StringVarP(&opts.File, "file", "f", "", "restore from this file")
+	markFiles(restore.Flags(), true, "file")
 	enable := &cobra.Command{
 		Use:   "enable",
 		Short: "Save the rules and restore them at every boot",
@@ -181,7 +183,7 @@ func runFirewallRestore(ctx context.Context, g *Globals, opts FirewallSaveOption
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return fileErr(fmt.Errorf("restore: %w", err))
 	}
 	saved, err := firewall.ParseSaved(path, b)
 	if err != nil {

@@ -34,6 +34,7 @@ JSON.`,
 		},
 	}
 	cmd.Flags().StringVarP(&opts.Output, "output", "o", "", "write to this file instead of stdout")
+	markFiles(cmd.Flags(), false, "output")
 	return cmd
 }
 

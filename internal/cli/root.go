@@ -107,6 +107,7 @@ Every command takes --json for machine-readable output and --help for examples.`
 		root.AddCommand(add(g))
 	}
 	typeArgErrors(root)
+	addCompletions(root)
 	requireSubcommands(root)
 	return root
 }

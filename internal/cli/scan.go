@@ -179,6 +179,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.Int64Var(&opts.Resume, "resume", 0, "continue the stored scan `ID` from its last checkpoint")
 	f.StringVar(&opts.Format, "format", "", "output `FORMAT`: table, json, jsonl, csv, grepable, list, xml (default: table on a terminal, jsonl otherwise; from -o's extension)")
 	f.StringVarP(&opts.Output, "output", "o", "", "write the results to `FILE` instead of stdout (/dev/stdout, /dev/null and pipes work)")
+	markFiles(f, false, "output")
 	f.StringVar(&opts.OutXML, "output-xml", "", "also write nmap XML to `FILE` (nmap's -oX FILE, which works too)")
 	f.StringVar(&opts.OutNormal, "output-normal", "", "also write the table to `FILE` (nmap's -oN FILE, which works too)")
 	f.StringVar(&opts.OutGrep, "output-grepable", "", "also write grepable lines to `FILE` (nmap's -oG FILE, which works too)")
@@ -907,7 +908,7 @@ func (r *scanRun) openOutput(path string, format output.ScanFormat) (*scanOutput
 	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o666)
 	if err != nil {
-		return nil, err // *PathError names the file
+		return nil, fileErr(err) // *PathError names the file
 	}
 	return &scanOutput{w: f, f: f, format: format, created: errors.Is(statErr, fs.ErrNotExist)}, nil
 }
