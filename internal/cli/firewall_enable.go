@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -147,7 +148,13 @@ func runFirewallSave(ctx context.Context, g *Globals, opts FirewallSaveOptions, 
 	if err != nil {
 		return err
 	}
-	if say {
+	switch {
+	case say && g.JSON:
+		return writeJSON(g, struct {
+			Rules int    `json:"rules"`
+			Path  string `json:"path"`
+		}{n, path})
+	case say:
 		fmt.Fprintf(g.io.Out, "saved %d rules and the policy to %s\n", n, path)
 	}
 	return nil
@@ -200,6 +207,14 @@ func runFirewallRestore(ctx context.Context, g *Globals, opts FirewallSaveOption
 		return interrupted(err)
 	}
 	gone := len(saved.Ruleset.Rules) - len(want.Rules)
+	if g.JSON {
+		return writeJSON(g, struct {
+			Rules   int    `json:"rules"`
+			Policy  string `json:"policy"`
+			Expired int    `json:"expired"`
+			Path    string `json:"path"`
+		}{len(want.Rules), want.Policy.String(), gone, path})
+	}
 	fmt.Fprintf(g.io.Out, "restored %d rules and policy %s from %s", len(want.Rules), want.Policy, path)
 	if gone > 0 {
 		fmt.Fprintf(g.io.Out, " (%d expired since it was saved)", gone)
@@ -209,7 +224,7 @@ func runFirewallRestore(ctx context.Context, g *Globals, opts FirewallSaveOption
 }
 
 func runFirewallEnable(ctx context.Context, g *Globals, opts FirewallSaveOptions) error {
-	if err := runFirewallSave(ctx, g, opts, true); err != nil {
+	if err := runFirewallSave(ctx, g, opts, !g.JSON); err != nil {
 		return err
 	}
 	exe, err := os.Executable()
@@ -232,6 +247,12 @@ func runFirewallEnable(ctx context.Context, g *Globals, opts FirewallSaveOptions
 	if err := os.Symlink(unit, link); err != nil {
 		return fmt.Errorf("enable: %w", err)
 	}
+	if g.JSON {
+		return writeJSON(g, struct {
+			Unit  string `json:"unit"`
+			Saved string `json:"saved"`
+		}{unit, cmp.Or(opts.File, savedPath())})
+	}
 	fmt.Fprintf(g.io.Out, "enabled: %s restores them at boot (run systemctl daemon-reload to tell systemd now)\n", unit)
 	return nil
 }
@@ -249,6 +270,11 @@ func runFirewallDisable(g *Globals) error {
 	}
 	if len(removed) == 0 {
 		return withCode(ExitNotFound, errors.New("not enabled: nothing to remove"))
+	}
+	if g.JSON {
+		return writeJSON(g, struct {
+			Removed []string `json:"removed"`
+		}{removed})
 	}
 	fmt.Fprintf(g.io.Out, "disabled: removed %d files; the live rules stay until the next boot\n", len(removed))
 	return nil
