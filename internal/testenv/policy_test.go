@@ -26,9 +26,15 @@ var rawOK = map[string]string{
 	"SYS_SENDTO": "", "SYS_WRITE": "",
 }
 
+// processWide are calls that change the whole process, which a command or
+// library must not make behind main's back (an in-process test binary
+// would keep the change for every later test).
+var processWide = map[string]bool{"SetGCPercent": true, "SetMemoryLimit": true, "Setrlimit": true, "Prlimit": true, "SetMaxThreads": true}
+
 // TestRawSyscallPolicy walks the module's Go files and checks every raw
 // system call against rawOK: file system calls (procfs included) and
-// blocking receives must be plain unix.Syscall.
+// blocking receives must be plain unix.Syscall. It also keeps process-wide
+// settings in main.
 func TestRawSyscallPolicy(t *testing.T) {
 	root := filepath.Join("..", "..")
 	fset := token.NewFileSet()
@@ -53,7 +59,13 @@ func TestRawSyscallPolicy(t *testing.T) {
 				return true
 			}
 			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || !strings.HasPrefix(sel.Sel.Name, "RawSyscall") || len(call.Args) == 0 {
+			if !ok {
+				return true
+			}
+			if processWide[sel.Sel.Name] && !strings.HasPrefix(filepath.ToSlash(path), "../../cmd/") && !strings.HasPrefix(filepath.ToSlash(path), "../../bench/") {
+				t.Errorf("%s: %s changes the whole process: only main (cmd/portolan) may", fset.Position(call.Pos()), sel.Sel.Name)
+			}
+			if !strings.HasPrefix(sel.Sel.Name, "RawSyscall") || len(call.Args) == 0 {
 				return true
 			}
 			calls++
