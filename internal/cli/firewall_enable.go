@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"portolan/internal/atomicfile"
 	"portolan/internal/firewall"
 )
 
@@ -124,11 +125,7 @@ func saveTable(s *fwSession, tab *firewall.Table, path string) (int, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return 0, fmt.Errorf("save rules: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return 0, fmt.Errorf("save rules: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return 0, fmt.Errorf("save rules: %w", err)
 	}
 	return len(rs.Rules), nil
@@ -239,7 +236,7 @@ func runFirewallEnable(ctx context.Context, g *Globals, opts FirewallSaveOptions
 	if err := os.MkdirAll(wants, 0o755); err != nil {
 		return fmt.Errorf("enable: %w", err)
 	}
-	if err := os.WriteFile(unit, []byte(unitText(exe)), 0o644); err != nil {
+	if err := atomicfile.Write(unit, []byte(unitText(exe)), 0o644); err != nil {
 		return fmt.Errorf("enable: %w", err)
 	}
 	link := filepath.Join(wants, unitName)

@@ -3,11 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"portolan/internal/atomicfile"
 	"portolan/internal/firewall"
 )
 
@@ -67,7 +67,7 @@ func runFirewallExport(ctx context.Context, g *Globals, opts FirewallExportOptio
 		_, err = g.io.Out.Write(data)
 		return err
 	}
-	if err := os.WriteFile(opts.Output, data, 0o644); err != nil {
+	if err := atomicfile.Write(opts.Output, data, 0o644); err != nil {
 		return fmt.Errorf("export to %s: %w", opts.Output, err)
 	}
 	fmt.Fprintf(g.io.ErrOut, "wrote %d rules to %s\n", len(rs.Rules), opts.Output)

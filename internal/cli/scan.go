@@ -677,7 +677,10 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		r.tally.Add(res)
 		if r.shown(res) {
 			if err := dst.write(res); err != nil && r.dbErr == nil {
+				// An output that cannot be written stops the scan, as a
+				// store that fails does: what it finds would be lost.
 				r.dbErr = err
+				stopRun()
 			}
 			if batch && r.db == nil {
 				r.kept = append(r.kept, res)
@@ -721,6 +724,12 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		} else {
 			err = cmp.Or(err, r.render(bg, o, sum, status))
 		}
+	}
+	err = cmp.Or(err, dst.close()) // a file's last bytes may fail only here (NFS, a full disk)
+	if outErr := cmp.Or(r.dbErr, err); outErr != nil && r.db != nil && status == store.Done {
+		// The results did not all reach their output: not a done scan.
+		// It stays resumable, and show renders it from the store.
+		r.db.FinishScan(bg, r.info.ID, store.Failed, r.tally.Totals)
 	}
 	if r.dbErr != nil {
 		return r.dbErr
@@ -863,6 +872,7 @@ type scanOutput struct {
 	stream  *output.StreamWriter // for the formats written as results come
 	created bool                 // the file did not exist before this run
 	started bool
+	closed  bool
 }
 
 // scanOutputs are all the places a run writes.
@@ -950,17 +960,23 @@ func (outs scanOutputs) write(res scan.Result) error {
 }
 
 // close closes the files, and removes those this run created but never
-// started.
-func (outs scanOutputs) close() {
+// started. It returns the first error of a close: the data of a file is
+// only known written then. A second close does nothing.
+func (outs scanOutputs) close() error {
+	var first error
 	for _, o := range outs {
-		if o.f == nil {
+		if o.f == nil || o.closed {
 			continue
 		}
-		o.f.Close()
+		o.closed = true
+		if err := o.f.Close(); err != nil && first == nil {
+			first = fmt.Errorf("write %s: %w", o.f.Name(), err)
+		}
 		if !o.started && o.created {
 			os.Remove(o.f.Name())
 		}
 	}
+	return first
 }
 
 // dryPlan is what --dry-run prints.
