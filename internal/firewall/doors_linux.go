@@ -3,7 +3,6 @@ package firewall
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -205,24 +204,13 @@ func (f *Firewall) OpenDoor(ctx context.Context, src netip.Addr, ports []DoorPor
 		return err
 	}
 	defer c.CloseLasting()
-	wrap := func(err error) error { return fmt.Errorf("open door for %s: %w", src, err) }
-	// Deleting first restarts the timeout of an element that exists; the
-	// kernel refuses to delete one that does not (ENOENT), so then the
-	// elements are only added.
-	c.SetDeleteElements(s, elems)
 	if err := c.SetAddElements(s, elems); err != nil {
-		return wrap(err)
+		return fmt.Errorf("open door for %s: %w", src, err)
 	}
+	// One round trip: adding an element that exists restarts its timeout
+	// (kernels that predate that keep the old one).
 	if err := c.Flush(); err != nil {
-		if !errors.Is(err, unix.ENOENT) {
-			return wrap(err)
-		}
-		if err := c.SetAddElements(s, elems); err != nil {
-			return wrap(err)
-		}
-		if err := c.Flush(); err != nil {
-			return wrap(err)
-		}
+		return fmt.Errorf("open door for %s: %w", src, err)
 	}
 	return nil
 }
