@@ -159,6 +159,17 @@ func TestKnockdDaemon(t *testing.T) {
 	k.waitLine(t, `"msg":"reloaded"`, `"keys":2`)
 	send("phone")
 	k.waitLine(t, `"msg":"door opened"`, `"key":"phone"`)
+
+	// firewall list shows the door and who holds it open.
+	list := srv.Command(context.Background(), portolanExe(t), "firewall", "list")
+	list.Env = portolanEnv(dir)
+	out, err := list.CombinedOutput()
+	if err != nil {
+		t.Fatalf("firewall list: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "doors (portolan knockd) protect 2222/tcp") || !strings.Contains(string(out), lk.B4.String()+"  2222/tcp  in ") {
+		t.Errorf("firewall list does not show the open door:\n%s", out)
+	}
 	k.stop(t)
 
 	st, err := store.Open(context.Background(), db)
