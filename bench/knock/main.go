@@ -1,3 +1,5 @@
+//go:build linux
+
 // knock-bench times, in namespace pairs of its own, how long after the last
 // knock (or the SPA datagram) the protected port accepts its first
 // connection, for portolan knockd (SPA and a classic sequence), knockd and

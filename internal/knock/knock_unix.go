@@ -19,11 +19,15 @@ func knockSYN(addr netip.AddrPort) error {
 		fam = unix.AF_INET6
 		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: a.As16()}
 	}
-	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(fam, unix.SOCK_STREAM, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return err
+	}
 	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
 		return err
 	}
