@@ -3,6 +3,9 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"net"
 	"net/netip"
 	"os"
@@ -141,8 +144,21 @@ func TestKnockdDaemon(t *testing.T) {
 		return err == nil
 	}
 
-	k := startKnockd(t, srv, dir, "-c", path("knockd.yaml"), "--db", db)
+	k := startKnockd(t, srv, dir, "-c", path("knockd.yaml"), "--db", db, "--metrics", "127.0.0.1:0")
 	k.waitLine(t, `"msg":"door"`, `"name":"ssh"`)
+	var metricsAddr struct{ Addr string }
+	json.Unmarshal([]byte(k.waitLine(t, `"msg":"metrics"`)), &metricsAddr)
+	metrics := func() string {
+		t.Helper()
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: srv.DialContext}}
+		resp, err := hc.Get("http://" + metricsAddr.Addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
 	if reachable() {
 		t.Fatal("2222/tcp reachable before any request")
 	}
@@ -159,6 +175,13 @@ func TestKnockdDaemon(t *testing.T) {
 	k.waitLine(t, `"msg":"reloaded"`, `"keys":2`)
 	send("phone")
 	k.waitLine(t, `"msg":"door opened"`, `"key":"phone"`)
+
+	m := metrics()
+	for _, want := range []string{`portolan_knock_opens_total{via="spa"} 2`, `portolan_knock_rejects_total{reason="unknown key"} 1`, "portolan_knock_open_latency_seconds_count 2"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 
 	// firewall list shows the door and who holds it open.
 	list := srv.Command(context.Background(), portolanExe(t), "firewall", "list")
