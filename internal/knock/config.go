@@ -120,7 +120,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("door %s: sequence of %d knocks; at most %d", d.Name, len(d.Sequence), maxSequence)
 		}
 		if d.StageTimeout < 0 || d.OpenFor < 0 || d.OpenFor > maxOpenFor {
-			return fmt.Errorf("door %s: durations must be positive and open_for at most %v", d.Name, maxOpenFor)
+			return fmt.Errorf("door %s: durations must be positive and open-for at most %v", d.Name, maxOpenFor)
 		}
 		for _, p := range d.Protect {
 			if p.Proto != portspec.TCP && p.Proto != portspec.UDP {
