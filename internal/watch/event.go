@@ -106,8 +106,8 @@ type Event struct {
 	Score   float64      `json:"score,omitempty"`
 	Offence int          `json:"offence,omitempty"`
 	// Block fields.
-	Ban     time.Duration `json:"ban_ns,omitempty"` // how long the source is banned; 0 with Action other than "blocked"
-	Action  string        `json:"action,omitempty"` // "blocked", "dry-run", "never-block: REASON", "error: ..."
+	Ban    time.Duration `json:"ban_ns,omitempty"` // how long the source is banned; 0 with Action other than "blocked"
+	Action string        `json:"action,omitempty"` // "blocked", "dry-run", "never-block: REASON", "error: ..."
 }
 
 // The event types.
