@@ -1,0 +1,38 @@
+//go:build !linux
+
+package watch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"time"
+)
+
+// ErrNotSupported is returned where nftables and NFLOG do not exist.
+var ErrNotSupported = errors.New("watch: capture needs Linux (nftables and NFLOG), not " + runtime.GOOS)
+
+// Capture is Linux-only; see nft_linux.go.
+type Capture struct {
+	NetNS            int
+	Group            uint16
+	Rate, Burst      uint32
+	UDP              bool
+	Prefix4, Prefix6 int
+	Logger           *slog.Logger
+}
+
+// Counters are what the kernel counted in the watch rules.
+type Counters struct{ RateLimited, BannedPackets uint64 }
+
+func (c *Capture) Install(context.Context) error { return ErrNotSupported }
+func (c *Capture) Ban(context.Context, netip.Prefix, time.Duration) error {
+	return ErrNotSupported
+}
+func (c *Capture) Counters(context.Context) (Counters, error) { return Counters{}, ErrNotSupported }
+func (c *Capture) Banned(context.Context) (map[netip.Prefix]time.Duration, error) {
+	return nil, ErrNotSupported
+}
+func (c *Capture) Remove(context.Context) error { return ErrNotSupported }
