@@ -1,10 +1,10 @@
 package watch
 
 import (
-	"encoding/binary"
+	"errors"
 	"fmt"
-	"net/netip"
 
+	"portolan/internal/nflog"
 	"portolan/internal/portspec"
 )
 
@@ -35,94 +35,38 @@ const (
 )
 
 // Decode reads the attempt in an IPv4 or IPv6 packet as NFLOG hands it
-// over (from the network header; the capture rules ask for 96 bytes,
-// enough for the headers). Time is left for the caller. IPv6 extension
-// headers are skipped, up to a fragment header: a fragment that is not
-// the first has no transport header and is an error.
+// over (from the network header; the capture rule copies 128 bytes,
+// enough for the headers), with nflog.DecodeFlow. Time is left for the
+// caller. A fragment past the first, a protocol other than TCP and UDP,
+// and TCP flags that belong to a connection (ACK or RST) are errors.
 func Decode(b []byte) (Attempt, error) {
 	perr := func(pos int, msg string) error {
 		n := min(len(b), 16)
 		return &ParseError{Input: fmt.Sprintf("%x", b[:n]), What: "packet", Pos: pos, Msg: msg}
 	}
-	if len(b) < 1 {
-		return Attempt{}, perr(0, "empty")
+	f, err := nflog.DecodeFlow(b)
+	if err != nil {
+		var pe *nflog.ParseError
+		if errors.As(err, &pe) {
+			return Attempt{}, perr(pe.Offset, pe.What)
+		}
+		return Attempt{}, perr(0, err.Error())
 	}
-	var a Attempt
-	var proto uint8
-	var off int
-	switch b[0] >> 4 {
-	case 4:
-		if len(b) < 20 {
-			return a, perr(len(b), "short IPv4 header")
-		}
-		ihl := int(b[0]&0x0f) * 4
-		if ihl < 20 || len(b) < ihl {
-			return a, perr(0, fmt.Sprintf("bad IPv4 header length %d", ihl))
-		}
-		if binary.BigEndian.Uint16(b[6:8])&0x1fff != 0 {
-			return a, perr(6, "IPv4 fragment past the first")
-		}
-		proto = b[9]
-		a.Src = netip.AddrFrom4([4]byte(b[12:16]))
-		a.Dst = netip.AddrFrom4([4]byte(b[16:20]))
-		off = ihl
-	case 6:
-		if len(b) < 40 {
-			return a, perr(len(b), "short IPv6 header")
-		}
-		proto = b[6]
-		a.Src = netip.AddrFrom16([16]byte(b[8:24]))
-		a.Dst = netip.AddrFrom16([16]byte(b[24:40]))
-		off = 40
-	ext:
-		for range 8 { // extension headers, bounded
-			switch proto {
-			case 0, 43, 60: // hop-by-hop, routing, destination options
-				if len(b) < off+8 {
-					return a, perr(off, "short IPv6 extension header")
-				}
-				proto = b[off]
-				off += (int(b[off+1]) + 1) * 8
-				continue
-			case 44: // fragment
-				if len(b) < off+8 {
-					return a, perr(off, "short IPv6 fragment header")
-				}
-				if binary.BigEndian.Uint16(b[off+2:off+4])&0xfff8 != 0 {
-					return a, perr(off+2, "IPv6 fragment past the first")
-				}
-				proto = b[off]
-				off += 8
-				continue
-			}
-			break ext
-		}
-	default:
-		return a, perr(0, fmt.Sprintf("IP version %d", b[0]>>4))
+	if f.Fragment {
+		return Attempt{}, perr(0, "a fragment past the first")
 	}
-	switch proto {
-	case 6:
-		if len(b) < off+14 {
-			return a, perr(off, "short TCP header")
-		}
-		a.Proto = portspec.TCP
-		a.SrcPort = binary.BigEndian.Uint16(b[off:])
-		a.Port = portspec.Port(binary.BigEndian.Uint16(b[off+2:]))
-		a.Flags = b[off+13]
+	a := Attempt{Src: f.Src.Addr(), SrcPort: f.Src.Port(), Dst: f.Dst.Addr(), Port: portspec.Port(f.Dst.Port())}
+	switch f.Proto {
+	case nflog.ProtoTCP:
+		a.Proto, a.Flags = portspec.TCP, f.TCPFlags
 		a.Kind = tcpKind(a.Flags)
 		if a.Kind == 0 {
-			return a, perr(off+13, fmt.Sprintf("TCP flags %#02x are not an attempt", a.Flags))
+			return Attempt{}, perr(0, fmt.Sprintf("TCP flags %#02x are not an attempt", a.Flags))
 		}
-	case 17:
-		if len(b) < off+4 {
-			return a, perr(off, "short UDP header")
-		}
-		a.Proto = portspec.UDP
-		a.SrcPort = binary.BigEndian.Uint16(b[off:])
-		a.Port = portspec.Port(binary.BigEndian.Uint16(b[off+2:]))
-		a.Kind = KindUDP
+	case nflog.ProtoUDP:
+		a.Proto, a.Kind = portspec.UDP, KindUDP
 	default:
-		return a, perr(off, fmt.Sprintf("protocol %d", proto))
+		return Attempt{}, perr(0, fmt.Sprintf("protocol %d", f.Proto))
 	}
 	return a, nil
 }

@@ -57,11 +57,11 @@ var decodeCases = []struct {
 	{"udp6", packet("fd00::9", "fd00::1", 17, 53000, 53, 0), Attempt{Src: netip.MustParseAddr("fd00::9"), Dst: netip.MustParseAddr("fd00::1"), SrcPort: 53000, Proto: portspec.UDP, Port: 53, Kind: KindUDP}, ""},
 	{"ack", packet("198.18.0.9", "198.18.0.1", 6, 5, 1, flagACK), Attempt{}, "not an attempt"},
 	{"synack", packet("198.18.0.9", "198.18.0.1", 6, 5, 1, flagSYN|flagACK), Attempt{}, "not an attempt"},
-	{"empty", nil, Attempt{}, "empty"},
-	{"short4", packet("198.18.0.9", "198.18.0.1", 6, 5, 1, 0)[:19], Attempt{}, "short IPv4 header"},
-	{"shorttcp", packet("198.18.0.9", "198.18.0.1", 6, 5, 1, 0)[:30], Attempt{}, "short TCP header"},
+	{"empty", nil, Attempt{}, "empty packet"},
+	{"short4", packet("198.18.0.9", "198.18.0.1", 6, 5, 1, 0)[:19], Attempt{}, "ipv4 header in 19 bytes"},
+	{"shorttcp", packet("198.18.0.9", "198.18.0.1", 6, 5, 1, 0)[:30], Attempt{}, "tcp header in 10 bytes"},
 	{"icmp", packet("198.18.0.9", "198.18.0.1", 1, 5, 1, 0), Attempt{}, "protocol 1"},
-	{"version", []byte{0x50, 0, 0}, Attempt{}, "IP version 5"},
+	{"version", []byte{0x50, 0, 0}, Attempt{}, "ip version 5"},
 }
 
 func TestDecode(t *testing.T) {
@@ -101,7 +101,7 @@ func TestDecodeIPv6Extensions(t *testing.T) {
 		t.Errorf("Decode(first fragment) = %+v, %v; want SYN to 8080", a, err)
 	}
 	later := withExt(44, []byte{6, 0, 0, 0x10, 0, 0, 0, 1})
-	if _, err := Decode(later); err == nil || !strings.Contains(err.Error(), "fragment past the first") {
+	if _, err := Decode(later); err == nil || !strings.Contains(err.Error(), "a fragment past the first") {
 		t.Errorf("Decode(later fragment) err = %v; want fragment past the first", err)
 	}
 }

@@ -165,6 +165,7 @@ type Detector struct {
 
 	sources   map[netip.Prefix]*source
 	offences  map[netip.Prefix]offence
+	quiet     map[netip.Prefix]int64 // no new detection before this time
 	lastSweep int64
 	untracked uint64
 }
@@ -172,7 +173,7 @@ type Detector struct {
 // NewDetector returns a detector with thresholds t (zero fields: the
 // defaults).
 func NewDetector(t Thresholds) *Detector {
-	return &Detector{T: t.WithDefaults(), sources: map[netip.Prefix]*source{}, offences: map[netip.Prefix]offence{}}
+	return &Detector{T: t.WithDefaults(), sources: map[netip.Prefix]*source{}, offences: map[netip.Prefix]offence{}, quiet: map[netip.Prefix]int64{}}
 }
 
 // Untracked is how many attempts came from sources beyond MaxSources.
@@ -182,15 +183,23 @@ func (d *Detector) Untracked() uint64 { return d.untracked }
 func (d *Detector) Sources() int { return len(d.sources) }
 
 // Observe counts a and returns a detection when a's source crosses a
-// threshold with it. After a detection the source's counts start again
-// from zero, so a scanner that goes on (in a dry run, or from behind a
-// never-block entry) is detected again after as many new probes, and
-// each detection is one more offence.
+// threshold with it. After a detection the source is quiet for Window
+// (or as Quiet says): its attempts are not counted, since a scan's
+// probes already on their way (captured before a ban took hold) are the
+// same offence. Then its counts start again from zero, so a scanner that
+// goes on (in a dry run, from behind a never-block entry, or after its
+// ban) is detected again, one more offence each time.
 func (d *Detector) Observe(a Attempt) (Detection, bool) {
 	t := &d.T
 	now := a.Time.UnixNano()
 	d.sweep(now)
 	key := t.SourcePrefix(a.Src)
+	if until, ok := d.quiet[key]; ok {
+		if now < until {
+			return Detection{}, false
+		}
+		delete(d.quiet, key)
+	}
 	s := d.sources[key]
 	if s == nil {
 		if len(d.sources) >= t.MaxSources {
@@ -260,7 +269,18 @@ func (d *Detector) Observe(a Attempt) (Detection, bool) {
 	d.offences[key] = o
 	det.Offence = o.count
 	delete(d.sources, key) // start counting again
+	d.quiet[key] = now + int64(t.Window)
 	return det, true
+}
+
+// Quiet keeps the detector from detecting source p again before until
+// (a ban's end: the source's packets captured before the ban took hold
+// are not a new offence). An earlier time than the default Window after
+// the detection does not shorten it.
+func (d *Detector) Quiet(p netip.Prefix, until time.Time) {
+	if u := until.UnixNano(); u > d.quiet[p] {
+		d.quiet[p] = u
+	}
 }
 
 // Score returns the current score of the source prefix holding addr (0
@@ -296,6 +316,11 @@ func (d *Detector) sweep(now int64) {
 	for k, o := range d.offences {
 		if now-o.last > int64(d.T.Forget) {
 			delete(d.offences, k)
+		}
+	}
+	for k, u := range d.quiet {
+		if u <= now {
+			delete(d.quiet, k)
 		}
 	}
 }

@@ -114,18 +114,20 @@ func TestDetect(t *testing.T) {
 	}
 }
 
-// TestDetectAgainEscalates: a scanner that goes on is detected again
-// after as many new ports, each time one more offence; after Forget its
-// record starts over.
+// TestDetectAgainEscalates: a scanner is quiet for Window after a
+// detection (its probes in flight are the same offence), then detected
+// again after as many new ports, each time one more offence; after
+// Forget its record starts over.
 func TestDetectAgainEscalates(t *testing.T) {
-	d := NewDetector(Thresholds{Ports: 5, Forget: time.Hour})
+	d := NewDetector(Thresholds{Ports: 5, Window: time.Second, Forget: time.Hour})
 	var as []Attempt
-	for p := range 15 {
-		as = append(as, syn("198.18.0.9", "198.18.0.1", portspec.Port(1+p), time.Duration(p)*time.Millisecond))
+	for p := range 45 {
+		// 30 ports a second: 5 within 166 ms.
+		as = append(as, syn("198.18.0.9", "198.18.0.1", portspec.Port(1+p), time.Duration(p)*time.Second/30))
 	}
 	dets, at := feed(d, as)
-	if len(dets) != 3 || at[0] != 4 || at[1] != 9 || at[2] != 14 {
-		t.Fatalf("detections at %v; want at attempts 4, 9, 14", at)
+	if len(dets) != 2 || at[0] != 4 || at[1] != 38 {
+		t.Fatalf("detections at %v; want at attempts 4, then (after 1 s of quiet) 38", at)
 	}
 	for i, det := range dets {
 		if det.Offence != i+1 {

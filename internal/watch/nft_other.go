@@ -36,3 +36,26 @@ func (c *Capture) Banned(context.Context) (map[netip.Prefix]time.Duration, error
 	return nil, ErrNotSupported
 }
 func (c *Capture) Remove(context.Context) error { return ErrNotSupported }
+
+// Running is Linux-only.
+type Running struct{}
+
+// Start fails off Linux.
+func (c *Capture) Start(context.Context, *Watcher, uint32, time.Duration) (*Running, error) {
+	return nil, ErrNotSupported
+}
+
+func (rn *Running) Sync(context.Context) error  { return ErrNotSupported }
+func (rn *Running) Serve(context.Context) error { return ErrNotSupported }
+func (rn *Running) Close(context.Context) error { return nil }
+
+// NeverBlockSources are Linux-only.
+type NeverBlockSources struct {
+	Netns, ResolvConf, SSHConnection string
+	Allow                            []netip.Prefix
+}
+
+// GatherNeverBlock fails off Linux.
+func GatherNeverBlock(context.Context, NeverBlockSources) (*NeverBlock, error) {
+	return nil, ErrNotSupported
+}

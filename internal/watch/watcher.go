@@ -127,6 +127,7 @@ func (w *Watcher) Handle(ctx context.Context, a Attempt) {
 			ev.Action, ev.Ban = "error: "+err.Error(), 0
 			w.log().Error("block", "source", d.Source, "err", err)
 		} else {
+			w.det.Quiet(d.Source, d.Time.Add(ban))
 			w.blocks.Add(1)
 			ev.Action = "blocked"
 			w.log().Warn("blocked", "source", d.Source, "ban", ban.String(), "offence", d.Offence)
