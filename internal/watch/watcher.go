@@ -48,6 +48,7 @@ type Watcher struct {
 
 	once sync.Once
 	det  *Detector
+	nb   atomic.Pointer[NeverBlock] // NeverBlock, or what SetNeverBlock put
 
 	attempts                   [KindUDP + 1]atomic.Uint64
 	filtered                   atomic.Uint64
@@ -66,7 +67,19 @@ type Watcher struct {
 var scanKinds = [4]ScanKind{Vertical, Horizontal, Slow, OddProbe}
 
 func (w *Watcher) init() {
-	w.once.Do(func() { w.det = NewDetector(w.Thresholds) })
+	w.once.Do(func() {
+		w.det = NewDetector(w.Thresholds)
+		if w.nb.Load() == nil && w.NeverBlock != nil {
+			w.nb.Store(w.NeverBlock)
+		}
+	})
+}
+
+// SetNeverBlock replaces the never-block list (on reload: routes and
+// resolvers change); safe while Handle runs.
+func (w *Watcher) SetNeverBlock(nb *NeverBlock) {
+	w.init()
+	w.nb.Store(nb)
 }
 
 func (w *Watcher) log() *slog.Logger {
@@ -107,8 +120,8 @@ func (w *Watcher) Handle(ctx context.Context, a Attempt) {
 	ev := DetectionEvent(d)
 	ev.Type = TypeBlock
 	ban := BanFor(w.banBase(), w.maxBan(), d.Offence)
-	if w.NeverBlock != nil {
-		if reason, refused := w.NeverBlock.Check(d.Source); refused {
+	if nb := w.nb.Load(); nb != nil {
+		if reason, refused := nb.Check(d.Source); refused {
 			w.refused.Add(1)
 			ev.Action = "never-block: " + reason
 			w.log().Warn("not blocking: on the never-block list", "source", d.Source, "entry", reason)
