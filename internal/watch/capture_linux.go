@@ -47,6 +47,10 @@ func (rn *Running) Sync(ctx context.Context) error {
 	return nil
 }
 
+// ReaderStats are the NFLOG reader's counts (losses, overruns,
+// malformed and truncated messages).
+func (rn *Running) ReaderStats() nflog.Stats { return rn.r.Stats() }
+
 // Serve hands every captured attempt to the watcher until ctx ends, and
 // syncs the counters once a second. It returns nil when ctx ends.
 func (rn *Running) Serve(ctx context.Context) error {
