@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 	"portolan/internal/scan"
@@ -236,5 +238,68 @@ func TestEventCountMatches(t *testing.T) {
 				t.Error("nothing rate-limited at 100/s")
 			}
 		})
+	}
+}
+
+// TestOddFlagProbes: FIN, NULL and Xmas probes (sent raw from the
+// client) are captured as such and make an odd-flags detection.
+func TestOddFlagProbes(t *testing.T) {
+	cli, srv, lk := netlab.NewPair(t)
+	w := &Watcher{}
+	rec, _ := watching(t, srv, w, &Capture{NetNS: srv.FD()}, false)
+	var fd int
+	if err := cli.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	flags := []uint8{flagFIN, 0, flagFIN | flagPSH | flagURG}
+	for i, f := range flags {
+		pkt := packet(lk.A4.String(), lk.B4.String(), 6, uint16(40000+i), uint16(5000+i), f)
+		if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: lk.B4.As4()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !waitUntil(5*time.Second, func() bool { return len(rec.of(TypeDetection)) > 0 }) {
+		t.Fatalf("no detection; attempts %+v", rec.of(TypeAttempt))
+	}
+	var kinds []Kind
+	for _, e := range rec.of(TypeAttempt) {
+		kinds = append(kinds, e.Kind)
+	}
+	if len(kinds) != 3 || kinds[0] != KindFIN || kinds[1] != KindNULL || kinds[2] != KindXmas {
+		t.Errorf("attempt kinds %v; want fin, null, xmas", kinds)
+	}
+	if d := rec.of(TypeDetection)[0]; d.Scan != OddProbe || d.Source != netip.MustParsePrefix("198.18.0.1/32") {
+		t.Errorf("detection %+v; want odd-flags from 198.18.0.1/32", d)
+	}
+}
+
+// TestIPv6ScanBannedAsPrefix: an IPv6 connect scan is detected and its
+// source's /64 banned.
+func TestIPv6ScanBannedAsPrefix(t *testing.T) {
+	cli, srv, lk := netlab.NewPair(t)
+	serve(t, srv, "[fd00::2]:8080")
+	w := &Watcher{Ban: time.Minute}
+	capt := &Capture{NetNS: srv.FD()}
+	rec, _ := watching(t, srv, w, capt, true)
+	s := scan.Scanner{Retries: -1, MaxTimeout: 200 * time.Millisecond, HostDownAfter: -1}
+	if err := cli.Do(func() error {
+		_, err := s.Run(context.Background(), portRange{lk.B6, 1000, 1099})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !waitUntil(5*time.Second, func() bool { return len(rec.of(TypeBlock)) > 0 }) {
+		t.Fatal("no block after an IPv6 scan")
+	}
+	if b := rec.of(TypeBlock)[0]; b.Source != netip.MustParsePrefix("fd00::/64") || b.Action != "blocked" {
+		t.Fatalf("block %+v; want fd00::/64 blocked", b)
+	}
+	if dialOK(t, cli, "[fd00::2]:8080") {
+		t.Fatal("the IPv6 scanner connected during its ban")
 	}
 }
