@@ -36,6 +36,7 @@ func main() {
 	rates := flag.String("rates", "20000,50000,80000", "paced SYN rates for the throughput, attempts/s, comma-separated")
 	dur := flag.Duration("duration", 5*time.Second, "length of each throughput run")
 	queue := flag.Uint("queue-threshold", 1, "NFLOG queue threshold of the throughput runs")
+	f2b := flag.Bool("fail2ban", true, "also measure fail2ban's port-scan recipe, if installed")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -46,6 +47,11 @@ func main() {
 	defer lab.Close()
 	if err := latency(ctx, lab, *rounds); err != nil {
 		fail(err)
+	}
+	if *f2b {
+		if err := fail2banLatency(ctx, lab, min(*rounds, 10)); err != nil {
+			fail(err)
+		}
 	}
 	for _, r := range strings.Split(*rates, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(r))
