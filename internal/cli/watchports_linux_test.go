@@ -177,3 +177,76 @@ func TestWatchBlocksScanner(t *testing.T) {
 		t.Errorf("events of a source never seen: exit %d; want %d", code, ExitNotFound)
 	}
 }
+
+// TestWatchTerminalView: on a terminal, watch redraws its view in place
+// (cursor home, clear screen): totals, the scanning source with its
+// distinct ports, and the detection; Ctrl-C (ctx) ends it with exit 0.
+func TestWatchTerminalView(t *testing.T) {
+	testenv.RequireRoot(t)
+	cli, srv, _ := netlab.NewPair(t)
+	master, tty := openPTY(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var errOut strings.Builder
+	go func() {
+		done <- Main(ctx, []string{"watch", "--netns", srv.Netns(), "--refresh", "100ms", "--no-store", "--resolv-conf", "/nonexistent"}, strings.NewReader(""), tty, &errOut)
+	}()
+	var got strings.Builder
+	var gotMu sync.Mutex
+	go func() {
+		buf := make([]byte, 1<<16)
+		for {
+			n, err := master.Read(buf)
+			gotMu.Lock()
+			got.Write(buf[:n])
+			gotMu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	screen := func() string {
+		gotMu.Lock()
+		defer gotMu.Unlock()
+		s := got.String()
+		if i := strings.LastIndex(s, "\x1b[H\x1b[2J"); i >= 0 {
+			return s[i:]
+		}
+		return ""
+	}
+	// Wait for the first redraw: the rules are in by then.
+	deadline := time.Now().Add(15 * time.Second)
+	for screen() == "" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cli.Do(func() error {
+		Main(context.Background(), []string{"scan", "198.18.0.2", "-p", "1000-1049", "--no-store", "--max-retries", "0"}, strings.NewReader(""), io.Discard, io.Discard)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"198.18.0.1", "SOURCE", "PORT", "vertical scan", "detection 198.18.0.1/32"}
+	ok := func() bool {
+		s := screen()
+		for _, w := range want {
+			if !strings.Contains(s, w) {
+				return false
+			}
+		}
+		return true
+	}
+	for !ok() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !ok() {
+		t.Errorf("screen %q; want %q", screen(), want)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("watch ended with exit %d; want 0 after Ctrl-C; stderr:\n%s", code, errOut.String())
+	}
+	if strings.Contains(screen(), `"type"`) {
+		t.Error("JSON on the terminal view")
+	}
+}
