@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command watch-bench measures portolan watch in network namespaces of
 // its own (internal/netlab): the latency from the probe that crosses the
 // detection threshold (its kernel receive time, as NFLOG stamps it) to the

@@ -15,22 +15,6 @@ import (
 	"portolan/internal/firewall"
 )
 
-// Sources of the never-block list, for GatherNeverBlock.
-type NeverBlockSources struct {
-	// Netns is the namespace watched, as for firewall.OpenNetns (a name
-	// under /run/netns or a path; empty: this process's). Its routing
-	// table gives the gateways and its SSH connections the SSH peers.
-	Netns string
-	// ResolvConf is read for resolvers. Empty: /etc/resolv.conf; a file
-	// that does not exist gives none.
-	ResolvConf string
-	// SSHConnection is $SSH_CONNECTION, the first way to find the SSH
-	// peer (see firewall.FindSSHClients).
-	SSHConnection string
-	// Allow is the configured allow-list.
-	Allow []netip.Prefix
-}
-
 // GatherNeverBlock builds the never-block list: every gateway of the
 // namespace's routing tables, the resolvers of resolv.conf, the SSH
 // peers (the one this process runs under, or every connected one when

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -17,59 +15,6 @@ import (
 	"portolan/internal/firewall"
 )
 
-// Names of what the watcher adds to portolan's table (inet portolan).
-// The firewall's own input chain and sets are left alone, and the
-// firewall leaves these alone: it only rewrites its input chain and its
-// expire_ and limit_ sets. `portolan firewall reset` deletes the table
-// and these with it.
-const (
-	ChainName        = "watch"         // base chain: bans, then capture
-	CaptureChainName = "watch_capture" // rate limit, then NFLOG
-	Ban4SetName      = "watch_ban4"
-	Ban6SetName      = "watch_ban6"
-	// ChainPriority runs the watch chain before the firewall's input
-	// chain (priority filter, 0), so bans hold whatever the firewall
-	// allows and attempts are seen whatever it drops.
-	ChainPriority = -10
-)
-
-// Defaults of the capture rules.
-const (
-	DefaultGroup = 9     // NFLOG group
-	DefaultRate  = 20000 // attempts per second logged at most
-	DefaultBurst = 20000 // attempts logged at once above the rate
-	snaplen      = 128   // bytes copied per packet: IP and TCP headers with options
-	tagPrefix    = "portolan-watch:"
-)
-
-// Capture installs and reads the watcher's nftables rules in one network
-// namespace: a base chain on the input hook that drops banned sources
-// (sets with kernel timeouts) and sends new connection attempts (TCP
-// SYN, FIN, NULL, Xmas and other SYN-less, ACK-less probes; with UDP
-// the first datagram of a flow) through an in-kernel rate limit to an
-// NFLOG group. Packets over the limit are counted by the kernel, not
-// logged. Loopback traffic is not watched.
-type Capture struct {
-	// NetNS is an open network namespace file descriptor; 0: the calling
-	// thread's namespace.
-	NetNS int
-	// Group is the NFLOG group. 0: DefaultGroup.
-	Group uint16
-	// Rate and Burst bound the attempts logged per second. 0: DefaultRate
-	// and DefaultBurst.
-	Rate, Burst uint32
-	// UDP also captures the first datagram of each UDP flow.
-	UDP bool
-	// Prefix4 and Prefix6 are the ban prefix lengths (see Thresholds).
-	// 0: 32 and 64.
-	Prefix4, Prefix6 int
-	// Logger gets debug notes. Nil: discard.
-	Logger *slog.Logger
-
-	mu     sync.Mutex
-	banned map[netip.Prefix]time.Time // our view of when each ban ends
-}
-
 func (c *Capture) group() uint16 {
 	if c.Group == 0 {
 		return DefaultGroup
@@ -77,7 +22,12 @@ func (c *Capture) group() uint16 {
 	return c.Group
 }
 
-func (c *Capture) dial() (*nftables.Conn, error) {
+// conn checks ctx and opens a netlink connection to nftables in the
+// namespace.
+func (c *Capture) conn(ctx context.Context) (*nftables.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	opts := []nftables.ConnOption{nftables.AsLasting()}
 	if c.NetNS != 0 {
 		opts = append(opts, nftables.WithNetNSFd(c.NetNS))
@@ -112,10 +62,7 @@ func (c *Capture) prefixes() (int, int) {
 // Install writes the chains and sets, in one transaction. Rules from an
 // earlier run are replaced; bans that are still running stay.
 func (c *Capture) Install(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	conn, err := c.dial()
+	conn, err := c.conn(ctx)
 	if err != nil {
 		return err
 	}
@@ -242,9 +189,6 @@ func mask(size, bits int) []byte {
 // Ban adds p to the ban set for d; the kernel removes it when d is over.
 // Banning a prefix banned already restarts its ban with d.
 func (c *Capture) Ban(ctx context.Context, p netip.Prefix, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	p4, p6 := c.prefixes()
 	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits())
 	if want := map[bool]int{true: p4, false: p6}[p.Addr().Is4()]; p.Bits() != want {
@@ -263,7 +207,7 @@ func (c *Capture) Ban(ctx context.Context, p netip.Prefix, d time.Duration) erro
 		c.banned = map[netip.Prefix]time.Time{}
 	}
 	now := time.Now()
-	conn, err := c.dial()
+	conn, err := c.conn(ctx)
 	if err != nil {
 		return err
 	}
@@ -297,19 +241,10 @@ func (c *Capture) Ban(ctx context.Context, p netip.Prefix, d time.Duration) erro
 	return nil
 }
 
-// Counters are what the kernel counted in the watch rules.
-type Counters struct {
-	RateLimited   uint64 // attempts over the rate limit, not logged
-	BannedPackets uint64 // packets of banned sources dropped
-}
-
 // Counters reads the rules' counters.
 func (c *Capture) Counters(ctx context.Context) (Counters, error) {
 	var out Counters
-	if err := ctx.Err(); err != nil {
-		return out, err
-	}
-	conn, err := c.dial()
+	conn, err := c.conn(ctx)
 	if err != nil {
 		return out, err
 	}
@@ -345,7 +280,7 @@ func (c *Capture) Counters(ctx context.Context) (Counters, error) {
 // Banned lists the prefixes banned now and the time left on each, as
 // the kernel holds them.
 func (c *Capture) Banned(ctx context.Context) (map[netip.Prefix]time.Duration, error) {
-	conn, err := c.dial()
+	conn, err := c.conn(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -376,10 +311,7 @@ func (c *Capture) Banned(ctx context.Context) (map[netip.Prefix]time.Duration, e
 // Remove deletes the watch chains and the ban sets, lifting every ban,
 // in one transaction. It does nothing where they do not exist.
 func (c *Capture) Remove(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	conn, err := c.dial()
+	conn, err := c.conn(ctx)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ package watch
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/netip"
 	"runtime"
 	"time"
@@ -13,19 +12,6 @@ import (
 
 // ErrNotSupported is returned where nftables and NFLOG do not exist.
 var ErrNotSupported = errors.New("watch: capture needs Linux (nftables and NFLOG), not " + runtime.GOOS)
-
-// Capture is Linux-only; see nft_linux.go.
-type Capture struct {
-	NetNS            int
-	Group            uint16
-	Rate, Burst      uint32
-	UDP              bool
-	Prefix4, Prefix6 int
-	Logger           *slog.Logger
-}
-
-// Counters are what the kernel counted in the watch rules.
-type Counters struct{ RateLimited, BannedPackets uint64 }
 
 func (c *Capture) Install(context.Context) error { return ErrNotSupported }
 func (c *Capture) Ban(context.Context, netip.Prefix, time.Duration) error {
@@ -48,12 +34,6 @@ func (c *Capture) Start(context.Context, *Watcher, uint32, time.Duration) (*Runn
 func (rn *Running) Sync(context.Context) error  { return ErrNotSupported }
 func (rn *Running) Serve(context.Context) error { return ErrNotSupported }
 func (rn *Running) Close(context.Context) error { return nil }
-
-// NeverBlockSources are Linux-only.
-type NeverBlockSources struct {
-	Netns, ResolvConf, SSHConnection string
-	Allow                            []netip.Prefix
-}
 
 // GatherNeverBlock fails off Linux.
 func GatherNeverBlock(context.Context, NeverBlockSources) (*NeverBlock, error) {
