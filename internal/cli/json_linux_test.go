@@ -25,6 +25,7 @@ var noJSON = map[string]string{
 	"completion": "writes a shell script",
 	"man":        "writes man pages",
 	"help":       "prints help",
+	"watch":      "a stream of JSON Lines while it runs (watchports_linux_test.go reads them)",
 }
 
 // TestJSONEverywhere runs every command with --json and checks what a
@@ -88,6 +89,7 @@ func TestJSONEverywhere(t *testing.T) {
 		"knock":        {{"knock", "127.0.0.1", "7000", "8000/udp"}},
 		"knock keygen": {{"knock", "keygen", "-o", filepath.Join(dir, "client.key")}},
 		"knockd":       {{"knockd", "--check", "--protect", "22/tcp", "--sequence", "7000,8000/udp"}},
+		"events":       {{"events", "--since", "1h"}},
 
 		"firewall list":           {{"firewall", "--netns", ns, "list"}},
 		"firewall plan":           {{"firewall", "--netns", ns, "plan", "-f", profile}},
@@ -110,7 +112,7 @@ func TestJSONEverywhere(t *testing.T) {
 	// scan stores scan 1 for show; the firewall's table is made, changed,
 	// saved and restored, then removed.
 	order := []string{"scan", "show", "ephemeral", "free", "history", "kill", "lookup", "ls", "ports",
-		"targets", "version", "wait", "who", "why", "forward", "knock", "knock keygen", "knockd",
+		"targets", "version", "wait", "who", "why", "forward", "knock", "knock keygen", "knockd", "events",
 		"firewall list", "firewall plan", "firewall apply", "firewall allow", "firewall deny",
 		"firewall reject", "firewall limit", "firewall log", "firewall delete", "firewall default-policy",
 		"firewall export", "firewall save", "firewall restore", "firewall confirm", "firewall enable",
