@@ -30,6 +30,7 @@ const dbEnv = "PORTOLAN_DB"
 
 func addDBFlags(cmd *cobra.Command, f *DBFlags) {
 	cmd.Flags().StringVar(&f.Path, "db", "", "scan database: a SQLite `FILE` or a postgres:// URL (default $PORTOLAN_DB, else $XDG_DATA_HOME/portolan/portolan.db)")
+	markFiles(cmd.Flags(), false, "db")
 }
 
 // errNoStore says the store file does not exist: nothing was ever stored.
