@@ -249,15 +249,16 @@ func (d *Diff) host(x, y hostResults, a, b Side) {
 	var upA, upB bool
 	var hidA, hidB Hidden
 	var openA, openB int
-	count := func(r scan.Result, up *bool, h *Hidden, open *int) {
+	count := func(r scan.Result, up *bool, h *Hidden, open *int, listed bool) {
 		*up = *up || answered(r)
-		switch r.State {
-		case scan.Closed:
-			h.Closed++
-		case scan.Filtered:
-			h.Filtered++
-		case scan.Open:
+		switch {
+		case r.State == scan.Open:
 			(*open)++
+		case listed:
+		case r.State == scan.Closed:
+			h.Closed++
+		case r.State == scan.Filtered:
+			h.Filtered++
 		}
 	}
 	first := len(d.Ports)
@@ -286,13 +287,16 @@ func (d *Diff) host(x, y hostResults, a, b Side) {
 			j++
 		}
 		d.Summary.PortsCompared++
+		pc, changed := comparePorts(ra, rb, a, b)
+		// A port listed as changed is not counted again among the
+		// collapsed ones: ndiff's "Not shown" counts leave listed ports out.
 		if ra.State != scan.Unknown {
-			count(ra, &upA, &hidA, &openA)
+			count(ra, &upA, &hidA, &openA, changed)
 		}
 		if rb.State != scan.Unknown {
-			count(rb, &upB, &hidB, &openB)
+			count(rb, &upB, &hidB, &openB, changed)
 		}
-		if pc, ok := comparePorts(ra, rb, a, b); ok {
+		if changed {
 			d.Ports = append(d.Ports, pc)
 			switch pc.Kind {
 			case PortAdded:

@@ -84,13 +84,11 @@ func TestCompare(t *testing.T) {
 		{name: "empty"},
 		{
 			name: "port added", a: base, b: with(base, res(h, 22, scan.Open, "")),
-			hosts: []HostChange{{Addr: netip.MustParseAddr(h), Kind: HostHidden, Open: 1, A: Hidden{Closed: 30}, B: Hidden{Closed: 29}}},
 			ports: []PortChange{{Port: 22, Kind: PortAdded, A: Port{State: scan.Closed, Reason: "conn-refused", Service: "ssh"},
 				B: Port{State: scan.Open, Reason: "syn-ack", Service: "ssh"}}},
 		},
 		{
 			name: "port removed to filtered", a: with(base, res(h, 22, scan.Open, "")), b: with(base, res(h, 22, scan.Filtered, "")),
-			hosts: []HostChange{{Addr: netip.MustParseAddr(h), Kind: HostHidden, A: Hidden{Closed: 29}, B: Hidden{Closed: 29, Filtered: 1}}},
 			ports: []PortChange{{Port: 22, Kind: PortRemoved, A: Port{State: scan.Open, Reason: "syn-ack", Service: "ssh"},
 				B: Port{State: scan.Filtered, Reason: "no-response", Service: "ssh"}}},
 		},
@@ -104,7 +102,6 @@ func TestCompare(t *testing.T) {
 				r.Reason = scan.ReasonNoResponse
 				return r
 			}()),
-			hosts: []HostChange{{Addr: netip.MustParseAddr(h), Kind: HostHidden, A: Hidden{Closed: 30, Filtered: 1}, B: Hidden{Closed: 30}}},
 			ports: []PortChange{{Port: 53, Kind: PortState, A: Port{State: scan.Filtered, Reason: "no-response", Service: "domain"},
 				B: Port{State: scan.OpenFiltered, Reason: "no-response", Service: "domain"}}},
 		},
