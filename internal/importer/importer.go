@@ -7,10 +7,10 @@ package importer
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"cmp"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
