@@ -1,11 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -147,4 +150,107 @@ func nullNanos(t time.Time) any {
 		return nil
 	}
 	return t.UnixNano()
+}
+
+// Sighting is what one scan recorded about one port of an address.
+type Sighting struct {
+	Scan    int64     // the scan's id
+	Started time.Time // when the scan started
+	Result  scan.Result
+	// Version is what the scan knew of the service: an import's record
+	// (see VersionsOption), else what the banner says.
+	Version scan.Version
+}
+
+// Sightings returns what every stored scan recorded about addr, oldest
+// scan first, each scan's results in protocol and port order. port 0
+// means every port; otherwise only that port of proto.
+func (s *Store) Sightings(ctx context.Context, addr netip.Addr, port portspec.Port, proto portspec.Proto) ([]Sighting, error) {
+	fail := func(err error) ([]Sighting, error) { return nil, fmt.Errorf("read history of %s: %w", addr, err) }
+	scans, err := s.Scans(ctx, 0)
+	if err != nil {
+		return fail(err)
+	}
+	key := addrKey(addr.Unmap())
+	var out []Sighting
+	// Scan by scan: the indexes lead with the scan's id.
+	for i := len(scans) - 1; i >= 0; i-- {
+		si := scans[i]
+		var host []scan.Result
+		q := `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time FROM results WHERE scan_id = ? AND addr = ?`
+		args := []any{si.ID, key}
+		if port != 0 {
+			q += ` AND proto = ? AND port = ?`
+			args = append(args, proto.String(), int(port))
+		}
+		rows, err := s.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return fail(err)
+		}
+		for rows.Next() {
+			r, err := resultRow(rows)
+			if err != nil {
+				rows.Close()
+				return fail(err)
+			}
+			host = append(host, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fail(err)
+		}
+		g, err := s.hostGroups(ctx, si.ID, key)
+		if err != nil {
+			return fail(err)
+		}
+		for _, r := range g {
+			if port == 0 || (r.Port == port && r.Proto == proto) {
+				host = append(host, r)
+			}
+		}
+		slices.SortFunc(host, func(a, b scan.Result) int {
+			if c := strings.Compare(a.Proto.String(), b.Proto.String()); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.Port, b.Port)
+		})
+		vs, err := si.Versions()
+		if err != nil {
+			return fail(err)
+		}
+		for _, r := range host {
+			v, ok := vs[VersionKey{r.Addr, r.Port, r.Proto}]
+			if !ok {
+				v = scan.ParseVersion(r.Service, r.Banner)
+			}
+			out = append(out, Sighting{Scan: si.ID, Started: si.Started, Result: r, Version: v})
+		}
+	}
+	return out, nil
+}
+
+// hostGroups reads the grouped ports of one address of scan id.
+func (s *Store) hostGroups(ctx context.Context, id int64, key []byte) ([]scan.Result, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT pos, addr, proto, state, reason, base, ports, detail FROM port_groups
+		WHERE scan_id = ? AND addr = ?`, id, key)
+	if err != nil {
+		return nil, err
+	}
+	g := &groupReader{rows: rows}
+	defer g.close()
+	var out []scan.Result
+	for {
+		if err := g.advance(); err != nil {
+			return nil, err
+		}
+		if g.next == nil {
+			return out, nil
+		}
+		out = append(out, g.next...)
+	}
 }
