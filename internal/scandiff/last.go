@@ -62,3 +62,25 @@ func LatestCovering(ctx context.Context, scans []store.ScanInfo, targets string)
 	}
 	return older, newer, fmt.Errorf("%w: %d finished scan(s) cover %s, need 2", store.ErrNotFound, len(found), targets)
 }
+
+// Previous returns the newest finished scan among scans (newest first)
+// started before si whose targets include all of si's: the scan a report
+// on si compares against. ok is false when there is none.
+func Previous(ctx context.Context, scans []store.ScanInfo, si store.ScanInfo) (prev store.ScanInfo, ok bool) {
+	want, err := literalTargets(ctx, si.Targets)
+	for _, s := range scans {
+		if s.ID == si.ID || s.Status != store.Done || !s.Started.Before(si.Started) {
+			continue
+		}
+		if s.Targets == si.Targets {
+			return s, true
+		}
+		if err != nil {
+			continue // names: only the same text matches
+		}
+		if have, err := literalTargets(ctx, s.Targets); err == nil && covers(have, want) {
+			return s, true
+		}
+	}
+	return prev, false
+}
