@@ -132,12 +132,12 @@ func (k portKey) String() string { return fmt.Sprintf("%d/%s", k.port, k.proto) 
 // fewer of, listed (the other is its default), so memory stays small even
 // for -p- scans.
 type host struct {
-	addr                           netip.Addr
-	open, closed, filtered, other  int
-	up                             bool
-	notable                        map[portKey]scan.State
-	minority                       map[portKey]bool
-	minorityState, majorityState   scan.State
+	addr                          netip.Addr
+	open, closed, filtered, other int
+	up                            bool
+	notable                       map[portKey]scan.State
+	minority                      map[portKey]bool
+	minorityState, majorityState  scan.State
 }
 
 // Write renders in as HTML to w.
