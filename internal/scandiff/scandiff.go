@@ -339,22 +339,26 @@ func comparePort(a, b scan.Result) int {
 // comparePorts returns the change from ra to rb, one of which may be the
 // zero Result (no result in that scan).
 func comparePorts(ra, rb scan.Result, a, b Side) (PortChange, bool) {
+	sa, sb := ra.State, rb.State
+	// Most ports of a scan are closed or filtered in both: settle them
+	// before building anything.
+	if (collapsed(sa) || sa == scan.Unknown) && (collapsed(sb) || sb == scan.Unknown) {
+		return PortChange{}, false
+	}
+	if sa == sb && ra.Service == rb.Service && ra.Banner == rb.Banner && a.Version == nil && b.Version == nil {
+		return PortChange{}, false // the same banner says the same version
+	}
 	pc := PortChange{Port: max(ra.Port, rb.Port), Proto: ra.Proto}
-	if ra.State == scan.Unknown {
+	if sa == scan.Unknown {
 		pc.Proto = rb.Proto
 	}
-	if ra.State != scan.Unknown {
+	if sa != scan.Unknown {
 		pc.A = portOf(a, ra)
 	}
-	if rb.State != scan.Unknown {
+	if sb != scan.Unknown {
 		pc.B = portOf(b, rb)
 	}
-	sa, sb := ra.State, rb.State
-	switch {
-	case sa != sb:
-		if (collapsed(sa) || sa == scan.Unknown) && (collapsed(sb) || sb == scan.Unknown) {
-			return pc, false // counted in the host's hidden counts
-		}
+	if sa != sb {
 		switch {
 		case sb == scan.Open:
 			pc.Kind = PortAdded
@@ -364,8 +368,6 @@ func comparePorts(ra, rb scan.Result, a, b Side) (PortChange, bool) {
 			pc.Kind = PortState
 		}
 		return pc, true
-	case collapsed(sa):
-		return pc, false
 	}
 	if pc.A.Service != pc.B.Service {
 		pc.Fields = append(pc.Fields, "service")
