@@ -89,7 +89,7 @@ func reportInput(ctx context.Context, st *store.Store, si store.ScanInfo) (htmlr
 	if err != nil {
 		return htmlreport.Input{}, err
 	}
-	in := htmlreport.Input{Scan: si, Results: side.Results, Version: side.Version, Generated: time.Now()}
+	in := htmlreport.Input{Scan: si, Results: st.ResultsSeq(ctx, si.ID, store.Filter{}), Version: side.Version, Generated: time.Now()}
 	if in.Version == nil {
 		in.Version = func(r scan.Result) scan.Version { return scan.ParseVersion(r.Service, r.Banner) }
 	}

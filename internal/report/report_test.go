@@ -74,8 +74,8 @@ func fixture(t testing.TB, n int) Input {
 		Command: "portolan scan " + targets(n) + " -p 1-100,443", Targets: targets(n),
 		Ports: "1-100,443", PortSet: ports, Prober: "connect", Hosts: uint64(n)}
 	d, err := scandiff.Compare(context.Background(),
-		scandiff.Side{Ref: scandiff.ScanRef{ID: 1, Started: t0.Add(-24 * time.Hour)}, Results: seq(sorted(old))},
-		scandiff.Side{Ref: scandiff.ScanRef{ID: 2, Started: t0}, Results: seq(sorted(cur))})
+		scandiff.FromResults(scandiff.ScanRef{ID: 1, Started: t0.Add(-24 * time.Hour)}, seq(sorted(old))),
+		scandiff.FromResults(scandiff.ScanRef{ID: 2, Started: t0}, seq(sorted(cur))))
 	if err != nil {
 		t.Fatal(err)
 	}

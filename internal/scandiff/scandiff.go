@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"portolan/internal/portspec"
+	"portolan/internal/registry"
 	"portolan/internal/scan"
+	"portolan/internal/store"
 )
 
 // Kind is what changed.
@@ -114,62 +116,86 @@ type Diff struct {
 // Changed reports whether anything differs.
 func (d *Diff) Changed() bool { return len(d.Hosts) > 0 || len(d.Ports) > 0 }
 
-// Side is one scan to compare: its description and its results in the
-// store's order (address, then protocol name, then port), as
-// store.ResultsSeq yields them.
+// Side is one scan to compare: its description and its results a host at
+// a time in the store's order (address, then protocol name, then port), as
+// store.ScanHosts yields them. FromResults makes one from results.
 type Side struct {
-	Ref     ScanRef
-	Results iter.Seq2[scan.Result, error]
+	Ref   ScanRef
+	Hosts iter.Seq2[*store.HostPorts, error]
 	// Version says what a result's service is, when a scan knows more than
 	// its banner says (an imported nmap -sV scan). Nil means
 	// scan.ParseVersion of the service and banner.
 	Version func(scan.Result) scan.Version
 }
 
+// FromResults is a Side reading results in the store's order.
+func FromResults(ref ScanRef, results iter.Seq2[scan.Result, error]) Side {
+	return Side{Ref: ref, Hosts: func(yield func(*store.HostPorts, error) bool) {
+		var h store.HostPorts
+		flush := func() bool {
+			if len(h.Ports) == 0 {
+				return true
+			}
+			ok := yield(&h, nil)
+			h.Ports, h.Rows = h.Ports[:0], h.Rows[:0]
+			return ok
+		}
+		for r, err := range results {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if r.Addr != h.Addr && !flush() {
+				return
+			}
+			h.Addr = r.Addr
+			h.Ports = append(h.Ports, store.PortState{Port: r.Port, Proto: r.Proto, State: r.State, Reason: r.Reason, Row: int32(len(h.Rows))})
+			h.Rows = append(h.Rows, r)
+		}
+		flush()
+	}}
+}
+
 // Compare returns what changed from a to b. Each side is read once, in a
-// goroutine of its own, a host at a time.
+// goroutine of its own, in batches of hosts.
 func Compare(ctx context.Context, a, b Side) (*Diff, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ha, hb := hosts(ctx, a), hosts(ctx, b)
+	ca, cb := newCursor(ctx, a), newCursor(ctx, b)
 	d := &Diff{A: a.Ref, B: b.Ref, Hosts: []HostChange{}, Ports: []PortChange{}}
-	var x, y hostResults
-	var okx, oky bool
-	nextA := func() error { x, okx = <-ha; return x.err }
-	nextB := func() error { y, oky = <-hb; return y.err }
-	if err := nextA(); err != nil {
+	if err := ca.next(); err != nil {
 		return nil, err
 	}
-	if err := nextB(); err != nil {
+	if err := cb.next(); err != nil {
 		return nil, err
 	}
-	for okx || oky {
+	for ca.ok || cb.ok {
 		var c int
 		switch {
-		case !oky:
+		case !cb.ok:
 			c = -1
-		case !okx:
+		case !ca.ok:
 			c = 1
 		default:
-			c = x.addr.Compare(y.addr)
+			c = ca.addr().Compare(cb.addr())
 		}
 		switch {
 		case c < 0:
-			d.host(x, hostResults{addr: x.addr}, a, b)
-			if err := nextA(); err != nil {
+			d.host(ca.addr(), ca, nil, a, b)
+			if err := ca.next(); err != nil {
 				return nil, err
 			}
 		case c > 0:
-			d.host(hostResults{addr: y.addr}, y, a, b)
-			if err := nextB(); err != nil {
+			d.host(cb.addr(), nil, cb, a, b)
+			if err := cb.next(); err != nil {
 				return nil, err
 			}
 		default:
-			d.host(x, y, a, b)
-			if err := nextA(); err != nil {
+			d.host(ca.addr(), ca, cb, a, b)
+			if err := ca.next(); err != nil {
 				return nil, err
 			}
-			if err := nextB(); err != nil {
+			if err := cb.next(); err != nil {
 				return nil, err
 			}
 		}
@@ -177,47 +203,115 @@ func Compare(ctx context.Context, a, b Side) (*Diff, error) {
 	return d, ctx.Err()
 }
 
-// hostResults are the results of one address, in protocol and port order.
-type hostResults struct {
-	addr    netip.Addr
-	results []scan.Result
-	err     error
+// batchHosts is how many hosts go from a reader to the comparison at a
+// time: a channel operation per host cost more than comparing one.
+const batchHosts = 256
+
+// batch is the results of some hosts, copied out of the reader's buffers.
+type batch struct {
+	hosts []hostSpan
+	ports []store.PortState
+	rows  []scan.Result
+	err   error
 }
 
-// hosts groups a side's results by address on a channel. A read error
-// arrives as the last item.
-func hosts(ctx context.Context, s Side) <-chan hostResults {
-	ch := make(chan hostResults, 64)
+// hostSpan locates one host's ports and rows in its batch.
+type hostSpan struct {
+	addr           netip.Addr
+	p0, p1, r0, r1 int
+}
+
+// cursor walks the hosts of one side, batch by batch; used batches go
+// back to the reader to be filled again.
+type cursor struct {
+	in   chan *batch
+	free chan *batch
+	b    *batch
+	i    int
+	ok   bool
+}
+
+func newCursor(ctx context.Context, s Side) *cursor {
+	c := &cursor{in: make(chan *batch, 4), free: make(chan *batch, 6), i: -1}
 	go func() {
-		defer close(ch)
-		send := func(h hostResults) bool {
+		defer close(c.in)
+		get := func() *batch {
 			select {
-			case ch <- h:
+			case b := <-c.free:
+				b.hosts, b.ports, b.rows = b.hosts[:0], b.ports[:0], b.rows[:0]
+				return b
+			default:
+				return &batch{}
+			}
+		}
+		send := func(b *batch) bool {
+			select {
+			case c.in <- b:
 				return true
 			case <-ctx.Done():
 				return false
 			}
 		}
-		var cur hostResults
-		for r, err := range s.Results {
+		cur := get()
+		for h, err := range s.Hosts {
 			if err != nil {
-				send(hostResults{err: fmt.Errorf("read scan %d: %w", s.Ref.ID, err)})
+				cur.err = fmt.Errorf("read scan %d: %w", s.Ref.ID, err)
+				send(cur)
 				return
 			}
-			if len(cur.results) > 0 && r.Addr != cur.addr {
+			sp := hostSpan{addr: h.Addr, p0: len(cur.ports), r0: len(cur.rows)}
+			cur.ports = append(cur.ports, h.Ports...)
+			cur.rows = append(cur.rows, h.Rows...)
+			sp.p1, sp.r1 = len(cur.ports), len(cur.rows)
+			cur.hosts = append(cur.hosts, sp)
+			if len(cur.hosts) == batchHosts {
 				if !send(cur) {
 					return
 				}
-				cur = hostResults{results: make([]scan.Result, 0, len(cur.results))}
+				cur = get()
 			}
-			cur.addr = r.Addr
-			cur.results = append(cur.results, r)
 		}
-		if len(cur.results) > 0 {
+		if len(cur.hosts) > 0 {
 			send(cur)
 		}
 	}()
-	return ch
+	return c
+}
+
+// next moves to the next host; ok is false after the last.
+func (c *cursor) next() error {
+	c.i++
+	for c.b == nil || c.i >= len(c.b.hosts) {
+		if c.b != nil {
+			select {
+			case c.free <- c.b:
+			default:
+			}
+		}
+		b, more := <-c.in
+		if !more {
+			c.b, c.ok = nil, false
+			return nil
+		}
+		if b.err != nil {
+			c.ok = false
+			return b.err
+		}
+		c.b, c.i = b, 0
+	}
+	c.ok = true
+	return nil
+}
+
+func (c *cursor) addr() netip.Addr { return c.b.hosts[c.i].addr }
+
+// ports returns the current host's ports and rows.
+func (c *cursor) ports() ([]store.PortState, []scan.Result) {
+	if c == nil {
+		return nil, nil
+	}
+	h := c.b.hosts[c.i]
+	return c.b.ports[h.p0:h.p1], c.b.rows[h.r0:h.r1]
 }
 
 // collapsed reports whether ports in state s are compared as counts.
@@ -225,8 +319,8 @@ func collapsed(s scan.State) bool { return s == scan.Closed || s == scan.Filtere
 
 // answered reports whether a host with this port is up: something came
 // back from it.
-func answered(r scan.Result) bool {
-	switch r.State {
+func answered(st scan.State) bool {
+	switch st {
 	case scan.Open, scan.Closed, scan.Unfiltered:
 		return true
 	}
@@ -234,6 +328,9 @@ func answered(r scan.Result) bool {
 }
 
 func portOf(s Side, r scan.Result) Port {
+	if r.Service == groupService {
+		r.Service = registry.PortName(r.Port, r.Proto)
+	}
 	p := Port{State: r.State, Reason: r.Reason, Service: r.Service, Banner: r.Banner}
 	if s.Version != nil {
 		p.Version = s.Version(r)
@@ -243,60 +340,74 @@ func portOf(s Side, r scan.Result) Port {
 	return p
 }
 
-// host compares one address's results in a and b (either may be empty).
-func (d *Diff) host(x, y hostResults, a, b Side) {
+// host compares one address's ports in a and b (either cursor may be nil:
+// the host is not in that scan).
+func (d *Diff) host(addr netip.Addr, x, y *cursor, a, b Side) {
 	d.Summary.HostsCompared++
+	pa, rowsA := x.ports()
+	pb, rowsB := y.ports()
 	var upA, upB bool
 	var hidA, hidB Hidden
 	var openA, openB int
-	count := func(r scan.Result, up *bool, h *Hidden, open *int, listed bool) {
-		*up = *up || answered(r)
+	count := func(st scan.State, up *bool, h *Hidden, open *int, listed bool) {
+		*up = *up || answered(st)
 		switch {
-		case r.State == scan.Open:
+		case st == scan.Open:
 			(*open)++
 		case listed:
-		case r.State == scan.Closed:
+		case st == scan.Closed:
 			h.Closed++
-		case r.State == scan.Filtered:
+		case st == scan.Filtered:
 			h.Filtered++
 		}
 	}
-	first := len(d.Ports)
 	i, j := 0, 0
-	for i < len(x.results) || j < len(y.results) {
+	for i < len(pa) || j < len(pb) {
 		var c int
 		switch {
-		case j == len(y.results):
+		case j == len(pb):
 			c = -1
-		case i == len(x.results):
+		case i == len(pa):
 			c = 1
 		default:
-			c = comparePort(x.results[i], y.results[j])
+			c = store.ComparePortState(pa[i], pb[j])
 		}
-		var ra, rb scan.Result
+		var sa, sb *store.PortState
 		switch {
 		case c < 0:
-			ra = x.results[i]
+			sa = &pa[i]
 			i++
 		case c > 0:
-			rb = y.results[j]
+			sb = &pb[j]
 			j++
 		default:
-			ra, rb = x.results[i], y.results[j]
+			sa, sb = &pa[i], &pb[j]
 			i++
 			j++
 		}
 		d.Summary.PortsCompared++
-		pc, changed := comparePorts(ra, rb, a, b)
+		var pc PortChange
+		changed := false
+		if !quiet(sa) || !quiet(sb) {
+			var ra, rb scan.Result
+			if sa != nil {
+				ra = resultOf(addr, *sa, rowsA)
+			}
+			if sb != nil {
+				rb = resultOf(addr, *sb, rowsB)
+			}
+			pc, changed = comparePorts(ra, rb, a, b)
+		}
 		// A port listed as changed is not counted again among the
 		// collapsed ones: ndiff's "Not shown" counts leave listed ports out.
-		if ra.State != scan.Unknown {
-			count(ra, &upA, &hidA, &openA, changed)
+		if sa != nil {
+			count(sa.State, &upA, &hidA, &openA, changed)
 		}
-		if rb.State != scan.Unknown {
-			count(rb, &upB, &hidB, &openB, changed)
+		if sb != nil {
+			count(sb.State, &upB, &hidB, &openB, changed)
 		}
 		if changed {
+			pc.Addr = addr
 			d.Ports = append(d.Ports, pc)
 			switch pc.Kind {
 			case PortAdded:
@@ -310,10 +421,6 @@ func (d *Diff) host(x, y hostResults, a, b Side) {
 			}
 		}
 	}
-	addr := cmp.Or(x.addr, y.addr)
-	for k := first; k < len(d.Ports); k++ {
-		d.Ports[k].Addr = addr
-	}
 	switch {
 	case upB && !upA:
 		d.Hosts = append(d.Hosts, HostChange{Addr: addr, Kind: HostAppeared, Open: openB, A: hidA, B: hidB})
@@ -326,6 +433,24 @@ func (d *Diff) host(x, y hostResults, a, b Side) {
 		d.Summary.HostsHidden++
 	}
 }
+
+// quiet reports whether a port is missing or closed or filtered: a pair of
+// such is no change to list (most ports of a scan).
+func quiet(ps *store.PortState) bool { return ps == nil || collapsed(ps.State) }
+
+// resultOf is the result of a port: its row, or for a grouped port what
+// the group holds. The service name of a grouped port is needed only when
+// the port is reported, and comparePorts asks only then.
+func resultOf(addr netip.Addr, ps store.PortState, rows []scan.Result) scan.Result {
+	if ps.Row >= 0 {
+		return rows[ps.Row]
+	}
+	return scan.Result{Addr: addr, Port: ps.Port, Proto: ps.Proto, State: ps.State, Reason: ps.Reason, Service: groupService}
+}
+
+// groupService marks a grouped port's service name as the registry's, to
+// be looked up when the port is reported.
+const groupService = "\x00registry"
 
 // comparePort orders results of one address as the store does: protocol
 // name, then port.

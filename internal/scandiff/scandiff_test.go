@@ -2,7 +2,6 @@ package scandiff
 
 import (
 	"context"
-	"iter"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -39,13 +38,13 @@ func side(id int64, rs []scan.Result) Side {
 		}
 		return comparePort(a, b)
 	})
-	return Side{Ref: ScanRef{ID: id}, Results: func(yield func(scan.Result, error) bool) {
+	return FromResults(ScanRef{ID: id}, func(yield func(scan.Result, error) bool) {
 		for _, r := range rs {
 			if !yield(r, nil) {
 				return
 			}
 		}
-	}}
+	})
 }
 
 // closedHost is ports lo..hi of addr, all closed.
@@ -192,11 +191,11 @@ func TestCompareInterleaved(t *testing.T) {
 
 // TestCompareError passes a read error on.
 func TestCompareError(t *testing.T) {
-	bad := Side{Ref: ScanRef{ID: 7}, Results: iter.Seq2[scan.Result, error](func(yield func(scan.Result, error) bool) {
+	bad := FromResults(ScanRef{ID: 7}, func(yield func(scan.Result, error) bool) {
 		if yield(res("198.18.0.1", 1, scan.Open, ""), nil) {
 			yield(scan.Result{}, context.DeadlineExceeded)
 		}
-	})}
+	})
 	if _, err := Compare(context.Background(), side(1, closedHost("198.18.0.9", 1, 2)), bad); err == nil {
 		t.Fatal("Compare with a failing side: no error")
 	}

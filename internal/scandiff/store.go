@@ -15,7 +15,7 @@ func Ref(si store.ScanInfo) ScanRef {
 // Stored returns scan si of st as a side of a diff: its results as the
 // store streams them, and the service versions an import recorded.
 func Stored(ctx context.Context, st *store.Store, si store.ScanInfo) (Side, error) {
-	s := Side{Ref: Ref(si), Results: st.ResultsSeq(ctx, si.ID, store.Filter{})}
+	s := Side{Ref: Ref(si), Hosts: st.ScanHosts(ctx, si.ID)}
 	vs, err := si.Versions()
 	if err != nil {
 		return Side{}, err
