@@ -14,6 +14,9 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s), uint8(2))
 		f.Add([]byte(s), uint8(3))
 	}
+	for _, c := range errorCases {
+		f.Add([]byte(c.data), uint8(0))
+	}
 	f.Fuzz(func(t *testing.T, data []byte, which uint8) {
 		format := Format("")
 		if int(which)%4 > 0 {

@@ -147,36 +147,39 @@ func TestParseNmapDetails(t *testing.T) {
 	}
 }
 
+// errorCases are malformed files and the errors they give: file, line,
+// problem. FuzzParse starts from them too.
+var errorCases = []struct {
+	name, data string
+	format     Format
+	want       string
+}{
+	{"empty", "", "", "empty:1: not nmap XML, masscan JSON or masscan list output (give --format)"},
+	{"a.xml", "<nmaprun scanner=\"nmap\">\n<host>\n</nmaprun>\n", "", "a.xml:3: element <host> closed by </nmaprun>"},
+	{"b.xml", "<?xml version=\"1.0\"?>\n<foo/>\n", "", "b.xml: no <nmaprun> element: not an nmap XML file"},
+	{"c.xml", "<nmaprun scanner=\"zmap\"/>", "", `c.xml:1: scanner "zmap": not an nmap XML file`},
+	{"d.xml", strings.Replace(nmapOK, `portid="22"`, `portid="70000"`, 1), "", `d.xml:5: host: port "70000": not a port number`},
+	{"e.xml", strings.Replace(nmapOK, `addr="198.18.0.2"`, `addr="198.18.0.999"`, 1), "", `e.xml:5: host: ParseAddr("198.18.0.999"): IPv4 field has value >255`},
+	{"f.xml", strings.Replace(nmapOK, `state="open"`, `state="ajar"`, 1), "", `f.xml:5: host: unknown port state "ajar" (want open, closed, filtered, open|filtered, unfiltered or closed|filtered)`},
+	{"g.xml", strings.Replace(nmapOK, `start="1796659331"`, `start="yesterday"`, 1), "", `g.xml:3: start "yesterday": not a unix time`},
+	{"h.xml", strings.Replace(nmapOK, `ports="20-21,23-24"`, `ports="20-21,x"`, 1), "", `h.xml:5: host: extrareasons ports: `},
+	{"a.json", "[\n{\"ip\": \"198.18.0.2\", \"timestamp\": \"1\", \"ports\": [{\"port\": 1, \"proto\": \"tcp\", \"status\": \"open\"}]},\n{\"ip\": 5}\n]\n", "", "a.json:3: json: cannot unmarshal number into Go struct field masscanRecord.ip of type string"},
+	{"b.json", "[\n{\"ip\": \"198.18.0.2\", \"timestamp\": \"1\", \"ports\": [{\"port\": 1, \"proto\": \"tcp\", \"status\": \"open\"}]}\n,\n{\"ip\": \"198.18.0.2\", \"timestamp\": \"1\", \"ports\": [{\"port\": 1, \"proto\": \"tcp\", \"status\": \"ajar\"}]}\n]\n", "", `b.json:4: unknown port state "ajar"`},
+	{"c.json", "[\n{\"ip\": \"198.18.0.2\",\n", "", "c.json:3: unexpected EOF"},
+	{"d.json", "[\n{\"ip\": \"198.18.0.2\", \"timestamp\": \"1\", \"ports\": [{\"port\": 99999, \"proto\": \"tcp\", \"status\": \"open\"}]}\n]", "", "d.json:2: port 99999 out of range 0-65535"},
+	{"e.json", "{}", "", "e.json:1: want a JSON array of masscan records"},
+	{"a.txt", "#masscan\nopen tcp 80 198.18.0.5 1796659431\nopen tcp 80 198.18.0.5\n", "", `a.txt:3: want "STATE PROTO PORT ADDR TIME", got "open tcp 80 198.18.0.5"`},
+	{"b.txt", "#masscan\nopen tcp http 198.18.0.5 1796659431\n", "", `b.txt:2: port "http": not a number`},
+	{"c.txt", "#masscan\nopen tcp 80 198.18.0.5 1796659431\nopen tcp 81 example.com 1796659431\n", "", `c.txt:3: ParseAddr("example.com"): unexpected character (at "example.com")`},
+	{"d.txt", "#masscan\nopen xtp 80 198.18.0.5 1796659431\n", "", `d.txt:2: unknown protocol "xtp"`},
+	{"e.txt", "#masscan\nopen tcp 80 198.18.0.5 -1\n", "", `e.txt:2: timestamp "-1": not a unix time`},
+	{"f.txt", "#masscan\n# end\n", "", "f.txt: no time in the file: nothing says when the scan ran"},
+	{"forced", nmapOK, MasscanList, `forced:1: want "STATE PROTO PORT ADDR TIME", got "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"`},
+}
+
 // TestParseErrors checks that bad files are refused with the file and line.
 func TestParseErrors(t *testing.T) {
-	tests := []struct {
-		name, data string
-		format     Format
-		want       string
-	}{
-		{"empty", "", "", "empty:1: not nmap XML, masscan JSON or masscan list output (give --format)"},
-		{"a.xml", "<nmaprun scanner=\"nmap\">\n<host>\n</nmaprun>\n", "", "a.xml:3: element <host> closed by </nmaprun>"},
-		{"b.xml", "<?xml version=\"1.0\"?>\n<foo/>\n", "", "b.xml: no <nmaprun> element: not an nmap XML file"},
-		{"c.xml", "<nmaprun scanner=\"zmap\"/>", "", `c.xml:1: scanner "zmap": not an nmap XML file`},
-		{"d.xml", strings.Replace(nmapOK, `portid="22"`, `portid="70000"`, 1), "", `d.xml:5: host: port "70000": not a port number`},
-		{"e.xml", strings.Replace(nmapOK, `addr="198.18.0.2"`, `addr="198.18.0.999"`, 1), "", `e.xml:5: host: ParseAddr("198.18.0.999"): IPv4 field has value >255`},
-		{"f.xml", strings.Replace(nmapOK, `state="open"`, `state="ajar"`, 1), "", `f.xml:5: host: unknown port state "ajar" (want open, closed, filtered, open|filtered, unfiltered or closed|filtered)`},
-		{"g.xml", strings.Replace(nmapOK, `start="1796659331"`, `start="yesterday"`, 1), "", `g.xml:3: start "yesterday": not a unix time`},
-		{"h.xml", strings.Replace(nmapOK, `ports="20-21,23-24"`, `ports="20-21,x"`, 1), "", `h.xml:5: host: extrareasons ports: `},
-		{"a.json", "[\n{\"ip\": \"198.18.0.2\", \"timestamp\": \"1\", \"ports\": [{\"port\": 1, \"proto\": \"tcp\", \"status\": \"open\"}]},\n{\"ip\": 5}\n]\n", "", "a.json:3: json: cannot unmarshal number into Go struct field masscanRecord.ip of type string"},
-		{"b.json", "[\n{\"ip\": \"198.18.0.2\", \"timestamp\": \"1\", \"ports\": [{\"port\": 1, \"proto\": \"tcp\", \"status\": \"open\"}]}\n,\n{\"ip\": \"198.18.0.2\", \"timestamp\": \"1\", \"ports\": [{\"port\": 1, \"proto\": \"tcp\", \"status\": \"ajar\"}]}\n]\n", "", `b.json:4: unknown port state "ajar"`},
-		{"c.json", "[\n{\"ip\": \"198.18.0.2\",\n", "", "c.json:3: unexpected EOF"},
-		{"d.json", "[\n{\"ip\": \"198.18.0.2\", \"timestamp\": \"1\", \"ports\": [{\"port\": 99999, \"proto\": \"tcp\", \"status\": \"open\"}]}\n]", "", "d.json:2: port 99999 out of range 0-65535"},
-		{"e.json", "{}", "", "e.json:1: want a JSON array of masscan records"},
-		{"a.txt", "#masscan\nopen tcp 80 198.18.0.5 1796659431\nopen tcp 80 198.18.0.5\n", "", `a.txt:3: want "STATE PROTO PORT ADDR TIME", got "open tcp 80 198.18.0.5"`},
-		{"b.txt", "#masscan\nopen tcp http 198.18.0.5 1796659431\n", "", `b.txt:2: port "http": not a number`},
-		{"c.txt", "#masscan\nopen tcp 80 198.18.0.5 1796659431\nopen tcp 81 example.com 1796659431\n", "", `c.txt:3: ParseAddr("example.com"): unexpected character (at "example.com")`},
-		{"d.txt", "#masscan\nopen xtp 80 198.18.0.5 1796659431\n", "", `d.txt:2: unknown protocol "xtp"`},
-		{"e.txt", "#masscan\nopen tcp 80 198.18.0.5 -1\n", "", `e.txt:2: timestamp "-1": not a unix time`},
-		{"f.txt", "#masscan\n# end\n", "", "f.txt: no time in the file: nothing says when the scan ran"},
-		{"forced", nmapOK, MasscanList, `forced:1: want "STATE PROTO PORT ADDR TIME", got "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"`},
-	}
-	for _, tt := range tests {
+	for _, tt := range errorCases {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse(tt.name, []byte(tt.data), tt.format)
 			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {

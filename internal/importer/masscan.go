@@ -23,7 +23,6 @@ type portMerge struct {
 	name    string
 	results map[portKey]*scan.Result
 	order   []portKey
-	first   time.Time
 }
 
 type portKey struct {

@@ -30,23 +30,13 @@ func serveLab(t *testing.T) (scanner *netlab.Host, lk *netlab.Link) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func(c net.Conn) {
-					defer c.Close()
-					c.SetDeadline(time.Now().Add(5 * time.Second))
-					if port == 80 {
-						buf := make([]byte, 4096)
-						c.Read(buf) // the request, or nothing before the deadline
-					}
-					c.Write([]byte(reply))
-				}(c)
+		go testenv.Serve(ln, func(c net.Conn) {
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if port == 80 {
+				c.Read(make([]byte, 4096)) // the request, or nothing before the deadline
 			}
-		}()
+			c.Write([]byte(reply))
+		})
 	}
 	serve(22, "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
 	serve(80, "HTTP/1.0 200 OK\r\nServer: nginx/1.22.1\r\nContent-Length: 2\r\n\r\nok")

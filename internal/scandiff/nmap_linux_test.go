@@ -31,20 +31,11 @@ func TestNdiffAgreementNmap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					c.SetDeadline(time.Now().Add(5 * time.Second))
-					c.Write([]byte(reply))
-					c.Read(make([]byte, 1024))
-				}()
-			}
-		}()
+		go testenv.Serve(ln, func(c net.Conn) {
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c.Write([]byte(reply))
+			c.Read(make([]byte, 1024))
+		})
 		t.Cleanup(func() { ln.Close() })
 		return ln
 	}
