@@ -200,3 +200,34 @@ func TestCompareError(t *testing.T) {
 		t.Fatal("Compare with a failing side: no error")
 	}
 }
+
+// TestCompareBatches compares sides of many hosts, so that the hosts of
+// each arrive in several batches whose boundaries do not line up: A has
+// the even hosts of 1000, B the multiples of 3.
+func TestCompareBatches(t *testing.T) {
+	var a, b []scan.Result
+	for i := range 1000 {
+		addr := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}).String()
+		if i%2 == 0 {
+			a = append(a, res(addr, 22, scan.Open, ""), res(addr, 23, scan.Closed, ""))
+		}
+		if i%3 == 0 {
+			b = append(b, res(addr, 22, scan.Open, ""), res(addr, 23, scan.Closed, ""))
+		}
+	}
+	d, err := Compare(context.Background(), side(1, a), side(2, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both: multiples of 6 (167); A only: 500-167; B only: 334-167.
+	hosts := 167 + 333 + 167
+	want := Summary{HostsAppeared: 167, HostsVanished: 333, PortsAdded: 167, PortsRemoved: 333, HostsCompared: hosts, PortsCompared: 2 * hosts}
+	if d.Summary != want {
+		t.Errorf("Summary = %+v; want %+v", d.Summary, want)
+	}
+	for i := 1; i < len(d.Hosts); i++ {
+		if !d.Hosts[i-1].Addr.Less(d.Hosts[i].Addr) {
+			t.Fatalf("hosts out of order at %d: %s, %s", i, d.Hosts[i-1].Addr, d.Hosts[i].Addr)
+		}
+	}
+}
