@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"strconv"
@@ -31,36 +32,76 @@ type nmapHost struct {
 		Name string `xml:"name,attr"`
 		Type string `xml:"type,attr"`
 	} `xml:"hostnames>hostname"`
-	Extra []struct {
-		State   string `xml:"state,attr"`
-		Reasons []struct {
-			Reason string `xml:"reason,attr"`
-			Proto  string `xml:"proto,attr"`
-			Ports  string `xml:"ports,attr"`
-		} `xml:"extrareasons"`
-	} `xml:"ports>extraports"`
-	Ports []struct {
-		Protocol string `xml:"protocol,attr"`
-		PortID   string `xml:"portid,attr"`
-		State    struct {
-			State  string `xml:"state,attr"`
-			Reason string `xml:"reason,attr"`
-		} `xml:"state"`
-		Service *struct {
-			Name      string `xml:"name,attr"`
-			Product   string `xml:"product,attr"`
-			Version   string `xml:"version,attr"`
-			ExtraInfo string `xml:"extrainfo,attr"`
-		} `xml:"service"`
-		Scripts []struct {
-			ID     string `xml:"id,attr"`
-			Output string `xml:"output,attr"`
-		} `xml:"script"`
-	} `xml:"ports>port"`
+	Extra []nmapExtra `xml:"ports>extraports"`
+	Ports []nmapPort  `xml:"ports>port"`
 	Times *struct {
 		SRTT string `xml:"srtt,attr"`
 	} `xml:"times"`
 }
+
+// nmapExtra is an <extraports> element and the line it starts on.
+type nmapExtra struct {
+	State   string `xml:"state,attr"`
+	Reasons []struct {
+		Reason string `xml:"reason,attr"`
+		Proto  string `xml:"proto,attr"`
+		Ports  string `xml:"ports,attr"`
+	} `xml:"extrareasons"`
+	line int
+}
+
+// nmapPort is a <port> element and the line it starts on.
+type nmapPort struct {
+	Protocol string `xml:"protocol,attr"`
+	PortID   string `xml:"portid,attr"`
+	State    struct {
+		State  string `xml:"state,attr"`
+		Reason string `xml:"reason,attr"`
+	} `xml:"state"`
+	Service *struct {
+		Name      string `xml:"name,attr"`
+		Product   string `xml:"product,attr"`
+		Version   string `xml:"version,attr"`
+		ExtraInfo string `xml:"extrainfo,attr"`
+	} `xml:"service"`
+	Scripts []struct {
+		ID     string `xml:"id,attr"`
+		Output string `xml:"output,attr"`
+	} `xml:"script"`
+	line int
+}
+
+// UnmarshalXML notes the line, so an error can point at the port.
+func (p *nmapPort) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	l, _ := d.InputPos()
+	type plain nmapPort // without this method
+	var v plain
+	err := d.DecodeElement(&v, &start)
+	*p = nmapPort(v)
+	p.line = l
+	return err
+}
+
+// UnmarshalXML notes the line, so an error can point at the element.
+func (e *nmapExtra) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	l, _ := d.InputPos()
+	type plain nmapExtra // without this method
+	var v plain
+	err := d.DecodeElement(&v, &start)
+	*e = nmapExtra(v)
+	e.line = l
+	return err
+}
+
+// lineError is a problem at a line inside a host.
+type lineError struct {
+	line int
+	msg  string
+}
+
+func (e *lineError) Error() string { return e.msg }
+
+func atLine(line int, err error) error { return &lineError{line, err.Error()} }
 
 type nmapFinished struct {
 	Time     string `xml:"time,attr"`
@@ -158,6 +199,10 @@ func parseNmapXML(name string, data []byte) (*Scan, error) {
 				return nil, xmlError(name, line(), err)
 			}
 			if err := addHost(s, &opts, h, ports); err != nil {
+				var le *lineError
+				if errors.As(err, &le) {
+					return nil, errorf(name, le.line, "%s", le.msg)
+				}
 				return nil, errorf(name, at, "host: %v", err)
 			}
 		case "finished":
@@ -267,15 +312,15 @@ func addHost(s *Scan, opts *options, h nmapHost, ports *portspec.Set) error {
 	for _, p := range h.Ports {
 		proto, err := portspec.ParseProto(p.Protocol)
 		if err != nil {
-			return err
+			return atLine(p.line, err)
 		}
 		n, err := strconv.ParseUint(p.PortID, 10, 16)
 		if err != nil {
-			return errors.New("port " + strconv.Quote(p.PortID) + ": not a port number")
+			return atLine(p.line, errors.New("port "+strconv.Quote(p.PortID)+": not a port number"))
 		}
 		st, err := scan.ParseState(p.State.State)
 		if err != nil {
-			return err
+			return atLine(p.line, err)
 		}
 		r := scan.Result{Addr: addr, Port: portspec.Port(n), Proto: proto, State: st, Reason: p.State.Reason, Time: when}
 		if st == scan.Open || st == scan.Closed {
@@ -302,7 +347,7 @@ func addHost(s *Scan, opts *options, h nmapHost, ports *portspec.Set) error {
 	for _, e := range h.Extra {
 		st, err := scan.ParseState(e.State)
 		if err != nil {
-			return err
+			return atLine(e.line, err)
 		}
 		covered := 0
 		for _, rs := range e.Reasons {
@@ -311,11 +356,11 @@ func addHost(s *Scan, opts *options, h nmapHost, ports *portspec.Set) error {
 			}
 			proto, err := portspec.ParseProto(cmpOr(rs.Proto, "tcp"))
 			if err != nil {
-				return err
+				return atLine(e.line, err)
 			}
 			set, err := portspec.Parse(protoPrefix(proto) + strings.ReplaceAll(rs.Ports, ",", ","+protoPrefix(proto)))
 			if err != nil {
-				return errors.New("extrareasons ports: " + err.Error())
+				return atLine(e.line, fmt.Errorf("extrareasons ports %q: not a list of port numbers and ranges", rs.Ports))
 			}
 			for pr, p := range set.All() {
 				s.Results = append(s.Results, scan.Result{Addr: addr, Port: p, Proto: pr, State: st, Reason: rs.Reason,
