@@ -79,7 +79,7 @@ func TestJSONEverywhere(t *testing.T) {
 		"lookup":       {{"lookup", "ssh"}, {"lookup", "--search", "zzqqxxnothing"}},
 		"ls":           {{"ls"}, {"ls", "--port", "1"}},
 		"ports":        {{"ports", "22,80-82"}},
-		"scan":         {{"scan", "127.0.0.1", "-p", port}},
+		"scan":         {{"scan", "127.0.0.1", "-p", port, "-oX", filepath.Join(dir, "scan.xml")}, {"scan", "127.0.0.1", "-p", port}},
 		"show":         {{"show", "1"}, {"show", "1", "--state", "filtered"}},
 		"targets":      {{"targets", "198.18.0.0/30"}},
 		"version":      {{"version"}},
@@ -91,6 +91,9 @@ func TestJSONEverywhere(t *testing.T) {
 		"knock keygen": {{"knock", "keygen", "-o", filepath.Join(dir, "client.key")}},
 		"knockd":       {{"knockd", "--check", "--protect", "22/tcp", "--sequence", "7000,8000/udp"}},
 		"events":       {{"events", "--since", "1h"}},
+		"diff":         {{"diff", "1", "2"}},
+		"report":       {{"report", "2", "-o", filepath.Join(dir, "report.html")}},
+		"import":       {{"import", filepath.Join(dir, "scan.xml")}},
 
 		"firewall list":           {{"firewall", "--netns", ns, "list"}},
 		"firewall plan":           {{"firewall", "--netns", ns, "plan", "-f", profile}},
@@ -113,7 +116,7 @@ func TestJSONEverywhere(t *testing.T) {
 	// scan stores scan 1 for show; the firewall's table is made, changed,
 	// saved and restored, then removed.
 	order := []string{"scan", "show", "ephemeral", "free", "history", "kill", "lookup", "ls", "ports",
-		"targets", "version", "wait", "who", "why", "forward", "knock", "knock keygen", "knockd", "events",
+		"targets", "version", "wait", "who", "why", "forward", "knock", "knock keygen", "knockd", "events", "diff", "report", "import",
 		"firewall list", "firewall plan", "firewall apply", "firewall allow", "firewall deny",
 		"firewall reject", "firewall limit", "firewall log", "firewall delete", "firewall default-policy",
 		"firewall export", "firewall save", "firewall restore", "firewall confirm", "firewall enable",
