@@ -158,27 +158,12 @@ func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
 	if g.JSON && !opts.logFormatSet {
 		opts.LogFormat = "json"
 	}
-	lw := daemon.NewLogWriter(g.io.ErrOut, 0)
-	hopts := &slog.HandlerOptions{Level: slog.LevelInfo}
-	if g.Verbose >= 1 {
-		hopts.Level = slog.LevelDebug
+	dl, err := newDaemonLog(g, opts.LogFormat)
+	if err != nil {
+		return err
 	}
-	var h slog.Handler
-	switch opts.LogFormat {
-	case "text":
-		h = slog.NewTextHandler(lw, hopts)
-	case "json":
-		h = slog.NewJSONHandler(lw, hopts)
-	default:
-		return usageErr(fmt.Errorf("--log-format %q: want text or json", opts.LogFormat))
-	}
-	log := slog.New(h)
-	lw.OnDrop = func(n uint64) { log.Warn("log lines dropped while the log sink stalled", "lines", n) }
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		lw.Close(fctx)
-	}()
+	defer dl.close()
+	log := dl.Logger
 
 	db, err := opts.DB.open(ctx, true)
 	if err != nil {
@@ -201,12 +186,10 @@ func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
 	if opts.Metrics != "" {
 		reg := daemon.NewRegistry()
 		reg.MustRegister(srv, prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "portolan_log_lines_dropped_total",
-			Help: "Log lines dropped because the log sink stalled or failed.",
-		}, func() float64 { return float64(lw.Dropped()) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "portolan_knock_events_dropped_total",
 			Help: "Door events not stored because the store fell behind.",
 		}, func() float64 { return float64(ev.dropped.Load()) }))
+		reg.MustRegister(dl.collectors()...)
 		mctx, stopMetrics := context.WithCancel(context.Background())
 		defer stopMetrics()
 		addr, err := daemon.ServeMetrics(mctx, opts.Metrics, reg, log)
