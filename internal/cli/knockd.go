@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,6 +181,7 @@ func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
 	if err := srv.Listen(ctx); err != nil {
 		return fmt.Errorf("knockd: %w", err)
 	}
+	warnSSHDoor(ctx, log, cfg)
 	for _, d := range cfg.Doors {
 		log.Info("door", "name", d.Name, "protect", knock.FormatSequence(d.Protect), "sequence", knock.FormatSequence(d.Sequence), "spa", len(keys) > 0 && !d.NoSPA)
 	}
@@ -321,4 +323,22 @@ func (w *knockEventWriter) close() {
 	close(w.ch)
 	w.mu.Unlock()
 	w.wg.Wait()
+}
+
+// warnSSHDoor says so when a door protects the port of an SSH session this
+// runs under: that session stays up (established connections pass), but
+// new connections from its client need a knock or an SPA request first.
+func warnSSHDoor(ctx context.Context, log *slog.Logger, cfg *knock.Config) {
+	clients, err := firewall.FindSSHClients(ctx, os.Getenv("SSH_CONNECTION"), nil)
+	if err != nil {
+		return
+	}
+	for _, p := range clients.Packets {
+		for _, d := range cfg.Doors {
+			if slices.Contains(d.Protect, knock.DoorPort{Proto: p.Proto, Port: p.Port}) {
+				log.Warn("a door protects your SSH port: this session stays up, but new SSH connections from your client need a knock or SPA request first",
+					"door", d.Name, "client", p.Src, "port", p.Port)
+			}
+		}
+	}
 }

@@ -34,7 +34,7 @@ type knockdChild struct {
 func startKnockd(t *testing.T, h *netlab.Host, dir string, args ...string) *knockdChild {
 	t.Helper()
 	cmd := h.Command(context.Background(), portolanExe(t), append([]string{"knockd", "--log-format", "json"}, args...)...)
-	cmd.Env = portolanEnv(dir)
+	cmd.Env = append(portolanEnv(dir), "SSH_CONNECTION=198.18.0.9 40000 198.18.0.1 2222")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +145,8 @@ func TestKnockdDaemon(t *testing.T) {
 	}
 
 	k := startKnockd(t, srv, dir, "-c", path("knockd.yaml"), "--db", db, "--metrics", "127.0.0.1:0")
+	// As if run over SSH to port 2222: the door protecting it is worth a warning.
+	k.waitLine(t, `"level":"WARN"`, `a door protects your SSH port`, `"client":"198.18.0.9"`)
 	k.waitLine(t, `"msg":"door"`, `"name":"ssh"`)
 	var metricsAddr struct{ Addr string }
 	json.Unmarshal([]byte(k.waitLine(t, `"msg":"metrics"`)), &metricsAddr)
