@@ -179,6 +179,7 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.Int64Var(&opts.Resume, "resume", 0, "continue the stored scan `ID` from its last checkpoint")
 	f.StringVar(&opts.Format, "format", "", "output `FORMAT`: table, json, jsonl, csv, grepable, list, xml (default: table on a terminal, jsonl otherwise; from -o's extension)")
 	f.StringVarP(&opts.Output, "output", "o", "", "write the results to `FILE` instead of stdout (/dev/stdout, /dev/null and pipes work)")
+	markFiles(f, false, "output")
 	f.StringVar(&opts.OutXML, "output-xml", "", "also write nmap XML to `FILE` (nmap's -oX FILE, which works too)")
 	f.StringVar(&opts.OutNormal, "output-normal", "", "also write the table to `FILE` (nmap's -oN FILE, which works too)")
 	f.StringVar(&opts.OutGrep, "output-grepable", "", "also write grepable lines to `FILE` (nmap's -oG FILE, which works too)")
@@ -676,7 +677,10 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		r.tally.Add(res)
 		if r.shown(res) {
 			if err := dst.write(res); err != nil && r.dbErr == nil {
+				// An output that cannot be written stops the scan, as a
+				// store that fails does: what it finds would be lost.
 				r.dbErr = err
+				stopRun()
 			}
 			if batch && r.db == nil {
 				r.kept = append(r.kept, res)
@@ -720,6 +724,12 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		} else {
 			err = cmp.Or(err, r.render(bg, o, sum, status))
 		}
+	}
+	err = cmp.Or(err, dst.close()) // a file's last bytes may fail only here (NFS, a full disk)
+	if outErr := cmp.Or(r.dbErr, err); outErr != nil && r.db != nil && status == store.Done {
+		// The results did not all reach their output: not a done scan.
+		// It stays resumable, and show renders it from the store.
+		r.db.FinishScan(bg, r.info.ID, store.Failed, r.tally.Totals)
 	}
 	if r.dbErr != nil {
 		return r.dbErr
@@ -862,6 +872,7 @@ type scanOutput struct {
 	stream  *output.StreamWriter // for the formats written as results come
 	created bool                 // the file did not exist before this run
 	started bool
+	closed  bool
 }
 
 // scanOutputs are all the places a run writes.
@@ -907,7 +918,7 @@ func (r *scanRun) openOutput(path string, format output.ScanFormat) (*scanOutput
 	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o666)
 	if err != nil {
-		return nil, err // *PathError names the file
+		return nil, fileErr(err) // *PathError names the file
 	}
 	return &scanOutput{w: f, f: f, format: format, created: errors.Is(statErr, fs.ErrNotExist)}, nil
 }
@@ -949,17 +960,23 @@ func (outs scanOutputs) write(res scan.Result) error {
 }
 
 // close closes the files, and removes those this run created but never
-// started.
-func (outs scanOutputs) close() {
+// started. It returns the first error of a close: the data of a file is
+// only known written then. A second close does nothing.
+func (outs scanOutputs) close() error {
+	var first error
 	for _, o := range outs {
-		if o.f == nil {
+		if o.f == nil || o.closed {
 			continue
 		}
-		o.f.Close()
+		o.closed = true
+		if err := o.f.Close(); err != nil && first == nil {
+			first = fmt.Errorf("write %s: %w", o.f.Name(), err)
+		}
 		if !o.started && o.created {
 			os.Remove(o.f.Name())
 		}
 	}
+	return first
 }
 
 // dryPlan is what --dry-run prints.

@@ -65,6 +65,7 @@ does not exist.`,
 	f := cmd.Flags()
 	f.StringVarP(&opts.Format, "format", "f", "", "output `FORMAT`: "+formatNames())
 	f.StringVarP(&opts.Output, "output", "o", "", "write to `FILE` instead of standard output")
+	markFiles(f, false, "output")
 	f.StringSliceVar(&opts.States, "state", nil, "only ports in `STATE`s (open, closed, filtered, open|filtered, ...; comma-separated)")
 	f.BoolVar(&opts.Open, "open", false, "only open ports, and hosts with one (nmap's --open; --state open)")
 	addDBFlags(cmd, &opts.DB)
@@ -124,7 +125,7 @@ func runShow(ctx context.Context, g *Globals, opts ShowOptions) error {
 	var file *os.File
 	if opts.Output != "" && opts.Output != "-" {
 		if file, err = os.Create(opts.Output); err != nil {
-			return err // *PathError names the file
+			return fileErr(err) // *PathError names the file
 		}
 		out, color = file, false
 	}

@@ -24,6 +24,7 @@ type DBFlags struct {
 
 func addDBFlags(cmd *cobra.Command, f *DBFlags) {
 	cmd.Flags().StringVar(&f.Path, "db", "", "scan database `FILE` (default $XDG_DATA_HOME/portolan/portolan.db)")
+	markFiles(cmd.Flags(), false, "db")
 }
 
 // errNoStore says the store file does not exist: nothing was ever stored.
