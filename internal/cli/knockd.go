@@ -181,6 +181,9 @@ func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
 	if err := srv.Listen(ctx); err != nil {
 		return fmt.Errorf("knockd: %w", err)
 	}
+	if cfg.AuthorizedKeys != "" && len(keys) == 0 {
+		log.Warn("no keys in the authorized keys file: SPA requests open nothing", "file", cfg.AuthorizedKeys)
+	}
 	warnSSHDoor(ctx, log, cfg)
 	for _, d := range cfg.Doors {
 		log.Info("door", "name", d.Name, "protect", knock.FormatSequence(d.Protect), "sequence", knock.FormatSequence(d.Sequence), "spa", len(keys) > 0 && !d.NoSPA)

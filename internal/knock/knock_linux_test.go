@@ -209,8 +209,8 @@ func TestSPAOpensThenCloses(t *testing.T) {
 	if l.reachable(t, l.link.A4) {
 		t.Fatal("2222/tcp reachable after the door's time")
 	}
-	if c := l.event(t, EventClosed); c.Allow != l.link.B4 {
-		t.Errorf("closed event %+v; want for %s", c, l.link.B4)
+	if c := l.event(t, EventClosed); c.Allow != l.link.B4 || c.Key != "laptop" || c.Via != "spa" || !c.Time.Equal(e.Until) {
+		t.Errorf("closed event %+v; want laptop's door for %s closed at %v", c, l.link.B4, e.Until)
 	}
 	if !strings.Contains(l.logs.String(), `"msg":"door opened"`) {
 		t.Errorf("no door opened line in the log:\n%s", l.logs.String())

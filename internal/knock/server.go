@@ -80,7 +80,7 @@ type Server struct {
 	keys  map[KeyID]*Key
 	track *tracker
 	seen  map[[16]byte]time.Time // nonces seen, until when
-	until map[closeKey]time.Time // open doors' ends, for closed events
+	until map[closeKey]Event     // the opened event of each open door, for its closed event
 
 	logLimit limiter
 	m        metrics
@@ -149,7 +149,7 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	s.track = newTracker(cfg.Doors, 1<<16)
 	if s.seen == nil {
 		s.seen = map[[16]byte]time.Time{}
-		s.until = map[closeKey]time.Time{}
+		s.until = map[closeKey]Event{}
 	}
 	return nil
 }
@@ -351,7 +351,7 @@ func (s *Server) open(ctx context.Context, ev Event, at time.Time, d time.Durati
 	s.m.latency.Observe(ev.Latency.Seconds())
 	s.mu.Lock()
 	for _, p := range ev.Ports {
-		s.until[closeKey{ev.Allow, p}] = ev.Until
+		s.until[closeKey{ev.Allow, p}] = ev
 	}
 	s.mu.Unlock()
 	s.log().Info("door opened", "via", ev.Via, "door", ev.Door, "key", ev.Key, "src", ev.Src, "allow", ev.Allow,
@@ -389,16 +389,17 @@ func (s *Server) housekeep(now time.Time) {
 		}
 	}
 	s.track.sweep(now)
-	for k, until := range s.until {
-		if !now.Before(until) {
+	for k, o := range s.until {
+		if !now.Before(o.Until) {
 			delete(s.until, k)
-			closed = append(closed, Event{Time: until, Type: EventClosed, Src: k.src, Allow: k.src, Ports: []DoorPort{k.port}})
+			closed = append(closed, Event{Time: o.Until, Type: EventClosed, Via: o.Via, Door: o.Door, Key: o.Key,
+				Src: o.Src, Allow: k.src, Ports: []DoorPort{k.port}})
 		}
 	}
 	s.mu.Unlock()
 	for _, ev := range closed {
 		s.m.closes.Inc()
-		s.log().Info("door closed", "allow", ev.Allow, "ports", portsString(ev.Ports))
+		s.log().Info("door closed", "via", ev.Via, "door", ev.Door, "key", ev.Key, "allow", ev.Allow, "ports", portsString(ev.Ports))
 		s.emit(ev)
 	}
 }
