@@ -396,3 +396,20 @@ func TestJunkDoesNotStopTheServer(t *testing.T) {
 		t.Error("no log lines")
 	}
 }
+
+// TestDoorClosesWithoutDaemon stops the daemon while a door is open: the
+// kernel still closes it on time, and the port stays protected.
+func TestDoorClosesWithoutDaemon(t *testing.T) {
+	l := newLab(t, 30*time.Second)
+	l.start(t, nil)
+	l.spa(t, l.ed, nil, l.link.A4, netip.Addr{}, []DoorPort{ssh}, time.Second)
+	e := l.event(t, EventOpened)
+	l.stop()
+	if !l.open(t, l.link.A4) {
+		t.Fatal("2222/tcp not reachable while the door is open")
+	}
+	time.Sleep(time.Until(e.Until) + 300*time.Millisecond)
+	if l.reachable(t, l.link.A4) {
+		t.Fatal("2222/tcp reachable after the door's time with the daemon gone")
+	}
+}
