@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 
 	"portolan/internal/firewall"
 	"portolan/internal/netlab"
+	"portolan/internal/nflog"
 	"portolan/internal/portspec"
 	"portolan/internal/store"
 	"portolan/internal/testenv"
@@ -411,5 +413,22 @@ func TestDoorClosesWithoutDaemon(t *testing.T) {
 	time.Sleep(time.Until(e.Until) + 300*time.Millisecond)
 	if l.reachable(t, l.link.A4) {
 		t.Fatal("2222/tcp reachable after the door's time with the daemon gone")
+	}
+}
+
+// TestSecondDaemonLeavesDoors starts a second server with other doors in
+// the same namespace: it fails on the NFLOG group before it writes its
+// doors, so the first one's stay as they were.
+func TestSecondDaemonLeavesDoors(t *testing.T) {
+	l := newLab(t, 30*time.Second)
+	l.start(t, nil)
+	other := &Config{Doors: []Door{{Name: "web", Protect: []DoorPort{{Proto: portspec.TCP, Port: 8443}}, Sequence: []DoorPort{{Proto: portspec.TCP, Port: 1}}}}}
+	err := (&Server{Firewall: l.fw}).Apply(context.Background(), other, nil)
+	if !errors.Is(err, nflog.ErrGroupBusy) {
+		t.Fatalf("second server's Apply = %v; want nflog.ErrGroupBusy", err)
+	}
+	_, protected, err := l.fw.DoorHolders(context.Background())
+	if err != nil || len(protected) != 1 || protected[0] != ssh {
+		t.Errorf("protected ports after the second server failed: %+v, %v; want only 2222/tcp", protected, err)
 	}
 }

@@ -108,8 +108,10 @@ func (s *Server) log() *slog.Logger {
 
 // Apply validates cfg and makes it the running configuration: it writes
 // the doors to the firewall (what is open stays open) and resets sequence
-// progress. keys are the authorized keys (nil: no SPA). The NFLOG group
-// cannot change while Serve runs.
+// progress. keys are the authorized keys (nil: no SPA). The first Apply
+// binds cfg's NFLOG group before it touches the firewall, so a second
+// daemon fails (nflog.ErrGroupBusy) without changing the first one's
+// doors; the group cannot change afterwards.
 func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) error {
 	s.m.init()
 	if err := cfg.Validate(); err != nil {
@@ -120,6 +122,11 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	s.mu.Unlock()
 	if old != nil && s.started.Load() && old.group() != cfg.group() {
 		return fmt.Errorf("nflog group %d: cannot change from %d while running; restart", cfg.group(), old.group())
+	}
+	if !s.started.Load() {
+		if err := s.listen(ctx, cfg.group()); err != nil {
+			return err
+		}
 	}
 	fw := &firewall.Doors{Group: cfg.group(), Prefix: "portolan knock"}
 	seenPort := map[DoorPort]bool{}
@@ -154,22 +161,29 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	return nil
 }
 
-// Listen binds the NFLOG group of the applied configuration, so that knocks
-// are queued from now on; Serve reads them. It fails when another process
-// holds the group.
+// Listen makes sure the NFLOG group of the applied configuration is bound,
+// so that knocks are queued from now on; Serve reads them. Apply binds it
+// already: Listen only says whether that was done.
 func (s *Server) Listen(ctx context.Context) error {
+	if s.started.Load() {
+		return nil
+	}
 	s.mu.Lock()
 	cfg := s.cfg
 	s.mu.Unlock()
 	if cfg == nil {
 		return errors.New("knockd: listen before apply")
 	}
-	r, err := nflog.Open(ctx, nflog.Config{Group: cfg.group(), NetNS: s.Firewall.NetNS, CopyRange: 512})
+	return s.listen(ctx, cfg.group())
+}
+
+func (s *Server) listen(ctx context.Context, group uint16) error {
+	r, err := nflog.Open(ctx, nflog.Config{Group: group, NetNS: s.Firewall.NetNS, CopyRange: 512})
 	if err != nil {
 		return err
 	}
-	s.started.Store(true)
 	s.m.reader.Store(r)
+	s.started.Store(true)
 	return nil
 }
 
