@@ -329,10 +329,10 @@ func (r storeReplay) AddNonce(ctx context.Context, nonce []byte, expires time.Ti
 	return r.st.AddKnockNonce(ctx, nonce, expires)
 }
 
-// TestSequence: the right sequence opens the door, the wrong order does
-// not.
+// TestSequence: the wrong order leaves the door closed, the right
+// sequence opens it, and it closes after its time.
 func TestSequence(t *testing.T) {
-	l := newLab(t, 30*time.Second)
+	l := newLab(t, time.Second)
 	l.start(t, nil)
 	knock := func(spec string) {
 		seq, err := ParseSequence(spec)
@@ -355,6 +355,10 @@ func TestSequence(t *testing.T) {
 	}
 	if !l.open(t, l.link.A4) {
 		t.Fatal("2222/tcp not reachable after the sequence")
+	}
+	time.Sleep(time.Until(e.Until) + 300*time.Millisecond)
+	if l.reachable(t, l.link.A4) {
+		t.Fatal("2222/tcp reachable after the door's time")
 	}
 }
 
