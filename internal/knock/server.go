@@ -74,6 +74,8 @@ type Server struct {
 	Events func(Event)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OpenDoor opens ports for src for d; nil means Firewall.OpenDoor.
+	OpenDoor func(ctx context.Context, src netip.Addr, ports []DoorPort, d time.Duration) error
 
 	mu    sync.Mutex // cfg, keys, track, seen, closers
 	cfg   *Config
@@ -355,7 +357,11 @@ func (s *Server) spa(ctx context.Context, cfg *Config, at time.Time, src netip.A
 
 // open opens ev's ports for ev.Allow for d and reports it.
 func (s *Server) open(ctx context.Context, ev Event, at time.Time, d time.Duration) {
-	if err := s.Firewall.OpenDoor(ctx, ev.Allow, ev.Ports, d); err != nil {
+	open := s.OpenDoor
+	if open == nil {
+		open = s.Firewall.OpenDoor
+	}
+	if err := open(ctx, ev.Allow, ev.Ports, d); err != nil {
 		s.reject(ev, ReasonOpenFailed, "err", err)
 		return
 	}
