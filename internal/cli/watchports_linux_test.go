@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,7 +28,7 @@ import (
 // namespace while `portolan scan` runs from a client namespace: the scan
 // is detected and blocked (JSON lines on stdout, the --log file, the
 // store, the metrics say so), the client cannot connect during the ban
-// and can after it, and SIGTERM takes the rules out.
+// and can after it, SIGHUP reloads, and SIGTERM takes the rules out.
 func TestWatchBlocksScanner(t *testing.T) {
 	testenv.RequireRoot(t)
 	cli, srv, _ := netlab.NewPair(t)
@@ -43,7 +44,13 @@ func TestWatchBlocksScanner(t *testing.T) {
 	exe, _ := os.Executable()
 	cmd := &exec.Cmd{Path: exe, Args: []string{"portolan", "watch", "-v", "--json", "--netns", srv.Netns(), "--block", "--ban", "2s",
 		"--log", logFile, "--db", db, "--metrics", "127.0.0.1:0", "--resolv-conf", "/nonexistent"}}
-	cmd.Env = append(os.Environ(), "SSH_CONNECTION=", "NO_COLOR=1")
+	// READY=1 says the daemon handles signals (systemd's Type=notify).
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	cmd.Env = append(os.Environ(), "SSH_CONNECTION=", "NO_COLOR=1", "NOTIFY_SOCKET="+filepath.Join(dir, "notify"))
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -87,6 +94,30 @@ func TestWatchBlocksScanner(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		t.Fatalf("portolan watch did not start:\n%s", errOut.String())
+	}
+	notify.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		buf := make([]byte, 256)
+		n, err := notify.Read(buf)
+		if err != nil {
+			t.Fatalf("no READY=1: %v", err)
+		}
+		if string(buf[:n]) == "READY=1" {
+			break
+		}
+	}
+	// SIGHUP re-reads the never-block list and the daemon goes on.
+	cmd.Process.Signal(syscall.SIGHUP)
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		reloaded := strings.Contains(errOut.String(), "reloaded the never-block list")
+		mu.Unlock()
+		if reloaded {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("no reload after SIGHUP")
+		}
 	}
 	blocks := func() (n int) {
 		mu.Lock()

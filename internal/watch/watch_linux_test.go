@@ -303,3 +303,66 @@ func TestIPv6ScanBannedAsPrefix(t *testing.T) {
 		t.Fatal("the IPv6 scanner connected during its ban")
 	}
 }
+
+// TestClosedOnlyDryRunUDP: with Keep = Listening.Closed, attempts to a
+// served port are left out and those to closed ports kept; a dry run
+// reports the ban it would make and bans nothing; UDP datagrams to a
+// closed port are captured.
+func TestClosedOnlyDryRunUDP(t *testing.T) {
+	cli, srv, lk := netlab.NewPair(t)
+	serve(t, srv, "198.18.0.2:8080")
+	l := &Listening{Netns: srv.Path()}
+	if err := l.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w := &Watcher{Keep: l.Closed, DryRun: true, Thresholds: Thresholds{Ports: 5}}
+	capt := &Capture{NetNS: srv.FD(), UDP: true}
+	rec, _ := watching(t, srv, w, capt, false)
+	for range 10 {
+		if !dialOK(t, cli, "198.18.0.2:8080") {
+			t.Fatal("no connection to the served port")
+		}
+	}
+	for p := range 6 {
+		dialOK(t, cli, netip.AddrPortFrom(lk.B4, uint16(9000+p)).String())
+	}
+	c, err := cli.DialContext(context.Background(), "udp", "198.18.0.2:5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		// The port unreachable that answers the first ends its
+		// conntrack entry and makes the socket's next write fail, so
+		// one or two count as new flows.
+		c.Write([]byte("x"))
+	}
+	c.Close()
+	if !waitUntil(5*time.Second, func() bool { return len(rec.of(TypeBlock)) > 0 && w.Stats().Filtered >= 10 }) {
+		t.Fatalf("stats %+v, blocks %v", w.Stats(), rec.of(TypeBlock))
+	}
+	time.Sleep(200 * time.Millisecond)
+	var tcp, udp int
+	for _, e := range rec.of(TypeAttempt) {
+		switch {
+		case e.Port == 8080:
+			t.Errorf("attempt to the served port kept: %+v", e)
+		case e.Kind == KindUDP && e.Port == 5353:
+			udp++
+		case e.Kind == KindSYN:
+			tcp++
+		}
+	}
+	if tcp != 6 || udp < 1 || udp > 3 {
+		t.Errorf("kept %d SYNs to closed ports and %d UDP datagrams; want 6, and 1 to 3", tcp, udp)
+	}
+	if b := rec.of(TypeBlock)[0]; b.Action != "dry-run" || b.Ban != 10*time.Minute {
+		t.Errorf("block %+v; want a dry run of a 10m ban", b)
+	}
+	bans, err := capt.Banned(context.Background())
+	if err != nil || len(bans) != 0 {
+		t.Errorf("Banned() = %v, %v; want nothing banned in a dry run", bans, err)
+	}
+	if !dialOK(t, cli, "198.18.0.2:8080") {
+		t.Error("the dry run blocked the client")
+	}
+}
