@@ -388,9 +388,9 @@ func appendEventLine(b []byte, e watch.Event) []byte {
 	b = e.Time.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 	switch e.Type {
 	case watch.TypeAttempt:
-		b = fmt.Appendf(b, " attempt %s %s:%d -> %s:%d/%s\n", e.Kind, e.Src, e.SrcPort, e.Dst, e.Port, e.Proto)
+		b = fmt.Appendf(b, " attempt %s %s -> %s/%s\n", e.Kind, netip.AddrPortFrom(e.Src, e.SrcPort), netip.AddrPortFrom(e.Dst, uint16(e.Port)), e.Proto)
 	case watch.TypeDetection:
-		b = fmt.Appendf(b, " detection %s %s scan score %.2f offence %d (last probe %s/%s)\n", e.Source, e.Scan, e.Score, e.Offence, e.Dst, e.Proto)
+		b = fmt.Appendf(b, " detection %s %s scan score %.2f offence %d (last probe %s/%s)\n", e.Source, e.Scan, e.Score, e.Offence, netip.AddrPortFrom(e.Dst, uint16(e.Port)), e.Proto)
 	case watch.TypeBlock:
 		ban := ""
 		if e.Ban > 0 {
