@@ -366,3 +366,25 @@ func TestClosedOnlyDryRunUDP(t *testing.T) {
 		t.Error("the dry run blocked the client")
 	}
 }
+
+// TestHorizontalSweep: one port on Hosts addresses of the server is a
+// sweep.
+func TestHorizontalSweep(t *testing.T) {
+	cli, srv, lk := netlab.NewPair(t)
+	for i := range 10 {
+		if err := srv.AddAddr(lk.BDev, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(20 + i)}), 24)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &Watcher{}
+	rec, _ := watching(t, srv, w, &Capture{NetNS: srv.FD()}, false)
+	for i := range 10 {
+		dialOK(t, cli, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(20 + i)}), 22).String())
+	}
+	if !waitUntil(5*time.Second, func() bool { return len(rec.of(TypeDetection)) > 0 }) {
+		t.Fatalf("no detection; %d attempts", len(rec.of(TypeAttempt)))
+	}
+	if d := rec.of(TypeDetection)[0]; d.Scan != Horizontal || d.Port != 22 {
+		t.Errorf("detection %+v; want a horizontal sweep of port 22", d)
+	}
+}
