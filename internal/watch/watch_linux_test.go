@@ -3,6 +3,8 @@ package watch
 import (
 	"context"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,9 +169,24 @@ func TestNeverBlockGateway(t *testing.T) {
 	if err := srv.AddRoute(netip.MustParsePrefix("198.18.99.0/24"), lk.A4); err != nil {
 		t.Fatal(err)
 	}
-	nb, err := GatherNeverBlock(context.Background(), NeverBlockSources{Netns: srv.Path(), ResolvConf: "/nonexistent", Allow: []netip.Prefix{netip.MustParsePrefix("198.18.7.0/24")}})
+	resolv := t.TempDir() + "/resolv.conf"
+	if err := os.WriteFile(resolv, []byte("nameserver 198.18.0.53\nnameserver fd00::53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nb, err := GatherNeverBlock(context.Background(), NeverBlockSources{Netns: srv.Path(), ResolvConf: resolv,
+		SSHConnection: "198.18.0.77 50000 198.18.0.2 22", Allow: []netip.Prefix{netip.MustParsePrefix("198.18.7.0/24")}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, c := range []struct{ p, reason string }{
+		{"198.18.0.53/32", "resolver"}, {"fd00::/64", "resolver"}, {"198.18.0.77/32", "ssh peer"}, {"198.18.7.9/32", "allow-list"},
+	} {
+		if r, ok := nb.Check(netip.MustParsePrefix(c.p)); !ok || !strings.HasPrefix(r, c.reason) {
+			t.Errorf("Check(%s) = %q, %v; want %s", c.p, r, ok, c.reason)
+		}
+	}
+	if _, ok := nb.Check(netip.MustParsePrefix("198.18.0.9/32")); ok {
+		t.Errorf("198.18.0.9 on the never-block list %v", nb.Entries())
 	}
 	if r, ok := nb.Check(netip.MustParsePrefix("198.18.0.1/32")); !ok {
 		t.Fatalf("gateway 198.18.0.1 not on the never-block list %v", nb.Entries())
