@@ -148,7 +148,7 @@ func runKnock(ctx context.Context, g *Globals, opts KnockOptions) error {
 		return err
 	}
 	if g.JSON {
-		return writeJSON(g, map[string]any{"server": host.String(), "spa_port": opts.SPAPort, "open": opts.Open, "allow_ip": opts.AllowIP, "for": opts.For.String()})
+		return writeJSON(g, map[string]any{"server": host.String(), "spa-port": opts.SPAPort, "open": opts.Open, "allow_ip": opts.AllowIP, "for": opts.For.String()})
 	}
 	fmt.Fprintf(g.io.Out, "sent SPA request to %s port %d/udp: open %s\n", host, opts.SPAPort, opts.Open)
 	return nil

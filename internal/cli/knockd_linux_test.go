@@ -114,7 +114,7 @@ func TestKnockdDaemon(t *testing.T) {
 	laptopPub, _ := os.ReadFile(path("laptop.key.pub"))
 	phonePub, _ := os.ReadFile(path("phone.key.pub"))
 	os.WriteFile(path("keys"), laptopPub, 0o600)
-	os.WriteFile(path("knockd.yaml"), []byte("authorized_keys: "+path("keys")+"\ndoors:\n  - name: ssh\n    protect: 2222/tcp\n    open_for: 1m\n"), 0o600)
+	os.WriteFile(path("knockd.yaml"), []byte("authorized-keys: "+path("keys")+"\ndoors:\n  - name: ssh\n    protect: 2222/tcp\n    open-for: 1m\n"), 0o600)
 	db := path("p.db")
 
 	send := func(key string) []byte {

@@ -8,8 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"portolan/internal/config"
 	"portolan/internal/portspec"
 )
 
@@ -121,7 +120,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("door %s: sequence of %d knocks; at most %d", d.Name, len(d.Sequence), maxSequence)
 		}
 		if d.StageTimeout < 0 || d.OpenFor < 0 || d.OpenFor > maxOpenFor {
-			return fmt.Errorf("door %s: durations must be positive and open_for at most %v", d.Name, maxOpenFor)
+			return fmt.Errorf("door %s: durations must be positive and open-for at most %v", d.Name, maxOpenFor)
 		}
 		for _, p := range d.Protect {
 			if p.Proto != portspec.TCP && p.Proto != portspec.UDP {
@@ -197,176 +196,138 @@ func ParsePorts(s string) ([]DoorPort, error) {
 	return out, nil
 }
 
-// ConfigError is an error at a place in a knockd.yaml file.
-type ConfigError struct {
-	File         string
-	Line, Column int
-	Field        string
-	Err          error
-}
+// ConfigError is an error at a place in a knockd.yaml file: the error of
+// portolan's one config loader.
+type ConfigError = config.Error
 
-func (e *ConfigError) Error() string {
-	f := ""
-	if e.Field != "" {
-		f = e.Field + ": "
-	}
-	return fmt.Sprintf("%s:%d:%d: %s%v", e.File, e.Line, e.Column, f, e.Err)
-}
-
-func (e *ConfigError) Unwrap() error { return e.Err }
-
-// ParseConfig reads a knockd.yaml document:
+// ParseConfig reads a knockd.yaml document; keys are named like knockd's
+// flags:
 //
 //	group: 7421                 # NFLOG group (optional)
-//	spa_port: 62201             # optional
+//	spa-port: 62201             # optional
 //	window: 30s                 # timestamp tolerance (optional)
-//	authorized_keys: /etc/portolan/knock.keys
+//	authorized-keys: /etc/portolan/knock.keys
 //	doors:
 //	  - name: ssh
 //	    protect: 22/tcp
 //	    sequence: 7000,8000/udp,9000
-//	    stage_timeout: 5s
-//	    open_for: 30s
+//	    stage-timeout: 5s
+//	    open-for: 30s
 //	    spa: true               # false: knocks only
 //
 // Errors name the file, line, column and field.
-func ParseConfig(file string, data []byte) (cfg *Config, err error) {
-	defer func() {
-		if p := recover(); p != nil { // a reload must not take the daemon down
-			cfg, err = nil, fmt.Errorf("%s: yaml: %v", file, p)
-		}
-	}()
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+func ParseConfig(file string, data []byte) (*Config, error) {
+	top, err := config.Parse(file, data, "a doors: list")
+	if err != nil {
+		return nil, err
 	}
-	bad := func(n *yaml.Node, field string, format string, a ...any) error {
-		return &ConfigError{File: file, Line: n.Line, Column: n.Column, Field: field, Err: fmt.Errorf(format, a...)}
+	if !top.IsMapping() {
+		return nil, top.Errorf("want a mapping with a doors list, not %s", top.Kind())
 	}
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, &ConfigError{File: file, Line: 1, Column: 1, Err: errors.New("want a mapping with a doors list")}
+	fields, err := top.Map("group", "spa-port", "window", "authorized-keys", "doors")
+	if err != nil {
+		return nil, err
 	}
-	top := doc.Content[0]
-	cfg = &Config{}
-	var doors *yaml.Node
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(top.Content); i += 2 {
-		k, v := top.Content[i], top.Content[i+1]
-		if seen[k.Value] {
-			return nil, bad(k, k.Value, "given twice")
-		}
-		seen[k.Value] = true
-		switch k.Value {
+	cfg := &Config{}
+	var doors []config.Node
+	doorsAt := top.As("doors")
+	for _, f := range fields {
+		v := f.Value
+		switch f.Key {
 		case "group":
-			n, err := scalarUint(v, 1, 65535)
-			if err != nil {
-				return nil, bad(v, k.Value, "%v", err)
-			}
-			cfg.Group = uint16(n)
-		case "spa_port":
-			n, err := scalarUint(v, 1, 65535)
-			if err != nil {
-				return nil, bad(v, k.Value, "%v", err)
-			}
-			cfg.SPAPort = uint16(n)
+			cfg.Group, err = config.Value(v, portNumber)
+		case "spa-port":
+			cfg.SPAPort, err = config.Value(v, portNumber)
 		case "window":
-			d, err := scalarDuration(v)
-			if err != nil {
-				return nil, bad(v, k.Value, "%v", err)
-			}
-			cfg.Window = d
-		case "authorized_keys":
-			if v.Kind != yaml.ScalarNode || v.Value == "" {
-				return nil, bad(v, k.Value, "want a file name")
-			}
-			cfg.AuthorizedKeys = v.Value
+			cfg.Window, err = config.Value(v, positiveDuration)
+		case "authorized-keys":
+			cfg.AuthorizedKeys, err = config.Value(v, nonEmpty("a file name"))
 		case "doors":
-			if v.Kind != yaml.SequenceNode {
-				return nil, bad(v, k.Value, "want a list")
-			}
-			doors = v
-		default:
-			return nil, bad(k, k.Value, "unknown key: want group, spa_port, window, authorized_keys or doors")
+			doors, err = v.List()
+			doorsAt = v
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	if doors == nil || len(doors.Content) == 0 {
-		return nil, bad(top, "doors", "no doors")
+	if len(doors) == 0 {
+		return nil, doorsAt.Errorf("no doors")
 	}
-	for _, n := range doors.Content {
-		d, err := parseDoor(file, n)
+	for i, n := range doors {
+		d, err := parseDoor(n.As("door " + strconv.Itoa(i+1)))
 		if err != nil {
 			return nil, err
 		}
 		cfg.Doors = append(cfg.Doors, d)
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, bad(doors, "doors", "%v", err)
+		return nil, doorsAt.Wrap(err)
 	}
 	return cfg, nil
 }
 
-func parseDoor(file string, n *yaml.Node) (Door, error) {
+func parseDoor(n config.Node) (Door, error) {
 	var d Door
-	bad := func(n *yaml.Node, field string, format string, a ...any) error {
-		return &ConfigError{File: file, Line: n.Line, Column: n.Column, Field: field, Err: fmt.Errorf(format, a...)}
+	fields, err := n.Map("name", "protect", "sequence", "stage-timeout", "open-for", "spa")
+	if err != nil {
+		return d, err
 	}
-	if n.Kind != yaml.MappingNode {
-		return d, bad(n, "doors", "want a mapping")
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if seen[k.Value] {
-			return d, bad(k, k.Value, "given twice")
-		}
-		seen[k.Value] = true
-		if v.Kind != yaml.ScalarNode {
-			return d, bad(v, k.Value, "want a single value")
-		}
-		var err error
-		switch k.Value {
+	for _, f := range fields {
+		v := f.Value
+		switch f.Key {
 		case "name":
-			if v.Value == "" || strings.ContainsAny(v.Value, " \t") {
-				err = errors.New("want one word")
-			}
-			d.Name = v.Value
+			d.Name, err = config.Value(v, oneWord)
 		case "protect":
-			d.Protect, err = ParsePorts(v.Value)
+			d.Protect, err = config.Value(v, ParsePorts)
 		case "sequence":
-			d.Sequence, err = ParseSequence(v.Value)
-		case "stage_timeout":
-			d.StageTimeout, err = scalarDuration(v)
-		case "open_for":
-			d.OpenFor, err = scalarDuration(v)
+			d.Sequence, err = config.Value(v, ParseSequence)
+		case "stage-timeout":
+			d.StageTimeout, err = config.Value(v, positiveDuration)
+		case "open-for":
+			d.OpenFor, err = config.Value(v, positiveDuration)
 		case "spa":
 			var on bool
-			if err = v.Decode(&on); err == nil {
-				d.NoSPA = !on
-			}
-		default:
-			return d, bad(k, k.Value, "unknown key: want name, protect, sequence, stage_timeout, open_for or spa")
+			on, err = v.Bool()
+			d.NoSPA = !on
 		}
 		if err != nil {
-			return d, bad(v, k.Value, "%v", err)
+			return d, err
 		}
 	}
 	return d, nil
 }
 
-func scalarUint(v *yaml.Node, lo, hi uint64) (uint64, error) {
-	n, err := strconv.ParseUint(v.Value, 10, 64)
-	if v.Kind != yaml.ScalarNode || err != nil || n < lo || n > hi {
-		return 0, fmt.Errorf("%q is not a number from %d to %d", v.Value, lo, hi)
+// portNumber reads a number from 1 to 65535 (a port, or an NFLOG group).
+func portNumber(s string) (uint16, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q is not a number from 1 to 65535", s)
 	}
-	return n, nil
+	return uint16(n), nil
 }
 
-func scalarDuration(v *yaml.Node) (time.Duration, error) {
-	d, err := time.ParseDuration(v.Value)
-	if v.Kind != yaml.ScalarNode || err != nil || d <= 0 {
-		return 0, fmt.Errorf("%q is not a positive duration (like 30s)", v.Value)
+func positiveDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration (like 30s)", s)
 	}
 	return d, nil
+}
+
+func oneWord(s string) (string, error) {
+	if s == "" || strings.ContainsAny(s, " \t") {
+		return "", fmt.Errorf("%q: want one word", s)
+	}
+	return s, nil
+}
+
+func nonEmpty(what string) func(string) (string, error) {
+	return func(s string) (string, error) {
+		if s == "" {
+			return "", fmt.Errorf("want %s", what)
+		}
+		return s, nil
+	}
 }
 
 // doorFor returns the SPA doors that protect all of ports, or nil.

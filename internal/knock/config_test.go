@@ -20,27 +20,28 @@ var configCases = []struct {
 	err  string // substring of the error; "" for success
 }{
 	{"door", `
-authorized_keys: /etc/portolan/knock.keys
+authorized-keys: /etc/portolan/knock.keys
 doors:
   - name: ssh
     protect: 22/tcp
     sequence: 7000,8000/udp,9000
-    stage_timeout: 3s
-    open_for: 1m
+    stage-timeout: 3s
+    open-for: 1m
 `, &Config{AuthorizedKeys: "/etc/portolan/knock.keys", Doors: []Door{{Name: "ssh",
 		Protect:      []DoorPort{{Proto: portspec.TCP, Port: 22}},
 		Sequence:     []DoorPort{{Proto: portspec.TCP, Port: 7000}, {Proto: portspec.UDP, Port: 8000}, {Proto: portspec.TCP, Port: 9000}},
 		StageTimeout: 3 * time.Second, OpenFor: time.Minute}}}, ""},
-	{"spa only", "authorized_keys: k\ngroup: 9\nspa_port: 4000\nwindow: 10s\ndoors:\n  - protect: 22,443/tcp\n", &Config{Group: 9, SPAPort: 4000, Window: 10 * time.Second, AuthorizedKeys: "k",
+	{"spa only", "authorized-keys: k\ngroup: 9\nspa-port: 4000\nwindow: 10s\ndoors:\n  - protect: 22,443/tcp\n", &Config{Group: 9, SPAPort: 4000, Window: 10 * time.Second, AuthorizedKeys: "k",
 		Doors: []Door{{Name: "door1", Protect: []DoorPort{{Proto: portspec.TCP, Port: 22}, {Proto: portspec.TCP, Port: 443}}}}}, ""},
 	{"no doors", "group: 9\n", nil, "1:1: doors: no doors"},
-	{"unknown key", "doors:\n  - protect: 22\n    sequence: 1\n    colour: red\n", nil, "4:5: colour: unknown key"},
-	{"bad sequence", "doors:\n  - protect: 22\n    sequence: 7000,x\n", nil, "3:15: sequence: sequence \"7000,x\": column 6"},
-	{"bad duration", "doors:\n  - protect: 22\n    sequence: 1\n    open_for: soon\n", nil, "4:15: open_for:"},
+	{"unknown key", "doors:\n  - protect: 22\n    sequence: 1\n    colour: red\n", nil, `4:5: door 1: unknown key "colour"`},
+	{"bad sequence", "doors:\n  - protect: 22\n    sequence: 7000,x\n", nil, "3:15: door 1: sequence: sequence \"7000,x\": column 6"},
+	{"bad duration", "doors:\n  - protect: 22\n    sequence: 1\n    open-for: soon\n", nil, "4:15: door 1: open-for:"},
 	{"no way in", "doors:\n  - protect: 22\n", nil, "neither a sequence nor SPA"},
 	{"knock on protected", "doors:\n  - protect: 22\n    sequence: 22\n", nil, "is a port door door1 protects"},
 	{"group range", "group: 70000\ndoors:\n  - protect: 22\n    sequence: 1\n", nil, "1:8: group:"},
 	{"twice", "doors: []\ndoors: []\n", nil, "2:1: doors: given twice"},
+	{"old key spelling", "doors:\n  - protect: 22\n    open_for: 1s\n", nil, `3:5: door 1: unknown key "open_for" (did you mean "open-for"?)`},
 	{"not yaml", "doors: [\n", nil, "yaml"},
 }
 

@@ -48,7 +48,7 @@ func (s *Store) AddEvents(ctx context.Context, evs []watch.Event) error {
 				kind, int(e.Flags), source, string(e.Scan), e.Score, e.Offence, int64(e.Ban), e.Action)
 		}
 		evs = evs[n:]
-		if _, err := tx.ExecContext(ctx, eventInsertSQL(n), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(eventInsertSQL(n)), args...); err != nil {
 			return fmt.Errorf("store events: %w", err)
 		}
 	}
@@ -116,7 +116,7 @@ func (s *Store) Events(ctx context.Context, q EventQuery) ([]watch.Event, error)
 		args = append(args, q.Limit)
 	}
 	query += " ORDER BY time, id"
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}

@@ -18,12 +18,12 @@ var knockNonceAdds atomic.Uint64
 func (s *Store) AddKnockNonce(ctx context.Context, nonce []byte, expires time.Time) (bool, error) {
 	now := s.now().UnixNano()
 	if knockNonceAdds.Add(1)%64 == 1 {
-		if _, err := s.db.ExecContext(ctx, `DELETE FROM knock_nonces WHERE expires < ?`, now); err != nil {
+		if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM knock_nonces WHERE expires < ?`), now); err != nil {
 			return false, fmt.Errorf("store knock nonce: %w", err)
 		}
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO knock_nonces (nonce, expires) VALUES (?, ?)
-		ON CONFLICT (nonce) DO UPDATE SET expires = excluded.expires WHERE knock_nonces.expires < ?`, nonce, nanos(expires), now)
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO knock_nonces (nonce, expires) VALUES (?, ?)
+		ON CONFLICT (nonce) DO UPDATE SET expires = excluded.expires WHERE knock_nonces.expires < ?`), nonce, nanos(expires), now)
 	if err != nil {
 		return false, fmt.Errorf("store knock nonce: %w", err)
 	}
@@ -60,7 +60,7 @@ func (s *Store) AddKnockEvents(ctx context.Context, evs []KnockEvent) error {
 		if !e.Until.IsZero() {
 			until = e.Until.UnixNano()
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO knock_events (time, type, via, door, src, allow, key, ports, until, reason) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO knock_events (time, type, via, door, src, allow, key, ports, until, reason) VALUES (?,?,?,?,?,?,?,?,?,?)`),
 			nanos(e.Time), e.Type, e.Via, e.Door, e.Src, e.Allow, e.Key, e.Ports, until, e.Reason); err != nil {
 			return fmt.Errorf("store knock events: %w", err)
 		}
@@ -74,10 +74,10 @@ func (s *Store) AddKnockEvents(ctx context.Context, evs []KnockEvent) error {
 // KnockEvents returns the latest limit door events (0: all), oldest first.
 func (s *Store) KnockEvents(ctx context.Context, limit int) ([]KnockEvent, error) {
 	if limit <= 0 {
-		limit = -1
+		limit = 1 << 62 // both engines take a number; "all" differs
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT time, type, via, door, src, allow, key, ports, until, reason FROM
-		(SELECT * FROM knock_events ORDER BY time DESC, id DESC LIMIT ?) ORDER BY time, id`, limit)
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT time, type, via, door, src, allow, key, ports, until, reason FROM
+		(SELECT * FROM knock_events ORDER BY time DESC, id DESC LIMIT ?) AS latest ORDER BY time, id`), limit)
 	if err != nil {
 		return nil, fmt.Errorf("read knock events: %w", err)
 	}
