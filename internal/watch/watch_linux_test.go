@@ -405,3 +405,42 @@ func TestHorizontalSweep(t *testing.T) {
 		t.Errorf("detection %+v; want a horizontal sweep of port 22", d)
 	}
 }
+
+// TestPingSweep: with ICMP, echo requests to Hosts addresses of the
+// server are a horizontal sweep.
+func TestPingSweep(t *testing.T) {
+	cli, srv, lk := netlab.NewPair(t)
+	for i := range 10 {
+		if err := srv.AddAddr(lk.BDev, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(20 + i)}), 24)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &Watcher{}
+	rec, _ := watching(t, srv, w, &Capture{NetNS: srv.FD(), ICMP: true}, false)
+	var fd int
+	if err := cli.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	echo := []byte{8, 0, 0, 0, 0, 1, 0, 1}
+	sum := ^uint16(uint16(8)<<8 + 1 + 1) // the checksum of the message above
+	echo[2], echo[3] = byte(sum>>8), byte(sum)
+	for i := range 10 {
+		if err := unix.Sendto(fd, echo, 0, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 0, byte(20 + i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !waitUntil(5*time.Second, func() bool { return len(rec.of(TypeDetection)) > 0 }) {
+		t.Fatalf("no detection; attempts %+v", rec.of(TypeAttempt))
+	}
+	if d := rec.of(TypeDetection)[0]; d.Scan != Horizontal || d.Kind != KindEcho {
+		t.Errorf("detection %+v; want a horizontal sweep of echo requests", d)
+	}
+	if a := rec.of(TypeAttempt)[0]; a.Kind != KindEcho || a.Proto != 0 || a.Src != lk.A4 {
+		t.Errorf("attempt %+v; want an echo request from %s", a, lk.A4)
+	}
+}
