@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -251,6 +252,19 @@ func TestFleetDatabaseDown(t *testing.T) {
 		r := runChild(t, l.portolan(t, "a", "store", "load-spill", m[1])) // where the file is
 		if r.code != ExitOK || !strings.Contains(r.stdout, "it is done") {
 			t.Fatalf("store load-spill: %v", r)
+		}
+		// Loading it again stores nothing twice; --json says what it did.
+		r = runChild(t, l.portolan(t, "a", "store", "load-spill", m[1], "--json"))
+		var sum store.SpillSummary
+		if err := json.Unmarshal([]byte(r.stdout), &sum); r.code != ExitOK || err != nil || sum.Status != store.Done || sum.Results == 0 {
+			t.Fatalf("store load-spill --json: %v (%v)", r, err)
+		}
+		var doc any
+		json.Unmarshal([]byte(r.stdout), &doc)
+		for _, k := range keys(doc) {
+			if strings.ToLower(k) != k || strings.Contains(k, "-") {
+				t.Errorf("store load-spill --json: key %q is not snake_case", k)
+			}
 		}
 		si, results := l.merged(t, "spill")
 		if si.Status != store.Done {

@@ -73,12 +73,11 @@ func (s *Store) AddKnockEvents(ctx context.Context, evs []KnockEvent) error {
 
 // KnockEvents returns the latest limit door events (0: all), oldest first.
 func (s *Store) KnockEvents(ctx context.Context, limit int) ([]KnockEvent, error) {
-	q, args := `SELECT * FROM knock_events ORDER BY time DESC, id DESC`, []any{}
-	if limit > 0 {
-		q, args = q+` LIMIT ?`, append(args, limit)
+	if limit <= 0 {
+		limit = 1 << 62 // both engines take a number; "all" differs
 	}
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT time, type, via, door, src, allow, key, ports, until, reason FROM
-		(`+q+`) AS latest ORDER BY time, id`), args...)
+		(SELECT * FROM knock_events ORDER BY time DESC, id DESC LIMIT ?) AS latest ORDER BY time, id`), limit)
 	if err != nil {
 		return nil, fmt.Errorf("read knock events: %w", err)
 	}

@@ -30,13 +30,25 @@ func (s *Store) AddResults(ctx context.Context, id int64, results []scan.Result)
 	if len(results) == 0 {
 		return nil
 	}
-	var rows [][]any
+	rows, groups, err := s.resultRows(id, results)
+	if err != nil {
+		return fmt.Errorf("store results of scan %d: %w", id, err)
+	}
+	if err := s.d.addResults(ctx, s.db, rows, groups); err != nil {
+		return fmt.Errorf("store results of scan %d: %w", id, err)
+	}
+	return nil
+}
+
+// resultRows turns results into the rows of results (resultColumnList)
+// and of port_groups (groupColumnList).
+func (s *Store) resultRows(id int64, results []scan.Result) (rows, groups [][]any, err error) {
 	// Indexes, not copies: a result is some 170 bytes, and copying each of
 	// a -p- sweep's into a growing slice was most of this function's time.
 	grouped := make([]int32, 0, len(results))
 	for i, r := range results {
 		if !r.Addr.IsValid() {
-			return fmt.Errorf("store results of scan %d: result for port %d/%s has no address", id, r.Port, r.Proto)
+			return nil, nil, fmt.Errorf("result for port %d/%s has no address", r.Port, r.Proto)
 		}
 		if isGrouped(r) {
 			grouped = append(grouped, int32(i))
@@ -49,8 +61,32 @@ func (s *Store) AddResults(ctx context.Context, id int64, results []scan.Result)
 		rows = append(rows, []any{id, int64(r.Pos), addrKey(r.Addr), r.Proto.String(), int(r.Port), r.State.String(), r.Reason,
 			r.RTT.Microseconds(), r.Service, banner, nanos(r.Time)})
 	}
-	if err := s.d.addResults(ctx, s.db, rows, groupRows(id, results, grouped)); err != nil {
-		return fmt.Errorf("store results of scan %d: %w", id, err)
+	return rows, groupRows(id, results, grouped), nil
+}
+
+// insertInTx writes result and group rows inside tx, for a caller that
+// writes more in the same transaction (an import). Bulk writes of a
+// running scan go through the dialect's addResults instead.
+func (s *Store) insertInTx(ctx context.Context, tx *sql.Tx, rows, groups [][]any) error {
+	for _, w := range []struct {
+		table, cols string
+		n           int
+		rows        [][]any
+	}{{"results", resultColumnList, resultColumns, rows}, {"port_groups", groupColumnList, len(groupColumnNames), groups}} {
+		if len(w.rows) == 0 {
+			continue
+		}
+		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO `+w.table+` (`+w.cols+`) VALUES (?`+strings.Repeat(",?", w.n-1)+`)`))
+		if err != nil {
+			return err
+		}
+		for _, r := range w.rows {
+			if _, err := stmt.ExecContext(ctx, r...); err != nil {
+				stmt.Close()
+				return err
+			}
+		}
+		stmt.Close()
 	}
 	return nil
 }

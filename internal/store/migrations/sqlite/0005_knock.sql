@@ -1,6 +1,6 @@
--- knock: the nonces of accepted SPA requests, kept while their
--- timestamps are acceptable, so a restart does not reopen the replay
--- window; and what the doors did (knock.go).
+-- knock: the nonces of accepted SPA requests, kept while their timestamps
+-- are acceptable, so a restart does not reopen the replay window; and what
+-- the doors did (knock.go).
 CREATE TABLE knock_nonces (
 	nonce   BLOB    PRIMARY KEY,
 	expires INTEGER NOT NULL -- unix nanoseconds

@@ -1,4 +1,4 @@
--- what portolan watch saw (events.go): attempts, detections, blocks. src
+-- What `portolan watch` saw (events.go): attempts, detections, blocks. src
 -- is an addrKey, so a prefix is a range of it.
 CREATE TABLE events (
 	id       INTEGER PRIMARY KEY,
