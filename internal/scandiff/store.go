@@ -2,6 +2,7 @@ package scandiff
 
 import (
 	"context"
+	"fmt"
 
 	"portolan/internal/scan"
 	"portolan/internal/store"
@@ -9,13 +10,17 @@ import (
 
 // Ref describes a stored scan as a side of a diff.
 func Ref(si store.ScanInfo) ScanRef {
-	return ScanRef{ID: si.ID, Started: si.Started, Targets: si.Targets, Ports: si.Ports}
+	r := ScanRef{ID: si.ID, Started: si.Started, Targets: si.Targets, Ports: si.Ports}
+	if len(si.Shards) > 0 {
+		r.Name = fmt.Sprintf("%s@%d", si.Name, si.Run)
+	}
+	return r
 }
 
 // Stored returns scan si of st as a side of a diff: its results as the
 // store streams them, and the service versions an import recorded.
 func Stored(ctx context.Context, st *store.Store, si store.ScanInfo) (Side, error) {
-	s := Side{Ref: Ref(si), Hosts: st.ScanHosts(ctx, si.ID)}
+	s := Side{Ref: Ref(si), Hosts: st.ScanInfoHosts(ctx, si)}
 	vs, err := si.Versions()
 	if err != nil {
 		return Side{}, err

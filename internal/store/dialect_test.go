@@ -269,6 +269,16 @@ func TestDuplicatesReadOnce(t *testing.T) {
 		if diff := cmp.Diff(sorted(rs), got, cmpAddr); err != nil || diff != "" {
 			t.Errorf("Results of a batch stored twice: %v (-want +got):\n%s", err, diff)
 		}
+		ports := 0
+		for h, err := range s.ScanHosts(ctx, id) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports += len(h.Ports)
+		}
+		if ports != len(rs) {
+			t.Errorf("ScanHosts of a batch stored twice: %d ports; want %d", ports, len(rs))
+		}
 	})
 }
 
