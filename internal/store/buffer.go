@@ -112,7 +112,9 @@ func (b *Buffered) AddResults(ctx context.Context, rs []scan.Result) error {
 			return err
 		}
 	}
-	if b.held+len(b.fill) > b.max() {
+	// The bound is on what the database's absence holds back, not on a
+	// write being gathered.
+	if b.down != nil && b.held+len(b.fill) > b.max() {
 		return b.startSpill()
 	}
 	return nil
