@@ -30,6 +30,7 @@ func ruleFlags(cmd *cobra.Command, spec *firewall.RuleSpec, action firewall.Acti
 	switch action {
 	case firewall.Limit:
 		f.StringVar(&spec.Rate, "rate", "", "new connections allowed per source: COUNT/PERIOD (default 6/30s)")
+		f.StringVar(&spec.Prefix6, "prefix6", "", "count IPv6 sources by this prefix length, 1-128 (default 64: a host's usual /64)")
 	case firewall.Log:
 		f.StringVar(&spec.Group, "group", "", "send packets to this NFLOG group instead of the kernel log")
 	}

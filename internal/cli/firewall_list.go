@@ -165,6 +165,9 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 			switch {
 			case r.Action == firewall.Limit:
 				action += " " + r.Rate.String()
+				if r.Prefix6 != 0 {
+					action += " per /" + strconv.Itoa(int(r.Prefix6))
+				}
 			case r.Action == firewall.Log && r.Group != 0:
 				action += " group " + strconv.Itoa(int(r.Group))
 			}

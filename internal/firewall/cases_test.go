@@ -67,6 +67,8 @@ func roundTripCases(t testing.TB) map[string]Ruleset {
 		"limit and log": {Rules: []Rule{
 			r(RuleSpec{Action: "limit", Ports: "22/tcp"}),
 			r(RuleSpec{Action: "limit", Ports: "80", From: "198.18.0.0/15", Rate: "10/minute"}),
+			r(RuleSpec{Action: "limit", Ports: "443/tcp", Prefix6: "56"}),
+			r(RuleSpec{Action: "limit", Ports: "444/tcp", Prefix6: "/128"}),
 			r(RuleSpec{Action: "log", Ports: "23/tcp"}),
 			r(RuleSpec{Action: "log", Ports: "24/tcp", Group: "5", Comment: "telnet-ish"}),
 		}},

@@ -116,13 +116,8 @@ type meter struct {
 	rate  uint64 // tokens per unit
 	unit  uint64 // seconds
 	burst uint32
-	mask  []byte // IPv6: the source is keyed by its /64 (meterPrefix6); nil: the whole address
+	mask  []byte // IPv6: the source is keyed by its prefix (Rule.Prefix6); nil: the whole address
 }
-
-// meterPrefix6 is the prefix IPv6 sources are counted by: a host usually
-// has a whole /64 to pick addresses from, and keyed by address, a client
-// rotating through its /64 got a fresh bucket for every connection.
-const meterPrefix6 = 64
 
 // meterSize bounds the sources a meter tracks at once. When it is full, a
 // new source is dropped (see compileRule), not let through unlimited.
@@ -246,6 +241,19 @@ func prefixMask(p netip.Prefix) []byte {
 		b[i/8] |= 0x80 >> (i % 8)
 	}
 	return b
+}
+
+// maskBits is the inverse of prefixMask for IPv6: the length of the
+// prefix whose mask m is, or false if m is not one.
+func maskBits(m []byte) (int, bool) {
+	if len(m) != 16 {
+		return 0, false
+	}
+	bits := 0
+	for bits < 128 && m[bits/8]&(0x80>>(bits%8)) != 0 {
+		bits++
+	}
+	return bits, slices.Equal(m, prefixMask(netip.PrefixFrom(netip.IPv6Unspecified(), bits)))
 }
 
 func maxU32(a, b uint32) uint32 {
@@ -397,8 +405,10 @@ func compileRule(r *Rule) ([]krule, []namedSet, error) {
 		}
 		for _, f := range meterFams {
 			m := &meter{set: meterSetName(r.id, f), rate: rate, unit: unit, burst: burst}
-			if f == 6 {
-				m.mask = prefixMask(netip.PrefixFrom(netip.IPv6Unspecified(), meterPrefix6))
+			if bits := r.prefix6(); f == 6 && bits < 128 {
+				// Keyed by address, a client rotating through its /64 got a
+				// fresh bucket for every connection.
+				m.mask = prefixMask(netip.PrefixFrom(netip.IPv6Unspecified(), bits))
 			}
 			sets = append(sets, namedSet{id: r.id, name: m.set, family: f, timeout: r.Rate.Per})
 			for _, g := range groups {
@@ -526,6 +536,19 @@ func ruleOf(group []krule) (Rule, error) {
 				return Rule{}, errors.New("meter rate does not convert back")
 			}
 			r.Rate = rt
+			if k.family == 6 {
+				r.Prefix6 = 128
+				if k.meter.mask != nil {
+					bits, ok := maskBits(k.meter.mask)
+					if !ok {
+						return Rule{}, errors.New("meter mask is not a prefix")
+					}
+					r.Prefix6 = uint8(bits)
+				}
+				if r.Prefix6 == DefaultPrefix6 {
+					r.Prefix6 = 0
+				}
+			}
 			continue // the accept rules carry the match
 		}
 		for _, a := range k.saddr {

@@ -25,6 +25,7 @@ import (
 //	    from: 198.18.0.0/15   # one prefix, or a list: [198.18.0.0/15, fd00::/8]
 //	  - limit: 22/tcp
 //	    rate: 6/30s
+//	    prefix6: 56           # IPv6 sources counted by their /56 (default /64)
 //	  - allow: 8080/tcp
 //	    for: 2h               # or expires: 2030-01-02T15:04:05Z
 //	  - log: 23/tcp
@@ -61,13 +62,14 @@ func (e *ProfileError) Unwrap() error { return e.Err }
 
 // ruleKeys are the keys a rule may have besides its action, in the
 // order error messages list them.
-var ruleKeys = []string{"from", "to", "iface", "rate", "group", "for", "expires", "comment"}
+var ruleKeys = []string{"from", "to", "iface", "rate", "prefix6", "group", "for", "expires", "comment"}
 
 // ruleFields maps each of ruleKeys to its field of spec.
 func ruleFields(spec *RuleSpec) map[string]*string {
 	return map[string]*string{
 		"from": &spec.From, "to": &spec.To, "iface": &spec.Iface, "rate": &spec.Rate,
-		"group": &spec.Group, "for": &spec.For, "expires": &spec.Expires, "comment": &spec.Comment,
+		"prefix6": &spec.Prefix6,
+		"group":   &spec.Group, "for": &spec.For, "expires": &spec.Expires, "comment": &spec.Comment,
 	}
 }
 
@@ -296,6 +298,9 @@ func MarshalProfile(rs *Ruleset, header string) ([]byte, error) {
 		}
 		if r.Action == Limit {
 			add("rate", r.Rate.String())
+			if r.Prefix6 != 0 {
+				add("prefix6", strconv.Itoa(int(r.Prefix6)))
+			}
 		}
 		if r.Group != 0 {
 			add("group", strconv.Itoa(int(r.Group)))

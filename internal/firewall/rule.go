@@ -113,6 +113,18 @@ type Rate struct {
 	Per   time.Duration // the period in which Count connections are allowed; whole seconds
 }
 
+// DefaultPrefix6 is the prefix length by which a Limit rule counts IPv6
+// sources when the rule names none (see Rule.Prefix6).
+const DefaultPrefix6 = 64
+
+// prefix6 is r's IPv6 prefix length, the default filled in.
+func (r *Rule) prefix6() int {
+	if r.Prefix6 == 0 {
+		return DefaultPrefix6
+	}
+	return int(r.Prefix6)
+}
+
 // DefaultRate is the rate of a Limit rule that names none: ufw's 6 in 30 seconds.
 var DefaultRate = Rate{Count: 6, Per: 30 * time.Second}
 
@@ -203,6 +215,10 @@ type Rule struct {
 	Iface string
 	// Rate is how fast one source may open connections (Limit only).
 	Rate Rate
+	// Prefix6 is the prefix length by which a Limit rule counts IPv6
+	// sources as one: a host usually has a whole /64 to pick addresses
+	// from. Zero means DefaultPrefix6; 128 counts each address alone.
+	Prefix6 uint8
 	// Group is the NFLOG group a Log rule sends packets to; 0 logs to the
 	// kernel log instead (which writes nothing inside a network namespace
 	// other than the first).
@@ -231,6 +247,9 @@ func (r *Rule) matchWith(k *keyCache) string {
 	m := r.selectorWith(k)
 	if r.Action == Limit {
 		m += " rate " + r.Rate.String()
+		if r.Prefix6 != 0 && r.Prefix6 != DefaultPrefix6 {
+			m += " prefix6 " + strconv.Itoa(int(r.Prefix6))
+		}
 	}
 	if r.Action == Log && r.Group != 0 {
 		m += " group " + strconv.Itoa(int(r.Group))
@@ -324,8 +343,13 @@ func (r *Rule) Validate() error {
 		if r.Ports == nil {
 			return fmt.Errorf("rule %q: limit needs ports (it counts connections to them)", r)
 		}
+		if r.Prefix6 > 128 {
+			return fmt.Errorf("rule %q: IPv6 prefix length %d is over 128", r, r.Prefix6)
+		}
 	} else if !r.Rate.IsZero() {
 		return fmt.Errorf("rule %q: only limit rules take a rate", r)
+	} else if r.Prefix6 != 0 {
+		return fmt.Errorf("rule %q: only limit rules take an IPv6 prefix length", r)
 	}
 	if r.Action != Log && r.Group != 0 {
 		return fmt.Errorf("rule %q: only log rules take a group", r)

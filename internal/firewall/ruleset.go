@@ -76,6 +76,7 @@ type ruleJSON struct {
 	To      []string `json:"to,omitempty"`
 	Iface   string   `json:"iface,omitempty"`
 	Rate    string   `json:"rate,omitempty"`
+	Prefix6 uint8    `json:"prefix6,omitempty"`
 	Group   uint16   `json:"group,omitempty"`
 	Expires string   `json:"expires,omitempty"`
 	Comment string   `json:"comment,omitempty"`
@@ -84,7 +85,7 @@ type ruleJSON struct {
 // MarshalJSON writes the rule with ports as FormatPorts writes them and
 // the expiry in RFC 3339.
 func (r Rule) MarshalJSON() ([]byte, error) {
-	j := ruleJSON{Action: r.Action, Ports: FormatPorts(r.Ports), Iface: r.Iface, Group: r.Group, Comment: r.Comment}
+	j := ruleJSON{Action: r.Action, Ports: FormatPorts(r.Ports), Iface: r.Iface, Prefix6: r.Prefix6, Group: r.Group, Comment: r.Comment}
 	for _, p := range r.From {
 		j.From = append(j.From, formatPrefix(p))
 	}
@@ -107,7 +108,7 @@ func (r *Rule) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	var err error
-	v := Rule{Action: j.Action, Iface: j.Iface, Group: j.Group, Comment: j.Comment}
+	v := Rule{Action: j.Action, Iface: j.Iface, Prefix6: j.Prefix6, Group: j.Group, Comment: j.Comment}
 	if v.Ports, err = ParsePorts(j.Ports, nil); err != nil {
 		return fmt.Errorf("ports: %w", err)
 	}

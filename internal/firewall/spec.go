@@ -28,6 +28,7 @@ type RuleSpec struct {
 	To      string
 	Iface   string
 	Rate    string // "6/30s"; limit only
+	Prefix6 string // the prefix length IPv6 sources are counted by, "56" or "/56"; limit only
 	Group   string // NFLOG group; log only
 	For     string // a duration: the rule expires this long after now
 	Expires string // an RFC 3339 time; excludes For
@@ -76,6 +77,14 @@ func (s RuleSpec) Rule(names portspec.Resolver, now time.Time) (Rule, error) {
 		}
 	case r.Action == Limit:
 		r.Rate = DefaultRate
+	}
+	if s.Prefix6 != "" {
+		if r.Action != Limit {
+			return Rule{}, field("prefix6", fmt.Errorf("only limit rules count sources by prefix, not %s", r.Action))
+		}
+		if r.Prefix6, err = ParsePrefix6(s.Prefix6); err != nil {
+			return Rule{}, field("prefix6", err)
+		}
 	}
 	if s.Group != "" {
 		if r.Action != Log {
@@ -439,6 +448,20 @@ func ParseRate(s string) (Rate, error) {
 		return Rate{}, err
 	}
 	return r, nil
+}
+
+// ParsePrefix6 reads the prefix length a limit counts IPv6 sources by:
+// "56" or "/56", from 1 to 128. The default, 64, reads as 0.
+func ParsePrefix6(s string) (uint8, error) {
+	t := strings.TrimPrefix(strings.TrimSpace(s), "/")
+	n, err := strconv.ParseUint(t, 10, 8)
+	if err != nil || n == 0 || n > 128 {
+		return 0, fmt.Errorf("%q is not an IPv6 prefix length from 1 to 128", s)
+	}
+	if n == DefaultPrefix6 {
+		return 0, nil
+	}
+	return uint8(n), nil
 }
 
 // ParseFor reads how long a rule lasts: a Go duration ("90s", "2h") or
