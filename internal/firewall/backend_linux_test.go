@@ -37,13 +37,19 @@ func TestApplyReadRoundTrip(t *testing.T) {
 			if diff := cmp.Diff(rs, got.Ruleset, ruleCmp); diff != "" {
 				t.Errorf("Read after Apply (-want +got):\n%s", diff)
 			}
-			// nft, reading the same table, prints what we render.
-			want, err := got.Ruleset.NFT()
+			// nft, reading the same table, prints what we render, chain
+			// by chain; and the table has no other chains.
+			chains, err := got.Ruleset.NFTChains()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(want, chainLines(t, l.srv)); diff != "" {
-				t.Errorf("nft list chain differs from Ruleset.NFT (-ours +nft):\n%s", diff)
+			for _, c := range chains {
+				if diff := cmp.Diff(c.Lines, namedChainLines(t, l.srv, c.Name)); diff != "" {
+					t.Errorf("nft list chain %s differs from Ruleset.NFTChains (-ours +nft):\n%s", c.Name, diff)
+				}
+			}
+			if n := strings.Count(nft(t, l.srv, "list", "table", "inet", TableName), "\tchain "); n != len(chains) {
+				t.Errorf("the table has %d chains; want %d", n, len(chains))
 			}
 		})
 	}

@@ -183,13 +183,17 @@ func changeNote(old, nw *Rule, now time.Time) string {
 func (p *Plan) Render(w io.Writer) error {
 	var b strings.Builder
 	if p.CreateTable {
-		fmt.Fprintf(&b, "+ table inet %s { chain %s { %s } }\n", TableName, ChainName, chainHeader(p.PolicyTo == PolicyDrop))
+		fmt.Fprintf(&b, "+ table inet %s { chain %s { %s } }\n", TableName, ChainName, chainHeader(In, p.PolicyTo == PolicyDrop))
 	} else if p.PolicyFrom != p.PolicyTo {
 		fmt.Fprintf(&b, "~ policy %s (was %s)\n", p.PolicyTo, p.PolicyFrom)
 	}
 	for _, c := range p.Changes {
+		in := ""
+		if c.Rule.Dir != In {
+			in = "chain " + c.Rule.Dir.chain() + ": " // the input chain's rules go unmarked
+		}
 		for k, l := range c.NFT {
-			fmt.Fprintf(&b, "%s %s", c.Op, l)
+			fmt.Fprintf(&b, "%s %s%s", c.Op, in, l)
 			if k == 0 && c.Note != "" {
 				fmt.Fprintf(&b, "  # %s", c.Note)
 			}

@@ -33,6 +33,8 @@ import (
 //	  - deny: any
 //	    from: 198.18.0.66
 //	    iface: eth0
+//	  - deny: 8080/tcp
+//	    direction: routed     # in (default), routed (forwarded, DNAT included) or out
 //
 // Each rule has exactly one action key; the other keys are the fields of
 // RuleSpec. Errors name the file, line and column of the bad value.
@@ -62,12 +64,12 @@ func (e *ProfileError) Unwrap() error { return e.Err }
 
 // ruleKeys are the keys a rule may have besides its action, in the
 // order error messages list them.
-var ruleKeys = []string{"from", "to", "iface", "rate", "prefix6", "group", "for", "expires", "comment"}
+var ruleKeys = []string{"from", "to", "iface", "direction", "translated", "rate", "prefix6", "group", "for", "expires", "comment"}
 
 // ruleFields maps each of ruleKeys to its field of spec.
 func ruleFields(spec *RuleSpec) map[string]*string {
 	return map[string]*string{
-		"from": &spec.From, "to": &spec.To, "iface": &spec.Iface, "rate": &spec.Rate,
+		"from": &spec.From, "to": &spec.To, "iface": &spec.Iface, "direction": &spec.Dir, "translated": &spec.Translated, "rate": &spec.Rate,
 		"prefix6": &spec.Prefix6,
 		"group":   &spec.Group, "for": &spec.For, "expires": &spec.Expires, "comment": &spec.Comment,
 	}
@@ -295,6 +297,12 @@ func MarshalProfile(rs *Ruleset, header string) ([]byte, error) {
 		list("to", prefixStrings(r.To))
 		if r.Iface != "" {
 			add("iface", r.Iface)
+		}
+		if r.Dir != In {
+			add("direction", r.Dir.String())
+		}
+		if r.Translated {
+			m.Content = append(m.Content, str("translated"), &yaml.Node{Kind: yaml.ScalarNode, Value: "true", Tag: "!!bool"})
 		}
 		if r.Action == Limit {
 			add("rate", r.Rate.String())

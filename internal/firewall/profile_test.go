@@ -84,7 +84,7 @@ var badProfiles = []struct {
 	{"rule not mapping", "rules:\n  - allow 22\n", `p.yaml:2:5: rule 1: want a mapping like {allow: 22/tcp}, not the value "allow 22"`},
 	{"no action", "rules:\n  - from: 198.18.0.1\n", "p.yaml:2:5: rule 1: no action (want one of allow, deny, reject, limit, log: PORTS)"},
 	{"two actions", "rules:\n  - allow: 22\n    deny: 23\n", "p.yaml:3:5: rule 1: two actions, allow and deny: one rule has one action"},
-	{"unknown key", "rules:\n  - allow: 22\n    coment: ssh\n", `p.yaml:3:5: rule 1: unknown key "coment" (want an action: allow, deny, reject, limit or log; or one of from, to, iface, rate, prefix6, group, for, expires, comment)`},
+	{"unknown key", "rules:\n  - allow: 22\n    coment: ssh\n", `p.yaml:3:5: rule 1: unknown key "coment" (want an action: allow, deny, reject, limit or log; or one of from, to, iface, direction, translated, rate, prefix6, group, for, expires, comment)`},
 	{"bad port", "rules:\n  - allow: 22\n  - deny: 70000/tcp\n", `p.yaml:3:11: rule 2 (deny): ports: port 70000 out of range 0-65535 at column 1 in "70000/tcp"`},
 	{"bad from in list", "rules:\n  - allow: 22\n    from: [198.18.0.1, 198.18.0.0/40]\n", `p.yaml:3:11: rule 1 (allow): from: "198.18.0.0/40" is not an address or prefix at column 12 in "198.18.0.1,198.18.0.0/40"`},
 	{"bad rate", "rules:\n  - limit: 22/tcp\n    rate: fast\n", `p.yaml:3:11: rule 1 (limit): rate: rate "fast": want COUNT/PERIOD, like 6/30s or 10/minute`},

@@ -107,6 +107,62 @@ func (p *Policy) UnmarshalText(b []byte) error {
 	return err
 }
 
+// Direction is which traffic a rule filters; each has a chain of its own.
+type Direction uint8
+
+// The directions. The zero Direction is incoming traffic.
+const (
+	In     Direction = iota // to this host: the input chain
+	Routed                  // through this host, ports published by DNAT (containers) included: the forward chain
+	Out                     // from this host: the output chain
+)
+
+// Directions lists the directions in the order their chains come.
+var Directions = []Direction{In, Routed, Out}
+
+func (d Direction) String() string {
+	switch d {
+	case In:
+		return "in"
+	case Routed:
+		return "routed"
+	case Out:
+		return "out"
+	}
+	return fmt.Sprintf("direction(%d)", uint8(d))
+}
+
+// chain is the name of d's chain in portolan's table.
+func (d Direction) chain() string {
+	switch d {
+	case Routed:
+		return "forward"
+	case Out:
+		return "output"
+	}
+	return ChainName
+}
+
+// ParseDirection reads a direction name.
+func ParseDirection(s string) (Direction, error) {
+	for _, d := range Directions {
+		if s == d.String() {
+			return d, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown direction %q (want in, routed or out)", s)
+}
+
+// MarshalText writes the direction name.
+func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads a direction name.
+func (d *Direction) UnmarshalText(b []byte) error {
+	v, err := ParseDirection(string(b))
+	*d = v
+	return err
+}
+
 // Rate is a number of new connections per period, for Limit rules.
 type Rate struct {
 	Count uint32        // connections allowed in a burst
@@ -199,10 +255,22 @@ func rateFromKernel(rate, unit uint64, burst uint32) (Rate, bool) {
 	return Rate{Count: burst, Per: time.Duration(unit*uint64(burst)/rate) * time.Second}, true
 }
 
-// Rule is one firewall rule for incoming traffic. The zero values of the
-// match fields match everything: a Rule{Action: Deny} drops all traffic.
+// Rule is one firewall rule, for incoming traffic unless Dir says
+// otherwise. The zero values of the match fields match everything: a
+// Rule{Action: Deny} drops all incoming traffic.
 type Rule struct {
 	Action Action
+	// Dir is the traffic the rule filters: incoming (zero), routed
+	// through the host, or outgoing. For outgoing traffic From is the
+	// local address, To and Ports the remote ones, and Iface the outgoing
+	// interface.
+	Dir Direction
+	// Translated makes a Routed rule match the destination port after
+	// DNAT (a container's own port) instead of the port the client
+	// connected to (the published port), which is what it matches
+	// otherwise: `deny 8080/tcp --routed` closes a port published as
+	// 8080 whatever port the container listens on.
+	Translated bool
 	// Ports are the destination ports per protocol. Nil matches every
 	// protocol (ICMP included) and port. A set, once in a rule, is not
 	// changed in place (Ruleset.Clone shares it).
@@ -276,6 +344,12 @@ func (r *Rule) selectorWith(k *keyCache) string {
 	if r.Iface != "" {
 		b.WriteString(" on " + r.Iface)
 	}
+	if r.Dir != In {
+		b.WriteString(" " + r.Dir.String())
+	}
+	if r.Translated {
+		b.WriteString(" translated")
+	}
 	return b.String()
 }
 
@@ -335,6 +409,15 @@ func (r *Rule) Validate() error {
 	}
 	if r.Ports != nil && r.Ports.Len() == 0 {
 		return fmt.Errorf("rule %q: empty port set (use no ports to match every port)", r)
+	}
+	if r.Dir > Out {
+		return fmt.Errorf("rule %q: %v is not a direction", r, r.Dir)
+	}
+	if r.Translated && (r.Dir != Routed || r.Ports == nil) {
+		return fmt.Errorf("rule %q: only routed rules with ports match the port after DNAT", r)
+	}
+	if r.Action == Limit && r.Dir == Out {
+		return fmt.Errorf("rule %q: limit counts connections per source, and outgoing ones all come from this host", r)
 	}
 	if r.Action == Limit {
 		if _, _, _, err := r.Rate.kernelRate(); err != nil {
@@ -408,12 +491,26 @@ func (rs *Ruleset) Clone() *Ruleset {
 	return c
 }
 
-// WithoutExpired returns rs without the rules that expired by now.
+// WithoutExpired returns rs without the rules that expired by now, in
+// the order the table keeps them (see Grouped).
 func (rs *Ruleset) WithoutExpired(now time.Time) *Ruleset {
 	c := rs.Clone()
 	c.Rules = slices.DeleteFunc(c.Rules, func(r Rule) bool { return r.Expired(now) })
+	c.Grouped()
 	return c
 }
+
+// Grouped puts rs's rules in the order the table keeps them: incoming,
+// then routed, then outgoing rules, each in their order. Rules of
+// different directions are in different chains, so this changes nothing
+// about what they do, only their numbers.
+func (rs *Ruleset) Grouped() {
+	if !slices.IsSortedFunc(rs.Rules, byDir) {
+		slices.SortStableFunc(rs.Rules, byDir)
+	}
+}
+
+func byDir(a, b Rule) int { return int(a.Dir) - int(b.Dir) }
 
 // Index returns the index of the first rule that is Same as r, or -1.
 func (rs *Ruleset) Index(r *Rule) int {

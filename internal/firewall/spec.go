@@ -22,17 +22,21 @@ const MaxComment = 128
 // parsing: the command line's arguments and flags, or a profile entry.
 // Empty fields are unset.
 type RuleSpec struct {
-	Action  string // allow, deny, reject, limit, log
-	Ports   string // a port spec ("22/tcp", "https", "T:80,443,U:53"), or "any"/empty for all traffic
-	From    string // comma-separated addresses and prefixes
-	To      string
-	Iface   string
-	Rate    string // "6/30s"; limit only
-	Prefix6 string // the prefix length IPv6 sources are counted by, "56" or "/56"; limit only
-	Group   string // NFLOG group; log only
-	For     string // a duration: the rule expires this long after now
-	Expires string // an RFC 3339 time; excludes For
-	Comment string
+	Action string // allow, deny, reject, limit, log
+	Ports  string // a port spec ("22/tcp", "https", "T:80,443,U:53"), or "any"/empty for all traffic
+	From   string // comma-separated addresses and prefixes
+	To     string
+	Iface  string
+	// Dir is in (or empty), routed or out; Translated is "true" (routed
+	// rules: match the port after DNAT) or empty/"false".
+	Dir        string
+	Translated string
+	Rate       string // "6/30s"; limit only
+	Prefix6    string // the prefix length IPv6 sources are counted by, "56" or "/56"; limit only
+	Group      string // NFLOG group; log only
+	For        string // a duration: the rule expires this long after now
+	Expires    string // an RFC 3339 time; excludes For
+	Comment    string
 }
 
 // FieldError is a RuleSpec field that did not parse. Field is the name
@@ -67,6 +71,27 @@ func (s RuleSpec) Rule(names portspec.Resolver, now time.Time) (Rule, error) {
 		if err := checkIface(r.Iface); err != nil {
 			return Rule{}, field("iface", err)
 		}
+	}
+	if d := strings.TrimSpace(s.Dir); d != "" {
+		if r.Dir, err = ParseDirection(d); err != nil {
+			return Rule{}, field("direction", err)
+		}
+	}
+	switch strings.TrimSpace(s.Translated) {
+	case "", "false":
+	case "true":
+		if r.Dir != Routed {
+			return Rule{}, field("translated", errors.New("only routed rules match the port after DNAT"))
+		}
+		if r.Ports == nil {
+			return Rule{}, field("translated", errors.New("a rule on every port has no port to translate: name ports"))
+		}
+		r.Translated = true
+	default:
+		return Rule{}, field("translated", fmt.Errorf("%q: want true or false", s.Translated))
+	}
+	if r.Action == Limit && r.Dir == Out {
+		return Rule{}, field("direction", errors.New("limit counts new connections per source, and outgoing ones all come from this host"))
 	}
 	switch {
 	case s.Rate != "" && r.Action != Limit:
