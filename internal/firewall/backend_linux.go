@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -125,6 +126,20 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 		return l, nil
 	}
 	l.Exists = true
+	er, err := newElemReader(f.NetNS)
+	if err != nil {
+		return nil, wrap("list rules", err)
+	}
+	defer er.close()
+	var cookie, gen uint64
+	genErr := errors.New("no cache")
+	if f.Cache != "" {
+		if cookie, gen, genErr = er.genID(); genErr == nil {
+			if cl, ok := f.loadCache(cookie, gen, l.table); ok {
+				return cl, nil
+			}
+		}
+	}
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return nil, wrap("list chains", err)
@@ -149,11 +164,6 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 	if chain == nil {
 		return l, nil
 	}
-	er, err := newElemReader(f.NetNS)
-	if err != nil {
-		return nil, wrap("list rules", err)
-	}
-	defer er.close()
 	type chainRules struct {
 		dir   Direction
 		rules []*nftables.Rule
@@ -215,6 +225,12 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 			if r.Expires.After(now) {
 				r.Expires = now
 			}
+		}
+	}
+	if genErr == nil {
+		// Kept for the next command only if nothing changed while reading.
+		if _, again, err := er.genID(); err == nil && again == gen {
+			f.saveCache(cookie, gen, l)
 		}
 	}
 	return l, nil
@@ -464,6 +480,11 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("write table inet %s: %w", TableName, err)
 	}
+	var sets []string
+	for _, st := range comp.sets {
+		sets = append(sets, st.name)
+	}
+	f.cacheWritten(want, comp, comp.dirs(), sets, table)
 	return nil
 }
 
@@ -589,6 +610,7 @@ func (f *Firewall) Reset(ctx context.Context) error {
 	}
 	for _, t := range tables {
 		if t.Name == TableName {
+			f.dropCache()
 			c.DelTable(t)
 			if err := c.Flush(); err != nil {
 				return fmt.Errorf("reset table inet %s: %w", TableName, err)

@@ -97,6 +97,13 @@ func (r *elemReader) elements(name string) ([]nftables.SetElement, error) {
 // dump sends a dump request of type typ for table inet TableName with
 // attrs and calls fn with each reply (after the netlink header).
 func (r *elemReader) dump(typ int, attrs []netlink.Attribute, fn func([]byte) error) error {
+	return r.request(typ, unix.NLM_F_DUMP, attrs, fn)
+}
+
+// request sends a request of type typ with flags (besides NLM_F_REQUEST)
+// and calls fn with each reply until the end of a dump or the
+// acknowledgement.
+func (r *elemReader) request(typ, flags int, attrs []netlink.Attribute, fn func([]byte) error) error {
 	body, err := netlink.MarshalAttributes(attrs)
 	if err != nil {
 		return err
@@ -106,7 +113,7 @@ func (r *elemReader) dump(typ int, attrs []netlink.Attribute, fn func([]byte) er
 	msg = append(msg, body...)
 	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
 	binary.NativeEndian.PutUint16(msg[4:], uint16(unix.NFNL_SUBSYS_NFTABLES<<8|typ))
-	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	binary.NativeEndian.PutUint16(msg[6:], uint16(unix.NLM_F_REQUEST|flags))
 	binary.NativeEndian.PutUint32(msg[8:], r.seq)
 	msg[unix.NLMSG_HDRLEN] = unix.NFPROTO_INET // nfgenmsg: family, version 0, resource id 0
 	if err := unix.Sendto(r.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {

@@ -173,6 +173,9 @@ func ParsePorts(spec string, names portspec.Resolver) (*portspec.Set, error) {
 	if t == "" || strings.EqualFold(t, "any") {
 		return nil, nil
 	}
+	if s, ok := simplePorts(t); ok {
+		return s, nil
+	}
 	if names != nil {
 		names = curated{names}
 	}
@@ -198,6 +201,47 @@ func ParsePorts(spec string, names portspec.Resolver) (*portspec.Set, error) {
 		}
 	}
 	return s, nil
+}
+
+// simplePorts reads the commonest spec, a port or a range with or
+// without a protocol ("22/tcp", "8000-8100", "53/udp"), without the
+// parser's two passes: a profile of 10,000 such rules spent most of its
+// parsing time there. Anything else is left to the parser (ok false).
+func simplePorts(t string) (*portspec.Set, bool) {
+	spec, proto, hasProto := strings.Cut(t, "/")
+	lo, hi, isRange := strings.Cut(spec, "-")
+	num := func(s string) (portspec.Port, bool) {
+		if s == "" || len(s) > 5 || s[0] == '0' {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(s, 10, 16)
+		return portspec.Port(n), err == nil
+	}
+	l, ok := num(lo)
+	if !ok {
+		return nil, false
+	}
+	h := l
+	if isRange {
+		if h, ok = num(hi); !ok || h < l {
+			return nil, false
+		}
+	}
+	s := &portspec.Set{}
+	switch {
+	case !hasProto:
+		s.AddRange(portspec.TCP, l, h)
+		s.AddRange(portspec.UDP, l, h)
+	case proto == "tcp":
+		s.AddRange(portspec.TCP, l, h)
+	case proto == "udp":
+		s.AddRange(portspec.UDP, l, h)
+	case proto == "sctp":
+		s.AddRange(portspec.SCTP, l, h)
+	default:
+		return nil, false
+	}
+	return s, true
 }
 
 // zeroColumn returns the column of the first entry of spec that names

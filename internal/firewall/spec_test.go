@@ -249,3 +249,26 @@ func FuzzParseRate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSimplePorts: the fast path for simple port specs gives what the
+// parser gives.
+func FuzzSimplePorts(f *testing.F) {
+	for _, s := range []string{"22/tcp", "53/udp", "9/sctp", "111", "8000-8100", "8000-8100/tcp", "0", "65535", "65536", "2-1", "022", "1-", "22/TCP", "22/icmp"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		fast, ok := simplePorts(spec)
+		if !ok {
+			return
+		}
+		tcp, errT := portspec.Parser{Default: portspec.TCP}.Parse(spec)
+		udp, errU := portspec.Parser{Default: portspec.UDP}.Parse(spec)
+		if errT != nil || errU != nil {
+			t.Fatalf("simplePorts(%q) = %s; the parser: %v, %v", spec, FormatPorts(fast), errT, errU)
+		}
+		tcp.AddSet(udp)
+		if !tcp.Equal(fast) {
+			t.Fatalf("simplePorts(%q) = %s; the parser: %s", spec, FormatPorts(fast), FormatPorts(tcp))
+		}
+	})
+}
