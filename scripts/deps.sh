@@ -13,6 +13,8 @@ command -v lsof >/dev/null     || need+=(lsof)
 command -v nmap >/dev/null     || need+=(nmap)
 command -v ndiff >/dev/null    || need+=(ndiff)
 command -v python3 >/dev/null  || need+=(python3)
+command -v redis-server >/dev/null || need+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
