@@ -101,18 +101,11 @@ func (c routedCheck) String() string {
 
 func (l *routedLab) run(t *testing.T, checks []routedCheck) {
 	t.Helper()
-	got := make([]outcome, len(checks))
-	done := make(chan int)
-	for i, c := range checks {
-		go func() {
-			addr := map[[2]bool]netip.Addr{{false, false}: l.front.A4, {true, false}: l.front.A6, {false, true}: l.back.B4, {true, true}: l.back.B6}[[2]bool{c.v6, c.direct}]
-			got[i] = probe(t, l.cli, portspec.TCP, addr, c.port)
-			done <- i
-		}()
-	}
-	for range checks {
-		<-done
-	}
+	addrs := map[[2]bool]netip.Addr{{false, false}: l.front.A4, {true, false}: l.front.A6, {false, true}: l.back.B4, {true, true}: l.back.B6}
+	got := probeAll(len(checks), func(i int) outcome {
+		c := checks[i]
+		return probe(t, l.cli, portspec.TCP, addrs[[2]bool{c.v6, c.direct}], c.port)
+	})
 	for i, c := range checks {
 		if got[i] != c.want {
 			t.Errorf("connect %s: %s; want %s", c, got[i], c.want)
