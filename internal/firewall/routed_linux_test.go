@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 )
@@ -161,16 +159,7 @@ func TestRoutedRulesClosePublishedPorts(t *testing.T) {
 			if !tab.Ruleset.Equal(want) || tab.Unmanaged != 0 {
 				t.Fatalf("read back %v (%d unmanaged); want %v", tab.Ruleset.Rules, tab.Unmanaged, want.Rules)
 			}
-			// What plan and list --nft show is what nft lists.
-			chains, err := tab.Ruleset.NFTChains()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, c := range chains {
-				if diff := cmp.Diff(c.Lines, namedChainLines(t, l.gw, c.Name)); diff != "" {
-					t.Errorf("chain %s: rendered (-) and as nft lists it (+):\n%s", c.Name, diff)
-				}
-			}
+			sameAsNFT(t, l.gw, &tab.Ruleset)
 			l.run(t, tt.checks)
 		})
 	}
