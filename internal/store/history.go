@@ -86,6 +86,22 @@ func (si ScanInfo) Versions() (map[VersionKey]scan.Version, error) {
 	return out, nil
 }
 
+// ServiceVersion returns what the scan knows of a result's service: the
+// version its options record (an import of nmap -sV), else what the banner
+// says. It is nil when the options record none, so callers can skip it.
+func (si ScanInfo) ServiceVersion() (func(scan.Result) scan.Version, error) {
+	vs, err := si.Versions()
+	if err != nil || len(vs) == 0 {
+		return nil, err
+	}
+	return func(r scan.Result) scan.Version {
+		if v, ok := vs[VersionKey{r.Addr, r.Port, r.Proto}]; ok {
+			return v
+		}
+		return scan.ParseVersion(r.Service, r.Banner)
+	}, nil
+}
+
 // ImportScan stores a complete scan and all its results in one
 // transaction: either all of it is there afterwards or none. si.Status
 // defaults to Done; Started must be set. It returns the new scan's id.
@@ -214,14 +230,14 @@ func (s *Store) Sightings(ctx context.Context, addr netip.Addr, port portspec.Po
 			}
 			return cmp.Compare(a.Port, b.Port)
 		})
-		vs, err := si.Versions()
+		version, err := si.ServiceVersion()
 		if err != nil {
 			return fail(err)
 		}
 		for _, r := range host {
-			v, ok := vs[VersionKey{r.Addr, r.Port, r.Proto}]
-			if !ok {
-				v = scan.ParseVersion(r.Service, r.Banner)
+			v := scan.ParseVersion(r.Service, r.Banner)
+			if version != nil {
+				v = version(r)
 			}
 			out = append(out, Sighting{Scan: si.ID, Started: si.Started, Result: r, Version: v})
 		}
