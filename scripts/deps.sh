@@ -16,6 +16,7 @@ command -v python3 >/dev/null  || need+=(python3)
 command -v masscan >/dev/null  || need+=(masscan)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0

@@ -145,6 +145,7 @@ config.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.Config, "config", "c", "", "rules from this YAML file (SIGHUP reloads it)")
+	markFiles(f, true, "config")
 	f.BoolVar(&opts.Check, "check", false, "validate the rules and exit")
 	f.StringVar(&opts.Name, "name", "", "rule name for logs and metrics (default proto/listen)")
 	f.BoolVar(&opts.UDP, "udp", false, "relay UDP instead of TCP")
@@ -182,7 +183,7 @@ func forwardRules(opts ForwardOptions) ([]forward.Rule, error) {
 	if opts.Config != "" {
 		data, err := os.ReadFile(opts.Config)
 		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
+			return nil, fileErr(fmt.Errorf("read config: %w", err))
 		}
 		rules, err := forward.ParseConfig(opts.Config, data)
 		if err != nil {

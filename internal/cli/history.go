@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -99,12 +100,29 @@ func runHistory(ctx context.Context, g *Globals, opts HistoryOptions) error {
 		Header:     []string{"ID", "STARTED", "DURATION", "TARGETS", "PORTS", "PROBER", "STATUS", "OPEN"},
 		RightAlign: []int{0, 2, 7},
 	}
+	// Shards of named scans (--scan-id) say whose they are, in a column
+	// of their own only when there are any.
+	named := slices.ContainsFunc(scans, func(si store.ScanInfo) bool { return si.Name != "" })
+	if named {
+		t.Header = slices.Insert(t.Header, 1, "SCAN")
+		t.RightAlign = []int{0, 3, 8}
+	}
 	for _, si := range scans {
-		t.AddColored([]string{
+		row := []string{
 			strconv.FormatInt(si.ID, 10), si.Started.Local().Format("2006-01-02 15:04:05"),
 			formatDuration(si.Duration()), si.Targets, si.Ports, si.Prober, string(si.Status),
 			strconv.FormatUint(si.Counts.Open, 10),
-		}, []output.Color{6: statusColor(si.Status)})
+		}
+		colors := []output.Color{6: statusColor(si.Status)}
+		if named {
+			name := ""
+			if si.Name != "" {
+				name = fmt.Sprintf("%s@%d %s", si.Name, si.Run, shardOf(si))
+			}
+			row = slices.Insert(row, 1, name)
+			colors = []output.Color{7: statusColor(si.Status)}
+		}
+		t.AddColored(row, colors)
 	}
 	return t.Write(g.io.Out, g.color())
 }

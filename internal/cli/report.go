@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -45,6 +46,9 @@ Exit status 3 when the scan does not exist.`,
 				return usageErr(fmt.Errorf("scan id %q: want a positive number (portolan history lists them)", args[0]))
 			}
 			opts.ID = id
+			if g.JSON {
+				return usageErr(errors.New("report writes an HTML page, not JSON (its data is JSON inside the page); portolan show ID --json gives the scan"))
+			}
 			return runReport(cmd.Context(), g, opts)
 		},
 	}

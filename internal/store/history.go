@@ -121,6 +121,10 @@ func (s *Store) ImportScan(ctx context.Context, si ScanInfo, results []scan.Resu
 	} else if !json.Valid(opts) {
 		return 0, errors.New("import scan: options are not valid JSON")
 	}
+	rows, groups, err := s.resultRows(0, results)
+	if err != nil {
+		return 0, fmt.Errorf("import scan into %s: %w", s.path, err)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("import scan into %s: %w", s.path, err)
@@ -128,10 +132,10 @@ func (s *Store) ImportScan(ctx context.Context, si ScanInfo, results []scan.Resu
 	defer tx.Rollback()
 	c := si.Counts
 	var id int64
-	err = tx.QueryRowContext(ctx, `INSERT INTO scans
+	err = tx.QueryRowContext(ctx, s.q(`INSERT INTO scans
 		(started, finished, status, command, version, targets, ports, port_set, prober, seed, shard_index, shard_count,
 		rate, hosts, space, options, checkpoint, checkpointed, probes, open, closed, filtered, open_filtered, hosts_up)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		si.Started.UnixNano(), nullNanos(si.Finished), string(si.Status), si.Command, si.Version, si.Targets, si.Ports,
 		portSetText(si.PortSet), si.Prober, int64(si.Seed), si.ShardIndex, si.ShardCount, si.Rate, int64(si.Hosts),
 		int64(si.Space), string(opts), int64(si.Checkpoint), nullNanos(si.Finished), int64(c.Probes), int64(c.Open),
@@ -140,24 +144,54 @@ func (s *Store) ImportScan(ctx context.Context, si ScanInfo, results []scan.Resu
 	if err != nil {
 		return 0, fmt.Errorf("import scan into %s: %w", s.path, err)
 	}
-	var rows, groups []scan.Result
-	for _, r := range results {
-		if grouped(r) {
-			groups = append(groups, r)
-		} else {
-			rows = append(rows, r)
-		}
+	for _, r := range rows {
+		r[0] = id
 	}
-	if err := insertResults(ctx, tx, id, rows); err != nil {
-		return 0, fmt.Errorf("import scan into %s: %w", s.path, err)
+	for _, g := range groups {
+		g[0] = id
 	}
-	if err := insertGroups(ctx, tx, id, groups); err != nil {
+	if err := s.insertTx(ctx, tx, rows, groups); err != nil {
 		return 0, fmt.Errorf("import scan into %s: %w", s.path, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("import scan into %s: %w", s.path, err)
 	}
 	return id, nil
+}
+
+// insertTx inserts result rows and port groups inside tx, so they commit
+// (or not) with whatever else tx does; AddResults' bulk paths make their
+// own transaction.
+func (s *Store) insertTx(ctx context.Context, tx *sql.Tx, rows, groups [][]any) error {
+	if s.d.name() == "sqlite" {
+		if err := insertRows(ctx, tx, rows); err != nil {
+			return err
+		}
+		rows = nil
+	}
+	for _, ins := range []struct {
+		table, columns string
+		n              int
+		values         [][]any
+	}{
+		{"results", resultColumnList, resultColumns, rows},
+		{"port_groups", groupColumnList, len(groupColumnNames), groups},
+	} {
+		if len(ins.values) == 0 {
+			continue
+		}
+		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO `+ins.table+` (`+ins.columns+`) VALUES (?`+strings.Repeat(",?", ins.n-1)+`)`))
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, v := range ins.values {
+			if _, err := stmt.ExecContext(ctx, v...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // nullNanos is a time as stored, with the zero time as NULL.
@@ -192,37 +226,9 @@ func (s *Store) Sightings(ctx context.Context, addr netip.Addr, port portspec.Po
 	// Scan by scan: the indexes lead with the scan's id.
 	for i := len(scans) - 1; i >= 0; i-- {
 		si := scans[i]
-		var host []scan.Result
-		q := `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time FROM results WHERE scan_id = ? AND addr = ?`
-		args := []any{si.ID, key}
-		if port != 0 {
-			q += ` AND proto = ? AND port = ?`
-			args = append(args, proto.String(), int(port))
-		}
-		rows, err := s.db.QueryContext(ctx, q, args...)
+		host, err := s.hostResults(ctx, si.ID, key, port, proto)
 		if err != nil {
 			return fail(err)
-		}
-		for rows.Next() {
-			r, err := resultRow(rows)
-			if err != nil {
-				rows.Close()
-				return fail(err)
-			}
-			host = append(host, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fail(err)
-		}
-		g, err := s.hostGroups(ctx, si.ID, key)
-		if err != nil {
-			return fail(err)
-		}
-		for _, r := range g {
-			if port == 0 || (r.Port == port && r.Proto == proto) {
-				host = append(host, r)
-			}
 		}
 		slices.SortFunc(host, func(a, b scan.Result) int {
 			if c := strings.Compare(a.Proto.String(), b.Proto.String()); c != 0 {
@@ -245,28 +251,51 @@ func (s *Store) Sightings(ctx context.Context, addr netip.Addr, port portspec.Po
 	return out, nil
 }
 
-// hostGroups reads the grouped ports of one address of scan id.
-func (s *Store) hostGroups(ctx context.Context, id int64, key []byte) ([]scan.Result, error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+// hostResults reads the results of one address of scan id, rows and
+// groups; port 0 means every port, else only that port of proto.
+func (s *Store) hostResults(ctx context.Context, id int64, key []byte, port portspec.Port, proto portspec.Proto) ([]scan.Result, error) {
+	tx, err := s.db.BeginTx(ctx, s.d.readTx())
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT pos, addr, proto, state, reason, base, ports, detail FROM port_groups
-		WHERE scan_id = ? AND addr = ?`, id, key)
+	q := `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time FROM results WHERE scan_id = ? AND addr = ?`
+	args := []any{id, key}
+	if port != 0 {
+		q += ` AND proto = ? AND port = ?`
+		args = append(args, proto.String(), int(port))
+	}
+	rows, err := tx.QueryContext(ctx, s.q(q), args...)
 	if err != nil {
 		return nil, err
 	}
-	g := &groupReader{rows: rows}
-	defer g.close()
 	var out []scan.Result
-	for {
+	for rows.Next() {
+		r, err := resultRow(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	g, err := s.readGroups(ctx, tx, `scan_id = ? AND addr = ?`, []any{id, key})
+	if err != nil {
+		return nil, err
+	}
+	defer g.close()
+	for g.next != nil {
+		for _, r := range g.next {
+			if port == 0 || (r.Port == port && r.Proto == proto) {
+				out = append(out, r)
+			}
+		}
 		if err := g.advance(); err != nil {
 			return nil, err
 		}
-		if g.next == nil {
-			return out, nil
-		}
-		out = append(out, g.next...)
 	}
+	return out, nil
 }

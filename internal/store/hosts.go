@@ -44,60 +44,48 @@ func (s *Store) ScanHosts(ctx context.Context, id int64) iter.Seq2[*HostPorts, e
 			yield(nil, err)
 			return
 		}
-		tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		tx, err := s.db.BeginTx(ctx, s.d.readTx())
 		if err != nil {
 			fail(err)
 			return
 		}
 		defer tx.Rollback()
-		// Map the file instead of reading it a page per system call: a
-		// scan of millions of ports is tens of megabytes, read once.
-		if _, err := tx.ExecContext(ctx, `PRAGMA mmap_size = 1073741824`); err != nil {
-			fail(err)
-			return
+		if s.d.name() == "sqlite" {
+			// Map the file instead of reading it a page per system call: a
+			// scan of millions of ports is tens of megabytes, read once.
+			if _, err := tx.ExecContext(ctx, `PRAGMA mmap_size = 1073741824`); err != nil {
+				fail(err)
+				return
+			}
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time
-			FROM results WHERE scan_id = ? ORDER BY addr, proto, port`, id)
+		rows, err := openCursor(ctx, s, tx, "portolan_host_rows", `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time
+			FROM results WHERE scan_id = ? ORDER BY addr, proto, port, time DESC`, []any{id}, resultRow)
 		if err != nil {
 			fail(err)
 			return
 		}
-		defer rows.Close()
-		groups, err := tx.QueryContext(ctx, `SELECT addr, proto, state, reason, ports FROM port_groups WHERE scan_id = ? ORDER BY addr, proto`, id)
+		defer rows.close()
+		groups, err := openCursor(ctx, s, tx, "portolan_host_groups", `SELECT addr, proto, state, reason, ports
+			FROM port_groups WHERE scan_id = ? ORDER BY addr, proto`, []any{id}, packedRow)
 		if err != nil {
 			fail(err)
 			return
 		}
-		defer groups.Close()
+		defer groups.close()
 
 		var row *scan.Result
 		nextRow := func() error {
+			r, ok, err := rows.next()
 			row = nil
-			if !rows.Next() {
-				return rows.Err()
+			if ok {
+				row = &r
 			}
-			r, err := resultRow(rows)
-			row = &r
 			return err
 		}
-		var g struct {
-			ok           bool
-			addr         netip.Addr
-			proto, state string
-			reason       string
-			ports        []byte
-		}
-		var key []byte
+		var g packed
 		nextGroup := func() error {
-			g.ok = false
-			if !groups.Next() {
-				return groups.Err()
-			}
-			if err := groups.Scan(&key, &g.proto, &g.state, &g.reason, &g.ports); err != nil {
-				return err
-			}
-			a, err := parseAddrKey(key)
-			g.addr, g.ok = a, err == nil
+			var err error
+			g, g.ok, err = groups.next()
 			return err
 		}
 		if err := nextRow(); err != nil {
@@ -160,13 +148,35 @@ func (s *Store) ScanHosts(ctx context.Context, id int64) iter.Seq2[*HostPorts, e
 				}
 			}
 			if grouped {
-				slices.SortFunc(h.Ports, ComparePortState)
+				slices.SortStableFunc(h.Ports, ComparePortState)
 			}
+			// A port stored twice (a batch written again after its commit's
+			// answer was lost) counts once: rows first, the latest first.
+			h.Ports = slices.CompactFunc(h.Ports, func(a, b PortState) bool { return ComparePortState(a, b) == 0 })
 			if !yield(&h, nil) {
 				return
 			}
 		}
 	}
+}
+
+// packed is a port group as ScanHosts reads it: its ports still packed.
+type packed struct {
+	ok                   bool
+	addr                 netip.Addr
+	proto, state, reason string
+	ports                []byte
+}
+
+func packedRow(rows *sql.Rows) (packed, error) {
+	var g packed
+	var key []byte
+	if err := rows.Scan(&key, &g.proto, &g.state, &g.reason, &g.ports); err != nil {
+		return g, err
+	}
+	a, err := parseAddrKey(key)
+	g.addr = a
+	return g, err
 }
 
 // ComparePortState orders ports as the results query does: protocol name,
