@@ -9,6 +9,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +29,13 @@ import (
 )
 
 const guardedPort = 2222
+
+// daemonLatency is what portolan knockd logged as each open's latency, by
+// "via" (spa, sequence).
+var (
+	daemonMu      sync.Mutex
+	daemonLatency = map[string][]time.Duration{}
+)
 
 var seq = []knock.DoorPort{{Proto: portspec.TCP, Port: 7000}, {Proto: portspec.UDP, Port: 8000}, {Proto: portspec.TCP, Port: 9000}}
 
@@ -171,16 +180,26 @@ func run(rounds int, portolanBin, only string) error {
 		}
 	}
 	fmt.Printf("| tool | rounds | opened | p50 | p90 | p99 | min | max |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, t := range tools {
-		slices.Sort(t.times)
+	row := func(name string, times []time.Duration) {
+		slices.Sort(times)
 		q := func(f float64) string {
-			if len(t.times) == 0 {
+			if len(times) == 0 {
 				return "-"
 			}
-			i := int(f * float64(len(t.times)-1))
-			return ms(t.times[i])
+			return ms(times[int(f*float64(len(times)-1))])
 		}
-		fmt.Printf("| %s | %d | %d | %s | %s | %s | %s | %s |\n", t.name, rounds, len(t.times), q(0.5), q(0.9), q(0.99), q(0), q(1))
+		fmt.Printf("| %s | %d | %d | %s | %s | %s | %s | %s |\n", name, rounds, len(times), q(0.5), q(0.9), q(0.99), q(0), q(1))
+	}
+	for _, t := range tools {
+		row(t.name, t.times)
+	}
+	time.Sleep(100 * time.Millisecond) // the last log lines
+	daemonMu.Lock()
+	defer daemonMu.Unlock()
+	for _, via := range []string{"spa", "sequence"} {
+		if ds := daemonLatency[via]; len(ds) > 0 {
+			row("portolan knockd's own log, "+via+" (kernel receipt to door open)", ds)
+		}
 	}
 	return nil
 }
@@ -288,7 +307,22 @@ func startPortolan(ctx context.Context, p *pair, bin string) (*knock.ClientKey, 
 	}
 	cmd := p.srv.Command(ctx, bin, "knockd", "--protect", fmt.Sprintf("%d/tcp", guardedPort), "--sequence", knock.FormatSequence(seq),
 		"--authorized-keys", keyPath+".pub", "--open-for", "30s", "--db", filepath.Join(p.dir, "p.db"), "--log-format", "json")
-	if err := startAndWait(cmd, `"msg":"door"`); err != nil {
+	// The daemon's own view: from the kernel's receipt of the last
+	// packet to the door open, per "door opened" line.
+	err = startAndWatch(cmd, `"msg":"door"`, func(line string) {
+		var l struct {
+			Msg, Via, Latency string
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "door opened" {
+			return
+		}
+		if d, err := time.ParseDuration(l.Latency); err == nil {
+			daemonMu.Lock()
+			daemonLatency[l.Via] = append(daemonLatency[l.Via], d)
+			daemonMu.Unlock()
+		}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("portolan knockd: %w", err)
 	}
 	p.reset = []string{"nft", "flush", "set", "inet", "portolan", "knock_open_v4"}
@@ -297,7 +331,10 @@ func startPortolan(ctx context.Context, p *pair, bin string) (*knock.ClientKey, 
 
 // startAndWait starts cmd and waits for a line of its output (stdout or
 // stderr) with marker; the rest of its output is read and discarded.
-func startAndWait(cmd *exec.Cmd, marker string) error {
+func startAndWait(cmd *exec.Cmd, marker string) error { return startAndWatch(cmd, marker, nil) }
+
+// startAndWatch is startAndWait that also hands every later line to each.
+func startAndWatch(cmd *exec.Cmd, marker string, each func(string)) error {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -318,6 +355,8 @@ func startAndWait(cmd *exec.Cmd, marker string) error {
 			if !ok && strings.Contains(sc.Text(), marker) {
 				ok = true
 				found <- true
+			} else if ok && each != nil {
+				each(sc.Text())
 			}
 		}
 		if !ok {

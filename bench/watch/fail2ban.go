@@ -137,7 +137,6 @@ func fail2banLatency(ctx context.Context, lab *netlab.Lab, rounds int) error {
 		return false
 	}
 	var lat []time.Duration
-	var probes []int
 	for i := range rounds {
 		src := netip.AddrFrom4([4]byte{198, 18, 0, byte(100 + i)})
 		if err := cli.AddAddr(lk.ADev, netip.PrefixFrom(src, 24)); err != nil {
@@ -170,7 +169,6 @@ func fail2banLatency(ctx context.Context, lab *netlab.Lab, rounds int) error {
 			return fmt.Errorf("fail2ban: %d probes of %s logged", len(ts), src)
 		}
 		lat = append(lat, end.Sub(ts[11]))
-		probes = append(probes, len(ts))
 	}
 	slices.Sort(lat)
 	pct := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }

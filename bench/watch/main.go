@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -224,24 +225,45 @@ func throughput(ctx context.Context, lab *netlab.Lab, rate int, dur time.Duratio
 	var ru0, ru1 unix.Rusage
 	unix.Getrusage(unix.RUSAGE_SELF, &ru0)
 	src, dst := lk.A4.As4(), lk.B4.As4()
-	to := &unix.SockaddrInet4{Addr: dst}
-	pkt := make([]byte, 40)
+	// Packets go out in batches of up to 64 per sendmmsg, paced in 1 ms
+	// steps: one system call per packet held the sender under 45,000/s
+	// on the loaded machine.
+	const batch = 64
+	bufs := make([][]byte, batch)
+	iovs := make([]unix.Iovec, batch)
+	hdrs := make([]mmsghdr, batch)
+	var sa unix.RawSockaddrInet4
+	sa.Family = unix.AF_INET
+	sa.Addr = dst
+	for i := range bufs {
+		bufs[i] = make([]byte, 40)
+		iovs[i].Base = &bufs[i][0]
+		iovs[i].SetLen(40)
+		hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&sa))
+		hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
+		hdrs[i].hdr.Iov = &iovs[i]
+		hdrs[i].hdr.SetIovlen(1)
+	}
 	start := time.Now()
 	total := int(float64(rate) * dur.Seconds())
 	sent := 0
 	for sent < total {
-		// Pace in 1 ms slices.
-		due := int(float64(rate) * time.Since(start).Seconds())
-		for ; sent < min(due, total); sent++ {
-			synPacket(pkt, src, dst, uint16(10000+sent%50000), uint16(1+sent%60000), uint32(sent))
-			if err := unix.Sendto(fd, pkt, 0, to); err != nil {
-				if err == unix.ENOBUFS || err == unix.EAGAIN {
-					sent--
+		due := min(int(float64(rate)*time.Since(start).Seconds()), total)
+		for sent < due {
+			n := min(due-sent, batch)
+			for i := range n {
+				k := sent + i
+				synPacket(bufs[i], src, dst, uint16(10000+k%50000), uint16(1+k%60000), uint32(k))
+			}
+			m, err := sendmmsg(fd, hdrs[:n])
+			if err != nil {
+				if err == unix.ENOBUFS || err == unix.EAGAIN || err == unix.EINTR {
 					time.Sleep(50 * time.Microsecond)
 					continue
 				}
 				return fmt.Errorf("send: %w", err)
 			}
+			sent += m
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -346,4 +368,19 @@ func softnetDropped() uint64 {
 		}
 	}
 	return n
+}
+
+// mmsghdr is struct mmsghdr.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+func sendmmsg(fd int, hdrs []mmsghdr) (int, error) {
+	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }

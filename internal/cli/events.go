@@ -134,8 +134,14 @@ func runEvents(ctx context.Context, g *Globals, opts EventsOptions) error {
 					detail += " for " + e.Ban.String()
 				}
 			}
-			t.Add(e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Type, src,
-				netip.AddrPortFrom(e.Dst, uint16(e.Port)).String()+"/"+e.Proto.String(), e.Kind.String(), detail)
+			dst := netip.AddrPortFrom(e.Dst, uint16(e.Port)).String() + "/" + e.Proto.String()
+			if e.Kind == watch.KindEcho {
+				dst = e.Dst.String()
+				if e.Type == watch.TypeAttempt {
+					src = e.Src.String()
+				}
+			}
+			t.Add(e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Type, src, dst, e.Kind.String(), detail)
 		}
 		if err := t.Write(g.io.Out, output.ColorEnabled(g.io.Out, g.NoColor)); err != nil {
 			return err

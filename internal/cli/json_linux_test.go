@@ -27,7 +27,6 @@ var noJSON = map[string]string{
 	"help":             "prints help",
 	"watch":            "a stream of JSON Lines while it runs (watchports_linux_test.go reads them)",
 	"store load-spill": "needs a real spill file: TestFleetDatabaseDown decodes its --json",
-	"report":           "writes an HTML page (its data is JSON inside it); --json is refused",
 }
 
 // TestJSONEverywhere runs every command with --json and checks what a
@@ -67,8 +66,6 @@ func TestJSONEverywhere(t *testing.T) {
 	}()
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	dir := t.TempDir()
-	masscanList := filepath.Join(dir, "m.txt")
-	os.WriteFile(masscanList, []byte("#masscan\nopen tcp "+port+" 127.0.0.1 1796659431\n# end\n"), 0o644)
 	profile := filepath.Join(dir, "p.yaml")
 	os.WriteFile(profile, []byte("rules:\n  - allow: 22/tcp\n"), 0o644)
 
@@ -82,10 +79,8 @@ func TestJSONEverywhere(t *testing.T) {
 		"lookup":       {{"lookup", "ssh"}, {"lookup", "--search", "zzqqxxnothing"}},
 		"ls":           {{"ls"}, {"ls", "--port", "1"}},
 		"ports":        {{"ports", "22,80-82"}},
-		"scan":         {{"scan", "127.0.0.1", "-p", port}},
+		"scan":         {{"scan", "127.0.0.1", "-p", port, "-oX", filepath.Join(dir, "scan.xml")}, {"scan", "127.0.0.1", "-p", port}},
 		"show":         {{"show", "1"}, {"show", "1", "--state", "filtered"}},
-		"import":       {{"import", masscanList}},
-		"diff":         {{"diff", "1", "1"}, {"diff", "--last", "127.0.0.1"}},
 		"targets":      {{"targets", "198.18.0.0/30"}},
 		"version":      {{"version"}},
 		"wait":         {{"wait", "127.0.0.1:" + port}},
@@ -96,6 +91,9 @@ func TestJSONEverywhere(t *testing.T) {
 		"knock keygen": {{"knock", "keygen", "-o", filepath.Join(dir, "client.key")}},
 		"knockd":       {{"knockd", "--check", "--protect", "22/tcp", "--sequence", "7000,8000/udp"}},
 		"events":       {{"events", "--since", "1h"}},
+		"diff":         {{"diff", "1", "2"}},
+		"report":       {{"report", "2", "-o", filepath.Join(dir, "report.html")}},
+		"import":       {{"import", filepath.Join(dir, "scan.xml")}},
 
 		"firewall list":           {{"firewall", "--netns", ns, "list"}},
 		"firewall plan":           {{"firewall", "--netns", ns, "plan", "-f", profile}},
@@ -117,8 +115,8 @@ func TestJSONEverywhere(t *testing.T) {
 	}
 	// scan stores scan 1 for show; the firewall's table is made, changed,
 	// saved and restored, then removed.
-	order := []string{"scan", "show", "import", "diff", "ephemeral", "free", "history", "kill", "lookup", "ls", "ports",
-		"targets", "version", "wait", "who", "why", "forward", "knock", "knock keygen", "knockd", "events",
+	order := []string{"scan", "show", "ephemeral", "free", "history", "kill", "lookup", "ls", "ports",
+		"targets", "version", "wait", "who", "why", "forward", "knock", "knock keygen", "knockd", "events", "diff", "report", "import",
 		"firewall list", "firewall plan", "firewall apply", "firewall allow", "firewall deny",
 		"firewall reject", "firewall limit", "firewall log", "firewall delete", "firewall default-policy",
 		"firewall export", "firewall save", "firewall restore", "firewall confirm", "firewall enable",

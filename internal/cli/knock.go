@@ -67,7 +67,7 @@ Nothing answers a knock: check the port afterwards. Exit codes: 0 sent,
 				}
 			} else {
 				if len(args) < 2 {
-					return usageErr(errors.New("want HOST PORT[/udp]..."))
+					return usageErr(errors.New("want HOST and one or more PORT[/udp]"))
 				}
 				for _, f := range []string{"key", "open", "for", "allow-ip", "spa-port"} {
 					if cmd.Flags().Changed(f) {

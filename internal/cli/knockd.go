@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,27 +159,12 @@ func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
 	if g.JSON && !opts.logFormatSet {
 		opts.LogFormat = "json"
 	}
-	lw := daemon.NewLogWriter(g.io.ErrOut, 0)
-	hopts := &slog.HandlerOptions{Level: slog.LevelInfo}
-	if g.Verbose >= 1 {
-		hopts.Level = slog.LevelDebug
+	dl, err := newDaemonLog(g, opts.LogFormat)
+	if err != nil {
+		return err
 	}
-	var h slog.Handler
-	switch opts.LogFormat {
-	case "text":
-		h = slog.NewTextHandler(lw, hopts)
-	case "json":
-		h = slog.NewJSONHandler(lw, hopts)
-	default:
-		return usageErr(fmt.Errorf("--log-format %q: want text or json", opts.LogFormat))
-	}
-	log := slog.New(h)
-	lw.OnDrop = func(n uint64) { log.Warn("log lines dropped while the log sink stalled", "lines", n) }
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		lw.Close(fctx)
-	}()
+	defer dl.close()
+	log := dl.Logger
 
 	db, err := opts.DB.open(ctx, true)
 	if err != nil {
@@ -195,18 +181,20 @@ func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
 	if err := srv.Listen(ctx); err != nil {
 		return fmt.Errorf("knockd: %w", err)
 	}
+	if cfg.AuthorizedKeys != "" && len(keys) == 0 {
+		log.Warn("no keys in the authorized keys file: SPA requests open nothing", "file", cfg.AuthorizedKeys)
+	}
+	warnSSHDoor(ctx, log, cfg)
 	for _, d := range cfg.Doors {
 		log.Info("door", "name", d.Name, "protect", knock.FormatSequence(d.Protect), "sequence", knock.FormatSequence(d.Sequence), "spa", len(keys) > 0 && !d.NoSPA)
 	}
 	if opts.Metrics != "" {
 		reg := daemon.NewRegistry()
 		reg.MustRegister(srv, prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "portolan_log_lines_dropped_total",
-			Help: "Log lines dropped because the log sink stalled or failed.",
-		}, func() float64 { return float64(lw.Dropped()) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "portolan_knock_events_dropped_total",
 			Help: "Door events not stored because the store fell behind.",
 		}, func() float64 { return float64(ev.dropped.Load()) }))
+		reg.MustRegister(dl.collectors()...)
 		mctx, stopMetrics := context.WithCancel(context.Background())
 		defer stopMetrics()
 		addr, err := daemon.ServeMetrics(mctx, opts.Metrics, reg, log)
@@ -338,4 +326,22 @@ func (w *knockEventWriter) close() {
 	close(w.ch)
 	w.mu.Unlock()
 	w.wg.Wait()
+}
+
+// warnSSHDoor says so when a door protects the port of an SSH session this
+// runs under: that session stays up (established connections pass), but
+// new connections from its client need a knock or an SPA request first.
+func warnSSHDoor(ctx context.Context, log *slog.Logger, cfg *knock.Config) {
+	clients, err := firewall.FindSSHClients(ctx, os.Getenv("SSH_CONNECTION"), nil)
+	if err != nil {
+		return
+	}
+	for _, p := range clients.Packets {
+		for _, d := range cfg.Doors {
+			if slices.Contains(d.Protect, knock.DoorPort{Proto: p.Proto, Port: p.Port}) {
+				log.Warn("a door protects your SSH port: this session stays up, but new SSH connections from your client need a knock or SPA request first",
+					"door", d.Name, "client", p.Src, "port", p.Port)
+			}
+		}
+	}
 }

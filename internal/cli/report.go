@@ -1,15 +1,16 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"portolan/internal/atomicfile"
 	htmlreport "portolan/internal/report"
 	"portolan/internal/scandiff"
 	"portolan/internal/store"
@@ -46,9 +47,6 @@ Exit status 3 when the scan does not exist.`,
 				return usageErr(fmt.Errorf("scan id %q: want a positive number (portolan history lists them)", args[0]))
 			}
 			opts.ID = id
-			if g.JSON {
-				return usageErr(errors.New("report writes an HTML page, not JSON (its data is JSON inside the page); portolan show ID --json gives the scan"))
-			}
 			return runReport(cmd.Context(), g, opts)
 		},
 	}
@@ -68,21 +66,29 @@ func runReport(ctx context.Context, g *Globals, opts ReportOptions) error {
 		return err
 	}
 	in.Tool = "portolan " + buildVersion().String()
-	out := g.io.Out
-	var file *os.File
-	if opts.Output != "" && opts.Output != "-" {
-		if file, err = os.Create(opts.Output); err != nil {
-			return err // *PathError names the file
-		}
-		out = file
+	toFile := opts.Output != "" && opts.Output != "-"
+	if g.JSON && !toFile {
+		return usageErr(errors.New("--json says what report wrote: give the page a file with -o FILE"))
 	}
-	err = htmlreport.Write(out, in)
-	if file != nil {
-		if cerr := file.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
+	if !toFile {
+		return htmlreport.Write(g.io.Out, in)
 	}
-	return err
+	var page bytes.Buffer
+	if err := htmlreport.Write(&page, in); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(opts.Output, page.Bytes(), 0o644); err != nil {
+		return fileErr(err)
+	}
+	if g.JSON {
+		return writeJSON(g, struct {
+			Scan  int64  `json:"scan"`
+			Path  string `json:"path"`
+			Bytes int    `json:"bytes"`
+			Diff  bool   `json:"diff"` // the page shows the diff against the previous scan
+		}{si.ID, opts.Output, page.Len(), in.Diff != nil})
+	}
+	return nil
 }
 
 // reportInput gathers what the report of si shows: its results and the

@@ -32,6 +32,7 @@ type WatchPortsOptions struct {
 	MaxBan     time.Duration
 	ClosedOnly bool
 	UDP        bool
+	ICMP       bool
 	Allow      []string
 	Thresholds watch.Thresholds
 	Rate       uint32
@@ -53,7 +54,7 @@ func newWatchPortsCmd(g *Globals) *cobra.Command {
 		Use:   "watch",
 		Short: "Log connection attempts, detect port scans, and optionally block scanners",
 		Long: `Watch new connection attempts to this host (TCP SYN, and FIN, NULL and Xmas
-probes; UDP with --udp) through NFLOG rules in portolan's nftables table, and
+probes; UDP with --udp, pings with --icmp) through NFLOG rules in portolan's nftables table, and
 score every source: a vertical scan (--ports distinct ports on one address
 within --window), a horizontal sweep (--hosts addresses on one port), a slow
 scan (--slow-pairs address and port pairs within --slow-window) or odd-flag
@@ -92,6 +93,7 @@ root (CAP_NET_ADMIN). See docs/watch.md.`,
 	f.DurationVar(&opts.MaxBan, "max-ban", 24*time.Hour, "longest ban")
 	f.BoolVar(&opts.ClosedOnly, "closed-only", false, "only attempts to ports nothing listens on")
 	f.BoolVar(&opts.UDP, "udp", false, "also capture the first datagram of each UDP flow")
+	f.BoolVar(&opts.ICMP, "icmp", false, "also capture ICMP echo requests (a ping sweep is a horizontal scan)")
 	f.StringSliceVar(&opts.Allow, "allow", nil, "never block these prefixes (repeatable, comma-separated)")
 	d := watch.DefaultThresholds
 	f.DurationVar(&th.Window, "window", d.Window, "window of --ports, --hosts and --odd")
@@ -205,7 +207,7 @@ func runWatchPorts(ctx context.Context, g *Globals, opts WatchPortsOptions) erro
 		return err
 	}
 	defer ns.Close()
-	capt := &watch.Capture{NetNS: ns.FD(), Group: opts.Group, Rate: opts.Rate, Burst: opts.Burst, UDP: opts.UDP,
+	capt := &watch.Capture{NetNS: ns.FD(), Group: opts.Group, Rate: opts.Rate, Burst: opts.Burst, UDP: opts.UDP, ICMP: opts.ICMP,
 		Prefix4: opts.Thresholds.Prefix4, Prefix6: opts.Thresholds.Prefix6, Logger: log}
 	if opts.NetNS == "" {
 		capt.NetNS = 0
@@ -388,9 +390,17 @@ func appendEventLine(b []byte, e watch.Event) []byte {
 	b = e.Time.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
 	switch e.Type {
 	case watch.TypeAttempt:
-		b = fmt.Appendf(b, " attempt %s %s:%d -> %s:%d/%s\n", e.Kind, e.Src, e.SrcPort, e.Dst, e.Port, e.Proto)
+		if e.Kind == watch.KindEcho {
+			b = fmt.Appendf(b, " attempt echo %s -> %s\n", e.Src, e.Dst)
+			break
+		}
+		b = fmt.Appendf(b, " attempt %s %s -> %s/%s\n", e.Kind, netip.AddrPortFrom(e.Src, e.SrcPort), netip.AddrPortFrom(e.Dst, uint16(e.Port)), e.Proto)
 	case watch.TypeDetection:
-		b = fmt.Appendf(b, " detection %s %s scan score %.2f offence %d (last probe %s/%s)\n", e.Source, e.Scan, e.Score, e.Offence, e.Dst, e.Proto)
+		last := netip.AddrPortFrom(e.Dst, uint16(e.Port)).String() + "/" + e.Proto.String()
+		if e.Kind == watch.KindEcho {
+			last = "echo to " + e.Dst.String()
+		}
+		b = fmt.Appendf(b, " detection %s %s scan score %.2f offence %d (last probe %s)\n", e.Source, e.Scan, e.Score, e.Offence, last)
 	case watch.TypeBlock:
 		ban := ""
 		if e.Ban > 0 {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,7 +28,7 @@ import (
 // namespace while `portolan scan` runs from a client namespace: the scan
 // is detected and blocked (JSON lines on stdout, the --log file, the
 // store, the metrics say so), the client cannot connect during the ban
-// and can after it, and SIGTERM takes the rules out.
+// and can after it, SIGHUP reloads, and SIGTERM takes the rules out.
 func TestWatchBlocksScanner(t *testing.T) {
 	testenv.RequireRoot(t)
 	cli, srv, _ := netlab.NewPair(t)
@@ -43,7 +44,13 @@ func TestWatchBlocksScanner(t *testing.T) {
 	exe, _ := os.Executable()
 	cmd := &exec.Cmd{Path: exe, Args: []string{"portolan", "watch", "-v", "--json", "--netns", srv.Netns(), "--block", "--ban", "2s",
 		"--log", logFile, "--db", db, "--metrics", "127.0.0.1:0", "--resolv-conf", "/nonexistent"}}
-	cmd.Env = append(os.Environ(), "SSH_CONNECTION=", "NO_COLOR=1")
+	// READY=1 says the daemon handles signals (systemd's Type=notify).
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	cmd.Env = append(os.Environ(), "SSH_CONNECTION=", "NO_COLOR=1", "NOTIFY_SOCKET="+filepath.Join(dir, "notify"))
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -87,6 +94,30 @@ func TestWatchBlocksScanner(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		t.Fatalf("portolan watch did not start:\n%s", errOut.String())
+	}
+	notify.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		buf := make([]byte, 256)
+		n, err := notify.Read(buf)
+		if err != nil {
+			t.Fatalf("no READY=1: %v", err)
+		}
+		if string(buf[:n]) == "READY=1" {
+			break
+		}
+	}
+	// SIGHUP re-reads the never-block list and the daemon goes on.
+	cmd.Process.Signal(syscall.SIGHUP)
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		reloaded := strings.Contains(errOut.String(), "reloaded the never-block list")
+		mu.Unlock()
+		if reloaded {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("no reload after SIGHUP")
+		}
 	}
 	blocks := func() (n int) {
 		mu.Lock()
@@ -248,5 +279,92 @@ func TestWatchTerminalView(t *testing.T) {
 	}
 	if strings.Contains(screen(), `"type"`) {
 		t.Error("JSON on the terminal view")
+	}
+}
+
+// TestWatchLogStalled: the --log file is a pipe nobody reads. The capture
+// goes on (every attempt counted), and the lines the log could not take
+// are dropped and counted, not waited for.
+func TestWatchLogStalled(t *testing.T) {
+	testenv.RequireRoot(t)
+	cli, srv, _ := netlab.NewPair(t)
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "log.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Held open for reading, never read: the writer's open does not
+	// wait, its writes stall once the pipe is full.
+	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	exe, _ := os.Executable()
+	cmd := &exec.Cmd{Path: exe, Args: []string{"portolan", "watch", "-v", "--json", "--netns", srv.Netns(), "--ports", "100000", "--slow-pairs", "100000",
+		"--log", fifo, "--no-store", "--metrics", "127.0.0.1:0", "--resolv-conf", "/nonexistent"}}
+	cmd.Env = append(os.Environ(), "SSH_CONNECTION=")
+	cmd.Stdout = io.Discard
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addrc := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`msg=metrics addr=(\S+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addrc <- m[1]
+			}
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case <-time.After(20 * time.Second):
+		t.Fatal("portolan watch did not start")
+	}
+	const ports = 8000 // ~250 bytes a line: past the pipe and the 1 MiB buffer
+	if err := cli.Do(func() error {
+		Main(context.Background(), []string{"scan", "198.18.0.2", "-p", "1-" + strconv.Itoa(ports), "--no-store", "--max-retries", "0"}, strings.NewReader(""), io.Discard, io.Discard)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	metric := func(body []byte, name string) int {
+		m := regexp.MustCompile(regexp.QuoteMeta(name) + ` (\d+)`).FindSubmatch(body)
+		if m == nil {
+			return -1
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		return n
+	}
+	var body []byte
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if metric(body, `portolan_watch_attempts_total{kind="syn"}`) >= ports {
+			break
+		}
+	}
+	if n := metric(body, `portolan_watch_attempts_total{kind="syn"}`); n < ports {
+		t.Fatalf("%d SYNs captured behind a stalled log; want %d", n, ports)
+	}
+	if n := metric(body, "portolan_watch_events_dropped_total"); n <= 0 {
+		t.Errorf("events dropped = %d; want the lines the stalled log could not take counted", n)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch did not stop within 20 s of SIGTERM with its log stalled")
 	}
 }

@@ -74,7 +74,11 @@ func (v *portsView) take(e watch.Event) {
 		if len(s.ports) < 65536 {
 			s.ports[uint32(e.Proto)<<16|uint32(e.Port)] = struct{}{}
 		}
-		v.ports[strconv.Itoa(int(e.Port))+"/"+e.Proto.String()]++
+		if e.Kind == watch.KindEcho {
+			v.ports["echo"]++
+		} else {
+			v.ports[strconv.Itoa(int(e.Port))+"/"+e.Proto.String()]++
+		}
 	default:
 		v.recent = append(v.recent, e)
 		if len(v.recent) > viewRecent {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 
 	"portolan/internal/firewall"
 	"portolan/internal/netlab"
+	"portolan/internal/nflog"
 	"portolan/internal/portspec"
 	"portolan/internal/store"
 	"portolan/internal/testenv"
@@ -105,10 +107,23 @@ func (l *lab) start(t *testing.T, rs ReplayStore) {
 	t.Cleanup(l.stop)
 }
 
-// reachable reports whether cli can connect to srv's 2222 at addr.
+// reachable reports whether cli can connect to srv's 2222 at addr. A
+// dropped SYN is given 700 ms: a busy machine can only make an open port
+// look closed within that, never the reverse, so checks that want it open
+// use open instead.
 func (l *lab) reachable(t *testing.T, addr netip.Addr) bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	return l.connect(addr, 700*time.Millisecond)
+}
+
+// open reports whether cli can connect within 10 s.
+func (l *lab) open(t *testing.T, addr netip.Addr) bool {
+	t.Helper()
+	return l.connect(addr, 10*time.Second)
+}
+
+func (l *lab) connect(addr netip.Addr, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c, err := l.cli.DialContext(ctx, "tcp", netip.AddrPortFrom(addr, 2222).String())
 	if err != nil {
@@ -189,15 +204,15 @@ func TestSPAOpensThenCloses(t *testing.T) {
 	if e.Key != "laptop" || e.Allow != l.link.B4 || e.Src != l.link.B4 || e.Until.Sub(e.Time) != 2*time.Second || e.Latency <= 0 {
 		t.Errorf("opened event %+v; want laptop opening for %s for 2s", e, l.link.B4)
 	}
-	if !l.reachable(t, l.link.A4) {
+	if !l.open(t, l.link.A4) {
 		t.Fatal("2222/tcp not reachable after the door opened")
 	}
 	time.Sleep(time.Until(e.Until) + 300*time.Millisecond)
 	if l.reachable(t, l.link.A4) {
 		t.Fatal("2222/tcp reachable after the door's time")
 	}
-	if c := l.event(t, EventClosed); c.Allow != l.link.B4 {
-		t.Errorf("closed event %+v; want for %s", c, l.link.B4)
+	if c := l.event(t, EventClosed); c.Allow != l.link.B4 || c.Key != "laptop" || c.Via != "spa" || !c.Time.Equal(e.Until) {
+		t.Errorf("closed event %+v; want laptop's door for %s closed at %v", c, l.link.B4, e.Until)
 	}
 	if !strings.Contains(l.logs.String(), `"msg":"door opened"`) {
 		t.Errorf("no door opened line in the log:\n%s", l.logs.String())
@@ -216,7 +231,7 @@ func TestSPAIPv6(t *testing.T) {
 	if e.Key != "phone" || e.Allow != l.link.B6 || e.Until.Sub(e.Time) != 30*time.Second {
 		t.Errorf("opened event %+v; want phone opening for %s for the door's 30s", e, l.link.B6)
 	}
-	if !l.reachable(t, l.link.A6) {
+	if !l.open(t, l.link.A6) {
 		t.Fatal("[fd00::1]:2222 not reachable after the door opened")
 	}
 	if l.reachable(t, l.link.A4) {
@@ -314,10 +329,10 @@ func (r storeReplay) AddNonce(ctx context.Context, nonce []byte, expires time.Ti
 	return r.st.AddKnockNonce(ctx, nonce, expires)
 }
 
-// TestSequence: the right sequence opens the door, the wrong order does
-// not.
+// TestSequence: the wrong order leaves the door closed, the right
+// sequence opens it, and it closes after its time.
 func TestSequence(t *testing.T) {
-	l := newLab(t, 30*time.Second)
+	l := newLab(t, time.Second)
 	l.start(t, nil)
 	knock := func(spec string) {
 		seq, err := ParseSequence(spec)
@@ -338,8 +353,12 @@ func TestSequence(t *testing.T) {
 	if e.Door != "ssh" || e.Via != "sequence" || e.Allow != l.link.B4 {
 		t.Errorf("opened event %+v; want door ssh by sequence for %s", e, l.link.B4)
 	}
-	if !l.reachable(t, l.link.A4) {
+	if !l.open(t, l.link.A4) {
 		t.Fatal("2222/tcp not reachable after the sequence")
+	}
+	time.Sleep(time.Until(e.Until) + 300*time.Millisecond)
+	if l.reachable(t, l.link.A4) {
+		t.Fatal("2222/tcp reachable after the door's time")
 	}
 }
 
@@ -354,7 +373,7 @@ func TestSequenceIPv6(t *testing.T) {
 	if e := l.event(t, EventOpened); e.Allow != l.link.B6 {
 		t.Errorf("opened for %s; want %s", e.Allow, l.link.B6)
 	}
-	if !l.reachable(t, l.link.A6) {
+	if !l.open(t, l.link.A6) {
 		t.Fatal("[fd00::1]:2222 not reachable after the sequence")
 	}
 }
@@ -381,5 +400,39 @@ func TestJunkDoesNotStopTheServer(t *testing.T) {
 	}
 	if len(lines) == 0 {
 		t.Error("no log lines")
+	}
+}
+
+// TestDoorClosesWithoutDaemon stops the daemon while a door is open: the
+// kernel still closes it on time, and the port stays protected.
+func TestDoorClosesWithoutDaemon(t *testing.T) {
+	l := newLab(t, 30*time.Second)
+	l.start(t, nil)
+	l.spa(t, l.ed, nil, l.link.A4, netip.Addr{}, []DoorPort{ssh}, time.Second)
+	e := l.event(t, EventOpened)
+	l.stop()
+	if !l.open(t, l.link.A4) {
+		t.Fatal("2222/tcp not reachable while the door is open")
+	}
+	time.Sleep(time.Until(e.Until) + 300*time.Millisecond)
+	if l.reachable(t, l.link.A4) {
+		t.Fatal("2222/tcp reachable after the door's time with the daemon gone")
+	}
+}
+
+// TestSecondDaemonLeavesDoors starts a second server with other doors in
+// the same namespace: it fails on the NFLOG group before it writes its
+// doors, so the first one's stay as they were.
+func TestSecondDaemonLeavesDoors(t *testing.T) {
+	l := newLab(t, 30*time.Second)
+	l.start(t, nil)
+	other := &Config{Doors: []Door{{Name: "web", Protect: []DoorPort{{Proto: portspec.TCP, Port: 8443}}, Sequence: []DoorPort{{Proto: portspec.TCP, Port: 1}}}}}
+	err := (&Server{Firewall: l.fw}).Apply(context.Background(), other, nil)
+	if !errors.Is(err, nflog.ErrGroupBusy) {
+		t.Fatalf("second server's Apply = %v; want nflog.ErrGroupBusy", err)
+	}
+	_, protected, err := l.fw.DoorHolders(context.Background())
+	if err != nil || len(protected) != 1 || protected[0] != ssh {
+		t.Errorf("protected ports after the second server failed: %+v, %v; want only 2222/tcp", protected, err)
 	}
 }

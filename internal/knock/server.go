@@ -74,13 +74,15 @@ type Server struct {
 	Events func(Event)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OpenDoor opens ports for src for d; nil means Firewall.OpenDoor.
+	OpenDoor func(ctx context.Context, src netip.Addr, ports []DoorPort, d time.Duration) error
 
 	mu    sync.Mutex // cfg, keys, track, seen, closers
 	cfg   *Config
 	keys  map[KeyID]*Key
 	track *tracker
 	seen  map[[16]byte]time.Time // nonces seen, until when
-	until map[closeKey]time.Time // open doors' ends, for closed events
+	until map[closeKey]Event     // the opened event of each open door, for its closed event
 
 	logLimit limiter
 	m        metrics
@@ -108,8 +110,10 @@ func (s *Server) log() *slog.Logger {
 
 // Apply validates cfg and makes it the running configuration: it writes
 // the doors to the firewall (what is open stays open) and resets sequence
-// progress. keys are the authorized keys (nil: no SPA). The NFLOG group
-// cannot change while Serve runs.
+// progress. keys are the authorized keys (nil: no SPA). The first Apply
+// binds cfg's NFLOG group before it touches the firewall, so a second
+// daemon fails (nflog.ErrGroupBusy) without changing the first one's
+// doors; the group cannot change afterwards.
 func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) error {
 	s.m.init()
 	if err := cfg.Validate(); err != nil {
@@ -120,6 +124,11 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	s.mu.Unlock()
 	if old != nil && s.started.Load() && old.group() != cfg.group() {
 		return fmt.Errorf("nflog group %d: cannot change from %d while running; restart", cfg.group(), old.group())
+	}
+	if !s.started.Load() {
+		if err := s.listen(ctx, cfg.group()); err != nil {
+			return err
+		}
 	}
 	fw := &firewall.Doors{Group: cfg.group(), Prefix: "portolan knock"}
 	seenPort := map[DoorPort]bool{}
@@ -149,27 +158,34 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	s.track = newTracker(cfg.Doors, 1<<16)
 	if s.seen == nil {
 		s.seen = map[[16]byte]time.Time{}
-		s.until = map[closeKey]time.Time{}
+		s.until = map[closeKey]Event{}
 	}
 	return nil
 }
 
-// Listen binds the NFLOG group of the applied configuration, so that knocks
-// are queued from now on; Serve reads them. It fails when another process
-// holds the group.
+// Listen makes sure the NFLOG group of the applied configuration is bound,
+// so that knocks are queued from now on; Serve reads them. Apply binds it
+// already: Listen only says whether that was done.
 func (s *Server) Listen(ctx context.Context) error {
+	if s.started.Load() {
+		return nil
+	}
 	s.mu.Lock()
 	cfg := s.cfg
 	s.mu.Unlock()
 	if cfg == nil {
 		return errors.New("knockd: listen before apply")
 	}
-	r, err := nflog.Open(ctx, nflog.Config{Group: cfg.group(), NetNS: s.Firewall.NetNS, CopyRange: 512})
+	return s.listen(ctx, cfg.group())
+}
+
+func (s *Server) listen(ctx context.Context, group uint16) error {
+	r, err := nflog.Open(ctx, nflog.Config{Group: group, NetNS: s.Firewall.NetNS, CopyRange: 512})
 	if err != nil {
 		return err
 	}
-	s.started.Store(true)
 	s.m.reader.Store(r)
+	s.started.Store(true)
 	return nil
 }
 
@@ -341,7 +357,11 @@ func (s *Server) spa(ctx context.Context, cfg *Config, at time.Time, src netip.A
 
 // open opens ev's ports for ev.Allow for d and reports it.
 func (s *Server) open(ctx context.Context, ev Event, at time.Time, d time.Duration) {
-	if err := s.Firewall.OpenDoor(ctx, ev.Allow, ev.Ports, d); err != nil {
+	open := s.OpenDoor
+	if open == nil {
+		open = s.Firewall.OpenDoor
+	}
+	if err := open(ctx, ev.Allow, ev.Ports, d); err != nil {
 		s.reject(ev, ReasonOpenFailed, "err", err)
 		return
 	}
@@ -351,7 +371,7 @@ func (s *Server) open(ctx context.Context, ev Event, at time.Time, d time.Durati
 	s.m.latency.Observe(ev.Latency.Seconds())
 	s.mu.Lock()
 	for _, p := range ev.Ports {
-		s.until[closeKey{ev.Allow, p}] = ev.Until
+		s.until[closeKey{ev.Allow, p}] = ev
 	}
 	s.mu.Unlock()
 	s.log().Info("door opened", "via", ev.Via, "door", ev.Door, "key", ev.Key, "src", ev.Src, "allow", ev.Allow,
@@ -389,16 +409,17 @@ func (s *Server) housekeep(now time.Time) {
 		}
 	}
 	s.track.sweep(now)
-	for k, until := range s.until {
-		if !now.Before(until) {
+	for k, o := range s.until {
+		if !now.Before(o.Until) {
 			delete(s.until, k)
-			closed = append(closed, Event{Time: until, Type: EventClosed, Src: k.src, Allow: k.src, Ports: []DoorPort{k.port}})
+			closed = append(closed, Event{Time: o.Until, Type: EventClosed, Via: o.Via, Door: o.Door, Key: o.Key,
+				Src: o.Src, Allow: k.src, Ports: []DoorPort{k.port}})
 		}
 	}
 	s.mu.Unlock()
 	for _, ev := range closed {
 		s.m.closes.Inc()
-		s.log().Info("door closed", "allow", ev.Allow, "ports", portsString(ev.Ports))
+		s.log().Info("door closed", "via", ev.Via, "door", ev.Door, "key", ev.Key, "allow", ev.Allow, "ports", portsString(ev.Ports))
 		s.emit(ev)
 	}
 }

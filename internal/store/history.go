@@ -3,7 +3,6 @@ package store
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -121,10 +120,6 @@ func (s *Store) ImportScan(ctx context.Context, si ScanInfo, results []scan.Resu
 	} else if !json.Valid(opts) {
 		return 0, errors.New("import scan: options are not valid JSON")
 	}
-	rows, groups, err := s.resultRows(0, results)
-	if err != nil {
-		return 0, fmt.Errorf("import scan into %s: %w", s.path, err)
-	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("import scan into %s: %w", s.path, err)
@@ -144,54 +139,17 @@ func (s *Store) ImportScan(ctx context.Context, si ScanInfo, results []scan.Resu
 	if err != nil {
 		return 0, fmt.Errorf("import scan into %s: %w", s.path, err)
 	}
-	for _, r := range rows {
-		r[0] = id
+	rows, groups, err := s.resultRows(id, results)
+	if err == nil {
+		err = s.insertInTx(ctx, tx, rows, groups)
 	}
-	for _, g := range groups {
-		g[0] = id
-	}
-	if err := s.insertTx(ctx, tx, rows, groups); err != nil {
+	if err != nil {
 		return 0, fmt.Errorf("import scan into %s: %w", s.path, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("import scan into %s: %w", s.path, err)
 	}
 	return id, nil
-}
-
-// insertTx inserts result rows and port groups inside tx, so they commit
-// (or not) with whatever else tx does; AddResults' bulk paths make their
-// own transaction.
-func (s *Store) insertTx(ctx context.Context, tx *sql.Tx, rows, groups [][]any) error {
-	if s.d.name() == "sqlite" {
-		if err := insertRows(ctx, tx, rows); err != nil {
-			return err
-		}
-		rows = nil
-	}
-	for _, ins := range []struct {
-		table, columns string
-		n              int
-		values         [][]any
-	}{
-		{"results", resultColumnList, resultColumns, rows},
-		{"port_groups", groupColumnList, len(groupColumnNames), groups},
-	} {
-		if len(ins.values) == 0 {
-			continue
-		}
-		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO `+ins.table+` (`+ins.columns+`) VALUES (?`+strings.Repeat(",?", ins.n-1)+`)`))
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, v := range ins.values {
-			if _, err := stmt.ExecContext(ctx, v...); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // nullNanos is a time as stored, with the zero time as NULL.
@@ -226,9 +184,37 @@ func (s *Store) Sightings(ctx context.Context, addr netip.Addr, port portspec.Po
 	// Scan by scan: the indexes lead with the scan's id.
 	for i := len(scans) - 1; i >= 0; i-- {
 		si := scans[i]
-		host, err := s.hostResults(ctx, si.ID, key, port, proto)
+		var host []scan.Result
+		q := `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time FROM results WHERE scan_id = ? AND addr = ?`
+		args := []any{si.ID, key}
+		if port != 0 {
+			q += ` AND proto = ? AND port = ?`
+			args = append(args, proto.String(), int(port))
+		}
+		rows, err := s.db.QueryContext(ctx, s.q(q), args...)
 		if err != nil {
 			return fail(err)
+		}
+		for rows.Next() {
+			r, err := resultRow(rows)
+			if err != nil {
+				rows.Close()
+				return fail(err)
+			}
+			host = append(host, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fail(err)
+		}
+		g, err := s.hostGroups(ctx, si.ID, key)
+		if err != nil {
+			return fail(err)
+		}
+		for _, r := range g {
+			if port == 0 || (r.Port == port && r.Proto == proto) {
+				host = append(host, r)
+			}
 		}
 		slices.SortFunc(host, func(a, b scan.Result) int {
 			if c := strings.Compare(a.Proto.String(), b.Proto.String()); c != 0 {
@@ -236,14 +222,14 @@ func (s *Store) Sightings(ctx context.Context, addr netip.Addr, port portspec.Po
 			}
 			return cmp.Compare(a.Port, b.Port)
 		})
-		version, err := si.ServiceVersion()
+		vs, err := si.Versions()
 		if err != nil {
 			return fail(err)
 		}
 		for _, r := range host {
-			v := scan.ParseVersion(r.Service, r.Banner)
-			if version != nil {
-				v = version(r)
+			v, ok := vs[VersionKey{r.Addr, r.Port, r.Proto}]
+			if !ok {
+				v = scan.ParseVersion(r.Service, r.Banner)
 			}
 			out = append(out, Sighting{Scan: si.ID, Started: si.Started, Result: r, Version: v})
 		}
@@ -251,48 +237,21 @@ func (s *Store) Sightings(ctx context.Context, addr netip.Addr, port portspec.Po
 	return out, nil
 }
 
-// hostResults reads the results of one address of scan id, rows and
-// groups; port 0 means every port, else only that port of proto.
-func (s *Store) hostResults(ctx context.Context, id int64, key []byte, port portspec.Port, proto portspec.Proto) ([]scan.Result, error) {
+// hostGroups reads the grouped ports of one address of scan id.
+func (s *Store) hostGroups(ctx context.Context, id int64, key []byte) ([]scan.Result, error) {
 	tx, err := s.db.BeginTx(ctx, s.d.readTx())
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	q := `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time FROM results WHERE scan_id = ? AND addr = ?`
-	args := []any{id, key}
-	if port != 0 {
-		q += ` AND proto = ? AND port = ?`
-		args = append(args, proto.String(), int(port))
-	}
-	rows, err := tx.QueryContext(ctx, s.q(q), args...)
-	if err != nil {
-		return nil, err
-	}
-	var out []scan.Result
-	for rows.Next() {
-		r, err := resultRow(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	g, err := s.readGroups(ctx, tx, `scan_id = ? AND addr = ?`, []any{id, key})
+	g, err := s.readGroups(ctx, tx, "scan_id = ? AND addr = ?", []any{id, key})
 	if err != nil {
 		return nil, err
 	}
 	defer g.close()
+	var out []scan.Result
 	for g.next != nil {
-		for _, r := range g.next {
-			if port == 0 || (r.Port == port && r.Proto == proto) {
-				out = append(out, r)
-			}
-		}
+		out = append(out, g.next...)
 		if err := g.advance(); err != nil {
 			return nil, err
 		}

@@ -13,6 +13,27 @@ import (
 	"portolan/internal/scan"
 )
 
+// hostGroup is a row of port_groups as ScanHosts reads it: the ports
+// still packed.
+type hostGroup struct {
+	ok           bool
+	addr         netip.Addr
+	proto, state string
+	reason       string
+	ports        []byte
+}
+
+func scanHostGroup(rows *sql.Rows) (hostGroup, error) {
+	var g hostGroup
+	var key []byte
+	if err := rows.Scan(&key, &g.proto, &g.state, &g.reason, &g.ports); err != nil {
+		return g, err
+	}
+	a, err := parseAddrKey(key)
+	g.addr = a
+	return g, err
+}
+
 // PortState is one port of a host as ScanHosts yields it.
 type PortState struct {
 	Port   portspec.Port
@@ -50,23 +71,24 @@ func (s *Store) ScanHosts(ctx context.Context, id int64) iter.Seq2[*HostPorts, e
 			return
 		}
 		defer tx.Rollback()
+		// Map the file instead of reading it a page per system call: a
+		// scan of millions of ports is tens of megabytes, read once.
 		if s.d.name() == "sqlite" {
-			// Map the file instead of reading it a page per system call: a
-			// scan of millions of ports is tens of megabytes, read once.
 			if _, err := tx.ExecContext(ctx, `PRAGMA mmap_size = 1073741824`); err != nil {
 				fail(err)
 				return
 			}
 		}
+		// Two queries read at once: cursors, which PostgreSQL needs for it.
 		rows, err := openCursor(ctx, s, tx, "portolan_host_rows", `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time
-			FROM results WHERE scan_id = ? ORDER BY addr, proto, port, time DESC`, []any{id}, resultRow)
+			FROM results WHERE scan_id = ? ORDER BY addr, proto, port`, []any{id}, resultRow)
 		if err != nil {
 			fail(err)
 			return
 		}
 		defer rows.close()
-		groups, err := openCursor(ctx, s, tx, "portolan_host_groups", `SELECT addr, proto, state, reason, ports
-			FROM port_groups WHERE scan_id = ? ORDER BY addr, proto`, []any{id}, packedRow)
+		groups, err := openCursor(ctx, s, tx, "portolan_host_groups", `SELECT addr, proto, state, reason, ports FROM port_groups
+			WHERE scan_id = ? ORDER BY addr, proto`, []any{id}, scanHostGroup)
 		if err != nil {
 			fail(err)
 			return
@@ -75,14 +97,14 @@ func (s *Store) ScanHosts(ctx context.Context, id int64) iter.Seq2[*HostPorts, e
 
 		var row *scan.Result
 		nextRow := func() error {
-			r, ok, err := rows.next()
 			row = nil
+			r, ok, err := rows.next()
 			if ok {
 				row = &r
 			}
 			return err
 		}
-		var g packed
+		var g hostGroup
 		nextGroup := func() error {
 			var err error
 			g, g.ok, err = groups.next()
@@ -148,35 +170,13 @@ func (s *Store) ScanHosts(ctx context.Context, id int64) iter.Seq2[*HostPorts, e
 				}
 			}
 			if grouped {
-				slices.SortStableFunc(h.Ports, ComparePortState)
+				slices.SortFunc(h.Ports, ComparePortState)
 			}
-			// A port stored twice (a batch written again after its commit's
-			// answer was lost) counts once: rows first, the latest first.
-			h.Ports = slices.CompactFunc(h.Ports, func(a, b PortState) bool { return ComparePortState(a, b) == 0 })
 			if !yield(&h, nil) {
 				return
 			}
 		}
 	}
-}
-
-// packed is a port group as ScanHosts reads it: its ports still packed.
-type packed struct {
-	ok                   bool
-	addr                 netip.Addr
-	proto, state, reason string
-	ports                []byte
-}
-
-func packedRow(rows *sql.Rows) (packed, error) {
-	var g packed
-	var key []byte
-	if err := rows.Scan(&key, &g.proto, &g.state, &g.reason, &g.ports); err != nil {
-		return g, err
-	}
-	a, err := parseAddrKey(key)
-	g.addr = a
-	return g, err
 }
 
 // ComparePortState orders ports as the results query does: protocol name,

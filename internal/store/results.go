@@ -40,9 +40,8 @@ func (s *Store) AddResults(ctx context.Context, id int64, results []scan.Result)
 	return nil
 }
 
-// resultRows turns results of scan id into the values of result rows and
-// of port groups, in the column orders of resultColumnList and
-// groupColumnList.
+// resultRows turns results into the rows of results (resultColumnList)
+// and of port_groups (groupColumnList).
 func (s *Store) resultRows(id int64, results []scan.Result) (rows, groups [][]any, err error) {
 	var grouped []scan.Result
 	for _, r := range results {
@@ -61,6 +60,33 @@ func (s *Store) resultRows(id int64, results []scan.Result) (rows, groups [][]an
 			r.RTT.Microseconds(), r.Service, banner, nanos(r.Time)})
 	}
 	return rows, groupRows(id, grouped), nil
+}
+
+// insertInTx writes result and group rows inside tx, for a caller that
+// writes more in the same transaction (an import). Bulk writes of a
+// running scan go through the dialect's addResults instead.
+func (s *Store) insertInTx(ctx context.Context, tx *sql.Tx, rows, groups [][]any) error {
+	for _, w := range []struct {
+		table, cols string
+		n           int
+		rows        [][]any
+	}{{"results", resultColumnList, resultColumns, rows}, {"port_groups", groupColumnList, len(groupColumnNames), groups}} {
+		if len(w.rows) == 0 {
+			continue
+		}
+		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO `+w.table+` (`+w.cols+`) VALUES (?`+strings.Repeat(",?", w.n-1)+`)`))
+		if err != nil {
+			return err
+		}
+		for _, r := range w.rows {
+			if _, err := stmt.ExecContext(ctx, r...); err != nil {
+				stmt.Close()
+				return err
+			}
+		}
+		stmt.Close()
+	}
+	return nil
 }
 
 // The columns of a result row and of a port group, in the order the

@@ -50,6 +50,9 @@ type Capture struct {
 	Rate, Burst uint32
 	// UDP also captures the first datagram of each UDP flow.
 	UDP bool
+	// ICMP also captures ICMP and ICMPv6 echo requests (pings): a ping
+	// sweep is a horizontal scan.
+	ICMP bool
 	// Prefix4 and Prefix6 are the ban prefix lengths (see Thresholds).
 	// 0: 32 and 64.
 	Prefix4, Prefix6 int

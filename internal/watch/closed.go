@@ -3,7 +3,6 @@ package watch
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +23,6 @@ type Listening struct {
 	Logger   *slog.Logger
 
 	ports atomic.Pointer[portspec.Set]
-	once  sync.Once
 }
 
 // Refresh reads the socket table now.

@@ -37,8 +37,9 @@ const (
 // Decode reads the attempt in an IPv4 or IPv6 packet as NFLOG hands it
 // over (from the network header; the capture rule copies 128 bytes,
 // enough for the headers), with nflog.DecodeFlow. Time is left for the
-// caller. A fragment past the first, a protocol other than TCP and UDP,
-// and TCP flags that belong to a connection (ACK or RST) are errors.
+// caller. A fragment past the first, a protocol other than TCP, UDP and
+// ICMP echo requests, and TCP flags that belong to a connection (ACK or
+// RST) are errors.
 func Decode(b []byte) (Attempt, error) {
 	perr := func(pos int, msg string) error {
 		n := min(len(b), 16)
@@ -65,6 +66,11 @@ func Decode(b []byte) (Attempt, error) {
 		}
 	case nflog.ProtoUDP:
 		a.Proto, a.Kind = portspec.UDP, KindUDP
+	case nflog.ProtoICMP, nflog.ProtoICMPv6:
+		if (f.Proto == nflog.ProtoICMP && f.ICMPType != 8) || (f.Proto == nflog.ProtoICMPv6 && f.ICMPType != 128) {
+			return Attempt{}, perr(0, fmt.Sprintf("ICMP type %d is not an echo request", f.ICMPType))
+		}
+		a.Kind = KindEcho
 	default:
 		return Attempt{}, perr(0, fmt.Sprintf("protocol %d", f.Proto))
 	}

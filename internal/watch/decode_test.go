@@ -42,6 +42,17 @@ func packet(src, dst string, proto uint8, sport, dport uint16, flags uint8) []by
 	return append(b, l4...)
 }
 
+// icmpPacket builds an ICMP (IPv4) or ICMPv6 message of type typ.
+func icmpPacket(src, dst string, typ uint8) []byte {
+	proto := uint8(1)
+	if netip.MustParseAddr(src).Is6() {
+		proto = 58
+	}
+	b := packet(src, dst, proto, 0, 0, 0) // an 8-byte "UDP" header: room for ICMP's
+	b[len(b)-8] = typ
+	return b
+}
+
 var decodeCases = []struct {
 	name string
 	pkt  []byte
@@ -60,7 +71,10 @@ var decodeCases = []struct {
 	{"empty", nil, Attempt{}, "empty packet"},
 	{"short4", packet("198.18.0.9", "198.18.0.1", 6, 5, 1, 0)[:19], Attempt{}, "ipv4 header in 19 bytes"},
 	{"shorttcp", packet("198.18.0.9", "198.18.0.1", 6, 5, 1, 0)[:30], Attempt{}, "tcp header in 10 bytes"},
-	{"icmp", packet("198.18.0.9", "198.18.0.1", 1, 5, 1, 0), Attempt{}, "protocol 1"},
+	{"echo", icmpPacket("198.18.0.9", "198.18.0.1", 8), Attempt{Src: netip.MustParseAddr("198.18.0.9"), Dst: netip.MustParseAddr("198.18.0.1"), Kind: KindEcho}, ""},
+	{"echo6", icmpPacket("fd00::9", "fd00::1", 128), Attempt{Src: netip.MustParseAddr("fd00::9"), Dst: netip.MustParseAddr("fd00::1"), Kind: KindEcho}, ""},
+	{"echo reply", icmpPacket("198.18.0.9", "198.18.0.1", 0), Attempt{}, "not an echo request"},
+	{"gre", packet("198.18.0.9", "198.18.0.1", 47, 5, 1, 0), Attempt{}, "protocol 47"},
 	{"version", []byte{0x50, 0, 0}, Attempt{}, "ip version 5"},
 }
 

@@ -18,9 +18,10 @@ const (
 	KindXmas                 // FIN, PSH and URG: an Xmas scan
 	KindOdd                  // another flag mix without SYN, ACK or RST
 	KindUDP                  // the first datagram of a UDP flow
+	KindEcho                 // an ICMP or ICMPv6 echo request (a ping); no protocol or port
 )
 
-var kindNames = [...]string{KindSYN: "syn", KindFIN: "fin", KindNULL: "null", KindXmas: "xmas", KindOdd: "odd", KindUDP: "udp"}
+var kindNames = [...]string{KindSYN: "syn", KindFIN: "fin", KindNULL: "null", KindXmas: "xmas", KindOdd: "odd", KindUDP: "udp", KindEcho: "echo"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && kindNames[k] != "" {
@@ -44,7 +45,7 @@ func (k *Kind) UnmarshalText(b []byte) error {
 			return nil
 		}
 	}
-	return &ParseError{Input: string(b), What: "kind", Msg: "want syn, fin, null, xmas, odd or udp"}
+	return &ParseError{Input: string(b), What: "kind", Msg: "want syn, fin, null, xmas, odd, udp or echo"}
 }
 
 // Attempt is one captured connection attempt.
@@ -53,7 +54,7 @@ type Attempt struct {
 	Src     netip.Addr     `json:"src"`
 	SrcPort uint16         `json:"src_port"`
 	Dst     netip.Addr     `json:"dst"`
-	Proto   portspec.Proto `json:"proto"`
+	Proto   portspec.Proto `json:"proto,omitzero"` // zero for an echo request
 	Port    portspec.Port  `json:"port"`
 	Kind    Kind           `json:"kind"`
 	Flags   uint8          `json:"tcp_flags,omitempty"` // TCP flags byte as sent

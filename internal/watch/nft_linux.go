@@ -136,6 +136,16 @@ func (c *Capture) Install(ctx context.Context) error {
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: CaptureChainName})
 	}
+	if c.ICMP {
+		for _, e := range []struct{ proto, typ byte }{{unix.IPPROTO_ICMP, 8}, {unix.IPPROTO_ICMPV6, 128}} {
+			add(base, "echo",
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{e.proto}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{e.typ}},
+				&expr.Verdict{Kind: expr.VerdictJump, Chain: CaptureChainName})
+		}
+	}
 	rate, burst := c.Rate, c.Burst
 	if rate == 0 {
 		rate = DefaultRate

@@ -3,6 +3,8 @@ package watch
 import (
 	"context"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,9 +169,24 @@ func TestNeverBlockGateway(t *testing.T) {
 	if err := srv.AddRoute(netip.MustParsePrefix("198.18.99.0/24"), lk.A4); err != nil {
 		t.Fatal(err)
 	}
-	nb, err := GatherNeverBlock(context.Background(), NeverBlockSources{Netns: srv.Path(), ResolvConf: "/nonexistent", Allow: []netip.Prefix{netip.MustParsePrefix("198.18.7.0/24")}})
+	resolv := t.TempDir() + "/resolv.conf"
+	if err := os.WriteFile(resolv, []byte("nameserver 198.18.0.53\nnameserver fd00::53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nb, err := GatherNeverBlock(context.Background(), NeverBlockSources{Netns: srv.Path(), ResolvConf: resolv,
+		SSHConnection: "198.18.0.77 50000 198.18.0.2 22", Allow: []netip.Prefix{netip.MustParsePrefix("198.18.7.0/24")}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, c := range []struct{ p, reason string }{
+		{"198.18.0.53/32", "resolver"}, {"fd00::/64", "resolver"}, {"198.18.0.77/32", "ssh peer"}, {"198.18.7.9/32", "allow-list"},
+	} {
+		if r, ok := nb.Check(netip.MustParsePrefix(c.p)); !ok || !strings.HasPrefix(r, c.reason) {
+			t.Errorf("Check(%s) = %q, %v; want %s", c.p, r, ok, c.reason)
+		}
+	}
+	if _, ok := nb.Check(netip.MustParsePrefix("198.18.0.9/32")); ok {
+		t.Errorf("198.18.0.9 on the never-block list %v", nb.Entries())
 	}
 	if r, ok := nb.Check(netip.MustParsePrefix("198.18.0.1/32")); !ok {
 		t.Fatalf("gateway 198.18.0.1 not on the never-block list %v", nb.Entries())
@@ -301,5 +318,129 @@ func TestIPv6ScanBannedAsPrefix(t *testing.T) {
 	}
 	if dialOK(t, cli, "[fd00::2]:8080") {
 		t.Fatal("the IPv6 scanner connected during its ban")
+	}
+}
+
+// TestClosedOnlyDryRunUDP: with Keep = Listening.Closed, attempts to a
+// served port are left out and those to closed ports kept; a dry run
+// reports the ban it would make and bans nothing; UDP datagrams to a
+// closed port are captured.
+func TestClosedOnlyDryRunUDP(t *testing.T) {
+	cli, srv, lk := netlab.NewPair(t)
+	serve(t, srv, "198.18.0.2:8080")
+	l := &Listening{Netns: srv.Path()}
+	if err := l.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w := &Watcher{Keep: l.Closed, DryRun: true, Thresholds: Thresholds{Ports: 5}}
+	capt := &Capture{NetNS: srv.FD(), UDP: true}
+	rec, _ := watching(t, srv, w, capt, false)
+	for range 10 {
+		if !dialOK(t, cli, "198.18.0.2:8080") {
+			t.Fatal("no connection to the served port")
+		}
+	}
+	for p := range 6 {
+		dialOK(t, cli, netip.AddrPortFrom(lk.B4, uint16(9000+p)).String())
+	}
+	c, err := cli.DialContext(context.Background(), "udp", "198.18.0.2:5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		// The port unreachable that answers the first ends its
+		// conntrack entry and makes the socket's next write fail, so
+		// one or two count as new flows.
+		c.Write([]byte("x"))
+	}
+	c.Close()
+	if !waitUntil(5*time.Second, func() bool { return len(rec.of(TypeBlock)) > 0 && w.Stats().Filtered >= 10 }) {
+		t.Fatalf("stats %+v, blocks %v", w.Stats(), rec.of(TypeBlock))
+	}
+	time.Sleep(200 * time.Millisecond)
+	var tcp, udp int
+	for _, e := range rec.of(TypeAttempt) {
+		switch {
+		case e.Port == 8080:
+			t.Errorf("attempt to the served port kept: %+v", e)
+		case e.Kind == KindUDP && e.Port == 5353:
+			udp++
+		case e.Kind == KindSYN:
+			tcp++
+		}
+	}
+	if tcp != 6 || udp < 1 || udp > 3 {
+		t.Errorf("kept %d SYNs to closed ports and %d UDP datagrams; want 6, and 1 to 3", tcp, udp)
+	}
+	if b := rec.of(TypeBlock)[0]; b.Action != "dry-run" || b.Ban != 10*time.Minute {
+		t.Errorf("block %+v; want a dry run of a 10m ban", b)
+	}
+	bans, err := capt.Banned(context.Background())
+	if err != nil || len(bans) != 0 {
+		t.Errorf("Banned() = %v, %v; want nothing banned in a dry run", bans, err)
+	}
+	if !dialOK(t, cli, "198.18.0.2:8080") {
+		t.Error("the dry run blocked the client")
+	}
+}
+
+// TestHorizontalSweep: one port on Hosts addresses of the server is a
+// sweep.
+func TestHorizontalSweep(t *testing.T) {
+	cli, srv, lk := netlab.NewPair(t)
+	for i := range 10 {
+		if err := srv.AddAddr(lk.BDev, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(20 + i)}), 24)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &Watcher{}
+	rec, _ := watching(t, srv, w, &Capture{NetNS: srv.FD()}, false)
+	for i := range 10 {
+		dialOK(t, cli, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(20 + i)}), 22).String())
+	}
+	if !waitUntil(5*time.Second, func() bool { return len(rec.of(TypeDetection)) > 0 }) {
+		t.Fatalf("no detection; %d attempts", len(rec.of(TypeAttempt)))
+	}
+	if d := rec.of(TypeDetection)[0]; d.Scan != Horizontal || d.Port != 22 {
+		t.Errorf("detection %+v; want a horizontal sweep of port 22", d)
+	}
+}
+
+// TestPingSweep: with ICMP, echo requests to Hosts addresses of the
+// server are a horizontal sweep.
+func TestPingSweep(t *testing.T) {
+	cli, srv, lk := netlab.NewPair(t)
+	for i := range 10 {
+		if err := srv.AddAddr(lk.BDev, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(20 + i)}), 24)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &Watcher{}
+	rec, _ := watching(t, srv, w, &Capture{NetNS: srv.FD(), ICMP: true}, false)
+	var fd int
+	if err := cli.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	echo := []byte{8, 0, 0, 0, 0, 1, 0, 1}
+	sum := ^uint16(uint16(8)<<8 + 1 + 1) // the checksum of the message above
+	echo[2], echo[3] = byte(sum>>8), byte(sum)
+	for i := range 10 {
+		if err := unix.Sendto(fd, echo, 0, &unix.SockaddrInet4{Addr: [4]byte{198, 18, 0, byte(20 + i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !waitUntil(5*time.Second, func() bool { return len(rec.of(TypeDetection)) > 0 }) {
+		t.Fatalf("no detection; attempts %+v", rec.of(TypeAttempt))
+	}
+	if d := rec.of(TypeDetection)[0]; d.Scan != Horizontal || d.Kind != KindEcho {
+		t.Errorf("detection %+v; want a horizontal sweep of echo requests", d)
+	}
+	if a := rec.of(TypeAttempt)[0]; a.Kind != KindEcho || a.Proto != 0 || a.Src != lk.A4 {
+		t.Errorf("attempt %+v; want an echo request from %s", a, lk.A4)
 	}
 }

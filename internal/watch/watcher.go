@@ -50,7 +50,7 @@ type Watcher struct {
 	det  *Detector
 	nb   atomic.Pointer[NeverBlock] // NeverBlock, or what SetNeverBlock put
 
-	attempts                   [KindUDP + 1]atomic.Uint64
+	attempts                   [KindEcho + 1]atomic.Uint64
 	filtered                   atomic.Uint64
 	detections                 [4]atomic.Uint64 // by scanKinds index
 	blocks, refused, blockErrs atomic.Uint64
@@ -201,7 +201,7 @@ func (w *Watcher) Stats() Stats {
 }
 
 var (
-	descAttempts   = prometheus.NewDesc("portolan_watch_attempts_total", "Connection attempts captured and kept, by kind (syn, fin, null, xmas, odd, udp).", []string{"kind"}, nil)
+	descAttempts   = prometheus.NewDesc("portolan_watch_attempts_total", "Connection attempts captured and kept, by kind (syn, fin, null, xmas, odd, udp, echo).", []string{"kind"}, nil)
 	descFiltered   = prometheus.NewDesc("portolan_watch_attempts_filtered_total", "Attempts captured but left out (--closed-only: to a port something listens on).", nil, nil)
 	descDetections = prometheus.NewDesc("portolan_watch_detections_total", "Sources that crossed a threshold, by scan kind.", []string{"kind"}, nil)
 	descBlocks     = prometheus.NewDesc("portolan_watch_blocks_total", "Sources banned, by result: blocked, never_block (refused by the never-block list), error.", []string{"result"}, nil)
@@ -224,7 +224,7 @@ func (w *Watcher) Collect(ch chan<- prometheus.Metric) {
 	c := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	for k := KindSYN; k <= KindUDP; k++ {
+	for k := KindSYN; k <= KindEcho; k++ {
 		c(descAttempts, w.attempts[k].Load(), k.String())
 	}
 	c(descFiltered, w.filtered.Load())
