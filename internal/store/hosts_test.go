@@ -163,3 +163,41 @@ func testImportScan(t *testing.T, open opener) {
 		t.Errorf("after a refused import: %d scans, %v; want the 2 from before", len(scans), err)
 	}
 }
+
+// TestScanHostsRepeat stores a batch twice, as a scan does when a commit's
+// answer was lost and it writes the batch again: each port comes once.
+func TestScanHostsRepeat(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	id, err := s.CreateScan(ctx, ScanInfo{Targets: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddr("198.18.0.3")
+	var rs []scan.Result
+	for p := portspec.Port(1); p <= 5; p++ {
+		r := scan.Result{Addr: addr, Port: p, Proto: portspec.TCP, State: scan.Closed, Reason: scan.ReasonConnRefused,
+			Service: registry.PortName(p, portspec.TCP), Pos: uint64(p)}
+		if p == 2 {
+			r.State, r.Reason, r.Banner = scan.Open, scan.ReasonSynAck, "hi"
+		}
+		rs = append(rs, r)
+	}
+	for range 2 {
+		if err := s.AddResults(ctx, id, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for h, err := range s.ScanHosts(ctx, id) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range h.Ports {
+			got = append(got, fmt.Sprintf("%d %s", p.Port, p.State))
+		}
+	}
+	if want := "[1 closed 2 open 3 closed 4 closed 5 closed]"; fmt.Sprint(got) != want {
+		t.Errorf("ScanHosts of a batch stored twice = %v; want %s", got, want)
+	}
+}
