@@ -81,7 +81,7 @@ func (s *Store) ScanHosts(ctx context.Context, id int64) iter.Seq2[*HostPorts, e
 		}
 		// Two queries read at once: cursors, which PostgreSQL needs for it.
 		rows, err := openCursor(ctx, s, tx, "portolan_host_rows", `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time
-			FROM results WHERE scan_id = ? ORDER BY addr, proto, port`, []any{id}, resultRow)
+			FROM results WHERE scan_id = ? ORDER BY addr, proto, port, time DESC`, []any{id}, resultRow)
 		if err != nil {
 			fail(err)
 			return
@@ -170,8 +170,12 @@ func (s *Store) ScanHosts(ctx context.Context, id int64) iter.Seq2[*HostPorts, e
 				}
 			}
 			if grouped {
-				slices.SortFunc(h.Ports, ComparePortState)
+				slices.SortStableFunc(h.Ports, ComparePortState)
 			}
+			// A port stored twice (a batch written again after its commit's
+			// answer was lost) counts once, as ResultsSeq gives it: rows
+			// before groups, the latest row first.
+			h.Ports = slices.CompactFunc(h.Ports, func(a, b PortState) bool { return ComparePortState(a, b) == 0 })
 			if !yield(&h, nil) {
 				return
 			}
