@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"portolan/internal/netlab"
+	"portolan/internal/portspec"
+	"portolan/internal/scan"
+)
+
+// TestScanUDP runs portolan scan -sU as a user would, from one namespace
+// into another, over IPv4 and IPv6: a UDP service (open), a port with
+// nothing (closed), nftables reject with ICMP administratively prohibited
+// (filtered) and drop (open|filtered). The streamed results, the stored
+// scan, nmap XML (valid against nmap's DTD) and the grepable format all
+// say the same.
+func TestScanUDP(t *testing.T) {
+	scanner, target, lk := netlab.NewPair(t)
+	for _, a := range []netip.Addr{lk.B4, lk.B6} {
+		pc, err := target.ListenPacket("udp", netip.AddrPortFrom(a, 53).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		go answerUDP(pc)
+	}
+	nft(t, target, `table inet portolantest {
+ chain input {
+  type filter hook input priority 0;
+  udp dport 55 reject with icmpx type admin-prohibited
+  udp dport 56 drop
+ }
+}
+`)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "scans.db")
+	r := runChild(t, portolanIn(t, scanner, "scan", lk.B4.String(), lk.B6.String(), "-sU",
+		"-p", "53-56", "--db", db, "--format", "jsonl", "--stats-every", "1m"))
+	if r.code != ExitOK {
+		t.Fatalf("scan -sU: %v", r)
+	}
+	got := resultSet(t, "scan", jsonlResults(t, r.stdout))
+	diffSets(t, "stored", resultSet(t, "stored", func() []scan.Result { _, rs := storedScan(t, db, 1); return rs }()), got)
+	for _, a := range []netip.Addr{lk.B4, lk.B6} {
+		for p, w := range map[portspec.Port]resultOutcome{
+			53: {"open", scan.ReasonUDPResponse},
+			54: {"closed", scan.ReasonPortUnreach},
+			55: {"filtered", scan.ReasonAdminProhibited},
+			56: {"open|filtered", scan.ReasonNoResponse},
+		} {
+			k := resultKey{a, p, portspec.UDP}
+			if g, ok := got[k]; !ok || g != w {
+				t.Errorf("%s = %v; want %v", k, g, w)
+			}
+		}
+	}
+	if len(got) != 8 {
+		t.Errorf("%d results; want 8", len(got))
+	}
+	si, _ := storedScan(t, db, 1)
+	if si.Counts.Open != 2 {
+		t.Errorf("stored counts %+v; want 2 open ports", si.Counts)
+	}
+
+	xmlFile := filepath.Join(dir, "udp.xml")
+	if r := runChild(t, portolanCmd(t, t.Context(), "show", "1", "--db", db, "--format", "xml", "-o", xmlFile)); r.code != ExitOK {
+		t.Fatalf("show --format xml: %v", r)
+	}
+	validateXML(t, xmlFile)
+	x, err := os.ReadFile(xmlFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(string(x)), " ")
+	for _, want := range []string{`<scaninfo type="udp" protocol="udp"`, `<port protocol="udp" portid="56"> <state state="open|filtered" reason="no-response"`,
+		`<port protocol="udp" portid="54"> <state state="closed" reason="port-unreach"`} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("XML lacks %s:\n%s", want, x)
+		}
+	}
+	grep := runChild(t, portolanCmd(t, t.Context(), "show", "1", "--db", db, "--format", "grepable"))
+	for _, want := range []string{"53/open/udp//domain", "54/closed/udp", "55/filtered/udp", "56/open|filtered/udp"} {
+		if !strings.Contains(grep.stdout, want) {
+			t.Errorf("grepable output lacks %s:\n%s", want, grep.stdout)
+		}
+	}
+}
+
+// answerUDP answers every datagram with a line, until pc is closed.
+func answerUDP(pc net.PacketConn) {
+	buf := make([]byte, 2048)
+	for {
+		_, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo([]byte("hello\n"), from)
+	}
+}
