@@ -11,6 +11,7 @@ import (
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 	"portolan/internal/scan"
+	"portolan/internal/testenv"
 )
 
 // TestScanUDP runs portolan scan -sU as a user would, from one namespace
@@ -100,5 +101,54 @@ func answerUDP(pc net.PacketConn) {
 			return
 		}
 		pc.WriteTo([]byte("hello\n"), from)
+	}
+}
+
+// TestScanUDPUnprivileged runs scan -sU as nobody with no capabilities at
+// all: the ICMP errors come through IP_RECVERR on ordinary sockets, so a
+// closed port is still closed and an answering one open.
+func TestScanUDPUnprivileged(t *testing.T) {
+	setpriv := testenv.RequireCommand(t, "setpriv")
+	scanner, target, lk := netlab.NewPair(t)
+	pc, err := target.ListenPacket("udp", netip.AddrPortFrom(lk.B4, 53).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go answerUDP(pc)
+	// A copy of the binary that nobody may run.
+	dir, err := os.MkdirTemp("", "portolan-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	exe := filepath.Join(dir, "portolan")
+	b, err := os.ReadFile(portolanExe(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := scanner.Command(t.Context(), setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+		"--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+		exe, "scan", lk.B4.String(), "-sU", "-p", "53,54", "--no-store", "--format", "jsonl")
+	cmd.Env = portolanEnv(dir)
+	r := runChild(t, cmd)
+	if r.code != ExitOK {
+		t.Fatalf("scan -sU as nobody: %v", r)
+	}
+	got := resultSet(t, "scan", jsonlResults(t, r.stdout))
+	for p, w := range map[portspec.Port]resultOutcome{
+		53: {"open", scan.ReasonUDPResponse},
+		54: {"closed", scan.ReasonPortUnreach},
+	} {
+		k := resultKey{lk.B4, p, portspec.UDP}
+		if g := got[k]; g != w {
+			t.Errorf("%s = %v; want %v\n%s", k, g, w, r.stderr)
+		}
 	}
 }

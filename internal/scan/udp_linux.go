@@ -32,9 +32,10 @@ const udpSkbCost = 2048
 
 // Pacing of hosts that rate-limit their ICMP errors (see UDPProber).
 const (
-	paceMinWait  = 5 * time.Millisecond // between batches, at least
-	paceMaxWait  = 4 * time.Second      // and at most (Linux refills once a second by default)
-	paceMaxBatch = 8                    // probes in one batch: sent within a fraction of a millisecond
+	paceMinWait  = 5 * time.Millisecond   // between batches, at least
+	paceMaxWait  = 4 * time.Second        // and at most (Linux refills once a second by default)
+	paceInterval = 250 * time.Millisecond // the first guess at a host's refill interval (Linux: 1 s, less for some IPv6 routes), learned per host
+	paceMaxBatch = 8                      // probes in one batch: sent within a fraction of a millisecond
 	// proofWindow bounds the time the host may have taken from a silent
 	// probe to the errors that prove it: its bucket must not have
 	// refilled in between (Linux's per-destination limit refills one
@@ -231,7 +232,11 @@ type udpHost struct {
 	canaryGot int
 	batches   int
 	size      int
-	wait      time.Duration
+	wait      time.Duration // the next wait after a batch that found no token
+	interval  time.Duration // the host's refill interval, as estimated
+	emptyAt   time.Time     // when a batch last emptied the bucket
+	need      int           // tokens the next batch needs: 2 to prove silent probes
+	batchAt   time.Time
 	nextBatch time.Time
 	timer     *time.Timer
 }
@@ -254,7 +259,7 @@ func (s *udpSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) e
 	s.mu.Lock()
 	h := s.hosts[dst.Addr()]
 	if h == nil {
-		h = &udpHost{addr: dst.Addr(), size: 1, wait: paceMinWait}
+		h = &udpHost{addr: dst.Addr(), size: 1, wait: paceMinWait, interval: paceInterval}
 		s.hosts[dst.Addr()] = h
 	}
 	if old := s.byDst[dst]; old != nil && old.canary {
@@ -382,22 +387,43 @@ func (s *udpSession) tick(h *udpHost) {
 func (s *udpSession) settle(h *udpHost, now time.Time) {
 	h.out = false
 	s.forget(h.canary)
-	switch {
-	case h.canaryGot >= 2:
+	if h.canaryGot >= 2 {
 		// Tokens to spare after the batch: go on at once, with more.
 		h.size = min(2*h.size, paceMaxBatch)
-		h.wait = max(h.wait*3/4, paceMinWait)
+		h.need, h.wait = 1, paceMinWait
+		h.emptyAt = time.Time{} // not empty: no refill to time
 		h.nextBatch = now
 		return
-	case h.canaryGot == 1 && !h.batchErr:
-		// One token: not enough to prove silence. Wait longer.
-		h.wait = min(2*h.wait, paceMaxWait)
-	case h.canaryGot == 0 && !h.batchErr:
-		// An empty bucket: wait longer, and try it with one probe.
-		h.size = 1
-		h.wait = min(2*h.wait, paceMaxWait)
 	}
-	h.nextBatch = now.Add(h.wait)
+	if h.canaryGot == 0 && !h.batchErr {
+		// No token yet: look again soon, with one probe, a little later
+		// each time.
+		h.size = 1
+		h.nextBatch = now.Add(h.wait)
+		h.wait = min(h.wait+max(h.interval/8, paceMinWait), paceMaxWait)
+		return
+	}
+	// The batch took the last token. The time since the bucket was last
+	// emptied is a sample of the refill interval (an upper bound: the
+	// token came between the last look and this one).
+	if !h.emptyAt.IsZero() {
+		e := h.batchAt.Sub(h.emptyAt) / time.Duration(max(h.need, 1))
+		if e < h.interval {
+			h.interval = e
+		} else {
+			h.interval += (e - h.interval) / 4
+		}
+		h.interval = min(max(h.interval, paceMinWait), paceMaxWait)
+	}
+	h.emptyAt = h.batchAt
+	h.need = 1
+	if h.canaryGot == 1 && !h.batchErr {
+		// One token, taken by a canary: the batch's silent probes need
+		// two. Wait for both.
+		h.need = 2
+	}
+	h.wait = max(h.interval/8, paceMinWait)
+	h.nextBatch = h.emptyAt.Add(time.Duration(h.need) * h.interval * 15 / 16)
 }
 
 // sendBatch sends up to a batch of h's held probes back to back, then two
@@ -413,7 +439,7 @@ func (s *udpSession) sendBatch(h *udpHost, now time.Time) {
 	socks := s.socks[famOf(h.addr)]
 	h.batches++
 	fd := socks[h.batches%len(socks)]
-	h.batchLo, h.batchErr, h.canaryGot = h.seq, false, 0
+	h.batchLo, h.batchErr, h.canaryGot, h.batchAt = h.seq, false, 0, now
 	n := 0
 	keep := h.held[:0]
 	for i, p := range h.held {
