@@ -84,10 +84,17 @@ func TestScanUDP(t *testing.T) {
 			t.Errorf("XML lacks %s:\n%s", want, x)
 		}
 	}
-	grep := runChild(t, portolanCmd(t, t.Context(), "show", "1", "--db", db, "--format", "grepable"))
-	for _, want := range []string{"53/open/udp//domain", "54/closed/udp", "55/filtered/udp", "56/open|filtered/udp"} {
-		if !strings.Contains(grep.stdout, want) {
-			t.Errorf("grepable output lacks %s:\n%s", want, grep.stdout)
+	for format, wants := range map[string][]string{
+		"grepable": {"53/open/udp//domain", "54/closed/udp", "55/filtered/udp", "56/open|filtered/udp"},
+		"csv":      {",53,udp,open,udp-response,", ",54,udp,closed,port-unreach,", ",56,udp,open|filtered,no-response,"},
+		"table":    {"53/udp", "open|filtered"},
+		"json":     {`"state": "open|filtered"`, `"proto": "udp"`},
+	} {
+		out := runChild(t, portolanCmd(t, t.Context(), "show", "1", "--db", db, "--format", format))
+		for _, want := range wants {
+			if !strings.Contains(out.stdout, want) {
+				t.Errorf("show --format %s lacks %s:\n%s", format, want, out.stdout)
+			}
 		}
 	}
 }
