@@ -180,13 +180,7 @@ type udpProbe struct {
 	queued time.Time // when the scanner sent it to the session
 	canary bool
 	fd     int // a canary's socket: only an error on it is the canary's
-}
-
-// errRec is an ICMP error drawn by the probe sent at seq; rx is when it
-// arrived.
-type errRec struct {
-	seq uint64
-	rx  time.Time
+	proofs int // errors that prove its silence (see udpHost)
 }
 
 // udpHost is what the session knows about one destination's ICMP errors,
@@ -207,15 +201,15 @@ type errRec struct {
 // after a batch that proved its silent probes and grows after one that
 // found the bucket empty.
 type udpHost struct {
-	addr   netip.Addr
-	seq    uint64 // probes and canaries sent to it
-	errs   int    // ICMP errors seen
-	errAt  time.Time
-	recent [16]errRec // the latest errors, a ring
-	nrec   int
-	bad    uint16 // a port that draws ICMP errors: the canaries' target
-	rtt    time.Duration
-	toEst  time.Duration // the scanner's timeout for this host, as seen in Cancel
+	addr  netip.Addr
+	seq   uint64 // probes and canaries sent to it
+	errs  int    // ICMP errors seen
+	errAt time.Time
+	sent  [64]*udpProbe // the latest probes sent, a ring: the ones an error may prove
+	nsent int
+	bad   uint16 // a port that draws ICMP errors: the canaries' target
+	rtt   time.Duration
+	toEst time.Duration // the scanner's timeout for this host, as seen in Cancel
 
 	paced    bool
 	gaveUp   bool
@@ -279,6 +273,7 @@ func (s *udpSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) e
 	s.byDst[dst] = p
 	h.seq++
 	p.seq, p.sent = h.seq, now
+	h.sentOne(p)
 	s.mu.Unlock()
 
 	err := s.write(s.pick(fam), dst, s.u.payloads(dst.Port()))
@@ -318,27 +313,29 @@ func (s *udpSession) pick(fam int) int {
 
 // proven reports whether p's silence is proven (see udpHost); mu is held.
 func (h *udpHost) proven(p *udpProbe) bool {
-	if h.errs == 0 || h.gaveUp {
-		return true // a host that sends no errors: silence is all there is
-	}
-	n := 0
-	for _, e := range h.recent[:min(h.nrec, len(h.recent))] {
-		if e.seq > p.seq && e.rx.Sub(p.sent)-h.minRTT <= proofWindow {
-			n++
-		}
-	}
-	return n >= 2
+	// A host that sends no errors: silence is all there is.
+	return h.errs == 0 || h.gaveUp || p.proofs >= 2
+}
+
+// sentOne notes p as sent; mu is held.
+func (h *udpHost) sentOne(p *udpProbe) {
+	h.sent[h.nsent%len(h.sent)] = p
+	h.nsent++
 }
 
 // recordErr notes an error drawn by the probe sent at seq, at sent, that
-// arrived at rx; mu is held.
+// arrived at rx, and counts it as proof for the probes sent before it
+// within proofWindow of host time; mu is held.
 func (h *udpHost) recordErr(seq uint64, sent, rx time.Time) {
 	h.errs++
 	h.errAt = rx
-	h.recent[h.nrec%len(h.recent)] = errRec{seq, rx}
-	h.nrec++
 	if d := rx.Sub(sent); d >= 0 && (h.minRTT == 0 || d < h.minRTT) {
 		h.minRTT = d
+	}
+	for _, q := range h.sent {
+		if q != nil && q.seq < seq && rx.Sub(q.sent)-h.minRTT <= proofWindow {
+			q.proofs++
+		}
 	}
 }
 
@@ -450,11 +447,15 @@ func (s *udpSession) sendBatch(h *udpHost, now time.Time) {
 			keep = append(keep, h.held[i:]...)
 			break
 		}
-		if h.toEst > 0 && now.Sub(p.queued) > h.toEst-3*canaryWait(h) {
-			continue // its deadline is too near: Cancel gives it back
+		if cw := canaryWait(h); h.toEst > 4*cw && now.Sub(p.queued) > h.toEst-2*cw {
+			// Its deadline is too near for the canaries' answer: Cancel
+			// gives it back. (Only where the scanner's timeout is long
+			// beside the canaries' wait, or nothing would ever go.)
+			continue
 		}
 		h.seq++
 		p.seq, p.sent = h.seq, time.Now()
+		h.sentOne(p)
 		s.byDst[p.dst] = p
 		if err := s.write(fd, p.dst, s.u.payloads(p.dst.Port())); err != nil {
 			p.seq = 0 // as if held: Cancel gives it back
