@@ -94,8 +94,31 @@ func ntpAnswer(q []byte) []byte {
 	return r
 }
 
-// udpLab starts, in the target, a DNS server on 53, an NTP server on 123
-// and an answer-anything service on 40000, and a firewall that rejects
+// tftpServe is a TFTP server that has no files (RFC 1350): it answers a
+// read request with ERROR 1 from a new port of its own, its transfer ID,
+// as real servers do.
+func tftpServe(t *testing.T, target *netlab.Host, pc net.PacketConn, a netip.Addr) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		if n < 4 || binary.BigEndian.Uint16(buf) != 1 {
+			continue
+		}
+		tid, err := target.ListenPacket("udp", netip.AddrPortFrom(a, 0).String())
+		if err != nil {
+			t.Errorf("tftp transfer socket: %v", err)
+			return
+		}
+		tid.WriteTo(append([]byte{0, 5, 0, 1}, "File not found\x00"...), from)
+		tid.Close()
+	}
+}
+
+// udpLab starts, in the target, a DNS server on 53, an NTP server on 123,
+// a TFTP server on 69 and an answer-anything service on 40000, and a firewall that rejects
 // 42000-42003 with ICMP administratively prohibited and drops
 // 43000-43003. Ports 41000-41003 have nothing: ICMP port unreachable.
 func udpLab(t *testing.T, target *netlab.Host, addrs ...netip.Addr) map[portspec.Port]wantState {
@@ -114,6 +137,12 @@ func udpLab(t *testing.T, target *netlab.Host, addrs ...netip.Addr) map[portspec
 			t.Cleanup(func() { pc.Close() })
 			go serveUDP(pc, answer)
 		}
+		pc, err := target.ListenPacket("udp", netip.AddrPortFrom(a, 69).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		go tftpServe(t, target, pc, a)
 	}
 	cmd := target.Command(t.Context(), "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(`table inet fw {
@@ -129,6 +158,7 @@ func udpLab(t *testing.T, target *netlab.Host, addrs ...netip.Addr) map[portspec
 	}
 	want := map[portspec.Port]wantState{
 		53:    {Open, ReasonUDPResponse},
+		69:    {Open, ReasonUDPResponse},
 		123:   {Open, ReasonUDPResponse},
 		40000: {Open, ReasonUDPResponse},
 	}
@@ -177,7 +207,7 @@ func TestUDPStates(t *testing.T) {
 			for _, c := range []struct {
 				port            portspec.Port
 				service, banner string
-			}{{53, "domain", "version: labdns 9.18.0"}, {123, "ntp", "v4 stratum 2"}} {
+			}{{53, "domain", "version: labdns 9.18.0"}, {123, "ntp", "v4 stratum 2"}, {69, "tftp", "error 1: File not found"}} {
 				r := got[portKey{addr, c.port}]
 				if r.Service != c.service || r.Banner != c.banner {
 					t.Errorf("%s port %d/udp: service %q banner %q; want %q, %q", addr, c.port, r.Service, r.Banner, c.service, c.banner)
