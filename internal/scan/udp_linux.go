@@ -73,6 +73,7 @@ func (u UDPProber) Open(ctx context.Context, report func(Reply)) (Session, error
 		byDst: make(map[netip.AddrPort]*udpProbe),
 		byID:  make(map[uint64]*udpProbe),
 		hosts: make(map[netip.Addr]*udpHost),
+		erred: make(map[netip.Addr]uint16),
 		done:  make(chan struct{}),
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
@@ -163,6 +164,7 @@ type udpSession struct {
 	byDst  map[netip.AddrPort]*udpProbe
 	byID   map[uint64]*udpProbe
 	hosts  map[netip.Addr]*udpHost
+	erred  map[netip.Addr]uint16 // hosts forgotten after they sent errors: a port that drew one
 	closed bool
 	done   chan struct{}
 
@@ -207,6 +209,7 @@ type udpHost struct {
 	errAt time.Time
 	sent  [64]*udpProbe // the latest probes sent, a ring: the ones an error may prove
 	nsent int
+	refs  int    // probes in byID
 	bad   uint16 // a port that draws ICMP errors: the canaries' target
 	rtt   time.Duration
 	toEst time.Duration // the scanner's timeout for this host, as seen in Cancel
@@ -237,6 +240,39 @@ type udpHost struct {
 
 func (s *udpSession) InFlightLimit() int { return max(64, s.capacity) }
 
+// udpMaxHosts bounds the hosts a session keeps; idle ones beyond it are
+// forgotten, all but whether they sent errors, so memory stays flat
+// however many addresses a scan has.
+var udpMaxHosts = 4096 // a variable for tests
+
+// newHost adds the state for a; mu is held.
+func (s *udpSession) newHost(a netip.Addr) *udpHost {
+	if len(s.hosts) >= udpMaxHosts {
+		for k, h := range s.hosts {
+			if h.refs > 0 || h.out || len(h.held) > 0 {
+				continue
+			}
+			if h.errs > 0 {
+				s.erred[k] = h.bad // its silences still need proof
+			}
+			if h.timer != nil {
+				h.timer.Stop()
+			}
+			delete(s.hosts, k)
+			if len(s.hosts) < udpMaxHosts*3/4 {
+				break
+			}
+		}
+	}
+	h := &udpHost{addr: a, size: 1, wait: paceMinWait, interval: paceInterval}
+	if bad, ok := s.erred[a]; ok {
+		h.errs, h.bad = 1, bad
+		delete(s.erred, a)
+	}
+	s.hosts[a] = h
+	return h
+}
+
 func (s *udpSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) error {
 	if proto == portspec.TCP {
 		return s.sendTCP(id, dst)
@@ -253,14 +289,14 @@ func (s *udpSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) e
 	s.mu.Lock()
 	h := s.hosts[dst.Addr()]
 	if h == nil {
-		h = &udpHost{addr: dst.Addr(), size: 1, wait: paceMinWait, interval: paceInterval}
-		s.hosts[dst.Addr()] = h
+		h = s.newHost(dst.Addr())
 	}
 	if old := s.byDst[dst]; old != nil && old.canary {
 		s.forget(old) // a canary to a port that is probed again: the probe wins
 	}
 	p := &udpProbe{id: id, dst: dst, host: h, queued: now}
 	s.byID[id] = p
+	h.refs++
 	if h.paced {
 		h.held = append(h.held, p)
 		if !h.out {
@@ -532,8 +568,9 @@ func (s *udpSession) forget(p *udpProbe) {
 	if s.byDst[p.dst] == p {
 		delete(s.byDst, p.dst)
 	}
-	if !p.canary {
+	if !p.canary && s.byID[p.id] == p {
 		delete(s.byID, p.id)
+		p.host.refs--
 	}
 }
 

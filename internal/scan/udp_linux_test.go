@@ -309,3 +309,52 @@ func snmpCounter(text, suffix string) int {
 	}
 	return total
 }
+
+// manyHosts is every address of a prefix x some UDP ports.
+type manyHosts struct {
+	first netip.Addr
+	n     int
+	ports []portspec.Port
+}
+
+func (s manyHosts) Size() uint64 { return uint64(s.n * len(s.ports)) }
+func (s manyHosts) At(i uint64) (netip.Addr, portspec.Port, portspec.Proto) {
+	a := s.first
+	for range int(i) / len(s.ports) {
+		a = a.Next()
+	}
+	return a, s.ports[int(i)%len(s.ports)], portspec.UDP
+}
+
+// TestUDPForgetsHosts scans more loopback hosts than the session keeps:
+// the idle ones are forgotten (all but whether they sent errors) and every
+// port still comes out closed.
+func TestUDPForgetsHosts(t *testing.T) {
+	defer func(n int) { udpMaxHosts = n }(udpMaxHosts)
+	udpMaxHosts = 16
+	sp := manyHosts{netip.MustParseAddr("127.0.9.1"), 200, closedUDPPorts(t, 3)}
+	got, _ := collect(t, Scanner{Prober: UDPProber{}, Seed: 1}, sp)
+	if len(got) != 600 {
+		t.Errorf("%d results; want 600", len(got))
+	}
+	for k, r := range got {
+		if r.State != Closed {
+			t.Errorf("%s port %d = %v (%s); want closed", k.addr, k.port, r.State, r.Reason)
+		}
+	}
+}
+
+// closedUDPPorts returns n UDP ports nothing on 127.0.0.0/8 is bound to
+// now.
+func closedUDPPorts(t *testing.T, n int) []portspec.Port {
+	var ports []portspec.Port
+	for range n {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close() // all held at once: n different ports
+		ports = append(ports, portspec.Port(pc.LocalAddr().(*net.UDPAddr).Port))
+	}
+	return ports
+}
