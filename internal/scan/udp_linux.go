@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -218,7 +219,8 @@ type udpHost struct {
 	gaveUp   bool
 	pacedAt  time.Time
 	held     []*udpProbe
-	progress time.Time // when the pacing last settled a probe
+	quiet    map[netip.AddrPort]bool // ports whose probes went unproven: likely silent
+	progress time.Time               // when the pacing last settled a probe
 	minRTT   time.Duration
 
 	out       bool // a batch is out, its canaries not settled
@@ -473,13 +475,34 @@ func (s *udpSession) sendBatch(h *udpHost, now time.Time) {
 	h.batches++
 	fd := socks[h.batches%len(socks)]
 	h.batchLo, h.batchErr, h.canaryGot, h.batchAt = h.seq, false, 0, now
+	// Ports that were silent before (quiet) likely are again: a batch of
+	// them costs the two canaries' tokens whatever its size. So they go
+	// together, when the bucket has had time for two tokens, and after
+	// the others (likely closed: one token each) otherwise.
+	limit := h.size
+	if h.paced && len(h.quiet) > 0 {
+		two := h.need >= 2
+		slices.SortStableFunc(h.held, func(a, b *udpProbe) int {
+			qa, qb := h.quiet[a.dst] == two, h.quiet[b.dst] == two
+			switch {
+			case qa && !qb:
+				return -1
+			case qb && !qa:
+				return 1
+			}
+			return 0
+		})
+		if two {
+			limit = paceMaxBatch
+		}
+	}
 	n := 0
 	keep := h.held[:0]
 	for i, p := range h.held {
 		if s.byID[p.id] != p {
 			continue // cancelled while held
 		}
-		if h.paced && n >= h.size {
+		if h.paced && n >= limit {
 			keep = append(keep, h.held[i:]...)
 			break
 		}
@@ -611,6 +634,10 @@ func (s *udpSession) Cancel(id uint64) (Reply, bool) {
 	}
 	// No proof that the host had a token for it: its silence may be the
 	// rate limit. It goes again, paced.
+	if h.quiet == nil {
+		h.quiet = make(map[netip.AddrPort]bool)
+	}
+	h.quiet[p.dst] = true
 	if !h.paced {
 		h.paced, h.pacedAt, h.progress = true, now, now
 		h.size, h.wait, h.nextBatch = 1, paceMinWait, now
@@ -748,6 +775,7 @@ func (s *udpSession) onError(fd int, from unix.Sockaddr, oob []byte) {
 	}
 	h.recordErr(p.seq, p.sent, rx)
 	h.progress = now
+	delete(h.quiet, p.dst)
 	if h.out && p.seq > h.batchLo && p.seq <= h.batchHi {
 		h.batchErr = true
 	}
@@ -777,28 +805,31 @@ func (s *udpSession) onDatagram(from unix.Sockaddr, b []byte) {
 	}
 	now := time.Now()
 	s.mu.Lock()
-	p := s.byDst[src]
+	var p *udpProbe
 	var r Reply
-	if p == nil {
-		// Some servers answer from a port of their own (TFTP): a reply
-		// that parses as the answer to a probe in flight to that host
-		// is the probe's.
-		for _, port := range udpprobe.OtherPortReplies() {
-			q := s.byDst[netip.AddrPortFrom(src.Addr(), port)]
-			if q == nil || q.canary {
-				continue
-			}
-			if m, ok := udpprobe.RecognizeOn(port, b); ok {
-				p, r.Service, r.Banner = q, m.Service, m.Info
-				break
-			}
+	// Some servers answer from a port of their own (TFTP's transfer
+	// ID, any ephemeral port, maybe one being probed too): a reply that
+	// parses as the answer to such a probe in flight to that host is
+	// that probe's.
+	for _, port := range udpprobe.OtherPortReplies() {
+		q := s.byDst[netip.AddrPortFrom(src.Addr(), port)]
+		if q == nil || q.canary || port == src.Port() {
+			continue
 		}
+		if m, ok := udpprobe.RecognizeOn(port, b); ok {
+			p, r.Service, r.Banner = q, m.Service, m.Info
+			break
+		}
+	}
+	if p == nil {
+		p = s.byDst[src]
 	}
 	if p == nil || p.canary {
 		s.mu.Unlock()
 		return
 	}
 	s.sampleRTT(p.host, now.Sub(p.sent))
+	delete(p.host.quiet, p.dst)
 	s.forget(p)
 	s.mu.Unlock()
 	r.ID, r.State, r.Reason, r.RTT = p.id, Open, ReasonUDPResponse, now.Sub(p.sent)

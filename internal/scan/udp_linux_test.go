@@ -107,7 +107,9 @@ func tftpServe(t *testing.T, target *netlab.Host, pc net.PacketConn, a netip.Add
 		if n < 4 || binary.BigEndian.Uint16(buf) != 1 {
 			continue
 		}
-		tid, err := target.ListenPacket("udp", netip.AddrPortFrom(a, 0).String())
+		// The transfer port is one the scan probes (a dropped one): an
+		// ephemeral port may be, and the reply is still 69's.
+		tid, err := target.ListenPacket("udp", netip.AddrPortFrom(a, 43002).String())
 		if err != nil {
 			t.Errorf("tftp transfer socket: %v", err)
 			return
