@@ -172,6 +172,25 @@ func udpLab(t *testing.T, target *netlab.Host, addrs ...netip.Addr) map[portspec
 	return want
 }
 
+// scanUDPHost scans want's ports of addr from the scanner host with the
+// UDP prober and checks each port's state and reason.
+func scanUDPHost(t *testing.T, scanner *netlab.Host, addr netip.Addr, want map[portspec.Port]wantState) map[portKey]Result {
+	t.Helper()
+	var got map[portKey]Result
+	if err := scanner.Do(func() error {
+		got, _ = collect(t, Scanner{Prober: UDPProber{}, Seed: 1}, udpHostPorts{addr, portsOf(want)})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for p, w := range want {
+		if r := got[portKey{addr, p}]; stateOf(r) != w {
+			t.Errorf("%s port %d/udp = %v (%s); want %v (%s)", addr, p, r.State, r.Reason, w.state, w.reason)
+		}
+	}
+	return got
+}
+
 func portsOf(want map[portspec.Port]wantState) []portspec.Port {
 	var ports []portspec.Port
 	for p := range want {
@@ -194,18 +213,7 @@ func TestUDPStates(t *testing.T) {
 	want := udpLab(t, target, lk.B4, lk.B6)
 	for _, addr := range []netip.Addr{lk.B4, lk.B6} {
 		t.Run(addr.String(), func(t *testing.T) {
-			var got map[portKey]Result
-			if err := scanner.Do(func() error {
-				got, _ = collect(t, Scanner{Prober: UDPProber{}, Seed: 1}, udpHostPorts{addr, portsOf(want)})
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			for p, w := range want {
-				if r := got[portKey{addr, p}]; stateOf(r) != w {
-					t.Errorf("%s port %d/udp = %v (%s); want %v (%s)", addr, p, r.State, r.Reason, w.state, w.reason)
-				}
-			}
+			got := scanUDPHost(t, scanner, addr, want)
 			for _, c := range []struct {
 				port            portspec.Port
 				service, banner string
@@ -239,18 +247,7 @@ func TestUDPRateLimitedClosed(t *testing.T) {
 	for _, addr := range []netip.Addr{lk.B4, lk.B6} {
 		t.Run(addr.String(), func(t *testing.T) {
 			before := icmpRateLimited(t, target)
-			var got map[portKey]Result
-			if err := scanner.Do(func() error {
-				got, _ = collect(t, Scanner{Prober: UDPProber{}, Seed: 1}, udpHostPorts{addr, portsOf(want)})
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			for p, w := range want {
-				if r := got[portKey{addr, p}]; stateOf(r) != w {
-					t.Errorf("%s port %d/udp = %v (%s); want %v (%s)", addr, p, r.State, r.Reason, w.state, w.reason)
-				}
-			}
+			scanUDPHost(t, scanner, addr, want)
 			if after := icmpRateLimited(t, target); after <= before {
 				t.Errorf("the target suppressed no ICMP error (rate-limit counters %d before, %d after): the test tests nothing", before, after)
 			}
