@@ -95,6 +95,21 @@ type fwListResult struct {
 	Pending   *fwPending             `json:"pending,omitempty"`
 	Published []firewall.Publication `json:"published,omitempty"`
 	Blockers  []firewall.Blocker     `json:"blockers,omitempty"` // other tables' drops at the input hook
+	Doors     *fwDoors               `json:"doors,omitempty"`    // portolan knockd's
+}
+
+// fwDoors are the knock daemon's doors: the ports they protect and who
+// holds them open until when.
+type fwDoors struct {
+	Protected []string   `json:"protected"`
+	Open      []fwHolder `json:"open"`
+}
+
+type fwHolder struct {
+	Src       netip.Addr `json:"src"`
+	Port      string     `json:"port"`
+	Expires   time.Time  `json:"expires"`
+	ExpiresIn string     `json:"expires_in"`
 }
 
 // fwPending is a pending rollback as list shows it.
@@ -127,6 +142,15 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 	}
 	if p, err := s.state.ReadPending(); err == nil {
 		res.Pending = &fwPending{Deadline: p.Deadline, GuardPID: p.GuardPID}
+	}
+	if holders, protected, err := s.fw.DoorHolders(ctx); err == nil && len(protected) > 0 {
+		res.Doors = &fwDoors{Open: []fwHolder{}}
+		for _, p := range protected {
+			res.Doors.Protected = append(res.Doors.Protected, fmt.Sprintf("%d/%s", p.Port, p.Proto))
+		}
+		for _, h := range holders {
+			res.Doors.Open = append(res.Doors.Open, fwHolder{h.Src, fmt.Sprintf("%d/%s", h.Port.Port, h.Port.Proto), h.Expires, humanDuration(h.Expires.Sub(now))})
+		}
 	}
 	if g.JSON {
 		return writeJSON(g, res)
@@ -179,6 +203,18 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 		}
 		if err := t.Write(g.io.Out, g.color()); err != nil {
 			return err
+		}
+	}
+	if d := res.Doors; d != nil {
+		fmt.Fprintf(g.io.Out, "doors (portolan knockd) protect %s\n", strings.Join(d.Protected, ", "))
+		if len(d.Open) > 0 {
+			t := output.Table{Header: []string{"OPEN FOR", "PORT", "EXPIRES"}}
+			for _, h := range d.Open {
+				t.Add(h.Src.String(), h.Port, "in "+h.ExpiresIn)
+			}
+			if err := t.Write(g.io.Out, g.color()); err != nil {
+				return err
+			}
 		}
 	}
 	if tab.Unmanaged > 0 {

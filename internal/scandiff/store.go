@@ -1,0 +1,45 @@
+package scandiff
+
+import (
+	"context"
+
+	"portolan/internal/scan"
+	"portolan/internal/store"
+)
+
+// Ref describes a stored scan as a side of a diff.
+func Ref(si store.ScanInfo) ScanRef {
+	return ScanRef{ID: si.ID, Started: si.Started, Targets: si.Targets, Ports: si.Ports}
+}
+
+// Stored returns scan si of st as a side of a diff: its results as the
+// store streams them, and the service versions an import recorded.
+func Stored(ctx context.Context, st *store.Store, si store.ScanInfo) (Side, error) {
+	s := Side{Ref: Ref(si), Hosts: st.ScanHosts(ctx, si.ID)}
+	vs, err := si.Versions()
+	if err != nil {
+		return Side{}, err
+	}
+	if vs != nil {
+		s.Version = func(r scan.Result) scan.Version {
+			if v, ok := vs[store.VersionKey{Addr: r.Addr, Port: r.Port, Proto: r.Proto}]; ok {
+				return v
+			}
+			return scan.ParseVersion(r.Service, r.Banner)
+		}
+	}
+	return s, nil
+}
+
+// CompareStored compares two stored scans.
+func CompareStored(ctx context.Context, st *store.Store, a, b store.ScanInfo) (*Diff, error) {
+	sa, err := Stored(ctx, st, a)
+	if err != nil {
+		return nil, err
+	}
+	sb, err := Stored(ctx, st, b)
+	if err != nil {
+		return nil, err
+	}
+	return Compare(ctx, sa, sb)
+}
