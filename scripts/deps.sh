@@ -17,6 +17,7 @@ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2
 command -v masscan >/dev/null  || need+=(masscan)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v redis-server >/dev/null || need+=(redis-server)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0

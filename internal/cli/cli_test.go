@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/spf13/cobra"
@@ -144,5 +145,58 @@ func TestEveryCommandExitCodes(t *testing.T) {
 	// command taking targets, forward -c, firewall plan/apply -f, restore -f.
 	if inputs < 8 || groups < 1 {
 		t.Errorf("walked %d input-file flags and %d groups; the annotations are missing", inputs, groups)
+	}
+}
+
+// TestInterruptExitCodes sends SIGINT to every command that blocks: a
+// command cut short exits 130, as a shell's Ctrl-C does; a daemon or live
+// view, which runs until stopped, ends cleanly with 0.
+func TestInterruptExitCodes(t *testing.T) {
+	// Ports on 127.0.0.77, where no other test or service listens: a port
+	// the kernel chose, free again, cannot be taken by a stray process's
+	// connection to 127.0.0.1 meanwhile.
+	closed, err := net.Listen("tcp4", "127.0.0.77:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(closed.Addr().(*net.TCPAddr).Port)
+	closed.Close()
+	free, err := net.Listen("tcp4", "127.0.0.77:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := free.Addr().String()
+	free.Close()
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"wait", "127.0.0.77:" + port, "--timeout", "5m"}, 130},
+		{[]string{"scan", "127.0.0.77", "-p-", "--rate", "50", "--no-store"}, 130},
+		{[]string{"scan", "127.0.0.77", "-p-", "--rate", "50"}, 130},
+		{[]string{"ls", "--watch"}, 0},
+		{[]string{"forward", relay, "127.0.0.77:" + port}, 0},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			cmd := portolanCmd(t, context.Background(), tc.args...)
+			var stderr strings.Builder
+			cmd.Stderr, cmd.Stdout = &stderr, io.Discard
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			defer func() { cmd.Process.Kill(); <-done }()
+			time.Sleep(time.Second) // under way: parsed, set up, working
+			cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("still running 30 s after SIGINT\n%s", stderr.String())
+			}
+			if code := cmd.ProcessState.ExitCode(); code != tc.want {
+				t.Errorf("exit %d after SIGINT; want %d\n%s", code, tc.want, stderr.String())
+			}
+		})
 	}
 }

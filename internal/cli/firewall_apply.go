@@ -100,7 +100,7 @@ func runFirewallApply(ctx context.Context, g *Globals, opts FirewallApplyOptions
 		return err
 	}
 	now := time.Now()
-	plan, err := firewall.Diff(ctx, tab, want, now)
+	plan, err := firewall.DiffRules(ctx, tab, want, now)
 	if err != nil {
 		if ctx.Err() != nil {
 			return interrupted(err)

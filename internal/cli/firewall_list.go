@@ -156,18 +156,25 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 		return writeJSON(g, res)
 	}
 	if opts.NFT {
-		lines, err := tab.Ruleset.NFT()
+		chains, err := tab.Ruleset.NFTChains()
 		if err != nil {
 			return err
 		}
 		if !tab.Exists {
 			fmt.Fprintln(g.io.ErrOut, "no table inet portolan: this is what an empty one holds")
 		}
-		fmt.Fprintf(g.io.Out, "table inet %s {\n\tchain %s {\n", firewall.TableName, firewall.ChainName)
-		for _, l := range lines {
-			fmt.Fprintf(g.io.Out, "\t\t%s\n", l)
+		fmt.Fprintf(g.io.Out, "table inet %s {\n", firewall.TableName)
+		for i, c := range chains {
+			if i > 0 {
+				fmt.Fprintln(g.io.Out)
+			}
+			fmt.Fprintf(g.io.Out, "\tchain %s {\n", c.Name)
+			for _, l := range c.Lines {
+				fmt.Fprintf(g.io.Out, "\t\t%s\n", l)
+			}
+			fmt.Fprint(g.io.Out, "\t}\n")
 		}
-		_, err = fmt.Fprint(g.io.Out, "\t}\n}\n")
+		_, err = fmt.Fprint(g.io.Out, "}\n")
 		return err
 	}
 	state := "policy " + tab.Ruleset.Policy.String()
@@ -189,8 +196,17 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 			switch {
 			case r.Action == firewall.Limit:
 				action += " " + r.Rate.String()
+				if r.Prefix6 != 0 {
+					action += " per /" + strconv.Itoa(int(r.Prefix6))
+				}
 			case r.Action == firewall.Log && r.Group != 0:
 				action += " group " + strconv.Itoa(int(r.Group))
+			}
+			if r.Dir != firewall.In {
+				action += " (" + r.Dir.String() + ")"
+			}
+			if r.Translated {
+				action = strings.TrimSuffix(action, ")") + ", after DNAT)"
 			}
 			expires := fr.ExpiresIn
 			if fr.ExpiresIn != "" {

@@ -12,7 +12,6 @@ import (
 
 	"portolan/internal/atomicfile"
 	htmlreport "portolan/internal/report"
-	"portolan/internal/scan"
 	"portolan/internal/scandiff"
 	"portolan/internal/store"
 )
@@ -102,9 +101,6 @@ func reportInput(ctx context.Context, st *store.Store, si store.ScanInfo) (htmlr
 		return htmlreport.Input{}, err
 	}
 	in := htmlreport.Input{Scan: si, Results: st.ScanResultsSeq(ctx, si, store.Filter{}), Version: side.Version, Generated: time.Now()}
-	if in.Version == nil {
-		in.Version = func(r scan.Result) scan.Version { return scan.ParseVersion(r.Service, r.Banner) }
-	}
 	scans, err := st.Scans(ctx, 0)
 	if err != nil {
 		return htmlreport.Input{}, err

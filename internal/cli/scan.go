@@ -173,9 +173,9 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f := cmd.Flags()
 	addTargetFlags(f, &opts.Targets)
 	f.StringVarP(&opts.Ports, "ports", "p", "", "ports to scan: `SPEC` such as 22,80,8000-8100,T:ssh; -p- is all 65535")
-	f.IntVar(&opts.TopPorts, "top-ports", 0, "scan the `N` most likely open TCP ports of our curated list (100 or 1000 are its tiers; beyond 1000 the other ports follow in ascending order; default 1000 without -p)")
+	f.IntVar(&opts.TopPorts, "top-ports", 0, "scan the `N` most likely open ports of our curated list (TCP: tiers of 100 and 1000; UDP with -sU: 100; beyond a list the other ports follow in ascending order; default 1000 without -p)")
 	f.StringVar(&opts.ExcludePorts, "exclude-ports", "", "leave out these ports (`SPEC`)")
-	f.StringVarP(&opts.ScanType, "scan-type", "s", "T", "scan `TYPE`: T (TCP connect, nmap's -sT), n (host discovery only, nmap's -sn: one result per host, port 0); SYN (-sS) and UDP (-sU) come with raw sockets")
+	f.StringVarP(&opts.ScanType, "scan-type", "s", "T", "scan `TYPE`: T (TCP connect, nmap's -sT), U (UDP with protocol payloads, nmap's -sU; no privileges needed), n (host discovery only, nmap's -sn: one result per host, port 0); SYN (-sS) comes with raw sockets")
 	f.Float64Var(&opts.Rate, "rate", 0, "at most `N` probes per second, retries included (0: no cap beyond the window); nmap's --max-rate N works too")
 	f.Float64Var(&opts.Rate, "max-rate", 0, "nmap's --max-rate: the same as --rate")
 	_ = f.MarkHidden("max-rate")
@@ -323,12 +323,16 @@ func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error
 		if opts.NoHostDown {
 			return nil, usageErr(errors.New("-sn -Pn: discovery only, and no discovery: nothing to do"))
 		}
-	case "s", "syn", "u", "udp":
-		return nil, usageErr(fmt.Errorf("-s%s: SYN and UDP scans need raw sockets and are not in this release; use -sT (connect)", opts.ScanType))
+	case "u", "udp":
+	case "s", "syn":
+		return nil, usageErr(fmt.Errorf("-s%s: SYN scans need raw sockets and are not in this release; use -sT (connect)", opts.ScanType))
 	default:
-		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want T, or n for host discovery only)", opts.ScanType))
+		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want T, U, or n for host discovery only)", opts.ScanType))
 	}
 	p := &scanPlan{proberName: "connect"}
+	if opts.udp() {
+		p.proberName = "udp"
+	}
 	var err error
 	if p.prober, err = scan.ProberByName(p.proberName); err != nil {
 		return nil, err
@@ -359,6 +363,11 @@ type timingTemplate struct {
 	delay               time.Duration
 	initial, min, maxTO time.Duration
 	retries             int
+}
+
+// udp is -sU: a UDP scan.
+func (opts *ScanOptions) udp() bool {
+	return strings.EqualFold(opts.ScanType, "u") || strings.EqualFold(opts.ScanType, "udp")
 }
 
 // discoveryOnly is -sn: host discovery and no port scan.
@@ -450,9 +459,15 @@ func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
 	}
 	var set *portspec.Set
 	var text string
+	proto := portspec.TCP
+	if opts.udp() {
+		proto = portspec.UDP // -sU -p 53 is UDP port 53, as in nmap
+	}
+	parser := portParser()
+	parser.Default = proto
 	switch {
 	case opts.Ports != "":
-		s, err := portParser().Parse(opts.Ports)
+		s, err := parser.Parse(opts.Ports)
 		if err != nil {
 			return nil, "", usageErr(fmt.Errorf("-p: %w", err))
 		}
@@ -465,8 +480,8 @@ func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
 		if n == 0 {
 			n = 1000
 		}
-		tiers := registry.TopTiers(portspec.TCP)
-		top, err := registry.Top(portspec.TCP, min(n, tiers[len(tiers)-1]))
+		tiers := registry.TopTiers(proto)
+		top, err := registry.Top(proto, min(n, tiers[len(tiers)-1]))
 		if err != nil {
 			return nil, "", usageErr(fmt.Errorf("--top-ports: %w", err))
 		}
@@ -477,17 +492,23 @@ func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
 		// Beyond the curated list: the other ports in ascending order, up
 		// to all 65535.
 		for p := portspec.Port(1); set.Len() < n && p != 0; p++ {
-			set.Add(portspec.TCP, p)
+			set.Add(proto, p)
 		}
 		text = fmt.Sprintf("--top-ports %d", n)
 	}
-	for _, proto := range set.Protos() {
-		if proto != portspec.TCP {
-			return nil, "", usageErr(fmt.Errorf("-p: %s ports need a UDP or SCTP scan, which is not in this release; a connect scan takes TCP ports", proto))
+	for _, pr := range set.Protos() {
+		switch {
+		case pr == proto:
+		case pr == portspec.UDP:
+			return nil, "", usageErr(errors.New("-p: UDP ports need a UDP scan (-sU); a connect scan takes TCP ports"))
+		case pr == portspec.TCP:
+			return nil, "", usageErr(errors.New("-p: TCP ports need a TCP scan (-sT); a UDP scan (-sU) takes UDP ports"))
+		default:
+			return nil, "", usageErr(fmt.Errorf("-p: %s ports need an SCTP scan, which is not in this release", pr))
 		}
 	}
 	if opts.ExcludePorts != "" {
-		ex, err := portParser().Parse(opts.ExcludePorts)
+		ex, err := parser.Parse(opts.ExcludePorts)
 		if err != nil {
 			return nil, "", usageErr(fmt.Errorf("--exclude-ports: %w", err))
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"portolan/internal/output"
-	"portolan/internal/scan"
 	"portolan/internal/store"
 )
 
@@ -177,14 +176,7 @@ func scanMeta(si store.ScanInfo) output.ScanMeta {
 		m.Names = opts.Names
 	}
 	// An imported nmap -sV scan knows versions its banners do not say.
-	if vs, err := si.Versions(); err == nil && len(vs) > 0 {
-		m.ServiceVersion = func(r scan.Result) scan.Version {
-			if v, ok := vs[store.VersionKey{Addr: r.Addr, Port: r.Port, Proto: r.Proto}]; ok {
-				return v
-			}
-			return scan.ParseVersion(r.Service, r.Banner)
-		}
-	}
+	m.ServiceVersion, _ = si.ServiceVersion() // a bad record: versions from banners, as before
 	if len(si.Shards) > 0 {
 		m.Error = shardsText(si)
 		return m

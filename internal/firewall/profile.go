@@ -26,6 +26,7 @@ import (
 //	    from: 198.18.0.0/15   # one prefix, or a list: [198.18.0.0/15, fd00::/8]
 //	  - limit: 22/tcp
 //	    rate: 6/30s
+//	    prefix6: 56           # IPv6 sources counted by their /56 (default /64)
 //	  - allow: 8080/tcp
 //	    for: 2h               # or expires: 2030-01-02T15:04:05Z
 //	  - log: 23/tcp
@@ -33,6 +34,8 @@ import (
 //	  - deny: any
 //	    from: 198.18.0.66
 //	    iface: eth0
+//	  - deny: 8080/tcp
+//	    direction: routed     # in (default), routed (forwarded, DNAT included) or out
 //
 // Each rule has exactly one action key; the other keys are the fields of
 // RuleSpec. Errors name the file, line and column of the bad value.
@@ -43,7 +46,7 @@ type ProfileError = config.Error
 
 // ruleKeys are the keys a rule may have besides its action, in the
 // order error messages list them.
-var ruleKeys = []string{"from", "to", "iface", "rate", "group", "for", "expires", "comment"}
+var ruleKeys = []string{"from", "to", "iface", "direction", "translated", "rate", "prefix6", "group", "for", "expires", "comment"}
 
 // actionKeys are the actions, each a key whose value is the ports.
 var actionKeys = []string{"allow", "deny", "reject", "limit", "log"}
@@ -51,8 +54,9 @@ var actionKeys = []string{"allow", "deny", "reject", "limit", "log"}
 // ruleFields maps each of ruleKeys to its field of spec.
 func ruleFields(spec *RuleSpec) map[string]*string {
 	return map[string]*string{
-		"from": &spec.From, "to": &spec.To, "iface": &spec.Iface, "rate": &spec.Rate,
-		"group": &spec.Group, "for": &spec.For, "expires": &spec.Expires, "comment": &spec.Comment,
+		"from": &spec.From, "to": &spec.To, "iface": &spec.Iface, "direction": &spec.Dir, "translated": &spec.Translated, "rate": &spec.Rate,
+		"prefix6": &spec.Prefix6,
+		"group":   &spec.Group, "for": &spec.For, "expires": &spec.Expires, "comment": &spec.Comment,
 	}
 }
 
@@ -233,8 +237,17 @@ func MarshalProfile(rs *Ruleset, header string) ([]byte, error) {
 		if r.Iface != "" {
 			add("iface", r.Iface)
 		}
+		if r.Dir != In {
+			add("direction", r.Dir.String())
+		}
+		if r.Translated {
+			m.Content = append(m.Content, str("translated"), &yaml.Node{Kind: yaml.ScalarNode, Value: "true", Tag: "!!bool"})
+		}
 		if r.Action == Limit {
 			add("rate", r.Rate.String())
+			if r.Prefix6 != 0 {
+				add("prefix6", strconv.Itoa(int(r.Prefix6)))
+			}
 		}
 		if r.Group != 0 {
 			add("group", strconv.Itoa(int(r.Group)))

@@ -92,7 +92,7 @@ var badProfiles = []struct {
 	{"list for iface", "rules:\n  - allow: 22/tcp\n    iface: [eth0, eth1]\n", `p.yaml:3:12: rule 1: iface: want one value, not a list`},
 	{"nested", "rules:\n  - allow: {port: 22}\n", `p.yaml:2:12: rule 1: allow: want a value, not a mapping`},
 	{"bad for", "rules:\n  - allow: 22\n    for: ever\n", `p.yaml:3:10: rule 1 (allow): for: "ever" is not a duration like 90s, 2h or 3d`},
-	{"unknown key, nothing close", "rules:\n  - allow: 22\n    colour: red\n", `p.yaml:3:5: rule 1: unknown key "colour" (want one of allow, deny, reject, limit, log, from, to, iface, rate, group, for, expires, comment)`},
+	{"unknown key, nothing close", "rules:\n  - allow: 22\n    colour: red\n", `p.yaml:3:5: rule 1: unknown key "colour" (want one of allow, deny, reject, limit, log, from, to, iface, direction, translated, rate, prefix6, group, for, expires, comment)`},
 	{"duplicate key", "rules:\n  - allow: 22\n    from: 198.18.0.1\n    from: 198.18.0.2\n", `p.yaml:4:5: rule 1: from: given twice (first on line 3)`},
 	{"families", "rules:\n  - allow: 22\n    from: 198.18.0.1\n    to: fd00::1\n", `p.yaml:4:9: rule 1 (allow): to: from and to have no address family in common`},
 }

@@ -46,6 +46,9 @@ func (s State) PendingPath() string { return s.path(".pending.json") }
 // LogPath is where a rollback guard writes what it did.
 func (s State) LogPath() string { return s.path(".guard.log") }
 
+// CachePath is the file of the table cache (Firewall.Cache).
+func (s State) CachePath() string { return s.path(".table.gob") }
+
 func (s State) rolledBackPath() string { return s.path(".rolledback.json") }
 
 // Lock takes the namespace's lock, which every change holds so that two

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"portolan/internal/scan"
 	"portolan/internal/store"
 )
 
@@ -20,20 +19,11 @@ func Ref(si store.ScanInfo) ScanRef {
 // Stored returns scan si of st as a side of a diff: its results as the
 // store streams them, and the service versions an import recorded.
 func Stored(ctx context.Context, st *store.Store, si store.ScanInfo) (Side, error) {
-	s := Side{Ref: Ref(si), Hosts: st.ScanInfoHosts(ctx, si)}
-	vs, err := si.Versions()
+	version, err := si.ServiceVersion()
 	if err != nil {
 		return Side{}, err
 	}
-	if vs != nil {
-		s.Version = func(r scan.Result) scan.Version {
-			if v, ok := vs[store.VersionKey{Addr: r.Addr, Port: r.Port, Proto: r.Proto}]; ok {
-				return v
-			}
-			return scan.ParseVersion(r.Service, r.Banner)
-		}
-	}
-	return s, nil
+	return Side{Ref: Ref(si), Hosts: st.ScanInfoHosts(ctx, si), Version: version}, nil
 }
 
 // CompareStored compares two stored scans.

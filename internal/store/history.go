@@ -85,6 +85,22 @@ func (si ScanInfo) Versions() (map[VersionKey]scan.Version, error) {
 	return out, nil
 }
 
+// ServiceVersion returns what the scan knows of a result's service: the
+// version its options record (an import of nmap -sV), else what the banner
+// says. It is nil when the options record none, so callers can skip it.
+func (si ScanInfo) ServiceVersion() (func(scan.Result) scan.Version, error) {
+	vs, err := si.Versions()
+	if err != nil || len(vs) == 0 {
+		return nil, err
+	}
+	return func(r scan.Result) scan.Version {
+		if v, ok := vs[VersionKey{r.Addr, r.Port, r.Proto}]; ok {
+			return v
+		}
+		return scan.ParseVersion(r.Service, r.Banner)
+	}, nil
+}
+
 // ImportScan stores a complete scan and all its results in one
 // transaction: either all of it is there afterwards or none. si.Status
 // defaults to Done; Started must be set. It returns the new scan's id.

@@ -29,7 +29,14 @@ func GatherNeverBlock(ctx context.Context, src NeverBlockSources) (*NeverBlock, 
 		return nil, err
 	}
 	defer ns.Close()
-	gws, err := Gateways(ns.FD())
+	// Our own namespace is read in place: entering it (as for another)
+	// would need CAP_SYS_ADMIN, which a watcher run with CAP_NET_ADMIN
+	// alone does not have.
+	fd := 0
+	if src.Netns != "" {
+		fd = ns.FD()
+	}
+	gws, err := Gateways(fd)
 	if err != nil {
 		return nil, err
 	}
