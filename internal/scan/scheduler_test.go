@@ -366,7 +366,7 @@ func BenchmarkScheduler(b *testing.B) {
 // gets one retry per port once that is clear; a lossy one (retries do
 // answer) keeps them all.
 func TestSchedulerRetriesAdapt(t *testing.T) {
-	fast := Scanner{MinTimeout: 5 * time.Millisecond, MaxTimeout: 5 * time.Millisecond, HostDownAfter: -1}
+	fast := Scanner{MinTimeout: 30 * time.Millisecond, MaxTimeout: 30 * time.Millisecond, HostDownAfter: -1}
 	drops := &fakeProber{answer: func(port uint16, _ int) (State, bool) { return Closed, port%2 == 1 }}
 	s := fast
 	s.Prober = drops
