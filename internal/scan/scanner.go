@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
@@ -178,6 +179,13 @@ type Summary struct {
 	HostsDown int `json:"hosts_down"`
 	// Ping is whether host discovery could send ICMP echoes (Scanner.Pinger).
 	Ping bool `json:"ping"`
+	// Completeness estimates the share of answering ports the scan found:
+	// 1 - q^n, where q is the share of answered probes that needed a
+	// retry (the loss on the path, as the scan saw it) and n the attempts
+	// a port gets. 1 when no answer needed a retry.
+	Completeness float64 `json:"completeness"`
+	// Raw is what a raw prober (SYN) counted; nil for the others.
+	Raw *RawStats `json:"raw,omitempty"`
 }
 
 // NewSeed returns a random non-zero permutation seed.
@@ -274,6 +282,8 @@ type engine struct {
 	hosts    map[netip.Addr]*host
 	global   rttEst
 	down     int
+
+	portAnswered, retryAnswered uint64 // port probes answered open or closed; of them, on a retry
 
 	bannerPar  int
 	banners    int // grabs running
@@ -830,7 +840,7 @@ func (e *engine) onReply(r Reply) {
 	if r.State == Closed {
 		h.closed++
 	}
-	if r.State == Open || r.State == Closed {
+	if r.fromHost() {
 		first := !h.rtt.ok
 		if !trickle {
 			// A trickle answer may come from the kernel's own SYN
@@ -842,7 +852,9 @@ func (e *engine) onReply(r Reply) {
 		h.silent = 0
 		if p.attempts > 1 {
 			h.retryAnswered++
+			e.retryAnswered++
 		}
+		e.portAnswered++
 		if first {
 			e.shrinkEarly(h)
 		}
@@ -1024,7 +1036,7 @@ func (e *engine) discover(a netip.Addr, h *host) {
 // onDiscReply takes an answer to a discovery probe.
 func (e *engine) onDiscReply(p *probe, r Reply) {
 	h := p.host
-	if r.State != Open && r.State != Closed {
+	if !r.fromHost() {
 		// An ICMP error may come from a router for a host that is not
 		// there: not an answer from the host.
 		e.discMiss(p)
@@ -1278,9 +1290,19 @@ func (e *engine) abandon() {
 
 func (e *engine) summary() Summary {
 	cp := e.checkpoint()
-	return Summary{
+	sum := Summary{
 		Stats: e.st, Seed: e.seed, SeedText: strconv.FormatUint(e.seed, 10), Shard: e.s.Shard,
 		From: e.hi - e.st.Total, To: e.hi,
 		Checkpoint: cp, Complete: cp == e.hi, HostsDown: e.down, Ping: e.pingSess != nil,
+		Completeness: 1,
 	}
+	if e.portAnswered > 0 {
+		q := float64(e.retryAnswered) / float64(e.portAnswered)
+		sum.Completeness = 1 - math.Pow(q, float64(1+e.retries))
+	}
+	if rs, ok := e.sess.(rawStatser); ok {
+		st := rs.RawStats()
+		sum.Raw = &st
+	}
+	return sum
 }

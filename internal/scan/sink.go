@@ -168,10 +168,12 @@ func (w *SinkWriter) Close() error {
 var probers = map[string]func() Prober{
 	"connect": func() Prober { return ConnectProber{} },
 	"dial":    func() Prober { return DialProber{} },
+	"syn":     func() Prober { return SYNProber{} },
 }
 
 // ProberByName returns the prober a scan names ("connect": TCP connect, as
-// nmap's -sT; "dial": the portable connect prober), so that a stored scan,
+// nmap's -sT; "dial": the portable connect prober; "syn": half-open SYNs,
+// as nmap's -sS), so that a stored scan,
 // a fleet worker or a scheduled scan picks its prober without knowing the
 // types. SYN and UDP probers add their names here.
 func ProberByName(name string) (Prober, error) {

@@ -1,0 +1,647 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"portolan/internal/portspec"
+	"portolan/internal/rawnet"
+)
+
+const (
+	synSlots      = 4096    // send queue per interface and family
+	synTableSize  = 1 << 17 // probes in flight: InFlightLimit is half
+	synPorts      = 1024    // source ports per scan
+	synBatch      = 64      // packets per sendmmsg / recvmmsg
+	synStartRate  = 100_000 // packets per second before AIMD has spoken
+	synMinRate    = 1_000   // AIMD's floor
+	synAIMDPeriod = 10 * time.Millisecond
+	synResolve    = 3 * time.Second // a next hop's address resolution gives up
+	canaryWait    = 500 * time.Millisecond
+	canaryBit     = 1 << 63 // in a canary probe's ID
+)
+
+// synDestState is where a destination is in route and neighbour lookup.
+type synDestState uint8
+
+const (
+	destResolving synDestState = iota
+	destOK
+	destUnreach
+)
+
+type canaryVerdict uint8
+
+const (
+	canaryPending canaryVerdict = iota
+	canaryNormal
+	canaryTarpit
+)
+
+// synDest is what the session knows about one destination address.
+// state, route, tmpl and q are the Send goroutine's; the canary fields are
+// under synSession.mu.
+type synDest struct {
+	addr      netip.Addr
+	state     synDestState
+	reason    string // destUnreach's
+	route     rawnet.Route
+	tmpl      *rawnet.Template
+	q         *synQueue
+	solicited time.Time
+	polled    time.Time
+
+	canarySent   int64 // session nanoseconds; 0: none sent
+	canaries     []synKey
+	canaryOpen   int
+	canaryClosed int
+	verdict      canaryVerdict
+	held         []Reply // open answers waiting for the verdict
+}
+
+// synQueue is one interface's and family's send ring.
+type synQueue struct {
+	snd          *rawnet.Sender
+	head, queued int // under synSession.mu
+}
+
+type synSession struct {
+	p        SYNProber
+	log      *slog.Logger
+	report   func(Reply)
+	cookie   rawnet.Cookie
+	lo, hi   uint16
+	rx       *rawnet.Receiver
+	guard    *rawnet.Guard
+	guardMsg string
+	rng      *rand.Rand
+	start    time.Time
+	canaries int
+
+	// The Send goroutine's.
+	dests  map[netip.Addr]*synDest
+	last   *synDest
+	queues map[[2]int]*synQueue // by interface index and IPv6
+
+	mu      sync.Mutex
+	table   synTable
+	bySlot  []synKey // each engine slot's key in flight, for Cancel
+	qs      []*synQueue
+	tarpits []netip.Addr
+	pending []*synDest // canary verdicts not given yet
+	closed  bool
+
+	wake chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	drops, sendErrs, forged atomic.Uint64
+	rate, minRate           atomic.Uint64 // float64 bits
+	flush                   []Reply       // the receiver goroutine's
+}
+
+// Open opens the sockets, installs the RST guard if it may, and starts
+// the sender and receiver goroutines.
+func (p SYNProber) Open(ctx context.Context, report func(Reply)) (Session, error) {
+	if p.MaxRate <= 0 {
+		p.MaxRate = DefaultSYNMaxRate
+	}
+	s := &synSession{
+		p: p, log: p.Logger, report: report,
+		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		cookie:   rawnet.NewCookie(rand.Uint64(), rand.Uint64()),
+		start:    time.Now(),
+		canaries: p.Canaries,
+		dests:    make(map[netip.Addr]*synDest),
+		queues:   make(map[[2]int]*synQueue),
+		table:    newSynTable(synTableSize),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.canaries == 0 {
+		s.canaries = DefaultCanaries
+	}
+	// Source ports above the ephemeral range (32768-60999 by default),
+	// so that the guard's rule hides no connection of the system's.
+	s.lo = 61000 + uint16(s.rng.IntN((65535-61000+1)/synPorts))*synPorts
+	s.hi = s.lo + synPorts - 1
+	var err error
+	if s.rx, err = rawnet.OpenReceiver(s.lo, s.hi, synBatch, 20); err != nil {
+		return nil, fmt.Errorf("syn scan: %w", err)
+	}
+	if s.guard, err = rawnet.GuardPorts(s.lo, s.hi); err != nil {
+		s.guardMsg = "none (" + err.Error() + "): the kernel resets the connections replies open"
+		s.log.Debug("no nftables guard for the scan's source ports", "err", err)
+	} else {
+		s.guardMsg = fmt.Sprintf("nftables (table of its own, ports %d-%d)", s.lo, s.hi)
+	}
+	s.setRate(min(synStartRate, p.MaxRate))
+	s.minRate.Store(s.rate.Load())
+	s.wg.Add(2)
+	go s.sendLoop()
+	go s.recvLoop()
+	return s, nil
+}
+
+func (s *synSession) now() int64 { return int64(time.Since(s.start)) }
+
+func (s *synSession) setRate(r float64) {
+	s.rate.Store(floatBits(r))
+	if r < bitsFloat(s.minRate.Load()) {
+		s.minRate.Store(floatBits(r))
+	}
+}
+
+// InFlightLimit keeps the scanner's window within the probe table.
+func (s *synSession) InFlightLimit() int { return synTableSize/2 - 64 }
+
+func (s *synSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) error {
+	if proto != portspec.TCP {
+		return fmt.Errorf("syn probe over %s: %w", proto, ErrUnsupported)
+	}
+	d, err := s.dest(dst.Addr())
+	if err != nil {
+		return err
+	}
+	if d.state == destUnreach {
+		s.report(Reply{ID: id, State: Filtered, Reason: d.reason})
+		return nil
+	}
+	if d.canarySent == 0 && s.canaries > 0 {
+		s.sendCanaries(d)
+	}
+	// The source port follows the engine's slot, not the attempt: a late
+	// answer to a first attempt then matches the retry.
+	sport := s.lo + uint16(id&0xffffffff%synPorts)
+	return s.enqueue(d, id, dst.Port(), sport)
+}
+
+// enqueue puts a SYN in d's send queue and its probe in the table.
+func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16) error {
+	seq := s.cookie.SYN(d.route.Src, d.addr, sport, dport)
+	k := synKey{d.addr, dport, sport}
+	s.mu.Lock()
+	q := d.q
+	n := q.snd.Slots()
+	if q.queued == n || s.table.full() {
+		s.mu.Unlock()
+		return fmt.Errorf("syn send queue: %w", ErrBusy)
+	}
+	i := (q.head + q.queued) % n
+	pkt := d.tmpl.Fill(q.snd.Slot(i), d.addr, sport, dport, seq)
+	q.snd.Ready(i, len(pkt), d.addr)
+	s.table.put(synEntry{key: k, id: id, sent: s.now(), d: d})
+	if id&canaryBit == 0 {
+		slot := int(id & 0xffffffff)
+		for slot >= len(s.bySlot) {
+			s.bySlot = append(s.bySlot, synKey{})
+		}
+		s.bySlot[slot] = k
+	}
+	q.queued++
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// sendCanaries probes random high ports of d. A port answered open there
+// is almost surely not a service.
+func (s *synSession) sendCanaries(d *synDest) {
+	keys := make([]synKey, s.canaries)
+	for k := range keys {
+		keys[k] = synKey{d.addr, uint16(1024 + s.rng.IntN(65536-1024)), s.lo + uint16(s.rng.IntN(synPorts))}
+	}
+	// The keys are known before any canary leaves: an answer that comes
+	// back at once is then judged against all of them.
+	s.mu.Lock()
+	d.canarySent = max(s.now(), 1)
+	d.canaries = keys
+	s.pending = append(s.pending, d)
+	s.mu.Unlock()
+	for k, key := range keys {
+		if s.enqueue(d, canaryBit|uint64(k), key.dport, key.sport) != nil {
+			s.mu.Lock()
+			d.canaries = slices.DeleteFunc(d.canaries, func(c synKey) bool { return c == key })
+			s.mu.Unlock()
+		}
+	}
+}
+
+// dest returns what is known of a, looking up its route and next hop the
+// first time. While the next hop's address is being resolved it returns
+// ErrBusy: the scanner sends again a little later.
+func (s *synSession) dest(a netip.Addr) (*synDest, error) {
+	a = a.Unmap()
+	d := s.last
+	if d == nil || d.addr != a {
+		if d = s.dests[a]; d == nil {
+			d = &synDest{addr: a}
+			s.dests[a] = d
+			s.lookup(d)
+		}
+		s.last = d
+	}
+	if d.state != destResolving {
+		return d, nil
+	}
+	now := time.Now()
+	if now.Sub(d.polled) < 5*time.Millisecond {
+		return nil, fmt.Errorf("resolve %s: %w", d.route.NextHop, ErrBusy)
+	}
+	d.polled = now
+	mac, err := rawnet.Neighbor(d.route.Ifindex, d.route.NextHop)
+	switch {
+	case errors.Is(err, rawnet.ErrNoNeighbor) || (mac == nil && !d.solicited.IsZero() && now.Sub(d.solicited) > synResolve):
+		d.state, d.reason = destUnreach, ReasonHostUnreach
+		return d, nil
+	case err != nil:
+		return nil, err
+	case mac == nil:
+		if d.solicited.IsZero() {
+			d.solicited = now
+			if err := rawnet.Solicit(d.route.NextHop); err != nil {
+				s.log.Debug("address resolution", "addr", d.route.NextHop, "err", err)
+			}
+		}
+		return nil, fmt.Errorf("resolve %s: %w", d.route.NextHop, ErrBusy)
+	}
+	return d, s.ready(d, mac)
+}
+
+// lookup finds d's route; an unusable one makes d unreachable with the
+// reason a connect() would give.
+func (s *synSession) lookup(d *synDest) {
+	r, err := rawnet.LookupRoute(d.addr)
+	if err != nil {
+		// Unreachable, prohibit and blackhole routes: what connect says.
+		d.state, d.reason = destUnreach, ReasonNetUnreach
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			if v, why, _ := verdict(errno); v == Filtered {
+				d.reason = why
+			}
+		}
+		return
+	}
+	if r.Src.Is4() != d.addr.Is4() {
+		d.state, d.reason = destUnreach, ReasonNetUnreach
+		return
+	}
+	d.route = r
+	if r.Link() {
+		d.state = destResolving
+		return
+	}
+	if err := s.ready(d, nil); err != nil {
+		d.state, d.reason = destUnreach, ReasonNetUnreach
+		s.log.Debug("raw ip sender", "addr", d.addr, "err", err)
+	}
+}
+
+// ready builds d's template and finds (or opens) its send queue.
+func (s *synSession) ready(d *synDest, mac []byte) error {
+	var err error
+	if d.tmpl, err = rawnet.NewTemplate(d.route.Src, d.route.SrcMAC, mac); err != nil {
+		return err
+	}
+	v6 := 0
+	if d.addr.Is6() {
+		v6 = 1
+	}
+	qk := [2]int{d.route.Ifindex, v6}
+	if d.route.Link() {
+		qk[1] += 2
+	}
+	q := s.queues[qk]
+	if q == nil {
+		snd, err := rawnet.OpenSender(d.route, v6 == 1, synSlots)
+		if err != nil {
+			return fmt.Errorf("syn scan: %w", err)
+		}
+		q = &synQueue{snd: snd}
+		s.queues[qk] = q
+		s.mu.Lock()
+		s.qs = append(s.qs, q)
+		s.mu.Unlock()
+	}
+	d.q = q
+	d.state = destOK
+	return nil
+}
+
+// sendLoop drains the send queues at the AIMD rate.
+func (s *synSession) sendLoop() {
+	defer s.wg.Done()
+	tokens := float64(synBatch)
+	last := time.Now()
+	period := last
+	var sentPeriod, limited int
+	var lastDrops uint64
+	tick := time.NewTicker(synAIMDPeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.wake:
+		case <-tick.C:
+		case <-s.done:
+			return
+		}
+		for {
+			now := time.Now()
+			rate := bitsFloat(s.rate.Load())
+			tokens = min(tokens+rate*now.Sub(last).Seconds(), max(rate/1000, synBatch))
+			last = now
+			if now.Sub(period) >= synAIMDPeriod {
+				// AIMD: halve on any loss in our kernel, else add a
+				// fiftieth of the cap while the rate is what holds us back.
+				drops := s.countDrops()
+				switch {
+				case drops > lastDrops:
+					s.setRate(max(synMinRate, rate/2))
+					s.log.Debug("drops: halving the send rate", "drops", drops-lastDrops, "rate", rate/2)
+				case limited > 0:
+					s.setRate(min(s.p.MaxRate, rate+s.p.MaxRate/50))
+				}
+				lastDrops, period, sentPeriod, limited = drops, now, 0, 0
+			}
+			sent := 0
+			s.mu.Lock()
+			qs := s.qs
+			s.mu.Unlock()
+			for _, q := range qs {
+				s.mu.Lock()
+				h, n := q.head, q.queued
+				s.mu.Unlock()
+				k := min(n, q.snd.Slots()-h, synBatch, int(tokens))
+				if k == 0 {
+					if n > 0 {
+						limited++
+					}
+					continue
+				}
+				m, err := q.snd.Send(h, k)
+				if err != nil {
+					if errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) {
+						s.sendErrs.Add(1)
+						time.Sleep(100 * time.Microsecond)
+						continue
+					}
+					// Any other error loses this batch; its probes time
+					// out and are sent again.
+					s.log.Debug("send", "err", err)
+					s.sendErrs.Add(uint64(k))
+					m = k
+				}
+				tokens -= float64(m)
+				sent += m
+				s.mu.Lock()
+				q.head = (h + m) % q.snd.Slots()
+				q.queued -= m
+				s.mu.Unlock()
+			}
+			sentPeriod += sent
+			if sent == 0 {
+				if limited > 0 && tokens < 1 {
+					// Wait for the next batch's tokens, not a whole tick.
+					time.Sleep(time.Duration(float64(time.Second) * min(synBatch, max(1, 1-tokens)) / rate))
+					continue
+				}
+				break
+			}
+		}
+	}
+}
+
+// countDrops is the loss in our own kernel so far: receive-buffer drops
+// and refused sends.
+func (s *synSession) countDrops() uint64 {
+	if st, err := s.rx.Stats(); err == nil {
+		s.drops.Store(st.Drops)
+	}
+	return s.drops.Load() + s.sendErrs.Load()
+}
+
+// recvLoop reads replies until the session closes.
+func (s *synSession) recvLoop() {
+	defer s.wg.Done()
+	var lastCheck int64
+	for {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		if _, err := s.rx.Recv(s.onPacket); err != nil {
+			s.log.Debug("receive", "err", err)
+			time.Sleep(time.Millisecond)
+		}
+		if now := s.now(); now-lastCheck > int64(20*time.Millisecond) {
+			lastCheck = now
+			s.checkCanaries(now)
+		}
+	}
+}
+
+// onPacket handles one packet that passed the filter.
+func (s *synSession) onPacket(b []byte) {
+	p, err := rawnet.Parse(b)
+	if err != nil {
+		return
+	}
+	var k synKey
+	var valid bool
+	r := Reply{}
+	if p.ICMP {
+		// The quoted SYN: from us to the target, with our cookie.
+		k = synKey{p.Dst, p.DstPort, p.SrcPort}
+		valid = p.Seq == s.cookie.SYN(p.Src, p.Dst, p.SrcPort, p.DstPort)
+		r.State, r.Reason = Filtered, icmpReason(p.Type == rawnet.ICMP6Unreach && p.Dst.Is6(), p.Code)
+	} else {
+		k = synKey{p.Src, p.SrcPort, p.DstPort}
+		valid = p.Flags&rawnet.FlagACK != 0 && p.Ack-1 == s.cookie.SYN(p.Dst, p.Src, p.DstPort, p.SrcPort)
+		switch {
+		case p.Flags&rawnet.FlagRST != 0:
+			r.State, r.Reason = Closed, ReasonReset
+		case p.Flags&(rawnet.FlagSYN|rawnet.FlagACK) == rawnet.FlagSYN|rawnet.FlagACK:
+			r.State, r.Reason = Open, ReasonSynAck
+		default:
+			return
+		}
+	}
+	if !valid {
+		s.forged.Add(1)
+		return
+	}
+	now := s.now()
+	s.mu.Lock()
+	e, ok := s.table.take(k)
+	if !ok {
+		s.mu.Unlock()
+		return // a duplicate, or an answer after Cancel
+	}
+	r.ID, r.RTT = e.id, time.Duration(now-e.sent)
+	d := e.d
+	if e.id&canaryBit != 0 {
+		switch r.State {
+		case Open:
+			d.canaryOpen++
+		default:
+			d.canaryClosed++
+		}
+		s.decide(d, now)
+		s.mu.Unlock()
+		s.flushHeld()
+		return
+	}
+	if r.State == Open {
+		switch d.verdict {
+		case canaryPending:
+			if d.canarySent != 0 {
+				d.held = append(d.held, r)
+				s.mu.Unlock()
+				return
+			}
+		case canaryTarpit:
+			r.State, r.Reason = Filtered, ReasonTarpit
+		}
+	}
+	s.mu.Unlock()
+	s.report(r)
+}
+
+// decide gives d's canary verdict once it is known: normal as soon as a
+// canary is answered other than open, a tarpit once all are answered open
+// (or at least two of them when the wait is over). Under mu; the held
+// answers go to s.flush for flushHeld.
+func (s *synSession) decide(d *synDest, now int64) {
+	if d.verdict != canaryPending {
+		return
+	}
+	n := len(d.canaries)
+	switch {
+	case d.canaryClosed > 0:
+		d.verdict = canaryNormal
+	case d.canaryOpen == n && n > 0:
+		d.verdict = canaryTarpit
+	case now-d.canarySent > int64(canaryWait):
+		d.verdict = canaryNormal
+		if d.canaryOpen >= 2 {
+			d.verdict = canaryTarpit
+		}
+	default:
+		return
+	}
+	for _, k := range d.canaries {
+		if i := s.table.find(k); i >= 0 && s.table.e[i].id&canaryBit != 0 {
+			s.table.del(uint64(i))
+		}
+	}
+	if d.verdict == canaryTarpit {
+		s.tarpits = append(s.tarpits, d.addr)
+		s.log.Debug("host answers canary ports: its open ports are reported filtered", "addr", d.addr)
+	}
+	for _, r := range d.held {
+		if d.verdict == canaryTarpit {
+			r.State, r.Reason = Filtered, ReasonTarpit
+		}
+		s.flush = append(s.flush, r)
+	}
+	d.held = nil
+}
+
+// checkCanaries gives the verdicts whose wait is over.
+func (s *synSession) checkCanaries(now int64) {
+	s.mu.Lock()
+	kept := s.pending[:0]
+	for _, d := range s.pending {
+		s.decide(d, now)
+		if d.verdict == canaryPending {
+			kept = append(kept, d)
+		}
+	}
+	clear(s.pending[len(kept):])
+	s.pending = kept
+	s.mu.Unlock()
+	s.flushHeld()
+}
+
+// flushHeld reports the answers decide released. Receiver goroutine only.
+func (s *synSession) flushHeld() {
+	for _, r := range s.flush {
+		s.report(r)
+	}
+	s.flush = s.flush[:0]
+}
+
+func (s *synSession) Cancel(id uint64) (Reply, bool) {
+	slot := int(id & 0xffffffff)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slot >= len(s.bySlot) {
+		return Reply{}, false
+	}
+	k := s.bySlot[slot]
+	if i := s.table.find(k); i >= 0 && s.table.e[i].id == id {
+		s.table.del(uint64(i))
+		return Reply{}, false
+	}
+	// An open answer held for the canaries' verdict is not lost: the
+	// verdict is late, so the host is not answering canaries at once.
+	if d := s.dests[k.addr]; d != nil {
+		for i, r := range d.held {
+			if r.ID == id {
+				d.held = append(d.held[:i], d.held[i+1:]...)
+				return r, true
+			}
+		}
+	}
+	return Reply{}, false
+}
+
+func (s *synSession) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.done)
+	s.wg.Wait()
+	s.countDrops()
+	var errs []error
+	for _, q := range s.qs {
+		errs = append(errs, q.snd.Close())
+	}
+	errs = append(errs, s.rx.Close())
+	if s.guard != nil {
+		errs = append(errs, s.guard.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// RawStats reports the session's counters; it works after Close.
+func (s *synSession) RawStats() RawStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return RawStats{
+		Drops: s.drops.Load() + s.sendErrs.Load(), Forged: s.forged.Load(),
+		Rate: bitsFloat(s.rate.Load()), MinRate: bitsFloat(s.minRate.Load()),
+		Tarpits: append([]netip.Addr(nil), s.tarpits...), RSTGuard: s.guardMsg,
+	}
+}

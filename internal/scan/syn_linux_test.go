@@ -1,0 +1,245 @@
+package scan
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"portolan/internal/netlab"
+	"portolan/internal/portspec"
+	"portolan/internal/rawnet"
+	"portolan/internal/testenv"
+)
+
+// synScan runs a SYN scan of sp from host h and returns the results.
+func synScan(t *testing.T, h *netlab.Host, s Scanner, sp Space) (map[portKey]Result, Summary) {
+	t.Helper()
+	if s.Prober == nil {
+		s.Prober = SYNProber{}
+	}
+	var got map[portKey]Result
+	var sum Summary
+	if err := h.Do(func() error {
+		got, sum = collect(t, s, sp)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got, sum
+}
+
+// nft runs nft inside h's namespace.
+func nft(t *testing.T, h *netlab.Host, script string) {
+	t.Helper()
+	testenv.RequireCommand(t, "nft")
+	cmd := h.Command(context.Background(), "nft", "-f", "-")
+	// One statement per line: nft takes "; }" badly.
+	cmd.Stdin = strings.NewReader(strings.NewReplacer("{ ", "{\n", "; ", "\n", " }", "\n}").Replace(script))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+}
+
+// TestSYNRecall scans 3,000 ports of a namespace over a veth link, over
+// IPv4 and IPv6: every one of 40 listeners must be found open, a port
+// whose SYNs are dropped filtered, and every other port closed by a reset.
+// The kernel's resets are kept away by the guard, and no reply is forged.
+func TestSYNRecall(t *testing.T) {
+	scanner, target, lk := netlab.NewPair(t)
+	for _, fam := range []string{"ip4", "ip6"} {
+		t.Run(fam, func(t *testing.T) {
+			addr := lk.B4
+			if fam == "ip6" {
+				addr = lk.B6
+			}
+			const lo, n = 20000, 3000
+			open := map[portspec.Port]bool{}
+			if err := target.Do(func() error {
+				for len(open) < 40 {
+					p := openPort(t, addr)
+					open[p] = true
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			dropped := portspec.Port(lo + 7)
+			nft(t, target, fmt.Sprintf("table inet synrecall%s { chain in { type filter hook input priority 0; tcp dport %d drop; } }", fam, dropped))
+			sp := listSpace{}
+			for p := range open {
+				sp = append(sp, netip.AddrPortFrom(addr, uint16(p)))
+			}
+			for p := lo; p < lo+n; p++ {
+				if !open[portspec.Port(p)] {
+					sp = append(sp, netip.AddrPortFrom(addr, uint16(p)))
+				}
+			}
+			got, sum := synScan(t, scanner, Scanner{MaxTimeout: 300 * time.Millisecond}, sp)
+			if len(got) != len(sp) {
+				t.Errorf("%d results for %d ports", len(got), len(sp))
+			}
+			wrong := 0
+			for _, e := range sp {
+				p := portspec.Port(e.Port())
+				r := got[portKey{addr, p}]
+				want := wantState{Closed, ReasonReset}
+				switch {
+				case open[p]:
+					want = wantState{Open, ReasonSynAck}
+				case p == dropped:
+					want = wantState{Filtered, ReasonNoResponse}
+				}
+				if stateOf(r) != want {
+					if wrong++; wrong < 10 {
+						t.Errorf("%s = %v (%s); want %v (%s)", e, r.State, r.Reason, want.state, want.reason)
+					}
+				}
+			}
+			if sum.Raw == nil {
+				t.Fatal("Summary.Raw is nil for a SYN scan")
+			}
+			if !strings.HasPrefix(sum.Raw.RSTGuard, "nftables") || sum.Raw.Forged != 0 || len(sum.Raw.Tarpits) != 0 {
+				t.Errorf("Raw = %+v; want the nftables guard, nothing forged, no tarpit", *sum.Raw)
+			}
+			if sum.Open != uint64(len(open)) {
+				t.Errorf("Summary.Open = %d; want %d", sum.Open, len(open))
+			}
+			t.Logf("%s: %d ports, sent %d, drops %d, rate %.0f (min %.0f), completeness %.4f",
+				fam, len(sp), sum.Sent, sum.Raw.Drops, sum.Raw.Rate, sum.Raw.MinRate, sum.Completeness)
+		})
+	}
+}
+
+// TestSYNUnreachable: destinations the scanner's routing table refuses
+// are filtered with the reason connect would give, without a packet.
+func TestSYNUnreachable(t *testing.T) {
+	scanner, _, lk := netlab.NewPair(t)
+	ip(t, "-n", scanner.Netns(), "route", "replace", "unreachable", "198.18.50.0/24")
+	ip(t, "-n", scanner.Netns(), "route", "replace", "prohibit", "198.18.51.0/24")
+	ip(t, "-n", scanner.Netns(), "neigh", "replace", "198.18.0.99", "lladdr", "02:00:00:00:00:99", "dev", lk.ADev, "nud", "permanent")
+	sp := listSpace{
+		netip.MustParseAddrPort("198.18.50.1:80"),
+		netip.MustParseAddrPort("198.18.51.1:80"),
+		netip.MustParseAddrPort("198.18.0.99:80"), // nobody has that MAC: silence
+	}
+	got, _ := synScan(t, scanner, Scanner{MaxTimeout: 200 * time.Millisecond, HostDownAfter: -1}, sp)
+	want := []wantState{{Filtered, ReasonHostUnreach}, {Filtered, ReasonAdminProhibited}, {Filtered, ReasonNoResponse}}
+	for i, e := range sp {
+		if r := got[portKey{e.Addr(), portspec.Port(e.Port())}]; stateOf(r) != want[i] {
+			t.Errorf("%s = %v (%s); want %v (%s)", e, r.State, r.Reason, want[i].state, want[i].reason)
+		}
+	}
+}
+
+// TestSYNTarpit: a target whose firewall redirects every TCP port to one
+// listener answers every SYN. The canary ports give it away: its ports are
+// reported filtered (tarpit), not open, and the host is named in the
+// summary.
+func TestSYNTarpit(t *testing.T) {
+	scanner, target, lk := netlab.NewPair(t)
+	ln, err := target.Listen("tcp", ":7777")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nft(t, target, "table inet tarpit { chain pre { type nat hook prerouting priority -100; tcp dport != 7777 redirect to :7777; } }")
+	for _, addr := range []netip.Addr{lk.B4, lk.B6} {
+		t.Run(addr.String(), func(t *testing.T) {
+			sp := space{addrs: []netip.Addr{addr}}
+			for p := 1000; p < 1300; p++ {
+				sp.ports = append(sp.ports, portspec.Port(p))
+			}
+			got, sum := synScan(t, scanner, Scanner{}, sp)
+			states := map[wantState]int{}
+			for _, r := range got {
+				states[stateOf(r)]++
+			}
+			if states[wantState{Filtered, ReasonTarpit}] != len(sp.ports) {
+				t.Errorf("states %v; want all %d ports filtered (%s)", states, len(sp.ports), ReasonTarpit)
+			}
+			if sum.Raw == nil || len(sum.Raw.Tarpits) != 1 || sum.Raw.Tarpits[0] != addr {
+				t.Errorf("Raw = %+v; want tarpit %s", sum.Raw, addr)
+			}
+		})
+	}
+}
+
+// TestSYNForgedReplies: while a scan waits on ports whose SYNs the target
+// drops, another process in the target's namespace floods the scanner
+// with SYN-ACKs from those ports to every port the scanner may use, with
+// guessed sequence numbers. None may be reported open; the summary counts
+// them as forged.
+func TestSYNForgedReplies(t *testing.T) {
+	scanner, target, lk := netlab.NewPair(t)
+	nft(t, target, "table inet forged { chain in { type filter hook input priority 0; tcp dport 2000-2009 drop; } }")
+	sp := listSpace{}
+	for p := 2000; p < 2010; p++ {
+		sp = append(sp, netip.AddrPortFrom(lk.B4, uint16(p)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		sent := 0
+		_ = target.Do(func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			to := &unix.SockaddrInet4{Addr: lk.A4.As4()}
+			// Bounded: at most 3 rounds over the scanner's possible
+			// source ports, until the scan ends.
+			for round := 0; round < 3 && ctx.Err() == nil; round++ {
+				for _, e := range sp {
+					for dport := 61000; dport <= 65535; dport++ {
+						pkt := forgedSYNACK(lk.B4, lk.A4, e.Port(), uint16(dport), uint32(round*65536+dport))
+						if unix.Sendto(fd, pkt, 0, to) == nil {
+							sent++
+						}
+					}
+				}
+			}
+			return nil
+		})
+		done <- sent
+	}()
+	got, sum := synScan(t, scanner, Scanner{MinTimeout: 500 * time.Millisecond, InitialTimeout: 2 * time.Second, HostDownAfter: -1}, sp)
+	cancel()
+	sent := <-done
+	for _, e := range sp {
+		if r := got[portKey{e.Addr(), portspec.Port(e.Port())}]; r.State != Filtered {
+			t.Errorf("%s = %v (%s); want filtered: forged replies were believed", e, r.State, r.Reason)
+		}
+	}
+	if sum.Raw == nil || sum.Raw.Forged == 0 {
+		t.Errorf("Raw = %+v after %d forged packets; want them counted as forged", sum.Raw, sent)
+	}
+	t.Logf("%d forged packets sent, %d seen and ignored", sent, sum.Raw.Forged)
+}
+
+// forgedSYNACK builds an IPv4 SYN-ACK with a guessed acknowledgement.
+func forgedSYNACK(src, dst netip.Addr, sport, dport uint16, ack uint32) []byte {
+	b := make([]byte, 40)
+	b[0], b[8], b[9] = 0x45, 64, 6
+	binary.BigEndian.PutUint16(b[2:], 40)
+	s, d := src.As4(), dst.As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	binary.BigEndian.PutUint16(b[10:], rawnet.Checksum(b[:20]))
+	tcp := b[20:]
+	binary.BigEndian.PutUint16(tcp[0:], sport)
+	binary.BigEndian.PutUint16(tcp[2:], dport)
+	binary.BigEndian.PutUint32(tcp[4:], 12345)
+	binary.BigEndian.PutUint32(tcp[8:], ack)
+	tcp[12], tcp[13] = 5<<4, rawnet.FlagSYN|rawnet.FlagACK
+	binary.BigEndian.PutUint16(tcp[14:], 65535)
+	ph := append(append(append([]byte{}, s[:]...), d[:]...), 0, 6, 0, 20)
+	binary.BigEndian.PutUint16(tcp[16:], rawnet.Checksum(append(ph, tcp...)))
+	return b
+}
