@@ -250,3 +250,14 @@ func (r *Receiver) Close() error { return unix.Close(r.fd) }
 func IsPermission(err error) bool {
 	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
 }
+
+// Allowed reports whether this process may open raw sockets: whether
+// CAP_NET_RAW is in its effective set (root has it unless dropped).
+func Allowed() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[unix.CAP_NET_RAW/32].Effective&(1<<(unix.CAP_NET_RAW%32)) != 0
+}

@@ -49,3 +49,6 @@ func (*Guard) Close() error { return nil }
 
 // IsPermission reports false: nothing here asks for a permission.
 func IsPermission(error) bool { return false }
+
+// Allowed reports false: raw sockets are Linux only here.
+func Allowed() bool { return false }
