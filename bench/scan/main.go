@@ -84,9 +84,9 @@ func run(ctx context.Context, c config) error {
 	if c.portolan == "" {
 		return errors.New("-portolan is required")
 	}
-	for _, p := range []string{c.portolan, "nmap", "nft", "ip"} {
+	for _, p := range []string{c.portolan, "nmap", "masscan", "nft", "ip"} {
 		if _, err := exec.LookPath(p); err != nil {
-			return fmt.Errorf("%s: %w (apt-get install nmap nftables iproute2)", p, err)
+			return fmt.Errorf("%s: %w (apt-get install nmap masscan nftables iproute2)", p, err)
 		}
 	}
 	if c.outDir == "" {
@@ -131,7 +131,7 @@ func run(ctx context.Context, c config) error {
 		{name: "firewalled-v6", addr: tb.link.B6, filter: filterFirewall, ports: firewallPorts(open)},
 	}
 	scs = slices.DeleteFunc(scs, func(s scenario) bool { return !picked(c.scenarios, s.name) })
-	ts := slices.DeleteFunc(tools(c.portolan, c.naabu), func(t tool) bool { return !picked(c.only, t.name) })
+	ts := slices.DeleteFunc(tools(c.portolan, c.naabu, tb.link), func(t tool) bool { return !picked(c.only, t.name) })
 
 	var rows []row
 	for r := 1; r <= c.runs && ctx.Err() == nil; r++ {
@@ -150,6 +150,9 @@ func run(ctx context.Context, c config) error {
 				t := ts[(i+r-1)%len(ts)]
 				if ctx.Err() != nil {
 					break
+				}
+				if t.args(sc, "", r) == nil {
+					continue // the tool does not do this scenario
 				}
 				rw := tb.runTool(ctx, c, t, sc, r)
 				rows = append(rows, rw)
