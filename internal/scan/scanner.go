@@ -218,6 +218,9 @@ func (s *Scanner) Run(ctx context.Context, sp Space) (Summary, error) {
 		return e.summary(), fmt.Errorf("open prober: %w", err)
 	}
 	e.sess = sess
+	if is, ok := sess.(icmpSeer); ok {
+		e.seesICMP = is.SeesICMP()
+	}
 	if l, ok := sess.(inFlightLimiter); ok {
 		e.fdLimit = max(1, l.InFlightLimit())
 		e.sockLimit = min(e.sockLimit, e.fdLimit)
@@ -263,8 +266,9 @@ type engine struct {
 	begin    time.Time
 	clock    time.Time // now, as of this turn of the loop: result timestamps
 
-	window, sockLimit int // caps on live probes and on probes in flight
-	fdLimit           int // the prober's own cap on probes in flight
+	window, sockLimit int  // caps on live probes and on probes in flight
+	fdLimit           int  // the prober's own cap on probes in flight
+	seesICMP          bool // the prober reports ICMP errors itself (icmpSeer)
 	retries           int
 	minTO, maxTO, iTO time.Duration
 	downAfter         int
@@ -367,7 +371,9 @@ type host struct {
 	disc          discState
 	discLeft      int      // discovery probes not yet settled
 	waiting       []*probe // timed out during discovery: retried or settled when it ends
-	// closed counts ports answered closed. A host with closed ports whose
+	// closed counts ports answered closed (connect: a refusal may be an
+	// ICMP port unreachable) or, for a prober that sees ICMP errors
+	// itself (icmpSeer), rejected with one. A host with such ports whose
 	// other ports go unanswered may be rejecting them with ICMP errors
 	// that it rate-limits (Linux: a burst of 6, then 1/s per destination).
 	// A few of them are probed again and waited for past the kernel's SYN
@@ -818,7 +824,7 @@ func (e *engine) onReply(r Reply) {
 	}
 	trickle := p.trickle
 	if trickle {
-		answered := r.State == Closed || r.State == Open
+		answered := r.State == Closed || r.State == Open || e.icmpRejected(r)
 		if p.check {
 			h.checks--
 		} else {
@@ -837,7 +843,7 @@ func (e *engine) onReply(r Reply) {
 		}
 		defer e.nextTrickle(h)
 	}
-	if r.State == Closed {
+	if e.icmpRejected(r) || (!e.seesICMP && r.State == Closed) {
 		h.closed++
 	}
 	if r.fromHost() {
@@ -867,6 +873,13 @@ func (e *engine) onReply(r Reply) {
 	}
 	e.unpark(h)
 	e.finish(p, e.result(p, r.State, r.Reason, r.RTT))
+}
+
+// icmpRejected reports whether r is an ICMP error a raw prober saw: a
+// rejection whose kind hosts rate-limit, as connect's refusals may be
+// (where the kernel turns an ICMP port unreachable into ECONNREFUSED).
+func (e *engine) icmpRejected(r Reply) bool {
+	return e.seesICMP && r.State == Filtered && r.Reason != ReasonNoResponse && r.Reason != ReasonTarpit
 }
 
 // shrinkEarly moves the deadlines of probes sent before h's first RTT
@@ -935,6 +948,12 @@ func (e *engine) onTimeout(p *probe) {
 		p.trickle = true
 		if h.rl == rlNone {
 			h.rl = rlChecking
+			if e.seesICMP {
+				// A raw probe has no kernel retransmission to draw a
+				// second ICMP error a second later: re-probe one at a
+				// time from the start, taking tokens as they refill.
+				h.rl, h.trickleSince = rlOn, e.clock
+			}
 		}
 		if h.rl == rlChecking && h.checks < rlChecks {
 			p.check = true

@@ -65,6 +65,12 @@ type RawStats struct {
 	RSTGuard string `json:"rst_guard"`
 }
 
+// icmpSeer is implemented by sessions that read ICMP errors themselves: a
+// reset they report is a reset, never an ICMP port unreachable turned
+// into a refusal by the kernel (as for connect), so only their ICMP
+// errors hint at a host that rate-limits its rejections.
+type icmpSeer interface{ SeesICMP() bool }
+
 // rawStatser is implemented by sessions that count RawStats.
 type rawStatser interface{ RawStats() RawStats }
 
@@ -169,6 +175,10 @@ func (t *synTable) del(i uint64) {
 	t.e[i] = synEntry{}
 }
 
+// reasonPortUnreach is nmap's reason for an ICMP port unreachable; a SYN
+// scan reports the port filtered, as nmap does.
+const reasonPortUnreach = "port-unreach"
+
 // icmpReason is the reason an ICMP destination unreachable gives.
 func icmpReason(v6 bool, code uint8) string {
 	if v6 {
@@ -177,12 +187,16 @@ func icmpReason(v6 bool, code uint8) string {
 			return ReasonNetUnreach
 		case 1, 5, 6:
 			return ReasonAdminProhibited
+		case 4:
+			return reasonPortUnreach
 		}
 		return ReasonHostUnreach
 	}
 	switch code {
 	case 0, 6, 11:
 		return ReasonNetUnreach
+	case 3:
+		return reasonPortUnreach
 	case 9, 10, 13:
 		return ReasonAdminProhibited
 	}

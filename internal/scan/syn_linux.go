@@ -164,6 +164,9 @@ func (s *synSession) setRate(r float64) {
 	}
 }
 
+// SeesICMP reports true: ICMP errors come through the packet socket.
+func (s *synSession) SeesICMP() bool { return true }
+
 // InFlightLimit keeps the scanner's window within the probe table.
 func (s *synSession) InFlightLimit() int { return synTableSize/2 - 64 }
 

@@ -315,3 +315,37 @@ func BenchmarkSYNSend(b *testing.B) {
 	sess.Close()
 	b.ReportMetric(float64(rs.Drops), "drops")
 }
+
+// TestSYNRateLimitedRejects: ports rejected with ICMP port unreachable by
+// a kernel that rate-limits its ICMP errors (a burst of 6, then one a
+// second) are all reported as rejected, not as silent: the SYN prober sees
+// the ICMP errors, and the scanner re-probes as the bucket refills. Dropped
+// ports stay silent, and closed ports are reset.
+func TestSYNRateLimitedRejects(t *testing.T) {
+	scanner, target, lk := netlab.NewPair(t)
+	nft(t, target, "table inet fw { chain input { type filter hook input priority 0; tcp dport 1000-1009 reject; tcp dport 2000-2003 drop } }")
+	want := map[portspec.Port]wantState{}
+	for p := portspec.Port(1000); p <= 1009; p++ {
+		want[p] = wantState{Filtered, reasonPortUnreach}
+	}
+	for p := portspec.Port(2000); p <= 2003; p++ {
+		want[p] = wantState{Filtered, ReasonNoResponse}
+	}
+	for p := portspec.Port(3000); p <= 3003; p++ {
+		want[p] = wantState{Closed, ReasonReset}
+	}
+	var ports []portspec.Port
+	for p := range want {
+		ports = append(ports, p)
+	}
+	for _, addr := range []netip.Addr{lk.B4, lk.B6} {
+		t.Run(addr.String(), func(t *testing.T) {
+			got, _ := synScan(t, scanner, Scanner{Seed: 1}, hostPorts{addr, ports})
+			for p, w := range want {
+				if r := got[portKey{addr, p}]; stateOf(r) != w {
+					t.Errorf("%s port %d = %v (%s); want %v (%s)", addr, p, r.State, r.Reason, w.state, w.reason)
+				}
+			}
+		})
+	}
+}
