@@ -133,6 +133,11 @@ func run(ctx context.Context, c config) error {
 	scs = slices.DeleteFunc(scs, func(s scenario) bool { return !picked(c.scenarios, s.name) })
 	ts := slices.DeleteFunc(tools(c.portolan, c.naabu, tb.link), func(t tool) bool { return !picked(c.only, t.name) })
 
+	if slices.ContainsFunc(ts, func(t tool) bool { return strings.HasPrefix(t.name, "masscan") }) {
+		tickCtx, stopTick := context.WithCancel(ctx)
+		defer stopTick()
+		go tb.tick(tickCtx)
+	}
 	var rows []row
 	for r := 1; r <= c.runs && ctx.Err() == nil; r++ {
 		for _, sc := range scs {

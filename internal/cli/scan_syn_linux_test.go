@@ -20,7 +20,7 @@ import (
 // exeForNobody copies the test binary where user nobody can run it.
 func exeForNobody(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "portolan-syn-")
+	dir, err := os.MkdirTemp("", "portolan-nobody-")
 	if err != nil {
 		t.Fatal(err)
 	}
