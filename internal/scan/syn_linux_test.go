@@ -349,3 +349,30 @@ func TestSYNRateLimitedRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestSYNDiscoveryFirewalledHost: host discovery through the SYN prober
+// (SYNs to the discovery ports, and the raw ICMP echo) finds a host whose
+// firewall drops everything but three open ports, so all three are
+// reported without -Pn, over IPv4 and IPv6.
+func TestSYNDiscoveryFirewalledHost(t *testing.T) {
+	scanner, target, lk := netlab.NewPair(t)
+	open := firewalled(t, target)
+	var ports []portspec.Port
+	for p := portspec.Port(1); p <= 999; p++ {
+		ports = append(ports, p)
+	}
+	ports = append(ports, 31337)
+	for _, addr := range []netip.Addr{lk.B4, lk.B6} {
+		t.Run(addr.String(), func(t *testing.T) {
+			got, sum := synScan(t, scanner, Scanner{Seed: 1, Pinger: EchoProber{}}, hostPorts{addr, ports})
+			for _, p := range open {
+				if r := got[portKey{addr, p}]; r.State != Open {
+					t.Errorf("%s port %d = %v (%s); want open", addr, p, r.State, r.Reason)
+				}
+			}
+			if sum.HostsDown != 0 || len(got) != len(ports) {
+				t.Errorf("%d hosts down, %d results; want the host up and %d results", sum.HostsDown, len(got), len(ports))
+			}
+		})
+	}
+}
