@@ -156,7 +156,10 @@ type Receiver struct {
 	bufs    []byte
 	iovs    []unix.Iovec
 	msgs    []unix.Mmsghdr
-	mu      sync.Mutex
+	timeout int // milliseconds
+	pfd     [1]unix.PollFd
+	rmu     sync.Mutex // held while packets leave the socket and are handled
+	mu      sync.Mutex // guards the counters
 	packets uint64
 	drops   uint64
 }
@@ -192,40 +195,69 @@ func OpenReceiver(lo, hi uint16, batch, timeoutMillis int) (*Receiver, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20); err != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 16<<20)
 	}
-	tv := unix.NsecToTimeval(int64(timeoutMillis) * 1e6)
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fail("receive timeout", err)
-	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL)}); err != nil {
 		return fail("bind packet socket", err)
 	}
-	r := &Receiver{fd: fd, bufs: make([]byte, batch*SnapLen), iovs: make([]unix.Iovec, batch), msgs: make([]unix.Mmsghdr, batch)}
-	for i := range batch {
-		r.iovs[i].Base = &r.bufs[i*SnapLen]
-		r.iovs[i].SetLen(SnapLen)
-		r.msgs[i].Hdr.Iov = &r.iovs[i]
-		r.msgs[i].Hdr.Iovlen = 1
-	}
+	r := &Receiver{fd: fd, timeout: timeoutMillis}
+	r.bufs, r.iovs, r.msgs = recvBuffers(batch)
 	return r, nil
+}
+
+// recvBuffers makes n packet buffers of SnapLen bytes for recvmmsg.
+func recvBuffers(n int) ([]byte, []unix.Iovec, []unix.Mmsghdr) {
+	bufs, iovs, msgs := make([]byte, n*SnapLen), make([]unix.Iovec, n), make([]unix.Mmsghdr, n)
+	for i := range n {
+		iovs[i].Base = &bufs[i*SnapLen]
+		iovs[i].SetLen(SnapLen)
+		msgs[i].Hdr.Iov = &iovs[i]
+		msgs[i].Hdr.Iovlen = 1
+	}
+	return bufs, iovs, msgs
 }
 
 // Recv waits for packets (up to the timeout) and passes each, from its IP
 // header on, to fn; the slice is valid only during the call. It returns
-// the number of packets; 0 with a nil error is a timeout.
+// the number of packets; 0 with a nil error is a timeout. Packets leave
+// the socket only while fn may run, under the lock TryRecv takes too, so
+// a TryRecv that finds nothing knows that nothing has arrived unseen.
 func (r *Receiver) Recv(fn func([]byte)) (int, error) {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(len(r.msgs)), unix.MSG_WAITFORONE, 0, 0)
-	switch e {
-	case 0:
-	case unix.EAGAIN, unix.EINTR:
+	r.pfd[0] = unix.PollFd{Fd: int32(r.fd), Events: unix.POLLIN}
+	n, err := unix.Poll(r.pfd[:], r.timeout)
+	if err != nil && err != unix.EINTR {
+		return 0, fmt.Errorf("wait for packets: %w", err)
+	}
+	if n <= 0 {
 		return 0, nil
-	default:
-		return 0, fmt.Errorf("receive packets: %w", e)
 	}
-	for i := range int(n) {
-		l := min(int(r.msgs[i].Len), SnapLen)
-		fn(r.bufs[i*SnapLen : i*SnapLen+l])
+	return r.TryRecv(fn)
+}
+
+// TryRecv reads what is queued on the socket without waiting; fn is as
+// for Recv. It may run while Recv waits in another goroutine: it is for a
+// caller that must know whether an answer has arrived before giving up on
+// it.
+func (r *Receiver) TryRecv(fn func([]byte)) (int, error) {
+	r.rmu.Lock()
+	defer r.rmu.Unlock()
+	total := 0
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(len(r.msgs)), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+		case unix.EAGAIN, unix.EINTR:
+			return total, nil
+		default:
+			return total, fmt.Errorf("receive packets: %w", e)
+		}
+		for i := range int(n) {
+			l := min(int(r.msgs[i].Len), SnapLen)
+			fn(r.bufs[i*SnapLen : i*SnapLen+l])
+		}
+		total += int(n)
+		if int(n) < len(r.msgs) {
+			return total, nil
+		}
 	}
-	return int(n), nil
 }
 
 // Stats returns what the socket counted since it opened. The kernel resets

@@ -25,9 +25,10 @@ type Receiver struct{}
 // OpenReceiver returns ErrNotSupported.
 func OpenReceiver(uint16, uint16, int, int) (*Receiver, error) { return nil, ErrNotSupported }
 
-func (*Receiver) Recv(func([]byte)) (int, error) { return 0, ErrNotSupported }
-func (*Receiver) Stats() (Stats, error)          { return Stats{}, ErrNotSupported }
-func (*Receiver) Close() error                   { return nil }
+func (*Receiver) Recv(func([]byte)) (int, error)    { return 0, ErrNotSupported }
+func (*Receiver) TryRecv(func([]byte)) (int, error) { return 0, ErrNotSupported }
+func (*Receiver) Stats() (Stats, error)             { return Stats{}, ErrNotSupported }
+func (*Receiver) Close() error                      { return nil }
 
 // LookupRoute returns ErrNotSupported.
 func LookupRoute(netip.Addr) (Route, error) { return Route{}, ErrNotSupported }

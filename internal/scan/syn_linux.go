@@ -25,7 +25,8 @@ const (
 	synStartRate  = 100_000 // packets per second before AIMD has spoken
 	synMinRate    = 1_000   // AIMD's floor
 	synAIMDPeriod = 10 * time.Millisecond
-	synResolve    = 3 * time.Second // a next hop's address resolution gives up
+	synResolve    = 3 * time.Second       // a next hop's address resolution gives up
+	synQueueTime  = 10 * time.Millisecond // the longest a SYN waits in the send queue
 	canaryWait    = 500 * time.Millisecond
 	canaryBit     = 1 << 63 // in a canary probe's ID
 )
@@ -98,6 +99,9 @@ type synSession struct {
 	qs      []*synQueue
 	tarpits []netip.Addr
 	pending []*synDest // canary verdicts not given yet
+	// recent are the last replies reported, for a Cancel that races one.
+	recent  [1024]Reply
+	nrecent uint64
 	closed  bool
 
 	wake chan struct{}
@@ -106,7 +110,8 @@ type synSession struct {
 
 	drops, sendErrs, forged atomic.Uint64
 	rate, minRate           atomic.Uint64 // float64 bits
-	flush                   []Reply       // the receiver goroutine's
+	flush                   []Reply       // released by decide, under mu
+	flushing                []Reply       // being reported by the receiver goroutine
 }
 
 // Open opens the sockets, installs the RST guard if it may, and starts
@@ -198,7 +203,9 @@ func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16) error {
 	s.mu.Lock()
 	q := d.q
 	n := q.snd.Slots()
-	if q.queued == n || s.table.full() {
+	// At most synQueueTime of packets wait at the current rate: a probe
+	// must not time out in our own queue.
+	if q.queued >= min(n, max(synBatch, int(bitsFloat(s.rate.Load())*synQueueTime.Seconds()))) || s.table.full() {
 		s.mu.Unlock()
 		return fmt.Errorf("syn send queue: %w", ErrBusy)
 	}
@@ -443,13 +450,14 @@ func (s *synSession) countDrops() uint64 {
 func (s *synSession) recvLoop() {
 	defer s.wg.Done()
 	var lastCheck int64
+	handle := s.handle
 	for {
 		select {
 		case <-s.done:
 			return
 		default:
 		}
-		if _, err := s.rx.Recv(s.onPacket); err != nil {
+		if _, err := s.rx.Recv(handle); err != nil {
 			s.log.Debug("receive", "err", err)
 			time.Sleep(time.Millisecond)
 		}
@@ -457,14 +465,24 @@ func (s *synSession) recvLoop() {
 			lastCheck = now
 			s.checkCanaries(now)
 		}
+		s.flushHeld()
 	}
 }
 
-// onPacket handles one packet that passed the filter.
-func (s *synSession) onPacket(b []byte) {
+// handle reports what a packet answers. The receiver goroutine's.
+func (s *synSession) handle(b []byte) {
+	if r, ok := s.onPacket(b); ok {
+		s.report(r)
+	}
+}
+
+// onPacket handles one packet that passed the filter, and returns the
+// reply to report, if any. Canary answers give their host's verdict, and
+// open answers wait for it; what the verdict releases goes to s.flush.
+func (s *synSession) onPacket(b []byte) (Reply, bool) {
 	p, err := rawnet.Parse(b)
 	if err != nil {
-		return
+		return Reply{}, false
 	}
 	var k synKey
 	var valid bool
@@ -483,19 +501,19 @@ func (s *synSession) onPacket(b []byte) {
 		case p.Flags&(rawnet.FlagSYN|rawnet.FlagACK) == rawnet.FlagSYN|rawnet.FlagACK:
 			r.State, r.Reason = Open, ReasonSynAck
 		default:
-			return
+			return Reply{}, false
 		}
 	}
 	if !valid {
 		s.forged.Add(1)
-		return
+		return Reply{}, false
 	}
 	now := s.now()
 	s.mu.Lock()
 	e, ok := s.table.take(k)
 	if !ok {
 		s.mu.Unlock()
-		return // a duplicate, or an answer after Cancel
+		return Reply{}, false // a duplicate, or an answer after Cancel
 	}
 	r.ID, r.RTT = e.id, time.Duration(now-e.sent)
 	d := e.d
@@ -508,8 +526,7 @@ func (s *synSession) onPacket(b []byte) {
 		}
 		s.decide(d, now)
 		s.mu.Unlock()
-		s.flushHeld()
-		return
+		return Reply{}, false
 	}
 	if r.State == Open {
 		switch d.verdict {
@@ -517,14 +534,16 @@ func (s *synSession) onPacket(b []byte) {
 			if d.canarySent != 0 {
 				d.held = append(d.held, r)
 				s.mu.Unlock()
-				return
+				return Reply{}, false
 			}
 		case canaryTarpit:
 			r.State, r.Reason = Filtered, ReasonTarpit
 		}
 	}
+	s.recent[s.nrecent%uint64(len(s.recent))] = r
+	s.nrecent++
 	s.mu.Unlock()
-	s.report(r)
+	return r, true
 }
 
 // decide gives d's canary verdict once it is known: normal as soon as a
@@ -580,28 +599,58 @@ func (s *synSession) checkCanaries(now int64) {
 	clear(s.pending[len(kept):])
 	s.pending = kept
 	s.mu.Unlock()
-	s.flushHeld()
 }
 
 // flushHeld reports the answers decide released. Receiver goroutine only.
 func (s *synSession) flushHeld() {
-	for _, r := range s.flush {
+	s.mu.Lock()
+	s.flush, s.flushing = s.flushing[:0], s.flush
+	s.mu.Unlock()
+	for _, r := range s.flushing {
 		s.report(r)
 	}
-	s.flush = s.flush[:0]
 }
 
 func (s *synSession) Cancel(id uint64) (Reply, bool) {
 	slot := int(id & 0xffffffff)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if slot >= len(s.bySlot) {
+		s.mu.Unlock()
 		return Reply{}, false
 	}
 	k := s.bySlot[slot]
+	i := s.table.find(k)
+	waiting := i >= 0 && s.table.e[i].id == id
+	s.mu.Unlock()
+	if waiting {
+		// The answer may be in the socket, not read yet: the receiver
+		// goroutine lags on a loaded machine. Read what is there first.
+		var got Reply
+		var found bool
+		s.rx.TryRecv(func(b []byte) {
+			if r, ok := s.onPacket(b); ok {
+				if r.ID == id {
+					got, found = r, true
+				} else {
+					s.report(r)
+				}
+			}
+		})
+		if found {
+			return got, true
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if i := s.table.find(k); i >= 0 && s.table.e[i].id == id {
 		s.table.del(uint64(i))
 		return Reply{}, false
+	}
+	// Answered meanwhile: reported, but the scanner has not taken it yet.
+	for _, r := range s.recent {
+		if r.ID == id && r.State != Unknown {
+			return r, true
+		}
 	}
 	// An open answer held for the canaries' verdict is not lost: the
 	// verdict is late, so the host is not answering canaries at once.
