@@ -366,6 +366,7 @@ func describeEnv(ctx context.Context, tb *testbed, c config) string {
 	fmt.Fprintf(&b, "machine:  %s CPUs (nproc), %s, kernel %s, load1 at start %.1f\n", first("nproc"), cpu, first("uname", "-r"), load1())
 	fmt.Fprintf(&b, "portolan: %s, built from %s\n", first(c.portolan, "version"), sourceTree(ctx))
 	fmt.Fprintf(&b, "nmap:     %s\n", first("nmap", "--version"))
+	fmt.Fprintf(&b, "masscan:  %s\n", first("masscan", "--version"))
 	if c.naabu != "" {
 		fmt.Fprintf(&b, "naabu:    %s\n", naabuVersion(ctx, c.naabu))
 	} else {
