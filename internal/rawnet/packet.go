@@ -119,7 +119,8 @@ func (t *Template) Link() bool { return t.l3 != 0 }
 
 // Fill writes a SYN to dst:dport from sport with sequence number seq into
 // b, which must hold Len bytes, and returns the packet. dst must be of the
-// template's family. It allocates nothing.
+// template's family (an IPv4-mapped address counts as IPv4, as the
+// template's source does). It allocates nothing.
 func (t *Template) Fill(b []byte, dst netip.Addr, sport, dport uint16, seq uint32) []byte {
 	b = b[:t.n]
 	copy(b, t.pkt[:t.n])
@@ -132,7 +133,7 @@ func (t *Template) Fill(b []byte, dst netip.Addr, sport, dport uint16, seq uint3
 		dsum = sum16(0, d[:])
 		tcp = ip[ipv6Len:]
 	} else {
-		d := dst.As4()
+		d := dst.Unmap().As4()
 		copy(ip[16:20], d[:])
 		dsum = sum16(0, d[:])
 		binary.BigEndian.PutUint16(ip[10:], fold(t.ipSum+dsum))

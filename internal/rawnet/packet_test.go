@@ -291,6 +291,7 @@ func FuzzTemplate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s, d []byte, sport, dport uint16, seq uint32, link bool) {
 		src, ok1 := netip.AddrFromSlice(s)
 		dst, ok2 := netip.AddrFromSlice(d)
+		src, dst = src.Unmap(), dst.Unmap() // as NewTemplate takes them
 		if !ok1 || !ok2 || src.Is4() != dst.Is4() {
 			return
 		}
