@@ -175,6 +175,23 @@ func (t *synTable) del(i uint64) {
 	t.e[i] = synEntry{}
 }
 
+// aimd is the send rate for the next period: halved (down to a floor of
+// 1,000/s) after a period with drops in our own kernel, raised by a
+// fiftieth of the cap after a clean period in which the rate held packets
+// back, unchanged otherwise.
+func aimd(rate, maxRate float64, drops uint64, limited bool) float64 {
+	switch {
+	case drops > 0:
+		return max(synMinRate, rate/2)
+	case limited:
+		return min(maxRate, rate+maxRate/50)
+	}
+	return rate
+}
+
+// synMinRate is AIMD's floor, in packets per second.
+const synMinRate = 1_000
+
 // reasonPortUnreach is nmap's reason for an ICMP port unreachable; a SYN
 // scan reports the port filtered, as nmap does.
 const reasonPortUnreach = "port-unreach"

@@ -23,7 +23,6 @@ const (
 	synPorts      = 1024    // source ports per scan
 	synBatch      = 64      // packets per sendmmsg / recvmmsg
 	synStartRate  = 100_000 // packets per second before AIMD has spoken
-	synMinRate    = 1_000   // AIMD's floor
 	synAIMDPeriod = 10 * time.Millisecond
 	synResolve    = 3 * time.Second       // a next hop's address resolution gives up
 	synQueueTime  = 10 * time.Millisecond // the longest a SYN waits in the send queue
@@ -377,15 +376,12 @@ func (s *synSession) sendLoop() {
 			tokens = min(tokens+rate*now.Sub(last).Seconds(), max(rate/1000, synBatch))
 			last = now
 			if now.Sub(period) >= synAIMDPeriod {
-				// AIMD: halve on any loss in our kernel, else add a
-				// fiftieth of the cap while the rate is what holds us back.
 				drops := s.countDrops()
-				switch {
-				case drops > lastDrops:
-					s.setRate(max(synMinRate, rate/2))
-					s.log.Debug("drops: halving the send rate", "drops", drops-lastDrops, "rate", rate/2)
-				case limited > 0:
-					s.setRate(min(s.p.MaxRate, rate+s.p.MaxRate/50))
+				if next := aimd(rate, s.p.MaxRate, drops-lastDrops, limited > 0); next != rate {
+					s.setRate(next)
+					if next < rate {
+						s.log.Debug("drops: halving the send rate", "drops", drops-lastDrops, "rate", next)
+					}
 				}
 				lastDrops, period, sentPeriod, limited = drops, now, 0, 0
 			}
