@@ -122,6 +122,17 @@ func (t *Template) Link() bool { return t.l3 != 0 }
 // template's family (an IPv4-mapped address counts as IPv4, as the
 // template's source does). It allocates nothing.
 func (t *Template) Fill(b []byte, dst netip.Addr, sport, dport uint16, seq uint32) []byte {
+	return t.fill(b, dst, sport, dport, seq, FlagSYN)
+}
+
+// FillRST writes a reset instead: what ends the half-open connection a
+// SYN-ACK to us opened on the target, as the kernel would have sent had
+// its own reset not been suppressed. seq is the SYN-ACK's acknowledgement.
+func (t *Template) FillRST(b []byte, dst netip.Addr, sport, dport uint16, seq uint32) []byte {
+	return t.fill(b, dst, sport, dport, seq, FlagRST)
+}
+
+func (t *Template) fill(b []byte, dst netip.Addr, sport, dport uint16, seq uint32, flags uint8) []byte {
 	b = b[:t.n]
 	copy(b, t.pkt[:t.n])
 	ip := b[t.l3:]
@@ -143,6 +154,12 @@ func (t *Template) Fill(b []byte, dst netip.Addr, sport, dport uint16, seq uint3
 	binary.BigEndian.PutUint16(tcp[2:], dport)
 	binary.BigEndian.PutUint32(tcp[4:], seq)
 	s := t.tcpSum + dsum + uint32(sport) + uint32(dport) + seq>>16 + seq&0xffff
+	if flags != FlagSYN {
+		// The flags share a 16-bit word with the data offset: take the
+		// template's SYN out of the sum and put the new flags in.
+		tcp[13] = flags
+		s += uint32(^uint16(FlagSYN)) + uint32(flags)
+	}
 	binary.BigEndian.PutUint16(tcp[16:], fold(s))
 	return b
 }

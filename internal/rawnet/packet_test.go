@@ -80,6 +80,16 @@ func TestTemplateFill(t *testing.T) {
 				if p.Segment != want || p.ICMP {
 					t.Errorf("Parse(Fill(...)) = %+v; want %+v", p.Segment, want)
 				}
+				b = tp.FillRST(buf, dst, f.sport, f.dport, f.seq)
+				if c.link {
+					b = b[ethLen:]
+				}
+				if !tcpChecksumOK(t, b) {
+					t.Errorf("FillRST(%s, %d, %d, %#x): TCP checksum wrong", dst, f.sport, f.dport, f.seq)
+				}
+				if p, err := Parse(b); err != nil || p.Flags != FlagRST || p.Seq != f.seq {
+					t.Errorf("Parse(FillRST(...)) = %+v, %v; want a reset with seq %#x", p.Segment, err, f.seq)
+				}
 			}
 		})
 	}

@@ -33,8 +33,14 @@ func (*Receiver) Close() error                      { return nil }
 // LookupRoute returns ErrNotSupported.
 func LookupRoute(netip.Addr) (Route, error) { return Route{}, ErrNotSupported }
 
-// Neighbor returns ErrNotSupported.
-func Neighbor(int, netip.Addr) (net.HardwareAddr, error) { return nil, ErrNotSupported }
+// Neighbors is not supported off Linux.
+type Neighbors struct{}
+
+// OpenNeighbors returns ErrNotSupported.
+func OpenNeighbors() (*Neighbors, error) { return nil, ErrNotSupported }
+
+func (*Neighbors) Lookup(int, netip.Addr) (net.HardwareAddr, error) { return nil, ErrNotSupported }
+func (*Neighbors) Close() error                                     { return nil }
 
 // Solicit returns ErrNotSupported.
 func Solicit(netip.Addr) error { return ErrNotSupported }

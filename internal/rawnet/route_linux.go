@@ -51,33 +51,52 @@ func LookupRoute(dst netip.Addr) (Route, error) {
 // (ARP or neighbour discovery): the kernel marked it failed.
 var ErrNoNeighbor = errors.New("next hop does not answer address resolution")
 
-// Neighbor returns the MAC address of ip on interface ifindex from the
-// kernel's neighbour table, nil if it is not known (yet), or
-// ErrNoNeighbor if resolution failed.
-func Neighbor(ifindex int, ip netip.Addr) (net.HardwareAddr, error) {
+// Neighbors reads the kernel's neighbour table (ARP and NDP) of the
+// network namespace it was opened in, from any goroutine.
+type Neighbors struct{ h *netlink.Handle }
+
+// OpenNeighbors opens a netlink socket in the calling thread's network
+// namespace.
+func OpenNeighbors() (*Neighbors, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	return &Neighbors{h}, nil
+}
+
+// Lookup returns the MAC address of ip on interface ifindex, nil if it is
+// not known (yet), or ErrNoNeighbor if resolution failed.
+func (n *Neighbors) Lookup(ifindex int, ip netip.Addr) (net.HardwareAddr, error) {
 	fam := netlink.FAMILY_V4
 	if ip.Is6() && !ip.Is4In6() {
 		fam = netlink.FAMILY_V6
 	}
-	ns, err := netlink.NeighList(ifindex, fam)
+	ns, err := n.h.NeighList(ifindex, fam)
 	if err != nil {
 		return nil, fmt.Errorf("neighbours of interface %d: %w", ifindex, err)
 	}
-	for _, n := range ns {
-		a, ok := netip.AddrFromSlice(n.IP)
+	for _, e := range ns {
+		a, ok := netip.AddrFromSlice(e.IP)
 		if !ok || a.Unmap() != ip.Unmap() {
 			continue
 		}
 		switch {
-		case n.State&netlink.NUD_FAILED != 0:
+		case e.State&netlink.NUD_FAILED != 0:
 			return nil, fmt.Errorf("neighbour %s: %w", ip, ErrNoNeighbor)
-		case n.State&(netlink.NUD_INCOMPLETE|netlink.NUD_NONE) != 0:
+		case e.State&(netlink.NUD_INCOMPLETE|netlink.NUD_NONE) != 0:
 			return nil, nil
-		case len(n.HardwareAddr) == 6:
-			return n.HardwareAddr, nil
+		case len(e.HardwareAddr) == 6:
+			return e.HardwareAddr, nil
 		}
 	}
 	return nil, nil
+}
+
+// Close closes the netlink socket.
+func (n *Neighbors) Close() error {
+	n.h.Close()
+	return nil
 }
 
 // Solicit makes the kernel resolve ip's link-layer address: it sends one

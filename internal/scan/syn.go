@@ -32,6 +32,10 @@ type SYNProber struct {
 	// Canaries is how many random ports of each host are probed to detect
 	// tarpits. 0 means DefaultCanaries; negative means none.
 	Canaries int
+	// SourcePort is the first of the scan's 1,024 source ports (for a
+	// firewall rule that must let replies in). 0 means a block drawn at
+	// random above the ephemeral range, from 61000.
+	SourcePort uint16
 	// Logger gets debug events. Nil means discard.
 	Logger *slog.Logger
 }

@@ -48,24 +48,31 @@ const (
 )
 
 // synDest is what the session knows about one destination address.
-// state, route, tmpl and q are the Send goroutine's; the canary fields are
-// under synSession.mu.
+// route and q are the Send goroutine's, set before state leaves
+// Resolving; tmpl and the canary fields are under synSession.mu.
 type synDest struct {
 	addr      netip.Addr
-	state     synDestState
-	reason    string // destUnreach's
+	state     atomic.Uint32 // a synDestState: Resolving turns into OK or Unreach in the receiver goroutine
+	reason    string        // destUnreach's
 	route     rawnet.Route
 	tmpl      *rawnet.Template
 	q         *synQueue
 	solicited time.Time
-	polled    time.Time
+	waiting   []synWaiting // probes sent while the next hop is resolved; under mu
 
-	canarySent   int64 // session nanoseconds; 0: none sent
+	canaried     atomic.Bool // canaries sent (or being sent), by whichever goroutine came first
+	canarySent   int64       // session nanoseconds; 0: none sent
 	canaries     []synKey
 	canaryOpen   int
 	canaryClosed int
 	verdict      canaryVerdict
 	held         []Reply // open answers waiting for the verdict
+}
+
+// synWaiting is a probe waiting for its next hop's MAC address.
+type synWaiting struct {
+	id           uint64
+	dport, sport uint16
 }
 
 // synQueue is one interface's and family's send ring.
@@ -82,6 +89,7 @@ type synSession struct {
 	lo, hi   uint16
 	rx       *rawnet.Receiver
 	guard    *rawnet.Guard
+	nl       *rawnet.Neighbors
 	guardMsg string
 	rng      *rand.Rand
 	start    time.Time
@@ -92,12 +100,13 @@ type synSession struct {
 	last   *synDest
 	queues map[[2]int]*synQueue // by interface index and IPv6
 
-	mu      sync.Mutex
-	table   synTable
-	bySlot  []synKey // each engine slot's key in flight, for Cancel
-	qs      []*synQueue
-	tarpits []netip.Addr
-	pending []*synDest // canary verdicts not given yet
+	mu        sync.Mutex
+	table     synTable
+	bySlot    []synKey // each engine slot's key in flight, for Cancel
+	qs        []*synQueue
+	tarpits   []netip.Addr
+	pending   []*synDest // canary verdicts not given yet
+	resolving []*synDest // next hops being resolved
 	// recent are the last replies reported, for a Cancel that races one.
 	recent  [1024]Reply
 	nrecent uint64
@@ -140,9 +149,19 @@ func (p SYNProber) Open(ctx context.Context, report func(Reply)) (Session, error
 	// Source ports above the ephemeral range (32768-60999 by default),
 	// so that the guard's rule hides no connection of the system's.
 	s.lo = 61000 + uint16(s.rng.IntN((65535-61000+1)/synPorts))*synPorts
+	if p.SourcePort != 0 {
+		if p.SourcePort > 65535-synPorts+1 {
+			return nil, fmt.Errorf("syn scan: source ports %d-%d: past 65535", p.SourcePort, int(p.SourcePort)+synPorts-1)
+		}
+		s.lo = p.SourcePort
+	}
 	s.hi = s.lo + synPorts - 1
 	var err error
-	if s.rx, err = rawnet.OpenReceiver(s.lo, s.hi, synBatch, 20); err != nil {
+	if s.nl, err = rawnet.OpenNeighbors(); err != nil {
+		return nil, fmt.Errorf("syn scan: %w", err)
+	}
+	if s.rx, err = rawnet.OpenReceiver(s.lo, s.hi, synBatch, 5); err != nil {
+		s.nl.Close()
 		return nil, fmt.Errorf("syn scan: %w", err)
 	}
 	if s.guard, err = rawnet.GuardPorts(s.lo, s.hi); err != nil {
@@ -178,20 +197,29 @@ func (s *synSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) e
 	if proto != portspec.TCP {
 		return fmt.Errorf("syn probe over %s: %w", proto, ErrUnsupported)
 	}
-	d, err := s.dest(dst.Addr())
-	if err != nil {
-		return err
-	}
-	if d.state == destUnreach {
-		s.report(Reply{ID: id, State: Filtered, Reason: d.reason})
-		return nil
-	}
-	if d.canarySent == 0 && s.canaries > 0 {
-		s.sendCanaries(d)
-	}
+	d := s.dest(dst.Addr())
 	// The source port follows the engine's slot, not the attempt: a late
 	// answer to a first attempt then matches the retry.
 	sport := s.lo + uint16(id&0xffffffff%synPorts)
+	switch synDestState(d.state.Load()) {
+	case destResolving:
+		s.mu.Lock()
+		if synDestState(d.state.Load()) == destResolving {
+			// Waits for the MAC address, without holding up the scan.
+			d.waiting = append(d.waiting, synWaiting{id, dst.Port(), sport})
+			s.setSlot(id, synKey{d.addr, dst.Port(), sport})
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		return s.Send(id, dst, proto)
+	case destUnreach:
+		s.report(Reply{ID: id, State: Filtered, Reason: d.reason})
+		return nil
+	}
+	if s.canaries > 0 && d.canaried.CompareAndSwap(false, true) {
+		s.sendCanaries(d)
+	}
 	return s.enqueue(d, id, dst.Port(), sport)
 }
 
@@ -212,13 +240,7 @@ func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16) error {
 	pkt := d.tmpl.Fill(q.snd.Slot(i), d.addr, sport, dport, seq)
 	q.snd.Ready(i, len(pkt), d.addr)
 	s.table.put(synEntry{key: k, id: id, sent: s.now(), d: d})
-	if id&canaryBit == 0 {
-		slot := int(id & 0xffffffff)
-		for slot >= len(s.bySlot) {
-			s.bySlot = append(s.bySlot, synKey{})
-		}
-		s.bySlot[slot] = k
-	}
+	s.setSlot(id, k)
 	q.queued++
 	s.mu.Unlock()
 	select {
@@ -228,12 +250,47 @@ func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16) error {
 	return nil
 }
 
+// resetLocked queues a reset for the half-open connection a SYN-ACK opened
+// on the target, as the kernel would have (the guard keeps it from doing
+// so): the target forgets it, and a later scan from the same port is not
+// answered with that connection's stale numbers. Without room in the
+// queue it is skipped. Under mu.
+func (s *synSession) resetLocked(d *synDest, k synKey, ack uint32) {
+	q := d.q
+	if q == nil || d.tmpl == nil || q.queued == q.snd.Slots() {
+		return
+	}
+	i := (q.head + q.queued) % q.snd.Slots()
+	pkt := d.tmpl.FillRST(q.snd.Slot(i), d.addr, k.sport, k.dport, ack)
+	q.snd.Ready(i, len(pkt), d.addr)
+	q.queued++
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// setSlot records the key of probe id for Cancel. Under mu.
+func (s *synSession) setSlot(id uint64, k synKey) {
+	if id&canaryBit != 0 {
+		return
+	}
+	slot := int(id & 0xffffffff)
+	for slot >= len(s.bySlot) {
+		s.bySlot = append(s.bySlot, synKey{})
+	}
+	s.bySlot[slot] = k
+}
+
 // sendCanaries probes random high ports of d. A port answered open there
 // is almost surely not a service.
 func (s *synSession) sendCanaries(d *synDest) {
 	keys := make([]synKey, s.canaries)
 	for k := range keys {
-		keys[k] = synKey{d.addr, uint16(1024 + s.rng.IntN(65536-1024)), s.lo + uint16(s.rng.IntN(synPorts))}
+		// Random to anyone without the scan's key; no shared generator,
+		// so any goroutine may send them.
+		h := s.cookie.SYN(d.addr, d.addr, uint16(k), 0)
+		keys[k] = synKey{d.addr, uint16(1024 + h%(65536-1024)), s.lo + uint16(h>>16)%synPorts}
 	}
 	// The keys are known before any canary leaves: an answer that comes
 	// back at once is then judged against all of them.
@@ -251,10 +308,10 @@ func (s *synSession) sendCanaries(d *synDest) {
 	}
 }
 
-// dest returns what is known of a, looking up its route and next hop the
-// first time. While the next hop's address is being resolved it returns
-// ErrBusy: the scanner sends again a little later.
-func (s *synSession) dest(a netip.Addr) (*synDest, error) {
+// dest returns what is known of a, looking up its route the first time
+// and, on a link with MAC addresses, starting the resolution of its next
+// hop, which the receiver goroutine watches (resolve).
+func (s *synSession) dest(a netip.Addr) *synDest {
 	a = a.Unmap()
 	d := s.last
 	if d == nil || d.addr != a {
@@ -265,69 +322,59 @@ func (s *synSession) dest(a netip.Addr) (*synDest, error) {
 		}
 		s.last = d
 	}
-	if d.state != destResolving {
-		return d, nil
-	}
-	now := time.Now()
-	if now.Sub(d.polled) < 5*time.Millisecond {
-		return nil, fmt.Errorf("resolve %s: %w", d.route.NextHop, ErrBusy)
-	}
-	d.polled = now
-	mac, err := rawnet.Neighbor(d.route.Ifindex, d.route.NextHop)
-	switch {
-	case errors.Is(err, rawnet.ErrNoNeighbor) || (mac == nil && !d.solicited.IsZero() && now.Sub(d.solicited) > synResolve):
-		d.state, d.reason = destUnreach, ReasonHostUnreach
-		return d, nil
-	case err != nil:
-		return nil, err
-	case mac == nil:
-		if d.solicited.IsZero() {
-			d.solicited = now
-			if err := rawnet.Solicit(d.route.NextHop); err != nil {
-				s.log.Debug("address resolution", "addr", d.route.NextHop, "err", err)
-			}
-		}
-		return nil, fmt.Errorf("resolve %s: %w", d.route.NextHop, ErrBusy)
-	}
-	return d, s.ready(d, mac)
+	return d
 }
 
 // lookup finds d's route; an unusable one makes d unreachable with the
 // reason a connect() would give.
 func (s *synSession) lookup(d *synDest) {
+	unreach := func(reason string) { d.reason = reason; d.state.Store(uint32(destUnreach)) }
 	r, err := rawnet.LookupRoute(d.addr)
 	if err != nil {
 		// Unreachable, prohibit and blackhole routes: what connect says.
-		d.state, d.reason = destUnreach, ReasonNetUnreach
+		reason := ReasonNetUnreach
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
 			if v, why, _ := verdict(errno); v == Filtered {
-				d.reason = why
+				reason = why
 			}
 		}
+		unreach(reason)
 		return
 	}
 	if r.Src.Is4() != d.addr.Is4() {
-		d.state, d.reason = destUnreach, ReasonNetUnreach
+		unreach(ReasonNetUnreach)
 		return
 	}
 	d.route = r
-	if r.Link() {
-		d.state = destResolving
+	if err := s.queue(d); err != nil {
+		s.log.Debug("raw sender", "addr", d.addr, "err", err)
+		unreach(ReasonNetUnreach)
 		return
 	}
-	if err := s.ready(d, nil); err != nil {
-		d.state, d.reason = destUnreach, ReasonNetUnreach
-		s.log.Debug("raw ip sender", "addr", d.addr, "err", err)
+	if !r.Link() {
+		s.ready(d, nil)
+		return
 	}
+	d.state.Store(uint32(destResolving))
+	d.solicited = time.Now()
+	if mac, err := s.nl.Lookup(r.Ifindex, r.NextHop); err == nil && mac != nil {
+		s.ready(d, mac)
+		return
+	}
+	// The kernel resolves the address for a datagram of its own; the
+	// receiver goroutine watches the neighbour table.
+	if err := rawnet.Solicit(r.NextHop); err != nil {
+		s.log.Debug("address resolution", "addr", r.NextHop, "err", err)
+	}
+	s.mu.Lock()
+	s.resolving = append(s.resolving, d)
+	s.mu.Unlock()
 }
 
-// ready builds d's template and finds (or opens) its send queue.
-func (s *synSession) ready(d *synDest, mac []byte) error {
-	var err error
-	if d.tmpl, err = rawnet.NewTemplate(d.route.Src, d.route.SrcMAC, mac); err != nil {
-		return err
-	}
+// queue finds (or opens) d's send queue. Sockets are opened here, in the
+// Send goroutine, which is in the scan's network namespace.
+func (s *synSession) queue(d *synDest) error {
 	v6 := 0
 	if d.addr.Is6() {
 		v6 = 1
@@ -349,8 +396,83 @@ func (s *synSession) ready(d *synDest, mac []byte) error {
 		s.mu.Unlock()
 	}
 	d.q = q
-	d.state = destOK
 	return nil
+}
+
+// ready builds d's template for next-hop MAC mac (nil without a link
+// layer) and sends what waited for it, canaries first.
+func (s *synSession) ready(d *synDest, mac []byte) {
+	tmpl, err := rawnet.NewTemplate(d.route.Src, d.route.SrcMAC, mac)
+	s.mu.Lock()
+	waiting := d.waiting
+	d.waiting = nil
+	if err != nil {
+		d.reason = ReasonNetUnreach
+		d.state.Store(uint32(destUnreach))
+	} else {
+		d.tmpl = tmpl
+		d.state.Store(uint32(destOK))
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Debug("syn template", "addr", d.addr, "err", err)
+	}
+	s.release(d, waiting)
+}
+
+// release sends (or, for an unreachable d, answers) the probes that
+// waited for d's next hop. A probe the queue has no room for is left to
+// time out and be sent again.
+func (s *synSession) release(d *synDest, waiting []synWaiting) {
+	if len(waiting) == 0 {
+		return
+	}
+	if synDestState(d.state.Load()) == destUnreach {
+		for _, w := range waiting {
+			s.report(Reply{ID: w.id, State: Filtered, Reason: d.reason})
+		}
+		return
+	}
+	if s.canaries > 0 && d.canaried.CompareAndSwap(false, true) {
+		s.sendCanaries(d)
+	}
+	for _, w := range waiting {
+		_ = s.enqueue(d, w.id, w.dport, w.sport)
+	}
+}
+
+// resolve checks the next hops being resolved: found ones release their
+// probes, failed ones (or silent past synResolve) answer them host-unreach.
+// The receiver goroutine's.
+func (s *synSession) resolve() {
+	s.mu.Lock()
+	ds := slices.Clone(s.resolving)
+	s.mu.Unlock()
+	if len(ds) == 0 {
+		return
+	}
+	done := map[*synDest]bool{}
+	for _, d := range ds {
+		mac, err := s.nl.Lookup(d.route.Ifindex, d.route.NextHop)
+		switch {
+		case mac != nil:
+			s.ready(d, mac)
+		case errors.Is(err, rawnet.ErrNoNeighbor) || time.Since(d.solicited) > synResolve:
+			s.mu.Lock()
+			waiting := d.waiting
+			d.waiting = nil
+			d.reason = ReasonHostUnreach
+			d.state.Store(uint32(destUnreach))
+			s.mu.Unlock()
+			s.release(d, waiting)
+		default:
+			continue
+		}
+		done[d] = true
+	}
+	s.mu.Lock()
+	s.resolving = slices.DeleteFunc(s.resolving, func(d *synDest) bool { return done[d] })
+	s.mu.Unlock()
 }
 
 // sendLoop drains the send queues at the AIMD rate.
@@ -461,6 +583,7 @@ func (s *synSession) recvLoop() {
 			lastCheck = now
 			s.checkCanaries(now)
 		}
+		s.resolve()
 		s.flushHeld()
 	}
 }
@@ -513,6 +636,9 @@ func (s *synSession) onPacket(b []byte) (Reply, bool) {
 	}
 	r.ID, r.RTT = e.id, time.Duration(now-e.sent)
 	d := e.d
+	if r.State == Open {
+		s.resetLocked(d, k, p.Ack)
+	}
 	if e.id&canaryBit != 0 {
 		switch r.State {
 		case Open:
@@ -642,6 +768,14 @@ func (s *synSession) Cancel(id uint64) (Reply, bool) {
 		s.table.del(uint64(i))
 		return Reply{}, false
 	}
+	if d := s.dests[k.addr]; d != nil {
+		for i, w := range d.waiting {
+			if w.id == id {
+				d.waiting = slices.Delete(d.waiting, i, i+1)
+				return Reply{}, false
+			}
+		}
+	}
 	// Answered meanwhile: reported, but the scanner has not taken it yet.
 	for _, r := range s.recent {
 		if r.ID == id && r.State != Unknown {
@@ -676,7 +810,7 @@ func (s *synSession) Close() error {
 	for _, q := range s.qs {
 		errs = append(errs, q.snd.Close())
 	}
-	errs = append(errs, s.rx.Close())
+	errs = append(errs, s.rx.Close(), s.nl.Close())
 	if s.guard != nil {
 		errs = append(errs, s.guard.Close())
 	}
