@@ -1,6 +1,6 @@
 # The test command CI runs (see README.md): installs what the tests need,
 # then checks formatting, vet, a static CGO-free build, and every test.
-.PHONY: test build deps fuzz clean
+.PHONY: test build deps fuzz clean race
 
 GO ?= go
 
@@ -12,6 +12,11 @@ deps:
 
 test:
 	bash scripts/test.sh
+
+# The whole module under the race detector (make test leaves out the
+# end-to-end packages, which are slow under it).
+race:
+	go test -race -count=1 -timeout 60m ./...
 
 # Longer fuzzing than the seed runs in `make test`: FUZZTIME per target.
 fuzz:

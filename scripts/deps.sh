@@ -13,6 +13,11 @@ command -v lsof >/dev/null     || need+=(lsof)
 command -v nmap >/dev/null     || need+=(nmap)
 command -v ndiff >/dev/null    || need+=(ndiff)
 command -v python3 >/dev/null  || need+=(python3)
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v masscan >/dev/null  || need+=(masscan)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v redis-server >/dev/null || need+=(redis-server)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0

@@ -27,6 +27,7 @@ func main() {
 	n := flag.Int("n", 10000, "rules in the profile")
 	rounds := flag.Int("rounds", 5, "timed rounds of each step")
 	portolan := flag.String("portolan", "", "the portolan binary (required)")
+	baseline := flag.String("baseline", "", "another portolan binary (an older build) to time in the same rounds, in a namespace of its own")
 	limit := flag.Duration("limit", 300*time.Second, "time limit of one command")
 	flag.Parse()
 	if *portolan == "" {
@@ -35,7 +36,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *portolan, *n, *rounds, *limit); err != nil {
+	if err := run(ctx, *portolan, *baseline, *n, *rounds, *limit); err != nil {
 		fmt.Fprintln(os.Stderr, "firewall-bench:", err)
 		os.Exit(1)
 	}
@@ -108,7 +109,7 @@ type step struct {
 	times []time.Duration
 }
 
-func run(ctx context.Context, portolan string, n, rounds int, limit time.Duration) error {
+func run(ctx context.Context, portolan, baseline string, n, rounds int, limit time.Duration) error {
 	for _, tool := range []string{"nft", "ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("needs %s: %w", tool, err)
@@ -151,12 +152,18 @@ func run(ctx context.Context, portolan string, n, rounds int, limit time.Duratio
 	if err != nil {
 		return err
 	}
+	var baseHost *netlab.Host
+	if baseline != "" {
+		if baseHost, err = lab.AddHost("base"); err != nil {
+			return err
+		}
+	}
 	// Both tools run the same way, through ip netns exec.
 	cmd := func(h *netlab.Host, name string, args ...string) (time.Duration, error) {
 		cctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
 		c := h.Command(cctx, name, args...)
-		c.Env = append(os.Environ(), "PORTOLAN_RUNTIME_DIR="+filepath.Join(dir, "run"), "SSH_CONNECTION=")
+		c.Env = append(os.Environ(), "PORTOLAN_RUNTIME_DIR="+filepath.Join(dir, "run-"+h.Name()), "SSH_CONNECTION=")
 		start := time.Now()
 		out, err := c.CombinedOutput()
 		d := time.Since(start)
@@ -169,6 +176,9 @@ func run(ctx context.Context, portolan string, n, rounds int, limit time.Duratio
 		return cmd(plHost, portolan, append([]string{"firewall"}, args...)...)
 	}
 	nft := func(file string) (time.Duration, error) { return cmd(nftHost, "nft", "-f", file) }
+	base := func(args ...string) (time.Duration, error) {
+		return cmd(baseHost, baseline, append([]string{"firewall"}, args...)...)
+	}
 
 	fmt.Printf("%d rules; %d rounds; portolan %s\n", n, rounds, portolan)
 	firstPL, err := pl("apply", "-f", profA)
@@ -183,9 +193,18 @@ func run(ctx context.Context, portolan string, n, rounds int, limit time.Duratio
 	if err := sameChains(ctx, plHost, nftHost); err != nil {
 		return err
 	}
+	var firstBase time.Duration
+	if baseline != "" {
+		if firstBase, err = base("apply", "-f", profA); err != nil {
+			return err
+		}
+	}
 	steps := []*step{{name: "portolan apply, identical"}, {name: "nft -f, identical"},
 		{name: "portolan apply, one rule changed"}, {name: "nft -f, one rule changed"},
 		{name: "portolan plan, identical"}, {name: "portolan plan, one rule changed"}}
+	if baseline != "" {
+		steps = append(steps, &step{name: "baseline apply, identical"}, &step{name: "baseline apply, one rule changed"})
+	}
 	record := func(s *step, d time.Duration, err error) error {
 		s.times = append(s.times, d)
 		return err
@@ -212,6 +231,17 @@ func run(ctx context.Context, portolan string, n, rounds int, limit time.Duratio
 				return record(steps[3], d, err)
 			},
 		}
+		if baseline != "" {
+			order = append(order,
+				func() error { d, err := base("apply", "-f", profA); return record(steps[6], d, err) },
+				func() error {
+					if d, err := base("apply", "-f", profB); record(steps[7], d, err) != nil {
+						return err
+					}
+					d, err := base("apply", "-f", profA)
+					return record(steps[7], d, err)
+				})
+		}
 		if r%2 == 1 {
 			slices.Reverse(order)
 		}
@@ -224,7 +254,11 @@ func run(ctx context.Context, portolan string, n, rounds int, limit time.Duratio
 			}
 		}
 	}
-	fmt.Printf("\nfirst apply of %d rules: portolan %s, nft -f %s (%.2fx)\n\n", n, ms(firstPL), ms(firstNFT), float64(firstPL)/float64(firstNFT))
+	fmt.Printf("\nfirst apply of %d rules: portolan %s, nft -f %s (%.2fx)\n", n, ms(firstPL), ms(firstNFT), float64(firstPL)/float64(firstNFT))
+	if baseline != "" {
+		fmt.Printf("baseline %s: first apply %s\n", baseline, ms(firstBase))
+	}
+	fmt.Println()
 	fmt.Println("| step | median | min | max | portolan / nft -f (medians) |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
 	med := func(s *step) time.Duration { t := slices.Clone(s.times); slices.Sort(t); return t[len(t)/2] }
@@ -233,6 +267,8 @@ func run(ctx context.Context, portolan string, n, rounds int, limit time.Duratio
 		switch i {
 		case 0, 2:
 			ratio = fmt.Sprintf("%.2fx", float64(med(s))/float64(med(steps[i+1])))
+		case 6, 7:
+			ratio = fmt.Sprintf("%.2fx", float64(med(s))/float64(med(steps[2*(i-6)+1])))
 		}
 		fmt.Printf("| %s | %s | %s | %s | %s |\n", s.name, ms(med(s)), ms(slices.Min(s.times)), ms(slices.Max(s.times)), ratio)
 	}

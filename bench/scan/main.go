@@ -45,6 +45,7 @@ type config struct {
 	silentFor       time.Duration
 	sweep           bool
 	hold            bool
+	udp             bool
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.BoolVar(&c.memory, "memory", true, "measure portolan's peak RSS over a 10M-probe space (--dry-run)")
 	flag.DurationVar(&c.silentFor, "silent", 400*time.Second, "also scan 198.19.0.0/16 x 150 silent ports for this long, sampling RSS (0: skip)")
 	flag.BoolVar(&c.sweep, "sweep", false, "only remove namespaces left by killed runs, then exit")
+	flag.BoolVar(&c.udp, "udp", false, "run the UDP benchmark instead: portolan -sU --top-ports 100 against nmap -sU --top-ports 100 (scenarios udp-v4, udp-v6)")
 	flag.BoolVar(&c.hold, "hold", false, "build the network (dropped ports on), print how to reach it, and wait for Ctrl-C: for profiling by hand")
 	flag.Parse()
 
@@ -112,6 +114,9 @@ func run(ctx context.Context, c config) error {
 
 	if c.hold {
 		return tb.holdOpen(ctx)
+	}
+	if c.udp {
+		return runUDP(ctx, c, tb)
 	}
 
 	env := describeEnv(ctx, tb, c)

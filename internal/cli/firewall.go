@@ -140,6 +140,7 @@ func openSession(ctx context.Context, g *Globals, opts *FirewallOptions, lock, c
 	if opts.NetNS != "" {
 		s.fw.NetNS = ns.FD() // entering one's own namespace would need CAP_SYS_ADMIN for nothing
 	}
+	s.fw.Cache = s.state.CachePath()
 	p, err := s.state.Recover(ctx, s.fw, confirming)
 	if p != nil {
 		s.warn("the rollback process (pid %d) of the apply at %s is gone (killed?): rolled back to the rules before that apply", p.GuardPID, p.Applied.Format(time.TimeOnly))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,6 +31,7 @@ func ruleFlags(cmd *cobra.Command, spec *firewall.RuleSpec, action firewall.Acti
 	switch action {
 	case firewall.Limit:
 		f.StringVar(&spec.Rate, "rate", "", "new connections allowed per source: COUNT/PERIOD (default 6/30s)")
+		f.StringVar(&spec.Prefix6, "prefix6", "", "count IPv6 sources by this prefix length, 1-128 (default 64: a host's usual /64)")
 	case firewall.Log:
 		f.StringVar(&spec.Group, "group", "", "send packets to this NFLOG group instead of the kernel log")
 	}
@@ -39,8 +41,36 @@ func ruleFlags(cmd *cobra.Command, spec *firewall.RuleSpec, action firewall.Acti
 func matchFlags(cmd *cobra.Command, spec *firewall.RuleSpec) {
 	f := cmd.Flags()
 	f.StringVar(&spec.From, "from", "", "source addresses or prefixes, comma-separated (default: any)")
-	f.StringVar(&spec.To, "to", "", "destination (local) addresses or prefixes, comma-separated (default: any)")
-	f.StringVarP(&spec.Iface, "iface", "i", "", "incoming interface; a trailing * matches a prefix (default: any)")
+	f.StringVar(&spec.To, "to", "", "destination addresses or prefixes (local ones; remote with --out), comma-separated (default: any)")
+	f.StringVarP(&spec.Iface, "iface", "i", "", "incoming interface (outgoing with --out); a trailing * matches a prefix (default: any)")
+	f.VarPF(specFlag{&spec.Dir, "routed", "--out"}, "routed", "", "filter traffic routed through this host (forward hook), ports published by DNAT (Docker, Podman, hostPort) included, by the port the client connected to").NoOptDefVal = "true"
+	f.VarPF(specFlag{&spec.Dir, "out", "--routed"}, "out", "", "filter outgoing traffic, opened by this host (output hook)").NoOptDefVal = "true"
+	f.VarPF(specFlag{&spec.Translated, "true", ""}, "translated", "", "with --routed: match the port after DNAT (the container's own) instead").NoOptDefVal = "true"
+}
+
+// specFlag is a boolean flag that, when true, sets a RuleSpec field to
+// val; other names the flag that sets the same field otherwise.
+type specFlag struct {
+	field      *string
+	val, other string
+}
+
+func (f specFlag) String() string { return strconv.FormatBool(f.field != nil && *f.field == f.val) }
+func (f specFlag) Type() string   { return "bool" }
+func (f specFlag) IsBoolFlag() bool {
+	return true
+}
+
+func (f specFlag) Set(v string) error {
+	on, err := strconv.ParseBool(v)
+	if err != nil || !on {
+		return err
+	}
+	if *f.field != "" && *f.field != f.val {
+		return fmt.Errorf("--%s and %s exclude each other", f.val, f.other)
+	}
+	*f.field = f.val
+	return nil
 }
 
 var addShort = map[firewall.Action]string{
@@ -58,7 +88,9 @@ var addExample = map[firewall.Action]string{
   portolan firewall allow any --from 198.18.0.7
   portolan firewall allow 'T:80,443,U:443' --iface eth0 --insert 1`,
 	firewall.Deny: `  portolan firewall deny 23/tcp
-  portolan firewall deny any --from 198.18.0.66 --for 1d --comment abuse`,
+  portolan firewall deny any --from 198.18.0.66 --for 1d --comment abuse
+  portolan firewall deny 8080/tcp --routed           # a port Docker publishes
+  portolan firewall deny 25/tcp --out                 # no outgoing SMTP`,
 	firewall.Reject: `  portolan firewall reject 111
   portolan firewall reject 25/tcp --from fd00::/8`,
 	firewall.Limit: `  portolan firewall limit 22/tcp
@@ -84,7 +116,16 @@ The rule goes at the end (or before --insert N); rules are checked in order
 and the first match decides. A rule with the same action, ports, addresses
 and interface as an existing one updates that rule (its rate, group, comment
 and expiry) instead of adding a second. Limit counts new connections per source address, with the rate as a
-burst per period: 6/30s allows 6 at once and then one every 5 seconds.`,
+burst per period: 6/30s allows 6 at once and then one every 5 seconds.
+
+Rules filter incoming traffic. --routed rules filter traffic routed through
+the host instead, container ports published by DNAT included, which incoming
+rules never see: 'deny 8080/tcp --routed' closes a port Docker publishes as
+8080 (the port the client connected to; --translated matches the
+container's own port). --out rules filter connections this host opens; --to
+and --iface are then the remote address and the outgoing interface. Each
+direction has a chain of its own, rules numbered incoming first, then
+routed, then outgoing; the default policy is for incoming traffic only.`,
 		Example: addExample[action],
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -115,7 +156,11 @@ func parseRuleSpec(spec firewall.RuleSpec) (firewall.Rule, error) {
 	if err != nil {
 		var fe *firewall.FieldError
 		if errors.As(err, &fe) && fe.Field != "ports" && fe.Field != "action" {
-			return r, usageErr(fmt.Errorf("--%s: %w", fe.Field, fe.Err))
+			flag := fe.Field
+			if flag == "direction" {
+				flag = spec.Dir // the flag is named for the direction
+			}
+			return r, usageErr(fmt.Errorf("--%s: %w", flag, fe.Err))
 		}
 		return r, usageErr(err)
 	}

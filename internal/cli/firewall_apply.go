@@ -53,6 +53,7 @@ for confirmation at a time.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.File, "file", "f", "", "the profile (YAML); - reads stdin")
+	markFiles(f, true, "file")
 	f.DurationVar(&opts.Confirm, "confirm", 0, "roll back after this long unless confirmed (e.g. 60s)")
 	f.BoolVar(&opts.Wait, "wait", false, "with --confirm: wait for 'yes' on stdin even if it is not a terminal")
 	addForce(cmd, &opts.Force)
@@ -99,7 +100,7 @@ func runFirewallApply(ctx context.Context, g *Globals, opts FirewallApplyOptions
 		return err
 	}
 	now := time.Now()
-	plan, err := firewall.Diff(ctx, tab, want, now)
+	plan, err := firewall.DiffRules(ctx, tab, want, now)
 	if err != nil {
 		if ctx.Err() != nil {
 			return interrupted(err)

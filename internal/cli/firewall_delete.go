@@ -52,6 +52,7 @@ All deletions are one transaction.`,
 	}
 	matchFlags(cmd, &opts.Spec)
 	cmd.Flags().StringVar(&opts.Spec.Rate, "rate", "", "with limit: the rule's rate")
+	cmd.Flags().StringVar(&opts.Spec.Prefix6, "prefix6", "", "with limit: the rule's IPv6 prefix length")
 	cmd.Flags().StringVar(&opts.Spec.Group, "group", "", "with log: the rule's NFLOG group")
 	addForce(cmd, &opts.Force)
 	return cmd

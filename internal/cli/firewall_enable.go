@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"portolan/internal/atomicfile"
 	"portolan/internal/firewall"
 )
 
@@ -79,6 +81,7 @@ every change saves again by itself.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runFirewallSave(cmd.Context(), g, opts, true) },
 	}
 	save.Flags().StringVarP(&opts.File, "file", "f", "", "save to this file")
+	markFiles(save.Flags(), false, "file")
 	restore := &cobra.Command{
 		Use:   "restore [-f FILE]",
 		Short: "Apply the saved rules (the boot unit runs this)",
@@ -88,6 +91,7 @@ boot unit that enable installs runs it before the network comes up.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runFirewallRestore(cmd.Context(), g, opts) },
 	}
 	restore.Flags().StringVarP(&opts.File, "file", "f", "", "restore from this file")
+	markFiles(restore.Flags(), true, "file")
 	enable := &cobra.Command{
 		Use:   "enable",
 		Short: "Save the rules and restore them at every boot",
@@ -121,11 +125,7 @@ func saveTable(s *fwSession, tab *firewall.Table, path string) (int, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return 0, fmt.Errorf("save rules: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return 0, fmt.Errorf("save rules: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return 0, fmt.Errorf("save rules: %w", err)
 	}
 	return len(rs.Rules), nil
@@ -145,7 +145,13 @@ func runFirewallSave(ctx context.Context, g *Globals, opts FirewallSaveOptions, 
 	if err != nil {
 		return err
 	}
-	if say {
+	switch {
+	case say && g.JSON:
+		return writeJSON(g, struct {
+			Rules int    `json:"rules"`
+			Path  string `json:"path"`
+		}{n, path})
+	case say:
 		fmt.Fprintf(g.io.Out, "saved %d rules and the policy to %s\n", n, path)
 	}
 	return nil
@@ -181,7 +187,7 @@ func runFirewallRestore(ctx context.Context, g *Globals, opts FirewallSaveOption
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return fileErr(fmt.Errorf("restore: %w", err))
 	}
 	saved, err := firewall.ParseSaved(path, b)
 	if err != nil {
@@ -198,6 +204,14 @@ func runFirewallRestore(ctx context.Context, g *Globals, opts FirewallSaveOption
 		return interrupted(err)
 	}
 	gone := len(saved.Ruleset.Rules) - len(want.Rules)
+	if g.JSON {
+		return writeJSON(g, struct {
+			Rules   int    `json:"rules"`
+			Policy  string `json:"policy"`
+			Expired int    `json:"expired"`
+			Path    string `json:"path"`
+		}{len(want.Rules), want.Policy.String(), gone, path})
+	}
 	fmt.Fprintf(g.io.Out, "restored %d rules and policy %s from %s", len(want.Rules), want.Policy, path)
 	if gone > 0 {
 		fmt.Fprintf(g.io.Out, " (%d expired since it was saved)", gone)
@@ -207,7 +221,7 @@ func runFirewallRestore(ctx context.Context, g *Globals, opts FirewallSaveOption
 }
 
 func runFirewallEnable(ctx context.Context, g *Globals, opts FirewallSaveOptions) error {
-	if err := runFirewallSave(ctx, g, opts, true); err != nil {
+	if err := runFirewallSave(ctx, g, opts, !g.JSON); err != nil {
 		return err
 	}
 	exe, err := os.Executable()
@@ -222,13 +236,19 @@ func runFirewallEnable(ctx context.Context, g *Globals, opts FirewallSaveOptions
 	if err := os.MkdirAll(wants, 0o755); err != nil {
 		return fmt.Errorf("enable: %w", err)
 	}
-	if err := os.WriteFile(unit, []byte(unitText(exe)), 0o644); err != nil {
+	if err := atomicfile.Write(unit, []byte(unitText(exe)), 0o644); err != nil {
 		return fmt.Errorf("enable: %w", err)
 	}
 	link := filepath.Join(wants, unitName)
 	os.Remove(link)
 	if err := os.Symlink(unit, link); err != nil {
 		return fmt.Errorf("enable: %w", err)
+	}
+	if g.JSON {
+		return writeJSON(g, struct {
+			Unit  string `json:"unit"`
+			Saved string `json:"saved"`
+		}{unit, cmp.Or(opts.File, savedPath())})
 	}
 	fmt.Fprintf(g.io.Out, "enabled: %s restores them at boot (run systemctl daemon-reload to tell systemd now)\n", unit)
 	return nil
@@ -247,6 +267,11 @@ func runFirewallDisable(g *Globals) error {
 	}
 	if len(removed) == 0 {
 		return withCode(ExitNotFound, errors.New("not enabled: nothing to remove"))
+	}
+	if g.JSON {
+		return writeJSON(g, struct {
+			Removed []string `json:"removed"`
+		}{removed})
 	}
 	fmt.Fprintf(g.io.Out, "disabled: removed %d files; the live rules stay until the next boot\n", len(removed))
 	return nil

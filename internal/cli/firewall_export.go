@@ -3,11 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"portolan/internal/atomicfile"
 	"portolan/internal/firewall"
 )
 
@@ -34,6 +34,7 @@ JSON.`,
 		},
 	}
 	cmd.Flags().StringVarP(&opts.Output, "output", "o", "", "write to this file instead of stdout")
+	markFiles(cmd.Flags(), false, "output")
 	return cmd
 }
 
@@ -66,7 +67,7 @@ func runFirewallExport(ctx context.Context, g *Globals, opts FirewallExportOptio
 		_, err = g.io.Out.Write(data)
 		return err
 	}
-	if err := os.WriteFile(opts.Output, data, 0o644); err != nil {
+	if err := atomicfile.Write(opts.Output, data, 0o644); err != nil {
 		return fmt.Errorf("export to %s: %w", opts.Output, err)
 	}
 	fmt.Fprintf(g.io.ErrOut, "wrote %d rules to %s\n", len(rs.Rules), opts.Output)

@@ -95,6 +95,21 @@ type fwListResult struct {
 	Pending   *fwPending             `json:"pending,omitempty"`
 	Published []firewall.Publication `json:"published,omitempty"`
 	Blockers  []firewall.Blocker     `json:"blockers,omitempty"` // other tables' drops at the input hook
+	Doors     *fwDoors               `json:"doors,omitempty"`    // portolan knockd's
+}
+
+// fwDoors are the knock daemon's doors: the ports they protect and who
+// holds them open until when.
+type fwDoors struct {
+	Protected []string   `json:"protected"`
+	Open      []fwHolder `json:"open"`
+}
+
+type fwHolder struct {
+	Src       netip.Addr `json:"src"`
+	Port      string     `json:"port"`
+	Expires   time.Time  `json:"expires"`
+	ExpiresIn string     `json:"expires_in"`
 }
 
 // fwPending is a pending rollback as list shows it.
@@ -128,22 +143,38 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 	if p, err := s.state.ReadPending(); err == nil {
 		res.Pending = &fwPending{Deadline: p.Deadline, GuardPID: p.GuardPID}
 	}
+	if holders, protected, err := s.fw.DoorHolders(ctx); err == nil && len(protected) > 0 {
+		res.Doors = &fwDoors{Open: []fwHolder{}}
+		for _, p := range protected {
+			res.Doors.Protected = append(res.Doors.Protected, fmt.Sprintf("%d/%s", p.Port, p.Proto))
+		}
+		for _, h := range holders {
+			res.Doors.Open = append(res.Doors.Open, fwHolder{h.Src, fmt.Sprintf("%d/%s", h.Port.Port, h.Port.Proto), h.Expires, humanDuration(h.Expires.Sub(now))})
+		}
+	}
 	if g.JSON {
 		return writeJSON(g, res)
 	}
 	if opts.NFT {
-		lines, err := tab.Ruleset.NFT()
+		chains, err := tab.Ruleset.NFTChains()
 		if err != nil {
 			return err
 		}
 		if !tab.Exists {
 			fmt.Fprintln(g.io.ErrOut, "no table inet portolan: this is what an empty one holds")
 		}
-		fmt.Fprintf(g.io.Out, "table inet %s {\n\tchain %s {\n", firewall.TableName, firewall.ChainName)
-		for _, l := range lines {
-			fmt.Fprintf(g.io.Out, "\t\t%s\n", l)
+		fmt.Fprintf(g.io.Out, "table inet %s {\n", firewall.TableName)
+		for i, c := range chains {
+			if i > 0 {
+				fmt.Fprintln(g.io.Out)
+			}
+			fmt.Fprintf(g.io.Out, "\tchain %s {\n", c.Name)
+			for _, l := range c.Lines {
+				fmt.Fprintf(g.io.Out, "\t\t%s\n", l)
+			}
+			fmt.Fprint(g.io.Out, "\t}\n")
 		}
-		_, err = fmt.Fprint(g.io.Out, "\t}\n}\n")
+		_, err = fmt.Fprint(g.io.Out, "}\n")
 		return err
 	}
 	state := "policy " + tab.Ruleset.Policy.String()
@@ -165,8 +196,17 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 			switch {
 			case r.Action == firewall.Limit:
 				action += " " + r.Rate.String()
+				if r.Prefix6 != 0 {
+					action += " per /" + strconv.Itoa(int(r.Prefix6))
+				}
 			case r.Action == firewall.Log && r.Group != 0:
 				action += " group " + strconv.Itoa(int(r.Group))
+			}
+			if r.Dir != firewall.In {
+				action += " (" + r.Dir.String() + ")"
+			}
+			if r.Translated {
+				action = strings.TrimSuffix(action, ")") + ", after DNAT)"
 			}
 			expires := fr.ExpiresIn
 			if fr.ExpiresIn != "" {
@@ -179,6 +219,18 @@ func runFirewallList(ctx context.Context, g *Globals, opts FirewallListOptions) 
 		}
 		if err := t.Write(g.io.Out, g.color()); err != nil {
 			return err
+		}
+	}
+	if d := res.Doors; d != nil {
+		fmt.Fprintf(g.io.Out, "doors (portolan knockd) protect %s\n", strings.Join(d.Protected, ", "))
+		if len(d.Open) > 0 {
+			t := output.Table{Header: []string{"OPEN FOR", "PORT", "EXPIRES"}}
+			for _, h := range d.Open {
+				t.Add(h.Src.String(), h.Port, "in "+h.ExpiresIn)
+			}
+			if err := t.Write(g.io.Out, g.color()); err != nil {
+				return err
+			}
 		}
 	}
 	if tab.Unmanaged > 0 {

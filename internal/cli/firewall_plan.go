@@ -39,6 +39,7 @@ Also says when applying would lock out the SSH client this runs under.`,
 		},
 	}
 	cmd.Flags().StringVarP(&opts.File, "file", "f", "", "the profile (YAML); - reads stdin")
+	markFiles(cmd.Flags(), true, "file")
 	cmd.MarkFlagRequired("file")
 	return cmd
 }
@@ -55,7 +56,7 @@ func readProfile(g *Globals, file string) (*firewall.Ruleset, error) {
 		data, err = os.ReadFile(file)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read profile: %w", err)
+		return nil, fileErr(fmt.Errorf("read profile: %w", err))
 	}
 	rs, err := firewall.ParseProfile(name, data, registryNames{}, time.Now())
 	if err != nil {

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"portolan/internal/daemon"
@@ -145,6 +143,7 @@ config.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.Config, "config", "c", "", "rules from this YAML file (SIGHUP reloads it)")
+	markFiles(f, true, "config")
 	f.BoolVar(&opts.Check, "check", false, "validate the rules and exit")
 	f.StringVar(&opts.Name, "name", "", "rule name for logs and metrics (default proto/listen)")
 	f.BoolVar(&opts.UDP, "udp", false, "relay UDP instead of TCP")
@@ -182,7 +181,7 @@ func forwardRules(opts ForwardOptions) ([]forward.Rule, error) {
 	if opts.Config != "" {
 		data, err := os.ReadFile(opts.Config)
 		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
+			return nil, fileErr(fmt.Errorf("read config: %w", err))
 		}
 		rules, err := forward.ParseConfig(opts.Config, data)
 		if err != nil {
@@ -299,32 +298,12 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 	}
 	// Logging never holds up relaying: lines go through a bounded
 	// buffer, dropped and counted while stderr stalls.
-	lw := daemon.NewLogWriter(g.io.ErrOut, 0)
-	hopts := &slog.HandlerOptions{Level: slog.LevelInfo}
-	if g.Verbose >= 1 {
-		hopts.Level = slog.LevelDebug
+	dl, err := newDaemonLog(g, opts.LogFormat)
+	if err != nil {
+		return err
 	}
-	var h slog.Handler
-	switch opts.LogFormat {
-	case "text":
-		h = slog.NewTextHandler(lw, hopts)
-	case "json":
-		h = slog.NewJSONHandler(lw, hopts)
-	default:
-		return usageErr(fmt.Errorf("--log-format %q: want text or json", opts.LogFormat))
-	}
-	log := slog.New(h)
-	lw.OnDrop = func(n uint64) { log.Warn("log lines dropped while the log sink stalled", "lines", n) }
-	lw.OnError = func(err error) {
-		// Said on the sink that failed, in case it comes back (a full
-		// disk); counted in the metrics either way.
-		log.Error("log sink: lines lost", "err", err)
-	}
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		lw.Close(fctx)
-	}()
+	defer dl.close()
+	log := dl.Logger
 
 	srv := &forward.Server{Logger: log, Loops: opts.Loops, DrainTimeout: opts.DrainTimeout}
 	if err := srv.Apply(ctx, rules); err != nil {
@@ -336,13 +315,8 @@ func runForward(ctx context.Context, g *Globals, opts ForwardOptions) error {
 	}
 	if opts.Metrics != "" {
 		reg := daemon.NewRegistry()
-		reg.MustRegister(srv, prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "portolan_log_lines_dropped_total",
-			Help: "Log lines dropped because the log sink stalled or failed.",
-		}, func() float64 { return float64(lw.Dropped()) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "portolan_log_write_errors_total",
-			Help: "Writes to the log sink that failed (a closed pipe, a full disk).",
-		}, func() float64 { return float64(lw.Errors()) }))
+		reg.MustRegister(srv)
+		reg.MustRegister(dl.collectors()...)
 		mctx, stopMetrics := context.WithCancel(context.Background())
 		defer stopMetrics()
 		addr, err := daemon.ServeMetrics(mctx, opts.Metrics, reg, log)

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/netip"
 	"os"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -300,14 +298,6 @@ func socketsErr(netns string, err error) error {
 }
 
 func runLs(ctx context.Context, g *Globals, opts LsOptions) error {
-	// A table of tens of thousands of sockets is built in a process that
-	// lives well under a second: collecting garbage meanwhile would cost
-	// more (background workers, context switches) than the memory it frees.
-	// Collect only when the heap nears 1 GiB (or GOMEMLIMIT, when set).
-	if debug.SetMemoryLimit(-1) == math.MaxInt64 {
-		debug.SetMemoryLimit(1 << 30)
-	}
-	debug.SetGCPercent(-1)
 	filter, err := newOwnerFilter(opts)
 	if err != nil {
 		return usageErr(err)

@@ -107,6 +107,7 @@ Every command takes --json for machine-readable output and --help for examples.`
 		root.AddCommand(add(g))
 	}
 	typeArgErrors(root)
+	addCompletions(root)
 	requireSubcommands(root)
 	return root
 }
@@ -135,11 +136,38 @@ func register(c func(*Globals) *cobra.Command) { commands = append(commands, c) 
 
 // Main runs portolan with args and returns the process exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &Globals{io: IO{In: stdin, Out: stdout, ErrOut: stderr}, args: args}
+	out := &countingWriter{w: stdout}
+	g := &Globals{io: IO{In: stdin, Out: out, ErrOut: stderr}, args: args}
 	root := NewRoot(g)
 	root.SetArgs(nmapArgs(args))
 	err := root.ExecuteContext(ctx)
-	return report(g, err)
+	code := report(g, err)
+	if code == ExitNotFound && g.JSON && out.n == 0 {
+		// A program reading --json gets an empty answer, not nothing.
+		io.WriteString(stdout, "[]\n")
+	}
+	return code
+}
+
+// countingWriter counts what a command writes to stdout.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+// Fd is the descriptor of the file it wraps (for terminal checks), or
+// an invalid one.
+func (c *countingWriter) Fd() uintptr {
+	if f, ok := c.w.(*os.File); ok {
+		return f.Fd()
+	}
+	return ^uintptr(0)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // report prints err once, with a hint where one helps, and returns the exit code.

@@ -59,10 +59,12 @@ type ScanOptions struct {
 	Names map[netip.Addr]string `json:"names,omitempty"`
 	Seed  uint64                `json:"seed"`
 	Shard string                `json:"shard,omitempty"`
+	// ScanID names a scan whose shards many processes run (--scan-id).
+	ScanID string `json:"scan_id,omitempty"`
 
 	ping string // -Pn arrives as -P with the value "n"
 	// The rest is this invocation's, not the recipe's.
-	Resume int64  `json:"-"`
+	Resume string `json:"-"` // a scan id, or a named scan (with --shard)
 	Format string `json:"-"`
 	Output string `json:"-"`
 	// nmap's output options (-oX, -oN, -oG FILE, -oA BASE), rewritten to
@@ -74,8 +76,13 @@ type ScanOptions struct {
 	StatsEvery time.Duration `json:"-"`
 	DB         DBFlags       `json:"-"`
 	NoStore    bool          `json:"-"`
-	DryRun     bool          `json:"-"`
-	Open       bool          `json:"-"`
+	// While the database is unreachable: results held in memory, how long
+	// the end of the scan waits for it, and where the rest is spilled.
+	DBBuffer int           `json:"-"`
+	DBRetry  time.Duration `json:"-"`
+	SpillDir string        `json:"-"`
+	DryRun   bool          `json:"-"`
+	Open     bool          `json:"-"`
 
 	// nmap's names for the options above (applied in nmapOptions).
 	fast       bool
@@ -134,7 +141,18 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 			if opts.ping == "n" {
 				opts.NoHostDown = true
 			}
-			if opts.Resume != 0 {
+			if opts.Shard, err = shardFromEnv(opts.Shard); err != nil {
+				return usageErr(fmt.Errorf("--shard: %w", err))
+			}
+			if opts.ScanID != "" {
+				if err := store.ValidName(opts.ScanID); err != nil {
+					return usageErr(fmt.Errorf("--scan-id: %w", err))
+				}
+				if opts.NoStore {
+					return usageErr(errors.New("--scan-id names a scan in the store, whose shards meet there: drop --no-store"))
+				}
+			}
+			if opts.Resume != "" {
 				if len(exprs) > 0 || len(opts.Targets.InputLists) > 0 {
 					return usageErr(errors.New("--resume takes no targets: they come from the stored scan"))
 				}
@@ -155,9 +173,9 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f := cmd.Flags()
 	addTargetFlags(f, &opts.Targets)
 	f.StringVarP(&opts.Ports, "ports", "p", "", "ports to scan: `SPEC` such as 22,80,8000-8100,T:ssh; -p- is all 65535")
-	f.IntVar(&opts.TopPorts, "top-ports", 0, "scan the `N` most likely open TCP ports of our curated list (100 or 1000 are its tiers; beyond 1000 the other ports follow in ascending order; default 1000 without -p)")
+	f.IntVar(&opts.TopPorts, "top-ports", 0, "scan the `N` most likely open ports of our curated list (TCP: tiers of 100 and 1000; UDP with -sU: 100; beyond a list the other ports follow in ascending order; default 1000 without -p)")
 	f.StringVar(&opts.ExcludePorts, "exclude-ports", "", "leave out these ports (`SPEC`)")
-	f.StringVarP(&opts.ScanType, "scan-type", "s", "", "scan `TYPE`: S (SYN, nmap's -sS; needs CAP_NET_RAW), T (TCP connect, nmap's -sT), n (host discovery only, nmap's -sn: one result per host, port 0) (default: S when privileged, else T)")
+	f.StringVarP(&opts.ScanType, "scan-type", "s", "", "scan `TYPE`: S (SYN, nmap's -sS; needs CAP_NET_RAW), T (TCP connect, nmap's -sT), U (UDP with protocol payloads, nmap's -sU; no privileges needed), n (host discovery only, nmap's -sn: one result per host, port 0) (default: S when privileged, else T)")
 	f.BoolVar(&opts.Fallback, "fallback", false, "scan with TCP connect when -sS lacks CAP_NET_RAW, instead of failing")
 	f.Float64Var(&opts.Rate, "rate", 0, "at most `N` probes per second, retries included (0: no cap beyond the window); nmap's --max-rate N works too")
 	f.Float64Var(&opts.Rate, "max-rate", 0, "nmap's --max-rate: the same as --rate")
@@ -178,10 +196,12 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	_ = f.MarkHidden("ping")
 	f.BoolVar(&opts.Banner, "banner", false, "read a banner from every open port and guess the service")
 	f.Uint64Var(&opts.Seed, "seed", 0, "order the probes with this `N` (0: random; stored, so a resume repeats it)")
-	f.StringVar(&opts.Shard, "shard", "", "scan only slice `I/N` of the permuted space (the N shards of one seed cover it exactly)")
-	f.Int64Var(&opts.Resume, "resume", 0, "continue the stored scan `ID` from its last checkpoint")
+	f.StringVar(&opts.Shard, "shard", "", "scan only slice `I/N` of the permuted space (the N shards of one seed cover it exactly); I may name an environment variable with a 0-based index: --shard JOB_COMPLETION_INDEX/16 in a Kubernetes Indexed Job")
+	f.StringVar(&opts.Resume, "resume", "", "continue the stored scan `ID` from its last checkpoint; or shard --shard I/N of the named scan NAME[@RUN], on any machine, once its process is gone")
+	f.StringVar(&opts.ScanID, "scan-id", "", "name the scan: processes given the same `NAME` and --shard I/N each run one shard of it, into one database (--db postgres://...); show NAME merges them")
 	f.StringVar(&opts.Format, "format", "", "output `FORMAT`: table, json, jsonl, csv, grepable, list, xml (default: table on a terminal, jsonl otherwise; from -o's extension)")
 	f.StringVarP(&opts.Output, "output", "o", "", "write the results to `FILE` instead of stdout (/dev/stdout, /dev/null and pipes work)")
+	markFiles(f, false, "output")
 	f.StringVar(&opts.OutXML, "output-xml", "", "also write nmap XML to `FILE` (nmap's -oX FILE, which works too)")
 	f.StringVar(&opts.OutNormal, "output-normal", "", "also write the table to `FILE` (nmap's -oN FILE, which works too)")
 	f.StringVar(&opts.OutGrep, "output-grepable", "", "also write grepable lines to `FILE` (nmap's -oG FILE, which works too)")
@@ -189,15 +209,50 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.DurationVar(&opts.StatsEvery, "stats-every", 0, "write progress as NDJSON to stderr every `D` (e.g. 5s)")
 	addDBFlags(cmd, &opts.DB)
 	f.BoolVar(&opts.NoStore, "no-store", false, "do not record the scan in the database")
+	f.IntVar(&opts.DBBuffer, "db-buffer", 0, "while the database is unreachable, hold up to `N` results in memory, then spill them to a file (0: 200000)")
+	f.DurationVar(&opts.DBRetry, "db-retry", 0, "at the end of the scan, wait up to `D` for an unreachable database before spilling what it lacks (0: 30s)")
+	f.StringVar(&opts.SpillDir, "spill-dir", "", "write spill files in `DIR` (default $XDG_DATA_HOME/portolan/spill); portolan store load-spill loads them")
 	f.BoolVar(&opts.Open, "open", false, "show only open ports, and only hosts with one (nmap's --open); the store keeps every port")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print the plan (probes, hosts, duration at --rate, the first probes in order) and send nothing")
 	return cmd
 }
 
+// shardFromEnv resolves --shard VAR/N, where VAR names an environment
+// variable holding a 0-based index, as orchestrators set it (Kubernetes'
+// JOB_COMPLETION_INDEX in an Indexed Job, AWS Batch's
+// AWS_BATCH_JOB_ARRAY_INDEX), into "I/N" with I = VAR+1; a container image
+// without a shell cannot add the 1. Other values are returned as given.
+func shardFromEnv(shard string) (string, error) {
+	name, n, ok := strings.Cut(shard, "/")
+	if !ok || name == "" || !isEnvName(name) {
+		return shard, nil
+	}
+	v, set := os.LookupEnv(name)
+	if !set {
+		return "", fmt.Errorf("%s: the environment variable %s is not set (it holds the 0-based index of this shard)", shard, name)
+	}
+	i, err := strconv.ParseUint(strings.TrimSpace(v), 10, 63)
+	if err != nil {
+		return "", fmt.Errorf("%s: %s=%q is not a 0-based index", shard, name, v)
+	}
+	return strconv.FormatUint(i+1, 10) + "/" + n, nil
+}
+
+// isEnvName reports whether s looks like an environment variable's name:
+// capitals, digits and underscores, not starting with a digit.
+func isEnvName(s string) bool {
+	for i, r := range s {
+		if !(r >= 'A' && r <= 'Z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // resumeFlags are the flags that go with --resume: where and how this run
 // writes. The rest of the recipe is the stored scan's, so that the resumed
 // positions mean the same probes.
-var resumeFlags = map[string]bool{"resume": true, "format": true, "output": true, "stats-every": true, "db": true, "open": true,
+var resumeFlags = map[string]bool{"resume": true, "shard": true, "db-buffer": true, "db-retry": true, "spill-dir": true, "format": true, "output": true, "stats-every": true, "db": true, "open": true,
 	"output-xml": true, "output-normal": true, "output-grepable": true, "output-all": true}
 
 // nmapOutputFlags are nmap's output options. pflag would read "-oX" as -o
@@ -285,9 +340,9 @@ func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error
 			return nil, usageErr(errors.New("-sn -Pn: discovery only, and no discovery: nothing to do"))
 		}
 	case "u", "udp":
-		return nil, usageErr(fmt.Errorf("-s%s: UDP scans are not in this release; use -sS (SYN) or -sT (connect)", opts.ScanType))
+		p.proberName = "udp"
 	default:
-		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want S for SYN, T for connect, or n for host discovery only)", opts.ScanType))
+		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want S for SYN, T for connect, U for UDP, or n for host discovery only)", opts.ScanType))
 	}
 	var err error
 	if p.prober, err = scan.ProberByName(p.proberName); err != nil {
@@ -319,6 +374,11 @@ type timingTemplate struct {
 	delay               time.Duration
 	initial, min, maxTO time.Duration
 	retries             int
+}
+
+// udp is -sU: a UDP scan.
+func (opts *ScanOptions) udp() bool {
+	return strings.EqualFold(opts.ScanType, "u") || strings.EqualFold(opts.ScanType, "udp")
 }
 
 // discoveryOnly is -sn: host discovery and no port scan.
@@ -441,9 +501,15 @@ func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
 	}
 	var set *portspec.Set
 	var text string
+	proto := portspec.TCP
+	if opts.udp() {
+		proto = portspec.UDP // -sU -p 53 is UDP port 53, as in nmap
+	}
+	parser := portParser()
+	parser.Default = proto
 	switch {
 	case opts.Ports != "":
-		s, err := portParser().Parse(opts.Ports)
+		s, err := parser.Parse(opts.Ports)
 		if err != nil {
 			return nil, "", usageErr(fmt.Errorf("-p: %w", err))
 		}
@@ -456,8 +522,8 @@ func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
 		if n == 0 {
 			n = 1000
 		}
-		tiers := registry.TopTiers(portspec.TCP)
-		top, err := registry.Top(portspec.TCP, min(n, tiers[len(tiers)-1]))
+		tiers := registry.TopTiers(proto)
+		top, err := registry.Top(proto, min(n, tiers[len(tiers)-1]))
 		if err != nil {
 			return nil, "", usageErr(fmt.Errorf("--top-ports: %w", err))
 		}
@@ -468,17 +534,23 @@ func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
 		// Beyond the curated list: the other ports in ascending order, up
 		// to all 65535.
 		for p := portspec.Port(1); set.Len() < n && p != 0; p++ {
-			set.Add(portspec.TCP, p)
+			set.Add(proto, p)
 		}
 		text = fmt.Sprintf("--top-ports %d", n)
 	}
-	for _, proto := range set.Protos() {
-		if proto != portspec.TCP {
-			return nil, "", usageErr(fmt.Errorf("-p: %s ports need a UDP or SCTP scan, which is not in this release; a connect scan takes TCP ports", proto))
+	for _, pr := range set.Protos() {
+		switch {
+		case pr == proto:
+		case pr == portspec.UDP:
+			return nil, "", usageErr(errors.New("-p: UDP ports need a UDP scan (-sU); a connect scan takes TCP ports"))
+		case pr == portspec.TCP:
+			return nil, "", usageErr(errors.New("-p: TCP ports need a TCP scan (-sT); a UDP scan (-sU) takes UDP ports"))
+		default:
+			return nil, "", usageErr(fmt.Errorf("-p: %s ports need an SCTP scan, which is not in this release", pr))
 		}
 	}
 	if opts.ExcludePorts != "" {
-		ex, err := portParser().Parse(opts.ExcludePorts)
+		ex, err := parser.Parse(opts.ExcludePorts)
 		if err != nil {
 			return nil, "", usageErr(fmt.Errorf("--exclude-ports: %w", err))
 		}
@@ -547,7 +619,8 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.Seed == 0 {
+	// A shard of a named scan without --seed takes its run's (CreateShard).
+	if opts.Seed == 0 && (opts.ScanID == "" || opts.DryRun) {
 		opts.Seed = scan.NewSeed()
 	}
 	opts.Names = p.hosts.Names()
@@ -563,7 +636,7 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if err != nil {
 		return err
 	}
-	defer out.close()
+	defer func() { out.close() }()
 	if !opts.NoStore {
 		db, err := opts.DB.open(ctx, true)
 		if err != nil {
@@ -580,7 +653,27 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 			Prober: p.proberName, Seed: opts.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
 			Rate: int(opts.Rate), Hosts: p.space.Hosts(), Space: p.space.Size(), Options: recipe,
 		}
-		if si.ID, err = db.CreateScan(ctx, si); err != nil {
+		if opts.ScanID != "" {
+			si.Name = opts.ScanID
+			started := si
+			if si, err = db.CreateShard(ctx, si); errors.Is(err, store.ErrShardStarted) {
+				// The same shard command again (an orchestrator retrying
+				// a dead pod) continues where the dead one stopped.
+				sh, err := db.ShardByIndex(ctx, opts.ScanID, 0, started.ShardIndex)
+				if err != nil {
+					return err
+				}
+				out.close()
+				out = nil
+				opts.Resume, opts.Shard = strconv.FormatInt(sh.ID, 10), ""
+				return runScanResume(ctx, g, opts)
+			}
+			if err != nil {
+				return err
+			}
+			opts.Seed = si.Seed
+			fmt.Fprintf(g.io.ErrOut, "scan %s@%d: shard %s is scan %d\n", si.Name, si.Run, shardOf(si), si.ID)
+		} else if si.ID, err = db.CreateScan(ctx, si); err != nil {
 			return err
 		}
 		run.db, run.info = db, si
@@ -588,24 +681,80 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	return run.execute(ctx, out, 0)
 }
 
+// shardOf is a stored scan's shard as --shard takes it: "I/N", "1/1".
+func shardOf(si store.ScanInfo) string {
+	if si.ShardCount == 0 {
+		return "1/1"
+	}
+	return fmt.Sprintf("%d/%d", si.ShardIndex, si.ShardCount)
+}
+
 func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if opts.NoStore {
 		return usageErr(errors.New("--resume needs the store: drop --no-store"))
 	}
+	id, idErr := strconv.ParseInt(opts.Resume, 10, 64)
+	if idErr == nil && id <= 0 {
+		return usageErr(fmt.Errorf("--resume %s: want a scan id from 1, or a --scan-id name", opts.Resume))
+	}
+	var name string
+	var runNo int
+	var shard scan.Shard
+	if idErr != nil {
+		var err error
+		if name, runNo, err = store.ParseRef(opts.Resume); err != nil {
+			return usageErr(fmt.Errorf("--resume: %w (want a scan id, or a --scan-id name with --shard I/N)", err))
+		}
+		if opts.Shard != "" {
+			if shard, err = scan.ParseShard(opts.Shard); err != nil {
+				return usageErr(fmt.Errorf("--shard: %w", err))
+			}
+		}
+	} else if opts.Shard != "" {
+		return usageErr(fmt.Errorf("--resume %d is one scan, its shard included: --shard goes with --resume NAME", id))
+	}
 	db, err := opts.DB.open(ctx, false)
 	if errors.Is(err, errNoStore) {
-		return withCode(ExitNotFound, fmt.Errorf("scan %d: %w", opts.Resume, err))
+		return withCode(ExitNotFound, fmt.Errorf("scan %s: %w", opts.Resume, err))
 	}
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	si, err := db.Scan(ctx, opts.Resume)
-	if errors.Is(err, store.ErrNotFound) {
-		return withCode(ExitNotFound, fmt.Errorf("scan %d not found in %s (portolan history lists the scans)", opts.Resume, db.Path()))
-	}
-	if err != nil {
-		return err
+	var si store.ScanInfo
+	if name != "" {
+		m, err := db.Named(ctx, name, runNo)
+		if errors.Is(err, store.ErrNotFound) {
+			return withCode(ExitNotFound, fmt.Errorf("scan %s not found in %s (portolan history lists the scans)", opts.Resume, db.Path()))
+		}
+		if err != nil {
+			return err
+		}
+		if m.ShardCount > 1 && shard.Count == 0 {
+			return usageErr(fmt.Errorf("--resume %s: it has %d shards: say which with --shard I/%d", opts.Resume, m.ShardCount, m.ShardCount))
+		}
+		if shard.Count != 0 && int(shard.Count) != max(m.ShardCount, 1) {
+			return usageErr(fmt.Errorf("--shard %s: scan %s@%d has %d shards", opts.Shard, name, m.Run, max(m.ShardCount, 1)))
+		}
+		i := int(shard.Index)
+		if m.ShardCount == 0 {
+			i = 0
+		}
+		k := slices.IndexFunc(m.Shards, func(sh store.ScanInfo) bool { return sh.ShardIndex == i })
+		if k < 0 {
+			// No process ever stored this shard: start it with the run's
+			// recipe, as its own process would have.
+			return startMissingShard(ctx, g, opts, m, shard)
+		}
+		si = m.Shards[k]
+	} else {
+		si, err = db.Scan(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return withCode(ExitNotFound, fmt.Errorf("scan %d not found in %s (portolan history lists the scans)", id, db.Path()))
+		}
+		if err != nil {
+			return err
+		}
 	}
 	// The recipe is what the scan was started with; output choices are
 	// this invocation's.
@@ -613,9 +762,7 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if err := json.Unmarshal(si.Options, stored); err != nil {
 		return fmt.Errorf("scan %d: its stored options cannot be read: %w", si.ID, err)
 	}
-	stored.Format, stored.Output, stored.StatsEvery, stored.DB = opts.Format, opts.Output, opts.StatsEvery, opts.DB
-	stored.OutXML, stored.OutNormal, stored.OutGrep, stored.OutAll = opts.OutXML, opts.OutNormal, opts.OutGrep, opts.OutAll
-	stored.Open = opts.Open
+	stored.takeInvocation(opts)
 	stored.Seed = si.Seed
 	format, err := stored.format(g)
 	if err != nil {
@@ -638,8 +785,34 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 		return err
 	}
 	run.info = si
-	fmt.Fprintf(g.io.ErrOut, "resuming scan %d at position %d of %d\n", si.ID, si.Checkpoint, si.Space)
+	if si.Name != "" {
+		fmt.Fprintf(g.io.ErrOut, "resuming shard %s of scan %s@%d (scan %d) at position %d of %d\n", shardOf(si), si.Name, si.Run, si.ID, si.Checkpoint, si.Space)
+	} else {
+		fmt.Fprintf(g.io.ErrOut, "resuming scan %d at position %d of %d\n", si.ID, si.Checkpoint, si.Space)
+	}
 	return run.execute(ctx, out, si.Checkpoint)
+}
+
+// takeInvocation copies into a stored recipe what is this invocation's:
+// where and how it writes.
+func (opts *ScanOptions) takeInvocation(from *ScanOptions) {
+	opts.Format, opts.Output, opts.StatsEvery, opts.DB = from.Format, from.Output, from.StatsEvery, from.DB
+	opts.OutXML, opts.OutNormal, opts.OutGrep, opts.OutAll = from.OutXML, from.OutNormal, from.OutGrep, from.OutAll
+	opts.Open = from.Open
+	opts.DBBuffer, opts.DBRetry, opts.SpillDir = from.DBBuffer, from.DBRetry, from.SpillDir
+}
+
+// startMissingShard starts shard of the named scan m, which no process
+// stored, from the recipe of one of its shards.
+func startMissingShard(ctx context.Context, g *Globals, opts *ScanOptions, m store.ScanInfo, shard scan.Shard) error {
+	stored := &ScanOptions{}
+	if err := json.Unmarshal(m.Options, stored); err != nil {
+		return fmt.Errorf("scan %s@%d: its stored options cannot be read: %w", m.Name, m.Run, err)
+	}
+	stored.takeInvocation(opts)
+	stored.Seed, stored.ScanID, stored.Shard = m.Seed, m.Name, shard.String()
+	fmt.Fprintf(g.io.ErrOut, "shard %s of scan %s@%d was never started: starting it\n", shard, m.Name, m.Run)
+	return runScan(ctx, g, stored)
 }
 
 // warnLongScan says, before a big scan starts on a terminal, how long it
@@ -670,6 +843,7 @@ type scanRun struct {
 	resumed bool
 
 	writer *scan.SinkWriter // the store's side of the run, with a store
+	sink   *store.Buffered  // what writer writes to: rides out database outages
 	kept   []scan.Result    // results for a format rendered at the end, without a store
 	tally  scan.Tally
 	dbErr  error
@@ -697,7 +871,10 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	if r.db != nil {
-		r.writer = scan.NewSinkWriter(ctx, r.db.Sink(r.info.ID), stopRun)
+		r.sink = r.db.Buffered(r.info)
+		r.sink.MaxBuffered, r.sink.RetryFor, r.sink.SpillDir, r.sink.Logger = opts.DBBuffer, opts.DBRetry, opts.SpillDir, g.Logger()
+		r.writer = scan.NewSinkWriter(ctx, r.sink, stopRun)
+		defer r.heartbeat(runCtx, stopRun)()
 	}
 
 	s := opts.scanner(g, r.plan)
@@ -724,7 +901,10 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		r.tally.Add(res)
 		if r.shown(res) {
 			if err := dst.write(res); err != nil && r.dbErr == nil {
+				// An output that cannot be written stops the scan, as a
+				// store that fails does: what it finds would be lost.
 				r.dbErr = err
+				stopRun()
 			}
 			if batch && r.db == nil {
 				r.kept = append(r.kept, res)
@@ -757,7 +937,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		if err := r.writer.Close(); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
-		if err := r.db.FinishScan(bg, r.info.ID, status, r.tally.Totals); err != nil && r.dbErr == nil {
+		if err := r.sink.Finish(bg, status, r.tally.Totals); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
 	}
@@ -768,6 +948,12 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		} else {
 			err = cmp.Or(err, r.render(bg, o, sum, status))
 		}
+	}
+	err = cmp.Or(err, dst.close()) // a file's last bytes may fail only here (NFS, a full disk)
+	if outErr := cmp.Or(r.dbErr, err); outErr != nil && r.db != nil && status == store.Done {
+		// The results did not all reach their output: not a done scan.
+		// It stays resumable, and show renders it from the store.
+		r.db.FinishScan(bg, r.info.ID, store.Failed, r.tally.Totals)
 	}
 	if r.dbErr != nil {
 		return r.dbErr
@@ -806,6 +992,39 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.tally.Open, r.db.Path())
 	}
 	return nil
+}
+
+// heartbeat renews the run's lease while it runs, so other hosts see the
+// scan alive even while no checkpoint moves. A lease another host took
+// over (this one was silent past its lease) stops the run: the checkpoint
+// and the finish will say so. It returns the function that stops it.
+func (r *scanRun) heartbeat(ctx context.Context, stopRun func()) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	every := r.db.LeaseTTL
+	if every <= 0 {
+		every = store.DefaultLeaseTTL
+	}
+	every /= 3
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			// Errors other than a lost lease (the database unreachable) are
+			// the result writer's to handle; the lease may lapse meanwhile.
+			if err := r.db.Heartbeat(ctx, r.info.ID); errors.Is(err, store.ErrLeaseLost) {
+				stopRun()
+				return
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // progressLine is the terminal's progress line. Besides the ports done it
@@ -911,6 +1130,7 @@ type scanOutput struct {
 	stream  *output.StreamWriter // for the formats written as results come
 	created bool                 // the file did not exist before this run
 	started bool
+	closed  bool
 }
 
 // scanOutputs are all the places a run writes.
@@ -956,7 +1176,7 @@ func (r *scanRun) openOutput(path string, format output.ScanFormat) (*scanOutput
 	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o666)
 	if err != nil {
-		return nil, err // *PathError names the file
+		return nil, fileErr(err) // *PathError names the file
 	}
 	return &scanOutput{w: f, f: f, format: format, created: errors.Is(statErr, fs.ErrNotExist)}, nil
 }
@@ -998,17 +1218,23 @@ func (outs scanOutputs) write(res scan.Result) error {
 }
 
 // close closes the files, and removes those this run created but never
-// started.
-func (outs scanOutputs) close() {
+// started. It returns the first error of a close: the data of a file is
+// only known written then. A second close does nothing.
+func (outs scanOutputs) close() error {
+	var first error
 	for _, o := range outs {
-		if o.f == nil {
+		if o.f == nil || o.closed {
 			continue
 		}
-		o.f.Close()
+		o.closed = true
+		if err := o.f.Close(); err != nil && first == nil {
+			first = fmt.Errorf("write %s: %w", o.f.Name(), err)
+		}
 		if !o.started && o.created {
 			os.Remove(o.f.Name())
 		}
 	}
+	return first
 }
 
 // dryPlan is what --dry-run prints.

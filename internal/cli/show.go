@@ -20,7 +20,8 @@ func init() { register(newShowCmd) }
 
 // ShowOptions are the inputs of `portolan show`.
 type ShowOptions struct {
-	ID     int64
+	ID     int64    // the scan's id; 0 when Ref names a named scan
+	Ref    string   // the scan as given: an id, NAME or NAME@RUN
 	Format string   // an output.ScanFormat; empty means table (or json with --json)
 	Output string   // file to write; empty or "-" means stdout
 	States []string // only ports in these states; empty means all
@@ -31,7 +32,7 @@ type ShowOptions struct {
 func newShowCmd(g *Globals) *cobra.Command {
 	var opts ShowOptions
 	cmd := &cobra.Command{
-		Use:   "show ID",
+		Use:   "show ID|NAME[@RUN]",
 		Short: "Print the results of a stored scan, in any format",
 		Long: `Print the results of a stored scan (see portolan history) in any of the scan
 formats:
@@ -45,30 +46,45 @@ formats:
   list      the open ports as host:port, [v6]:port for IPv6
   xml       nmap's -oX format, valid against nmap.dtd, for tools that import it
 
+A scan run as shards (portolan scan --scan-id NAME --shard I/N) is shown by
+its name, all shards merged, each port once; NAME@RUN shows an earlier run.
+Shards that are missing, still running or interrupted are named on stderr.
+
 --state keeps only the ports in the given states. Exit status 3 when the scan
 does not exist.`,
 		Example: `  portolan show 17
   portolan show 17 --format xml -o scan17.xml
   portolan show 17 --format csv --state open,open\|filtered
   portolan show 17 --format list | xargs -n1 curl -sI
-  portolan show 17 --json | jq '.results[] | select(.state == "open")'`,
+  portolan show 17 --json | jq '.results[] | select(.state == "open")'
+  portolan show weekly-443 --db postgres://scanner@db/portolan   # all shards`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.ParseInt(args[0], 10, 64)
-			if err != nil || id <= 0 {
-				return usageErr(fmt.Errorf("scan id %q: want a positive number (portolan history lists them)", args[0]))
+			ref, err := scanRef(args[0])
+			if err != nil {
+				return usageErr(err)
 			}
-			opts.ID = id
+			opts.Ref = ref
+			opts.ID, _ = strconv.ParseInt(ref, 10, 64)
 			return runShow(cmd.Context(), g, opts)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.Format, "format", "f", "", "output `FORMAT`: "+formatNames())
 	f.StringVarP(&opts.Output, "output", "o", "", "write to `FILE` instead of standard output")
+	markFiles(f, false, "output")
 	f.StringSliceVar(&opts.States, "state", nil, "only ports in `STATE`s (open, closed, filtered, open|filtered, ...; comma-separated)")
 	f.BoolVar(&opts.Open, "open", false, "only open ports, and hosts with one (nmap's --open; --state open)")
 	addDBFlags(cmd, &opts.DB)
 	return cmd
+}
+
+// ref names si for people: its id, or NAME@RUN.
+func ref(si store.ScanInfo) string {
+	if si.ID == 0 && si.Name != "" {
+		return fmt.Sprintf("%s@%d", si.Name, si.Run)
+	}
+	return strconv.FormatInt(si.ID, 10)
 }
 
 func formatNames() string {
@@ -114,17 +130,24 @@ func runShow(ctx context.Context, g *Globals, opts ShowOptions) error {
 		filter.States = append(filter.States, st)
 	}
 
-	db, si, err := opts.DB.openScan(ctx, opts.ID)
+	ref := opts.Ref
+	if ref == "" {
+		ref = strconv.FormatInt(opts.ID, 10)
+	}
+	db, si, err := opts.DB.openRef(ctx, ref)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	if text := shardsText(si); text != "" {
+		fmt.Fprintln(g.io.ErrOut, text)
+	}
 
 	out, color := g.io.Out, g.color()
 	var file *os.File
 	if opts.Output != "" && opts.Output != "-" {
 		if file, err = os.Create(opts.Output); err != nil {
-			return err // *PathError names the file
+			return fileErr(err) // *PathError names the file
 		}
 		out, color = file, false
 	}
@@ -149,12 +172,12 @@ func writeStoredScan(ctx context.Context, out io.Writer, db *store.Store, si sto
 		if err != nil {
 			return err
 		}
-		for r, err := range db.ResultsSeq(ctx, si.ID, filter) {
+		for r, err := range db.ScanResultsSeq(ctx, si, filter) {
 			if err != nil {
 				return err
 			}
 			if err := sw.Write(r); err != nil {
-				return fmt.Errorf("write scan %d: %w", si.ID, err)
+				return fmt.Errorf("write scan %s: %w", ref(si), err)
 			}
 		}
 		if err := sw.Close(); err != nil {
@@ -162,7 +185,7 @@ func writeStoredScan(ctx context.Context, out io.Writer, db *store.Store, si sto
 		}
 		return bw.Flush()
 	}
-	results, err := db.Results(ctx, si.ID, filter)
+	results, err := db.ScanResults(ctx, si, filter)
 	if err != nil {
 		return err
 	}

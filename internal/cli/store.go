@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,11 +21,16 @@ import (
 // DBFlags is the --db flag of every command that uses the scan store
 // (scan, history, show). Bind it with addDBFlags, open the store with open.
 type DBFlags struct {
-	Path string // empty means store.DefaultPath()
+	Path string // empty means $PORTOLAN_DB, else store.DefaultPath()
 }
 
+// dbEnv names the store when --db is not given: a fleet's machines export
+// PORTOLAN_DB=postgres://... once and every command uses it.
+const dbEnv = "PORTOLAN_DB"
+
 func addDBFlags(cmd *cobra.Command, f *DBFlags) {
-	cmd.Flags().StringVar(&f.Path, "db", "", "scan database `FILE` (default $XDG_DATA_HOME/portolan/portolan.db)")
+	cmd.Flags().StringVar(&f.Path, "db", "", "scan database: a SQLite `FILE` or a postgres:// URL (default $PORTOLAN_DB, else $XDG_DATA_HOME/portolan/portolan.db)")
+	markFiles(cmd.Flags(), false, "db")
 }
 
 // errNoStore says the store file does not exist: nothing was ever stored.
@@ -33,6 +40,9 @@ var errNoStore = errors.New("no scans stored yet")
 func (f DBFlags) path() (string, error) {
 	if f.Path != "" {
 		return f.Path, nil
+	}
+	if p := os.Getenv(dbEnv); p != "" {
+		return p, nil
 	}
 	return store.DefaultPath()
 }
@@ -45,33 +55,113 @@ func (f DBFlags) open(ctx context.Context, create bool) (*store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !create {
+	if !create && !store.IsURL(path) {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w in %s", errNoStore, path)
 		}
 	}
-	return store.Open(ctx, path)
+	db, err := store.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if v := os.Getenv(leaseEnv); v != "" {
+		ttl, err := time.ParseDuration(v)
+		if err != nil || ttl < time.Second {
+			db.Close()
+			return nil, usageErr(fmt.Errorf("%s=%s: want a duration of 1s or more, such as 30s", leaseEnv, v))
+		}
+		db.LeaseTTL = ttl
+	}
+	return db, nil
 }
+
+// leaseEnv sets how long a scan's lease lasts without a heartbeat
+// (store.DefaultLeaseTTL): how soon --resume on another host may take over
+// a shard whose host went silent.
+const leaseEnv = "PORTOLAN_LEASE_TTL"
 
 // openScan opens the store and reads scan id. A missing store or scan is
 // an ExitNotFound error; on success the caller closes the store.
 func (f DBFlags) openScan(ctx context.Context, id int64) (*store.Store, store.ScanInfo, error) {
+	return f.openRef(ctx, strconv.FormatInt(id, 10))
+}
+
+// openRef opens the store and reads the scan ref names: an id, or a named
+// scan (NAME, NAME@RUN) with its shards merged. A missing store or scan is
+// an ExitNotFound error; on success the caller closes the store.
+func (f DBFlags) openRef(ctx context.Context, ref string) (*store.Store, store.ScanInfo, error) {
 	db, err := f.open(ctx, false)
 	if errors.Is(err, errNoStore) {
-		return nil, store.ScanInfo{}, withCode(ExitNotFound, fmt.Errorf("scan %d: %w", id, err))
+		return nil, store.ScanInfo{}, withCode(ExitNotFound, fmt.Errorf("scan %s: %w", ref, err))
 	}
 	if err != nil {
 		return nil, store.ScanInfo{}, err
 	}
-	si, err := db.Scan(ctx, id)
+	si, err := db.ResolveScan(ctx, ref)
 	if err != nil {
 		db.Close()
 		if errors.Is(err, store.ErrNotFound) {
-			err = withCode(ExitNotFound, fmt.Errorf("scan %d not found in %s (portolan history lists the scans)", id, db.Path()))
+			err = withCode(ExitNotFound, fmt.Errorf("scan %s not found in %s (portolan history lists the scans)", ref, db.Path()))
 		}
 		return nil, store.ScanInfo{}, err
 	}
 	return db, si, nil
+}
+
+// scanRef checks a scan reference given as an argument: a positive id, or
+// NAME[@RUN] of a named scan.
+func scanRef(arg string) (string, error) {
+	if id, err := strconv.ParseInt(arg, 10, 64); err == nil {
+		if id <= 0 {
+			return "", fmt.Errorf("scan id %q: want a positive number (portolan history lists them)", arg)
+		}
+		return arg, nil
+	}
+	if _, _, err := store.ParseRef(arg); err != nil {
+		return "", fmt.Errorf("%w (want a scan id or a --scan-id name, NAME@RUN for an earlier run)", err)
+	}
+	return arg, nil
+}
+
+// shardsText says which shards of a merged named scan are not done: those
+// missing, those still running (and where), those interrupted; "" when all
+// are done.
+func shardsText(si store.ScanInfo) string {
+	if len(si.Shards) == 0 {
+		return ""
+	}
+	n := max(si.ShardCount, 1)
+	shard := func(i int) string { return fmt.Sprintf("%d/%d", max(i, 1), n) }
+	var parts []string
+	if len(si.Missing) > 0 {
+		var m []string
+		for _, i := range si.Missing {
+			m = append(m, shard(i))
+		}
+		parts = append(parts, "missing (never started) "+strings.Join(m, ", "))
+	}
+	var running, stopped []string
+	done := 0
+	for _, sh := range si.Shards {
+		switch sh.Status {
+		case store.Done:
+			done++
+		case store.Running:
+			running = append(running, fmt.Sprintf("%s on %s (lease until %s)", shard(sh.ShardIndex), sh.Host, sh.LeaseUntil.UTC().Format("15:04:05")))
+		default:
+			stopped = append(stopped, fmt.Sprintf("%s %s at position %d", shard(sh.ShardIndex), sh.Status, sh.Checkpoint))
+		}
+	}
+	if len(running) > 0 {
+		parts = append(parts, "still running "+strings.Join(running, ", "))
+	}
+	if len(stopped) > 0 {
+		parts = append(parts, strings.Join(stopped, ", ")+" (portolan scan --resume "+si.Name+" --shard I/N continues one)")
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("scan %s@%d: %d of %d shards done; %s", si.Name, si.Run, done, n, strings.Join(parts, "; "))
 }
 
 // scanMeta describes a stored scan for the renderers.
@@ -90,6 +180,12 @@ func scanMeta(si store.ScanInfo) output.ScanMeta {
 		m.AssumeUp = opts.NoHostDown
 		m.DiscoveryOnly = strings.EqualFold(opts.ScanType, "n")
 		m.Names = opts.Names
+	}
+	// An imported nmap -sV scan knows versions its banners do not say.
+	m.ServiceVersion, _ = si.ServiceVersion() // a bad record: versions from banners, as before
+	if len(si.Shards) > 0 {
+		m.Error = shardsText(si)
+		return m
 	}
 	switch si.Status {
 	case store.Interrupted, store.Failed:

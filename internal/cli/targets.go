@@ -139,6 +139,7 @@ func addTargetFlags(fs *pflag.FlagSet, t *TargetFlags) {
 	fs.StringArrayVar(&t.ExcludeFiles, "exclude-file", nil, "leave out the targets in `FILE`")
 	fs.StringArrayVar(&t.ExcludeFiles, "excludefile", nil, "nmap's --excludefile: the same as --exclude-file")
 	_ = fs.MarkHidden("excludefile")
+	markFiles(fs, true, "input-list", "iL", "exclude-file", "excludefile")
 	fs.BoolVar(&t.IncludeReserved, "include-reserved", false, "allow special-purpose ranges (multicast, documentation, ...)")
 	fs.BoolVarP(&t.Only4, "ipv4", "4", false, "IPv4 only: resolve names to IPv4, refuse IPv6 addresses")
 	fs.BoolVarP(&t.Only6, "ipv6", "6", false, "IPv6 only: resolve names to IPv6, refuse IPv4 addresses")
@@ -216,7 +217,7 @@ func parseTargets(ctx context.Context, g *Globals, exprs []string, t TargetFlags
 				lines, err = target.ReadFile(p)
 			}
 			if err != nil {
-				return nil, targetErr(fmt.Errorf("%s: %w", flag, err))
+				return nil, fileErr(targetErr(fmt.Errorf("%s: %w", flag, err)))
 			}
 			out = append(out, lines...)
 		}

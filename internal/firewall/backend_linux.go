@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -19,10 +20,10 @@ type flushHook = func(*nftables.Conn, *nftables.Table, *nftables.Chain)
 // live is the table as read, with what Apply needs to change it.
 type live struct {
 	Table
-	table   *nftables.Table // nil when the table does not exist
-	chain   bool            // the input chain exists
+	table   *nftables.Table    // nil when the table does not exist
+	chains  map[Direction]bool // which of the chains exist
 	sets    map[string]*nftables.Set
-	krules  []krule  // the chain's kernel rules as decoded (kind 0: unmanaged)
+	krules  []krule  // the chains' kernel rules as decoded (kind 0: unmanaged), input first, in Directions' order
 	handles []uint64 // their handles
 }
 
@@ -115,7 +116,7 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 	if err != nil {
 		return nil, wrap("list tables", err)
 	}
-	l := &live{sets: map[string]*nftables.Set{}}
+	l := &live{sets: map[string]*nftables.Set{}, chains: map[Direction]bool{}}
 	for _, t := range tables {
 		if t.Name == TableName {
 			l.table = t
@@ -125,14 +126,31 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 		return l, nil
 	}
 	l.Exists = true
+	er, err := newElemReader(f.NetNS)
+	if err != nil {
+		return nil, wrap("list rules", err)
+	}
+	defer er.close()
+	var cookie, gen uint64
+	genErr := errors.New("no cache")
+	if f.Cache != "" {
+		if cookie, gen, genErr = er.genID(); genErr == nil {
+			if cl, ok := f.loadCache(cookie, gen, l.table); ok {
+				return cl, nil
+			}
+		}
+	}
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return nil, wrap("list chains", err)
 	}
-	var chain *nftables.Chain
+	found := map[Direction]*nftables.Chain{}
 	for _, ch := range chains {
-		if ch.Table.Name == TableName && ch.Name == ChainName {
-			chain = ch
+		for _, d := range Directions {
+			if ch.Table.Name == TableName && ch.Name == d.chain() {
+				found[d] = ch
+				l.chains[d] = true
+			}
 		}
 	}
 	sets, err := c.GetSets(l.table)
@@ -142,21 +160,25 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 	for _, s := range sets {
 		l.sets[s.Name] = s
 	}
+	chain := found[In]
 	if chain == nil {
 		return l, nil
 	}
-	l.chain = true
-	rules, err := c.GetRules(l.table, chain)
-	if err != nil {
-		// A rule another tool put in the chain that the library cannot
-		// parse ends up here; reset starts over without reading rules.
-		return nil, wrap("list rules (portolan firewall reset clears the table)", err)
+	type chainRules struct {
+		dir   Direction
+		rules []*nftables.Rule
 	}
-	er, err := newElemReader(f.NetNS)
-	if err != nil {
-		return nil, wrap("list set elements", err)
+	var all []chainRules
+	for _, d := range Directions {
+		if found[d] == nil {
+			continue
+		}
+		rules, err := er.rules(d.chain())
+		if err != nil {
+			return nil, wrap("list rules (portolan firewall reset clears the table)", err)
+		}
+		all = append(all, chainRules{d, rules})
 	}
-	defer er.close()
 	elems := map[string]*setData{}
 	setByName := func(name string) (*setData, error) {
 		if d, ok := elems[name]; ok {
@@ -174,15 +196,17 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 		elems[name] = d
 		return d, nil
 	}
-	ks := make([]krule, len(rules))
-	for i, r := range rules {
-		k, err := decodeRule(r, setByName)
-		if err != nil {
-			f.logger().Debug("unmanaged rule", "handle", r.Handle, "err", err)
-			k = krule{} // kind 0: unmanaged
+	var ks []krule
+	for _, cr := range all {
+		for _, r := range cr.rules {
+			k, err := decodeRule(r, cr.dir, setByName)
+			if err != nil {
+				f.logger().Debug("unmanaged rule", "chain", cr.dir.chain(), "handle", r.Handle, "err", err)
+				k = krule{dir: cr.dir} // kind 0: unmanaged
+			}
+			ks = append(ks, k)
+			l.handles = append(l.handles, r.Handle)
 		}
-		ks[i] = k
-		l.handles = append(l.handles, r.Handle)
 	}
 	l.krules = ks
 	d := decodeRules(ks, chain.Policy != nil && *chain.Policy == nftables.ChainPolicyDrop)
@@ -201,6 +225,12 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 			if r.Expires.After(now) {
 				r.Expires = now
 			}
+		}
+	}
+	if genErr == nil {
+		// Kept for the next command only if nothing changed while reading.
+		if _, again, err := er.genID(); err == nil && again == gen {
+			f.saveCache(cookie, gen, l)
 		}
 	}
 	return l, nil
@@ -290,31 +320,67 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 		}
 	}
 	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
-	policy := nftables.ChainPolicyAccept
-	if comp.drop {
-		policy = nftables.ChainPolicyDrop
+	hooks := map[Direction]*nftables.ChainHook{In: nftables.ChainHookInput, Routed: nftables.ChainHookForward, Out: nftables.ChainHookOutput}
+	chains := map[Direction]*nftables.Chain{}
+	for _, d := range Directions {
+		policy := nftables.ChainPolicyAccept
+		if comp.drop && d == In {
+			policy = nftables.ChainPolicyDrop
+		}
+		chains[d] = &nftables.Chain{
+			Name: d.chain(), Table: table, Type: nftables.ChainTypeFilter,
+			Hooknum: hooks[d], Priority: nftables.ChainPriorityFilter, Policy: &policy,
+		}
 	}
-	chain := &nftables.Chain{
-		Name: ChainName, Table: table, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &policy,
+	chain := chains[In]
+	// The forward and output chains exist only while rules need them, so
+	// a table without such rules costs those paths nothing.
+	wantChain := map[Direction]bool{}
+	for _, d := range comp.dirs() {
+		wantChain[d] = true
 	}
-	step(false, func(c *nftables.Conn) error { c.AddTable(table); c.AddChain(chain); return nil })
+	step(false, func(c *nftables.Conn) error {
+		c.AddTable(table)
+		for _, d := range Directions {
+			if wantChain[d] {
+				c.AddChain(chains[d])
+			}
+		}
+		return nil
+	})
 	// kept[j] is the handle of the live kernel rule that stays as
 	// compiled rule j, or 0 when rule j is new.
 	kept, gone, incremental, err := f.incremental(ctx, l, comp)
 	if err != nil {
 		return err
 	}
-	if !incremental && l.Exists {
-		step(false, func(c *nftables.Conn) error { c.FlushChain(chain); return nil })
+	for _, d := range Directions {
+		if l.chains[d] && (!wantChain[d] || !incremental) {
+			step(false, func(c *nftables.Conn) error { c.FlushChain(chains[d]); return nil })
+		}
 	}
-	for _, h := range gone {
+	for _, g := range gone {
+		if !wantChain[g.dir] {
+			continue // flushed with its chain
+		}
 		step(false, func(c *nftables.Conn) error {
-			return c.DelRule(&nftables.Rule{Table: table, Chain: chain, Handle: h})
+			return c.DelRule(&nftables.Rule{Table: table, Chain: chains[g.dir], Handle: g.handle})
 		})
 	}
-	changed := !incremental || len(gone) > 0 || (l.Ruleset.Policy == PolicyDrop) != comp.drop
-	en := &encoder{table: table, chain: chain, named: map[string]*nftables.Set{}}
+	chainGone := false
+	for _, d := range Directions {
+		if l.chains[d] && !wantChain[d] {
+			chainGone = true
+			step(false, func(c *nftables.Conn) error { c.DelChain(chains[d]); return nil })
+		}
+	}
+	changed := !incremental || len(gone) > 0 || chainGone || (l.Ruleset.Policy == PolicyDrop) != comp.drop
+	for _, d := range Directions {
+		if wantChain[d] && !l.chains[d] {
+			changed = true
+		}
+	}
+	en := &encoder{table: table, chains: chains, named: map[string]*nftables.Set{}}
 	// A live set stays when the rule that owns it stays unchanged, so
 	// meters keep their counts and expiry sets their timeouts. Every
 	// other set of ours goes, and is made anew if still wanted.
@@ -366,8 +432,8 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 			return err
 		}
 		if incremental {
-			// Before the next rule that stays, or at the end.
-			for j := i + 1; j < len(kept); j++ {
+			// Before the next rule of its chain that stays, or at the end.
+			for j := i + 1; j < len(kept) && comp.rules[j].dir == comp.rules[i].dir; j++ {
 				if kept[j] != 0 {
 					r.Position = kept[j]
 					break
@@ -414,6 +480,11 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("write table inet %s: %w", TableName, err)
 	}
+	var sets []string
+	for _, st := range comp.sets {
+		sets = append(sets, st.name)
+	}
+	f.cacheWritten(want, comp, comp.dirs(), sets, table)
 	return nil
 }
 
@@ -421,13 +492,13 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 // longest common subsequence of identical kernel rules, see commonPairs).
 // It says no (write the chain whole) when the table or chain is missing
 // or holds rules portolan did not write.
-func (f *Firewall) incremental(ctx context.Context, l *live, comp *compiled) (kept, gone []uint64, ok bool, err error) {
-	if !l.Exists || !l.chain || l.Unmanaged > 0 || len(l.krules) != len(l.handles) {
+func (f *Firewall) incremental(ctx context.Context, l *live, comp *compiled) (kept []uint64, gone []chainHandle, ok bool, err error) {
+	if !l.Exists || !l.chains[In] || l.Unmanaged > 0 || len(l.krules) != len(l.handles) {
 		return nil, nil, false, nil
 	}
 	keys := map[string]int{}
 	key := func(k *krule) int {
-		s := strconv.Itoa(int(k.kind)) + "/" + strconv.FormatUint(uint64(k.id), 10) + "/" + strconv.FormatInt(k.expires, 10) + "/" + k.nftLine()
+		s := k.dir.String() + "/" + strconv.Itoa(int(k.kind)) + "/" + strconv.FormatUint(uint64(k.id), 10) + "/" + strconv.FormatInt(k.expires, 10) + "/" + k.nftLine()
 		n, ok := keys[s]
 		if !ok {
 			n = len(keys)
@@ -463,10 +534,16 @@ func (f *Firewall) incremental(ctx context.Context, l *live, comp *compiled) (ke
 	}
 	for i, s := range stays {
 		if !s {
-			gone = append(gone, l.handles[i])
+			gone = append(gone, chainHandle{l.krules[i].dir, l.handles[i]})
 		}
 	}
 	return kept, gone, true, nil
+}
+
+// chainHandle names a kernel rule of the table.
+type chainHandle struct {
+	dir    Direction
+	handle uint64
 }
 
 // readOnce reads the table on a connection of its own.
@@ -533,6 +610,7 @@ func (f *Firewall) Reset(ctx context.Context) error {
 	}
 	for _, t := range tables {
 		if t.Name == TableName {
+			f.dropCache()
 			c.DelTable(t)
 			if err := c.Flush(); err != nil {
 				return fmt.Errorf("reset table inet %s: %w", TableName, err)

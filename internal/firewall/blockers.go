@@ -72,7 +72,7 @@ func BlockerWarnings(rs *Ruleset, bs []Blocker) []string {
 	var out []string
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
-		if r.Action != Allow && r.Action != Limit {
+		if (r.Action != Allow && r.Action != Limit) || r.Dir != In { // blockers are read from the input hook
 			continue
 		}
 		for _, b := range bs {

@@ -67,8 +67,22 @@ func roundTripCases(t testing.TB) map[string]Ruleset {
 		"limit and log": {Rules: []Rule{
 			r(RuleSpec{Action: "limit", Ports: "22/tcp"}),
 			r(RuleSpec{Action: "limit", Ports: "80", From: "198.18.0.0/15", Rate: "10/minute"}),
+			r(RuleSpec{Action: "limit", Ports: "443/tcp", Prefix6: "56"}),
+			r(RuleSpec{Action: "limit", Ports: "444/tcp", Prefix6: "/128"}),
 			r(RuleSpec{Action: "log", Ports: "23/tcp"}),
 			r(RuleSpec{Action: "log", Ports: "24/tcp", Group: "5", Comment: "telnet-ish"}),
+		}},
+		"directions": {Policy: PolicyDrop, Rules: []Rule{
+			r(RuleSpec{Action: "allow", Ports: "22/tcp"}),
+			r(RuleSpec{Action: "deny", Ports: "8080/tcp", Dir: "routed"}),
+			r(RuleSpec{Action: "allow", Ports: "T:80,443,8000-8100,U:53", Dir: "routed", From: "fd00::/16"}),
+			r(RuleSpec{Action: "reject", Ports: "T:80,443", Dir: "routed", Translated: "true", From: "198.18.0.0/15"}),
+			r(RuleSpec{Action: "limit", Ports: "8443", Dir: "routed", Iface: "eth0", Prefix6: "56"}),
+			r(RuleSpec{Action: "log", Ports: "23/tcp", Dir: "routed", Group: "3"}),
+			r(RuleSpec{Action: "deny", Dir: "routed", To: "198.18.9.0/24", For: "1h"}),
+			r(RuleSpec{Action: "reject", Ports: "25/tcp", Dir: "out", Iface: "eth*"}),
+			r(RuleSpec{Action: "allow", Dir: "out", To: "fd00::1", Comment: "out"}),
+			r(RuleSpec{Action: "deny", Ports: "53", Dir: "out"}),
 		}},
 		"expiry": {Rules: []Rule{
 			r(RuleSpec{Action: "allow", Ports: "8080/tcp", For: "2h"}),

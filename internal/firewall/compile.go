@@ -116,13 +116,8 @@ type meter struct {
 	rate  uint64 // tokens per unit
 	unit  uint64 // seconds
 	burst uint32
-	mask  []byte // IPv6: the source is keyed by its /64 (meterPrefix6); nil: the whole address
+	mask  []byte // IPv6: the source is keyed by its prefix (Rule.Prefix6); nil: the whole address
 }
-
-// meterPrefix6 is the prefix IPv6 sources are counted by: a host usually
-// has a whole /64 to pick addresses from, and keyed by address, a client
-// rotating through its /64 got a fresh bucket for every connection.
-const meterPrefix6 = 64
 
 // meterSize bounds the sources a meter tracks at once. When it is full, a
 // new source is dropped (see compileRule), not let through unlimited.
@@ -134,13 +129,14 @@ var meterSize uint32 = 65535
 // appear in the kernel rule; empty fields are nil so reflect.DeepEqual
 // compares decoded and compiled rules.
 type krule struct {
+	dir     Direction // the chain it is in
 	kind    uint8
 	id      uint32
 	expires int64 // Unix milliseconds; 0 none
 	comment string
 
-	iface     string // iifname; a trailing '*' matches a prefix
-	iif       uint32 // iif index (1 is lo)
+	iface     string // iifname (oifname in the output chain); a trailing '*' matches a prefix
+	iif       uint32 // iif (oif in the output chain) index (1 is lo)
 	expireSet string // meta nfproto @set: the rule lives as long as the set's elements
 	family    int    // meta nfproto ipv4/ipv6, before any network header match
 	saddr     []addrRange
@@ -148,6 +144,7 @@ type krule struct {
 	hopLimit  uint8   // ip6 hoplimit; 0 any
 	protos    []uint8 // meta l4proto
 	ports     []portRange
+	origPorts bool    // ports are matched as the connection's original destination (ct original proto-dst), before DNAT
 	icmpTypes []uint8 // icmpv6 type, with protos {ipv6-icmp}
 	ctState   uint32  // ct state & mask != 0
 	meter     *meter  // update @set { ip saddr limit rate over ... }
@@ -248,6 +245,19 @@ func prefixMask(p netip.Prefix) []byte {
 	return b
 }
 
+// maskBits is the inverse of prefixMask for IPv6: the length of the
+// prefix whose mask m is, or false if m is not one.
+func maskBits(m []byte) (int, bool) {
+	if len(m) != 16 {
+		return 0, false
+	}
+	bits := 0
+	for bits < 128 && m[bits/8]&(0x80>>(bits%8)) != 0 {
+		bits++
+	}
+	return bits, slices.Equal(m, prefixMask(netip.PrefixFrom(netip.IPv6Unspecified(), bits)))
+}
+
 func maxU32(a, b uint32) uint32 {
 	if a > b {
 		return a
@@ -255,20 +265,27 @@ func maxU32(a, b uint32) uint32 {
 	return b
 }
 
-// compile turns a Ruleset whose rules all have ids into kernel rules and
-// named sets.
+// compile turns a Ruleset whose rules all have ids, grouped by direction
+// (see Ruleset.Grouped), into kernel rules and named sets: the input
+// chain's, then those of the forward and output chains when rules need
+// them.
 func compile(rs *Ruleset) (*compiled, error) {
 	c := &compiled{drop: rs.Policy == PolicyDrop}
-	c.rules = append(c.rules,
-		krule{kind: kindBase, id: baseEstablished, ctState: ctEstablished | ctRelated, verdict: vAccept},
-		krule{kind: kindBase, id: baseLoopback, iif: 1, verdict: vAccept},
-		krule{kind: kindBase, id: baseND, family: 6, hopLimit: 255, protos: []uint8{protoICMPv6}, icmpTypes: icmp6ND, verdict: vAccept},
-		krule{kind: kindBase, id: baseMLD, family: 6, saddr: []addrRange{prefixRange(linkLocal6)}, protos: []uint8{protoICMPv6}, icmpTypes: icmp6MLD, verdict: vAccept})
+	c.rules = append(c.rules, baseRules(In)...)
 	seen := map[uint32]bool{}
+	dir := In
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
 		if r.id == 0 || seen[r.id] {
 			return nil, fmt.Errorf("rule %d (%s): id %d is unset or used twice", i+1, r, r.id)
+		}
+		if r.Dir < dir {
+			return nil, fmt.Errorf("rule %d (%s): %s rules go before %s ones", i+1, r, r.Dir, dir)
+		}
+		if r.Dir != dir {
+			c.rules = append(c.rules, chainEnd(dir, rs)...)
+			dir = r.Dir
+			c.rules = append(c.rules, baseRules(dir)...)
 		}
 		seen[r.id] = true
 		ks, sets, err := compileRule(r)
@@ -278,15 +295,49 @@ func compile(rs *Ruleset) (*compiled, error) {
 		c.rules = append(c.rules, ks...)
 		c.sets = append(c.sets, sets...)
 	}
-	c.rules = append(c.rules, krule{kind: kindBase, id: baseICMP, protos: []uint8{protoICMP, protoICMPv6}, verdict: vAccept})
+	c.rules = append(c.rules, chainEnd(dir, rs)...)
+	return c, nil
+}
+
+// baseRules are the rules a chain starts with, before any user rule.
+func baseRules(d Direction) []krule {
+	est := krule{dir: d, kind: kindBase, id: baseEstablished, ctState: ctEstablished | ctRelated, verdict: vAccept}
+	if d == Routed {
+		return []krule{est}
+	}
+	return []krule{est,
+		{dir: d, kind: kindBase, id: baseLoopback, iif: 1, verdict: vAccept},
+		{dir: d, kind: kindBase, id: baseND, family: 6, hopLimit: 255, protos: []uint8{protoICMPv6}, icmpTypes: icmp6ND, verdict: vAccept},
+		{dir: d, kind: kindBase, id: baseMLD, family: 6, saddr: []addrRange{prefixRange(linkLocal6)}, protos: []uint8{protoICMPv6}, icmpTypes: icmp6MLD, verdict: vAccept}}
+}
+
+// chainEnd are the rules the chain of d ends with: for input, ICMP and
+// what the policy needs; the other chains accept what no rule decided.
+func chainEnd(d Direction, rs *Ruleset) []krule {
+	if d != In {
+		return nil
+	}
+	out := []krule{{kind: kindBase, id: baseICMP, protos: []uint8{protoICMP, protoICMPv6}, verdict: vAccept}}
 	if rs.PolicyLog {
 		prefix := "portolan " + pastTense(rs.Policy.String()) + ": "
-		c.rules = append(c.rules, krule{kind: kindPolicy, id: policyLogID, logLimit: true, verdict: vLog, logPrefix: prefix, logGroup: rs.PolicyLogGroup})
+		out = append(out, krule{kind: kindPolicy, id: policyLogID, logLimit: true, verdict: vLog, logPrefix: prefix, logGroup: rs.PolicyLogGroup})
 	}
 	if rs.Policy == PolicyReject {
-		c.rules = append(c.rules, krule{kind: kindPolicy, verdict: vRejectICMPX})
+		out = append(out, krule{kind: kindPolicy, verdict: vRejectICMPX})
 	}
-	return c, nil
+	return out
+}
+
+// dirs returns the directions of c's chains: input always, the others
+// when a rule is in them.
+func (c *compiled) dirs() []Direction {
+	out := []Direction{In}
+	for _, k := range c.rules {
+		if k.dir != out[len(out)-1] {
+			out = append(out, k.dir)
+		}
+	}
+	return out
 }
 
 // protoGroup is protocols that share one list of ports.
@@ -310,6 +361,23 @@ func protoGroups(s *portspec.Set) []protoGroup {
 			continue
 		}
 		out = append(out, protoGroup{protos: []uint8{num}, ports: runs})
+	}
+	return out
+}
+
+// oneProtoEach splits groups into one group per protocol. A port before
+// DNAT (ct original proto-dst) has no type of its own: nft prints it as a
+// port after one protocol and as raw numbers after a set of them.
+func oneProtoEach(groups []protoGroup) []protoGroup {
+	var out []protoGroup
+	for _, g := range groups {
+		if len(g.protos) < 2 {
+			out = append(out, g)
+			continue
+		}
+		for _, p := range g.protos {
+			out = append(out, protoGroup{protos: []uint8{p}, ports: g.ports})
+		}
 	}
 	return out
 }
@@ -367,7 +435,7 @@ func compileRule(r *Rule) ([]krule, []namedSet, error) {
 	if err := r.Validate(); err != nil {
 		return nil, nil, err
 	}
-	base := krule{kind: kindRule, id: r.id, comment: r.Comment, iface: r.Iface}
+	base := krule{dir: r.Dir, kind: kindRule, id: r.id, comment: r.Comment, iface: r.Iface}
 	var sets []namedSet
 	if !r.Expires.IsZero() {
 		base.expires = r.Expires.UnixMilli()
@@ -376,6 +444,9 @@ func compileRule(r *Rule) ([]krule, []namedSet, error) {
 	}
 	fams := families(r)
 	groups := protoGroups(r.Ports)
+	if r.Dir == Routed && !r.Translated {
+		groups = oneProtoEach(groups)
+	}
 	body := func(f int, g protoGroup) krule {
 		k := base
 		k.family = f
@@ -383,6 +454,7 @@ func compileRule(r *Rule) ([]krule, []namedSet, error) {
 			k.saddr, k.daddr = rangesOf(r.From, f), rangesOf(r.To, f)
 		}
 		k.protos, k.ports = g.protos, g.ports
+		k.origPorts = r.Dir == Routed && !r.Translated && g.ports != nil
 		return k
 	}
 	var out []krule
@@ -397,8 +469,10 @@ func compileRule(r *Rule) ([]krule, []namedSet, error) {
 		}
 		for _, f := range meterFams {
 			m := &meter{set: meterSetName(r.id, f), rate: rate, unit: unit, burst: burst}
-			if f == 6 {
-				m.mask = prefixMask(netip.PrefixFrom(netip.IPv6Unspecified(), meterPrefix6))
+			if bits := r.prefix6(); f == 6 && bits < 128 {
+				// Keyed by address, a client rotating through its /64 got a
+				// fresh bucket for every connection.
+				m.mask = prefixMask(netip.PrefixFrom(netip.IPv6Unspecified(), bits))
 			}
 			sets = append(sets, namedSet{id: r.id, name: m.set, family: f, timeout: r.Rate.Per})
 			for _, g := range groups {
@@ -468,7 +542,9 @@ func decodeRules(ks []krule, dropPolicy bool) decoded {
 			i++
 			continue
 		case kindPolicy:
-			if k.id == policyLogID && k.verdict == vLog {
+			if k.dir != In {
+				d.unmanaged = append(d.unmanaged, k)
+			} else if k.id == policyLogID && k.verdict == vLog {
 				d.rs.PolicyLog, d.rs.PolicyLogGroup = true, k.logGroup
 			} else if !dropPolicy {
 				d.rs.Policy = PolicyReject
@@ -482,7 +558,7 @@ func decodeRules(ks []krule, dropPolicy bool) decoded {
 			continue
 		}
 		j := i + 1
-		for j < len(ks) && ks[j].kind == kindRule && ks[j].id == k.id {
+		for j < len(ks) && ks[j].kind == kindRule && ks[j].id == k.id && ks[j].dir == k.dir {
 			j++
 		}
 		group := ks[i:j]
@@ -507,7 +583,7 @@ func decodeRules(ks []krule, dropPolicy bool) decoded {
 // ruleOf rebuilds a Rule from the kernel rules of one id.
 func ruleOf(group []krule) (Rule, error) {
 	first := group[0]
-	r := Rule{id: first.id, Iface: first.iface, Comment: first.comment}
+	r := Rule{id: first.id, Dir: first.dir, Iface: first.iface, Comment: first.comment}
 	if first.expires != 0 {
 		r.Expires = time.UnixMilli(first.expires)
 	}
@@ -526,6 +602,19 @@ func ruleOf(group []krule) (Rule, error) {
 				return Rule{}, errors.New("meter rate does not convert back")
 			}
 			r.Rate = rt
+			if k.family == 6 {
+				r.Prefix6 = 128
+				if k.meter.mask != nil {
+					bits, ok := maskBits(k.meter.mask)
+					if !ok {
+						return Rule{}, errors.New("meter mask is not a prefix")
+					}
+					r.Prefix6 = uint8(bits)
+				}
+				if r.Prefix6 == DefaultPrefix6 {
+					r.Prefix6 = 0
+				}
+			}
 			continue // the accept rules carry the match
 		}
 		for _, a := range k.saddr {
@@ -536,6 +625,9 @@ func ruleOf(group []krule) (Rule, error) {
 		}
 		if len(k.protos) == 0 {
 			anyPort = true
+		}
+		if k.ports != nil && !k.origPorts && k.dir == Routed {
+			r.Translated = true
 		}
 		for _, n := range k.protos {
 			p, ok := protoOfNumber(n)

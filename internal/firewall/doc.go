@@ -9,9 +9,17 @@
 //
 // Every change (Firewall.Apply, Firewall.Reset) is a single netlink batch,
 // which the kernel applies whole or not at all: a ruleset with one rule the
-// kernel refuses leaves the table as it was. Apply rewrites the input
-// chain of the table from the model and keeps the named sets of rules
-// that did not change, so limit meters keep their counts.
+// kernel refuses leaves the table as it was. Apply rewrites the chains
+// of the table from the model and keeps the named sets of rules that did
+// not change, so limit meters keep their counts.
+//
+// # Directions
+//
+// Rules filter incoming traffic (chain input) unless their Direction says
+// Routed (chain forward: traffic through the host, ports published by DNAT
+// included, matched by the port the client connected to) or Out (chain
+// output: connections the host opens). The forward and output chains
+// exist only while rules need them.
 //
 // # Expiry and limits without a process
 //

@@ -22,6 +22,11 @@ type Firewall struct {
 	Logger *slog.Logger
 	// Now is the clock for expiry; nil means time.Now.
 	Now func() time.Time
+	// Cache is a file in which to keep the table as last written or read,
+	// so a command can take it from there instead of reading every rule
+	// and set back while the namespace's ruleset generation has not moved
+	// (see tablecache_linux.go). Empty means always read the kernel.
+	Cache string
 
 	beforeFlush flushHook // tests: adds to a batch just before it is sent
 }

@@ -52,13 +52,19 @@ func nft(t *testing.T, h *netlab.Host, args ...string) string {
 // one trimmed line per rule, the chain header first.
 func chainLines(t *testing.T, h *netlab.Host) []string {
 	t.Helper()
-	out := nft(t, h, "list", "chain", "inet", TableName, ChainName)
+	return namedChainLines(t, h, ChainName)
+}
+
+// namedChainLines is chainLines for the chain called name.
+func namedChainLines(t *testing.T, h *netlab.Host, name string) []string {
+	t.Helper()
+	out := nft(t, h, "list", "chain", "inet", TableName, name)
 	var lines []string
 	in := false
 	for _, l := range strings.Split(out, "\n") {
 		l = strings.TrimSpace(l)
 		switch {
-		case strings.HasPrefix(l, "chain "+ChainName+" {"):
+		case strings.HasPrefix(l, "chain "+name+" {"):
 			in = true
 		case l == "}":
 			in = false

@@ -83,6 +83,53 @@ func TestLimitKeysIPv6ByPrefix(t *testing.T) {
 		}
 	})
 
+	t.Run("configurable prefix", func(t *testing.T) {
+		// /128: each address its own bucket; /56: another /64 of the same
+		// /56 shares the bucket.
+		for _, c := range []struct {
+			prefix6 string
+			other   func(*netlab.Link) netip.Addr
+			bits    int
+			want    outcome
+		}{
+			{"128", func(lk *netlab.Link) netip.Addr { return nthAddr(lk.Net6, 0x33) }, 64, open},
+			{"56", func(lk *netlab.Link) netip.Addr { return nextNet(lk.Net6, 2) }, 64, dropped},
+		} {
+			t.Run("/"+c.prefix6, func(t *testing.T) {
+				l := newLab(t)
+				serveTCP(t, l.srv, 22)
+				other := c.other(l.link)
+				if err := l.cli.AddAddr(l.link.BDev, netip.PrefixFrom(other, c.bits)); err != nil {
+					t.Fatal(err)
+				}
+				if !l.link.Net6.Contains(other) {
+					if err := l.srv.AddRoute(netip.PrefixFrom(other, c.bits).Masked(), l.link.B6); err != nil {
+						t.Fatal(err)
+					}
+				}
+				rs := Ruleset{Policy: PolicyDrop, Rules: []Rule{mustRule(t, RuleSpec{Action: "limit", Ports: "22/tcp", Rate: "3/minute", Prefix6: c.prefix6})}}
+				if err := l.fw.Apply(ctx, &rs); err != nil {
+					t.Fatal(err)
+				}
+				tab, err := l.fw.Read(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !tab.Ruleset.Equal(&rs) {
+					t.Fatalf("read back %v; want %v", tab.Ruleset.Rules, rs.Rules)
+				}
+				for i := range 3 {
+					if got := probeFrom(t, l.cli, l.link.B6, l.link.A6, 22); got != open {
+						t.Fatalf("connection %d from %s: %s; want open", i+1, l.link.B6, got)
+					}
+				}
+				if got := probeFrom(t, l.cli, other, l.link.A6, 22); got != c.want {
+					t.Errorf("prefix6 %s: 4th connection, from %s: %s; want %s", c.prefix6, other, got, c.want)
+				}
+			})
+		}
+	})
+
 	t.Run("full meter drops new sources", func(t *testing.T) {
 		old := meterSize
 		meterSize = 1

@@ -62,7 +62,7 @@ type anonSet struct {
 // encoder turns krules into google/nftables rules.
 type encoder struct {
 	table  *nftables.Table
-	chain  *nftables.Chain
+	chains map[Direction]*nftables.Chain
 	named  map[string]*nftables.Set // named sets by name, for set ids within a batch
 	lastID uint32                   // the last set id given in the batch
 }
@@ -88,12 +88,20 @@ func (en *encoder) rule(k *krule) (*nftables.Rule, []anonSet, error) {
 	}
 	load := func(e expr.Any) { ex = append(ex, e) }
 
+	chain := en.chains[k.dir]
+	if chain == nil {
+		return nil, nil, fmt.Errorf("no %s chain in the batch", k.dir.chain())
+	}
+	ifname, iif := expr.MetaKeyIIFNAME, expr.MetaKeyIIF
+	if k.dir == Out {
+		ifname, iif = expr.MetaKeyOIFNAME, expr.MetaKeyOIF
+	}
 	if k.iface != "" {
-		load(&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1})
+		load(&expr.Meta{Key: ifname, Register: 1})
 		load(&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifnameBytes(k.iface)})
 	}
 	if k.iif != 0 {
-		load(&expr.Meta{Key: expr.MetaKeyIIF, Register: 1})
+		load(&expr.Meta{Key: iif, Register: 1})
 		load(&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(k.iif)})
 	}
 	if k.expireSet != "" {
@@ -156,7 +164,12 @@ func (en *encoder) rule(k *krule) (*nftables.Rule, []anonSet, error) {
 		}
 	}
 	if k.ports != nil {
-		load(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
+		if k.origPorts {
+			// The port the client connected to, before any DNAT.
+			load(&expr.Ct{Key: expr.CtKeyPROTODST, Register: 1, Direction: 0})
+		} else {
+			load(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
+		}
 		switch p := k.ports[0]; {
 		case len(k.ports) > 1:
 			lookup(nftables.TypeInetService, true, portElems(k.ports))
@@ -231,7 +244,7 @@ func (en *encoder) rule(k *krule) (*nftables.Rule, []anonSet, error) {
 	default:
 		return nil, nil, fmt.Errorf("kernel rule without a verdict")
 	}
-	return &nftables.Rule{Table: en.table, Chain: en.chain, Exprs: ex, UserData: encodeUserdata(k)}, sets, nil
+	return &nftables.Rule{Table: en.table, Chain: chain, Exprs: ex, UserData: encodeUserdata(k)}, sets, nil
 }
 
 // intervalElems encodes address ranges as interval set elements: a start
@@ -331,8 +344,8 @@ type setData struct {
 // decodeRule reads a kernel rule back into a krule. sets returns a set
 // and its elements by name. A rule that is not in the shape portolan
 // writes returns an error.
-func decodeRule(r *nftables.Rule, sets func(name string) (*setData, error)) (krule, error) {
-	var k krule
+func decodeRule(r *nftables.Rule, dir Direction, sets func(name string) (*setData, error)) (krule, error) {
+	k := krule{dir: dir}
 	if !decodeUserdata(r.UserData, &k) {
 		return krule{}, errors.New("no portolan tag")
 	}
@@ -416,7 +429,10 @@ func decodeRule(r *nftables.Rule, sets func(name string) (*setData, error)) (kru
 				return bad("meta")
 			}
 			switch e.Key {
-			case expr.MetaKeyIIFNAME:
+			case expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME:
+				if (e.Key == expr.MetaKeyOIFNAME) != (dir == Out) {
+					return bad("interface name match of the other direction")
+				}
 				v, ok := cmpEq()
 				if !ok || len(v) == 0 || len(v) > unix.IFNAMSIZ {
 					return bad("iifname match")
@@ -426,7 +442,10 @@ func decodeRule(r *nftables.Rule, sets func(name string) (*setData, error)) (kru
 				} else {
 					k.iface = string(v) + "*"
 				}
-			case expr.MetaKeyIIF:
+			case expr.MetaKeyIIF, expr.MetaKeyOIF:
+				if (e.Key == expr.MetaKeyOIF) != (dir == Out) {
+					return bad("interface match of the other direction")
+				}
 				v, ok := cmpEq()
 				if !ok || len(v) != 4 {
 					return bad("iif match")
@@ -560,6 +579,17 @@ func decodeRule(r *nftables.Rule, sets func(name string) (*setData, error)) (kru
 				return bad("payload base")
 			}
 		case *expr.Ct:
+			if e.Key == expr.CtKeyPROTODST && e.Register == 1 && !e.SourceRegister && e.Direction == 0 && k.ports == nil && len(k.protos) > 0 {
+				vals, ok := matchValues(2, false)
+				if !ok {
+					return bad("original port match")
+				}
+				for _, v := range vals {
+					k.ports = append(k.ports, portRange{binaryutil.BigEndian.Uint16(v[0]), binaryutil.BigEndian.Uint16(v[1])})
+				}
+				k.origPorts = true
+				continue
+			}
 			if e.Key != expr.CtKeySTATE || e.Register != 1 || e.SourceRegister {
 				return bad("ct")
 			}

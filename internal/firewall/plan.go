@@ -66,6 +66,18 @@ func (p *Plan) Counts() (add, remove, change int) {
 // change), so a moved rule shows as removed and added. Expired live rules
 // are removed. It stops with ctx's error when ctx ends.
 func Diff(ctx context.Context, have *Table, want *Ruleset, now time.Time) (*Plan, error) {
+	return diff(ctx, have, want, now, true)
+}
+
+// DiffRules is Diff without the nft rendering of each change (Change.NFT
+// stays nil), for callers that need to know only what changes: rendering
+// every rule of a large ruleset cost apply as much as the rest of the
+// plan.
+func DiffRules(ctx context.Context, have *Table, want *Ruleset, now time.Time) (*Plan, error) {
+	return diff(ctx, have, want, now, false)
+}
+
+func diff(ctx context.Context, have *Table, want *Ruleset, now time.Time, render bool) (*Plan, error) {
 	if err := want.Validate(); err != nil {
 		return nil, err
 	}
@@ -107,9 +119,12 @@ func Diff(ctx context.Context, have *Table, want *Ruleset, now time.Time) (*Plan
 		return nil, err
 	}
 	add := func(op string, num int, r Rule, o *Rule, note string) error {
-		lines, err := RuleNFT(&r)
-		if err != nil {
-			return err
+		var lines []string
+		if render {
+			var err error
+			if lines, err = RuleNFT(&r); err != nil {
+				return err
+			}
 		}
 		p.Changes = append(p.Changes, Change{Op: op, Number: num, Rule: r, Old: o, Note: note, NFT: lines})
 		return nil
@@ -183,13 +198,17 @@ func changeNote(old, nw *Rule, now time.Time) string {
 func (p *Plan) Render(w io.Writer) error {
 	var b strings.Builder
 	if p.CreateTable {
-		fmt.Fprintf(&b, "+ table inet %s { chain %s { %s } }\n", TableName, ChainName, chainHeader(p.PolicyTo == PolicyDrop))
+		fmt.Fprintf(&b, "+ table inet %s { chain %s { %s } }\n", TableName, ChainName, chainHeader(In, p.PolicyTo == PolicyDrop))
 	} else if p.PolicyFrom != p.PolicyTo {
 		fmt.Fprintf(&b, "~ policy %s (was %s)\n", p.PolicyTo, p.PolicyFrom)
 	}
 	for _, c := range p.Changes {
+		in := ""
+		if c.Rule.Dir != In {
+			in = "chain " + c.Rule.Dir.chain() + ": " // the input chain's rules go unmarked
+		}
 		for k, l := range c.NFT {
-			fmt.Fprintf(&b, "%s %s", c.Op, l)
+			fmt.Fprintf(&b, "%s %s%s", c.Op, in, l)
 			if k == 0 && c.Note != "" {
 				fmt.Fprintf(&b, "  # %s", c.Note)
 			}

@@ -3,13 +3,14 @@ package firewall
 import (
 	"errors"
 	"fmt"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"portolan/internal/config"
 	"portolan/internal/portspec"
 )
 
@@ -25,6 +26,7 @@ import (
 //	    from: 198.18.0.0/15   # one prefix, or a list: [198.18.0.0/15, fd00::/8]
 //	  - limit: 22/tcp
 //	    rate: 6/30s
+//	    prefix6: 56           # IPv6 sources counted by their /56 (default /64)
 //	  - allow: 8080/tcp
 //	    for: 2h               # or expires: 2030-01-02T15:04:05Z
 //	  - log: 23/tcp
@@ -32,231 +34,172 @@ import (
 //	  - deny: any
 //	    from: 198.18.0.66
 //	    iface: eth0
+//	  - deny: 8080/tcp
+//	    direction: routed     # in (default), routed (forwarded, DNAT included) or out
 //
 // Each rule has exactly one action key; the other keys are the fields of
 // RuleSpec. Errors name the file, line and column of the bad value.
 
-// ProfileError is a profile that did not parse, at Line:Col of File.
-type ProfileError struct {
-	File      string
-	Line, Col int // 1-based; 0 when unknown
-	Msg       string
-	Err       error // the field's error, if any
-}
-
-func (e *ProfileError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-		if e.Col > 0 {
-			fmt.Fprintf(&b, ":%d", e.Col)
-		}
-	}
-	b.WriteString(": " + e.Msg)
-	return b.String()
-}
-
-func (e *ProfileError) Unwrap() error { return e.Err }
+// ProfileError is a profile that did not parse, at a line and column of
+// its file: the error of portolan's one config loader.
+type ProfileError = config.Error
 
 // ruleKeys are the keys a rule may have besides its action, in the
 // order error messages list them.
-var ruleKeys = []string{"from", "to", "iface", "rate", "group", "for", "expires", "comment"}
+var ruleKeys = []string{"from", "to", "iface", "direction", "translated", "rate", "prefix6", "group", "for", "expires", "comment"}
+
+// actionKeys are the actions, each a key whose value is the ports.
+var actionKeys = []string{"allow", "deny", "reject", "limit", "log"}
 
 // ruleFields maps each of ruleKeys to its field of spec.
 func ruleFields(spec *RuleSpec) map[string]*string {
 	return map[string]*string{
-		"from": &spec.From, "to": &spec.To, "iface": &spec.Iface, "rate": &spec.Rate,
-		"group": &spec.Group, "for": &spec.For, "expires": &spec.Expires, "comment": &spec.Comment,
+		"from": &spec.From, "to": &spec.To, "iface": &spec.Iface, "direction": &spec.Dir, "translated": &spec.Translated, "rate": &spec.Rate,
+		"prefix6": &spec.Prefix6,
+		"group":   &spec.Group, "for": &spec.For, "expires": &spec.Expires, "comment": &spec.Comment,
 	}
 }
-
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // ParseProfile reads a profile. name is the file name for errors; names
 // resolves service names (nil: numbers only); now anchors "for:".
 func ParseProfile(name string, data []byte, names portspec.Resolver, now time.Time) (*Ruleset, error) {
-	errAt := func(n *yaml.Node, format string, args ...any) *ProfileError {
-		e := &ProfileError{File: name, Msg: fmt.Sprintf(format, args...)}
-		if n != nil {
-			e.Line, e.Col = n.Line, n.Column
-		}
-		return e
+	top, err := config.Parse(name, data, "at least a policy or rules")
+	if err != nil {
+		return nil, err
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		e := &ProfileError{File: name, Msg: msg}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			e.Line, _ = strconv.Atoi(m[1])
-			e.Msg = m[2]
-		}
-		return nil, e
+	if !top.IsMapping() {
+		return nil, top.Errorf("want a mapping with policy and rules, not %s", top.Kind())
+	}
+	fields, err := top.Map("policy", "policy_log", "policy_log_group", "rules", "version")
+	if err != nil {
+		return nil, err
 	}
 	rs := &Ruleset{}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return nil, errAt(nil, "empty profile: want at least a policy or rules")
-	}
-	top := doc.Content[0]
-	if top.Kind != yaml.MappingNode {
-		return nil, errAt(top, "want a mapping with policy and rules, not %s", kindName(top))
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(top.Content); i += 2 {
-		k, v := top.Content[i], top.Content[i+1]
-		if seen[k.Value] {
-			return nil, errAt(k, "%q given twice", k.Value)
-		}
-		seen[k.Value] = true
-		switch k.Value {
+	for _, f := range fields {
+		v := f.Value
+		switch f.Key {
 		case "version":
-			if v.Kind != yaml.ScalarNode || v.Value != "1" {
-				return nil, errAt(v, "version %q: only version 1 is known", v.Value)
+			if s, _ := v.Scalar(); s != "1" {
+				return nil, v.Errorf("%q: only version 1 is known", s)
 			}
 		case "policy":
-			if v.Kind != yaml.ScalarNode {
-				return nil, errAt(v, "policy: want accept, drop or reject, not %s", kindName(v))
+			if rs.Policy, err = config.Value(v, ParsePolicy); err != nil {
+				return nil, err
 			}
-			p, err := ParsePolicy(v.Value)
-			if err != nil {
-				return nil, errAt(v, "policy: %v", err)
-			}
-			rs.Policy = p
 		case "policy_log":
-			if v.Kind != yaml.ScalarNode || (v.Value != "true" && v.Value != "false") {
-				return nil, errAt(v, "policy_log: want true or false, not %q", v.Value)
+			if rs.PolicyLog, err = v.Bool(); err != nil {
+				return nil, err
 			}
-			rs.PolicyLog = v.Value == "true"
 		case "policy_log_group":
-			g, err := strconv.ParseUint(v.Value, 10, 16)
-			if v.Kind != yaml.ScalarNode || err != nil || g == 0 {
-				return nil, errAt(v, "policy_log_group: %q is not an NFLOG group from 1 to 65535", v.Value)
+			if rs.PolicyLogGroup, err = config.Value(v, parseLogGroup); err != nil {
+				return nil, err
 			}
-			rs.PolicyLogGroup = uint16(g)
 		case "rules":
-			if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+			if v.IsNull() {
 				continue
 			}
-			if v.Kind != yaml.SequenceNode {
-				return nil, errAt(v, "rules: want a list of rules, not %s", kindName(v))
+			if _, err := v.List(); err != nil {
+				return nil, v.Errorf("want a list of rules, not %s", v.Kind())
 			}
-			for j, rn := range v.Content {
-				r, err := parseProfileRule(rn, j+1, names, now, errAt)
+			items, _ := v.List()
+			for j, rn := range items {
+				r, err := parseProfileRule(rn.As("rule "+strconv.Itoa(j+1)), names, now)
 				if err != nil {
 					return nil, err
 				}
 				rs.Rules = append(rs.Rules, r)
 			}
-		default:
-			return nil, errAt(k, "unknown key %q (want policy, policy_log, policy_log_group, rules or version)", k.Value)
 		}
 	}
 	if rs.PolicyLog && rs.Policy == PolicyAccept {
-		return nil, errAt(top, "policy_log: policy accept drops nothing to log: set policy drop or reject")
+		return nil, top.Errorf("policy_log: policy accept drops nothing to log: set policy drop or reject")
 	}
 	if !rs.PolicyLog && rs.PolicyLogGroup != 0 {
-		return nil, errAt(top, "policy_log_group without policy_log: true")
+		return nil, top.Errorf("policy_log_group without policy_log: true")
 	}
 	return rs, nil
 }
 
-// parseProfileRule reads rule number n.
-func parseProfileRule(rn *yaml.Node, n int, names portspec.Resolver, now time.Time, errAt func(*yaml.Node, string, ...any) *ProfileError) (Rule, error) {
-	if rn.Kind != yaml.MappingNode {
-		return Rule{}, errAt(rn, "rule %d: want a mapping like {allow: 22/tcp}, not %s", n, kindName(rn))
+// parseLogGroup reads an NFLOG group number.
+func parseLogGroup(s string) (uint16, error) {
+	g, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || g == 0 {
+		return 0, fmt.Errorf("%q is not an NFLOG group from 1 to 65535", s)
+	}
+	return uint16(g), nil
+}
+
+// parseProfileRule reads one rule; rn is labelled "rule N".
+func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (Rule, error) {
+	if !rn.IsMapping() {
+		return Rule{}, rn.Errorf("want a mapping like {allow: 22/tcp}, not %s", rn.Kind())
+	}
+	fields, err := rn.Map(append(slices.Clone(actionKeys), ruleKeys...)...)
+	if err != nil {
+		return Rule{}, err
 	}
 	var spec RuleSpec
-	at := map[string]*yaml.Node{} // field -> value node, for errors
-	var actionKey *yaml.Node
-	for i := 0; i+1 < len(rn.Content); i += 2 {
-		k, v := rn.Content[i], rn.Content[i+1]
-		if _, dup := at[k.Value]; dup || (actionKey != nil && k.Value == actionKey.Value) {
-			return Rule{}, errAt(k, "rule %d: %q given twice", n, k.Value)
-		}
-		val, err := scalarOrList(v)
+	at := map[string]config.Node{} // field -> value node, for errors
+	var action *config.Field
+	for i, f := range fields {
+		val, err := scalarOrList(f.Value)
 		if err != nil {
-			return Rule{}, errAt(v, "rule %d: %s: %v", n, k.Value, err)
+			return Rule{}, err
 		}
-		if _, err := ParseAction(k.Value); err == nil {
-			if actionKey != nil {
-				return Rule{}, errAt(k, "rule %d: two actions, %s and %s: one rule has one action", n, actionKey.Value, k.Value)
+		if slices.Contains(actionKeys, f.Key) {
+			if action != nil {
+				return Rule{}, f.KeyAt.As(rn.Path()).Errorf("two actions, %s and %s: one rule has one action", action.Key, f.Key)
 			}
-			actionKey = k
-			spec.Action, spec.Ports = k.Value, val
+			action = &fields[i]
+			spec.Action, spec.Ports = f.Key, val
 			if val == "" {
 				spec.Ports = "any"
 			}
-			at["ports"] = v
+			at["ports"] = f.Value
 			continue
 		}
-		if k.Value != "from" && k.Value != "to" && v.Kind == yaml.SequenceNode {
-			return Rule{}, errAt(v, "rule %d: %s: want one value, not a list", n, k.Value)
+		if f.Key != "from" && f.Key != "to" {
+			if _, err := f.Value.List(); err == nil {
+				return Rule{}, f.Value.Errorf("want one value, not a list")
+			}
 		}
-		field := ruleFields(&spec)[k.Value]
-		if field == nil {
-			return Rule{}, errAt(k, "rule %d: unknown key %q (want an action: allow, deny, reject, limit or log; or one of %s)", n, k.Value, strings.Join(ruleKeys, ", "))
-		}
-		*field = val
-		at[k.Value] = v
+		*ruleFields(&spec)[f.Key] = val
+		at[f.Key] = f.Value
 	}
-	if actionKey == nil {
-		return Rule{}, errAt(rn, "rule %d: no action (want one of allow, deny, reject, limit, log: PORTS)", n)
+	if action == nil {
+		return Rule{}, rn.Errorf("no action (want one of %s: PORTS)", strings.Join(actionKeys, ", "))
 	}
 	r, err := spec.Rule(names, now)
 	if err != nil {
-		var fe *FieldError
 		node := rn
-		if errors.As(err, &fe) {
-			if v := at[fe.Field]; v != nil {
+		if fe, ok := errors.AsType[*FieldError](err); ok {
+			if v, ok := at[fe.Field]; ok {
 				node = v
 			}
 		}
-		pe := errAt(node, "rule %d (%s): %v", n, spec.Action, err)
-		pe.Err = err
-		return Rule{}, pe
+		return Rule{}, &config.Error{File: rn.Wrap(err).File, Line: node.Line(), Column: node.Column(),
+			Path: rn.Path() + " (" + spec.Action + ")", Err: err}
 	}
 	if err := r.CheckSafety(); err != nil {
-		pe := errAt(actionKey, "rule %d: %v", n, err)
-		pe.Err = err
-		return Rule{}, pe
+		return Rule{}, action.KeyAt.As(rn.Path()).Wrap(err)
 	}
 	return r, nil
 }
 
-// scalarOrList returns a scalar's value, or a list of scalars joined with
-// commas.
-func scalarOrList(v *yaml.Node) (string, error) {
-	switch v.Kind {
-	case yaml.ScalarNode:
-		if v.Tag == "!!null" {
-			return "", nil
-		}
-		return v.Value, nil
-	case yaml.SequenceNode:
-		var items []string
-		for _, c := range v.Content {
-			if c.Kind != yaml.ScalarNode {
-				return "", fmt.Errorf("list item at line %d is %s, not a value", c.Line, kindName(c))
-			}
-			items = append(items, c.Value)
-		}
-		return strings.Join(items, ","), nil
+// scalarOrList returns a value, or a list of values joined with commas.
+func scalarOrList(v config.Node) (string, error) {
+	if v.IsMapping() {
+		return "", v.Errorf("want a value, not %s", v.Kind())
 	}
-	return "", fmt.Errorf("want a value, not %s", kindName(v))
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return fmt.Sprintf("the value %q", n.Value)
-	case yaml.AliasNode:
-		return "an alias"
+	ss, err := v.Strings()
+	if err != nil {
+		return "", err
 	}
-	return "nothing"
+	if _, err := v.List(); err != nil {
+		s, _ := v.Scalar() // one value: kept whole, commas and all
+		return s, nil
+	}
+	return strings.Join(ss, ","), nil
 }
 
 // MarshalProfile writes rs as a profile that ParseProfile reads back to an
@@ -294,8 +237,17 @@ func MarshalProfile(rs *Ruleset, header string) ([]byte, error) {
 		if r.Iface != "" {
 			add("iface", r.Iface)
 		}
+		if r.Dir != In {
+			add("direction", r.Dir.String())
+		}
+		if r.Translated {
+			m.Content = append(m.Content, str("translated"), &yaml.Node{Kind: yaml.ScalarNode, Value: "true", Tag: "!!bool"})
+		}
 		if r.Action == Limit {
 			add("rate", r.Rate.String())
+			if r.Prefix6 != 0 {
+				add("prefix6", strconv.Itoa(int(r.Prefix6)))
+			}
 		}
 		if r.Group != 0 {
 			add("group", strconv.Itoa(int(r.Group)))

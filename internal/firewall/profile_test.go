@@ -73,18 +73,18 @@ func TestParseProfile(t *testing.T) {
 var badProfiles = []struct {
 	name, yaml, err string
 }{
-	{"empty", "", "p.yaml: empty profile: want at least a policy or rules"},
+	{"empty", "", "p.yaml:1: empty file: want at least a policy or rules"},
 	{"syntax", "rules:\n  - allow: 22\n   deny: 23\n", "p.yaml:1: did not find expected '-' indicator"},
 	{"not a mapping", "- allow: 22\n", "p.yaml:1:1: want a mapping with policy and rules, not a list"},
-	{"unknown top key", "policy: drop\nrule:\n  - allow: 22\n", `p.yaml:2:1: unknown key "rule" (want policy, policy_log, policy_log_group, rules or version)`},
+	{"unknown top key", "policy: drop\nrule:\n  - allow: 22\n", `p.yaml:2:1: unknown key "rule" (did you mean "rules"?)`},
 	{"bad policy", "policy: maybe\n", `p.yaml:1:9: policy: unknown policy "maybe" (want accept, drop or reject)`},
-	{"twice", "policy: drop\npolicy: accept\n", `p.yaml:2:1: "policy" given twice`},
-	{"version", "version: 2\n", `p.yaml:1:10: version "2": only version 1 is known`},
+	{"twice", "policy: drop\npolicy: accept\n", `p.yaml:2:1: policy: given twice (first on line 1)`},
+	{"version", "version: 2\n", `p.yaml:1:10: version: "2": only version 1 is known`},
 	{"rules not list", "rules: allow\n", `p.yaml:1:8: rules: want a list of rules, not the value "allow"`},
 	{"rule not mapping", "rules:\n  - allow 22\n", `p.yaml:2:5: rule 1: want a mapping like {allow: 22/tcp}, not the value "allow 22"`},
 	{"no action", "rules:\n  - from: 198.18.0.1\n", "p.yaml:2:5: rule 1: no action (want one of allow, deny, reject, limit, log: PORTS)"},
 	{"two actions", "rules:\n  - allow: 22\n    deny: 23\n", "p.yaml:3:5: rule 1: two actions, allow and deny: one rule has one action"},
-	{"unknown key", "rules:\n  - allow: 22\n    coment: ssh\n", `p.yaml:3:5: rule 1: unknown key "coment" (want an action: allow, deny, reject, limit or log; or one of from, to, iface, rate, group, for, expires, comment)`},
+	{"unknown key", "rules:\n  - allow: 22\n    coment: ssh\n", `p.yaml:3:5: rule 1: unknown key "coment" (did you mean "comment"?)`},
 	{"bad port", "rules:\n  - allow: 22\n  - deny: 70000/tcp\n", `p.yaml:3:11: rule 2 (deny): ports: port 70000 out of range 0-65535 at column 1 in "70000/tcp"`},
 	{"bad from in list", "rules:\n  - allow: 22\n    from: [198.18.0.1, 198.18.0.0/40]\n", `p.yaml:3:11: rule 1 (allow): from: "198.18.0.0/40" is not an address or prefix at column 12 in "198.18.0.1,198.18.0.0/40"`},
 	{"bad rate", "rules:\n  - limit: 22/tcp\n    rate: fast\n", `p.yaml:3:11: rule 1 (limit): rate: rate "fast": want COUNT/PERIOD, like 6/30s or 10/minute`},
@@ -92,7 +92,8 @@ var badProfiles = []struct {
 	{"list for iface", "rules:\n  - allow: 22/tcp\n    iface: [eth0, eth1]\n", `p.yaml:3:12: rule 1: iface: want one value, not a list`},
 	{"nested", "rules:\n  - allow: {port: 22}\n", `p.yaml:2:12: rule 1: allow: want a value, not a mapping`},
 	{"bad for", "rules:\n  - allow: 22\n    for: ever\n", `p.yaml:3:10: rule 1 (allow): for: "ever" is not a duration like 90s, 2h or 3d`},
-	{"duplicate key", "rules:\n  - allow: 22\n    from: 198.18.0.1\n    from: 198.18.0.2\n", `p.yaml:4:5: rule 1: "from" given twice`},
+	{"unknown key, nothing close", "rules:\n  - allow: 22\n    colour: red\n", `p.yaml:3:5: rule 1: unknown key "colour" (want one of allow, deny, reject, limit, log, from, to, iface, direction, translated, rate, prefix6, group, for, expires, comment)`},
+	{"duplicate key", "rules:\n  - allow: 22\n    from: 198.18.0.1\n    from: 198.18.0.2\n", `p.yaml:4:5: rule 1: from: given twice (first on line 3)`},
 	{"families", "rules:\n  - allow: 22\n    from: 198.18.0.1\n    to: fd00::1\n", `p.yaml:4:9: rule 1 (allow): to: from and to have no address family in common`},
 }
 

@@ -29,8 +29,8 @@ func (p Publication) String() string {
 
 // covers reports whether rule r names a port of p.
 func (p Publication) covers(r *Rule) bool {
-	if r.Ports == nil {
-		return false // a rule on all traffic: a warning would only be noise
+	if r.Ports == nil || r.Dir != In {
+		return false // a rule on all traffic: a warning would only be noise; a routed rule sees it
 	}
 	lo, hi := p.Lo, p.Hi
 	if lo == 0 && hi == 0 {
@@ -55,7 +55,7 @@ func PublishedWarnings(rs *Ruleset, pubs []Publication) []string {
 		r := &rs.Rules[i]
 		for _, p := range pubs {
 			if p.covers(r) {
-				out = append(out, fmt.Sprintf("rule %d (%s): %s, so input rules never see it; filter it in the forward path (for Docker: the DOCKER-USER chain)", i+1, r, p))
+				out = append(out, fmt.Sprintf("rule %d (%s): %s, so input rules never see it; a routed rule does (portolan firewall %s %s --routed)", i+1, r, p, r.Action, FormatPorts(r.Ports)))
 			}
 		}
 	}

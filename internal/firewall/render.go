@@ -13,15 +13,19 @@ import (
 // nftLine renders one kernel rule.
 func (k *krule) nftLine() string {
 	var w []string
+	ifname, iif := "iifname", "iif"
+	if k.dir == Out {
+		ifname, iif = "oifname", "oif"
+	}
 	if k.iface != "" {
-		w = append(w, "iifname", strconv.Quote(k.iface))
+		w = append(w, ifname, strconv.Quote(k.iface))
 	}
 	if k.iif != 0 {
 		name := "lo"
 		if k.iif != 1 {
 			name = strconv.FormatUint(uint64(k.iif), 10)
 		}
-		w = append(w, "iif", strconv.Quote(name))
+		w = append(w, iif, strconv.Quote(name))
 	}
 	if k.expireSet != "" {
 		w = append(w, "meta nfproto @"+k.expireSet)
@@ -49,7 +53,7 @@ func (k *krule) nftLine() string {
 			names[i] = icmp6TypeName(t)
 		}
 		w = append(w, "icmpv6 type", nftSet(names))
-	case len(k.protos) == 1 && k.ports != nil:
+	case len(k.protos) == 1 && k.ports != nil && !k.origPorts:
 		w = append(w, protoName(k.protos[0])+" dport", nftPorts(k.ports))
 	case len(k.protos) > 0:
 		names := make([]string, len(k.protos))
@@ -61,7 +65,10 @@ func (k *krule) nftLine() string {
 		} else {
 			w = append(w, "meta l4proto { "+strings.Join(names, ", ")+" }")
 		}
-		if k.ports != nil {
+		switch {
+		case k.ports != nil && k.origPorts:
+			w = append(w, "ct original proto-dst", nftPorts(k.ports))
+		case k.ports != nil:
 			w = append(w, "th dport", nftPorts(k.ports))
 		}
 	}
@@ -210,28 +217,51 @@ func nftSet(items []string) string {
 	return "{ " + strings.Join(items, ", ") + " }"
 }
 
-// chainHeader is the first line of the chain body.
-func chainHeader(drop bool) string {
+// chainHeader is the first line of the body of d's chain.
+func chainHeader(d Direction, drop bool) string {
 	p := "accept"
-	if drop {
+	if drop && d == In {
 		p = "drop"
 	}
-	return "type filter hook input priority filter; policy " + p + ";"
+	return "type filter hook " + d.chain() + " priority filter; policy " + p + ";"
 }
 
-// NFT renders the chain portolan would write for rs, in nft syntax: the
-// chain header, then one line per kernel rule. Rules without ids get
+// NFT renders the input chain portolan would write for rs, in nft syntax:
+// the chain header, then one line per kernel rule. Rules without ids get
 // provisional ones.
 func (rs *Ruleset) NFT() ([]string, error) {
+	chains, err := rs.NFTChains()
+	if err != nil {
+		return nil, err
+	}
+	return chains[0].Lines, nil
+}
+
+// ChainNFT is one chain of portolan's table in nft syntax.
+type ChainNFT struct {
+	Name  string   // input, forward, output
+	Lines []string // the header, then one line per kernel rule
+}
+
+// NFTChains renders every chain portolan would write for rs: input, and
+// forward and output when rules of those directions need them.
+func (rs *Ruleset) NFTChains() ([]ChainNFT, error) {
 	c := rs.Clone()
+	c.Grouped()
 	assignIDs(c)
 	comp, err := compile(c)
 	if err != nil {
 		return nil, err
 	}
-	out := []string{chainHeader(comp.drop)}
-	for i := range comp.rules {
-		out = append(out, comp.rules[i].nftLine())
+	var out []ChainNFT
+	for _, d := range comp.dirs() {
+		ch := ChainNFT{Name: d.chain(), Lines: []string{chainHeader(d, comp.drop)}}
+		for i := range comp.rules {
+			if comp.rules[i].dir == d {
+				ch.Lines = append(ch.Lines, comp.rules[i].nftLine())
+			}
+		}
+		out = append(out, ch)
 	}
 	return out, nil
 }

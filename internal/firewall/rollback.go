@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"portolan/internal/atomicfile"
 )
 
 // Netns is an open network namespace, named for the files of its pending
@@ -43,6 +45,9 @@ func (s State) PendingPath() string { return s.path(".pending.json") }
 
 // LogPath is where a rollback guard writes what it did.
 func (s State) LogPath() string { return s.path(".guard.log") }
+
+// CachePath is the file of the table cache (Firewall.Cache).
+func (s State) CachePath() string { return s.path(".table.gob") }
 
 func (s State) rolledBackPath() string { return s.path(".rolledback.json") }
 
@@ -145,11 +150,7 @@ func writeJSONFile(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
 }
 
 // Confirm keeps the pending apply: it removes the pending rollback so the

@@ -107,10 +107,78 @@ func (p *Policy) UnmarshalText(b []byte) error {
 	return err
 }
 
+// Direction is which traffic a rule filters; each has a chain of its own.
+type Direction uint8
+
+// The directions. The zero Direction is incoming traffic.
+const (
+	In     Direction = iota // to this host: the input chain
+	Routed                  // through this host, ports published by DNAT (containers) included: the forward chain
+	Out                     // from this host: the output chain
+)
+
+// Directions lists the directions in the order their chains come.
+var Directions = []Direction{In, Routed, Out}
+
+func (d Direction) String() string {
+	switch d {
+	case In:
+		return "in"
+	case Routed:
+		return "routed"
+	case Out:
+		return "out"
+	}
+	return fmt.Sprintf("direction(%d)", uint8(d))
+}
+
+// chain is the name of d's chain in portolan's table.
+func (d Direction) chain() string {
+	switch d {
+	case Routed:
+		return "forward"
+	case Out:
+		return "output"
+	}
+	return ChainName
+}
+
+// ParseDirection reads a direction name.
+func ParseDirection(s string) (Direction, error) {
+	for _, d := range Directions {
+		if s == d.String() {
+			return d, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown direction %q (want in, routed or out)", s)
+}
+
+// MarshalText writes the direction name.
+func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads a direction name.
+func (d *Direction) UnmarshalText(b []byte) error {
+	v, err := ParseDirection(string(b))
+	*d = v
+	return err
+}
+
 // Rate is a number of new connections per period, for Limit rules.
 type Rate struct {
 	Count uint32        // connections allowed in a burst
 	Per   time.Duration // the period in which Count connections are allowed; whole seconds
+}
+
+// DefaultPrefix6 is the prefix length by which a Limit rule counts IPv6
+// sources when the rule names none (see Rule.Prefix6).
+const DefaultPrefix6 = 64
+
+// prefix6 is r's IPv6 prefix length, the default filled in.
+func (r *Rule) prefix6() int {
+	if r.Prefix6 == 0 {
+		return DefaultPrefix6
+	}
+	return int(r.Prefix6)
 }
 
 // DefaultRate is the rate of a Limit rule that names none: ufw's 6 in 30 seconds.
@@ -187,10 +255,22 @@ func rateFromKernel(rate, unit uint64, burst uint32) (Rate, bool) {
 	return Rate{Count: burst, Per: time.Duration(unit*uint64(burst)/rate) * time.Second}, true
 }
 
-// Rule is one firewall rule for incoming traffic. The zero values of the
-// match fields match everything: a Rule{Action: Deny} drops all traffic.
+// Rule is one firewall rule, for incoming traffic unless Dir says
+// otherwise. The zero values of the match fields match everything: a
+// Rule{Action: Deny} drops all incoming traffic.
 type Rule struct {
 	Action Action
+	// Dir is the traffic the rule filters: incoming (zero), routed
+	// through the host, or outgoing. For outgoing traffic From is the
+	// local address, To and Ports the remote ones, and Iface the outgoing
+	// interface.
+	Dir Direction
+	// Translated makes a Routed rule match the destination port after
+	// DNAT (a container's own port) instead of the port the client
+	// connected to (the published port), which is what it matches
+	// otherwise: `deny 8080/tcp --routed` closes a port published as
+	// 8080 whatever port the container listens on.
+	Translated bool
 	// Ports are the destination ports per protocol. Nil matches every
 	// protocol (ICMP included) and port. A set, once in a rule, is not
 	// changed in place (Ruleset.Clone shares it).
@@ -203,6 +283,10 @@ type Rule struct {
 	Iface string
 	// Rate is how fast one source may open connections (Limit only).
 	Rate Rate
+	// Prefix6 is the prefix length by which a Limit rule counts IPv6
+	// sources as one: a host usually has a whole /64 to pick addresses
+	// from. Zero means DefaultPrefix6; 128 counts each address alone.
+	Prefix6 uint8
 	// Group is the NFLOG group a Log rule sends packets to; 0 logs to the
 	// kernel log instead (which writes nothing inside a network namespace
 	// other than the first).
@@ -231,6 +315,9 @@ func (r *Rule) matchWith(k *keyCache) string {
 	m := r.selectorWith(k)
 	if r.Action == Limit {
 		m += " rate " + r.Rate.String()
+		if r.Prefix6 != 0 && r.Prefix6 != DefaultPrefix6 {
+			m += " prefix6 " + strconv.Itoa(int(r.Prefix6))
+		}
 	}
 	if r.Action == Log && r.Group != 0 {
 		m += " group " + strconv.Itoa(int(r.Group))
@@ -256,6 +343,12 @@ func (r *Rule) selectorWith(k *keyCache) string {
 	writePrefixes("to", r.To)
 	if r.Iface != "" {
 		b.WriteString(" on " + r.Iface)
+	}
+	if r.Dir != In {
+		b.WriteString(" " + r.Dir.String())
+	}
+	if r.Translated {
+		b.WriteString(" translated")
 	}
 	return b.String()
 }
@@ -317,6 +410,15 @@ func (r *Rule) Validate() error {
 	if r.Ports != nil && r.Ports.Len() == 0 {
 		return fmt.Errorf("rule %q: empty port set (use no ports to match every port)", r)
 	}
+	if r.Dir > Out {
+		return fmt.Errorf("rule %q: %v is not a direction", r, r.Dir)
+	}
+	if r.Translated && (r.Dir != Routed || r.Ports == nil) {
+		return fmt.Errorf("rule %q: only routed rules with ports match the port after DNAT", r)
+	}
+	if r.Action == Limit && r.Dir == Out {
+		return fmt.Errorf("rule %q: limit counts connections per source, and outgoing ones all come from this host", r)
+	}
 	if r.Action == Limit {
 		if _, _, _, err := r.Rate.kernelRate(); err != nil {
 			return fmt.Errorf("rule %q: %w", r, err)
@@ -324,8 +426,13 @@ func (r *Rule) Validate() error {
 		if r.Ports == nil {
 			return fmt.Errorf("rule %q: limit needs ports (it counts connections to them)", r)
 		}
+		if r.Prefix6 > 128 {
+			return fmt.Errorf("rule %q: IPv6 prefix length %d is over 128", r, r.Prefix6)
+		}
 	} else if !r.Rate.IsZero() {
 		return fmt.Errorf("rule %q: only limit rules take a rate", r)
+	} else if r.Prefix6 != 0 {
+		return fmt.Errorf("rule %q: only limit rules take an IPv6 prefix length", r)
 	}
 	if r.Action != Log && r.Group != 0 {
 		return fmt.Errorf("rule %q: only log rules take a group", r)
@@ -384,12 +491,26 @@ func (rs *Ruleset) Clone() *Ruleset {
 	return c
 }
 
-// WithoutExpired returns rs without the rules that expired by now.
+// WithoutExpired returns rs without the rules that expired by now, in
+// the order the table keeps them (see Grouped).
 func (rs *Ruleset) WithoutExpired(now time.Time) *Ruleset {
 	c := rs.Clone()
 	c.Rules = slices.DeleteFunc(c.Rules, func(r Rule) bool { return r.Expired(now) })
+	c.Grouped()
 	return c
 }
+
+// Grouped puts rs's rules in the order the table keeps them: incoming,
+// then routed, then outgoing rules, each in their order. Rules of
+// different directions are in different chains, so this changes nothing
+// about what they do, only their numbers.
+func (rs *Ruleset) Grouped() {
+	if !slices.IsSortedFunc(rs.Rules, byDir) {
+		slices.SortStableFunc(rs.Rules, byDir)
+	}
+}
+
+func byDir(a, b Rule) int { return int(a.Dir) - int(b.Dir) }
 
 // Index returns the index of the first rule that is Same as r, or -1.
 func (rs *Ruleset) Index(r *Rule) int {

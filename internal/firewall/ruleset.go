@@ -28,10 +28,13 @@ func (rs *Ruleset) Upsert(r Rule, pos int) (n int, changed bool) {
 	}
 	if pos <= 0 || pos > len(rs.Rules) {
 		rs.Rules = append(rs.Rules, r)
-		return len(rs.Rules), true
+	} else {
+		rs.Rules = slices.Insert(rs.Rules, pos-1, r)
 	}
-	rs.Rules = slices.Insert(rs.Rules, pos-1, r)
-	return pos, true
+	// A rule goes among those of its direction (see Grouped): before pos
+	// when pos is among them, else at their end or start.
+	rs.Grouped()
+	return rs.Find(&r), true
 }
 
 // Find returns the number (1-based) of the rule with r's action, ports,
@@ -70,21 +73,25 @@ func (rs *Ruleset) Delete(numbers ...int) ([]Rule, error) {
 
 // ruleJSON is the JSON form of a Rule, the same fields a profile has.
 type ruleJSON struct {
-	Action  Action   `json:"action"`
-	Ports   string   `json:"ports"`
-	From    []string `json:"from,omitempty"`
-	To      []string `json:"to,omitempty"`
-	Iface   string   `json:"iface,omitempty"`
-	Rate    string   `json:"rate,omitempty"`
-	Group   uint16   `json:"group,omitempty"`
-	Expires string   `json:"expires,omitempty"`
-	Comment string   `json:"comment,omitempty"`
+	Action Action   `json:"action"`
+	Ports  string   `json:"ports"`
+	From   []string `json:"from,omitempty"`
+	To     []string `json:"to,omitempty"`
+	Iface  string   `json:"iface,omitempty"`
+	// Direction is left out for incoming rules, as before it existed.
+	Direction  Direction `json:"direction,omitempty"`
+	Translated bool      `json:"translated,omitempty"`
+	Rate       string    `json:"rate,omitempty"`
+	Prefix6    uint8     `json:"prefix6,omitempty"`
+	Group      uint16    `json:"group,omitempty"`
+	Expires    string    `json:"expires,omitempty"`
+	Comment    string    `json:"comment,omitempty"`
 }
 
 // MarshalJSON writes the rule with ports as FormatPorts writes them and
 // the expiry in RFC 3339.
 func (r Rule) MarshalJSON() ([]byte, error) {
-	j := ruleJSON{Action: r.Action, Ports: FormatPorts(r.Ports), Iface: r.Iface, Group: r.Group, Comment: r.Comment}
+	j := ruleJSON{Action: r.Action, Ports: FormatPorts(r.Ports), Iface: r.Iface, Direction: r.Dir, Translated: r.Translated, Prefix6: r.Prefix6, Group: r.Group, Comment: r.Comment}
 	for _, p := range r.From {
 		j.From = append(j.From, formatPrefix(p))
 	}
@@ -107,7 +114,7 @@ func (r *Rule) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	var err error
-	v := Rule{Action: j.Action, Iface: j.Iface, Group: j.Group, Comment: j.Comment}
+	v := Rule{Action: j.Action, Iface: j.Iface, Dir: j.Direction, Translated: j.Translated, Prefix6: j.Prefix6, Group: j.Group, Comment: j.Comment}
 	if v.Ports, err = ParsePorts(j.Ports, nil); err != nil {
 		return fmt.Errorf("ports: %w", err)
 	}

@@ -29,11 +29,14 @@ func (e *SafetyError) Error() string {
 
 func (e *SafetyError) Unwrap() error { return e.Err }
 
-// CheckSafety refuses a rule that drops or rejects all traffic: every
-// protocol and port, from and to every address, on every interface. A
-// prefix of length 0 (0.0.0.0/0, ::/0) narrows nothing.
+// CheckSafety refuses a rule that drops or rejects all incoming traffic:
+// every protocol and port, from and to every address, on every
+// interface. A prefix of length 0 (0.0.0.0/0, ::/0) narrows nothing.
+// Routed and outgoing rules cannot cut the host's own SSH session (its
+// packets are incoming, and the replies belong to an open connection), so
+// `deny any --routed` is a way to close forwarding, not an accident.
 func (r *Rule) CheckSafety() error {
-	if (r.Action != Deny && r.Action != Reject) || r.Ports != nil || r.Iface != "" {
+	if r.Dir != In || (r.Action != Deny && r.Action != Reject) || r.Ports != nil || r.Iface != "" {
 		return nil
 	}
 	if narrows(r.From) || narrows(r.To) {

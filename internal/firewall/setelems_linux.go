@@ -79,36 +79,57 @@ func (r *elemReader) close() { unix.Close(r.fd) }
 // elements dumps the elements of set name of table inet TableName: their
 // keys and interval-end flags (what decodeRule needs).
 func (r *elemReader) elements(name string) ([]nftables.SetElement, error) {
-	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+	var out []nftables.SetElement
+	err := r.dump(unix.NFT_MSG_GETSETELEM, []netlink.Attribute{
 		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(TableName + "\x00")},
 		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(name + "\x00")},
+	}, func(b []byte) error {
+		es, err := parseElems(b)
+		out = append(out, es...)
+		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("elements of set %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// dump sends a dump request of type typ for table inet TableName with
+// attrs and calls fn with each reply (after the netlink header).
+func (r *elemReader) dump(typ int, attrs []netlink.Attribute, fn func([]byte) error) error {
+	return r.request(typ, unix.NLM_F_DUMP, attrs, fn)
+}
+
+// request sends a request of type typ with flags (besides NLM_F_REQUEST)
+// and calls fn with each reply until the end of a dump or the
+// acknowledgement.
+func (r *elemReader) request(typ, flags int, attrs []netlink.Attribute, fn func([]byte) error) error {
+	body, err := netlink.MarshalAttributes(attrs)
+	if err != nil {
+		return err
 	}
 	r.seq++
-	msg := make([]byte, unix.NLMSG_HDRLEN+4, unix.NLMSG_HDRLEN+4+len(attrs))
-	msg = append(msg, attrs...)
+	msg := make([]byte, unix.NLMSG_HDRLEN+4, unix.NLMSG_HDRLEN+4+len(body))
+	msg = append(msg, body...)
 	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
-	binary.NativeEndian.PutUint16(msg[4:], unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETSETELEM)
-	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	binary.NativeEndian.PutUint16(msg[4:], uint16(unix.NFNL_SUBSYS_NFTABLES<<8|typ))
+	binary.NativeEndian.PutUint16(msg[6:], uint16(unix.NLM_F_REQUEST|flags))
 	binary.NativeEndian.PutUint32(msg[8:], r.seq)
 	msg[unix.NLMSG_HDRLEN] = unix.NFPROTO_INET // nfgenmsg: family, version 0, resource id 0
 	if err := unix.Sendto(r.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("elements of set %s: send: %w", name, err)
+		return fmt.Errorf("send: %w", err)
 	}
-	var out []nftables.SetElement
 	for {
 		n, _, err := unix.Recvfrom(r.fd, r.buf, 0)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("elements of set %s: receive: %w", name, err)
+			return fmt.Errorf("receive: %w", err)
 		}
 		msgs, err := syscall.ParseNetlinkMessage(r.buf[:n])
 		if err != nil {
-			return nil, fmt.Errorf("elements of set %s: %w", name, err)
+			return err
 		}
 		for _, m := range msgs {
 			if m.Header.Seq != r.seq {
@@ -116,20 +137,18 @@ func (r *elemReader) elements(name string) ([]nftables.SetElement, error) {
 			}
 			switch m.Header.Type {
 			case unix.NLMSG_DONE:
-				return out, nil
+				return nil
 			case unix.NLMSG_ERROR:
 				if len(m.Data) >= 4 {
 					if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
-						return nil, fmt.Errorf("elements of set %s: %w", name, unix.Errno(-errno))
+						return unix.Errno(-errno)
 					}
 				}
-				return out, nil
+				return nil
 			}
-			es, err := parseElems(m.Data)
-			if err != nil {
-				return nil, fmt.Errorf("elements of set %s: %w", name, err)
+			if err := fn(m.Data); err != nil {
+				return err
 			}
-			out = append(out, es...)
 		}
 	}
 }

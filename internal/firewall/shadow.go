@@ -106,6 +106,9 @@ func covers(a, r *Rule) bool {
 	if a.Action == Log {
 		return false // it goes on to the next rule
 	}
+	if a.Dir != r.Dir || (a.Ports != nil && a.Translated != r.Translated) {
+		return false // another chain, or the port before DNAT against the one after
+	}
 	if a.Ports != nil {
 		if r.Ports == nil {
 			return false

@@ -28,6 +28,9 @@ func TestShadowed(t *testing.T) {
 		{"iface wildcard", []Rule{r("deny", "any", "", "eth*"), r("allow", "22/tcp", "", "eth0")}, []Shadow{{2, 1}}},
 		{"iface other", []Rule{r("deny", "any", "", "eth0"), r("allow", "22/tcp", "", "eth1")}, nil},
 		{"iface any not covered", []Rule{r("deny", "any", "", "eth0"), r("allow", "22/tcp", "", "")}, nil},
+		{"other direction", []Rule{r("deny", "22/tcp", "", ""), mustRuleNoT(RuleSpec{Action: "allow", Ports: "22/tcp", Dir: "routed"}), mustRuleNoT(RuleSpec{Action: "allow", Ports: "22/tcp", Dir: "out"})}, nil},
+		{"routed", []Rule{mustRuleNoT(RuleSpec{Action: "deny", Ports: "8080/tcp", Dir: "routed"}), mustRuleNoT(RuleSpec{Action: "allow", Ports: "8080/tcp", Dir: "routed", From: "198.18.0.2"})}, []Shadow{{2, 1}}},
+		{"before and after DNAT", []Rule{mustRuleNoT(RuleSpec{Action: "deny", Ports: "80/tcp", Dir: "routed"}), mustRuleNoT(RuleSpec{Action: "allow", Ports: "80/tcp", Dir: "routed", Translated: "true"})}, nil},
 		{"first shadower", []Rule{r("allow", "22/tcp", "", ""), r("deny", "T:22,80", "", ""), r("reject", "22/tcp", "", "")}, []Shadow{{3, 1}}},
 	}
 	for _, tt := range tests {

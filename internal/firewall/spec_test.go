@@ -82,6 +82,11 @@ var specCases = []struct {
 	{"port 0 range", RuleSpec{Action: "deny", Ports: "T:0-10"}, Rule{}, `ports: port 0 at column 1`},
 	{"expires in the past", RuleSpec{Action: "allow", Ports: "22", Expires: "2001-02-03T04:05:06Z"}, Rule{}, `expires: 2001-02-03T04:05:06Z is not in the future`},
 	{"families clash", RuleSpec{Action: "allow", Ports: "22", From: "198.18.0.1", To: "fd00::1"}, Rule{}, `no address family in common`},
+	{"limit prefix6", RuleSpec{Action: "limit", Ports: "22/tcp", Prefix6: "/56"}, Rule{Action: Limit, Ports: set("T:22"), Rate: DefaultRate, Prefix6: 56}, ""},
+	{"limit prefix6 default", RuleSpec{Action: "limit", Ports: "22/tcp", Prefix6: "64"}, Rule{Action: Limit, Ports: set("T:22"), Rate: DefaultRate}, ""},
+	{"prefix6 on allow", RuleSpec{Action: "allow", Ports: "22", Prefix6: "56"}, Rule{}, `prefix6: only limit rules`},
+	{"prefix6 too long", RuleSpec{Action: "limit", Ports: "22", Prefix6: "129"}, Rule{}, `not an IPv6 prefix length from 1 to 128`},
+	{"prefix6 zero", RuleSpec{Action: "limit", Ports: "22", Prefix6: "0"}, Rule{}, `not an IPv6 prefix length`},
 	{"rate on allow", RuleSpec{Action: "allow", Ports: "22", Rate: "6/30s"}, Rule{}, `rate: only limit rules take a rate`},
 	{"bad rate", RuleSpec{Action: "limit", Ports: "22", Rate: "6"}, Rule{}, `want COUNT/PERIOD`},
 	{"inexact rate", RuleSpec{Action: "limit", Ports: "22", Rate: "5/11s"}, Rule{}, `no whole number`},
@@ -241,6 +246,29 @@ func FuzzParseRate(f *testing.F) {
 		back, err := ParseRate(r.String())
 		if err != nil || back != r {
 			t.Fatalf("ParseRate(%q) = %v, and ParseRate(%q) = %v, %v", s, r, r.String(), back, err)
+		}
+	})
+}
+
+// FuzzSimplePorts: the fast path for simple port specs gives what the
+// parser gives.
+func FuzzSimplePorts(f *testing.F) {
+	for _, s := range []string{"22/tcp", "53/udp", "9/sctp", "111", "8000-8100", "8000-8100/tcp", "0", "65535", "65536", "2-1", "022", "1-", "22/TCP", "22/icmp"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		fast, ok := simplePorts(spec)
+		if !ok {
+			return
+		}
+		tcp, errT := portspec.Parser{Default: portspec.TCP}.Parse(spec)
+		udp, errU := portspec.Parser{Default: portspec.UDP}.Parse(spec)
+		if errT != nil || errU != nil {
+			t.Fatalf("simplePorts(%q) = %s; the parser: %v, %v", spec, FormatPorts(fast), errT, errU)
+		}
+		tcp.AddSet(udp)
+		if !tcp.Equal(fast) {
+			t.Fatalf("simplePorts(%q) = %s; the parser: %s", spec, FormatPorts(fast), FormatPorts(tcp))
 		}
 	})
 }

@@ -44,7 +44,7 @@ func (rs *Ruleset) Evaluate(p Packet, now time.Time) Decision {
 	}
 	for i := range rs.Rules {
 		r := &rs.Rules[i]
-		if r.Expired(now) || !r.matches(src, dst, p) {
+		if r.Dir != In || r.Expired(now) || !r.matches(src, dst, p) { // the others are in other chains
 			continue
 		}
 		switch r.Action {

@@ -65,6 +65,19 @@ var sshCases = []struct {
 	{"198.18.0.2 1 198.18.0.1 99999", Packet{}, `field 4 "99999" is not a port`},
 }
 
+// TestEvaluateInputOnly: routed and outgoing rules are in other chains
+// and never decide on an incoming SSH connection.
+func TestEvaluateInputOnly(t *testing.T) {
+	rs := &Ruleset{Rules: []Rule{
+		mustRule(t, RuleSpec{Action: "deny", Ports: "22/tcp", Dir: "out"}),
+		mustRule(t, RuleSpec{Action: "reject", Ports: "22/tcp", Dir: "routed"}),
+	}}
+	p := Packet{Src: netip.MustParseAddr("198.18.0.2"), Dst: netip.MustParseAddr("198.18.0.1"), Proto: portspec.TCP, Port: 22}
+	if got := rs.Evaluate(p, time.Now()); got != (Decision{Verdict: "accept"}) {
+		t.Errorf("Evaluate(%v) = %+v; want accept by the policy", p, got)
+	}
+}
+
 func TestParseSSHConnection(t *testing.T) {
 	for _, tt := range sshCases {
 		got, err := ParseSSHConnection(tt.env)

@@ -34,26 +34,35 @@ func (c check) String() string {
 // dropped ones each wait dropWait.
 func (l *lab) runChecks(t *testing.T, checks []check) {
 	t.Helper()
-	got := make([]outcome, len(checks))
-	done := make(chan int)
-	for i, c := range checks {
-		go func() {
-			addr := l.link.A4
-			if c.v6 {
-				addr = l.link.A6
-			}
-			got[i] = probe(t, l.cli, c.proto, addr, c.port)
-			done <- i
-		}()
-	}
-	for range checks {
-		<-done
-	}
+	got := probeAll(len(checks), func(i int) outcome {
+		c := checks[i]
+		addr := l.link.A4
+		if c.v6 {
+			addr = l.link.A6
+		}
+		return probe(t, l.cli, c.proto, addr, c.port)
+	})
 	for i, c := range checks {
 		if got[i] != c.want {
 			t.Errorf("connect %s: %s; want %s", c, got[i], c.want)
 		}
 	}
+}
+
+// probeAll runs n probes at once and returns their outcomes in order.
+func probeAll(n int, probe func(i int) outcome) []outcome {
+	got := make([]outcome, n)
+	done := make(chan struct{})
+	for i := range n {
+		go func() {
+			got[i] = probe(i)
+			done <- struct{}{}
+		}()
+	}
+	for range n {
+		<-done
+	}
+	return got
 }
 
 func TestTrafficFollowsRules(t *testing.T) {

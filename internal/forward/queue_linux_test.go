@@ -164,7 +164,7 @@ func init() {
 		{name: "queue", in: "rules:\n  - {name: a, listen: \":1\", targets: [198.18.0.2:80], max-conns: 100, queue-timeout: 5s, queue: 200}\n",
 			want: []Rule{{Name: "a", Listen: ":1", Targets: []string{"198.18.0.2:80"}, MaxConns: 100, QueueTimeout: 5 * time.Second, Queue: 200}}},
 		{name: "queue without max-conns", in: "rules:\n  - {name: a, listen: \":1\", targets: [198.18.0.2:80], queue-timeout: 5s}\n",
-			err: "f.yaml:2: rule a: queue-timeout: needs max-conns"},
+			err: "f.yaml:2:5: rule a: queue-timeout: needs max-conns"},
 		{name: "queue without timeout", in: "rules:\n  - {name: a, listen: \":1\", targets: [198.18.0.2:80], max-conns: 1, queue: 5}\n",
 			err: "rule a: queue: needs queue-timeout"},
 		{name: "queue udp", in: "rules:\n  - {name: a, udp: true, listen: \":1\", targets: [198.18.0.2:80], max-conns: 1, queue-timeout: 1s}\n",

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"portolan/internal/config"
 )
 
 // SNI routing of a TCP rule: the server name in the client's TLS
@@ -124,24 +124,21 @@ func (r *Rule) validateSNI() error {
 
 // sniRoutes reads the config form: a mapping of pattern to a target or a
 // list of targets.
-func sniRoutes(v *yaml.Node) ([]SNIRoute, error) {
-	if v.Kind != yaml.MappingNode {
-		return nil, errors.New(`want a mapping of server name pattern to targets, like "*.example": 198.18.0.2:443`)
+func sniRoutes(v config.Node) ([]SNIRoute, error) {
+	if !v.IsMapping() {
+		return nil, v.Errorf(`want a mapping of server name pattern to targets, like "*.example": 198.18.0.2:443`)
 	}
-	out := make([]SNIRoute, 0, len(v.Content)/2)
-	for i := 0; i+1 < len(v.Content); i += 2 {
-		k, t := v.Content[i], v.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("line %d: want a pattern", k.Line)
-		}
-		targets, err := list(t)
+	pairs, err := v.Pairs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SNIRoute, 0, len(pairs))
+	for _, p := range pairs {
+		targets, err := p.Value.Strings()
 		if err != nil {
-			return nil, fmt.Errorf("pattern %q: %w", k.Value, err)
+			return nil, err
 		}
-		for j := range targets {
-			targets[j] = strings.TrimSpace(targets[j])
-		}
-		out = append(out, SNIRoute{Pattern: k.Value, Targets: targets})
+		out = append(out, SNIRoute{Pattern: p.Key, Targets: targets})
 	}
 	return out, nil
 }

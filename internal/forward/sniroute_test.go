@@ -116,11 +116,11 @@ rules:
 
 	for _, tc := range []struct{ yaml, err string }{
 		{"sni: [a.example]", `f.yaml:5:10: rule x: sni: want a mapping of server name pattern to targets`},
-		{"sni: {a.example: {x: 1}}", `f.yaml:5:10: rule x: sni: pattern "a.example": want a list`},
-		{"sni: {a..example: 198.18.0.1:443}", `f.yaml:2: rule x: sni: pattern "a..example": empty label`},
-		{"sni: {a.example: nohost}", `f.yaml:2: rule x: sni: pattern "a.example": "nohost": want host:port`},
-		{"sni: {a.example: 198.18.0.1:443, A.EXAMPLE: 198.18.0.2:443}", `f.yaml:2: rule x: sni: pattern "A.EXAMPLE": same as "a.example"`},
-		{"proto: udp\n    sni: {a.example: 198.18.0.1:443}", `f.yaml:2: rule x: sni: only for tcp rules`},
+		{"sni: {a.example: {x: 1}}", `f.yaml:5:22: rule x: sni: a.example: want a value or a list, not a mapping`},
+		{"sni: {a..example: 198.18.0.1:443}", `f.yaml:2:5: rule x: sni: pattern "a..example": empty label`},
+		{"sni: {a.example: nohost}", `f.yaml:2:5: rule x: sni: pattern "a.example": "nohost": want host:port`},
+		{"sni: {a.example: 198.18.0.1:443, A.EXAMPLE: 198.18.0.2:443}", `f.yaml:2:5: rule x: sni: pattern "A.EXAMPLE": same as "a.example"`},
+		{"proto: udp\n    sni: {a.example: 198.18.0.1:443}", `f.yaml:2:5: rule x: sni: only for tcp rules`},
 	} {
 		_, err := ParseConfig("f.yaml", []byte("rules:\n  - name: x\n    listen: \":443\"\n    targets: 198.18.0.9:443\n    "+tc.yaml+"\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.err) {

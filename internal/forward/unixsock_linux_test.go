@@ -289,7 +289,7 @@ func init() {
 		{name: "unix abstract", in: "rules:\n  - {name: a, listen: \"unix:@front\", targets: [\"unix:@back\"]}\n",
 			want: []Rule{{Name: "a", Listen: "unix:@front", Targets: []string{"unix:@back"}}}},
 		{name: "unix allow", in: "rules:\n  - {name: a, listen: \"unix:/run/a.sock\", targets: [198.18.0.2:80], allow: [198.18.0.0/15]}\n",
-			err: "f.yaml:2: rule a: allow: a unix socket's clients have no address to match"},
+			err: "f.yaml:2:5: rule a: allow: a unix socket's clients have no address to match"},
 		{name: "unix deny", in: "rules:\n  - {name: a, listen: \"unix:/run/a.sock\", targets: [198.18.0.2:80], deny: [198.18.0.0/15]}\n",
 			err: "rule a: deny: a unix socket's clients have no address to match"},
 		{name: "unix udp", in: "rules:\n  - {name: a, udp: true, listen: \"unix:/run/a.sock\", targets: [198.18.0.2:80]}\n",

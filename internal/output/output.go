@@ -15,7 +15,7 @@ import (
 
 // IsTerminal reports whether w is a terminal.
 func IsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+	f, ok := w.(interface{ Fd() uintptr }) // an *os.File, or a writer that wraps one
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 

@@ -75,6 +75,10 @@ type ScanMeta struct {
 	DiscoveryOnly bool `json:"discovery_only,omitempty"`
 	// Error says why the scan stopped early; empty means it completed.
 	Error string `json:"error,omitempty"`
+	// ServiceVersion says what a result's service is when the scan knows
+	// more than its banner says (an imported nmap -sV scan); nil means
+	// scan.ParseVersion of its service and banner.
+	ServiceVersion func(scan.Result) scan.Version `json:"-"`
 	// Verbose and Debugging are nmap's levels: Verbose shows more ports
 	// per state before collapsing them (nmap's rule), both go in the XML.
 	Verbose   int `json:"-"`
@@ -385,4 +389,12 @@ func doneSummary(meta ScanMeta, hosts []host) string {
 		s += fmt.Sprintf(" scanned in %.2f seconds", meta.End.Sub(meta.Start).Seconds())
 	}
 	return s
+}
+
+// version is what meta knows of r's service.
+func (m ScanMeta) version(r scan.Result) scan.Version {
+	if m.ServiceVersion != nil {
+		return m.ServiceVersion(r)
+	}
+	return scan.ParseVersion(r.Service, r.Banner)
 }

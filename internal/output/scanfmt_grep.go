@@ -42,7 +42,7 @@ func writeScanGrepable(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 			// The version field holds what the port said (--banner): the
 			// product and version when it names them, as nmap -sV.
 			version := r.Banner
-			if v := scan.ParseVersion(r.Service, r.Banner); v.Product != "" {
+			if v := meta.version(r); v.Product != "" {
 				version = v.String()
 			}
 			fmt.Fprintf(bw, "%d/%s/%s//%s//%s/", r.Port, r.State, r.Proto, grepField(r.Service), grepField(version))

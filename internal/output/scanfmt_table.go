@@ -77,7 +77,7 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 		banners, versions := false, false
 		for _, r := range h.shown {
 			banners = banners || r.Banner != ""
-			versions = versions || scan.ParseVersion(r.Service, r.Banner).Product != ""
+			versions = versions || meta.version(r).Product != ""
 		}
 		t := &Table{Header: []string{"PORT", "STATE", "SERVICE", "REASON", "RTT"}, RightAlign: []int{4}}
 		if versions {
@@ -93,7 +93,7 @@ func writeScanTable(w io.Writer, meta ScanMeta, sorted []scan.Result, color bool
 			}
 			row := []string{fmt.Sprintf("%d/%s", r.Port, r.Proto), r.State.String(), svc, r.Reason, formatRTT(r.RTT)}
 			if versions {
-				row = append(row, printable(scan.ParseVersion(r.Service, r.Banner).String()))
+				row = append(row, printable(meta.version(r).String()))
 			}
 			if banners {
 				row = append(row, truncate(printable(r.Banner), maxBannerWidth))

@@ -204,7 +204,7 @@ func writeScanXML(w io.Writer, meta ScanMeta, sorted []scan.Result) error {
 	hosts := groupHosts(sorted, meta.Verbose)
 	last := meta.Start
 	for _, h := range hosts {
-		xh := xmlHostOf(h, hostStatus(meta, h))
+		xh := xmlHostOf(meta, h, hostStatus(meta, h))
 		if name := meta.Names[h.addr]; name != "" {
 			xh.Hostnames.Names = []xmlHostname{{Name: name, Type: "user"}}
 		}
@@ -272,7 +272,7 @@ func commentText(s string) string {
 }
 
 // xmlHostOf builds the <host> element of h with its status.
-func xmlHostOf(h host, status xmlState) xmlHost {
+func xmlHostOf(meta ScanMeta, h host, status xmlState) xmlHost {
 	addrType := "ipv4"
 	if h.addr.Is6() {
 		addrType = "ipv6"
@@ -310,10 +310,10 @@ func xmlHostOf(h host, status xmlState) xmlHost {
 			// nmap writes no <service> for a port its table does not
 			// name; "unknown" here made ndiff see a change on every such
 			// port between identical scans.
-		case r.Banner != "":
+		case r.Banner != "" || meta.version(r) != (scan.Version{}):
 			// The port was talked to: its answer named the service, or
 			// did not contradict the table (nmap -sV's conf 10 and 3).
-			v := scan.ParseVersion(r.Service, r.Banner)
+			v := meta.version(r)
 			p.Service = &xmlService{Name: r.Service, Product: v.Product, Version: v.Version, ExtraInfo: v.Extra, Method: "probed", Conf: 10}
 		default:
 			p.Service = &xmlService{Name: r.Service, Method: "table", Conf: 3}

@@ -222,7 +222,7 @@ func (s *Set) Ports(proto Proto) []Port {
 	out := make([]Port, 0, s.LenProto(proto))
 	b.each(func(p Port) bool {
 		out = append(out, p)
-		return true
+		return len(out) < cap(out) // the count is known: stop at the last port, not the end of the bitmap
 	})
 	return out
 }

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"html"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -34,7 +37,8 @@ type Grabber struct {
 	// Wait is how long a silent service gets to speak first before the
 	// greeting is sent. 0 means 1s.
 	Wait time.Duration
-	// MaxBytes bounds what is read from one port. 0 means 1024.
+	// MaxBytes bounds what is read from one port. 0 means 4096 (an HTTP
+	// page's title usually comes within it).
 	MaxBytes int
 	// Dial connects; nil means net.Dialer.DialContext.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -48,8 +52,10 @@ type greeting struct {
 }
 
 var (
-	httpHead    = []byte("HEAD / HTTP/1.0\r\n\r\n")
+	// httpHead asks for the start page; GET rather than HEAD for its title.
+	httpHead    = []byte("GET / HTTP/1.0\r\n\r\n")
 	redisPing   = []byte("PING\r\n")
+	redisInfo   = []byte("INFO server\r\n") // a bulk string with redis_version, or -NOAUTH
 	memcacheVer = []byte("version\r\n")
 	// pgSSLRequest asks a PostgreSQL server whether it speaks TLS; any
 	// PostgreSQL answers with one byte, 'S' or 'N'.
@@ -69,9 +75,23 @@ var greetings = map[uint16]greeting{
 	994: {tls: true}, 995: {tls: true}, 2376: {tls: true}, 4443: {tls: true},
 	5061: {tls: true}, 5986: {tls: true}, 6443: {tls: true}, 8443: {tls: true},
 	8883: {tls: true}, 9443: {tls: true}, 10250: {tls: true},
-	6379:  {send: redisPing},
+	6379:  {send: redisInfo},
 	11211: {send: memcacheVer},
 	5432:  {send: pgSSLRequest},
+}
+
+// alpnOffer are the ALPN protocol IDs (IANA's registry) the TLS probe
+// offers: a server picks the one it speaks, which names the service on any
+// port, and a server that insists on ALPN refuses a handshake offering
+// none of its own.
+var alpnOffer = []string{"h2", "http/1.1", "imap", "pop3", "ftp", "managesieve", "xmpp-client", "mqtt", "dot", "irc", "postgresql", "smb", "sip/2", "coap"}
+
+// alpnServices names the service an ALPN protocol ID says runs inside TLS
+// (HTTP is found by asking).
+var alpnServices = map[string]string{
+	"imap": "imaps", "pop3": "pop3s", "ftp": "ftps", "managesieve": "sieve", "xmpp-client": "xmpp-client",
+	"mqtt": "secure-mqtt", "dot": "domain-s", "irc": "ircs", "postgresql": "postgresql", "smb": "microsoft-ds",
+	"sip/2": "sips", "coap": "coaps",
 }
 
 // tlsServices names what runs inside TLS on its usual ports.
@@ -83,7 +103,7 @@ var tlsServices = map[uint16]string{
 
 func (g *Grabber) timeout() time.Duration { return orDefault(g.Timeout, 3*time.Second) }
 func (g *Grabber) wait() time.Duration    { return orDefault(g.Wait, time.Second) }
-func (g *Grabber) maxBytes() int          { return orDefault(g.MaxBytes, 1024) }
+func (g *Grabber) maxBytes() int          { return orDefault(g.MaxBytes, 4096) }
 
 func (g *Grabber) dial(ctx context.Context, ap netip.AddrPort) (net.Conn, error) {
 	if g.Dial != nil {
@@ -132,6 +152,15 @@ func (g *Grabber) grab(ctx context.Context, ap netip.AddrPort, gr greeting) (Ban
 		}
 		got = g.read(c, sent)
 	}
+	if bytes.Equal(sent, pgSSLRequest) && bytes.Equal(got, []byte("N")) {
+		// No TLS: a startup message draws the server's own answer, an
+		// authentication request or an error naming the refusal, which
+		// nothing but PostgreSQL sends.
+		if _, err := c.Write(pgStartup); err == nil {
+			got = append(got, g.read(c, pgStartup)...)
+		}
+		sent = pgSSLRequest
+	}
 	if isTLSRecord(got) || plainToTLS(got) {
 		// A TLS server answered our plain text: do it properly.
 		return g.grabTLS(ctx, ap)
@@ -160,10 +189,31 @@ func (g *Grabber) read(c net.Conn, sent []byte) []byte {
 // complete reports whether an answer is whole enough to stop reading.
 func complete(b, sent []byte) bool {
 	if bytes.HasPrefix(b, []byte("HTTP/")) {
-		return bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
+		head, body, ok := cutHead(b)
+		if !ok {
+			return false
+		}
+		// An HTML page is read up to its title (or to where it should have
+		// come); anything else ends with its header.
+		ct := headerValue(string(head), "content-type")
+		if !strings.Contains(strings.ToLower(ct), "html") {
+			return true
+		}
+		low := bytes.ToLower(body)
+		return bytes.Contains(low, []byte("</title")) || bytes.Contains(low, []byte("<body"))
 	}
 	if bytes.Equal(sent, pgSSLRequest) {
 		return len(b) >= 1
+	}
+	if bytes.Equal(sent, pgStartup) {
+		_, ok := pgMessages(b)
+		return ok
+	}
+	if bytes.Equal(sent, redisInfo) && len(b) > 0 && b[0] == '$' {
+		// A bulk string: $LEN\r\n then LEN bytes and \r\n.
+		line, rest, ok := bytes.Cut(b, []byte("\r\n"))
+		n, err := strconv.Atoi(string(line[1:]))
+		return ok && (err != nil || len(rest) >= n)
 	}
 	if len(b) >= 5 && b[4] == 10 && mysqlHandshake(b) {
 		return true
@@ -234,7 +284,10 @@ func identify(port uint16, got, sent []byte, inTLS bool) Banner {
 		b.Service = "vnc"
 	case strings.HasPrefix(s, "* OK"), strings.HasPrefix(s, "* PREAUTH"):
 		b.Service = "imap"
-	case bytes.Equal(sent, redisPing) && (strings.HasPrefix(s, "+PONG") || strings.HasPrefix(s, "-NOAUTH") ||
+	case bytes.Equal(sent, redisInfo) && strings.HasPrefix(s, "$") && strings.Contains(s, "\nredis_version:"):
+		b.Service = "redis"
+		b.Text = redisSummary(s)
+	case (bytes.Equal(sent, redisPing) || bytes.Equal(sent, redisInfo)) && (strings.HasPrefix(s, "+PONG") || strings.HasPrefix(s, "-NOAUTH") ||
 		strings.HasPrefix(s, "-DENIED") || strings.HasPrefix(s, "-ERR")),
 		strings.HasPrefix(s, "-ERR unknown command"):
 		b.Service = "redis"
@@ -242,9 +295,17 @@ func identify(port uint16, got, sent []byte, inTLS bool) Banner {
 		b.Service = "pop3"
 	case strings.HasPrefix(s, "VERSION "):
 		b.Service = "memcached"
-	case bytes.Equal(sent, pgSSLRequest) && len(got) == 1 && (got[0] == 'S' || got[0] == 'N'):
+	case bytes.Equal(sent, pgSSLRequest) && len(got) >= 1 && (got[0] == 'S' || got[0] == 'N'):
 		b.Service = "postgresql"
 		b.Text = map[byte]string{'S': "postgresql: TLS offered", 'N': "postgresql: TLS not offered"}[got[0]]
+		if len(got) > 1 {
+			say, ok := pgStartupAnswer(got[1:])
+			if !ok {
+				b.Service, b.Text = "", printable(firstLine(s))
+				break
+			}
+			b.Text = printable(b.Text + "; " + say)
+		}
 	case mysqlHandshake(got):
 		b.Service = "mysql"
 		end := bytes.IndexByte(got[5:], 0)
@@ -264,17 +325,84 @@ func identify(port uint16, got, sent []byte, inTLS bool) Banner {
 	return b
 }
 
-// httpSummary keeps the status line and the Server header.
+// httpSummary keeps the status line, the Server header and the page's
+// title.
 func httpSummary(s string) string {
-	head, _, _ := strings.Cut(s, "\r\n\r\n")
-	lines := strings.Split(strings.ReplaceAll(head, "\r\n", "\n"), "\n")
+	head, body, _ := cutHead([]byte(s))
+	lines := strings.Split(strings.ReplaceAll(string(head), "\r\n", "\n"), "\n")
 	out := lines[0]
-	for _, l := range lines[1:] {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "server") {
-			out += "; Server: " + strings.TrimSpace(v)
-		}
+	if v := headerValue(string(head), "server"); v != "" {
+		out += "; Server: " + v
+	}
+	if t := htmlTitle(body); t != "" {
+		out += "; title: " + t
 	}
 	return out
+}
+
+// cutHead splits an HTTP answer at the blank line after its header.
+func cutHead(b []byte) (head, body []byte, ok bool) {
+	if h, r, ok := bytes.Cut(b, []byte("\r\n\r\n")); ok {
+		return h, r, true
+	}
+	if h, r, ok := bytes.Cut(b, []byte("\n\n")); ok {
+		return h, r, true
+	}
+	return b, nil, false
+}
+
+// headerValue returns the first value of header name in an HTTP head.
+func headerValue(head, name string) string {
+	for _, l := range strings.Split(strings.ReplaceAll(head, "\r\n", "\n"), "\n")[1:] {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// maxTitle bounds the title kept from a page, in runes.
+const maxTitle = 80
+
+// htmlTitle returns the text of the first <title> element of an HTML page,
+// entities decoded and white space collapsed; "" when there is none (or
+// it does not end within what was read).
+func htmlTitle(body []byte) string {
+	low := bytes.ToLower(body)
+	i := bytes.Index(low, []byte("<title"))
+	if i < 0 {
+		return ""
+	}
+	gt := bytes.IndexByte(low[i:], '>')
+	if gt < 0 {
+		return ""
+	}
+	start := i + gt + 1
+	end := bytes.Index(low[start:], []byte("</title"))
+	if end < 0 {
+		return ""
+	}
+	t := strings.Join(strings.Fields(html.UnescapeString(string(body[start:start+end]))), " ")
+	if r := []rune(t); len(r) > maxTitle {
+		t = string(r[:maxTitle]) + "..."
+	}
+	return t
+}
+
+// redisSummary keeps what Redis's INFO server says of the product:
+// "redis 7.0.15 standalone".
+func redisSummary(s string) string {
+	var ver, mode string
+	for _, l := range strings.Split(s, "\n") {
+		l = strings.TrimRight(l, "\r")
+		if v, ok := strings.CutPrefix(l, "redis_version:"); ok {
+			ver = v
+		}
+		if v, ok := strings.CutPrefix(l, "redis_mode:"); ok {
+			mode = v
+		}
+	}
+	return printable(strings.TrimSpace("redis " + ver + " " + mode))
 }
 
 func firstLine(s string) string {
@@ -320,7 +448,7 @@ func (g *Grabber) grabTLS(ctx context.Context, ap netip.AddrPort) (Banner, error
 	c := tls.Client(raw, &tls.Config{
 		InsecureSkipVerify: true, // a scanner reports certificates, it does not trust them
 		MinVersion:         tls.VersionTLS10,
-		NextProtos:         []string{"h2", "http/1.1"},
+		NextProtos:         alpnOffer,
 	})
 	if err := c.HandshakeContext(ctx); err != nil {
 		return Banner{Service: "ssl"}, fmt.Errorf("banner %s: tls: %w", ap, err)
@@ -331,11 +459,16 @@ func (g *Grabber) grabTLS(ctx context.Context, ap netip.AddrPort) (Banner, error
 		parts = append(parts, "alpn="+cs.NegotiatedProtocol)
 	}
 	if len(cs.PeerCertificates) > 0 {
-		parts = append(parts, "subject="+cs.PeerCertificates[0].Subject.String())
+		cert := cs.PeerCertificates[0]
+		parts = append(parts, "subject="+cert.Subject.String(), "issuer="+cert.Issuer.String(),
+			"expires="+cert.NotAfter.UTC().Format(time.DateOnly))
 	}
 	b := Banner{Service: "ssl", Text: strings.Join(parts, " ")} // nmap's name for TLS
 	if s := tlsServices[ap.Port()]; s != "" {
 		b.Service = s
+	}
+	if name := alpnServices[cs.NegotiatedProtocol]; name != "" {
+		b.Service = name
 	}
 	switch cs.NegotiatedProtocol {
 	case "h2":
@@ -353,6 +486,100 @@ func (g *Grabber) grabTLS(ctx context.Context, ap netip.AddrPort) (Banner, error
 	}
 	b.Text = printable(b.Text)
 	return b, nil
+}
+
+// pgStartup is a PostgreSQL startup message (protocol 3.0) for a user
+// and database named portolan, which no server should have: the answer is
+// an authentication request or an error, never a session.
+var pgStartup = func() []byte {
+	body := []byte{0, 3, 0, 0} // protocol 3.0
+	for _, kv := range []string{"user", "portolan", "database", "portolan", "application_name", "portolan-scan"} {
+		body = append(append(body, kv...), 0)
+	}
+	body = append(body, 0)
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body)+4)), body...)
+}()
+
+// pgMsg is one backend message: its type and body.
+type pgMsg struct {
+	typ  byte
+	body []byte
+}
+
+// pgMessages splits what a PostgreSQL server sent into messages. done
+// says the answer is decisive: an error, an authentication request
+// other than "ok", or ready-for-query.
+func pgMessages(b []byte) (msgs []pgMsg, done bool) {
+	for len(b) >= 5 {
+		n := int(binary.BigEndian.Uint32(b[1:5]))
+		if n < 4 || n > 1<<20 {
+			return msgs, true // not PostgreSQL: stop reading
+		}
+		if len(b) < 1+n {
+			break
+		}
+		m := pgMsg{b[0], b[5 : 1+n]}
+		msgs = append(msgs, m)
+		b = b[1+n:]
+		switch {
+		case m.typ == 'E', m.typ == 'Z':
+			return msgs, true
+		case m.typ == 'R' && (len(m.body) < 4 || binary.BigEndian.Uint32(m.body) != 0):
+			return msgs, true
+		}
+	}
+	return msgs, false
+}
+
+// pgAuth names the authentication requests (AuthenticationXXX).
+var pgAuth = map[uint32]string{0: "ok", 2: "Kerberos V5", 3: "password", 5: "MD5 password", 7: "GSSAPI", 9: "SSPI"}
+
+// pgStartupAnswer says what a server answered a startup message with:
+// "auth SCRAM-SHA-256", "FATAL 28000: role \"portolan\" does not exist",
+// or the server_version a server without authentication reports. ok is
+// false when the answer is not the PostgreSQL protocol.
+func pgStartupAnswer(b []byte) (string, bool) {
+	msgs, _ := pgMessages(b)
+	var out []string
+	for _, m := range msgs {
+		switch m.typ {
+		case 'R':
+			if len(m.body) < 4 {
+				return "", false
+			}
+			code := binary.BigEndian.Uint32(m.body)
+			name, known := pgAuth[code]
+			if code == 10 { // SASL: the mechanisms, each NUL-ended
+				name, known = strings.Join(strings.FieldsFunc(string(m.body[4:]), func(r rune) bool { return r == 0 }), ","), true
+			}
+			if !known {
+				name = "method " + strconv.FormatUint(uint64(code), 10)
+			}
+			out = append(out, "auth "+name)
+		case 'S': // ParameterStatus: name, value
+			if k, v, ok := strings.Cut(strings.TrimRight(string(m.body), "\x00"), "\x00"); ok && k == "server_version" {
+				out = append(out, "server_version "+v)
+			}
+		case 'E':
+			f := map[byte]string{}
+			for body := m.body; len(body) > 1 && body[0] != 0; {
+				end := bytes.IndexByte(body[1:], 0)
+				if end < 0 {
+					break
+				}
+				f[body[0]] = string(body[1 : 1+end])
+				body = body[2+end:]
+			}
+			if f['C'] == "" && f['M'] == "" {
+				return "", false
+			}
+			out = append(out, strings.TrimSpace(f['S']+" "+f['C']+": "+f['M']))
+		}
+	}
+	if len(out) == 0 {
+		return "", false
+	}
+	return strings.Join(out, "; "), true
 }
 
 // closeReset closes with a reset, like the probes: no TIME_WAIT.

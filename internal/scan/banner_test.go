@@ -51,6 +51,11 @@ func TestGrab(t *testing.T) {
 		w.Write([]byte("hello"))
 	}))
 	defer web.Close()
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write([]byte("<!DOCTYPE html>\n<html><head><meta charset=utf-8>\n<TITLE>\n  Router &amp; Firewall\n  Login </TITLE></head><body>" + strings.Repeat("x", 8000) + "</body></html>"))
+	}))
+	defer page.Close()
 	tlsWeb := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Server", "tiny-tls/2.0")
 	}))
@@ -77,6 +82,8 @@ func TestGrab(t *testing.T) {
 	}{
 		{name: "http", ap: addrPort(t, web.URL), service: "http",
 			textHas: []string{"HTTP/1.", "200 OK", "Server: tiny/1.0"}},
+		{name: "http title", ap: addrPort(t, page.URL), service: "http",
+			textHas: []string{"200 OK", "; title: Router & Firewall Login"}},
 		{name: "https found via the 400 to plain text", ap: addrPort(t, tlsWeb.URL), service: "https",
 			textHas: []string{"TLS 1.3", "alpn=http/1.1", "subject=O=Acme Co", "200 OK", "Server: tiny-tls/2.0"}},
 		{name: "https by port", ap: addrPort(t, tlsWeb.URL), gr: &greeting{tls: true}, service: "https",
@@ -96,7 +103,7 @@ func TestGrab(t *testing.T) {
 				return "-ERR unknown command '" + f[0] + "'\r\n"
 			}
 			return ""
-		}), service: "redis", textHas: []string{"-ERR unknown command 'HEAD'"}},
+		}), service: "redis", textHas: []string{"-ERR unknown command 'GET'"}},
 		{name: "memcached", ap: server(t, "", func(string) string { return "VERSION 1.6.21\r\n" }),
 			gr: &greeting{send: memcacheVer}, service: "memcached", textHas: []string{"VERSION 1.6.21"}},
 		{name: "echo says back what it was sent", ap: server(t, "", func(l string) string { return l }), service: "echo"},
@@ -180,6 +187,15 @@ var identifyCases = []struct {
 	{"unknown", 9999, "hello there\r\nmore", nil, "", "hello there"},
 	{"empty", 9999, "", nil, "", ""},
 	{"http", 8080, "HTTP/1.1 404 Not Found\r\nserver: x\r\n\r\n", httpHead, "http", "HTTP/1.1 404 Not Found; Server: x"},
+	{"http title", 80, "HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html><head><title>A &lt;b&gt;\n\t c\x01</title>", httpHead, "http", `HTTP/1.0 200 OK; title: A <b> c\x01`},
+	{"http title cut", 80, "HTTP/1.0 200 OK\r\n\r\n<title>" + strings.Repeat("é", 100) + "</title>", httpHead, "http", "HTTP/1.0 200 OK; title: " + strings.Repeat("é", 80) + "..."},
+	{"http unclosed title", 80, "HTTP/1.0 200 OK\r\n\r\n<title>never ends", httpHead, "http", "HTTP/1.0 200 OK"},
+	{"redis info", 6379, "$120\r\n# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\nredis_mode:standalone\r\nos:Linux\r\n", redisInfo, "redis", "redis 7.0.15 standalone"},
+	{"redis noauth", 6379, "-NOAUTH Authentication required.\r\n", redisInfo, "redis", "-NOAUTH Authentication required."},
+	{"postgresql scram", 5432, "NR\x00\x00\x00\x17\x00\x00\x00\x0aSCRAM-SHA-256\x00\x00", pgSSLRequest, "postgresql", "postgresql: TLS not offered; auth SCRAM-SHA-256"},
+	{"postgresql md5", 5432, "NR\x00\x00\x00\x0c\x00\x00\x00\x05salt", pgSSLRequest, "postgresql", "postgresql: TLS not offered; auth MD5 password"},
+	{"postgresql error", 5432, "NE\x00\x00\x00\x29SFATAL\x00C28000\x00Mno pg_hba.conf entry\x00\x00", pgSSLRequest, "postgresql", "postgresql: TLS not offered; FATAL 28000: no pg_hba.conf entry"},
+	{"not postgresql after N", 5432, "Nope, not here\r\n", pgSSLRequest, "", "Nope, not here"},
 }
 
 func TestIdentify(t *testing.T) {
@@ -200,7 +216,7 @@ func FuzzIdentify(f *testing.F) {
 		f.Add(tc.port, []byte(tc.got))
 	}
 	f.Fuzz(func(t *testing.T, port uint16, got []byte) {
-		for _, sent := range [][]byte{nil, httpHead, redisPing, pgSSLRequest} {
+		for _, sent := range [][]byte{nil, httpHead, redisPing, redisInfo, pgSSLRequest, pgStartup} {
 			b := identify(port, got, sent, false)
 			for _, r := range b.Text {
 				if r < 0x20 || r == 0x7f {
@@ -210,5 +226,8 @@ func FuzzIdentify(f *testing.F) {
 		}
 		plainToTLS(got)
 		isTLSRecord(got)
+		complete(got, httpHead)
+		complete(got, redisInfo)
+		complete(got, pgStartup)
 	})
 }

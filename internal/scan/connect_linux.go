@@ -20,7 +20,7 @@ import (
 // Open starts a session: an epoll instance and the goroutine that waits on
 // it.
 func (ConnectProber) Open(ctx context.Context, report func(Reply)) (Session, error) {
-	limit := raiseNoFile()
+	limit := noFileBudget()
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll: %w", err)
@@ -81,21 +81,13 @@ func (s *epollSession) startHelpers() {
 	}
 }
 
-// raiseNoFile lifts the soft open-files limit to the hard one (Go does this
-// at start-up too, but a parent may have lowered it since) and returns how
-// many sockets a scan may hold, keeping some descriptors for everything
-// else.
-func raiseNoFile() int {
+// noFileBudget returns how many sockets a scan may hold: the open-files
+// limit (which Go raised to the hard limit at start-up; a library does not
+// change process-wide limits), less some descriptors for everything else.
+func noFileBudget() int {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return 1024 - 64
-	}
-	if rl.Cur < rl.Max {
-		want := rl
-		want.Cur = rl.Max
-		if unix.Setrlimit(unix.RLIMIT_NOFILE, &want) == nil {
-			rl = want
-		}
 	}
 	return int(max(64, min(rl.Cur, 1<<20)-64))
 }

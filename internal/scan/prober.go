@@ -53,6 +53,10 @@ type Reply struct {
 	State  State  // Unknown: no verdict (say a self-connect); probe again, not counted as an attempt
 	Reason string // one of the Reason constants
 	RTT    time.Duration
+	// Service and Banner, if set, are what the answer itself says (a UDP
+	// payload's reply parsed): they take the place of the registry's name.
+	Service string
+	Banner  string
 }
 
 // fromHost reports whether the reply came from the host itself (a SYN-ACK

@@ -75,6 +75,12 @@ const (
 	ReasonNetUnreach      = "net-unreach"      // filtered: ICMP network unreachable or no route
 	ReasonAdminProhibited = "admin-prohibited" // filtered: ICMP administratively prohibited, or a local firewall
 	ReasonEchoReply       = "echo-reply"       // host up: it answered an ICMP echo (discovery)
+	ReasonUDPResponse     = "udp-response"     // open: a UDP datagram came back
+	ReasonPortUnreach     = "port-unreach"     // closed: ICMP port unreachable (UDP); filtered for a SYN probe, as in nmap
+	ReasonProtoUnreach    = "proto-unreach"    // filtered: ICMP protocol unreachable
+	ReasonNetProhibited   = "net-prohibited"   // filtered: ICMP network administratively prohibited
+	ReasonHostProhibited  = "host-prohibited"  // filtered: ICMP host administratively prohibited
+	ReasonTimeExceeded    = "time-exceeded"    // filtered: ICMP time exceeded on the way
 )
 
 // Result is the outcome for one port of one address. It is a plain value

@@ -646,11 +646,11 @@ func (e *engine) nextSendable() *probe {
 		}
 		switch {
 		case h.down || e.expired(h):
-			reason := ReasonHostTimeout
+			st, reason := Filtered, ReasonHostTimeout
 			if p.attempts > 0 {
-				reason = ReasonNoResponse
+				st, reason = silent(p.proto), ReasonNoResponse
 			}
-			e.complete(p, e.result(p, Filtered, reason, 0))
+			e.complete(p, e.result(p, st, reason, 0))
 		case !h.canSend():
 			h.parked = append(h.parked, p)
 		default:
@@ -872,7 +872,12 @@ func (e *engine) onReply(r Reply) {
 		e.checkDown(p.addr, h)
 	}
 	e.unpark(h)
-	e.finish(p, e.result(p, r.State, r.Reason, r.RTT))
+	res := e.result(p, r.State, r.Reason, r.RTT)
+	if r.Service != "" {
+		res.Service = r.Service
+	}
+	res.Banner = r.Banner
+	e.finish(p, res)
 }
 
 // icmpRejected reports whether r is an ICMP error a raw prober saw: a
@@ -944,7 +949,9 @@ func (e *engine) onTimeout(p *probe) {
 		e.ready.pushBack(p)
 		return
 	}
-	if h.closed > 0 && !h.down && !e.expired(h) && h.rl != rlOver {
+	// The trickle is for TCP: a UDP prober proves silence itself
+	// (UDPProber), since a UDP probe draws no retransmission to wait for.
+	if p.proto == portspec.TCP && h.closed > 0 && !h.down && !e.expired(h) && h.rl != rlOver {
 		p.trickle = true
 		if h.rl == rlNone {
 			h.rl = rlChecking
@@ -965,7 +972,16 @@ func (e *engine) onTimeout(p *probe) {
 		e.nextTrickle(h)
 		return
 	}
-	e.finish(p, e.result(p, Filtered, ReasonNoResponse, 0))
+	e.finish(p, e.result(p, silent(p.proto), ReasonNoResponse, 0))
+}
+
+// silent is the state of a port that never answered: filtered for TCP,
+// open|filtered for UDP, where an open service may well say nothing.
+func silent(proto portspec.Proto) State {
+	if proto == portspec.UDP {
+		return OpenFiltered
+	}
+	return Filtered
 }
 
 // trickleQuiet is how long a host's trickle goes without an answer before
@@ -1107,7 +1123,7 @@ func (e *engine) alive(h *host, r Reply) {
 			h.retried++
 			e.ready.pushBack(p)
 		} else {
-			e.finish(p, e.result(p, Filtered, ReasonNoResponse, 0))
+			e.finish(p, e.result(p, silent(p.proto), ReasonNoResponse, 0))
 		}
 	}
 	h.waiting = nil
@@ -1169,7 +1185,7 @@ func (e *engine) result(p *probe, st State, reason string, rtt time.Duration) Re
 
 // finish hands an open port to the banner grabber, or completes p.
 func (e *engine) finish(p *probe, r Result) {
-	if r.State == Open && e.s.Banners != nil && e.ctx.Err() == nil {
+	if r.State == Open && r.Proto == portspec.TCP && e.s.Banners != nil && e.ctx.Err() == nil {
 		p.phase = phaseBanner
 		p.res = r
 		if e.banners < e.bannerPar {

@@ -196,10 +196,6 @@ func aimd(rate, maxRate float64, drops uint64, limited bool) float64 {
 // synMinRate is AIMD's floor, in packets per second.
 const synMinRate = 1_000
 
-// reasonPortUnreach is nmap's reason for an ICMP port unreachable; a SYN
-// scan reports the port filtered, as nmap does.
-const reasonPortUnreach = "port-unreach"
-
 // icmpReason is the reason an ICMP destination unreachable gives.
 func icmpReason(v6 bool, code uint8) string {
 	if v6 {
@@ -209,7 +205,7 @@ func icmpReason(v6 bool, code uint8) string {
 		case 1, 5, 6:
 			return ReasonAdminProhibited
 		case 4:
-			return reasonPortUnreach
+			return ReasonPortUnreach
 		}
 		return ReasonHostUnreach
 	}
@@ -217,7 +213,7 @@ func icmpReason(v6 bool, code uint8) string {
 	case 0, 6, 11:
 		return ReasonNetUnreach
 	case 3:
-		return reasonPortUnreach
+		return ReasonPortUnreach
 	case 9, 10, 13:
 		return ReasonAdminProhibited
 	}

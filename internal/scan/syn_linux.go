@@ -26,7 +26,7 @@ const (
 	synAIMDPeriod = 10 * time.Millisecond
 	synResolve    = 3 * time.Second       // a next hop's address resolution gives up
 	synQueueTime  = 10 * time.Millisecond // the longest a SYN waits in the send queue
-	canaryWait    = 500 * time.Millisecond
+	synCanaryWait = 500 * time.Millisecond
 	canaryBit     = 1 << 63 // in a canary probe's ID
 )
 
@@ -682,7 +682,7 @@ func (s *synSession) decide(d *synDest, now int64) {
 		d.verdict = canaryNormal
 	case d.canaryOpen == n && n > 0:
 		d.verdict = canaryTarpit
-	case now-d.canarySent > int64(canaryWait):
+	case now-d.canarySent > int64(synCanaryWait):
 		d.verdict = canaryNormal
 		if d.canaryOpen >= 2 {
 			d.verdict = canaryTarpit

@@ -326,7 +326,7 @@ func TestSYNRateLimitedRejects(t *testing.T) {
 	nft(t, target, "table inet fw { chain input { type filter hook input priority 0; tcp dport 1000-1009 reject; tcp dport 2000-2003 drop } }")
 	want := map[portspec.Port]wantState{}
 	for p := portspec.Port(1000); p <= 1009; p++ {
-		want[p] = wantState{Filtered, reasonPortUnreach}
+		want[p] = wantState{Filtered, ReasonPortUnreach}
 	}
 	for p := portspec.Port(2000); p <= 2003; p++ {
 		want[p] = wantState{Filtered, ReasonNoResponse}

@@ -27,8 +27,11 @@ var greeters = []string{"ProFTPD", "vsFTPd", "Pure-FTPd", "FileZilla Server", "M
 // ParseVersion reads the product and version from a banner as the Grabber
 // stores it (Result.Banner), for the services whose greeting says them:
 // SSH's identification string, an HTTP Server header (also behind TLS), FTP
-// and SMTP greetings, MySQL's handshake, memcached's VERSION. The zero
-// Version means the banner does not say.
+// and SMTP greetings, MySQL's handshake, memcached's VERSION, Redis's INFO
+// server, PostgreSQL's answer to a startup message (the product; the
+// version only from a server that lets anyone in), and for other TLS
+// services the handshake and certificate (in Extra). The zero Version
+// means the banner does not say.
 func ParseVersion(service, banner string) Version {
 	switch {
 	case strings.HasPrefix(banner, "SSH-"):
@@ -53,6 +56,32 @@ func ParseVersion(service, banner string) Version {
 		token, extra, _ := strings.Cut(v, " ")
 		prod, ver, _ := strings.Cut(token, "/")
 		return Version{Product: prod, Version: ver, Extra: strings.TrimSpace(extra)}
+	case strings.HasPrefix(banner, "redis ") && service == "redis":
+		// "redis 7.0.15 standalone", from INFO server.
+		f := strings.Fields(banner)
+		v := Version{Product: "Redis"}
+		if len(f) > 1 {
+			v.Version = f[1]
+		}
+		if len(f) > 2 {
+			v.Extra = strings.Join(f[2:], " ")
+		}
+		return v
+	case strings.HasPrefix(banner, "postgresql: ") && service == "postgresql":
+		// A version only when the server lets anyone in (trust); the
+		// refusal otherwise identifies the product alone.
+		v := Version{Product: "PostgreSQL"}
+		if _, after, ok := strings.Cut(banner, "server_version "); ok {
+			v.Version, _, _ = strings.Cut(after, ";")
+			v.Version, _, _ = strings.Cut(v.Version, " ")
+		}
+		return v
+	case (strings.HasPrefix(banner, "TLS ") || strings.HasPrefix(banner, "SSL ")) && service != "https":
+		// A TLS service that is not HTTP: what the handshake and the
+		// certificate say (version, ALPN, subject, issuer, expiry). For
+		// HTTPS the Server header names the product; the handshake
+		// stays in the banner.
+		return Version{Extra: banner}
 	case strings.HasPrefix(banner, "mysql "):
 		ver := strings.TrimPrefix(banner, "mysql ")
 		prod := "MySQL"

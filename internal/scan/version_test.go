@@ -25,6 +25,12 @@ var versionCases = []struct {
 	{"smtp", "220 mx.example.test ESMTP Postfix (Debian/GNU)", Version{"Postfix", "", ""}},
 	{"smtp", "220 mail.example.test ESMTP Exim 4.96 Mon, 07 Dec 2026 13:00:00 +0000", Version{"Exim", "4.96", ""}},
 	{"redis", "+PONG", Version{}},
+	{"redis", "redis 7.0.15 standalone", Version{"Redis", "7.0.15", "standalone"}},
+	{"redis", "-NOAUTH Authentication required.", Version{}},
+	{"postgresql", `postgresql: TLS not offered; auth ok; FATAL 28000: role "portolan" does not exist`, Version{"PostgreSQL", "", ""}},
+	{"postgresql", "postgresql: TLS not offered; auth ok; server_version 15.10 (Debian 15.10-0+deb12u1)", Version{"PostgreSQL", "15.10", ""}},
+	{"ssl", "TLS 1.3 alpn=h2 subject=CN=x issuer=CN=ca expires=2031-01-02", Version{"", "", "TLS 1.3 alpn=h2 subject=CN=x issuer=CN=ca expires=2031-01-02"}},
+	{"http", "HTTP/1.1 200 OK; Server: nginx/1.22.1; title: Welcome to nginx!", Version{"nginx", "1.22.1", ""}},
 	{"", "", Version{}},
 }
 
@@ -46,7 +52,7 @@ func FuzzParseVersion(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, service, banner string) {
 		v := ParseVersion(service, banner)
-		named := map[string]bool{"MySQL": true, "MariaDB": true, "memcached": true} // named by the protocol, not the banner
+		named := map[string]bool{"MySQL": true, "MariaDB": true, "memcached": true, "Redis": true, "PostgreSQL": true} // named by the protocol, not the banner
 		for _, part := range []string{v.Product, v.Version, v.Extra} {
 			if !strings.Contains(banner, part) && !named[part] {
 				t.Errorf("ParseVersion(%q, %q) = %+v: %q is not in the banner", service, banner, v, part)

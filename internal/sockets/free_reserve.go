@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"portolan/internal/atomicfile"
 	"portolan/internal/portspec"
 )
 
@@ -176,11 +177,7 @@ func (reg *registry) save(dir string) error {
 	if err != nil {
 		return fmt.Errorf("write reservations: %w", err)
 	}
-	tmp := filepath.Join(dir, registryFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write reservations: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, registryFile)); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, registryFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write reservations: %w", err)
 	}
 	return nil

@@ -252,11 +252,12 @@ type chunk struct {
 func (wk *walker) scan(pid int32) {
 	p := strconv.AppendInt(wk.path[:0], int64(pid), 10)
 	p = append(p, "/fd\x00"...)
-	// Raw system calls here and below: procfs answers at once, and the Go
-	// scheduler's bookkeeping around each call (a thread hand-off when one
-	// takes long, as reading a big fd directory does) would cost more than
-	// the call. See recvTrunc.
-	fd, _, errno := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(wk.procFD), uintptr(unsafe.Pointer(&p[0])),
+	// Plain (not raw) system calls here and below, as for every file
+	// system call: procfs usually answers at once, but a call that waits
+	// (a lock held by a dying process) must let the runtime run other
+	// goroutines and stop the world for a GC meanwhile. They allocate
+	// nothing, unlike the os package's.
+	fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(wk.procFD), uintptr(unsafe.Pointer(&p[0])),
 		unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0, 0, 0)
 	if errno != 0 {
 		if errno == unix.EACCES || errno == unix.EPERM {
@@ -268,7 +269,7 @@ func (wk *walker) scan(pid int32) {
 	job.parts.Store(1) // this reader's share
 	buf := wk.dirbuf
 	for {
-		r, _, errno := unix.RawSyscall(unix.SYS_GETDENTS64, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		r, _, errno := unix.Syscall(unix.SYS_GETDENTS64, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
 		n := int(r)
 		if errno != 0 || n <= 0 {
 			break
@@ -354,7 +355,7 @@ func (wk *walker) finish(job *fdJob) {
 	if job.matched.Load() {
 		wk.procs[job.pid] = wk.readProcess(job.pid, int(job.fd))
 	}
-	unix.RawSyscall(unix.SYS_CLOSE, job.fd, 0, 0)
+	unix.Syscall(unix.SYS_CLOSE, job.fd, 0, 0)
 }
 
 // found records pid as a holder of socket slot; with First only the lowest
@@ -382,7 +383,7 @@ func (wk *walker) found(slot, pid int32) bool {
 // returns the inode of "socket:[INODE]". It allocates nothing: this runs
 // once for every open file of every process.
 func (wk *walker) socketLink(dfd int, name *byte) (uint32, bool) {
-	n, _, errno := unix.RawSyscall6(unix.SYS_READLINKAT, uintptr(dfd), uintptr(unsafe.Pointer(name)),
+	n, _, errno := unix.Syscall6(unix.SYS_READLINKAT, uintptr(dfd), uintptr(unsafe.Pointer(name)),
 		uintptr(unsafe.Pointer(&wk.link[0])), uintptr(len(wk.link)), 0, 0)
 	if errno != 0 || n < 10 || n > uintptr(len(wk.link)) {
 		return 0, false

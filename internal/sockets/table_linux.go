@@ -197,14 +197,19 @@ func dump(ctx context.Context, fd int, buf, req []byte, proto portspec.Proto, co
 // length, so a message cut short by the buffer is noticed. No address is
 // asked for, so nothing is allocated.
 //
-// The kernel builds the next part of a dump inside this very call (a few
-// hundred microseconds for a full 32 KiB), so it never waits for anything
-// outside. A raw system call keeps the Go scheduler out: with a plain one it
-// hands the processor to another thread at every read of a long dump, which
-// costs a context switch each time (hundreds for a large table, and on a
-// loaded machine each is a wait for a CPU). SO_RCVTIMEO bounds the call.
+// The kernel builds the next part of a dump inside the call that takes the
+// part before (a few hundred microseconds for a full 32 KiB), so a read
+// rarely waits. It is tried first as a raw, non-blocking call, which keeps
+// the Go scheduler out: a plain call hands the processor to another thread
+// at every read of a long dump, a context switch each time. Only when
+// nothing is queued does the read block, and then as a plain system call,
+// so the runtime knows: a raw call blocked for up to SO_RCVTIMEO would
+// hold up every stop-the-world pause of the garbage collector meanwhile.
 func recvTrunc(fd int, buf []byte) (int, error) {
-	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), unix.MSG_TRUNC, 0, 0)
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+	if errno == unix.EAGAIN {
+		n, _, errno = unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), unix.MSG_TRUNC, 0, 0)
+	}
 	if errno != 0 {
 		return 0, errno
 	}

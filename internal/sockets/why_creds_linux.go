@@ -121,7 +121,7 @@ func switchCreds(c *Credential) (restore func() error, err error) {
 
 // setres calls setresuid or setresgid for this thread only.
 func setres(nr uintptr, r, e, s int) error {
-	if _, _, errno := unix.RawSyscall(nr, uintptr(r), uintptr(e), uintptr(s)); errno != 0 {
+	if _, _, errno := unix.Syscall(nr, uintptr(r), uintptr(e), uintptr(s)); errno != 0 {
 		return errno
 	}
 	return nil
@@ -133,14 +133,14 @@ func setgroups(gids []uint32) error {
 	if len(gids) > 0 {
 		p = unsafe.Pointer(&gids[0])
 	}
-	if _, _, errno := unix.RawSyscall(sysSetgroups, uintptr(len(gids)), uintptr(p), 0); errno != 0 {
+	if _, _, errno := unix.Syscall(sysSetgroups, uintptr(len(gids)), uintptr(p), 0); errno != 0 {
 		return errno
 	}
 	return nil
 }
 
 func getgroups() ([]uint32, error) {
-	n, _, errno := unix.RawSyscall(sysGetgroups, 0, 0, 0)
+	n, _, errno := unix.Syscall(sysGetgroups, 0, 0, 0)
 	if errno != 0 {
 		return nil, errno
 	}
@@ -148,7 +148,7 @@ func getgroups() ([]uint32, error) {
 		return nil, nil
 	}
 	gids := make([]uint32, n)
-	n, _, errno = unix.RawSyscall(sysGetgroups, n, uintptr(unsafe.Pointer(&gids[0])), 0)
+	n, _, errno = unix.Syscall(sysGetgroups, n, uintptr(unsafe.Pointer(&gids[0])), 0)
 	if errno != 0 {
 		return nil, errno
 	}

@@ -12,7 +12,13 @@
 // writes a handful of rows instead of 65535; reads give every port back.
 //
 // The Store API is the same whatever holds the data. All SQL goes through
-// database/sql with the differences between engines kept in a dialect, so a
-// PostgreSQL backend for fleets (pgx's database/sql driver, chosen by a
-// postgres:// path) can be added behind it without touching callers.
+// database/sql, written once with ? placeholders; a dialect (sqlite.go,
+// postgres.go) keeps what differs: placeholders, listing tables, locks,
+// snapshot reads, bulk writes (PostgreSQL's COPY) and each engine's
+// migrations, embedded from migrations/sqlite and migrations/postgres with
+// the same versions. A postgres:// URL opens PostgreSQL through pgx's
+// database/sql driver: the database of a fleet, where many processes on many
+// machines write the shards of one named scan (fleet.go). Whether a scan
+// still runs is a lease (a host id and a heartbeat), which means something
+// across machines, where a process id does not.
 package store

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -21,7 +20,7 @@ import (
 // its own: a state and reason that most ports of a scan share, nothing
 // learnt beyond them, and the service name the registry gives its port, so
 // the group restores it exactly.
-func grouped(r scan.Result) bool {
+func isGrouped(r scan.Result) bool {
 	switch {
 	case r.State == scan.Closed && (r.Reason == scan.ReasonConnRefused || r.Reason == scan.ReasonReset):
 	case r.State == scan.Filtered && (r.Reason == scan.ReasonNoResponse || r.Reason == scan.ReasonHostTimeout):
@@ -39,15 +38,12 @@ type groupKey struct {
 	reason string
 }
 
-// insertGroups stores results (all grouped) as one port_groups row per
-// groupKey.
-func insertGroups(ctx context.Context, tx *sql.Tx, id int64, results []scan.Result) error {
+// groupRows returns the port_groups rows (groupColumnList) of results,
+// all grouped: one per groupKey, in the order the keys first appear.
+func groupRows(id int64, results []scan.Result) [][]any {
 	byKey := map[groupKey][]int32{}
 	var order []groupKey
 	for i, r := range results {
-		if !r.Addr.IsValid() {
-			return fmt.Errorf("result for port %d/%s has no address", r.Port, r.Proto)
-		}
 		k := groupKey{r.Addr, r.Proto, r.State, r.Reason}
 		idx, ok := byKey[k]
 		if !ok {
@@ -55,12 +51,7 @@ func insertGroups(ctx context.Context, tx *sql.Tx, id int64, results []scan.Resu
 		}
 		byKey[k] = append(idx, int32(i))
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO port_groups
-		(scan_id, pos, max_pos, addr, proto, state, reason, base, ports, detail) VALUES (?,?,?,?,?,?,?,?,?,?)`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
+	out := make([][]any, 0, len(order))
 	var es []groupEntry
 	for _, k := range order {
 		idx := byKey[k]
@@ -71,12 +62,10 @@ func insertGroups(ctx context.Context, tx *sql.Tx, id int64, results []scan.Resu
 			es = append(es, groupEntry{port: r.Port, pos: r.Pos, rttUs: max(0, r.RTT.Microseconds()), time: nanos(r.Time)})
 		}
 		g := encodeGroup(es)
-		if _, err := stmt.ExecContext(ctx, id, int64(g.lo), int64(g.hi), addrKey(k.addr), k.proto.String(), k.state.String(),
-			k.reason, g.base, g.ports, g.detail); err != nil {
-			return err
-		}
+		out = append(out, []any{id, int64(g.lo), int64(g.hi), addrKey(k.addr), k.proto.String(), k.state.String(),
+			k.reason, g.base, g.ports, g.detail})
 	}
-	return nil
+	return out
 }
 
 // groupEntry is one port of a stored group: what a result row holds beyond
@@ -164,42 +153,42 @@ func decodeGroup(g encodedGroup) ([]groupEntry, error) {
 
 // trimGroups drops from the groups of scan id the ports at or past
 // position from, as ResumeScan does with result rows.
-func trimGroups(ctx context.Context, tx *sql.Tx, id int64, from uint64) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM port_groups WHERE scan_id = ? AND pos >= ?`, id, int64(from)); err != nil {
+func (s *Store) trimGroups(ctx context.Context, tx *sql.Tx, id int64, from uint64) error {
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM port_groups WHERE scan_id = ? AND pos >= ?`), id, int64(from)); err != nil {
 		return err
 	}
 	type straddler struct {
 		rowid int64
 		g     encodedGroup
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, pos, base, ports, detail FROM port_groups WHERE scan_id = ? AND max_pos >= ?`, id, int64(from))
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT id, pos, base, ports, detail FROM port_groups WHERE scan_id = ? AND max_pos >= ?`), id, int64(from))
 	if err != nil {
 		return err
 	}
 	var todo []straddler
 	for rows.Next() {
-		var s straddler
+		var st straddler
 		var lo int64
-		if err := rows.Scan(&s.rowid, &lo, &s.g.base, &s.g.ports, &s.g.detail); err != nil {
+		if err := rows.Scan(&st.rowid, &lo, &st.g.base, &st.g.ports, &st.g.detail); err != nil {
 			rows.Close()
 			return err
 		}
-		s.g.lo = uint64(lo)
-		todo = append(todo, s)
+		st.g.lo = uint64(lo)
+		todo = append(todo, st)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	for _, s := range todo {
-		es, err := decodeGroup(s.g)
+	for _, st := range todo {
+		es, err := decodeGroup(st.g)
 		if err != nil {
 			return err
 		}
 		// Some port stays: the lowest position is below from.
 		g := encodeGroup(slices.DeleteFunc(es, func(e groupEntry) bool { return e.pos >= from }))
-		if _, err := tx.ExecContext(ctx, `UPDATE port_groups SET pos = ?, max_pos = ?, base = ?, ports = ?, detail = ? WHERE id = ?`,
-			int64(g.lo), int64(g.hi), g.base, g.ports, g.detail, s.rowid); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE port_groups SET pos = ?, max_pos = ?, base = ?, ports = ?, detail = ? WHERE id = ?`),
+			int64(g.lo), int64(g.hi), g.base, g.ports, g.detail, st.rowid); err != nil {
 			return err
 		}
 	}
@@ -209,74 +198,75 @@ func trimGroups(ctx context.Context, tx *sql.Tx, id int64, from uint64) error {
 // groupReader yields the ports of a scan's groups, one (address, protocol)
 // at a time, in the order of the results query.
 type groupReader struct {
-	rows *sql.Rows
+	c    *cursor[[]scan.Result]
 	next []scan.Result // the ports of the next group, by port; nil at the end
 }
 
-func readGroups(ctx context.Context, tx *sql.Tx, id int64, f Filter) (*groupReader, error) {
-	q := `SELECT pos, addr, proto, state, reason, base, ports, detail FROM port_groups WHERE scan_id = ?`
-	args := []any{id}
-	if len(f.States) > 0 {
-		q += ` AND state IN (?` + strings.Repeat(",?", len(f.States)-1) + `)`
-		for _, st := range f.States {
-			args = append(args, st.String())
-		}
-	}
-	rows, err := tx.QueryContext(ctx, q+` ORDER BY addr, proto`, args...)
+// readGroups reads the groups that match where (a condition on
+// port_groups' columns, with its args).
+func (s *Store) readGroups(ctx context.Context, tx *sql.Tx, where string, args []any) (*groupReader, error) {
+	c, err := openCursor(ctx, s, tx, "portolan_groups", `SELECT pos, addr, proto, state, reason, base, ports, detail FROM port_groups
+		WHERE `+where+` ORDER BY addr, proto`, args, groupRow)
 	if err != nil {
 		return nil, err
 	}
-	g := &groupReader{rows: rows}
+	g := &groupReader{c: c}
 	return g, g.advance()
 }
 
-// advance reads the next group into g.next.
+// advance reads the next group with ports into g.next.
 func (g *groupReader) advance() error {
 	for {
+		next, ok, err := g.c.next()
 		g.next = nil
-		if !g.rows.Next() {
-			return g.rows.Err()
-		}
-		var (
-			enc                  encodedGroup
-			lo                   int64
-			key                  []byte
-			proto, state, reason string
-		)
-		if err := g.rows.Scan(&lo, &key, &proto, &state, &reason, &enc.base, &enc.ports, &enc.detail); err != nil {
+		if !ok || err != nil {
 			return err
 		}
-		enc.lo = uint64(lo)
-		addr, err := parseAddrKey(key)
-		if err != nil {
-			return err
+		if len(next) > 0 {
+			g.next = next
+			return nil
 		}
-		pr, err := portspec.ParseProto(proto)
-		if err != nil {
-			return err
-		}
-		st, err := scan.ParseState(state)
-		if err != nil {
-			return err
-		}
-		es, err := decodeGroup(enc)
-		if err != nil {
-			return err
-		}
-		if len(es) == 0 {
-			continue
-		}
-		g.next = make([]scan.Result, len(es))
-		for i, e := range es {
-			g.next[i] = scan.Result{Addr: addr, Port: e.port, Proto: pr, State: st, Reason: reason,
-				RTT: time.Duration(e.rttUs) * time.Microsecond, Service: registry.PortName(e.port, pr),
-				Pos: e.pos, Time: fromNanos(e.time)}
-		}
-		return nil
 	}
 }
 
-func (g *groupReader) close() { g.rows.Close() }
+// groupRow reads a row of port_groups as its ports' results.
+func groupRow(rows *sql.Rows) ([]scan.Result, error) {
+	var (
+		enc                  encodedGroup
+		lo                   int64
+		key                  []byte
+		proto, state, reason string
+	)
+	if err := rows.Scan(&lo, &key, &proto, &state, &reason, &enc.base, &enc.ports, &enc.detail); err != nil {
+		return nil, err
+	}
+	enc.lo = uint64(lo)
+	addr, err := parseAddrKey(key)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := portspec.ParseProto(proto)
+	if err != nil {
+		return nil, err
+	}
+	st, err := scan.ParseState(state)
+	if err != nil {
+		return nil, err
+	}
+	es, err := decodeGroup(enc)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]scan.Result, len(es))
+	for i, e := range es {
+		out[i] = scan.Result{Addr: addr, Port: e.port, Proto: pr, State: st, Reason: reason,
+			RTT: time.Duration(e.rttUs) * time.Microsecond, Service: registry.PortName(e.port, pr),
+			Pos: e.pos, Time: fromNanos(e.time)}
+	}
+	return out, nil
+}
+
+func (g *groupReader) close() { g.c.close() }
 
 // compareHost orders results as the results query does: by address key,
 // then protocol name.

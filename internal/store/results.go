@@ -30,83 +30,84 @@ func (s *Store) AddResults(ctx context.Context, id int64, results []scan.Result)
 	if len(results) == 0 {
 		return nil
 	}
-	var rows, groups []scan.Result
-	for _, r := range results {
-		if grouped(r) {
-			groups = append(groups, r)
-		} else {
-			rows = append(rows, r)
-		}
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	rows, groups, err := s.resultRows(id, results)
 	if err != nil {
 		return fmt.Errorf("store results of scan %d: %w", id, err)
 	}
-	defer tx.Rollback()
-	if err := insertResults(ctx, tx, id, rows); err != nil {
-		return fmt.Errorf("store results of scan %d: %w", id, err)
-	}
-	if err := insertGroups(ctx, tx, id, groups); err != nil {
-		return fmt.Errorf("store results of scan %d: %w", id, err)
-	}
-	if err := tx.Commit(); err != nil {
+	if err := s.d.addResults(ctx, s.db, rows, groups); err != nil {
 		return fmt.Errorf("store results of scan %d: %w", id, err)
 	}
 	return nil
 }
 
-// batchRows is how many rows one INSERT carries: one statement per row costs
-// a round trip through database/sql each; a few dozen per statement amortise
-// it while staying far below SQLite's limit of 32766 parameters.
-const batchRows = 64
-
-const resultColumns = 11
-
-// insertResults inserts results in statements of batchRows rows.
-func insertResults(ctx context.Context, tx *sql.Tx, id int64, results []scan.Result) error {
-	var full *sql.Stmt
-	args := make([]any, 0, batchRows*resultColumns)
-	for len(results) > 0 {
-		n := min(len(results), batchRows)
-		args = args[:0]
-		for _, r := range results[:n] {
-			if !r.Addr.IsValid() {
-				return fmt.Errorf("result for port %d/%s has no address", r.Port, r.Proto)
-			}
-			args = append(args, id, int64(r.Pos), addrKey(r.Addr), r.Proto.String(), int(r.Port), r.State.String(), r.Reason,
-				r.RTT.Microseconds(), r.Service, r.Banner, nanos(r.Time))
+// resultRows turns results into the rows of results (resultColumnList)
+// and of port_groups (groupColumnList).
+func (s *Store) resultRows(id int64, results []scan.Result) (rows, groups [][]any, err error) {
+	var grouped []scan.Result
+	for _, r := range results {
+		if !r.Addr.IsValid() {
+			return nil, nil, fmt.Errorf("result for port %d/%s has no address", r.Port, r.Proto)
 		}
-		results = results[n:]
-		var err error
-		if n == batchRows {
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, insertSQL(batchRows)); err != nil {
-					return err
-				}
-				defer full.Close()
-			}
-			_, err = full.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, insertSQL(n), args...)
+		if isGrouped(r) {
+			grouped = append(grouped, r)
+			continue
 		}
+		var banner any = r.Banner
+		if s.d.name() == "postgres" {
+			banner = []byte(r.Banner) // BYTEA: a banner is any bytes
+		}
+		rows = append(rows, []any{id, int64(r.Pos), addrKey(r.Addr), r.Proto.String(), int(r.Port), r.State.String(), r.Reason,
+			r.RTT.Microseconds(), r.Service, banner, nanos(r.Time)})
+	}
+	return rows, groupRows(id, grouped), nil
+}
+
+// insertInTx writes result and group rows inside tx, for a caller that
+// writes more in the same transaction (an import). Bulk writes of a
+// running scan go through the dialect's addResults instead.
+func (s *Store) insertInTx(ctx context.Context, tx *sql.Tx, rows, groups [][]any) error {
+	for _, w := range []struct {
+		table, cols string
+		n           int
+		rows        [][]any
+	}{{"results", resultColumnList, resultColumns, rows}, {"port_groups", groupColumnList, len(groupColumnNames), groups}} {
+		if len(w.rows) == 0 {
+			continue
+		}
+		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO `+w.table+` (`+w.cols+`) VALUES (?`+strings.Repeat(",?", w.n-1)+`)`))
 		if err != nil {
 			return err
 		}
+		for _, r := range w.rows {
+			if _, err := stmt.ExecContext(ctx, r...); err != nil {
+				stmt.Close()
+				return err
+			}
+		}
+		stmt.Close()
 	}
 	return nil
 }
 
-// insertSQL returns the insert of n result rows.
-func insertSQL(n int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO results (scan_id, pos, addr, proto, port, state, reason, rtt_us, service, banner, time) VALUES `)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?)")
+// The columns of a result row and of a port group, in the order the
+// insert values are built.
+const (
+	resultColumnList = `scan_id, pos, addr, proto, port, state, reason, rtt_us, service, banner, time`
+	groupColumnList  = `scan_id, pos, max_pos, addr, proto, state, reason, base, ports, detail`
+	resultColumns    = 11
+)
+
+var (
+	resultColumnNames = columnNames(resultColumnList)
+	groupColumnNames  = columnNames(groupColumnList)
+)
+
+func columnNames(list string) []string {
+	names := strings.Split(list, ",")
+	for i := range names {
+		names[i] = strings.TrimSpace(names[i])
 	}
-	return b.String()
+	return names
 }
 
 // Filter selects results. The zero Filter selects all.
@@ -136,47 +137,78 @@ func (s *Store) ResultsSeq(ctx context.Context, id int64, f Filter) iter.Seq2[sc
 			yield(scan.Result{}, err)
 			return
 		}
-		q := `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time FROM results WHERE scan_id = ?`
-		args := []any{id}
+		s.resultsOf(ctx, []int64{id}, f)(func(r scan.Result, err error) bool {
+			if err != nil {
+				err = fmt.Errorf("read results of scan %d: %w", id, err)
+			}
+			return yield(r, err)
+		})
+	}
+}
+
+// resultsOf yields the results of the scans ids (the shards of a named
+// scan, or one scan) as one, ordered by address, protocol and port. A port
+// stored more than once (two shards' runs overlapped, a batch written again
+// after its commit's answer was lost) is given once: its latest result.
+func (s *Store) resultsOf(ctx context.Context, ids []int64, f Filter) iter.Seq2[scan.Result, error] {
+	return func(yield func(scan.Result, error) bool) {
+		fail := func(err error) { yield(scan.Result{}, err) }
+		if len(ids) == 0 {
+			return
+		}
+		where := `scan_id IN (?` + strings.Repeat(",?", len(ids)-1) + `)`
+		var args []any
+		for _, id := range ids {
+			args = append(args, id)
+		}
 		if len(f.States) > 0 {
-			q += ` AND state IN (?` + strings.Repeat(",?", len(f.States)-1) + `)`
+			where += ` AND state IN (?` + strings.Repeat(",?", len(f.States)-1) + `)`
 			for _, st := range f.States {
 				args = append(args, st.String())
 			}
 		}
-		q += ` ORDER BY addr, proto, port`
-		fail := func(err error) { yield(scan.Result{}, fmt.Errorf("read results of scan %d: %w", id, err)) }
 		// One read transaction: the rows and the groups come from the same
 		// snapshot even while a scan writes.
-		tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		tx, err := s.db.BeginTx(ctx, s.d.readTx())
 		if err != nil {
 			fail(err)
 			return
 		}
 		defer tx.Rollback()
-		rows, err := tx.QueryContext(ctx, q, args...)
+		rows, err := openCursor(ctx, s, tx, "portolan_results", `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time
+			FROM results WHERE `+where+` ORDER BY addr, proto, port, time DESC`, args, resultRow)
 		if err != nil {
 			fail(err)
 			return
 		}
-		defer rows.Close()
-		groups, err := readGroups(ctx, tx, id, f)
+		defer rows.close()
+		groups, err := s.readGroups(ctx, tx, where, args)
 		if err != nil {
 			fail(err)
 			return
 		}
 		defer groups.close()
 
+		// last is the port yielded last: a repeat of it is skipped.
+		var last scan.Result
+		haveLast := false
+		emit := func(r scan.Result) bool {
+			if haveLast && r.Port == last.Port && compareHost(r, last) == 0 {
+				return true
+			}
+			last, haveLast = r, true
+			return yield(r, nil)
+		}
 		// Merge the rows with the groups: a host's ports from both are
-		// gathered and sorted by port; hosts with rows only stream through.
+		// gathered and sorted by port (latest first); hosts with rows only
+		// stream through.
 		var next *scan.Result
 		advance := func() error {
+			r, ok, err := rows.next()
 			next = nil
-			if !rows.Next() {
-				return rows.Err()
+			if ok {
+				next = &r
 			}
-			r, err := resultRow(rows)
-			next = &r
 			return err
 		}
 		if err := advance(); err != nil {
@@ -186,7 +218,7 @@ func (s *Store) ResultsSeq(ctx context.Context, id int64, f Filter) iter.Seq2[sc
 		var host []scan.Result
 		for next != nil || groups.next != nil {
 			if groups.next == nil || (next != nil && compareHost(*next, groups.next[0]) < 0) {
-				if !yield(*next, nil) {
+				if !emit(*next) {
 					return
 				}
 				if err := advance(); err != nil {
@@ -211,9 +243,11 @@ func (s *Store) ResultsSeq(ctx context.Context, id int64, f Filter) iter.Seq2[sc
 					return
 				}
 			}
-			slices.SortFunc(host, func(a, b scan.Result) int { return cmp.Compare(a.Port, b.Port) })
+			slices.SortStableFunc(host, func(a, b scan.Result) int {
+				return cmp.Or(cmp.Compare(a.Port, b.Port), b.Time.Compare(a.Time))
+			})
 			for _, r := range host {
-				if !yield(r, nil) {
+				if !emit(r) {
 					return
 				}
 			}

@@ -68,6 +68,22 @@ type ScanInfo struct {
 	Checkpoint   uint64    `json:"checkpoint"`            // positions of the permutation done
 	Checkpointed time.Time `json:"checkpointed,omitzero"` // when it was written
 	Counts       Counts    `json:"counts"`
+
+	// Name is the --scan-id of a named scan, whose shards many processes
+	// run, and Run which run of that name this is (1, 2, ...); "" and 0 for
+	// a plain scan.
+	Name string `json:"name,omitempty"`
+	Run  int    `json:"run,omitempty"`
+	// Host holds the lease of a running scan until LeaseUntil: the host id
+	// of the process that runs it, renewed by its heartbeats.
+	Host       string    `json:"host,omitempty"`
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
+
+	// Shards are the shards of a named scan's run, as Named merges them
+	// (ID is then 0), by shard index; Missing are the indexes of the shards
+	// no process has started.
+	Shards  []ScanInfo `json:"shards,omitempty"`
+	Missing []int      `json:"missing_shards,omitempty"`
 }
 
 // MarshalJSON writes the scan with its seed also as a decimal string
@@ -100,8 +116,30 @@ func (si ScanInfo) Duration() time.Duration {
 }
 
 // CreateScan records a new running scan and returns its id. Started defaults
-// to now; ID, Status, Finished, Checkpoint and Counts are ignored.
+// to now; ID, Status, Finished, Checkpoint and Counts are ignored. A scan
+// with a Name is a shard of a named scan (see CreateShard).
 func (s *Store) CreateScan(ctx context.Context, si ScanInfo) (int64, error) {
+	if si.Name != "" {
+		si, err := s.CreateShard(ctx, si)
+		return si.ID, err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("create scan in %s: %w", s.path, err)
+	}
+	defer tx.Rollback()
+	if err := s.insertScan(ctx, tx, &si); err != nil {
+		return 0, fmt.Errorf("create scan in %s: %w", s.path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("create scan in %s: %w", s.path, err)
+	}
+	return si.ID, nil
+}
+
+// insertScan inserts si as a running scan this process owns, and sets its
+// ID.
+func (s *Store) insertScan(ctx context.Context, tx *sql.Tx, si *ScanInfo) error {
 	if si.Started.IsZero() {
 		si.Started = s.now()
 	}
@@ -109,31 +147,28 @@ func (s *Store) CreateScan(ctx context.Context, si ScanInfo) (int64, error) {
 	if len(opts) == 0 {
 		opts = []byte("{}")
 	} else if !json.Valid(opts) {
-		return 0, errors.New("create scan: options are not valid JSON")
+		return errors.New("options are not valid JSON")
 	}
-	var id int64
 	me := self()
-	err := s.db.QueryRowContext(ctx, `INSERT INTO scans
+	si.Status, si.Host, si.LeaseUntil = Running, s.host(), s.now().Add(s.leaseTTL())
+	return tx.QueryRowContext(ctx, s.q(`INSERT INTO scans
 		(started, status, command, version, targets, ports, port_set, prober, seed, shard_index, shard_count, rate, hosts, space, options,
-		owner_pid, owner_start)
-		VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		owner_pid, owner_start, name, run, lease_host, lease_until)
+		VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		si.Started.UnixNano(), si.Command, si.Version, si.Targets, si.Ports, portSetText(si.PortSet), si.Prober,
 		int64(si.Seed), si.ShardIndex, si.ShardCount, si.Rate, int64(si.Hosts), int64(si.Space), string(opts),
-		me.pid, me.start,
-	).Scan(&id)
-	if err != nil {
-		return 0, fmt.Errorf("create scan in %s: %w", s.path, err)
-	}
-	return id, nil
+		me.pid, me.start, si.Name, si.Run, si.Host, si.LeaseUntil.UnixNano(),
+	).Scan(&si.ID)
 }
 
 // Checkpoint records that the scan has done every position of its
 // permutation below pos, with the totals so far. Write the results up to pos
 // first (AddResults) so a resume from pos loses nothing.
 func (s *Store) Checkpoint(ctx context.Context, id int64, pos uint64, c Counts) error {
-	return s.update(ctx, "checkpoint", id, `UPDATE scans SET checkpoint = ?, checkpointed = ?,
+	now := s.now()
+	return s.updateOwned(ctx, "checkpoint", id, `UPDATE scans SET checkpoint = ?, checkpointed = ?, lease_until = ?,
 		probes = ?, open = ?, closed = ?, filtered = ?, open_filtered = ?, hosts_up = ? WHERE id = ?`,
-		int64(pos), s.now().UnixNano(), int64(c.Probes), int64(c.Open), int64(c.Closed), int64(c.Filtered),
+		int64(pos), now.UnixNano(), now.Add(s.leaseTTL()).UnixNano(), int64(c.Probes), int64(c.Open), int64(c.Closed), int64(c.Filtered),
 		int64(c.OpenFiltered), int64(c.HostsUp), id)
 }
 
@@ -143,7 +178,7 @@ func (s *Store) FinishScan(ctx context.Context, id int64, status Status, c Count
 	if !status.valid() || status == Running {
 		return fmt.Errorf("finish scan %d: invalid final status %q", id, status)
 	}
-	return s.update(ctx, "finish", id, `UPDATE scans SET status = ?, finished = ?, owner_pid = 0, owner_start = 0,
+	return s.updateOwned(ctx, "finish", id, `UPDATE scans SET status = ?, finished = ?, owner_pid = 0, owner_start = 0, lease_host = '', lease_until = 0,
 		probes = ?, open = ?, closed = ?, filtered = ?, open_filtered = ?, hosts_up = ? WHERE id = ?`,
 		string(status), s.now().UnixNano(), int64(c.Probes), int64(c.Open), int64(c.Closed), int64(c.Filtered),
 		int64(c.OpenFiltered), int64(c.HostsUp), id)
@@ -160,7 +195,12 @@ func (s *Store) ResumeScan(ctx context.Context, id int64) (ScanInfo, error) {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
 	defer tx.Rollback()
-	si, err := scanRow(tx.QueryRowContext(ctx, `SELECT `+scanColumns+` FROM scans WHERE id = ?`, id))
+	// Two hosts resuming one dead shard at once: one waits for the other's
+	// transaction, then sees its lease.
+	if err := s.d.lock(ctx, tx, fmt.Sprintf("scan/%d", id)); err != nil {
+		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
+	}
+	si, err := scanRow(tx.QueryRowContext(ctx, s.q(`SELECT `+scanColumns+` FROM scans WHERE id = ?`), id))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, ErrNotFound)
@@ -169,25 +209,26 @@ func (s *Store) ResumeScan(ctx context.Context, id int64) (ScanInfo, error) {
 	case si.Status == Done:
 		return ScanInfo{}, fmt.Errorf("resume scan %d: it is complete, nothing to resume", id)
 	}
-	var o owner
-	if err := tx.QueryRowContext(ctx, `SELECT owner_pid, owner_start FROM scans WHERE id = ?`, id).Scan(&o.pid, &o.start); err != nil {
+	l, err := s.leaseOf(ctx, tx, id)
+	if err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
-	if si.Status == Running && o.alive() {
-		return ScanInfo{}, fmt.Errorf("resume scan %d: %w: process %d is scanning it (stop it with Ctrl-C or kill %d, then resume)", id, ErrRunning, o.pid, o.pid)
+	if si.Status == Running && s.alive(l) {
+		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, s.runningErr(l))
 	}
 	me := self()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM results WHERE scan_id = ? AND pos >= ?`, id, int64(si.Checkpoint)); err != nil {
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM results WHERE scan_id = ? AND pos >= ?`), id, int64(si.Checkpoint)); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
-	if err := trimGroups(ctx, tx, id, si.Checkpoint); err != nil {
+	if err := s.trimGroups(ctx, tx, id, si.Checkpoint); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
 	now := s.now()
 	earlier := si.Duration()
-	if _, err := tx.ExecContext(ctx, `UPDATE scans SET status = 'running', finished = NULL, owner_pid = ?, owner_start = ?,
-		run_started = ?, prior_ns = ? WHERE id = ?`,
-		me.pid, me.start, now.UnixNano(), int64(earlier), id); err != nil {
+	si.Host, si.LeaseUntil = s.host(), now.Add(s.leaseTTL())
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE scans SET status = 'running', finished = NULL, owner_pid = ?, owner_start = ?,
+		lease_host = ?, lease_until = ?, run_started = ?, prior_ns = ? WHERE id = ?`),
+		me.pid, me.start, si.Host, si.LeaseUntil.UnixNano(), now.UnixNano(), int64(earlier), id); err != nil {
 		return ScanInfo{}, fmt.Errorf("resume scan %d: %w", id, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -197,10 +238,34 @@ func (s *Store) ResumeScan(ctx context.Context, id int64) (ScanInfo, error) {
 	return si, nil
 }
 
+// updateOwned runs update for the process that holds the lease of scan
+// id: query ends in "WHERE id = ?", to which the lease's condition is
+// added. When another process took the scan over (this one was taken for
+// dead), the error wraps ErrLeaseLost and nothing is changed: two writers
+// of one checkpoint would each undo the other.
+func (s *Store) updateOwned(ctx context.Context, op string, id int64, query string, args ...any) error {
+	query += ` AND lease_host = ? AND owner_pid = ?`
+	args = append(args, s.host(), self().pid)
+	err := s.update(ctx, op, id, query, args...)
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	l, lerr := s.leaseOf(ctx, s.db, id)
+	switch {
+	case errors.Is(lerr, sql.ErrNoRows):
+		return err
+	case lerr != nil:
+		return fmt.Errorf("%s scan %d: %w", op, id, lerr)
+	case l.host == "":
+		return fmt.Errorf("%s scan %d: %w: it was finished by another process", op, id, ErrLeaseLost)
+	}
+	return fmt.Errorf("%s scan %d: %w: host %s (process %d) took it over", op, id, ErrLeaseLost, l.host, l.owner.pid)
+}
+
 // update runs one UPDATE of scan id and reports ErrNotFound when it matched
 // nothing.
 func (s *Store) update(ctx context.Context, op string, id int64, query string, args ...any) error {
-	res, err := s.db.ExecContext(ctx, query, args...)
+	res, err := s.db.ExecContext(ctx, s.q(query), args...)
 	if err != nil {
 		return fmt.Errorf("%s scan %d: %w", op, id, err)
 	}
@@ -212,11 +277,12 @@ func (s *Store) update(ctx context.Context, op string, id int64, query string, a
 
 const scanColumns = `id, started, finished, status, command, version, targets, ports, port_set, prober, seed,
 	shard_index, shard_count, rate, hosts, space, options, checkpoint, checkpointed,
-	probes, open, closed, filtered, open_filtered, hosts_up, run_started, prior_ns`
+	probes, open, closed, filtered, open_filtered, hosts_up, run_started, prior_ns,
+	name, run, lease_host, lease_until`
 
 // Scan returns scan id, or an error wrapping ErrNotFound.
 func (s *Store) Scan(ctx context.Context, id int64) (ScanInfo, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT `+scanColumns+` FROM scans WHERE id = ?`, id)
+	row := s.db.QueryRowContext(ctx, s.q(`SELECT `+scanColumns+` FROM scans WHERE id = ?`), id)
 	si, err := scanRow(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ScanInfo{}, fmt.Errorf("scan %d: %w", id, ErrNotFound)
@@ -231,16 +297,18 @@ func (s *Store) Scan(ctx context.Context, id int64) (ScanInfo, error) {
 }
 
 // settle reports a running scan whose process is gone (killed with -9, a
-// reboot) as interrupted: it is resumable, and nothing runs it.
+// reboot, a machine lost) as interrupted: it is resumable, and nothing runs
+// it. Its lease is cleared from what is returned.
 func (s *Store) settle(ctx context.Context, si *ScanInfo) error {
 	if si.Status != Running {
+		si.Host, si.LeaseUntil = "", time.Time{}
 		return nil
 	}
-	var o owner
-	if err := s.db.QueryRowContext(ctx, `SELECT owner_pid, owner_start FROM scans WHERE id = ?`, si.ID).Scan(&o.pid, &o.start); err != nil {
+	l, err := s.leaseOf(ctx, s.db, si.ID)
+	if err != nil {
 		return err
 	}
-	if o != self() && !o.alive() {
+	if !s.mine(l) && !s.alive(l) {
 		si.Status = Interrupted
 	}
 	return nil
@@ -248,10 +316,11 @@ func (s *Store) settle(ctx context.Context, si *ScanInfo) error {
 
 // Scans returns the latest limit scans, newest first; limit <= 0 means all.
 func (s *Store) Scans(ctx context.Context, limit int) ([]ScanInfo, error) {
-	if limit <= 0 {
-		limit = -1 // SQLite: no limit
+	q, args := `SELECT `+scanColumns+` FROM scans ORDER BY id DESC`, []any{}
+	if limit > 0 {
+		q, args = q+` LIMIT ?`, append(args, limit)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+scanColumns+` FROM scans ORDER BY id DESC LIMIT ?`, limit)
+	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list scans: %w", err)
 	}
@@ -282,14 +351,15 @@ func scanRow(r interface{ Scan(...any) error }) (ScanInfo, error) {
 		si                                               ScanInfo
 		started                                          int64
 		finished, checkpointed, runStarted               sql.NullInt64
-		prior                                            int64
+		prior, leaseUntil                                int64
 		status, portSet, options                         string
 		seed, hosts, space, checkpoint                   int64
 		probes, open, closed, filtered, openFilt, hostUp int64
 	)
 	err := r.Scan(&si.ID, &started, &finished, &status, &si.Command, &si.Version, &si.Targets, &si.Ports, &portSet,
 		&si.Prober, &seed, &si.ShardIndex, &si.ShardCount, &si.Rate, &hosts, &space, &options,
-		&checkpoint, &checkpointed, &probes, &open, &closed, &filtered, &openFilt, &hostUp, &runStarted, &prior)
+		&checkpoint, &checkpointed, &probes, &open, &closed, &filtered, &openFilt, &hostUp, &runStarted, &prior,
+		&si.Name, &si.Run, &si.Host, &leaseUntil)
 	if err != nil {
 		return ScanInfo{}, err
 	}
@@ -304,6 +374,7 @@ func scanRow(r interface{ Scan(...any) error }) (ScanInfo, error) {
 		si.RunStarted = fromNanos(runStarted.Int64)
 	}
 	si.Earlier = time.Duration(prior)
+	si.LeaseUntil = fromNanos(leaseUntil)
 	si.Status = Status(status)
 	if portSet != "" {
 		set, err := portspec.Parse(portSet)

@@ -4,118 +4,37 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"strings"
 )
 
-// migrations are the schema changes in order; migrations[i] takes the schema
-// from version i to i+1. Append, never edit: files in the field have run the
-// old ones. Later issues add their tables here.
-//
-// The SQL sticks to what SQLite and PostgreSQL share (RETURNING, plain
-// types) except for column types; a PostgreSQL backend brings its own list
-// with the same versions.
-var migrations = []string{
-	// 1: scans and their port results.
-	`CREATE TABLE scans (
-		id            INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused: users type these ids
-		started       INTEGER NOT NULL,                  -- unix nanoseconds
-		finished      INTEGER,                           -- unix nanoseconds; NULL while running
-		status        TEXT    NOT NULL CHECK (status IN ('running', 'done', 'interrupted', 'failed')),
-		command       TEXT    NOT NULL DEFAULT '',       -- the command line, for people
-		version       TEXT    NOT NULL DEFAULT '',       -- portolan's version that ran it
-		targets       TEXT    NOT NULL DEFAULT '',       -- target spec as given
-		ports         TEXT    NOT NULL DEFAULT '',       -- port spec as given
-		port_set      TEXT    NOT NULL DEFAULT '',       -- resolved ports, canonical spec (portspec.Set)
-		prober        TEXT    NOT NULL DEFAULT '',
-		seed          INTEGER NOT NULL DEFAULT 0,        -- uint64 stored bit for bit
-		shard_index   INTEGER NOT NULL DEFAULT 0,
-		shard_count   INTEGER NOT NULL DEFAULT 0,
-		rate          INTEGER NOT NULL DEFAULT 0,        -- probes per second; 0 unlimited
-		hosts         INTEGER NOT NULL DEFAULT 0,        -- addresses in the target space
-		space         INTEGER NOT NULL DEFAULT 0,        -- addresses x ports; uint64 bit for bit
-		options       TEXT    NOT NULL DEFAULT '{}',     -- JSON, whatever else the scan needs to resume
-		checkpoint    INTEGER NOT NULL DEFAULT 0,        -- permutation position done; uint64 bit for bit
-		checkpointed  INTEGER,                           -- unix nanoseconds of the last checkpoint
-		probes        INTEGER NOT NULL DEFAULT 0,
-		open          INTEGER NOT NULL DEFAULT 0,
-		closed        INTEGER NOT NULL DEFAULT 0,
-		filtered      INTEGER NOT NULL DEFAULT 0,
-		open_filtered INTEGER NOT NULL DEFAULT 0,
-		hosts_up      INTEGER NOT NULL DEFAULT 0
-	);
-	CREATE INDEX scans_started ON scans (started);
-
-	-- Rows are appended as results arrive. The scan order is random, and a
-	-- table clustered on (addr, proto, port) rewrote pages all over the file
-	-- on every batch: 1.5-2x the CPU of appending plus one index. pos is the
-	-- position in the scan's permutation: resuming from a checkpoint deletes
-	-- the rows at or past it, since those ports are probed again.
-	-- addr is 0x04 + 4 bytes or 0x06 + 16 bytes (+ zone), so the index orders
-	-- IPv4 before IPv6 and each numerically, as netip.Addr.Compare does.
-	CREATE TABLE results (
-		id      INTEGER PRIMARY KEY,
-		scan_id INTEGER NOT NULL REFERENCES scans (id) ON DELETE CASCADE,
-		pos     INTEGER NOT NULL DEFAULT 0,                -- below 2^63, or resume compares wrong
-		addr    BLOB    NOT NULL,
-		proto   TEXT    NOT NULL,
-		port    INTEGER NOT NULL,
-		state   TEXT    NOT NULL,
-		reason  TEXT    NOT NULL DEFAULT '',
-		rtt_us  INTEGER NOT NULL DEFAULT 0,
-		service TEXT    NOT NULL DEFAULT '',
-		banner  TEXT    NOT NULL DEFAULT '',
-		time    INTEGER NOT NULL DEFAULT 0                 -- unix nanoseconds
-	);
-	CREATE INDEX results_port ON results (scan_id, addr, proto, port);`,
-
-	// 2: ports in the common states as one row per group, like nmap's
-	// <extraports>. A -p- scan of one host is 65535 results, nearly all
-	// closed; a row each cost ~10 µs of CPU, a third of the scan. Each row
-	// holds the ports of one (host, protocol, state, reason) that arrived in
-	// one AddResults call, with each port's position, RTT and time packed in
-	// blobs (see encodeGroup), so nothing is lost and a resume can still
-	// drop exactly the ports at or past its checkpoint. pos is the lowest
-	// position in the group, max_pos the highest.
-	`CREATE TABLE port_groups (
-		id      INTEGER PRIMARY KEY,
-		scan_id INTEGER NOT NULL REFERENCES scans (id) ON DELETE CASCADE,
-		pos     INTEGER NOT NULL,
-		max_pos INTEGER NOT NULL,
-		addr    BLOB    NOT NULL,
-		proto   TEXT    NOT NULL,
-		state   TEXT    NOT NULL,
-		reason  TEXT    NOT NULL DEFAULT '',
-		base    INTEGER NOT NULL DEFAULT 0, -- unix nanoseconds of the earliest result
-		ports   BLOB    NOT NULL,           -- ascending ports as uvarint deltas
-		detail  BLOB    NOT NULL            -- per port: uvarint position-pos, RTT µs, time-base+1 (0: none)
-	);
-	CREATE INDEX port_groups_addr ON port_groups (scan_id, addr, proto);`,
-
-	// 3: the process running a scan, so two cannot resume the same one.
-	// Cleared when the scan finishes; a dead owner does not count.
-	`ALTER TABLE scans ADD COLUMN owner_pid   INTEGER NOT NULL DEFAULT 0;
-	ALTER TABLE scans ADD COLUMN owner_start INTEGER NOT NULL DEFAULT 0;`,
-
-	// 4: a resumed scan's duration counts its runs, not the gap between
-	// them: when the latest run started, and how long the earlier ran.
-	`ALTER TABLE scans ADD COLUMN run_started INTEGER;            -- unix nanoseconds; NULL: started
-	ALTER TABLE scans ADD COLUMN prior_ns    INTEGER NOT NULL DEFAULT 0;`,
-}
+// migrations are SQLite's schema changes in order; migrations[i] takes the
+// schema from version i to i+1. They are the files in migrations/sqlite;
+// PostgreSQL's, in migrations/postgres, have the same versions.
+var migrations = migrationsOf(sqliteDialect{})
 
 // SchemaVersion is the schema version this build writes.
 var SchemaVersion = len(migrations)
 
+func init() {
+	if n := len(migrationsOf(postgresDialect{})); n != SchemaVersion {
+		panic(fmt.Sprintf("store: %d SQLite migrations but %d PostgreSQL ones", SchemaVersion, n))
+	}
+}
+
 // migrate brings the schema up to SchemaVersion, one migration per
-// transaction. An up-to-date file is only read, so a store on read-only
-// media still opens. Two processes migrating a new file at once are
-// serialised by the immediate transaction; the second sees the first one's
-// work.
+// transaction. An up-to-date store is only read, so a store on read-only
+// media (or a PostgreSQL role that may only read) still opens. Two
+// processes migrating at once are serialised (SQLite's immediate
+// transactions, PostgreSQL's advisory lock); the second sees the first
+// one's work.
 func (s *Store) migrate(ctx context.Context) error {
-	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&n); err != nil {
+	tables, err := s.d.tables(ctx, s.db)
+	if err != nil {
 		return err
 	}
-	if n > 0 {
-		v, err := schemaVersion(ctx, s.db)
+	if slices.Contains(tables, "schema_migrations") {
+		v, err := s.schemaVersion(ctx, s.db)
 		if err != nil {
 			return err
 		}
@@ -125,12 +44,6 @@ func (s *Store) migrate(ctx context.Context) error {
 		if v == SchemaVersion {
 			return nil
 		}
-	}
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY,
-		applied INTEGER NOT NULL -- unix nanoseconds
-	)`); err != nil {
-		return err
 	}
 	for {
 		done, err := s.migrateOne(ctx)
@@ -152,7 +65,16 @@ func (s *Store) migrateOne(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	defer tx.Rollback()
-	v, err := schemaVersion(ctx, tx)
+	if err := s.d.lock(ctx, tx, "schema"); err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY,
+		applied BIGINT NOT NULL -- unix nanoseconds
+	)`); err != nil {
+		return false, err
+	}
+	v, err := s.schemaVersion(ctx, tx)
 	if err != nil {
 		return false, err
 	}
@@ -160,19 +82,19 @@ func (s *Store) migrateOne(ctx context.Context) (bool, error) {
 	case v > SchemaVersion:
 		return false, errNewer(v)
 	case v == SchemaVersion:
-		return true, nil
+		return true, tx.Commit()
 	}
-	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+	if _, err := tx.ExecContext(ctx, migrationsOf(s.d)[v]); err != nil {
 		return false, fmt.Errorf("migrate schema to version %d: %w", v+1, err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied) VALUES (?, ?)`, v+1, s.now().UnixNano()); err != nil {
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied) VALUES (?, ?)`), v+1, s.now().UnixNano()); err != nil {
 		return false, fmt.Errorf("migrate schema to version %d: %w", v+1, err)
 	}
 	return false, tx.Commit()
 }
 
-// schemaVersion returns the version of the schema, 0 for a new file.
-func schemaVersion(ctx context.Context, q interface {
+// schemaVersion returns the version of the schema, 0 for a new store.
+func (s *Store) schemaVersion(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }) (int, error) {
 	var v sql.NullInt64
@@ -180,4 +102,39 @@ func schemaVersion(ctx context.Context, q interface {
 		return 0, err
 	}
 	return int(v.Int64), nil
+}
+
+// checkOwn refuses a database that is not portolan's: one with tables but
+// no schema_migrations. Adding portolan's tables to someone's database (a
+// typo in --db) would be a change nobody asked for.
+func (s *Store) checkOwn(ctx context.Context) error {
+	names, err := s.d.tables(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 || slices.Contains(names, "schema_migrations") {
+		return nil
+	}
+	if len(names) > 5 {
+		names = append(names[:5], "...")
+	}
+	return fmt.Errorf("%w: it has tables of its own (%s); give --db a new or empty %s", ErrForeign, strings.Join(names, ", "), s.d.emptyWhat())
+}
+
+// queryStrings returns the one text column of query's rows.
+func queryStrings(ctx context.Context, db *sql.DB, query string, args ...any) ([]string, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
 }

@@ -84,7 +84,7 @@ func sorted(rs []scan.Result) []scan.Result {
 func TestOpenNew(t *testing.T) {
 	s, path := openTemp(t)
 	ctx := context.Background()
-	v, err := schemaVersion(ctx, s.db)
+	v, err := s.schemaVersion(ctx, s.db)
 	if err != nil || v != SchemaVersion {
 		t.Fatalf("schema version = %d, %v; want %d", v, err, SchemaVersion)
 	}
@@ -183,7 +183,7 @@ func TestOpenBadFiles(t *testing.T) {
 		{"foreign", foreign, "not a portolan database: it has tables of its own (users)"},
 		{"directory", dir, "is a directory"},
 		{"newer schema", newer, "newer than this portolan knows"},
-		{"postgres", "postgres://db.example/portolan", "not supported yet"},
+		{"other url", "mysql://db.example/portolan", "not supported"},
 		{"empty", "", "empty path"},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,59 @@
+package firewall
+
+import (
+	"net/netip"
+	"time"
+
+	"portolan/internal/portspec"
+)
+
+// Doors are the knock daemon's part of portolan's table: a chain of their
+// own (DoorChain), hooked at input just before the chain Apply writes, and
+// sets named knock_*, which Apply and the rule model leave alone (Reset
+// removes them with the table).
+//
+//	ct state established,related accept
+//	ip saddr . meta l4proto . th dport @knock_open_v4 accept
+//	ip6 saddr . meta l4proto . th dport @knock_open_v6 accept
+//	meta l4proto . th dport @knock_protect drop
+//	meta l4proto . th dport @knock_watch log prefix P group G queue-threshold 1 drop
+//
+// An element of knock_open_v4/v6 carries a kernel timeout, so a port
+// opened for a source closes on time whether or not the daemon still
+// runs. An accept here ends only this chain: under a drop policy the
+// protected ports must also be allowed by a rule (`portolan firewall allow
+// 22/tcp`), which the door then narrows to the sources it opened for.
+type Doors struct {
+	// Protect lists the ports dropped unless opened for the source.
+	Protect []DoorPort
+	// Watch lists the knock and SPA ports: their packets are logged to
+	// the NFLOG group Group with queue threshold 1, and dropped.
+	Watch  []DoorPort
+	Group  uint16
+	Prefix string // the log prefix of the watch rule
+}
+
+// DoorPort is a port with its protocol.
+type DoorPort struct {
+	Proto portspec.Proto
+	Port  portspec.Port
+}
+
+// DoorHolder is a source a door is open for, on one port, until Expires.
+type DoorHolder struct {
+	Src     netip.Addr
+	Port    DoorPort
+	Expires time.Time
+}
+
+// DoorChain is the name of the doors' chain in table inet portolan.
+const DoorChain = "knock"
+
+const (
+	doorOpen4   = "knock_open_v4"
+	doorOpen6   = "knock_open_v6"
+	doorProtect = "knock_protect"
+	doorWatch   = "knock_watch"
+	// doorPriority runs the doors' chain before the input chain (filter, 0).
+	doorPriority = -5
+)

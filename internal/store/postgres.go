@@ -1,0 +1,136 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+)
+
+// openPostgres opens the PostgreSQL database at the URL dsn. The database
+// must exist; its tables are created on first use. A database with tables
+// of its own and none of portolan's is refused, as a foreign SQLite file is.
+func openPostgres(ctx context.Context, dsn string) (*Store, error) {
+	shown := redact(dsn)
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", shown, err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	// A scan writes from one goroutine, reads come one query at a time: a
+	// few connections serve a process; many processes share the server.
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(2)
+	s := &Store{db: db, d: postgresDialect{}, path: shown}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", shown, err)
+	}
+	if err := s.open(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", shown, err)
+	}
+	return s, nil
+}
+
+// redact hides the password of a database URL in messages.
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "postgres://..." // unparsable: do not echo what may hold a password
+	}
+	return u.Redacted()
+}
+
+// postgresDialect is PostgreSQL through pgx's database/sql driver, with
+// pgx's own connection for COPY.
+type postgresDialect struct{}
+
+func (postgresDialect) name() string           { return "postgres" }
+func (postgresDialect) rebind(q string) string { return numberedRebind(q) }
+func (postgresDialect) emptyWhat() string      { return "database" }
+
+func (postgresDialect) tables(ctx context.Context, db *sql.DB) ([]string, error) {
+	return queryStrings(ctx, db, `SELECT table_name FROM information_schema.tables
+		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`)
+}
+
+// lock takes a transaction-scoped advisory lock on key: PostgreSQL's
+// transactions do not queue writers as SQLite's immediate ones do.
+func (postgresDialect) lock(ctx context.Context, tx *sql.Tx, key string) error {
+	h := fnv.New64a()
+	h.Write([]byte("portolan/" + key))
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64()))
+	return err
+}
+
+// transient: the connection failed or broke (the server restarting or
+// unreachable), or the server says it is shutting down, starting up, out
+// of connections, or that a transaction must be retried. An error in the
+// SQL or the schema repeats.
+func (postgresDialect) transient(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
+			strings.HasPrefix(pgErr.Code, "57P"),         // admin or crash shutdown, cannot connect now
+			pgErr.Code == "53300",                        // too many connections
+			pgErr.Code == "40001", pgErr.Code == "40P01": // serialization failure, deadlock
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	var connErr *pgconn.ConnectError
+	return errors.As(err, &netErr) || errors.As(err, &connErr) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+		errors.Is(err, sql.ErrConnDone)
+}
+
+// readTx: PostgreSQL's default isolation gives each statement its own
+// snapshot; the rows and the groups of one read must share one.
+func (postgresDialect) readTx() *sql.TxOptions {
+	return &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+}
+
+// addResults writes with COPY, PostgreSQL's bulk path: one round trip per
+// batch instead of one per statement.
+func (postgresDialect) addResults(ctx context.Context, db *sql.DB, rows, groups [][]any) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return errors.New("postgres connection is not pgx's")
+		}
+		tx, err := c.Conn().Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx))
+		if len(rows) > 0 {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results"}, resultColumnNames, pgx.CopyFromRows(rows)); err != nil {
+				return err
+			}
+		}
+		if len(groups) > 0 {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"port_groups"}, groupColumnNames, pgx.CopyFromRows(groups)); err != nil {
+				return err
+			}
+		}
+		return tx.Commit(ctx)
+	})
+}
