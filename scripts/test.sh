@@ -95,9 +95,9 @@ elif [ "${CI:-}" = true ]; then
 fi
 
 echo "== short fuzz runs"
-# A shared budget (FUZZBUDGET seconds, split among the targets): the seed
-# corpora ran above already, so this is exploration, kept to about a
-# minute whatever the number of parsers.
+# A wall-clock budget (FUZZBUDGET seconds, default 90): the seed corpora
+# ran above already, so this is exploration, bounded whatever the number
+# of parsers; the targets take turns from one day to the next.
 bash scripts/fuzz.sh
 
 echo "$summary"

@@ -131,6 +131,7 @@ func run(bin string, runs, nOpen int, limit time.Duration) error {
 		{"sqlite", []string{"--db", filepath.Join(dir, "bench.db")}},
 	}
 	times := make([][]time.Duration, len(configs))
+	cpus := make([][]time.Duration, len(configs))
 	for r := -1; r < runs; r++ { // run -1 warms up
 		for i, c := range configs {
 			cctx, cancel := context.WithTimeout(ctx, limit)
@@ -145,21 +146,29 @@ func run(bin string, runs, nOpen int, limit time.Duration) error {
 			if err != nil {
 				return fmt.Errorf("%s, run %d: %w\n%s", c.name, r+1, err, stderr.String())
 			}
-			fmt.Fprintf(os.Stderr, "run %d %-40s %6.2fs\n", r+1, c.name, d.Seconds())
+			cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+			fmt.Fprintf(os.Stderr, "run %d %-40s %6.2fs  cpu %.2fs\n", r+1, c.name, d.Seconds(), cpu.Seconds())
 			if r >= 0 {
 				times[i] = append(times[i], d)
+				cpus[i] = append(cpus[i], cpu)
 			}
 		}
 	}
+	// The machine may be shared: besides the medians, the median of each
+	// run's ratio to the --no-store run just before it (the same moment's
+	// load), and portolan's own CPU time, which waiting does not inflate.
 	base := median(times[0])
-	fmt.Printf("| configuration | median s | runs (s) | vs --no-store |\n| --- | --- | --- | --- |\n")
+	fmt.Printf("| configuration | median wall s | vs --no-store | median of run ratios | portolan CPU s | runs, wall s |\n| --- | --- | --- | --- | --- | --- |\n")
 	for i, c := range configs {
 		m := median(times[i])
 		var all []string
-		for _, d := range times[i] {
+		var ratios []time.Duration
+		for r, d := range times[i] {
 			all = append(all, fmt.Sprintf("%.2f", d.Seconds()))
+			ratios = append(ratios, time.Duration(float64(time.Second)*d.Seconds()/times[0][r].Seconds()))
 		}
-		fmt.Printf("| %s | %.2f | %s | %+.1f%% |\n", c.name, m.Seconds(), strings.Join(all, ", "), 100*(m.Seconds()/base.Seconds()-1))
+		fmt.Printf("| %s | %.2f | %+.1f%% | %+.1f%% | %.2f | %s |\n", c.name, m.Seconds(), 100*(m.Seconds()/base.Seconds()-1),
+			100*(median(ratios).Seconds()-1), median(cpus[i]).Seconds(), strings.Join(all, ", "))
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("\nload average at the end: %s", load)

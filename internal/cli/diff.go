@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,10 +22,13 @@ const ExitChanged = 4
 
 // DiffOptions are the inputs of `portolan diff`.
 type DiffOptions struct {
-	A, B   int64  // scan ids; zero with Last
-	Last   string // --last TARGETS: the newest two finished scans covering them
-	Format string // table (default), text, json
-	DB     DBFlags
+	A, B int64 // scan ids; zero with Last, or for named scans
+	// ARef and BRef are the scans as given: ids, or named scans (NAME,
+	// NAME@RUN) whose shards are compared merged. Empty: A and B.
+	ARef, BRef string
+	Last       string // --last TARGETS: the newest two finished scans covering them
+	Format     string // table (default), text, json
+	DB         DBFlags
 }
 
 func newDiffCmd(g *Globals) *cobra.Command {
@@ -38,6 +42,9 @@ ports whose service name, product/version or banner changed. Closed and
 filtered ports are compared as counts per host, as nmap's "Not shown" line
 has them; a changed count is reported for the host.
 
+A and B are scan ids, or names of scans run as shards (--scan-id): NAME is its
+latest run, NAME@RUN an earlier one, each with its shards merged.
+
 --last TARGETS compares the newest two finished scans whose targets include
 every address of TARGETS, the older against the newer.
 
@@ -48,6 +55,7 @@ Exit status: 0 nothing changed, 4 something changed, 3 a scan (or two
 covering TARGETS) not found, 1 the comparison failed, 2 bad usage.`,
 		Example: `  portolan diff 17 18
   portolan diff --last 198.18.0.0/24
+  portolan diff weekly-443@2 weekly-443 --db postgres://scanner@db/portolan
   portolan diff --last 198.18.0.0/24 --format text || mail -s 'ports changed' ops
   portolan diff 17 18 --json | jq '.ports[] | select(.kind == "port-added")'`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -61,13 +69,15 @@ covering TARGETS) not found, 1 the comparison failed, 2 bad usage.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Last == "" {
-				for i, p := range []*int64{&opts.A, &opts.B} {
-					id, err := strconv.ParseInt(args[i], 10, 64)
-					if err != nil || id <= 0 {
-						return usageErr(fmt.Errorf("scan id %q: want a positive number (portolan history lists them)", args[i]))
+				for i, p := range []*string{&opts.ARef, &opts.BRef} {
+					ref, err := scanRef(args[i])
+					if err != nil {
+						return usageErr(err)
 					}
-					*p = id
+					*p = ref
 				}
+				opts.A, _ = strconv.ParseInt(opts.ARef, 10, 64)
+				opts.B, _ = strconv.ParseInt(opts.BRef, 10, 64)
 			}
 			switch opts.Format {
 			case "", "table", "text", "json":
@@ -120,15 +130,16 @@ func runDiff(ctx context.Context, g *Globals, opts DiffOptions) error {
 func diffScans(ctx context.Context, opts DiffOptions) (*store.Store, store.ScanInfo, store.ScanInfo, error) {
 	var none store.ScanInfo
 	if opts.Last == "" {
-		st, a, err := opts.DB.openScan(ctx, opts.A)
+		aRef, bRef := cmp.Or(opts.ARef, strconv.FormatInt(opts.A, 10)), cmp.Or(opts.BRef, strconv.FormatInt(opts.B, 10))
+		st, a, err := opts.DB.openRef(ctx, aRef)
 		if err != nil {
 			return nil, none, none, err
 		}
-		b, err := st.Scan(ctx, opts.B)
+		b, err := st.ResolveScan(ctx, bRef)
 		if err != nil {
 			st.Close()
 			if errors.Is(err, store.ErrNotFound) {
-				err = withCode(ExitNotFound, fmt.Errorf("scan %d not found in %s (portolan history lists the scans)", opts.B, st.Path()))
+				err = withCode(ExitNotFound, fmt.Errorf("scan %s not found in %s (portolan history lists the scans)", bRef, st.Path()))
 			}
 			return nil, none, none, err
 		}
@@ -157,11 +168,16 @@ func diffScans(ctx context.Context, opts DiffOptions) (*store.Store, store.ScanI
 	return st, a, b, nil
 }
 
+// diffRef names a side of a diff: its id, or NAME@RUN.
+func diffRef(r scandiff.ScanRef) string {
+	return cmp.Or(r.Name, strconv.FormatInt(r.ID, 10))
+}
+
 // writeDiffTable writes one row per change: hosts first where they
 // changed as a whole, then their ports.
 func writeDiffTable(g *Globals, d *scandiff.Diff) error {
 	out := g.io.Out
-	fmt.Fprintf(out, "scan %d -> scan %d\n", d.A.ID, d.B.ID)
+	fmt.Fprintf(out, "scan %s -> scan %s\n", diffRef(d.A), diffRef(d.B))
 	if !d.Changed() {
 		fmt.Fprintln(out, "no changes")
 		return nil

@@ -137,7 +137,7 @@ func TestFleetLeaseResume(t *testing.T) {
 		cmd.Process.Kill()
 		<-exited
 	}
-	killAfterCheckpoint(shard("a", "1", "--rate", "1000"), 0) // 3000 probes: 3 s
+	killAfterCheckpoint(shard("a", "1", "--rate", "400"), 0) // 3000 probes: 7.5 s, so each run is killed midway
 
 	r := runChild(t, l.portolan(t, "b", "scan", "--resume", "sweep", "--shard", "1/2", "-o", "/dev/null"))
 	if r.code != ExitError || !strings.Contains(r.stderr, "still running on host a") {

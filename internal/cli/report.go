@@ -2,9 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -20,7 +20,8 @@ func init() { register(newReportCmd) }
 
 // ReportOptions are the inputs of `portolan report`.
 type ReportOptions struct {
-	ID     int64
+	ID     int64  // 0 for a named scan (Ref)
+	Ref    string // the scan as given: an id, NAME or NAME@RUN; empty: ID
 	Output string // file to write; empty or "-" means stdout
 	DB     DBFlags
 }
@@ -28,7 +29,7 @@ type ReportOptions struct {
 func newReportCmd(g *Globals) *cobra.Command {
 	var opts ReportOptions
 	cmd := &cobra.Command{
-		Use:   "report ID",
+		Use:   "report ID|NAME[@RUN]",
 		Short: "Write a stored scan as one self-contained HTML page",
 		Long: `Write scan ID (see portolan history) as one HTML file that needs nothing else
 to be viewed: no network, no other files. It shows a summary, a host x port
@@ -42,11 +43,12 @@ Exit status 3 when the scan does not exist.`,
   portolan report "$(portolan history -n 1 --json | jq '.[0].id')" -o latest.html`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.ParseInt(args[0], 10, 64)
-			if err != nil || id <= 0 {
-				return usageErr(fmt.Errorf("scan id %q: want a positive number (portolan history lists them)", args[0]))
+			ref, err := scanRef(args[0])
+			if err != nil {
+				return usageErr(err)
 			}
-			opts.ID = id
+			opts.Ref = ref
+			opts.ID, _ = strconv.ParseInt(ref, 10, 64)
 			return runReport(cmd.Context(), g, opts)
 		},
 	}
@@ -56,7 +58,7 @@ Exit status 3 when the scan does not exist.`,
 }
 
 func runReport(ctx context.Context, g *Globals, opts ReportOptions) error {
-	st, si, err := opts.DB.openScan(ctx, opts.ID)
+	st, si, err := opts.DB.openRef(ctx, cmp.Or(opts.Ref, strconv.FormatInt(opts.ID, 10)))
 	if err != nil {
 		return err
 	}
@@ -98,7 +100,7 @@ func reportInput(ctx context.Context, st *store.Store, si store.ScanInfo) (htmlr
 	if err != nil {
 		return htmlreport.Input{}, err
 	}
-	in := htmlreport.Input{Scan: si, Results: st.ResultsSeq(ctx, si.ID, store.Filter{}), Version: side.Version, Generated: time.Now()}
+	in := htmlreport.Input{Scan: si, Results: st.ScanResultsSeq(ctx, si, store.Filter{}), Version: side.Version, Generated: time.Now()}
 	scans, err := st.Scans(ctx, 0)
 	if err != nil {
 		return htmlreport.Input{}, err

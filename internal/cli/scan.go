@@ -117,6 +117,8 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
   portolan scan 198.18.0.0/24 -p 22,80,443 --rate 5000 -o out.xml
   portolan scan -iL hosts.txt --top-ports 100 --format jsonl > results.jsonl
   portolan scan 198.18.0.0/16 -p 443 --shard 2/8 --seed 42   # one slice of a fleet scan
+  portolan scan 10.0.0.0/8 -p 443 --scan-id weekly-443 --shard 3/16 --db postgres://scanner@db/portolan
+                                                   # shard 3 of a named scan; show weekly-443 merges them
   portolan scan 127.0.0.1 -p- --banner             # banners and service guesses
   portolan scan --resume 17                        # continue an interrupted scan
   portolan scan 198.18.0.0/16 --top-ports 150 --dry-run      # the plan, nothing sent`,

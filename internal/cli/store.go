@@ -80,12 +80,6 @@ func (f DBFlags) open(ctx context.Context, create bool) (*store.Store, error) {
 // a shard whose host went silent.
 const leaseEnv = "PORTOLAN_LEASE_TTL"
 
-// openScan opens the store and reads scan id. A missing store or scan is
-// an ExitNotFound error; on success the caller closes the store.
-func (f DBFlags) openScan(ctx context.Context, id int64) (*store.Store, store.ScanInfo, error) {
-	return f.openRef(ctx, strconv.FormatInt(id, 10))
-}
-
 // openRef opens the store and reads the scan ref names: an id, or a named
 // scan (NAME, NAME@RUN) with its shards merged. A missing store or scan is
 // an ExitNotFound error; on success the caller closes the store.

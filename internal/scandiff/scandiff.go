@@ -97,7 +97,8 @@ type Summary struct {
 
 // ScanRef names one side of a diff.
 type ScanRef struct {
-	ID      int64     `json:"id"`
+	ID      int64     `json:"id"`             // 0 for a named scan's shards merged
+	Name    string    `json:"name,omitempty"` // NAME@RUN of a named scan's shards merged
 	Started time.Time `json:"started,omitzero"`
 	Targets string    `json:"targets,omitempty"`
 	Ports   string    `json:"ports,omitempty"`

@@ -2,13 +2,18 @@ package scandiff
 
 import (
 	"context"
+	"fmt"
 
 	"portolan/internal/store"
 )
 
 // Ref describes a stored scan as a side of a diff.
 func Ref(si store.ScanInfo) ScanRef {
-	return ScanRef{ID: si.ID, Started: si.Started, Targets: si.Targets, Ports: si.Ports}
+	r := ScanRef{ID: si.ID, Started: si.Started, Targets: si.Targets, Ports: si.Ports}
+	if len(si.Shards) > 0 {
+		r.Name = fmt.Sprintf("%s@%d", si.Name, si.Run)
+	}
+	return r
 }
 
 // Stored returns scan si of st as a side of a diff: its results as the
@@ -18,7 +23,7 @@ func Stored(ctx context.Context, st *store.Store, si store.ScanInfo) (Side, erro
 	if err != nil {
 		return Side{}, err
 	}
-	return Side{Ref: Ref(si), Hosts: st.ScanHosts(ctx, si.ID), Version: version}, nil
+	return Side{Ref: Ref(si), Hosts: st.ScanInfoHosts(ctx, si), Version: version}, nil
 }
 
 // CompareStored compares two stored scans.

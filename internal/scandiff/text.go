@@ -134,6 +134,9 @@ func WriteText(w io.Writer, d *Diff) error {
 
 func refText(r ScanRef) string {
 	s := fmt.Sprint(r.ID)
+	if r.Name != "" {
+		s = r.Name
+	}
 	var parts []string
 	if !r.Started.IsZero() {
 		parts = append(parts, r.Started.UTC().Format("2006-01-02 15:04:05 UTC"))

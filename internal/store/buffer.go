@@ -44,17 +44,19 @@ type Buffered struct {
 	si  ScanInfo
 	log *slog.Logger
 
-	pending  [][]scan.Result // batches not yet stored, in order
-	held     int             // results in pending
-	cp       *spillCheckpoint
-	down     error // why the database is unreachable; nil when it is not
-	nextTry  time.Time
-	backoff  time.Duration
-	spill    *os.File
-	spillW   *bufio.Writer
-	spilled  int
-	spillErr error
-	fatal    error // a write failed for good: the store is broken, not away
+	fill      []scan.Result   // results gathered for the next write
+	fillSince time.Time       // when the first of them came
+	pending   [][]scan.Result // batches not yet stored, in order
+	held      int             // results in pending
+	cp        *spillCheckpoint
+	down      error // why the database is unreachable; nil when it is not
+	nextTry   time.Time
+	backoff   time.Duration
+	spill     *os.File
+	spillW    *bufio.Writer
+	spilled   int
+	spillErr  error
+	fatal     error // a write failed for good: the store is broken, not away
 }
 
 // DefaultMaxBuffered results (some 200 bytes each) are held in memory
@@ -101,15 +103,58 @@ func (b *Buffered) AddResults(ctx context.Context, rs []scan.Result) error {
 	if b.spill != nil {
 		return b.writeSpill(spillLine{Type: "results", Results: spillResults(rs)})
 	}
-	b.pending = append(b.pending, append([]scan.Result(nil), rs...)) // rs is reused
-	b.held += len(rs)
-	if err := b.flush(ctx); err != nil {
-		return err
+	if len(b.fill) == 0 {
+		b.fillSince = time.Now()
 	}
-	if b.held > b.max() {
+	b.fill = append(b.fill, rs...) // rs is reused
+	if len(b.fill) >= gatherResults || time.Since(b.fillSince) >= gatherWait {
+		if err := b.push(ctx); err != nil {
+			return err
+		}
+	}
+	// The bound is on what the database's absence holds back, not on a
+	// write being gathered.
+	if b.down != nil && b.held+len(b.fill) > b.max() {
 		return b.startSpill()
 	}
 	return nil
+}
+
+// Results are gathered into writes of gatherResults, or what came in
+// gatherWait, whichever is first (a checkpoint writes them at once): each
+// write costs round trips to the server, and on a busy machine each round
+// trip waits for the server's process to get a core. Fewer, larger writes
+// kept a 65,535-port sweep from waiting for its database.
+const (
+	gatherResults = 16384
+	gatherWait    = 500 * time.Millisecond
+)
+
+// push writes what was gathered, straight through when the database is
+// there and nothing waits before it (the usual case, without a copy), or
+// queues it behind what waits.
+func (b *Buffered) push(ctx context.Context) error {
+	if len(b.fill) == 0 {
+		return b.flush(ctx)
+	}
+	if b.down == nil && len(b.pending) == 0 {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := b.s.AddResults(actx, b.si.ID, b.fill)
+		cancel()
+		switch {
+		case err == nil:
+			b.fill = b.fill[:0]
+			return b.flush(ctx)
+		case !b.transient(ctx, err):
+			b.fatal = err
+			return err
+		}
+		b.failed(err)
+	}
+	b.pending = append(b.pending, b.fill) // the pending batch owns it now
+	b.held += len(b.fill)
+	b.fill = nil
+	return b.flush(ctx)
 }
 
 // Checkpoint records pos once every result before it is stored.
@@ -118,7 +163,7 @@ func (b *Buffered) Checkpoint(ctx context.Context, pos uint64, t scan.Totals) er
 	if b.spill != nil {
 		return b.writeSpill(spillLine{Type: "checkpoint", Checkpoint: b.cp})
 	}
-	return b.flush(ctx)
+	return b.push(ctx)
 }
 
 func (b *Buffered) max() int {
@@ -212,7 +257,7 @@ func (b *Buffered) Finish(ctx context.Context, status Status, t scan.Totals) err
 	}
 	deadline := time.Now().Add(retry)
 	for b.spill == nil {
-		if err := b.flush(ctx); err != nil {
+		if err := b.push(ctx); err != nil {
 			return err
 		}
 		if b.down == nil && len(b.pending) == 0 {
@@ -270,12 +315,15 @@ func (b *Buffered) startSpill() error {
 	if err := b.writeSpill(hdr); err != nil {
 		return err
 	}
-	for _, rs := range b.pending {
+	for _, rs := range append(b.pending, b.fill) {
+		if len(rs) == 0 {
+			continue
+		}
 		if err := b.writeSpill(spillLine{Type: "results", Results: spillResults(rs)}); err != nil {
 			return err
 		}
 	}
-	b.pending, b.held = nil, 0
+	b.pending, b.held, b.fill = nil, 0, nil
 	if b.cp != nil {
 		return b.writeSpill(spillLine{Type: "checkpoint", Checkpoint: b.cp})
 	}

@@ -21,6 +21,7 @@ import (
 	"portolan/internal/portspec"
 	"portolan/internal/scan"
 	"portolan/internal/testenv"
+	"portolan/internal/watch"
 )
 
 // TestMain stops the PostgreSQL server the tests share, if one started.
@@ -268,6 +269,16 @@ func TestDuplicatesReadOnce(t *testing.T) {
 		if diff := cmp.Diff(sorted(rs), got, cmpAddr); err != nil || diff != "" {
 			t.Errorf("Results of a batch stored twice: %v (-want +got):\n%s", err, diff)
 		}
+		ports := 0
+		for h, err := range s.ScanHosts(ctx, id) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports += len(h.Ports)
+		}
+		if ports != len(rs) {
+			t.Errorf("ScanHosts of a batch stored twice: %d ports; want %d", ports, len(rs))
+		}
 	})
 }
 
@@ -323,4 +334,47 @@ func TestOpenConcurrentlyPostgres(t *testing.T) {
 	if n != SchemaVersion {
 		t.Errorf("schema_migrations has %d rows after concurrent opens; want %d", n, SchemaVersion)
 	}
+}
+
+// TestEventTablesBothDialects: the watch and knock tables (versions 5 and
+// 6) work through the dialect layer as the scan tables do.
+func TestEventTablesBothDialects(t *testing.T) {
+	eachDialect(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		s := open(t)
+		t0 := time.Unix(1_800_000_000, 0)
+		var evs []watch.Event
+		for i := range 20 {
+			evs = append(evs, watch.AttemptEvent(watch.Attempt{Time: t0.Add(time.Duration(i) * time.Second), Src: netip.MustParseAddr("198.18.0.9"),
+				SrcPort: 40000, Dst: netip.MustParseAddr("198.18.0.1"), Proto: portspec.TCP, Port: portspec.Port(1000 + i), Kind: watch.KindSYN, Flags: 2}))
+		}
+		if err := s.AddEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []EventQuery{{}, {Source: netip.MustParsePrefix("198.18.0.0/24"), Limit: 5}} {
+			got, err := s.Events(ctx, q)
+			want := 20
+			if q.Limit > 0 {
+				want = q.Limit
+			}
+			if err != nil || len(got) != want {
+				t.Errorf("Events(%+v) = %d, %v; want %d", q, len(got), err, want)
+			}
+		}
+		nonce := []byte{1, 2, 3}
+		if added, err := s.AddKnockNonce(ctx, nonce, t0.Add(time.Hour)); err != nil || !added {
+			t.Errorf("AddKnockNonce(new) = %v, %v; want true", added, err)
+		}
+		if added, err := s.AddKnockNonce(ctx, nonce, t0.Add(time.Hour)); err != nil || added {
+			t.Errorf("AddKnockNonce(again) = %v, %v; want false", added, err)
+		}
+		if err := s.AddKnockEvents(ctx, []KnockEvent{{Time: t0, Type: "opened", Door: "ssh"}, {Time: t0.Add(time.Second), Type: "closed", Door: "ssh"}}); err != nil {
+			t.Fatal(err)
+		}
+		for limit, want := range map[int]int{0: 2, 1: 1} {
+			if got, err := s.KnockEvents(ctx, limit); err != nil || len(got) != want {
+				t.Errorf("KnockEvents(%d) = %d, %v; want %d", limit, len(got), err, want)
+			}
+		}
+	})
 }

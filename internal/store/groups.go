@@ -38,27 +38,37 @@ type groupKey struct {
 	reason string
 }
 
-// groupRows returns the port_groups rows (groupColumnList) of results,
-// all grouped: one per groupKey, in the order the keys first appear.
-func groupRows(id int64, results []scan.Result) [][]any {
-	byKey := map[groupKey][]int32{}
+// groupRows returns the port_groups rows (groupColumnList) of the results
+// at idx, all grouped: one per groupKey, in the order the keys first
+// appear.
+func groupRows(id int64, results []scan.Result, idx []int32) [][]any {
+	byKey := map[groupKey]*[]int32{}
 	var order []groupKey
-	for i, r := range results {
+	var last groupKey
+	var lastIdx *[]int32
+	for _, i := range idx {
+		r := &results[i]
 		k := groupKey{r.Addr, r.Proto, r.State, r.Reason}
-		idx, ok := byKey[k]
-		if !ok {
-			order = append(order, k)
+		// A sweep's results come in runs of one key: skip the map for them.
+		if lastIdx == nil || k != last {
+			p, ok := byKey[k]
+			if !ok {
+				p = new([]int32)
+				byKey[k] = p
+				order = append(order, k)
+			}
+			last, lastIdx = k, p
 		}
-		byKey[k] = append(idx, int32(i))
+		*lastIdx = append(*lastIdx, i)
 	}
 	out := make([][]any, 0, len(order))
 	var es []groupEntry
 	for _, k := range order {
-		idx := byKey[k]
-		slices.SortFunc(idx, func(a, b int32) int { return cmp.Compare(results[a].Port, results[b].Port) })
+		ids := *byKey[k]
+		slices.SortFunc(ids, func(a, b int32) int { return cmp.Compare(results[a].Port, results[b].Port) })
 		es = es[:0]
-		for _, i := range idx {
-			r := results[i]
+		for _, i := range ids {
+			r := &results[i]
 			es = append(es, groupEntry{port: r.Port, pos: r.Pos, rttUs: max(0, r.RTT.Microseconds()), time: nanos(r.Time)})
 		}
 		g := encodeGroup(es)

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"portolan/internal/portspec"
 	"portolan/internal/scan"
@@ -60,10 +61,37 @@ type HostPorts struct {
 // at most one error, last.
 func (s *Store) ScanHosts(ctx context.Context, id int64) iter.Seq2[*HostPorts, error] {
 	return func(yield func(*HostPorts, error) bool) {
-		fail := func(err error) { yield(nil, fmt.Errorf("read results of scan %d: %w", id, err)) }
 		if _, err := s.Scan(ctx, id); err != nil {
 			yield(nil, err)
 			return
+		}
+		s.hostsOf(ctx, []int64{id}, fmt.Sprint(id))(yield)
+	}
+}
+
+// ScanInfoHosts is ScanHosts of si: of its shards merged for a named scan
+// (Named, ResolveScan), each port once, else of scan si.ID.
+func (s *Store) ScanInfoHosts(ctx context.Context, si ScanInfo) iter.Seq2[*HostPorts, error] {
+	if len(si.Shards) == 0 {
+		return s.ScanHosts(ctx, si.ID)
+	}
+	ids := make([]int64, len(si.Shards))
+	for i, sh := range si.Shards {
+		ids[i] = sh.ID
+	}
+	return s.hostsOf(ctx, ids, fmt.Sprintf("%s@%d", si.Name, si.Run))
+}
+
+// hostsOf yields the hosts of the scans ids (one, or a named scan's
+// shards) as ScanHosts does. A port stored twice is given once (the full
+// row's before a group's, the latest row first).
+func (s *Store) hostsOf(ctx context.Context, ids []int64, label string) iter.Seq2[*HostPorts, error] {
+	return func(yield func(*HostPorts, error) bool) {
+		fail := func(err error) { yield(nil, fmt.Errorf("read results of scan %s: %w", label, err)) }
+		in := `scan_id IN (?` + strings.Repeat(",?", len(ids)-1) + `)`
+		args := make([]any, len(ids))
+		for i, id := range ids {
+			args[i] = id
 		}
 		tx, err := s.db.BeginTx(ctx, s.d.readTx())
 		if err != nil {
@@ -81,14 +109,14 @@ func (s *Store) ScanHosts(ctx context.Context, id int64) iter.Seq2[*HostPorts, e
 		}
 		// Two queries read at once: cursors, which PostgreSQL needs for it.
 		rows, err := openCursor(ctx, s, tx, "portolan_host_rows", `SELECT pos, addr, proto, port, state, reason, rtt_us, service, banner, time
-			FROM results WHERE scan_id = ? ORDER BY addr, proto, port, time DESC`, []any{id}, resultRow)
+			FROM results WHERE `+in+` ORDER BY addr, proto, port, time DESC`, args, resultRow)
 		if err != nil {
 			fail(err)
 			return
 		}
 		defer rows.close()
 		groups, err := openCursor(ctx, s, tx, "portolan_host_groups", `SELECT addr, proto, state, reason, ports FROM port_groups
-			WHERE scan_id = ? ORDER BY addr, proto`, []any{id}, scanHostGroup)
+			WHERE `+in+` ORDER BY addr, proto`, args, scanHostGroup)
 		if err != nil {
 			fail(err)
 			return
@@ -169,12 +197,11 @@ func (s *Store) ScanHosts(ctx context.Context, id int64) iter.Seq2[*HostPorts, e
 					return
 				}
 			}
-			if grouped {
+			if grouped || len(ids) > 1 {
 				slices.SortStableFunc(h.Ports, ComparePortState)
 			}
 			// A port stored twice (a batch written again after its commit's
-			// answer was lost) counts once, as ResultsSeq gives it: rows
-			// before groups, the latest row first.
+			// answer was lost, shards overlapping) is given once.
 			h.Ports = slices.CompactFunc(h.Ports, func(a, b PortState) bool { return ComparePortState(a, b) == 0 })
 			if !yield(&h, nil) {
 				return

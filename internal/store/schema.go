@@ -23,16 +23,12 @@ func init() {
 }
 
 // migrate brings the schema up to SchemaVersion, one migration per
-// transaction. An up-to-date store is only read, so a store on read-only
+// transaction; tables are the store's tables as it was opened. An up-to-date store is only read, so a store on read-only
 // media (or a PostgreSQL role that may only read) still opens. Two
 // processes migrating at once are serialised (SQLite's immediate
 // transactions, PostgreSQL's advisory lock); the second sees the first
 // one's work.
-func (s *Store) migrate(ctx context.Context) error {
-	tables, err := s.d.tables(ctx, s.db)
-	if err != nil {
-		return err
-	}
+func (s *Store) migrate(ctx context.Context, tables []string) error {
 	if slices.Contains(tables, "schema_migrations") {
 		v, err := s.schemaVersion(ctx, s.db)
 		if err != nil {
@@ -104,21 +100,17 @@ func (s *Store) schemaVersion(ctx context.Context, q interface {
 	return int(v.Int64), nil
 }
 
-// checkOwn refuses a database that is not portolan's: one with tables but
+// checkOwn refuses a database that is not portolan's, given its tables: one with tables but
 // no schema_migrations. Adding portolan's tables to someone's database (a
 // typo in --db) would be a change nobody asked for.
-func (s *Store) checkOwn(ctx context.Context) error {
-	names, err := s.d.tables(ctx, s.db)
-	if err != nil {
-		return err
-	}
+func checkOwn(names []string, d dialect) error {
 	if len(names) == 0 || slices.Contains(names, "schema_migrations") {
 		return nil
 	}
 	if len(names) > 5 {
 		names = append(names[:5], "...")
 	}
-	return fmt.Errorf("%w: it has tables of its own (%s); give --db a new or empty %s", ErrForeign, strings.Join(names, ", "), s.d.emptyWhat())
+	return fmt.Errorf("%w: it has tables of its own (%s); give --db a new or empty %s", ErrForeign, strings.Join(names, ", "), d.emptyWhat())
 }
 
 // queryStrings returns the one text column of query's rows.

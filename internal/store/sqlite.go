@@ -37,7 +37,11 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{db: db, d: sqliteDialect{}, path: path}
-	if err := s.checkOwn(ctx); err != nil {
+	tables, err := s.d.tables(ctx, db)
+	if err == nil {
+		err = checkOwn(tables, s.d)
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, explain(err))
 	}
@@ -45,7 +49,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, explain(err))
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, tables); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, explain(err))
 	}

@@ -83,10 +83,14 @@ func IsURL(path string) bool {
 // open finishes opening db: it checks the database is portolan's (or
 // empty) and migrates it.
 func (s *Store) open(ctx context.Context) error {
-	if err := s.checkOwn(ctx); err != nil {
+	tables, err := s.d.tables(ctx, s.db)
+	if err != nil {
 		return err
 	}
-	return s.migrate(ctx)
+	if err := checkOwn(tables, s.d); err != nil {
+		return err
+	}
+	return s.migrate(ctx, tables)
 }
 
 // q rewrites the placeholders of query for the store's engine.
