@@ -8,10 +8,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"portolan/internal/netlab"
 )
@@ -175,4 +177,27 @@ func (tb *testbed) Close() error {
 	}
 	tb.wg.Wait()
 	return tb.lab.Close()
+}
+
+// tick sends a small UDP datagram from the target to the scanner every
+// 50 ms until ctx is done. masscan's receive thread only notices its end
+// of scan when a packet arrives: on a link that falls silent after the
+// scan it never exits (the rig's ticker.py does the same).
+func (tb *testbed) tick(ctx context.Context) {
+	c, err := tb.target.DialContext(ctx, "udp", netip.AddrPortFrom(tb.link.A4, 9).String())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scan-bench: ticker:", err)
+		return
+	}
+	defer c.Close()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.Write([]byte("tick"))
+		}
+	}
 }

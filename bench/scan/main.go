@@ -86,9 +86,9 @@ func run(ctx context.Context, c config) error {
 	if c.portolan == "" {
 		return errors.New("-portolan is required")
 	}
-	for _, p := range []string{c.portolan, "nmap", "nft", "ip"} {
+	for _, p := range []string{c.portolan, "nmap", "masscan", "nft", "ip"} {
 		if _, err := exec.LookPath(p); err != nil {
-			return fmt.Errorf("%s: %w (apt-get install nmap nftables iproute2)", p, err)
+			return fmt.Errorf("%s: %w (apt-get install nmap masscan nftables iproute2)", p, err)
 		}
 	}
 	if c.outDir == "" {
@@ -136,8 +136,13 @@ func run(ctx context.Context, c config) error {
 		{name: "firewalled-v6", addr: tb.link.B6, filter: filterFirewall, ports: firewallPorts(open)},
 	}
 	scs = slices.DeleteFunc(scs, func(s scenario) bool { return !picked(c.scenarios, s.name) })
-	ts := slices.DeleteFunc(tools(c.portolan, c.naabu), func(t tool) bool { return !picked(c.only, t.name) })
+	ts := slices.DeleteFunc(tools(c.portolan, c.naabu, tb.link), func(t tool) bool { return !picked(c.only, t.name) })
 
+	if slices.ContainsFunc(ts, func(t tool) bool { return strings.HasPrefix(t.name, "masscan") }) {
+		tickCtx, stopTick := context.WithCancel(ctx)
+		defer stopTick()
+		go tb.tick(tickCtx)
+	}
 	var rows []row
 	for r := 1; r <= c.runs && ctx.Err() == nil; r++ {
 		for _, sc := range scs {
@@ -155,6 +160,9 @@ func run(ctx context.Context, c config) error {
 				t := ts[(i+r-1)%len(ts)]
 				if ctx.Err() != nil {
 					break
+				}
+				if t.args(sc, "", r) == nil {
+					continue // the tool does not do this scenario
 				}
 				rw := tb.runTool(ctx, c, t, sc, r)
 				rows = append(rows, rw)
@@ -363,6 +371,7 @@ func describeEnv(ctx context.Context, tb *testbed, c config) string {
 	fmt.Fprintf(&b, "machine:  %s CPUs (nproc), %s, kernel %s, load1 at start %.1f\n", first("nproc"), cpu, first("uname", "-r"), load1())
 	fmt.Fprintf(&b, "portolan: %s, built from %s\n", first(c.portolan, "version"), sourceTree(ctx))
 	fmt.Fprintf(&b, "nmap:     %s\n", first("nmap", "--version"))
+	fmt.Fprintf(&b, "masscan:  %s\n", first("masscan", "--version"))
 	if c.naabu != "" {
 		fmt.Fprintf(&b, "naabu:    %s\n", naabuVersion(ctx, c.naabu))
 	} else {

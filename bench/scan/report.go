@@ -13,12 +13,13 @@ import (
 // baselines are the tools ratios are taken against: portolan writing
 // every port as JSON Lines, and writing only the open ones (as nmap -oX
 // and naabu do).
-var baselines = []string{"portolan", "portolan-list", "portolan-stored"}
+var baselines = []string{"portolan", "portolan-list", "portolan-stored", "portolan-syn"}
 
 // Targets from the issue.
 const (
-	minSpeedup = 3.0 // nmap -sT -T4 wall / portolan wall
-	maxRSSMiB  = 100
+	minSpeedup    = 3.0 // nmap -sT -T4 wall / portolan wall
+	minSpeedupSYN = 2.0 // nmap -sS --min-rate 10000 wall / portolan -sS wall
+	maxRSSMiB     = 100
 )
 
 type rendered struct{ text, markdown string }
@@ -100,7 +101,7 @@ func report(rows []row, mem []memRow, scs []scenario, ts []tool, c config) rende
 	sums := summarize(rows, scs, ts)
 	tab := output.Table{
 		Header: []string{"tool", "scenario", "runs", "wall s (median)", "min-max", "cpu s", "rss MiB", "open found",
-			"recall (worst)", "false opens", "filtered rep.", "x portolan (median, worst)", "x portolan-list (median, worst)", "x portolan-stored (median, worst)"},
+			"recall (worst)", "false opens", "filtered rep.", "x portolan (median, worst)", "x portolan-list (median, worst)", "x portolan-stored (median, worst)", "x portolan-syn (median, worst)"},
 		RightAlign: []int{2, 3, 5, 6, 7, 8, 9, 10},
 	}
 	for _, s := range sums {
@@ -128,7 +129,7 @@ func report(rows []row, mem []memRow, scs []scenario, ts []tool, c config) rende
 			fmt.Sprintf("%.1f%%", 100*float64(s.minFound)/float64(max(s.want, 1))),
 			fmt.Sprint(s.maxFalse),
 			filteredCell(s.filtered),
-			ratio[0], ratio[1])
+			ratio[0], ratio[1], ratio[2], ratio[3])
 	}
 
 	memTab := output.Table{
@@ -181,7 +182,11 @@ func targets(sums []*summary, mem []memRow, c config) string {
 	}
 	for i, bl := range baselines {
 		for _, s := range sums {
-			if s.tool != "nmap-T4" || len(s.ratios[i]) == 0 {
+			if bl == "portolan-syn" && s.tool == "nmap-sS-minrate10000" && len(s.ratios[i]) > 0 {
+				fmt.Fprintf(&b, "- %s %s >= %.0fx faster than nmap -sS --min-rate 10000 (%s): median %.1fx, worst run %.1fx\n",
+					mark(median(s.ratios[i]) >= minSpeedupSYN), bl, minSpeedupSYN, s.scenario, median(s.ratios[i]), slices.Min(s.ratios[i]))
+			}
+			if s.tool != "nmap-T4" || len(s.ratios[i]) == 0 || bl == "portolan-syn" {
 				continue
 			}
 			fmt.Fprintf(&b, "- %s %s >= %.0fx faster than nmap -sT -T4 (%s): median %.1fx, worst run %.1fx\n",

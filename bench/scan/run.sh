@@ -20,6 +20,7 @@ cd "$(dirname "$0")/../.."
 
 need=()
 command -v nmap >/dev/null || need+=(nmap)
+command -v masscan >/dev/null || need+=(masscan)
 command -v nft >/dev/null || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then apt-get install -y "${need[@]}" >/dev/null; fi
 

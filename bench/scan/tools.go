@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 	"portolan/internal/scan"
 )
@@ -54,11 +55,13 @@ type tool struct {
 	parse func(out string, addr netip.Addr) (open map[uint16]bool, filtered int, err error)
 }
 
-func tools(portolan, naabu string) []tool {
-	nmap := func(name string, extra ...string) tool {
+// tools are the scanners run; lk is the test network's link (masscan
+// needs the interface and the next hop's MAC).
+func tools(portolan, naabu string, lk *netlab.Link) []tool {
+	nmap := func(name, typ string, extra ...string) tool {
 		return tool{name: name, parse: parseNmapXML,
 			args: func(sc scenario, out string, _ int) []string {
-				a := []string{"nmap", "-sT", "-n"}
+				a := []string{"nmap", typ, "-n"}
 				if !sc.discovery() {
 					a = append(a, "-Pn")
 				}
@@ -71,24 +74,34 @@ func tools(portolan, naabu string) []tool {
 			}}
 	}
 	ts := []tool{
+		// The connect rows say -sT: as root (here) the default is -sS.
 		{name: "portolan", parse: parseJSONL,
 			args: func(sc scenario, out string, run int) []string {
-				return append([]string{portolan, "scan", sc.addr.String(), "--no-store", "--format", "jsonl",
+				return append([]string{portolan, "scan", "-sT", sc.addr.String(), "--no-store", "--format", "jsonl",
 					"--seed", strconv.Itoa(run), "-o", out}, sc.portArgs()...)
 			}},
 		{name: "portolan-list", parse: parseHostPort,
 			args: func(sc scenario, out string, run int) []string {
-				return append([]string{portolan, "scan", sc.addr.String(), "--no-store", "--format", "list",
+				return append([]string{portolan, "scan", "-sT", sc.addr.String(), "--no-store", "--format", "list",
 					"--seed", strconv.Itoa(run), "-o", out}, sc.portArgs()...)
 			}},
 		// The default: every result recorded in the embedded SQLite store.
 		{name: "portolan-stored", parse: parseJSONL,
 			args: func(sc scenario, out string, run int) []string {
-				return append([]string{portolan, "scan", sc.addr.String(), "--db", out + ".db", "--format", "jsonl",
+				return append([]string{portolan, "scan", "-sT", sc.addr.String(), "--db", out + ".db", "--format", "jsonl",
 					"--seed", strconv.Itoa(run), "-o", out}, sc.portArgs()...)
 			}},
-		nmap("nmap-T4", "-T4"),
-		nmap("nmap-minrate5000", "--min-rate", "5000"),
+		{name: "portolan-syn", parse: parseJSONL,
+			args: func(sc scenario, out string, run int) []string {
+				return append([]string{portolan, "scan", "-sS", sc.addr.String(), "--no-store", "--format", "jsonl",
+					"--seed", strconv.Itoa(run), "-o", out}, sc.portArgs()...)
+			}},
+		nmap("nmap-T4", "-sT", "-T4"),
+		nmap("nmap-minrate5000", "-sT", "--min-rate", "5000"),
+		nmap("nmap-sS-T4", "-sS", "-T4"),
+		nmap("nmap-sS-minrate10000", "-sS", "--min-rate", "10000"),
+		masscan("masscan-100k", 100_000, lk),
+		masscan("masscan-1M", 1_000_000, lk),
 	}
 	if naabu != "" {
 		ts = append(ts, tool{name: "naabu-connect", parse: parseHostPort,
@@ -106,6 +119,51 @@ func tools(portolan, naabu string) []tool {
 			}})
 	}
 	return ts
+}
+
+// masscan is masscan at a fixed rate, IPv4 only here (its IPv6 needs a
+// source address and router set up by hand), with --wait 1 as in the rig
+// of ../shared/bench/scan. Its default host discovery is none.
+func masscan(name string, rate int, lk *netlab.Link) tool {
+	return tool{name: name, parse: parseMasscanList,
+		args: func(sc scenario, out string, _ int) []string {
+			if sc.addr.Is6() || sc.discovery() {
+				return nil
+			}
+			ports := sc.ports
+			if ports == "" {
+				ports = "1-65535"
+			}
+			return []string{"masscan", sc.addr.String(), "-p" + ports, "--rate", strconv.Itoa(rate), "--wait", "1",
+				"--interface", lk.ADev, "--router-mac", lk.BMAC.String(), "-oL", out}
+		}}
+}
+
+// parseMasscanList reads masscan -oL: "open tcp PORT ADDR TIME" lines.
+func parseMasscanList(out string, addr netip.Addr) (map[uint16]bool, int, error) {
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return nil, 0, err
+	}
+	open := map[uint16]bool{}
+	for n, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if len(f) < 4 {
+			return nil, 0, fmt.Errorf("parse %s:%d: %q is not a masscan -oL line", out, n+1, line)
+		}
+		p, err := strconv.ParseUint(f[2], 10, 16)
+		a, aerr := netip.ParseAddr(f[3])
+		if err != nil || aerr != nil {
+			return nil, 0, fmt.Errorf("parse %s:%d: %q is not a masscan -oL line", out, n+1, line)
+		}
+		if f[0] == "open" && f[1] == "tcp" && a == addr {
+			open[uint16(p)] = true
+		}
+	}
+	return open, -1, nil
 }
 
 // nmapRun is the part of nmap's -oX output the benchmark reads.

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -26,30 +25,8 @@ func TestFirewallWithCapNetAdminNotRoot(t *testing.T) {
 	testenv.RequireRoot(t)
 	srv, cli, lk := netlab.NewPair(t)
 	// The test binary, where nobody can run it.
-	dir, err := os.MkdirTemp("", "portolan-capnet-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "portolan")
-	src, err := os.Open(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		t.Fatal(err)
-	}
-	src.Close()
-	dst.Close()
+	bin := exeForNobody(t)
+	dir := filepath.Dir(bin)
 	xdg := filepath.Join(dir, "xdg")
 	if err := os.Mkdir(xdg, 0o700); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 
 	"portolan/internal/output"
 	"portolan/internal/portspec"
+	"portolan/internal/rawnet"
 	"portolan/internal/registry"
 	"portolan/internal/scan"
 	"portolan/internal/store"
@@ -42,6 +43,7 @@ type ScanOptions struct {
 	TopPorts     int         `json:"top_ports,omitempty"`
 	ExcludePorts string      `json:"exclude_ports,omitempty"`
 	ScanType     string      `json:"scan_type"`
+	Fallback     bool        `json:"fallback,omitempty"`
 
 	Rate           float64       `json:"rate,omitempty"`
 	Window         int           `json:"window,omitempty"`
@@ -175,7 +177,8 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.StringVarP(&opts.Ports, "ports", "p", "", "ports to scan: `SPEC` such as 22,80,8000-8100,T:ssh; -p- is all 65535")
 	f.IntVar(&opts.TopPorts, "top-ports", 0, "scan the `N` most likely open ports of our curated list (TCP: tiers of 100 and 1000; UDP with -sU: 100; beyond a list the other ports follow in ascending order; default 1000 without -p)")
 	f.StringVar(&opts.ExcludePorts, "exclude-ports", "", "leave out these ports (`SPEC`)")
-	f.StringVarP(&opts.ScanType, "scan-type", "s", "T", "scan `TYPE`: T (TCP connect, nmap's -sT), U (UDP with protocol payloads, nmap's -sU; no privileges needed), n (host discovery only, nmap's -sn: one result per host, port 0); SYN (-sS) comes with raw sockets")
+	f.StringVarP(&opts.ScanType, "scan-type", "s", "", "scan `TYPE`: S (SYN, nmap's -sS; needs CAP_NET_RAW), T (TCP connect, nmap's -sT), U (UDP with protocol payloads, nmap's -sU; no privileges needed), n (host discovery only, nmap's -sn: one result per host, port 0) (default: S when privileged, else T)")
+	f.BoolVar(&opts.Fallback, "fallback", false, "scan with TCP connect when -sS lacks CAP_NET_RAW, instead of failing")
 	f.Float64Var(&opts.Rate, "rate", 0, "at most `N` probes per second, retries included (0: no cap beyond the window); nmap's --max-rate N works too")
 	f.Float64Var(&opts.Rate, "max-rate", 0, "nmap's --max-rate: the same as --rate")
 	_ = f.MarkHidden("max-rate")
@@ -314,8 +317,23 @@ type scanPlan struct {
 // plan parses targets and ports. Every error here is reported before a
 // single probe goes out.
 func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error) {
+	p := &scanPlan{proberName: "connect"}
 	switch strings.ToLower(opts.ScanType) {
+	case "":
+		// nmap's default: SYN where raw sockets are allowed.
+		if rawnet.Allowed() {
+			p.proberName = "syn"
+		}
 	case "t", "connect":
+	case "s", "syn":
+		p.proberName = "syn"
+		if !rawnet.Allowed() {
+			if !opts.Fallback {
+				return nil, errNeedsRaw()
+			}
+			fmt.Fprintln(g.io.ErrOut, "portolan: -sS needs CAP_NET_RAW; --fallback: scanning with TCP connect (-sT) instead")
+			p.proberName = "connect"
+		}
 	case "n":
 		if opts.Ports != "" || opts.TopPorts != 0 || opts.ExcludePorts != "" {
 			return nil, usageErr(errors.New("-sn is host discovery only: it scans no ports, so -p, --top-ports and --exclude-ports do not go with it"))
@@ -324,14 +342,9 @@ func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error
 			return nil, usageErr(errors.New("-sn -Pn: discovery only, and no discovery: nothing to do"))
 		}
 	case "u", "udp":
-	case "s", "syn":
-		return nil, usageErr(fmt.Errorf("-s%s: SYN scans need raw sockets and are not in this release; use -sT (connect)", opts.ScanType))
-	default:
-		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want T, U, or n for host discovery only)", opts.ScanType))
-	}
-	p := &scanPlan{proberName: "connect"}
-	if opts.udp() {
 		p.proberName = "udp"
+	default:
+		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want S for SYN, T for connect, U for UDP, or n for host discovery only)", opts.ScanType))
 	}
 	var err error
 	if p.prober, err = scan.ProberByName(p.proberName); err != nil {
@@ -372,6 +385,37 @@ func (opts *ScanOptions) udp() bool {
 
 // discoveryOnly is -sn: host discovery and no port scan.
 func (opts *ScanOptions) discoveryOnly() bool { return strings.EqualFold(opts.ScanType, "n") }
+
+// synReport says on stderr what a SYN scan found doubtful: hosts that
+// answer every port, packets lost or forged, an incomplete answer.
+func synReport(g *Globals, sum scan.Summary) {
+	raw := sum.Raw
+	if raw == nil {
+		return
+	}
+	if n := len(raw.Tarpits); n > 0 {
+		addrs := make([]string, n)
+		for i, a := range raw.Tarpits {
+			addrs[i] = a.String()
+		}
+		fmt.Fprintf(g.io.ErrOut, "%s answered random canary ports too (a tarpit or a middlebox answers every port): %s; their answers are reported filtered (%s)\n",
+			plural(n, "host"), strings.Join(addrs, ", "), scan.ReasonTarpit)
+	}
+	if raw.Drops > 0 || raw.Forged > 0 || sum.Completeness < 0.999 {
+		fmt.Fprintf(g.io.ErrOut, "syn scan: %d packets dropped by this machine's kernel (send rate lowered to %.0f/s at worst), %d forged replies ignored; estimated completeness %.2f%%\n",
+			raw.Drops, raw.MinRate, raw.Forged, 100*sum.Completeness)
+	}
+	g.Logger().Debug("syn scan", "rst_guard", raw.RSTGuard, "rate", raw.Rate, "min_rate", raw.MinRate, "drops", raw.Drops)
+}
+
+// errNeedsRaw is -sS without CAP_NET_RAW: the fix, and the way around it.
+func errNeedsRaw() error {
+	bin, err := os.Executable()
+	if err != nil {
+		bin = "portolan"
+	}
+	return fmt.Errorf("-sS needs CAP_NET_RAW: run as root or setcap cap_net_raw+ep %s (cap_net_raw,cap_net_admin+ep also keeps the kernel from resetting replies); or add --fallback to scan with TCP connect", bin)
+}
 
 // timingTemplates are nmap's -T0..5, as nmap's documentation gives them:
 // the delay between probes (here a rate cap), the timeouts and retries.
@@ -925,6 +969,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		fmt.Fprintf(g.io.ErrOut, "%s judged down: no answer to %s, nor to host discovery (TCP %s%s); %s filtered (host-timeout); -Pn scans every port anyway\n",
 			plural(sum.HostsDown, "host"), "the first probes", discoveryPortsText(), pingText(sum), "their ports are reported")
 	}
+	synReport(g, sum)
 	if opts.StatsEvery > 0 {
 		statsOut.Write(struct {
 			Type string `json:"type"`

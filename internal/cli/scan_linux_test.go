@@ -270,7 +270,7 @@ func TestScanResume(t *testing.T) {
 
 	// The reference: the same space, seed and order in one go, unpaced.
 	refDB := filepath.Join(dir, "reference.db")
-	r := runChild(t, portolanIn(t, scanner, append([]string{"scan", "--db", refDB, "--format", "jsonl"}, space...)...))
+	r := runChild(t, portolanIn(t, scanner, append([]string{"scan", "-sT", "--db", refDB, "--format", "jsonl"}, space...)...))
 	if r.code != ExitOK {
 		t.Fatalf("reference scan: %v", r)
 	}
@@ -297,7 +297,7 @@ func TestScanResume(t *testing.T) {
 	// and returns once the store holds a checkpoint past 0.
 	// The returned channel yields the exit code.
 	start := func(t *testing.T, db string, out ...string) (*exec.Cmd, <-chan int, *screen) {
-		args := append(append([]string{"scan", "--db", db, "--rate", "2000"}, out...), space...)
+		args := append(append([]string{"scan", "-sT", "--db", db, "--rate", "2000"}, out...), space...)
 		cmd := portolanIn(t, scanner, args...)
 		stdout, stderr := newScreen(), newScreen()
 		cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -450,7 +450,7 @@ func TestScanStates(t *testing.T) {
 	const silentPorts = "2000-2039"
 	dir := t.TempDir()
 	db := filepath.Join(dir, "scans.db")
-	r := runChild(t, portolanIn(t, scanner, "scan", lk.B4.String(), lk.B6.String(), silent4.String(), silent6.String(),
+	r := runChild(t, portolanIn(t, scanner, "scan", "-sT", lk.B4.String(), lk.B6.String(), silent4.String(), silent6.String(),
 		"-p", "22-26,"+silentPorts, "--db", db, "--format", "jsonl", "--stats-every", "1m"))
 	if r.code != ExitOK {
 		t.Fatalf("scan: %v", r)

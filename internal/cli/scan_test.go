@@ -297,7 +297,7 @@ func TestScanBadInputSendsNothing(t *testing.T) {
 	}
 
 	// The control: the same port, scanned for real, is reached.
-	r := runChild(t, portolanCmd(t, t.Context(), "scan", target, "-p", port, "--no-store", "--format", "list"))
+	r := runChild(t, portolanCmd(t, t.Context(), "scan", "-sT", target, "-p", port, "--no-store", "--format", "list"))
 	if r.code != ExitOK || !strings.Contains(r.stdout, target+":"+port) {
 		t.Fatalf("control scan: %v\nwant %s:%s open", r, target, port)
 	}
@@ -448,7 +448,7 @@ func TestScanXMLValidates(t *testing.T) {
 	db := filepath.Join(dir, "scans.db")
 	before := filepath.Join(dir, "before.xml")
 	// A live scan writes XML to a file; "show" re-renders the stored scan.
-	r := runChild(t, portolanCmd(t, t.Context(), "scan", target, "-p", open+","+closed, "--db", db, "-o", before))
+	r := runChild(t, portolanCmd(t, t.Context(), "scan", "-sT", target, "-p", open+","+closed, "--db", db, "-o", before))
 	if r.code != ExitOK {
 		t.Fatalf("scan: %v", r)
 	}
@@ -494,7 +494,7 @@ print("finished", root.find("runstats/finished").get("exit"))`
 		// both files and reports the change.
 		after := filepath.Join(dir, "after.xml")
 		ln.ln.Close()
-		r := runChild(t, portolanCmd(t, t.Context(), "scan", target, "-p", open+","+closed, "--no-store", "-o", after))
+		r := runChild(t, portolanCmd(t, t.Context(), "scan", "-sT", target, "-p", open+","+closed, "--no-store", "-o", after))
 		if r.code != ExitOK {
 			t.Fatalf("scan after closing: %v", r)
 		}

@@ -59,6 +59,13 @@ type Reply struct {
 	Banner  string
 }
 
+// fromHost reports whether the reply came from the host itself (a SYN-ACK
+// or a reset, even one a tarpit sent), not from a router or silence: the
+// host is up, and the reply is a round trip.
+func (r Reply) fromHost() bool {
+	return r.State == Open || r.State == Closed || r.Reason == ReasonTarpit
+}
+
 var (
 	// ErrBusy marks a Send that failed for lack of local resources.
 	ErrBusy = errors.New("out of local resources")

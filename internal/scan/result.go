@@ -76,7 +76,7 @@ const (
 	ReasonAdminProhibited = "admin-prohibited" // filtered: ICMP administratively prohibited, or a local firewall
 	ReasonEchoReply       = "echo-reply"       // host up: it answered an ICMP echo (discovery)
 	ReasonUDPResponse     = "udp-response"     // open: a UDP datagram came back
-	ReasonPortUnreach     = "port-unreach"     // closed: ICMP port unreachable (UDP)
+	ReasonPortUnreach     = "port-unreach"     // closed: ICMP port unreachable (UDP); filtered for a SYN probe, as in nmap
 	ReasonProtoUnreach    = "proto-unreach"    // filtered: ICMP protocol unreachable
 	ReasonNetProhibited   = "net-prohibited"   // filtered: ICMP network administratively prohibited
 	ReasonHostProhibited  = "host-prohibited"  // filtered: ICMP host administratively prohibited

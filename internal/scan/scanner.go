@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
@@ -178,6 +179,13 @@ type Summary struct {
 	HostsDown int `json:"hosts_down"`
 	// Ping is whether host discovery could send ICMP echoes (Scanner.Pinger).
 	Ping bool `json:"ping"`
+	// Completeness estimates the share of answering ports the scan found:
+	// 1 - q^n, where q is the share of answered probes that needed a
+	// retry (the loss on the path, as the scan saw it) and n the attempts
+	// a port gets. 1 when no answer needed a retry.
+	Completeness float64 `json:"completeness"`
+	// Raw is what a raw prober (SYN) counted; nil for the others.
+	Raw *RawStats `json:"raw,omitempty"`
 }
 
 // NewSeed returns a random non-zero permutation seed.
@@ -210,6 +218,9 @@ func (s *Scanner) Run(ctx context.Context, sp Space) (Summary, error) {
 		return e.summary(), fmt.Errorf("open prober: %w", err)
 	}
 	e.sess = sess
+	if is, ok := sess.(icmpSeer); ok {
+		e.seesICMP = is.SeesICMP()
+	}
 	if l, ok := sess.(inFlightLimiter); ok {
 		e.fdLimit = max(1, l.InFlightLimit())
 		e.sockLimit = min(e.sockLimit, e.fdLimit)
@@ -255,8 +266,9 @@ type engine struct {
 	begin    time.Time
 	clock    time.Time // now, as of this turn of the loop: result timestamps
 
-	window, sockLimit int // caps on live probes and on probes in flight
-	fdLimit           int // the prober's own cap on probes in flight
+	window, sockLimit int  // caps on live probes and on probes in flight
+	fdLimit           int  // the prober's own cap on probes in flight
+	seesICMP          bool // the prober reports ICMP errors itself (icmpSeer)
 	retries           int
 	minTO, maxTO, iTO time.Duration
 	downAfter         int
@@ -274,6 +286,8 @@ type engine struct {
 	hosts    map[netip.Addr]*host
 	global   rttEst
 	down     int
+
+	portAnswered, retryAnswered uint64 // port probes answered open or closed; of them, on a retry
 
 	bannerPar  int
 	banners    int // grabs running
@@ -357,7 +371,9 @@ type host struct {
 	disc          discState
 	discLeft      int      // discovery probes not yet settled
 	waiting       []*probe // timed out during discovery: retried or settled when it ends
-	// closed counts ports answered closed. A host with closed ports whose
+	// closed counts ports answered closed (connect: a refusal may be an
+	// ICMP port unreachable) or, for a prober that sees ICMP errors
+	// itself (icmpSeer), rejected with one. A host with such ports whose
 	// other ports go unanswered may be rejecting them with ICMP errors
 	// that it rate-limits (Linux: a burst of 6, then 1/s per destination).
 	// A few of them are probed again and waited for past the kernel's SYN
@@ -808,7 +824,7 @@ func (e *engine) onReply(r Reply) {
 	}
 	trickle := p.trickle
 	if trickle {
-		answered := r.State == Closed || r.State == Open
+		answered := r.State == Closed || r.State == Open || e.icmpRejected(r)
 		if p.check {
 			h.checks--
 		} else {
@@ -827,10 +843,10 @@ func (e *engine) onReply(r Reply) {
 		}
 		defer e.nextTrickle(h)
 	}
-	if r.State == Closed {
+	if e.icmpRejected(r) || (!e.seesICMP && r.State == Closed) {
 		h.closed++
 	}
-	if r.State == Open || r.State == Closed {
+	if r.fromHost() {
 		first := !h.rtt.ok
 		if !trickle {
 			// A trickle answer may come from the kernel's own SYN
@@ -842,7 +858,9 @@ func (e *engine) onReply(r Reply) {
 		h.silent = 0
 		if p.attempts > 1 {
 			h.retryAnswered++
+			e.retryAnswered++
 		}
+		e.portAnswered++
 		if first {
 			e.shrinkEarly(h)
 		}
@@ -860,6 +878,13 @@ func (e *engine) onReply(r Reply) {
 	}
 	res.Banner = r.Banner
 	e.finish(p, res)
+}
+
+// icmpRejected reports whether r is an ICMP error a raw prober saw: a
+// rejection whose kind hosts rate-limit, as connect's refusals may be
+// (where the kernel turns an ICMP port unreachable into ECONNREFUSED).
+func (e *engine) icmpRejected(r Reply) bool {
+	return e.seesICMP && r.State == Filtered && r.Reason != ReasonNoResponse && r.Reason != ReasonTarpit
 }
 
 // shrinkEarly moves the deadlines of probes sent before h's first RTT
@@ -930,6 +955,12 @@ func (e *engine) onTimeout(p *probe) {
 		p.trickle = true
 		if h.rl == rlNone {
 			h.rl = rlChecking
+			if e.seesICMP {
+				// A raw probe has no kernel retransmission to draw a
+				// second ICMP error a second later: re-probe one at a
+				// time from the start, taking tokens as they refill.
+				h.rl, h.trickleSince = rlOn, e.clock
+			}
 		}
 		if h.rl == rlChecking && h.checks < rlChecks {
 			p.check = true
@@ -1040,7 +1071,7 @@ func (e *engine) discover(a netip.Addr, h *host) {
 // onDiscReply takes an answer to a discovery probe.
 func (e *engine) onDiscReply(p *probe, r Reply) {
 	h := p.host
-	if r.State != Open && r.State != Closed {
+	if !r.fromHost() {
 		// An ICMP error may come from a router for a host that is not
 		// there: not an answer from the host.
 		e.discMiss(p)
@@ -1294,9 +1325,19 @@ func (e *engine) abandon() {
 
 func (e *engine) summary() Summary {
 	cp := e.checkpoint()
-	return Summary{
+	sum := Summary{
 		Stats: e.st, Seed: e.seed, SeedText: strconv.FormatUint(e.seed, 10), Shard: e.s.Shard,
 		From: e.hi - e.st.Total, To: e.hi,
 		Checkpoint: cp, Complete: cp == e.hi, HostsDown: e.down, Ping: e.pingSess != nil,
+		Completeness: 1,
 	}
+	if e.portAnswered > 0 {
+		q := float64(e.retryAnswered) / float64(e.portAnswered)
+		sum.Completeness = 1 - math.Pow(q, float64(1+e.retries))
+	}
+	if rs, ok := e.sess.(rawStatser); ok {
+		st := rs.RawStats()
+		sum.Raw = &st
+	}
+	return sum
 }

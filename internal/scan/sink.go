@@ -168,14 +168,15 @@ func (w *SinkWriter) Close() error {
 var probers = map[string]func() Prober{
 	"connect": func() Prober { return ConnectProber{} },
 	"dial":    func() Prober { return DialProber{} },
+	"syn":     func() Prober { return SYNProber{} },
 	"udp":     func() Prober { return UDPProber{} },
 }
 
 // ProberByName returns the prober a scan names ("connect": TCP connect, as
-// nmap's -sT; "dial": the portable connect prober; "udp": UDP with
-// protocol payloads, nmap's -sU), so that a stored scan,
-// a fleet worker or a scheduled scan picks its prober without knowing the
-// types. SYN and UDP probers add their names here.
+// nmap's -sT; "dial": the portable connect prober; "syn": half-open SYNs,
+// as nmap's -sS; "udp": UDP with protocol payloads, nmap's -sU), so that
+// a stored scan, a fleet worker or a scheduled scan picks its prober
+// without knowing the types.
 func ProberByName(name string) (Prober, error) {
 	if f := probers[name]; f != nil {
 		return f(), nil

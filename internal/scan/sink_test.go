@@ -67,7 +67,10 @@ func TestProberByName(t *testing.T) {
 	if p, err := ProberByName("connect"); err != nil || p != (ConnectProber{}) {
 		t.Errorf("ProberByName(connect) = %v, %v", p, err)
 	}
-	if _, err := ProberByName("syn"); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("ProberByName(syn) = %v; want ErrUnsupported", err)
+	if p, err := ProberByName("syn"); err != nil || p != (SYNProber{}) {
+		t.Errorf("ProberByName(syn) = %v, %v", p, err)
+	}
+	if _, err := ProberByName("xmas"); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("ProberByName(xmas) = %v; want ErrUnsupported", err)
 	}
 }

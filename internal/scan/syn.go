@@ -1,0 +1,224 @@
+package scan
+
+import (
+	"log/slog"
+	"math"
+	"net/netip"
+)
+
+// SYNProber probes TCP ports with half-open SYNs, as nmap -sS and masscan:
+// open on a SYN-ACK, closed on a reset, filtered on an ICMP unreachable or
+// silence. It needs CAP_NET_RAW (Linux only; elsewhere Open returns
+// ErrUnsupported).
+//
+// Packets are built from templates and sent in batches through AF_PACKET
+// (raw IP sockets on loopback and tun), replies read through a BPF filter
+// on the prober's source ports. Each SYN's sequence number is a keyed hash
+// of its 4-tuple, and a reply counts only if it acknowledges that number,
+// so forged or stray packets are never reported. The send rate follows
+// AIMD: halved when the kernel drops received packets (PACKET_STATISTICS)
+// or refuses sends, raised step by step while clean. Random canary ports
+// of each host tell a host that answers every port (a tarpit or a
+// middlebox) from one with open ports: its SYN-ACKs are reported filtered
+// with ReasonTarpit. With CAP_NET_ADMIN an nftables table of the prober's
+// own keeps the kernel from resetting the connections replies open.
+//
+// Retries of unanswered probes, RTT-derived timeouts (and so the final
+// wait) are the Scanner's, as for every prober. The zero value is ready.
+type SYNProber struct {
+	// MaxRate caps packets per second; the AIMD rate stays under it.
+	// 0 means DefaultSYNMaxRate.
+	MaxRate float64
+	// Canaries is how many random ports of each host are probed to detect
+	// tarpits. 0 means DefaultCanaries; negative means none.
+	Canaries int
+	// SourcePort is the first of the scan's 1,024 source ports (for a
+	// firewall rule that must let replies in). 0 means a block drawn at
+	// random above the ephemeral range, from 61000.
+	SourcePort uint16
+	// Logger gets debug events. Nil means discard.
+	Logger *slog.Logger
+}
+
+// Defaults of SYNProber.
+const (
+	DefaultSYNMaxRate = 1_000_000
+	DefaultCanaries   = 3
+)
+
+// ReasonTarpit is the reason of a SYN-ACK from a host that also answered
+// random canary ports: it answers every port, so an answer says nothing.
+const ReasonTarpit = "tarpit"
+
+// RawStats is what a raw prober counted in a scan (Summary.Raw).
+type RawStats struct {
+	// Drops counts packets lost in the scanner's own kernel: replies the
+	// receive buffer had no room for, and sends the device refused.
+	Drops uint64 `json:"drops"`
+	// Forged counts replies to the scanner's ports that failed the
+	// sequence-number check and were ignored.
+	Forged uint64 `json:"forged"`
+	// Rate is the send rate at the end, and MinRate the lowest it went,
+	// in packets per second.
+	Rate    float64 `json:"rate"`
+	MinRate float64 `json:"min_rate"`
+	// Tarpits are the hosts that answered canary ports.
+	Tarpits []netip.Addr `json:"tarpits,omitempty"`
+	// RSTGuard says how replies are kept from the kernel: "nftables" (a
+	// table of the scan's own) or "none" with why.
+	RSTGuard string `json:"rst_guard"`
+}
+
+// icmpSeer is implemented by sessions that read ICMP errors themselves: a
+// reset they report is a reset, never an ICMP port unreachable turned
+// into a refusal by the kernel (as for connect), so only their ICMP
+// errors hint at a host that rate-limits its rejections.
+type icmpSeer interface{ SeesICMP() bool }
+
+// rawStatser is implemented by sessions that count RawStats.
+type rawStatser interface{ RawStats() RawStats }
+
+// synKey identifies a probe by its 4-tuple less our address.
+type synKey struct {
+	addr         netip.Addr
+	dport, sport uint16
+}
+
+// synEntry is a probe in flight.
+type synEntry struct {
+	key  synKey
+	id   uint64
+	sent int64 // nanoseconds since the session's start
+	d    *synDest
+	used bool
+}
+
+// synTable maps probes in flight by 4-tuple: open addressing, linear
+// probing and backward-shift deletion in a fixed array, so neither Send
+// nor a reply allocates.
+type synTable struct {
+	e    []synEntry
+	mask uint64
+	n    int
+}
+
+func newSynTable(capacity int) synTable {
+	c := 1
+	for c < capacity {
+		c <<= 1
+	}
+	return synTable{e: make([]synEntry, c), mask: uint64(c - 1)}
+}
+
+func (k synKey) hash() uint64 {
+	a := k.addr.As16()
+	var h uint64 = 0x9e3779b97f4a7c15
+	for i := 0; i < 16; i += 8 {
+		h ^= uint64(a[i]) | uint64(a[i+1])<<8 | uint64(a[i+2])<<16 | uint64(a[i+3])<<24 |
+			uint64(a[i+4])<<32 | uint64(a[i+5])<<40 | uint64(a[i+6])<<48 | uint64(a[i+7])<<56
+		h *= 0xbf58476d1ce4e5b9
+		h ^= h >> 31
+	}
+	h ^= uint64(k.dport)<<16 | uint64(k.sport)
+	h *= 0x94d049bb133111eb
+	return h ^ h>>29
+}
+
+// full reports whether the table is at its load limit (one half).
+func (t *synTable) full() bool { return 2*(t.n+1) > len(t.e) }
+
+// put adds or replaces the entry for e.key.
+func (t *synTable) put(e synEntry) {
+	e.used = true
+	for i := e.key.hash() & t.mask; ; i = (i + 1) & t.mask {
+		if !t.e[i].used {
+			t.e[i] = e
+			t.n++
+			return
+		}
+		if t.e[i].key == e.key {
+			t.e[i] = e
+			return
+		}
+	}
+}
+
+// find returns the index of k's entry, or -1.
+func (t *synTable) find(k synKey) int {
+	for i := k.hash() & t.mask; t.e[i].used; i = (i + 1) & t.mask {
+		if t.e[i].key == k {
+			return int(i)
+		}
+	}
+	return -1
+}
+
+// take removes and returns k's entry.
+func (t *synTable) take(k synKey) (synEntry, bool) {
+	i := t.find(k)
+	if i < 0 {
+		return synEntry{}, false
+	}
+	e := t.e[i]
+	t.del(uint64(i))
+	return e, true
+}
+
+// del removes entry i, moving later entries of its run back so that every
+// entry stays reachable from its home slot.
+func (t *synTable) del(i uint64) {
+	t.n--
+	for j := (i + 1) & t.mask; t.e[j].used; j = (j + 1) & t.mask {
+		home := t.e[j].key.hash() & t.mask
+		// Move e[j] to the hole at i unless its home lies in (i, j].
+		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
+			t.e[i] = t.e[j]
+			i = j
+		}
+	}
+	t.e[i] = synEntry{}
+}
+
+// aimd is the send rate for the next period: halved (down to a floor of
+// 1,000/s) after a period with drops in our own kernel, raised by a
+// fiftieth of the cap after a clean period in which the rate held packets
+// back, unchanged otherwise.
+func aimd(rate, maxRate float64, drops uint64, limited bool) float64 {
+	switch {
+	case drops > 0:
+		return max(synMinRate, rate/2)
+	case limited:
+		return min(maxRate, rate+maxRate/50)
+	}
+	return rate
+}
+
+// synMinRate is AIMD's floor, in packets per second.
+const synMinRate = 1_000
+
+// icmpReason is the reason an ICMP destination unreachable gives.
+func icmpReason(v6 bool, code uint8) string {
+	if v6 {
+		switch code {
+		case 0:
+			return ReasonNetUnreach
+		case 1, 5, 6:
+			return ReasonAdminProhibited
+		case 4:
+			return ReasonPortUnreach
+		}
+		return ReasonHostUnreach
+	}
+	switch code {
+	case 0, 6, 11:
+		return ReasonNetUnreach
+	case 3:
+		return ReasonPortUnreach
+	case 9, 10, 13:
+		return ReasonAdminProhibited
+	}
+	return ReasonHostUnreach
+}
+
+func floatBits(f float64) uint64 { return math.Float64bits(f) }
+func bitsFloat(b uint64) float64 { return math.Float64frombits(b) }

@@ -1,0 +1,829 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"portolan/internal/portspec"
+	"portolan/internal/rawnet"
+)
+
+const (
+	synSlots      = 4096    // send queue per interface and family
+	synTableSize  = 1 << 17 // probes in flight: InFlightLimit is half
+	synPorts      = 1024    // source ports per scan
+	synBatch      = 64      // packets per sendmmsg / recvmmsg
+	synStartRate  = 100_000 // packets per second before AIMD has spoken
+	synAIMDPeriod = 10 * time.Millisecond
+	synResolve    = 3 * time.Second       // a next hop's address resolution gives up
+	synQueueTime  = 10 * time.Millisecond // the longest a SYN waits in the send queue
+	synCanaryWait = 500 * time.Millisecond
+	canaryBit     = 1 << 63 // in a canary probe's ID
+)
+
+// synDestState is where a destination is in route and neighbour lookup.
+type synDestState uint8
+
+const (
+	destResolving synDestState = iota
+	destOK
+	destUnreach
+)
+
+type canaryVerdict uint8
+
+const (
+	canaryPending canaryVerdict = iota
+	canaryNormal
+	canaryTarpit
+)
+
+// synDest is what the session knows about one destination address.
+// route and q are the Send goroutine's, set before state leaves
+// Resolving; tmpl and the canary fields are under synSession.mu.
+type synDest struct {
+	addr      netip.Addr
+	state     atomic.Uint32 // a synDestState: Resolving turns into OK or Unreach in the receiver goroutine
+	reason    string        // destUnreach's
+	route     rawnet.Route
+	tmpl      *rawnet.Template
+	q         *synQueue
+	solicited time.Time
+	waiting   []synWaiting // probes sent while the next hop is resolved; under mu
+
+	canaried     atomic.Bool // canaries sent (or being sent), by whichever goroutine came first
+	canarySent   int64       // session nanoseconds; 0: none sent
+	canaries     []synKey
+	canaryOpen   int
+	canaryClosed int
+	verdict      canaryVerdict
+	held         []Reply // open answers waiting for the verdict
+}
+
+// synWaiting is a probe waiting for its next hop's MAC address.
+type synWaiting struct {
+	id           uint64
+	dport, sport uint16
+}
+
+// synQueue is one interface's and family's send ring.
+type synQueue struct {
+	snd          *rawnet.Sender
+	head, queued int // under synSession.mu
+}
+
+type synSession struct {
+	p        SYNProber
+	log      *slog.Logger
+	report   func(Reply)
+	cookie   rawnet.Cookie
+	lo, hi   uint16
+	rx       *rawnet.Receiver
+	guard    *rawnet.Guard
+	nl       *rawnet.Neighbors
+	guardMsg string
+	rng      *rand.Rand
+	start    time.Time
+	canaries int
+
+	// The Send goroutine's.
+	dests  map[netip.Addr]*synDest
+	last   *synDest
+	queues map[[2]int]*synQueue // by interface index and IPv6
+
+	mu        sync.Mutex
+	table     synTable
+	bySlot    []synKey // each engine slot's key in flight, for Cancel
+	qs        []*synQueue
+	tarpits   []netip.Addr
+	pending   []*synDest // canary verdicts not given yet
+	resolving []*synDest // next hops being resolved
+	// recent are the last replies reported, for a Cancel that races one.
+	recent  [1024]Reply
+	nrecent uint64
+	closed  bool
+
+	wake chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	drops, sendErrs, forged atomic.Uint64
+	rate, minRate           atomic.Uint64 // float64 bits
+	flush                   []Reply       // released by decide, under mu
+	flushing                []Reply       // being reported by the receiver goroutine
+}
+
+// Open opens the sockets, installs the RST guard if it may, and starts
+// the sender and receiver goroutines.
+func (p SYNProber) Open(ctx context.Context, report func(Reply)) (Session, error) {
+	if p.MaxRate <= 0 {
+		p.MaxRate = DefaultSYNMaxRate
+	}
+	s := &synSession{
+		p: p, log: p.Logger, report: report,
+		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		cookie:   rawnet.NewCookie(rand.Uint64(), rand.Uint64()),
+		start:    time.Now(),
+		canaries: p.Canaries,
+		dests:    make(map[netip.Addr]*synDest),
+		queues:   make(map[[2]int]*synQueue),
+		table:    newSynTable(synTableSize),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.canaries == 0 {
+		s.canaries = DefaultCanaries
+	}
+	// Source ports above the ephemeral range (32768-60999 by default),
+	// so that the guard's rule hides no connection of the system's.
+	s.lo = 61000 + uint16(s.rng.IntN((65535-61000+1)/synPorts))*synPorts
+	if p.SourcePort != 0 {
+		if p.SourcePort > 65535-synPorts+1 {
+			return nil, fmt.Errorf("syn scan: source ports %d-%d: past 65535", p.SourcePort, int(p.SourcePort)+synPorts-1)
+		}
+		s.lo = p.SourcePort
+	}
+	s.hi = s.lo + synPorts - 1
+	var err error
+	if s.nl, err = rawnet.OpenNeighbors(); err != nil {
+		return nil, fmt.Errorf("syn scan: %w", err)
+	}
+	if s.rx, err = rawnet.OpenReceiver(s.lo, s.hi, synBatch, 5); err != nil {
+		s.nl.Close()
+		return nil, fmt.Errorf("syn scan: %w", err)
+	}
+	if s.guard, err = rawnet.GuardPorts(s.lo, s.hi); err != nil {
+		s.guardMsg = "none (" + err.Error() + "): the kernel resets the connections replies open"
+		s.log.Debug("no nftables guard for the scan's source ports", "err", err)
+	} else {
+		s.guardMsg = fmt.Sprintf("nftables (table of its own, ports %d-%d)", s.lo, s.hi)
+	}
+	s.setRate(min(synStartRate, p.MaxRate))
+	s.minRate.Store(s.rate.Load())
+	s.wg.Add(2)
+	go s.sendLoop()
+	go s.recvLoop()
+	return s, nil
+}
+
+func (s *synSession) now() int64 { return int64(time.Since(s.start)) }
+
+func (s *synSession) setRate(r float64) {
+	s.rate.Store(floatBits(r))
+	if r < bitsFloat(s.minRate.Load()) {
+		s.minRate.Store(floatBits(r))
+	}
+}
+
+// SeesICMP reports true: ICMP errors come through the packet socket.
+func (s *synSession) SeesICMP() bool { return true }
+
+// InFlightLimit keeps the scanner's window within the probe table.
+func (s *synSession) InFlightLimit() int { return synTableSize/2 - 64 }
+
+func (s *synSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) error {
+	if proto != portspec.TCP {
+		return fmt.Errorf("syn probe over %s: %w", proto, ErrUnsupported)
+	}
+	d := s.dest(dst.Addr())
+	// The source port follows the engine's slot, not the attempt: a late
+	// answer to a first attempt then matches the retry.
+	sport := s.lo + uint16(id&0xffffffff%synPorts)
+	switch synDestState(d.state.Load()) {
+	case destResolving:
+		s.mu.Lock()
+		if synDestState(d.state.Load()) == destResolving {
+			// Waits for the MAC address, without holding up the scan.
+			d.waiting = append(d.waiting, synWaiting{id, dst.Port(), sport})
+			s.setSlot(id, synKey{d.addr, dst.Port(), sport})
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		return s.Send(id, dst, proto)
+	case destUnreach:
+		s.report(Reply{ID: id, State: Filtered, Reason: d.reason})
+		return nil
+	}
+	if s.canaries > 0 && d.canaried.CompareAndSwap(false, true) {
+		s.sendCanaries(d)
+	}
+	return s.enqueue(d, id, dst.Port(), sport)
+}
+
+// enqueue puts a SYN in d's send queue and its probe in the table.
+func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16) error {
+	seq := s.cookie.SYN(d.route.Src, d.addr, sport, dport)
+	k := synKey{d.addr, dport, sport}
+	s.mu.Lock()
+	q := d.q
+	n := q.snd.Slots()
+	// At most synQueueTime of packets wait at the current rate: a probe
+	// must not time out in our own queue.
+	if q.queued >= min(n, max(synBatch, int(bitsFloat(s.rate.Load())*synQueueTime.Seconds()))) || s.table.full() {
+		s.mu.Unlock()
+		return fmt.Errorf("syn send queue: %w", ErrBusy)
+	}
+	i := (q.head + q.queued) % n
+	pkt := d.tmpl.Fill(q.snd.Slot(i), d.addr, sport, dport, seq)
+	q.snd.Ready(i, len(pkt), d.addr)
+	s.table.put(synEntry{key: k, id: id, sent: s.now(), d: d})
+	s.setSlot(id, k)
+	q.queued++
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// resetLocked queues a reset for the half-open connection a SYN-ACK opened
+// on the target, as the kernel would have (the guard keeps it from doing
+// so): the target forgets it, and a later scan from the same port is not
+// answered with that connection's stale numbers. Without room in the
+// queue it is skipped. Under mu.
+func (s *synSession) resetLocked(d *synDest, k synKey, ack uint32) {
+	q := d.q
+	if q == nil || d.tmpl == nil || q.queued == q.snd.Slots() {
+		return
+	}
+	i := (q.head + q.queued) % q.snd.Slots()
+	pkt := d.tmpl.FillRST(q.snd.Slot(i), d.addr, k.sport, k.dport, ack)
+	q.snd.Ready(i, len(pkt), d.addr)
+	q.queued++
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// setSlot records the key of probe id for Cancel. Under mu.
+func (s *synSession) setSlot(id uint64, k synKey) {
+	if id&canaryBit != 0 {
+		return
+	}
+	slot := int(id & 0xffffffff)
+	for slot >= len(s.bySlot) {
+		s.bySlot = append(s.bySlot, synKey{})
+	}
+	s.bySlot[slot] = k
+}
+
+// sendCanaries probes random high ports of d. A port answered open there
+// is almost surely not a service.
+func (s *synSession) sendCanaries(d *synDest) {
+	keys := make([]synKey, s.canaries)
+	for k := range keys {
+		// Random to anyone without the scan's key; no shared generator,
+		// so any goroutine may send them.
+		h := s.cookie.SYN(d.addr, d.addr, uint16(k), 0)
+		keys[k] = synKey{d.addr, uint16(1024 + h%(65536-1024)), s.lo + uint16(h>>16)%synPorts}
+	}
+	// The keys are known before any canary leaves: an answer that comes
+	// back at once is then judged against all of them.
+	s.mu.Lock()
+	d.canarySent = max(s.now(), 1)
+	d.canaries = keys
+	s.pending = append(s.pending, d)
+	s.mu.Unlock()
+	for k, key := range keys {
+		if s.enqueue(d, canaryBit|uint64(k), key.dport, key.sport) != nil {
+			s.mu.Lock()
+			d.canaries = slices.DeleteFunc(d.canaries, func(c synKey) bool { return c == key })
+			s.mu.Unlock()
+		}
+	}
+}
+
+// dest returns what is known of a, looking up its route the first time
+// and, on a link with MAC addresses, starting the resolution of its next
+// hop, which the receiver goroutine watches (resolve).
+func (s *synSession) dest(a netip.Addr) *synDest {
+	a = a.Unmap()
+	d := s.last
+	if d == nil || d.addr != a {
+		if d = s.dests[a]; d == nil {
+			d = &synDest{addr: a}
+			s.dests[a] = d
+			s.lookup(d)
+		}
+		s.last = d
+	}
+	return d
+}
+
+// lookup finds d's route; an unusable one makes d unreachable with the
+// reason a connect() would give.
+func (s *synSession) lookup(d *synDest) {
+	unreach := func(reason string) { d.reason = reason; d.state.Store(uint32(destUnreach)) }
+	r, err := rawnet.LookupRoute(d.addr)
+	if err != nil {
+		// Unreachable, prohibit and blackhole routes: what connect says.
+		reason := ReasonNetUnreach
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			if v, why, _ := verdict(errno); v == Filtered {
+				reason = why
+			}
+		}
+		unreach(reason)
+		return
+	}
+	if r.Src.Is4() != d.addr.Is4() {
+		unreach(ReasonNetUnreach)
+		return
+	}
+	d.route = r
+	if err := s.queue(d); err != nil {
+		s.log.Debug("raw sender", "addr", d.addr, "err", err)
+		unreach(ReasonNetUnreach)
+		return
+	}
+	if !r.Link() {
+		s.ready(d, nil)
+		return
+	}
+	d.state.Store(uint32(destResolving))
+	d.solicited = time.Now()
+	if mac, err := s.nl.Lookup(r.Ifindex, r.NextHop); err == nil && mac != nil {
+		s.ready(d, mac)
+		return
+	}
+	// The kernel resolves the address for a datagram of its own; the
+	// receiver goroutine watches the neighbour table.
+	if err := rawnet.Solicit(r.NextHop); err != nil {
+		s.log.Debug("address resolution", "addr", r.NextHop, "err", err)
+	}
+	s.mu.Lock()
+	s.resolving = append(s.resolving, d)
+	s.mu.Unlock()
+}
+
+// queue finds (or opens) d's send queue. Sockets are opened here, in the
+// Send goroutine, which is in the scan's network namespace.
+func (s *synSession) queue(d *synDest) error {
+	v6 := 0
+	if d.addr.Is6() {
+		v6 = 1
+	}
+	qk := [2]int{d.route.Ifindex, v6}
+	if d.route.Link() {
+		qk[1] += 2
+	}
+	q := s.queues[qk]
+	if q == nil {
+		snd, err := rawnet.OpenSender(d.route, v6 == 1, synSlots)
+		if err != nil {
+			return fmt.Errorf("syn scan: %w", err)
+		}
+		q = &synQueue{snd: snd}
+		s.queues[qk] = q
+		s.mu.Lock()
+		s.qs = append(s.qs, q)
+		s.mu.Unlock()
+	}
+	d.q = q
+	return nil
+}
+
+// ready builds d's template for next-hop MAC mac (nil without a link
+// layer) and sends what waited for it, canaries first.
+func (s *synSession) ready(d *synDest, mac []byte) {
+	tmpl, err := rawnet.NewTemplate(d.route.Src, d.route.SrcMAC, mac)
+	s.mu.Lock()
+	waiting := d.waiting
+	d.waiting = nil
+	if err != nil {
+		d.reason = ReasonNetUnreach
+		d.state.Store(uint32(destUnreach))
+	} else {
+		d.tmpl = tmpl
+		d.state.Store(uint32(destOK))
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Debug("syn template", "addr", d.addr, "err", err)
+	}
+	s.release(d, waiting)
+}
+
+// release sends (or, for an unreachable d, answers) the probes that
+// waited for d's next hop. A probe the queue has no room for is left to
+// time out and be sent again.
+func (s *synSession) release(d *synDest, waiting []synWaiting) {
+	if len(waiting) == 0 {
+		return
+	}
+	if synDestState(d.state.Load()) == destUnreach {
+		for _, w := range waiting {
+			s.report(Reply{ID: w.id, State: Filtered, Reason: d.reason})
+		}
+		return
+	}
+	if s.canaries > 0 && d.canaried.CompareAndSwap(false, true) {
+		s.sendCanaries(d)
+	}
+	for _, w := range waiting {
+		_ = s.enqueue(d, w.id, w.dport, w.sport)
+	}
+}
+
+// resolve checks the next hops being resolved: found ones release their
+// probes, failed ones (or silent past synResolve) answer them host-unreach.
+// The receiver goroutine's.
+func (s *synSession) resolve() {
+	s.mu.Lock()
+	ds := slices.Clone(s.resolving)
+	s.mu.Unlock()
+	if len(ds) == 0 {
+		return
+	}
+	done := map[*synDest]bool{}
+	for _, d := range ds {
+		mac, err := s.nl.Lookup(d.route.Ifindex, d.route.NextHop)
+		switch {
+		case mac != nil:
+			s.ready(d, mac)
+		case errors.Is(err, rawnet.ErrNoNeighbor) || time.Since(d.solicited) > synResolve:
+			s.mu.Lock()
+			waiting := d.waiting
+			d.waiting = nil
+			d.reason = ReasonHostUnreach
+			d.state.Store(uint32(destUnreach))
+			s.mu.Unlock()
+			s.release(d, waiting)
+		default:
+			continue
+		}
+		done[d] = true
+	}
+	s.mu.Lock()
+	s.resolving = slices.DeleteFunc(s.resolving, func(d *synDest) bool { return done[d] })
+	s.mu.Unlock()
+}
+
+// sendLoop drains the send queues at the AIMD rate.
+func (s *synSession) sendLoop() {
+	defer s.wg.Done()
+	tokens := float64(synBatch)
+	last := time.Now()
+	period := last
+	var sentPeriod, limited int
+	var lastDrops uint64
+	tick := time.NewTicker(synAIMDPeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.wake:
+		case <-tick.C:
+		case <-s.done:
+			return
+		}
+		for {
+			now := time.Now()
+			rate := bitsFloat(s.rate.Load())
+			tokens = min(tokens+rate*now.Sub(last).Seconds(), max(rate/1000, synBatch))
+			last = now
+			if now.Sub(period) >= synAIMDPeriod {
+				drops := s.countDrops()
+				if next := aimd(rate, s.p.MaxRate, drops-lastDrops, limited > 0); next != rate {
+					s.setRate(next)
+					if next < rate {
+						s.log.Debug("drops: halving the send rate", "drops", drops-lastDrops, "rate", next)
+					}
+				}
+				lastDrops, period, sentPeriod, limited = drops, now, 0, 0
+			}
+			sent := 0
+			s.mu.Lock()
+			qs := s.qs
+			s.mu.Unlock()
+			for _, q := range qs {
+				s.mu.Lock()
+				h, n := q.head, q.queued
+				s.mu.Unlock()
+				k := min(n, q.snd.Slots()-h, synBatch, int(tokens))
+				if k == 0 {
+					if n > 0 {
+						limited++
+					}
+					continue
+				}
+				m, err := q.snd.Send(h, k)
+				if err != nil {
+					if errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) {
+						s.sendErrs.Add(1)
+						time.Sleep(100 * time.Microsecond)
+						continue
+					}
+					// Any other error loses this batch; its probes time
+					// out and are sent again.
+					s.log.Debug("send", "err", err)
+					s.sendErrs.Add(uint64(k))
+					m = k
+				}
+				tokens -= float64(m)
+				sent += m
+				s.mu.Lock()
+				q.head = (h + m) % q.snd.Slots()
+				q.queued -= m
+				s.mu.Unlock()
+			}
+			sentPeriod += sent
+			if sent == 0 {
+				if limited > 0 && tokens < 1 {
+					// Wait for the next batch's tokens, not a whole tick.
+					time.Sleep(time.Duration(float64(time.Second) * min(synBatch, max(1, 1-tokens)) / rate))
+					continue
+				}
+				break
+			}
+		}
+	}
+}
+
+// countDrops is the loss in our own kernel so far: receive-buffer drops
+// and refused sends.
+func (s *synSession) countDrops() uint64 {
+	if st, err := s.rx.Stats(); err == nil {
+		s.drops.Store(st.Drops)
+	}
+	return s.drops.Load() + s.sendErrs.Load()
+}
+
+// recvLoop reads replies until the session closes.
+func (s *synSession) recvLoop() {
+	defer s.wg.Done()
+	var lastCheck int64
+	handle := s.handle
+	for {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		if _, err := s.rx.Recv(handle); err != nil {
+			s.log.Debug("receive", "err", err)
+			time.Sleep(time.Millisecond)
+		}
+		if now := s.now(); now-lastCheck > int64(20*time.Millisecond) {
+			lastCheck = now
+			s.checkCanaries(now)
+		}
+		s.resolve()
+		s.flushHeld()
+	}
+}
+
+// handle reports what a packet answers. The receiver goroutine's.
+func (s *synSession) handle(b []byte) {
+	if r, ok := s.onPacket(b); ok {
+		s.report(r)
+	}
+}
+
+// onPacket handles one packet that passed the filter, and returns the
+// reply to report, if any. Canary answers give their host's verdict, and
+// open answers wait for it; what the verdict releases goes to s.flush.
+func (s *synSession) onPacket(b []byte) (Reply, bool) {
+	p, err := rawnet.Parse(b)
+	if err != nil {
+		return Reply{}, false
+	}
+	var k synKey
+	var valid bool
+	r := Reply{}
+	if p.ICMP {
+		// The quoted SYN: from us to the target, with our cookie.
+		k = synKey{p.Dst, p.DstPort, p.SrcPort}
+		valid = p.Seq == s.cookie.SYN(p.Src, p.Dst, p.SrcPort, p.DstPort)
+		r.State, r.Reason = Filtered, icmpReason(p.Type == rawnet.ICMP6Unreach && p.Dst.Is6(), p.Code)
+	} else {
+		k = synKey{p.Src, p.SrcPort, p.DstPort}
+		valid = p.Flags&rawnet.FlagACK != 0 && p.Ack-1 == s.cookie.SYN(p.Dst, p.Src, p.DstPort, p.SrcPort)
+		switch {
+		case p.Flags&rawnet.FlagRST != 0:
+			r.State, r.Reason = Closed, ReasonReset
+		case p.Flags&(rawnet.FlagSYN|rawnet.FlagACK) == rawnet.FlagSYN|rawnet.FlagACK:
+			r.State, r.Reason = Open, ReasonSynAck
+		default:
+			return Reply{}, false
+		}
+	}
+	if !valid {
+		s.forged.Add(1)
+		return Reply{}, false
+	}
+	now := s.now()
+	s.mu.Lock()
+	e, ok := s.table.take(k)
+	if !ok {
+		s.mu.Unlock()
+		return Reply{}, false // a duplicate, or an answer after Cancel
+	}
+	r.ID, r.RTT = e.id, time.Duration(now-e.sent)
+	d := e.d
+	if r.State == Open {
+		s.resetLocked(d, k, p.Ack)
+	}
+	if e.id&canaryBit != 0 {
+		switch r.State {
+		case Open:
+			d.canaryOpen++
+		default:
+			d.canaryClosed++
+		}
+		s.decide(d, now)
+		s.mu.Unlock()
+		return Reply{}, false
+	}
+	if r.State == Open {
+		switch d.verdict {
+		case canaryPending:
+			if d.canarySent != 0 {
+				d.held = append(d.held, r)
+				s.mu.Unlock()
+				return Reply{}, false
+			}
+		case canaryTarpit:
+			r.State, r.Reason = Filtered, ReasonTarpit
+		}
+	}
+	s.recent[s.nrecent%uint64(len(s.recent))] = r
+	s.nrecent++
+	s.mu.Unlock()
+	return r, true
+}
+
+// decide gives d's canary verdict once it is known: normal as soon as a
+// canary is answered other than open, a tarpit once all are answered open
+// (or at least two of them when the wait is over). Under mu; the held
+// answers go to s.flush for flushHeld.
+func (s *synSession) decide(d *synDest, now int64) {
+	if d.verdict != canaryPending {
+		return
+	}
+	n := len(d.canaries)
+	switch {
+	case d.canaryClosed > 0:
+		d.verdict = canaryNormal
+	case d.canaryOpen == n && n > 0:
+		d.verdict = canaryTarpit
+	case now-d.canarySent > int64(synCanaryWait):
+		d.verdict = canaryNormal
+		if d.canaryOpen >= 2 {
+			d.verdict = canaryTarpit
+		}
+	default:
+		return
+	}
+	for _, k := range d.canaries {
+		if i := s.table.find(k); i >= 0 && s.table.e[i].id&canaryBit != 0 {
+			s.table.del(uint64(i))
+		}
+	}
+	if d.verdict == canaryTarpit {
+		s.tarpits = append(s.tarpits, d.addr)
+		s.log.Debug("host answers canary ports: its open ports are reported filtered", "addr", d.addr)
+	}
+	for _, r := range d.held {
+		if d.verdict == canaryTarpit {
+			r.State, r.Reason = Filtered, ReasonTarpit
+		}
+		s.flush = append(s.flush, r)
+	}
+	d.held = nil
+}
+
+// checkCanaries gives the verdicts whose wait is over.
+func (s *synSession) checkCanaries(now int64) {
+	s.mu.Lock()
+	kept := s.pending[:0]
+	for _, d := range s.pending {
+		s.decide(d, now)
+		if d.verdict == canaryPending {
+			kept = append(kept, d)
+		}
+	}
+	clear(s.pending[len(kept):])
+	s.pending = kept
+	s.mu.Unlock()
+}
+
+// flushHeld reports the answers decide released. Receiver goroutine only.
+func (s *synSession) flushHeld() {
+	s.mu.Lock()
+	s.flush, s.flushing = s.flushing[:0], s.flush
+	s.mu.Unlock()
+	for _, r := range s.flushing {
+		s.report(r)
+	}
+}
+
+func (s *synSession) Cancel(id uint64) (Reply, bool) {
+	slot := int(id & 0xffffffff)
+	s.mu.Lock()
+	if slot >= len(s.bySlot) {
+		s.mu.Unlock()
+		return Reply{}, false
+	}
+	k := s.bySlot[slot]
+	i := s.table.find(k)
+	waiting := i >= 0 && s.table.e[i].id == id
+	s.mu.Unlock()
+	if waiting {
+		// The answer may be in the socket, not read yet: the receiver
+		// goroutine lags on a loaded machine. Read what is there first.
+		var got Reply
+		var found bool
+		s.rx.TryRecv(func(b []byte) {
+			if r, ok := s.onPacket(b); ok {
+				if r.ID == id {
+					got, found = r, true
+				} else {
+					s.report(r)
+				}
+			}
+		})
+		if found {
+			return got, true
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := s.table.find(k); i >= 0 && s.table.e[i].id == id {
+		s.table.del(uint64(i))
+		return Reply{}, false
+	}
+	if d := s.dests[k.addr]; d != nil {
+		for i, w := range d.waiting {
+			if w.id == id {
+				d.waiting = slices.Delete(d.waiting, i, i+1)
+				return Reply{}, false
+			}
+		}
+	}
+	// Answered meanwhile: reported, but the scanner has not taken it yet.
+	for _, r := range s.recent {
+		if r.ID == id && r.State != Unknown {
+			return r, true
+		}
+	}
+	// An open answer held for the canaries' verdict is not lost: the
+	// verdict is late, so the host is not answering canaries at once.
+	if d := s.dests[k.addr]; d != nil {
+		for i, r := range d.held {
+			if r.ID == id {
+				d.held = append(d.held[:i], d.held[i+1:]...)
+				return r, true
+			}
+		}
+	}
+	return Reply{}, false
+}
+
+func (s *synSession) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.done)
+	s.wg.Wait()
+	s.countDrops()
+	var errs []error
+	for _, q := range s.qs {
+		errs = append(errs, q.snd.Close())
+	}
+	errs = append(errs, s.rx.Close(), s.nl.Close())
+	if s.guard != nil {
+		errs = append(errs, s.guard.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// RawStats reports the session's counters; it works after Close.
+func (s *synSession) RawStats() RawStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return RawStats{
+		Drops: s.drops.Load() + s.sendErrs.Load(), Forged: s.forged.Load(),
+		Rate: bitsFloat(s.rate.Load()), MinRate: bitsFloat(s.minRate.Load()),
+		Tarpits: append([]netip.Addr(nil), s.tarpits...), RSTGuard: s.guardMsg,
+	}
+}

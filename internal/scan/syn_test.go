@@ -1,0 +1,57 @@
+package scan
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestAIMD(t *testing.T) {
+	cases := []struct {
+		name      string
+		rate, max float64
+		drops     uint64
+		limited   bool
+		want      float64
+	}{
+		{"drops halve", 100_000, 1_000_000, 3, true, 50_000},
+		{"drops stop at the floor", 1_500, 1_000_000, 1, false, synMinRate},
+		{"clean and limited: add a fiftieth of the cap", 100_000, 1_000_000, 0, true, 120_000},
+		{"never above the cap", 990_000, 1_000_000, 0, true, 1_000_000},
+		{"clean, not limited: unchanged", 300_000, 1_000_000, 0, false, 300_000},
+	}
+	for _, c := range cases {
+		if got := aimd(c.rate, c.max, c.drops, c.limited); got != c.want {
+			t.Errorf("%s: aimd(%v, %v, %d, %v) = %v; want %v", c.name, c.rate, c.max, c.drops, c.limited, got, c.want)
+		}
+	}
+}
+
+// TestSynTable fills the probe table past wrap-around and deletes in an
+// order that moves entries back, checking every key stays findable.
+func TestSynTable(t *testing.T) {
+	tb := newSynTable(64)
+	a := netip.MustParseAddr("198.18.0.2")
+	var keys []synKey
+	for i := range 32 {
+		k := synKey{a, uint16(i * 7), 61000 + uint16(i%3)}
+		keys = append(keys, k)
+		tb.put(synEntry{key: k, id: uint64(i)})
+	}
+	if !tb.full() {
+		t.Errorf("table of %d with %d entries not full", len(tb.e), tb.n)
+	}
+	for i := 0; i < len(keys); i += 2 {
+		if e, ok := tb.take(keys[i]); !ok || e.id != uint64(i) {
+			t.Fatalf("take(%v) = %v, %v; want id %d", keys[i], e.id, ok, i)
+		}
+	}
+	for i, k := range keys {
+		found := tb.find(k) >= 0
+		if found != (i%2 == 1) {
+			t.Errorf("find(%v) = %v after deleting the even keys", k, found)
+		}
+	}
+	if tb.n != 16 {
+		t.Errorf("%d entries; want 16", tb.n)
+	}
+}
