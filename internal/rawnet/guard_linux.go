@@ -4,29 +4,34 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
 
-// nftTableOwner is NFT_TABLE_F_OWNER (Linux 5.12): the table belongs to the
-// netlink socket that made it and goes when that socket closes, even if
-// the process dies.
-const nftTableOwner = 0x2
+// guardPrefix starts the name of every guard table: portolan-scan-PID-PORT.
+const guardPrefix = "portolan-scan-"
 
 // Guard keeps the kernel from answering replies to our SYNs. A SYN-ACK to
 // a port where no socket listens draws a reset from the kernel, which
 // tears down the target's half-open connection and, on a target that
 // rate-limits, costs answers; masscan asks its users to add a firewall
 // rule by hand. Guard adds one itself: an nftables table of its own
-// (inet family, owned by the guard's netlink socket) whose input chain
-// drops TCP to the scanner's source ports, after the packet socket has
-// seen them. It needs CAP_NET_ADMIN.
+// (inet family, named for the process) whose input chain drops TCP to the
+// scanner's source ports, after the packet socket has seen them. It needs
+// CAP_NET_ADMIN.
+//
+// Close removes the table. A process killed before Close leaves it: the
+// kernel's owner tables (NFT_TABLE_F_OWNER), which go with their netlink
+// socket, cannot be asked for through google/nftables v0.3.0, whose
+// AddTable sends no flags. So every new guard first deletes the tables of
+// guards whose process is gone.
 type Guard struct {
 	conn  *nftables.Conn
 	table *nftables.Table
-	owned bool
 }
 
 // GuardPorts installs the rule for destination ports [lo, hi] in the
@@ -37,18 +42,47 @@ func GuardPorts(lo, hi uint16) (*Guard, error) {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	g := &Guard{conn: c}
-	name := fmt.Sprintf("portolan-scan-%d-%d", os.Getpid(), lo)
-	for _, flags := range []uint32{nftTableOwner, 0} {
-		g.table = &nftables.Table{Name: name, Family: nftables.TableFamilyINet, Flags: flags}
-		g.owned = flags != 0
-		if err = g.add(lo, hi); err == nil {
-			return g, nil
-		}
-		// An older kernel without owner tables: a plain table, deleted
-		// on Close.
+	removeStaleGuards(c)
+	name := fmt.Sprintf("%s%d-%d", guardPrefix, os.Getpid(), lo)
+	g.table = &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
+	if err = g.add(lo, hi); err != nil {
+		c.CloseLasting()
+		return nil, fmt.Errorf("nftables rule for ports %d-%d: %w", lo, hi, err)
 	}
-	c.CloseLasting()
-	return nil, fmt.Errorf("nftables rule for ports %d-%d: %w", lo, hi, err)
+	return g, nil
+}
+
+// removeStaleGuards deletes the guard tables of processes that no longer
+// run (killed before their Close), in this namespace. A table it cannot
+// read or delete is left: the new guard does not depend on it.
+func removeStaleGuards(c *nftables.Conn) {
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return
+	}
+	stale := 0
+	for _, t := range tables {
+		pid, ok := guardPID(t.Name)
+		if !ok || pid == os.Getpid() || unix.Kill(pid, 0) != unix.ESRCH {
+			continue
+		}
+		c.DelTable(t)
+		stale++
+	}
+	if stale > 0 {
+		c.Flush()
+	}
+}
+
+// guardPID reads the process id out of a guard table's name.
+func guardPID(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, guardPrefix)
+	if !ok {
+		return 0, false
+	}
+	p, _, ok := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(p)
+	return pid, ok && err == nil && pid > 0
 }
 
 func (g *Guard) add(lo, hi uint16) error {
@@ -68,10 +102,6 @@ func (g *Guard) add(lo, hi uint16) error {
 	}})
 	return c.Flush()
 }
-
-// Owned reports whether the kernel removes the rule by itself when the
-// process exits (an owner table), not only on Close.
-func (g *Guard) Owned() bool { return g.owned }
 
 // Close removes the rule.
 func (g *Guard) Close() error {

@@ -51,7 +51,6 @@ type Guard struct{}
 // GuardPorts returns ErrNotSupported.
 func GuardPorts(uint16, uint16) (*Guard, error) { return nil, ErrNotSupported }
 
-func (*Guard) Owned() bool  { return false }
 func (*Guard) Close() error { return nil }
 
 // IsPermission reports false: nothing here asks for a permission.
