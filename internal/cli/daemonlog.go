@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,10 +19,17 @@ import (
 // the work; lines are dropped and counted while stderr stalls.
 type daemonLog struct {
 	*slog.Logger
-	lw *daemon.LogWriter
+	lw   *daemon.LogWriter
+	pipe chan os.Signal
 }
 
+// newDaemonLog makes the logger. From now until close, a write to a
+// vanished reader fails with EPIPE instead of killing the process with
+// SIGPIPE: daemon.Run catches it only while it runs, and the lines still
+// queued are written after it returns.
 func newDaemonLog(g *Globals, format string) (*daemonLog, error) {
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
 	lw := daemon.NewLogWriter(g.io.ErrOut, 0)
 	hopts := &slog.HandlerOptions{Level: slog.LevelInfo}
 	if g.Verbose >= 1 {
@@ -33,6 +43,7 @@ func newDaemonLog(g *Globals, format string) (*daemonLog, error) {
 		h = slog.NewJSONHandler(lw, hopts)
 	default:
 		lw.Close(context.Background())
+		signal.Stop(pipe)
 		return nil, usageErr(fmt.Errorf("--log-format %q: want text or json", format))
 	}
 	log := slog.New(h)
@@ -42,7 +53,7 @@ func newDaemonLog(g *Globals, format string) (*daemonLog, error) {
 		// disk); counted in the metrics either way.
 		log.Error("log sink: lines lost", "err", err)
 	}
-	return &daemonLog{Logger: log, lw: lw}, nil
+	return &daemonLog{Logger: log, lw: lw, pipe: pipe}, nil
 }
 
 // close writes what is queued, waiting at most 2 s.
@@ -50,6 +61,7 @@ func (l *daemonLog) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	l.lw.Close(ctx)
+	signal.Stop(l.pipe)
 }
 
 // collectors are the log writer's counters as Prometheus metrics.
