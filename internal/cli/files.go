@@ -14,13 +14,13 @@ import (
 // cannot be opened is bad input (exit 2), not a failed operation.
 const inputFileFlag = "portolan_input_file"
 
-// markFiles has shells complete file names for the named flags of fs;
+// markFiles has shells complete file names for the named flags of set;
 // input says they are read, not written.
-func markFiles(fs *pflag.FlagSet, input bool, names ...string) {
+func markFiles(set *pflag.FlagSet, input bool, names ...string) {
 	for _, n := range names {
-		_ = fs.SetAnnotation(n, cobra.BashCompFilenameExt, []string{})
+		_ = set.SetAnnotation(n, cobra.BashCompFilenameExt, []string{})
 		if input {
-			_ = fs.SetAnnotation(n, inputFileFlag, []string{"true"})
+			_ = set.SetAnnotation(n, inputFileFlag, []string{"true"})
 		}
 	}
 }
