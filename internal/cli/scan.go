@@ -96,7 +96,7 @@ func newScanCmd(g *Globals) *cobra.Command {
 	opts := &ScanOptions{}
 	cmd := &cobra.Command{
 		Use:   "scan [flags] TARGET...",
-		Short: "Scan hosts and networks for open ports (TCP connect)",
+		Short: "Scan hosts and networks for open ports (SYN, TCP connect or UDP)",
 		Long: `scan probes every (address, port) pair of the targets in a seeded random order, at a
 capped rate, with timeouts derived from each host's measured round-trip time and retries only
 for probes that got no answer. Ports end up open, closed or filtered, each with the reason.

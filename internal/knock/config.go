@@ -1,6 +1,7 @@
 package knock
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -55,40 +56,16 @@ type Door struct {
 	NoSPA bool
 }
 
-func (c *Config) group() uint16 {
-	if c.Group == 0 {
-		return DefaultGroup
-	}
-	return c.Group
-}
+// The settings with their defaults: a zero field means the default.
+func (c *Config) group() uint16 { return cmp.Or(c.Group, DefaultGroup) }
 
-func (c *Config) spaPort() uint16 {
-	if c.SPAPort == 0 {
-		return DefaultSPAPort
-	}
-	return c.SPAPort
-}
+func (c *Config) spaPort() uint16 { return cmp.Or(c.SPAPort, DefaultSPAPort) }
 
-func (c *Config) window() time.Duration {
-	if c.Window == 0 {
-		return DefaultWindow
-	}
-	return c.Window
-}
+func (c *Config) window() time.Duration { return cmp.Or(c.Window, DefaultWindow) }
 
-func (d *Door) stageTimeout() time.Duration {
-	if d.StageTimeout == 0 {
-		return DefaultStageTimeout
-	}
-	return d.StageTimeout
-}
+func (d *Door) stageTimeout() time.Duration { return cmp.Or(d.StageTimeout, DefaultStageTimeout) }
 
-func (d *Door) openFor() time.Duration {
-	if d.OpenFor == 0 {
-		return DefaultOpenFor
-	}
-	return d.OpenFor
-}
+func (d *Door) openFor() time.Duration { return cmp.Or(d.OpenFor, DefaultOpenFor) }
 
 // Validate checks the doors make sense together.
 func (c *Config) Validate() error {
