@@ -21,7 +21,7 @@ const (
 	nfulnlMsgConfig = 1
 	nfulaCfgCmd     = 1
 	nfulaCfgMode    = 2
-	nfulaCfgQthresh = 4
+	nfulaCfgTimeout = 4 // flush after this many 1/100 s: 1, so each packet comes at once
 	nfulaPrefix     = 10
 	nfulnlCmdBind   = 1
 	nfulnlCopyMeta  = 1
@@ -61,7 +61,7 @@ func nflog(t *testing.T, l *lab, group uint16) *netlink.Conn {
 	}
 	cfg([]netlink.Attribute{{Type: nfulaCfgCmd, Data: []byte{nfulnlCmdBind}}})
 	mode := binary.BigEndian.AppendUint32(nil, 0)
-	cfg([]netlink.Attribute{{Type: nfulaCfgMode, Data: append(mode, nfulnlCopyMeta, 0)}, {Type: nfulaCfgQthresh, Data: binary.BigEndian.AppendUint32(nil, 1)}})
+	cfg([]netlink.Attribute{{Type: nfulaCfgMode, Data: append(mode, nfulnlCopyMeta, 0)}, {Type: nfulaCfgTimeout, Data: binary.BigEndian.AppendUint32(nil, 1)}})
 	return c
 }
 
