@@ -27,31 +27,15 @@ func TestDaemonsRunWithOnlyCapNetAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A copy of this binary the unprivileged user can run, in a directory
-	// it can write its store and state to.
+	// A copy of this binary the unprivileged user can run, and a
+	// directory it can write its store and state to.
+	exe := exeForNobody(t)
 	dir, err := os.MkdirTemp("", "portolan-caps-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o777)
-	exe := filepath.Join(dir, "portolan")
-	src, err := os.Open(portolanExe(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := os.OpenFile(exe, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = io.Copy(dst, src)
-	src.Close()
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name string
 		args []string
