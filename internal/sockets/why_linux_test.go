@@ -349,6 +349,24 @@ func timeWait(t *testing.T, reuse bool) portspec.Port {
 	return port
 }
 
+// twOverflow says, for a missing TIME_WAIT socket in the root namespace,
+// how often the kernel dropped one because the TIME_WAIT table was full.
+func twOverflow(netns string, st State) string {
+	if netns != "" || st != TimeWait {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return ""
+	}
+	m, err := parseSNMP("/proc/net/netstat", b)
+	if err != nil {
+		return ""
+	}
+	limit, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_max_tw_buckets")
+	return fmt.Sprintf(" (TCPTimeWaitOverflow %d, tcp_max_tw_buckets %s)", m["TcpExt"]["TCPTimeWaitOverflow"], strings.TrimSpace(string(limit)))
+}
+
 // waitState waits until a TCP socket on local port p is in state st.
 func waitState(t *testing.T, netns string, p portspec.Port, st State) {
 	t.Helper()
@@ -362,7 +380,7 @@ func waitState(t *testing.T, netns string, p portspec.Port, st State) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %v socket on port %d after 10s", st, p)
+			t.Fatalf("no %v socket on port %d after 10s%s", st, p, twOverflow(netns, st))
 		}
 	}
 }
