@@ -63,10 +63,14 @@ func (c *loopCtl) pass(now int64) {
 // per exchange 20 ms apart, against nginx's 0.15 (bench/RESULTS.md,
 // 2026-12-07). A loop that was active lately therefore wakes by
 // heartbeatAfter past its last yield and yields again; one idle for
-// activeFor sleeps until something comes (and is preempted once).
+// activeFor sleeps until something comes (and is preempted once). The
+// window is short because a loop asleep in epoll_wait keeps its P, which
+// the monitor gives other goroutines only when it preempts: with as many
+// fresh loops as Ps, other goroutines wait for its next look (up to
+// 10 ms).
 const (
 	heartbeatAfter = 8 * time.Millisecond
-	activeFor      = 250 * time.Millisecond
+	activeFor      = 100 * time.Millisecond
 )
 
 // heartbeat returns when the loop must wake to pass by the scheduler in
