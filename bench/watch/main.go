@@ -136,6 +136,23 @@ func (t *timedBlocker) Ban(ctx context.Context, p netip.Prefix, d time.Duration)
 	return err
 }
 
+// blockingWatch runs portolan watch's capture and watcher in srv, as
+// `portolan watch --block --ban 1m` does, recording when each ban is in
+// the kernel; onEvent gets every event on the capture goroutine.
+func blockingWatch(ctx context.Context, srv *netlab.Host, onEvent func(watch.Event)) (tb *timedBlocker, stop func(), err error) {
+	capt := &watch.Capture{NetNS: srv.FD()}
+	tb = &timedBlocker{b: capt, done: map[netip.Prefix]time.Time{}}
+	w := &watch.Watcher{Blocker: tb, Ban: time.Minute, OnEvent: onEvent}
+	rctx, cancel := context.WithCancel(ctx)
+	rn, err := capt.Start(rctx, w, 1, 0)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	go rn.Serve(rctx)
+	return tb, func() { rn.Close(context.Background()); cancel() }, nil
+}
+
 // latency: each round scans closed ports one connect at a time from a new
 // address until the ban; the latency is from the crossing probe's kernel
 // receive time to the ban's netlink transaction returning.
@@ -144,25 +161,19 @@ func latency(ctx context.Context, lab *netlab.Lab, rounds int) error {
 	if err != nil {
 		return err
 	}
-	capt := &watch.Capture{NetNS: srv.FD()}
-	tb := &timedBlocker{b: capt, done: map[netip.Prefix]time.Time{}}
 	var mu sync.Mutex
 	triggers := map[netip.Prefix]time.Time{}
-	w := &watch.Watcher{Blocker: tb, Ban: time.Minute, OnEvent: func(e watch.Event) {
+	tb, stop, err := blockingWatch(ctx, srv, func(e watch.Event) {
 		if e.Type == watch.TypeBlock {
 			mu.Lock()
 			triggers[e.Source] = e.Time
 			mu.Unlock()
 		}
-	}}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rn, err := capt.Start(rctx, w, 1, 0)
+	})
 	if err != nil {
 		return err
 	}
-	defer rn.Close(context.Background())
-	go rn.Serve(rctx)
+	defer stop()
 
 	var lat, fromSend []time.Duration
 	var probes []int

@@ -430,25 +430,19 @@ func sideBySide(ctx context.Context, lab *netlab.Lab, intervals []int, rounds, p
 		return err
 	}
 	// portolan watch, as in latency.
-	capt := &watch.Capture{NetNS: srv.FD()}
-	tb := &timedBlocker{b: capt, done: map[netip.Prefix]time.Time{}}
 	var mu sync.Mutex
 	detects := map[netip.Addr]time.Time{}
-	w := &watch.Watcher{Blocker: tb, Ban: time.Minute, OnEvent: func(e watch.Event) {
+	tb, stop, err := blockingWatch(ctx, srv, func(e watch.Event) {
 		if e.Type == watch.TypeDetection {
 			mu.Lock()
 			detects[e.Source.Addr()] = time.Now()
 			mu.Unlock()
 		}
-	}}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rn, err := capt.Start(rctx, w, 1, 0)
+	})
 	if err != nil {
 		return err
 	}
-	defer rn.Close(context.Background())
-	go rn.Serve(rctx)
+	defer stop()
 	send, closeSend, err := rawSender(cli, lk.B4)
 	if err != nil {
 		return err
@@ -488,7 +482,12 @@ func sideBySide(ctx context.Context, lab *netlab.Lab, intervals []int, rounds, p
 		var port, psad []sample
 		for range rounds {
 			// A random phase against psad's polling.
-			time.Sleep(time.Duration(rand.Int64N(int64(time.Duration(iv) * time.Second))))
+			select {
+			case <-ctx.Done():
+				ps.stop()
+				return ctx.Err()
+			case <-time.After(time.Duration(rand.Int64N(int64(time.Duration(iv) * time.Second)))):
+			}
 			src, err := newSource()
 			if err != nil {
 				ps.stop()

@@ -26,20 +26,28 @@ import (
 	"portolan/internal/watch"
 )
 
-// TestWatchBlocksScanner runs `portolan watch --block` on a server
-// namespace while `portolan scan` runs from a client namespace: the scan
-// is detected and blocked (JSON lines on stdout, the --log file, the
-// store, the metrics say so), the client cannot connect during the ban
-// and can after it, SIGHUP reloads, and SIGTERM takes the rules out.
-func TestWatchBlocksScanner(t *testing.T) {
+// watchPair is a client and a server namespace (198.18.0.1 and .2, root
+// required), the server serving 8080/tcp: the port a banned client
+// cannot reach.
+func watchPair(t *testing.T) (cli, srv *netlab.Host) {
 	testenv.RequireRoot(t)
-	cli, srv, _ := netlab.NewPair(t)
+	cli, srv, _ = netlab.NewPair(t)
 	ln, err := srv.Listen("tcp", "198.18.0.2:8080")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	go testenv.Serve(ln, nil)
+	return cli, srv
+}
+
+// TestWatchBlocksScanner runs `portolan watch --block` on a server
+// namespace while `portolan scan` runs from a client namespace: the scan
+// is detected and blocked (JSON lines on stdout, the --log file, the
+// store, the metrics say so), the client cannot connect during the ban
+// and can after it, SIGHUP reloads, and SIGTERM takes the rules out.
+func TestWatchBlocksScanner(t *testing.T) {
+	cli, srv := watchPair(t)
 
 	dir := t.TempDir()
 	db, logFile := filepath.Join(dir, "w.db"), filepath.Join(dir, "events.jsonl")
@@ -378,14 +386,7 @@ func TestWatchLogStalled(t *testing.T) {
 // store without end: it stops, and says how many events it could not
 // store.
 func TestWatchStoreStalled(t *testing.T) {
-	testenv.RequireRoot(t)
-	cli, srv, _ := netlab.NewPair(t)
-	ln, err := srv.Listen("tcp", "198.18.0.2:8080")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go testenv.Serve(ln, nil)
+	cli, srv := watchPair(t)
 
 	dir := t.TempDir()
 	dbPath, logFile := filepath.Join(dir, "w.db"), filepath.Join(dir, "events.jsonl")
