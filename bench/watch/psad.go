@@ -365,22 +365,33 @@ func (p *psadRun) wait(ctx context.Context, send func(netip.Addr, uint16), src n
 }
 
 // psadBlocked reports whether psad's PSAD_BLOCK_INPUT chain (iptables-nft:
-// table ip filter) has a rule matching src.
+// table ip filter) has a rule matching src: the rule that blocks it.
 func psadBlocked(c *nftables.Conn, src netip.Addr) bool {
+	return psadRules(c, src, "PSAD_BLOCK_INPUT") > 0
+}
+
+// psadRules counts the rules of psad's chains that match src. A block is
+// 4 of them (INPUT; OUTPUT; FORWARD both ways), and psad runs 17-20
+// iptables commands for one before it sleeps again.
+func psadRules(c *nftables.Conn, src netip.Addr, chains ...string) int {
 	t := &nftables.Table{Name: "filter", Family: nftables.TableFamilyIPv4}
-	rules, err := c.GetRules(t, &nftables.Chain{Name: "PSAD_BLOCK_INPUT", Table: t})
-	if err != nil {
-		return false
-	}
 	want := src.AsSlice()
-	for _, r := range rules {
-		for _, e := range r.Exprs {
-			if cmp, ok := e.(*expr.Cmp); ok && bytes.Equal(cmp.Data, want) {
-				return true
+	n := 0
+	for _, ch := range chains {
+		rules, err := c.GetRules(t, &nftables.Chain{Name: ch, Table: t})
+		if err != nil {
+			continue
+		}
+		for _, r := range rules {
+			for _, e := range r.Exprs {
+				if cmp, ok := e.(*expr.Cmp); ok && bytes.Equal(cmp.Data, want) {
+					n++
+					break
+				}
 			}
 		}
 	}
-	return false
+	return n
 }
 
 // rawSender returns a function that sends one TCP SYN from src (an
@@ -526,6 +537,14 @@ func sideBySide(ctx context.Context, lab *netlab.Lab, intervals []int, rounds, p
 			cross := func(n int) time.Time { return sent[min(n, len(sent))-1] }
 			port = append(port, mkSample(t0, cross(watch.DefaultThresholds.Ports), pd, pt))
 			psad = append(psad, mkSample(t0, cross(psadDangerLevel1), sd, st))
+			// Let psad finish the block (its OUTPUT and FORWARD rules come
+			// after the INPUT one) before the next scan, which would
+			// otherwise wait behind those iptables commands.
+			for end := time.Now().Add(20 * time.Second); time.Now().Before(end) && ctx.Err() == nil; time.Sleep(10 * time.Millisecond) {
+				if psadRules(nc, src, "PSAD_BLOCK_INPUT", "PSAD_BLOCK_OUTPUT", "PSAD_BLOCK_FORWARD") >= 4 {
+					break
+				}
+			}
 		}
 		fmt.Printf("side by side, psad CHECK_INTERVAL %d s: %d scans of %d SYNs 1 ms apart, same scans, one namespace (time from the scan's first probe; in brackets from the probe crossing the tool's threshold)\n", iv, rounds, probes)
 		pm := report("  portolan watch (12 distinct ports)", port)
