@@ -7,7 +7,10 @@
 // addresses; and the attempts per second the capture takes at a paced
 // rate of raw SYNs, with every attempt sent accounted for as captured,
 // over the in-kernel rate limit, lost from the NFLOG socket, or dropped
-// by the receiving interface. Run it as root through bench/watch/run.sh.
+// by the receiving interface. fail2ban's port-scan recipe runs on the
+// same kind of scans, and psad (psad.go) on the same scans and the same
+// paced attempts, in the same namespace. Run it as root through
+// bench/watch/run.sh.
 package main
 
 import (
