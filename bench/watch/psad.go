@@ -294,6 +294,8 @@ func (p *psadRun) stop() {
 		}
 		if p.cancel != nil {
 			p.cancel()
+		}
+		if p.bridge != nil {
 			<-p.bridge.done
 		}
 		if os.Getenv("PSAD_BENCH_KEEP") == "" {
