@@ -168,6 +168,7 @@ type psadRun struct {
 	bridge      *kmsgBridge
 	cancel      context.CancelFunc
 	token       string
+	logRule     []string // the LOG rule's iptables arguments, to delete it
 	stopOnce    sync.Once
 }
 
@@ -197,8 +198,9 @@ func startPsad(ctx context.Context, srv *netlab.Host, interval int, block bool) 
 	// psad's own default prefix search is "DROP"; FW_SEARCH_ALL=Y takes
 	// every LOG line anyway. The token tells this run's lines apart from
 	// any other namespace's while nf_log_all_netns is on.
-	prefix := "DROP " + p.token
-	if out, err := srv.Command(ctx, "iptables", "-A", "INPUT", "-p", "tcp", "--syn", "-j", "LOG", "--log-prefix", prefix, "--log-level", "6").CombinedOutput(); err != nil {
+	p.logRule = []string{"INPUT", "-p", "tcp", "--syn", "-j", "LOG", "--log-prefix", "DROP " + p.token, "--log-level", "6"}
+	if out, err := srv.Command(ctx, "iptables", append([]string{"-A"}, p.logRule...)...).CombinedOutput(); err != nil {
+		p.logRule = nil
 		return p, fmt.Errorf("iptables LOG rule: %v: %s", err, out)
 	}
 	msgs := filepath.Join(dir, "messages")
@@ -297,6 +299,13 @@ func (p *psadRun) stop() {
 		}
 		if p.bridge != nil {
 			<-p.bridge.done
+		}
+		// The next psad in this namespace adds its own rule: two would
+		// log each packet twice.
+		if p.logRule != nil {
+			if out, err := p.srv.Command(context.Background(), "iptables", append([]string{"-D"}, p.logRule...)...).CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "watch-bench: delete the LOG rule: %v: %s\n", err, out)
+			}
 		}
 		if os.Getenv("PSAD_BENCH_KEEP") == "" {
 			os.RemoveAll(p.dir)
