@@ -259,5 +259,12 @@ func TestScanPingScanRaw(t *testing.T) {
 		if r.code != ExitOK || !strings.Contains(r.stdout, tc.want) {
 			t.Errorf("scan -sn behind %q: want %q in\n%v", tc.rule, tc.want, r)
 		}
+		// nmap -sn, without the ARP ping that would find any host on
+		// the link, is the reference.
+		nmap := testenv.RequireCommand(t, "nmap")
+		out, err := scanner.Command(t.Context(), nmap, "-sn", "-n", "--disable-arp-ping", lk.B4.String()).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Host is up") {
+			t.Errorf("nmap -sn behind %q: %v; want the host up\n%s", tc.rule, err, out)
+		}
 	}
 }
