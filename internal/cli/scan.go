@@ -341,6 +341,9 @@ func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error
 		if opts.NoHostDown {
 			return nil, usageErr(errors.New("-sn -Pn: discovery only, and no discovery: nothing to do"))
 		}
+		if rawnet.Allowed() { // raw discovery probes: SYN, ACK 80, ICMP timestamp
+			p.proberName = "syn"
+		}
 	case "u", "udp":
 		p.proberName = "udp"
 	default:

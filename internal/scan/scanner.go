@@ -39,6 +39,10 @@ const (
 // (mail, file sharing, remote desktop, databases, alternative web ports).
 var DefaultDiscoveryPorts = []portspec.Port{80, 443, 22, 21, 23, 25, 53, 110, 135, 139, 445, 3389, 3306, 8080, 8443}
 
+// DefaultDiscoveryACKPorts are the ports host discovery sends a bare TCP
+// ACK to, when the prober can (SYNProber): nmap's -PA80.
+var DefaultDiscoveryACKPorts = []portspec.Port{80}
+
 // slowStart is how many probes a host that has not answered yet may have in
 // flight. It keeps the first wave, sent before any RTT is known, small: a
 // dead host costs a few probes, and a live one is at full speed one RTT
@@ -89,8 +93,14 @@ type Scanner struct {
 	// DiscoveryPorts are the TCP ports host discovery probes. Nil means
 	// DefaultDiscoveryPorts.
 	DiscoveryPorts []portspec.Port
-	// Pinger, if set, adds an ICMP echo to host discovery (EchoProber).
-	// Nil means TCP discovery only.
+	// DiscoveryACKPorts are the ports host discovery sends a TCP ACK to,
+	// which a host answers with a reset whether the port listens or not,
+	// and which stateless firewalls let through: only with a prober that
+	// can send one (SYNProber). Nil means DefaultDiscoveryACKPorts.
+	DiscoveryACKPorts []portspec.Port
+	// Pinger, if set, adds ICMP to host discovery (EchoProber: an echo,
+	// and with CAP_NET_RAW a timestamp request for IPv4). Nil means TCP
+	// discovery only.
 	Pinger Prober
 	// HostTimeout gives up on a host this long after its first probe
 	// (nmap's --host-timeout): its ports not probed by then are reported
@@ -218,6 +228,9 @@ func (s *Scanner) Run(ctx context.Context, sp Space) (Summary, error) {
 		return e.summary(), fmt.Errorf("open prober: %w", err)
 	}
 	e.sess = sess
+	if _, ok := sess.(ackSender); !ok {
+		e.ackPorts = nil
+	}
 	if is, ok := sess.(icmpSeer); ok {
 		e.seesICMP = is.SeesICMP()
 	}
@@ -273,6 +286,7 @@ type engine struct {
 	minTO, maxTO, iTO time.Duration
 	downAfter         int
 	discPorts         []portspec.Port
+	ackPorts          []portspec.Port // nil when the prober sends no ACK
 	bucket            bucket
 	busyUntil         time.Time // after ErrBusy with nothing in flight
 
@@ -342,8 +356,15 @@ type probeKind uint8
 const (
 	kindPort probeKind = iota // a position of the space
 	kindDisc                  // a TCP discovery probe: no position, no result
-	kindPing                  // an ICMP echo for discovery, through the Pinger
+	kindPing                  // an ICMP probe for discovery, through the Pinger; port is its PingKind
+	kindAck                   // a TCP ACK for discovery, through the prober's ackSender
 )
+
+// ackSender is implemented by sessions that can send a bare TCP ACK for
+// host discovery (the SYN prober's): a reset answers it, reported Closed.
+type ackSender interface {
+	SendACK(id uint64, dst netip.AddrPort) error
+}
 
 // discState is where a host is in discovery.
 type discState uint8
@@ -478,6 +499,10 @@ func (s *Scanner) newEngine(sp Space) (*engine, error) {
 	e.discPorts = s.DiscoveryPorts
 	if e.discPorts == nil {
 		e.discPorts = DefaultDiscoveryPorts
+	}
+	e.ackPorts = s.DiscoveryACKPorts
+	if e.ackPorts == nil {
+		e.ackPorts = DefaultDiscoveryACKPorts
 	}
 	e.sockLimit = e.window
 	e.fdLimit = e.window
@@ -715,7 +740,12 @@ func (e *engine) send(p *probe, now time.Time) error {
 	h := p.host
 	p.gen++
 	p.id = uint64(p.gen)<<32 | uint64(p.slot)
-	err := e.sessFor(p).Send(p.id, netip.AddrPortFrom(p.addr, uint16(p.port)), p.proto)
+	var err error
+	if p.kind == kindAck {
+		err = e.sess.(ackSender).SendACK(p.id, netip.AddrPortFrom(p.addr, uint16(p.port)))
+	} else {
+		err = e.sessFor(p).Send(p.id, netip.AddrPortFrom(p.addr, uint16(p.port)), p.proto)
+	}
 	if err != nil {
 		p.id = 0
 		if errors.Is(err, ErrBusy) {
@@ -1058,9 +1088,19 @@ func (e *engine) discover(a netip.Addr, h *host) {
 		e.ready.pushFront(e.alloc(a, port, portspec.TCP, kindDisc))
 		h.discLeft++
 	}
-	if e.pingSess != nil {
-		e.ready.pushFront(e.alloc(a, 0, portspec.TCP, kindPing))
+	for _, port := range e.ackPorts {
+		e.ready.pushFront(e.alloc(a, port, portspec.TCP, kindAck))
 		h.discLeft++
+	}
+	if e.pingSess != nil {
+		kinds := []PingKind{PingEcho}
+		if pk, ok := e.pingSess.(pingKinder); ok {
+			kinds = pk.PingKinds(a)
+		}
+		for _, k := range kinds {
+			e.ready.pushFront(e.alloc(a, portspec.Port(k), portspec.TCP, kindPing))
+			h.discLeft++
+		}
 	}
 	e.log.Debug("host discovery: no answer yet", "addr", a, "probes", h.silent)
 	if h.discLeft == 0 {

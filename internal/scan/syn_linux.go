@@ -73,6 +73,7 @@ type synDest struct {
 type synWaiting struct {
 	id           uint64
 	dport, sport uint16
+	ack          bool // an ACK (SendACK), not a SYN
 }
 
 // synQueue is one interface's and family's send ring.
@@ -197,6 +198,15 @@ func (s *synSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) e
 	if proto != portspec.TCP {
 		return fmt.Errorf("syn probe over %s: %w", proto, ErrUnsupported)
 	}
+	return s.send(id, dst, false)
+}
+
+// SendACK sends a bare ACK to dst: host discovery's probe (nmap's -PA),
+// which a host answers with a reset (reported Closed, ReasonReset) whether
+// or not the port listens.
+func (s *synSession) SendACK(id uint64, dst netip.AddrPort) error { return s.send(id, dst, true) }
+
+func (s *synSession) send(id uint64, dst netip.AddrPort, ack bool) error {
 	d := s.dest(dst.Addr())
 	// The source port follows the engine's slot, not the attempt: a late
 	// answer to a first attempt then matches the retry.
@@ -206,13 +216,13 @@ func (s *synSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) e
 		s.mu.Lock()
 		if synDestState(d.state.Load()) == destResolving {
 			// Waits for the MAC address, without holding up the scan.
-			d.waiting = append(d.waiting, synWaiting{id, dst.Port(), sport})
+			d.waiting = append(d.waiting, synWaiting{id, dst.Port(), sport, ack})
 			s.setSlot(id, synKey{d.addr, dst.Port(), sport})
 			s.mu.Unlock()
 			return nil
 		}
 		s.mu.Unlock()
-		return s.Send(id, dst, proto)
+		return s.send(id, dst, ack)
 	case destUnreach:
 		s.report(Reply{ID: id, State: Filtered, Reason: d.reason})
 		return nil
@@ -220,11 +230,12 @@ func (s *synSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) e
 	if s.canaries > 0 && d.canaried.CompareAndSwap(false, true) {
 		s.sendCanaries(d)
 	}
-	return s.enqueue(d, id, dst.Port(), sport)
+	return s.enqueue(d, id, dst.Port(), sport, ack)
 }
 
-// enqueue puts a SYN in d's send queue and its probe in the table.
-func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16) error {
+// enqueue puts a SYN (or an ACK) in d's send queue and its probe in the
+// table.
+func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16, ack bool) error {
 	seq := s.cookie.SYN(d.route.Src, d.addr, sport, dport)
 	k := synKey{d.addr, dport, sport}
 	s.mu.Lock()
@@ -237,7 +248,14 @@ func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16) error {
 		return fmt.Errorf("syn send queue: %w", ErrBusy)
 	}
 	i := (q.head + q.queued) % n
-	pkt := d.tmpl.Fill(q.snd.Slot(i), d.addr, sport, dport, seq)
+	var pkt []byte
+	if ack {
+		// The cookie is the acknowledgement, which the reset returns as
+		// its sequence number; the sequence is any.
+		pkt = d.tmpl.FillACK(q.snd.Slot(i), d.addr, sport, dport, ^seq, seq)
+	} else {
+		pkt = d.tmpl.Fill(q.snd.Slot(i), d.addr, sport, dport, seq)
+	}
 	q.snd.Ready(i, len(pkt), d.addr)
 	s.table.put(synEntry{key: k, id: id, sent: s.now(), d: d})
 	s.setSlot(id, k)
@@ -300,7 +318,7 @@ func (s *synSession) sendCanaries(d *synDest) {
 	s.pending = append(s.pending, d)
 	s.mu.Unlock()
 	for k, key := range keys {
-		if s.enqueue(d, canaryBit|uint64(k), key.dport, key.sport) != nil {
+		if s.enqueue(d, canaryBit|uint64(k), key.dport, key.sport, false) != nil {
 			s.mu.Lock()
 			d.canaries = slices.DeleteFunc(d.canaries, func(c synKey) bool { return c == key })
 			s.mu.Unlock()
@@ -437,7 +455,7 @@ func (s *synSession) release(d *synDest, waiting []synWaiting) {
 		s.sendCanaries(d)
 	}
 	for _, w := range waiting {
-		_ = s.enqueue(d, w.id, w.dport, w.sport)
+		_ = s.enqueue(d, w.id, w.dport, w.sport, w.ack)
 	}
 }
 
@@ -613,7 +631,13 @@ func (s *synSession) onPacket(b []byte) (Reply, bool) {
 		r.State, r.Reason = Filtered, icmpReason(p.Type == rawnet.ICMP6Unreach && p.Dst.Is6(), p.Code)
 	} else {
 		k = synKey{p.Src, p.SrcPort, p.DstPort}
-		valid = p.Flags&rawnet.FlagACK != 0 && p.Ack-1 == s.cookie.SYN(p.Dst, p.Src, p.DstPort, p.SrcPort)
+		cookie := s.cookie.SYN(p.Dst, p.Src, p.DstPort, p.SrcPort)
+		valid = p.Flags&rawnet.FlagACK != 0 && p.Ack-1 == cookie
+		if p.Flags&(rawnet.FlagRST|rawnet.FlagACK) == rawnet.FlagRST {
+			// The answer to an ACK (SendACK): the reset's sequence number
+			// is the ACK's acknowledgement, the cookie.
+			valid = p.Seq == cookie
+		}
 		switch {
 		case p.Flags&rawnet.FlagRST != 0:
 			r.State, r.Reason = Closed, ReasonReset
