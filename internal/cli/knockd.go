@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +36,7 @@ type KnockdOptions struct {
 	SPAPort        uint16
 	Group          uint16
 	Window         time.Duration
+	Capture        string // auto, nflog or packet
 
 	Metrics      string
 	LogFormat    string
@@ -97,6 +99,7 @@ arguments or config. See docs/knock.md.`,
 	f.Uint16Var(&opts.SPAPort, "spa-port", knock.DefaultSPAPort, "the UDP port SPA requests go to")
 	f.Uint16Var(&opts.Group, "group", knock.DefaultGroup, "the NFLOG group knock packets are logged to")
 	f.DurationVar(&opts.Window, "window", knock.DefaultWindow, "how far an SPA timestamp may be from this clock")
+	f.StringVar(&opts.Capture, "capture", knock.CaptureAuto, "how knocks are read: nflog, packet (AF_PACKET, needs CAP_NET_RAW) or auto (nflog, else packet)")
 	f.StringVar(&opts.Metrics, "metrics", "", "serve Prometheus metrics on host:port at /metrics")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "log lines: text or json")
 	addDBFlags(cmd, &opts.DB)
@@ -145,6 +148,10 @@ func knockdConfig(opts KnockdOptions) (*knock.Config, map[knock.KeyID]*knock.Key
 }
 
 func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
+	capture, err := knock.ParseCapture(opts.Capture)
+	if err != nil {
+		return usageErr(fmt.Errorf("--capture: %w", err))
+	}
 	cfg, keys, err := knockdConfig(opts)
 	if err != nil {
 		return err
@@ -174,9 +181,18 @@ func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
 	ev := newKnockEventWriter(db, log)
 	defer ev.close()
 
-	srv := &knock.Server{Firewall: &firewall.Firewall{}, Logger: log, Replay: knockReplay{db}, Events: ev.add}
+	srv := &knock.Server{Firewall: &firewall.Firewall{}, Logger: log, Replay: knockReplay{db}, Events: ev.add, Capture: capture}
 	if err := srv.Apply(ctx, cfg, keys); err != nil {
 		return fmt.Errorf("knockd: %w", err)
+	}
+	switch mode, why := srv.Capturing(); mode {
+	case knock.CapturePacket:
+		if why != nil {
+			log.Warn("nflog unavailable: capturing knocks with af_packet instead", "err", why)
+		}
+		log.Info("capture", "via", "af_packet")
+	default:
+		log.Info("capture", "via", "nflog", "group", cmp.Or(cfg.Group, knock.DefaultGroup))
 	}
 	if err := srv.Listen(ctx); err != nil {
 		return fmt.Errorf("knockd: %w", err)

@@ -32,6 +32,10 @@ type Doors struct {
 	Watch  []DoorPort
 	Group  uint16
 	Prefix string // the log prefix of the watch rule
+	// NoLog drops the watched packets without logging them, for a daemon
+	// that captures them with AF_PACKET (which sees packets before
+	// netfilter) where NFLOG is missing: a log rule would not even load.
+	NoLog bool
 }
 
 // DoorPort is a port with its protocol.

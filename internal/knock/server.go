@@ -60,7 +60,8 @@ type ReplayStore interface {
 }
 
 // Server is the knock daemon: it reads the knock and SPA packets its doors'
-// log rule sends to NFLOG and opens doors through the firewall. Configure
+// log rule sends to NFLOG (or, where NFLOG is missing, captures them with
+// AF_PACKET) and opens doors through the firewall. Configure
 // it with Apply, run it with Serve. The zero value with a Firewall works.
 type Server struct {
 	// Firewall opens the doors; it names the namespace.
@@ -76,6 +77,16 @@ type Server struct {
 	Now func() time.Time
 	// OpenDoor opens ports for src for d; nil means Firewall.OpenDoor.
 	OpenDoor func(ctx context.Context, src netip.Addr, ports []DoorPort, d time.Duration) error
+	// Capture says how knock packets are read: CaptureNFLOG (the doors'
+	// log rule), CapturePacket (AF_PACKET with a BPF filter, needs
+	// CAP_NET_RAW), or CaptureAuto, which is NFLOG unless it cannot be
+	// opened (no nfnetlink_log) and AF_PACKET then. Empty means
+	// CaptureAuto. It cannot change once Apply has run.
+	Capture string
+
+	// openNFLOG opens the NFLOG group; nil means nflog.Open. Tests make
+	// it fail as a kernel without nfnetlink_log does.
+	openNFLOG func(ctx context.Context, cfg nflog.Config) (capture, error)
 
 	mu    sync.Mutex // cfg, keys, track, seen, closers
 	cfg   *Config
@@ -87,6 +98,9 @@ type Server struct {
 	logLimit limiter
 	m        metrics
 	started  atomic.Bool
+	packet   packetCapturer // the AF_PACKET capture, when that is the one
+	mode     string         // the capture in use: CaptureNFLOG or CapturePacket
+	fellBack error          // why NFLOG was not used in CaptureAuto
 }
 
 type closeKey struct {
@@ -111,9 +125,10 @@ func (s *Server) log() *slog.Logger {
 // Apply validates cfg and makes it the running configuration: it writes
 // the doors to the firewall (what is open stays open) and resets sequence
 // progress. keys are the authorized keys (nil: no SPA). The first Apply
-// binds cfg's NFLOG group before it touches the firewall, so a second
-// daemon fails (nflog.ErrGroupBusy) without changing the first one's
-// doors; the group cannot change afterwards.
+// opens the capture (see Capture) before it touches the firewall: with
+// NFLOG, a second daemon then fails (nflog.ErrGroupBusy) without changing
+// the first one's doors; the group cannot change afterwards. With
+// AF_PACKET, each Apply sets the capture's filter to the watched ports.
 func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) error {
 	s.m.init()
 	if err := cfg.Validate(); err != nil {
@@ -124,11 +139,6 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	s.mu.Unlock()
 	if old != nil && s.started.Load() && old.group() != cfg.group() {
 		return fmt.Errorf("nflog group %d: cannot change from %d while running; restart", cfg.group(), old.group())
-	}
-	if !s.started.Load() {
-		if err := s.listen(ctx, cfg.group()); err != nil {
-			return err
-		}
 	}
 	fw := &firewall.Doors{Group: cfg.group(), Prefix: "portolan knock"}
 	seenPort := map[DoorPort]bool{}
@@ -149,6 +159,16 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	if len(keys) > 0 {
 		fw.Watch = append(fw.Watch, DoorPort{Proto: portspec.UDP, Port: portspec.Port(cfg.spaPort())})
 	}
+	if !s.started.Load() {
+		if err := s.listen(ctx, cfg.group(), fw.Watch); err != nil {
+			return err
+		}
+	} else if s.packet != nil {
+		if err := s.packet.SetWatch(fw.Watch); err != nil {
+			return err
+		}
+	}
+	fw.NoLog = s.packet != nil
 	if err := s.Firewall.SetDoors(ctx, fw); err != nil {
 		return err
 	}
@@ -163,30 +183,61 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	return nil
 }
 
-// Listen makes sure the NFLOG group of the applied configuration is bound,
-// so that knocks are queued from now on; Serve reads them. Apply binds it
+// Listen makes sure the capture of the applied configuration is open, so
+// that knocks are queued from now on; Serve reads them. Apply opens it
 // already: Listen only says whether that was done.
 func (s *Server) Listen(ctx context.Context) error {
 	if s.started.Load() {
 		return nil
 	}
-	s.mu.Lock()
-	cfg := s.cfg
-	s.mu.Unlock()
-	if cfg == nil {
-		return errors.New("knockd: listen before apply")
-	}
-	return s.listen(ctx, cfg.group())
+	return errors.New("knockd: listen before apply")
 }
 
-func (s *Server) listen(ctx context.Context, group uint16) error {
-	r, err := nflog.Open(ctx, nflog.Config{Group: group, NetNS: s.Firewall.NetNS, CopyRange: 512})
+// listen opens the capture.
+func (s *Server) listen(ctx context.Context, group uint16, watch []DoorPort) error {
+	mode, err := ParseCapture(s.Capture)
 	if err != nil {
 		return err
 	}
-	s.m.reader.Store(r)
+	var c capture
+	if mode != CapturePacket {
+		open := s.openNFLOG
+		if open == nil {
+			open = func(ctx context.Context, cfg nflog.Config) (capture, error) {
+				r, err := nflog.Open(ctx, cfg)
+				if err != nil {
+					return nil, err
+				}
+				return nflogCapture{r}, nil
+			}
+		}
+		c, err = open(ctx, nflog.Config{Group: group, NetNS: s.Firewall.NetNS, CopyRange: captureSnap})
+		if err == nil {
+			s.mode = CaptureNFLOG
+		} else if mode == CaptureNFLOG || !fallBack(err) {
+			return err
+		}
+	}
+	if c == nil {
+		p, perr := openPacketCapture(s.Firewall.NetNS, watch)
+		if perr != nil {
+			return errors.Join(err, perr)
+		}
+		c, s.packet, s.mode, s.fellBack = p, p, CapturePacket, err
+	}
+	s.m.cap.Store(&captureRef{c})
 	s.started.Store(true)
 	return nil
+}
+
+// Capturing says which capture reads the knocks, CaptureNFLOG or
+// CapturePacket ("" before Apply), and, when CaptureAuto fell back to
+// AF_PACKET, why NFLOG could not be used.
+func (s *Server) Capturing() (mode string, fellBack error) {
+	if !s.started.Load() {
+		return "", nil
+	}
+	return s.mode, s.fellBack
 }
 
 // Serve reads knock and SPA packets until ctx ends; then it returns nil.
@@ -194,12 +245,12 @@ func (s *Server) listen(ctx context.Context, group uint16) error {
 // when it returns: open ones close on their kernel timeouts, and protected
 // ports stay closed (the firewall keeps the doors' chain).
 func (s *Server) Serve(ctx context.Context) error {
-	if s.m.reader.Load() == nil {
+	if s.m.cap.Load() == nil {
 		if err := s.Listen(ctx); err != nil {
 			return err
 		}
 	}
-	r := s.m.reader.Load()
+	r := s.m.cap.Load().c
 	defer r.Close()
 	// Closed events and forgetting come on time, packets or not.
 	hctx, stop := context.WithCancel(ctx)
@@ -467,9 +518,12 @@ type metrics struct {
 	closes  prometheus.Counter
 	junk    prometheus.Counter
 	latency prometheus.Histogram
-	reader  atomic.Pointer[nflog.Reader]
+	cap     atomic.Pointer[captureRef]
 	lost    *prometheus.Desc
+	plost   *prometheus.Desc
 }
+
+type captureRef struct{ c capture }
 
 func (m *metrics) init() {
 	m.once.Do(func() {
@@ -481,6 +535,7 @@ func (m *metrics) init() {
 		m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "portolan_knock_open_latency_seconds", Help: "From the kernel's receipt of the last knock or the SPA datagram to the door open.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)})
 		m.lost = prometheus.NewDesc("portolan_knock_nflog_lost_total", "Logged packets the kernel dropped before knockd read them.", nil, nil)
+		m.plost = prometheus.NewDesc("portolan_knock_packet_lost_total", "Knock packets the AF_PACKET capture's full buffer dropped.", nil, nil)
 	})
 }
 
@@ -494,6 +549,7 @@ func (s *Server) Describe(ch chan<- *prometheus.Desc) {
 	s.m.junk.Describe(ch)
 	s.m.latency.Describe(ch)
 	ch <- s.m.lost
+	ch <- s.m.plost
 }
 
 // Collect implements prometheus.Collector.
@@ -505,9 +561,13 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	s.m.closes.Collect(ch)
 	s.m.junk.Collect(ch)
 	s.m.latency.Collect(ch)
-	var lost uint64
-	if r := s.m.reader.Load(); r != nil {
-		lost = r.Stats().Lost
+	// Only the capture in use has a lost count.
+	desc, lost := s.m.lost, uint64(0)
+	if r := s.m.cap.Load(); r != nil {
+		lost = r.c.Lost()
+		if _, ok := r.c.(packetCapturer); ok {
+			desc = s.m.plost
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(s.m.lost, prometheus.CounterValue, float64(lost))
+	ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(lost))
 }
