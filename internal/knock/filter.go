@@ -13,11 +13,12 @@ import (
 // from its network header: what NFLOG copies too (an SPA datagram fits).
 const captureSnap = 512
 
-// SKF_AD_PKTTYPE and PACKET_OUTGOING: a socket bound to every interface
-// sees the packets this host sends as well.
+// SKF_AD_PKTTYPE and PACKET_HOST: a socket bound to every interface also
+// sees the packets this host sends (PACKET_OUTGOING), broadcasts and, in
+// promiscuous mode, other hosts' packets; knocks are addressed to us.
 const (
-	skfAdPkttype   = 4
-	packetOutgoing = 4
+	skfAdPkttype = 4
+	packetHost   = 0
 )
 
 // captureFilter is the classic BPF program of the AF_PACKET capture, for
@@ -32,7 +33,7 @@ func captureFilter(watch []DoorPort) ([]bpf.Instruction, error) {
 	}
 	return append([]bpf.Instruction{
 		bpf.LoadExtension{Num: bpf.Extension(skfAdPkttype)},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: packetOutgoing, SkipFalse: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: packetHost, SkipTrue: 1},
 		bpf.RetConstant{Val: 0},
 	}, core...), nil
 }
