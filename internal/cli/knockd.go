@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"slices"
@@ -37,6 +38,8 @@ type KnockdOptions struct {
 	Group          uint16
 	Window         time.Duration
 	Capture        string // auto, nflog or packet
+	ServerKey      string
+	SealedOnly     bool
 
 	Metrics      string
 	LogFormat    string
@@ -44,7 +47,7 @@ type KnockdOptions struct {
 	DB           DBFlags
 }
 
-var knockdDoorFlags = []string{"protect", "sequence", "open-for", "stage-timeout", "authorized-keys", "spa-port", "group", "window"}
+var knockdDoorFlags = []string{"protect", "sequence", "open-for", "stage-timeout", "authorized-keys", "spa-port", "group", "window", "server-key", "sealed-only"}
 
 func newKnockdCmd(g *Globals) *cobra.Command {
 	var opts KnockdOptions
@@ -99,6 +102,8 @@ arguments or config. See docs/knock.md.`,
 	f.Uint16Var(&opts.SPAPort, "spa-port", knock.DefaultSPAPort, "the UDP port SPA requests go to")
 	f.Uint16Var(&opts.Group, "group", knock.DefaultGroup, "the NFLOG group knock packets are logged to")
 	f.DurationVar(&opts.Window, "window", knock.DefaultWindow, "how far an SPA timestamp may be from this clock")
+	f.StringVar(&opts.ServerKey, "server-key", "", "the server's X25519 key `FILE` (knock keygen --server): opens sealed SPA requests")
+	f.BoolVar(&opts.SealedOnly, "sealed-only", false, "refuse SPA requests that are not sealed")
 	f.StringVar(&opts.Capture, "capture", knock.CaptureAuto, "how knocks are read: nflog, packet (AF_PACKET, needs CAP_NET_RAW) or auto (nflog, else packet)")
 	f.StringVar(&opts.Metrics, "metrics", "", "serve Prometheus metrics on host:port at /metrics")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "log lines: text or json")
@@ -128,10 +133,17 @@ func knockdConfig(opts KnockdOptions) (*knock.Config, map[knock.KeyID]*knock.Key
 				return nil, nil, usageErr(fmt.Errorf("--sequence: %w", err))
 			}
 		}
-		cfg = &knock.Config{Group: opts.Group, SPAPort: opts.SPAPort, Window: opts.Window, AuthorizedKeys: opts.AuthorizedKeys, Doors: []knock.Door{d}}
+		cfg = &knock.Config{Group: opts.Group, SPAPort: opts.SPAPort, Window: opts.Window, AuthorizedKeys: opts.AuthorizedKeys,
+			ServerKey: opts.ServerKey, SealedOnly: opts.SealedOnly, Doors: []knock.Door{d}}
 		if err := cfg.Validate(); err != nil {
 			return nil, nil, usageErr(err)
 		}
+	}
+	if err := cfg.LoadServerKey(); err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			return nil, nil, err
+		}
+		return nil, nil, usageErr(err)
 	}
 	if cfg.AuthorizedKeys == "" {
 		return cfg, nil, nil
@@ -201,6 +213,9 @@ func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
 		log.Warn("no keys in the authorized keys file: SPA requests open nothing", "file", cfg.AuthorizedKeys)
 	}
 	warnSSHDoor(ctx, log, cfg)
+	if cfg.ServerPrivate != nil {
+		log.Info("sealed spa requests", "server_key", cfg.ServerKey, "sealed_only", cfg.SealedOnly)
+	}
 	for _, d := range cfg.Doors {
 		log.Info("door", "name", d.Name, "protect", knock.FormatSequence(d.Protect), "sequence", knock.FormatSequence(d.Sequence), "spa", len(keys) > 0 && !d.NoSPA)
 	}

@@ -15,7 +15,7 @@ import (
 
 // TestKnockdAFPacket runs knockd on its AF_PACKET fallback (forced with
 // --capture packet) and opens its door with real knocks from portolan
-// knock: a sequence over IPv4, an SPA request over IPv6.
+// knock: a sequence over IPv4, a sealed SPA request over IPv6.
 func TestKnockdAFPacket(t *testing.T) {
 	srv, cli, lk := netlab.NewPair(t)
 	ln, err := srv.Listen("tcp", ":2222")
@@ -29,9 +29,14 @@ func TestKnockdAFPacket(t *testing.T) {
 	if err := knock.WriteKeyPair(key, knock.Ed25519, "laptop"); err != nil {
 		t.Fatal(err)
 	}
+	serverKey := filepath.Join(dir, "knockd.key")
+	if err := knock.WriteServerKeyPair(serverKey, "gw"); err != nil {
+		t.Fatal(err)
+	}
 	k := startKnockd(t, srv, dir, "--capture", "packet", "--protect", "2222/tcp", "--sequence", "7000,8000/udp,9000",
-		"--open-for", "1m", "--authorized-keys", key+".pub")
+		"--open-for", "1m", "--authorized-keys", key+".pub", "--server-key", serverKey)
 	k.waitLine(t, `"msg":"capture"`, `"via":"af_packet"`)
+	k.waitLine(t, `"msg":"sealed spa requests"`)
 	k.waitLine(t, `"msg":"door"`)
 
 	connect := func(host string, timeout time.Duration) bool {
@@ -59,7 +64,7 @@ func TestKnockdAFPacket(t *testing.T) {
 	if !connect(lk.A4.String(), 10*time.Second) {
 		t.Fatal("2222/tcp not reachable after the sequence")
 	}
-	portolanKnock("--spa", "["+lk.A6.String()+"]", "--key", key, "--open", "2222/tcp")
+	portolanKnock("--spa", "["+lk.A6.String()+"]", "--key", key, "--server-key", serverKey+".pub", "--open", "2222/tcp")
 	k.waitLine(t, `"msg":"door opened"`, `"via":"spa"`, `"key":"laptop"`, `"src":"`+lk.B6.String()+`"`)
 	if !connect(lk.A6.String(), 10*time.Second) {
 		t.Fatal("[fd00::1]:2222 not reachable after the SPA request")

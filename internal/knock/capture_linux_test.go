@@ -2,6 +2,7 @@ package knock
 
 import (
 	"context"
+	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -173,5 +174,43 @@ func TestCaptureFallsBack(t *testing.T) {
 		if err == nil {
 			t.Errorf("Capture %q with NFLOG failing: Apply succeeded; want the NFLOG error", mode)
 		}
+	}
+}
+
+// TestSealedSPA: with a server key and sealed-only, an unsealed request is
+// rejected with its reason, one sealed to another server's key opens
+// nothing, and a sealed one opens the door (over IPv6 here).
+func TestSealedSPA(t *testing.T) {
+	l := newLab(t, 30*time.Second)
+	srv := serverKey(t, 1)
+	l.cfg.ServerPrivate, l.cfg.SealedOnly = srv, true
+	l.start(t, nil)
+	send := func(server *ecdh.PublicKey, to netip.Addr) {
+		t.Helper()
+		if err := l.cli.Do(func() error {
+			_, err := (&SPA{Key: l.ed, Server: server}).Send(context.Background(), netip.AddrPortFrom(to, DefaultSPAPort), netip.Addr{}, []DoorPort{ssh}, 0)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(nil, l.link.A4)
+	if e := l.event(t, EventRejected); e.Reason != ReasonUnsealed {
+		t.Errorf("unsealed request under sealed-only: %+v; want rejected %q", e, ReasonUnsealed)
+	}
+	send(serverKey(t, 2).PublicKey(), l.link.A4)
+	l.noEvent(t, EventOpened)
+	if l.reachable(t, l.link.A4) {
+		t.Fatal("2222/tcp reachable after requests that must not open it")
+	}
+	send(srv.PublicKey(), l.link.A6)
+	if e := l.event(t, EventOpened); e.Key != "laptop" || e.Allow != l.link.B6 {
+		t.Errorf("opened event %+v; want laptop opening for %s", e, l.link.B6)
+	}
+	if !l.open(t, l.link.A6) {
+		t.Fatal("[fd00::1]:2222 not reachable after the sealed request")
+	}
+	if !strings.Contains(l.logs.String(), `"reason":"not sealed"`) {
+		t.Errorf("no rejected line with the reason in the log:\n%s", l.logs.String())
 	}
 }

@@ -2,6 +2,7 @@ package knock
 
 import (
 	"cmp"
+	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"slices"
@@ -37,7 +38,28 @@ type Config struct {
 	Window time.Duration
 	// AuthorizedKeys is the authorized-keys file; empty: no SPA.
 	AuthorizedKeys string
-	Doors          []Door
+	// ServerKey is the server's X25519 key file (portolan knock keygen
+	// --server), which opens sealed SPA requests; empty: sealed requests
+	// are not understood. LoadServerKey reads it into ServerPrivate.
+	ServerKey     string
+	ServerPrivate *ecdh.PrivateKey
+	// SealedOnly rejects SPA requests that are not sealed.
+	SealedOnly bool
+	Doors      []Door
+}
+
+// LoadServerKey reads ServerKey into ServerPrivate; with no ServerKey it
+// does nothing.
+func (c *Config) LoadServerKey() error {
+	if c.ServerKey == "" {
+		return nil
+	}
+	k, err := ReadServerKey(c.ServerKey)
+	if err != nil {
+		return err
+	}
+	c.ServerPrivate = k
+	return nil
 }
 
 // Door protects ports and opens them for a source that knocks its sequence
@@ -74,6 +96,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Window < 0 || c.Window > time.Hour {
 		return fmt.Errorf("window %v: want 0 to 1h", c.Window)
+	}
+	if c.SealedOnly && c.ServerKey == "" && c.ServerPrivate == nil {
+		return errors.New("sealed-only needs a server-key to open sealed requests with")
 	}
 	spa := DoorPort{Proto: portspec.UDP, Port: portspec.Port(c.spaPort())}
 	names := map[string]bool{}
@@ -184,6 +209,8 @@ type ConfigError = config.Error
 //	spa-port: 62201             # optional
 //	window: 30s                 # timestamp tolerance (optional)
 //	authorized-keys: /etc/portolan/knock.keys
+//	server-key: /etc/portolan/knockd.key   # opens sealed requests (optional)
+//	sealed-only: false                    # true: refuse unsealed requests
 //	doors:
 //	  - name: ssh
 //	    protect: 22/tcp
@@ -201,7 +228,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if !top.IsMapping() {
 		return nil, top.Errorf("want a mapping with a doors list, not %s", top.Kind())
 	}
-	fields, err := top.Map("group", "spa-port", "window", "authorized-keys", "doors")
+	fields, err := top.Map("group", "spa-port", "window", "authorized-keys", "server-key", "sealed-only", "doors")
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +246,10 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 			cfg.Window, err = config.Value(v, positiveDuration)
 		case "authorized-keys":
 			cfg.AuthorizedKeys, err = config.Value(v, nonEmpty("a file name"))
+		case "server-key":
+			cfg.ServerKey, err = config.Value(v, nonEmpty("a file name"))
+		case "sealed-only":
+			cfg.SealedOnly, err = v.Bool()
 		case "doors":
 			doors, err = v.List()
 			doorsAt = v

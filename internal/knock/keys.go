@@ -228,6 +228,20 @@ func WriteKeyPair(path string, alg Alg, name string) error {
 	if alg == HMAC {
 		pubMode = 0o600
 	}
+	return writePair(path, key, line, pubMode)
+}
+
+// WriteServerKeyPair writes GenerateServerKey's output to path (mode
+// 0600) and path.pub (0644), refusing to overwrite.
+func WriteServerKeyPair(path, name string) error {
+	key, line, err := GenerateServerKey(name)
+	if err != nil {
+		return err
+	}
+	return writePair(path, key, line, 0o644)
+}
+
+func writePair(path string, key, line []byte, pubMode os.FileMode) error {
 	for _, f := range []struct {
 		path string
 		data []byte

@@ -28,6 +28,10 @@ const (
 	ReasonPorts       = "ports not allowed"
 	ReasonOpenFailed  = "open failed"
 	ReasonReplayStore = "replay cache unavailable"
+	// A sealed request that does not decrypt (or no server-key to try):
+	// counted, not logged line by line, as junk is.
+	ReasonUndecryptable = "undecryptable"
+	ReasonUnsealed      = "not sealed" // sealed-only refuses it
 )
 
 // Event types.
@@ -335,11 +339,29 @@ func (s *Server) knock(ctx context.Context, at time.Time, src netip.Addr, sport 
 
 func (s *Server) spa(ctx context.Context, cfg *Config, at time.Time, src netip.Addr, data []byte) {
 	ev := Event{Via: "spa", Src: src}
+	sealed := IsSealed(data)
+	if sealed {
+		var err error
+		if cfg.ServerPrivate == nil {
+			err = errors.New("no server-key to open sealed requests with")
+		} else {
+			data, err = Unseal(data, cfg.ServerPrivate)
+		}
+		if err != nil {
+			s.m.rejects.WithLabelValues(ReasonUndecryptable).Inc()
+			s.log().Debug("sealed spa datagram not opened", "src", src, "err", err)
+			return
+		}
+	}
 	req, signed, auth, err := ParseSPA(data)
 	if err != nil {
 		// Junk on the SPA port is counted, not logged line by line.
 		s.m.rejects.WithLabelValues(ReasonMalformed).Inc()
 		s.log().Debug("spa datagram not understood", "src", src, "err", err)
+		return
+	}
+	if cfg.SealedOnly && !sealed {
+		s.reject(ev, ReasonUnsealed)
 		return
 	}
 	s.mu.Lock()
