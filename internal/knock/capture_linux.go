@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portolan/internal/nflog"
+	"portolan/internal/sockets"
 )
 
 // packetCapture reads knock packets from a cooked AF_PACKET socket bound
@@ -45,10 +45,18 @@ const captureBatch = 16
 // thread's) for the watched ports.
 func openPacketCapture(nsfd int, watch []DoorPort) (packetCapturer, error) {
 	wrap := func(err error) error { return fmt.Errorf("open af_packet capture: %w", err) }
-	fd, err := inNetns(nsfd, func() (int, error) {
+	var fd int
+	open := func() (err error) {
 		// Protocol 0 until the filter is on: nothing unfiltered is queued.
-		return unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	})
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		return err
+	}
+	var err error
+	if nsfd > 0 {
+		err = sockets.InNetns(fmt.Sprintf("/proc/self/fd/%d", nsfd), open)
+	} else {
+		err = open()
+	}
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -229,44 +237,3 @@ func (c *packetCapture) Lost() uint64 {
 func (c *packetCapture) Close() error { return c.f.Close() }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
-// inNetns runs open on a thread switched into the namespace nsfd (0: as
-// it is); what open makes belongs to that namespace for its life.
-func inNetns(nsfd int, open func() (int, error)) (int, error) {
-	if nsfd <= 0 {
-		return open()
-	}
-	type result struct {
-		fd  int
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, err}
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{-1, fmt.Errorf("enter network namespace: %w", err)}
-			return
-		}
-		fd, err := open()
-		if e := unix.Setns(orig, unix.CLONE_NEWNET); e != nil {
-			// Left locked on purpose: the thread dies with this goroutine.
-			if err == nil {
-				unix.Close(fd)
-			}
-			ch <- result{-1, errors.Join(err, e)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{fd, err}
-	}()
-	r := <-ch
-	return r.fd, r.err
-}

@@ -190,8 +190,8 @@ func ParseClientKey(name string, text []byte) (*ClientKey, error) {
 // GenerateKey makes a new client key and returns the key file's text and
 // the authorized-keys line for the server, naming the key name.
 func GenerateKey(alg Alg, name string) (keyFile, authLine []byte, err error) {
-	if strings.ContainsAny(name, " \t\n") || name == "" {
-		return nil, nil, fmt.Errorf("key name %q: want one word", name)
+	if err := checkKeyName(name); err != nil {
+		return nil, nil, err
 	}
 	switch alg {
 	case Ed25519:
@@ -199,11 +199,9 @@ func GenerateKey(alg Alg, name string) (keyFile, authLine []byte, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(priv)
-		if err != nil {
+		if keyFile, err = pemPrivateKey(priv); err != nil {
 			return nil, nil, err
 		}
-		keyFile = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 		authLine = fmt.Appendf(nil, "ed25519 %s %s\n", base64.StdEncoding.EncodeToString(pub), name)
 	case HMAC:
 		s := make([]byte, 32)
@@ -215,6 +213,22 @@ func GenerateKey(alg Alg, name string) (keyFile, authLine []byte, err error) {
 		return nil, nil, fmt.Errorf("key algorithm %s", alg)
 	}
 	return keyFile, authLine, nil
+}
+
+func checkKeyName(name string) error {
+	if strings.ContainsAny(name, " \t\n") || name == "" {
+		return fmt.Errorf("key name %q: want one word", name)
+	}
+	return nil
+}
+
+// pemPrivateKey encodes a private key as a PKCS #8 PEM block.
+func pemPrivateKey(priv any) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 // WriteKeyPair writes GenerateKey's output to path (mode 0600) and

@@ -105,18 +105,16 @@ func sealAEAD(priv *ecdh.PrivateKey, pub, client, server *ecdh.PublicKey) (ciphe
 // #8 PEM, for knockd's server-key) and the public line for clients
 // ("x25519 BASE64 NAME", for portolan knock --server-key).
 func GenerateServerKey(name string) (keyFile, pubLine []byte, err error) {
-	if strings.ContainsAny(name, " \t\n") || name == "" {
-		return nil, nil, fmt.Errorf("key name %q: want one word", name)
+	if err := checkKeyName(name); err != nil {
+		return nil, nil, err
 	}
 	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
+	if keyFile, err = pemPrivateKey(priv); err != nil {
 		return nil, nil, err
 	}
-	keyFile = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	pubLine = fmt.Appendf(nil, "x25519 %s %s\n", base64.StdEncoding.EncodeToString(priv.PublicKey().Bytes()), name)
 	return keyFile, pubLine, nil
 }
