@@ -139,6 +139,12 @@ func knockdConfig(opts KnockdOptions) (*knock.Config, map[knock.KeyID]*knock.Key
 			return nil, nil, usageErr(err)
 		}
 	}
+	if err := cfg.LoadOneTime(); err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			return nil, nil, err
+		}
+		return nil, nil, usageErr(err)
+	}
 	if err := cfg.LoadServerKey(); err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 			return nil, nil, err
@@ -217,6 +223,10 @@ func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
 		log.Info("sealed spa requests", "server_key", cfg.ServerKey, "sealed_only", cfg.SealedOnly)
 	}
 	for _, d := range cfg.Doors {
+		if d.OneTime != "" {
+			log.Info("door", "name", d.Name, "protect", knock.FormatSequence(d.Protect), "one_time_sequences", d.OneTime, "left", d.OneTimeLeft(), "spa", len(keys) > 0 && !d.NoSPA)
+			continue
+		}
 		log.Info("door", "name", d.Name, "protect", knock.FormatSequence(d.Protect), "sequence", knock.FormatSequence(d.Sequence), "spa", len(keys) > 0 && !d.NoSPA)
 	}
 	if opts.Metrics != "" {

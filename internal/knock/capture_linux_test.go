@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -212,5 +214,64 @@ func TestSealedSPA(t *testing.T) {
 	}
 	if !strings.Contains(l.logs.String(), `"reason":"not sealed"`) {
 		t.Errorf("no rejected line with the reason in the log:\n%s", l.logs.String())
+	}
+}
+
+// TestOneTimeSequences: each sequence of the file opens the door once and
+// is then commented out; a used one opens nothing, also after a restart,
+// and the door moves on to the next line.
+func TestOneTimeSequences(t *testing.T) {
+	l := newLab(t, 30*time.Second)
+	path := filepath.Join(t.TempDir(), "ssh.sequences")
+	if err := os.WriteFile(path, []byte("7000,8000/udp,9000\n# the phone's\n7100/udp,7200\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.cfg.Doors[0].Sequence, l.cfg.Doors[0].OneTime = nil, path
+	if err := l.cfg.LoadOneTime(); err != nil {
+		t.Fatal(err)
+	}
+	l.start(t, nil)
+	knock := func(addr netip.Addr, spec string) {
+		t.Helper()
+		seq, _ := ParseSequence(spec)
+		if err := l.cli.Do(func() error { return Knock(context.Background(), addr, seq, 10*time.Millisecond) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	knock(l.link.A4, "7100/udp,7200") // not yet: the first line comes first
+	l.noEvent(t, EventOpened)
+	knock(l.link.A4, "7000,8000/udp,9000")
+	if e := l.event(t, EventOpened); e.Via != "sequence" || e.Allow != l.link.B4 {
+		t.Errorf("opened event %+v; want the first sequence opening for %s", e, l.link.B4)
+	}
+	if b, _ := os.ReadFile(path); !strings.HasPrefix(string(b), "#used ") || !strings.HasSuffix(string(b), "\n# the phone's\n7100/udp,7200\n") {
+		t.Errorf("file after the first use:\n%s\nwant its first line commented out", b)
+	}
+	knock(l.link.A6, "7000,8000/udp,9000") // a replay, from elsewhere
+	l.noEvent(t, EventOpened)
+	if l.reachable(t, l.link.A6) {
+		t.Fatal("[fd00::1]:2222 reachable after a used sequence")
+	}
+
+	// A restart reads the file: the used line stays used.
+	l.stop()
+	if err := l.cfg.LoadOneTime(); err != nil {
+		t.Fatal(err)
+	}
+	if n := l.cfg.Doors[0].OneTimeLeft(); n != 1 {
+		t.Errorf("after a restart, %d one-time sequences left; want 1", n)
+	}
+	l.start(t, nil)
+	knock(l.link.A6, "7000,8000/udp,9000")
+	l.noEvent(t, EventOpened)
+	knock(l.link.A6, "7100/udp,7200")
+	if e := l.event(t, EventOpened); e.Allow != l.link.B6 {
+		t.Errorf("opened for %s; want %s", e.Allow, l.link.B6)
+	}
+	if !l.open(t, l.link.A6) {
+		t.Fatal("[fd00::1]:2222 not reachable after the second sequence")
+	}
+	if !strings.Contains(l.logs.String(), "one-time sequences used up") {
+		t.Errorf("no used-up warning in the log:\n%s", l.logs.String())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdh"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,6 +77,53 @@ type Door struct {
 	OpenFor time.Duration
 	// NoSPA refuses SPA requests for this door's ports.
 	NoSPA bool
+	// OneTime is a file of one-time sequences (see ParseOneTime), instead
+	// of Sequence. LoadOneTime reads it and sets Sequence to its first
+	// unused line; each use moves on to the next.
+	OneTime string
+	oneTime *OneTime // the unused sequences, once loaded
+}
+
+// OneTimeLeft is how many one-time sequences are unused, as loaded.
+func (d *Door) OneTimeLeft() int {
+	if d.oneTime == nil {
+		return 0
+	}
+	return len(d.oneTime.Seqs)
+}
+
+// knockPorts are the ports whose packets the door's sequences need: its
+// sequence and every unused one-time sequence.
+func (d *Door) knockPorts() []DoorPort {
+	if d.oneTime != nil {
+		return d.oneTime.ports()
+	}
+	return d.Sequence
+}
+
+// LoadOneTime reads the one-time sequences file of each door that has
+// one: its Sequence becomes the first unused line (none when all are
+// used).
+func (c *Config) LoadOneTime() error {
+	for i := range c.Doors {
+		d := &c.Doors[i]
+		if d.OneTime == "" {
+			continue
+		}
+		text, err := os.ReadFile(d.OneTime)
+		if err != nil {
+			return fmt.Errorf("door %s: %w", d.Name, err)
+		}
+		ot, err := ParseOneTime(d.OneTime, text)
+		if err != nil {
+			return fmt.Errorf("door %s: %w", d.Name, err)
+		}
+		d.oneTime, d.Sequence = ot, nil
+		if len(ot.Seqs) > 0 {
+			d.Sequence = ot.Seqs[0]
+		}
+	}
+	return c.Validate()
 }
 
 // The settings with their defaults: a zero field means the default.
@@ -115,7 +163,7 @@ func (c *Config) Validate() error {
 		if len(d.Protect) == 0 {
 			return fmt.Errorf("door %s: protects no port", d.Name)
 		}
-		if len(d.Sequence) == 0 && (d.NoSPA || c.AuthorizedKeys == "") {
+		if len(d.Sequence) == 0 && d.OneTime == "" && (d.NoSPA || c.AuthorizedKeys == "") {
 			return fmt.Errorf("door %s: neither a sequence nor SPA (authorized keys) opens it", d.Name)
 		}
 		if len(d.Sequence) > maxSequence {
@@ -135,7 +183,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, d := range c.Doors {
-		for _, k := range d.Sequence {
+		for _, k := range d.knockPorts() {
 			if other, ok := protected[k]; ok {
 				return fmt.Errorf("door %s: knock %d/%s is a port door %s protects", d.Name, k.Port, k.Proto, other)
 			}
@@ -215,6 +263,7 @@ type ConfigError = config.Error
 //	  - name: ssh
 //	    protect: 22/tcp
 //	    sequence: 7000,8000/udp,9000
+//	    # or one-time-sequences: /etc/portolan/ssh.sequences
 //	    stage-timeout: 5s
 //	    open-for: 30s
 //	    spa: true               # false: knocks only
@@ -276,7 +325,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 
 func parseDoor(n config.Node) (Door, error) {
 	var d Door
-	fields, err := n.Map("name", "protect", "sequence", "stage-timeout", "open-for", "spa")
+	fields, err := n.Map("name", "protect", "sequence", "one-time-sequences", "stage-timeout", "open-for", "spa")
 	if err != nil {
 		return d, err
 	}
@@ -289,6 +338,8 @@ func parseDoor(n config.Node) (Door, error) {
 			d.Protect, err = config.Value(v, ParsePorts)
 		case "sequence":
 			d.Sequence, err = config.Value(v, ParseSequence)
+		case "one-time-sequences":
+			d.OneTime, err = config.Value(v, nonEmpty("a file name"))
 		case "stage-timeout":
 			d.StageTimeout, err = config.Value(v, positiveDuration)
 		case "open-for":
@@ -301,6 +352,9 @@ func parseDoor(n config.Node) (Door, error) {
 		if err != nil {
 			return d, err
 		}
+	}
+	if len(d.Sequence) > 0 && d.OneTime != "" {
+		return d, n.Errorf("sequence and one-time-sequences: choose one")
 	}
 	return d, nil
 }

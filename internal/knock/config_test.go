@@ -38,6 +38,9 @@ doors:
 		ServerKey: "/etc/portolan/knockd.key", SealedOnly: true, Doors: []Door{{Name: "door1", Protect: []DoorPort{{Proto: portspec.TCP, Port: 22}}}}}, ""},
 	{"sealed-only without a key", "authorized-keys: k\nsealed-only: true\ndoors:\n  - protect: 22/tcp\n", nil, "sealed-only needs a server-key"},
 	{"sealed-only not a bool", "authorized-keys: k\nsealed-only: maybe\ndoors:\n  - protect: 22/tcp\n", nil, "2:14: sealed-only:"},
+	{"one-time", "doors:\n  - protect: 22/tcp\n    one-time-sequences: /etc/portolan/ssh.sequences\n", &Config{
+		Doors: []Door{{Name: "door1", Protect: []DoorPort{{Proto: portspec.TCP, Port: 22}}, OneTime: "/etc/portolan/ssh.sequences"}}}, ""},
+	{"one-time and sequence", "doors:\n  - protect: 22/tcp\n    sequence: 1\n    one-time-sequences: s\n", nil, "2:5: door 1: sequence and one-time-sequences: choose one"},
 	{"no doors", "group: 9\n", nil, "1:1: doors: no doors"},
 	{"unknown key", "doors:\n  - protect: 22\n    sequence: 1\n    colour: red\n", nil, `4:5: door 1: unknown key "colour"`},
 	{"bad sequence", "doors:\n  - protect: 22\n    sequence: 7000,x\n", nil, "3:15: door 1: sequence: sequence \"7000,x\": column 6"},
@@ -63,7 +66,7 @@ func TestParseConfig(t *testing.T) {
 			t.Errorf("%s: ParseConfig: %v", tc.name, err)
 			continue
 		}
-		if d := cmp.Diff(tc.want, got, cmpopts.IgnoreFields(Config{}, "ServerPrivate")); d != "" {
+		if d := cmp.Diff(tc.want, got, cmpopts.IgnoreFields(Config{}, "ServerPrivate"), cmpopts.IgnoreUnexported(Door{})); d != "" {
 			t.Errorf("%s: ParseConfig (-want +got):\n%s", tc.name, d)
 		}
 	}

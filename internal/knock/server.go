@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ const (
 	// counted, not logged line by line, as junk is.
 	ReasonUndecryptable = "undecryptable"
 	ReasonUnsealed      = "not sealed" // sealed-only refuses it
+	ReasonOneTime       = "one-time sequence not recorded"
 )
 
 // Event types.
@@ -153,7 +155,7 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 				fw.Protect = append(fw.Protect, p)
 			}
 		}
-		for _, k := range d.Sequence {
+		for _, k := range d.knockPorts() {
 			if !seenPort[k] {
 				seenPort[k] = true
 				fw.Watch = append(fw.Watch, k)
@@ -179,7 +181,8 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cfg, s.keys = cfg, keys
-	s.track = newTracker(cfg.Doors, 1<<16)
+	// The tracker's doors are a copy: one-time sequences move on in it.
+	s.track = newTracker(slices.Clone(cfg.Doors), 1<<16)
 	if s.seen == nil {
 		s.seen = map[[16]byte]time.Time{}
 		s.until = map[closeKey]Event{}
@@ -333,8 +336,41 @@ func (s *Server) knock(ctx context.Context, at time.Time, src netip.Addr, sport 
 	}
 	for _, i := range opened {
 		d := &cfg.Doors[i]
-		s.open(ctx, Event{Via: "sequence", Door: d.Name, Src: src, Allow: src, Ports: d.Protect}, at, d.openFor())
+		ev := Event{Via: "sequence", Door: d.Name, Src: src, Allow: src, Ports: d.Protect}
+		if d.OneTime != "" {
+			// Used before it opens: a sequence that cannot be marked used
+			// must not open twice.
+			if err := s.useOneTime(d, i); err != nil {
+				s.reject(ev, ReasonOneTime, "err", err)
+				continue
+			}
+		}
+		s.open(ctx, ev, at, d.openFor())
 	}
+}
+
+// useOneTime marks the one-time sequence door i just completed used in its
+// file and moves the door on to the next.
+func (s *Server) useOneTime(d *Door, i int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	td := &s.track.doors[i]
+	ot := td.oneTime
+	if ot == nil || len(ot.Seqs) == 0 {
+		return fmt.Errorf("door %s: no one-time sequence left", d.Name)
+	}
+	if err := markUsed(d.OneTime, ot.Lines[0], ot.Seqs[0], s.now()); err != nil {
+		return err
+	}
+	td.oneTime = &OneTime{Seqs: ot.Seqs[1:], Lines: ot.Lines[1:]}
+	td.Sequence = nil
+	if len(td.oneTime.Seqs) > 0 {
+		td.Sequence = td.oneTime.Seqs[0]
+	} else {
+		s.log().Warn("one-time sequences used up: the door opens by SPA only now, if at all", "door", d.Name, "file", d.OneTime)
+	}
+	s.track.forget(i)
+	return nil
 }
 
 func (s *Server) spa(ctx context.Context, cfg *Config, at time.Time, src netip.Addr, data []byte) {
