@@ -354,6 +354,9 @@ func (s *Server) knock(ctx context.Context, at time.Time, src netip.Addr, sport 
 func (s *Server) useOneTime(d *Door, i int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if i >= len(s.track.doors) || s.track.doors[i].OneTime != d.OneTime {
+		return fmt.Errorf("door %s: changed by a reload meanwhile", d.Name)
+	}
 	td := &s.track.doors[i]
 	ot := td.oneTime
 	if ot == nil || len(ot.Seqs) == 0 {
