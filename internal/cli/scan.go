@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -45,7 +46,12 @@ type ScanOptions struct {
 	ScanType     string      `json:"scan_type"`
 	Fallback     bool        `json:"fallback,omitempty"`
 
-	Rate           float64       `json:"rate,omitempty"`
+	Rate    float64 `json:"rate,omitempty"`
+	MinRate float64 `json:"min_rate,omitempty"`
+	// Where probes leave from: -e, -S, --source-port.
+	Iface          string        `json:"iface,omitempty"`
+	Source         string        `json:"source,omitempty"`
+	SourcePort     int           `json:"source_port,omitempty"`
 	Window         int           `json:"window,omitempty"`
 	Retries        int           `json:"retries,omitempty"`
 	MinTimeout     time.Duration `json:"min_timeout,omitempty"`
@@ -182,6 +188,10 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.Float64Var(&opts.Rate, "rate", 0, "at most `N` probes per second, retries included (0: no cap beyond the window); nmap's --max-rate N works too")
 	f.Float64Var(&opts.Rate, "max-rate", 0, "nmap's --max-rate: the same as --rate")
 	_ = f.MarkHidden("max-rate")
+	f.Float64Var(&opts.MinRate, "min-rate", 0, "send at least `N` probes per second (nmap's --min-rate): when the scan falls under it, the in-flight window and a new host's slow start give way, and -sS never lowers its send rate below it; unlike nmap, --rate still caps, host discovery still waits and the prober's own limits (open files) hold")
+	f.StringVarP(&opts.Iface, "interface", "e", "", "send through interface `IFACE` (nmap's -e): connect and UDP sockets are bound to it (SO_BINDTODEVICE: needs CAP_NET_RAW on kernels before 5.7), -sS takes the route through it; host discovery then sends no ICMP echo")
+	f.StringVarP(&opts.Source, "source-ip", "S", "", "send from address `ADDR` (nmap's -S): connect and UDP sockets are bound to it, so it must be this host's; -sS writes it in the SYNs whatever it is (answers come back only if it routes here); targets of the other family are refused; host discovery then sends no ICMP echo")
+	f.IntVarP(&opts.SourcePort, "source-port", "g", 0, "send every probe from source `PORT` (nmap's --source-port and -g): connect sockets all bind it with SO_REUSEADDR (Linux shares a port so when no socket listens on it; connections differ by destination), so it fails if a listener holds PORT; -sS sends every SYN from it (not from a block of 1,024) and keeps this host's kernel from resetting on it meanwhile; -sU uses one socket per family; below 1024 needs CAP_NET_BIND_SERVICE except with -sS")
 	f.BoolVarP(&opts.fast, "fast", "F", false, "the top 100 ports (nmap's -F: --top-ports 100)")
 	f.IntVar(&opts.maxRetries, "max-retries", 0, "nmap's --max-retries `N`: at most N retries, 0 none (the same as --retries, whose 0 is the default)")
 	f.StringVarP(&opts.timing, "timing", "T", "", "nmap's timing template `N`: -T0..5 (paranoid, sneaky, polite, normal, aggressive, insane): rate cap, timeouts and retries as nmap's; explicit flags win")
@@ -312,6 +322,7 @@ type scanPlan struct {
 	// the scan, and the XML's scan type.
 	proberName string
 	prober     scan.Prober
+	local      scan.Local // -e, -S, --source-port
 }
 
 // plan parses targets and ports. Every error here is reported before a
@@ -347,7 +358,10 @@ func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error
 		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want S for SYN, T for connect, U for UDP, or n for host discovery only)", opts.ScanType))
 	}
 	var err error
-	if p.prober, err = scan.ProberByName(p.proberName); err != nil {
+	if p.local, err = opts.local(p.proberName); err != nil {
+		return nil, err
+	}
+	if p.prober, err = scan.ProberByName(p.proberName, scan.ProberOptions{Local: p.local, MinRate: opts.MinRate}); err != nil {
 		return nil, err
 	}
 	if opts.Shard != "" {
@@ -368,7 +382,54 @@ func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error
 	if p.space, err = target.NewSpace(p.hosts, p.ports); err != nil {
 		return nil, usageErr(err)
 	}
+	if src := p.local.Addr; src.IsValid() {
+		for _, r := range p.hosts.Ranges() {
+			if r.First.Is4() != src.Is4() {
+				return nil, usageErr(fmt.Errorf("-S %s: the target %s is of the other address family (scan IPv4 and IPv6 targets in separate runs, or give -4/-6)", src, r.First))
+			}
+		}
+	}
 	return p, nil
+}
+
+// local checks -e, -S and --source-port and returns them for prober.
+// Sockets bound to them are tried at once (not for a SYN scan, whose
+// packets carry any source address), so that an interface that does not
+// exist, an address not of this host or a port a listener holds are bad
+// input, refused before anything is sent or stored.
+func (opts *ScanOptions) local(prober string) (scan.Local, error) {
+	l := scan.Local{Iface: opts.Iface}
+	if opts.Source != "" {
+		a, err := netip.ParseAddr(opts.Source)
+		if err != nil {
+			return l, usageErr(fmt.Errorf("-S %s: not an IP address", opts.Source))
+		}
+		l.Addr = a.Unmap()
+	}
+	if opts.SourcePort < 0 || opts.SourcePort > 65535 {
+		return l, usageErr(fmt.Errorf("--source-port %d: want 1-65535", opts.SourcePort))
+	}
+	l.Port = uint16(opts.SourcePort)
+	if l.Iface != "" {
+		if _, err := net.InterfaceByName(l.Iface); err != nil {
+			return l, usageErr(fmt.Errorf("-e %s: no such interface", l.Iface))
+		}
+	}
+	if l.IsZero() || prober == "syn" {
+		return l, nil
+	}
+	proto := portspec.TCP
+	if prober == "udp" {
+		proto = portspec.UDP
+	}
+	if err := l.Check(proto); err != nil {
+		if errors.Is(err, scan.ErrBindDevice) {
+			bin, _ := os.Executable()
+			return l, fmt.Errorf("-e %s: %w: run as root or setcap cap_net_raw+ep %s", l.Iface, err, cmp.Or(bin, "portolan"))
+		}
+		return l, usageErr(err)
+	}
+	return l, nil
 }
 
 type timingTemplate struct {
@@ -578,6 +639,7 @@ func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
 	s := &scan.Scanner{
 		Prober:         p.prober,
 		Rate:           opts.Rate,
+		MinRate:        opts.MinRate,
 		Window:         opts.Window,
 		Retries:        opts.Retries,
 		MinTimeout:     opts.MinTimeout,
@@ -589,9 +651,13 @@ func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
 		ServiceName:    registry.PortName, // no CSV parse: the scan starts sooner
 		Logger:         g.Logger(),
 	}
-	if opts.NoHostDown {
+	switch {
+	case opts.NoHostDown:
 		s.HostDownAfter = -1
-	} else {
+	case p.local.Iface != "" || p.local.Addr.IsValid():
+		// TCP discovery goes through the prober, from where it was told;
+		// the ICMP echo could not.
+	default:
 		// Ping too where a ping or raw ICMP socket is allowed; TCP
 		// discovery works without.
 		s.Pinger = scan.EchoProber{}
@@ -604,8 +670,11 @@ func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
 }
 
 func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
-	if opts.Rate < 0 || opts.Window < 0 {
-		return usageErr(errors.New("--rate and --window must not be negative"))
+	if opts.Rate < 0 || opts.Window < 0 || opts.MinRate < 0 {
+		return usageErr(errors.New("--rate, --min-rate and --window must not be negative"))
+	}
+	if opts.Rate > 0 && opts.MinRate > opts.Rate {
+		return usageErr(fmt.Errorf("--min-rate %g is above --rate (--max-rate) %g", opts.MinRate, opts.Rate))
 	}
 	if opts.MinTimeout < 0 || opts.MaxTimeout < 0 || opts.InitialTimeout < 0 || opts.HostTimeout < 0 {
 		return usageErr(errors.New("--min-timeout, --max-timeout, --initial-timeout and --host-timeout must not be negative"))
