@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"portolan/internal/scanjob"
 	"portolan/internal/target"
 )
 
@@ -44,31 +45,22 @@ type TargetFlags struct {
 	inputMarks []int
 }
 
-// UnmarshalJSON reads the keys above and the Go-cased ones (InputLists)
-// that scans stored before them have in their recipes, so those resume.
-func (f *TargetFlags) UnmarshalJSON(b []byte) error {
-	type plain TargetFlags // without this method
-	var cur plain
-	if err := json.Unmarshal(b, &cur); err != nil {
-		return err
+// selection is the flags as a scan recipe keeps them.
+func (f TargetFlags) selection() scanjob.TargetSelect {
+	return scanjob.TargetSelect{
+		InputLists: f.InputLists, Excludes: f.Excludes, ExcludeFiles: f.ExcludeFiles,
+		IncludeReserved: f.IncludeReserved, Only4: f.Only4, Only6: f.Only6, AllAddrs: f.AllAddrs,
+		Prefer6: f.Prefer6, MaxHosts: f.MaxHosts, Force: f.Force,
 	}
-	var old struct {
-		InputLists, Excludes, ExcludeFiles                      []string
-		IncludeReserved, Only4, Only6, AllAddrs, Prefer6, Force bool
-		MaxHosts                                                uint64
+}
+
+// targetFlagsOf is the flags a recipe's target selection stands for.
+func targetFlagsOf(s scanjob.TargetSelect) TargetFlags {
+	return TargetFlags{
+		InputLists: s.InputLists, Excludes: s.Excludes, ExcludeFiles: s.ExcludeFiles,
+		IncludeReserved: s.IncludeReserved, Only4: s.Only4, Only6: s.Only6, AllAddrs: s.AllAddrs,
+		Prefer6: s.Prefer6, MaxHosts: s.MaxHosts, Force: s.Force,
 	}
-	if err := json.Unmarshal(b, &old); err != nil {
-		return err
-	}
-	*f = TargetFlags(cur)
-	f.InputLists = append(f.InputLists, old.InputLists...)
-	f.Excludes = append(f.Excludes, old.Excludes...)
-	f.ExcludeFiles = append(f.ExcludeFiles, old.ExcludeFiles...)
-	f.IncludeReserved = f.IncludeReserved || old.IncludeReserved
-	f.Only4, f.Only6 = f.Only4 || old.Only4, f.Only6 || old.Only6
-	f.AllAddrs, f.Prefer6, f.Force = f.AllAddrs || old.AllAddrs, f.Prefer6 || old.Prefer6, f.Force || old.Force
-	f.MaxHosts = max(f.MaxHosts, old.MaxHosts)
-	return nil
 }
 
 // targetSyntaxHelp explains target expressions; commands that take targets
