@@ -324,7 +324,7 @@ type scanPlan struct {
 // nmap's default is SYN where raw sockets are allowed.
 func (opts *ScanOptions) recipe(g *Globals) (scanjob.Recipe, error) {
 	r := scanjob.Recipe{
-		Targets: opts.Exprs, Select: opts.Targets.selection(),
+		Targets: opts.Exprs, Select: opts.Targets.TargetSelect,
 		Ports: opts.Ports, TopPorts: opts.TopPorts, ExcludePorts: opts.ExcludePorts,
 		Prober: "connect", Rate: opts.Rate, MinRate: opts.MinRate, Window: opts.Window, Retries: opts.Retries,
 		MinTimeout: opts.MinTimeout, MaxTimeout: opts.MaxTimeout, InitialTimeout: opts.InitialTimeout, HostTimeout: opts.HostTimeout,
@@ -431,7 +431,7 @@ func plan(ctx context.Context, g *Globals, r scanjob.Recipe) (*scanPlan, error) 
 		}
 		return nil, err
 	}
-	if p.hosts, err = parseTargets(ctx, g, r.Targets, targetFlagsOf(r.Select)); err != nil {
+	if p.hosts, err = parseTargets(ctx, g, r.Targets, TargetFlags{TargetSelect: r.Select}); err != nil {
 		return nil, err
 	}
 	if p.space, err = target.NewSpace(p.hosts, p.ports); err != nil {
@@ -839,11 +839,9 @@ type scanRun struct {
 	info    store.ScanInfo
 	resumed bool
 
-	writer *scan.SinkWriter // the store's side of the run, with a store
-	sink   *store.Buffered  // what writer writes to: rides out database outages
-	kept   []scan.Result    // results for a format rendered at the end, without a store
-	tally  scan.Tally
-	dbErr  error
+	kept  []scan.Result // results for a format rendered at the end, without a store
+	tally scan.Tally
+	dbErr error
 }
 
 // execute runs the scan from position startAt, writing the results to
@@ -861,17 +859,6 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		if err := r.replay(ctx, dst); err != nil {
 			return err
 		}
-	}
-
-	// A store that fails stops the scan: what it finds could not be kept,
-	// nor resumed.
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	if r.db != nil {
-		r.sink = r.db.Buffered(r.info)
-		r.sink.MaxBuffered, r.sink.RetryFor, r.sink.SpillDir, r.sink.Logger = opts.DBBuffer, opts.DBRetry, opts.SpillDir, g.Logger()
-		r.writer = scan.NewSinkWriter(ctx, r.sink, stopRun)
-		defer r.heartbeat(runCtx, stopRun)()
 	}
 
 	s, err := r.recipe.Scanner()
@@ -898,50 +885,33 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 			}{"stats", st})
 		}
 	}
-	s.OnResult = func(res scan.Result) {
-		r.tally.Add(res)
-		if r.shown(res) {
-			if err := dst.write(res); err != nil && r.dbErr == nil {
-				// An output that cannot be written stops the scan, as a
-				// store that fails does: what it finds would be lost.
-				r.dbErr = err
-				stopRun()
-			}
-			if batch && r.db == nil {
-				r.kept = append(r.kept, res)
-			}
+	job := &scanjob.Job{Scanner: s, Space: r.plan.space, Tally: &r.tally}
+	job.OnResult = func(res scan.Result) error {
+		if !r.shown(res) {
+			return nil
 		}
-		if r.writer != nil {
-			r.writer.Add(res)
+		if batch && r.db == nil {
+			r.kept = append(r.kept, res)
 		}
-	}
-	s.OnCheckpoint = func(pos uint64) {
-		if r.writer != nil {
-			r.writer.Checkpoint(pos, r.tally.Totals)
-		}
-	}
-
-	sum, runErr := s.Run(runCtx, r.plan.space)
-	prog.Done()
-	// Everything below must happen even after Ctrl-C: save, then print.
-	bg := context.WithoutCancel(ctx)
-	interrupted := runErr != nil && ctx.Err() != nil
-	status := store.Done
-	switch {
-	case interrupted:
-		status = store.Interrupted
-	case runErr != nil:
-		status = store.Failed
+		// An output that cannot be written stops the scan, as a store
+		// that fails does: what it finds would be lost.
+		return dst.write(res)
 	}
 	if r.db != nil {
-		r.writer.Checkpoint(sum.Checkpoint, r.tally.Totals)
-		if err := r.writer.Close(); err != nil && r.dbErr == nil {
-			r.dbErr = err
-		}
-		if err := r.sink.Finish(bg, status, r.tally.Totals); err != nil && r.dbErr == nil {
-			r.dbErr = err
-		}
+		sink := r.db.Buffered(r.info)
+		sink.MaxBuffered, sink.RetryFor, sink.SpillDir, sink.Logger = opts.DBBuffer, opts.DBRetry, opts.SpillDir, g.Logger()
+		job.Sink = sink
+		// Other hosts see the scan alive even while no checkpoint moves.
+		job.Heartbeat = func(ctx context.Context) error { return r.db.Heartbeat(ctx, r.info.ID) }
+		job.HeartbeatEvery = cmp.Or(r.db.LeaseTTL, store.DefaultLeaseTTL) / 3
 	}
+	o := job.Run(ctx)
+	prog.Done()
+	// Everything below must happen even after Ctrl-C: print what was saved.
+	bg := context.WithoutCancel(ctx)
+	sum, runErr, status := o.Summary, o.Err, o.Status
+	interrupted := status == store.Interrupted
+	r.dbErr = cmp.Or(o.OutputErr, o.SinkErr)
 	err = nil
 	for _, o := range dst {
 		if o.stream != nil {
@@ -993,39 +963,6 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.tally.Open, r.db.Path())
 	}
 	return nil
-}
-
-// heartbeat renews the run's lease while it runs, so other hosts see the
-// scan alive even while no checkpoint moves. A lease another host took
-// over (this one was silent past its lease) stops the run: the checkpoint
-// and the finish will say so. It returns the function that stops it.
-func (r *scanRun) heartbeat(ctx context.Context, stopRun func()) func() {
-	ctx, cancel := context.WithCancel(ctx)
-	every := r.db.LeaseTTL
-	if every <= 0 {
-		every = store.DefaultLeaseTTL
-	}
-	every /= 3
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			// Errors other than a lost lease (the database unreachable) are
-			// the result writer's to handle; the lease may lapse meanwhile.
-			if err := r.db.Heartbeat(ctx, r.info.ID); errors.Is(err, store.ErrLeaseLost) {
-				stopRun()
-				return
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
 }
 
 // progressLine is the terminal's progress line. Besides the ports done it

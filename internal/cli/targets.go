@@ -26,41 +26,15 @@ type TargetsOptions struct {
 }
 
 // TargetFlags are the target-selection flags of every command that takes
-// targets (targets, scan). Bind them with addTargetFlags and turn them into
-// a set with parseTargets.
+// targets (targets, scan): a scan recipe's target selection, bound to
+// flags. Bind them with addTargetFlags and turn them into a set with
+// parseTargets.
 type TargetFlags struct {
-	InputLists      []string `json:"input_lists,omitempty"` // -iL / --input-list files; "-" is standard input
-	Excludes        []string `json:"excludes,omitempty"`
-	ExcludeFiles    []string `json:"exclude_files,omitempty"`
-	IncludeReserved bool     `json:"include_reserved,omitempty"`
-	Only4           bool     `json:"only4,omitempty"`
-	Only6           bool     `json:"only6,omitempty"`
-	AllAddrs        bool     `json:"all_addrs,omitempty"`
-	Prefer6         bool     `json:"prefer6,omitempty"`
-	MaxHosts        uint64   `json:"max_hosts,omitempty"`
-	Force           bool     `json:"force,omitempty"`
+	scanjob.TargetSelect // -iL / --input-list files ("-" is standard input), excludes, limits
 
 	// inputMarks holds, for each "-iL FILE", the number of positional
 	// arguments seen before it: FILE is the argument at that index.
 	inputMarks []int
-}
-
-// selection is the flags as a scan recipe keeps them.
-func (f TargetFlags) selection() scanjob.TargetSelect {
-	return scanjob.TargetSelect{
-		InputLists: f.InputLists, Excludes: f.Excludes, ExcludeFiles: f.ExcludeFiles,
-		IncludeReserved: f.IncludeReserved, Only4: f.Only4, Only6: f.Only6, AllAddrs: f.AllAddrs,
-		Prefer6: f.Prefer6, MaxHosts: f.MaxHosts, Force: f.Force,
-	}
-}
-
-// targetFlagsOf is the flags a recipe's target selection stands for.
-func targetFlagsOf(s scanjob.TargetSelect) TargetFlags {
-	return TargetFlags{
-		InputLists: s.InputLists, Excludes: s.Excludes, ExcludeFiles: s.ExcludeFiles,
-		IncludeReserved: s.IncludeReserved, Only4: s.Only4, Only6: s.Only6, AllAddrs: s.AllAddrs,
-		Prefer6: s.Prefer6, MaxHosts: s.MaxHosts, Force: s.Force,
-	}
 }
 
 // targetSyntaxHelp explains target expressions; commands that take targets
