@@ -780,17 +780,16 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 }
 
 // storedRecipe is the recipe a stored scan was started with, whatever
-// version of portolan stored it, with the seed and prober it recorded
-// (a version-1 recipe without -s left the prober to the start).
+// version of portolan stored it, with the seed and the prober it recorded:
+// the one that ran, where a version-1 recipe says only what was asked
+// (no -s: SYN or connect by privilege; -sS --fallback: connect without it).
 func storedRecipe(si store.ScanInfo) (scanjob.Recipe, error) {
 	r, err := scanjob.DecodeRecipe(si.Options)
 	if err != nil {
 		return r, fmt.Errorf("scan %d: %w", si.ID, err)
 	}
 	r.Seed = si.Seed
-	if r.Prober == "" {
-		r.Prober = cmp.Or(si.Prober, "connect")
-	}
+	r.Prober = cmp.Or(si.Prober, r.Prober, "connect")
 	return r, nil
 }
 

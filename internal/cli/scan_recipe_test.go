@@ -65,3 +65,20 @@ func TestScanResumeOldRecipe(t *testing.T) {
 		})
 	}
 }
+
+// TestStoredRecipeProber: a resume runs the prober the scan ran, which a
+// version-1 recipe does not say when it fell back or left it to the start.
+func TestStoredRecipeProber(t *testing.T) {
+	for _, c := range []struct{ options, recorded, want string }{
+		{`{"scan_type":"S","fallback":true,"seed":1}`, "connect", "connect"},
+		{`{"scan_type":"","seed":1}`, "syn", "syn"},
+		{`{"scan_type":"U","seed":1}`, "udp", "udp"},
+		{`{"version":2,"prober":"udp","seed":1}`, "", "udp"},
+		{`{"scan_type":"","seed":1}`, "", "connect"},
+	} {
+		r, err := storedRecipe(store.ScanInfo{ID: 1, Prober: c.recorded, Options: []byte(c.options)})
+		if err != nil || r.Prober != c.want {
+			t.Errorf("storedRecipe(%s, prober %q) = %q, %v; want %q", c.options, c.recorded, r.Prober, err, c.want)
+		}
+	}
+}

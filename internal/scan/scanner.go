@@ -497,7 +497,7 @@ func (s *Scanner) newEngine(sp Space) (*engine, error) {
 	e.bucket = newBucket(s.Rate, e.begin)
 	if s.MinRate > 0 {
 		e.floor = newBucket(s.MinRate, e.begin)
-		e.floorLive = int(min(s.MinRate*e.maxTO.Seconds(), 1<<20))
+		e.floorLive = max(1, int(min(s.MinRate*e.maxTO.Seconds(), 1<<20)))
 	}
 	e.st.Total = hi - start
 	e.rateMark.at = e.begin
