@@ -63,6 +63,13 @@ type Scanner struct {
 	// Rate caps probes per second, retries included. 0 means no cap other
 	// than Window.
 	Rate float64
+	// MinRate is the rate the scan never falls under while it has probes
+	// to send (nmap's --min-rate): when it does, the soft limits give way
+	// (Window, up to as many probes as MinRate for MaxTimeout needs, and a
+	// new host's slow start) until it has caught up. Rate, the prober's own
+	// limit on probes in flight, and host discovery still hold. 0 means no
+	// floor.
+	MinRate float64
 	// Window caps the probes the scan holds at once (in flight, waiting for
 	// a retry or for a banner). 0 means DefaultWindow. The connect prober
 	// also stays under the open-files limit.
@@ -237,6 +244,7 @@ func (s *Scanner) Run(ctx context.Context, sp Space) (Summary, error) {
 	if l, ok := sess.(inFlightLimiter); ok {
 		e.fdLimit = max(1, l.InFlightLimit())
 		e.sockLimit = min(e.sockLimit, e.fdLimit)
+		e.floorLive = min(e.floorLive, e.fdLimit)
 	}
 	if s.Pinger != nil && e.downAfter > 0 {
 		if e.pingSess, err = s.Pinger.Open(ctx, e.inbox.report); err != nil {
@@ -288,6 +296,8 @@ type engine struct {
 	discPorts         []portspec.Port
 	ackPorts          []portspec.Port // nil when the prober sends no ACK
 	bucket            bucket
+	floor             bucket    // Scanner.MinRate's
+	floorLive         int       // live probes (and probes in flight) allowed while behind the floor
 	busyUntil         time.Time // after ErrBusy with nothing in flight
 
 	slots    []*probe // by slot number, for Reply.ID lookups
@@ -510,6 +520,10 @@ func (s *Scanner) newEngine(sp Space) (*engine, error) {
 	e.inbox.signal = make(chan struct{}, 1)
 	e.begin = e.now()
 	e.bucket = newBucket(s.Rate, e.begin)
+	if s.MinRate > 0 {
+		e.floor = newBucket(s.MinRate, e.begin)
+		e.floorLive = max(1, int(min(s.MinRate*e.maxTO.Seconds(), 1<<20)))
+	}
 	e.st.Total = hi - start
 	e.rateMark.at = e.begin
 	e.nextCP = e.begin.Add(orDefault(s.CheckpointEvery, DefaultEvery))
@@ -551,7 +565,21 @@ func (e *engine) loop() error {
 			if e.busyUntil.After(now) && e.busyUntil.Before(wake) {
 				wake = e.busyUntil
 			}
+		} else if e.floorLive > 0 && len(e.timeouts) < e.floorLive && (e.ready.len() > 0 || e.next < e.hi && e.live < e.floorLive) {
+			// Held by the soft limits: under --min-rate they give way when
+			// the floor's next token comes (or the rate cap's, or a busy
+			// prober's).
+			at := now.Add(100 * time.Microsecond)
+			for _, t := range []time.Time{e.floor.next(now), e.bucket.next(now), e.busyUntil} {
+				if t.After(at) {
+					at = t
+				}
+			}
+			if at.Before(wake) {
+				wake = at
+			}
 		}
+
 		if e.s.OnStats != nil && e.nextStats.Before(wake) {
 			wake = e.nextStats
 		}
@@ -577,7 +605,7 @@ func (e *engine) dispatch(now time.Time) error {
 		return nil
 	}
 	sent := 0
-	for len(e.timeouts) < e.sockLimit {
+	for len(e.timeouts) < e.sockLimit || e.behind(now) && len(e.timeouts) < e.floorLive {
 		p := e.nextSendable()
 		if p == nil {
 			return nil
@@ -602,6 +630,7 @@ func (e *engine) dispatch(now time.Time) error {
 			}
 			return nil
 		}
+		e.floor.spend(now)
 		if sent++; sent%64 == 0 {
 			// Long bursts move the clock on: deadlines must not start in
 			// the past. And they take the answers that came meanwhile (on
@@ -618,6 +647,9 @@ func (e *engine) dispatch(now time.Time) error {
 	}
 	return nil
 }
+
+// behind reports whether the scan has fallen under Scanner.MinRate.
+func (e *engine) behind(now time.Time) bool { return e.floorLive > 0 && e.floor.behind(now) }
 
 // maxBurst is the most probes one dispatch sends before it returns to the
 // loop.
@@ -640,7 +672,7 @@ func (e *engine) nextSendable() *probe {
 		switch {
 		case e.ready.len() > 0:
 			p = e.ready.popFront()
-		case e.next < e.hi && e.live < e.window:
+		case e.next < e.hi && (e.live < e.window || e.live < e.floorLive && e.behind(e.clock)):
 			p = e.take(e.next)
 			e.next++
 		default:
@@ -676,7 +708,7 @@ func (e *engine) nextSendable() *probe {
 				st, reason = silent(p.proto), ReasonNoResponse
 			}
 			e.complete(p, e.result(p, st, reason, 0))
-		case !h.canSend():
+		case !h.canSend() && !(h.disc != discRunning && e.behind(e.clock)):
 			h.parked = append(h.parked, p)
 		default:
 			return p
