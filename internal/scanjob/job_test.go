@@ -14,11 +14,16 @@ import (
 	"portolan/internal/target"
 )
 
-// loopbackJob is a connect scan of 127.0.0.1 over 200 ports, one of them a
-// listener, recorded as a running scan in a new SQLite store.
+const loopbackHost = "127.0.59.1"
+
+// loopbackJob is a connect scan of 127.0.59.1 over 200 ports, one of them a
+// listener, recorded as a running scan in a new SQLite store. The address
+// is the test's own and the range lies below the ephemeral one, where no
+// other test's listener on a kernel-chosen port (also on the wildcard
+// address) can show up open.
 func loopbackJob(t *testing.T) (*store.Store, store.ScanInfo, Recipe, *target.Space, portspec.Port) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, err := net.Listen("tcp4", loopbackHost+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +38,7 @@ func loopbackJob(t *testing.T) (*store.Store, store.ScanInfo, Recipe, *target.Sp
 		}
 	}()
 	open := portspec.Port(ln.Addr().(*net.TCPAddr).Port)
-	r := Recipe{Targets: []string{"127.0.0.1"}, Ports: "40000-40198", Prober: "connect", AssumeUp: true, Seed: 5}
+	r := Recipe{Targets: []string{loopbackHost}, Ports: "32500-32698", Prober: "connect", AssumeUp: true, Seed: 5}
 	ports, err := r.PortSet(portspec.Parser{})
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +61,7 @@ func loopbackJob(t *testing.T) (*store.Store, store.ScanInfo, Recipe, *target.Sp
 	if err != nil {
 		t.Fatal(err)
 	}
-	si := store.ScanInfo{Started: time.Now(), Status: store.Running, Targets: "127.0.0.1", Ports: r.PortText(), PortSet: ports,
+	si := store.ScanInfo{Started: time.Now(), Status: store.Running, Targets: loopbackHost, Ports: r.PortText(), PortSet: ports,
 		Prober: r.Prober, Seed: r.Seed, Hosts: 1, Space: sp.Size(), Options: b}
 	if si.ID, err = st.CreateScan(t.Context(), si); err != nil {
 		t.Fatal(err)
