@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"reflect"
 	"strconv"
 	"strings"
@@ -300,7 +301,7 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	now := f.now()
 	want := rs.WithoutExpired(now)
 	if !keepIDs {
-		matchIDs(want, &l.Ruleset, newKeyCache())
+		matchIDs(want, &l.Ruleset, newKeyCache(len(want.Rules)+len(l.Ruleset.Rules)))
 	}
 	comp, err := compile(want)
 	if err != nil {
@@ -339,10 +340,16 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	for _, d := range comp.dirs() {
 		wantChain[d] = true
 	}
+	// The table and chains are sent only when they are new or the policy
+	// changes: the kernel commits a chain sent again as an update (a
+	// newchain message to every monitor) even when nothing in it differs.
+	policyChanged := (l.Ruleset.Policy == PolicyDrop) != comp.drop
 	step(false, func(c *nftables.Conn) error {
-		c.AddTable(table)
+		if !l.Exists {
+			c.AddTable(table)
+		}
 		for _, d := range Directions {
-			if wantChain[d] {
+			if wantChain[d] && (!l.chains[d] || (d == In && policyChanged)) {
 				c.AddChain(chains[d])
 			}
 		}
@@ -374,7 +381,7 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 			step(false, func(c *nftables.Conn) error { c.DelChain(chains[d]); return nil })
 		}
 	}
-	changed := !incremental || len(gone) > 0 || chainGone || (l.Ruleset.Policy == PolicyDrop) != comp.drop
+	changed := !incremental || len(gone) > 0 || chainGone || policyChanged
 	for _, d := range Directions {
 		if wantChain[d] && !l.chains[d] {
 			changed = true
@@ -384,11 +391,11 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	// A live set stays when the rule that owns it stays unchanged, so
 	// meters keep their counts and expiry sets their timeouts. Every
 	// other set of ours goes, and is made anew if still wanted.
-	liveRule := map[uint32]*Rule{}
+	liveRule := make(map[uint32]*Rule, len(l.Ruleset.Rules))
 	for i := range l.Ruleset.Rules {
 		liveRule[l.Ruleset.Rules[i].id] = &l.Ruleset.Rules[i]
 	}
-	wantRule := map[uint32]*Rule{}
+	wantRule := make(map[uint32]*Rule, len(want.Rules))
 	for i := range want.Rules {
 		wantRule[want.Rules[i].id] = &want.Rules[i]
 	}
@@ -489,16 +496,18 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 }
 
 // incremental pairs the live kernel rules with the compiled ones (a
-// longest common subsequence of identical kernel rules, see commonPairs).
+// longest common subsequence of identical kernel rules by their digests,
+// see commonPairs).
 // It says no (write the chain whole) when the table or chain is missing
 // or holds rules portolan did not write.
 func (f *Firewall) incremental(ctx context.Context, l *live, comp *compiled) (kept []uint64, gone []chainHandle, ok bool, err error) {
 	if !l.Exists || !l.chains[In] || l.Unmanaged > 0 || len(l.krules) != len(l.handles) {
 		return nil, nil, false, nil
 	}
-	keys := map[string]int{}
+	keys := make(map[uint64]int, len(comp.rules))
+	seed := maphash.MakeSeed()
 	key := func(k *krule) int {
-		s := k.dir.String() + "/" + strconv.Itoa(int(k.kind)) + "/" + strconv.FormatUint(uint64(k.id), 10) + "/" + strconv.FormatInt(k.expires, 10) + "/" + k.nftLine()
+		s := k.digest(seed)
 		n, ok := keys[s]
 		if !ok {
 			n = len(keys)

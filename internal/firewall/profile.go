@@ -51,14 +51,38 @@ var ruleKeys = []string{"from", "to", "iface", "direction", "translated", "rate"
 // actionKeys are the actions, each a key whose value is the ports.
 var actionKeys = []string{"allow", "deny", "reject", "limit", "log"}
 
-// ruleFields maps each of ruleKeys to its field of spec.
-func ruleFields(spec *RuleSpec) map[string]*string {
-	return map[string]*string{
-		"from": &spec.From, "to": &spec.To, "iface": &spec.Iface, "direction": &spec.Dir, "translated": &spec.Translated, "rate": &spec.Rate,
-		"prefix6": &spec.Prefix6,
-		"group":   &spec.Group, "for": &spec.For, "expires": &spec.Expires, "comment": &spec.Comment,
+// ruleField returns the field of spec that key (one of ruleKeys) sets. A
+// switch, not a map: a profile of 10,000 rules made 10,000 maps.
+func ruleField(spec *RuleSpec, key string) *string {
+	switch key {
+	case "from":
+		return &spec.From
+	case "to":
+		return &spec.To
+	case "iface":
+		return &spec.Iface
+	case "direction":
+		return &spec.Dir
+	case "translated":
+		return &spec.Translated
+	case "rate":
+		return &spec.Rate
+	case "prefix6":
+		return &spec.Prefix6
+	case "group":
+		return &spec.Group
+	case "for":
+		return &spec.For
+	case "expires":
+		return &spec.Expires
+	case "comment":
+		return &spec.Comment
 	}
+	panic("firewall: no rule field " + key)
 }
+
+// allRuleKeys are the keys a rule may have.
+var allRuleKeys = append(slices.Clone(actionKeys), ruleKeys...)
 
 // ParseProfile reads a profile. name is the file name for errors; names
 // resolves service names (nil: numbers only); now anchors "for:".
@@ -102,6 +126,7 @@ func ParseProfile(name string, data []byte, names portspec.Resolver, now time.Ti
 				return nil, v.Errorf("want a list of rules, not %s", v.Kind())
 			}
 			items, _ := v.List()
+			rs.Rules = slices.Grow(rs.Rules, len(items))
 			for j, rn := range items {
 				r, err := parseProfileRule(rn.As("rule "+strconv.Itoa(j+1)), names, now)
 				if err != nil {
@@ -134,12 +159,11 @@ func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (R
 	if !rn.IsMapping() {
 		return Rule{}, rn.Errorf("want a mapping like {allow: 22/tcp}, not %s", rn.Kind())
 	}
-	fields, err := rn.Map(append(slices.Clone(actionKeys), ruleKeys...)...)
+	fields, err := rn.Map(allRuleKeys...)
 	if err != nil {
 		return Rule{}, err
 	}
 	var spec RuleSpec
-	at := map[string]config.Node{} // field -> value node, for errors
 	var action *config.Field
 	for i, f := range fields {
 		val, err := scalarOrList(f.Value)
@@ -155,7 +179,6 @@ func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (R
 			if val == "" {
 				spec.Ports = "any"
 			}
-			at["ports"] = f.Value
 			continue
 		}
 		if f.Key != "from" && f.Key != "to" {
@@ -163,8 +186,7 @@ func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (R
 				return Rule{}, f.Value.Errorf("want one value, not a list")
 			}
 		}
-		*ruleFields(&spec)[f.Key] = val
-		at[f.Key] = f.Value
+		*ruleField(&spec, f.Key) = val
 	}
 	if action == nil {
 		return Rule{}, rn.Errorf("no action (want one of %s: PORTS)", strings.Join(actionKeys, ", "))
@@ -173,8 +195,13 @@ func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (R
 	if err != nil {
 		node := rn
 		if fe, ok := errors.AsType[*FieldError](err); ok {
-			if v, ok := at[fe.Field]; ok {
-				node = v
+			if fe.Field == "ports" {
+				node = action.Value
+			}
+			for _, f := range fields { // the value the error is about
+				if f.Key == fe.Field {
+					node = f.Value
+				}
 			}
 		}
 		return Rule{}, &config.Error{File: rn.Wrap(err).File, Line: node.Line(), Column: node.Column(),

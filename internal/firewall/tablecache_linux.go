@@ -107,7 +107,8 @@ func (f *Firewall) loadCache(cookie, gen uint64, table *nftables.Table) (*live, 
 	}
 	l := &live{table: table, sets: map[string]*nftables.Set{}, chains: map[Direction]bool{}}
 	l.Exists = true
-	l.Ruleset = Ruleset{Policy: Policy(tc.Policy), PolicyLog: tc.PolicyLog, PolicyLogGroup: tc.PolicyLogGroup}
+	l.Ruleset = Ruleset{Policy: Policy(tc.Policy), PolicyLog: tc.PolicyLog, PolicyLogGroup: tc.PolicyLogGroup,
+		Rules: make([]Rule, 0, len(tc.Rules))}
 	for _, c := range tc.Rules {
 		r := Rule{id: c.ID, Action: Action(c.Action), Dir: Direction(c.Dir), Translated: c.Translated, From: c.From, To: c.To,
 			Iface: c.Iface, Rate: Rate{Count: c.RateCount, Per: c.RatePer}, Prefix6: c.Prefix6, Group: c.Group, Comment: c.Comment}
@@ -145,7 +146,7 @@ func (f *Firewall) saveCache(cookie, gen uint64, l *live) {
 		return
 	}
 	tc := tableCache{Cookie: cookie, Gen: gen, Policy: uint8(l.Ruleset.Policy), PolicyLog: l.Ruleset.PolicyLog,
-		PolicyLogGroup: l.Ruleset.PolicyLogGroup, Handles: l.handles}
+		PolicyLogGroup: l.Ruleset.PolicyLogGroup, Handles: l.handles, Rules: make([]cachedRule, 0, len(l.Ruleset.Rules))}
 	for _, r := range l.Ruleset.Rules {
 		c := cachedRule{ID: r.id, Action: uint8(r.Action), Dir: uint8(r.Dir), Translated: r.Translated, AnyPort: r.Ports == nil,
 			From: r.From, To: r.To, Iface: r.Iface, RateCount: r.Rate.Count, RatePer: r.Rate.Per, Prefix6: r.Prefix6,
