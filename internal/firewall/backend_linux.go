@@ -26,6 +26,8 @@ type live struct {
 	sets    map[string]*nftables.Set
 	krules  []krule  // the chains' kernel rules as decoded (kind 0: unmanaged), input first, in Directions' order
 	handles []uint64 // their handles
+	gen     uint64   // the ruleset generation it was read at, when genOK
+	genOK   bool
 }
 
 // dial opens a netlink connection to nftables in the namespace. For a
@@ -231,6 +233,7 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 	if genErr == nil {
 		// Kept for the next command only if nothing changed while reading.
 		if _, again, err := er.genID(); err == nil && again == gen {
+			l.gen, l.genOK = gen, true
 			f.saveCache(cookie, gen, l)
 		}
 	}
@@ -471,11 +474,22 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	if !changed {
 		return nil // the table already holds exactly this
 	}
-	c, err := f.dial(batchBuffers(rules, others))
+	bufs := batchBuffers(rules, others)
+	c, err := f.dial(bufs)
 	if err != nil {
 		return err
 	}
 	defer c.CloseLasting()
+	var watch *notifyReader
+	if f.Cache != "" && incremental && l.genOK {
+		// The new rules' handles for the cache, from the commit's
+		// notifications (see cacheWritten).
+		if watch, err = watchCommits(f.NetNS, bufs.recv); err != nil {
+			f.logger().Debug("watch the commit", "err", err)
+		} else {
+			defer watch.close()
+		}
+	}
 	for _, fn := range steps {
 		if err := fn(c); err != nil {
 			return err
@@ -491,7 +505,11 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	for _, st := range comp.sets {
 		sets = append(sets, st.name)
 	}
-	f.cacheWritten(want, comp, comp.dirs(), sets, table)
+	var after *applied
+	if watch != nil {
+		after = &applied{watch: watch, gen: l.gen, kept: kept}
+	}
+	f.cacheWritten(want, comp, comp.dirs(), sets, table, after)
 	return nil
 }
 

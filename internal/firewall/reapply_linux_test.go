@@ -1,10 +1,14 @@
 package firewall
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,7 +145,8 @@ func TestReapplyMessages(t *testing.T) {
 		t.Run("cache="+strconv.FormatBool(cached), func(t *testing.T) {
 			l := newLab(t)
 			ctx := context.Background()
-			fw := &Firewall{NetNS: l.srv.FD()}
+			var log bytes.Buffer
+			fw := &Firewall{NetNS: l.srv.FD(), Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 			if cached {
 				fw.Cache = filepath.Join(t.TempDir(), "table.gob")
 			}
@@ -172,8 +177,28 @@ func TestReapplyMessages(t *testing.T) {
 
 			b := a.Clone()
 			b.Rules[200] = mustRule(t, RuleSpec{Action: "allow", Ports: "9/tcp"})
+			log.Reset()
 			reapply(b)
 			txs := w.since(t)
+			if cached {
+				// The cache learnt the new rule's handle from the commit's
+				// notifications, not from a dump of the chain, and has
+				// every handle right.
+				if s := log.String(); !strings.Contains(s, "new rule handles from the commit's notifications") || strings.Contains(s, "err=") {
+					t.Errorf("the cache was not written from the commit's notifications:\n%s", s)
+				}
+				tab, err := fw.Read(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fresh, err := (&Firewall{NetNS: l.srv.FD()}).Read(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(tab.live.handles, fresh.live.handles) {
+					t.Errorf("the cache's handles differ from the kernel's after a one-rule change")
+				}
+			}
 			want := map[nftables.MonitorEventType]int{nftables.MonitorEventTypeDelRule: 1, nftables.MonitorEventTypeNewRule: 1}
 			if len(txs) != 1 || fmt.Sprint(count(txs[0])) != fmt.Sprint(want) {
 				t.Errorf("changing one rule committed %s; want one transaction of one delrule and one newrule", describe(txs))
