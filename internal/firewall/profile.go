@@ -122,10 +122,10 @@ func ParseProfile(name string, data []byte, names portspec.Resolver, now time.Ti
 			if v.IsNull() {
 				continue
 			}
-			if _, err := v.List(); err != nil {
+			items, err := v.List()
+			if err != nil {
 				return nil, v.Errorf("want a list of rules, not %s", v.Kind())
 			}
-			items, _ := v.List()
 			rs.Rules = slices.Grow(rs.Rules, len(items))
 			for j, rn := range items {
 				r, err := parseProfileRule(rn.As("rule "+strconv.Itoa(j+1)), names, now)
@@ -166,7 +166,7 @@ func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (R
 	var spec RuleSpec
 	var action *config.Field
 	for i, f := range fields {
-		val, err := scalarOrList(f.Value)
+		val, list, err := scalarOrList(f.Value)
 		if err != nil {
 			return Rule{}, err
 		}
@@ -181,10 +181,8 @@ func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (R
 			}
 			continue
 		}
-		if f.Key != "from" && f.Key != "to" {
-			if _, err := f.Value.List(); err == nil {
-				return Rule{}, f.Value.Errorf("want one value, not a list")
-			}
+		if list && f.Key != "from" && f.Key != "to" {
+			return Rule{}, f.Value.Errorf("want one value, not a list")
 		}
 		*ruleField(&spec, f.Key) = val
 	}
@@ -213,20 +211,20 @@ func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (R
 	return r, nil
 }
 
-// scalarOrList returns a value, or a list of values joined with commas.
-func scalarOrList(v config.Node) (string, error) {
+// scalarOrList returns a value, or a list of values joined with commas,
+// and whether it was a list.
+func scalarOrList(v config.Node) (val string, list bool, err error) {
 	if v.IsMapping() {
-		return "", v.Errorf("want a value, not %s", v.Kind())
+		return "", false, v.Errorf("want a value, not %s", v.Kind())
+	}
+	if s, err := v.Scalar(); err == nil {
+		return s, false, nil // one value: kept whole, commas and all
 	}
 	ss, err := v.Strings()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	if _, err := v.List(); err != nil {
-		s, _ := v.Scalar() // one value: kept whole, commas and all
-		return s, nil
-	}
-	return strings.Join(ss, ","), nil
+	return strings.Join(ss, ","), true, nil
 }
 
 // MarshalProfile writes rs as a profile that ParseProfile reads back to an
