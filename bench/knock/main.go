@@ -31,7 +31,7 @@ import (
 const guardedPort = 2222
 
 // daemonLatency is what portolan knockd logged as each open's latency, by
-// "via" (spa, sequence).
+// capture and "via" ("nflog spa", "packet sequence"...).
 var (
 	daemonMu      sync.Mutex
 	daemonLatency = map[string][]time.Duration{}
@@ -115,17 +115,21 @@ func run(rounds int, portolanBin, only string) error {
 	want := func(n string) bool { return only == "" || slices.Contains(strings.Split(only, ","), n) }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if want("portolan-spa") || want("portolan-seq") {
-		p, err := newPair("pl")
+	// portolan on NFLOG, and on its AF_PACKET fallback (--capture packet).
+	for _, v := range []struct{ suffix, pair, capture string }{{"", "pl", "nflog"}, {"-afpacket", "pa", "packet"}} {
+		if !want("portolan-spa"+v.suffix) && !want("portolan-seq"+v.suffix) {
+			continue
+		}
+		p, err := newPair(v.pair)
 		if err != nil {
 			return err
 		}
-		key, err := startPortolan(ctx, p, portolanBin)
+		key, err := startPortolan(ctx, p, portolanBin, v.capture)
 		if err != nil {
 			return err
 		}
-		if want("portolan-spa") {
-			tools = append(tools, &tool{name: "portolan-spa", pair: p, send: func(p *pair) (time.Time, error) {
+		if want("portolan-spa" + v.suffix) {
+			tools = append(tools, &tool{name: "portolan-spa" + v.suffix, pair: p, send: func(p *pair) (time.Time, error) {
 				var t0 time.Time
 				err := p.cli.Do(func() error {
 					_, err := (&knock.SPA{Key: key}).Send(ctx, netip.AddrPortFrom(p.link.A4, knock.DefaultSPAPort), netip.Addr{},
@@ -136,8 +140,8 @@ func run(rounds int, portolanBin, only string) error {
 				return t0, err
 			}})
 		}
-		if want("portolan-seq") {
-			tools = append(tools, &tool{name: "portolan-seq", pair: p, send: sendSequence})
+		if want("portolan-seq" + v.suffix) {
+			tools = append(tools, &tool{name: "portolan-seq" + v.suffix, pair: p, send: sendSequence})
 		}
 	}
 	if want("knockd") {
@@ -196,9 +200,11 @@ func run(rounds int, portolanBin, only string) error {
 	time.Sleep(100 * time.Millisecond) // the last log lines
 	daemonMu.Lock()
 	defer daemonMu.Unlock()
-	for _, via := range []string{"spa", "sequence"} {
-		if ds := daemonLatency[via]; len(ds) > 0 {
-			row("portolan knockd's own log, "+via+" (kernel receipt to door open)", ds)
+	for _, capture := range []string{"nflog", "packet"} {
+		for _, via := range []string{"spa", "sequence"} {
+			if ds := daemonLatency[capture+" "+via]; len(ds) > 0 {
+				row("portolan knockd's own log, "+via+" by "+capture+" (kernel receipt to door open)", ds)
+			}
 		}
 	}
 	return nil
@@ -292,7 +298,7 @@ func firstAccept(p *pair, t0 time.Time, limit time.Duration) (time.Duration, err
 
 // startPortolan runs portolan knockd in srv with a door from flags and an
 // SPA key, and returns the client key.
-func startPortolan(ctx context.Context, p *pair, bin string) (*knock.ClientKey, error) {
+func startPortolan(ctx context.Context, p *pair, bin, capture string) (*knock.ClientKey, error) {
 	keyPath := filepath.Join(p.dir, "client.key")
 	if err := knock.WriteKeyPair(keyPath, knock.Ed25519, "bench"); err != nil {
 		return nil, err
@@ -306,7 +312,7 @@ func startPortolan(ctx context.Context, p *pair, bin string) (*knock.ClientKey, 
 		return nil, err
 	}
 	cmd := p.srv.Command(ctx, bin, "knockd", "--protect", fmt.Sprintf("%d/tcp", guardedPort), "--sequence", knock.FormatSequence(seq),
-		"--authorized-keys", keyPath+".pub", "--open-for", "30s", "--db", filepath.Join(p.dir, "p.db"), "--log-format", "json")
+		"--authorized-keys", keyPath+".pub", "--open-for", "30s", "--db", filepath.Join(p.dir, "p.db"), "--log-format", "json", "--capture", capture)
 	// The daemon's own view: from the kernel's receipt of the last
 	// packet to the door open, per "door opened" line.
 	err = startAndWatch(cmd, `"msg":"door"`, func(line string) {
@@ -318,7 +324,7 @@ func startPortolan(ctx context.Context, p *pair, bin string) (*knock.ClientKey, 
 		}
 		if d, err := time.ParseDuration(l.Latency); err == nil {
 			daemonMu.Lock()
-			daemonLatency[l.Via] = append(daemonLatency[l.Via], d)
+			daemonLatency[capture+" "+l.Via] = append(daemonLatency[capture+" "+l.Via], d)
 			daemonMu.Unlock()
 		}
 	})

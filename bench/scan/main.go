@@ -144,6 +144,7 @@ func run(ctx context.Context, c config) error {
 		go tb.tick(tickCtx)
 	}
 	var rows []row
+	var ceil []ceilRow
 	for r := 1; r <= c.runs && ctx.Err() == nil; r++ {
 		for _, sc := range scs {
 			if ctx.Err() != nil {
@@ -154,6 +155,11 @@ func run(ctx context.Context, c config) error {
 					break
 				}
 				return err
+			}
+			if sc.ports == "" && picked(c.only, "raw-ceiling") {
+				cr := tb.rawCeiling(sc, r)
+				ceil = append(ceil, cr)
+				fmt.Fprintln(os.Stderr, cr.line())
 			}
 			// Rotate the order so no tool always runs right after another.
 			for i := range ts {
@@ -182,7 +188,7 @@ func run(ctx context.Context, c config) error {
 		mem = append(mem, tb.memSilent(ctx, c))
 	}
 
-	rep := report(rows, mem, scs, ts, c)
+	rep := report(rows, ceil, mem, scs, ts, c)
 	fmt.Print(rep.text)
 	md := env + "\n" + rep.markdown
 	if err := os.WriteFile(filepath.Join(c.outDir, "results.md"), []byte(md), 0o644); err != nil {

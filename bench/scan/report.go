@@ -19,6 +19,7 @@ var baselines = []string{"portolan", "portolan-list", "portolan-stored", "portol
 const (
 	minSpeedup    = 3.0 // nmap -sT -T4 wall / portolan wall
 	minSpeedupSYN = 2.0 // nmap -sS --min-rate 10000 wall / portolan -sS wall
+	maxOverCeil   = 3.0 // portolan -sS wall / the raw ceiling's sweep
 	maxRSSMiB     = 100
 )
 
@@ -97,8 +98,9 @@ func summarize(rows []row, scs []scenario, ts []tool) []*summary {
 	return out
 }
 
-func report(rows []row, mem []memRow, scs []scenario, ts []tool, c config) rendered {
+func report(rows []row, ceil []ceilRow, mem []memRow, scs []scenario, ts []tool, c config) rendered {
 	sums := summarize(rows, scs, ts)
+	ceilTab, ceilVerdicts := ceilingReport(rows, ceil, scs)
 	tab := output.Table{
 		Header: []string{"tool", "scenario", "runs", "wall s (median)", "min-max", "cpu s", "rss MiB", "open found",
 			"recall (worst)", "false opens", "filtered rep.", "x portolan (median, worst)", "x portolan-list (median, worst)", "x portolan-stored (median, worst)", "x portolan-syn (median, worst)"},
@@ -144,11 +146,15 @@ func report(rows []row, mem []memRow, scs []scenario, ts []tool, c config) rende
 		memTab.Add(m.name, m.probes, fmt.Sprintf("%.1f", m.m.wall.Seconds()), mib1(m.m.maxRSSKB), rssCurve(m.m.samples), note)
 	}
 
-	verdicts := targets(sums, mem, c)
+	verdicts := targets(sums, mem, c) + ceilVerdicts
 
 	var text bytes.Buffer
 	text.WriteString("\n")
 	tab.Write(&text, false)
+	if len(ceilTab.Rows) > 0 {
+		text.WriteString("\n")
+		ceilTab.Write(&text, false)
+	}
 	if len(mem) > 0 {
 		text.WriteString("\n")
 		memTab.Write(&text, false)
@@ -157,6 +163,9 @@ func report(rows []row, mem []memRow, scs []scenario, ts []tool, c config) rende
 
 	var md strings.Builder
 	md.WriteString(mdTable(tab) + "\n")
+	if len(ceilTab.Rows) > 0 {
+		md.WriteString(mdTable(ceilTab) + "\n")
+	}
 	if len(mem) > 0 {
 		md.WriteString(mdTable(memTab) + "\n")
 	}
@@ -259,4 +268,59 @@ func filteredCell(f []float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f", median(f))
+}
+
+// ceilingReport puts the raw ceiling beside the SYN scanners of the same
+// runs: its sweep time, and each scanner's wall time as a multiple of it
+// (median of the per-run ratios, and the worst run).
+func ceilingReport(rows []row, ceil []ceilRow, scs []scenario) (output.Table, string) {
+	tab := output.Table{
+		Header: []string{"raw ceiling", "runs", "sweep s (median)", "answered SYN/s (median)", "answers/sent (worst)",
+			"portolan -sS s", "x ceiling (median, worst)", "nmap -sS --min-rate 10000 s", "x ceiling (median, worst)"},
+		RightAlign: []int{1, 2, 3, 4, 5, 7},
+	}
+	var verdicts strings.Builder
+	for _, sc := range scs {
+		var sweep, pps []float64
+		worst := 1.0
+		byRun := map[int]float64{}
+		for _, c := range ceil {
+			if c.scenario != sc.name || c.err != nil || c.sent == 0 {
+				continue
+			}
+			sweep = append(sweep, c.sweep.Seconds())
+			pps = append(pps, c.pps())
+			worst = min(worst, float64(c.replies)/float64(c.sent))
+			byRun[c.run] = c.sweep.Seconds()
+		}
+		if len(sweep) == 0 {
+			continue
+		}
+		cells := []string{sc.name, fmt.Sprint(len(sweep)), fmt.Sprintf("%.3f", median(sweep)), fmt.Sprintf("%.0f", median(pps)),
+			fmt.Sprintf("%.3f", worst)}
+		for _, tool := range []string{"portolan-syn", "nmap-sS-minrate10000"} {
+			var wall, ratio []float64
+			for _, r := range rows {
+				if r.tool == tool && r.scenario == sc.name && r.ok() && byRun[r.run] > 0 {
+					wall = append(wall, r.m.wall.Seconds())
+					ratio = append(ratio, r.m.wall.Seconds()/byRun[r.run])
+				}
+			}
+			if len(wall) == 0 {
+				cells = append(cells, "-", "-")
+				continue
+			}
+			cells = append(cells, fmt.Sprintf("%.2f", median(wall)), fmt.Sprintf("%.1fx (%.1fx)", median(ratio), slices.Max(ratio)))
+			if tool == "portolan-syn" {
+				ok := "MISS"
+				if median(ratio) <= maxOverCeil {
+					ok = "MET "
+				}
+				fmt.Fprintf(&verdicts, "- %s portolan-syn within %.0fx of the raw ceiling (%s): median %.1fx, worst run %.1fx\n",
+					ok, maxOverCeil, sc.name, median(ratio), slices.Max(ratio))
+			}
+		}
+		tab.Add(cells...)
+	}
+	return tab, verdicts.String()
 }

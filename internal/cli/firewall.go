@@ -246,12 +246,26 @@ func (s *fwSession) guard(ctx context.Context, want *firewall.Ruleset, force boo
 		}
 		var le *firewall.LockoutError
 		if errors.As(err, &le) {
-			return fmt.Errorf("refused: %w; allow it first (portolan firewall allow %d/tcp --from %s) or add --force", err, le.Packet.Port, le.Packet.Src)
+			door := ""
+			if s.sshDoors(ctx)(le.Packet) != "" {
+				door = fmt.Sprintf("; a knock door protects %d/%v too, but a door only narrows what the rules accept: no knock can let that client in", le.Packet.Port, le.Packet.Proto)
+			}
+			return fmt.Errorf("refused: %w%s; allow it first (portolan firewall allow %d/tcp --from %s) or add --force", err, door, le.Packet.Port, le.Packet.Src)
 		}
 		return fmt.Errorf("SSH guard: %w (add --force to skip the guard)", err)
 	}
 	if later != "" {
 		s.warn("%s", later)
+	}
+	// The rules let the clients in; a door in front of them may not.
+	if len(clients.Packets) == 0 {
+		return nil
+	}
+	door := s.sshDoors(ctx)
+	for _, p := range clients.Packets {
+		if note := door(p); note != "" {
+			s.warn("SSH guard: %s", note)
+		}
 	}
 	return nil
 }

@@ -29,6 +29,7 @@ type KnockOptions struct {
 	For     time.Duration
 	AllowIP string // --allow-ip; empty: the address we send from
 	SPAPort uint16
+	Server  string // --server-key FILE: seal to this server key
 }
 
 func newKnockCmd(g *Globals) *cobra.Command {
@@ -44,13 +45,17 @@ A classic sequence travels in clear: anyone who sees it can replay it. An SPA
 request is signed (Ed25519, or HMAC-SHA256 with a shared secret), carries a
 timestamp and a random nonce, and names the address to open for, so a copy
 is worth nothing. The address is the one this host sends from unless
---allow-ip names another (a key marked nat on the server allows that).
+--allow-ip names another (a key marked nat on the server allows that). With
+--server-key (the server's .pub from portolan knock keygen --server) the
+request is also sealed: encrypted to the server, so no observer learns the
+key, the address or the ports.
 
 Nothing answers a knock: check the port afterwards. Exit codes: 0 sent,
 1 failed to send, 2 bad arguments. See docs/knock.md.`,
 		Example: `  portolan knock 198.18.0.2 7000 8000/udp 9000
   portolan knock --spa 198.18.0.2 --key client.key --open 22/tcp
   portolan knock --spa [fd00::2] --key client.key --open 22/tcp --for 5m
+  portolan knock --spa 198.18.0.2 --key client.key --server-key knockd.key.pub --open 22/tcp
   portolan knock keygen -o client.key`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -69,7 +74,7 @@ Nothing answers a knock: check the port afterwards. Exit codes: 0 sent,
 				if len(args) < 2 {
 					return usageErr(errors.New("want HOST and one or more PORT[/udp]"))
 				}
-				for _, f := range []string{"key", "open", "for", "allow-ip", "spa-port"} {
+				for _, f := range []string{"key", "open", "for", "allow-ip", "spa-port", "server-key"} {
 					if cmd.Flags().Changed(f) {
 						return usageErr(fmt.Errorf("--%s goes with --spa", f))
 					}
@@ -90,6 +95,7 @@ Nothing answers a knock: check the port afterwards. Exit codes: 0 sent,
 	f.DurationVar(&opts.For, "for", 0, "SPA: how long (0: the door's time; the server may shorten it)")
 	f.StringVar(&opts.AllowIP, "allow-ip", "", "SPA: open for this address instead of the one we send from (the key needs nat)")
 	f.Uint16Var(&opts.SPAPort, "spa-port", knock.DefaultSPAPort, "SPA: the server's UDP port")
+	f.StringVar(&opts.Server, "server-key", "", "SPA: seal the request to the server's public key `FILE` (keygen --server's .pub)")
 	f.DurationVar(&opts.Gap, "gap", 20*time.Millisecond, "pause between knocks")
 	cmd.AddCommand(newKnockKeygenCmd(g))
 	return cmd
@@ -144,28 +150,43 @@ func runKnock(ctx context.Context, g *Globals, opts KnockOptions) error {
 			return usageErr(fmt.Errorf("--allow-ip: %w", err))
 		}
 	}
-	if _, err := (&knock.SPA{Key: key}).Send(ctx, netip.AddrPortFrom(host, opts.SPAPort), allow, ports, opts.For); err != nil {
+	c := &knock.SPA{Key: key}
+	what := "SPA request"
+	if opts.Server != "" {
+		text, err := os.ReadFile(opts.Server)
+		if err != nil {
+			return fmt.Errorf("read server key: %w", err)
+		}
+		if c.Server, err = knock.ParseServerPublicKey(opts.Server, text); err != nil {
+			return usageErr(err)
+		}
+		what = "sealed SPA request"
+	}
+	if _, err := c.Send(ctx, netip.AddrPortFrom(host, opts.SPAPort), allow, ports, opts.For); err != nil {
 		return err
 	}
 	if g.JSON {
-		return writeJSON(g, map[string]any{"server": host.String(), "spa-port": opts.SPAPort, "open": opts.Open, "allow_ip": opts.AllowIP, "for": opts.For.String()})
+		return writeJSON(g, map[string]any{"server": host.String(), "spa-port": opts.SPAPort, "open": opts.Open, "allow_ip": opts.AllowIP, "for": opts.For.String(), "sealed": c.Server != nil})
 	}
-	fmt.Fprintf(g.io.Out, "sent SPA request to %s port %d/udp: open %s\n", host, opts.SPAPort, opts.Open)
+	fmt.Fprintf(g.io.Out, "sent %s to %s port %d/udp: open %s\n", what, host, opts.SPAPort, opts.Open)
 	return nil
 }
 
 func newKnockKeygenCmd(g *Globals) *cobra.Command {
 	var out, name string
-	var hmac bool
+	var hmac, server bool
 	cmd := &cobra.Command{
 		Use:   "keygen -o FILE",
 		Short: "Make a client key: FILE (secret) and FILE.pub (a line for the server's authorized keys)",
 		Long: `Make an Ed25519 key pair for SPA: FILE holds the private key (mode 0600),
 FILE.pub the line to append to knockd's authorized-keys file. With --hmac, a
 random HMAC-SHA256 secret instead: then FILE.pub holds the same secret and must
-stay private too. Existing files are never overwritten.`,
+stay private too. With --server, the server's X25519 key that sealed requests
+are encrypted to: FILE is knockd's server-key, FILE.pub goes to the clients
+(knock --server-key). Existing files are never overwritten.`,
 		Example: `  portolan knock keygen -o client.key
-  portolan knock keygen -o phone.key --name phone --hmac`,
+  portolan knock keygen -o phone.key --name phone --hmac
+  portolan knock keygen -o /etc/portolan/knockd.key --server`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -178,15 +199,25 @@ stay private too. Existing files are never overwritten.`,
 					name = "client"
 				}
 			}
-			alg := knock.Ed25519
-			if hmac {
-				alg = knock.HMAC
+			alg := knock.Ed25519.String()
+			var err error
+			switch {
+			case server && hmac:
+				return usageErr(errors.New("--server and --hmac: choose one"))
+			case server:
+				alg = "x25519"
+				err = knock.WriteServerKeyPair(out, name)
+			case hmac:
+				alg = knock.HMAC.String()
+				err = knock.WriteKeyPair(out, knock.HMAC, name)
+			default:
+				err = knock.WriteKeyPair(out, knock.Ed25519, name)
 			}
-			if err := knock.WriteKeyPair(out, alg, name); err != nil {
+			if err != nil {
 				return err
 			}
 			if g.JSON {
-				return writeJSON(g, map[string]any{"key": out, "public": out + ".pub", "alg": alg.String(), "name": name})
+				return writeJSON(g, map[string]any{"key": out, "public": out + ".pub", "alg": alg, "name": name})
 			}
 			fmt.Fprintf(g.io.Out, "wrote %s and %s (%s, name %s)\n", out, out+".pub", alg, name)
 			return nil
@@ -195,5 +226,6 @@ stay private too. Existing files are never overwritten.`,
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the key to `FILE` and FILE.pub")
 	cmd.Flags().StringVar(&name, "name", "", "the key's name in logs (default: this host's name)")
 	cmd.Flags().BoolVar(&hmac, "hmac", false, "an HMAC-SHA256 shared secret instead of an Ed25519 pair")
+	cmd.Flags().BoolVar(&server, "server", false, "the server's X25519 key for sealed requests")
 	return cmd
 }

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"slices"
@@ -35,6 +37,9 @@ type KnockdOptions struct {
 	SPAPort        uint16
 	Group          uint16
 	Window         time.Duration
+	Capture        string // auto, nflog or packet
+	ServerKey      string
+	SealedOnly     bool
 
 	Metrics      string
 	LogFormat    string
@@ -42,7 +47,7 @@ type KnockdOptions struct {
 	DB           DBFlags
 }
 
-var knockdDoorFlags = []string{"protect", "sequence", "open-for", "stage-timeout", "authorized-keys", "spa-port", "group", "window"}
+var knockdDoorFlags = []string{"protect", "sequence", "open-for", "stage-timeout", "authorized-keys", "spa-port", "group", "window", "server-key", "sealed-only"}
 
 func newKnockdCmd(g *Globals) *cobra.Command {
 	var opts KnockdOptions
@@ -97,6 +102,9 @@ arguments or config. See docs/knock.md.`,
 	f.Uint16Var(&opts.SPAPort, "spa-port", knock.DefaultSPAPort, "the UDP port SPA requests go to")
 	f.Uint16Var(&opts.Group, "group", knock.DefaultGroup, "the NFLOG group knock packets are logged to")
 	f.DurationVar(&opts.Window, "window", knock.DefaultWindow, "how far an SPA timestamp may be from this clock")
+	f.StringVar(&opts.ServerKey, "server-key", "", "the server's X25519 key `FILE` (knock keygen --server): opens sealed SPA requests")
+	f.BoolVar(&opts.SealedOnly, "sealed-only", false, "refuse SPA requests that are not sealed")
+	f.StringVar(&opts.Capture, "capture", knock.CaptureAuto, "how knocks are read: nflog, packet (AF_PACKET, needs CAP_NET_RAW) or auto (nflog, else packet)")
 	f.StringVar(&opts.Metrics, "metrics", "", "serve Prometheus metrics on host:port at /metrics")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "log lines: text or json")
 	addDBFlags(cmd, &opts.DB)
@@ -125,10 +133,23 @@ func knockdConfig(opts KnockdOptions) (*knock.Config, map[knock.KeyID]*knock.Key
 				return nil, nil, usageErr(fmt.Errorf("--sequence: %w", err))
 			}
 		}
-		cfg = &knock.Config{Group: opts.Group, SPAPort: opts.SPAPort, Window: opts.Window, AuthorizedKeys: opts.AuthorizedKeys, Doors: []knock.Door{d}}
+		cfg = &knock.Config{Group: opts.Group, SPAPort: opts.SPAPort, Window: opts.Window, AuthorizedKeys: opts.AuthorizedKeys,
+			ServerKey: opts.ServerKey, SealedOnly: opts.SealedOnly, Doors: []knock.Door{d}}
 		if err := cfg.Validate(); err != nil {
 			return nil, nil, usageErr(err)
 		}
+	}
+	if err := cfg.LoadOneTime(); err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			return nil, nil, err
+		}
+		return nil, nil, usageErr(err)
+	}
+	if err := cfg.LoadServerKey(); err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			return nil, nil, err
+		}
+		return nil, nil, usageErr(err)
 	}
 	if cfg.AuthorizedKeys == "" {
 		return cfg, nil, nil
@@ -145,6 +166,10 @@ func knockdConfig(opts KnockdOptions) (*knock.Config, map[knock.KeyID]*knock.Key
 }
 
 func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
+	capture, err := knock.ParseCapture(opts.Capture)
+	if err != nil {
+		return usageErr(fmt.Errorf("--capture: %w", err))
+	}
 	cfg, keys, err := knockdConfig(opts)
 	if err != nil {
 		return err
@@ -174,9 +199,18 @@ func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
 	ev := newKnockEventWriter(db, log)
 	defer ev.close()
 
-	srv := &knock.Server{Firewall: &firewall.Firewall{}, Logger: log, Replay: knockReplay{db}, Events: ev.add}
+	srv := &knock.Server{Firewall: &firewall.Firewall{}, Logger: log, Replay: knockReplay{db}, Events: ev.add, Capture: capture}
 	if err := srv.Apply(ctx, cfg, keys); err != nil {
 		return fmt.Errorf("knockd: %w", err)
+	}
+	switch mode, why := srv.Capturing(); mode {
+	case knock.CapturePacket:
+		if why != nil {
+			log.Warn("nflog unavailable: capturing knocks with af_packet instead", "err", why)
+		}
+		log.Info("capture", "via", "af_packet")
+	default:
+		log.Info("capture", "via", "nflog", "group", cmp.Or(cfg.Group, knock.DefaultGroup))
 	}
 	if err := srv.Listen(ctx); err != nil {
 		return fmt.Errorf("knockd: %w", err)
@@ -185,7 +219,14 @@ func runKnockd(ctx context.Context, g *Globals, opts KnockdOptions) error {
 		log.Warn("no keys in the authorized keys file: SPA requests open nothing", "file", cfg.AuthorizedKeys)
 	}
 	warnSSHDoor(ctx, log, cfg)
+	if cfg.ServerPrivate != nil {
+		log.Info("sealed spa requests", "server_key", cfg.ServerKey, "sealed_only", cfg.SealedOnly)
+	}
 	for _, d := range cfg.Doors {
+		if d.OneTime != "" {
+			log.Info("door", "name", d.Name, "protect", knock.FormatSequence(d.Protect), "one_time_sequences", d.OneTime, "left", d.OneTimeLeft(), "spa", len(keys) > 0 && !d.NoSPA)
+			continue
+		}
 		log.Info("door", "name", d.Name, "protect", knock.FormatSequence(d.Protect), "sequence", knock.FormatSequence(d.Sequence), "spa", len(keys) > 0 && !d.NoSPA)
 	}
 	if opts.Metrics != "" {

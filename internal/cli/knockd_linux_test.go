@@ -147,6 +147,7 @@ func TestKnockdDaemon(t *testing.T) {
 	}
 
 	k := startKnockd(t, srv, dir, "-c", path("knockd.yaml"), "--db", db, "--metrics", "127.0.0.1:0")
+	k.waitLine(t, `"msg":"capture"`, `"via":"nflog"`, `"group":7421`)
 	// As if run over SSH to port 2222: the door protecting it is worth a warning.
 	k.waitLine(t, `"level":"WARN"`, `a door protects your SSH port`, `"client":"198.18.0.9"`)
 	k.waitLine(t, `"msg":"door"`, `"name":"ssh"`)

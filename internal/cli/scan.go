@@ -3,11 +3,11 @@ package cli
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -21,8 +21,8 @@ import (
 	"portolan/internal/output"
 	"portolan/internal/portspec"
 	"portolan/internal/rawnet"
-	"portolan/internal/registry"
 	"portolan/internal/scan"
+	"portolan/internal/scanjob"
 	"portolan/internal/store"
 	"portolan/internal/target"
 )
@@ -33,56 +33,59 @@ func init() { register(newScanCmd) }
 // (128+SIGINT, as shells report it); its partial results are saved.
 const ExitInterrupted = 130
 
-// ScanOptions are the flags of "portolan scan". The fields tagged for JSON
-// are the scan's recipe: they are stored with the scan so --resume can
-// rebuild exactly the same space.
+// ScanOptions are the flags of "portolan scan". Those that say what the
+// scan does become its recipe (recipe, scanjob.Recipe), which the store
+// keeps so that --resume rebuilds exactly the same space; the rest are
+// this invocation's: where and how it writes.
 type ScanOptions struct {
-	Exprs        []string    `json:"targets"`
-	Targets      TargetFlags `json:"target_flags"`
-	Ports        string      `json:"ports,omitempty"`
-	TopPorts     int         `json:"top_ports,omitempty"`
-	ExcludePorts string      `json:"exclude_ports,omitempty"`
-	ScanType     string      `json:"scan_type"`
-	Fallback     bool        `json:"fallback,omitempty"`
+	Exprs        []string
+	Targets      TargetFlags
+	Ports        string
+	TopPorts     int
+	ExcludePorts string
+	ScanType     string
+	Fallback     bool
 
-	Rate           float64       `json:"rate,omitempty"`
-	Window         int           `json:"window,omitempty"`
-	Retries        int           `json:"retries,omitempty"`
-	MinTimeout     time.Duration `json:"min_timeout,omitempty"`
-	MaxTimeout     time.Duration `json:"max_timeout,omitempty"`
-	InitialTimeout time.Duration `json:"initial_timeout,omitempty"`
-	HostTimeout    time.Duration `json:"host_timeout,omitempty"`
-	NoHostDown     bool          `json:"no_host_down,omitempty"`
-	Banner         bool          `json:"banner,omitempty"`
-	// Names are the host names targets were given as, stored for the
-	// reports of show (a resume resolves the names again).
-	Names map[netip.Addr]string `json:"names,omitempty"`
-	Seed  uint64                `json:"seed"`
-	Shard string                `json:"shard,omitempty"`
+	Rate    float64
+	MinRate float64
+	// Where probes leave from: -e, -S, --source-port.
+	Iface          string
+	Source         string
+	SourcePort     int
+	Window         int
+	Retries        int
+	MinTimeout     time.Duration
+	MaxTimeout     time.Duration
+	InitialTimeout time.Duration
+	HostTimeout    time.Duration
+	NoHostDown     bool
+	Banner         bool
+	Seed           uint64
+	Shard          string
 	// ScanID names a scan whose shards many processes run (--scan-id).
-	ScanID string `json:"scan_id,omitempty"`
+	ScanID string
 
 	ping string // -Pn arrives as -P with the value "n"
 	// The rest is this invocation's, not the recipe's.
-	Resume string `json:"-"` // a scan id, or a named scan (with --shard)
-	Format string `json:"-"`
-	Output string `json:"-"`
+	Resume string // a scan id, or a named scan (with --shard)
+	Format string
+	Output string
 	// nmap's output options (-oX, -oN, -oG FILE, -oA BASE), rewritten to
 	// these long flags before parsing (nmapArgs).
-	OutXML     string        `json:"-"`
-	OutNormal  string        `json:"-"`
-	OutGrep    string        `json:"-"`
-	OutAll     string        `json:"-"`
-	StatsEvery time.Duration `json:"-"`
-	DB         DBFlags       `json:"-"`
-	NoStore    bool          `json:"-"`
+	OutXML     string
+	OutNormal  string
+	OutGrep    string
+	OutAll     string
+	StatsEvery time.Duration
+	DB         DBFlags
+	NoStore    bool
 	// While the database is unreachable: results held in memory, how long
 	// the end of the scan waits for it, and where the rest is spilled.
-	DBBuffer int           `json:"-"`
-	DBRetry  time.Duration `json:"-"`
-	SpillDir string        `json:"-"`
-	DryRun   bool          `json:"-"`
-	Open     bool          `json:"-"`
+	DBBuffer int
+	DBRetry  time.Duration
+	SpillDir string
+	DryRun   bool
+	Open     bool
 
 	// nmap's names for the options above (applied in nmapOptions).
 	fast       bool
@@ -182,6 +185,10 @@ Exit codes: 0 done, 1 error, 2 bad flags or targets (nothing is sent), 130 inter
 	f.Float64Var(&opts.Rate, "rate", 0, "at most `N` probes per second, retries included (0: no cap beyond the window); nmap's --max-rate N works too")
 	f.Float64Var(&opts.Rate, "max-rate", 0, "nmap's --max-rate: the same as --rate")
 	_ = f.MarkHidden("max-rate")
+	f.Float64Var(&opts.MinRate, "min-rate", 0, "send at least `N` probes per second (nmap's --min-rate; at most --rate): when the scan falls under it, the in-flight window and a new host's slow start give way, and -sS never lowers its send rate below it; unlike nmap, host discovery still waits, -sU still paces hosts that rate-limit their ICMP errors, and the open-files limit holds")
+	f.StringVarP(&opts.Iface, "interface", "e", "", "send through interface `IFACE` (nmap's -e): connect and UDP sockets are bound to it (SO_BINDTODEVICE: needs CAP_NET_RAW on kernels before 5.7), -sS takes the route through it; host discovery then sends no ICMP echo")
+	f.StringVarP(&opts.Source, "source-ip", "S", "", "send from address `ADDR` (nmap's -S): connect and UDP sockets are bound to it, so it must be this host's; -sS writes it in the SYNs whatever it is (answers come back only if it routes here); targets of the other family are refused; host discovery then sends no ICMP echo")
+	f.IntVarP(&opts.SourcePort, "source-port", "g", 0, "send every probe from source `PORT` (nmap's --source-port and -g): connect sockets all bind it with SO_REUSEADDR (Linux shares a port so when no socket listens on it; connections differ by destination), so it fails if a listener holds PORT; -sS sends every SYN from it (not from a block of 1,024) and keeps this host's kernel from resetting on it meanwhile; -sU uses one socket per family; below 1024 needs CAP_NET_BIND_SERVICE except with -sS")
 	f.BoolVarP(&opts.fast, "fast", "F", false, "the top 100 ports (nmap's -F: --top-ports 100)")
 	f.IntVar(&opts.maxRetries, "max-retries", 0, "nmap's --max-retries `N`: at most N retries, 0 none (the same as --retries, whose 0 is the default)")
 	f.StringVarP(&opts.timing, "timing", "T", "", "nmap's timing template `N`: -T0..5 (paranoid, sneaky, polite, normal, aggressive, insane): rate cap, timeouts and retries as nmap's; explicit flags win")
@@ -300,8 +307,8 @@ func (opts *ScanOptions) checkOutputs() error {
 	return nil
 }
 
-// scanPlan is the parsed, checked form of a scan: everything is known
-// before any packet is sent.
+// scanPlan is the parsed, checked form of a scan's recipe: everything is
+// known before any packet is sent.
 type scanPlan struct {
 	space    *target.Space
 	hosts    *target.Set
@@ -311,62 +318,134 @@ type scanPlan struct {
 	// proberName names the prober (scan.ProberByName); it is stored with
 	// the scan, and the XML's scan type.
 	proberName string
-	prober     scan.Prober
 }
 
-// plan parses targets and ports. Every error here is reported before a
-// single probe goes out.
-func (opts *ScanOptions) plan(ctx context.Context, g *Globals) (*scanPlan, error) {
-	p := &scanPlan{proberName: "connect"}
+// recipe turns the flags into the scan's recipe, deciding the prober:
+// nmap's default is SYN where raw sockets are allowed.
+func (opts *ScanOptions) recipe(g *Globals) (scanjob.Recipe, error) {
+	r := scanjob.Recipe{
+		Targets: opts.Exprs, Select: opts.Targets.TargetSelect,
+		Ports: opts.Ports, TopPorts: opts.TopPorts, ExcludePorts: opts.ExcludePorts,
+		Prober: "connect", Rate: opts.Rate, MinRate: opts.MinRate, Window: opts.Window, Retries: opts.Retries,
+		MinTimeout: opts.MinTimeout, MaxTimeout: opts.MaxTimeout, InitialTimeout: opts.InitialTimeout, HostTimeout: opts.HostTimeout,
+		AssumeUp: opts.NoHostDown, Banner: opts.Banner, Seed: opts.Seed, Shard: opts.Shard, Name: opts.ScanID,
+	}
 	switch strings.ToLower(opts.ScanType) {
 	case "":
-		// nmap's default: SYN where raw sockets are allowed.
 		if rawnet.Allowed() {
-			p.proberName = "syn"
+			r.Prober = "syn"
 		}
 	case "t", "connect":
 	case "s", "syn":
-		p.proberName = "syn"
+		r.Prober = "syn"
 		if !rawnet.Allowed() {
 			if !opts.Fallback {
-				return nil, errNeedsRaw()
+				return r, errNeedsRaw()
 			}
 			fmt.Fprintln(g.io.ErrOut, "portolan: -sS needs CAP_NET_RAW; --fallback: scanning with TCP connect (-sT) instead")
-			p.proberName = "connect"
+			r.Prober = "connect"
 		}
 	case "n":
 		if opts.Ports != "" || opts.TopPorts != 0 || opts.ExcludePorts != "" {
-			return nil, usageErr(errors.New("-sn is host discovery only: it scans no ports, so -p, --top-ports and --exclude-ports do not go with it"))
+			return r, usageErr(errors.New("-sn is host discovery only: it scans no ports, so -p, --top-ports and --exclude-ports do not go with it"))
 		}
 		if opts.NoHostDown {
-			return nil, usageErr(errors.New("-sn -Pn: discovery only, and no discovery: nothing to do"))
+			return r, usageErr(errors.New("-sn -Pn: discovery only, and no discovery: nothing to do"))
+		}
+		r.DiscoveryOnly = true
+		if rawnet.Allowed() { // raw discovery probes: SYN, ACK 80, ICMP timestamp
+			r.Prober = "syn"
 		}
 	case "u", "udp":
-		p.proberName = "udp"
+		r.Prober = "udp"
 	default:
-		return nil, usageErr(fmt.Errorf("-s%s: unknown scan type (want S for SYN, T for connect, U for UDP, or n for host discovery only)", opts.ScanType))
+		return r, usageErr(fmt.Errorf("-s%s: unknown scan type (want S for SYN, T for connect, U for UDP, or n for host discovery only)", opts.ScanType))
+	}
+	if opts.Ports != "" && opts.TopPorts != 0 {
+		return r, usageErr(errors.New("-p and --top-ports exclude each other"))
 	}
 	var err error
-	if p.prober, err = scan.ProberByName(p.proberName); err != nil {
-		return nil, err
+	if r.Local, err = opts.local(r.Prober); err != nil {
+		return r, err
 	}
-	if opts.Shard != "" {
-		if p.shard, err = scan.ParseShard(opts.Shard); err != nil {
+	if err := r.Check(); err != nil {
+		return r, usageErr(err)
+	}
+	return r, nil
+}
+
+// local checks -e, -S and --source-port and returns them for prober.
+// Sockets bound to them are tried at once (not for a SYN scan, whose
+// packets carry any source address), so that an interface that does not
+// exist, an address not of this host or a port a listener holds are bad
+// input, refused before anything is sent or stored.
+func (opts *ScanOptions) local(prober string) (scan.Local, error) {
+	l := scan.Local{Iface: opts.Iface}
+	if opts.Source != "" {
+		a, err := netip.ParseAddr(opts.Source)
+		if err != nil {
+			return l, usageErr(fmt.Errorf("-S %s: not an IP address", opts.Source))
+		}
+		l.Addr = a.Unmap()
+	}
+	if opts.SourcePort < 0 || opts.SourcePort > 65535 {
+		return l, usageErr(fmt.Errorf("--source-port %d: want 1-65535", opts.SourcePort))
+	}
+	l.Port = uint16(opts.SourcePort)
+	if l.Iface != "" {
+		if _, err := net.InterfaceByName(l.Iface); err != nil {
+			return l, usageErr(fmt.Errorf("-e %s: no such interface", l.Iface))
+		}
+	}
+	if l.IsZero() || prober == "syn" {
+		return l, nil
+	}
+	proto := portspec.TCP
+	if prober == "udp" {
+		proto = portspec.UDP
+	}
+	if err := l.Check(proto); err != nil {
+		if errors.Is(err, scan.ErrBindDevice) {
+			bin, _ := os.Executable()
+			return l, fmt.Errorf("-e %s: %w: run as root or setcap cap_net_raw+ep %s", l.Iface, err, cmp.Or(bin, "portolan"))
+		}
+		return l, usageErr(err)
+	}
+	return l, nil
+}
+
+// portFlags name the flags of a scanjob.PortError's parts.
+var portFlags = map[string]string{"ports": "-p", "top-ports": "--top-ports", "exclude-ports": "--exclude-ports"}
+
+// plan resolves a recipe's targets and ports. Every error here is reported
+// before a single probe goes out.
+func plan(ctx context.Context, g *Globals, r scanjob.Recipe) (*scanPlan, error) {
+	p := &scanPlan{proberName: r.Prober, portText: r.PortText()}
+	var err error
+	if r.Shard != "" {
+		if p.shard, err = scan.ParseShard(r.Shard); err != nil {
 			return nil, usageErr(fmt.Errorf("--shard: %w", err))
 		}
 	}
-	if opts.discoveryOnly() {
-		// One position per address, which the engine reports as the host.
-		p.ports, p.portText = &portspec.Set{}, "-sn"
-		p.ports.Add(portspec.TCP, scan.DefaultDiscoveryPorts[0])
-	} else if p.ports, p.portText, err = opts.portSet(); err != nil {
+	if p.ports, err = r.PortSet(portParser()); err != nil {
+		var pe *scanjob.PortError
+		if errors.As(err, &pe) {
+			return nil, usageErr(fmt.Errorf("%s: %w", portFlags[pe.Part], pe.Err))
+		}
 		return nil, err
 	}
-	if p.hosts, err = parseTargets(ctx, g, opts.Exprs, opts.Targets); err != nil {
+	if p.hosts, err = parseTargets(ctx, g, r.Targets, TargetFlags{TargetSelect: r.Select}); err != nil {
 		return nil, err
 	}
 	if p.space, err = target.NewSpace(p.hosts, p.ports); err != nil {
 		return nil, usageErr(err)
+	}
+	if src := r.Local.Addr; src.IsValid() {
+		for _, rg := range p.hosts.Ranges() {
+			if rg.First.Is4() != src.Is4() {
+				return nil, usageErr(fmt.Errorf("-S %s: the target %s is of the other address family (scan IPv4 and IPv6 targets in separate runs, or give -4/-6)", src, rg.First))
+			}
+		}
 	}
 	return p, nil
 }
@@ -377,14 +456,6 @@ type timingTemplate struct {
 	initial, min, maxTO time.Duration
 	retries             int
 }
-
-// udp is -sU: a UDP scan.
-func (opts *ScanOptions) udp() bool {
-	return strings.EqualFold(opts.ScanType, "u") || strings.EqualFold(opts.ScanType, "udp")
-}
-
-// discoveryOnly is -sn: host discovery and no port scan.
-func (opts *ScanOptions) discoveryOnly() bool { return strings.EqualFold(opts.ScanType, "n") }
 
 // synReport says on stderr what a SYN scan found doubtful: hosts that
 // answer every port, packets lost or forged, an incomplete answer.
@@ -488,81 +559,12 @@ func (opts *ScanOptions) nmapOptions(f *pflag.FlagSet) error {
 }
 
 // targetsText is the targets as the user gave them, -iL files included.
-func (opts *ScanOptions) targetsText() string {
-	parts := slices.Clone(opts.Exprs)
-	for _, f := range opts.Targets.InputLists {
+func targetsText(r scanjob.Recipe) string {
+	parts := slices.Clone(r.Targets)
+	for _, f := range r.Select.InputLists {
 		parts = append(parts, "-iL "+f)
 	}
 	return strings.Join(parts, " ")
-}
-
-// portSet resolves -p, --top-ports and --exclude-ports.
-func (opts *ScanOptions) portSet() (*portspec.Set, string, error) {
-	if opts.Ports != "" && opts.TopPorts != 0 {
-		return nil, "", usageErr(errors.New("-p and --top-ports exclude each other"))
-	}
-	var set *portspec.Set
-	var text string
-	proto := portspec.TCP
-	if opts.udp() {
-		proto = portspec.UDP // -sU -p 53 is UDP port 53, as in nmap
-	}
-	parser := portParser()
-	parser.Default = proto
-	switch {
-	case opts.Ports != "":
-		s, err := parser.Parse(opts.Ports)
-		if err != nil {
-			return nil, "", usageErr(fmt.Errorf("-p: %w", err))
-		}
-		set, text = s, "-p "+opts.Ports
-		if opts.Ports == "-" {
-			text = "-p-"
-		}
-	default:
-		n := opts.TopPorts
-		if n == 0 {
-			n = 1000
-		}
-		tiers := registry.TopTiers(proto)
-		top, err := registry.Top(proto, min(n, tiers[len(tiers)-1]))
-		if err != nil {
-			return nil, "", usageErr(fmt.Errorf("--top-ports: %w", err))
-		}
-		set = &portspec.Set{}
-		for _, e := range top {
-			set.Add(e.Proto, e.Port)
-		}
-		// Beyond the curated list: the other ports in ascending order, up
-		// to all 65535.
-		for p := portspec.Port(1); set.Len() < n && p != 0; p++ {
-			set.Add(proto, p)
-		}
-		text = fmt.Sprintf("--top-ports %d", n)
-	}
-	for _, pr := range set.Protos() {
-		switch {
-		case pr == proto:
-		case pr == portspec.UDP:
-			return nil, "", usageErr(errors.New("-p: UDP ports need a UDP scan (-sU); a connect scan takes TCP ports"))
-		case pr == portspec.TCP:
-			return nil, "", usageErr(errors.New("-p: TCP ports need a TCP scan (-sT); a UDP scan (-sU) takes UDP ports"))
-		default:
-			return nil, "", usageErr(fmt.Errorf("-p: %s ports need an SCTP scan, which is not in this release", pr))
-		}
-	}
-	if opts.ExcludePorts != "" {
-		ex, err := parser.Parse(opts.ExcludePorts)
-		if err != nil {
-			return nil, "", usageErr(fmt.Errorf("--exclude-ports: %w", err))
-		}
-		set.RemoveSet(ex)
-		text += " --exclude-ports " + opts.ExcludePorts
-		if set.Len() == 0 {
-			return nil, "", usageErr(errors.New("--exclude-ports leaves no port to scan"))
-		}
-	}
-	return set, text, nil
 }
 
 // format picks the output format: --format, then -o's extension, then
@@ -574,38 +576,12 @@ func (opts *ScanOptions) format(g *Globals) (output.ScanFormat, error) {
 	return outputFormat(g, opts.Format, opts.Output)
 }
 
-func (opts *ScanOptions) scanner(g *Globals, p *scanPlan) *scan.Scanner {
-	s := &scan.Scanner{
-		Prober:         p.prober,
-		Rate:           opts.Rate,
-		Window:         opts.Window,
-		Retries:        opts.Retries,
-		MinTimeout:     opts.MinTimeout,
-		MaxTimeout:     opts.MaxTimeout,
-		InitialTimeout: opts.InitialTimeout,
-		HostTimeout:    opts.HostTimeout,
-		Seed:           opts.Seed,
-		Shard:          p.shard,
-		ServiceName:    registry.PortName, // no CSV parse: the scan starts sooner
-		Logger:         g.Logger(),
-	}
-	if opts.NoHostDown {
-		s.HostDownAfter = -1
-	} else {
-		// Ping too where a ping or raw ICMP socket is allowed; TCP
-		// discovery works without.
-		s.Pinger = scan.EchoProber{}
-	}
-	if opts.Banner {
-		s.Banners = &scan.Grabber{}
-	}
-	s.DiscoveryOnly = opts.discoveryOnly()
-	return s
-}
-
 func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
-	if opts.Rate < 0 || opts.Window < 0 {
-		return usageErr(errors.New("--rate and --window must not be negative"))
+	if opts.Rate < 0 || opts.Window < 0 || opts.MinRate < 0 {
+		return usageErr(errors.New("--rate, --min-rate and --window must not be negative"))
+	}
+	if opts.Rate > 0 && opts.MinRate > opts.Rate {
+		return usageErr(fmt.Errorf("--min-rate %g is above --rate (--max-rate) %g", opts.MinRate, opts.Rate))
 	}
 	if opts.MinTimeout < 0 || opts.MaxTimeout < 0 || opts.InitialTimeout < 0 || opts.HostTimeout < 0 {
 		return usageErr(errors.New("--min-timeout, --max-timeout, --initial-timeout and --host-timeout must not be negative"))
@@ -617,21 +593,31 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	if err != nil {
 		return err
 	}
-	p, err := opts.plan(ctx, g)
+	r, err := opts.recipe(g)
 	if err != nil {
 		return err
 	}
-	// A shard of a named scan without --seed takes its run's (CreateShard).
-	if opts.Seed == 0 && (opts.ScanID == "" || opts.DryRun) {
-		opts.Seed = scan.NewSeed()
-	}
-	opts.Names = p.hosts.Names()
-	if opts.DryRun {
-		return runDryScan(ctx, g, opts, p)
-	}
-	warnLongScan(g, opts, p)
+	return runRecipe(ctx, g, opts, r, format)
+}
 
-	run := &scanRun{g: g, opts: opts, plan: p, format: format}
+// runRecipe starts a new scan of recipe r; opts are this invocation's
+// outputs and store.
+func runRecipe(ctx context.Context, g *Globals, opts *ScanOptions, r scanjob.Recipe, format output.ScanFormat) error {
+	p, err := plan(ctx, g, r)
+	if err != nil {
+		return err
+	}
+	// A shard of a named scan without a seed takes its run's (CreateShard).
+	if r.Seed == 0 && (r.Name == "" || opts.DryRun) {
+		r.Seed = scan.NewSeed()
+	}
+	r.Names = p.hosts.Names()
+	if opts.DryRun {
+		return runDryScan(ctx, g, r, p)
+	}
+	warnLongScan(g, r, p)
+
+	run := &scanRun{g: g, opts: opts, recipe: r, plan: p, format: format}
 	// The output files are opened before the scan is recorded, so a bad -o
 	// leaves no scan "running" in the history.
 	out, err := run.openOutputs()
@@ -645,23 +631,23 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 			return err
 		}
 		defer db.Close()
-		recipe, err := json.Marshal(opts)
+		recipe, err := r.Encode()
 		if err != nil {
-			return fmt.Errorf("record scan options: %w", err)
+			return err
 		}
 		si := store.ScanInfo{
 			Started: time.Now(), Status: store.Running, Command: "portolan " + strings.Join(g.args, " "),
-			Version: Version, Targets: opts.targetsText(), Ports: p.portText, PortSet: p.ports,
-			Prober: p.proberName, Seed: opts.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
-			Rate: int(opts.Rate), Hosts: p.space.Hosts(), Space: p.space.Size(), Options: recipe,
+			Version: Version, Targets: targetsText(r), Ports: p.portText, PortSet: p.ports,
+			Prober: p.proberName, Seed: r.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
+			Rate: int(r.Rate), Hosts: p.space.Hosts(), Space: p.space.Size(), Options: recipe,
 		}
-		if opts.ScanID != "" {
-			si.Name = opts.ScanID
+		if r.Name != "" {
+			si.Name = r.Name
 			started := si
 			if si, err = db.CreateShard(ctx, si); errors.Is(err, store.ErrShardStarted) {
 				// The same shard command again (an orchestrator retrying
 				// a dead pod) continues where the dead one stopped.
-				sh, err := db.ShardByIndex(ctx, opts.ScanID, 0, started.ShardIndex)
+				sh, err := db.ShardByIndex(ctx, r.Name, 0, started.ShardIndex)
 				if err != nil {
 					return err
 				}
@@ -673,7 +659,7 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 			if err != nil {
 				return err
 			}
-			opts.Seed = si.Seed
+			run.recipe.Seed = si.Seed
 			fmt.Fprintf(g.io.ErrOut, "scan %s@%d: shard %s is scan %d\n", si.Name, si.Run, shardOf(si), si.ID)
 		} else if si.ID, err = db.CreateScan(ctx, si); err != nil {
 			return err
@@ -760,24 +746,25 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	}
 	// The recipe is what the scan was started with; output choices are
 	// this invocation's.
-	stored := &ScanOptions{}
-	if err := json.Unmarshal(si.Options, stored); err != nil {
-		return fmt.Errorf("scan %d: its stored options cannot be read: %w", si.ID, err)
-	}
-	stored.takeInvocation(opts)
-	stored.Seed = si.Seed
-	format, err := stored.format(g)
+	r, err := storedRecipe(si)
 	if err != nil {
 		return err
 	}
-	p, err := stored.plan(ctx, g)
+	format, err := opts.format(g)
+	if err != nil {
+		return err
+	}
+	if r.Prober == "syn" && !rawnet.Allowed() {
+		return fmt.Errorf("resume scan %d, a SYN scan: %w", si.ID, errNeedsRaw())
+	}
+	p, err := plan(ctx, g, r)
 	if err != nil {
 		return fmt.Errorf("resume scan %d: %w", si.ID, err)
 	}
 	if p.space.Size() != si.Space {
 		return fmt.Errorf("resume scan %d: its targets now give %d probes, not %d (a name resolves differently or a target file changed)", si.ID, p.space.Size(), si.Space)
 	}
-	run := &scanRun{g: g, opts: stored, plan: p, format: format, db: db, resumed: true}
+	run := &scanRun{g: g, opts: opts, recipe: r, plan: p, format: format, db: db, resumed: true}
 	out, err := run.openOutputs()
 	if err != nil {
 		return err
@@ -795,39 +782,48 @@ func runScanResume(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	return run.execute(ctx, out, si.Checkpoint)
 }
 
-// takeInvocation copies into a stored recipe what is this invocation's:
-// where and how it writes.
-func (opts *ScanOptions) takeInvocation(from *ScanOptions) {
-	opts.Format, opts.Output, opts.StatsEvery, opts.DB = from.Format, from.Output, from.StatsEvery, from.DB
-	opts.OutXML, opts.OutNormal, opts.OutGrep, opts.OutAll = from.OutXML, from.OutNormal, from.OutGrep, from.OutAll
-	opts.Open = from.Open
-	opts.DBBuffer, opts.DBRetry, opts.SpillDir = from.DBBuffer, from.DBRetry, from.SpillDir
+// storedRecipe is the recipe a stored scan was started with, whatever
+// version of portolan stored it, with the seed and the prober it recorded:
+// the one that ran, where a version-1 recipe says only what was asked
+// (no -s: SYN or connect by privilege; -sS --fallback: connect without it).
+func storedRecipe(si store.ScanInfo) (scanjob.Recipe, error) {
+	r, err := scanjob.DecodeRecipe(si.Options)
+	if err != nil {
+		return r, fmt.Errorf("scan %d: %w", si.ID, err)
+	}
+	r.Seed = si.Seed
+	r.Prober = cmp.Or(si.Prober, r.Prober, "connect")
+	return r, nil
 }
 
 // startMissingShard starts shard of the named scan m, which no process
 // stored, from the recipe of one of its shards.
 func startMissingShard(ctx context.Context, g *Globals, opts *ScanOptions, m store.ScanInfo, shard scan.Shard) error {
-	stored := &ScanOptions{}
-	if err := json.Unmarshal(m.Options, stored); err != nil {
-		return fmt.Errorf("scan %s@%d: its stored options cannot be read: %w", m.Name, m.Run, err)
+	r, err := storedRecipe(m)
+	if err != nil {
+		return err
 	}
-	stored.takeInvocation(opts)
-	stored.Seed, stored.ScanID, stored.Shard = m.Seed, m.Name, shard.String()
+	r.Name, r.Shard = m.Name, shard.String()
+	format, err := opts.format(g)
+	if err != nil {
+		return err
+	}
+	opts.Resume = ""
 	fmt.Fprintf(g.io.ErrOut, "shard %s of scan %s@%d was never started: starting it\n", shard, m.Name, m.Run)
-	return runScan(ctx, g, stored)
+	return runRecipe(ctx, g, opts, r, format)
 }
 
 // warnLongScan says, before a big scan starts on a terminal, how long it
 // will take at the chosen rate.
-func warnLongScan(g *Globals, opts *ScanOptions, p *scanPlan) {
+func warnLongScan(g *Globals, r scanjob.Recipe, p *scanPlan) {
 	lo, hi := p.shard.Range(p.space.Size())
 	size := hi - lo // this shard's probes
 	if size <= 1_000_000 || !output.IsTerminal(g.io.ErrOut) {
 		return
 	}
-	if opts.Rate > 0 {
-		d := time.Duration(float64(size) / opts.Rate * float64(time.Second))
-		fmt.Fprintf(g.io.ErrOut, "%d probes at %.0f/s: at least %s, more with retries (Ctrl-C stops; --resume continues)\n", size, opts.Rate, d.Round(time.Second))
+	if r.Rate > 0 {
+		d := time.Duration(float64(size) / r.Rate * float64(time.Second))
+		fmt.Fprintf(g.io.ErrOut, "%d probes at %.0f/s: at least %s, more with retries (Ctrl-C stops; --resume continues)\n", size, r.Rate, d.Round(time.Second))
 		return
 	}
 	fmt.Fprintf(g.io.ErrOut, "%d probes with no --rate cap: the window and the network set the pace (Ctrl-C stops; --resume continues)\n", size)
@@ -837,18 +833,17 @@ func warnLongScan(g *Globals, opts *ScanOptions, p *scanPlan) {
 // store, the live output and the progress line.
 type scanRun struct {
 	g       *Globals
-	opts    *ScanOptions
+	opts    *ScanOptions   // this invocation's outputs and store
+	recipe  scanjob.Recipe // what the scan does
 	plan    *scanPlan
 	format  output.ScanFormat
 	db      *store.Store // nil with --no-store
 	info    store.ScanInfo
 	resumed bool
 
-	writer *scan.SinkWriter // the store's side of the run, with a store
-	sink   *store.Buffered  // what writer writes to: rides out database outages
-	kept   []scan.Result    // results for a format rendered at the end, without a store
-	tally  scan.Tally
-	dbErr  error
+	kept  []scan.Result // results for a format rendered at the end, without a store
+	tally scan.Tally
+	dbErr error
 }
 
 // execute runs the scan from position startAt, writing the results to
@@ -868,18 +863,11 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		}
 	}
 
-	// A store that fails stops the scan: what it finds could not be kept,
-	// nor resumed.
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	if r.db != nil {
-		r.sink = r.db.Buffered(r.info)
-		r.sink.MaxBuffered, r.sink.RetryFor, r.sink.SpillDir, r.sink.Logger = opts.DBBuffer, opts.DBRetry, opts.SpillDir, g.Logger()
-		r.writer = scan.NewSinkWriter(ctx, r.sink, stopRun)
-		defer r.heartbeat(runCtx, stopRun)()
+	s, err := r.recipe.Scanner()
+	if err != nil {
+		return err
 	}
-
-	s := opts.scanner(g, r.plan)
+	s.Logger = g.Logger()
 	s.StartAt = startAt
 	prog := g.progress()
 	var lastStats time.Time
@@ -899,51 +887,34 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 			}{"stats", st})
 		}
 	}
-	s.OnResult = func(res scan.Result) {
-		r.tally.Add(res)
-		if r.shown(res) {
-			if err := dst.write(res); err != nil && r.dbErr == nil {
-				// An output that cannot be written stops the scan, as a
-				// store that fails does: what it finds would be lost.
-				r.dbErr = err
-				stopRun()
-			}
-			if batch && r.db == nil {
-				r.kept = append(r.kept, res)
-			}
+	job := &scanjob.Job{Scanner: s, Space: r.plan.space, Tally: &r.tally}
+	job.OnResult = func(res scan.Result) error {
+		if !r.shown(res) {
+			return nil
 		}
-		if r.writer != nil {
-			r.writer.Add(res)
+		if batch && r.db == nil {
+			r.kept = append(r.kept, res)
 		}
-	}
-	s.OnCheckpoint = func(pos uint64) {
-		if r.writer != nil {
-			r.writer.Checkpoint(pos, r.tally.Totals)
-		}
-	}
-
-	sum, runErr := s.Run(runCtx, r.plan.space)
-	prog.Done()
-	// Everything below must happen even after Ctrl-C: save, then print.
-	bg := context.WithoutCancel(ctx)
-	interrupted := runErr != nil && ctx.Err() != nil
-	status := store.Done
-	switch {
-	case interrupted:
-		status = store.Interrupted
-	case runErr != nil:
-		status = store.Failed
+		// An output that cannot be written stops the scan, as a store
+		// that fails does: what it finds would be lost.
+		return dst.write(res)
 	}
 	if r.db != nil {
-		r.writer.Checkpoint(sum.Checkpoint, r.tally.Totals)
-		if err := r.writer.Close(); err != nil && r.dbErr == nil {
-			r.dbErr = err
-		}
-		if err := r.sink.Finish(bg, status, r.tally.Totals); err != nil && r.dbErr == nil {
-			r.dbErr = err
-		}
+		sink := r.db.Buffered(r.info)
+		sink.MaxBuffered, sink.RetryFor, sink.SpillDir, sink.Logger = opts.DBBuffer, opts.DBRetry, opts.SpillDir, g.Logger()
+		job.Sink = sink
+		// Other hosts see the scan alive even while no checkpoint moves.
+		job.Heartbeat = func(ctx context.Context) error { return r.db.Heartbeat(ctx, r.info.ID) }
+		job.HeartbeatEvery = cmp.Or(r.db.LeaseTTL, store.DefaultLeaseTTL) / 3
 	}
-	var err error
+	o := job.Run(ctx)
+	prog.Done()
+	// Everything below must happen even after Ctrl-C: print what was saved.
+	bg := context.WithoutCancel(ctx)
+	sum, runErr, status := o.Summary, o.Err, o.Status
+	interrupted := status == store.Interrupted
+	r.dbErr = cmp.Or(o.OutputErr, o.SinkErr)
+	err = nil
 	for _, o := range dst {
 		if o.stream != nil {
 			err = cmp.Or(err, o.stream.Close())
@@ -994,39 +965,6 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		fmt.Fprintf(g.io.ErrOut, "scan %d: %d ports in %s, %d open; stored in %s\n", r.info.ID, sum.Done, sum.Elapsed.Round(time.Millisecond), r.tally.Open, r.db.Path())
 	}
 	return nil
-}
-
-// heartbeat renews the run's lease while it runs, so other hosts see the
-// scan alive even while no checkpoint moves. A lease another host took
-// over (this one was silent past its lease) stops the run: the checkpoint
-// and the finish will say so. It returns the function that stops it.
-func (r *scanRun) heartbeat(ctx context.Context, stopRun func()) func() {
-	ctx, cancel := context.WithCancel(ctx)
-	every := r.db.LeaseTTL
-	if every <= 0 {
-		every = store.DefaultLeaseTTL
-	}
-	every /= 3
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			// Errors other than a lost lease (the database unreachable) are
-			// the result writer's to handle; the lease may lapse meanwhile.
-			if err := r.db.Heartbeat(ctx, r.info.ID); errors.Is(err, store.ErrLeaseLost) {
-				stopRun()
-				return
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
 }
 
 // progressLine is the terminal's progress line. Besides the ports done it
@@ -1115,7 +1053,7 @@ func (r *scanRun) render(ctx context.Context, o *scanOutput, sum scan.Summary, s
 	meta := output.ScanMeta{
 		Args: "portolan " + strings.Join(r.g.args, " "), Version: Version, Start: time.Now().Add(-sum.Elapsed), End: time.Now(),
 		ScanType: r.plan.proberName, Ports: r.plan.ports, Hosts: int(min(r.plan.space.Hosts(), 1<<31-1)),
-		AssumeUp: r.opts.NoHostDown, DiscoveryOnly: r.opts.discoveryOnly(), Names: r.plan.hosts.Names(),
+		AssumeUp: r.recipe.AssumeUp, DiscoveryOnly: r.recipe.DiscoveryOnly, Names: r.plan.hosts.Names(),
 	}
 	if status != store.Done {
 		meta.Error = fmt.Sprintf("scan %s at %.1f%%", status, sum.Percent)
@@ -1258,23 +1196,23 @@ type dryPlan struct {
 // dryFirst is how many of the first probes a dry run lists.
 const dryFirst = 10
 
-func runDryScan(ctx context.Context, g *Globals, opts *ScanOptions, p *scanPlan) error {
+func runDryScan(ctx context.Context, g *Globals, r scanjob.Recipe, p *scanPlan) error {
 	// The plan is computed, not run: the permutation gives the first
 	// probes at once, so a /8 x 65535 space plans as fast as one port.
 	n := p.space.Size()
 	lo, hi := p.shard.Range(n)
 	plan := dryPlan{
-		Targets: strings.Join(opts.Exprs, " "), Ports: p.ports.String(), Hosts: p.space.Hosts(),
-		PortCount: p.space.PortCount(), Space: n, Seed: opts.Seed, SeedText: strconv.FormatUint(opts.Seed, 10), Shard: opts.Shard, Rate: opts.Rate,
+		Targets: strings.Join(r.Targets, " "), Ports: p.ports.String(), Hosts: p.space.Hosts(),
+		PortCount: p.space.PortCount(), Space: n, Seed: r.Seed, SeedText: strconv.FormatUint(r.Seed, 10), Shard: r.Shard, Rate: r.Rate,
 		Probes: hi - lo, First: []string{},
 	}
-	perm := scan.NewPermutation(n, opts.Seed)
+	perm := scan.NewPermutation(n, r.Seed)
 	for pos := lo; pos < hi && pos < lo+dryFirst; pos++ {
 		addr, port, proto := p.space.At(perm.At(pos))
 		plan.First = append(plan.First, netip.AddrPortFrom(addr, uint16(port)).String()+"/"+proto.String())
 	}
-	if opts.Rate > 0 {
-		plan.Estimate = time.Duration(float64(plan.Probes) / opts.Rate * float64(time.Second))
+	if r.Rate > 0 {
+		plan.Estimate = time.Duration(float64(plan.Probes) / r.Rate * float64(time.Second))
 	}
 	if ctx.Err() != nil {
 		return silentExit(ExitInterrupted)

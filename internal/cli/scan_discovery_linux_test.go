@@ -240,3 +240,31 @@ func TestScanXMLNdiff(t *testing.T) {
 		t.Errorf("ndiff nmap.xml portolan.xml: %d differences:\n%s", len(diffs), out)
 	}
 }
+
+// TestScanPingScanRaw: privileged, -sn sends raw discovery probes as nmap
+// does, so a host whose firewall lets in only an ICMP timestamp request,
+// or only bare ACKs to port 80, is reported up, not down.
+func TestScanPingScanRaw(t *testing.T) {
+	testenv.RequireRoot(t)
+	scanner, target, lk := netlab.NewPair(t)
+	if err := lk.PinNeighbors(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ rule, want string }{
+		{"icmp type timestamp-request accept", "Host is up (timestamp-reply"},
+		{"tcp dport 80 tcp flags & (fin|syn|rst|ack) == ack accept", "Host is up (reset"},
+	} {
+		nft(t, target, "flush ruleset\ntable inet fw {\n chain input {\n  type filter hook input priority 0; policy drop;\n  "+tc.rule+"\n }\n}\n")
+		r := runChild(t, portolanIn(t, scanner, "scan", "-sn", lk.B4.String(), "--no-store", "--format", "table"))
+		if r.code != ExitOK || !strings.Contains(r.stdout, tc.want) {
+			t.Errorf("scan -sn behind %q: want %q in\n%v", tc.rule, tc.want, r)
+		}
+		// nmap -sn, without the ARP ping that would find any host on
+		// the link, is the reference.
+		nmap := testenv.RequireCommand(t, "nmap")
+		out, err := scanner.Command(t.Context(), nmap, "-sn", "-n", "--disable-arp-ping", lk.B4.String()).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Host is up") {
+			t.Errorf("nmap -sn behind %q: %v; want the host up\n%s", tc.rule, err, out)
+		}
+	}
+}

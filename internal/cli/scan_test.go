@@ -27,6 +27,7 @@ import (
 
 	"portolan/internal/portspec"
 	"portolan/internal/scan"
+	"portolan/internal/scanjob"
 	"portolan/internal/store"
 	"portolan/internal/target"
 	"portolan/internal/testenv"
@@ -706,9 +707,8 @@ func TestProgressLine(t *testing.T) {
 // resumed scan's interruption says how far the whole scan got, its earlier
 // runs included, not how far this run got through what was left.
 func TestScanHistoryTexts(t *testing.T) {
-	opts := &ScanOptions{Ports: "-"}
-	if _, text, err := opts.portSet(); err != nil || text != "-p-" {
-		t.Errorf("portSet(-p-) text %q, %v; want -p-", text, err)
+	if text := (scanjob.Recipe{Ports: "-"}).PortText(); text != "-p-" {
+		t.Errorf("PortText(-p-) = %q; want -p-", text)
 	}
 	hosts, err := target.Parse(t.Context(), []string{"198.18.0.0/30"}, nil, target.Options{IncludeReserved: true})
 	if err != nil {

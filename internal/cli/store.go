@@ -166,13 +166,14 @@ func scanMeta(si store.ScanInfo) output.ScanMeta {
 	}
 	// The scan's options hold -Pn: its hosts were all assumed up.
 	var opts struct {
-		NoHostDown bool                  `json:"no_host_down"`
-		ScanType   string                `json:"scan_type"`
-		Names      map[netip.Addr]string `json:"names"`
+		NoHostDown    bool                  `json:"no_host_down"`
+		ScanType      string                `json:"scan_type"` // recipes of version 1: "n" for -sn
+		DiscoveryOnly bool                  `json:"discovery_only"`
+		Names         map[netip.Addr]string `json:"names"`
 	}
 	if json.Unmarshal(si.Options, &opts) == nil {
 		m.AssumeUp = opts.NoHostDown
-		m.DiscoveryOnly = strings.EqualFold(opts.ScanType, "n")
+		m.DiscoveryOnly = opts.DiscoveryOnly || strings.EqualFold(opts.ScanType, "n")
 		m.Names = opts.Names
 	}
 	// An imported nmap -sV scan knows versions its banners do not say.

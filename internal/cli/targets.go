@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"portolan/internal/scanjob"
 	"portolan/internal/target"
 )
 
@@ -25,50 +26,15 @@ type TargetsOptions struct {
 }
 
 // TargetFlags are the target-selection flags of every command that takes
-// targets (targets, scan). Bind them with addTargetFlags and turn them into
-// a set with parseTargets.
+// targets (targets, scan): a scan recipe's target selection, bound to
+// flags. Bind them with addTargetFlags and turn them into a set with
+// parseTargets.
 type TargetFlags struct {
-	InputLists      []string `json:"input_lists,omitempty"` // -iL / --input-list files; "-" is standard input
-	Excludes        []string `json:"excludes,omitempty"`
-	ExcludeFiles    []string `json:"exclude_files,omitempty"`
-	IncludeReserved bool     `json:"include_reserved,omitempty"`
-	Only4           bool     `json:"only4,omitempty"`
-	Only6           bool     `json:"only6,omitempty"`
-	AllAddrs        bool     `json:"all_addrs,omitempty"`
-	Prefer6         bool     `json:"prefer6,omitempty"`
-	MaxHosts        uint64   `json:"max_hosts,omitempty"`
-	Force           bool     `json:"force,omitempty"`
+	scanjob.TargetSelect // -iL / --input-list files ("-" is standard input), excludes, limits
 
 	// inputMarks holds, for each "-iL FILE", the number of positional
 	// arguments seen before it: FILE is the argument at that index.
 	inputMarks []int
-}
-
-// UnmarshalJSON reads the keys above and the Go-cased ones (InputLists)
-// that scans stored before them have in their recipes, so those resume.
-func (f *TargetFlags) UnmarshalJSON(b []byte) error {
-	type plain TargetFlags // without this method
-	var cur plain
-	if err := json.Unmarshal(b, &cur); err != nil {
-		return err
-	}
-	var old struct {
-		InputLists, Excludes, ExcludeFiles                      []string
-		IncludeReserved, Only4, Only6, AllAddrs, Prefer6, Force bool
-		MaxHosts                                                uint64
-	}
-	if err := json.Unmarshal(b, &old); err != nil {
-		return err
-	}
-	*f = TargetFlags(cur)
-	f.InputLists = append(f.InputLists, old.InputLists...)
-	f.Excludes = append(f.Excludes, old.Excludes...)
-	f.ExcludeFiles = append(f.ExcludeFiles, old.ExcludeFiles...)
-	f.IncludeReserved = f.IncludeReserved || old.IncludeReserved
-	f.Only4, f.Only6 = f.Only4 || old.Only4, f.Only6 || old.Only6
-	f.AllAddrs, f.Prefer6, f.Force = f.AllAddrs || old.AllAddrs, f.Prefer6 || old.Prefer6, f.Force || old.Force
-	f.MaxHosts = max(f.MaxHosts, old.MaxHosts)
-	return nil
 }
 
 // targetSyntaxHelp explains target expressions; commands that take targets

@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -31,6 +32,10 @@ type Doors struct {
 	Watch  []DoorPort
 	Group  uint16
 	Prefix string // the log prefix of the watch rule
+	// NoLog drops the watched packets without logging them, for a daemon
+	// that captures them with AF_PACKET (which sees packets before
+	// netfilter) where NFLOG is missing: a log rule would not even load.
+	NoLog bool
 }
 
 // DoorPort is a port with its protocol.
@@ -57,3 +62,32 @@ const (
 	// doorPriority runs the doors' chain before the input chain (filter, 0).
 	doorPriority = -5
 )
+
+// SSHDoor says what the knock doors do to new SSH connections like p; ok
+// is false when no door protects p's port. The doors' chain comes before
+// the rules: a client whose SSH port a door protects gets in only while
+// the door is open for it, whatever the rules say; and since an accept of
+// the door only ends the doors' chain, the rules must accept it too.
+func SSHDoor(p Packet, protected []DoorPort, holders []DoorHolder, now time.Time) (note string, ok bool) {
+	port := DoorPort{Proto: p.Proto, Port: p.Port}
+	found := false
+	for _, d := range protected {
+		found = found || d == port
+	}
+	if !found {
+		return "", false
+	}
+	src := p.Src.Unmap().WithZone("")
+	var until time.Time
+	for _, h := range holders {
+		if h.Port == port && h.Src.Unmap() == src && h.Expires.After(until) {
+			until = h.Expires
+		}
+	}
+	if until.After(now) {
+		return fmt.Sprintf("a knock door protects %d/%v: it is open for %s until %s, then new SSH connections from it need a knock or SPA request first",
+			p.Port, p.Proto, src, until.Format(time.RFC3339)), true
+	}
+	return fmt.Sprintf("a knock door protects %d/%v and is closed for %s: new SSH connections from it need a knock or SPA request first (open sessions stay up)",
+		p.Port, p.Proto, src), true
+}

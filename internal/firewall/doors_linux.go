@@ -137,10 +137,14 @@ func (f *Firewall) SetDoors(ctx context.Context, d *Doors) error {
 		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 	}
 	rule(append(portKey, lookup(protect), drop)...)
-	rule(append(portKey, lookup(watch),
-		&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_QTHRESHOLD,
-			Group: d.Group, QThreshold: 1, Data: []byte(d.Prefix)},
-		drop)...)
+	if d.NoLog {
+		rule(append(portKey, lookup(watch), drop)...)
+	} else {
+		rule(append(portKey, lookup(watch),
+			&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_QTHRESHOLD,
+				Group: d.Group, QThreshold: 1, Data: []byte(d.Prefix)},
+			drop)...)
+	}
 	if err := c.Flush(); err != nil {
 		return wrap(err)
 	}

@@ -2,6 +2,7 @@ package knock
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"fmt"
 	"net"
@@ -14,6 +15,9 @@ import (
 // SPA sends single-packet authorization requests.
 type SPA struct {
 	Key *ClientKey
+	// Server seals requests to this server key (knockd's server-key), so
+	// no observer reads them; nil sends them signed but readable.
+	Server *ecdh.PublicKey
 	// Now is the clock for the timestamp; nil means time.Now.
 	Now func() time.Time
 }
@@ -40,6 +44,11 @@ func (c *SPA) Send(ctx context.Context, server netip.AddrPort, allow netip.Addr,
 	b, err := c.Key.Sign(&req)
 	if err != nil {
 		return nil, err
+	}
+	if c.Server != nil {
+		if b, err = Seal(b, c.Server); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := conn.Write(b); err != nil {
 		return nil, fmt.Errorf("spa to %s: %w", server, err)

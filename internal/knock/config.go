@@ -2,8 +2,10 @@ package knock
 
 import (
 	"cmp"
+	"crypto/ecdh"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,7 +39,28 @@ type Config struct {
 	Window time.Duration
 	// AuthorizedKeys is the authorized-keys file; empty: no SPA.
 	AuthorizedKeys string
-	Doors          []Door
+	// ServerKey is the server's X25519 key file (portolan knock keygen
+	// --server), which opens sealed SPA requests; empty: sealed requests
+	// are not understood. LoadServerKey reads it into ServerPrivate.
+	ServerKey     string
+	ServerPrivate *ecdh.PrivateKey
+	// SealedOnly rejects SPA requests that are not sealed.
+	SealedOnly bool
+	Doors      []Door
+}
+
+// LoadServerKey reads ServerKey into ServerPrivate; with no ServerKey it
+// does nothing.
+func (c *Config) LoadServerKey() error {
+	if c.ServerKey == "" {
+		return nil
+	}
+	k, err := ReadServerKey(c.ServerKey)
+	if err != nil {
+		return err
+	}
+	c.ServerPrivate = k
+	return nil
 }
 
 // Door protects ports and opens them for a source that knocks its sequence
@@ -54,6 +77,53 @@ type Door struct {
 	OpenFor time.Duration
 	// NoSPA refuses SPA requests for this door's ports.
 	NoSPA bool
+	// OneTime is a file of one-time sequences (see ParseOneTime), instead
+	// of Sequence. LoadOneTime reads it and sets Sequence to its first
+	// unused line; each use moves on to the next.
+	OneTime string
+	oneTime *OneTime // the unused sequences, once loaded
+}
+
+// OneTimeLeft is how many one-time sequences are unused, as loaded.
+func (d *Door) OneTimeLeft() int {
+	if d.oneTime == nil {
+		return 0
+	}
+	return len(d.oneTime.Seqs)
+}
+
+// knockPorts are the ports whose packets the door's sequences need: its
+// sequence and every unused one-time sequence.
+func (d *Door) knockPorts() []DoorPort {
+	if d.oneTime != nil {
+		return d.oneTime.ports()
+	}
+	return d.Sequence
+}
+
+// LoadOneTime reads the one-time sequences file of each door that has
+// one: its Sequence becomes the first unused line (none when all are
+// used).
+func (c *Config) LoadOneTime() error {
+	for i := range c.Doors {
+		d := &c.Doors[i]
+		if d.OneTime == "" {
+			continue
+		}
+		text, err := os.ReadFile(d.OneTime)
+		if err != nil {
+			return fmt.Errorf("door %s: %w", d.Name, err)
+		}
+		ot, err := ParseOneTime(d.OneTime, text)
+		if err != nil {
+			return fmt.Errorf("door %s: %w", d.Name, err)
+		}
+		d.oneTime, d.Sequence = ot, nil
+		if len(ot.Seqs) > 0 {
+			d.Sequence = ot.Seqs[0]
+		}
+	}
+	return c.Validate()
 }
 
 // The settings with their defaults: a zero field means the default.
@@ -75,6 +145,9 @@ func (c *Config) Validate() error {
 	if c.Window < 0 || c.Window > time.Hour {
 		return fmt.Errorf("window %v: want 0 to 1h", c.Window)
 	}
+	if c.SealedOnly && c.ServerKey == "" && c.ServerPrivate == nil {
+		return errors.New("sealed-only needs a server-key to open sealed requests with")
+	}
 	spa := DoorPort{Proto: portspec.UDP, Port: portspec.Port(c.spaPort())}
 	names := map[string]bool{}
 	protected := map[DoorPort]string{}
@@ -90,7 +163,7 @@ func (c *Config) Validate() error {
 		if len(d.Protect) == 0 {
 			return fmt.Errorf("door %s: protects no port", d.Name)
 		}
-		if len(d.Sequence) == 0 && (d.NoSPA || c.AuthorizedKeys == "") {
+		if len(d.Sequence) == 0 && d.OneTime == "" && (d.NoSPA || c.AuthorizedKeys == "") {
 			return fmt.Errorf("door %s: neither a sequence nor SPA (authorized keys) opens it", d.Name)
 		}
 		if len(d.Sequence) > maxSequence {
@@ -110,7 +183,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, d := range c.Doors {
-		for _, k := range d.Sequence {
+		for _, k := range d.knockPorts() {
 			if other, ok := protected[k]; ok {
 				return fmt.Errorf("door %s: knock %d/%s is a port door %s protects", d.Name, k.Port, k.Proto, other)
 			}
@@ -184,10 +257,13 @@ type ConfigError = config.Error
 //	spa-port: 62201             # optional
 //	window: 30s                 # timestamp tolerance (optional)
 //	authorized-keys: /etc/portolan/knock.keys
+//	server-key: /etc/portolan/knockd.key   # opens sealed requests (optional)
+//	sealed-only: false                    # true: refuse unsealed requests
 //	doors:
 //	  - name: ssh
 //	    protect: 22/tcp
 //	    sequence: 7000,8000/udp,9000
+//	    # or one-time-sequences: /etc/portolan/ssh.sequences
 //	    stage-timeout: 5s
 //	    open-for: 30s
 //	    spa: true               # false: knocks only
@@ -201,7 +277,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if !top.IsMapping() {
 		return nil, top.Errorf("want a mapping with a doors list, not %s", top.Kind())
 	}
-	fields, err := top.Map("group", "spa-port", "window", "authorized-keys", "doors")
+	fields, err := top.Map("group", "spa-port", "window", "authorized-keys", "server-key", "sealed-only", "doors")
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +295,10 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 			cfg.Window, err = config.Value(v, positiveDuration)
 		case "authorized-keys":
 			cfg.AuthorizedKeys, err = config.Value(v, nonEmpty("a file name"))
+		case "server-key":
+			cfg.ServerKey, err = config.Value(v, nonEmpty("a file name"))
+		case "sealed-only":
+			cfg.SealedOnly, err = v.Bool()
 		case "doors":
 			doors, err = v.List()
 			doorsAt = v
@@ -245,7 +325,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 
 func parseDoor(n config.Node) (Door, error) {
 	var d Door
-	fields, err := n.Map("name", "protect", "sequence", "stage-timeout", "open-for", "spa")
+	fields, err := n.Map("name", "protect", "sequence", "one-time-sequences", "stage-timeout", "open-for", "spa")
 	if err != nil {
 		return d, err
 	}
@@ -258,6 +338,8 @@ func parseDoor(n config.Node) (Door, error) {
 			d.Protect, err = config.Value(v, ParsePorts)
 		case "sequence":
 			d.Sequence, err = config.Value(v, ParseSequence)
+		case "one-time-sequences":
+			d.OneTime, err = config.Value(v, nonEmpty("a file name"))
 		case "stage-timeout":
 			d.StageTimeout, err = config.Value(v, positiveDuration)
 		case "open-for":
@@ -270,6 +352,9 @@ func parseDoor(n config.Node) (Door, error) {
 		if err != nil {
 			return d, err
 		}
+	}
+	if len(d.Sequence) > 0 && d.OneTime != "" {
+		return d, n.Errorf("sequence and one-time-sequences: choose one")
 	}
 	return d, nil
 }

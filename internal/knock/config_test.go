@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"portolan/internal/portspec"
 )
@@ -33,6 +34,13 @@ doors:
 		StageTimeout: 3 * time.Second, OpenFor: time.Minute}}}, ""},
 	{"spa only", "authorized-keys: k\ngroup: 9\nspa-port: 4000\nwindow: 10s\ndoors:\n  - protect: 22,443/tcp\n", &Config{Group: 9, SPAPort: 4000, Window: 10 * time.Second, AuthorizedKeys: "k",
 		Doors: []Door{{Name: "door1", Protect: []DoorPort{{Proto: portspec.TCP, Port: 22}, {Proto: portspec.TCP, Port: 443}}}}}, ""},
+	{"sealed", "authorized-keys: k\nserver-key: /etc/portolan/knockd.key\nsealed-only: true\ndoors:\n  - protect: 22/tcp\n", &Config{AuthorizedKeys: "k",
+		ServerKey: "/etc/portolan/knockd.key", SealedOnly: true, Doors: []Door{{Name: "door1", Protect: []DoorPort{{Proto: portspec.TCP, Port: 22}}}}}, ""},
+	{"sealed-only without a key", "authorized-keys: k\nsealed-only: true\ndoors:\n  - protect: 22/tcp\n", nil, "sealed-only needs a server-key"},
+	{"sealed-only not a bool", "authorized-keys: k\nsealed-only: maybe\ndoors:\n  - protect: 22/tcp\n", nil, "2:14: sealed-only:"},
+	{"one-time", "doors:\n  - protect: 22/tcp\n    one-time-sequences: /etc/portolan/ssh.sequences\n", &Config{
+		Doors: []Door{{Name: "door1", Protect: []DoorPort{{Proto: portspec.TCP, Port: 22}}, OneTime: "/etc/portolan/ssh.sequences"}}}, ""},
+	{"one-time and sequence", "doors:\n  - protect: 22/tcp\n    sequence: 1\n    one-time-sequences: s\n", nil, "2:5: door 1: sequence and one-time-sequences: choose one"},
 	{"no doors", "group: 9\n", nil, "1:1: doors: no doors"},
 	{"unknown key", "doors:\n  - protect: 22\n    sequence: 1\n    colour: red\n", nil, `4:5: door 1: unknown key "colour"`},
 	{"bad sequence", "doors:\n  - protect: 22\n    sequence: 7000,x\n", nil, "3:15: door 1: sequence: sequence \"7000,x\": column 6"},
@@ -58,7 +66,7 @@ func TestParseConfig(t *testing.T) {
 			t.Errorf("%s: ParseConfig: %v", tc.name, err)
 			continue
 		}
-		if d := cmp.Diff(tc.want, got); d != "" {
+		if d := cmp.Diff(tc.want, got, cmpopts.IgnoreFields(Config{}, "ServerPrivate"), cmpopts.IgnoreUnexported(Door{})); d != "" {
 			t.Errorf("%s: ParseConfig (-want +got):\n%s", tc.name, d)
 		}
 	}

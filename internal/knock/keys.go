@@ -190,8 +190,8 @@ func ParseClientKey(name string, text []byte) (*ClientKey, error) {
 // GenerateKey makes a new client key and returns the key file's text and
 // the authorized-keys line for the server, naming the key name.
 func GenerateKey(alg Alg, name string) (keyFile, authLine []byte, err error) {
-	if strings.ContainsAny(name, " \t\n") || name == "" {
-		return nil, nil, fmt.Errorf("key name %q: want one word", name)
+	if err := checkKeyName(name); err != nil {
+		return nil, nil, err
 	}
 	switch alg {
 	case Ed25519:
@@ -199,11 +199,9 @@ func GenerateKey(alg Alg, name string) (keyFile, authLine []byte, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(priv)
-		if err != nil {
+		if keyFile, err = pemPrivateKey(priv); err != nil {
 			return nil, nil, err
 		}
-		keyFile = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 		authLine = fmt.Appendf(nil, "ed25519 %s %s\n", base64.StdEncoding.EncodeToString(pub), name)
 	case HMAC:
 		s := make([]byte, 32)
@@ -217,6 +215,22 @@ func GenerateKey(alg Alg, name string) (keyFile, authLine []byte, err error) {
 	return keyFile, authLine, nil
 }
 
+func checkKeyName(name string) error {
+	if strings.ContainsAny(name, " \t\n") || name == "" {
+		return fmt.Errorf("key name %q: want one word", name)
+	}
+	return nil
+}
+
+// pemPrivateKey encodes a private key as a PKCS #8 PEM block.
+func pemPrivateKey(priv any) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
 // WriteKeyPair writes GenerateKey's output to path (mode 0600) and
 // path.pub (0644, or 0600 for an HMAC secret), refusing to overwrite.
 func WriteKeyPair(path string, alg Alg, name string) error {
@@ -228,6 +242,20 @@ func WriteKeyPair(path string, alg Alg, name string) error {
 	if alg == HMAC {
 		pubMode = 0o600
 	}
+	return writePair(path, key, line, pubMode)
+}
+
+// WriteServerKeyPair writes GenerateServerKey's output to path (mode
+// 0600) and path.pub (0644), refusing to overwrite.
+func WriteServerKeyPair(path, name string) error {
+	key, line, err := GenerateServerKey(name)
+	if err != nil {
+		return err
+	}
+	return writePair(path, key, line, 0o644)
+}
+
+func writePair(path string, key, line []byte, pubMode os.FileMode) error {
 	for _, f := range []struct {
 		path string
 		data []byte

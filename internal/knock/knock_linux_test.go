@@ -36,6 +36,8 @@ type lab struct {
 	events   chan Event
 	logs     *syncBuffer
 	stop     func()
+	capture  string  // the servers' Capture
+	server   *Server // the last one started
 }
 
 type syncBuffer struct {
@@ -85,7 +87,8 @@ func newLab(t *testing.T, openFor time.Duration) *lab {
 func (l *lab) start(t *testing.T, rs ReplayStore) {
 	t.Helper()
 	s := &Server{Firewall: l.fw, Replay: rs, Logger: slog.New(slog.NewJSONHandler(l.logs, nil)),
-		Events: func(e Event) { l.events <- e }}
+		Events: func(e Event) { l.events <- e }, Capture: l.capture}
+	l.server = s
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := s.Apply(ctx, l.cfg, l.keys); err != nil {
 		t.Fatal(err)

@@ -83,6 +83,16 @@ func (t *tracker) knock(now time.Time, src netip.Addr, sport uint16, k DoorPort)
 	return opened, full
 }
 
+// forget drops every source's progress through door i, whose sequence
+// changed.
+func (t *tracker) forget(i int) {
+	for k := range t.state {
+		if k.door == i {
+			delete(t.state, k)
+		}
+	}
+}
+
 // sweep forgets progress that timed out.
 func (t *tracker) sweep(now time.Time) {
 	for k, p := range t.state {

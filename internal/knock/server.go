@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,11 @@ const (
 	ReasonPorts       = "ports not allowed"
 	ReasonOpenFailed  = "open failed"
 	ReasonReplayStore = "replay cache unavailable"
+	// A sealed request that does not decrypt (or no server-key to try):
+	// counted, not logged line by line, as junk is.
+	ReasonUndecryptable = "undecryptable"
+	ReasonUnsealed      = "not sealed" // sealed-only refuses it
+	ReasonOneTime       = "one-time sequence not recorded"
 )
 
 // Event types.
@@ -60,7 +66,8 @@ type ReplayStore interface {
 }
 
 // Server is the knock daemon: it reads the knock and SPA packets its doors'
-// log rule sends to NFLOG and opens doors through the firewall. Configure
+// log rule sends to NFLOG (or, where NFLOG is missing, captures them with
+// AF_PACKET) and opens doors through the firewall. Configure
 // it with Apply, run it with Serve. The zero value with a Firewall works.
 type Server struct {
 	// Firewall opens the doors; it names the namespace.
@@ -76,6 +83,16 @@ type Server struct {
 	Now func() time.Time
 	// OpenDoor opens ports for src for d; nil means Firewall.OpenDoor.
 	OpenDoor func(ctx context.Context, src netip.Addr, ports []DoorPort, d time.Duration) error
+	// Capture says how knock packets are read: CaptureNFLOG (the doors'
+	// log rule), CapturePacket (AF_PACKET with a BPF filter, needs
+	// CAP_NET_RAW), or CaptureAuto, which is NFLOG unless it cannot be
+	// opened (no nfnetlink_log) and AF_PACKET then. Empty means
+	// CaptureAuto. It cannot change once Apply has run.
+	Capture string
+
+	// openNFLOG opens the NFLOG group; nil means nflog.Open. Tests make
+	// it fail as a kernel without nfnetlink_log does.
+	openNFLOG func(ctx context.Context, cfg nflog.Config) (capture, error)
 
 	mu    sync.Mutex // cfg, keys, track, seen, closers
 	cfg   *Config
@@ -87,6 +104,9 @@ type Server struct {
 	logLimit limiter
 	m        metrics
 	started  atomic.Bool
+	packet   packetCapturer // the AF_PACKET capture, when that is the one
+	mode     string         // the capture in use: CaptureNFLOG or CapturePacket
+	fellBack error          // why NFLOG was not used in CaptureAuto
 }
 
 type closeKey struct {
@@ -111,9 +131,10 @@ func (s *Server) log() *slog.Logger {
 // Apply validates cfg and makes it the running configuration: it writes
 // the doors to the firewall (what is open stays open) and resets sequence
 // progress. keys are the authorized keys (nil: no SPA). The first Apply
-// binds cfg's NFLOG group before it touches the firewall, so a second
-// daemon fails (nflog.ErrGroupBusy) without changing the first one's
-// doors; the group cannot change afterwards.
+// opens the capture (see Capture) before it touches the firewall: with
+// NFLOG, a second daemon then fails (nflog.ErrGroupBusy) without changing
+// the first one's doors; the group cannot change afterwards. With
+// AF_PACKET, each Apply sets the capture's filter to the watched ports.
 func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) error {
 	s.m.init()
 	if err := cfg.Validate(); err != nil {
@@ -125,11 +146,6 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	if old != nil && s.started.Load() && old.group() != cfg.group() {
 		return fmt.Errorf("nflog group %d: cannot change from %d while running; restart", cfg.group(), old.group())
 	}
-	if !s.started.Load() {
-		if err := s.listen(ctx, cfg.group()); err != nil {
-			return err
-		}
-	}
 	fw := &firewall.Doors{Group: cfg.group(), Prefix: "portolan knock"}
 	seenPort := map[DoorPort]bool{}
 	for _, d := range cfg.Doors {
@@ -139,7 +155,7 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 				fw.Protect = append(fw.Protect, p)
 			}
 		}
-		for _, k := range d.Sequence {
+		for _, k := range d.knockPorts() {
 			if !seenPort[k] {
 				seenPort[k] = true
 				fw.Watch = append(fw.Watch, k)
@@ -149,13 +165,24 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	if len(keys) > 0 {
 		fw.Watch = append(fw.Watch, DoorPort{Proto: portspec.UDP, Port: portspec.Port(cfg.spaPort())})
 	}
+	if !s.started.Load() {
+		if err := s.listen(ctx, cfg.group(), fw.Watch); err != nil {
+			return err
+		}
+	} else if s.packet != nil {
+		if err := s.packet.SetWatch(fw.Watch); err != nil {
+			return err
+		}
+	}
+	fw.NoLog = s.packet != nil
 	if err := s.Firewall.SetDoors(ctx, fw); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cfg, s.keys = cfg, keys
-	s.track = newTracker(cfg.Doors, 1<<16)
+	// The tracker's doors are a copy: one-time sequences move on in it.
+	s.track = newTracker(slices.Clone(cfg.Doors), 1<<16)
 	if s.seen == nil {
 		s.seen = map[[16]byte]time.Time{}
 		s.until = map[closeKey]Event{}
@@ -163,30 +190,61 @@ func (s *Server) Apply(ctx context.Context, cfg *Config, keys map[KeyID]*Key) er
 	return nil
 }
 
-// Listen makes sure the NFLOG group of the applied configuration is bound,
-// so that knocks are queued from now on; Serve reads them. Apply binds it
+// Listen makes sure the capture of the applied configuration is open, so
+// that knocks are queued from now on; Serve reads them. Apply opens it
 // already: Listen only says whether that was done.
 func (s *Server) Listen(ctx context.Context) error {
 	if s.started.Load() {
 		return nil
 	}
-	s.mu.Lock()
-	cfg := s.cfg
-	s.mu.Unlock()
-	if cfg == nil {
-		return errors.New("knockd: listen before apply")
-	}
-	return s.listen(ctx, cfg.group())
+	return errors.New("knockd: listen before apply")
 }
 
-func (s *Server) listen(ctx context.Context, group uint16) error {
-	r, err := nflog.Open(ctx, nflog.Config{Group: group, NetNS: s.Firewall.NetNS, CopyRange: 512})
+// listen opens the capture.
+func (s *Server) listen(ctx context.Context, group uint16, watch []DoorPort) error {
+	mode, err := ParseCapture(s.Capture)
 	if err != nil {
 		return err
 	}
-	s.m.reader.Store(r)
+	var c capture
+	if mode != CapturePacket {
+		open := s.openNFLOG
+		if open == nil {
+			open = func(ctx context.Context, cfg nflog.Config) (capture, error) {
+				r, err := nflog.Open(ctx, cfg)
+				if err != nil {
+					return nil, err
+				}
+				return nflogCapture{r}, nil
+			}
+		}
+		c, err = open(ctx, nflog.Config{Group: group, NetNS: s.Firewall.NetNS, CopyRange: captureSnap})
+		if err == nil {
+			s.mode = CaptureNFLOG
+		} else if mode == CaptureNFLOG || !fallBack(err) {
+			return err
+		}
+	}
+	if c == nil {
+		p, perr := openPacketCapture(s.Firewall.NetNS, watch)
+		if perr != nil {
+			return errors.Join(err, perr)
+		}
+		c, s.packet, s.mode, s.fellBack = p, p, CapturePacket, err
+	}
+	s.m.cap.Store(&captureRef{c})
 	s.started.Store(true)
 	return nil
+}
+
+// Capturing says which capture reads the knocks, CaptureNFLOG or
+// CapturePacket ("" before Apply), and, when CaptureAuto fell back to
+// AF_PACKET, why NFLOG could not be used.
+func (s *Server) Capturing() (mode string, fellBack error) {
+	if !s.started.Load() {
+		return "", nil
+	}
+	return s.mode, s.fellBack
 }
 
 // Serve reads knock and SPA packets until ctx ends; then it returns nil.
@@ -194,12 +252,12 @@ func (s *Server) listen(ctx context.Context, group uint16) error {
 // when it returns: open ones close on their kernel timeouts, and protected
 // ports stay closed (the firewall keeps the doors' chain).
 func (s *Server) Serve(ctx context.Context) error {
-	if s.m.reader.Load() == nil {
+	if s.m.cap.Load() == nil {
 		if err := s.Listen(ctx); err != nil {
 			return err
 		}
 	}
-	r := s.m.reader.Load()
+	r := s.m.cap.Load().c
 	defer r.Close()
 	// Closed events and forgetting come on time, packets or not.
 	hctx, stop := context.WithCancel(ctx)
@@ -278,17 +336,71 @@ func (s *Server) knock(ctx context.Context, at time.Time, src netip.Addr, sport 
 	}
 	for _, i := range opened {
 		d := &cfg.Doors[i]
-		s.open(ctx, Event{Via: "sequence", Door: d.Name, Src: src, Allow: src, Ports: d.Protect}, at, d.openFor())
+		ev := Event{Via: "sequence", Door: d.Name, Src: src, Allow: src, Ports: d.Protect}
+		if d.OneTime != "" {
+			// Used before it opens: a sequence that cannot be marked used
+			// must not open twice.
+			if err := s.useOneTime(d, i); err != nil {
+				s.reject(ev, ReasonOneTime, "err", err)
+				continue
+			}
+		}
+		s.open(ctx, ev, at, d.openFor())
 	}
+}
+
+// useOneTime marks the one-time sequence door i just completed used in its
+// file and moves the door on to the next.
+func (s *Server) useOneTime(d *Door, i int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i >= len(s.track.doors) || s.track.doors[i].OneTime != d.OneTime {
+		return fmt.Errorf("door %s: changed by a reload meanwhile", d.Name)
+	}
+	td := &s.track.doors[i]
+	ot := td.oneTime
+	if ot == nil || len(ot.Seqs) == 0 {
+		return fmt.Errorf("door %s: no one-time sequence left", d.Name)
+	}
+	if err := markUsed(d.OneTime, ot.Lines[0], ot.Seqs[0], s.now()); err != nil {
+		return err
+	}
+	td.oneTime = &OneTime{Seqs: ot.Seqs[1:], Lines: ot.Lines[1:]}
+	td.Sequence = nil
+	if len(td.oneTime.Seqs) > 0 {
+		td.Sequence = td.oneTime.Seqs[0]
+	} else {
+		s.log().Warn("one-time sequences used up: the door opens by SPA only now, if at all", "door", d.Name, "file", d.OneTime)
+	}
+	s.track.forget(i)
+	return nil
 }
 
 func (s *Server) spa(ctx context.Context, cfg *Config, at time.Time, src netip.Addr, data []byte) {
 	ev := Event{Via: "spa", Src: src}
+	sealed := IsSealed(data)
+	if sealed {
+		var err error
+		if cfg.ServerPrivate == nil {
+			err = errors.New("no server-key to open sealed requests with")
+		} else {
+			data, err = Unseal(data, cfg.ServerPrivate)
+		}
+		if err != nil {
+			s.m.rejects.WithLabelValues(ReasonUndecryptable).Inc()
+			s.log().Debug("sealed spa datagram not opened", "src", src, "err", err)
+			return
+		}
+	}
 	req, signed, auth, err := ParseSPA(data)
 	if err != nil {
 		// Junk on the SPA port is counted, not logged line by line.
 		s.m.rejects.WithLabelValues(ReasonMalformed).Inc()
 		s.log().Debug("spa datagram not understood", "src", src, "err", err)
+		return
+	}
+	if cfg.SealedOnly && !sealed {
+		s.reject(ev, ReasonUnsealed)
 		return
 	}
 	s.mu.Lock()
@@ -467,9 +579,12 @@ type metrics struct {
 	closes  prometheus.Counter
 	junk    prometheus.Counter
 	latency prometheus.Histogram
-	reader  atomic.Pointer[nflog.Reader]
+	cap     atomic.Pointer[captureRef]
 	lost    *prometheus.Desc
+	plost   *prometheus.Desc
 }
+
+type captureRef struct{ c capture }
 
 func (m *metrics) init() {
 	m.once.Do(func() {
@@ -481,6 +596,7 @@ func (m *metrics) init() {
 		m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "portolan_knock_open_latency_seconds", Help: "From the kernel's receipt of the last knock or the SPA datagram to the door open.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)})
 		m.lost = prometheus.NewDesc("portolan_knock_nflog_lost_total", "Logged packets the kernel dropped before knockd read them.", nil, nil)
+		m.plost = prometheus.NewDesc("portolan_knock_packet_lost_total", "Knock packets the AF_PACKET capture's full buffer dropped.", nil, nil)
 	})
 }
 
@@ -494,6 +610,7 @@ func (s *Server) Describe(ch chan<- *prometheus.Desc) {
 	s.m.junk.Describe(ch)
 	s.m.latency.Describe(ch)
 	ch <- s.m.lost
+	ch <- s.m.plost
 }
 
 // Collect implements prometheus.Collector.
@@ -505,9 +622,13 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	s.m.closes.Collect(ch)
 	s.m.junk.Collect(ch)
 	s.m.latency.Collect(ch)
-	var lost uint64
-	if r := s.m.reader.Load(); r != nil {
-		lost = r.Stats().Lost
+	// Only the capture in use has a lost count.
+	desc, lost := s.m.lost, uint64(0)
+	if r := s.m.cap.Load(); r != nil {
+		lost = r.c.Lost()
+		if _, ok := r.c.(packetCapturer); ok {
+			desc = s.m.plost
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(s.m.lost, prometheus.CounterValue, float64(lost))
+	ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(lost))
 }

@@ -122,17 +122,25 @@ func (t *Template) Link() bool { return t.l3 != 0 }
 // template's family (an IPv4-mapped address counts as IPv4, as the
 // template's source does). It allocates nothing.
 func (t *Template) Fill(b []byte, dst netip.Addr, sport, dport uint16, seq uint32) []byte {
-	return t.fill(b, dst, sport, dport, seq, FlagSYN)
+	return t.fill(b, dst, sport, dport, seq, 0, FlagSYN)
 }
 
 // FillRST writes a reset instead: what ends the half-open connection a
 // SYN-ACK to us opened on the target, as the kernel would have sent had
 // its own reset not been suppressed. seq is the SYN-ACK's acknowledgement.
 func (t *Template) FillRST(b []byte, dst netip.Addr, sport, dport uint16, seq uint32) []byte {
-	return t.fill(b, dst, sport, dport, seq, FlagRST)
+	return t.fill(b, dst, sport, dport, seq, 0, FlagRST)
 }
 
-func (t *Template) fill(b []byte, dst netip.Addr, sport, dport uint16, seq uint32, flags uint8) []byte {
+// FillACK writes a bare ACK acknowledging ack, nmap's -PA host discovery
+// probe: a host answers it with a reset whatever the port's state (a
+// stateless firewall often lets it through), and the reset's sequence
+// number is ack (RFC 9293, 3.10.7.1), so ack carries the cookie.
+func (t *Template) FillACK(b []byte, dst netip.Addr, sport, dport uint16, seq, ack uint32) []byte {
+	return t.fill(b, dst, sport, dport, seq, ack, FlagACK)
+}
+
+func (t *Template) fill(b []byte, dst netip.Addr, sport, dport uint16, seq, ack uint32, flags uint8) []byte {
 	b = b[:t.n]
 	copy(b, t.pkt[:t.n])
 	ip := b[t.l3:]
@@ -153,7 +161,8 @@ func (t *Template) fill(b []byte, dst netip.Addr, sport, dport uint16, seq uint3
 	binary.BigEndian.PutUint16(tcp[0:], sport)
 	binary.BigEndian.PutUint16(tcp[2:], dport)
 	binary.BigEndian.PutUint32(tcp[4:], seq)
-	s := t.tcpSum + dsum + uint32(sport) + uint32(dport) + seq>>16 + seq&0xffff
+	binary.BigEndian.PutUint32(tcp[8:], ack)
+	s := t.tcpSum + dsum + uint32(sport) + uint32(dport) + seq>>16 + seq&0xffff + ack>>16 + ack&0xffff
 	if flags != FlagSYN {
 		// The flags share a 16-bit word with the data offset: take the
 		// template's SYN out of the sum and put the new flags in.

@@ -90,9 +90,33 @@ func TestTemplateFill(t *testing.T) {
 				if p, err := Parse(b); err != nil || p.Flags != FlagRST || p.Seq != f.seq {
 					t.Errorf("Parse(FillRST(...)) = %+v, %v; want a reset with seq %#x", p.Segment, err, f.seq)
 				}
+				ack := ^f.seq
+				b = tp.FillACK(buf, dst, f.sport, f.dport, f.seq, ack)
+				if c.link {
+					b = b[ethLen:]
+				}
+				if !tcpChecksumOK(t, b) {
+					t.Errorf("FillACK(%s, %d, %d, %#x, %#x): TCP checksum wrong", dst, f.sport, f.dport, f.seq, ack)
+				}
+				want = Segment{Src: src, Dst: dst, SrcPort: f.sport, DstPort: f.dport, Seq: f.seq, Ack: ack, Flags: FlagACK}
+				if p, err := Parse(b); err != nil || p.Segment != want {
+					t.Errorf("Parse(FillACK(...)) = %+v, %v; want %+v", p.Segment, err, want)
+				}
+				// The template's slot is reused: a SYN after an ACK acknowledges nothing.
+				if p, _ := Parse(tp.Fill(buf, dst, f.sport, f.dport, f.seq)[ethOff(c.link):]); p.Ack != 0 || p.Flags != FlagSYN {
+					t.Errorf("Fill after FillACK = %+v; want a SYN with ack 0", p.Segment)
+				}
 			}
 		})
 	}
+}
+
+// ethOff is where the IP header starts in a template's packet.
+func ethOff(link bool) int {
+	if link {
+		return ethLen
+	}
+	return 0
 }
 
 func TestUpdateChecksum(t *testing.T) {
@@ -313,16 +337,22 @@ func FuzzTemplate(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := tp.Fill(make([]byte, MaxSYNLen), dst, sport, dport, seq)
-		if link {
-			b = b[ethLen:]
-		}
-		if !tcpChecksumOK(t, b) {
-			t.Fatalf("checksum wrong for %s %s %d %d %d", src, dst, sport, dport, seq)
-		}
-		p, err := Parse(b)
-		if err != nil || p.Src != src || p.Dst != dst || p.SrcPort != sport || p.DstPort != dport || p.Seq != seq {
-			t.Fatalf("Parse(Fill) = %+v, %v", p, err)
+		buf := make([]byte, MaxSYNLen)
+		for _, ack := range []uint32{0, seq ^ 0x5a5a5a5a} {
+			var b []byte
+			if ack == 0 {
+				b = tp.Fill(buf, dst, sport, dport, seq)
+			} else {
+				b = tp.FillACK(buf, dst, sport, dport, seq, ack)
+			}
+			b = b[ethOff(link):]
+			if !tcpChecksumOK(t, b) {
+				t.Fatalf("checksum wrong for %s %s %d %d %d ack %d", src, dst, sport, dport, seq, ack)
+			}
+			p, err := Parse(b)
+			if err != nil || p.Src != src || p.Dst != dst || p.SrcPort != sport || p.DstPort != dport || p.Seq != seq || p.Ack != ack {
+				t.Fatalf("Parse(Fill) = %+v, %v; want ack %d", p, err, ack)
+			}
 		}
 	})
 }

@@ -33,6 +33,9 @@ func (*Receiver) Close() error                      { return nil }
 // LookupRoute returns ErrNotSupported.
 func LookupRoute(netip.Addr) (Route, error) { return Route{}, ErrNotSupported }
 
+// LookupRouteVia returns ErrNotSupported.
+func LookupRouteVia(netip.Addr, string) (Route, error) { return Route{}, ErrNotSupported }
+
 // Neighbors is not supported off Linux.
 type Neighbors struct{}
 
@@ -44,6 +47,9 @@ func (*Neighbors) Close() error                                     { return nil
 
 // Solicit returns ErrNotSupported.
 func Solicit(netip.Addr) error { return ErrNotSupported }
+
+// SolicitVia returns ErrNotSupported.
+func SolicitVia(netip.Addr, string) error { return ErrNotSupported }
 
 // Guard is not supported off Linux.
 type Guard struct{}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -15,9 +16,20 @@ import (
 // prohibited or blackhole route is the kernel's error (EHOSTUNREACH,
 // EACCES, EINVAL; ENETUNREACH for no route), wrapped, so that callers can
 // tell them apart as a connect() would.
-func LookupRoute(dst netip.Addr) (Route, error) {
+func LookupRoute(dst netip.Addr) (Route, error) { return LookupRouteVia(dst, "") }
+
+// LookupRouteVia is LookupRoute for packets that must leave through the
+// interface named ifname (nmap's -e): the kernel's answer for that output
+// interface. An empty ifname is LookupRoute.
+func LookupRouteVia(dst netip.Addr, ifname string) (Route, error) {
 	dst = dst.Unmap()
-	rs, err := netlink.RouteGet(dst.AsSlice())
+	var rs []netlink.Route
+	var err error
+	if ifname == "" {
+		rs, err = netlink.RouteGet(dst.AsSlice())
+	} else {
+		rs, err = netlink.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{Oif: ifname})
+	}
 	if err != nil {
 		return Route{}, fmt.Errorf("route to %s: %w", dst, err)
 	}
@@ -102,8 +114,25 @@ func (n *Neighbors) Close() error {
 // Solicit makes the kernel resolve ip's link-layer address: it sends one
 // empty UDP datagram to ip's discard port (9), which needs the address.
 // A raw packet would not: AF_PACKET skips the neighbour layer.
-func Solicit(ip netip.Addr) error {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 9)))
+func Solicit(ip netip.Addr) error { return SolicitVia(ip, "") }
+
+// SolicitVia is Solicit on the interface named ifname (the datagram's
+// socket is bound to it), for a next hop that a route through another
+// interface would not reach. An empty ifname is Solicit.
+func SolicitVia(ip netip.Addr, ifname string) error {
+	d := net.Dialer{}
+	if ifname != "" {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	c, err := d.Dial("udp", netip.AddrPortFrom(ip, 9).String())
 	if err != nil {
 		return fmt.Errorf("solicit %s: %w", ip, err)
 	}

@@ -28,7 +28,12 @@ import (
 // goroutine also schedules), all in the caller's network namespace. It raises the
 // open-files limit to its hard maximum. Elsewhere it is DialProber.
 // The zero value is ready.
-type ConnectProber struct{}
+type ConnectProber struct {
+	// Local binds the probe sockets to an interface, a source address and
+	// a source port (Linux only). The zero value leaves them to the
+	// kernel.
+	Local Local
+}
 
 // inFlightLimiter is implemented by sessions that can only hold so many
 // probes at once (sockets under the open-files limit); the scanner keeps
@@ -68,10 +73,16 @@ func verdict(errno syscall.Errno) (st State, reason string, busy bool) {
 type DialProber struct {
 	// Dialer dials; nil means a zero net.Dialer.
 	Dialer *net.Dialer
+	// Local must be zero: the portable prober binds nothing (set
+	// Dialer.LocalAddr instead). It is here so that ProberByName can say so.
+	Local Local
 }
 
 // Open starts a session.
 func (d DialProber) Open(ctx context.Context, report func(Reply)) (Session, error) {
+	if !d.Local.IsZero() {
+		return nil, fmt.Errorf("dial prober from an interface, source address or port: %w (the connect prober does it)", ErrUnsupported)
+	}
 	dl := d.Dialer
 	if dl == nil {
 		dl = &net.Dialer{}

@@ -19,7 +19,10 @@ import (
 
 // Open starts a session: an epoll instance and the goroutine that waits on
 // it.
-func (ConnectProber) Open(ctx context.Context, report func(Reply)) (Session, error) {
+func (c ConnectProber) Open(ctx context.Context, report func(Reply)) (Session, error) {
+	if err := checkLocal(c.Local, unix.SOCK_STREAM); err != nil {
+		return nil, fmt.Errorf("connect scan: %w", err)
+	}
 	limit := noFileBudget()
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -39,6 +42,7 @@ func (ConnectProber) Open(ctx context.Context, report func(Reply)) (Session, err
 	s := &epollSession{
 		epfd: epfd, wake: wake, report: report,
 		limit:  limit,
+		local:  c.Local,
 		ids:    make(map[uint64]int32),
 		queued: make(map[uint64]struct{}),
 		zones:  make(map[string]uint32),
@@ -101,6 +105,7 @@ type epollSession struct {
 	report     func(Reply)
 	limit      int
 	zones      map[string]uint32 // IPv6 zone name -> interface index
+	local      Local             // where probes leave from; read-only
 
 	mu     sync.Mutex
 	conns  []conn // by file descriptor
@@ -139,7 +144,10 @@ func (s *epollSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto)
 	if err := s.sockaddr(dst, &sa); err != nil {
 		return err
 	}
-	src := s.sources.lookup(dst.Addr().Unmap())
+	src, err := s.source(dst.Addr().Unmap())
+	if err != nil {
+		return err
+	}
 	// A probe goes to a helper thread while the helpers' queue is short:
 	// connect is nearly all the work, one thread issuing them uses one
 	// core, and this thread also runs the scheduler, so the helpers take
@@ -158,12 +166,29 @@ func (s *epollSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto)
 			s.mu.Unlock()
 		}
 	}
-	err := s.probe(id, &sa, src, &s.spare)
-	if err != nil && src.IsValid() && errors.Is(err, ErrBusy) {
+	err = s.probe(id, &sa, src, &s.spare)
+	if err != nil && src.IsValid() && !s.local.Addr.IsValid() && errors.Is(err, ErrBusy) {
 		// Perhaps the address is gone: the next try asks again.
 		s.sources.forget(dst.Addr().Unmap())
 	}
 	return err
+}
+
+// source is the address probes to dst are bound to: Local's, or the one
+// the route gives (sourceCache), or none where the kernel must choose (a
+// socket bound to an interface without a source address picks one of that
+// interface's as it connects).
+func (s *epollSession) source(dst netip.Addr) (netip.Addr, error) {
+	switch {
+	case s.local.Addr.IsValid():
+		if err := s.local.family(dst); err != nil {
+			return netip.Addr{}, err
+		}
+		return s.local.Addr.Unmap(), nil
+	case s.local.Iface != "":
+		return netip.Addr{}, nil
+	}
+	return s.sources.lookup(dst), nil
 }
 
 // job is a probe handed to a helper thread.
@@ -232,7 +257,7 @@ func sameNetns(nsfd int) bool {
 // with epoll if the outcome is not known yet, from a socket bound to src
 // if that is valid. spare is the caller's own set of reusable sockets.
 func (s *epollSession) probe(id uint64, sa *rawAddr, src netip.Addr, spare *spares) error {
-	fd, err := socket(sa.family, src, spare)
+	fd, err := socket(sa.family, src, s.local, spare)
 	if err != nil {
 		return sendErr("socket", err)
 	}
@@ -284,13 +309,24 @@ func (s *epollSession) probe(id uint64, sa *rawAddr, src netip.Addr, spare *spar
 }
 
 // socket returns an unconnected non-blocking TCP socket bound to src (if
-// valid): a spare one, if any, or a new one. Either is made on the calling
-// thread, so in its network namespace.
-func socket(family int, src netip.Addr, spare *spares) (int, error) {
+// valid) and to what l asks: a spare one, if any, or a new one. Either is
+// made on the calling thread, so in its network namespace.
+func socket(family int, src netip.Addr, l Local, spare *spares) (int, error) {
 	if fd, ok := spare.take(family, src); ok {
 		return fd, nil
 	}
-	return ownPortSocket(family, src)
+	if l.IsZero() {
+		return ownPortSocket(family, src)
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := bindLocal(fd, family, l, src); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // ownPortSocket returns a socket bound to a port of its own, named

@@ -192,3 +192,64 @@ func TestDiscoveryOnly(t *testing.T) {
 		t.Errorf("%d results, %d hosts down; want 3 and 1", len(got), sum.HostsDown)
 	}
 }
+
+// TestDiscoveryRaw: with raw sockets, host discovery sends nmap's default
+// probes besides the TCP ports (ICMP echo and timestamp, a TCP ACK to 80,
+// ICMPv6 echo), so a host behind a firewall that lets only one of them in
+// is found up, by -sn and by a SYN scan of ports it drops: a timestamp
+// request alone, an ACK alone (a stateless rule for "established"
+// traffic: the host's reset answers it), an ICMPv6 echo alone. A host
+// that lets nothing in is down.
+func TestDiscoveryRaw(t *testing.T) {
+	testenv.RequireRoot(t)
+	const head = "table inet fw { chain input { type filter hook input priority 0; policy drop; iif lo accept; " +
+		"icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept; "
+	for _, tc := range []struct {
+		name, rule string
+		v4, v6     string // the reason the host is up for; "" means down
+	}{
+		{"timestamp only", "icmp type timestamp-request accept;", ReasonTimestampReply, ""},
+		{"ack to 80 only", "tcp dport 80 tcp flags & (fin|syn|rst|ack) == ack accept;", ReasonReset, ReasonReset},
+		{"icmpv6 echo only", "icmpv6 type echo-request accept;", "", ReasonEchoReply},
+		{"nothing", "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			scanner, target, lk := netlab.NewPair(t)
+			if err := lk.PinNeighbors(); err != nil {
+				t.Fatal(err)
+			}
+			nft(t, target, head+tc.rule+" } }")
+			want := map[netip.Addr]string{lk.B4: tc.v4, lk.B6: tc.v6}
+			// -sn: one result per host.
+			got, sum := synScan(t, scanner, Scanner{DiscoveryOnly: true, Pinger: EchoProber{}, InitialTimeout: 300 * time.Millisecond},
+				listSpace{netip.AddrPortFrom(lk.B4, 80), netip.AddrPortFrom(lk.B6, 80)})
+			for a, reason := range want {
+				w := wantState{Open, reason}
+				if reason == "" {
+					w = wantState{Filtered, ReasonHostTimeout}
+				}
+				if r := got[portKey{a, 0}]; stateOf(r) != w {
+					t.Errorf("-sn %s = %v (%s); want %v (%s)", a, r.State, r.Reason, w.state, w.reason)
+				}
+			}
+			if sum.Raw == nil || sum.Raw.Forged != 0 {
+				t.Errorf("Summary.Raw = %+v; want a raw scan with nothing forged", sum.Raw)
+			}
+			// A SYN scan of ports the firewall drops: all filtered after
+			// their retries when discovery finds the host up; when down,
+			// the host's ports not probed yet are left (host-timeout).
+			ports := []portspec.Port{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+			for a, reason := range want {
+				got, sum := synScan(t, scanner, Scanner{Pinger: EchoProber{}, InitialTimeout: 300 * time.Millisecond, Seed: 1}, hostPorts{a, ports})
+				reasons := map[string]int{}
+				for _, r := range got {
+					reasons[r.Reason]++
+				}
+				up := sum.HostsDown == 0 && reasons[ReasonNoResponse] == len(ports)
+				if down := sum.HostsDown == 1 && reasons[ReasonHostTimeout] > 0; up != (reason != "") || (!up && !down) {
+					t.Errorf("-sS %s: %d hosts down, reasons %v; want it up: %v", a, sum.HostsDown, reasons, reason != "")
+				}
+			}
+		})
+	}
+}

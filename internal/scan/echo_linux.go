@@ -33,7 +33,38 @@ func (EchoProber) Open(ctx context.Context, report func(Reply)) (Session, error)
 	if s.socks[0] == nil && s.socks[1] == nil {
 		return nil, errors.Join(errs...)
 	}
+	// Timestamps need a raw socket: without CAP_NET_RAW, echo alone.
+	if ts, err := openTimestamp(); err == nil {
+		s.ts = ts
+		s.wg.Add(1)
+		go s.read(ts)
+	}
 	return s, nil
+}
+
+// openTimestamp opens a raw ICMP socket that receives timestamp replies
+// only (ICMP_FILTER), so that the reader is not woken by every ICMP
+// error a scan draws.
+func openTimestamp() (*echoSock, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+	if err != nil {
+		return nil, fmt.Errorf("icmp socket: %w", err)
+	}
+	// ICMP_FILTER (1) at SOL_RAW: the types to drop, as a bit mask.
+	if err := unix.SetsockoptInt(fd, unix.SOL_RAW, 1, int(^uint32(1<<icmpTimestampReply))); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("icmp socket filter: %w", err)
+	}
+	return &echoSock{f: os.NewFile(uintptr(fd), "icmp-timestamp"), ipHeader: true, timestamp: true}, nil
+}
+
+// PingKinds is echo, and for IPv4 a timestamp request when a raw socket
+// could be opened.
+func (s *echoSession) PingKinds(a netip.Addr) []PingKind {
+	if a.Unmap().Is4() && s.ts != nil {
+		return []PingKind{PingEcho, PingTimestamp}
+	}
+	return []PingKind{PingEcho}
 }
 
 // echoSock is one ICMP socket.
@@ -41,6 +72,8 @@ type echoSock struct {
 	f        *os.File // nonblocking, so the runtime's poller wakes the reader and Close stops it
 	v6       bool
 	ipHeader bool // a raw IPv4 socket: reads start with the IP header
+	// timestamp: the raw socket for ICMP timestamps (echoSession.ts)
+	timestamp bool
 }
 
 // openEcho opens an unprivileged ping socket, or failing that a raw one.
@@ -63,25 +96,36 @@ func openEcho(fam int) (*echoSock, error) {
 }
 
 type echoProbe struct {
-	dst  netip.Addr
-	sent time.Time
+	dst   netip.Addr
+	sent  time.Time
+	token uint32 // a timestamp request's; 0 for an echo
 }
 
 type echoSession struct {
 	report func(Reply)
 	socks  [2]*echoSock // IPv4, IPv6
+	ts     *echoSock    // raw IPv4, for timestamps; nil without CAP_NET_RAW
 	wg     sync.WaitGroup
 
-	mu   sync.Mutex
-	live map[uint64]echoProbe
-	seq  uint16
-	buf  []byte
+	mu     sync.Mutex
+	live   map[uint64]echoProbe
+	tokens map[uint32]uint64 // timestamp requests in flight: their probe IDs
+	token  uint32
+	seq    uint16
+	buf    []byte
 }
 
+// Send sends the probe of kind PingKind(dst.Port()) to dst's address.
 func (s *echoSession) Send(id uint64, dst netip.AddrPort, _ portspec.Proto) error {
 	a := dst.Addr().Unmap()
+	kind := PingKind(dst.Port())
 	sock := s.socks[0]
-	if a.Is6() {
+	switch {
+	case kind == PingTimestamp && a.Is4():
+		sock = s.ts
+	case kind != PingEcho:
+		return fmt.Errorf("ICMP %s to %s: %w", kind, a, ErrUnsupported)
+	case a.Is6():
 		sock = s.socks[1]
 	}
 	if sock == nil {
@@ -89,9 +133,24 @@ func (s *echoSession) Send(id uint64, dst netip.AddrPort, _ portspec.Proto) erro
 		return nil
 	}
 	s.mu.Lock()
-	s.seq++
-	s.buf = echoRequest(s.buf, sock.v6, s.seq, id)
-	s.live[id] = echoProbe{a, time.Now()}
+	var token uint32
+	if sock.timestamp {
+		if s.token++; s.token == 0 {
+			s.token++
+		}
+		token = s.token
+		if s.tokens == nil {
+			s.tokens = map[uint32]uint64{}
+		}
+		s.tokens[s.token] = id
+		now := time.Now().UTC()
+		ms := now.Sub(now.Truncate(24 * time.Hour)).Milliseconds()
+		s.buf = timestampRequest(s.buf, s.token, uint32(ms))
+	} else {
+		s.seq++
+		s.buf = echoRequest(s.buf, sock.v6, s.seq, id)
+	}
+	s.live[id] = echoProbe{a, time.Now(), token}
 	msg := s.buf
 	s.mu.Unlock()
 
@@ -135,8 +194,17 @@ func (s *echoSession) Send(id uint64, dst netip.AddrPort, _ portspec.Proto) erro
 
 func (s *echoSession) forget(id uint64) {
 	s.mu.Lock()
-	delete(s.live, id)
+	s.forgetLocked(id)
 	s.mu.Unlock()
+}
+
+// forgetLocked drops probe id and, if it is a timestamp request, its token.
+// Under mu.
+func (s *echoSession) forgetLocked(id uint64) {
+	if p, ok := s.live[id]; ok && p.token != 0 {
+		delete(s.tokens, p.token)
+	}
+	delete(s.live, id)
 }
 
 // read reports the replies that come to sock until it is closed.
@@ -161,8 +229,18 @@ func (s *echoSession) read(sock *echoSock) {
 		if rerr != nil {
 			continue
 		}
-		id, err := parseEchoReply(buf[:n], sock.v6, sock.ipHeader)
-		if err != nil {
+		var id uint64
+		reason := ReasonEchoReply
+		if sock.timestamp {
+			token, _, err := parseTimestampReply(buf[:n], true)
+			if err != nil {
+				continue
+			}
+			s.mu.Lock()
+			id = s.tokens[token]
+			s.mu.Unlock()
+			reason = ReasonTimestampReply
+		} else if id, err = parseEchoReply(buf[:n], sock.v6, sock.ipHeader); err != nil {
 			continue // someone else's ICMP
 		}
 		var src netip.Addr
@@ -175,11 +253,11 @@ func (s *echoSession) read(sock *echoSock) {
 		s.mu.Lock()
 		p, ok := s.live[id]
 		if ok && p.dst == src {
-			delete(s.live, id)
+			s.forgetLocked(id)
 		}
 		s.mu.Unlock()
 		if ok && p.dst == src {
-			s.report(Reply{ID: id, State: Open, Reason: ReasonEchoReply, RTT: time.Since(p.sent)})
+			s.report(Reply{ID: id, State: Open, Reason: reason, RTT: time.Since(p.sent)})
 		}
 	}
 }
@@ -190,7 +268,7 @@ func (s *echoSession) Cancel(id uint64) (Reply, bool) {
 }
 
 func (s *echoSession) Close() error {
-	for _, sock := range s.socks {
+	for _, sock := range []*echoSock{s.socks[0], s.socks[1], s.ts} {
 		if sock != nil {
 			sock.f.Close()
 		}

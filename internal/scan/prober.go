@@ -3,7 +3,10 @@ package scan
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"portolan/internal/portspec"
@@ -73,3 +76,39 @@ var (
 	// connect), or a prober that does not exist on this system.
 	ErrUnsupported = errors.New("not supported")
 )
+
+// ProberOptions are what a scan asks of the prober it names, whichever it
+// is (ProberByName).
+type ProberOptions struct {
+	// Local is where probes leave from (nmap's -e, -S, --source-port).
+	Local Local
+	// MinRate is the send rate a prober that adapts its own (SYN's AIMD)
+	// never goes below, in packets per second (nmap's --min-rate). 0
+	// means the prober's own floor.
+	MinRate float64
+}
+
+// probers are the probers by name (ProberByName).
+var probers = map[string]func(ProberOptions) Prober{
+	"connect": func(o ProberOptions) Prober { return ConnectProber{Local: o.Local} },
+	"dial":    func(o ProberOptions) Prober { return DialProber{Local: o.Local} },
+	"syn":     func(o ProberOptions) Prober { return SYNProber{Local: o.Local, MinRate: o.MinRate} },
+	"udp":     func(o ProberOptions) Prober { return UDPProber{Local: o.Local} },
+}
+
+// ProberByName returns the prober a scan names ("connect": TCP connect, as
+// nmap's -sT; "dial": the portable connect prober; "syn": half-open SYNs,
+// as nmap's -sS; "udp": UDP with protocol payloads, nmap's -sU), set up
+// with o, so that a stored scan, a fleet worker or a scheduled scan picks
+// its prober without knowing the types.
+func ProberByName(name string, o ProberOptions) (Prober, error) {
+	if f := probers[name]; f != nil {
+		return f(o), nil
+	}
+	names := make([]string, 0, len(probers))
+	for n := range probers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return nil, fmt.Errorf("prober %q: %w (there are %s)", name, ErrUnsupported, strings.Join(names, ", "))
+}

@@ -60,6 +60,30 @@ func (b *bucket) next(now time.Time) time.Time {
 	return now.Add(time.Duration(math.Ceil((1 - b.tokens) / b.rate * float64(time.Second))))
 }
 
+// A bucket also keeps the floor of --min-rate: tokens refill at the
+// minimum rate and every probe sent spends one (down to -burst, so sending
+// faster for a while banks no more than 10 ms of credit). A whole token
+// left means the scan has fallen behind the floor: the scheduler then sends
+// past its soft limits (the in-flight window, a new host's slow start)
+// until it has caught up.
+
+// behind reports whether a floor bucket holds a whole token.
+func (b *bucket) behind(now time.Time) bool {
+	if b.rate <= 0 {
+		return false
+	}
+	b.refill(now)
+	return b.tokens >= 1
+}
+
+// spend counts a probe sent against a floor bucket.
+func (b *bucket) spend(now time.Time) {
+	if b.rate > 0 {
+		b.refill(now)
+		b.tokens = math.Max(-b.burst, b.tokens-1)
+	}
+}
+
 // rttEst is the smoothed round-trip time and its variation, kept as RFC 6298
 // says TCP keeps them; the retransmission timeout it gives is how long a
 // probe waits before it counts as unanswered.

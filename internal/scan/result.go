@@ -75,6 +75,7 @@ const (
 	ReasonNetUnreach      = "net-unreach"      // filtered: ICMP network unreachable or no route
 	ReasonAdminProhibited = "admin-prohibited" // filtered: ICMP administratively prohibited, or a local firewall
 	ReasonEchoReply       = "echo-reply"       // host up: it answered an ICMP echo (discovery)
+	ReasonTimestampReply  = "timestamp-reply"  // host up: it answered an ICMP timestamp request (discovery)
 	ReasonUDPResponse     = "udp-response"     // open: a UDP datagram came back
 	ReasonPortUnreach     = "port-unreach"     // closed: ICMP port unreachable (UDP); filtered for a SYN probe, as in nmap
 	ReasonProtoUnreach    = "proto-unreach"    // filtered: ICMP protocol unreachable

@@ -39,6 +39,10 @@ const (
 // (mail, file sharing, remote desktop, databases, alternative web ports).
 var DefaultDiscoveryPorts = []portspec.Port{80, 443, 22, 21, 23, 25, 53, 110, 135, 139, 445, 3389, 3306, 8080, 8443}
 
+// DefaultDiscoveryACKPorts are the ports host discovery sends a bare TCP
+// ACK to, when the prober can (SYNProber): nmap's -PA80.
+var DefaultDiscoveryACKPorts = []portspec.Port{80}
+
 // slowStart is how many probes a host that has not answered yet may have in
 // flight. It keeps the first wave, sent before any RTT is known, small: a
 // dead host costs a few probes, and a live one is at full speed one RTT
@@ -59,6 +63,13 @@ type Scanner struct {
 	// Rate caps probes per second, retries included. 0 means no cap other
 	// than Window.
 	Rate float64
+	// MinRate is the rate the scan never falls under while it has probes
+	// to send (nmap's --min-rate): when it does, the soft limits give way
+	// (Window, up to as many probes as MinRate for MaxTimeout needs, and a
+	// new host's slow start) until it has caught up. Rate, the prober's own
+	// limit on probes in flight, and host discovery still hold. 0 means no
+	// floor.
+	MinRate float64
 	// Window caps the probes the scan holds at once (in flight, waiting for
 	// a retry or for a banner). 0 means DefaultWindow. The connect prober
 	// also stays under the open-files limit.
@@ -89,8 +100,14 @@ type Scanner struct {
 	// DiscoveryPorts are the TCP ports host discovery probes. Nil means
 	// DefaultDiscoveryPorts.
 	DiscoveryPorts []portspec.Port
-	// Pinger, if set, adds an ICMP echo to host discovery (EchoProber).
-	// Nil means TCP discovery only.
+	// DiscoveryACKPorts are the ports host discovery sends a TCP ACK to,
+	// which a host answers with a reset whether the port listens or not,
+	// and which stateless firewalls let through: only with a prober that
+	// can send one (SYNProber). Nil means DefaultDiscoveryACKPorts.
+	DiscoveryACKPorts []portspec.Port
+	// Pinger, if set, adds ICMP to host discovery (EchoProber: an echo,
+	// and with CAP_NET_RAW a timestamp request for IPv4). Nil means TCP
+	// discovery only.
 	Pinger Prober
 	// HostTimeout gives up on a host this long after its first probe
 	// (nmap's --host-timeout): its ports not probed by then are reported
@@ -218,12 +235,16 @@ func (s *Scanner) Run(ctx context.Context, sp Space) (Summary, error) {
 		return e.summary(), fmt.Errorf("open prober: %w", err)
 	}
 	e.sess = sess
+	if _, ok := sess.(ackSender); !ok {
+		e.ackPorts = nil
+	}
 	if is, ok := sess.(icmpSeer); ok {
 		e.seesICMP = is.SeesICMP()
 	}
 	if l, ok := sess.(inFlightLimiter); ok {
 		e.fdLimit = max(1, l.InFlightLimit())
 		e.sockLimit = min(e.sockLimit, e.fdLimit)
+		e.floorLive = min(e.floorLive, e.fdLimit)
 	}
 	if s.Pinger != nil && e.downAfter > 0 {
 		if e.pingSess, err = s.Pinger.Open(ctx, e.inbox.report); err != nil {
@@ -273,7 +294,10 @@ type engine struct {
 	minTO, maxTO, iTO time.Duration
 	downAfter         int
 	discPorts         []portspec.Port
+	ackPorts          []portspec.Port // nil when the prober sends no ACK
 	bucket            bucket
+	floor             bucket    // Scanner.MinRate's
+	floorLive         int       // live probes (and probes in flight) allowed while behind the floor
 	busyUntil         time.Time // after ErrBusy with nothing in flight
 
 	slots    []*probe // by slot number, for Reply.ID lookups
@@ -342,8 +366,15 @@ type probeKind uint8
 const (
 	kindPort probeKind = iota // a position of the space
 	kindDisc                  // a TCP discovery probe: no position, no result
-	kindPing                  // an ICMP echo for discovery, through the Pinger
+	kindPing                  // an ICMP probe for discovery, through the Pinger; port is its PingKind
+	kindAck                   // a TCP ACK for discovery, through the prober's ackSender
 )
+
+// ackSender is implemented by sessions that can send a bare TCP ACK for
+// host discovery (the SYN prober's): a reset answers it, reported Closed.
+type ackSender interface {
+	SendACK(id uint64, dst netip.AddrPort) error
+}
 
 // discState is where a host is in discovery.
 type discState uint8
@@ -479,12 +510,20 @@ func (s *Scanner) newEngine(sp Space) (*engine, error) {
 	if e.discPorts == nil {
 		e.discPorts = DefaultDiscoveryPorts
 	}
+	e.ackPorts = s.DiscoveryACKPorts
+	if e.ackPorts == nil {
+		e.ackPorts = DefaultDiscoveryACKPorts
+	}
 	e.sockLimit = e.window
 	e.fdLimit = e.window
 	e.bannerDone = make(chan bannerOutcome, e.bannerPar)
 	e.inbox.signal = make(chan struct{}, 1)
 	e.begin = e.now()
 	e.bucket = newBucket(s.Rate, e.begin)
+	if s.MinRate > 0 {
+		e.floor = newBucket(s.MinRate, e.begin)
+		e.floorLive = max(1, int(min(s.MinRate*e.maxTO.Seconds(), 1<<20)))
+	}
 	e.st.Total = hi - start
 	e.rateMark.at = e.begin
 	e.nextCP = e.begin.Add(orDefault(s.CheckpointEvery, DefaultEvery))
@@ -526,7 +565,21 @@ func (e *engine) loop() error {
 			if e.busyUntil.After(now) && e.busyUntil.Before(wake) {
 				wake = e.busyUntil
 			}
+		} else if e.floorLive > 0 && len(e.timeouts) < e.floorLive && (e.ready.len() > 0 || e.next < e.hi && e.live < e.floorLive) {
+			// Held by the soft limits: under --min-rate they give way when
+			// the floor's next token comes (or the rate cap's, or a busy
+			// prober's).
+			at := now.Add(100 * time.Microsecond)
+			for _, t := range []time.Time{e.floor.next(now), e.bucket.next(now), e.busyUntil} {
+				if t.After(at) {
+					at = t
+				}
+			}
+			if at.Before(wake) {
+				wake = at
+			}
 		}
+
 		if e.s.OnStats != nil && e.nextStats.Before(wake) {
 			wake = e.nextStats
 		}
@@ -552,7 +605,7 @@ func (e *engine) dispatch(now time.Time) error {
 		return nil
 	}
 	sent := 0
-	for len(e.timeouts) < e.sockLimit {
+	for len(e.timeouts) < e.sockLimit || e.behind(now) && len(e.timeouts) < e.floorLive {
 		p := e.nextSendable()
 		if p == nil {
 			return nil
@@ -577,6 +630,7 @@ func (e *engine) dispatch(now time.Time) error {
 			}
 			return nil
 		}
+		e.floor.spend(now)
 		if sent++; sent%64 == 0 {
 			// Long bursts move the clock on: deadlines must not start in
 			// the past. And they take the answers that came meanwhile (on
@@ -593,6 +647,9 @@ func (e *engine) dispatch(now time.Time) error {
 	}
 	return nil
 }
+
+// behind reports whether the scan has fallen under Scanner.MinRate.
+func (e *engine) behind(now time.Time) bool { return e.floorLive > 0 && e.floor.behind(now) }
 
 // maxBurst is the most probes one dispatch sends before it returns to the
 // loop.
@@ -615,7 +672,7 @@ func (e *engine) nextSendable() *probe {
 		switch {
 		case e.ready.len() > 0:
 			p = e.ready.popFront()
-		case e.next < e.hi && e.live < e.window:
+		case e.next < e.hi && (e.live < e.window || e.live < e.floorLive && e.behind(e.clock)):
 			p = e.take(e.next)
 			e.next++
 		default:
@@ -651,7 +708,7 @@ func (e *engine) nextSendable() *probe {
 				st, reason = silent(p.proto), ReasonNoResponse
 			}
 			e.complete(p, e.result(p, st, reason, 0))
-		case !h.canSend():
+		case !h.canSend() && !(h.disc != discRunning && e.behind(e.clock)):
 			h.parked = append(h.parked, p)
 		default:
 			return p
@@ -715,7 +772,12 @@ func (e *engine) send(p *probe, now time.Time) error {
 	h := p.host
 	p.gen++
 	p.id = uint64(p.gen)<<32 | uint64(p.slot)
-	err := e.sessFor(p).Send(p.id, netip.AddrPortFrom(p.addr, uint16(p.port)), p.proto)
+	var err error
+	if p.kind == kindAck {
+		err = e.sess.(ackSender).SendACK(p.id, netip.AddrPortFrom(p.addr, uint16(p.port)))
+	} else {
+		err = e.sessFor(p).Send(p.id, netip.AddrPortFrom(p.addr, uint16(p.port)), p.proto)
+	}
 	if err != nil {
 		p.id = 0
 		if errors.Is(err, ErrBusy) {
@@ -1058,9 +1120,19 @@ func (e *engine) discover(a netip.Addr, h *host) {
 		e.ready.pushFront(e.alloc(a, port, portspec.TCP, kindDisc))
 		h.discLeft++
 	}
-	if e.pingSess != nil {
-		e.ready.pushFront(e.alloc(a, 0, portspec.TCP, kindPing))
+	for _, port := range e.ackPorts {
+		e.ready.pushFront(e.alloc(a, port, portspec.TCP, kindAck))
 		h.discLeft++
+	}
+	if e.pingSess != nil {
+		kinds := []PingKind{PingEcho}
+		if pk, ok := e.pingSess.(pingKinder); ok {
+			kinds = pk.PingKinds(a)
+		}
+		for _, k := range kinds {
+			e.ready.pushFront(e.alloc(a, portspec.Port(k), portspec.TCP, kindPing))
+			h.discLeft++
+		}
 	}
 	e.log.Debug("host discovery: no answer yet", "addr", a, "probes", h.silent)
 	if h.discLeft == 0 {

@@ -140,6 +140,30 @@ func TestSchedulerWindow(t *testing.T) {
 	}
 }
 
+// TestSchedulerMinRate: a window that would hold the scan under
+// --min-rate gives way (the slow host's answers take 20 ms, so 4 probes
+// in flight make 200/s, a tenth of the floor), while without the floor
+// it holds.
+func TestSchedulerMinRate(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		minRate float64
+		past    bool // in flight past the window
+	}{
+		{"no floor: the window holds", 0, false},
+		{"floor of 2000/s: the window gives way", 2000, true},
+	} {
+		f := &fakeProber{delay: 20 * time.Millisecond, answer: func(uint16, int) (State, bool) { return Closed, true }}
+		_, sum := run(t, Scanner{Prober: f, Window: 4, MinRate: c.minRate}, portsSpace(300))
+		if past := f.maxInFlight > 4; past != c.past {
+			t.Errorf("%s: max in flight %d with Window 4; want past it: %v", c.name, f.maxInFlight, c.past)
+		}
+		if sum.Sent != 300 || sum.Answered != 300 {
+			t.Errorf("%s: summary %+v; want 300 sent and answered", c.name, sum.Stats)
+		}
+	}
+}
+
 // TestSchedulerRetriesOnlySilent: answered probes are never sent again;
 // silent ones are, until they answer or retries run out, and then (the host
 // has closed ports: its silence may be rate-limited ICMP errors) up to

@@ -2,10 +2,7 @@ package scan
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"slices"
-	"strings"
 )
 
 // Totals are the running counts of a scan's results, which a Sink records
@@ -162,29 +159,4 @@ func (w *SinkWriter) Close() error {
 	close(w.jobs)
 	<-w.done
 	return w.err
-}
-
-// probers are the probers by name (ProberByName).
-var probers = map[string]func() Prober{
-	"connect": func() Prober { return ConnectProber{} },
-	"dial":    func() Prober { return DialProber{} },
-	"syn":     func() Prober { return SYNProber{} },
-	"udp":     func() Prober { return UDPProber{} },
-}
-
-// ProberByName returns the prober a scan names ("connect": TCP connect, as
-// nmap's -sT; "dial": the portable connect prober; "syn": half-open SYNs,
-// as nmap's -sS; "udp": UDP with protocol payloads, nmap's -sU), so that
-// a stored scan, a fleet worker or a scheduled scan picks its prober
-// without knowing the types.
-func ProberByName(name string) (Prober, error) {
-	if f := probers[name]; f != nil {
-		return f(), nil
-	}
-	names := make([]string, 0, len(probers))
-	for n := range probers {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return nil, fmt.Errorf("prober %q: %w (there are %s)", name, ErrUnsupported, strings.Join(names, ", "))
 }

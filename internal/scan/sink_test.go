@@ -64,13 +64,20 @@ func TestSinkWriter(t *testing.T) {
 }
 
 func TestProberByName(t *testing.T) {
-	if p, err := ProberByName("connect"); err != nil || p != (ConnectProber{}) {
+	if p, err := ProberByName("connect", ProberOptions{}); err != nil || p != (ConnectProber{}) {
 		t.Errorf("ProberByName(connect) = %v, %v", p, err)
 	}
-	if p, err := ProberByName("syn"); err != nil || p != (SYNProber{}) {
+	if p, err := ProberByName("syn", ProberOptions{}); err != nil || p != (SYNProber{}) {
 		t.Errorf("ProberByName(syn) = %v, %v", p, err)
 	}
-	if _, err := ProberByName("xmas"); !errors.Is(err, ErrUnsupported) {
+	l := Local{Iface: "eth1", Addr: netip.MustParseAddr("198.18.0.2"), Port: 53}
+	if p, err := ProberByName("syn", ProberOptions{Local: l, MinRate: 5000}); err != nil || p != (SYNProber{Local: l, MinRate: 5000}) {
+		t.Errorf("ProberByName(syn, %v) = %v, %v", l, p, err)
+	}
+	if p, err := ProberByName("udp", ProberOptions{Local: l}); err != nil || p.(UDPProber).Local != l {
+		t.Errorf("ProberByName(udp, %v) = %v, %v", l, p, err)
+	}
+	if _, err := ProberByName("xmas", ProberOptions{}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("ProberByName(xmas) = %v; want ErrUnsupported", err)
 	}
 }

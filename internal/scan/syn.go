@@ -29,6 +29,15 @@ type SYNProber struct {
 	// MaxRate caps packets per second; the AIMD rate stays under it.
 	// 0 means DefaultSYNMaxRate.
 	MaxRate float64
+	// MinRate is the floor AIMD never goes below (nmap's --min-rate),
+	// however many packets our own kernel drops. 0 means a floor of
+	// 1,000 per second.
+	MinRate float64
+	// Local sends the SYNs through an interface (the route through it),
+	// with a source address (any: nmap's -S spoofs) and from one source
+	// port (nmap's --source-port) instead of a block of 1,024. The zero
+	// value takes the route's interface and address.
+	Local Local
 	// Canaries is how many random ports of each host are probed to detect
 	// tarpits. 0 means DefaultCanaries; negative means none.
 	Canaries int
@@ -180,13 +189,13 @@ func (t *synTable) del(i uint64) {
 }
 
 // aimd is the send rate for the next period: halved (down to a floor of
-// 1,000/s) after a period with drops in our own kernel, raised by a
-// fiftieth of the cap after a clean period in which the rate held packets
-// back, unchanged otherwise.
-func aimd(rate, maxRate float64, drops uint64, limited bool) float64 {
+// 1,000/s, or minRate if higher) after a period with drops in our own
+// kernel, raised by a fiftieth of the cap after a clean period in which
+// the rate held packets back, unchanged otherwise.
+func aimd(rate, minRate, maxRate float64, drops uint64, limited bool) float64 {
 	switch {
 	case drops > 0:
-		return max(synMinRate, rate/2)
+		return min(maxRate, max(synMinRate, minRate, rate/2))
 	case limited:
 		return min(maxRate, rate+maxRate/50)
 	}

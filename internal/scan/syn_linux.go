@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -73,6 +74,7 @@ type synDest struct {
 type synWaiting struct {
 	id           uint64
 	dport, sport uint16
+	ack          bool // an ACK (SendACK), not a SYN
 }
 
 // synQueue is one interface's and family's send ring.
@@ -87,6 +89,7 @@ type synSession struct {
 	report   func(Reply)
 	cookie   rawnet.Cookie
 	lo, hi   uint16
+	nports   uint16 // hi-lo+1: synPorts, or 1 with Local.Port
 	rx       *rawnet.Receiver
 	guard    *rawnet.Guard
 	nl       *rawnet.Neighbors
@@ -128,6 +131,7 @@ func (p SYNProber) Open(ctx context.Context, report func(Reply)) (Session, error
 	if p.MaxRate <= 0 {
 		p.MaxRate = DefaultSYNMaxRate
 	}
+	p.MinRate = min(p.MinRate, p.MaxRate)
 	s := &synSession{
 		p: p, log: p.Logger, report: report,
 		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -149,13 +153,24 @@ func (p SYNProber) Open(ctx context.Context, report func(Reply)) (Session, error
 	// Source ports above the ephemeral range (32768-60999 by default),
 	// so that the guard's rule hides no connection of the system's.
 	s.lo = 61000 + uint16(s.rng.IntN((65535-61000+1)/synPorts))*synPorts
-	if p.SourcePort != 0 {
+	s.nports = synPorts
+	if p.Local.Iface != "" {
+		if _, err := net.InterfaceByName(p.Local.Iface); err != nil {
+			return nil, fmt.Errorf("syn scan: interface %s: %w", p.Local.Iface, err)
+		}
+	}
+	switch {
+	case p.Local.Port != 0:
+		// nmap's --source-port: every SYN from this one port. The cookie
+		// in each SYN's sequence number still tells the replies apart.
+		s.lo, s.nports = p.Local.Port, 1
+	case p.SourcePort != 0:
 		if p.SourcePort > 65535-synPorts+1 {
 			return nil, fmt.Errorf("syn scan: source ports %d-%d: past 65535", p.SourcePort, int(p.SourcePort)+synPorts-1)
 		}
 		s.lo = p.SourcePort
 	}
-	s.hi = s.lo + synPorts - 1
+	s.hi = s.lo + s.nports - 1
 	var err error
 	if s.nl, err = rawnet.OpenNeighbors(); err != nil {
 		return nil, fmt.Errorf("syn scan: %w", err)
@@ -170,7 +185,7 @@ func (p SYNProber) Open(ctx context.Context, report func(Reply)) (Session, error
 	} else {
 		s.guardMsg = fmt.Sprintf("nftables (table of its own, ports %d-%d)", s.lo, s.hi)
 	}
-	s.setRate(min(synStartRate, p.MaxRate))
+	s.setRate(min(max(synStartRate, p.MinRate), p.MaxRate))
 	s.minRate.Store(s.rate.Load())
 	s.wg.Add(2)
 	go s.sendLoop()
@@ -197,22 +212,31 @@ func (s *synSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) e
 	if proto != portspec.TCP {
 		return fmt.Errorf("syn probe over %s: %w", proto, ErrUnsupported)
 	}
+	return s.send(id, dst, false)
+}
+
+// SendACK sends a bare ACK to dst: host discovery's probe (nmap's -PA),
+// which a host answers with a reset (reported Closed, ReasonReset) whether
+// or not the port listens.
+func (s *synSession) SendACK(id uint64, dst netip.AddrPort) error { return s.send(id, dst, true) }
+
+func (s *synSession) send(id uint64, dst netip.AddrPort, ack bool) error {
 	d := s.dest(dst.Addr())
 	// The source port follows the engine's slot, not the attempt: a late
 	// answer to a first attempt then matches the retry.
-	sport := s.lo + uint16(id&0xffffffff%synPorts)
+	sport := s.lo + uint16(id&0xffffffff%uint64(s.nports))
 	switch synDestState(d.state.Load()) {
 	case destResolving:
 		s.mu.Lock()
 		if synDestState(d.state.Load()) == destResolving {
 			// Waits for the MAC address, without holding up the scan.
-			d.waiting = append(d.waiting, synWaiting{id, dst.Port(), sport})
+			d.waiting = append(d.waiting, synWaiting{id, dst.Port(), sport, ack})
 			s.setSlot(id, synKey{d.addr, dst.Port(), sport})
 			s.mu.Unlock()
 			return nil
 		}
 		s.mu.Unlock()
-		return s.Send(id, dst, proto)
+		return s.send(id, dst, ack)
 	case destUnreach:
 		s.report(Reply{ID: id, State: Filtered, Reason: d.reason})
 		return nil
@@ -220,11 +244,12 @@ func (s *synSession) Send(id uint64, dst netip.AddrPort, proto portspec.Proto) e
 	if s.canaries > 0 && d.canaried.CompareAndSwap(false, true) {
 		s.sendCanaries(d)
 	}
-	return s.enqueue(d, id, dst.Port(), sport)
+	return s.enqueue(d, id, dst.Port(), sport, ack)
 }
 
-// enqueue puts a SYN in d's send queue and its probe in the table.
-func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16) error {
+// enqueue puts a SYN (or an ACK) in d's send queue and its probe in the
+// table.
+func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16, ack bool) error {
 	seq := s.cookie.SYN(d.route.Src, d.addr, sport, dport)
 	k := synKey{d.addr, dport, sport}
 	s.mu.Lock()
@@ -237,7 +262,14 @@ func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16) error {
 		return fmt.Errorf("syn send queue: %w", ErrBusy)
 	}
 	i := (q.head + q.queued) % n
-	pkt := d.tmpl.Fill(q.snd.Slot(i), d.addr, sport, dport, seq)
+	var pkt []byte
+	if ack {
+		// The cookie is the acknowledgement, which the reset returns as
+		// its sequence number; the sequence is any.
+		pkt = d.tmpl.FillACK(q.snd.Slot(i), d.addr, sport, dport, ^seq, seq)
+	} else {
+		pkt = d.tmpl.Fill(q.snd.Slot(i), d.addr, sport, dport, seq)
+	}
 	q.snd.Ready(i, len(pkt), d.addr)
 	s.table.put(synEntry{key: k, id: id, sent: s.now(), d: d})
 	s.setSlot(id, k)
@@ -290,7 +322,7 @@ func (s *synSession) sendCanaries(d *synDest) {
 		// Random to anyone without the scan's key; no shared generator,
 		// so any goroutine may send them.
 		h := s.cookie.SYN(d.addr, d.addr, uint16(k), 0)
-		keys[k] = synKey{d.addr, uint16(1024 + h%(65536-1024)), s.lo + uint16(h>>16)%synPorts}
+		keys[k] = synKey{d.addr, uint16(1024 + h%(65536-1024)), s.lo + uint16(h>>16)%s.nports}
 	}
 	// The keys are known before any canary leaves: an answer that comes
 	// back at once is then judged against all of them.
@@ -300,7 +332,7 @@ func (s *synSession) sendCanaries(d *synDest) {
 	s.pending = append(s.pending, d)
 	s.mu.Unlock()
 	for k, key := range keys {
-		if s.enqueue(d, canaryBit|uint64(k), key.dport, key.sport) != nil {
+		if s.enqueue(d, canaryBit|uint64(k), key.dport, key.sport, false) != nil {
 			s.mu.Lock()
 			d.canaries = slices.DeleteFunc(d.canaries, func(c synKey) bool { return c == key })
 			s.mu.Unlock()
@@ -329,7 +361,7 @@ func (s *synSession) dest(a netip.Addr) *synDest {
 // reason a connect() would give.
 func (s *synSession) lookup(d *synDest) {
 	unreach := func(reason string) { d.reason = reason; d.state.Store(uint32(destUnreach)) }
-	r, err := rawnet.LookupRoute(d.addr)
+	r, err := rawnet.LookupRouteVia(d.addr, s.p.Local.Iface)
 	if err != nil {
 		// Unreachable, prohibit and blackhole routes: what connect says.
 		reason := ReasonNetUnreach
@@ -341,6 +373,11 @@ func (s *synSession) lookup(d *synDest) {
 		}
 		unreach(reason)
 		return
+	}
+	if a := s.p.Local.Addr; a.IsValid() {
+		// nmap's -S: the SYNs carry this address, ours or not; the
+		// answers come back only if it is routed to this host.
+		r.Src = a.Unmap()
 	}
 	if r.Src.Is4() != d.addr.Is4() {
 		unreach(ReasonNetUnreach)
@@ -364,7 +401,7 @@ func (s *synSession) lookup(d *synDest) {
 	}
 	// The kernel resolves the address for a datagram of its own; the
 	// receiver goroutine watches the neighbour table.
-	if err := rawnet.Solicit(r.NextHop); err != nil {
+	if err := rawnet.SolicitVia(r.NextHop, s.p.Local.Iface); err != nil {
 		s.log.Debug("address resolution", "addr", r.NextHop, "err", err)
 	}
 	s.mu.Lock()
@@ -437,7 +474,7 @@ func (s *synSession) release(d *synDest, waiting []synWaiting) {
 		s.sendCanaries(d)
 	}
 	for _, w := range waiting {
-		_ = s.enqueue(d, w.id, w.dport, w.sport)
+		_ = s.enqueue(d, w.id, w.dport, w.sport, w.ack)
 	}
 }
 
@@ -499,7 +536,7 @@ func (s *synSession) sendLoop() {
 			last = now
 			if now.Sub(period) >= synAIMDPeriod {
 				drops := s.countDrops()
-				if next := aimd(rate, s.p.MaxRate, drops-lastDrops, limited > 0); next != rate {
+				if next := aimd(rate, s.p.MinRate, s.p.MaxRate, drops-lastDrops, limited > 0); next != rate {
 					s.setRate(next)
 					if next < rate {
 						s.log.Debug("drops: halving the send rate", "drops", drops-lastDrops, "rate", next)
@@ -613,7 +650,13 @@ func (s *synSession) onPacket(b []byte) (Reply, bool) {
 		r.State, r.Reason = Filtered, icmpReason(p.Type == rawnet.ICMP6Unreach && p.Dst.Is6(), p.Code)
 	} else {
 		k = synKey{p.Src, p.SrcPort, p.DstPort}
-		valid = p.Flags&rawnet.FlagACK != 0 && p.Ack-1 == s.cookie.SYN(p.Dst, p.Src, p.DstPort, p.SrcPort)
+		cookie := s.cookie.SYN(p.Dst, p.Src, p.DstPort, p.SrcPort)
+		valid = p.Flags&rawnet.FlagACK != 0 && p.Ack-1 == cookie
+		if p.Flags&(rawnet.FlagRST|rawnet.FlagACK) == rawnet.FlagRST {
+			// The answer to an ACK (SendACK): the reset's sequence number
+			// is the ACK's acknowledgement, the cookie.
+			valid = p.Seq == cookie
+		}
 		switch {
 		case p.Flags&rawnet.FlagRST != 0:
 			r.State, r.Reason = Closed, ReasonReset

@@ -7,21 +7,24 @@ import (
 
 func TestAIMD(t *testing.T) {
 	cases := []struct {
-		name      string
-		rate, max float64
-		drops     uint64
-		limited   bool
-		want      float64
+		name           string
+		rate, min, max float64
+		drops          uint64
+		limited        bool
+		want           float64
 	}{
-		{"drops halve", 100_000, 1_000_000, 3, true, 50_000},
-		{"drops stop at the floor", 1_500, 1_000_000, 1, false, synMinRate},
-		{"clean and limited: add a fiftieth of the cap", 100_000, 1_000_000, 0, true, 120_000},
-		{"never above the cap", 990_000, 1_000_000, 0, true, 1_000_000},
-		{"clean, not limited: unchanged", 300_000, 1_000_000, 0, false, 300_000},
+		{"drops halve", 100_000, 0, 1_000_000, 3, true, 50_000},
+		{"drops stop at the floor", 1_500, 0, 1_000_000, 1, false, synMinRate},
+		{"drops stop at --min-rate", 100_000, 80_000, 1_000_000, 5, false, 80_000},
+		{"--min-rate under the floor: the floor", 1_500, 500, 1_000_000, 1, false, synMinRate},
+		{"--min-rate never above the cap", 3_000, 50_000, 20_000, 1, false, 20_000},
+		{"clean and limited: add a fiftieth of the cap", 100_000, 0, 1_000_000, 0, true, 120_000},
+		{"never above the cap", 990_000, 0, 1_000_000, 0, true, 1_000_000},
+		{"clean, not limited: unchanged", 300_000, 0, 1_000_000, 0, false, 300_000},
 	}
 	for _, c := range cases {
-		if got := aimd(c.rate, c.max, c.drops, c.limited); got != c.want {
-			t.Errorf("%s: aimd(%v, %v, %d, %v) = %v; want %v", c.name, c.rate, c.max, c.drops, c.limited, got, c.want)
+		if got := aimd(c.rate, c.min, c.max, c.drops, c.limited); got != c.want {
+			t.Errorf("%s: aimd(%v, %v, %v, %d, %v) = %v; want %v", c.name, c.rate, c.min, c.max, c.drops, c.limited, got, c.want)
 		}
 	}
 }

@@ -39,6 +39,11 @@ type UDPProber struct {
 	// Recognize names the service behind a reply. Nil means
 	// udpprobe.Recognize.
 	Recognize func(port uint16, reply []byte) (service, info string, ok bool)
+	// Local binds the probe sockets (and host discovery's TCP ones) to an
+	// interface, a source address and a source port; with a source port,
+	// one socket per family is opened. The zero value leaves them to the
+	// kernel.
+	Local Local
 }
 
 func (u UDPProber) payloads(port uint16) [][]byte {

@@ -82,9 +82,21 @@ func (u UDPProber) Open(ctx context.Context, report func(Reply)) (Session, error
 		s.closeFDs()
 		return nil, fmt.Errorf("epoll add: %w", err)
 	}
+	if err := checkLocal(u.Local, unix.SOCK_DGRAM); err != nil {
+		s.closeFDs()
+		return nil, fmt.Errorf("udp scan: %w", err)
+	}
+	n := udpSockets
+	if u.Local.Port != 0 {
+		n = 1 // one socket per family holds the port; replies to it come to it
+	}
 	for i, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		for range udpSockets {
-			fd, cap, err := udpSocket(fam)
+		if a := u.Local.Addr; a.IsValid() && a.Unmap().Is4() != (fam == unix.AF_INET) {
+			s.famErr[i] = fmt.Errorf("source address %s: another address family", a)
+			continue
+		}
+		for range n {
+			fd, cap, err := udpSocket(fam, u.Local)
 			if err != nil {
 				s.famErr[i] = err
 				break
@@ -106,10 +118,10 @@ func (u UDPProber) Open(ctx context.Context, report func(Reply)) (Session, error
 	return s, nil
 }
 
-// udpSocket opens a non-blocking UDP socket on an ephemeral port that
-// receives ICMP errors on its error queue, and returns how many answers
-// its receive buffer holds.
-func udpSocket(fam int) (int, int, error) {
+// udpSocket opens a non-blocking UDP socket on an ephemeral port (or l's)
+// that receives ICMP errors on its error queue, and returns how many
+// answers its receive buffer holds.
+func udpSocket(fam int, l Local) (int, int, error) {
 	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return -1, 0, err
@@ -137,7 +149,12 @@ func udpSocket(fam int) (int, int, error) {
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpRcvBuf) != nil {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, udpRcvBuf)
 	}
-	if err := unix.Bind(fd, local); err != nil {
+	if !l.IsZero() {
+		if err := bindLocal(fd, fam, l, l.Addr.Unmap()); err != nil {
+			unix.Close(fd)
+			return -1, 0, err
+		}
+	} else if err := unix.Bind(fd, local); err != nil {
 		unix.Close(fd)
 		return -1, 0, fmt.Errorf("bind: %w", err)
 	}
@@ -600,7 +617,7 @@ func (s *udpSession) forget(p *udpProbe) {
 // sendTCP sends a TCP probe (host discovery) through a connect session.
 func (s *udpSession) sendTCP(id uint64, dst netip.AddrPort) error {
 	if s.tcp == nil && s.tcpErr == nil {
-		s.tcp, s.tcpErr = ConnectProber{}.Open(s.ctx, s.report)
+		s.tcp, s.tcpErr = ConnectProber{Local: s.u.Local}.Open(s.ctx, s.report)
 	}
 	if s.tcpErr != nil {
 		return fmt.Errorf("tcp probe %s: %w", dst, s.tcpErr)
