@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"reflect"
 	"strconv"
 	"strings"
@@ -25,6 +26,8 @@ type live struct {
 	sets    map[string]*nftables.Set
 	krules  []krule  // the chains' kernel rules as decoded (kind 0: unmanaged), input first, in Directions' order
 	handles []uint64 // their handles
+	gen     uint64   // the ruleset generation it was read at, when genOK
+	genOK   bool
 }
 
 // dial opens a netlink connection to nftables in the namespace. For a
@@ -230,6 +233,7 @@ func (f *Firewall) read(c *nftables.Conn) (*live, error) {
 	if genErr == nil {
 		// Kept for the next command only if nothing changed while reading.
 		if _, again, err := er.genID(); err == nil && again == gen {
+			l.gen, l.genOK = gen, true
 			f.saveCache(cookie, gen, l)
 		}
 	}
@@ -300,7 +304,7 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	now := f.now()
 	want := rs.WithoutExpired(now)
 	if !keepIDs {
-		matchIDs(want, &l.Ruleset, newKeyCache())
+		matchIDs(want, &l.Ruleset, newKeyCache(len(want.Rules)+len(l.Ruleset.Rules)))
 	}
 	comp, err := compile(want)
 	if err != nil {
@@ -339,10 +343,16 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	for _, d := range comp.dirs() {
 		wantChain[d] = true
 	}
+	// The table and chains are sent only when they are new or the policy
+	// changes: the kernel commits a chain sent again as an update (a
+	// newchain message to every monitor) even when nothing in it differs.
+	policyChanged := (l.Ruleset.Policy == PolicyDrop) != comp.drop
 	step(false, func(c *nftables.Conn) error {
-		c.AddTable(table)
+		if !l.Exists {
+			c.AddTable(table)
+		}
 		for _, d := range Directions {
-			if wantChain[d] {
+			if wantChain[d] && (!l.chains[d] || (d == In && policyChanged)) {
 				c.AddChain(chains[d])
 			}
 		}
@@ -374,7 +384,7 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 			step(false, func(c *nftables.Conn) error { c.DelChain(chains[d]); return nil })
 		}
 	}
-	changed := !incremental || len(gone) > 0 || chainGone || (l.Ruleset.Policy == PolicyDrop) != comp.drop
+	changed := !incremental || len(gone) > 0 || chainGone || policyChanged
 	for _, d := range Directions {
 		if wantChain[d] && !l.chains[d] {
 			changed = true
@@ -384,11 +394,11 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	// A live set stays when the rule that owns it stays unchanged, so
 	// meters keep their counts and expiry sets their timeouts. Every
 	// other set of ours goes, and is made anew if still wanted.
-	liveRule := map[uint32]*Rule{}
+	liveRule := make(map[uint32]*Rule, len(l.Ruleset.Rules))
 	for i := range l.Ruleset.Rules {
 		liveRule[l.Ruleset.Rules[i].id] = &l.Ruleset.Rules[i]
 	}
-	wantRule := map[uint32]*Rule{}
+	wantRule := make(map[uint32]*Rule, len(want.Rules))
 	for i := range want.Rules {
 		wantRule[want.Rules[i].id] = &want.Rules[i]
 	}
@@ -464,11 +474,22 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	if !changed {
 		return nil // the table already holds exactly this
 	}
-	c, err := f.dial(batchBuffers(rules, others))
+	bufs := batchBuffers(rules, others)
+	c, err := f.dial(bufs)
 	if err != nil {
 		return err
 	}
 	defer c.CloseLasting()
+	var watch *notifyReader
+	if f.Cache != "" && incremental && l.genOK {
+		// The new rules' handles for the cache, from the commit's
+		// notifications (see cacheWritten).
+		if watch, err = watchCommits(f.NetNS, bufs.recv); err != nil {
+			f.logger().Debug("watch the commit", "err", err)
+		} else {
+			defer watch.close()
+		}
+	}
 	for _, fn := range steps {
 		if err := fn(c); err != nil {
 			return err
@@ -484,21 +505,27 @@ func (f *Firewall) applyOn(ctx context.Context, l *live, rs *Ruleset, keepIDs bo
 	for _, st := range comp.sets {
 		sets = append(sets, st.name)
 	}
-	f.cacheWritten(want, comp, comp.dirs(), sets, table)
+	var after *applied
+	if watch != nil {
+		after = &applied{watch: watch, gen: l.gen, kept: kept}
+	}
+	f.cacheWritten(want, comp, comp.dirs(), sets, table, after)
 	return nil
 }
 
 // incremental pairs the live kernel rules with the compiled ones (a
-// longest common subsequence of identical kernel rules, see commonPairs).
+// longest common subsequence of identical kernel rules by their digests,
+// see commonPairs).
 // It says no (write the chain whole) when the table or chain is missing
 // or holds rules portolan did not write.
 func (f *Firewall) incremental(ctx context.Context, l *live, comp *compiled) (kept []uint64, gone []chainHandle, ok bool, err error) {
 	if !l.Exists || !l.chains[In] || l.Unmanaged > 0 || len(l.krules) != len(l.handles) {
 		return nil, nil, false, nil
 	}
-	keys := map[string]int{}
+	keys := make(map[uint64]int, len(comp.rules))
+	seed := maphash.MakeSeed()
 	key := func(k *krule) int {
-		s := k.dir.String() + "/" + strconv.Itoa(int(k.kind)) + "/" + strconv.FormatUint(uint64(k.id), 10) + "/" + strconv.FormatInt(k.expires, 10) + "/" + k.nftLine()
+		s := k.digest(seed)
 		n, ok := keys[s]
 		if !ok {
 			n = len(keys)

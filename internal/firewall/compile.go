@@ -199,8 +199,8 @@ func assignIDs(rs *Ruleset) {
 // reused within a transaction) to the others. Live rules are found by a
 // map of their keys, so this takes linear time.
 func matchIDs(want, have *Ruleset, kc *keyCache) {
-	byID := map[uint32]*Rule{}
-	byKey := map[string][]*Rule{} // live rules by action, match and comment, in order
+	byID := make(map[uint32]*Rule, len(have.Rules))
+	byKey := make(map[string][]*Rule, len(have.Rules)) // live rules by action, match and comment, in order
 	var max uint32
 	for i := range have.Rules {
 		r := &have.Rules[i]
@@ -209,7 +209,7 @@ func matchIDs(want, have *Ruleset, kc *keyCache) {
 		byKey[k] = append(byKey[k], r)
 		max = maxU32(max, r.id)
 	}
-	used := map[uint32]bool{}
+	used := make(map[uint32]bool, len(want.Rules))
 	for i := range want.Rules {
 		w := &want.Rules[i]
 		if old := byID[w.id]; w.id != 0 && (old == nil || !old.Equal(w) || used[w.id]) {
@@ -270,9 +270,10 @@ func maxU32(a, b uint32) uint32 {
 // chain's, then those of the forward and output chains when rules need
 // them.
 func compile(rs *Ruleset) (*compiled, error) {
-	c := &compiled{drop: rs.Policy == PolicyDrop}
+	// Most rules compile to one kernel rule, some to two (one per family).
+	c := &compiled{drop: rs.Policy == PolicyDrop, rules: make([]krule, 0, len(rs.Rules)*5/4+16)}
 	c.rules = append(c.rules, baseRules(In)...)
-	seen := map[uint32]bool{}
+	seen := make(map[uint32]bool, len(rs.Rules))
 	dir := In
 	for i := range rs.Rules {
 		r := &rs.Rules[i]

@@ -88,11 +88,11 @@ func diff(ctx context.Context, have *Table, want *Ruleset, now time.Time, render
 	}
 	old := have.Ruleset.Rules
 	nw := want.WithoutExpired(now)
-	kc := newKeyCache()
+	kc := newKeyCache(len(have.Ruleset.Rules) + len(want.Rules))
 	matchIDs(nw, &have.Ruleset, kc) // the ids, and so the set names, Apply would give
 	// Each distinct key (action and match) gets a number; an expired live
 	// rule gets one of its own, so it pairs with nothing.
-	ids := map[string]int{}
+	ids := make(map[string]int, len(want.Rules))
 	keyID := func(r *Rule) int {
 		k := r.Action.String() + " " + r.matchWith(kc)
 		id, ok := ids[k]
@@ -128,6 +128,9 @@ func diff(ctx context.Context, have *Table, want *Ruleset, now time.Time, render
 		}
 		p.Changes = append(p.Changes, Change{Op: op, Number: num, Rule: r, Old: o, Note: note, NFT: lines})
 		return nil
+	}
+	if n := len(old) + len(nw.Rules) - len(pairs); n > 0 {
+		p.Changes = make([]Change, 0, n)
 	}
 	i, j := 0, 0
 	pairs = append(pairs, [2]int{len(old), len(nw.Rules)}) // a sentinel after the last rules

@@ -51,14 +51,38 @@ var ruleKeys = []string{"from", "to", "iface", "direction", "translated", "rate"
 // actionKeys are the actions, each a key whose value is the ports.
 var actionKeys = []string{"allow", "deny", "reject", "limit", "log"}
 
-// ruleFields maps each of ruleKeys to its field of spec.
-func ruleFields(spec *RuleSpec) map[string]*string {
-	return map[string]*string{
-		"from": &spec.From, "to": &spec.To, "iface": &spec.Iface, "direction": &spec.Dir, "translated": &spec.Translated, "rate": &spec.Rate,
-		"prefix6": &spec.Prefix6,
-		"group":   &spec.Group, "for": &spec.For, "expires": &spec.Expires, "comment": &spec.Comment,
+// ruleField returns the field of spec that key (one of ruleKeys) sets. A
+// switch, not a map: a profile of 10,000 rules made 10,000 maps.
+func ruleField(spec *RuleSpec, key string) *string {
+	switch key {
+	case "from":
+		return &spec.From
+	case "to":
+		return &spec.To
+	case "iface":
+		return &spec.Iface
+	case "direction":
+		return &spec.Dir
+	case "translated":
+		return &spec.Translated
+	case "rate":
+		return &spec.Rate
+	case "prefix6":
+		return &spec.Prefix6
+	case "group":
+		return &spec.Group
+	case "for":
+		return &spec.For
+	case "expires":
+		return &spec.Expires
+	case "comment":
+		return &spec.Comment
 	}
+	panic("firewall: no rule field " + key)
 }
+
+// allRuleKeys are the keys a rule may have.
+var allRuleKeys = append(slices.Clone(actionKeys), ruleKeys...)
 
 // ParseProfile reads a profile. name is the file name for errors; names
 // resolves service names (nil: numbers only); now anchors "for:".
@@ -98,10 +122,11 @@ func ParseProfile(name string, data []byte, names portspec.Resolver, now time.Ti
 			if v.IsNull() {
 				continue
 			}
-			if _, err := v.List(); err != nil {
+			items, err := v.List()
+			if err != nil {
 				return nil, v.Errorf("want a list of rules, not %s", v.Kind())
 			}
-			items, _ := v.List()
+			rs.Rules = slices.Grow(rs.Rules, len(items))
 			for j, rn := range items {
 				r, err := parseProfileRule(rn.As("rule "+strconv.Itoa(j+1)), names, now)
 				if err != nil {
@@ -134,15 +159,14 @@ func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (R
 	if !rn.IsMapping() {
 		return Rule{}, rn.Errorf("want a mapping like {allow: 22/tcp}, not %s", rn.Kind())
 	}
-	fields, err := rn.Map(append(slices.Clone(actionKeys), ruleKeys...)...)
+	fields, err := rn.Map(allRuleKeys...)
 	if err != nil {
 		return Rule{}, err
 	}
 	var spec RuleSpec
-	at := map[string]config.Node{} // field -> value node, for errors
 	var action *config.Field
 	for i, f := range fields {
-		val, err := scalarOrList(f.Value)
+		val, list, err := scalarOrList(f.Value)
 		if err != nil {
 			return Rule{}, err
 		}
@@ -155,16 +179,12 @@ func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (R
 			if val == "" {
 				spec.Ports = "any"
 			}
-			at["ports"] = f.Value
 			continue
 		}
-		if f.Key != "from" && f.Key != "to" {
-			if _, err := f.Value.List(); err == nil {
-				return Rule{}, f.Value.Errorf("want one value, not a list")
-			}
+		if list && f.Key != "from" && f.Key != "to" {
+			return Rule{}, f.Value.Errorf("want one value, not a list")
 		}
-		*ruleFields(&spec)[f.Key] = val
-		at[f.Key] = f.Value
+		*ruleField(&spec, f.Key) = val
 	}
 	if action == nil {
 		return Rule{}, rn.Errorf("no action (want one of %s: PORTS)", strings.Join(actionKeys, ", "))
@@ -173,8 +193,13 @@ func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (R
 	if err != nil {
 		node := rn
 		if fe, ok := errors.AsType[*FieldError](err); ok {
-			if v, ok := at[fe.Field]; ok {
-				node = v
+			if fe.Field == "ports" {
+				node = action.Value
+			}
+			for _, f := range fields { // the value the error is about
+				if f.Key == fe.Field {
+					node = f.Value
+				}
 			}
 		}
 		return Rule{}, &config.Error{File: rn.Wrap(err).File, Line: node.Line(), Column: node.Column(),
@@ -186,20 +211,20 @@ func parseProfileRule(rn config.Node, names portspec.Resolver, now time.Time) (R
 	return r, nil
 }
 
-// scalarOrList returns a value, or a list of values joined with commas.
-func scalarOrList(v config.Node) (string, error) {
+// scalarOrList returns a value, or a list of values joined with commas,
+// and whether it was a list.
+func scalarOrList(v config.Node) (val string, list bool, err error) {
 	if v.IsMapping() {
-		return "", v.Errorf("want a value, not %s", v.Kind())
+		return "", false, v.Errorf("want a value, not %s", v.Kind())
+	}
+	if s, err := v.Scalar(); err == nil {
+		return s, false, nil // one value: kept whole, commas and all
 	}
 	ss, err := v.Strings()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	if _, err := v.List(); err != nil {
-		s, _ := v.Scalar() // one value: kept whole, commas and all
-		return s, nil
-	}
-	return strings.Join(ss, ","), nil
+	return strings.Join(ss, ","), true, nil
 }
 
 // MarshalProfile writes rs as a profile that ParseProfile reads back to an

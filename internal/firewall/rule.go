@@ -367,18 +367,21 @@ func (r *Rule) sameKey(k *keyCache) string {
 	return r.Action.String() + " " + r.matchWith(k) + "\x00" + r.Comment
 }
 
-// keyCache remembers how port sets are written, for the length of one
-// plan or apply: rules share their sets (see Ruleset.Clone), and writing
-// a set walks its bitmaps, which for 10,000 rules keyed several times
-// over was most of the time spent planning. The nil cache writes every
-// time.
+// keyCache remembers how large port sets are written, for the length of
+// one plan or apply: rules share their sets (see Ruleset.Clone), and
+// writing a large set walks its bitmaps, which for 10,000 rules keyed
+// several times over was most of the time spent planning. The nil cache
+// writes every time.
 type keyCache struct{ ports map[*portspec.Set]string }
 
-func newKeyCache() *keyCache { return &keyCache{ports: map[*portspec.Set]string{}} }
+// newKeyCache returns a cache sized for about n port sets: a map grown
+// one insertion at a time to 20,000 sets spent more time rehashing than
+// writing the sets.
+func newKeyCache(n int) *keyCache { return &keyCache{ports: make(map[*portspec.Set]string, n)} }
 
 func (k *keyCache) formatPorts(s *portspec.Set) string {
-	if k == nil || s == nil {
-		return FormatPorts(s)
+	if k == nil || s == nil || s.Len() <= 64 {
+		return FormatPorts(s) // a few ports: quicker written than looked up
 	}
 	f, ok := k.ports[s]
 	if !ok {

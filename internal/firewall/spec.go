@@ -469,6 +469,12 @@ func CanonPrefixes(ps []netip.Prefix) []netip.Prefix {
 	if len(ps) == 0 {
 		return nil
 	}
+	if len(ps) == 1 {
+		// Most rules name one source: it is its own canonical form, and
+		// the general path's big-number arithmetic cost a 10,000-rule
+		// profile a tenth of its parsing.
+		return []netip.Prefix{ps[0].Masked()}
+	}
 	rs := make([]addrRange, len(ps))
 	for i, p := range ps {
 		rs[i] = prefixRange(p)

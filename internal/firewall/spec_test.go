@@ -3,6 +3,7 @@ package firewall
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -200,6 +201,22 @@ func TestCanonPrefixes(t *testing.T) {
 		got := CanonPrefixes(prefixes(tt.in...))
 		if diff := cmp.Diff(prefixes(tt.want...), got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 			t.Errorf("CanonPrefixes(%v) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+// TestCanonPrefixesOne: one prefix takes a short path; it gives what the
+// general one (ranges split into prefixes) gives.
+func TestCanonPrefixesOne(t *testing.T) {
+	for _, s := range []string{"0.0.0.0/0", "198.18.0.0/15", "198.18.0.1/32", "255.255.255.255/32", "::/0", "fd00::/8",
+		"fd00::1/128", "::ffff:198.18.0.1/128", "198.18.0.1/8", "fd00::1/64"} {
+		p := netip.MustParsePrefix(s)
+		var want []netip.Prefix
+		for _, r := range mergeRanges([]addrRange{prefixRange(p)}) {
+			want = append(want, rangePrefixes(r)...)
+		}
+		if got := CanonPrefixes([]netip.Prefix{p}); !slices.Equal(got, want) {
+			t.Errorf("CanonPrefixes(%s) = %v; want %v", s, got, want)
 		}
 	}
 }

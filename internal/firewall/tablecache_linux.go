@@ -107,7 +107,8 @@ func (f *Firewall) loadCache(cookie, gen uint64, table *nftables.Table) (*live, 
 	}
 	l := &live{table: table, sets: map[string]*nftables.Set{}, chains: map[Direction]bool{}}
 	l.Exists = true
-	l.Ruleset = Ruleset{Policy: Policy(tc.Policy), PolicyLog: tc.PolicyLog, PolicyLogGroup: tc.PolicyLogGroup}
+	l.Ruleset = Ruleset{Policy: Policy(tc.Policy), PolicyLog: tc.PolicyLog, PolicyLogGroup: tc.PolicyLogGroup,
+		Rules: make([]Rule, 0, len(tc.Rules))}
 	for _, c := range tc.Rules {
 		r := Rule{id: c.ID, Action: Action(c.Action), Dir: Direction(c.Dir), Translated: c.Translated, From: c.From, To: c.To,
 			Iface: c.Iface, Rate: Rate{Count: c.RateCount, Per: c.RatePer}, Prefix6: c.Prefix6, Group: c.Group, Comment: c.Comment}
@@ -133,6 +134,7 @@ func (f *Firewall) loadCache(cookie, gen uint64, table *nftables.Table) (*live, 
 		return nil, false
 	}
 	l.krules, l.handles = comp.rules, tc.Handles
+	l.gen, l.genOK = gen, true
 	f.logger().Debug("table read from the cache", "generation", gen, "rules", len(l.Ruleset.Rules))
 	return l, true
 }
@@ -145,7 +147,7 @@ func (f *Firewall) saveCache(cookie, gen uint64, l *live) {
 		return
 	}
 	tc := tableCache{Cookie: cookie, Gen: gen, Policy: uint8(l.Ruleset.Policy), PolicyLog: l.Ruleset.PolicyLog,
-		PolicyLogGroup: l.Ruleset.PolicyLogGroup, Handles: l.handles}
+		PolicyLogGroup: l.Ruleset.PolicyLogGroup, Handles: l.handles, Rules: make([]cachedRule, 0, len(l.Ruleset.Rules))}
 	for _, r := range l.Ruleset.Rules {
 		c := cachedRule{ID: r.id, Action: uint8(r.Action), Dir: uint8(r.Dir), Translated: r.Translated, AnyPort: r.Ports == nil,
 			From: r.From, To: r.To, Iface: r.Iface, RateCount: r.Rate.Count, RatePer: r.Rate.Per, Prefix6: r.Prefix6,
@@ -198,13 +200,24 @@ func (f *Firewall) dropCache() {
 	}
 }
 
+// applied is what an incremental apply leaves for cacheWritten: the
+// notifications of its commit, the generation it changed, and the handles
+// of the kernel rules that stayed (kept, as incremental returns it).
+type applied struct {
+	watch *notifyReader
+	gen   uint64
+	kept  []uint64
+}
+
 // cacheWritten records in the cache the table that applyOn just
 // committed: want as compiled to comp, in chains dirs, with named sets
-// sets. The new rules' handles come from a dump of the chains' rules (the
-// kernel does not return them with the batch), matched to comp by their
-// tags; if another change got in between, the generation or the tags
-// differ and the cache is dropped.
-func (f *Firewall) cacheWritten(want *Ruleset, comp *compiled, dirs []Direction, sets []string, table *nftables.Table) {
+// sets. google/nftables drops the kernel's echo of the new rules, so their
+// handles come from the commit's notifications when an incremental apply
+// (after) watched it and its commit is the only one since the table was
+// read, and otherwise from a dump of the chains' rules. Either way they
+// are matched to comp by their tags; if another change got in between, the
+// generation or the tags differ and the cache is dropped.
+func (f *Firewall) cacheWritten(want *Ruleset, comp *compiled, dirs []Direction, sets []string, table *nftables.Table, after *applied) {
 	if f.Cache == "" {
 		return
 	}
@@ -225,9 +238,21 @@ func (f *Firewall) cacheWritten(want *Ruleset, comp *compiled, dirs []Direction,
 	for _, name := range sets {
 		l.sets[name] = &nftables.Set{Table: table, Name: name}
 	}
-	i := 0
 	for _, d := range dirs {
 		l.chains[d] = true
+	}
+	if after != nil && gen == after.gen+1 {
+		hs, err := handlesFromCommit(after, gen, comp)
+		if err == nil {
+			l.handles, l.krules = hs, comp.rules
+			f.logger().Debug("new rule handles from the commit's notifications", "generation", gen, "rules", len(comp.rules))
+			f.saveCache(cookie, gen, l)
+			return
+		}
+		f.logger().Debug("new rule handles from the commit's notifications", "err", err)
+	}
+	i := 0
+	for _, d := range dirs {
 		rules, err := er.rules(d.chain())
 		if err != nil {
 			f.dropCache()
@@ -258,4 +283,39 @@ func (f *Firewall) cacheWritten(want *Ruleset, comp *compiled, dirs []Direction,
 		return
 	}
 	f.saveCache(cookie, gen, l)
+}
+
+// handlesFromCommit returns the handle of each rule of comp after the
+// commit of generation gen: a kept rule's stays, and the new ones, in
+// order, are those the commit's notifications name, if they are exactly
+// the rules comp added.
+func handlesFromCommit(a *applied, gen uint64, comp *compiled) ([]uint64, error) {
+	c, err := a.watch.commitOf(gen)
+	if err != nil {
+		return nil, err
+	}
+	hs := make([]uint64, len(comp.rules))
+	next := 0
+	for j := range comp.rules {
+		if a.kept[j] != 0 {
+			hs[j] = a.kept[j]
+			continue
+		}
+		if next == len(c.added) {
+			return nil, fmt.Errorf("generation %d added %d rules; want more", gen, len(c.added))
+		}
+		n := c.added[next]
+		next++
+		var k krule
+		r := &comp.rules[j]
+		if n.chain != r.dir.chain() || n.handle == 0 || !decodeUserdata(n.userData, &k) ||
+			k.kind != r.kind || k.id != r.id || k.expires != r.expires || k.comment != r.comment {
+			return nil, fmt.Errorf("generation %d: rule %d added is not the one applied", gen, next)
+		}
+		hs[j] = n.handle
+	}
+	if next != len(c.added) {
+		return nil, fmt.Errorf("generation %d added %d rules; want %d", gen, len(c.added), next)
+	}
+	return hs, nil
 }

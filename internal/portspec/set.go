@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"iter"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -14,21 +15,33 @@ const words = 65536 / 64
 // bitmap holds one bit per port: 8 KiB.
 type bitmap [words]uint64
 
-// Set is a set of (protocol, port) pairs for TCP, UDP and SCTP, kept as one
-// 8 KiB bitmap per protocol, allocated on first use. The zero value is an
-// empty set ready to use. A Set must not be copied after first use (copies
-// share bitmaps); use Clone.
+// maxSpans is how many runs of ports a protocol keeps in a short sorted
+// list before they move into a bitmap. Most sets are a port or a range or
+// two (a firewall rule's "22/tcp"): as a list they cost a few bytes where
+// a bitmap costs 8 KiB to allocate, clear and fault in, and a 10,000-rule
+// firewall profile holds a set per rule.
+const maxSpans = 8
+
+// span is a run of ports lo..hi.
+type span struct{ lo, hi Port }
+
+// Set is a set of (protocol, port) pairs for TCP, UDP and SCTP. Each
+// protocol's ports are kept as up to maxSpans sorted runs, or, beyond
+// that, as an 8 KiB bitmap. The zero value is an empty set ready to use.
+// A Set must not be copied after first use (copies share storage); use
+// Clone.
 //
 // Reading methods (Has, Len, Ports, ...) accept a nil *Set and protocols
 // outside Protos, and treat them as empty. Adding to a protocol outside
 // Protos panics: it is a programming error, and parsers reject such input
 // before it gets here.
 type Set struct {
-	bits [3]*bitmap
-	n    [3]int // cached population count per bitmap
+	bits  [3]*bitmap
+	spans [3][]span // sorted, disjoint and not adjacent; only while bits[i] is nil
+	n     [3]int    // cached population count per protocol
 }
 
-// slot returns the bitmap index for proto, or -1.
+// slot returns the storage index for proto, or -1.
 func slot(proto Proto) int {
 	if proto >= TCP && proto <= SCTP {
 		return int(proto - TCP)
@@ -36,35 +49,59 @@ func slot(proto Proto) int {
 	return -1
 }
 
-// mustSlot returns the bitmap index for proto, allocating its bitmap.
-func (s *Set) mustSlot(proto Proto) int {
+// mustSlot returns the storage index for proto.
+func mustSlot(proto Proto) int {
 	i := slot(proto)
 	if i < 0 {
 		panic(fmt.Sprintf("portspec: a Set holds tcp, udp and sctp ports, not %v", proto))
 	}
-	if s.bits[i] == nil {
-		s.bits[i] = new(bitmap)
+	return i
+}
+
+// index returns the storage index for proto, or -1 when s holds no port of
+// it.
+func (s *Set) index(proto Proto) int {
+	i := slot(proto)
+	if s == nil || i < 0 || s.n[i] == 0 {
+		return -1
 	}
 	return i
 }
 
-// get returns the bitmap of proto, or nil when there is none.
-func (s *Set) get(proto Proto) *bitmap {
-	i := slot(proto)
-	if s == nil || i < 0 {
-		return nil
+// promote moves protocol i's spans into a bitmap.
+func (s *Set) promote(i int) {
+	b := new(bitmap)
+	for _, r := range s.spans[i] {
+		b.set(r.lo, r.hi, true)
 	}
-	return s.bits[i]
+	s.bits[i], s.spans[i] = b, nil
+}
+
+// setSpans stores sp as protocol i's ports, in a bitmap when they are too
+// many runs for a list.
+func (s *Set) setSpans(i int, sp []span) {
+	n := 0
+	for _, r := range sp {
+		n += int(r.hi-r.lo) + 1
+	}
+	s.spans[i], s.n[i] = sp, n
+	if len(sp) > maxSpans {
+		s.promote(i)
+	}
 }
 
 // Add adds port p of proto.
 func (s *Set) Add(proto Proto, p Port) {
-	i := s.mustSlot(proto)
-	w, m := p>>6, uint64(1)<<(p&63)
-	if s.bits[i][w]&m == 0 {
-		s.bits[i][w] |= m
-		s.n[i]++
+	i := mustSlot(proto)
+	if b := s.bits[i]; b != nil {
+		w, m := p>>6, uint64(1)<<(p&63)
+		if b[w]&m == 0 {
+			b[w] |= m
+			s.n[i]++
+		}
+		return
 	}
+	s.setSpans(i, addSpan(s.spans[i], p, p))
 }
 
 // AddRange adds ports lo through hi of proto. It adds nothing when lo > hi.
@@ -72,19 +109,74 @@ func (s *Set) AddRange(proto Proto, lo, hi Port) {
 	if lo > hi {
 		return
 	}
-	s.setRange(s.mustSlot(proto), lo, hi, true)
+	i := mustSlot(proto)
+	if s.bits[i] != nil {
+		s.n[i] += s.bits[i].set(lo, hi, true)
+		return
+	}
+	s.setSpans(i, addSpan(s.spans[i], lo, hi))
+}
+
+// addSpan adds lo..hi to the runs sp, merging those it overlaps or
+// touches.
+func addSpan(sp []span, lo, hi Port) []span {
+	j := 0
+	for j < len(sp) && int(sp[j].hi)+1 < int(lo) {
+		j++
+	}
+	k := j
+	for k < len(sp) && int(sp[k].lo) <= int(hi)+1 {
+		lo, hi = min(lo, sp[k].lo), max(hi, sp[k].hi)
+		k++
+	}
+	return slices.Replace(sp, j, k, span{lo, hi})
+}
+
+// removeSpan removes lo..hi from the runs sp.
+func removeSpan(sp []span, lo, hi Port) []span {
+	var out []span
+	for j, r := range sp {
+		if r.hi < lo || r.lo > hi {
+			if out != nil {
+				out = append(out, r)
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]span, 0, len(sp)+1), sp[:j]...)
+		}
+		if r.lo < lo {
+			out = append(out, span{r.lo, lo - 1})
+		}
+		if r.hi > hi {
+			out = append(out, span{hi + 1, r.hi})
+		}
+	}
+	if out == nil {
+		return sp // nothing overlapped
+	}
+	return out
 }
 
 // AddSet adds every port of o.
 func (s *Set) AddSet(o *Set) {
-	if o == nil {
+	if o == nil || o == s {
 		return
 	}
-	for i, ob := range o.bits {
-		if ob == nil || o.n[i] == 0 {
+	for i := range o.n {
+		if o.n[i] == 0 {
 			continue
 		}
-		s.mustSlot(Protos[i]) // allocates; the slot of Protos[i] is i
+		ob := o.bits[i]
+		if ob == nil {
+			for _, r := range o.spans[i] {
+				s.AddRange(Protos[i], r.lo, r.hi)
+			}
+			continue
+		}
+		if s.bits[i] == nil {
+			s.promote(i)
+		}
 		b := s.bits[i]
 		n := 0
 		for w := range b {
@@ -97,24 +189,21 @@ func (s *Set) AddSet(o *Set) {
 
 // Remove removes port p of proto.
 func (s *Set) Remove(proto Proto, p Port) {
-	b := s.get(proto)
-	if b == nil {
-		return
-	}
-	w, m := p>>6, uint64(1)<<(p&63)
-	if b[w]&m != 0 {
-		b[w] &^= m
-		s.n[slot(proto)]--
-	}
+	s.RemoveRange(proto, p, p)
 }
 
 // RemoveRange removes ports lo through hi of proto. It removes nothing when
 // lo > hi.
 func (s *Set) RemoveRange(proto Proto, lo, hi Port) {
-	if lo > hi || s.get(proto) == nil {
+	i := s.index(proto)
+	if i < 0 || lo > hi {
 		return
 	}
-	s.setRange(slot(proto), lo, hi, false)
+	if s.bits[i] != nil {
+		s.n[i] += s.bits[i].set(lo, hi, false)
+		return
+	}
+	s.setSpans(i, removeSpan(s.spans[i], lo, hi))
 }
 
 // RemoveSet removes every port of o.
@@ -122,24 +211,52 @@ func (s *Set) RemoveSet(o *Set) {
 	if o == nil {
 		return
 	}
-	for i, ob := range o.bits {
-		b := s.bits[i]
-		if b == nil || ob == nil {
+	if o == s {
+		*s = Set{}
+		return
+	}
+	for i := range s.n {
+		if s.n[i] == 0 || o.n[i] == 0 {
 			continue
 		}
-		n := 0
-		for w := range b {
-			b[w] &^= ob[w]
-			n += bits.OnesCount64(b[w])
+		b, ob := s.bits[i], o.bits[i]
+		switch {
+		case b != nil && ob != nil:
+			n := 0
+			for w := range b {
+				b[w] &^= ob[w]
+				n += bits.OnesCount64(b[w])
+			}
+			s.n[i] = n
+		case ob == nil:
+			for _, r := range o.spans[i] {
+				s.RemoveRange(Protos[i], r.lo, r.hi)
+			}
+		default: // a list minus a bitmap: keep the gaps of ob within each run
+			var out []span
+			for _, r := range s.spans[i] {
+				for p := int(r.lo); p <= int(r.hi); {
+					a := ob.next(p, false)
+					if a < 0 || a > int(r.hi) {
+						break
+					}
+					e := ob.next(a, true)
+					if e < 0 || e > int(r.hi)+1 {
+						e = int(r.hi) + 1
+					}
+					out = append(out, span{Port(a), Port(e - 1)})
+					p = e
+				}
+			}
+			s.setSpans(i, out)
 		}
-		s.n[i] = n
 	}
 }
 
-// setRange sets or clears the bits lo..hi of bitmap i a word at a time,
-// keeping the cached count right.
-func (s *Set) setRange(i int, lo, hi Port, on bool) {
-	b := s.bits[i]
+// set sets or clears the bits lo..hi a word at a time and returns how
+// much the count of set bits changed.
+func (b *bitmap) set(lo, hi Port, on bool) int {
+	d := 0
 	for w := int(lo >> 6); w <= int(hi>>6); w++ {
 		mask := rangeMask(w, lo, hi)
 		old := b[w]
@@ -148,14 +265,29 @@ func (s *Set) setRange(i int, lo, hi Port, on bool) {
 		} else {
 			b[w] &^= mask
 		}
-		s.n[i] += bits.OnesCount64(b[w]) - bits.OnesCount64(old)
+		d += bits.OnesCount64(b[w]) - bits.OnesCount64(old)
 	}
+	return d
 }
 
 // Has reports whether port p of proto is in the set.
 func (s *Set) Has(proto Proto, p Port) bool {
-	b := s.get(proto)
-	return b != nil && b[p>>6]&(1<<(p&63)) != 0
+	i := s.index(proto)
+	if i < 0 {
+		return false
+	}
+	if b := s.bits[i]; b != nil {
+		return b[p>>6]&(1<<(p&63)) != 0
+	}
+	for _, r := range s.spans[i] {
+		if p < r.lo {
+			return false
+		}
+		if p <= r.hi {
+			return true
+		}
+	}
+	return false
 }
 
 // Len returns the number of (protocol, port) pairs in the set.
@@ -178,13 +310,21 @@ func (s *Set) LenProto(proto Proto) int {
 // LenRange returns the number of ports of proto from lo through hi in the
 // set; LenRange(TCP, Registered.Range()) counts the registered TCP ports.
 func (s *Set) LenRange(proto Proto, lo, hi Port) int {
-	b := s.get(proto)
-	if b == nil || lo > hi {
+	i := s.index(proto)
+	if i < 0 || lo > hi {
 		return 0
 	}
 	n := 0
-	for w := int(lo >> 6); w <= int(hi>>6); w++ {
-		n += bits.OnesCount64(b[w] & rangeMask(w, lo, hi))
+	if b := s.bits[i]; b != nil {
+		for w := int(lo >> 6); w <= int(hi>>6); w++ {
+			n += bits.OnesCount64(b[w] & rangeMask(w, lo, hi))
+		}
+		return n
+	}
+	for _, r := range s.spans[i] {
+		if a, e := max(lo, r.lo), min(hi, r.hi); a <= e {
+			n += int(e-a) + 1
+		}
 	}
 	return n
 }
@@ -215,27 +355,55 @@ func (s *Set) Protos() []Proto {
 
 // Ports returns the ports of proto in ascending order.
 func (s *Set) Ports(proto Proto) []Port {
-	b := s.get(proto)
-	if b == nil {
+	i := s.index(proto)
+	if i < 0 {
 		return nil
 	}
-	out := make([]Port, 0, s.LenProto(proto))
-	b.each(func(p Port) bool {
+	out := make([]Port, 0, s.n[i])
+	s.each(i, func(p Port) bool {
 		out = append(out, p)
 		return len(out) < cap(out) // the count is known: stop at the last port, not the end of the bitmap
 	})
 	return out
 }
 
+// each calls fn for every port of protocol i in ascending order until fn
+// returns false, and reports whether it ran to the end.
+func (s *Set) each(i int, fn func(Port) bool) bool {
+	if b := s.bits[i]; b != nil {
+		return b.each(fn)
+	}
+	for _, r := range s.spans[i] {
+		for p := int(r.lo); p <= int(r.hi); p++ {
+			if !fn(Port(p)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// eachRun calls fn for every maximal run lo..hi of protocol i's ports, in
+// ascending order.
+func (s *Set) eachRun(i int, fn func(lo, hi int)) {
+	if b := s.bits[i]; b != nil {
+		b.runs(fn)
+		return
+	}
+	for _, r := range s.spans[i] {
+		fn(int(r.lo), int(r.hi))
+	}
+}
+
 // Each calls fn for every pair in ascending order of protocol, then port,
 // until fn returns false.
 func (s *Set) Each(fn func(Proto, Port) bool) {
 	for _, proto := range Protos {
-		b := s.get(proto)
-		if b == nil {
+		i := s.index(proto)
+		if i < 0 {
 			continue
 		}
-		if !b.each(func(p Port) bool { return fn(proto, p) }) {
+		if !s.each(i, func(p Port) bool { return fn(proto, p) }) {
 			return
 		}
 	}
@@ -250,15 +418,37 @@ func (s *Set) Equal(o *Set) bool {
 		if s.LenProto(proto) != o.LenProto(proto) {
 			return false
 		}
-		a, b := s.get(proto), o.get(proto)
-		if a == nil || b == nil {
+		i := s.index(proto)
+		if i < 0 {
 			continue // the other has the same count: zero
 		}
-		if *a != *b {
-			return false
+		a, b := s.bits[i], o.bits[i]
+		switch {
+		case a != nil && b != nil:
+			if *a != *b {
+				return false
+			}
+		case a == nil && b == nil:
+			if !slices.Equal(s.spans[i], o.spans[i]) {
+				return false
+			}
+		default: // a bitmap may hold few runs (after removals)
+			if !slices.Equal(s.runList(i), o.runList(i)) {
+				return false
+			}
 		}
 	}
 	return true
+}
+
+// runList returns protocol i's ports as runs.
+func (s *Set) runList(i int) []span {
+	if s.bits[i] == nil {
+		return s.spans[i]
+	}
+	var out []span
+	s.bits[i].runs(func(lo, hi int) { out = append(out, span{Port(lo), Port(hi)}) })
+	return out
 }
 
 // Clone returns an independent copy of s.
@@ -269,9 +459,14 @@ func (s *Set) Clone() *Set {
 	}
 	c.n = s.n
 	for i, b := range s.bits {
-		if b != nil && s.n[i] > 0 {
+		if s.n[i] == 0 {
+			continue
+		}
+		if b != nil {
 			nb := *b
 			c.bits[i] = &nb
+		} else {
+			c.spans[i] = slices.Clone(s.spans[i])
 		}
 	}
 	return c
@@ -285,8 +480,8 @@ func (s *Set) String() string {
 	var sb strings.Builder
 	var num [5]byte
 	for _, proto := range Protos {
-		b := s.get(proto)
-		if b == nil || s.LenProto(proto) == 0 {
+		i := s.index(proto)
+		if i < 0 {
 			continue
 		}
 		if sb.Len() > 0 {
@@ -294,7 +489,7 @@ func (s *Set) String() string {
 		}
 		sb.WriteString(prefixOf(proto))
 		first := true
-		b.runs(func(lo, hi int) {
+		s.eachRun(i, func(lo, hi int) {
 			if !first {
 				sb.WriteByte(',')
 			}
@@ -318,7 +513,7 @@ func (s *Set) UnmarshalText(b []byte) error {
 	if err != nil {
 		return err
 	}
-	*s = *v // v is fresh: nothing else shares its bitmaps
+	*s = *v // v is fresh: nothing else shares its storage
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package portspec
 
 import (
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -222,5 +223,95 @@ func TestSetModel(t *testing.T) {
 		if s.Len() > 0 && (err != nil || !back.Equal(&s)) {
 			t.Fatalf("step %d: Parse(String()) does not round-trip: %v", i, err)
 		}
+	}
+}
+
+// TestSetSpansModel checks sets of a few runs, kept as lists, and their
+// move into bitmaps past maxSpans runs, against a map: random ranges near
+// each other so that they merge, split and grow past the list's limit,
+// with AddSet, RemoveSet and Equal across both forms.
+func TestSetSpansModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	type model = map[Port]bool
+	toSet := func(m model) *Set {
+		var s Set
+		for p := range m {
+			s.Add(TCP, p)
+		}
+		return &s
+	}
+	check := func(step int, what string, s *Set, m model) {
+		t.Helper()
+		var want []Port
+		for p := range m {
+			want = append(want, p)
+		}
+		slices.Sort(want)
+		if got := s.Ports(TCP); !slices.Equal(got, want) || s.LenProto(TCP) != len(want) {
+			t.Fatalf("step %d (%s): Ports(TCP) = %v (Len %d); want %v", step, what, got, s.LenProto(TCP), want)
+		}
+		for p := Port(0); p < 70; p++ {
+			if s.Has(TCP, p) != m[p] {
+				t.Fatalf("step %d (%s): Has(TCP, %d) = %v; want %v", step, what, p, !m[p], m[p])
+			}
+		}
+		if n := s.LenRange(TCP, 10, 40); n != s.Clone().LenRange(TCP, 10, 40) {
+			t.Fatalf("step %d (%s): LenRange differs in a clone", step, what)
+		}
+		if want := toSet(m); !s.Equal(want) || !want.Equal(s) {
+			t.Fatalf("step %d (%s): %q is not Equal to %q", step, what, s, want)
+		}
+		// A bitmap holding the same ports is Equal both ways.
+		var big Set
+		big.AddSet(s)
+		for p := Port(1000); p < 1040; p += 2 {
+			big.Add(TCP, p)
+		}
+		big.RemoveRange(TCP, 1000, 1040)
+		if !big.Equal(s) || !s.Equal(&big) {
+			t.Fatalf("step %d (%s): a bitmap of %q is not Equal to it", step, what, s)
+		}
+	}
+	for round := range 200 {
+		var s Set
+		m := model{}
+		for i := range 30 {
+			lo := Port(r.IntN(60))
+			hi := lo + Port(r.IntN(4))
+			o := model{}
+			var os Set
+			for p := lo; p <= hi; p++ {
+				o[p] = true
+			}
+			os.AddRange(TCP, lo, hi)
+			if r.IntN(5) == 0 { // the other set as a bitmap
+				os.AddRange(TCP, 2000, 2000+2*maxSpans)
+				for p := Port(2001); p < 2000+2*maxSpans; p += 2 {
+					os.Remove(TCP, p)
+				}
+				os.RemoveRange(TCP, 2000, 2000+2*maxSpans)
+			}
+			switch r.IntN(4) {
+			case 0:
+				s.AddRange(TCP, lo, hi)
+				maps.Copy(m, o)
+			case 1:
+				s.RemoveRange(TCP, lo, hi)
+				for p := range o {
+					delete(m, p)
+				}
+			case 2:
+				s.AddSet(&os)
+				maps.Copy(m, o)
+			case 3:
+				s.RemoveSet(&os)
+				for p := range o {
+					delete(m, p)
+				}
+			}
+			check(round*100+i, "", &s, m)
+		}
+		s.RemoveSet(&s)
+		check(round, "RemoveSet of itself", &s, model{})
 	}
 }
