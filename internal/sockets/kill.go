@@ -334,14 +334,8 @@ func buildPlan(req *KillRequest, socks []Socket, facts map[int]procFacts, self i
 	return plan
 }
 
-// parseStatFacts reads the parent pid (field 4), the flags (field 9) and
-// the start time (field 22) from /proc/PID/stat. The command name (field
-// 2) may hold spaces and parentheses, so fields are counted from the last
-// ')'.
-func parseStatFacts(s string) (procFacts, error) {
-	st, err := procstat.Parse([]byte(s))
-	if err != nil {
-		return procFacts{}, err
-	}
-	return procFacts{ppid: st.PPID, kthread: st.Flags&procstat.FlagKthread != 0, start: st.StartTicks}, nil
+// factsOf takes the refusal rules' facts from /proc/PID/stat: parent pid,
+// kernel-thread flag, start time.
+func factsOf(st procstat.Stat) procFacts {
+	return procFacts{ppid: st.PPID, kthread: st.Flags&procstat.FlagKthread != 0, start: st.StartTicks}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portolan/internal/portspec"
+	"portolan/internal/procstat"
 )
 
 // killPoll is how often Kill looks whether the port is free.
@@ -92,12 +93,11 @@ func heldBy(ctx context.Context, req *KillRequest) ([]Socket, error) {
 }
 
 func readFacts(pid int) procFacts {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return procFacts{}
 	}
-	f, _ := parseStatFacts(string(b))
-	return f
+	return factsOf(st)
 }
 
 // ownCgroup is this process's cgroup path.

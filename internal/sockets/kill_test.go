@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"portolan/internal/portspec"
+	"portolan/internal/procstat"
 )
 
 func TestRefusal(t *testing.T) {
@@ -115,44 +116,20 @@ func TestStopAdvice(t *testing.T) {
 	}
 }
 
-var statFactsCases = []struct {
-	name    string
-	in      string
-	want    procFacts
-	wantErr string
-}{
-	{"plain", "1234 (nginx) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5555 1000 100", procFacts{ppid: 1, start: 5555}, ""},
-	{"kthread", "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 2 0 0", procFacts{ppid: 0, kthread: true, start: 2}, ""},
-	{"odd name", "77 (a) b (c) R 5 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0", procFacts{ppid: 5, start: 99}, ""},
-	{"no paren", "77 a R 5", procFacts{}, "no ')'"},
-	{"short", "77 (a) R 5 6", procFacts{}, "3 fields after the command name"},
-	{"bad ppid", "77 (a) R x 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0", procFacts{}, `field 4 (parent pid) "x"`},
-}
-
-func TestParseStatFacts(t *testing.T) {
-	for _, c := range statFactsCases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := parseStatFacts(c.in)
-			if c.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-					t.Errorf("parseStatFacts(%q) = %+v, %v; want error with %q", c.in, got, err, c.wantErr)
-				}
-				return
-			}
-			if err != nil || got != c.want {
-				t.Errorf("parseStatFacts(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
-			}
-		})
-	}
-}
-
-func FuzzParseStatFacts(f *testing.F) {
-	for _, c := range statFactsCases {
-		f.Add(c.in)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if _, err := parseStatFacts(s); err != nil && !strings.HasPrefix(err.Error(), "proc stat ") {
-			t.Errorf("parseStatFacts(%q) error %q does not name the input", s, err)
+// TestFactsOf: the refusal rules' facts from /proc/PID/stat lines (parsed,
+// errors included, by procstat).
+func TestFactsOf(t *testing.T) {
+	for _, c := range []struct {
+		name, in string
+		want     procFacts
+	}{
+		{"plain", "1234 (nginx) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5555 1000 100", procFacts{ppid: 1, start: 5555}},
+		{"kthread", "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 2 0 0", procFacts{ppid: 0, kthread: true, start: 2}},
+		{"odd name", "77 (a) b (c) R 5 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0", procFacts{ppid: 5, start: 99}},
+	} {
+		st, err := procstat.Parse([]byte(c.in))
+		if got := factsOf(st); err != nil || got != c.want {
+			t.Errorf("factsOf(%s) = %+v, %v; want %+v", c.name, got, err, c.want)
 		}
-	})
+	}
 }
