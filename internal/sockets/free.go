@@ -383,8 +383,8 @@ func (k *kernelPortPolicy) defaultRange() *portspec.Set {
 	return s
 }
 
-// parseLocalPortRange reads net.ipv4.ip_local_port_range ("32768\t60999\n").
-func parseLocalPortRange(s string) (lo, hi portspec.Port, err error) {
+// ParseLocalPortRange reads net.ipv4.ip_local_port_range ("32768\t60999\n").
+func ParseLocalPortRange(s string) (lo, hi portspec.Port, err error) {
 	f := strings.Fields(s)
 	if len(f) != 2 {
 		return 0, 0, fmt.Errorf("ip_local_port_range %q: want two numbers, got %d fields", s, len(f))
@@ -403,9 +403,9 @@ func parseLocalPortRange(s string) (lo, hi portspec.Port, err error) {
 	return v[0], v[1], nil
 }
 
-// parseReservedPorts reads net.ipv4.ip_local_reserved_ports ("8080,9000-9010"
+// ParseReservedPorts reads net.ipv4.ip_local_reserved_ports ("8080,9000-9010"
 // or empty).
-func parseReservedPorts(s string) (*portspec.Set, error) {
+func ParseReservedPorts(s string) (*portspec.Set, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, nil

@@ -254,9 +254,9 @@ func TestParseLocalPortRange(t *testing.T) {
 		{"1 2 3", 0, 0, true},
 	}
 	for _, tt := range tests {
-		lo, hi, err := parseLocalPortRange(tt.in)
+		lo, hi, err := ParseLocalPortRange(tt.in)
 		if (err != nil) != tt.err || lo != tt.lo || hi != tt.hi {
-			t.Errorf("parseLocalPortRange(%q) = %d, %d, %v; want %d, %d, error %v", tt.in, lo, hi, err, tt.lo, tt.hi, tt.err)
+			t.Errorf("ParseLocalPortRange(%q) = %d, %d, %v; want %d, %d, error %v", tt.in, lo, hi, err, tt.lo, tt.hi, tt.err)
 		}
 	}
 }
@@ -266,9 +266,9 @@ func FuzzParseLocalPortRange(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		lo, hi, err := parseLocalPortRange(s)
+		lo, hi, err := ParseLocalPortRange(s)
 		if err == nil && lo > hi {
-			t.Errorf("parseLocalPortRange(%q) = %d > %d", s, lo, hi)
+			t.Errorf("ParseLocalPortRange(%q) = %d > %d", s, lo, hi)
 		}
 	})
 }
@@ -283,13 +283,13 @@ func TestParseReservedPorts(t *testing.T) {
 		{"8080\n", "T:8080"},
 		{"8080,9000-9010\n", "T:8080,9000-9010"},
 	} {
-		s, err := parseReservedPorts(tt.in)
+		s, err := ParseReservedPorts(tt.in)
 		if err != nil || s.String() != tt.want {
-			t.Errorf("parseReservedPorts(%q) = %v, %v; want %q", tt.in, s, err, tt.want)
+			t.Errorf("ParseReservedPorts(%q) = %v, %v; want %q", tt.in, s, err, tt.want)
 		}
 	}
-	if _, err := parseReservedPorts("9010-9000"); err == nil {
-		t.Errorf("parseReservedPorts(%q) = nil error; want one", "9010-9000")
+	if _, err := ParseReservedPorts("9010-9000"); err == nil {
+		t.Errorf("ParseReservedPorts(%q) = nil error; want one", "9010-9000")
 	}
 }
 

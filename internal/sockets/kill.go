@@ -82,7 +82,7 @@ func (r *KillRequest) selects(s *Socket) bool {
 	if !ok {
 		return false
 	}
-	return r.AllStates || roleOf(s) == roleListening
+	return r.AllStates || RoleOf(s) == RoleListening
 }
 
 // KillTarget is a process holding the port.

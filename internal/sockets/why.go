@@ -383,33 +383,6 @@ func overlapOf(a, b bound) overlap {
 	return noOverlap
 }
 
-// role is what a socket on the port is doing, as far as binds care.
-type role uint8
-
-const (
-	roleListening  role = iota // a TCP listener, or an unconnected UDP socket
-	roleBound                  // TCP, bound but neither listening nor connected
-	roleConnection             // a connection using the port as its local port
-	roleTimeWait               // a closed connection in TIME_WAIT
-	rolePending                // a connection not yet accepted: its listener is what counts
-)
-
-func roleOf(s *Socket) role {
-	switch {
-	case s.Proto == portspec.UDP && s.State == Close:
-		return roleListening
-	case s.State == Listen:
-		return roleListening
-	case s.State == Close || s.State == BoundInactive:
-		return roleBound
-	case s.State == TimeWait:
-		return roleTimeWait
-	case s.State == SynRecv || s.State == NewSynRecv:
-		return rolePending
-	}
-	return roleConnection
-}
-
 // socketBound is the bound address of s. Only listening and bound sockets
 // can sit on the IPv6 wildcard, and the kernel reports V6Only for those.
 func socketBound(s *Socket) bound { return boundOf(s.Local.Addr(), s.V6Only) }
@@ -418,7 +391,7 @@ func socketBound(s *Socket) bound { return boundOf(s.Local.Addr(), s.V6Only) }
 type conflict struct {
 	s  *Socket
 	ov overlap
-	r  role
+	r  Role
 }
 
 // overlapping returns the sockets of o that overlap the address tried,
@@ -431,9 +404,9 @@ func overlapping(o *observation) (in []conflict, out []*Socket) {
 		if s.Proto != o.proto || s.Local.Port() != o.local.Port() {
 			continue
 		}
-		r := roleOf(s)
+		r := RoleOf(s)
 		ov := overlapOf(me, socketBound(s))
-		if r == rolePending || ov == noOverlap {
+		if r == RolePending || ov == noOverlap {
 			out = append(out, s)
 			continue
 		}
@@ -554,7 +527,7 @@ func conflictSockets(in []conflict) []Socket {
 // sockLabel is "tcp LISTEN 0.0.0.0:80" with its remote end for connections.
 func sockLabel(s *Socket) string {
 	l := fmt.Sprintf("%v %s %v", s.Proto, s.StateName(), s.Local)
-	if roleOf(s) == roleBound {
+	if RoleOf(s) == RoleBound {
 		l += " (bound, not listening)"
 	}
 	if s.Family == IPv6 && s.Local.Addr().IsUnspecified() {
@@ -641,14 +614,14 @@ func inUseVerdict(o *observation, v *Verdict, in []conflict) {
 	first := describeConflict(o, c)
 	port := o.local.Port()
 	switch {
-	case c.r == roleTimeWait:
+	case c.r == RoleTimeWait:
 		v.Rule = RuleTimeWait
 		if o.opts.reuseAddr {
 			v.Explanation = fmt.Sprintf("A closed connection in TIME_WAIT still holds %v: %s. Linux lets a bind through TIME_WAIT only when both the new socket and the one that closed set SO_REUSEADDR; you did, the old one did not.", o.local, sockLabel(c.s))
 		} else {
 			v.Explanation = fmt.Sprintf("A closed connection in TIME_WAIT still holds %v: %s. The kernel keeps it for 60 s after an active close; Linux lets a new bind through it only with SO_REUSEADDR on the new socket (and on the one that closed).", o.local, sockLabel(c.s))
 		}
-	case c.r == roleConnection:
+	case c.r == RoleConnection:
 		v.Rule = RuleConnection
 		v.Explanation = fmt.Sprintf("A connection uses port %d as its local port: %s (%s). A port taken by a connection cannot be bound %s until the connection closes.", port, sockLabel(c.s), ownerLabel(c.s), addrScope(c))
 	case c.ov == dualStackOverlap:
@@ -657,13 +630,13 @@ func inUseVerdict(o *observation, v *Verdict, in []conflict) {
 	case c.ov == wildcardOverlap:
 		v.Rule = RuleWildcard
 		v.Explanation = fmt.Sprintf("%s overlaps a socket %s. On Linux a wildcard and a specific address of the same family exclude each other on one port (unlike BSD), unless both sockets set SO_REUSEPORT as the same user, or both set SO_REUSEADDR and neither listens.", o.where(), first)
-	case o.opts.reusePort && c.r != roleTimeWait && c.s.UID != o.as.UID && c.s.Inode != 0:
+	case o.opts.reusePort && c.r != RoleTimeWait && c.s.UID != o.as.UID && c.s.Inode != 0:
 		v.Rule = RuleReusePort
 		v.Explanation = fmt.Sprintf("%s is taken: %s. SO_REUSEPORT shares a port only between sockets of the same effective uid: it belongs to uid %d (%s), you are uid %d (%s).", o.where(), first, c.s.UID, LookupUser(c.s.UID), o.as.UID, o.as.User)
 	case o.opts.reusePort:
 		v.Rule = RuleReusePort
 		v.Explanation = fmt.Sprintf("%s is taken: %s. You set SO_REUSEPORT, and the socket belongs to the same uid, so it did not set SO_REUSEPORT: both sockets must.", o.where(), first)
-	case o.opts.reuseAddr && c.r == roleListening && o.proto == portspec.TCP:
+	case o.opts.reuseAddr && c.r == RoleListening && o.proto == portspec.TCP:
 		v.Rule = RuleReuseAddrListening
 		v.Explanation = fmt.Sprintf("%s is taken: %s. SO_REUSEADDR does not let a socket share a port with a listening socket on Linux; it only passes sockets that are not listening (TIME_WAIT, bound or connected ones that set it too).", o.where(), first)
 	case o.opts.reuseAddr:
@@ -761,7 +734,7 @@ func inUseFixes(o *observation, v *Verdict, in []conflict) {
 	var holders []*Process
 	for i := range in {
 		s := in[i].s
-		if in[i].r == roleTimeWait {
+		if in[i].r == RoleTimeWait {
 			continue
 		}
 		if len(s.Procs) == 0 {
@@ -791,7 +764,7 @@ func sharedNotes(o *observation, v *Verdict, in []conflict) {
 	var tw, shared int
 	for i := range in {
 		v.Others = append(v.Others, *in[i].s)
-		if in[i].r == roleTimeWait {
+		if in[i].r == RoleTimeWait {
 			tw++
 		} else {
 			shared++
@@ -942,8 +915,8 @@ func parseCapEff(b []byte) (uint64, error) {
 // capNetBindService is the capability's bit number (linux/capability.h).
 const capNetBindService = 10
 
-// parseSysctlInt reads a sysctl file holding one integer.
-func parseSysctlInt(name, s string) (int, error) {
+// ParseSysctlInt reads a sysctl file holding one integer.
+func ParseSysctlInt(name, s string) (int, error) {
 	t := strings.TrimSpace(s)
 	n, err := strconv.Atoi(t)
 	if err != nil {

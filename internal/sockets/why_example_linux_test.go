@@ -45,16 +45,3 @@ func ExamplePlanKill() {
 		fmt.Printf("pid %d (%s) would get %v\n", t.Process.PID, t.Process.Comm, plan.Signal)
 	}
 }
-
-// Ephemeral reports how close each destination is to running out of local
-// ports.
-func ExampleEphemeral() {
-	r, err := sockets.Ephemeral(context.Background(), sockets.EphemeralRequest{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("%d usable ports in %v\n", r.Usable, r.Range)
-	for _, d := range r.Destinations {
-		fmt.Printf("%v: %d in use, %d left\n", d.Remote, d.InUse, d.Headroom)
-	}
-}

@@ -241,18 +241,18 @@ func readBindSysctls(o *observation) {
 		return string(b), err == nil
 	}
 	if s, ok := read("net.ipv4.ip_unprivileged_port_start"); ok {
-		if n, err := parseSysctlInt("ip_unprivileged_port_start", s); err == nil {
+		if n, err := ParseSysctlInt("ip_unprivileged_port_start", s); err == nil {
 			o.unprivMin = n
 		}
 	}
 	if s, ok := read("net.ipv4.ip_local_reserved_ports"); ok {
-		if set, err := parseReservedPorts(s); err == nil {
+		if set, err := ParseReservedPorts(s); err == nil {
 			o.reserved = set
 			o.reservedList = strings.TrimSpace(s)
 		}
 	}
 	if s, ok := read("net.ipv4.ip_local_port_range"); ok {
-		if lo, hi, err := parseLocalPortRange(s); err == nil {
+		if lo, hi, err := ParseLocalPortRange(s); err == nil {
 			o.ephLo, o.ephHi = lo, hi
 		}
 	}
@@ -261,7 +261,7 @@ func readBindSysctls(o *observation) {
 		key = "net.ipv6.ip_nonlocal_bind"
 	}
 	if s, ok := read(key); ok {
-		n, err := parseSysctlInt(key, s)
+		n, err := ParseSysctlInt(key, s)
 		o.nonlocal = err == nil && n != 0
 	}
 }

@@ -359,12 +359,25 @@ func twOverflow(netns string, st State) string {
 	if err != nil {
 		return ""
 	}
-	m, err := parseSNMP("/proc/net/netstat", b)
-	if err != nil {
-		return ""
+	// "TcpExt: names..." then "TcpExt: values...".
+	var names []string
+	n := "?"
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "TcpExt:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		if i := slices.Index(names, "TCPTimeWaitOverflow"); i > 0 && i < len(f) {
+			n = f[i]
+		}
+		break
 	}
 	limit, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_max_tw_buckets")
-	return fmt.Sprintf(" (TCPTimeWaitOverflow %d, tcp_max_tw_buckets %s)", m["TcpExt"]["TCPTimeWaitOverflow"], strings.TrimSpace(string(limit)))
+	return fmt.Sprintf(" (TCPTimeWaitOverflow %s, tcp_max_tw_buckets %s)", n, strings.TrimSpace(string(limit)))
 }
 
 // waitState waits until a TCP socket on local port p is in state st.

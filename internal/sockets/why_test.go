@@ -181,12 +181,12 @@ var sysctlIntCases = []struct {
 
 func TestParseSysctlInt(t *testing.T) {
 	for _, c := range sysctlIntCases {
-		got, err := parseSysctlInt("ip_unprivileged_port_start", c.in)
+		got, err := ParseSysctlInt("ip_unprivileged_port_start", c.in)
 		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("parseSysctlInt(%q) = %d, %v; want %d ok=%v", c.in, got, err, c.want, c.ok)
+			t.Errorf("ParseSysctlInt(%q) = %d, %v; want %d ok=%v", c.in, got, err, c.want, c.ok)
 		}
 		if err != nil && !strings.Contains(err.Error(), "ip_unprivileged_port_start") {
-			t.Errorf("parseSysctlInt(%q) error %q does not name the sysctl", c.in, err)
+			t.Errorf("ParseSysctlInt(%q) error %q does not name the sysctl", c.in, err)
 		}
 	}
 }
@@ -196,8 +196,8 @@ func FuzzParseSysctlInt(f *testing.F) {
 		f.Add(c.in)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if _, err := parseSysctlInt("x", s); err != nil && !strings.HasPrefix(err.Error(), "x ") {
-			t.Errorf("parseSysctlInt(%q) error %q does not name the input", s, err)
+		if _, err := ParseSysctlInt("x", s); err != nil && !strings.HasPrefix(err.Error(), "x ") {
+			t.Errorf("ParseSysctlInt(%q) error %q does not name the input", s, err)
 		}
 	})
 }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package sockets
+package ephemeral
 
 import (
 	"context"
@@ -10,6 +10,6 @@ import (
 
 // Ephemeral returns an error off Linux: it reads Linux's sysctls and
 // socket table.
-func Ephemeral(ctx context.Context, req EphemeralRequest) (*EphemeralReport, error) {
+func Survey(ctx context.Context, req Request) (*Report, error) {
 	return nil, fmt.Errorf("ephemeral: not supported on %s (needs Linux)", runtime.GOOS)
 }

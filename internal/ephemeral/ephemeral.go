@@ -1,8 +1,6 @@
-package sockets
-
-// The ephemeral port range: how many local ports outgoing connections can
+// Package ephemeral reports on the ephemeral port range: how many local ports outgoing connections can
 // use, how many each destination uses, and how close any is to running
-// out. Ephemeral (ephemeral_linux.go) reads the kernel; this file holds
+// out. Survey (ephemeral_linux.go) reads the kernel; this file holds
 // the arithmetic, the advice, and the parser of the kernel's counters.
 //
 // How Linux picks a local port for connect() (__inet_hash_connect): it
@@ -13,6 +11,7 @@ package sockets
 // port) is unused; a TIME_WAIT 4-tuple counts as used unless tcp_tw_reuse
 // allows taking it over. So one local port serves one connection per
 // destination, and the range runs out per destination.
+package ephemeral
 
 import (
 	"bufio"
@@ -28,14 +27,15 @@ import (
 	"time"
 
 	"portolan/internal/portspec"
+	"portolan/internal/sockets"
 )
 
 // timeWaitSeconds is how long Linux keeps a TIME_WAIT socket
 // (TCP_TIMEWAIT_LEN, fixed at compile time).
 const timeWaitSeconds = 60
 
-// EphemeralRequest says what to report on.
-type EphemeralRequest struct {
+// Request says what to report on.
+type Request struct {
 	// Dest keeps only destinations of this address; the zero Addr keeps
 	// all.
 	Dest netip.Addr
@@ -54,9 +54,9 @@ type EphemeralRequest struct {
 	Logger *slog.Logger
 }
 
-func (r *EphemeralRequest) logger() *slog.Logger { return orDiscard(r.Logger) }
+func (r *Request) logger() *slog.Logger { return orDiscard(r.Logger) }
 
-func (r *EphemeralRequest) top() int {
+func (r *Request) top() int {
 	switch {
 	case r.Top == 0:
 		return 5
@@ -68,8 +68,8 @@ func (r *EphemeralRequest) top() int {
 
 // StateCount is how many sockets are in a state.
 type StateCount struct {
-	State State `json:"state"`
-	Count int   `json:"count"`
+	State sockets.State `json:"state"`
+	Count int           `json:"count"`
 }
 
 // Destination is one remote address and port that local ports of the
@@ -88,20 +88,20 @@ type Destination struct {
 	// local port now: the usable ports not yet taken toward Remote.
 	Headroom int `json:"headroom"`
 	// Sockets are the sockets counted (for owners).
-	Sockets []Socket `json:"-"`
+	Sockets []sockets.Socket `json:"-"`
 }
 
 // ProcessCount is a process and how many sockets it has to a destination.
 type ProcessCount struct {
-	Process *Process `json:"process"`
-	Sockets int      `json:"sockets"`
+	Process *sockets.Process `json:"process"`
+	Sockets int              `json:"sockets"`
 }
 
 // HeldPort is a port of the range that connections cannot use, because a
 // socket bound it explicitly.
 type HeldPort struct {
 	Port  portspec.Port `json:"port"`
-	State State         `json:"state"` // LISTEN, or CLOSE for bound but idle
+	State sockets.State `json:"state"` // LISTEN, or CLOSE for bound but idle
 }
 
 // Counters are the kernel's TCP counters (/proc/net/snmp Tcp:,
@@ -134,22 +134,22 @@ type ErrnoNote struct {
 	Meaning string `json:"meaning"`
 }
 
-// EphemeralErrnos are the errors a program sees when local ports run out,
+// Errnos are the errors a program sees when local ports run out,
 // and what each means.
-var EphemeralErrnos = []ErrnoNote{
+var Errnos = []ErrnoNote{
 	{"EADDRNOTAVAIL", "connect() (TCP)", "\"Cannot assign requested address\": no port of ip_local_port_range has a free 4-tuple toward that destination address and port. Other destinations may still connect."},
 	{"EADDRINUSE", "bind() to port 0", "\"Address already in use\": bind picks a port before it knows the destination, so it needs a port no socket holds at all; it fails before connect() would. IP_BIND_ADDRESS_NO_PORT defers the choice to connect()."},
 	{"EAGAIN", "sendto()/connect() on an unbound UDP socket", "\"Resource temporarily unavailable\": the automatic bind found no UDP port free; UDP ports are not shared between destinations."},
 }
 
-// EphemeralReport is the state of the ephemeral range.
-type EphemeralReport struct {
+// Report is the state of the ephemeral range.
+type Report struct {
 	// Range is net.ipv4.ip_local_port_range (First and Last in JSON);
 	// Size the ports in it.
-	Range PortRange     `json:"-"`
-	First portspec.Port `json:"first"`
-	Last  portspec.Port `json:"last"`
-	Size  int           `json:"size"`
+	Range sockets.PortRange `json:"-"`
+	First portspec.Port     `json:"first"`
+	Last  portspec.Port     `json:"last"`
+	Size  int               `json:"size"`
 	// Reserved are the ports of the range in ip_local_reserved_ports
 	// (never picked); ReservedSpec lists them.
 	Reserved     int    `json:"reserved"`
@@ -193,7 +193,7 @@ type EphemeralReport struct {
 type ephemeralInput struct {
 	lo, hi     portspec.Port
 	reserved   *portspec.Set
-	socks      []Socket // TCP and UDP sockets with a local port in the range
+	socks      []sockets.Socket // TCP and UDP sockets with a local port in the range
 	twReuse    int
 	timestamps int
 	dest       netip.Addr
@@ -202,11 +202,11 @@ type ephemeralInput struct {
 }
 
 // analyze computes the report from what the kernel said.
-func analyze(in *ephemeralInput) *EphemeralReport {
-	r := &EphemeralReport{
-		Range: PortRange{in.lo, in.hi}, First: in.lo, Last: in.hi, Size: int(in.hi) - int(in.lo) + 1,
+func analyze(in *ephemeralInput) *Report {
+	r := &Report{
+		Range: sockets.PortRange{Lo: in.lo, Hi: in.hi}, First: in.lo, Last: in.hi, Size: int(in.hi) - int(in.lo) + 1,
 		TWReuse: in.twReuse, Timestamps: in.timestamps, Counters: in.counters,
-		Held: []HeldPort{}, Destinations: []Destination{}, Top: []ProcessCount{}, Errnos: EphemeralErrnos,
+		Held: []HeldPort{}, Destinations: []Destination{}, Top: []ProcessCount{}, Errnos: Errnos,
 	}
 	var reserved portspec.Set
 	in.reserved.Each(func(_ portspec.Proto, p portspec.Port) bool {
@@ -220,11 +220,11 @@ func analyze(in *ephemeralInput) *EphemeralReport {
 		r.ReservedSpec = strings.TrimPrefix(reserved.String(), "T:")
 	}
 	// Ports bound explicitly: no connection may take them.
-	held := map[uint16]State{}
+	held := map[uint16]sockets.State{}
 	for i := range in.socks {
 		s := &in.socks[i]
-		if s.Proto == portspec.TCP && (s.State == Listen || roleOf(s) == roleBound) {
-			if st, ok := held[s.Local.Port()]; !ok || st != Listen {
+		if s.Proto == portspec.TCP && (s.State == sockets.Listen || sockets.RoleOf(s) == sockets.RoleBound) {
+			if st, ok := held[s.Local.Port()]; !ok || st != sockets.Listen {
 				held[s.Local.Port()] = s.State
 			}
 		}
@@ -255,11 +255,11 @@ func analyze(in *ephemeralInput) *EphemeralReport {
 			r.UDP++
 			continue
 		}
-		if _, ok := held[p]; ok || roleOf(s) != roleConnection && roleOf(s) != roleTimeWait {
+		if _, ok := held[p]; ok || sockets.RoleOf(s) != sockets.RoleConnection && sockets.RoleOf(s) != sockets.RoleTimeWait {
 			continue // a listener's own connections, or not a connection
 		}
 		r.Connections++
-		if s.State == TimeWait {
+		if s.State == sockets.TimeWait {
 			r.TimeWait++
 		}
 		if reserved.Has(portspec.TCP, portspec.Port(p)) {
@@ -276,7 +276,7 @@ func analyze(in *ephemeralInput) *EphemeralReport {
 		}
 		d.InUse++
 		d.Sockets = append(d.Sockets, *s)
-		if s.State == TimeWait {
+		if s.State == sockets.TimeWait {
 			d.TimeWait++
 		}
 		if j := slices.IndexFunc(d.States, func(c StateCount) bool { return c.State == s.State }); j >= 0 {
@@ -306,7 +306,7 @@ func twReuseApplies(mode int, remote netip.Addr) bool {
 }
 
 // advise says what to do, the most pressing first.
-func advise(r *EphemeralReport, in *ephemeralInput) []string {
+func advise(r *Report, in *ephemeralInput) []string {
 	var out []string
 	if r.Usable == 0 {
 		out = append(out, fmt.Sprintf("no port of %v is usable for outgoing connections (%d reserved, %d bound explicitly): every connect() fails with EADDRNOTAVAIL", r.Range, r.Reserved, len(r.Held)))
@@ -345,11 +345,11 @@ func advise(r *EphemeralReport, in *ephemeralInput) []string {
 }
 
 // sharedAdvice is about what takes ports from every destination at once.
-func sharedAdvice(r *EphemeralReport) []string {
+func sharedAdvice(r *Report) []string {
 	var out []string
 	var listen, bound []string
 	for _, h := range r.Held {
-		if h.State == Listen {
+		if h.State == sockets.Listen {
 			listen = append(listen, strconv.Itoa(int(h.Port)))
 		} else {
 			bound = append(bound, strconv.Itoa(int(h.Port)))
@@ -393,7 +393,7 @@ func abbreviate(s []string, n int) string {
 }
 
 // topProcesses counts sockets per process, the most first.
-func topProcesses(socks []Socket, n int) []ProcessCount {
+func topProcesses(socks []sockets.Socket, n int) []ProcessCount {
 	counts := map[int]*ProcessCount{}
 	for i := range socks {
 		for _, p := range socks[i].Procs {
@@ -495,4 +495,12 @@ func (c Counters) delta(before Counters, d time.Duration) *Counters {
 		TimeWaitEnded:  c.TimeWaitEnded - before.TimeWaitEnded,
 		TimeWaitReused: c.TimeWaitReused - before.TimeWaitReused,
 	}
+}
+
+// orDiscard is l, or a logger that discards when l is nil.
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
 }

@@ -1,25 +1,28 @@
-package sockets
+package ephemeral
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
+	"portolan/internal/sockets"
 	"portolan/internal/testenv"
 )
 
-func mustEphemeral(t *testing.T, req EphemeralRequest) *EphemeralReport {
+func mustEphemeral(t *testing.T, req Request) *Report {
 	t.Helper()
-	r, err := Ephemeral(context.Background(), req)
+	r, err := Survey(context.Background(), req)
 	if err != nil {
 		t.Fatalf("Ephemeral(%+v) = %v", req, err)
 	}
@@ -27,7 +30,7 @@ func mustEphemeral(t *testing.T, req EphemeralRequest) *EphemeralReport {
 }
 
 // destOf returns the destination to remote, or a zero one.
-func destOf(r *EphemeralReport, remote netip.AddrPort) Destination {
+func destOf(r *Report, remote netip.AddrPort) Destination {
 	for _, d := range r.Destinations {
 		if d.Remote == remote {
 			return d
@@ -36,7 +39,7 @@ func destOf(r *EphemeralReport, remote netip.AddrPort) Destination {
 	return Destination{}
 }
 
-func stateCount(d Destination, st State) int {
+func stateCount(d Destination, st sockets.State) int {
 	for _, c := range d.States {
 		if c.State == st {
 			return c.Count
@@ -69,7 +72,7 @@ func TestEphemeralCountsLoopback(t *testing.T) {
 	defer ln.Close()
 	go testenv.Serve(ln, testenv.Drain)
 	remote := netip.MustParseAddrPort(ln.Addr().String())
-	req := EphemeralRequest{Netns: netns, Dest: remote.Addr(), DestPort: remote.Port()}
+	req := Request{Netns: netns, Dest: remote.Addr(), DestPort: remote.Port()}
 	if d := destOf(mustEphemeral(t, req), remote); d.InUse != 0 {
 		t.Fatalf("before any connection: %+v", d)
 	}
@@ -90,11 +93,11 @@ func TestEphemeralCountsLoopback(t *testing.T) {
 	for _, c := range conns[:closed] {
 		port := c.LocalAddr().(*net.TCPAddr).Port
 		c.Close() // we close first: TIME_WAIT on our side
-		waitState(t, netns, portspec.Port(port), TimeWait)
+		waitState(t, netns, portspec.Port(port), sockets.TimeWait)
 	}
 	r := mustEphemeral(t, req)
 	d := destOf(r, remote)
-	if d.InUse != n || stateCount(d, Established) != n-closed || stateCount(d, TimeWait) != closed || d.TimeWait != closed {
+	if d.InUse != n || stateCount(d, sockets.Established) != n-closed || stateCount(d, sockets.TimeWait) != closed || d.TimeWait != closed {
 		t.Errorf("destination %v: %+v; want %d in use: %d ESTABLISHED, %d TIME_WAIT", remote, d, n, n-closed, closed)
 	}
 	if d.Headroom != r.Usable-n {
@@ -113,9 +116,9 @@ func TestEphemeralCountsLoopback(t *testing.T) {
 // opened.
 func TestEphemeralHeadroomInNetns(t *testing.T) {
 	h := ephemeralHost(t, "40000 40999")
-	req := EphemeralRequest{Netns: h.Path()}
+	req := Request{Netns: h.Path()}
 	before := mustEphemeral(t, req)
-	if before.Range != (PortRange{40000, 40999}) || before.Size != 1000 || before.Usable != 1000 || len(before.Destinations) != 0 {
+	if before.Range != (sockets.PortRange{Lo: 40000, Hi: 40999}) || before.Size != 1000 || before.Usable != 1000 || len(before.Destinations) != 0 {
 		t.Fatalf("before: range %v size %d usable %d destinations %v; want 40000-40999, 1000, 1000, none", before.Range, before.Size, before.Usable, before.Destinations)
 	}
 	const n = 7
@@ -200,13 +203,13 @@ func TestEphemeralExhaustedInNetns(t *testing.T) {
 	}
 	for _, e := range []string{"EADDRNOTAVAIL", "EADDRINUSE", "EAGAIN"} {
 		if !strings.Contains(errnoCalls(), e) {
-			t.Errorf("EphemeralErrnos does not explain %s", e)
+			t.Errorf("Errnos does not explain %s", e)
 		}
 	}
 
-	r := mustEphemeral(t, EphemeralRequest{Netns: h.Path()})
+	r := mustEphemeral(t, Request{Netns: h.Path()})
 	d := destOf(r, netip.MustParseAddrPort("127.0.0.1:30000"))
-	if !r.Exhausted || r.Usable != 10 || d.InUse != 10 || d.Headroom != 0 || stateCount(d, Established) != 10 {
+	if !r.Exhausted || r.Usable != 10 || d.InUse != 10 || d.Headroom != 0 || stateCount(d, sockets.Established) != 10 {
 		t.Errorf("report: exhausted %v usable %d, destination %+v; want exhausted, 10 usable, 10 ESTABLISHED, no headroom", r.Exhausted, r.Usable, d)
 	}
 	if r.UDP != 10 {
@@ -255,7 +258,7 @@ func ephemeralHost(t *testing.T, rng string) *netlab.Host {
 
 func errnoCalls() string {
 	var b strings.Builder
-	for _, e := range EphemeralErrnos {
+	for _, e := range Errnos {
 		b.WriteString(e.Errno + " " + e.Call + " " + e.Meaning + "\n")
 	}
 	return b.String()
@@ -277,7 +280,7 @@ func TestEphemeralSample(t *testing.T) {
 			c.Close()
 		}
 	}()
-	r := mustEphemeral(t, EphemeralRequest{Netns: h.Path(), Sample: 300e6})
+	r := mustEphemeral(t, Request{Netns: h.Path(), Sample: 300e6})
 	<-done
 	if r.Counters == nil || r.Counters.Interval < 300e6 {
 		t.Fatalf("counters %+v; want a sample of at least 300ms", r.Counters)
@@ -285,4 +288,40 @@ func TestEphemeralSample(t *testing.T) {
 	if r.Counters.ActiveOpens > 5 || r.Counters.PassiveOpens > 5 {
 		t.Errorf("counters %+v; the namespace saw at most 5 connections", r.Counters)
 	}
+}
+
+// waitState waits until a TCP socket on local port p is in state st.
+func waitState(t *testing.T, netns string, p portspec.Port, st sockets.State) {
+	t.Helper()
+	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(st), Ports: []sockets.PortRange{{Lo: p, Hi: p}}}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		socks, err := (&sockets.Table{Netns: netns}).List(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(socks) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %v socket on port %d after 10s%s", st, p, twOverflow(netns, st))
+		}
+	}
+}
+
+// twOverflow says, for a missing TIME_WAIT in the root namespace, whether
+// the kernel dropped it for want of room.
+func twOverflow(netns string, st sockets.State) string {
+	if netns != "" || st != sockets.TimeWait {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return ""
+	}
+	m, err := parseSNMP("/proc/net/netstat", b)
+	if err != nil {
+		return ""
+	}
+	limit, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_max_tw_buckets")
+	return fmt.Sprintf(" (TCPTimeWaitOverflow %d, tcp_max_tw_buckets %s)", m["TcpExt"]["TCPTimeWaitOverflow"], strings.TrimSpace(string(limit)))
 }

@@ -1,4 +1,4 @@
-package sockets
+package ephemeral
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"portolan/internal/portspec"
+	"portolan/internal/sockets"
 )
 
 // Ephemeral reports on the ephemeral port range of a network namespace:
@@ -15,21 +16,21 @@ import (
 // state with the headroom left, the churn (from TIME_WAIT and, with
 // req.Sample, the kernel's counters), the processes with the most sockets
 // to the busiest destination, and advice.
-func Ephemeral(ctx context.Context, req EphemeralRequest) (*EphemeralReport, error) {
-	t := &Table{Netns: req.Netns, Logger: req.Logger}
+func Survey(ctx context.Context, req Request) (*Report, error) {
+	t := &sockets.Table{Netns: req.Netns, Logger: req.Logger}
 	in := &ephemeralInput{twReuse: -1, timestamps: -1, dest: req.Dest, destPort: req.DestPort}
 	var before Counters
 	var errCounters error
-	err := t.inNetns(func() error {
+	err := sockets.InNetns(req.Netns, func() error {
 		b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 		if err != nil {
 			return err
 		}
-		if in.lo, in.hi, err = parseLocalPortRange(string(b)); err != nil {
+		if in.lo, in.hi, err = sockets.ParseLocalPortRange(string(b)); err != nil {
 			return err
 		}
 		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_reserved_ports"); err == nil {
-			if in.reserved, err = parseReservedPorts(string(b)); err != nil {
+			if in.reserved, err = sockets.ParseReservedPorts(string(b)); err != nil {
 				return err
 			}
 		}
@@ -44,9 +45,9 @@ func Ephemeral(ctx context.Context, req EphemeralRequest) (*EphemeralReport, err
 		return nil, fmt.Errorf("ephemeral range: %w", err)
 	}
 	start := time.Now()
-	rng := []PortRange{{in.lo, in.hi}}
+	rng := []sockets.PortRange{{Lo: in.lo, Hi: in.hi}}
 	for _, proto := range []portspec.Proto{portspec.TCP, portspec.UDP} {
-		socks, err := t.List(ctx, Query{Proto: proto, States: AllStates, Ports: rng})
+		socks, err := t.List(ctx, sockets.Query{Proto: proto, States: sockets.AllStates, Ports: rng})
 		if err != nil {
 			return nil, fmt.Errorf("ephemeral range: %w", err)
 		}
@@ -61,7 +62,7 @@ func Ephemeral(ctx context.Context, req EphemeralRequest) (*EphemeralReport, err
 		case <-timer.C:
 		}
 		var after Counters
-		err := t.inNetns(func() (err error) {
+		err := sockets.InNetns(req.Netns, func() (err error) {
 			after, err = readCounters()
 			return err
 		})
@@ -76,7 +77,7 @@ func Ephemeral(ctx context.Context, req EphemeralRequest) (*EphemeralReport, err
 	r := analyze(in)
 	if n := req.top(); n > 0 && len(r.Destinations) > 0 {
 		hot := r.Destinations[0].Sockets
-		if err := FindOwners(ctx, hot, OwnerOptions{First: true}); err != nil && ctx.Err() != nil {
+		if err := sockets.FindOwners(ctx, hot, sockets.OwnerOptions{First: true}); err != nil && ctx.Err() != nil {
 			return nil, err
 		}
 		r.Top = topProcesses(hot, n)
@@ -91,7 +92,7 @@ func readSysctlInt(path string) int {
 	if err != nil {
 		return -1
 	}
-	n, err := parseSysctlInt(path, string(b))
+	n, err := sockets.ParseSysctlInt(path, string(b))
 	if err != nil {
 		return -1
 	}

@@ -1,4 +1,4 @@
-package sockets
+package ephemeral
 
 import (
 	"net/netip"
@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"portolan/internal/portspec"
+	"portolan/internal/sockets"
 )
 
 const snmpSample = `Ip: Forwarding DefaultTTL InReceives
@@ -89,12 +90,12 @@ func FuzzEphemeralReservedPorts(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		set, err := parseReservedPorts(s)
+		set, err := sockets.ParseReservedPorts(s)
 		if err != nil && !strings.HasPrefix(err.Error(), "ip_local_reserved_ports") {
-			t.Errorf("parseReservedPorts(%q) error %q does not name the sysctl", s, err)
+			t.Errorf("ParseReservedPorts(%q) error %q does not name the sysctl", s, err)
 		}
 		if err == nil && strings.TrimSpace(s) == "" && set != nil {
-			t.Errorf("parseReservedPorts(%q) = %v; want nil for nothing reserved", s, set)
+			t.Errorf("ParseReservedPorts(%q) = %v; want nil for nothing reserved", s, set)
 		}
 	})
 }
@@ -115,26 +116,26 @@ func TestTCPCounters(t *testing.T) {
 
 func TestAnalyze(t *testing.T) {
 	ap := netip.MustParseAddrPort
-	reserved, _ := parseReservedPorts("40009,50000")
-	conn := func(local, remote string, st State) Socket {
-		return Socket{Proto: portspec.TCP, Family: IPv4, State: st, Local: ap(local), Remote: ap(remote), Inode: 1}
+	reserved, _ := sockets.ParseReservedPorts("40009,50000")
+	conn := func(local, remote string, st sockets.State) sockets.Socket {
+		return sockets.Socket{Proto: portspec.TCP, Family: sockets.IPv4, State: st, Local: ap(local), Remote: ap(remote), Inode: 1}
 	}
 	in := &ephemeralInput{
 		lo: 40000, hi: 40009, reserved: reserved, twReuse: 2, timestamps: 1,
-		socks: []Socket{
-			{Proto: portspec.TCP, Family: IPv4, State: Listen, Local: ap("0.0.0.0:40005"), Inode: 1},
-			conn("127.0.0.1:40005", "127.0.0.1:51000", Established), // accepted by the listener: not ephemeral
-			{Proto: portspec.TCP, Family: IPv4, State: Close, Local: ap("127.0.0.1:40006"), Inode: 1},
-			conn("198.18.0.1:40000", "198.18.0.2:80", Established),
-			conn("198.18.0.1:40001", "198.18.0.2:80", TimeWait),
-			conn("198.18.0.1:40002", "198.18.0.2:80", TimeWait),
-			conn("198.18.0.1:40003", "198.18.0.2:80", TimeWait),
-			conn("198.18.0.1:40004", "198.18.0.2:80", CloseWait),
-			conn("198.18.0.1:40007", "198.18.0.2:80", TimeWait),
-			conn("198.18.0.1:40008", "198.18.0.2:80", Established),
-			conn("198.18.0.1:40000", "198.18.0.2:443", Established),
-			conn("198.18.0.1:40009", "198.18.0.2:443", Established), // on a reserved port: bound explicitly
-			{Proto: portspec.UDP, Family: IPv4, State: Close, Local: ap("0.0.0.0:40001"), Inode: 1},
+		socks: []sockets.Socket{
+			{Proto: portspec.TCP, Family: sockets.IPv4, State: sockets.Listen, Local: ap("0.0.0.0:40005"), Inode: 1},
+			conn("127.0.0.1:40005", "127.0.0.1:51000", sockets.Established), // accepted by the listener: not ephemeral
+			{Proto: portspec.TCP, Family: sockets.IPv4, State: sockets.Close, Local: ap("127.0.0.1:40006"), Inode: 1},
+			conn("198.18.0.1:40000", "198.18.0.2:80", sockets.Established),
+			conn("198.18.0.1:40001", "198.18.0.2:80", sockets.TimeWait),
+			conn("198.18.0.1:40002", "198.18.0.2:80", sockets.TimeWait),
+			conn("198.18.0.1:40003", "198.18.0.2:80", sockets.TimeWait),
+			conn("198.18.0.1:40004", "198.18.0.2:80", sockets.CloseWait),
+			conn("198.18.0.1:40007", "198.18.0.2:80", sockets.TimeWait),
+			conn("198.18.0.1:40008", "198.18.0.2:80", sockets.Established),
+			conn("198.18.0.1:40000", "198.18.0.2:443", sockets.Established),
+			conn("198.18.0.1:40009", "198.18.0.2:443", sockets.Established), // on a reserved port: bound explicitly
+			{Proto: portspec.UDP, Family: sockets.IPv4, State: sockets.Close, Local: ap("0.0.0.0:40001"), Inode: 1},
 		},
 	}
 	r := analyze(in)
@@ -145,7 +146,7 @@ func TestAnalyze(t *testing.T) {
 		t.Fatalf("destinations %+v; want 2", r.Destinations)
 	}
 	hot := r.Destinations[0]
-	wantStates := []StateCount{{TimeWait, 4}, {Established, 2}, {CloseWait, 1}}
+	wantStates := []StateCount{{sockets.TimeWait, 4}, {sockets.Established, 2}, {sockets.CloseWait, 1}}
 	if hot.Remote != ap("198.18.0.2:80") || hot.InUse != 7 || hot.Headroom != 0 || hot.TimeWait != 4 || !cmp.Equal(hot.States, wantStates) {
 		t.Errorf("busiest = %+v; want 198.18.0.2:80, 7 in use %v, no headroom", hot, wantStates)
 	}
