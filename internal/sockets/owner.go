@@ -216,10 +216,10 @@ func ParseCgroupPath(path string) *Cgroup {
 	return c
 }
 
-// parseProcCgroup picks the path from /proc/PID/cgroup: the unified
+// ParseProcCgroup picks the path from /proc/PID/cgroup: the unified
 // hierarchy's ("0::/..."), unless it is the root while systemd's named v1
 // hierarchy knows better (hybrid setups), else the first one.
-func parseProcCgroup(b []byte) (string, error) {
+func ParseProcCgroup(b []byte) (string, error) {
 	var unified, systemd, first string
 	for i, line := range bytes.Split(b, []byte{'\n'}) {
 		if len(line) == 0 {

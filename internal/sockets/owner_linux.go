@@ -481,7 +481,7 @@ func (wk *walker) readProcess(pid int32, dfd int) *Process {
 				p.Start = startTime(st.StartTicks)
 			}
 		}
-		if path, err := parseProcCgroup(wk.read(pid, "cgroup")); err == nil && path != "" {
+		if path, err := ParseProcCgroup(wk.read(pid, "cgroup")); err == nil && path != "" {
 			p.Cgroup = ParseCgroupPath(path)
 		}
 	}

@@ -63,9 +63,9 @@ var procCgroupCases = []struct {
 
 func TestParseProcCgroup(t *testing.T) {
 	for _, tc := range procCgroupCases {
-		got, err := parseProcCgroup([]byte(tc.in))
+		got, err := ParseProcCgroup([]byte(tc.in))
 		if got != tc.want || (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
-			t.Errorf("%s: parseProcCgroup(%q) = %q, %v; want %q, error with %q", tc.name, tc.in, got, err, tc.want, tc.err)
+			t.Errorf("%s: ParseProcCgroup(%q) = %q, %v; want %q, error with %q", tc.name, tc.in, got, err, tc.want, tc.err)
 		}
 	}
 }
@@ -81,9 +81,9 @@ func FuzzParseCgroup(f *testing.F) {
 		if c := ParseCgroupPath(s); c.Path != s {
 			t.Fatalf("ParseCgroupPath(%q).Path = %q", s, c.Path)
 		}
-		p, err := parseProcCgroup([]byte(s))
+		p, err := ParseProcCgroup([]byte(s))
 		if err == nil && p != "" && !strings.Contains(s, p) {
-			t.Fatalf("parseProcCgroup(%q) = %q, not in the input", s, p)
+			t.Fatalf("ParseProcCgroup(%q) = %q, not in the input", s, p)
 		}
 	})
 }

@@ -553,7 +553,7 @@ func ownerLabel(s *Socket) string {
 		}
 		if c := p.Cgroup; c != nil {
 			if c.Container != "" {
-				parts = append(parts, c.Runtime+" container "+shortID(c.Container))
+				parts = append(parts, c.Runtime+" container "+ShortID(c.Container))
 			} else if c.Unit != "" {
 				parts = append(parts, "unit "+c.Unit)
 			}
@@ -571,13 +571,6 @@ func ownerLabel(s *Socket) string {
 		return "an unknown process"
 	}
 	return fmt.Sprintf("uid %d (%s), process not visible", s.UID, LookupUser(s.UID))
-}
-
-func shortID(id string) string {
-	if len(id) == 64 {
-		return id[:12]
-	}
-	return id
 }
 
 // describeConflict is one conflicting socket in words.

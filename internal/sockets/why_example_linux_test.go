@@ -30,18 +30,3 @@ func ExampleWhy() {
 	fmt.Println(v.OK, v.Rule, sockets.ErrnoName(v.Errno), len(v.Conflicts) > 0)
 	// Output: false in-use EADDRINUSE true
 }
-
-// PlanKill is a dry run: it names the processes Kill would signal.
-func ExamplePlanKill() {
-	plan, err := sockets.PlanKill(context.Background(), sockets.KillRequest{Port: 3000})
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, t := range plan.Targets {
-		if t.Refused != "" {
-			fmt.Printf("pid %d: not signalled: %s %s\n", t.Process.PID, t.Refused, t.Instead)
-			continue
-		}
-		fmt.Printf("pid %d (%s) would get %v\n", t.Process.PID, t.Process.Comm, plan.Signal)
-	}
-}

@@ -1,4 +1,4 @@
-package sockets
+package kill
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
+	"portolan/internal/sockets"
 	"portolan/internal/testenv"
 )
 
@@ -134,18 +135,18 @@ func killHost(t *testing.T) *netlab.Host {
 // held reports whether anything listens on port p in h's namespace.
 func held(t *testing.T, h *netlab.Host, p portspec.Port) bool {
 	t.Helper()
-	socks, err := (&Table{Netns: h.Path()}).List(context.Background(), Query{States: States(Listen), Ports: []PortRange{{p, p}}})
+	socks, err := (&sockets.Table{Netns: h.Path()}).List(context.Background(), sockets.Query{States: sockets.States(sockets.Listen), Ports: []sockets.PortRange{{Lo: p, Hi: p}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return len(socks) > 0
 }
 
-func planKill(t *testing.T, req KillRequest) *KillPlan {
+func planKill(t *testing.T, req Request) *Plan {
 	t.Helper()
-	plan, err := PlanKill(context.Background(), req)
+	plan, err := NewPlan(context.Background(), req)
 	if err != nil {
-		t.Fatalf("PlanKill(%+v) = %v", req, err)
+		t.Fatalf("NewPlan(%+v) = %v", req, err)
 	}
 	return plan
 }
@@ -153,11 +154,11 @@ func planKill(t *testing.T, req KillRequest) *KillPlan {
 func TestKillTERM(t *testing.T) {
 	h := killHost(t)
 	cmd, p := helper(t, h, "listen")
-	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p, Protos: []portspec.Proto{portspec.TCP}})
+	plan := planKill(t, Request{Netns: h.Path(), Port: p, Protos: []portspec.Proto{portspec.TCP}})
 	if !plan.Held() || len(plan.Targets) != 1 || plan.Targets[0].Process.PID != cmd.Process.Pid || plan.Targets[0].Refused != "" {
 		t.Fatalf("plan for port %d: %+v; want the helper %d as the one target", p, plan.Targets, cmd.Process.Pid)
 	}
-	res, err := Kill(context.Background(), plan)
+	res, err := Run(context.Background(), plan)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,11 +176,11 @@ func TestKillTERM(t *testing.T) {
 func TestKillEscalates(t *testing.T) {
 	h := killHost(t)
 	cmd, p := helper(t, h, "ignore-term")
-	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p, Grace: 300 * time.Millisecond})
+	plan := planKill(t, Request{Netns: h.Path(), Port: p, Grace: 300 * time.Millisecond})
 	if len(plan.Targets) != 1 || plan.Targets[0].Process.PID != cmd.Process.Pid {
 		t.Fatalf("plan %+v; want the helper alone", plan.Targets)
 	}
-	res, err := Kill(context.Background(), plan)
+	res, err := Run(context.Background(), plan)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func TestKillEscalates(t *testing.T) {
 func TestKillDryRunKillsNothing(t *testing.T) {
 	h := killHost(t)
 	cmd, p := helper(t, h, "listen")
-	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p})
+	plan := planKill(t, Request{Netns: h.Path(), Port: p})
 	if len(plan.Signalled()) != 1 || plan.Signalled()[0].Process.PID != cmd.Process.Pid {
 		t.Fatalf("plan %+v; want the helper to be signalled", plan.Targets)
 	}
@@ -223,7 +224,7 @@ func TestKillLeavesClients(t *testing.T) {
 	h := killHost(t)
 	server, p := helper(t, h, "listen")
 	client, _ := helper(t, h, "client 127.0.0.1:"+strconv.Itoa(int(p)))
-	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p, AllStates: true})
+	plan := planKill(t, Request{Netns: h.Path(), Port: p, AllStates: true})
 	if len(plan.Targets) != 1 || plan.Targets[0].Process.PID != server.Process.Pid {
 		t.Fatalf("plan %+v; want the server alone", plan.Targets)
 	}
@@ -232,7 +233,7 @@ func TestKillLeavesClients(t *testing.T) {
 			t.Fatalf("the client (remote port %d) is a target: %+v", p, tg)
 		}
 	}
-	res, err := Kill(context.Background(), plan)
+	res, err := Run(context.Background(), plan)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,14 +263,14 @@ func TestKillCloseWaitClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close() // the client's end goes to CLOSE_WAIT
-	waitState(t, h.Path(), p, CloseWait)
+	waitState(t, h.Path(), p, sockets.CloseWait)
 
-	ours := func(socks []Socket) bool {
-		return slices.ContainsFunc(socks, func(s Socket) bool {
-			return s.State == CloseWait && s.Remote.String() == ln.Addr().String()
+	ours := func(socks []sockets.Socket) bool {
+		return slices.ContainsFunc(socks, func(s sockets.Socket) bool {
+			return s.State == sockets.CloseWait && s.Remote.String() == ln.Addr().String()
 		})
 	}
-	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p})
+	plan := planKill(t, Request{Netns: h.Path(), Port: p})
 	if plan.Held() || len(plan.Targets) != 0 {
 		t.Fatalf("plan for local port %d of a CLOSE_WAIT client: %+v; want nothing held", p, plan.Targets)
 	}
@@ -279,8 +280,8 @@ func TestKillCloseWaitClient(t *testing.T) {
 	if !stillRuns(client.Process.Pid) {
 		t.Fatal("client died")
 	}
-	plan = planKill(t, KillRequest{Netns: h.Path(), Port: p, AllStates: true})
-	if !slices.ContainsFunc(plan.Targets, func(t KillTarget) bool { return t.Process.PID == client.Process.Pid && ours(t.Sockets) }) {
+	plan = planKill(t, Request{Netns: h.Path(), Port: p, AllStates: true})
+	if !slices.ContainsFunc(plan.Targets, func(t Target) bool { return t.Process.PID == client.Process.Pid && ours(t.Sockets) }) {
 		t.Errorf("plan with AllStates: %+v; want the client among the targets", plan.Targets)
 	}
 }
@@ -293,11 +294,11 @@ func TestKillRefusesItself(t *testing.T) {
 	}
 	defer l.Close()
 	p := portspec.Port(l.Addr().(*net.TCPAddr).Port)
-	plan := planKill(t, KillRequest{Netns: h.Path(), Port: p})
+	plan := planKill(t, Request{Netns: h.Path(), Port: p})
 	if len(plan.Targets) != 1 || !strings.Contains(plan.Targets[0].Refused, "portolan itself") || len(plan.Signalled()) != 0 {
 		t.Fatalf("plan %+v; want this process refused", plan.Targets)
 	}
-	res, err := Kill(context.Background(), plan)
+	res, err := Run(context.Background(), plan)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,5 +320,23 @@ func TestParseSignal(t *testing.T) {
 	}
 	if n := SignalName(syscall.SIGTERM); n != "TERM" {
 		t.Errorf("SignalName(SIGTERM) = %q", n)
+	}
+}
+
+// waitState waits until a TCP socket on local port p is in state st.
+func waitState(t *testing.T, netns string, p portspec.Port, st sockets.State) {
+	t.Helper()
+	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(st), Ports: []sockets.PortRange{{Lo: p, Hi: p}}}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		socks, err := (&sockets.Table{Netns: netns}).List(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(socks) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %v socket on port %d after 10s", st, p)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package sockets
+package kill
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"portolan/internal/portspec"
 	"portolan/internal/procstat"
+	"portolan/internal/sockets"
 )
 
 // killPoll is how often Kill looks whether the port is free.
@@ -24,14 +25,14 @@ const killPoll = 50 * time.Millisecond
 // process is stuck in the kernel (D state).
 const killAfterKILL = 3 * time.Second
 
-// PlanKill reads the sockets on req.Port (exact local port, both families)
+// NewPlan reads the sockets on req.Port (exact local port, both families)
 // and their processes, and decides whom Kill would signal: the holders of
 // the listening socket (or of every selected socket with AllStates),
 // parents before the workers they stop themselves, refusing pid 1, kernel
 // threads, this process, and the processes of systemd services and
 // containers (pointing to systemctl or the container runtime instead)
-// unless Force. It changes nothing: a dry run is PlanKill alone.
-func PlanKill(ctx context.Context, req KillRequest) (*KillPlan, error) {
+// unless Force. It changes nothing: a dry run is NewPlan alone.
+func NewPlan(ctx context.Context, req Request) (*Plan, error) {
 	if req.Port == 0 {
 		return nil, errors.New("kill: port 0 is no port")
 	}
@@ -44,7 +45,7 @@ func PlanKill(ctx context.Context, req KillRequest) (*KillPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := FindOwners(ctx, socks, OwnerOptions{Details: true}); err != nil {
+	if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{Details: true}); err != nil {
 		if ctx.Err() != nil {
 			return nil, err
 		}
@@ -62,23 +63,23 @@ func PlanKill(ctx context.Context, req KillRequest) (*KillPlan, error) {
 }
 
 // portSockets lists every socket with local port req.Port of its protocols.
-func portSockets(ctx context.Context, req *KillRequest) ([]Socket, error) {
-	t := &Table{Netns: req.Netns, Logger: req.Logger}
-	var out []Socket
+func portSockets(ctx context.Context, req *Request) ([]sockets.Socket, error) {
+	t := &sockets.Table{Netns: req.Netns, Logger: req.Logger}
+	var out []sockets.Socket
 	for _, proto := range req.protos() {
-		q := Query{Proto: proto, States: AllStates, Ports: []PortRange{{req.Port, req.Port}}}
+		q := sockets.Query{Proto: proto, States: sockets.AllStates, Ports: []sockets.PortRange{{Lo: req.Port, Hi: req.Port}}}
 		socks, err := t.List(ctx, q)
 		if err != nil {
 			return nil, fmt.Errorf("kill %d/%v: %w", req.Port, proto, err)
 		}
 		out = append(out, socks...)
 	}
-	SortByPort(out)
+	sockets.SortByPort(out)
 	return out, nil
 }
 
 // heldBy returns the sockets req selects that are on the port now.
-func heldBy(ctx context.Context, req *KillRequest) ([]Socket, error) {
+func heldBy(ctx context.Context, req *Request) ([]sockets.Socket, error) {
 	socks, err := portSockets(ctx, req)
 	if err != nil {
 		return nil, err
@@ -106,29 +107,29 @@ func ownCgroup() string {
 	if err != nil {
 		return ""
 	}
-	p, _ := parseProcCgroup(b)
+	p, _ := sockets.ParseProcCgroup(b)
 	return p
 }
 
-// Kill carries out plan: the plan's signal to each target (parents only),
+// Run carries out plan: the plan's signal to each target (parents only),
 // then a wait of up to Grace for the port to be free, then SIGKILL to every
 // target still alive (workers too) and a short wait again. Processes are
 // signalled through pidfds opened before the first signal, after checking
 // their start time, so a pid reused meanwhile is never hit. Processes that
 // took the port after the plan (a supervisor restarting the server) are not
-// signalled; they show in KillResult.Remaining.
-func Kill(ctx context.Context, plan *KillPlan) (*KillResult, error) {
+// signalled; they show in Result.Remaining.
+func Run(ctx context.Context, plan *Plan) (*Result, error) {
 	req := plan.req
 	if req == nil {
-		return nil, errors.New("kill: plan not made by PlanKill")
+		return nil, errors.New("kill: plan not made by NewPlan")
 	}
 	log := req.logger()
 	start := time.Now()
-	res := &KillResult{}
+	res := &Result{}
 	defer func() { res.Waited = time.Since(start) }()
 
 	type live struct {
-		t  *KillTarget
+		t  *Target
 		fd int
 	}
 	var targets []live
@@ -144,18 +145,18 @@ func Kill(ctx context.Context, plan *KillPlan) (*KillResult, error) {
 		}
 		fd, err := unix.PidfdOpen(t.Process.PID, 0)
 		if err != nil {
-			res.Steps = append(res.Steps, KillStep{PID: t.Process.PID, Signal: plan.Signal, Gone: true})
+			res.Steps = append(res.Steps, Step{PID: t.Process.PID, Signal: plan.Signal, Gone: true})
 			continue
 		}
 		if t.startTicks != 0 && readFacts(t.Process.PID).start != t.startTicks {
 			unix.Close(fd)
-			res.Steps = append(res.Steps, KillStep{PID: t.Process.PID, Signal: plan.Signal, Gone: true, Err: "exited; its pid now names another process"})
+			res.Steps = append(res.Steps, Step{PID: t.Process.PID, Signal: plan.Signal, Gone: true, Err: "exited; its pid now names another process"})
 			continue
 		}
 		targets = append(targets, live{t, fd})
 	}
 	send := func(l live, sig syscall.Signal) {
-		step := KillStep{PID: l.t.Process.PID, Signal: sig, After: time.Since(start)}
+		step := Step{PID: l.t.Process.PID, Signal: sig, After: time.Since(start)}
 		err := unix.PidfdSendSignal(l.fd, sig, nil, 0)
 		switch {
 		case errors.Is(err, unix.ESRCH):
@@ -205,7 +206,7 @@ func Kill(ctx context.Context, plan *KillPlan) (*KillResult, error) {
 	}
 	res.Freed, res.Remaining = freed, remaining
 	if len(remaining) > 0 {
-		if err := FindOwners(ctx, res.Remaining, OwnerOptions{First: true, Details: true}); err != nil && ctx.Err() != nil {
+		if err := sockets.FindOwners(ctx, res.Remaining, sockets.OwnerOptions{First: true, Details: true}); err != nil && ctx.Err() != nil {
 			return res, err
 		}
 	}
@@ -215,7 +216,7 @@ func Kill(ctx context.Context, plan *KillPlan) (*KillResult, error) {
 // waitFreed polls the port until nothing selected holds it, d passes, or
 // live reports that no target is left (then after one more look: a process
 // closes its sockets before it counts as exited). It looks at least once.
-func waitFreed(ctx context.Context, req *KillRequest, d time.Duration, live func() bool) (bool, []Socket, error) {
+func waitFreed(ctx context.Context, req *Request, d time.Duration, live func() bool) (bool, []sockets.Socket, error) {
 	deadline := time.Now().Add(d)
 	for {
 		gone := !live()

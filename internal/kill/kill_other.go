@@ -1,6 +1,6 @@
 //go:build !linux
 
-package sockets
+package kill
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 
 var errKillNotSupported = fmt.Errorf("kill: not supported on %s (needs Linux sock_diag, /proc and pidfds)", runtime.GOOS)
 
-// PlanKill returns an error off Linux.
-func PlanKill(ctx context.Context, req KillRequest) (*KillPlan, error) {
+// NewPlan returns an error off Linux.
+func NewPlan(ctx context.Context, req Request) (*Plan, error) {
 	return nil, errKillNotSupported
 }
 
-// Kill returns an error off Linux.
-func Kill(ctx context.Context, plan *KillPlan) (*KillResult, error) { return nil, errKillNotSupported }
+// Run returns an error off Linux.
+func Run(ctx context.Context, plan *Plan) (*Result, error) { return nil, errKillNotSupported }
 
 // ParseSignal reads a signal number; names need Linux.
 func ParseSignal(s string) (syscall.Signal, error) {

@@ -1,24 +1,22 @@
-package sockets
-
-// Stopping the holder of a port. PlanKill (kill_linux.go) finds the
+// Package kill stops the holders of a port: NewPlan (kill_linux.go) finds the
 // sockets and their processes; this file holds the decisions that need no
 // kernel: whom to signal, whom to refuse, and what to do instead.
+package kill
 
 import (
 	"fmt"
 	"log/slog"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"portolan/internal/portspec"
 	"portolan/internal/procstat"
+	"portolan/internal/sockets"
 )
 
-// KillRequest says whose port to free and how.
-type KillRequest struct {
+// Request says whose port to free and how.
+type Request struct {
 	// Port is the local port, matched exactly.
 	Port portspec.Port
 	// Protos are the protocols; nil means TCP and UDP.
@@ -44,34 +42,34 @@ type KillRequest struct {
 	Logger *slog.Logger
 }
 
-func (r *KillRequest) protos() []portspec.Proto {
+func (r *Request) protos() []portspec.Proto {
 	if len(r.Protos) == 0 {
 		return []portspec.Proto{portspec.TCP, portspec.UDP}
 	}
 	return r.Protos
 }
 
-func (r *KillRequest) signal() syscall.Signal {
+func (r *Request) signal() syscall.Signal {
 	if r.Signal == 0 {
 		return syscall.SIGTERM
 	}
 	return r.Signal
 }
 
-func (r *KillRequest) grace() time.Duration {
+func (r *Request) grace() time.Duration {
 	if r.Grace == 0 {
 		return 5 * time.Second
 	}
 	return r.Grace
 }
 
-func (r *KillRequest) logger() *slog.Logger { return orDiscard(r.Logger) }
+func (r *Request) logger() *slog.Logger { return orDiscard(r.Logger) }
 
 // selects reports whether the request takes socket s: one of its
 // protocols, local port Port, and a listener unless AllStates. Sockets no
 // file refers to (TIME_WAIT, pending and orphaned connections) belong to
 // the kernel, not to a process: they are never taken.
-func (r *KillRequest) selects(s *Socket) bool {
+func (r *Request) selects(s *sockets.Socket) bool {
 	if s.Local.Port() != uint16(r.Port) || s.Inode == 0 {
 		return false
 	}
@@ -82,15 +80,15 @@ func (r *KillRequest) selects(s *Socket) bool {
 	if !ok {
 		return false
 	}
-	return r.AllStates || RoleOf(s) == RoleListening
+	return r.AllStates || sockets.RoleOf(s) == sockets.RoleListening
 }
 
-// KillTarget is a process holding the port.
-type KillTarget struct {
-	Process *Process
+// Target is a process holding the port.
+type Target struct {
+	Process *sockets.Process
 	PPID    int
 	// Sockets are the selected sockets on the port it holds.
-	Sockets []Socket
+	Sockets []sockets.Socket
 	// Refused says why it will not be signalled; empty when it will.
 	Refused string
 	// Instead is what to run instead when the process belongs to a
@@ -104,33 +102,33 @@ type KillTarget struct {
 	startTicks uint64 // to tell the process from a later one with its pid
 }
 
-// KillPlan is what Kill would do.
-type KillPlan struct {
+// Plan is what Kill would do.
+type Plan struct {
 	Port   portspec.Port
 	Protos []portspec.Proto
 	Signal syscall.Signal
 	Grace  time.Duration
 	// Sockets are the selected sockets: what has to go for the port to be
 	// free.
-	Sockets []Socket
+	Sockets []sockets.Socket
 	// Targets are their processes, parents before their workers.
-	Targets []KillTarget
+	Targets []Target
 	// Unowned are selected sockets without a visible process (Unseen says
 	// why).
-	Unowned []Socket
+	Unowned []sockets.Socket
 	// Passed are the other sockets on the port, left alone: connections
 	// (without AllStates), TIME_WAIT.
-	Passed []Socket
+	Passed []sockets.Socket
 
-	req *KillRequest
+	req *Request
 }
 
 // Held reports whether anything selected holds the port.
-func (p *KillPlan) Held() bool { return len(p.Sockets) > 0 }
+func (p *Plan) Held() bool { return len(p.Sockets) > 0 }
 
 // Signalled returns the targets that get the first signal.
-func (p *KillPlan) Signalled() []*KillTarget {
-	var out []*KillTarget
+func (p *Plan) Signalled() []*Target {
+	var out []*Target
 	for i := range p.Targets {
 		t := &p.Targets[i]
 		if t.Refused == "" && !t.ViaParent {
@@ -140,8 +138,8 @@ func (p *KillPlan) Signalled() []*KillTarget {
 	return out
 }
 
-// KillStep is one signal sent.
-type KillStep struct {
+// Step is one signal sent.
+type Step struct {
 	PID    int            `json:"pid"`
 	Signal syscall.Signal `json:"signal"`
 	After  time.Duration  `json:"after"` // since the first signal
@@ -149,15 +147,15 @@ type KillStep struct {
 	Gone   bool           `json:"gone"` // the process had already exited
 }
 
-// KillResult is what Kill did.
-type KillResult struct {
+// Result is what Kill did.
+type Result struct {
 	// Freed reports whether no selected socket holds the port any more.
 	Freed bool
 	// Escalated reports whether SIGKILL was sent.
 	Escalated bool
-	Steps     []KillStep
+	Steps     []Step
 	// Remaining are the selected sockets still on the port at the end.
-	Remaining []Socket
+	Remaining []sockets.Socket
 	// Waited is how long the whole run took.
 	Waited time.Duration
 }
@@ -176,7 +174,7 @@ type procFacts struct {
 // command to run instead. self and selfCgroup describe this process: a
 // process in our own cgroup is not redirected (killing a sibling in one's
 // own unit is what was asked).
-func refusal(p *Process, f procFacts, self int, selfCgroup string, force bool) (refused, instead string) {
+func refusal(p *sockets.Process, f procFacts, self int, selfCgroup string, force bool) (refused, instead string) {
 	switch {
 	case p.PID == 1:
 		return "pid 1 (init) is never signalled: it would take the system (or container) down", ""
@@ -190,105 +188,18 @@ func refusal(p *Process, f procFacts, self int, selfCgroup string, force bool) (
 	}
 	c := p.Cgroup
 	if c.Container != "" {
-		return fmt.Sprintf("it runs in %s container %s: stop the container, or it may be restarted (--force to kill anyway)", c.Runtime, shortID(c.Container)), containerStop(c)
+		return fmt.Sprintf("it runs in %s container %s: stop the container, or it may be restarted (--force to kill anyway)", c.Runtime, sockets.ShortID(c.Container)), sockets.ContainerStop(c)
 	}
 	if strings.HasSuffix(c.Unit, ".service") && !strings.HasPrefix(c.Unit, "user@") {
-		return fmt.Sprintf("it belongs to systemd unit %s: systemd would restart it or mark it failed (--force to kill anyway)", c.Unit), unitStop(c)
+		return fmt.Sprintf("it belongs to systemd unit %s: systemd would restart it or mark it failed (--force to kill anyway)", c.Unit), sockets.UnitStop(c)
 	}
 	return "", ""
 }
 
-// unitStop is the systemctl command that stops c's unit; a unit under
-// user@UID.service is a user unit.
-func unitStop(c *Cgroup) string {
-	if strings.Contains(c.Path, "/user@") {
-		return "systemctl --user stop " + c.Unit
-	}
-	return "systemctl stop " + c.Unit
-}
-
-// containerStop is the command that stops c's container.
-func containerStop(c *Cgroup) string {
-	id := shortID(c.Container)
-	switch c.Runtime {
-	case "docker":
-		return "docker stop " + id
-	case "podman":
-		return "podman stop " + id
-	case "containerd":
-		return "nerdctl stop " + id
-	case "lxc":
-		return "lxc-stop -n " + c.Container
-	case "kubernetes", "cri-o":
-		if c.Pod != "" {
-			return "kubectl delete pod (the pod with uid " + c.Pod + "; find it with kubectl get pods -A -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name,UID:.metadata.uid)"
-		}
-		return "crictl stop " + id
-	}
-	return "stop container " + id
-}
-
-// StopAdvice says how to stop the processes procs (the holders of one
-// port, lowest pid first) to free port/proto: through their container or
-// systemd unit when they all share one, else with portolan kill, which
-// signals every holder. Naming one process of several would not free the
-// port: each holds the socket open.
-func StopAdvice(procs []*Process, port portspec.Port, proto portspec.Proto) string {
-	if len(procs) == 0 {
-		return fmt.Sprintf("stop the process holding the port: portolan kill %d/%v", port, proto)
-	}
-	p := procs[0]
-	label := procsLabel(procs)
-	if c := p.Cgroup; c != nil && sameStopper(procs) {
-		if c.Container != "" {
-			return fmt.Sprintf("stop the %s container %s that runs %s: %s", c.Runtime, shortID(c.Container), label, containerStop(c))
-		}
-		if strings.HasSuffix(c.Unit, ".service") && !strings.HasPrefix(c.Unit, "user@") {
-			if len(procs) == 1 {
-				return fmt.Sprintf("stop pid %d (%s, unit %s): %s", p.PID, p.Comm, c.Unit, unitStop(c))
-			}
-			return fmt.Sprintf("stop %s, all in unit %s: %s", label, c.Unit, unitStop(c))
-		}
-	}
-	if len(procs) == 1 {
-		return fmt.Sprintf("stop %s: portolan kill %d/%v", label, port, proto)
-	}
-	return fmt.Sprintf("stop %s: each holds the socket open, so the port is free only when all have exited: portolan kill %d/%v signals every one", label, port, proto)
-}
-
-// procsLabel names processes: "pid 9 (node)", "pids 9, 10 and 11 (nginx)".
-func procsLabel(procs []*Process) string {
-	if len(procs) == 1 {
-		return fmt.Sprintf("pid %d (%s)", procs[0].PID, procs[0].Comm)
-	}
-	var pids, comms []string
-	for _, p := range procs {
-		pids = append(pids, strconv.Itoa(p.PID))
-		if !slices.Contains(comms, p.Comm) {
-			comms = append(comms, p.Comm)
-		}
-	}
-	n := len(pids)
-	return fmt.Sprintf("pids %s and %s (%s)", strings.Join(pids[:n-1], ", "), pids[n-1], strings.Join(comms, ", "))
-}
-
-// sameStopper reports whether procs all run in one container or unit, so
-// stopping that stops them all.
-func sameStopper(procs []*Process) bool {
-	c0 := procs[0].Cgroup
-	for _, p := range procs[1:] {
-		c := p.Cgroup
-		if c == nil || c.Container != c0.Container || c.Unit != c0.Unit {
-			return false
-		}
-	}
-	return true
-}
-
 // buildPlan groups the sockets of the port by process and decides about
 // each. facts holds what /proc says of each pid.
-func buildPlan(req *KillRequest, socks []Socket, facts map[int]procFacts, self int, selfCgroup string) *KillPlan {
-	plan := &KillPlan{Port: req.Port, Protos: req.protos(), Signal: req.signal(), Grace: req.grace(), req: req}
+func buildPlan(req *Request, socks []sockets.Socket, facts map[int]procFacts, self int, selfCgroup string) *Plan {
+	plan := &Plan{Port: req.Port, Protos: req.protos(), Signal: req.signal(), Grace: req.grace(), req: req}
 	index := map[int]int{}
 	for i := range socks {
 		s := &socks[i]
@@ -305,7 +216,7 @@ func buildPlan(req *KillRequest, socks []Socket, facts map[int]procFacts, self i
 			j, ok := index[p.PID]
 			if !ok {
 				f := facts[p.PID]
-				t := KillTarget{Process: p, PPID: f.ppid, startTicks: f.start}
+				t := Target{Process: p, PPID: f.ppid, startTicks: f.start}
 				t.Refused, t.Instead = refusal(p, f, self, selfCgroup, req.Force)
 				j = len(plan.Targets)
 				index[p.PID] = j
@@ -322,7 +233,7 @@ func buildPlan(req *KillRequest, socks []Socket, facts map[int]procFacts, self i
 			t.ViaParent = true
 		}
 	}
-	order := make([]KillTarget, 0, len(plan.Targets))
+	order := make([]Target, 0, len(plan.Targets))
 	for _, via := range []bool{false, true} {
 		for _, t := range plan.Targets {
 			if t.ViaParent == via {
@@ -338,4 +249,12 @@ func buildPlan(req *KillRequest, socks []Socket, facts map[int]procFacts, self i
 // kernel-thread flag, start time.
 func factsOf(st procstat.Stat) procFacts {
 	return procFacts{ppid: st.PPID, kthread: st.Flags&procstat.FlagKthread != 0, start: st.StartTicks}
+}
+
+// orDiscard is l, or a logger that discards when l is nil.
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
 }
