@@ -416,3 +416,13 @@ func ParseReservedPorts(s string) (*portspec.Set, error) {
 	}
 	return set, nil
 }
+
+// ParseSysctlInt reads a sysctl file holding one integer.
+func ParseSysctlInt(name, s string) (int, error) {
+	t := strings.TrimSpace(s)
+	n, err := strconv.Atoi(t)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: not an integer", name, s)
+	}
+	return n, nil
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -299,4 +300,40 @@ func TestHolderStart(t *testing.T) {
 	if got := holderStart(1); got == 0 && runtime.GOOS == "linux" {
 		t.Errorf("holderStart(1) = 0; want pid 1's start time")
 	}
+}
+
+var sysctlIntCases = []struct {
+	in   string
+	want int
+	ok   bool
+}{
+	{"1024\n", 1024, true},
+	{"0", 0, true},
+	{" 2 \n", 2, true},
+	{"", 0, false},
+	{"10 20\n", 0, false},
+	{"x", 0, false},
+}
+
+func TestParseSysctlInt(t *testing.T) {
+	for _, c := range sysctlIntCases {
+		got, err := ParseSysctlInt("ip_unprivileged_port_start", c.in)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("ParseSysctlInt(%q) = %d, %v; want %d ok=%v", c.in, got, err, c.want, c.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "ip_unprivileged_port_start") {
+			t.Errorf("ParseSysctlInt(%q) error %q does not name the sysctl", c.in, err)
+		}
+	}
+}
+
+func FuzzParseSysctlInt(f *testing.F) {
+	for _, c := range sysctlIntCases {
+		f.Add(c.in)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if _, err := ParseSysctlInt("x", s); err != nil && !strings.HasPrefix(err.Error(), "x ") {
+			t.Errorf("ParseSysctlInt(%q) error %q does not name the input", s, err)
+		}
+	})
 }

@@ -363,9 +363,9 @@ func LookupUser(uid uint32) string {
 	return strconv.FormatUint(uint64(uid), 10)
 }
 
-// parseMountinfo calls fn for each mount in /proc/self/mountinfo with its
+// ParseMountinfo calls fn for each mount in /proc/self/mountinfo with its
 // mount point, filesystem type and superblock options.
-func parseMountinfo(b []byte, fn func(point, fstype, opts string)) error {
+func ParseMountinfo(b []byte, fn func(point, fstype, opts string)) error {
 	for i, line := range bytes.Split(b, []byte{'\n'}) {
 		if len(line) == 0 {
 			continue

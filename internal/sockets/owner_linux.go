@@ -596,7 +596,7 @@ func procHidesPids() bool {
 		return false
 	}
 	hidden := false
-	parseMountinfo(b, func(point, fstype, opts string) {
+	ParseMountinfo(b, func(point, fstype, opts string) {
 		if point == "/proc" && fstype == "proc" {
 			hidden = hidesPids(opts)
 		}
@@ -613,7 +613,7 @@ func cgroupPaths(ids []uint64) map[uint64]string {
 		return nil
 	}
 	root := ""
-	parseMountinfo(b, func(point, fstype, _ string) {
+	ParseMountinfo(b, func(point, fstype, _ string) {
 		if fstype == "cgroup2" && root == "" {
 			root = point
 		}

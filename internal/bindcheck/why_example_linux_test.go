@@ -1,4 +1,4 @@
-package sockets_test
+package bindcheck_test
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"net"
 	"net/netip"
 
+	"portolan/internal/bindcheck"
 	"portolan/internal/portspec"
-	"portolan/internal/sockets"
 )
 
 // Why explains a bind that fails: here the port is held by a listener of
@@ -21,12 +21,12 @@ func ExampleWhy() {
 	defer l.Close()
 	port := portspec.Port(l.Addr().(*net.TCPAddr).Port)
 
-	v, err := sockets.Why(context.Background(), sockets.WhyRequest{
+	v, err := bindcheck.Why(context.Background(), bindcheck.Request{
 		Addr: netip.MustParseAddr("127.0.0.1"), Port: port, Nearest: -1,
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(v.OK, v.Rule, sockets.ErrnoName(v.Errno), len(v.Conflicts) > 0)
+	fmt.Println(v.OK, v.Rule, bindcheck.ErrnoName(v.Errno), len(v.Conflicts) > 0)
 	// Output: false in-use EADDRINUSE true
 }

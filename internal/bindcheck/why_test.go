@@ -1,4 +1,4 @@
-package sockets
+package bindcheck
 
 import (
 	"net/netip"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"portolan/internal/portspec"
+	"portolan/internal/sockets"
 )
 
 func TestOverlapOf(t *testing.T) {
@@ -51,21 +52,21 @@ func TestOverlapOf(t *testing.T) {
 
 func TestOverlappingOrder(t *testing.T) {
 	ap := netip.MustParseAddrPort
-	o := &observation{local: ap("0.0.0.0:80"), proto: portspec.TCP, socks: []Socket{
-		{Proto: portspec.TCP, Family: IPv4, State: TimeWait, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5000")},
-		{Proto: portspec.TCP, Family: IPv4, State: Established, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5001")},
-		{Proto: portspec.TCP, Family: IPv6, State: Listen, Local: ap("[::]:80"), V6Only: true},
-		{Proto: portspec.TCP, Family: IPv4, State: Listen, Local: ap("127.0.0.1:80")},
-		{Proto: portspec.TCP, Family: IPv4, State: SynRecv, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5002")},
-		{Proto: portspec.UDP, Family: IPv4, State: Close, Local: ap("0.0.0.0:80")},
-		{Proto: portspec.TCP, Family: IPv4, State: Listen, Local: ap("0.0.0.0:81")},
+	o := &observation{local: ap("0.0.0.0:80"), proto: portspec.TCP, socks: []sockets.Socket{
+		{Proto: portspec.TCP, Family: sockets.IPv4, State: sockets.TimeWait, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5000")},
+		{Proto: portspec.TCP, Family: sockets.IPv4, State: sockets.Established, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5001")},
+		{Proto: portspec.TCP, Family: sockets.IPv6, State: sockets.Listen, Local: ap("[::]:80"), V6Only: true},
+		{Proto: portspec.TCP, Family: sockets.IPv4, State: sockets.Listen, Local: ap("127.0.0.1:80")},
+		{Proto: portspec.TCP, Family: sockets.IPv4, State: sockets.SynRecv, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5002")},
+		{Proto: portspec.UDP, Family: sockets.IPv4, State: sockets.Close, Local: ap("0.0.0.0:80")},
+		{Proto: portspec.TCP, Family: sockets.IPv4, State: sockets.Listen, Local: ap("0.0.0.0:81")},
 	}}
 	in, out := overlapping(o)
-	var got []State
+	var got []sockets.State
 	for _, c := range in {
 		got = append(got, c.s.State)
 	}
-	if want := []State{Listen, Established, TimeWait}; !slices.Equal(got, want) {
+	if want := []sockets.State{sockets.Listen, sockets.Established, sockets.TimeWait}; !slices.Equal(got, want) {
 		t.Errorf("overlapping states = %v; want %v", got, want)
 	}
 	if len(out) != 2 { // the v6only listener and the pending connection
@@ -75,11 +76,11 @@ func TestOverlappingOrder(t *testing.T) {
 
 func TestJudgeExplainsWithoutKernel(t *testing.T) {
 	ap := netip.MustParseAddrPort
-	holder := &Process{PID: 4242, Comm: "nginx", User: "www-data", Cgroup: &Cgroup{Path: "/system.slice/nginx.service", Unit: "nginx.service"}}
+	holder := &sockets.Process{PID: 4242, Comm: "nginx", User: "www-data", Cgroup: &sockets.Cgroup{Path: "/system.slice/nginx.service", Unit: "nginx.service"}}
 	o := &observation{
 		local: ap("0.0.0.0:80"), proto: portspec.TCP, step: "bind", err: syscall.EADDRINUSE,
 		as: Identity{UID: 0, User: "root", CapNetBindService: true}, unprivMin: 1024,
-		socks: []Socket{{Proto: portspec.TCP, Family: IPv4, State: Listen, Local: ap("0.0.0.0:80"), Inode: 7, Procs: []*Process{holder}}},
+		socks: []sockets.Socket{{Proto: portspec.TCP, Family: sockets.IPv4, State: sockets.Listen, Local: ap("0.0.0.0:80"), Inode: 7, Procs: []*sockets.Process{holder}}},
 	}
 	v := judge(o)
 	if v.OK || v.Rule != RuleInUse {
@@ -162,42 +163,6 @@ func FuzzParseCapEff(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if _, err := parseCapEff([]byte(s)); err != nil && !strings.Contains(err.Error(), "CapEff") {
 			t.Errorf("parseCapEff(%q) error %q does not name the field", s, err)
-		}
-	})
-}
-
-var sysctlIntCases = []struct {
-	in   string
-	want int
-	ok   bool
-}{
-	{"1024\n", 1024, true},
-	{"0", 0, true},
-	{" 2 \n", 2, true},
-	{"", 0, false},
-	{"10 20\n", 0, false},
-	{"x", 0, false},
-}
-
-func TestParseSysctlInt(t *testing.T) {
-	for _, c := range sysctlIntCases {
-		got, err := ParseSysctlInt("ip_unprivileged_port_start", c.in)
-		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("ParseSysctlInt(%q) = %d, %v; want %d ok=%v", c.in, got, err, c.want, c.ok)
-		}
-		if err != nil && !strings.Contains(err.Error(), "ip_unprivileged_port_start") {
-			t.Errorf("ParseSysctlInt(%q) error %q does not name the sysctl", c.in, err)
-		}
-	}
-}
-
-func FuzzParseSysctlInt(f *testing.F) {
-	for _, c := range sysctlIntCases {
-		f.Add(c.in)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if _, err := ParseSysctlInt("x", s); err != nil && !strings.HasPrefix(err.Error(), "x ") {
-			t.Errorf("ParseSysctlInt(%q) error %q does not name the input", s, err)
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package sockets
+package bindcheck
 
 // Trying a bind as another user, on one thread.
 //
@@ -29,6 +29,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"portolan/internal/sockets"
 )
 
 // errCredsStuck says a thread could not get its credentials back.
@@ -58,7 +60,7 @@ func asUser(netns string, as *Credential, fn func() error) error {
 // thread is back in its namespace with its credentials.
 func runAs(netns string, as *Credential, fn func() error) (clean bool, err error) {
 	clean = true
-	err = (&Table{Netns: netns}).inNetns(func() error {
+	err = sockets.InNetns(netns, func() error {
 		if as == nil {
 			return fn()
 		}
@@ -74,7 +76,7 @@ func runAs(netns string, as *Credential, fn func() error) (clean bool, err error
 		}
 		return ferr
 	})
-	if errors.Is(err, errNetnsRestore) {
+	if errors.Is(err, sockets.ErrNetnsRestore) {
 		clean = false
 	}
 	return clean, err

@@ -1,7 +1,8 @@
-package sockets
+package bindcheck
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portolan/internal/portspec"
+	"portolan/internal/sockets"
 )
 
 // Why tries the bind req describes, for real: a fresh socket with the
@@ -29,7 +31,7 @@ import (
 // The error is for what stopped the question being answered (a namespace
 // that does not exist, a user switch without root); a failing bind is a
 // Verdict with OK false.
-func Why(ctx context.Context, req WhyRequest) (*Verdict, error) {
+func Why(ctx context.Context, req Request) (*Verdict, error) {
 	if err := req.check(); err != nil {
 		return nil, err
 	}
@@ -66,16 +68,16 @@ func Why(ctx context.Context, req WhyRequest) (*Verdict, error) {
 	}
 
 	if req.Port != 0 {
-		q := Query{Proto: o.proto, States: AllStates, Ports: []PortRange{{req.Port, req.Port}}}
-		socks, err := (&Table{Netns: req.Netns, Logger: req.Logger}).List(ctx, q)
+		q := sockets.Query{Proto: o.proto, States: sockets.AllStates, Ports: []sockets.PortRange{{Lo: req.Port, Hi: req.Port}}}
+		socks, err := (&sockets.Table{Netns: req.Netns, Logger: req.Logger}).List(ctx, q)
 		if err != nil {
 			return nil, fmt.Errorf("why %v/%v: %w", o.local, o.proto, err)
 		}
-		SortByPort(socks)
+		sockets.SortByPort(socks)
 		if len(socks) > 0 {
 			// Every owner: the fix must stop all the processes holding a
 			// socket in the way (a pre-forked server's workers too).
-			if err := FindOwners(ctx, socks, OwnerOptions{Details: true}); err != nil {
+			if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{Details: true}); err != nil {
 				if ctx.Err() != nil {
 					return nil, err
 				}
@@ -200,7 +202,7 @@ func ipv6Works() bool {
 // capabilities (of this thread: /proc/thread-self, not /proc/self).
 func threadIdentity() Identity {
 	uid := uint32(unix.Geteuid())
-	id := Identity{UID: uid, User: LookupUser(uid)}
+	id := Identity{UID: uid, User: sockets.LookupUser(uid)}
 	if b, err := os.ReadFile("/proc/thread-self/status"); err == nil {
 		if caps, err := parseCapEff(b); err == nil {
 			id.CapNetBindService = caps&(1<<capNetBindService) != 0
@@ -241,18 +243,18 @@ func readBindSysctls(o *observation) {
 		return string(b), err == nil
 	}
 	if s, ok := read("net.ipv4.ip_unprivileged_port_start"); ok {
-		if n, err := ParseSysctlInt("ip_unprivileged_port_start", s); err == nil {
+		if n, err := sockets.ParseSysctlInt("ip_unprivileged_port_start", s); err == nil {
 			o.unprivMin = n
 		}
 	}
 	if s, ok := read("net.ipv4.ip_local_reserved_ports"); ok {
-		if set, err := ParseReservedPorts(s); err == nil {
+		if set, err := sockets.ParseReservedPorts(s); err == nil {
 			o.reserved = set
 			o.reservedList = strings.TrimSpace(s)
 		}
 	}
 	if s, ok := read("net.ipv4.ip_local_port_range"); ok {
-		if lo, hi, err := ParseLocalPortRange(s); err == nil {
+		if lo, hi, err := sockets.ParseLocalPortRange(s); err == nil {
 			o.ephLo, o.ephHi = lo, hi
 		}
 	}
@@ -261,7 +263,7 @@ func readBindSysctls(o *observation) {
 		key = "net.ipv6.ip_nonlocal_bind"
 	}
 	if s, ok := read(key); ok {
-		n, err := ParseSysctlInt(key, s)
+		n, err := sockets.ParseSysctlInt(key, s)
 		o.nonlocal = err == nil && n != 0
 	}
 }
@@ -394,11 +396,11 @@ func nearestFree(ctx context.Context, p portspec.Port, floor, n int, proto ports
 	for _, c := range cands {
 		rng.Add(portspec.TCP, c)
 	}
-	opts := FreeOptions{Range: rng, Prefer: cands, Protos: []portspec.Proto{proto}}
-	ports, err := FreePorts(ctx, n, opts)
-	var nf *NoFreePortError
+	opts := sockets.FreeOptions{Range: rng, Prefer: cands, Protos: []portspec.Proto{proto}}
+	ports, err := sockets.FreePorts(ctx, n, opts)
+	var nf *sockets.NoFreePortError
 	if errors.As(err, &nf) && nf.Found > 0 {
-		ports, err = FreePorts(ctx, nf.Found, opts)
+		ports, err = sockets.FreePorts(ctx, nf.Found, opts)
 	}
 	if err != nil {
 		log.Debug("nearest free ports", "err", err)
@@ -426,7 +428,7 @@ func bindHookPrograms(v4 bool) (int, string) {
 		return -1, path
 	}
 	root := ""
-	parseMountinfo(mi, func(point, fstype, _ string) {
+	sockets.ParseMountinfo(mi, func(point, fstype, _ string) {
 		if fstype == "cgroup2" && root == "" {
 			root = point
 		}
@@ -455,3 +457,5 @@ func bindHookPrograms(v4 bool) (int, string) {
 	}
 	return int(ne.Uint32(attr[24:])), path
 }
+
+var ne = binary.NativeEndian // bpf_attr is in host order

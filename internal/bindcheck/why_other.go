@@ -1,6 +1,6 @@
 //go:build !linux
 
-package sockets
+package bindcheck
 
 import (
 	"context"
@@ -10,6 +10,6 @@ import (
 
 // Why returns an error off Linux: it needs Linux's socket table and
 // per-thread credentials.
-func Why(ctx context.Context, req WhyRequest) (*Verdict, error) {
+func Why(ctx context.Context, req Request) (*Verdict, error) {
 	return nil, fmt.Errorf("why: not supported on %s (needs Linux)", runtime.GOOS)
 }

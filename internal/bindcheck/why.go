@@ -1,4 +1,4 @@
-package sockets
+package bindcheck
 
 // Why a bind succeeds or fails. Why (why_linux.go) tries the bind for
 // real and reads the socket table; this file holds what is portable: the
@@ -24,6 +24,7 @@ import (
 	"syscall"
 
 	"portolan/internal/portspec"
+	"portolan/internal/sockets"
 )
 
 // Rule is a kernel rule that decides, or bears on, a bind.
@@ -155,10 +156,10 @@ func LookupCredential(name string) (Credential, error) {
 	return c, nil
 }
 
-// WhyRequest is a bind to try. The zero value (with a Port) asks about TCP
+// Request is a bind to try. The zero value (with a Port) asks about TCP
 // on the dual-stack IPv6 wildcard, which is what a server listening on
 // ":PORT" binds.
-type WhyRequest struct {
+type Request struct {
 	// Addr is the local address; the zero Addr means [::] (dual-stack,
 	// holding every IPv4 and IPv6 address), or 0.0.0.0 where IPv6 is off.
 	Addr netip.Addr
@@ -183,18 +184,18 @@ type WhyRequest struct {
 	Logger *slog.Logger
 }
 
-func (r *WhyRequest) proto() portspec.Proto {
+func (r *Request) proto() portspec.Proto {
 	if r.Proto == 0 {
 		return portspec.TCP
 	}
 	return r.Proto
 }
 
-func (r *WhyRequest) logger() *slog.Logger { return orDiscard(r.Logger) }
+func (r *Request) logger() *slog.Logger { return orDiscard(r.Logger) }
 
 // label is the bind asked about, for messages: "[::]:9999/tcp" when no
 // address was given (the wildcard it stands for), never "invalid IP".
-func (r *WhyRequest) label() string {
+func (r *Request) label() string {
 	a := r.Addr
 	if !a.IsValid() {
 		a = netip.IPv6Unspecified()
@@ -210,7 +211,7 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-func (r *WhyRequest) nearest() int {
+func (r *Request) nearest() int {
 	switch {
 	case r.Nearest == 0:
 		return 3
@@ -222,7 +223,7 @@ func (r *WhyRequest) nearest() int {
 
 // check refuses requests the kernel would reject as malformed rather than
 // explain.
-func (r *WhyRequest) check() error {
+func (r *Request) check() error {
 	switch p := r.proto(); p {
 	case portspec.TCP, portspec.UDP:
 	default:
@@ -252,7 +253,7 @@ type Identity struct {
 	CapNetBindService bool `json:"cap_net_bind_service"`
 }
 
-// Verdict is the answer to a WhyRequest.
+// Verdict is the answer to a Request.
 type Verdict struct {
 	// Local is the address and port tried (the wildcard filled in).
 	Local netip.AddrPort
@@ -273,10 +274,10 @@ type Verdict struct {
 	Explanation string
 	// Conflicts are the sockets in the way (with their owners), the one
 	// that decided first. Empty when OK.
-	Conflicts []Socket
+	Conflicts []sockets.Socket
 	// Others are sockets on the port that did not get in the way (another
 	// address, or shared by SO_REUSEADDR/SO_REUSEPORT).
-	Others []Socket
+	Others []sockets.Socket
 	// Notes are the rules that apply without deciding.
 	Notes []Note
 	// Fixes are concrete things to do, best first.
@@ -316,7 +317,7 @@ type observation struct {
 	reservedList string
 	// ephLo, ephHi are net.ipv4.ip_local_port_range (0, 0 unknown).
 	ephLo, ephHi portspec.Port
-	socks        []Socket
+	socks        []sockets.Socket
 	// alternatives: the same bind with one thing changed, tried for real
 	// after a failure. Keys: "reuseaddr", "reuseport", "v6only", and
 	// "addr:<ADDR>".
@@ -385,28 +386,28 @@ func overlapOf(a, b bound) overlap {
 
 // socketBound is the bound address of s. Only listening and bound sockets
 // can sit on the IPv6 wildcard, and the kernel reports V6Only for those.
-func socketBound(s *Socket) bound { return boundOf(s.Local.Addr(), s.V6Only) }
+func socketBound(s *sockets.Socket) bound { return boundOf(s.Local.Addr(), s.V6Only) }
 
 // conflict is a socket that overlaps the bind, with how.
 type conflict struct {
-	s  *Socket
+	s  *sockets.Socket
 	ov overlap
-	r  Role
+	r  sockets.Role
 }
 
 // overlapping returns the sockets of o that overlap the address tried,
 // the most decisive first: listeners, then bound sockets, connections and
 // TIME_WAIT; the same address before a wildcard before dual-stack.
-func overlapping(o *observation) (in []conflict, out []*Socket) {
+func overlapping(o *observation) (in []conflict, out []*sockets.Socket) {
 	me := boundOf(o.local.Addr(), o.opts.v6only)
 	for i := range o.socks {
 		s := &o.socks[i]
 		if s.Proto != o.proto || s.Local.Port() != o.local.Port() {
 			continue
 		}
-		r := RoleOf(s)
+		r := sockets.RoleOf(s)
 		ov := overlapOf(me, socketBound(s))
-		if r == RolePending || ov == noOverlap {
+		if r == sockets.RolePending || ov == noOverlap {
 			out = append(out, s)
 			continue
 		}
@@ -516,61 +517,12 @@ func (o *observation) where() string {
 	return s
 }
 
-func conflictSockets(in []conflict) []Socket {
-	out := make([]Socket, len(in))
+func conflictSockets(in []conflict) []sockets.Socket {
+	out := make([]sockets.Socket, len(in))
 	for i := range in {
 		out[i] = *in[i].s
 	}
 	return out
-}
-
-// sockLabel is "tcp LISTEN 0.0.0.0:80" with its remote end for connections.
-func sockLabel(s *Socket) string {
-	l := fmt.Sprintf("%v %s %v", s.Proto, s.StateName(), s.Local)
-	if RoleOf(s) == RoleBound {
-		l += " (bound, not listening)"
-	}
-	if s.Family == IPv6 && s.Local.Addr().IsUnspecified() {
-		if s.DualStack() {
-			l += " (dual-stack)"
-		} else if s.V6Only {
-			l += " (v6only)"
-		}
-	}
-	if s.Remote.Port() != 0 {
-		l += fmt.Sprintf(" -> %v", s.Remote)
-	}
-	return l
-}
-
-// ownerLabel names who holds s: "pid 1234 (nginx, user www-data, unit nginx.service)".
-func ownerLabel(s *Socket) string {
-	if len(s.Procs) > 0 {
-		p := s.Procs[0]
-		parts := []string{p.Comm}
-		if p.User != "" {
-			parts = append(parts, "user "+p.User)
-		}
-		if c := p.Cgroup; c != nil {
-			if c.Container != "" {
-				parts = append(parts, c.Runtime+" container "+ShortID(c.Container))
-			} else if c.Unit != "" {
-				parts = append(parts, "unit "+c.Unit)
-			}
-		}
-		l := fmt.Sprintf("pid %d (%s)", p.PID, strings.Join(parts, ", "))
-		if n := len(s.Procs) - 1; n > 0 {
-			l += fmt.Sprintf(" and %d more", n)
-		}
-		return l
-	}
-	switch s.Unseen {
-	case NoProcess:
-		return "no process (the kernel holds it)"
-	case Seen, Skipped:
-		return "an unknown process"
-	}
-	return fmt.Sprintf("uid %d (%s), process not visible", s.UID, LookupUser(s.UID))
 }
 
 // describeConflict is one conflicting socket in words.
@@ -592,7 +544,7 @@ func describeConflict(o *observation, c *conflict) string {
 			how = "on IPv4 " + c.s.Local.Addr().String() + ", which a dual-stack [::] covers"
 		}
 	}
-	return fmt.Sprintf("%s %s, held by %s", sockLabel(c.s), how, ownerLabel(c.s))
+	return fmt.Sprintf("%s %s, held by %s", sockets.DescribeSocket(c.s), how, sockets.DescribeOwner(c.s))
 }
 
 func inUseVerdict(o *observation, v *Verdict, in []conflict) {
@@ -607,29 +559,29 @@ func inUseVerdict(o *observation, v *Verdict, in []conflict) {
 	first := describeConflict(o, c)
 	port := o.local.Port()
 	switch {
-	case c.r == RoleTimeWait:
+	case c.r == sockets.RoleTimeWait:
 		v.Rule = RuleTimeWait
 		if o.opts.reuseAddr {
-			v.Explanation = fmt.Sprintf("A closed connection in TIME_WAIT still holds %v: %s. Linux lets a bind through TIME_WAIT only when both the new socket and the one that closed set SO_REUSEADDR; you did, the old one did not.", o.local, sockLabel(c.s))
+			v.Explanation = fmt.Sprintf("A closed connection in TIME_WAIT still holds %v: %s. Linux lets a bind through TIME_WAIT only when both the new socket and the one that closed set SO_REUSEADDR; you did, the old one did not.", o.local, sockets.DescribeSocket(c.s))
 		} else {
-			v.Explanation = fmt.Sprintf("A closed connection in TIME_WAIT still holds %v: %s. The kernel keeps it for 60 s after an active close; Linux lets a new bind through it only with SO_REUSEADDR on the new socket (and on the one that closed).", o.local, sockLabel(c.s))
+			v.Explanation = fmt.Sprintf("A closed connection in TIME_WAIT still holds %v: %s. The kernel keeps it for 60 s after an active close; Linux lets a new bind through it only with SO_REUSEADDR on the new socket (and on the one that closed).", o.local, sockets.DescribeSocket(c.s))
 		}
-	case c.r == RoleConnection:
+	case c.r == sockets.RoleConnection:
 		v.Rule = RuleConnection
-		v.Explanation = fmt.Sprintf("A connection uses port %d as its local port: %s (%s). A port taken by a connection cannot be bound %s until the connection closes.", port, sockLabel(c.s), ownerLabel(c.s), addrScope(c))
+		v.Explanation = fmt.Sprintf("A connection uses port %d as its local port: %s (%s). A port taken by a connection cannot be bound %s until the connection closes.", port, sockets.DescribeSocket(c.s), sockets.DescribeOwner(c.s), addrScope(c))
 	case c.ov == dualStackOverlap:
 		v.Rule = RuleDualStack
 		v.Explanation = fmt.Sprintf("%s is taken through dual-stack overlap: %s. An IPv6 wildcard socket without IPV6_V6ONLY holds the port on every IPv4 address as well, so [::] and 0.0.0.0 (or any IPv4 address) cannot both be bound on Linux unless the [::] socket sets IPV6_V6ONLY.", o.where(), first)
 	case c.ov == wildcardOverlap:
 		v.Rule = RuleWildcard
 		v.Explanation = fmt.Sprintf("%s overlaps a socket %s. On Linux a wildcard and a specific address of the same family exclude each other on one port (unlike BSD), unless both sockets set SO_REUSEPORT as the same user, or both set SO_REUSEADDR and neither listens.", o.where(), first)
-	case o.opts.reusePort && c.r != RoleTimeWait && c.s.UID != o.as.UID && c.s.Inode != 0:
+	case o.opts.reusePort && c.r != sockets.RoleTimeWait && c.s.UID != o.as.UID && c.s.Inode != 0:
 		v.Rule = RuleReusePort
-		v.Explanation = fmt.Sprintf("%s is taken: %s. SO_REUSEPORT shares a port only between sockets of the same effective uid: it belongs to uid %d (%s), you are uid %d (%s).", o.where(), first, c.s.UID, LookupUser(c.s.UID), o.as.UID, o.as.User)
+		v.Explanation = fmt.Sprintf("%s is taken: %s. SO_REUSEPORT shares a port only between sockets of the same effective uid: it belongs to uid %d (%s), you are uid %d (%s).", o.where(), first, c.s.UID, sockets.LookupUser(c.s.UID), o.as.UID, o.as.User)
 	case o.opts.reusePort:
 		v.Rule = RuleReusePort
 		v.Explanation = fmt.Sprintf("%s is taken: %s. You set SO_REUSEPORT, and the socket belongs to the same uid, so it did not set SO_REUSEPORT: both sockets must.", o.where(), first)
-	case o.opts.reuseAddr && c.r == RoleListening && o.proto == portspec.TCP:
+	case o.opts.reuseAddr && c.r == sockets.RoleListening && o.proto == portspec.TCP:
 		v.Rule = RuleReuseAddrListening
 		v.Explanation = fmt.Sprintf("%s is taken: %s. SO_REUSEADDR does not let a socket share a port with a listening socket on Linux; it only passes sockets that are not listening (TIME_WAIT, bound or connected ones that set it too).", o.where(), first)
 	case o.opts.reuseAddr:
@@ -710,7 +662,7 @@ func inUseFixes(o *observation, v *Verdict, in []conflict) {
 		v.Fixes = append(v.Fixes, "use SO_REUSEPORT on both sockets (same user) to run two listeners on one port")
 	case RuleReusePort:
 		if c.s.UID != o.as.UID && c.s.Inode != 0 {
-			v.Fixes = append(v.Fixes, fmt.Sprintf("run the new socket as uid %d (%s), the holder's user", c.s.UID, LookupUser(c.s.UID)))
+			v.Fixes = append(v.Fixes, fmt.Sprintf("run the new socket as uid %d (%s), the holder's user", c.s.UID, sockets.LookupUser(c.s.UID)))
 		} else {
 			v.Fixes = append(v.Fixes, "set SO_REUSEPORT on the socket already bound too")
 		}
@@ -724,15 +676,15 @@ func inUseFixes(o *observation, v *Verdict, in []conflict) {
 	// Every process holding a socket in the way, in one piece of advice:
 	// the port is free only when all of them have let go.
 	seen := map[int]bool{}
-	var holders []*Process
+	var holders []*sockets.Process
 	for i := range in {
 		s := in[i].s
-		if in[i].r == RoleTimeWait {
+		if in[i].r == sockets.RoleTimeWait {
 			continue
 		}
 		if len(s.Procs) == 0 {
-			if s.Unseen == Denied || s.Unseen == Hidden {
-				v.Fixes = append(v.Fixes, fmt.Sprintf("run as root to see which process of uid %d (%s) holds %s", s.UID, LookupUser(s.UID), sockLabel(s)))
+			if s.Unseen == sockets.Denied || s.Unseen == sockets.Hidden {
+				v.Fixes = append(v.Fixes, fmt.Sprintf("run as root to see which process of uid %d (%s) holds %s", s.UID, sockets.LookupUser(s.UID), sockets.DescribeSocket(s)))
 			}
 			continue
 		}
@@ -744,8 +696,8 @@ func inUseFixes(o *observation, v *Verdict, in []conflict) {
 		}
 	}
 	if len(holders) > 0 {
-		slices.SortFunc(holders, func(a, b *Process) int { return a.PID - b.PID })
-		v.Fixes = append(v.Fixes, StopAdvice(holders, portspec.Port(o.local.Port()), o.proto))
+		slices.SortFunc(holders, func(a, b *sockets.Process) int { return a.PID - b.PID })
+		v.Fixes = append(v.Fixes, sockets.StopAdvice(holders, portspec.Port(o.local.Port()), o.proto))
 	}
 	if len(v.Fixes) == 0 {
 		v.Fixes = append(v.Fixes, "stop the process holding the port")
@@ -757,7 +709,7 @@ func sharedNotes(o *observation, v *Verdict, in []conflict) {
 	var tw, shared int
 	for i := range in {
 		v.Others = append(v.Others, *in[i].s)
-		if in[i].r == RoleTimeWait {
+		if in[i].r == sockets.RoleTimeWait {
 			tw++
 		} else {
 			shared++
@@ -907,22 +859,3 @@ func parseCapEff(b []byte) (uint64, error) {
 
 // capNetBindService is the capability's bit number (linux/capability.h).
 const capNetBindService = 10
-
-// ParseSysctlInt reads a sysctl file holding one integer.
-func ParseSysctlInt(name, s string) (int, error) {
-	t := strings.TrimSpace(s)
-	n, err := strconv.Atoi(t)
-	if err != nil {
-		return 0, fmt.Errorf("%s %q: not an integer", name, s)
-	}
-	return n, nil
-}
-
-// DescribeSocket is a socket in a few words: "tcp LISTEN 0.0.0.0:80",
-// with "(dual-stack)", "(bound, not listening)" or "-> REMOTE" where they
-// apply.
-func DescribeSocket(s *Socket) string { return sockLabel(s) }
-
-// DescribeOwner names who holds s: "pid 1234 (nginx, user www-data, unit
-// nginx.service)", or why no process can be named.
-func DescribeOwner(s *Socket) string { return ownerLabel(s) }

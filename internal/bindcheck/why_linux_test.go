@@ -1,10 +1,11 @@
-package sockets
+package bindcheck
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -24,6 +25,7 @@ import (
 
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
+	"portolan/internal/sockets"
 	"portolan/internal/testenv"
 )
 
@@ -122,7 +124,7 @@ func freeTCPPort(t *testing.T) portspec.Port {
 	return portspec.Port(l.Addr().(*net.TCPAddr).Port)
 }
 
-func mustWhy(t *testing.T, req WhyRequest) *Verdict {
+func mustWhy(t *testing.T, req Request) *Verdict {
 	t.Helper()
 	v, err := Why(context.Background(), req)
 	if err != nil {
@@ -188,7 +190,7 @@ func checkHolder(t *testing.T, v *Verdict) {
 
 func TestWhyFreePort(t *testing.T) {
 	p := freeTCPPort(t)
-	v := mustWhy(t, WhyRequest{Port: p})
+	v := mustWhy(t, Request{Port: p})
 	checkVerdict(t, v, true, RuleNone, "succeeds as")
 	if v.Local.Addr() != any6 && v.Local.Addr() != any4 {
 		t.Errorf("Why(:%d) tried %v; want the wildcard", p, v.Local)
@@ -200,7 +202,7 @@ func TestWhyFreePort(t *testing.T) {
 
 func TestWhyInUse(t *testing.T) {
 	p := holdSock(t, sockSpec{proto: portspec.TCP, addr: netip.AddrPortFrom(lo4, 0), listen: true})
-	v := mustWhy(t, WhyRequest{Addr: lo4, Port: p})
+	v := mustWhy(t, Request{Addr: lo4, Port: p})
 	checkVerdict(t, v, false, RuleInUse, "is taken", "LISTEN 127.0.0.1:"+strconv.Itoa(int(p)), "on the same address", "pid "+strconv.Itoa(os.Getpid()))
 	if v.Errno != syscall.EADDRINUSE || v.Step != "bind" {
 		t.Errorf("errno %v at %q; want EADDRINUSE at bind", v.Errno, v.Step)
@@ -214,14 +216,14 @@ func TestWhyInUse(t *testing.T) {
 		if d := int(n) - int(p); d < -200 || d > 200 || d == 0 {
 			t.Errorf("nearest port %d is not near %d", n, p)
 		}
-		if err := CheckFree(n); err != nil {
+		if err := sockets.CheckFree(n); err != nil {
 			t.Logf("nearest port %d taken since (shared machine): %v", n, err)
 		}
 	}
 
 	// UDP: a bound UDP socket holds the port just as a listener does.
 	pu := holdSock(t, sockSpec{proto: portspec.UDP, addr: netip.AddrPortFrom(lo4, 0)})
-	v = mustWhy(t, WhyRequest{Addr: lo4, Port: pu, Proto: portspec.UDP})
+	v = mustWhy(t, Request{Addr: lo4, Port: pu, Proto: portspec.UDP})
 	checkVerdict(t, v, false, RuleInUse, "udp UNCONN 127.0.0.1:"+strconv.Itoa(int(pu)))
 	checkHolder(t, v)
 }
@@ -229,7 +231,7 @@ func TestWhyInUse(t *testing.T) {
 func TestWhyWildcard(t *testing.T) {
 	// A specific address taken; the wildcard covers it.
 	p := holdSock(t, sockSpec{proto: portspec.TCP, addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), 0), listen: true})
-	v := mustWhy(t, WhyRequest{Addr: any4, Port: p})
+	v := mustWhy(t, Request{Addr: any4, Port: p})
 	checkVerdict(t, v, false, RuleWildcard, "127.0.0.2, which the wildcard covers", "wildcard and a specific address of the same family exclude each other")
 	checkHolder(t, v)
 	// 127.0.0.1 is free on that port: the fix is tried and offered.
@@ -237,7 +239,7 @@ func TestWhyWildcard(t *testing.T) {
 
 	// The wildcard taken; a specific address inside it.
 	p = holdSock(t, sockSpec{proto: portspec.TCP, addr: netip.AddrPortFrom(any4, 0), listen: true})
-	v = mustWhy(t, WhyRequest{Addr: lo4, Port: p})
+	v = mustWhy(t, Request{Addr: lo4, Port: p})
 	checkVerdict(t, v, false, RuleWildcard, "on the wildcard, which covers 127.0.0.1")
 	checkHolder(t, v)
 }
@@ -245,11 +247,11 @@ func TestWhyWildcard(t *testing.T) {
 func TestWhyDualStack(t *testing.T) {
 	// IPv4 wildcard taken: a dual-stack [::] collides, a v6only one does not.
 	p := holdSock(t, sockSpec{proto: portspec.TCP, addr: netip.AddrPortFrom(any4, 0), listen: true})
-	v := mustWhy(t, WhyRequest{Addr: any6, Port: p})
+	v := mustWhy(t, Request{Addr: any6, Port: p})
 	checkVerdict(t, v, false, RuleDualStack, "dual-stack overlap", "IPV6_V6ONLY", "which a dual-stack [::] covers")
 	checkHolder(t, v)
 	checkFix(t, v, "IPV6_V6ONLY", "tried, it succeeds")
-	v = mustWhy(t, WhyRequest{Addr: any6, Port: p, V6Only: true})
+	v = mustWhy(t, Request{Addr: any6, Port: p, V6Only: true})
 	checkVerdict(t, v, true, RuleNone, "(IPv6 only) succeeds")
 	if len(v.Others) == 0 {
 		t.Errorf("v6only bind: the IPv4 listener should be listed as not in the way")
@@ -257,18 +259,18 @@ func TestWhyDualStack(t *testing.T) {
 
 	// A dual-stack [::] listener takes 0.0.0.0 and every IPv4 address.
 	p = holdSock(t, sockSpec{proto: portspec.TCP, addr: netip.AddrPortFrom(any6, 0), listen: true})
-	v = mustWhy(t, WhyRequest{Addr: lo4, Port: p})
+	v = mustWhy(t, Request{Addr: lo4, Port: p})
 	checkVerdict(t, v, false, RuleDualStack, "[::] without IPV6_V6ONLY, which covers every IPv4 address too")
 	checkFix(t, v, "make the other server bind [::] with IPV6_V6ONLY")
 
 	// A v6only [::] listener leaves IPv4 alone.
 	p = holdSock(t, sockSpec{proto: portspec.TCP, addr: netip.AddrPortFrom(any6, 0), v6only: true, listen: true})
-	checkVerdict(t, mustWhy(t, WhyRequest{Addr: any4, Port: p}), true, RuleNone)
+	checkVerdict(t, mustWhy(t, Request{Addr: any4, Port: p}), true, RuleNone)
 }
 
 func TestWhyReuseAddrListening(t *testing.T) {
 	p := holdSock(t, sockSpec{proto: portspec.TCP, addr: netip.AddrPortFrom(lo4, 0), reuseAddr: true, listen: true})
-	v := mustWhy(t, WhyRequest{Addr: lo4, Port: p, ReuseAddr: true})
+	v := mustWhy(t, Request{Addr: lo4, Port: p, ReuseAddr: true})
 	checkVerdict(t, v, false, RuleReuseAddrListening, "SO_REUSEADDR does not let a socket share a port with a listening socket")
 	checkHolder(t, v)
 	checkFix(t, v, "SO_REUSEPORT on both")
@@ -277,22 +279,22 @@ func TestWhyReuseAddrListening(t *testing.T) {
 func TestWhyReuseAddrBoth(t *testing.T) {
 	// Bound without SO_REUSEADDR, not listening: ours alone does not help.
 	p := holdSock(t, sockSpec{proto: portspec.TCP, addr: netip.AddrPortFrom(lo4, 0)})
-	v := mustWhy(t, WhyRequest{Addr: lo4, Port: p, ReuseAddr: true})
+	v := mustWhy(t, Request{Addr: lo4, Port: p, ReuseAddr: true})
 	checkVerdict(t, v, false, RuleReuseAddrBoth, "shares a port only when both sockets set it", "UNCONN 127.0.0.1:"+strconv.Itoa(int(p))+" (bound, not listening)")
 	checkFix(t, v, "set SO_REUSEADDR on both sockets")
 
 	// Bound with SO_REUSEADDR: without it we fail, and the fix is proven.
 	p = holdSock(t, sockSpec{proto: portspec.TCP, addr: netip.AddrPortFrom(lo4, 0), reuseAddr: true})
-	v = mustWhy(t, WhyRequest{Addr: lo4, Port: p})
+	v = mustWhy(t, Request{Addr: lo4, Port: p})
 	checkVerdict(t, v, false, RuleInUse)
 	checkFix(t, v, "set SO_REUSEADDR on the new socket", "tried, the bind then succeeds")
-	v = mustWhy(t, WhyRequest{Addr: lo4, Port: p, ReuseAddr: true})
+	v = mustWhy(t, Request{Addr: lo4, Port: p, ReuseAddr: true})
 	checkVerdict(t, v, true, RuleNone)
 	checkNote(t, v, RuleReuseAddrBoth, "set SO_REUSEADDR as well and are not listening")
 
 	// UDP: both with SO_REUSEADDR share the port, with a warning.
 	pu := holdSock(t, sockSpec{proto: portspec.UDP, addr: netip.AddrPortFrom(lo4, 0), reuseAddr: true})
-	v = mustWhy(t, WhyRequest{Addr: lo4, Port: pu, Proto: portspec.UDP, ReuseAddr: true})
+	v = mustWhy(t, Request{Addr: lo4, Port: pu, Proto: portspec.UDP, ReuseAddr: true})
 	checkVerdict(t, v, true, RuleNone)
 	checkNote(t, v, RuleReuseAddrBoth, "unicast datagrams go to one of them only")
 }
@@ -301,20 +303,20 @@ func TestWhyReusePort(t *testing.T) {
 	testenv.RequireRoot(t)
 	// A root listener with SO_REUSEPORT: root may join it, nobody may not.
 	p := holdSock(t, sockSpec{proto: portspec.TCP, addr: netip.AddrPortFrom(lo4, 0), reusePort: true, listen: true})
-	v := mustWhy(t, WhyRequest{Addr: lo4, Port: p, ReusePort: true})
+	v := mustWhy(t, Request{Addr: lo4, Port: p, ReusePort: true})
 	checkVerdict(t, v, true, RuleNone)
 	checkNote(t, v, RuleReusePort, "shared with 1 socket(s) through SO_REUSEPORT")
-	v = mustWhy(t, WhyRequest{Addr: lo4, Port: p, ReusePort: true, As: nobody})
+	v = mustWhy(t, Request{Addr: lo4, Port: p, ReusePort: true, As: nobody})
 	checkVerdict(t, v, false, RuleReusePort, "same effective uid", "uid 0 (root), you are uid 65534 (nobody)")
 	checkFix(t, v, "run the new socket as uid 0")
 	// Without SO_REUSEPORT, a root caller gets the fix proven.
-	v = mustWhy(t, WhyRequest{Addr: lo4, Port: p})
+	v = mustWhy(t, Request{Addr: lo4, Port: p})
 	checkVerdict(t, v, false, RuleInUse)
 	checkFix(t, v, "set SO_REUSEPORT", "tried, it succeeds")
 
 	// A listener without SO_REUSEPORT, same uid: the other side lacks it.
 	p = holdSock(t, sockSpec{proto: portspec.TCP, addr: netip.AddrPortFrom(lo4, 0), listen: true})
-	v = mustWhy(t, WhyRequest{Addr: lo4, Port: p, ReusePort: true})
+	v = mustWhy(t, Request{Addr: lo4, Port: p, ReusePort: true})
 	checkVerdict(t, v, false, RuleReusePort, "did not set SO_REUSEPORT: both sockets must")
 	checkFix(t, v, "set SO_REUSEPORT on the socket already bound too")
 }
@@ -345,14 +347,14 @@ func timeWait(t *testing.T, reuse bool) portspec.Port {
 		t.Fatal(err)
 	}
 	unix.Close(fd) // we close first: TIME_WAIT is on our side
-	waitState(t, "", port, TimeWait)
+	waitState(t, "", port, sockets.TimeWait)
 	return port
 }
 
 // twOverflow says, for a missing TIME_WAIT socket in the root namespace,
 // how often the kernel dropped one because the TIME_WAIT table was full.
-func twOverflow(netns string, st State) string {
-	if netns != "" || st != TimeWait {
+func twOverflow(netns string, st sockets.State) string {
+	if netns != "" || st != sockets.TimeWait {
 		return ""
 	}
 	b, err := os.ReadFile("/proc/net/netstat")
@@ -381,11 +383,11 @@ func twOverflow(netns string, st State) string {
 }
 
 // waitState waits until a TCP socket on local port p is in state st.
-func waitState(t *testing.T, netns string, p portspec.Port, st State) {
+func waitState(t *testing.T, netns string, p portspec.Port, st sockets.State) {
 	t.Helper()
-	q := Query{Proto: portspec.TCP, States: States(st), Ports: []PortRange{{p, p}}}
+	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(st), Ports: []sockets.PortRange{{Lo: p, Hi: p}}}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		socks, err := (&Table{Netns: netns}).List(context.Background(), q)
+		socks, err := (&sockets.Table{Netns: netns}).List(context.Background(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -401,22 +403,22 @@ func waitState(t *testing.T, netns string, p portspec.Port, st State) {
 func TestWhyTimeWait(t *testing.T) {
 	// The old socket had SO_REUSEADDR: setting it on ours passes TIME_WAIT.
 	p := timeWait(t, true)
-	v := mustWhy(t, WhyRequest{Addr: lo4, Port: p})
+	v := mustWhy(t, Request{Addr: lo4, Port: p})
 	checkVerdict(t, v, false, RuleTimeWait, "TIME_WAIT still holds 127.0.0.1:"+strconv.Itoa(int(p)), "only with SO_REUSEADDR")
 	checkFix(t, v, "set SO_REUSEADDR on the new socket", "tried")
 	if hasFix(v, "wait for TIME_WAIT to end") {
 		t.Errorf("SO_REUSEADDR works here, yet the fixes say to wait: %q", v.Fixes)
 	}
-	v = mustWhy(t, WhyRequest{Addr: lo4, Port: p, ReuseAddr: true})
+	v = mustWhy(t, Request{Addr: lo4, Port: p, ReuseAddr: true})
 	checkVerdict(t, v, true, RuleNone)
 	checkNote(t, v, RuleTimeWait, "did not block: SO_REUSEADDR was set on both sides")
 
 	// The old socket lacked it: nothing but waiting helps.
 	p = timeWait(t, false)
-	v = mustWhy(t, WhyRequest{Addr: lo4, Port: p, ReuseAddr: true})
+	v = mustWhy(t, Request{Addr: lo4, Port: p, ReuseAddr: true})
 	checkVerdict(t, v, false, RuleTimeWait, "you did, the old one did not")
 	checkFix(t, v, "wait for TIME_WAIT to end")
-	if len(v.Conflicts) == 0 || v.Conflicts[0].State != TimeWait || v.Conflicts[0].Unseen != NoProcess {
+	if len(v.Conflicts) == 0 || v.Conflicts[0].State != sockets.TimeWait || v.Conflicts[0].Unseen != sockets.NoProcess {
 		t.Errorf("conflicts %+v; want the TIME_WAIT socket, held by no process", v.Conflicts)
 	}
 }
@@ -433,7 +435,7 @@ func TestWhyConnection(t *testing.T) {
 	}
 	defer c.Close()
 	p := portspec.Port(c.LocalAddr().(*net.TCPAddr).Port)
-	v := mustWhy(t, WhyRequest{Addr: any4, Port: p})
+	v := mustWhy(t, Request{Addr: any4, Port: p})
 	checkVerdict(t, v, false, RuleConnection, "uses port "+strconv.Itoa(int(p))+" as its local port", "ESTABLISHED", "-> "+ln.Addr().String())
 	checkHolder(t, v)
 	checkFix(t, v, "ip_local_reserved_ports=", strconv.Itoa(int(p))+" (the list there now", "explicit binds still work")
@@ -448,7 +450,7 @@ func TestWhyPrivilegedInNetns(t *testing.T) {
 	if err := h.SetSysctl("net.ipv4.ip_unprivileged_port_start", "2000"); err != nil {
 		t.Fatal(err)
 	}
-	v := mustWhy(t, WhyRequest{Netns: h.Path(), Addr: lo4, Port: 1500, As: nobody})
+	v := mustWhy(t, Request{Netns: h.Path(), Addr: lo4, Port: 1500, As: nobody})
 	checkVerdict(t, v, false, RulePrivileged, "Port 1500 is privileged", "ip_unprivileged_port_start (2000 in this network namespace)", "nobody (uid 65534) lacks CAP_NET_BIND_SERVICE")
 	if v.Errno != syscall.EACCES || v.As.UID != 65534 || v.As.CapNetBindService || v.UnprivilegedPortStart != 2000 {
 		t.Errorf("errno %v as %+v start %d; want EACCES as uid 65534 without the capability, start 2000", v.Errno, v.As, v.UnprivilegedPortStart)
@@ -459,8 +461,8 @@ func TestWhyPrivilegedInNetns(t *testing.T) {
 		t.Errorf("nearest = %v; want ports from 2000 up (bindable by nobody)", v.Nearest)
 	}
 	// Above the threshold nobody may bind; root may bind below it.
-	checkVerdict(t, mustWhy(t, WhyRequest{Netns: h.Path(), Addr: lo4, Port: 2500, As: nobody}), true, RuleNone, "succeeds as nobody")
-	v = mustWhy(t, WhyRequest{Netns: h.Path(), Addr: lo4, Port: 1500})
+	checkVerdict(t, mustWhy(t, Request{Netns: h.Path(), Addr: lo4, Port: 2500, As: nobody}), true, RuleNone, "succeeds as nobody")
+	v = mustWhy(t, Request{Netns: h.Path(), Addr: lo4, Port: 1500})
 	checkVerdict(t, v, true, RuleNone)
 	checkNote(t, v, RulePrivileged, "allowed because root has CAP_NET_BIND_SERVICE")
 
@@ -470,7 +472,7 @@ func TestWhyPrivilegedInNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	v = mustWhy(t, WhyRequest{Netns: h.Path(), Addr: lo4, Port: 1600, As: nobody})
+	v = mustWhy(t, Request{Netns: h.Path(), Addr: lo4, Port: 1600, As: nobody})
 	checkVerdict(t, v, false, RulePrivileged)
 	checkNote(t, v, RuleInUse, "even with the privilege the bind would fail")
 }
@@ -484,10 +486,10 @@ func TestWhyReservedInNetns(t *testing.T) {
 	if err := h.SetSysctl("net.ipv4.ip_local_reserved_ports", "40000-40010"); err != nil {
 		t.Fatal(err)
 	}
-	v := mustWhy(t, WhyRequest{Netns: h.Path(), Addr: lo4, Port: 40005})
+	v := mustWhy(t, Request{Netns: h.Path(), Addr: lo4, Port: 40005})
 	checkVerdict(t, v, true, RuleNone)
 	checkNote(t, v, RuleReserved, "an explicit bind like this one is not affected")
-	if v := mustWhy(t, WhyRequest{Netns: h.Path(), Addr: lo4, Port: 40020}); len(v.Notes) != 0 {
+	if v := mustWhy(t, Request{Netns: h.Path(), Addr: lo4, Port: 40020}); len(v.Notes) != 0 {
 		t.Errorf("port 40020 is not reserved, yet notes %+v", v.Notes)
 	}
 }
@@ -495,7 +497,7 @@ func TestWhyReservedInNetns(t *testing.T) {
 func TestWhyNonLocalInNetns(t *testing.T) {
 	a, _, lk := netlab.NewPair(t)
 	other := netip.MustParseAddr("198.18.0.99")
-	v := mustWhy(t, WhyRequest{Netns: a.Path(), Addr: other, Port: 8080})
+	v := mustWhy(t, Request{Netns: a.Path(), Addr: other, Port: 8080})
 	checkVerdict(t, v, false, RuleNonLocal, "198.18.0.99 is not an address of this host", "IP_FREEBIND", "ip_nonlocal_bind")
 	if v.Errno != syscall.EADDRNOTAVAIL {
 		t.Errorf("errno %v; want EADDRNOTAVAIL", v.Errno)
@@ -505,26 +507,26 @@ func TestWhyNonLocalInNetns(t *testing.T) {
 		t.Errorf("nearest ports %v offered for an address problem", v.Nearest)
 	}
 	// The link's own address binds.
-	checkVerdict(t, mustWhy(t, WhyRequest{Netns: a.Path(), Addr: lk.A4, Port: 8080}), true, RuleNone)
+	checkVerdict(t, mustWhy(t, Request{Netns: a.Path(), Addr: lk.A4, Port: 8080}), true, RuleNone)
 	// With ip_nonlocal_bind it binds, and the note says why.
 	if err := a.SetSysctl("net.ipv4.ip_nonlocal_bind", "1"); err != nil {
 		t.Fatal(err)
 	}
-	v = mustWhy(t, WhyRequest{Netns: a.Path(), Addr: other, Port: 8080})
+	v = mustWhy(t, Request{Netns: a.Path(), Addr: other, Port: 8080})
 	checkVerdict(t, v, true, RuleNone)
 	checkNote(t, v, RuleNonLocal, "allowed because net.ipv4.ip_nonlocal_bind")
 }
 
 func TestWhyOther(t *testing.T) {
 	// A link-local IPv6 address without a zone is malformed for bind.
-	v := mustWhy(t, WhyRequest{Addr: netip.MustParseAddr("fe80::1"), Port: freeTCPPort(t)})
+	v := mustWhy(t, Request{Addr: netip.MustParseAddr("fe80::1"), Port: freeTCPPort(t)})
 	if v.OK || v.Rule != RuleOther && v.Rule != RuleNonLocal {
 		t.Errorf("Why(fe80::1) ok=%v rule=%v; want a failure explained as other or non-local", v.OK, v.Rule)
 	}
 }
 
 func TestWhyBadRequest(t *testing.T) {
-	for _, r := range []WhyRequest{
+	for _, r := range []Request{
 		{Addr: lo4, Port: 80, V6Only: true},
 		{Port: 80, Proto: portspec.SCTP},
 		{Addr: netip.MustParseAddr("224.0.0.1"), Port: 80},
@@ -562,18 +564,18 @@ func TestWhyUnprivilegedChild(t *testing.T) {
 	if start < 2 {
 		t.Skipf("ip_unprivileged_port_start is %d: no privileged ports here", start)
 	}
-	v := mustWhy(t, WhyRequest{Addr: lo4, Port: portspec.Port(start - 1)})
+	v := mustWhy(t, Request{Addr: lo4, Port: portspec.Port(start - 1)})
 	checkVerdict(t, v, false, RulePrivileged, "lacks CAP_NET_BIND_SERVICE")
 	if v.As.UID != 65534 || v.As.CapNetBindService {
 		t.Errorf("tried as %+v; want uid 65534 without CAP_NET_BIND_SERVICE", v.As)
 	}
-	_, err = Why(context.Background(), WhyRequest{Addr: lo4, Port: 8080, As: &Credential{UID: 0, GID: 0, Name: "root"}})
+	_, err = Why(context.Background(), Request{Addr: lo4, Port: 8080, As: &Credential{UID: 0, GID: 0, Name: "root"}})
 	if err == nil || !strings.Contains(err.Error(), "needs root") {
 		t.Errorf("Why as root from uid 65534 = %v; want a switch refused, needing root", err)
 	}
 	// A free port of our own is fine.
 	p := freeTCPPort(t)
-	checkVerdict(t, mustWhy(t, WhyRequest{Addr: lo4, Port: p}), true, RuleNone, "as nobody")
+	checkVerdict(t, mustWhy(t, Request{Addr: lo4, Port: p}), true, RuleNone, "as nobody")
 }
 
 // runTestChild runs the test binary (copied where any user can run it)
@@ -676,14 +678,14 @@ func TestWhyDeniedChild(t *testing.T) {
 		t.Skip("runs only as a child of TestWhyDeniedByBPF")
 	}
 	p := freeTCPPort(t) // an IPv6 bind: the program only sees IPv4
-	v := mustWhy(t, WhyRequest{Addr: lo4, Port: p})
+	v := mustWhy(t, Request{Addr: lo4, Port: p})
 	checkVerdict(t, v, false, RuleDenied, "refused with EPERM", "not by the privileged-port rule", "BPF program(s) attached to the bind hook of cgroup /portolan-why-")
 	checkFix(t, v, "bpftool cgroup tree")
 	if len(v.Nearest) != 0 {
 		t.Errorf("nearest ports %v offered for a denial", v.Nearest)
 	}
 	// IPv6 is not hooked: the same port binds there.
-	checkVerdict(t, mustWhy(t, WhyRequest{Addr: any6, V6Only: true, Port: p}), true, RuleNone)
+	checkVerdict(t, mustWhy(t, Request{Addr: any6, V6Only: true, Port: p}), true, RuleNone)
 }
 
 // TestWhyForkedHolders: a listener shared with two child processes (given
@@ -699,7 +701,7 @@ func TestWhyForkedHolders(t *testing.T) {
 	slices.Sort(pids)
 	port := portspec.Port(l.Addr().(*net.TCPAddr).Port)
 
-	v := mustWhy(t, WhyRequest{Addr: lo4, Port: port, Nearest: -1})
+	v := mustWhy(t, Request{Addr: lo4, Port: port, Nearest: -1})
 	checkVerdict(t, v, false, RuleInUse)
 	if len(v.Conflicts) != 1 {
 		t.Fatalf("Why conflicts = %d sockets; want 1", len(v.Conflicts))
@@ -749,7 +751,7 @@ func TestWhyConnectionReservedAdvice(t *testing.T) {
 	}
 	defer c.Close()
 	p := portspec.Port(c.LocalAddr().(*net.TCPAddr).Port)
-	v := mustWhy(t, WhyRequest{Netns: h.Path(), Addr: any4, Port: p, Nearest: -1})
+	v := mustWhy(t, Request{Netns: h.Path(), Addr: any4, Port: p, Nearest: -1})
 	checkVerdict(t, v, false, RuleConnection)
 	checkFix(t, v, fmt.Sprintf("sysctl -w net.ipv4.ip_local_reserved_ports=40000-40010,40100,%d ", p))
 
@@ -764,7 +766,7 @@ func TestWhyConnectionReservedAdvice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fixed.Close()
-	v = mustWhy(t, WhyRequest{Netns: h.Path(), Addr: any4, Port: 20000, Nearest: -1})
+	v = mustWhy(t, Request{Netns: h.Path(), Addr: any4, Port: 20000, Nearest: -1})
 	checkVerdict(t, v, false, RuleConnection)
 	if hasFix(v, "ip_local_reserved_ports") {
 		t.Errorf("Why 20000 (outside the ephemeral range) offers the reserved-ports sysctl:\n  %s", strings.Join(v.Fixes, "\n  "))
@@ -789,7 +791,7 @@ func TestWhyMulticastBroadcast(t *testing.T) {
 		{broadcastOf(lk.Net4), "is a broadcast address"},
 	}
 	for _, c := range cases {
-		v := mustWhy(t, WhyRequest{Netns: a.Path(), Addr: c.addr, Port: 5353, Proto: portspec.UDP})
+		v := mustWhy(t, Request{Netns: a.Path(), Addr: c.addr, Port: 5353, Proto: portspec.UDP})
 		checkVerdict(t, v, true, RuleNone)
 		checkNote(t, v, RuleNonLocal, c.want)
 		for _, n := range v.Notes {
@@ -797,5 +799,48 @@ func TestWhyMulticastBroadcast(t *testing.T) {
 				t.Errorf("Why %v/udp with ip_nonlocal_bind=0: note %q", c.addr, n.Text)
 			}
 		}
+	}
+}
+
+// shareListener starts n child processes (sleep) that inherit l, as a
+// pre-forked server's workers do, and returns their pids; they are
+// killed when the test ends.
+func shareListener(t *testing.T, l *net.TCPListener, n int) []int {
+	t.Helper()
+	sleep := testenv.RequireCommand(t, "sleep")
+	lf, err := l.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	var pids []int
+	for range n {
+		cmd := exec.Command(sleep, "60")
+		cmd.ExtraFiles = []*os.File{lf}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		pids = append(pids, cmd.Process.Pid)
+	}
+	return pids
+}
+
+func copyExecutable(t testing.TB, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,8 +1,10 @@
 //go:build linux && (386 || arm)
 
-package sockets
+package bindcheck
 
-import "golang.org/x/sys/unix"
+import (
+	"golang.org/x/sys/unix"
+)
 
 // The credential syscalls taking 32-bit ids: on 386 and arm the plain
 // ones take 16-bit ids.
