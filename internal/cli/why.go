@@ -116,24 +116,24 @@ func parseBindTarget(arg string) (netip.Addr, portspec.Port, portspec.Proto, err
 
 // whyJSON is the JSON form of a verdict.
 type whyJSON struct {
-	Address               netip.Addr       `json:"address"`
-	Port                  uint16           `json:"port"`
-	Proto                 portspec.Proto   `json:"proto"`
-	ReuseAddr             bool             `json:"reuseaddr"`
-	ReusePort             bool             `json:"reuseport"`
-	V6Only                bool             `json:"v6only"`
+	Address               netip.Addr         `json:"address"`
+	Port                  uint16             `json:"port"`
+	Proto                 portspec.Proto     `json:"proto"`
+	ReuseAddr             bool               `json:"reuseaddr"`
+	ReusePort             bool               `json:"reuseport"`
+	V6Only                bool               `json:"v6only"`
 	As                    bindcheck.Identity `json:"as"`
-	OK                    bool             `json:"ok"`
-	Step                  string           `json:"failed_step,omitempty"`
-	Errno                 string           `json:"errno,omitempty"`
+	OK                    bool               `json:"ok"`
+	Step                  string             `json:"failed_step,omitempty"`
+	Errno                 string             `json:"errno,omitempty"`
 	Rule                  bindcheck.Rule     `json:"rule"`
-	Explanation           string           `json:"explanation"`
-	Conflicts             []socketJSON     `json:"conflicts"`
-	Others                []socketJSON     `json:"others"`
+	Explanation           string             `json:"explanation"`
+	Conflicts             []socketJSON       `json:"conflicts"`
+	Others                []socketJSON       `json:"others"`
 	Notes                 []bindcheck.Note   `json:"notes"`
-	Fixes                 []string         `json:"fixes"`
-	Nearest               []portspec.Port  `json:"nearest_free"`
-	UnprivilegedPortStart int              `json:"unprivileged_port_start"`
+	Fixes                 []string           `json:"fixes"`
+	Nearest               []portspec.Port    `json:"nearest_free"`
+	UnprivilegedPortStart int                `json:"unprivileged_port_start"`
 }
 
 func newWhyJSON(v *bindcheck.Verdict) whyJSON {
