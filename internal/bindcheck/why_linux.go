@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"portolan/internal/freeport"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 )
@@ -396,11 +397,11 @@ func nearestFree(ctx context.Context, p portspec.Port, floor, n int, proto ports
 	for _, c := range cands {
 		rng.Add(portspec.TCP, c)
 	}
-	opts := sockets.FreeOptions{Range: rng, Prefer: cands, Protos: []portspec.Proto{proto}}
-	ports, err := sockets.FreePorts(ctx, n, opts)
-	var nf *sockets.NoFreePortError
+	opts := freeport.Options{Range: rng, Prefer: cands, Protos: []portspec.Proto{proto}}
+	ports, err := freeport.FindN(ctx, n, opts)
+	var nf *freeport.NoFreePortError
 	if errors.As(err, &nf) && nf.Found > 0 {
-		ports, err = sockets.FreePorts(ctx, nf.Found, opts)
+		ports, err = freeport.FindN(ctx, nf.Found, opts)
 	}
 	if err != nil {
 		log.Debug("nearest free ports", "err", err)

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"portolan/internal/freeport"
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
@@ -216,7 +217,7 @@ func TestWhyInUse(t *testing.T) {
 		if d := int(n) - int(p); d < -200 || d > 200 || d == 0 {
 			t.Errorf("nearest port %d is not near %d", n, p)
 		}
-		if err := sockets.CheckFree(n); err != nil {
+		if err := freeport.CheckFree(n); err != nil {
 			t.Logf("nearest port %d taken since (shared machine): %v", n, err)
 		}
 	}

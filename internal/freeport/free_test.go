@@ -1,4 +1,4 @@
-package sockets
+package freeport
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"net"
 	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -83,22 +82,22 @@ func bindsEverywhere(t *testing.T, p portspec.Port) {
 
 func TestFreePortsDefaultRange(t *testing.T) {
 	ctx := context.Background()
-	ports, err := FreePorts(ctx, 5, FreeOptions{Dir: t.TempDir()})
+	ports, err := FindN(ctx, 5, Options{Dir: t.TempDir()})
 	if err != nil {
-		t.Fatalf("FreePorts(5) = %v", err)
+		t.Fatalf("FindN(5) = %v", err)
 	}
 	if len(ports) != 5 {
-		t.Fatalf("FreePorts(5) returned %d ports: %v", len(ports), ports)
+		t.Fatalf("FindN(5) returned %d ports: %v", len(ports), ports)
 	}
 	pol := readKernelPortPolicy()
 	seen := map[portspec.Port]bool{}
 	for _, p := range ports {
 		if seen[p] {
-			t.Errorf("FreePorts(5) = %v: %d twice", ports, p)
+			t.Errorf("FindN(5) = %v: %d twice", ports, p)
 		}
 		seen[p] = true
 		if p < 1024 || (p >= pol.ephLo && p <= pol.ephHi) {
-			t.Errorf("FreePorts(5) gave %d, inside the ephemeral range %d-%d or privileged", p, pol.ephLo, pol.ephHi)
+			t.Errorf("FindN(5) gave %d, inside the ephemeral range %d-%d or privileged", p, pol.ephLo, pol.ephHi)
 		}
 		bindsEverywhere(t, p)
 	}
@@ -132,30 +131,30 @@ func TestFreePassesOverHeld(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := FreePorts(ctx, tt.n, FreeOptions{Range: rng, Protos: tt.protos, Dir: dir})
+			got, err := FindN(ctx, tt.n, Options{Range: rng, Protos: tt.protos, Dir: dir})
 			if tt.inUse > 0 {
 				var nf *NoFreePortError
 				if !errors.As(err, &nf) || !errors.Is(err, ErrNoFreePort) {
-					t.Fatalf("FreePorts(%d) = %v, %v; want a NoFreePortError", tt.n, got, err)
+					t.Fatalf("FindN(%d) = %v, %v; want a NoFreePortError", tt.n, got, err)
 				}
 				if nf.InUse != tt.inUse || nf.Checked != 6 {
-					t.Errorf("FreePorts(%d) error %+v; want InUse %d of 6 checked", tt.n, nf, tt.inUse)
+					t.Errorf("FindN(%d) error %+v; want InUse %d of 6 checked", tt.n, nf, tt.inUse)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("FreePorts(%d) = %v", tt.n, err)
+				t.Fatalf("FindN(%d) = %v", tt.n, err)
 			}
 			if tt.want == nil { // udp: the UDP-held port is out, any other in
 				for _, p := range got {
 					if p == heldUDP {
-						t.Errorf("FreePorts(udp) = %v; includes %d, held by UDP", got, heldUDP)
+						t.Errorf("FindN(udp) = %v; includes %d, held by UDP", got, heldUDP)
 					}
 				}
 				return
 			}
 			if !sameSet(got, tt.want) {
-				t.Errorf("FreePorts(%d) = %v; want %v", tt.n, got, tt.want)
+				t.Errorf("FindN(%d) = %v; want %v", tt.n, got, tt.want)
 			}
 		})
 	}
@@ -186,37 +185,37 @@ func TestFreePreferAndExclude(t *testing.T) {
 	held := holdPort(t, "tcp", ":0")
 	dir := t.TempDir()
 
-	got, err := FreePorts(ctx, 2, FreeOptions{Range: setOf(a, b, c), Prefer: []portspec.Port{held, c, b}, Dir: dir})
+	got, err := FindN(ctx, 2, Options{Range: setOf(a, b, c), Prefer: []portspec.Port{held, c, b}, Dir: dir})
 	if err != nil || len(got) != 2 || got[0] != c || got[1] != b {
-		t.Errorf("FreePorts(prefer %d(held),%d,%d) = %v, %v; want [%d %d]", held, c, b, got, err, c, b)
+		t.Errorf("FindN(prefer %d(held),%d,%d) = %v, %v; want [%d %d]", held, c, b, got, err, c, b)
 	}
 	// A preferred port outside the range is still taken.
-	got, err = FreePorts(ctx, 1, FreeOptions{Range: setOf(a), Prefer: []portspec.Port{b}, Dir: dir})
+	got, err = FindN(ctx, 1, Options{Range: setOf(a), Prefer: []portspec.Port{b}, Dir: dir})
 	if err != nil || len(got) != 1 || got[0] != b {
-		t.Errorf("FreePorts(range %d, prefer %d) = %v, %v; want [%d]", a, b, got, err, b)
+		t.Errorf("FindN(range %d, prefer %d) = %v, %v; want [%d]", a, b, got, err, b)
 	}
-	got, err = FreePorts(ctx, 1, FreeOptions{Range: setOf(a, b), Exclude: setOf(a), Prefer: []portspec.Port{a}, Dir: dir})
+	got, err = FindN(ctx, 1, Options{Range: setOf(a, b), Exclude: setOf(a), Prefer: []portspec.Port{a}, Dir: dir})
 	if err != nil || len(got) != 1 || got[0] != b {
-		t.Errorf("FreePorts(range %d,%d, exclude and prefer %d) = %v, %v; want [%d]", a, b, a, got, err, b)
+		t.Errorf("FindN(range %d,%d, exclude and prefer %d) = %v, %v; want [%d]", a, b, a, got, err, b)
 	}
-	_, err = FreePorts(ctx, 1, FreeOptions{Range: setOf(a), Exclude: setOf(a), Dir: dir})
+	_, err = FindN(ctx, 1, Options{Range: setOf(a), Exclude: setOf(a), Dir: dir})
 	if err == nil || errors.Is(err, ErrNoFreePort) {
-		t.Errorf("FreePorts(range = exclusions) = %v; want an error saying there is nothing to search", err)
+		t.Errorf("FindN(range = exclusions) = %v; want an error saying there is nothing to search", err)
 	}
 }
 
 func TestFreeKernelReservedSeam(t *testing.T) {
 	a, b := unusedPort(t), unusedPort(t)
-	o := FreeOptions{Range: setOf(a, b), Dir: t.TempDir(),
+	o := Options{Range: setOf(a, b), Dir: t.TempDir(),
 		policy: &kernelPortPolicy{ephLo: 32768, ephHi: 60999, reserved: setOf(a)}}
-	got, err := FreePorts(context.Background(), 1, o)
+	got, err := FindN(context.Background(), 1, o)
 	if err != nil || got[0] != b {
 		t.Errorf("FreePorts with %d kernel-reserved = %v, %v; want [%d]", a, got, err, b)
 	}
-	_, err = FreePorts(context.Background(), 2, o)
+	_, err = FindN(context.Background(), 2, o)
 	var nf *NoFreePortError
 	if !errors.As(err, &nf) || nf.Kernel != 1 || nf.Found != 1 {
-		t.Fatalf("FreePorts(2) = %v; want a NoFreePortError with 1 kernel-reserved, 1 found", err)
+		t.Fatalf("FindN(2) = %v; want a NoFreePortError with 1 kernel-reserved, 1 found", err)
 	}
 	want := "only 1 of 2 free tcp ports in "
 	if msg := err.Error(); len(msg) < len(want) || msg[:len(want)] != want {
@@ -238,102 +237,10 @@ func TestCheckFree(t *testing.T) {
 	}
 }
 
-func TestParseLocalPortRange(t *testing.T) {
-	tests := []struct {
-		in     string
-		lo, hi portspec.Port
-		err    bool
-	}{
-		{"32768\t60999\n", 32768, 60999, false},
-		{"1024 65535", 1024, 65535, false},
-		{"5 5", 5, 5, false},
-		{"", 0, 0, true},
-		{"32768", 0, 0, true},
-		{"60999 32768", 0, 0, true},
-		{"1 70000", 0, 0, true},
-		{"a b", 0, 0, true},
-		{"1 2 3", 0, 0, true},
-	}
-	for _, tt := range tests {
-		lo, hi, err := ParseLocalPortRange(tt.in)
-		if (err != nil) != tt.err || lo != tt.lo || hi != tt.hi {
-			t.Errorf("ParseLocalPortRange(%q) = %d, %d, %v; want %d, %d, error %v", tt.in, lo, hi, err, tt.lo, tt.hi, tt.err)
-		}
-	}
-}
-
-func FuzzParseLocalPortRange(f *testing.F) {
-	for _, s := range []string{"32768\t60999\n", "1024 65535", "", "60999 32768", "1 70000"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		lo, hi, err := ParseLocalPortRange(s)
-		if err == nil && lo > hi {
-			t.Errorf("ParseLocalPortRange(%q) = %d > %d", s, lo, hi)
-		}
-	})
-}
-
-func TestParseReservedPorts(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want string
-	}{
-		{"", ""},
-		{"\n", ""},
-		{"8080\n", "T:8080"},
-		{"8080,9000-9010\n", "T:8080,9000-9010"},
-	} {
-		s, err := ParseReservedPorts(tt.in)
-		if err != nil || s.String() != tt.want {
-			t.Errorf("ParseReservedPorts(%q) = %v, %v; want %q", tt.in, s, err, tt.want)
-		}
-	}
-	if _, err := ParseReservedPorts("9010-9000"); err == nil {
-		t.Errorf("ParseReservedPorts(%q) = nil error; want one", "9010-9000")
-	}
-}
-
 // TestHolderStart: a holder's start time comes from /proc (procstat
 // parses it, with its own tests).
 func TestHolderStart(t *testing.T) {
 	if got := holderStart(1); got == 0 && runtime.GOOS == "linux" {
 		t.Errorf("holderStart(1) = 0; want pid 1's start time")
 	}
-}
-
-var sysctlIntCases = []struct {
-	in   string
-	want int
-	ok   bool
-}{
-	{"1024\n", 1024, true},
-	{"0", 0, true},
-	{" 2 \n", 2, true},
-	{"", 0, false},
-	{"10 20\n", 0, false},
-	{"x", 0, false},
-}
-
-func TestParseSysctlInt(t *testing.T) {
-	for _, c := range sysctlIntCases {
-		got, err := ParseSysctlInt("ip_unprivileged_port_start", c.in)
-		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("ParseSysctlInt(%q) = %d, %v; want %d ok=%v", c.in, got, err, c.want, c.ok)
-		}
-		if err != nil && !strings.Contains(err.Error(), "ip_unprivileged_port_start") {
-			t.Errorf("ParseSysctlInt(%q) error %q does not name the sysctl", c.in, err)
-		}
-	}
-}
-
-func FuzzParseSysctlInt(f *testing.F) {
-	for _, c := range sysctlIntCases {
-		f.Add(c.in)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if _, err := ParseSysctlInt("x", s); err != nil && !strings.HasPrefix(err.Error(), "x ") {
-			t.Errorf("ParseSysctlInt(%q) error %q does not name the input", s, err)
-		}
-	})
 }

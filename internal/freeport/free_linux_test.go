@@ -1,4 +1,4 @@
-package sockets
+package freeport
 
 import (
 	"bytes"
@@ -57,18 +57,18 @@ func TestFreeKernelPolicyChild(t *testing.T) {
 	ctx := context.Background()
 	rng := new(portspec.Set)
 	rng.AddRange(portspec.TCP, 20000, 20010)
-	got, err := FreePorts(ctx, 1, FreeOptions{Range: rng, Dir: t.TempDir()})
+	got, err := FindN(ctx, 1, Options{Range: rng, Dir: t.TempDir()})
 	if err != nil || got[0] != 20010 {
-		t.Errorf("FreePorts(20000-20010 with 20000-20009 reserved) = %v, %v; want [20010]", got, err)
+		t.Errorf("FindN(20000-20010 with 20000-20009 reserved) = %v, %v; want [20010]", got, err)
 	}
-	_, err = FreePorts(ctx, 2, FreeOptions{Range: rng, Dir: t.TempDir()})
+	_, err = FindN(ctx, 2, Options{Range: rng, Dir: t.TempDir()})
 	var nf *NoFreePortError
 	if !errors.As(err, &nf) || nf.Kernel != 10 {
-		t.Errorf("FreePorts(2) = %v; want 10 reserved by the kernel", err)
+		t.Errorf("FindN(2) = %v; want 10 reserved by the kernel", err)
 	}
-	ports, err := FreePorts(ctx, 500, FreeOptions{Dir: t.TempDir()})
+	ports, err := FindN(ctx, 500, Options{Dir: t.TempDir()})
 	if err != nil {
-		t.Fatalf("FreePorts(500) = %v", err)
+		t.Fatalf("FindN(500) = %v", err)
 	}
 	for _, p := range ports {
 		if p >= 40000 && p <= 40999 || p >= 20000 && p <= 20009 || p < 1024 {
@@ -163,20 +163,20 @@ func TestFreeUnprivilegedChild(t *testing.T) {
 	}
 	rng := new(portspec.Set)
 	rng.AddRange(portspec.TCP, 1, 10)
-	_, err = FreePorts(context.Background(), 1, FreeOptions{Range: rng, Dir: mine})
+	_, err = FindN(context.Background(), 1, Options{Range: rng, Dir: mine})
 	var nf *NoFreePortError
 	if !errors.As(err, &nf) || nf.Denied+nf.InUse != 10 || nf.Denied == 0 {
-		t.Fatalf("FreePorts(1-10) as uid %d = %v; want not permitted", os.Getuid(), err)
+		t.Fatalf("FindN(1-10) as uid %d = %v; want not permitted", os.Getuid(), err)
 	}
 	if !strings.Contains(err.Error(), "not permitted (privileged: below net.ipv4.ip_unprivileged_port_start)") {
 		t.Errorf("error %q does not explain the privileged ports", err)
 	}
-	r, err := Reserve(context.Background(), 1, time.Minute, FreeOptions{Dir: mine})
+	r, err := Reserve(context.Background(), 1, time.Minute, Options{Dir: mine})
 	if err != nil {
 		t.Fatalf("Reserve in our own registry = %v", err)
 	}
 	r.Release()
-	_, err = Reserve(context.Background(), 1, time.Minute, FreeOptions{Dir: rootOwned})
+	_, err = Reserve(context.Background(), 1, time.Minute, Options{Dir: rootOwned})
 	if err == nil || !strings.Contains(err.Error(), "owned by uid 0, not by us") {
 		t.Errorf("Reserve in a registry owned by root = %v; want it refused", err)
 	}

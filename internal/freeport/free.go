@@ -1,11 +1,10 @@
-package sockets
-
-// Free ports. A port is free when a bind succeeds on 127.0.0.1, ::1,
+// Package freeport finds free ports and reserves them. A port is free when a bind succeeds on 127.0.0.1, ::1,
 // 0.0.0.0 and :: (dual-stack) for every protocol asked: a port free on
 // 0.0.0.0 may still be held on ::, and a server started later binds one of
 // them. Ports in the kernel's ip_local_reserved_ports are never returned,
 // and the default range leaves out the ephemeral range so an outgoing
 // connection does not take the port between our check and the caller's bind.
+package freeport
 
 import (
 	"context"
@@ -15,12 +14,12 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"portolan/internal/portspec"
+	"portolan/internal/sockets"
 )
 
 // ErrNoFreePort is matched (errors.Is) by a *NoFreePortError.
@@ -29,14 +28,14 @@ var ErrNoFreePort = errors.New("no free port")
 // ErrEmptyRange says the range minus the exclusions holds no port at all.
 var ErrEmptyRange = errors.New("nothing to search: the range minus the exclusions is empty")
 
-// NoHolder as FreeOptions.Holder ties a reservation to no process: it lasts
+// NoHolder as Options.Holder ties a reservation to no process: it lasts
 // until it expires or is released. The CLI uses it, since it exits right
 // after printing the ports.
 const NoHolder = -1
 
-// FreeOptions say where and how to look for free ports. The zero value
+// Options say where and how to look for free ports. The zero value
 // looks for TCP ports in the default range.
-type FreeOptions struct {
+type Options struct {
 	// Range holds the ports to search (the protocol of its entries does not
 	// matter). Nil means the unprivileged ports 1024-65535 without the
 	// kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999
@@ -129,8 +128,8 @@ func protoNames(ps []portspec.Proto) string {
 // FreePort returns one free port. The caller should bind it soon: nothing
 // stops another program from taking it meanwhile (Reserve stops other
 // portolan callers).
-func FreePort(ctx context.Context, opts FreeOptions) (portspec.Port, error) {
-	ports, err := FreePorts(ctx, 1, opts)
+func Find(ctx context.Context, opts Options) (portspec.Port, error) {
+	ports, err := FindN(ctx, 1, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -141,7 +140,7 @@ func FreePort(ctx context.Context, opts FreeOptions) (portspec.Port, error) {
 // (so parallel callers rarely race for the same one) after any preferred
 // ports. Ports reserved by other callers (Reserve) are passed over. When
 // fewer than n are free it returns a *NoFreePortError.
-func FreePorts(ctx context.Context, n int, opts FreeOptions) ([]portspec.Port, error) {
+func FindN(ctx context.Context, n int, opts Options) ([]portspec.Port, error) {
 	var taken func(portspec.Port) bool
 	reg, err := readRegistry(ctx, &opts)
 	if err != nil {
@@ -156,11 +155,11 @@ func FreePorts(ctx context.Context, n int, opts FreeOptions) ([]portspec.Port, e
 
 // searchIn is search with the binds (and the kernel's port sysctls, which
 // /proc/sys reads for the calling thread) in opts.Netns.
-func searchIn(ctx context.Context, o *FreeOptions, n int, taken func(portspec.Port) bool) (ports []portspec.Port, err error) {
+func searchIn(ctx context.Context, o *Options, n int, taken func(portspec.Port) bool) (ports []portspec.Port, err error) {
 	if o.Netns == "" {
 		return search(ctx, o, n, taken)
 	}
-	nerr := InNetns(o.Netns, func() error {
+	nerr := sockets.InNetns(o.Netns, func() error {
 		ports, err = search(ctx, o, n, taken)
 		return nil
 	})
@@ -184,12 +183,12 @@ var freeAddrs = []netip.Addr{
 // the first bind that failed ("bind tcp [::]:8080: address already in use").
 // A family the machine lacks (no IPv6) is not held against the port.
 func CheckFree(port portspec.Port, protos ...portspec.Proto) error {
-	o := FreeOptions{Protos: protos}
+	o := Options{Protos: protos}
 	return o.check(port)
 }
 
 // check tries every bind for port.
-func (o *FreeOptions) check(port portspec.Port) error {
+func (o *Options) check(port portspec.Port) error {
 	probe := o.probe
 	if probe == nil {
 		probe = ProbeBind
@@ -211,21 +210,21 @@ func addrMissing(err error) bool {
 	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)
 }
 
-func (o *FreeOptions) protos() []portspec.Proto {
+func (o *Options) protos() []portspec.Proto {
 	if len(o.Protos) == 0 {
 		return []portspec.Proto{portspec.TCP}
 	}
 	return o.Protos
 }
 
-func (o *FreeOptions) logger() *slog.Logger {
+func (o *Options) logger() *slog.Logger {
 	if o.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
 	return o.Logger
 }
 
-func (o *FreeOptions) clock() time.Time {
+func (o *Options) clock() time.Time {
 	if o.now != nil {
 		return o.now()
 	}
@@ -235,12 +234,12 @@ func (o *FreeOptions) clock() time.Time {
 // EphemeralPorts returns the range the kernel picks local ports of
 // outgoing connections from (net.ipv4.ip_local_port_range of the caller's
 // namespace; off Linux the IANA dynamic range).
-func EphemeralPorts() PortRange {
+func EphemeralPorts() sockets.PortRange {
 	k := readKernelPortPolicy()
-	return PortRange{k.ephLo, k.ephHi}
+	return sockets.PortRange{Lo: k.ephLo, Hi: k.ephHi}
 }
 
-func (o *FreeOptions) kernel() *kernelPortPolicy {
+func (o *Options) kernel() *kernelPortPolicy {
 	if o.policy == nil {
 		o.policy = readKernelPortPolicy()
 	}
@@ -249,7 +248,7 @@ func (o *FreeOptions) kernel() *kernelPortPolicy {
 
 // search looks for n free ports: the preferred ones first, then the range in
 // random order, passing over excluded, kernel-reserved and taken ports.
-func search(ctx context.Context, o *FreeOptions, n int, taken func(portspec.Port) bool) ([]portspec.Port, error) {
+func search(ctx context.Context, o *Options, n int, taken func(portspec.Port) bool) ([]portspec.Port, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("free ports: asked for %d ports, want at least 1", n)
 	}
@@ -381,48 +380,4 @@ func (k *kernelPortPolicy) defaultRange() *portspec.Set {
 	s.AddRange(portspec.TCP, 1024, 65535)
 	s.RemoveRange(portspec.TCP, k.ephLo, k.ephHi)
 	return s
-}
-
-// ParseLocalPortRange reads net.ipv4.ip_local_port_range ("32768\t60999\n").
-func ParseLocalPortRange(s string) (lo, hi portspec.Port, err error) {
-	f := strings.Fields(s)
-	if len(f) != 2 {
-		return 0, 0, fmt.Errorf("ip_local_port_range %q: want two numbers, got %d fields", s, len(f))
-	}
-	var v [2]portspec.Port
-	for i, w := range f {
-		n, err := strconv.ParseUint(w, 10, 16)
-		if err != nil {
-			return 0, 0, fmt.Errorf("ip_local_port_range %q: field %d %q: not a port number", s, i+1, w)
-		}
-		v[i] = portspec.Port(n)
-	}
-	if v[0] > v[1] {
-		return 0, 0, fmt.Errorf("ip_local_port_range %q: first port %d above last %d", s, v[0], v[1])
-	}
-	return v[0], v[1], nil
-}
-
-// ParseReservedPorts reads net.ipv4.ip_local_reserved_ports ("8080,9000-9010"
-// or empty).
-func ParseReservedPorts(s string) (*portspec.Set, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, nil
-	}
-	set, err := portspec.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("ip_local_reserved_ports: %w", err)
-	}
-	return set, nil
-}
-
-// ParseSysctlInt reads a sysctl file holding one integer.
-func ParseSysctlInt(name, s string) (int, error) {
-	t := strings.TrimSpace(s)
-	n, err := strconv.Atoi(t)
-	if err != nil {
-		return 0, fmt.Errorf("%s %q: not an integer", name, s)
-	}
-	return n, nil
 }

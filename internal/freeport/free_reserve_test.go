@@ -1,4 +1,4 @@
-package sockets
+package freeport
 
 import (
 	"bufio"
@@ -36,7 +36,7 @@ func TestReserveChild(t *testing.T) {
 	n, _ := strconv.Atoi(f[2])
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r, err := Reserve(ctx, n, 0, FreeOptions{Dir: f[0], Range: rng})
+	r, err := Reserve(ctx, n, 0, Options{Dir: f[0], Range: rng})
 	if err != nil {
 		fmt.Printf("error: %v\n", err)
 		os.Exit(1)
@@ -122,7 +122,7 @@ func TestReserveConcurrent(t *testing.T) {
 	kids = nil
 
 	// Every holder is gone: their ports come back.
-	r, err := Reserve(context.Background(), children*each, 0, FreeOptions{Dir: dir, Range: rng})
+	r, err := Reserve(context.Background(), children*each, 0, Options{Dir: dir, Range: rng})
 	if err != nil {
 		t.Fatalf("Reserve(%d) after the holders exited = %v; want their ports reclaimed", children*each, err)
 	}
@@ -154,7 +154,7 @@ func TestReserveExpiryAndHold(t *testing.T) {
 	t0 := time.Now()
 	now := t0
 	clock := func() time.Time { return now }
-	o := FreeOptions{Range: setOf(a, b), Dir: t.TempDir(), Holder: NoHolder, Hold: 10 * time.Second, now: clock}
+	o := Options{Range: setOf(a, b), Dir: t.TempDir(), Holder: NoHolder, Hold: 10 * time.Second, now: clock}
 
 	r, err := Reserve(ctx, 1, time.Minute, o)
 	if err != nil {
@@ -170,7 +170,7 @@ func TestReserveExpiryAndHold(t *testing.T) {
 	}
 	// Others get only the other port, however often they ask.
 	for range 5 {
-		got, err := FreePorts(ctx, 1, o)
+		got, err := FindN(ctx, 1, o)
 		if err != nil || got[0] != other {
 			t.Fatalf("FreePorts while %d is reserved = %v, %v; want [%d]", mine, got, err, other)
 		}
@@ -186,8 +186,8 @@ func TestReserveExpiryAndHold(t *testing.T) {
 
 	// After expiry the port is free again.
 	now = t0.Add(time.Minute + time.Second)
-	if got, err := FreePorts(ctx, 2, o); err != nil || len(got) != 2 {
-		t.Errorf("FreePorts(2) after expiry = %v, %v; want both", got, err)
+	if got, err := FindN(ctx, 2, o); err != nil || len(got) != 2 {
+		t.Errorf("FindN(2) after expiry = %v, %v; want both", got, err)
 	}
 
 	// Release keeps the port held for Hold, then lets it go.
@@ -203,12 +203,12 @@ func TestReserveExpiryAndHold(t *testing.T) {
 	if err := r2.Release(); err != nil {
 		t.Errorf("second Release = %v; want nil", err)
 	}
-	if got, err := FreePorts(ctx, 1, o); err == nil {
+	if got, err := FindN(ctx, 1, o); err == nil {
 		t.Errorf("FreePorts right after Release with Hold = %v; want none (held)", got)
 	}
 	now = t1.Add(11 * time.Second)
-	if got, err := FreePorts(ctx, 2, o); err != nil || len(got) != 2 {
-		t.Errorf("FreePorts(2) after the hold = %v, %v; want both", got, err)
+	if got, err := FindN(ctx, 2, o); err != nil || len(got) != 2 {
+		t.Errorf("FindN(2) after the hold = %v, %v; want both", got, err)
 	}
 }
 
@@ -221,23 +221,23 @@ func TestReserveDeadHolder(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Reserve(ctx, 1, time.Hour, FreeOptions{Range: setOf(a), Dir: dir, Holder: cmd.Process.Pid})
+	r, err := Reserve(ctx, 1, time.Hour, Options{Range: setOf(a), Dir: dir, Holder: cmd.Process.Pid})
 	if err != nil {
 		cmd.Wait()
 		t.Fatalf("Reserve for pid %d = %v", cmd.Process.Pid, err)
 	}
-	if got, err := FreePorts(ctx, 1, FreeOptions{Range: setOf(a), Dir: dir}); err == nil {
+	if got, err := FindN(ctx, 1, Options{Range: setOf(a), Dir: dir}); err == nil {
 		t.Errorf("FreePorts while pid %d lives = %v; want none", cmd.Process.Pid, got)
 	}
 	cmd.Wait()
-	got, err := Reserve(ctx, 1, time.Hour, FreeOptions{Range: setOf(a), Dir: dir})
+	got, err := Reserve(ctx, 1, time.Hour, Options{Range: setOf(a), Dir: dir})
 	if err != nil || got.Ports[0] != r.Ports[0] {
 		t.Errorf("Reserve after holder %d exited = %v, %v; want %d reclaimed", cmd.Process.Pid, got, err, a)
 	}
-	if _, err := Reserve(ctx, 1, time.Hour, FreeOptions{Dir: dir, Holder: cmd.Process.Pid}); err == nil {
+	if _, err := Reserve(ctx, 1, time.Hour, Options{Dir: dir, Holder: cmd.Process.Pid}); err == nil {
 		t.Errorf("Reserve for dead pid %d = nil error; want no such process", cmd.Process.Pid)
 	}
-	if _, err := Reserve(ctx, 1, 0, FreeOptions{Dir: dir, Holder: NoHolder}); err == nil {
+	if _, err := Reserve(ctx, 1, 0, Options{Dir: dir, Holder: NoHolder}); err == nil {
 		t.Errorf("Reserve(ttl 0, NoHolder) = nil error; want one: it would never end")
 	}
 }
@@ -247,7 +247,7 @@ func TestRegistryDamaged(t *testing.T) {
 	if err := os.WriteFile(dir+"/"+registryFile, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Reserve(context.Background(), 1, time.Minute, FreeOptions{Dir: dir, Range: setOf(unusedPort(t))})
+	r, err := Reserve(context.Background(), 1, time.Minute, Options{Dir: dir, Range: setOf(unusedPort(t))})
 	if err != nil {
 		t.Fatalf("Reserve over a damaged registry = %v; want it replaced", err)
 	}
@@ -271,17 +271,17 @@ func TestReserveDeadHolderHold(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	o := FreeOptions{Range: setOf(a), Dir: dir, Holder: cmd.Process.Pid, Hold: 10 * time.Second, now: clock}
+	o := Options{Range: setOf(a), Dir: dir, Holder: cmd.Process.Pid, Hold: 10 * time.Second, now: clock}
 	if _, err := Reserve(ctx, 1, time.Hour, o); err != nil {
 		cmd.Wait()
 		t.Fatalf("Reserve for pid %d = %v", cmd.Process.Pid, err)
 	}
 	cmd.Wait()
-	others := FreeOptions{Range: setOf(a), Dir: dir, Holder: NoHolder, now: clock}
+	others := Options{Range: setOf(a), Dir: dir, Holder: NoHolder, now: clock}
 	// Others ask every few seconds while the hold runs; each search fails.
 	for i := range 4 {
 		now = t0.Add(time.Duration(i) * 3 * time.Second)
-		if got, err := FreePorts(ctx, 1, others); err == nil {
+		if got, err := FindN(ctx, 1, others); err == nil {
 			t.Fatalf("FreePorts %v after the holder died = %v; want none (held for 10s)", now.Sub(t0), got)
 		}
 		if _, err := Reserve(ctx, 1, time.Minute, others); err == nil {
@@ -289,7 +289,7 @@ func TestReserveDeadHolderHold(t *testing.T) {
 		}
 	}
 	now = t0.Add(11 * time.Second)
-	if got, err := FreePorts(ctx, 1, others); err != nil || got[0] != a {
+	if got, err := FindN(ctx, 1, others); err != nil || got[0] != a {
 		t.Errorf("FreePorts 11s after the holder died = %v, %v; want [%d] (the 10s hold is over)", got, err, a)
 	}
 }

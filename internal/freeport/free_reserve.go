@@ -1,4 +1,4 @@
-package sockets
+package freeport
 
 // Reservations: a registry file, guarded by flock on a lock file beside it,
 // that lists the ports handed out to portolan callers with an expiry and
@@ -33,7 +33,7 @@ type Reservation struct {
 	ID      string    // identifies the reservation in the registry
 	Dir     string    // the registry directory
 
-	opts     FreeOptions
+	opts     Options
 	mu       sync.Mutex
 	released bool
 }
@@ -42,7 +42,7 @@ type Reservation struct {
 // reserved) and records them in the registry for ttl. A ttl of zero means
 // until Release or until the holder (opts.Holder) exits; a reservation held
 // by NoHolder needs a ttl.
-func Reserve(ctx context.Context, n int, ttl time.Duration, opts FreeOptions) (*Reservation, error) {
+func Reserve(ctx context.Context, n int, ttl time.Duration, opts Options) (*Reservation, error) {
 	if ttl < 0 {
 		return nil, fmt.Errorf("reserve ports: negative ttl %v", ttl)
 	}
@@ -223,7 +223,7 @@ func (reg *registry) taken(p portspec.Port) bool {
 
 // readRegistry returns the live reservations without changing the file, or
 // an empty registry when there is none yet.
-func readRegistry(ctx context.Context, opts *FreeOptions) (*registry, error) {
+func readRegistry(ctx context.Context, opts *Options) (*registry, error) {
 	dir := registryDir(opts.Dir)
 	if _, err := os.Stat(filepath.Join(dir, registryFile)); errors.Is(err, fs.ErrNotExist) {
 		return &registry{}, nil

@@ -1,4 +1,4 @@
-package sockets_test
+package freeport_test
 
 import (
 	"context"
@@ -8,14 +8,14 @@ import (
 	"strconv"
 	"time"
 
-	"portolan/internal/sockets"
+	"portolan/internal/freeport"
 )
 
 // A test of a server program reserves its ports so that tests running in
 // parallel, in this process or in others, never get the same one.
 func ExampleReserve() {
 	ctx := context.Background()
-	r, err := sockets.Reserve(ctx, 2, time.Minute, sockets.FreeOptions{})
+	r, err := freeport.Reserve(ctx, 2, time.Minute, freeport.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -30,11 +30,11 @@ func ExampleReserve() {
 	// Output: 2 ports reserved; the first one bound
 }
 
-func ExampleFreePort() {
-	p, err := sockets.FreePort(context.Background(), sockets.FreeOptions{})
+func ExampleFind() {
+	p, err := freeport.Find(context.Background(), freeport.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(sockets.CheckFree(p) == nil)
+	fmt.Println(freeport.CheckFree(p) == nil)
 	// Output: true
 }

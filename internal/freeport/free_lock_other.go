@@ -1,11 +1,13 @@
 //go:build !unix
 
-package sockets
+package freeport
 
 import (
 	"context"
 	"fmt"
 	"runtime"
+
+	"portolan/internal/sockets"
 )
 
 // lockRegistry needs flock, which this system lacks.

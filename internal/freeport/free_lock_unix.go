@@ -1,6 +1,6 @@
 //go:build unix
 
-package sockets
+package freeport
 
 import (
 	"context"

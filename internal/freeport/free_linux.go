@@ -1,9 +1,10 @@
-package sockets
+package freeport
 
 import (
 	"os"
 
 	"portolan/internal/procstat"
+	"portolan/internal/sockets"
 )
 
 // readKernelPortPolicy reads the ephemeral and reserved port ranges of this
@@ -12,12 +13,12 @@ import (
 func readKernelPortPolicy() *kernelPortPolicy {
 	k := &kernelPortPolicy{ephLo: 32768, ephHi: 60999}
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if lo, hi, err := ParseLocalPortRange(string(b)); err == nil {
+		if lo, hi, err := sockets.ParseLocalPortRange(string(b)); err == nil {
 			k.ephLo, k.ephHi = lo, hi
 		}
 	}
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_reserved_ports"); err == nil {
-		if s, err := ParseReservedPorts(string(b)); err == nil {
+		if s, err := sockets.ParseReservedPorts(string(b)); err == nil {
 			k.reserved = s
 		}
 	}

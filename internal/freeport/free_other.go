@@ -1,6 +1,6 @@
 //go:build !linux
 
-package sockets
+package freeport
 
 // readKernelPortPolicy assumes the IANA dynamic range (49152-65535) as the
 // ephemeral range, which macOS, the BSDs and Windows use by default.
