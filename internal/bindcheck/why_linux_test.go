@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -18,7 +17,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +25,7 @@ import (
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
+	"portolan/internal/sockets/socktest"
 	"portolan/internal/testenv"
 )
 
@@ -348,57 +347,8 @@ func timeWait(t *testing.T, reuse bool) portspec.Port {
 		t.Fatal(err)
 	}
 	unix.Close(fd) // we close first: TIME_WAIT is on our side
-	waitState(t, "", port, sockets.TimeWait)
+	socktest.WaitState(t, "", port, sockets.TimeWait)
 	return port
-}
-
-// twOverflow says, for a missing TIME_WAIT socket in the root namespace,
-// how often the kernel dropped one because the TIME_WAIT table was full.
-func twOverflow(netns string, st sockets.State) string {
-	if netns != "" || st != sockets.TimeWait {
-		return ""
-	}
-	b, err := os.ReadFile("/proc/net/netstat")
-	if err != nil {
-		return ""
-	}
-	// "TcpExt: names..." then "TcpExt: values...".
-	var names []string
-	n := "?"
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "TcpExt:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		if i := slices.Index(names, "TCPTimeWaitOverflow"); i > 0 && i < len(f) {
-			n = f[i]
-		}
-		break
-	}
-	limit, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_max_tw_buckets")
-	return fmt.Sprintf(" (TCPTimeWaitOverflow %s, tcp_max_tw_buckets %s)", n, strings.TrimSpace(string(limit)))
-}
-
-// waitState waits until a TCP socket on local port p is in state st.
-func waitState(t *testing.T, netns string, p portspec.Port, st sockets.State) {
-	t.Helper()
-	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(st), Ports: []sockets.PortRange{{Lo: p, Hi: p}}}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		socks, err := (&sockets.Table{Netns: netns}).List(context.Background(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(socks) > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %v socket on port %d after 10s%s", st, p, twOverflow(netns, st))
-		}
-	}
 }
 
 func TestWhyTimeWait(t *testing.T) {
@@ -597,7 +547,7 @@ func runTestChild(t *testing.T, name string, env []string, attr *syscall.SysProc
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "sockets.test")
-	copyExecutable(t, exe, bin)
+	socktest.CopyExecutable(t, exe, bin)
 	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.count=1", "-test.v")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
@@ -698,7 +648,7 @@ func TestWhyForkedHolders(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	pids := append([]int{os.Getpid()}, shareListener(t, l.(*net.TCPListener), 2)...)
+	pids := append([]int{os.Getpid()}, socktest.ShareListener(t, l.(*net.TCPListener), 2)...)
 	slices.Sort(pids)
 	port := portspec.Port(l.Addr().(*net.TCPAddr).Port)
 
@@ -800,48 +750,5 @@ func TestWhyMulticastBroadcast(t *testing.T) {
 				t.Errorf("Why %v/udp with ip_nonlocal_bind=0: note %q", c.addr, n.Text)
 			}
 		}
-	}
-}
-
-// shareListener starts n child processes (sleep) that inherit l, as a
-// pre-forked server's workers do, and returns their pids; they are
-// killed when the test ends.
-func shareListener(t *testing.T, l *net.TCPListener, n int) []int {
-	t.Helper()
-	sleep := testenv.RequireCommand(t, "sleep")
-	lf, err := l.File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	var pids []int
-	for range n {
-		cmd := exec.Command(sleep, "60")
-		cmd.ExtraFiles = []*os.File{lf}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		pids = append(pids, cmd.Process.Pid)
-	}
-	return pids
-}
-
-func copyExecutable(t testing.TB, from, to string) {
-	t.Helper()
-	in, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -3,20 +3,19 @@ package ephemeral
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
+	"portolan/internal/sockets/socktest"
 	"portolan/internal/testenv"
 )
 
@@ -93,7 +92,7 @@ func TestEphemeralCountsLoopback(t *testing.T) {
 	for _, c := range conns[:closed] {
 		port := c.LocalAddr().(*net.TCPAddr).Port
 		c.Close() // we close first: TIME_WAIT on our side
-		waitState(t, netns, portspec.Port(port), sockets.TimeWait)
+		socktest.WaitState(t, netns, portspec.Port(port), sockets.TimeWait)
 	}
 	r := mustEphemeral(t, req)
 	d := destOf(r, remote)
@@ -288,40 +287,4 @@ func TestEphemeralSample(t *testing.T) {
 	if r.Counters.ActiveOpens > 5 || r.Counters.PassiveOpens > 5 {
 		t.Errorf("counters %+v; the namespace saw at most 5 connections", r.Counters)
 	}
-}
-
-// waitState waits until a TCP socket on local port p is in state st.
-func waitState(t *testing.T, netns string, p portspec.Port, st sockets.State) {
-	t.Helper()
-	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(st), Ports: []sockets.PortRange{{Lo: p, Hi: p}}}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		socks, err := (&sockets.Table{Netns: netns}).List(context.Background(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(socks) > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %v socket on port %d after 10s%s", st, p, twOverflow(netns, st))
-		}
-	}
-}
-
-// twOverflow says, for a missing TIME_WAIT in the root namespace, whether
-// the kernel dropped it for want of room.
-func twOverflow(netns string, st sockets.State) string {
-	if netns != "" || st != sockets.TimeWait {
-		return ""
-	}
-	b, err := os.ReadFile("/proc/net/netstat")
-	if err != nil {
-		return ""
-	}
-	m, err := parseSNMP("/proc/net/netstat", b)
-	if err != nil {
-		return ""
-	}
-	limit, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_max_tw_buckets")
-	return fmt.Sprintf(" (TCPTimeWaitOverflow %d, tcp_max_tw_buckets %s)", m["TcpExt"]["TCPTimeWaitOverflow"], strings.TrimSpace(string(limit)))
 }

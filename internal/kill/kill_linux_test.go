@@ -17,6 +17,7 @@ import (
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
+	"portolan/internal/sockets/socktest"
 	"portolan/internal/testenv"
 )
 
@@ -263,7 +264,7 @@ func TestKillCloseWaitClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close() // the client's end goes to CLOSE_WAIT
-	waitState(t, h.Path(), p, sockets.CloseWait)
+	socktest.WaitState(t, h.Path(), p, sockets.CloseWait)
 
 	ours := func(socks []sockets.Socket) bool {
 		return slices.ContainsFunc(socks, func(s sockets.Socket) bool {
@@ -320,23 +321,5 @@ func TestParseSignal(t *testing.T) {
 	}
 	if n := SignalName(syscall.SIGTERM); n != "TERM" {
 		t.Errorf("SignalName(SIGTERM) = %q", n)
-	}
-}
-
-// waitState waits until a TCP socket on local port p is in state st.
-func waitState(t *testing.T, netns string, p portspec.Port, st sockets.State) {
-	t.Helper()
-	q := sockets.Query{Proto: portspec.TCP, States: sockets.States(st), Ports: []sockets.PortRange{{Lo: p, Hi: p}}}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		socks, err := (&sockets.Table{Netns: netns}).List(context.Background(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(socks) > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %v socket on port %d after 10s", st, p)
-		}
 	}
 }
