@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"portolan/internal/ephemeral"
 	"portolan/internal/output"
 	"portolan/internal/sockets"
 )
@@ -87,7 +88,7 @@ func parseDest(s string) (netip.Addr, uint16, error) {
 // ephemeralJSON is the report with its destinations' top processes as
 // plain records.
 type ephemeralJSON struct {
-	*sockets.EphemeralReport
+	*ephemeral.Report
 	Top []topJSON `json:"top_processes"`
 }
 
@@ -99,7 +100,7 @@ type topJSON struct {
 }
 
 func runEphemeral(ctx context.Context, g *Globals, opts EphemeralOptions) error {
-	req := sockets.EphemeralRequest{Netns: opts.Netns, Sample: opts.Sample, Logger: g.Logger()}
+	req := ephemeral.Request{Netns: opts.Netns, Sample: opts.Sample, Logger: g.Logger()}
 	if opts.Dest != "" {
 		var err error
 		if req.Dest, req.DestPort, err = parseDest(opts.Dest); err != nil {
@@ -112,12 +113,12 @@ func runEphemeral(ctx context.Context, g *Globals, opts EphemeralOptions) error 
 	case opts.Limit < 0:
 		return usageErr(fmt.Errorf("--limit %d: want 0 (all) or more", opts.Limit))
 	}
-	r, err := sockets.Ephemeral(ctx, req)
+	r, err := ephemeral.Survey(ctx, req)
 	if err != nil {
 		return socketsErr(opts.Netns, err)
 	}
 	if g.JSON {
-		j := ephemeralJSON{EphemeralReport: r, Top: []topJSON{}}
+		j := ephemeralJSON{Report: r, Top: []topJSON{}}
 		for _, t := range r.Top {
 			j.Top = append(j.Top, topJSON{t.Process.PID, t.Process.Comm, t.Process.User, t.Sockets})
 		}
@@ -133,7 +134,7 @@ func runEphemeral(ctx context.Context, g *Globals, opts EphemeralOptions) error 
 	return nil
 }
 
-func writeEphemeral(w io.Writer, r *sockets.EphemeralReport, limit int, color bool, width int) error {
+func writeEphemeral(w io.Writer, r *ephemeral.Report, limit int, color bool, width int) error {
 	fmt.Fprintf(w, "range        %v (%d ports)", r.Range, r.Size)
 	if r.Reserved > 0 {
 		fmt.Fprintf(w, ", %d reserved (%s)", r.Reserved, r.ReservedSpec)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"portolan/internal/freeport"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 )
@@ -101,7 +102,7 @@ func runFree(ctx context.Context, g *Globals, opts FreeOptions) error {
 	}
 	if so.Range != nil {
 		var eph sockets.PortRange
-		if err := sockets.InNetns(opts.Netns, func() error { eph = sockets.EphemeralPorts(); return nil }); err != nil {
+		if err := sockets.InNetns(opts.Netns, func() error { eph = freeport.EphemeralPorts(); return nil }); err != nil {
 			return socketsErr(opts.Netns, err)
 		}
 		n := 0
@@ -116,14 +117,14 @@ func runFree(ctx context.Context, g *Globals, opts FreeOptions) error {
 	}
 	res := freeResult{Protos: so.Protos}
 	if opts.Reserve > 0 {
-		r, err := sockets.Reserve(ctx, opts.Count, opts.Reserve, so)
+		r, err := freeport.Reserve(ctx, opts.Count, opts.Reserve, so)
 		if err != nil {
 			return freeErr(err)
 		}
 		res.Ports, res.Registry = r.Ports, r.Dir
 		res.Expires = &r.Expires
 	} else {
-		res.Ports, err = sockets.FreePorts(ctx, opts.Count, so)
+		res.Ports, err = freeport.FindN(ctx, opts.Count, so)
 		if err != nil {
 			return freeErr(err)
 		}
@@ -139,15 +140,15 @@ func runFree(ctx context.Context, g *Globals, opts FreeOptions) error {
 
 // freeErr makes an empty search space a usage error: the flags contradict.
 func freeErr(err error) error {
-	if errors.Is(err, sockets.ErrEmptyRange) {
+	if errors.Is(err, freeport.ErrEmptyRange) {
 		return usageErr(err)
 	}
 	return err
 }
 
 // freeSearchOptions checks the flags and turns them into the search's options.
-func freeSearchOptions(opts FreeOptions) (sockets.FreeOptions, error) {
-	so := sockets.FreeOptions{Protos: []portspec.Proto{portspec.TCP}, Holder: sockets.NoHolder, Hold: opts.Hold}
+func freeSearchOptions(opts FreeOptions) (freeport.Options, error) {
+	so := freeport.Options{Protos: []portspec.Proto{portspec.TCP}, Holder: freeport.NoHolder, Hold: opts.Hold}
 	switch {
 	case opts.Count < 1:
 		return so, fmt.Errorf("-n %d: want at least 1 port", opts.Count)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"portolan/internal/kill"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 )
@@ -111,25 +112,25 @@ func runKill(ctx context.Context, g *Globals, opts KillOptions) error {
 	if err != nil {
 		return usageErr(err)
 	}
-	sig, err := sockets.ParseSignal(opts.Signal)
+	sig, err := kill.ParseSignal(opts.Signal)
 	if err != nil {
 		return usageErr(fmt.Errorf("--signal: %w", err))
 	}
 	if opts.Grace < 0 {
 		return usageErr(fmt.Errorf("--grace %v: want 0 (never escalate) or more", opts.Grace))
 	}
-	req := sockets.KillRequest{
+	req := kill.Request{
 		Port: portspec.Port(target.port), Protos: target.protos, AllStates: opts.AllStates,
 		Netns: opts.Netns, Signal: sig, Grace: opts.Grace, Force: opts.Force, Logger: g.Logger(),
 	}
 	if opts.Grace == 0 {
 		req.Grace = -1
 	}
-	plan, err := sockets.PlanKill(ctx, req)
+	plan, err := kill.NewPlan(ctx, req)
 	if err != nil {
 		return socketsErr(opts.Netns, err)
 	}
-	out := killJSON{Port: target.port, Protos: plan.Protos, Signal: sockets.SignalName(sig), Grace: opts.Grace.String(), DryRun: opts.DryRun, Held: plan.Held()}
+	out := killJSON{Port: target.port, Protos: plan.Protos, Signal: kill.SignalName(sig), Grace: opts.Grace.String(), DryRun: opts.DryRun, Held: plan.Held()}
 	fillPlanJSON(&out, plan)
 
 	if !plan.Held() {
@@ -158,11 +159,11 @@ func runKill(ctx context.Context, g *Globals, opts KillOptions) error {
 		if g.JSON {
 			return writeJSON(g, out)
 		}
-		fmt.Fprintf(g.io.Out, "dry run: would send %s to %s%s\n", sockets.SignalName(sig), pidList(todo), escalation(opts.Grace, sig))
+		fmt.Fprintf(g.io.Out, "dry run: would send %s to %s%s\n", kill.SignalName(sig), pidList(todo), escalation(opts.Grace, sig))
 		return nil
 	}
 	if !opts.Yes && stdinIsTerminal(g) {
-		ok, err := confirm(g, fmt.Sprintf("send %s to %s%s? [y/N] ", sockets.SignalName(sig), pidList(todo), escalation(opts.Grace, sig)))
+		ok, err := confirm(g, fmt.Sprintf("send %s to %s%s? [y/N] ", kill.SignalName(sig), pidList(todo), escalation(opts.Grace, sig)))
 		if err != nil {
 			return err
 		}
@@ -171,11 +172,11 @@ func runKill(ctx context.Context, g *Globals, opts KillOptions) error {
 			return silentExit(ExitError)
 		}
 	}
-	res, err := sockets.Kill(ctx, plan)
+	res, err := kill.Run(ctx, plan)
 	if res != nil {
 		out.Freed, out.Escalated = res.Freed, res.Escalated
 		for _, s := range res.Steps {
-			out.Steps = append(out.Steps, killStepJSON{PID: s.PID, Signal: sockets.SignalName(s.Signal), After: s.After.Seconds(), Gone: s.Gone, Error: s.Err})
+			out.Steps = append(out.Steps, killStepJSON{PID: s.PID, Signal: kill.SignalName(s.Signal), After: s.After.Seconds(), Gone: s.Gone, Error: s.Err})
 		}
 		for i := range res.Remaining {
 			out.Remaining = append(out.Remaining, newSocketJSON(&res.Remaining[i], serviceName(target.port, res.Remaining[i].Proto), true))
@@ -201,7 +202,7 @@ func runKill(ctx context.Context, g *Globals, opts KillOptions) error {
 	return nil
 }
 
-func fillPlanJSON(out *killJSON, plan *sockets.KillPlan) {
+func fillPlanJSON(out *killJSON, plan *kill.Plan) {
 	out.Targets, out.Unowned, out.Passed, out.Steps, out.Remaining = []killTargetJSON{}, []socketJSON{}, []socketJSON{}, []killStepJSON{}, []socketJSON{}
 	svc := func(s *sockets.Socket) string { return serviceName(s.Local.Port(), s.Proto) }
 	for _, t := range plan.Targets {
@@ -226,7 +227,7 @@ func fillPlanJSON(out *killJSON, plan *sockets.KillPlan) {
 
 // passedNote says what uses the port without holding it, for "nothing
 // holds port".
-func passedNote(plan *sockets.KillPlan, all bool) string {
+func passedNote(plan *kill.Plan, all bool) string {
 	n := 0
 	for i := range plan.Passed {
 		if plan.Passed[i].Inode != 0 {
@@ -242,7 +243,7 @@ func passedNote(plan *sockets.KillPlan, all bool) string {
 	return ""
 }
 
-func pidList(ts []*sockets.KillTarget) string {
+func pidList(ts []*kill.Target) string {
 	s := make([]string, len(ts))
 	for i, t := range ts {
 		s[i] = fmt.Sprintf("pid %d (%s)", t.Process.PID, t.Process.Comm)
@@ -258,7 +259,7 @@ func escalation(grace time.Duration, sig syscall.Signal) string {
 }
 
 // writeKillPlan prints who holds the port and what will happen to each.
-func writeKillPlan(w io.Writer, plan *sockets.KillPlan) {
+func writeKillPlan(w io.Writer, plan *kill.Plan) {
 	for _, t := range plan.Targets {
 		p := t.Process
 		cmd := strings.Join(p.Cmdline, " ")
@@ -285,17 +286,17 @@ func writeKillPlan(w io.Writer, plan *sockets.KillPlan) {
 	}
 }
 
-func writeKillResult(w io.Writer, res *sockets.KillResult) {
+func writeKillResult(w io.Writer, res *kill.Result) {
 	for _, s := range res.Steps {
 		switch {
 		case s.Gone:
 			fmt.Fprintf(w, "pid %d had already exited\n", s.PID)
 		case s.Err != "":
-			fmt.Fprintf(w, "%s to pid %d failed: %s\n", sockets.SignalName(s.Signal), s.PID, s.Err)
+			fmt.Fprintf(w, "%s to pid %d failed: %s\n", kill.SignalName(s.Signal), s.PID, s.Err)
 		case s.Signal == syscall.SIGKILL && res.Escalated:
-			fmt.Fprintf(w, "sent %s to pid %d after %v\n", sockets.SignalName(s.Signal), s.PID, s.After.Round(time.Millisecond))
+			fmt.Fprintf(w, "sent %s to pid %d after %v\n", kill.SignalName(s.Signal), s.PID, s.After.Round(time.Millisecond))
 		default:
-			fmt.Fprintf(w, "sent %s to pid %d\n", sockets.SignalName(s.Signal), s.PID)
+			fmt.Fprintf(w, "sent %s to pid %d\n", kill.SignalName(s.Signal), s.PID)
 		}
 	}
 	for i := range res.Remaining {

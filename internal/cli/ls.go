@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"portolan/internal/bindcheck"
 	"portolan/internal/output"
 	"portolan/internal/portspec"
 	"portolan/internal/registry"
@@ -118,7 +119,7 @@ func newOwnerFilter(opts LsOptions) (ownerFilter, error) {
 		return f, errors.New("--pid needs the owners: it does not go with --no-owner")
 	}
 	for _, u := range opts.Users {
-		c, err := sockets.LookupCredential(u)
+		c, err := bindcheck.LookupCredential(u)
 		if err != nil {
 			return f, fmt.Errorf("--user: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"portolan/internal/bindcheck"
 	"portolan/internal/output"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
@@ -115,31 +116,31 @@ func parseBindTarget(arg string) (netip.Addr, portspec.Port, portspec.Proto, err
 
 // whyJSON is the JSON form of a verdict.
 type whyJSON struct {
-	Address               netip.Addr       `json:"address"`
-	Port                  uint16           `json:"port"`
-	Proto                 portspec.Proto   `json:"proto"`
-	ReuseAddr             bool             `json:"reuseaddr"`
-	ReusePort             bool             `json:"reuseport"`
-	V6Only                bool             `json:"v6only"`
-	As                    sockets.Identity `json:"as"`
-	OK                    bool             `json:"ok"`
-	Step                  string           `json:"failed_step,omitempty"`
-	Errno                 string           `json:"errno,omitempty"`
-	Rule                  sockets.Rule     `json:"rule"`
-	Explanation           string           `json:"explanation"`
-	Conflicts             []socketJSON     `json:"conflicts"`
-	Others                []socketJSON     `json:"others"`
-	Notes                 []sockets.Note   `json:"notes"`
-	Fixes                 []string         `json:"fixes"`
-	Nearest               []portspec.Port  `json:"nearest_free"`
-	UnprivilegedPortStart int              `json:"unprivileged_port_start"`
+	Address               netip.Addr         `json:"address"`
+	Port                  uint16             `json:"port"`
+	Proto                 portspec.Proto     `json:"proto"`
+	ReuseAddr             bool               `json:"reuseaddr"`
+	ReusePort             bool               `json:"reuseport"`
+	V6Only                bool               `json:"v6only"`
+	As                    bindcheck.Identity `json:"as"`
+	OK                    bool               `json:"ok"`
+	Step                  string             `json:"failed_step,omitempty"`
+	Errno                 string             `json:"errno,omitempty"`
+	Rule                  bindcheck.Rule     `json:"rule"`
+	Explanation           string             `json:"explanation"`
+	Conflicts             []socketJSON       `json:"conflicts"`
+	Others                []socketJSON       `json:"others"`
+	Notes                 []bindcheck.Note   `json:"notes"`
+	Fixes                 []string           `json:"fixes"`
+	Nearest               []portspec.Port    `json:"nearest_free"`
+	UnprivilegedPortStart int                `json:"unprivileged_port_start"`
 }
 
-func newWhyJSON(v *sockets.Verdict) whyJSON {
+func newWhyJSON(v *bindcheck.Verdict) whyJSON {
 	j := whyJSON{
 		Address: v.Local.Addr(), Port: v.Local.Port(), Proto: v.Proto,
 		ReuseAddr: v.ReuseAddr, ReusePort: v.ReusePort, V6Only: v.V6Only, As: v.As,
-		OK: v.OK, Step: v.Step, Errno: sockets.ErrnoName(v.Errno), Rule: v.Rule, Explanation: v.Explanation,
+		OK: v.OK, Step: v.Step, Errno: bindcheck.ErrnoName(v.Errno), Rule: v.Rule, Explanation: v.Explanation,
 		Conflicts: []socketJSON{}, Others: []socketJSON{}, Notes: v.Notes, Fixes: v.Fixes, Nearest: v.Nearest,
 		UnprivilegedPortStart: v.UnprivilegedPortStart,
 	}
@@ -150,7 +151,7 @@ func newWhyJSON(v *sockets.Verdict) whyJSON {
 		j.Others = append(j.Others, newSocketJSON(&v.Others[i], serviceName(v.Others[i].Local.Port(), v.Proto), true))
 	}
 	if j.Notes == nil {
-		j.Notes = []sockets.Note{}
+		j.Notes = []bindcheck.Note{}
 	}
 	if j.Fixes == nil {
 		j.Fixes = []string{}
@@ -175,7 +176,7 @@ func runWhy(ctx context.Context, g *Globals, opts WhyOptions) error {
 	if opts.Nearest < 0 {
 		return usageErr(fmt.Errorf("--nearest %d: want 0 or more", opts.Nearest))
 	}
-	req := sockets.WhyRequest{
+	req := bindcheck.Request{
 		Addr: addr, Port: port, Proto: proto,
 		ReuseAddr: opts.ReuseAddr, ReusePort: opts.ReusePort, V6Only: opts.V6Only,
 		Netns: opts.Netns, Nearest: opts.Nearest, Logger: g.Logger(),
@@ -184,13 +185,13 @@ func runWhy(ctx context.Context, g *Globals, opts WhyOptions) error {
 		req.Nearest = -1
 	}
 	if opts.AsUser != "" {
-		c, err := sockets.LookupCredential(opts.AsUser)
+		c, err := bindcheck.LookupCredential(opts.AsUser)
 		if err != nil {
 			return usageErr(fmt.Errorf("--as-user: %w", err))
 		}
 		req.As = &c
 	}
-	v, err := sockets.Why(ctx, req)
+	v, err := bindcheck.Why(ctx, req)
 	if err != nil {
 		return socketsErr(opts.Netns, err)
 	}
@@ -209,7 +210,7 @@ func runWhy(ctx context.Context, g *Globals, opts WhyOptions) error {
 
 // writeVerdict prints a verdict for people, prose wrapped at width (0:
 // not wrapped).
-func writeVerdict(w io.Writer, v *sockets.Verdict, width int) {
+func writeVerdict(w io.Writer, v *bindcheck.Verdict, width int) {
 	where := fmt.Sprintf("%v/%v", v.Local, v.Proto)
 	var opts []string
 	for _, o := range []struct {
@@ -226,7 +227,7 @@ func writeVerdict(w io.Writer, v *sockets.Verdict, width int) {
 	if v.OK {
 		fmt.Fprintf(w, "%s as %s: succeeds\n", where, v.As.User)
 	} else {
-		fmt.Fprintf(w, "%s as %s: fails (%s at %s)\n", where, v.As.User, sockets.ErrnoName(v.Errno), v.Step)
+		fmt.Fprintf(w, "%s as %s: fails (%s at %s)\n", where, v.As.User, bindcheck.ErrnoName(v.Errno), v.Step)
 		fmt.Fprintf(w, "rule: %v\n", v.Rule)
 	}
 	fmt.Fprintln(w)

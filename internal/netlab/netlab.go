@@ -14,8 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"portolan/internal/procstat"
 )
 
 const (
@@ -424,14 +422,4 @@ func hasGroup(igmp6 []byte, dev, group string) bool {
 		}
 	}
 	return false
-}
-
-// parseStatStart returns the start time (field 22) from the text of
-// /proc/PID/stat, read from the file name.
-func parseStatStart(name string, b []byte) (uint64, error) {
-	st, err := procstat.Parse(b)
-	if err != nil {
-		return 0, fmt.Errorf("parse %s: %w", name, err)
-	}
-	return st.StartTicks, nil
 }

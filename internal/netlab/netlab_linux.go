@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"portolan/internal/procstat"
 )
 
 // hostSys is the Linux state of a host.
@@ -247,12 +249,8 @@ func self() (int, uint64, error) {
 // procStart returns a process's start time in clock ticks after boot,
 // which with the pid names it uniquely.
 func procStart(pid int) (uint64, error) {
-	name := "/proc/" + strconv.Itoa(pid) + "/stat"
-	b, err := os.ReadFile(name)
-	if err != nil {
-		return 0, err
-	}
-	return parseStatStart(name, b)
+	st, err := procstat.Read(pid)
+	return st.StartTicks, err
 }
 
 // createLink makes the veth pair number n of a lab from inside A's

@@ -203,45 +203,6 @@ func TestProductDoesNotImport(t *testing.T) {
 	}
 }
 
-var statCases = []struct {
-	name    string
-	in      string
-	want    uint64
-	wantErr string
-}{
-	{"plain", "4242 (sleep) S 1 4242 4242 0 -1 4194304 90 0 0 0 0 0 0 0 20 0 1 0 171717 2318336 128 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0", 171717, ""},
-	{"name with spaces and parens", "7 (a) b) c) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0", 99, ""},
-	{"no paren", "7 sleep S 1", 0, "no ')'"},
-	{"short", "7 (x) S 1 2 3", 0, "4 fields after the command name at offset 5"},
-	{"bad start", "7 (x) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 soon 0", 0, `field 22 (start time) "soon"`},
-}
-
-func TestParseStatStart(t *testing.T) {
-	for _, tc := range statCases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseStatStart("/proc/7/stat", []byte(tc.in))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "/proc/7/stat") {
-					t.Errorf("parseStatStart(%q) = %d, %v; want error naming the file and %q", tc.in, got, err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Errorf("parseStatStart(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
-			}
-		})
-	}
-}
-
-func FuzzParseStatStart(f *testing.F) {
-	for _, tc := range statCases {
-		f.Add([]byte(tc.in))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		parseStatStart("/proc/1/stat", b) // must not panic
-	})
-}
-
 func TestHasGroup(t *testing.T) {
 	igmp6 := []byte(`1    lo              ff020000000000000000000000000001     1 0000000C 0
 10000 eth0            ff0200000000000000000001ff000001     2 00000004 0

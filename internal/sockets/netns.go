@@ -41,7 +41,7 @@ func (n *Namespace) Label() string {
 	case n.Self:
 		return "host"
 	case n.Cgroup != nil && n.Cgroup.Container != "":
-		return n.Cgroup.Runtime + ":" + shortID(n.Cgroup.Container)
+		return n.Cgroup.Runtime + ":" + ShortID(n.Cgroup.Container)
 	case n.Cgroup != nil && n.Cgroup.Pod != "":
 		return "pod:" + n.Cgroup.Pod
 	case n.PID != 0:

@@ -81,7 +81,7 @@ func Namespaces() ([]Namespace, error) {
 				n.Comm = string(bytes.TrimSpace(b))
 			}
 			if b, err := os.ReadFile(base + "cgroup"); err == nil {
-				if path, err := parseProcCgroup(b); err == nil && path != "" {
+				if path, err := ParseProcCgroup(b); err == nil && path != "" {
 					n.Cgroup = ParseCgroupPath(path)
 				}
 			}

@@ -8,7 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var errNetnsRestore = errors.New("could not return to the original network namespace")
+// ErrNetnsRestore: a thread could not return to its namespace (it is then
+// left locked, to die with its goroutine).
+var ErrNetnsRestore = errors.New("could not return to the original network namespace")
 
 // inNetns runs fn with the calling goroutine's thread in the table's
 // network namespace; with no Netns it just runs fn. Only what fn creates
@@ -40,7 +42,7 @@ func (t *Table) inNetns(fn func() error) error {
 	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
 		// Leave the thread locked: the runtime ends it with the goroutine
 		// rather than reuse a thread in the wrong namespace.
-		return fmt.Errorf("leave network namespace %s: %w: %w", path, errNetnsRestore, err)
+		return fmt.Errorf("leave network namespace %s: %w: %w", path, ErrNetnsRestore, err)
 	}
 	runtime.UnlockOSThread()
 	return ferr

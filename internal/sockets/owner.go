@@ -216,10 +216,10 @@ func ParseCgroupPath(path string) *Cgroup {
 	return c
 }
 
-// parseProcCgroup picks the path from /proc/PID/cgroup: the unified
+// ParseProcCgroup picks the path from /proc/PID/cgroup: the unified
 // hierarchy's ("0::/..."), unless it is the root while systemd's named v1
 // hierarchy knows better (hybrid setups), else the first one.
-func parseProcCgroup(b []byte) (string, error) {
+func ParseProcCgroup(b []byte) (string, error) {
 	var unified, systemd, first string
 	for i, line := range bytes.Split(b, []byte{'\n'}) {
 		if len(line) == 0 {
@@ -363,9 +363,9 @@ func LookupUser(uid uint32) string {
 	return strconv.FormatUint(uint64(uid), 10)
 }
 
-// parseMountinfo calls fn for each mount in /proc/self/mountinfo with its
+// ParseMountinfo calls fn for each mount in /proc/self/mountinfo with its
 // mount point, filesystem type and superblock options.
-func parseMountinfo(b []byte, fn func(point, fstype, opts string)) error {
+func ParseMountinfo(b []byte, fn func(point, fstype, opts string)) error {
 	for i, line := range bytes.Split(b, []byte{'\n'}) {
 		if len(line) == 0 {
 			continue

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -25,7 +26,7 @@ import (
 // show. With opt.First the walk ends as soon as every socket has an owner:
 // a question about one port usually reads a fraction of /proc.
 func FindOwners(ctx context.Context, socks []Socket, opt OwnerOptions) error {
-	return findOwners(ctx, "/proc", socks, opt)
+	return findOwners(ctx, "/proc", socks, opt, true)
 }
 
 // dirBufSize is the getdents buffer: about 1,300 fd entries per call.
@@ -70,7 +71,10 @@ type walker struct {
 	denied int
 }
 
-func findOwners(ctx context.Context, proc string, socks []Socket, opt OwnerOptions) error {
+// findOwners is FindOwners on the proc file system mounted at proc; iter
+// lets it use the socket-file iterator, which reads the kernel's own
+// tables (and so only fits the real /proc).
+func findOwners(ctx context.Context, proc string, socks []Socket, opt OwnerOptions, iter bool) error {
 	want := make(map[uint32]int32, len(socks))
 	for i := range socks {
 		s := &socks[i]
@@ -89,6 +93,24 @@ func findOwners(ctx context.Context, proc string, socks []Socket, opt OwnerOptio
 		return fmt.Errorf("open %s: %w", proc, err)
 	}
 	defer unix.Close(procFD)
+	if iter {
+		if hits, ok := iterOwners(want, opt.First); ok {
+			wk := &walker{walk: &walk{procFD: procFD, opt: opt}, procs: make(map[int32]*Process)}
+			for _, h := range hits {
+				if _, done := wk.procs[h.pid]; !done {
+					wk.procs[h.pid] = wk.openProcess(h.pid)
+				}
+			}
+			for _, h := range hits {
+				if p := wk.procs[h.pid]; p != nil {
+					socks[h.slot].Procs = append(socks[h.slot].Procs, p)
+				}
+			}
+			sortOwners(socks)
+			explainUnseen(socks, false, 0)
+			return ctx.Err()
+		}
+	}
 	pids, err := listPids(procFD)
 	if err != nil {
 		return fmt.Errorf("list processes in %s: %w", proc, err)
@@ -139,15 +161,62 @@ func findOwners(ctx context.Context, proc string, socks []Socket, opt OwnerOptio
 				socks[h.slot].Procs = append(socks[h.slot].Procs, procs[h.pid])
 			}
 		}
-		for i := range socks {
-			if len(socks[i].Procs) > 1 {
-				slices.SortFunc(socks[i].Procs, func(a, b *Process) int { return a.PID - b.PID })
-				socks[i].Procs = slices.CompactFunc(socks[i].Procs, func(a, b *Process) bool { return a.PID == b.PID })
-			}
-		}
+		sortOwners(socks)
 	}
 	explainUnseen(socks, w.cancelled.Load(), denied)
 	return ctx.Err()
+}
+
+// sortOwners puts each socket's owners in pid order, each once (a process
+// holding a socket by two fds).
+func sortOwners(socks []Socket) {
+	for i := range socks {
+		if len(socks[i].Procs) > 1 {
+			slices.SortFunc(socks[i].Procs, func(a, b *Process) int { return a.PID - b.PID })
+			socks[i].Procs = slices.CompactFunc(socks[i].Procs, func(a, b *Process) bool { return a.PID == b.PID })
+		}
+	}
+}
+
+// iterOwners finds the holders of the wanted sockets (inode -> slot) with
+// the socket-file iterator, in one pass over the kernel's fd tables; with
+// first, only the lowest pid of each. False when the iterator cannot run
+// here (not root, no BTF, another pid namespace): then /proc is walked.
+func iterOwners(want map[uint32]int32, first bool) ([]hit, bool) {
+	var hits []hit
+	err := eachSocketFile(func(pid int32, ino uint64) {
+		if slot, ok := want[uint32(ino)]; ok && ino <= math.MaxUint32 {
+			hits = append(hits, hit{slot, pid})
+		}
+	})
+	if err != nil {
+		return nil, false
+	}
+	if first {
+		lowest := make(map[int32]int32, len(want))
+		for _, h := range hits {
+			if p, ok := lowest[h.slot]; !ok || h.pid < p {
+				lowest[h.slot] = h.pid
+			}
+		}
+		hits = hits[:0]
+		for slot, pid := range lowest {
+			hits = append(hits, hit{slot, pid})
+		}
+	}
+	return hits, true
+}
+
+// openProcess reads what we show about process pid, as the walk does
+// once it has the fd directory open; nil when it has exited.
+func (wk *walker) openProcess(pid int32) *Process {
+	p := strconv.AppendInt(wk.path[:0], int64(pid), 10)
+	fd, err := unix.Openat(wk.procFD, string(p)+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	return wk.readProcess(pid, fd)
 }
 
 // explainUnseen sets Unseen (and Cgroup) of the sockets without owners.
@@ -412,7 +481,7 @@ func (wk *walker) readProcess(pid int32, dfd int) *Process {
 				p.Start = startTime(st.StartTicks)
 			}
 		}
-		if path, err := parseProcCgroup(wk.read(pid, "cgroup")); err == nil && path != "" {
+		if path, err := ParseProcCgroup(wk.read(pid, "cgroup")); err == nil && path != "" {
 			p.Cgroup = ParseCgroupPath(path)
 		}
 	}
@@ -527,7 +596,7 @@ func procHidesPids() bool {
 		return false
 	}
 	hidden := false
-	parseMountinfo(b, func(point, fstype, opts string) {
+	ParseMountinfo(b, func(point, fstype, opts string) {
 		if point == "/proc" && fstype == "proc" {
 			hidden = hidesPids(opts)
 		}
@@ -544,7 +613,7 @@ func cgroupPaths(ids []uint64) map[uint64]string {
 		return nil
 	}
 	root := ""
-	parseMountinfo(b, func(point, fstype, _ string) {
+	ParseMountinfo(b, func(point, fstype, _ string) {
 		if fstype == "cgroup2" && root == "" {
 			root = point
 		}

@@ -97,7 +97,7 @@ func TestFindOwnersDetails(t *testing.T) {
 		t.Errorf("Start = %v; want %v (a moment ago)", got.Start, want)
 	}
 	cg, _ := os.ReadFile("/proc/self/cgroup")
-	path, _ := parseProcCgroup(cg)
+	path, _ := ParseProcCgroup(cg)
 	if got.Cgroup == nil || got.Cgroup.Path != path {
 		t.Errorf("Cgroup = %+v; want path %q", got.Cgroup, path)
 	}

@@ -63,9 +63,9 @@ var procCgroupCases = []struct {
 
 func TestParseProcCgroup(t *testing.T) {
 	for _, tc := range procCgroupCases {
-		got, err := parseProcCgroup([]byte(tc.in))
+		got, err := ParseProcCgroup([]byte(tc.in))
 		if got != tc.want || (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
-			t.Errorf("%s: parseProcCgroup(%q) = %q, %v; want %q, error with %q", tc.name, tc.in, got, err, tc.want, tc.err)
+			t.Errorf("%s: ParseProcCgroup(%q) = %q, %v; want %q, error with %q", tc.name, tc.in, got, err, tc.want, tc.err)
 		}
 	}
 }
@@ -81,9 +81,9 @@ func FuzzParseCgroup(f *testing.F) {
 		if c := ParseCgroupPath(s); c.Path != s {
 			t.Fatalf("ParseCgroupPath(%q).Path = %q", s, c.Path)
 		}
-		p, err := parseProcCgroup([]byte(s))
+		p, err := ParseProcCgroup([]byte(s))
 		if err == nil && p != "" && !strings.Contains(s, p) {
-			t.Fatalf("parseProcCgroup(%q) = %q, not in the input", s, p)
+			t.Fatalf("ParseProcCgroup(%q) = %q, not in the input", s, p)
 		}
 	})
 }
@@ -144,9 +144,9 @@ var mountinfoCases = []struct {
 func TestParseMountinfo(t *testing.T) {
 	for _, tc := range mountinfoCases {
 		var got []string
-		err := parseMountinfo([]byte(tc.in), func(point, fstype, opts string) { got = append(got, point+" "+fstype+" "+opts) })
+		err := ParseMountinfo([]byte(tc.in), func(point, fstype, opts string) { got = append(got, point+" "+fstype+" "+opts) })
 		if !slices.Equal(got, tc.want) || (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
-			t.Errorf("%s: parseMountinfo(%q) = %q, %v; want %q, error with %q", tc.name, tc.in, got, err, tc.want, tc.err)
+			t.Errorf("%s: ParseMountinfo(%q) = %q, %v; want %q, error with %q", tc.name, tc.in, got, err, tc.want, tc.err)
 		}
 	}
 	for opts, want := range map[string]bool{"rw": false, "rw,hidepid=2": true, "hidepid=invisible,gid=3": true, "hidepid=0": false, "hidepid=ptraceable": false, "hidepid=1": true} {
@@ -161,7 +161,7 @@ func FuzzParseMountinfo(f *testing.F) {
 		f.Add(tc.in)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		parseMountinfo([]byte(s), func(point, fstype, opts string) {})
+		ParseMountinfo([]byte(s), func(point, fstype, opts string) {})
 		unescapeMount(s)
 	})
 }

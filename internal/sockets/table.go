@@ -373,3 +373,32 @@ func sizeHint(sockstat, sockstat6 []byte, proto portspec.Proto) int {
 	}
 	return min(n, 1<<20)
 }
+
+// Role is what a socket is doing with its local port, as far as binds
+// and the ephemeral range care.
+type Role uint8
+
+const (
+	RoleListening  Role = iota // a TCP listener, or an unconnected UDP socket
+	RoleBound                  // TCP, bound but neither listening nor connected
+	RoleConnection             // a connection using the port as its local port
+	RoleTimeWait               // a closed connection in TIME_WAIT
+	RolePending                // a connection not yet accepted: its listener is what counts
+)
+
+// RoleOf is the role of s.
+func RoleOf(s *Socket) Role {
+	switch {
+	case s.Proto == portspec.UDP && s.State == Close:
+		return RoleListening
+	case s.State == Listen:
+		return RoleListening
+	case s.State == Close || s.State == BoundInactive:
+		return RoleBound
+	case s.State == TimeWait:
+		return RoleTimeWait
+	case s.State == SynRecv || s.State == NewSynRecv:
+		return RolePending
+	}
+	return RoleConnection
+}

@@ -166,9 +166,7 @@ func TestListUnixAnotherUser(t *testing.T) {
 	}
 	path := filepath.Join(dir, "nobody.sock")
 	exe := filepath.Join(dir, "sockets.test")
-	if err := freeCopyFile(os.Args[0], exe, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	copyExecutable(t, os.Args[0], exe)
 	cmd := exec.Command(exe, "-test.run=^TestUnixNobodyChild$", "-test.timeout=2m")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), unixNobodyEnv+"="+path)

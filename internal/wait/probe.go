@@ -16,15 +16,16 @@ import (
 	"sync"
 	"syscall"
 
+	"portolan/internal/freeport"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 )
 
-// bindFunc is sockets.ProbeBind's shape.
+// bindFunc is freeport.ProbeBind's shape.
 type bindFunc func(proto portspec.Proto, ap netip.AddrPort, reuse bool) error
 
 func probeBind(proto portspec.Proto, ap netip.AddrPort, reuse bool) error {
-	return sockets.ProbeBind(proto, ap, reuse)
+	return freeport.ProbeBind(proto, ap, reuse)
 }
 
 var dialer net.Dialer

@@ -53,7 +53,7 @@ type Options struct {
 	// Names still resolve in the caller's.
 	Netns string
 
-	// bind is a seam for tests of Free; nil means sockets.ProbeBind.
+	// bind is a seam for tests of Free; nil means freeport.ProbeBind.
 	bind bindFunc
 }
 

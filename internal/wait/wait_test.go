@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"portolan/internal/freeport"
 	"portolan/internal/portspec"
-	"portolan/internal/sockets"
 )
 
 // Short pauses keep the tests quick; the deadlines are generous so a busy
@@ -75,7 +75,7 @@ func unusedPort(t *testing.T) int {
 	t.Helper()
 	for range 1000 {
 		p := 20000 + rand.IntN(12000)
-		if sockets.CheckFree(portspec.Port(p)) == nil {
+		if freeport.CheckFree(portspec.Port(p)) == nil {
 			return p
 		}
 	}
