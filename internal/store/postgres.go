@@ -36,10 +36,7 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 	db.SetMaxOpenConns(4)
 	db.SetMaxIdleConns(2)
 	s := &Store{db: db, d: postgresDialect{}, path: shown}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", shown, err)
-	}
+	// No ping first: the first query connects, and says so when it cannot.
 	if err := s.open(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", shown, err)
