@@ -640,11 +640,6 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 	}
 	defer func() { out.close() }()
 	if !opts.NoStore {
-		db, err := opts.DB.open(ctx, true)
-		if err != nil {
-			return err
-		}
-		defer db.Close()
 		recipe, err := json.Marshal(opts)
 		if err != nil {
 			return fmt.Errorf("record scan options: %w", err)
@@ -655,29 +650,41 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 			Prober: p.proberName, Seed: opts.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
 			Rate: int(opts.Rate), Hosts: p.space.Hosts(), Space: p.space.Size(), Options: recipe,
 		}
-		if opts.ScanID != "" {
-			si.Name = opts.ScanID
-			started := si
-			if si, err = db.CreateShard(ctx, si); errors.Is(err, store.ErrShardStarted) {
-				// The same shard command again (an orchestrator retrying
-				// a dead pod) continues where the dead one stopped.
-				sh, err := db.ShardByIndex(ctx, opts.ScanID, 0, started.ShardIndex)
-				if err != nil {
-					return err
+		if opts.ScanID == "" {
+			// A plain scan does not wait for its database: it is recorded
+			// while it runs (a shard needs its run's seed first).
+			run.start = store.StartScan(ctx, func(ctx context.Context) (*store.Store, error) { return opts.DB.open(ctx, true) }, si)
+			defer func() {
+				if db, _, err := run.start.Wait(); err == nil {
+					db.Close()
 				}
-				out.close()
-				out = nil
-				opts.Resume, opts.Shard = strconv.FormatInt(sh.ID, 10), ""
-				return runScanResume(ctx, g, opts)
-			}
+			}()
+			return run.execute(ctx, out, 0)
+		}
+		db, err := opts.DB.open(ctx, true)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		si.Name = opts.ScanID
+		started := si
+		if si, err = db.CreateShard(ctx, si); errors.Is(err, store.ErrShardStarted) {
+			// The same shard command again (an orchestrator retrying
+			// a dead pod) continues where the dead one stopped.
+			sh, err := db.ShardByIndex(ctx, opts.ScanID, 0, started.ShardIndex)
 			if err != nil {
 				return err
 			}
-			opts.Seed = si.Seed
-			fmt.Fprintf(g.io.ErrOut, "scan %s@%d: shard %s is scan %d\n", si.Name, si.Run, shardOf(si), si.ID)
-		} else if si.ID, err = db.CreateScan(ctx, si); err != nil {
+			out.close()
+			out = nil
+			opts.Resume, opts.Shard = strconv.FormatInt(sh.ID, 10), ""
+			return runScanResume(ctx, g, opts)
+		}
+		if err != nil {
 			return err
 		}
+		opts.Seed = si.Seed
+		fmt.Fprintf(g.io.ErrOut, "scan %s@%d: shard %s is scan %d\n", si.Name, si.Run, shardOf(si), si.ID)
 		run.db, run.info = db, si
 	}
 	return run.execute(ctx, out, 0)
@@ -840,8 +847,9 @@ type scanRun struct {
 	opts    *ScanOptions
 	plan    *scanPlan
 	format  output.ScanFormat
-	db      *store.Store // nil with --no-store
+	db      *store.Store // nil with --no-store, and until start has opened it
 	info    store.ScanInfo
+	start   *store.Starting // a plain scan's store, opening while it runs
 	resumed bool
 
 	writer *scan.SinkWriter // the store's side of the run, with a store
@@ -872,8 +880,12 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	// nor resumed.
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
-	if r.db != nil {
+	if r.start != nil {
+		r.sink = r.start.Buffered()
+	} else if r.db != nil {
 		r.sink = r.db.Buffered(r.info)
+	}
+	if r.sink != nil {
 		r.sink.MaxBuffered, r.sink.RetryFor, r.sink.SpillDir, r.sink.Logger = opts.DBBuffer, opts.DBRetry, opts.SpillDir, g.Logger()
 		r.writer = scan.NewSinkWriter(ctx, r.sink, stopRun)
 		defer r.heartbeat(runCtx, stopRun)()
@@ -908,7 +920,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 				r.dbErr = err
 				stopRun()
 			}
-			if batch && r.db == nil {
+			if batch && r.sink == nil {
 				r.kept = append(r.kept, res)
 			}
 		}
@@ -934,13 +946,16 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	case runErr != nil:
 		status = store.Failed
 	}
-	if r.db != nil {
+	if r.sink != nil {
 		r.writer.Checkpoint(sum.Checkpoint, r.tally.Totals)
 		if err := r.writer.Close(); err != nil && r.dbErr == nil {
 			r.dbErr = err
 		}
 		if err := r.sink.Finish(bg, status, r.tally.Totals); err != nil && r.dbErr == nil {
 			r.dbErr = err
+		}
+		if r.start != nil {
+			r.db, r.info, _ = r.start.Wait() // a failed open is the sink's error
 		}
 	}
 	var err error
@@ -1002,15 +1017,21 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 // and the finish will say so. It returns the function that stops it.
 func (r *scanRun) heartbeat(ctx context.Context, stopRun func()) func() {
 	ctx, cancel := context.WithCancel(ctx)
-	every := r.db.LeaseTTL
-	if every <= 0 {
-		every = store.DefaultLeaseTTL
-	}
-	every /= 3
+	db, info := r.db, r.info
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(every)
+		if r.start != nil {
+			var err error
+			if db, info, err = r.start.Wait(); err != nil {
+				return
+			}
+		}
+		every := db.LeaseTTL
+		if every <= 0 {
+			every = store.DefaultLeaseTTL
+		}
+		t := time.NewTicker(every / 3)
 		defer t.Stop()
 		for {
 			select {
@@ -1020,7 +1041,7 @@ func (r *scanRun) heartbeat(ctx context.Context, stopRun func()) func() {
 			}
 			// Errors other than a lost lease (the database unreachable) are
 			// the result writer's to handle; the lease may lapse meanwhile.
-			if err := r.db.Heartbeat(ctx, r.info.ID); errors.Is(err, store.ErrLeaseLost) {
+			if err := db.Heartbeat(ctx, info.ID); errors.Is(err, store.ErrLeaseLost) {
 				stopRun()
 				return
 			}

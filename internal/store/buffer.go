@@ -40,9 +40,10 @@ type Buffered struct {
 	// discard.
 	Logger *slog.Logger
 
-	s   *Store
-	si  ScanInfo
-	log *slog.Logger
+	s     *Store
+	si    ScanInfo
+	start *Starting // the store being opened, when s is nil
+	log   *slog.Logger
 
 	fill      []scan.Result   // results gathered for the next write
 	fillSince time.Time       // when the first of them came
@@ -134,6 +135,11 @@ const (
 // there and nothing waits before it (the usual case, without a copy), or
 // queues it behind what waits.
 func (b *Buffered) push(ctx context.Context) error {
+	if !b.opened(len(b.fill) > b.max()) {
+		// Still opening: gather on, within the bound. A store that
+		// failed to open fails the sink.
+		return b.fatal
+	}
 	if len(b.fill) == 0 {
 		return b.flush(ctx)
 	}
@@ -247,6 +253,9 @@ func (b *Buffered) Finish(ctx context.Context, status Status, t scan.Totals) err
 	retry := b.RetryFor
 	if retry <= 0 {
 		retry = DefaultRetryFor
+	}
+	if !b.opened(true) {
+		return b.fatal // no store: nothing to record the end in
 	}
 	if b.fatal != nil {
 		// The store is broken, not away (the scan stopped on it): record
