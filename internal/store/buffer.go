@@ -45,12 +45,13 @@ type Buffered struct {
 	start *Starting // the store being opened, when s is nil
 	log   *slog.Logger
 
-	fill      []scan.Result   // results gathered for the next write
-	fillSince time.Time       // when the first of them came
-	pending   [][]scan.Result // batches not yet stored, in order
-	held      int             // results in pending
-	cp        *spillCheckpoint
-	down      error // why the database is unreachable; nil when it is not
+	fill      []scan.Result    // results gathered for the next write
+	fillSince time.Time        // when the first of them came
+	pending   [][]scan.Result  // batches not yet stored, in order
+	held      int              // results in pending
+	cp        *spillCheckpoint // the checkpoint not yet written
+	cpAt      time.Time        // when the last one was written (or the sink made)
+	down      error            // why the database is unreachable; nil when it is not
 	nextTry   time.Time
 	backoff   time.Duration
 	spill     *os.File
@@ -74,7 +75,7 @@ const attemptTimeout = 15 * time.Second
 // Buffered returns a buffered sink for scan si (as CreateScan or
 // ResumeScan returned it).
 func (s *Store) Buffered(si ScanInfo) *Buffered {
-	return &Buffered{s: s, si: si}
+	return &Buffered{s: s, si: si, cpAt: time.Now()}
 }
 
 // SpillDir is where spill files go by default: beside the default SQLite
@@ -106,6 +107,10 @@ func (b *Buffered) AddResults(ctx context.Context, rs []scan.Result) error {
 	}
 	if len(b.fill) == 0 {
 		b.fillSince = time.Now()
+		if b.fill == nil {
+			// Room for a whole write: growing it copied each result again.
+			b.fill = make([]scan.Result, 0, max(gatherResults, len(rs)))
+		}
 	}
 	b.fill = append(b.fill, rs...) // rs is reused
 	if len(b.fill) >= gatherResults || time.Since(b.fillSince) >= gatherWait {
@@ -163,6 +168,23 @@ func (b *Buffered) push(ctx context.Context) error {
 	return b.flush(ctx)
 }
 
+// Idle writes what was gathered: the scan's writer has nothing more for
+// now (scan.IdleSink).
+func (b *Buffered) Idle(ctx context.Context) error {
+	if len(b.fill) == 0 && len(b.pending) == 0 && b.cp == nil {
+		return nil
+	}
+	return b.push(ctx)
+}
+
+// cpHold is how soon after the last checkpoint was written (or the sink
+// made) a new one waits: for the next write, or the scan's end. The engine
+// checkpoints once a second (scan.DefaultEvery), and those are written as
+// they come; the one that follows the last probe soon after is written
+// with Finish, in one statement (for PostgreSQL one synchronous commit,
+// not two). A scan killed meanwhile resumes from the one before.
+const cpHold = 750 * time.Millisecond
+
 // Checkpoint records pos once every result before it is stored.
 func (b *Buffered) Checkpoint(ctx context.Context, pos uint64, t scan.Totals) error {
 	b.cp = &spillCheckpoint{Pos: pos, Totals: t}
@@ -202,7 +224,8 @@ func (b *Buffered) flush(ctx context.Context) error {
 		b.pending[0] = nil
 		b.pending = b.pending[1:]
 	}
-	if b.cp != nil {
+	if b.cp != nil && time.Since(b.cpAt) >= cpHold {
+		at := time.Now()
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		err := b.s.Checkpoint(actx, b.si.ID, b.cp.Pos, b.cp.Totals)
 		cancel()
@@ -214,7 +237,7 @@ func (b *Buffered) flush(ctx context.Context) error {
 			b.failed(err)
 			return nil
 		}
-		b.cp = nil
+		b.cp, b.cpAt = nil, at
 	}
 	if b.down != nil {
 		b.logger().Warn("database back: buffered results stored", "scan", b.si.ID, "db", b.s.Path())
@@ -270,8 +293,10 @@ func (b *Buffered) Finish(ctx context.Context, status Status, t scan.Totals) err
 			return err
 		}
 		if b.down == nil && len(b.pending) == 0 {
+			// Every result is stored: the checkpoint still held goes
+			// with the end.
 			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-			err := b.s.FinishScan(actx, b.si.ID, status, t)
+			err := b.s.finishScan(actx, b.si.ID, status, t, b.cp)
 			cancel()
 			if err == nil || !b.transient(ctx, err) {
 				return err

@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Starting is a scan being recorded while it already runs: the store opens
 // and the scan's row is created in the background, so the first probe does
@@ -59,7 +62,7 @@ func (st *Starting) ready() bool {
 // Buffered returns the scan's sink (see Store.Buffered). Until the store is
 // open it gathers results, up to its MaxBuffered, then waits for it.
 func (st *Starting) Buffered() *Buffered {
-	return &Buffered{start: st}
+	return &Buffered{start: st, cpAt: time.Now()}
 }
 
 // opened reports whether b's store is open, waiting for it when wait is

@@ -86,3 +86,37 @@ func TestStartScanOpenFails(t *testing.T) {
 		t.Errorf("the file given was changed: %q", got)
 	}
 }
+
+// TestBufferedIdle: what a sink gathered is stored when the scan's writer
+// is idle, not only once a whole write is gathered; the checkpoint that
+// follows soon after is recorded with the end.
+func TestBufferedIdle(t *testing.T) {
+	eachDialect(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		s := open(t)
+		id, err := s.CreateScan(ctx, ScanInfo{Targets: "198.18.0.0/16", Prober: "connect"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := s.Buffered(ScanInfo{ID: id})
+		rs := testResults(3000)
+		if err := b.AddResults(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Idle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Results(ctx, id, Filter{}); err != nil || len(got) != len(rs) {
+			t.Fatalf("after Idle: %d results stored, %v; want %d", len(got), err, len(rs))
+		}
+		if err := b.Checkpoint(ctx, 3000, scan.Totals{Probes: 3000}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Finish(ctx, Done, scan.Totals{Probes: 3000}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Scan(ctx, id); err != nil || got.Status != Done || got.Checkpoint != 3000 || got.Counts.Probes != 3000 {
+			t.Errorf("finished scan: %s at %d, %d probes, %v; want done at 3000, 3000 probes", got.Status, got.Checkpoint, got.Counts.Probes, err)
+		}
+	})
+}
