@@ -62,7 +62,9 @@ func groupRows(id int64, results []scan.Result, idx []int32) [][]any {
 		*lastIdx = append(*lastIdx, i)
 	}
 	out := make([][]any, 0, len(order))
-	var es []groupEntry
+	// Room for the largest group at once: growing it was most of a sweep's
+	// cost of storing.
+	es := make([]groupEntry, 0, len(idx))
 	for _, k := range order {
 		ids := *byKey[k]
 		slices.SortFunc(ids, func(a, b int32) int { return cmp.Compare(results[a].Port, results[b].Port) })
