@@ -76,6 +76,15 @@ func (postgresDialect) lock(ctx context.Context, tx *sql.Tx, key string) error {
 	return err
 }
 
+// lockLazy is lock, and tx's commit does not wait for its WAL to reach
+// the disk (SET LOCAL synchronous_commit = off), in the same round trip.
+func (postgresDialect) lockLazy(ctx context.Context, tx *sql.Tx, key string) error {
+	h := fnv.New64a()
+	h.Write([]byte("portolan/" + key))
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)`, int64(h.Sum64()))
+	return err
+}
+
 // transient: the connection failed or broke (the server restarting or
 // unreachable), or the server says it is shutting down, starting up, out
 // of connections, or that a transaction must be retried. An error in the

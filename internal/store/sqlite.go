@@ -90,6 +90,10 @@ func (sqliteDialect) transient(err error) bool { return isBusy(err) }
 // writers queue at BEGIN.
 func (sqliteDialect) lock(context.Context, *sql.Tx, string) error { return nil }
 
+// lockLazy: SQLite's commits do not wait for the disk anyway (synchronous
+// NORMAL, see dsn).
+func (sqliteDialect) lockLazy(context.Context, *sql.Tx, string) error { return nil }
+
 // readTx: a SQLite transaction reads one snapshot from its first read.
 func (sqliteDialect) readTx() *sql.TxOptions { return &sql.TxOptions{ReadOnly: true} }
 
