@@ -127,10 +127,11 @@ func (b *Buffered) AddResults(ctx context.Context, rs []scan.Result) error {
 }
 
 // Results are gathered into writes of gatherResults, or what came in
-// gatherWait, whichever is first (a checkpoint writes them at once): each
-// write costs round trips to the server, and on a busy machine each round
-// trip waits for the server's process to get a core. Fewer, larger writes
-// kept a 65,535-port sweep from waiting for its database.
+// gatherWait, whichever is first, or what came while the last write ran
+// (Idle; a checkpoint writes them too): each write costs round trips to
+// the server, and on a busy machine each round trip waits for the server's
+// process to get a core. Fewer, larger writes kept a 65,535-port sweep
+// from waiting for its database.
 const (
 	gatherResults = 16384
 	gatherWait    = 500 * time.Millisecond
