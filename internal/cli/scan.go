@@ -652,7 +652,11 @@ func runScan(ctx context.Context, g *Globals, opts *ScanOptions) error {
 		}
 		if opts.ScanID == "" {
 			// A plain scan does not wait for its database: it is recorded
-			// while it runs (a shard needs its run's seed first).
+			// while it runs (a shard needs its run's seed first). Bad
+			// input still stops it before anything is sent.
+			if _, err := leaseTTL(); err != nil {
+				return err
+			}
 			run.start = store.StartScan(ctx, func(ctx context.Context) (*store.Store, error) { return opts.DB.open(ctx, true) }, si)
 			defer func() {
 				if db, _, err := run.start.Wait(); err == nil {
