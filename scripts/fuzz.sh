@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the module's Fuzz targets. With FUZZTIME, every target runs that
 # long. Without it, the run fits a wall-clock budget, FUZZBUDGET seconds
-# (default 90): each target fuzzes for 1s (its start-up, the instrumented
+# (default 60): each target fuzzes for 1s (its start-up, the instrumented
 # build and the baseline over its corpus, costs more on a busy machine),
 # starting at a target that moves by one each day so that every parser gets
 # its turn, and no target starts once the budget is spent. The seed corpora
@@ -14,7 +14,7 @@
 # reported as a warning.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-budget=${FUZZBUDGET:-90}
+budget=${FUZZBUDGET:-60}
 budget=${budget%s}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

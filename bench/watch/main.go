@@ -7,7 +7,10 @@
 // addresses; and the attempts per second the capture takes at a paced
 // rate of raw SYNs, with every attempt sent accounted for as captured,
 // over the in-kernel rate limit, lost from the NFLOG socket, or dropped
-// by the receiving interface. Run it as root through bench/watch/run.sh.
+// by the receiving interface. fail2ban's port-scan recipe runs on the
+// same kind of scans, and psad (psad.go) on the same scans and the same
+// paced attempts, in the same namespace. Run it as root through
+// bench/watch/run.sh.
 package main
 
 import (
@@ -18,6 +21,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
@@ -40,14 +44,20 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "length of each throughput run")
 	queue := flag.Uint("queue-threshold", 1, "NFLOG queue threshold of the throughput runs")
 	f2b := flag.Bool("fail2ban", true, "also measure fail2ban's port-scan recipe, if installed")
+	psadOn := flag.Bool("psad", true, "also run psad side by side on the same scans and paced runs, if installed")
+	psadIv := flag.String("psad-intervals", "5,1", "psad CHECK_INTERVAL values (s) of the side-by-side scans: its default and its minimum")
+	psadRounds := flag.Int("psad-rounds", 5, "side-by-side scans per psad interval")
+	psadProbes := flag.Int("psad-probes", 100, "SYNs per side-by-side scan (distinct ports, 1 ms apart)")
+	psadRates := flag.String("psad-rates", "2000,10000", "paced rates (attempts/s) run with psad reading the same attempts")
 	flag.Parse()
+	defer runCleanups()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	lab, err := netlab.New()
 	if err != nil {
 		fail(err)
 	}
-	defer lab.Close()
+	atExit(func() { lab.Close() })
 	if err := latency(ctx, lab, *rounds); err != nil {
 		fail(err)
 	}
@@ -56,19 +66,49 @@ func main() {
 			fail(err)
 		}
 	}
-	for _, r := range strings.Split(*rates, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(r))
-		if err != nil {
-			fail(fmt.Errorf("-rates %q: %w", r, err))
+	_, err = exec.LookPath("psad")
+	withPsad := *psadOn && err == nil
+	if *psadOn && !withPsad {
+		fmt.Println("psad: not installed; skipped")
+	}
+	if withPsad {
+		if err := sideBySide(ctx, lab, ints(*psadIv, "-psad-intervals"), *psadRounds, *psadProbes); err != nil {
+			fail(err)
 		}
-		if err := throughput(ctx, lab, n, *dur, uint32(*queue)); err != nil {
+		for _, n := range ints(*psadRates, "-psad-rates") {
+			if err := throughput(ctx, lab, n, *dur, uint32(*queue), true); err != nil {
+				fail(err)
+			}
+		}
+	}
+	for _, n := range ints(*rates, "-rates") {
+		if err := throughput(ctx, lab, n, *dur, uint32(*queue), false); err != nil {
 			fail(err)
 		}
 	}
 }
 
+// ints parses a comma-separated flag value; empty is none.
+func ints(s, flagName string) []int {
+	var out []int
+	for _, r := range strings.Split(s, ",") {
+		if strings.TrimSpace(r) == "" {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil {
+			fail(fmt.Errorf("%s %q: %w", flagName, r, err))
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// fail ends the program after the cleanups (os.Exit skips defers): psad
+// stopped, the sysctl restored, the lab's namespaces removed.
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "watch-bench:", err)
+	runCleanups()
 	os.Exit(1)
 }
 
@@ -99,6 +139,23 @@ func (t *timedBlocker) Ban(ctx context.Context, p netip.Prefix, d time.Duration)
 	return err
 }
 
+// blockingWatch runs portolan watch's capture and watcher in srv, as
+// `portolan watch --block --ban 1m` does, recording when each ban is in
+// the kernel; onEvent gets every event on the capture goroutine.
+func blockingWatch(ctx context.Context, srv *netlab.Host, onEvent func(watch.Event)) (tb *timedBlocker, stop func(), err error) {
+	capt := &watch.Capture{NetNS: srv.FD()}
+	tb = &timedBlocker{b: capt, done: map[netip.Prefix]time.Time{}}
+	w := &watch.Watcher{Blocker: tb, Ban: time.Minute, OnEvent: onEvent}
+	rctx, cancel := context.WithCancel(ctx)
+	rn, err := capt.Start(rctx, w, 1, 0)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	go rn.Serve(rctx)
+	return tb, func() { rn.Close(context.Background()); cancel() }, nil
+}
+
 // latency: each round scans closed ports one connect at a time from a new
 // address until the ban; the latency is from the crossing probe's kernel
 // receive time to the ban's netlink transaction returning.
@@ -107,25 +164,19 @@ func latency(ctx context.Context, lab *netlab.Lab, rounds int) error {
 	if err != nil {
 		return err
 	}
-	capt := &watch.Capture{NetNS: srv.FD()}
-	tb := &timedBlocker{b: capt, done: map[netip.Prefix]time.Time{}}
 	var mu sync.Mutex
 	triggers := map[netip.Prefix]time.Time{}
-	w := &watch.Watcher{Blocker: tb, Ban: time.Minute, OnEvent: func(e watch.Event) {
+	tb, stop, err := blockingWatch(ctx, srv, func(e watch.Event) {
 		if e.Type == watch.TypeBlock {
 			mu.Lock()
 			triggers[e.Source] = e.Time
 			mu.Unlock()
 		}
-	}}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rn, err := capt.Start(rctx, w, 1, 0)
+	})
 	if err != nil {
 		return err
 	}
-	defer rn.Close(context.Background())
-	go rn.Serve(rctx)
+	defer stop()
 
 	var lat, fromSend []time.Duration
 	var probes []int
@@ -184,8 +235,12 @@ func latency(ctx context.Context, lab *netlab.Lab, rounds int) error {
 
 // throughput sends raw SYNs from the client at rate for dur and accounts
 // for each.
-func throughput(ctx context.Context, lab *netlab.Lab, rate int, dur time.Duration, queue uint32) error {
-	cli, srv, lk, err := pair(lab, "t"+strconv.Itoa(rate/1000))
+func throughput(ctx context.Context, lab *netlab.Lab, rate int, dur time.Duration, queue uint32, withPsad bool) error {
+	name := "t" + strconv.Itoa(rate/1000)
+	if withPsad {
+		name = "q" + strconv.Itoa(rate/1000)
+	}
+	cli, srv, lk, err := pair(lab, name)
 	if err != nil {
 		return err
 	}
@@ -216,6 +271,29 @@ func throughput(ctx context.Context, lab *netlab.Lab, rate int, dur time.Duratio
 		return err
 	}
 	defer unix.Close(fd)
+	var pt *psadThroughput
+	if withPsad {
+		restore, err := enableLogAllNetns()
+		if err != nil {
+			return err
+		}
+		defer restore()
+		send, closeSend, err := rawSender(cli, lk.B4)
+		if err != nil {
+			return err
+		}
+		defer closeSend()
+		a := lk.A4.As4()
+		a[3] = 250
+		warm := netip.AddrFrom4(a)
+		if err := cli.AddAddr(lk.ADev, netip.PrefixFrom(warm, 24)); err != nil {
+			return err
+		}
+		if pt, err = startPsadThroughput(ctx, srv, send, warm); err != nil {
+			return fmt.Errorf("psad: %w", err)
+		}
+	}
+	ev0 := events.Load() // psad's warm-up probes
 	dropsBefore, err := rxDropped(srv, lk.BDev)
 	if err != nil {
 		return err
@@ -288,12 +366,19 @@ func throughput(ctx context.Context, lab *netlab.Lab, rate int, dur time.Duratio
 	txAfter, _ := devStat(cli, lk.ADev, "tx_dropped")
 	soft := softnetDropped() - softBefore
 	rs := rn.ReaderStats()
-	got := events.Load()
+	got := events.Load() - ev0
 	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
 	accounted := got + st.RateLimited + st.SocketLost + (dropsAfter - dropsBefore) + (txAfter - txBefore) + soft
 	fmt.Printf("throughput: target %d/s: sent %d in %v (%.0f/s); captured %d (%.0f/s); rate-limited %d; NFLOG socket lost %d; interface drops rx %d tx %d; backlog (softnet, machine-wide) drops %d; unaccounted %d; decode errors %d; nflog overruns %d truncated %d malformed %d; process CPU %v (%.1f us/attempt, sender included)\n",
 		rate, sent, sendTime.Round(time.Millisecond), float64(sent)/sendTime.Seconds(), got, float64(got)/sendTime.Seconds(),
 		st.RateLimited, st.SocketLost, dropsAfter-dropsBefore, txAfter-txBefore, soft, int64(sent)-int64(accounted), st.DecodeErrs, rs.Overruns, rs.Truncated, rs.Malformed, cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(sent))
+	if pt != nil {
+		counted, last, logged, missed, cpu := pt.finish(ctx, 3*time.Minute)
+		span := max(last.Sub(start), sendTime)
+		fmt.Printf("  psad %s (CHECK_INTERVAL 1 s) on the same attempts: kernel log lines %d of %d sent (kernel log records overwritten before the syslog side read them, any source: %d); psad counted %d (%.1f%%), the last %v after the first attempt: %.0f/s sustained, psad CPU %v (%.1f us/attempt counted); portolan captured %.0f/s; ratio portolan/psad %.1fx\n",
+			psadVersion(), logged, sent, missed, counted, 100*float64(counted)/float64(sent), span.Round(time.Millisecond), float64(counted)/span.Seconds(),
+			cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(max(counted, 1)), float64(got)/sendTime.Seconds(), (float64(got)/sendTime.Seconds())/(float64(counted)/span.Seconds()))
+	}
 	cancel()
 	<-served
 	return nil

@@ -413,16 +413,26 @@ func appendEventLine(b []byte, e watch.Event) []byte {
 
 // eventStore writes events to the store in batches from its own
 // goroutine; when the store falls behind, events are dropped and counted.
+// A stalled store (another process holding the SQLite file locked, a slow
+// disk) holds up only that goroutine, and on exit it gets storeDrain to
+// take what is queued, not a busy timeout per batch.
 type eventStore struct {
 	db      *store.Store
 	log     *slog.Logger
 	ch      chan watch.Event
 	done    chan struct{}
+	ctx     context.Context // cancelled when the drain on exit runs out
+	cancel  context.CancelFunc
 	dropped atomic.Uint64
 }
 
+// storeDrain is how long the store may take, on exit, to write the
+// events still queued.
+const storeDrain = 3 * time.Second
+
 func newEventStore(db *store.Store, log *slog.Logger) *eventStore {
 	s := &eventStore{db: db, log: log, ch: make(chan watch.Event, 65536), done: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	go s.run()
 	return s
 }
@@ -444,9 +454,13 @@ func (s *eventStore) run() {
 		if len(batch) == 0 {
 			return
 		}
-		if err := s.db.AddEvents(context.Background(), batch); err != nil {
+		if s.ctx.Err() != nil { // out of time on exit: count, do not try
 			s.dropped.Add(uint64(len(batch)))
-			s.log.Error("store events", "err", err)
+		} else if err := s.db.AddEvents(s.ctx, batch); err != nil {
+			s.dropped.Add(uint64(len(batch)))
+			if s.ctx.Err() == nil {
+				s.log.Error("store events", "err", err)
+			}
 		}
 		batch = batch[:0]
 	}
@@ -467,7 +481,24 @@ func (s *eventStore) run() {
 	}
 }
 
+// close writes what is queued, for at most storeDrain, and says how many
+// events never reached the store.
 func (s *eventStore) close() {
 	close(s.ch)
-	<-s.done
+	t := time.NewTimer(storeDrain)
+	defer t.Stop()
+	select {
+	case <-s.done:
+	case <-t.C:
+		s.cancel()
+		select {
+		case <-s.done:
+		case <-time.After(time.Second): // a write the driver cannot interrupt (a hung disk): leave it
+			s.dropped.Add(uint64(len(s.ch)))
+		}
+	}
+	s.cancel()
+	if n := s.dropped.Load(); n > 0 {
+		s.log.Warn("events not stored: the store did not keep up", "events", n, "db", s.db.Path())
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net"
@@ -20,9 +21,25 @@ import (
 	"time"
 
 	"portolan/internal/netlab"
+	"portolan/internal/store"
 	"portolan/internal/testenv"
 	"portolan/internal/watch"
 )
+
+// watchPair is a client and a server namespace (198.18.0.1 and .2, root
+// required), the server serving 8080/tcp: the port a banned client
+// cannot reach.
+func watchPair(t *testing.T) (cli, srv *netlab.Host) {
+	testenv.RequireRoot(t)
+	cli, srv, _ = netlab.NewPair(t)
+	ln, err := srv.Listen("tcp", "198.18.0.2:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go testenv.Serve(ln, nil)
+	return cli, srv
+}
 
 // TestWatchBlocksScanner runs `portolan watch --block` on a server
 // namespace while `portolan scan` runs from a client namespace: the scan
@@ -30,14 +47,7 @@ import (
 // store, the metrics say so), the client cannot connect during the ban
 // and can after it, SIGHUP reloads, and SIGTERM takes the rules out.
 func TestWatchBlocksScanner(t *testing.T) {
-	testenv.RequireRoot(t)
-	cli, srv, _ := netlab.NewPair(t)
-	ln, err := srv.Listen("tcp", "198.18.0.2:8080")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go testenv.Serve(ln, nil)
+	cli, srv := watchPair(t)
 
 	dir := t.TempDir()
 	db, logFile := filepath.Join(dir, "w.db"), filepath.Join(dir, "events.jsonl")
@@ -366,5 +376,137 @@ func TestWatchLogStalled(t *testing.T) {
 	case <-done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("watch did not stop within 20 s of SIGTERM with its log stalled")
+	}
+}
+
+// TestWatchStoreStalled: another connection holds the event store's
+// SQLite file locked (BEGIN EXCLUSIVE) for the whole run. watch starts,
+// detects and blocks the scanner, and its JSON Lines log gets every
+// event while the lock is held; on SIGTERM it does not wait for the
+// store without end: it stops, and says how many events it could not
+// store.
+func TestWatchStoreStalled(t *testing.T) {
+	cli, srv := watchPair(t)
+
+	dir := t.TempDir()
+	dbPath, logFile := filepath.Join(dir, "w.db"), filepath.Join(dir, "events.jsonl")
+	ctx := context.Background()
+	st, err := store.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	lockDB, err := sql.Open("sqlite", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lockDB.Close()
+	lock, err := lockDB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if _, err := lock.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	defer lock.ExecContext(ctx, "ROLLBACK")
+
+	exe, _ := os.Executable()
+	cmd := &exec.Cmd{Path: exe, Args: []string{"portolan", "watch", "-v", "--netns", srv.Netns(), "--block", "--ban", "1m",
+		"--log", logFile, "--db", dbPath, "--metrics", "127.0.0.1:0", "--resolv-conf", "/nonexistent"}}
+	cmd.Env = append(os.Environ(), "SSH_CONNECTION=", "NO_COLOR=1")
+	cmd.Stdout = io.Discard
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var mu sync.Mutex
+	var errOut bytes.Buffer
+	started := make(chan struct{})
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			mu.Lock()
+			errOut.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+			if strings.Contains(sc.Text(), "msg=metrics ") {
+				once.Do(func() { close(started) })
+			}
+		}
+	}()
+	stderrText := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return errOut.String()
+	}
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("portolan watch did not start with its store locked:\n%s", stderrText())
+	}
+
+	if err := cli.Do(func() error {
+		Main(ctx, []string{"scan", "198.18.0.2", "-p", "1000-1199", "--no-store", "--max-retries", "0"}, strings.NewReader(""), io.Discard, io.Discard)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	logged := func() (attempts, detections, blocks int) {
+		data, _ := os.ReadFile(logFile)
+		for l := range bytes.Lines(data) {
+			var e watch.Event
+			if err := json.Unmarshal(l, &e); err != nil {
+				t.Fatalf("--log line %q: %v", l, err)
+			}
+			switch {
+			case e.Type == watch.TypeAttempt:
+				attempts++
+			case e.Type == watch.TypeDetection && e.Source.String() == "198.18.0.1/32":
+				detections++
+			case e.Type == watch.TypeBlock && e.Action == "blocked" && e.Source.String() == "198.18.0.1/32":
+				blocks++
+			}
+		}
+		return
+	}
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if _, _, b := logged(); b > 0 {
+			break
+		}
+	}
+	a, d, b := logged()
+	if a < watch.DefaultThresholds.Ports || d != 1 || b != 1 {
+		t.Fatalf("--log with the store locked: %d attempts, %d detections, %d blocks; want >= %d, 1, 1\n%s", a, d, b, watch.DefaultThresholds.Ports, stderrText())
+	}
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	if c, err := cli.DialContext(dctx, "tcp", "198.18.0.2:8080"); err == nil {
+		c.Close()
+		t.Error("the scanner connected during its ban, the store locked")
+	}
+	cancel()
+
+	// Still locked: SIGTERM.
+	cmd.Process.Signal(syscall.SIGTERM)
+	stop := time.Now()
+	done := make(chan error, 1)
+	go func() { <-stderrDone; done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Logf("stopped %v after SIGTERM", time.Since(stop).Round(time.Millisecond))
+		if err != nil {
+			t.Errorf("watch exit: %v\n%s", err, stderrText())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("watch did not stop within 30 s of SIGTERM with its store locked:\n%s", stderrText())
+	}
+	if !regexp.MustCompile(`events not stored.* events=[1-9]`).MatchString(stderrText()) {
+		t.Errorf("no count of the events the locked store did not take on stderr:\n%s", stderrText())
+	}
+	if out, _ := srv.Command(ctx, "nft", "list", "table", "inet", "portolan").CombinedOutput(); strings.Contains(string(out), "watch") {
+		t.Errorf("watch rules left after SIGTERM:\n%s", out)
 	}
 }

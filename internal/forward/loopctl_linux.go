@@ -55,6 +55,56 @@ func (c *loopCtl) pass(now int64) {
 	}
 }
 
+// The runtime's monitor also preempts a loop asleep in epoll_wait once
+// it has not passed by the scheduler for 10 ms: a signal that wakes the
+// thread, its P taken away, and the monitor then polling at 20 us for a
+// millisecond before it backs off again. A relay with a few milliseconds
+// between its datagrams paid that for nearly every one: 1.4 ms of CPU
+// per exchange 20 ms apart, against nginx's 0.15 (bench/RESULTS.md,
+// 2026-12-07). A loop that was active lately therefore wakes by
+// heartbeatAfter past its last yield and yields again; one idle for
+// activeFor sleeps until something comes (and is preempted once). The
+// window is short because a loop asleep in epoll_wait keeps its P, which
+// the monitor gives other goroutines only when it preempts: with as many
+// fresh loops as Ps, other goroutines wait for its next look (up to
+// 10 ms).
+const (
+	heartbeatAfter = 8 * time.Millisecond
+	activeFor      = 100 * time.Millisecond
+)
+
+// heartbeat returns when the loop must wake to pass by the scheduler in
+// time (loop clock), or noTimer if it has been idle for activeFor;
+// lastActive is when it last relayed something.
+func (c *loopCtl) heartbeat(now, lastActive int64) int64 {
+	if now-lastActive >= int64(activeFor) {
+		return noTimer
+	}
+	return c.nextYield - int64(yieldEvery) + int64(heartbeatAfter)
+}
+
+// moveTimer arms the loop's timer for at (loop clock), earlier or later
+// than it is armed, or disarms it for noTimer; now is the loop's time.
+// The heartbeat moves on by a few milliseconds at each yield: one
+// timerfd_settime then, where leaving the old expiry would cost the loop
+// a wake-up for nothing.
+func (c *loopCtl) moveTimer(at, now int64) {
+	if at == c.armedAt {
+		return
+	}
+	if at < c.armedAt {
+		c.setTimer(at, now)
+		return
+	}
+	var its unix.ItimerSpec // zero: disarmed
+	if at != noTimer {
+		its.Value = unix.NsecToTimespec(max(at-now, 1))
+	}
+	if unix.TimerfdSettime(c.timer, 0, &its, nil) == nil {
+		c.armedAt = at
+	}
+}
+
 // setTimer makes sure the loop wakes by at (loop clock); now is the loop's
 // time, a little behind is fine: the timer then fires a little late. The
 // timer is a timerfd in the epoll set, set again only when at comes before

@@ -36,22 +36,23 @@ type udpListener struct {
 	fd    int // the listener socket, non-blocking
 	loopCtl
 
-	sessions  map[netip.AddrPort]*udpSession
-	byFD      []*udpSession
-	nextSweep int64 // loop clock nanoseconds; check idle sessions from then
-	nextFlush int64 // loop clock: when the sessions' bytes are next added to the rule's counters (see bytesEvery)
-	events    [64]unix.EpollEvent
-	bufs      []byte
-	iovs      [udpBatch]unix.Iovec
-	names     [udpBatch]unix.RawSockaddrInet6
-	msgs      [udpBatch]unix.Mmsghdr
-	upIovs    [udpBatch]unix.Iovec // datagrams of one client on their way to its target
-	upMsgs    [udpBatch]unix.Mmsghdr
-	replies   replyBatch
-	turn      uint64        // turns of the loop so far
-	reads     readMode      // how the listener socket is read
-	last      *udpSession   // the session of the last datagram from a client
-	gone      chan struct{} // closed with the socket
+	sessions   map[netip.AddrPort]*udpSession
+	byFD       []*udpSession
+	nextSweep  int64 // loop clock nanoseconds; check idle sessions from then
+	nextFlush  int64 // loop clock: when the sessions' bytes are next added to the rule's counters (see bytesEvery)
+	lastActive int64 // loop clock: when a datagram was last relayed (see heartbeat)
+	events     [64]unix.EpollEvent
+	bufs       []byte
+	iovs       [udpBatch]unix.Iovec
+	names      [udpBatch]unix.RawSockaddrInet6
+	msgs       [udpBatch]unix.Mmsghdr
+	upIovs     [udpBatch]unix.Iovec // datagrams of one client on their way to its target
+	upMsgs     [udpBatch]unix.Mmsghdr
+	replies    replyBatch
+	turn       uint64        // turns of the loop so far
+	reads      readMode      // how the listener socket is read
+	last       *udpSession   // the session of the last datagram from a client
+	gone       chan struct{} // closed with the socket
 }
 
 // readMode picks how a socket is read: one datagram (recvfrom) or a batch
@@ -188,6 +189,9 @@ func (l *udpListener) serve() {
 	// free P. Measured: no slower across processes, 20% less CPU with the
 	// clients in the same process.
 	l.nextSweep = 1<<63 - 1
+	// Idle until the first datagram: no heartbeat for a listener nobody
+	// uses, whose sleeping thread would keep a P from other goroutines.
+	l.lastActive = -int64(activeFor)
 	l.setup()
 	l.loop()
 }
@@ -223,11 +227,15 @@ func (l *udpListener) loop() {
 	draining := false
 	now := l.now()
 	for {
-		next := l.nextSweep
+		// The scheduler's turn comes after the datagrams of the last turn
+		// went out, never between a datagram and its relaying: a yield
+		// may wake another thread and move the loop to it.
+		l.pass(now)
+		next := min(l.nextSweep, l.heartbeat(now, l.lastActive))
 		if len(l.sessions) > 0 {
 			next = min(next, l.nextFlush)
 		}
-		l.setTimer(next, now)
+		l.moveTimer(next, now)
 		n, err := unix.EpollWait(l.epfd, l.events[:], -1)
 		if err != nil && err != unix.EINTR {
 			// Only a bug gets here (a bad descriptor): end cleanly
@@ -238,7 +246,6 @@ func (l *udpListener) loop() {
 			return
 		}
 		now = l.now()
-		l.pass(now)
 		l.turn++
 		for i := range max(n, 0) {
 			switch fd := int(l.events[i].Fd); fd {
@@ -253,9 +260,11 @@ func (l *udpListener) loop() {
 				}
 			case l.fd:
 				l.fromClients(now, draining)
+				l.lastActive = now
 			default:
 				if fd < len(l.byFD) && l.byFD[fd] != nil {
 					l.fromTarget(l.byFD[fd], now)
+					l.lastActive = now
 				}
 			}
 		}

@@ -45,38 +45,36 @@ func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	chromium := testenv.RequireCommand(t, "chromium")
 	driver := testenv.RequireCommand(t, "chromedriver")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, driver, "--port="+strconv.Itoa(port), "--allowed-ips=127.0.0.1")
+	var root string
 	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start chromedriver: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-	})
-	root := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(root + "/status")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
+	// chromedriver binds its port on 127.0.0.1 and ::1 and exits when
+	// either is taken. The port is chosen free on every address, and a
+	// start that loses the race to another process is retried.
+	for try := 1; root == ""; try++ {
+		log.Reset()
+		port, exited := startDriver(t, driver, &log)
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		deadline := time.Now().Add(30 * time.Second)
+		for root == "" {
+			resp, err := http.Get(base + "/status")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					root = base
+					break
+				}
 			}
+			if isClosed(exited) {
+				if try == 5 {
+					t.Fatalf("chromedriver exited 5 times:\n%s", log.String())
+				}
+				break // another port
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("chromedriver did not answer in 30 s: %v\n%s", err, log.String())
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("chromedriver did not answer in 30 s: %v\n%s", err, log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	profile := t.TempDir()
 	caps := map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
@@ -137,6 +135,44 @@ func (b *browser) call(method, path string, body, out any) error {
 		return json.Unmarshal(env.Value, out)
 	}
 	return nil
+}
+
+// startDriver starts chromedriver, ended with the test, on a port free on
+// every address; exited is closed when it ends.
+func startDriver(t *testing.T, driver string, log *bytes.Buffer) (port int, exited chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port = ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, driver, "--port="+strconv.Itoa(port), "--allowed-ips=127.0.0.1")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start chromedriver: %v", err)
+	}
+	exited = make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+	})
+	return port, exited
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // open loads a file and waits until the report's script has drawn it.
