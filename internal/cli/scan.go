@@ -626,11 +626,6 @@ func runRecipe(ctx context.Context, g *Globals, opts *ScanOptions, r scanjob.Rec
 	}
 	defer func() { out.close() }()
 	if !opts.NoStore {
-		db, err := opts.DB.open(ctx, true)
-		if err != nil {
-			return err
-		}
-		defer db.Close()
 		recipe, err := r.Encode()
 		if err != nil {
 			return err
@@ -641,29 +636,45 @@ func runRecipe(ctx context.Context, g *Globals, opts *ScanOptions, r scanjob.Rec
 			Prober: p.proberName, Seed: r.Seed, ShardIndex: int(p.shard.Index), ShardCount: int(p.shard.Count),
 			Rate: int(r.Rate), Hosts: p.space.Hosts(), Space: p.space.Size(), Options: recipe,
 		}
-		if r.Name != "" {
-			si.Name = r.Name
-			started := si
-			if si, err = db.CreateShard(ctx, si); errors.Is(err, store.ErrShardStarted) {
-				// The same shard command again (an orchestrator retrying
-				// a dead pod) continues where the dead one stopped.
-				sh, err := db.ShardByIndex(ctx, r.Name, 0, started.ShardIndex)
-				if err != nil {
-					return err
-				}
-				out.close()
-				out = nil
-				opts.Resume, opts.Shard = strconv.FormatInt(sh.ID, 10), ""
-				return runScanResume(ctx, g, opts)
+		if r.Name == "" {
+			// A plain scan does not wait for its database: it is recorded
+			// while it runs (a shard needs its run's seed first). Bad
+			// input still stops it before anything is sent.
+			if run.leaseTTL, err = leaseTTL(); err != nil {
+				return err
 			}
+			run.start = store.StartScan(ctx, func(ctx context.Context) (*store.Store, error) { return opts.DB.open(ctx, true) }, si)
+			defer func() {
+				if db, _, err := run.start.Wait(); err == nil {
+					db.Close()
+				}
+			}()
+			return run.execute(ctx, out, 0)
+		}
+		db, err := opts.DB.open(ctx, true)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		si.Name = r.Name
+		started := si
+		if si, err = db.CreateShard(ctx, si); errors.Is(err, store.ErrShardStarted) {
+			// The same shard command again (an orchestrator retrying
+			// a dead pod) continues where the dead one stopped.
+			sh, err := db.ShardByIndex(ctx, r.Name, 0, started.ShardIndex)
 			if err != nil {
 				return err
 			}
-			run.recipe.Seed = si.Seed
-			fmt.Fprintf(g.io.ErrOut, "scan %s@%d: shard %s is scan %d\n", si.Name, si.Run, shardOf(si), si.ID)
-		} else if si.ID, err = db.CreateScan(ctx, si); err != nil {
+			out.close()
+			out = nil
+			opts.Resume, opts.Shard = strconv.FormatInt(sh.ID, 10), ""
+			return runScanResume(ctx, g, opts)
+		}
+		if err != nil {
 			return err
 		}
+		run.recipe.Seed = si.Seed
+		fmt.Fprintf(g.io.ErrOut, "scan %s@%d: shard %s is scan %d\n", si.Name, si.Run, shardOf(si), si.ID)
 		run.db, run.info = db, si
 	}
 	return run.execute(ctx, out, 0)
@@ -837,8 +848,12 @@ type scanRun struct {
 	recipe  scanjob.Recipe // what the scan does
 	plan    *scanPlan
 	format  output.ScanFormat
-	db      *store.Store // nil with --no-store
+	db      *store.Store // nil with --no-store, and until start has opened it
 	info    store.ScanInfo
+	// start is a plain scan's store, opening while the scan runs, and
+	// leaseTTL its $PORTOLAN_LEASE_TTL (zero for the default).
+	start    *store.Starting
+	leaseTTL time.Duration
 	resumed bool
 
 	kept  []scan.Result // results for a format rendered at the end, without a store
@@ -887,27 +902,45 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 			}{"stats", st})
 		}
 	}
+	stored := r.db != nil || r.start != nil
 	job := &scanjob.Job{Scanner: s, Space: r.plan.space, Tally: &r.tally}
 	job.OnResult = func(res scan.Result) error {
 		if !r.shown(res) {
 			return nil
 		}
-		if batch && r.db == nil {
+		if batch && !stored {
 			r.kept = append(r.kept, res)
 		}
 		// An output that cannot be written stops the scan, as a store
 		// that fails does: what it finds would be lost.
 		return dst.write(res)
 	}
-	if r.db != nil {
-		sink := r.db.Buffered(r.info)
+	if stored {
+		var sink *store.Buffered
+		// Other hosts see the scan alive even while no checkpoint moves.
+		if start := r.start; start != nil {
+			sink = start.Buffered()
+			job.Heartbeat = func(ctx context.Context) error {
+				db, info, err := start.Wait()
+				if err != nil {
+					return nil // the sink's to report
+				}
+				return db.Heartbeat(ctx, info.ID)
+			}
+			job.HeartbeatEvery = cmp.Or(r.leaseTTL, store.DefaultLeaseTTL) / 3
+		} else {
+			db, id := r.db, r.info.ID
+			sink = db.Buffered(r.info)
+			job.Heartbeat = func(ctx context.Context) error { return db.Heartbeat(ctx, id) }
+			job.HeartbeatEvery = cmp.Or(db.LeaseTTL, store.DefaultLeaseTTL) / 3
+		}
 		sink.MaxBuffered, sink.RetryFor, sink.SpillDir, sink.Logger = opts.DBBuffer, opts.DBRetry, opts.SpillDir, g.Logger()
 		job.Sink = sink
-		// Other hosts see the scan alive even while no checkpoint moves.
-		job.Heartbeat = func(ctx context.Context) error { return r.db.Heartbeat(ctx, r.info.ID) }
-		job.HeartbeatEvery = cmp.Or(r.db.LeaseTTL, store.DefaultLeaseTTL) / 3
 	}
 	o := job.Run(ctx)
+	if r.start != nil {
+		r.db, r.info, _ = r.start.Wait() // a store that failed to open is the sink's error
+	}
 	prog.Done()
 	// Everything below must happen even after Ctrl-C: print what was saved.
 	bg := context.WithoutCancel(ctx)

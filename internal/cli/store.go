@@ -60,19 +60,29 @@ func (f DBFlags) open(ctx context.Context, create bool) (*store.Store, error) {
 			return nil, fmt.Errorf("%w in %s", errNoStore, path)
 		}
 	}
+	ttl, err := leaseTTL()
+	if err != nil {
+		return nil, err
+	}
 	db, err := store.Open(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	if v := os.Getenv(leaseEnv); v != "" {
-		ttl, err := time.ParseDuration(v)
-		if err != nil || ttl < time.Second {
-			db.Close()
-			return nil, usageErr(fmt.Errorf("%s=%s: want a duration of 1s or more, such as 30s", leaseEnv, v))
-		}
-		db.LeaseTTL = ttl
-	}
+	db.LeaseTTL = ttl
 	return db, nil
+}
+
+// leaseTTL is $PORTOLAN_LEASE_TTL, zero when unset.
+func leaseTTL() (time.Duration, error) {
+	v := os.Getenv(leaseEnv)
+	if v == "" {
+		return 0, nil
+	}
+	ttl, err := time.ParseDuration(v)
+	if err != nil || ttl < time.Second {
+		return 0, usageErr(fmt.Errorf("%s=%s: want a duration of 1s or more, such as 30s", leaseEnv, v))
+	}
+	return ttl, nil
 }
 
 // leaseEnv sets how long a scan's lease lasts without a heartbeat

@@ -57,6 +57,17 @@ type Sink interface {
 	Checkpoint(ctx context.Context, pos uint64, t Totals) error
 }
 
+// An IdleSink is a Sink that gathers results into fewer, larger writes
+// (each write costs the database round trips, or a transaction). Its Idle
+// is called when nothing more is queued for it: while it writes slower
+// than the scan finds, batches queue and go out gathered; while it keeps
+// up, each goes at once, so what is left to write when the scan ends is
+// one batch, not a gathered pile that the scan's end waits for.
+type IdleSink interface {
+	Sink
+	Idle(ctx context.Context) error
+}
+
 // SinkWriter batches results into a Sink from a goroutine of its own, so
 // the sink never holds up the engine's goroutine, which calls OnResult and
 // OnCheckpoint (storing every result one by one took as long as the whole
@@ -108,6 +119,9 @@ func (w *SinkWriter) run(ctx context.Context) {
 			err := w.sink.AddResults(ctx, j.results)
 			if err == nil && j.checkpoint {
 				err = w.sink.Checkpoint(ctx, j.pos, j.totals)
+			}
+			if is, ok := w.sink.(IdleSink); ok && err == nil && len(w.jobs) == 0 {
+				err = is.Idle(ctx)
 			}
 			if err != nil {
 				w.err = err

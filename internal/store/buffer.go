@@ -40,16 +40,18 @@ type Buffered struct {
 	// discard.
 	Logger *slog.Logger
 
-	s   *Store
-	si  ScanInfo
-	log *slog.Logger
+	s     *Store
+	si    ScanInfo
+	start *Starting // the store being opened, when s is nil
+	log   *slog.Logger
 
-	fill      []scan.Result   // results gathered for the next write
-	fillSince time.Time       // when the first of them came
-	pending   [][]scan.Result // batches not yet stored, in order
-	held      int             // results in pending
-	cp        *spillCheckpoint
-	down      error // why the database is unreachable; nil when it is not
+	fill      []scan.Result    // results gathered for the next write
+	fillSince time.Time        // when the first of them came
+	pending   [][]scan.Result  // batches not yet stored, in order
+	held      int              // results in pending
+	cp        *spillCheckpoint // the checkpoint not yet written
+	cpAt      time.Time        // when the last one was written (or the sink made)
+	down      error            // why the database is unreachable; nil when it is not
 	nextTry   time.Time
 	backoff   time.Duration
 	spill     *os.File
@@ -73,7 +75,7 @@ const attemptTimeout = 15 * time.Second
 // Buffered returns a buffered sink for scan si (as CreateScan or
 // ResumeScan returned it).
 func (s *Store) Buffered(si ScanInfo) *Buffered {
-	return &Buffered{s: s, si: si}
+	return &Buffered{s: s, si: si, cpAt: time.Now()}
 }
 
 // SpillDir is where spill files go by default: beside the default SQLite
@@ -105,6 +107,10 @@ func (b *Buffered) AddResults(ctx context.Context, rs []scan.Result) error {
 	}
 	if len(b.fill) == 0 {
 		b.fillSince = time.Now()
+		if b.fill == nil {
+			// Room for a whole write: growing it copied each result again.
+			b.fill = make([]scan.Result, 0, max(gatherResults, len(rs)))
+		}
 	}
 	b.fill = append(b.fill, rs...) // rs is reused
 	if len(b.fill) >= gatherResults || time.Since(b.fillSince) >= gatherWait {
@@ -121,10 +127,11 @@ func (b *Buffered) AddResults(ctx context.Context, rs []scan.Result) error {
 }
 
 // Results are gathered into writes of gatherResults, or what came in
-// gatherWait, whichever is first (a checkpoint writes them at once): each
-// write costs round trips to the server, and on a busy machine each round
-// trip waits for the server's process to get a core. Fewer, larger writes
-// kept a 65,535-port sweep from waiting for its database.
+// gatherWait, whichever is first, or what came while the last write ran
+// (Idle; a checkpoint writes them too): each write costs round trips to
+// the server, and on a busy machine each round trip waits for the server's
+// process to get a core. Fewer, larger writes kept a 65,535-port sweep
+// from waiting for its database.
 const (
 	gatherResults = 16384
 	gatherWait    = 500 * time.Millisecond
@@ -134,6 +141,11 @@ const (
 // there and nothing waits before it (the usual case, without a copy), or
 // queues it behind what waits.
 func (b *Buffered) push(ctx context.Context) error {
+	if !b.opened(len(b.fill) > b.max()) {
+		// Still opening: gather on, within the bound. A store that
+		// failed to open fails the sink.
+		return b.fatal
+	}
 	if len(b.fill) == 0 {
 		return b.flush(ctx)
 	}
@@ -156,6 +168,23 @@ func (b *Buffered) push(ctx context.Context) error {
 	b.fill = nil
 	return b.flush(ctx)
 }
+
+// Idle writes what was gathered: the scan's writer has nothing more for
+// now (scan.IdleSink).
+func (b *Buffered) Idle(ctx context.Context) error {
+	if len(b.fill) == 0 && len(b.pending) == 0 && b.cp == nil {
+		return nil
+	}
+	return b.push(ctx)
+}
+
+// cpHold is how soon after the last checkpoint was written (or the sink
+// made) a new one waits: for the next write, or the scan's end. The engine
+// checkpoints once a second (scan.DefaultEvery), and those are written as
+// they come; the one that follows the last probe soon after is written
+// with Finish, in one statement (for PostgreSQL one synchronous commit,
+// not two). A scan killed meanwhile resumes from the one before.
+const cpHold = 750 * time.Millisecond
 
 // Checkpoint records pos once every result before it is stored.
 func (b *Buffered) Checkpoint(ctx context.Context, pos uint64, t scan.Totals) error {
@@ -196,7 +225,8 @@ func (b *Buffered) flush(ctx context.Context) error {
 		b.pending[0] = nil
 		b.pending = b.pending[1:]
 	}
-	if b.cp != nil {
+	if b.cp != nil && time.Since(b.cpAt) >= cpHold {
+		at := time.Now()
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		err := b.s.Checkpoint(actx, b.si.ID, b.cp.Pos, b.cp.Totals)
 		cancel()
@@ -208,7 +238,7 @@ func (b *Buffered) flush(ctx context.Context) error {
 			b.failed(err)
 			return nil
 		}
-		b.cp = nil
+		b.cp, b.cpAt = nil, at
 	}
 	if b.down != nil {
 		b.logger().Warn("database back: buffered results stored", "scan", b.si.ID, "db", b.s.Path())
@@ -248,6 +278,9 @@ func (b *Buffered) Finish(ctx context.Context, status Status, t scan.Totals) err
 	if retry <= 0 {
 		retry = DefaultRetryFor
 	}
+	if !b.opened(true) {
+		return b.fatal // no store: nothing to record the end in
+	}
 	if b.fatal != nil {
 		// The store is broken, not away (the scan stopped on it): record
 		// the end if it can be.
@@ -261,8 +294,10 @@ func (b *Buffered) Finish(ctx context.Context, status Status, t scan.Totals) err
 			return err
 		}
 		if b.down == nil && len(b.pending) == 0 {
+			// Every result is stored: the checkpoint still held goes
+			// with the end.
 			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-			err := b.s.FinishScan(actx, b.si.ID, status, t)
+			err := b.s.finishScan(actx, b.si.ID, status, t, b.cp)
 			cancel()
 			if err == nil || !b.transient(ctx, err) {
 				return err

@@ -29,6 +29,9 @@ type dialect interface {
 	// lock serialises migrations and scan creation between processes
 	// for the rest of tx; key names what is locked.
 	lock(ctx context.Context, tx *sql.Tx, key string) error
+	// lockLazy is lock for a transaction whose commit need not wait for
+	// the disk: something committed later, durably, vouches for it.
+	lockLazy(ctx context.Context, tx *sql.Tx, key string) error
 	// readTx are the options of a transaction that reads one snapshot.
 	readTx() *sql.TxOptions
 	// transient reports whether err is the database being away for now

@@ -76,8 +76,12 @@ func (s *Store) CreateShard(ctx context.Context, si ScanInfo) (ScanInfo, error) 
 	}
 	defer tx.Rollback()
 	// Shards starting at once queue here, so one picks the run's seed and
-	// the others see it.
-	if err := s.d.lock(ctx, tx, "name/"+si.Name); err != nil {
+	// the others see it. The shard's commit does not wait for the disk
+	// (the scan waits for it before its first probe): its first
+	// checkpoint commits durably, and flushes it with it; a database that
+	// crashed before then has lost the shard, and the scan's next write
+	// fails, naming it.
+	if err := s.d.lockLazy(ctx, tx, "name/"+si.Name); err != nil {
 		return fail(err)
 	}
 	var latest int

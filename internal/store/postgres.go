@@ -36,10 +36,7 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 	db.SetMaxOpenConns(4)
 	db.SetMaxIdleConns(2)
 	s := &Store{db: db, d: postgresDialect{}, path: shown}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", shown, err)
-	}
+	// No ping first: the first query connects, and says so when it cannot.
 	if err := s.open(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", shown, err)
@@ -76,6 +73,15 @@ func (postgresDialect) lock(ctx context.Context, tx *sql.Tx, key string) error {
 	h := fnv.New64a()
 	h.Write([]byte("portolan/" + key))
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64()))
+	return err
+}
+
+// lockLazy is lock, and tx's commit does not wait for its WAL to reach
+// the disk (SET LOCAL synchronous_commit = off), in the same round trip.
+func (postgresDialect) lockLazy(ctx context.Context, tx *sql.Tx, key string) error {
+	h := fnv.New64a()
+	h.Write([]byte("portolan/" + key))
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)`, int64(h.Sum64()))
 	return err
 }
 

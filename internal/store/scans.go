@@ -175,13 +175,24 @@ func (s *Store) Checkpoint(ctx context.Context, id int64, pos uint64, c Counts) 
 // FinishScan records the end of a scan: its final status (Done, Interrupted
 // or Failed), the time, and its totals.
 func (s *Store) FinishScan(ctx context.Context, id int64, status Status, c Counts) error {
+	return s.finishScan(ctx, id, status, c, nil)
+}
+
+// finishScan is FinishScan, with the position of checkpoint cp recorded in
+// the same statement when it is not nil (the totals are c, the final ones).
+func (s *Store) finishScan(ctx context.Context, id int64, status Status, c Counts, cp *spillCheckpoint) error {
 	if !status.valid() || status == Running {
 		return fmt.Errorf("finish scan %d: invalid final status %q", id, status)
 	}
-	return s.updateOwned(ctx, "finish", id, `UPDATE scans SET status = ?, finished = ?, owner_pid = 0, owner_start = 0, lease_host = '', lease_until = 0,
+	now := s.now().UnixNano()
+	set, args := ``, []any{string(status), now}
+	if cp != nil {
+		set, args = `checkpoint = ?, checkpointed = ?, `, []any{int64(cp.Pos), now, string(status), now}
+	}
+	return s.updateOwned(ctx, "finish", id, `UPDATE scans SET `+set+`status = ?, finished = ?, owner_pid = 0, owner_start = 0, lease_host = '', lease_until = 0,
 		probes = ?, open = ?, closed = ?, filtered = ?, open_filtered = ?, hosts_up = ? WHERE id = ?`,
-		string(status), s.now().UnixNano(), int64(c.Probes), int64(c.Open), int64(c.Closed), int64(c.Filtered),
-		int64(c.OpenFiltered), int64(c.HostsUp), id)
+		append(args, int64(c.Probes), int64(c.Open), int64(c.Closed), int64(c.Filtered),
+			int64(c.OpenFiltered), int64(c.HostsUp), id)...)
 }
 
 // ResumeScan marks an unfinished scan as running again in this process and

@@ -37,23 +37,38 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{db: db, d: sqliteDialect{}, path: path}
-	tables, err := s.d.tables(ctx, db)
-	if err == nil {
-		err = checkOwn(tables, s.d)
-	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, explain(err))
-	}
-	if err := useWAL(ctx, db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, explain(err))
-	}
-	if err := s.migrate(ctx, tables); err != nil {
+	if err := s.openSQLite(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, explain(err))
 	}
 	return s, nil
+}
+
+// openSQLite checks the file is portolan's (or empty) before anything
+// writes to it, puts it in WAL mode and migrates it.
+func (s *Store) openSQLite(ctx context.Context) error {
+	current, err := s.current(ctx)
+	if err != nil {
+		return err
+	}
+	var tables []string
+	if !current {
+		if tables, err = s.d.tables(ctx, s.db); err != nil {
+			return err
+		}
+		if err := checkOwn(tables, s.d); err != nil {
+			return err
+		}
+	}
+	// Also for a current file: one copied in rollback mode (a backup, a
+	// fixture) goes back to WAL.
+	if err := useWAL(ctx, s.db); err != nil {
+		return err
+	}
+	if current {
+		return nil
+	}
+	return s.migrate(ctx, tables)
 }
 
 // sqliteDialect is the embedded default: modernc.org/sqlite, pure Go.
@@ -74,6 +89,10 @@ func (sqliteDialect) transient(err error) bool { return isBusy(err) }
 // lock has nothing to do: every transaction is immediate (see dsn), so
 // writers queue at BEGIN.
 func (sqliteDialect) lock(context.Context, *sql.Tx, string) error { return nil }
+
+// lockLazy: SQLite's commits do not wait for the disk anyway (synchronous
+// NORMAL, see dsn).
+func (sqliteDialect) lockLazy(context.Context, *sql.Tx, string) error { return nil }
 
 // readTx: a SQLite transaction reads one snapshot from its first read.
 func (sqliteDialect) readTx() *sql.TxOptions { return &sql.TxOptions{ReadOnly: true} }

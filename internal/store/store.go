@@ -83,6 +83,9 @@ func IsURL(path string) bool {
 // open finishes opening db: it checks the database is portolan's (or
 // empty) and migrates it.
 func (s *Store) open(ctx context.Context) error {
+	if ok, err := s.current(ctx); ok || err != nil {
+		return err
+	}
 	tables, err := s.d.tables(ctx, s.db)
 	if err != nil {
 		return err
@@ -91,6 +94,23 @@ func (s *Store) open(ctx context.Context) error {
 		return err
 	}
 	return s.migrate(ctx, tables)
+}
+
+// current reports whether the store is portolan's at this build's schema
+// version, in one query: the usual case, paid by every command and by
+// every scan before it starts (listing the tables first cost PostgreSQL a
+// catalog scan and a round trip more). A store without schema_migrations
+// (new, foreign, not a database) is not current, with no error: the full
+// check says what it is. A newer schema is an error.
+func (s *Store) current(ctx context.Context) (bool, error) {
+	v, err := s.schemaVersion(ctx, s.db)
+	switch {
+	case err != nil:
+		return false, nil
+	case v > SchemaVersion:
+		return false, errNewer(v)
+	}
+	return v == SchemaVersion, nil
 }
 
 // q rewrites the placeholders of query for the store's engine.
