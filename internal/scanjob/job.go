@@ -99,7 +99,9 @@ func (j *Job) Run(ctx context.Context) Outcome {
 	switch {
 	case out.Err != nil && ctx.Err() != nil:
 		out.Status = store.Interrupted
-	case out.Err != nil:
+	case out.Err != nil, out.OutputErr != nil:
+		// An output that failed stopped the run, though the engine may
+		// have sent its last probes before it saw the stop.
 		out.Status = store.Failed
 	default:
 		out.Status = store.Done
@@ -108,7 +110,9 @@ func (j *Job) Run(ctx context.Context) Outcome {
 		// Even after a cancel: the partial results are the resume's.
 		bg := context.WithoutCancel(ctx)
 		writer.Checkpoint(out.Summary.Checkpoint, tally.Totals)
-		out.SinkErr = writer.Close()
+		if out.SinkErr = writer.Close(); out.SinkErr != nil && out.Status == store.Done {
+			out.Status = store.Failed
+		}
 		if err := j.Sink.Finish(bg, out.Status, tally.Totals); err != nil && out.SinkErr == nil {
 			out.SinkErr = err
 		}
