@@ -114,7 +114,6 @@ func (lw *LogWriter) run() {
 		}
 		lw.mu.Lock()
 		lw.spare = batch[:0]
-		lw.writing = false
 		unseen := lw.unseen
 		first := err != nil && !lw.failing
 		lw.failing = err != nil
@@ -124,15 +123,17 @@ func (lw *LogWriter) run() {
 			lw.unseen = 0
 		}
 		lw.mu.Unlock()
-		if err != nil {
-			if first && lw.OnError != nil {
-				lw.OnError(err)
-			}
-			continue
-		}
-		if unseen > 0 && lw.OnDrop != nil {
+		switch {
+		case err != nil && first && lw.OnError != nil:
+			lw.OnError(err)
+		case err == nil && unseen > 0 && lw.OnDrop != nil:
 			lw.OnDrop(unseen)
 		}
+		// Only now: a Flush waits for what the callbacks write (a drop
+		// summary), which a Close right after it would otherwise drop.
+		lw.mu.Lock()
+		lw.writing = false
+		lw.mu.Unlock()
 	}
 }
 
