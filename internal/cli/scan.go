@@ -843,18 +843,18 @@ func warnLongScan(g *Globals, r scanjob.Recipe, p *scanPlan) {
 // scanRun is one execution of a scan: the engine's callbacks feed the
 // store, the live output and the progress line.
 type scanRun struct {
-	g       *Globals
-	opts    *ScanOptions   // this invocation's outputs and store
-	recipe  scanjob.Recipe // what the scan does
-	plan    *scanPlan
-	format  output.ScanFormat
-	db      *store.Store // nil with --no-store, and until start has opened it
-	info    store.ScanInfo
+	g      *Globals
+	opts   *ScanOptions   // this invocation's outputs and store
+	recipe scanjob.Recipe // what the scan does
+	plan   *scanPlan
+	format output.ScanFormat
+	db     *store.Store // nil with --no-store, and until start has opened it
+	info   store.ScanInfo
 	// start is a plain scan's store, opening while the scan runs, and
 	// leaseTTL its $PORTOLAN_LEASE_TTL (zero for the default).
 	start    *store.Starting
 	leaseTTL time.Duration
-	resumed bool
+	resumed  bool
 
 	kept  []scan.Result // results for a format rendered at the end, without a store
 	tally scan.Tally
