@@ -20,9 +20,9 @@ const guardPrefix = "portolan-scan-"
 // tears down the target's half-open connection and, on a target that
 // rate-limits, costs answers; masscan asks its users to add a firewall
 // rule by hand. Guard adds one itself: an nftables table of its own
-// (inet family, named for the process) whose input chain drops TCP to the
-// scanner's source ports, after the packet socket has seen them. It needs
-// CAP_NET_ADMIN.
+// (inet family, named for the process) whose input chain drops TCP
+// replies (ACK set) to the scanner's source ports, after the packet socket
+// has seen them. It needs CAP_NET_ADMIN.
 //
 // Close removes the table. A process killed before Close leaves it: the
 // kernel's owner tables (NFT_TABLE_F_OWNER), which go with their netlink
@@ -98,6 +98,12 @@ func (g *Guard) add(lo, hi uint16) error {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: port(lo), ToData: port(hi)},
+		// Replies only (SYN-ACK, RST-ACK): they carry ACK. A probe's SYN
+		// does not, and on loopback it arrives at a port of the block
+		// when the scan covers one.
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{FlagACK}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0}},
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	}})
 	return c.Flush()
