@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/net/bpf"
 
+	"portolan/internal/bpfasm"
 	"portolan/internal/portspec"
 )
 
@@ -41,35 +42,30 @@ func captureFilter(watch []DoorPort) ([]bpf.Instruction, error) {
 // captureFilterCore is the filter without the packet-type test, which only
 // the kernel runs (bpf.VM lacks the extension); tests run this part.
 func captureFilterCore(watch []DoorPort) ([]bpf.Instruction, error) {
-	type ins struct {
-		i      bpf.Instruction
-		jt, jf string // JumpIf targets; jt alone for Jump
-		label  string
-	}
-	p := []ins{
-		{i: bpf.LoadAbsolute{Off: 0, Size: 1}},
-		{i: bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4}},
-		{i: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 4}, jt: "v4", jf: "v6?"},
-		{label: "v6?", i: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, jt: "v6", jf: "drop"},
+	p := []bpfasm.Ins{
+		{I: bpf.LoadAbsolute{Off: 0, Size: 1}},
+		{I: bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4}},
+		{I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 4}, True: "v4", False: "v6?"},
+		{Label: "v6?", I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, True: "v6", False: "drop"},
 
-		{label: "v4", i: bpf.LoadAbsolute{Off: 6, Size: 2}},
-		{i: bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff}, jt: "drop", jf: "v4proto"},
-		{label: "v4proto", i: bpf.LoadMemShift{Off: 0}},
-		{i: bpf.LoadAbsolute{Off: 9, Size: 1}},
-		{i: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, jt: "tcp4", jf: "udp4?"},
-		{label: "udp4?", i: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17}, jt: "udp4", jf: "drop"},
-		{label: "tcp4", i: bpf.LoadIndirect{Off: 2, Size: 2}},
-		{i: bpf.Jump{}, jt: "tcp"},
-		{label: "udp4", i: bpf.LoadIndirect{Off: 2, Size: 2}},
-		{i: bpf.Jump{}, jt: "udp"},
+		{Label: "v4", I: bpf.LoadAbsolute{Off: 6, Size: 2}},
+		{I: bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff}, True: "drop", False: "v4proto"},
+		{Label: "v4proto", I: bpf.LoadMemShift{Off: 0}},
+		{I: bpf.LoadAbsolute{Off: 9, Size: 1}},
+		{I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, True: "tcp4", False: "udp4?"},
+		{Label: "udp4?", I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17}, True: "udp4", False: "drop"},
+		{Label: "tcp4", I: bpf.LoadIndirect{Off: 2, Size: 2}},
+		{I: bpf.Jump{}, True: "tcp"},
+		{Label: "udp4", I: bpf.LoadIndirect{Off: 2, Size: 2}},
+		{I: bpf.Jump{}, True: "udp"},
 
-		{label: "v6", i: bpf.LoadAbsolute{Off: 6, Size: 1}},
-		{i: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, jt: "tcp6", jf: "udp6?"},
-		{label: "udp6?", i: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17}, jt: "udp6", jf: "drop"},
-		{label: "tcp6", i: bpf.LoadAbsolute{Off: 40 + 2, Size: 2}},
-		{i: bpf.Jump{}, jt: "tcp"},
-		{label: "udp6", i: bpf.LoadAbsolute{Off: 40 + 2, Size: 2}},
-		{i: bpf.Jump{}, jt: "udp"},
+		{Label: "v6", I: bpf.LoadAbsolute{Off: 6, Size: 1}},
+		{I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, True: "tcp6", False: "udp6?"},
+		{Label: "udp6?", I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17}, True: "udp6", False: "drop"},
+		{Label: "tcp6", I: bpf.LoadAbsolute{Off: 40 + 2, Size: 2}},
+		{I: bpf.Jump{}, True: "tcp"},
+		{Label: "udp6", I: bpf.LoadAbsolute{Off: 40 + 2, Size: 2}},
+		{I: bpf.Jump{}, True: "udp"},
 	}
 	// The destination port is in A: compare it with the proto's ports.
 	for _, proto := range []portspec.Proto{portspec.TCP, portspec.UDP} {
@@ -81,45 +77,28 @@ func captureFilterCore(watch []DoorPort) ([]bpf.Instruction, error) {
 			}
 		}
 		if len(ports) == 0 {
-			p = append(p, ins{label: label, i: bpf.Jump{}, jt: "drop"})
+			p = append(p, bpfasm.Ins{Label: label, I: bpf.Jump{}, True: "drop"})
 			continue
 		}
 		for i, port := range ports {
-			x := ins{i: bpf.JumpIf{Cond: bpf.JumpEqual, Val: port}, jt: "accept", jf: "drop"}
+			x := bpfasm.Ins{I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: port}, True: "accept", False: "drop"}
 			if i < len(ports)-1 {
-				x.jf = fmt.Sprintf("%s%d", label, i+1)
+				x.False = fmt.Sprintf("%s%d", label, i+1)
 			}
 			if i == 0 {
-				x.label = label
+				x.Label = label
 			} else {
-				x.label = fmt.Sprintf("%s%d", label, i)
+				x.Label = fmt.Sprintf("%s%d", label, i)
 			}
 			p = append(p, x)
 		}
 	}
-	p = append(p, ins{label: "accept", i: bpf.RetConstant{Val: captureSnap}}, ins{label: "drop", i: bpf.RetConstant{Val: 0}})
+	p = append(p, bpfasm.Ins{Label: "accept", I: bpf.RetConstant{Val: captureSnap}}, bpfasm.Ins{Label: "drop", I: bpf.RetConstant{Val: 0}})
 
-	at := map[string]int{}
-	for n, x := range p {
-		if x.label != "" {
-			at[x.label] = n
-		}
+	prog, err := bpfasm.Assemble(p)
+	if err != nil {
+		// Only the jumps over many ports can be too long for classic BPF.
+		return nil, fmt.Errorf("bpf filter for %d watched ports: %w", len(watch), err)
 	}
-	out := make([]bpf.Instruction, len(p))
-	for n, x := range p {
-		switch j := x.i.(type) {
-		case bpf.JumpIf:
-			t, f := at[x.jt]-n-1, at[x.jf]-n-1
-			if t > 255 || f > 255 {
-				return nil, fmt.Errorf("bpf filter: %d watched ports are too many for a classic BPF jump", len(watch))
-			}
-			j.SkipTrue, j.SkipFalse = uint8(t), uint8(f)
-			x.i = j
-		case bpf.Jump:
-			j.Skip = uint32(at[x.jt] - n - 1)
-			x.i = j
-		}
-		out[n] = x.i
-	}
-	return out, nil
+	return prog, nil
 }

@@ -268,7 +268,11 @@ func TestParse(t *testing.T) {
 
 // TestFilter runs the filter's portable part in x/net/bpf's VM.
 func TestFilter(t *testing.T) {
-	vm, err := bpf.NewVM(filterCore(61000, 61999))
+	core, err := filterCore(61000, 61999)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := bpf.NewVM(core)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +304,11 @@ func FuzzParse(f *testing.F) {
 	for _, c := range parseCases() {
 		f.Add(c.pkt)
 	}
-	vm, err := bpf.NewVM(filterCore(61000, 61999))
+	core, err := filterCore(61000, 61999)
+	if err != nil {
+		f.Fatal(err)
+	}
+	vm, err := bpf.NewVM(core)
 	if err != nil {
 		f.Fatal(err)
 	}
