@@ -2,11 +2,9 @@ package knock
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -14,6 +12,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"portolan/internal/mmsg"
 	"portolan/internal/nflog"
 	"portolan/internal/sockets"
 )
@@ -34,9 +33,9 @@ type packetCapture struct {
 	got  int
 	next int
 
-	expired atomic.Bool
-	mu      sync.Mutex // drops
-	drops   uint64
+	wait  *mmsg.Reader
+	mu    sync.Mutex // drops
+	drops uint64
 }
 
 const captureBatch = 16
@@ -68,6 +67,7 @@ func openPacketCapture(nsfd int, watch []DoorPort) (packetCapturer, error) {
 	if c.raw, err = c.f.SyscallConn(); err != nil {
 		return fail(err)
 	}
+	c.wait = mmsg.NewReader(c.f, c.raw)
 	if err := c.SetWatch(watch); err != nil {
 		return fail(err)
 	}
@@ -149,52 +149,17 @@ func (c *packetCapture) Read(ctx context.Context, pkts []nflog.Packet) (int, err
 // fill waits for datagrams and reads as many as are queued, up to the
 // batch size.
 func (c *packetCapture) fill(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if c.expired.Swap(false) {
-		c.f.SetReadDeadline(time.Time{})
-	}
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() {
-			c.expired.Store(true)
-			c.f.SetReadDeadline(time.Unix(1, 0))
-		})
-		defer stop()
-	}
 	c.next, c.got = 0, 0
-	for {
-		var n int
-		var serr error
-		err := c.raw.Read(func(fd uintptr) bool {
-			for i := range c.hdrs {
-				c.hdrs[i].Hdr.Flags = 0
-				c.hdrs[i].Hdr.Control = &c.oobs[i][0]
-				c.hdrs[i].Hdr.SetControllen(len(c.oobs[i]))
-			}
-			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[0])), uintptr(len(c.hdrs)), unix.MSG_DONTWAIT, 0, 0)
-			n, serr = int(r), nil
-			if e != 0 {
-				n, serr = 0, e
-			}
-			return serr != unix.EAGAIN && serr != unix.EINTR
-		})
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			// A cancel hook of an earlier, finished context fired late.
-			c.expired.Store(false)
-			c.f.SetReadDeadline(time.Time{})
-			continue
-		case err != nil:
-			return err
-		case serr != nil:
-			return serr
+	n, err := c.wait.Read(ctx, func(fd uintptr) (int, error) {
+		for i := range c.hdrs {
+			c.hdrs[i].Hdr.Flags = 0
+			c.hdrs[i].Hdr.Control = &c.oobs[i][0]
+			c.hdrs[i].Hdr.SetControllen(len(c.oobs[i]))
 		}
-		c.got = n
-		return nil
-	}
+		return mmsg.Recv(fd, c.hdrs)
+	})
+	c.got = n
+	return err
 }
 
 // cmsgTime finds SCM_TIMESTAMPNS in a control message buffer; zero when

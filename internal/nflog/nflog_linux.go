@@ -5,15 +5,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"portolan/internal/mmsg"
 )
 
 // Configuration attributes and commands, linux/netfilter/nfnetlink_log.h.
@@ -34,7 +34,7 @@ const (
 type Reader struct {
 	group uint16
 	conn  *netlink.Conn
-	raw   syscall.RawConn
+	wait  *mmsg.Reader
 
 	bufs [][]byte
 	iovs []unix.Iovec
@@ -46,7 +46,6 @@ type Reader struct {
 
 	seqNext  uint32
 	seqKnown bool
-	expired  atomic.Bool // the cancel hook set a read deadline in the past
 
 	packets, lost, overruns, truncated, malformed atomic.Uint64
 
@@ -77,7 +76,7 @@ func (r *Reader) setup(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	r.raw = raw
+	r.wait = mmsg.NewReader(r.conn, raw)
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, cfg.ReadBuffer); e != nil {
@@ -231,47 +230,22 @@ func (r *Reader) drain(pkts []Packet) int {
 // fill waits for datagrams and reads as many as are queued, up to the
 // batch size, into the slots.
 func (r *Reader) fill(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if r.expired.Swap(false) {
-		r.conn.SetReadDeadline(time.Time{})
-	}
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() {
-			r.expired.Store(true)
-			r.conn.SetReadDeadline(time.Unix(1, 0))
-		})
-		defer stop()
-	}
 	r.slot, r.off, r.got = 0, 0, 0
 	for {
-		var n int
-		var serr error
-		err := r.raw.Read(func(fd uintptr) bool {
+		n, err := r.wait.Read(ctx, func(fd uintptr) (int, error) {
 			for i := range r.hdrs {
 				r.hdrs[i].Hdr.Flags = 0
 			}
-			n, serr = recvmmsg(int(fd), r.hdrs, unix.MSG_DONTWAIT)
-			return serr != unix.EAGAIN && serr != unix.EINTR
+			return mmsg.Recv(fd, r.hdrs)
 		})
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			// A cancel hook of an earlier, finished context fired late.
-			r.expired.Store(false)
-			r.conn.SetReadDeadline(time.Time{})
-			continue
-		case err != nil:
-			return err
-		case serr == unix.ENOBUFS:
+		if err == unix.ENOBUFS {
 			// The kernel dropped messages; the gap in their numbers
 			// says how many.
 			r.overruns.Add(1)
 			continue
-		case serr != nil:
-			return serr
+		}
+		if err != nil {
+			return err
 		}
 		r.got = n
 		return nil
@@ -286,14 +260,6 @@ func hasNetAdmin() bool {
 		return false
 	}
 	return data[0].Effective&(1<<unix.CAP_NET_ADMIN) != 0
-}
-
-func recvmmsg(fd int, hdrs []unix.Mmsghdr, flags int) (int, error) {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), uintptr(flags), 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
 }
 
 // Stats returns the counts so far.
