@@ -971,7 +971,7 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 		// Said on every run, not only on a terminal: a script that reads
 		// no ports from a host must be able to learn why.
 		fmt.Fprintf(g.io.ErrOut, "%s judged down: no answer to %s, nor to host discovery (TCP %s%s); %s filtered (host-timeout); -Pn scans every port anyway\n",
-			plural(sum.HostsDown, "host"), "the first probes", discoveryPortsText(), pingText(sum), "their ports are reported")
+			plural(sum.HostsDown, "host"), "the first probes", discoveryPortsText(), pingText(sum, r.recipe.Local), "their ports are reported")
 	}
 	synReport(g, sum)
 	if opts.StatsEvery > 0 {
@@ -1022,9 +1022,12 @@ func discoveryPortsText() string {
 }
 
 // pingText says whether discovery could ping.
-func pingText(sum scan.Summary) string {
-	if sum.Ping {
+func pingText(sum scan.Summary, l scan.Local) string {
+	switch {
+	case sum.Ping:
 		return "; ICMP echo"
+	case l.Iface != "" || l.Addr.IsValid():
+		return "; no ICMP echo with -e or -S"
 	}
 	return "; no ICMP echo: needs root, CAP_NET_RAW or net.ipv4.ping_group_range"
 }
