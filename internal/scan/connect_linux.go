@@ -17,6 +17,25 @@ import (
 	"portolan/internal/portspec"
 )
 
+// newEpollWake makes a session's epoll instance with an eventfd in it,
+// which wakes the session's goroutine.
+func newEpollWake() (epfd, wake int, err error) {
+	if epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return -1, -1, fmt.Errorf("epoll: %w", err)
+	}
+	if wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		unix.Close(epfd)
+		return -1, -1, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return -1, -1, fmt.Errorf("epoll add: %w", err)
+	}
+	return epfd, wake, nil
+}
+
 // Open starts a session: an epoll instance and the goroutine that waits on
 // it.
 func (c ConnectProber) Open(ctx context.Context, report func(Reply)) (Session, error) {
@@ -24,20 +43,9 @@ func (c ConnectProber) Open(ctx context.Context, report func(Reply)) (Session, e
 		return nil, fmt.Errorf("connect scan: %w", err)
 	}
 	limit := noFileBudget()
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, wake, err := newEpollWake()
 	if err != nil {
-		return nil, fmt.Errorf("epoll: %w", err)
-	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", err)
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(wake)
-		return nil, fmt.Errorf("epoll add: %w", err)
+		return nil, err
 	}
 	s := &epollSession{
 		epfd: epfd, wake: wake, report: report,

@@ -60,14 +60,9 @@ const (
 // Open makes the session's sockets in the calling thread's network
 // namespace and starts the goroutine that reads them.
 func (u UDPProber) Open(ctx context.Context, report func(Reply)) (Session, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, wake, err := newEpollWake()
 	if err != nil {
-		return nil, fmt.Errorf("epoll: %w", err)
-	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", err)
+		return nil, err
 	}
 	s := &udpSession{
 		u: u, ctx: ctx, report: report, epfd: epfd, wake: wake,
@@ -76,11 +71,6 @@ func (u UDPProber) Open(ctx context.Context, report func(Reply)) (Session, error
 		hosts: make(map[netip.Addr]*udpHost),
 		erred: make(map[netip.Addr]uint16),
 		done:  make(chan struct{}),
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
-		s.closeFDs()
-		return nil, fmt.Errorf("epoll add: %w", err)
 	}
 	if err := checkLocal(u.Local, unix.SOCK_DGRAM); err != nil {
 		s.closeFDs()
