@@ -17,6 +17,10 @@ type kernelLayout struct {
 	InodeSB   uint32 // struct inode.i_sb
 	SBMagic   uint32 // struct super_block.s_magic
 	TaskTgid  uint32 // struct task_struct.tgid
+	// TaskVforkDone is struct task_struct.vfork_done, set in a child of
+	// vfork (Go's os/exec, posix_spawn) until it execs: it holds a copy
+	// of its parent's files for that moment only.
+	TaskVforkDone uint32
 }
 
 // BTF kinds (include/uapi/linux/btf.h).
@@ -69,6 +73,7 @@ func parseKernelLayout(name string, b []byte) (kernelLayout, error) {
 		{"inode", "i_sb", &l.InodeSB},
 		{"super_block", "s_magic", &l.SBMagic},
 		{"task_struct", "tgid", &l.TaskTgid},
+		{"task_struct", "vfork_done", &l.TaskVforkDone},
 	}
 	structs := map[string]uint32{"file": 0, "inode": 0, "super_block": 0, "task_struct": 0}
 	for id := 1; id < len(t.at); id++ {

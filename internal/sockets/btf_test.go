@@ -74,7 +74,7 @@ func kernelBTF(skip string) []byte {
 	cu := b.typ("", btfConst, 0, u)
 	b.strct("inode", btfStruct, append(field("i_sb", int(ptr), 40), "", int(cu), 64)...)
 	b.strct("super_block", btfStruct, field("s_magic", int(ulong), 96)...)
-	b.strct("task_struct", btfStruct, append(field("pid", int(pid), 1000), field("tgid", int(pid), 1004)...)...)
+	b.strct("task_struct", btfStruct, append(append(field("pid", int(pid), 1000), field("tgid", int(pid), 1004)...), field("vfork_done", int(ptr), 1008)...)...)
 	proto := b.typ("", btfFuncProto, 1, 0, 0, ptr)
 	name := "bpf_iter_task_file"
 	if skip == name {
@@ -90,7 +90,7 @@ var layoutCases = []struct {
 	want    kernelLayout
 	wantErr string
 }{
-	{"kernel", kernelBTF(""), kernelLayout{IterFunc: 12, FileInode: 40, InodeIno: 64, InodeSB: 40, SBMagic: 96, TaskTgid: 1004}, ""},
+	{"kernel", kernelBTF(""), kernelLayout{IterFunc: 12, FileInode: 40, InodeIno: 64, InodeSB: 40, SBMagic: 96, TaskTgid: 1004, TaskVforkDone: 1008}, ""},
 	{"no iterator", kernelBTF("bpf_iter_task_file"), kernelLayout{}, "vmlinux: no function bpf_iter_task_file"},
 	{"no tgid", kernelBTF("tgid"), kernelLayout{}, "vmlinux: struct task_struct has no field tgid"},
 	{"no i_ino", kernelBTF("i_ino"), kernelLayout{}, "vmlinux: struct inode has no field i_ino"},

@@ -81,7 +81,7 @@ func loadSocketIter() (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("socket iterator: %w", err)
 	}
-	for _, off := range []uint32{l.FileInode, l.InodeIno, l.InodeSB, l.SBMagic, l.TaskTgid} {
+	for _, off := range []uint32{l.FileInode, l.InodeIno, l.InodeSB, l.SBMagic, l.TaskTgid, l.TaskVforkDone} {
 		if off > 1<<15-8 {
 			return -1, fmt.Errorf("socket iterator: field offset %d out of reach", off)
 		}
@@ -215,7 +215,9 @@ func lastLine(s string) string {
 
 // socketIterProgram assembles the iterator's program: for each (task,
 // file) pair, when the file's inode is on sockfs, write tgid, fd and the
-// inode number to the seq file. The context is struct
+// inode number to the seq file. A child of vfork that has not exec'd yet
+// is left out: its files are its parent's, copied for an instant, and
+// listing it named every fork of a busy process as a holder. The context is struct
 // bpf_iter__task_file: meta at 0, task at 8, fd at 16, file at 24.
 func socketIterProgram(l kernelLayout) []byte {
 	const (
@@ -226,7 +228,7 @@ func socketIterProgram(l kernelLayout) []byte {
 		movK, movX, addK                = 0xb7, 0xbf, 0x07
 		call, exit                      = 0x85, 0x95
 		seqWrite                        = 127 // BPF_FUNC_seq_write
-		out                             = 23  // index of "r0 = 0"
+		out                             = 25  // index of "r0 = 0"
 	)
 	type insn struct {
 		op       uint8
@@ -241,28 +243,30 @@ func socketIterProgram(l kernelLayout) []byte {
 		0:   {movX, r6, r1, 0, 0},
 		1:   {ldxDW, r7, r6, 8, 0}, // task
 		2:   jump(2, jeqK, r7, 0),
-		3:   {ldxDW, r8, r6, 24, 0}, // file
-		4:   jump(4, jeqK, r8, 0),
-		5:   {ldxDW, r2, r8, int16(l.FileInode), 0},
-		6:   jump(6, jeqK, r2, 0),
-		7:   {ldxDW, r3, r2, int16(l.InodeSB), 0},
-		8:   jump(8, jeqK, r3, 0),
-		9:   {ldxDW, r3, r3, int16(l.SBMagic), 0},
-		10:  jump(10, jneK, r3, unix.SOCKFS_MAGIC),
-		11:  {ldxDW, r3, r2, int16(l.InodeIno), 0},
-		12:  {stxDW, r10, r3, -8, 0},
-		13:  {ldxW, r3, r7, int16(l.TaskTgid), 0},
-		14:  {stxW, r10, r3, -16, 0},
-		15:  {ldxW, r3, r6, 16, 0}, // fd
-		16:  {stxW, r10, r3, -12, 0},
-		17:  {ldxDW, r1, r6, 0, 0}, // meta
-		18:  {ldxDW, r1, r1, 0, 0}, // meta->seq
-		19:  {movX, r2, r10, 0, 0},
-		20:  {addK, r2, 0, 0, -iterRecord},
-		21:  {movK, r3, 0, 0, iterRecord},
-		22:  {call, 0, 0, 0, seqWrite},
+		3:   {ldxDW, r3, r7, int16(l.TaskVforkDone), 0},
+		4:   jump(4, jneK, r3, 0),   // a vfork child before its exec
+		5:   {ldxDW, r8, r6, 24, 0}, // file
+		6:   jump(6, jeqK, r8, 0),
+		7:   {ldxDW, r2, r8, int16(l.FileInode), 0},
+		8:   jump(8, jeqK, r2, 0),
+		9:   {ldxDW, r3, r2, int16(l.InodeSB), 0},
+		10:  jump(10, jeqK, r3, 0),
+		11:  {ldxDW, r3, r3, int16(l.SBMagic), 0},
+		12:  jump(12, jneK, r3, unix.SOCKFS_MAGIC),
+		13:  {ldxDW, r3, r2, int16(l.InodeIno), 0},
+		14:  {stxDW, r10, r3, -8, 0},
+		15:  {ldxW, r3, r7, int16(l.TaskTgid), 0},
+		16:  {stxW, r10, r3, -16, 0},
+		17:  {ldxW, r3, r6, 16, 0}, // fd
+		18:  {stxW, r10, r3, -12, 0},
+		19:  {ldxDW, r1, r6, 0, 0}, // meta
+		20:  {ldxDW, r1, r1, 0, 0}, // meta->seq
+		21:  {movX, r2, r10, 0, 0},
+		22:  {addK, r2, 0, 0, -iterRecord},
+		23:  {movK, r3, 0, 0, iterRecord},
+		24:  {call, 0, 0, 0, seqWrite},
 		out: {movK, r0, 0, 0, 0},
-		24:  {exit, 0, 0, 0, 0},
+		26:  {exit, 0, 0, 0, 0},
 	}
 	b := make([]byte, 0, 8*len(prog))
 	for _, in := range prog {
