@@ -69,15 +69,13 @@ covering TARGETS) not found, 1 the comparison failed, 2 bad usage.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Last == "" {
-				for i, p := range []*string{&opts.ARef, &opts.BRef} {
-					ref, err := scanRef(args[i])
-					if err != nil {
-						return usageErr(err)
-					}
-					*p = ref
+				var err error
+				if opts.ARef, opts.A, err = scanRef(args[0]); err != nil {
+					return err
 				}
-				opts.A, _ = strconv.ParseInt(opts.ARef, 10, 64)
-				opts.B, _ = strconv.ParseInt(opts.BRef, 10, 64)
+				if opts.BRef, opts.B, err = scanRef(args[1]); err != nil {
+					return err
+				}
 			}
 			switch opts.Format {
 			case "", "table", "text", "json":

@@ -43,12 +43,10 @@ Exit status 3 when the scan does not exist.`,
   portolan report "$(portolan history -n 1 --json | jq '.[0].id')" -o latest.html`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref, err := scanRef(args[0])
-			if err != nil {
-				return usageErr(err)
+			var err error
+			if opts.Ref, opts.ID, err = scanRef(args[0]); err != nil {
+				return err
 			}
-			opts.Ref = ref
-			opts.ID, _ = strconv.ParseInt(ref, 10, 64)
 			return runReport(cmd.Context(), g, opts)
 		},
 	}

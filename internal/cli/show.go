@@ -60,12 +60,10 @@ does not exist.`,
   portolan show weekly-443 --db postgres://scanner@db/portolan   # all shards`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref, err := scanRef(args[0])
-			if err != nil {
-				return usageErr(err)
+			var err error
+			if opts.Ref, opts.ID, err = scanRef(args[0]); err != nil {
+				return err
 			}
-			opts.Ref = ref
-			opts.ID, _ = strconv.ParseInt(ref, 10, 64)
 			return runShow(cmd.Context(), g, opts)
 		},
 	}

@@ -113,18 +113,18 @@ func (f DBFlags) openRef(ctx context.Context, ref string) (*store.Store, store.S
 }
 
 // scanRef checks a scan reference given as an argument: a positive id, or
-// NAME[@RUN] of a named scan.
-func scanRef(arg string) (string, error) {
+// NAME[@RUN] of a named scan. id is 0 for a name.
+func scanRef(arg string) (ref string, id int64, err error) {
 	if id, err := strconv.ParseInt(arg, 10, 64); err == nil {
 		if id <= 0 {
-			return "", fmt.Errorf("scan id %q: want a positive number (portolan history lists them)", arg)
+			return "", 0, usageErr(fmt.Errorf("scan id %q: want a positive number (portolan history lists them)", arg))
 		}
-		return arg, nil
+		return arg, id, nil
 	}
 	if _, _, err := store.ParseRef(arg); err != nil {
-		return "", fmt.Errorf("%w (want a scan id or a --scan-id name, NAME@RUN for an earlier run)", err)
+		return "", 0, usageErr(fmt.Errorf("%w (want a scan id or a --scan-id name, NAME@RUN for an earlier run)", err))
 	}
-	return arg, nil
+	return arg, 0, nil
 }
 
 // shardsText says which shards of a merged named scan are not done: those
