@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"portolan/internal/portspec"
@@ -45,6 +46,8 @@ func groupRows(id int64, results []scan.Result, idx []int32) [][]any {
 		key groupKey
 		es  []groupEntry
 	}
+	scratch := entryScratch.Get().(*[2][]groupEntry)
+	defer entryScratch.Put(scratch)
 	var groups []*group
 	byKey := map[groupKey]*group{}
 	var last *group
@@ -61,7 +64,11 @@ func groupRows(id int64, results []scan.Result, idx []int32) [][]any {
 			if !ok {
 				g = &group{key: k}
 				if len(groups) == 0 {
-					g.es = make([]groupEntry, 0, len(idx)) // usually the only one
+					// Usually the only one.
+					if cap(scratch[0]) < len(idx) {
+						scratch[0] = make([]groupEntry, 0, len(idx))
+					}
+					g.es = scratch[0][:0]
 				}
 				byKey[k] = g
 				groups = append(groups, g)
@@ -71,18 +78,22 @@ func groupRows(id int64, results []scan.Result, idx []int32) [][]any {
 		last.es = append(last.es, groupEntry{port: r.Port, pos: r.Pos, rttUs: max(0, r.RTT.Microseconds()), time: nanos(r.Time)})
 	}
 	out := make([][]any, 0, len(groups))
-	var tmp []groupEntry
 	for _, g := range groups {
-		if cap(tmp) < len(g.es) {
-			tmp = make([]groupEntry, len(g.es))
+		if cap(scratch[1]) < len(g.es) {
+			scratch[1] = make([]groupEntry, len(g.es))
 		}
-		sortByPort(g.es, tmp[:len(g.es)])
+		sortByPort(g.es, scratch[1][:len(g.es)])
 		e := encodeGroup(g.es)
 		out = append(out, []any{id, int64(e.lo), int64(e.hi), addrKey(g.key.addr), g.key.proto.String(), g.key.state.String(),
 			g.key.reason, e.base, e.ports, e.detail})
 	}
 	return out
 }
+
+// entryScratch holds the entries of a batch's first group and the sort's
+// scratch, for the next batch: allocating them for each was most of the
+// memory a stored sweep asked of the garbage collector.
+var entryScratch = sync.Pool{New: func() any { return new([2][]groupEntry) }}
 
 // sortByPort sorts es by port, stably, with tmp (as long as es) as
 // scratch: a radix sort on the port's two bytes. A comparison sort of a
