@@ -41,3 +41,30 @@ func TestPostgresToastCompression(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendCopy: rows of the wrong shape are refused before anything is
+// sent; the binary COPY itself is checked by every write to a real server
+// (TestPostgresToastCompression and the dialect tests read them back).
+func TestAppendCopy(t *testing.T) {
+	tests := []struct {
+		name  string
+		types string
+		rows  [][]any
+		ok    bool
+	}{
+		{"good", "litb", [][]any{{int64(-1), 443, "tcp", []byte{4, 198, 18, 0, 1}}}, true},
+		{"no rows", "l", nil, true},
+		{"short row", "li", [][]any{{int64(1)}}, false},
+		{"text for an integer", "l", [][]any{{"1"}}, false},
+		{"integer for text", "t", [][]any{{int64(1)}}, false},
+		{"integer out of range", "i", [][]any{{int64(1) << 40}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := appendCopy(nil, tt.types, tt.rows)
+			if (err == nil) != tt.ok {
+				t.Errorf("appendCopy(%q, %v) = %v; want ok %v", tt.types, tt.rows, err, tt.ok)
+			}
+		})
+	}
+}
