@@ -3,9 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
