@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"sync"
 
 	"portolan/internal/portspec"
 )
@@ -42,8 +43,49 @@ func PortName(p portspec.Port, proto portspec.Proto) string {
 		}
 		return ""
 	}
-	return indexName(nameIndex, p, proto)
+	if proto < portspec.TCP || proto > portspec.DCCP {
+		return ""
+	}
+	// The runs that can hold p: those that end in or after p's block of
+	// 256 ports, up to the first that ends after the block. A scan names
+	// every port it probes, in a random order: a binary search over all
+	// runs missed the cache at each step.
+	t := nameBlocks()
+	pt := &t.protos[proto-portspec.TCP]
+	b := int(p >> 8)
+	return findName(pt.runs, t.names, p, int(pt.first[b]), min(int(pt.first[b+1])+1, len(pt.runs)/nameRunSize))
 }
+
+// nameTable is the embedded index split for PortName: each protocol's runs
+// and, per block of 256 ports, the first run that ends in or after it.
+type nameTable struct {
+	names  string
+	protos [portspec.DCCP - portspec.TCP + 1]struct {
+		runs  string
+		first [257]int32
+	}
+}
+
+var nameBlocks = sync.OnceValue(func() *nameTable {
+	t := &nameTable{}
+	off := len(nameIndexMagic)
+	for i := range t.protos {
+		n := int(be32(nameIndex[off:]))
+		off += 4
+		pt := &t.protos[i]
+		pt.runs = nameIndex[off : off+n*nameRunSize]
+		off += n * nameRunSize
+		r := 0
+		for b := range 257 {
+			for r < n && int(be16(pt.runs[r*nameRunSize+2:])) < b<<8 {
+				r++
+			}
+			pt.first[b] = int32(r)
+		}
+	}
+	t.names = nameIndex[off:]
+	return t
+})
 
 // indexName looks p up in the runs of proto by binary search.
 func indexName(idx string, p portspec.Port, proto portspec.Proto) string {
@@ -60,8 +102,13 @@ func indexName(idx string, p portspec.Port, proto portspec.Proto) string {
 		}
 		off += n * nameRunSize
 	}
-	names := idx[off:]
-	lo, hi := 0, len(runs)/nameRunSize
+	return findName(runs, idx[off:], p, 0, len(runs)/nameRunSize)
+}
+
+// findName returns the name of p from runs (and the names they point
+// into), searching runs lo to hi for the first whose last port is >= p.
+func findName(runs, names string, p portspec.Port, lo, hi int) string {
+	n := len(runs) / nameRunSize
 	for lo < hi { // first run whose last port is >= p
 		m := int(uint(lo+hi) >> 1)
 		if portspec.Port(be16(runs[m*nameRunSize+2:])) < p {
@@ -70,7 +117,7 @@ func indexName(idx string, p portspec.Port, proto portspec.Proto) string {
 			hi = m
 		}
 	}
-	if lo == len(runs)/nameRunSize {
+	if lo == n {
 		return ""
 	}
 	r := runs[lo*nameRunSize:]

@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"testing"
 
@@ -75,5 +76,13 @@ func TestIndexNameShort(t *testing.T) {
 func BenchmarkPortName(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		PortName(portspec.Port(i), portspec.TCP)
+	}
+}
+
+// BenchmarkPortNameRandom names ports in a scan's order: random.
+func BenchmarkPortNameRandom(b *testing.B) {
+	ports := rand.New(rand.NewPCG(1, 2)).Perm(65536)
+	for i := 0; b.Loop(); i++ {
+		PortName(portspec.Port(ports[i&0xffff]), portspec.TCP)
 	}
 }

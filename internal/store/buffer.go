@@ -141,9 +141,17 @@ const (
 // there and nothing waits before it (the usual case, without a copy), or
 // queues it behind what waits.
 func (b *Buffered) push(ctx context.Context) error {
-	if !b.opened(len(b.fill) > b.max()) {
+	if !b.opened(b.held+len(b.fill) > b.max()) {
 		// Still opening: gather on, within the bound. A store that
-		// failed to open fails the sink.
+		// failed to open fails the sink. A full write waits in
+		// pending: growing one slice for all a slow open gathers (a
+		// busy PostgreSQL took 100-250 ms) copied the results again at
+		// each doubling.
+		if b.fatal == nil && len(b.fill) >= gatherResults {
+			b.pending = append(b.pending, b.fill)
+			b.held += len(b.fill)
+			b.fill = nil
+		}
 		return b.fatal
 	}
 	if len(b.fill) == 0 {

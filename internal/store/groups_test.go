@@ -1,9 +1,14 @@
 package store
 
 import (
+	"cmp"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
+
+	"portolan/internal/portspec"
 )
 
 func TestGroupEncoding(t *testing.T) {
@@ -22,7 +27,7 @@ func TestGroupEncoding(t *testing.T) {
 			if err != nil {
 				t.Fatalf("decodeGroup(encodeGroup(%v)) = %v", tt.es, err)
 			}
-			if diff := cmp.Diff(tt.es, got, cmp.AllowUnexported(groupEntry{})); diff != "" {
+			if diff := gocmp.Diff(tt.es, got, gocmp.AllowUnexported(groupEntry{})); diff != "" {
 				t.Errorf("decodeGroup(encodeGroup(...)) (-want +got):\n%s", diff)
 			}
 		})
@@ -45,8 +50,42 @@ func FuzzDecodeGroup(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-decode: %v", err)
 		}
-		if diff := cmp.Diff(es, again, cmp.AllowUnexported(groupEntry{})); diff != "" {
+		if diff := gocmp.Diff(es, again, gocmp.AllowUnexported(groupEntry{})); diff != "" {
 			t.Errorf("decode, encode, decode differs (-first +second):\n%s", diff)
 		}
 	})
+}
+
+// TestSortByPort: the radix sort orders as a stable sort by port does,
+// duplicates (a port reported twice) kept in the order they came.
+func TestSortByPort(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	tests := []struct {
+		name string
+		es   []groupEntry
+	}{
+		{"empty", nil},
+		{"one", []groupEntry{{port: 443, pos: 1}}},
+		{"bytes", []groupEntry{{port: 0x0100, pos: 1}, {port: 0x00ff, pos: 2}, {port: 0xff00, pos: 3}, {port: 0, pos: 4}, {port: 65535, pos: 5}}},
+		{"duplicates", []groupEntry{{port: 80, pos: 1}, {port: 22, pos: 2}, {port: 80, pos: 3}, {port: 22, pos: 4}}},
+	}
+	var big []groupEntry
+	for i := range 5000 {
+		big = append(big, groupEntry{port: portspec.Port(rnd.IntN(65536)), pos: uint64(i)})
+	}
+	tests = append(tests, struct {
+		name string
+		es   []groupEntry
+	}{"random", big})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := slices.Clone(tt.es)
+			slices.SortStableFunc(want, func(a, b groupEntry) int { return cmp.Compare(a.port, b.port) })
+			got := slices.Clone(tt.es)
+			sortByPort(got, make([]groupEntry, len(got)))
+			if !slices.Equal(got, want) {
+				t.Errorf("sortByPort(%d entries) differs from a stable sort by port", len(tt.es))
+			}
+		})
+	}
 }

@@ -72,7 +72,7 @@ func (s *Store) insertInTx(ctx context.Context, tx *sql.Tx, rows, groups [][]any
 		table, cols string
 		n           int
 		rows        [][]any
-	}{{"results", resultColumnList, resultColumns, rows}, {"port_groups", groupColumnList, len(groupColumnNames), groups}} {
+	}{{"results", resultColumnList, resultColumns, rows}, {"port_groups", groupColumnList, groupColumns, groups}} {
 		if len(w.rows) == 0 {
 			continue
 		}
@@ -97,20 +97,8 @@ const (
 	resultColumnList = `scan_id, pos, addr, proto, port, state, reason, rtt_us, service, banner, time`
 	groupColumnList  = `scan_id, pos, max_pos, addr, proto, state, reason, base, ports, detail`
 	resultColumns    = 11
+	groupColumns     = 10
 )
-
-var (
-	resultColumnNames = columnNames(resultColumnList)
-	groupColumnNames  = columnNames(groupColumnList)
-)
-
-func columnNames(list string) []string {
-	names := strings.Split(list, ",")
-	for i := range names {
-		names[i] = strings.TrimSpace(names[i])
-	}
-	return names
-}
 
 // Filter selects results. The zero Filter selects all.
 type Filter struct {

@@ -24,23 +24,28 @@ func TestStartScan(t *testing.T) {
 		}
 		st := StartScan(ctx, open, ScanInfo{Targets: "198.18.0.0/16", Ports: "-p-", Prober: "connect", Seed: 7})
 		b := st.Buffered()
-		rs := testResults(20_000)
-		for i := 0; i < 15_000; i += 5_000 {
+		// More than one write's worth comes before the store opens: full
+		// writes wait their turn as they are.
+		rs := testResults(45_000)
+		for i := 0; i < 40_000; i += 5_000 {
 			if err := b.AddResults(ctx, rs[i:i+5_000]); err != nil {
 				t.Fatalf("AddResults while the store opens = %v", err)
 			}
 		}
-		if err := b.Checkpoint(ctx, 15_000, scan.Totals{Probes: 15_000}); err != nil {
+		if err := b.Checkpoint(ctx, 40_000, scan.Totals{Probes: 40_000}); err != nil {
 			t.Fatalf("Checkpoint while the store opens = %v", err)
 		}
 		if st.ready() {
 			t.Fatal("the store opened before it was let")
 		}
+		if len(b.pending) == 0 {
+			t.Errorf("40000 results gathered while the store opens, none queued as a full write")
+		}
 		close(release)
-		if err := b.AddResults(ctx, rs[15_000:]); err != nil {
+		if err := b.AddResults(ctx, rs[40_000:]); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.Finish(ctx, Done, scan.Totals{Probes: 20_000}); err != nil {
+		if err := b.Finish(ctx, Done, scan.Totals{Probes: 45_000}); err != nil {
 			t.Fatalf("Finish = %v", err)
 		}
 		s, si, err := st.Wait()
@@ -52,8 +57,8 @@ func TestStartScan(t *testing.T) {
 		if diff := cmp.Diff(sorted(rs), got, cmpAddr); err != nil || diff != "" {
 			t.Errorf("results of a scan that ran while its store opened: %v (-want +got):\n%s", err, diff)
 		}
-		if got, err := s.Scan(ctx, si.ID); err != nil || got.Status != Done || got.Seed != 7 || got.Counts.Probes != 20_000 {
-			t.Errorf("scan = %+v, %v; want done, seed 7, 20000 probes", got, err)
+		if got, err := s.Scan(ctx, si.ID); err != nil || got.Status != Done || got.Seed != 7 || got.Counts.Probes != 45_000 {
+			t.Errorf("scan = %+v, %v; want done, seed 7, 45000 probes", got, err)
 		}
 	})
 }
