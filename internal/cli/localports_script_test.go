@@ -21,7 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portolan/internal/netlab"
-	"portolan/internal/sockets"
+	"portolan/internal/owners"
 	"portolan/internal/testenv"
 )
 
@@ -319,7 +319,7 @@ func TestLocalPortScripts(t *testing.T) {
 			env.Setenv("PATH", marker+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv("LOCALPORT_CMDS", "portolan-localport-cmds")
 			env.Setenv("TESTPID", strconv.Itoa(os.Getpid()))
-			env.Setenv("TESTUSER", sockets.LookupUser(uint32(os.Geteuid())))
+			env.Setenv("TESTUSER", owners.LookupUser(uint32(os.Geteuid())))
 			return nil
 		},
 	})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 )
@@ -55,7 +56,7 @@ func FindSSHClients(ctx context.Context, sshConnection string, ns *Netns) (*SSHC
 	}
 	socks, err := table.List(ctx, sockets.Query{Proto: portspec.TCP, States: sockets.States(sockets.Established)})
 	if err == nil {
-		err = sockets.FindOwners(ctx, socks, sockets.OwnerOptions{})
+		err = sockets.FindOwners(ctx, socks, owners.Options{})
 	}
 	if err != nil {
 		return &SSHClients{Unknown: true, Source: unknownSource("read the SSH connections: " + err.Error())}, nil
