@@ -11,6 +11,7 @@ import (
 
 	"portolan/internal/owners"
 	"portolan/internal/portspec"
+	"portolan/internal/procstat"
 	"portolan/internal/sockets"
 )
 
@@ -36,18 +37,19 @@ func FindSSHClients(ctx context.Context, sshConnection string, ns *Netns) (*SSHC
 		if pid <= 1 {
 			break
 		}
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		name := "/proc/" + strconv.Itoa(pid) + "/stat"
+		b, err := os.ReadFile(name)
 		if err != nil {
 			break // it exited, or /proc hides it
 		}
-		comm, ppid, err := parseStat("/proc/"+strconv.Itoa(pid)+"/stat", b)
+		st, err := procstat.Parse(b)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("parse %s: %w", name, err)
 		}
-		if isSSHDName(comm) {
+		if isSSHDName(st.Comm) {
 			sshd = append(sshd, pid)
 		}
-		pid = ppid
+		pid = st.PPID
 	}
 
 	table := sockets.Table{}

@@ -1,6 +1,7 @@
 // Package procstat reads /proc/PID/stat, the kernel's one-line status of a
 // process: the fields portolan needs (parent, flags, start time), parsed
-// once for every package that asks (sockets, store, netlab).
+// once for every package that asks (owners, kill, freeport, store, netlab,
+// firewall).
 package procstat
 
 import (
