@@ -311,6 +311,10 @@ type fdJob struct {
 	parts   atomic.Int32
 	matched atomic.Bool
 	seen    atomic.Uint64 // walk.bits of the wanted sockets found here
+	// vfork says, once a wanted socket is found here, whether the process
+	// is a child of vfork that has not exec'd: see vforkChild.
+	vforkOnce sync.Once
+	vfork     bool
 }
 
 // chunk is part of a large fd directory: the entries of one getdents call.
@@ -383,7 +387,7 @@ func (wk *walker) entries(job *fdJob, buf []byte) bool {
 		}
 		if buf[off+19] != '.' {
 			if ino, ok := wk.socketLink(dfd, &buf[off+19]); ok {
-				if slot, ok := wk.want[ino]; ok && wk.found(slot, job.pid) {
+				if slot, ok := wk.want[ino]; ok && !wk.isVforkChild(job) && wk.found(slot, job.pid) {
 					job.matched.Store(true)
 					if bit := wk.bits[slot]; bit != 0 && job.seen.Or(bit)|bit == wk.allBits {
 						return false // it holds every socket asked about
@@ -397,6 +401,32 @@ func (wk *walker) entries(job *fdJob, buf []byte) bool {
 		}
 	}
 	return true
+}
+
+// isVforkChild reports whether the process of job is a child of vfork
+// before its exec, asking once per process, and only of those holding a
+// wanted socket.
+func (wk *walker) isVforkChild(job *fdJob) bool {
+	job.vforkOnce.Do(func() { job.vfork = wk.vforkChild(job.pid) })
+	return job.vfork
+}
+
+// kcmpVM is KCMP_VM of include/uapi/linux/kcmp.h.
+const kcmpVM = 1
+
+// vforkChild reports whether pid is a child of vfork (Go's os/exec,
+// posix_spawn) that has not exec'd yet: its files are a copy of its
+// parent's for that instant, so listing it named every fork of a busy
+// process as a holder (the iterator's program leaves such tasks out too).
+// Such a child has not exec'd (PF_FORKNOEXEC) and shares its parent's
+// memory (kcmp); a forked worker has memory of its own.
+func (wk *walker) vforkChild(pid int32) bool {
+	st, err := procstat.Parse(wk.read(pid, "stat"))
+	if err != nil || st.Flags&procstat.FlagForkNoExec == 0 || st.PPID <= 0 {
+		return false
+	}
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(st.PPID), kcmpVM, 0, 0, 0)
+	return errno == 0 && r == 0
 }
 
 // canImprove reports whether pid is lower than the owner found so far for

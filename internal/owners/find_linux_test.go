@@ -4,10 +4,15 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"portolan/internal/procstat"
 	"portolan/internal/testenv"
@@ -148,4 +153,109 @@ func TestFindUnderSignals(t *testing.T) {
 			t.Fatalf("round %d: %d of %d sockets without this process as their owner", round, missing, n)
 		}
 	}
+}
+
+// TestFindSkipsVforkChild: a child of vfork (os/exec, posix_spawn) that
+// has not exec'd yet holds a copy of its parent's files for that moment;
+// neither the /proc walk nor the iterator may name it as a holder. A
+// helper given this test's listener starts a program whose exec waits on
+// a write lease this test holds on it, so the helper's vfork child stays
+// in that moment until the lease is given up. (The test cannot be the
+// parent itself: a Go program stops while a vfork of its own is pending
+// whenever its collector needs every thread.)
+func TestFindSkipsVforkChild(t *testing.T) {
+	l := listen(t)
+	prog := filepath.Join(t.TempDir(), "prog")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		t.Fatalf("write lease on %s: %v", prog, err)
+	}
+	lf, err := l.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	helper := exec.Command(os.Args[0], "-test.run=^TestVforkHelper$")
+	helper.Env = append(os.Environ(), vforkEnv+"="+prog)
+	helper.ExtraFiles = []*os.File{lf}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_UNLCK)
+		if err := helper.Wait(); err != nil {
+			t.Errorf("helper: %v", err)
+		}
+	}()
+	child := waitVforkChild(t, helper.Process.Pid)
+
+	qs := []Query{{Inode: inodeOf(t, l)}}
+	want := []int{os.Getpid(), helper.Process.Pid}
+	slices.Sort(want)
+	for _, iter := range []bool{false, true} {
+		if iter {
+			if _, err := socketIter(); err != nil {
+				t.Logf("no iterator here: %v", err)
+				continue
+			}
+		}
+		for _, first := range []bool{false, true} {
+			res, err := find(context.Background(), "/proc", qs, Options{First: first}, iter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := want
+			if first {
+				w = want[:1]
+			}
+			if got := pids(res[0].Procs); !slices.Equal(got, w) {
+				t.Errorf("find(iterator %v, First %v) = pids %v; want %v, not the vfork child %d", iter, first, got, w, child)
+			}
+		}
+	}
+}
+
+// vforkEnv names the program TestVforkHelper starts.
+const vforkEnv = "OWNERS_VFORK_PROG"
+
+// TestVforkHelper is the helper of TestFindSkipsVforkChild: it holds the
+// listener given as fd 3 and runs the program named by vforkEnv.
+func TestVforkHelper(t *testing.T) {
+	prog := os.Getenv(vforkEnv)
+	if prog == "" {
+		t.Skip("run by TestFindSkipsVforkChild")
+	}
+	if err := exec.Command(prog).Run(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitVforkChild waits for a child of parent that has not exec'd and
+// returns its pid.
+func waitVforkChild(t *testing.T, parent int) int {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		ents, err := os.ReadDir("/proc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			if st, err := procstat.Read(pid); err == nil && st.PPID == parent && st.Flags&procstat.FlagForkNoExec != 0 {
+				return pid
+			}
+		}
+	}
+	t.Fatalf("no child of vfork of pid %d waiting for its exec after 10s", parent)
+	return 0
 }

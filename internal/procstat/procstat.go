@@ -10,8 +10,13 @@ import (
 	"strconv"
 )
 
-// FlagKthread is PF_KTHREAD in Stat.Flags: a kernel thread.
-const FlagKthread = 0x00200000
+// Flags of Stat.Flags (PF_* of include/linux/sched.h).
+const (
+	// FlagKthread is PF_KTHREAD: a kernel thread.
+	FlagKthread = 0x00200000
+	// FlagForkNoExec is PF_FORKNOEXEC: forked, and not exec'd since.
+	FlagForkNoExec = 0x00000040
+)
 
 // Stat is what portolan reads of /proc/PID/stat.
 type Stat struct {
