@@ -93,8 +93,21 @@ func TestFindShared(t *testing.T) {
 	l := listen(t)
 	want := append([]int{os.Getpid()}, testenv.ShareListener(t, l, 1)...)
 	slices.Sort(want)
+	wantHolders(t, Query{Inode: inodeOf(t, l)}, true, want)
+}
+
+// wantHolders checks that find (with the iterator when iter and it can
+// run here, else with the /proc walk) names the holders want (ascending)
+// of the socket q, and with First the lowest of them.
+func wantHolders(t *testing.T, q Query, iter bool, want []int) {
+	t.Helper()
+	if iter {
+		if _, err := socketIter(); err != nil {
+			t.Logf("no iterator here, the walk instead: %v", err)
+		}
+	}
 	for _, first := range []bool{false, true} {
-		res, err := Find(context.Background(), []Query{{Inode: inodeOf(t, l)}}, Options{First: first})
+		res, err := find(context.Background(), "/proc", []Query{q}, Options{First: first}, iter)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +116,7 @@ func TestFindShared(t *testing.T) {
 			w = want[:1]
 		}
 		if got := pids(res[0].Procs); !slices.Equal(got, w) {
-			t.Errorf("Find(First: %v) = pids %v; want %v", first, got, w)
+			t.Errorf("find(iterator %v, First %v) = pids %v; want %v", iter, first, got, w)
 		}
 	}
 }
@@ -196,29 +209,11 @@ func TestFindSkipsVforkChild(t *testing.T) {
 	}()
 	child := waitVforkChild(t, helper.Process.Pid)
 
-	qs := []Query{{Inode: inodeOf(t, l)}}
 	want := []int{os.Getpid(), helper.Process.Pid}
 	slices.Sort(want)
+	t.Logf("the vfork child: pid %d", child)
 	for _, iter := range []bool{false, true} {
-		if iter {
-			if _, err := socketIter(); err != nil {
-				t.Logf("no iterator here: %v", err)
-				continue
-			}
-		}
-		for _, first := range []bool{false, true} {
-			res, err := find(context.Background(), "/proc", qs, Options{First: first}, iter)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := want
-			if first {
-				w = want[:1]
-			}
-			if got := pids(res[0].Procs); !slices.Equal(got, w) {
-				t.Errorf("find(iterator %v, First %v) = pids %v; want %v, not the vfork child %d", iter, first, got, w, child)
-			}
-		}
+		wantHolders(t, Query{Inode: inodeOf(t, l)}, iter, want)
 	}
 }
 
