@@ -221,7 +221,7 @@ func (wk *walker) openProcess(pid int32) *Process {
 		return nil
 	}
 	defer unix.Close(fd)
-	return wk.readProcess(pid, fd)
+	return wk.readProcess(pid, fd, nil)
 }
 
 // explainUnseen sets Unseen (and Cgroup) of the sockets without owners.
@@ -312,9 +312,11 @@ type fdJob struct {
 	matched atomic.Bool
 	seen    atomic.Uint64 // walk.bits of the wanted sockets found here
 	// vfork says, once a wanted socket is found here, whether the process
-	// is a child of vfork that has not exec'd: see vforkChild.
+	// is a child of vfork that has not exec'd (see vforkChild); stat is
+	// what that read of /proc/PID/stat said, for readProcess.
 	vforkOnce sync.Once
 	vfork     bool
+	stat      *procstat.Stat
 }
 
 // chunk is part of a large fd directory: the entries of one getdents call.
@@ -407,7 +409,12 @@ func (wk *walker) entries(job *fdJob, buf []byte) bool {
 // before its exec, asking once per process, and only of those holding a
 // wanted socket.
 func (wk *walker) isVforkChild(job *fdJob) bool {
-	job.vforkOnce.Do(func() { job.vfork = wk.vforkChild(job.pid) })
+	job.vforkOnce.Do(func() {
+		if st, err := procstat.Parse(wk.read(job.pid, "stat")); err == nil {
+			job.stat = &st
+			job.vfork = wk.vforkChild(job.pid, st)
+		}
+	})
 	return job.vfork
 }
 
@@ -418,11 +425,11 @@ const kcmpVM = 1
 // posix_spawn) that has not exec'd yet: its files are a copy of its
 // parent's for that instant, so listing it named every fork of a busy
 // process as a holder (the iterator's program leaves such tasks out too).
-// Such a child has not exec'd (PF_FORKNOEXEC) and shares its parent's
-// memory (kcmp); a forked worker has memory of its own.
-func (wk *walker) vforkChild(pid int32) bool {
-	st, err := procstat.Parse(wk.read(pid, "stat"))
-	if err != nil || st.Flags&procstat.FlagForkNoExec == 0 || st.PPID <= 0 {
+// Such a child has not exec'd (PF_FORKNOEXEC in st, its /proc/PID/stat)
+// and shares its parent's memory (kcmp); a forked worker has memory of its
+// own.
+func (wk *walker) vforkChild(pid int32, st procstat.Stat) bool {
+	if st.Flags&procstat.FlagForkNoExec == 0 || st.PPID <= 0 {
 		return false
 	}
 	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(st.PPID), kcmpVM, 0, 0, 0)
@@ -457,7 +464,7 @@ func (wk *walker) finish(job *fdJob) {
 		return
 	}
 	if job.matched.Load() {
-		wk.procs[job.pid] = wk.readProcess(job.pid, int(job.fd))
+		wk.procs[job.pid] = wk.readProcess(job.pid, int(job.fd), job.stat)
 	}
 	unix.Syscall(unix.SYS_CLOSE, job.fd, 0, 0)
 }
@@ -496,14 +503,22 @@ func (wk *walker) socketLink(dfd int, name *byte) (uint32, bool) {
 }
 
 // readProcess reads what we show about process pid; dfd is its open fd
-// directory, whose owner is the process's effective user.
-func (wk *walker) readProcess(pid int32, dfd int) *Process {
+// directory, whose owner is the process's effective user; st is its
+// /proc/PID/stat when already read (nil: read it here).
+func (wk *walker) readProcess(pid int32, dfd int, st *procstat.Stat) *Process {
 	p := &Process{PID: int(pid)}
-	var st unix.Stat_t
-	if unix.Fstat(dfd, &st) == nil {
-		p.UID = st.Uid
+	var fst unix.Stat_t
+	if unix.Fstat(dfd, &fst) == nil {
+		p.UID = fst.Uid
 	}
-	if b := wk.read(pid, "comm"); b != nil {
+	if st == nil {
+		if s, err := procstat.Parse(wk.read(pid, "stat")); err == nil {
+			st = &s
+		}
+	}
+	if st != nil {
+		p.Comm = st.Comm // what /proc/PID/comm says too
+	} else if b := wk.read(pid, "comm"); b != nil {
 		p.Comm = string(bytes.TrimSuffix(b, []byte{'\n'}))
 	}
 	if wk.opt.Details {
@@ -511,10 +526,8 @@ func (wk *walker) readProcess(pid int32, dfd int) *Process {
 			p.UID = uid
 		}
 		p.Cmdline = parseCmdline(wk.read(pid, "cmdline"))
-		if b := wk.read(pid, "stat"); b != nil {
-			if st, err := procstat.Parse(b); err == nil {
-				p.Start = startTime(st.StartTicks)
-			}
+		if st != nil {
+			p.Start = startTime(st.StartTicks)
 		}
 		if path, err := ParseProcCgroup(wk.read(pid, "cgroup")); err == nil && path != "" {
 			p.Cgroup = ParseCgroupPath(path)
