@@ -23,6 +23,7 @@ import (
 	"strings"
 	"syscall"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 )
@@ -577,7 +578,7 @@ func inUseVerdict(o *observation, v *Verdict, in []conflict) {
 		v.Explanation = fmt.Sprintf("%s overlaps a socket %s. On Linux a wildcard and a specific address of the same family exclude each other on one port (unlike BSD), unless both sockets set SO_REUSEPORT as the same user, or both set SO_REUSEADDR and neither listens.", o.where(), first)
 	case o.opts.reusePort && c.r != sockets.RoleTimeWait && c.s.UID != o.as.UID && c.s.Inode != 0:
 		v.Rule = RuleReusePort
-		v.Explanation = fmt.Sprintf("%s is taken: %s. SO_REUSEPORT shares a port only between sockets of the same effective uid: it belongs to uid %d (%s), you are uid %d (%s).", o.where(), first, c.s.UID, sockets.LookupUser(c.s.UID), o.as.UID, o.as.User)
+		v.Explanation = fmt.Sprintf("%s is taken: %s. SO_REUSEPORT shares a port only between sockets of the same effective uid: it belongs to uid %d (%s), you are uid %d (%s).", o.where(), first, c.s.UID, owners.LookupUser(c.s.UID), o.as.UID, o.as.User)
 	case o.opts.reusePort:
 		v.Rule = RuleReusePort
 		v.Explanation = fmt.Sprintf("%s is taken: %s. You set SO_REUSEPORT, and the socket belongs to the same uid, so it did not set SO_REUSEPORT: both sockets must.", o.where(), first)
@@ -662,7 +663,7 @@ func inUseFixes(o *observation, v *Verdict, in []conflict) {
 		v.Fixes = append(v.Fixes, "use SO_REUSEPORT on both sockets (same user) to run two listeners on one port")
 	case RuleReusePort:
 		if c.s.UID != o.as.UID && c.s.Inode != 0 {
-			v.Fixes = append(v.Fixes, fmt.Sprintf("run the new socket as uid %d (%s), the holder's user", c.s.UID, sockets.LookupUser(c.s.UID)))
+			v.Fixes = append(v.Fixes, fmt.Sprintf("run the new socket as uid %d (%s), the holder's user", c.s.UID, owners.LookupUser(c.s.UID)))
 		} else {
 			v.Fixes = append(v.Fixes, "set SO_REUSEPORT on the socket already bound too")
 		}
@@ -676,15 +677,15 @@ func inUseFixes(o *observation, v *Verdict, in []conflict) {
 	// Every process holding a socket in the way, in one piece of advice:
 	// the port is free only when all of them have let go.
 	seen := map[int]bool{}
-	var holders []*sockets.Process
+	var holders []*owners.Process
 	for i := range in {
 		s := in[i].s
 		if in[i].r == sockets.RoleTimeWait {
 			continue
 		}
 		if len(s.Procs) == 0 {
-			if s.Unseen == sockets.Denied || s.Unseen == sockets.Hidden {
-				v.Fixes = append(v.Fixes, fmt.Sprintf("run as root to see which process of uid %d (%s) holds %s", s.UID, sockets.LookupUser(s.UID), sockets.DescribeSocket(s)))
+			if s.Unseen == owners.Denied || s.Unseen == owners.Hidden {
+				v.Fixes = append(v.Fixes, fmt.Sprintf("run as root to see which process of uid %d (%s) holds %s", s.UID, owners.LookupUser(s.UID), sockets.DescribeSocket(s)))
 			}
 			continue
 		}
@@ -696,8 +697,8 @@ func inUseFixes(o *observation, v *Verdict, in []conflict) {
 		}
 	}
 	if len(holders) > 0 {
-		slices.SortFunc(holders, func(a, b *sockets.Process) int { return a.PID - b.PID })
-		v.Fixes = append(v.Fixes, sockets.StopAdvice(holders, portspec.Port(o.local.Port()), o.proto))
+		slices.SortFunc(holders, func(a, b *owners.Process) int { return a.PID - b.PID })
+		v.Fixes = append(v.Fixes, owners.StopAdvice(holders, portspec.Port(o.local.Port()), o.proto))
 	}
 	if len(v.Fixes) == 0 {
 		v.Fixes = append(v.Fixes, "stop the process holding the port")

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portolan/internal/freeport"
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 )
@@ -78,7 +79,7 @@ func Why(ctx context.Context, req Request) (*Verdict, error) {
 		if len(socks) > 0 {
 			// Every owner: the fix must stop all the processes holding a
 			// socket in the way (a pre-forked server's workers too).
-			if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{Details: true}); err != nil {
+			if err := sockets.FindOwners(ctx, socks, owners.Options{Details: true}); err != nil {
 				if ctx.Err() != nil {
 					return nil, err
 				}
@@ -203,7 +204,7 @@ func ipv6Works() bool {
 // capabilities (of this thread: /proc/thread-self, not /proc/self).
 func threadIdentity() Identity {
 	uid := uint32(unix.Geteuid())
-	id := Identity{UID: uid, User: sockets.LookupUser(uid)}
+	id := Identity{UID: uid, User: owners.LookupUser(uid)}
 	if b, err := os.ReadFile("/proc/thread-self/status"); err == nil {
 		if caps, err := parseCapEff(b); err == nil {
 			id.CapNetBindService = caps&(1<<capNetBindService) != 0
@@ -429,7 +430,7 @@ func bindHookPrograms(v4 bool) (int, string) {
 		return -1, path
 	}
 	root := ""
-	sockets.ParseMountinfo(mi, func(point, fstype, _ string) {
+	owners.ParseMountinfo(mi, func(point, fstype, _ string) {
 		if fstype == "cgroup2" && root == "" {
 			root = point
 		}

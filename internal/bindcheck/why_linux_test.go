@@ -23,6 +23,7 @@ import (
 
 	"portolan/internal/freeport"
 	"portolan/internal/netlab"
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 	"portolan/internal/sockets/socktest"
@@ -369,7 +370,7 @@ func TestWhyTimeWait(t *testing.T) {
 	v = mustWhy(t, Request{Addr: lo4, Port: p, ReuseAddr: true})
 	checkVerdict(t, v, false, RuleTimeWait, "you did, the old one did not")
 	checkFix(t, v, "wait for TIME_WAIT to end")
-	if len(v.Conflicts) == 0 || v.Conflicts[0].State != sockets.TimeWait || v.Conflicts[0].Unseen != sockets.NoProcess {
+	if len(v.Conflicts) == 0 || v.Conflicts[0].State != sockets.TimeWait || v.Conflicts[0].Unseen != owners.NoProcess {
 		t.Errorf("conflicts %+v; want the TIME_WAIT socket, held by no process", v.Conflicts)
 	}
 }
@@ -547,7 +548,7 @@ func runTestChild(t *testing.T, name string, env []string, attr *syscall.SysProc
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "sockets.test")
-	socktest.CopyExecutable(t, exe, bin)
+	testenv.CopyExecutable(t, exe, bin)
 	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.count=1", "-test.v")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
@@ -648,7 +649,7 @@ func TestWhyForkedHolders(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	pids := append([]int{os.Getpid()}, socktest.ShareListener(t, l.(*net.TCPListener), 2)...)
+	pids := append([]int{os.Getpid()}, testenv.ShareListener(t, l.(*net.TCPListener), 2)...)
 	slices.Sort(pids)
 	port := portspec.Port(l.Addr().(*net.TCPAddr).Port)
 

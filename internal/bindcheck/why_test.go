@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 )
@@ -76,11 +77,11 @@ func TestOverlappingOrder(t *testing.T) {
 
 func TestJudgeExplainsWithoutKernel(t *testing.T) {
 	ap := netip.MustParseAddrPort
-	holder := &sockets.Process{PID: 4242, Comm: "nginx", User: "www-data", Cgroup: &sockets.Cgroup{Path: "/system.slice/nginx.service", Unit: "nginx.service"}}
+	holder := &owners.Process{PID: 4242, Comm: "nginx", User: "www-data", Cgroup: &owners.Cgroup{Path: "/system.slice/nginx.service", Unit: "nginx.service"}}
 	o := &observation{
 		local: ap("0.0.0.0:80"), proto: portspec.TCP, step: "bind", err: syscall.EADDRINUSE,
 		as: Identity{UID: 0, User: "root", CapNetBindService: true}, unprivMin: 1024,
-		socks: []sockets.Socket{{Proto: portspec.TCP, Family: sockets.IPv4, State: sockets.Listen, Local: ap("0.0.0.0:80"), Inode: 7, Procs: []*sockets.Process{holder}}},
+		socks: []sockets.Socket{{Proto: portspec.TCP, Family: sockets.IPv4, State: sockets.Listen, Local: ap("0.0.0.0:80"), Inode: 7, Procs: []*owners.Process{holder}}},
 	}
 	v := judge(o)
 	if v.OK || v.Rule != RuleInUse {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -21,7 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portolan/internal/netlab"
-	"portolan/internal/sockets"
+	"portolan/internal/owners"
+	"portolan/internal/procstat"
 	"portolan/internal/testenv"
 )
 
@@ -162,12 +162,12 @@ func cmdAlive(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: alive PID")
 	}
-	b, err := os.ReadFile("/proc/" + args[0] + "/stat")
-	alive := false
-	if err == nil {
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		alive = len(f) > 0 && f[0] != "Z"
+	pid, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("alive: pid %q: %v", args[0], err)
 	}
+	st, err := procstat.Read(pid)
+	alive := err == nil && st.State != 'Z'
 	if alive == neg {
 		ts.Fatalf("process %s alive: %v", args[0], alive)
 	}
@@ -319,7 +319,7 @@ func TestLocalPortScripts(t *testing.T) {
 			env.Setenv("PATH", marker+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv("LOCALPORT_CMDS", "portolan-localport-cmds")
 			env.Setenv("TESTPID", strconv.Itoa(os.Getpid()))
-			env.Setenv("TESTUSER", sockets.LookupUser(uint32(os.Geteuid())))
+			env.Setenv("TESTUSER", owners.LookupUser(uint32(os.Geteuid())))
 			return nil
 		},
 	})

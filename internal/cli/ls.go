@@ -17,6 +17,7 @@ import (
 
 	"portolan/internal/bindcheck"
 	"portolan/internal/output"
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/registry"
 	"portolan/internal/sockets"
@@ -145,11 +146,11 @@ func (f ownerFilter) active() bool { return f.uids != nil || f.pids != nil }
 // keep reports whether a socket of user uid held by procs passes: every
 // filter given must match (a user: the socket's or a holder's; a pid: a
 // holder's).
-func (f ownerFilter) keep(uid uint32, procs []*sockets.Process) bool {
-	if f.pids != nil && !slices.ContainsFunc(procs, func(p *sockets.Process) bool { return f.pids[p.PID] }) {
+func (f ownerFilter) keep(uid uint32, procs []*owners.Process) bool {
+	if f.pids != nil && !slices.ContainsFunc(procs, func(p *owners.Process) bool { return f.pids[p.PID] }) {
 		return false
 	}
-	if f.uids != nil && !f.uids[uid] && !slices.ContainsFunc(procs, func(p *sockets.Process) bool { return f.uids[p.UID] }) {
+	if f.uids != nil && !f.uids[uid] && !slices.ContainsFunc(procs, func(p *owners.Process) bool { return f.uids[p.UID] }) {
 		return false
 	}
 	return true
@@ -382,7 +383,7 @@ func lsSnapshot(ctx context.Context, g *Globals, opts LsOptions, qs []sockQuery,
 		return nil, services{}, err
 	}
 	if !opts.NoOwner {
-		if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{}); err != nil {
+		if err := sockets.FindOwners(ctx, socks, owners.Options{}); err != nil {
 			if ctx.Err() != nil {
 				return nil, services{}, err
 			}
@@ -410,7 +411,7 @@ func lsSnapshot(ctx context.Context, g *Globals, opts LsOptions, qs []sockQuery,
 // (output.WriteRows), the strings that repeat (addresses, ports, pids,
 // users) are made once, and the rest (peers, "comm +N") are built in one
 // reused buffer.
-func writeLsTable(w io.Writer, color bool, socks []sockets.Socket, svc services, showState, owners bool) error {
+func writeLsTable(w io.Writer, color bool, socks []sockets.Socket, svc services, showState, withOwners bool) error {
 	netns := len(socks) > 0 && socks[0].Netns != "" // --all-netns
 	var header []string
 	if netns {
@@ -426,7 +427,7 @@ func writeLsTable(w io.Writer, color bool, socks []sockets.Socket, svc services,
 		header = append(header, "PEER")
 	}
 	header = append(header, "SERVICE")
-	if owners {
+	if withOwners {
 		header = append(header, "PID", "PROCESS")
 		right = append(right, len(header)-2)
 	}
@@ -466,7 +467,7 @@ func writeLsTable(w io.Writer, color bool, socks []sockets.Socket, svc services,
 			row = append(row, peer)
 		}
 		row = append(row, svc.name(s))
-		if owners {
+		if withOwners {
 			var pid, proc string
 			pid, proc, scratch = ownerCells(s, num, scratch)
 			row = append(row, pid, proc)
@@ -474,7 +475,7 @@ func writeLsTable(w io.Writer, color bool, socks []sockets.Socket, svc services,
 		user := "-" // TIME_WAIT and the like belong to no user
 		if s.Inode != 0 {
 			if user, ok = users[s.UID]; !ok {
-				user = sockets.LookupUser(s.UID)
+				user = owners.LookupUser(s.UID)
 				users[s.UID] = user
 			}
 		}
@@ -546,7 +547,7 @@ func ownerCells(s *sockets.Socket, num func(int) string, buf []byte) (pid, proc 
 			})
 		}
 		return num(p.PID), proc, buf
-	case s.Unseen == sockets.NoProcess:
+	case s.Unseen == owners.NoProcess:
 		return "-", "-", buf
 	}
 	return "-", "?", buf
@@ -557,11 +558,11 @@ func noteUnseen(g *Globals, socks []sockets.Socket) {
 	var denied, hidden, gone int
 	for i := range socks {
 		switch socks[i].Unseen {
-		case sockets.Denied:
+		case owners.Denied:
 			denied++
-		case sockets.Hidden:
+		case owners.Hidden:
 			hidden++
-		case sockets.NotFound:
+		case owners.NotFound:
 			gone++
 		}
 	}
@@ -646,28 +647,28 @@ func serviceName(p uint16, proto portspec.Proto) string {
 
 // socketJSON is the stable JSON form of a socket, shared by ls and who.
 type socketJSON struct {
-	Proto        portspec.Proto  `json:"proto"`
-	Family       sockets.Family  `json:"family"`
-	State        string          `json:"state"`
-	Address      netip.Addr      `json:"address"`
-	Port         uint16          `json:"port"`
-	PeerAddress  netip.Addr      `json:"peer_address"`
-	PeerPort     uint16          `json:"peer_port"`
-	V6Only       bool            `json:"v6only"`
-	DualStack    bool            `json:"dual_stack"`
-	Interface    string          `json:"interface,omitempty"`
-	Service      string          `json:"service,omitempty"`
-	UID          *uint32         `json:"uid,omitempty"`
-	User         string          `json:"user,omitempty"`
-	Inode        uint32          `json:"inode,omitempty"`
-	Cookie       uint64          `json:"cookie"`
-	RxQueue      uint32          `json:"rx_queue"`
-	TxQueue      uint32          `json:"tx_queue"`
-	Processes    []processJSON   `json:"processes,omitempty"`
-	OwnerUnknown sockets.Unseen  `json:"owner_unknown,omitempty"` // why processes is empty
-	OwnerNote    string          `json:"owner_note,omitempty"`
-	Cgroup       *sockets.Cgroup `json:"cgroup,omitempty"` // the socket's, when no process is seen
-	Netns        string          `json:"netns,omitempty"`  // with --all-netns
+	Proto        portspec.Proto `json:"proto"`
+	Family       sockets.Family `json:"family"`
+	State        string         `json:"state"`
+	Address      netip.Addr     `json:"address"`
+	Port         uint16         `json:"port"`
+	PeerAddress  netip.Addr     `json:"peer_address"`
+	PeerPort     uint16         `json:"peer_port"`
+	V6Only       bool           `json:"v6only"`
+	DualStack    bool           `json:"dual_stack"`
+	Interface    string         `json:"interface,omitempty"`
+	Service      string         `json:"service,omitempty"`
+	UID          *uint32        `json:"uid,omitempty"`
+	User         string         `json:"user,omitempty"`
+	Inode        uint32         `json:"inode,omitempty"`
+	Cookie       uint64         `json:"cookie"`
+	RxQueue      uint32         `json:"rx_queue"`
+	TxQueue      uint32         `json:"tx_queue"`
+	Processes    []processJSON  `json:"processes,omitempty"`
+	OwnerUnknown owners.Unseen  `json:"owner_unknown,omitempty"` // why processes is empty
+	OwnerNote    string         `json:"owner_note,omitempty"`
+	Cgroup       *owners.Cgroup `json:"cgroup,omitempty"` // the socket's, when no process is seen
+	Netns        string         `json:"netns,omitempty"`  // with --all-netns
 }
 
 type processJSON struct {
@@ -684,7 +685,7 @@ type processJSON struct {
 	Pod       string    `json:"pod,omitempty"`
 }
 
-func newSocketJSON(s *sockets.Socket, service string, owners bool) socketJSON {
+func newSocketJSON(s *sockets.Socket, service string, withOwners bool) socketJSON {
 	j := socketJSON{
 		Proto: s.Proto, Family: s.Family, State: s.StateName(),
 		Address: s.Local.Addr(), Port: s.Local.Port(), PeerAddress: s.Remote.Addr(), PeerPort: s.Remote.Port(),
@@ -693,11 +694,11 @@ func newSocketJSON(s *sockets.Socket, service string, owners bool) socketJSON {
 	}
 	if s.Inode != 0 {
 		uid := s.UID
-		j.UID, j.User = &uid, sockets.LookupUser(uid)
+		j.UID, j.User = &uid, owners.LookupUser(uid)
 	}
-	if owners {
+	if withOwners {
 		j.OwnerUnknown = s.Unseen
-		j.OwnerNote = s.Unseen.Explain(s)
+		j.OwnerNote = sockets.ExplainUnseen(s)
 		for _, p := range s.Procs {
 			j.Processes = append(j.Processes, newProcessJSON(p))
 		}
@@ -705,7 +706,7 @@ func newSocketJSON(s *sockets.Socket, service string, owners bool) socketJSON {
 	return j
 }
 
-func newProcessJSON(p *sockets.Process) processJSON {
+func newProcessJSON(p *owners.Process) processJSON {
 	pj := processJSON{PID: p.PID, Command: p.Comm, Cmdline: p.Cmdline, UID: p.UID, User: p.User, Start: p.Start}
 	if c := p.Cgroup; c != nil {
 		pj.Cgroup, pj.Unit, pj.Container, pj.Runtime, pj.Pod = c.Path, c.Unit, c.Container, c.Runtime, c.Pod

@@ -12,27 +12,28 @@ import (
 	"time"
 
 	"portolan/internal/output"
+	"portolan/internal/owners"
 	"portolan/internal/sockets"
 )
 
 // unixSocketJSON is the stable JSON form of a unix socket.
 type unixSocketJSON struct {
-	Proto     string         `json:"proto"` // "unix"
-	Type      string         `json:"type"`  // stream, dgram, seqpacket
-	State     string         `json:"state"`
-	Name      string         `json:"name"` // path, "@abstract", or "" unnamed
-	Abstract  bool           `json:"abstract"`
-	Inode     uint32         `json:"inode"`
-	Cookie    uint64         `json:"cookie"`
-	Peer      uint32         `json:"peer_inode,omitempty"`
-	PeerName  string         `json:"peer_name,omitempty"`
-	Pending   int            `json:"pending,omitempty"`
-	RxQueue   uint32         `json:"rx_queue"`
-	TxQueue   uint32         `json:"tx_queue"`
-	UID       *uint32        `json:"uid,omitempty"`
-	User      string         `json:"user,omitempty"`
-	Processes []processJSON  `json:"processes,omitempty"`
-	Unknown   sockets.Unseen `json:"owner_unknown,omitempty"`
+	Proto     string        `json:"proto"` // "unix"
+	Type      string        `json:"type"`  // stream, dgram, seqpacket
+	State     string        `json:"state"`
+	Name      string        `json:"name"` // path, "@abstract", or "" unnamed
+	Abstract  bool          `json:"abstract"`
+	Inode     uint32        `json:"inode"`
+	Cookie    uint64        `json:"cookie"`
+	Peer      uint32        `json:"peer_inode,omitempty"`
+	PeerName  string        `json:"peer_name,omitempty"`
+	Pending   int           `json:"pending,omitempty"`
+	RxQueue   uint32        `json:"rx_queue"`
+	TxQueue   uint32        `json:"tx_queue"`
+	UID       *uint32       `json:"uid,omitempty"`
+	User      string        `json:"user,omitempty"`
+	Processes []processJSON `json:"processes,omitempty"`
+	Unknown   owners.Unseen `json:"owner_unknown,omitempty"`
 	// PeerProcesses hold the other end of a connection (who PATH --all).
 	PeerProcesses []processJSON `json:"peer_processes,omitempty"`
 }
@@ -43,7 +44,7 @@ func newUnixSocketJSON(s *sockets.UnixSocket) unixSocketJSON {
 		RxQueue: s.RxQueue, TxQueue: s.TxQueue, Unknown: s.Unseen}
 	if s.HasUID {
 		uid := s.UID
-		j.UID, j.User = &uid, sockets.LookupUser(uid)
+		j.UID, j.User = &uid, owners.LookupUser(uid)
 	}
 	for _, p := range s.Procs {
 		j.Processes = append(j.Processes, newProcessJSON(p))
@@ -53,7 +54,7 @@ func newUnixSocketJSON(s *sockets.UnixSocket) unixSocketJSON {
 
 // listUnix reads the unix sockets: listeners and bound datagram sockets
 // (the servers), or with all every one.
-func listUnix(ctx context.Context, g *Globals, netns, name string, all, owners, details bool) ([]sockets.UnixSocket, error) {
+func listUnix(ctx context.Context, g *Globals, netns, name string, all, withOwners, details bool) ([]sockets.UnixSocket, error) {
 	q := sockets.UnixQuery{Name: name}
 	if !all {
 		q.States = sockets.States(sockets.Listen, sockets.Close)
@@ -74,8 +75,8 @@ func listUnix(ctx context.Context, g *Globals, netns, name string, all, owners, 
 		}
 		socks = kept
 	}
-	if owners && len(socks) > 0 {
-		if err := sockets.FindUnixOwners(ctx, socks, sockets.OwnerOptions{Details: details}); err != nil {
+	if withOwners && len(socks) > 0 {
+		if err := sockets.FindUnixOwners(ctx, socks, owners.Options{Details: details}); err != nil {
 			if ctx.Err() != nil {
 				return nil, err
 			}
@@ -158,9 +159,9 @@ func lsUnixSnapshot(ctx context.Context, g *Globals, opts LsOptions, filter owne
 	return kept, nil
 }
 
-func writeUnixTable(w io.Writer, color bool, socks []sockets.UnixSocket, owners bool) error {
+func writeUnixTable(w io.Writer, color bool, socks []sockets.UnixSocket, withOwners bool) error {
 	t := output.Table{Header: []string{"TYPE", "STATE", "NAME", "PEER", "QUEUE"}}
-	if owners {
+	if withOwners {
 		t.Header = append(t.Header, "PID", "PROCESS", "USER")
 	}
 	for i := range socks {
@@ -181,10 +182,10 @@ func writeUnixTable(w io.Writer, color bool, socks []sockets.UnixSocket, owners 
 			queue += fmt.Sprintf(" (%d pending)", s.Pending)
 		}
 		row := []string{s.Type.String(), s.StateName(), name, peer, queue}
-		if owners {
+		if withOwners {
 			pid, proc, user := "-", "-", "-"
 			if s.HasUID {
-				user = sockets.LookupUser(s.UID)
+				user = owners.LookupUser(s.UID)
 			}
 			if len(s.Procs) > 0 {
 				p := s.Procs[0]
@@ -202,7 +203,7 @@ func writeUnixTable(w io.Writer, color bool, socks []sockets.UnixSocket, owners 
 
 // peerProcs finds the processes at the other end of the connections in
 // socks (the clients of a listener's accepted sockets), by peer inode.
-func peerProcs(ctx context.Context, g *Globals, netns string, socks []sockets.UnixSocket) map[uint32][]*sockets.Process {
+func peerProcs(ctx context.Context, g *Globals, netns string, socks []sockets.UnixSocket) map[uint32][]*owners.Process {
 	want := map[uint32]bool{}
 	for i := range socks {
 		if socks[i].Peer != 0 {
@@ -222,10 +223,10 @@ func peerProcs(ctx context.Context, g *Globals, netns string, socks []sockets.Un
 			ends = append(ends, s)
 		}
 	}
-	if err := sockets.FindUnixOwners(ctx, ends, sockets.OwnerOptions{}); err != nil && ctx.Err() != nil {
+	if err := sockets.FindUnixOwners(ctx, ends, owners.Options{}); err != nil && ctx.Err() != nil {
 		return nil
 	}
-	out := make(map[uint32][]*sockets.Process, len(ends))
+	out := make(map[uint32][]*owners.Process, len(ends))
 	for _, e := range ends {
 		out[e.Inode] = e.Procs
 	}
@@ -286,7 +287,7 @@ func runWhoUnix(ctx context.Context, g *Globals, opts WhoOptions) error {
 				}
 			}
 			if len(s.Procs) == 0 {
-				kv("owner", "unknown: "+s.Unseen.Explain(&sockets.Socket{UID: s.UID, State: s.State}))
+				kv("owner", "unknown: "+sockets.ExplainUnseen(&sockets.Socket{UID: s.UID, State: s.State, Unseen: s.Unseen}))
 			}
 			writeProcs(g.io.Out, kv, s.Procs, time.Now())
 			var ps []string

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 	"portolan/internal/testenv"
@@ -188,7 +189,7 @@ func TestSocketScripts(t *testing.T) {
 			env.Setenv("SOCKET_CMDS", "portolan-socket-cmds")
 			env.Setenv("TESTPID", strconv.Itoa(os.Getpid()))
 			env.Setenv("TESTCOMM", string(bytes.TrimSpace(comm)))
-			env.Setenv("TESTUSER", sockets.LookupUser(uint32(os.Geteuid())))
+			env.Setenv("TESTUSER", owners.LookupUser(uint32(os.Geteuid())))
 			return nil
 		},
 	})

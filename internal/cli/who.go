@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 )
@@ -150,7 +151,7 @@ type treeJSON struct {
 	Children []*treeJSON `json:"children,omitempty"`
 }
 
-func newTreeJSON(ns []*sockets.TreeNode) []*treeJSON {
+func newTreeJSON(ns []*owners.TreeNode) []*treeJSON {
 	var out []*treeJSON
 	for _, n := range ns {
 		out = append(out, &treeJSON{PID: n.PID, Command: n.Comm, Holds: n.Holds, Children: newTreeJSON(n.Children)})
@@ -159,9 +160,9 @@ func newTreeJSON(ns []*sockets.TreeNode) []*treeJSON {
 }
 
 // holderProcs are the distinct processes holding socks.
-func holderProcs(socks []sockets.Socket) []*sockets.Process {
+func holderProcs(socks []sockets.Socket) []*owners.Process {
 	seen := map[int]bool{}
-	var out []*sockets.Process
+	var out []*owners.Process
 	for i := range socks {
 		for _, p := range socks[i].Procs {
 			if !seen[p.PID] {
@@ -174,7 +175,7 @@ func holderProcs(socks []sockets.Socket) []*sockets.Process {
 }
 
 // writeTree draws the tree with box-drawing branches; holders are marked.
-func writeTree(w io.Writer, ns []*sockets.TreeNode, prefix string, top bool) {
+func writeTree(w io.Writer, ns []*owners.TreeNode, prefix string, top bool) {
 	for i, n := range ns {
 		branch, next := "├─ ", "│  "
 		if i == len(ns)-1 {
@@ -211,7 +212,7 @@ func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
 			if socks, err = listSockets(ctx, g, opts.Netns, qs); err != nil {
 				return nil, err
 			}
-			if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{First: opts.First, Details: true}); err != nil && ctx.Err() != nil {
+			if err := sockets.FindOwners(ctx, socks, owners.Options{First: opts.First, Details: true}); err != nil && ctx.Err() != nil {
 				return nil, err
 			}
 			items := make([]watchItem, len(socks))
@@ -243,7 +244,7 @@ func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
 		return err
 	}
 	if len(socks) > 0 {
-		if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{First: opts.First, Details: true}); err != nil {
+		if err := sockets.FindOwners(ctx, socks, owners.Options{First: opts.First, Details: true}); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
@@ -253,7 +254,7 @@ func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
 	if g.JSON {
 		res := whoResult{Port: w.port, Protos: w.protos, Held: len(socks) > 0, Sockets: []socketJSON{}}
 		if opts.Tree {
-			res.Tree = newTreeJSON(sockets.HolderTree(holderProcs(socks)))
+			res.Tree = newTreeJSON(owners.Tree(holderProcs(socks)))
 		}
 		for i := range socks {
 			res.Sockets = append(res.Sockets, newSocketJSON(&socks[i], serviceName(socks[i].Local.Port(), socks[i].Proto), true))
@@ -265,7 +266,7 @@ func runWho(ctx context.Context, g *Globals, opts WhoOptions) error {
 		writeHolders(g.io.Out, socks, time.Now())
 		if hs := holderProcs(socks); opts.Tree && len(hs) > 0 {
 			fmt.Fprintln(g.io.Out, "\nprocess tree:")
-			writeTree(g.io.Out, sockets.HolderTree(hs), "", true)
+			writeTree(g.io.Out, owners.Tree(hs), "", true)
 		}
 	}
 	if len(socks) == 0 {
@@ -372,9 +373,9 @@ func writeHolders(w io.Writer, socks []sockets.Socket, now time.Time) {
 		s := g[0]
 		kv("netns", s.Netns)
 		if len(s.Procs) == 0 {
-			kv("owner", "unknown: "+s.Unseen.Explain(s))
+			kv("owner", "unknown: "+sockets.ExplainUnseen(s))
 			if s.Inode != 0 {
-				kv("user", fmt.Sprintf("%s (%d)", sockets.LookupUser(s.UID), s.UID))
+				kv("user", fmt.Sprintf("%s (%d)", owners.LookupUser(s.UID), s.UID))
 			}
 			writeCgroup(kv, s.Cgroup)
 			continue
@@ -387,7 +388,7 @@ func writeHolders(w io.Writer, socks []sockets.Socket, now time.Time) {
 
 // writeProcs describes each process holding a socket: pid, command line,
 // user, start time, unit or container; "--" between them.
-func writeProcs(w io.Writer, kv func(k, v string), procs []*sockets.Process, now time.Time) {
+func writeProcs(w io.Writer, kv func(k, v string), procs []*owners.Process, now time.Time) {
 	for i, p := range procs {
 		if i > 0 {
 			fmt.Fprintln(w, "  --")
@@ -406,7 +407,7 @@ func writeProcs(w io.Writer, kv func(k, v string), procs []*sockets.Process, now
 	}
 }
 
-func writeCgroup(kv func(k, v string), c *sockets.Cgroup) {
+func writeCgroup(kv func(k, v string), c *owners.Cgroup) {
 	if c == nil {
 		return
 	}

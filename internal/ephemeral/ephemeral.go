@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 )
@@ -93,8 +94,8 @@ type Destination struct {
 
 // ProcessCount is a process and how many sockets it has to a destination.
 type ProcessCount struct {
-	Process *sockets.Process `json:"process"`
-	Sockets int              `json:"sockets"`
+	Process *owners.Process `json:"process"`
+	Sockets int             `json:"sockets"`
 }
 
 // HeldPort is a port of the range that connections cannot use, because a

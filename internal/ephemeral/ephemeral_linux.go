@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
 )
@@ -77,7 +78,7 @@ func Survey(ctx context.Context, req Request) (*Report, error) {
 	r := analyze(in)
 	if n := req.top(); n > 0 && len(r.Destinations) > 0 {
 		hot := r.Destinations[0].Sockets
-		if err := sockets.FindOwners(ctx, hot, sockets.OwnerOptions{First: true}); err != nil && ctx.Err() != nil {
+		if err := sockets.FindOwners(ctx, hot, owners.Options{First: true}); err != nil && ctx.Err() != nil {
 			return nil, err
 		}
 		r.Top = topProcesses(hot, n)

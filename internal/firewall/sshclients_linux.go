@@ -9,7 +9,9 @@ import (
 	"strings"
 	"syscall"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
+	"portolan/internal/procstat"
 	"portolan/internal/sockets"
 )
 
@@ -35,18 +37,19 @@ func FindSSHClients(ctx context.Context, sshConnection string, ns *Netns) (*SSHC
 		if pid <= 1 {
 			break
 		}
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		name := "/proc/" + strconv.Itoa(pid) + "/stat"
+		b, err := os.ReadFile(name)
 		if err != nil {
 			break // it exited, or /proc hides it
 		}
-		comm, ppid, err := parseStat("/proc/"+strconv.Itoa(pid)+"/stat", b)
+		st, err := procstat.Parse(b)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("parse %s: %w", name, err)
 		}
-		if isSSHDName(comm) {
+		if isSSHDName(st.Comm) {
 			sshd = append(sshd, pid)
 		}
-		pid = ppid
+		pid = st.PPID
 	}
 
 	table := sockets.Table{}
@@ -55,7 +58,7 @@ func FindSSHClients(ctx context.Context, sshConnection string, ns *Netns) (*SSHC
 	}
 	socks, err := table.List(ctx, sockets.Query{Proto: portspec.TCP, States: sockets.States(sockets.Established)})
 	if err == nil {
-		err = sockets.FindOwners(ctx, socks, sockets.OwnerOptions{})
+		err = sockets.FindOwners(ctx, socks, owners.Options{})
 	}
 	if err != nil {
 		return &SSHClients{Unknown: true, Source: unknownSource("read the SSH connections: " + err.Error())}, nil

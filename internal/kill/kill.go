@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/procstat"
 	"portolan/internal/sockets"
@@ -85,7 +86,7 @@ func (r *Request) selects(s *sockets.Socket) bool {
 
 // Target is a process holding the port.
 type Target struct {
-	Process *sockets.Process
+	Process *owners.Process
 	PPID    int
 	// Sockets are the selected sockets on the port it holds.
 	Sockets []sockets.Socket
@@ -174,7 +175,7 @@ type procFacts struct {
 // command to run instead. self and selfCgroup describe this process: a
 // process in our own cgroup is not redirected (killing a sibling in one's
 // own unit is what was asked).
-func refusal(p *sockets.Process, f procFacts, self int, selfCgroup string, force bool) (refused, instead string) {
+func refusal(p *owners.Process, f procFacts, self int, selfCgroup string, force bool) (refused, instead string) {
 	switch {
 	case p.PID == 1:
 		return "pid 1 (init) is never signalled: it would take the system (or container) down", ""
@@ -188,10 +189,10 @@ func refusal(p *sockets.Process, f procFacts, self int, selfCgroup string, force
 	}
 	c := p.Cgroup
 	if c.Container != "" {
-		return fmt.Sprintf("it runs in %s container %s: stop the container, or it may be restarted (--force to kill anyway)", c.Runtime, sockets.ShortID(c.Container)), sockets.ContainerStop(c)
+		return fmt.Sprintf("it runs in %s container %s: stop the container, or it may be restarted (--force to kill anyway)", c.Runtime, owners.ShortID(c.Container)), owners.ContainerStop(c)
 	}
 	if strings.HasSuffix(c.Unit, ".service") && !strings.HasPrefix(c.Unit, "user@") {
-		return fmt.Sprintf("it belongs to systemd unit %s: systemd would restart it or mark it failed (--force to kill anyway)", c.Unit), sockets.UnitStop(c)
+		return fmt.Sprintf("it belongs to systemd unit %s: systemd would restart it or mark it failed (--force to kill anyway)", c.Unit), owners.UnitStop(c)
 	}
 	return "", ""
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/procstat"
 	"portolan/internal/sockets"
@@ -45,7 +46,7 @@ func NewPlan(ctx context.Context, req Request) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sockets.FindOwners(ctx, socks, sockets.OwnerOptions{Details: true}); err != nil {
+	if err := sockets.FindOwners(ctx, socks, owners.Options{Details: true}); err != nil {
 		if ctx.Err() != nil {
 			return nil, err
 		}
@@ -107,7 +108,7 @@ func ownCgroup() string {
 	if err != nil {
 		return ""
 	}
-	p, _ := sockets.ParseProcCgroup(b)
+	p, _ := owners.ParseProcCgroup(b)
 	return p
 }
 
@@ -206,7 +207,7 @@ func Run(ctx context.Context, plan *Plan) (*Result, error) {
 	}
 	res.Freed, res.Remaining = freed, remaining
 	if len(remaining) > 0 {
-		if err := sockets.FindOwners(ctx, res.Remaining, sockets.OwnerOptions{First: true, Details: true}); err != nil && ctx.Err() != nil {
+		if err := sockets.FindOwners(ctx, res.Remaining, owners.Options{First: true, Details: true}); err != nil && ctx.Err() != nil {
 			return res, err
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"portolan/internal/netlab"
 	"portolan/internal/portspec"
+	"portolan/internal/procstat"
 	"portolan/internal/sockets"
 	"portolan/internal/sockets/socktest"
 	"portolan/internal/testenv"
@@ -115,12 +116,8 @@ func exitedBy(t *testing.T, c *child) syscall.Signal {
 }
 
 func stillRuns(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	return len(f) > 0 && f[0] != "Z"
+	st, err := procstat.Read(pid)
+	return err == nil && st.State != 'Z'
 }
 
 // killHost is a namespace of the test's own.

@@ -7,36 +7,37 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 	"portolan/internal/procstat"
 	"portolan/internal/sockets"
 )
 
 func TestRefusal(t *testing.T) {
-	svc := &sockets.Cgroup{Path: "/system.slice/nginx.service", Unit: "nginx.service"}
-	userSvc := &sockets.Cgroup{Path: "/user.slice/user-1000.slice/user@1000.service/app.slice/vite.service", Unit: "vite.service"}
-	docker := &sockets.Cgroup{Path: "/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope", Unit: "docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope", Runtime: "docker", Container: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
-	session := &sockets.Cgroup{Path: "/user.slice/user-1000.slice/session-2.scope", Unit: "session-2.scope"}
+	svc := &owners.Cgroup{Path: "/system.slice/nginx.service", Unit: "nginx.service"}
+	userSvc := &owners.Cgroup{Path: "/user.slice/user-1000.slice/user@1000.service/app.slice/vite.service", Unit: "vite.service"}
+	docker := &owners.Cgroup{Path: "/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope", Unit: "docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope", Runtime: "docker", Container: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
+	session := &owners.Cgroup{Path: "/user.slice/user-1000.slice/session-2.scope", Unit: "session-2.scope"}
 	cases := []struct {
 		name          string
-		p             sockets.Process
+		p             owners.Process
 		f             procFacts
 		force         bool
 		selfCgroup    string
 		wantRefused   string // substring; empty: allowed
 		wantInsteadOf string
 	}{
-		{"plain", sockets.Process{PID: 4000, Cgroup: session}, procFacts{ppid: 3000}, false, "", "", ""},
-		{"pid 1", sockets.Process{PID: 1}, procFacts{}, false, "", "pid 1", ""},
-		{"pid 1 forced", sockets.Process{PID: 1}, procFacts{}, true, "", "pid 1", ""},
-		{"kernel thread", sockets.Process{PID: 50}, procFacts{ppid: 2, kthread: true}, true, "", "kernel thread", ""},
-		{"self", sockets.Process{PID: 777}, procFacts{}, false, "", "portolan itself", ""},
-		{"self forced", sockets.Process{PID: 777}, procFacts{}, true, "", "", ""},
-		{"service", sockets.Process{PID: 4000, Cgroup: svc}, procFacts{ppid: 1}, false, "", "systemd unit nginx.service", "systemctl stop nginx.service"},
-		{"service forced", sockets.Process{PID: 4000, Cgroup: svc}, procFacts{ppid: 1}, true, "", "", ""},
-		{"our own service", sockets.Process{PID: 4000, Cgroup: svc}, procFacts{ppid: 1}, false, "/system.slice/nginx.service", "", ""},
-		{"user service", sockets.Process{PID: 4000, Cgroup: userSvc}, procFacts{}, false, "", "vite.service", "systemctl --user stop vite.service"},
-		{"container", sockets.Process{PID: 4000, Cgroup: docker}, procFacts{}, false, "", "docker container 0123456789ab", "docker stop 0123456789ab"},
+		{"plain", owners.Process{PID: 4000, Cgroup: session}, procFacts{ppid: 3000}, false, "", "", ""},
+		{"pid 1", owners.Process{PID: 1}, procFacts{}, false, "", "pid 1", ""},
+		{"pid 1 forced", owners.Process{PID: 1}, procFacts{}, true, "", "pid 1", ""},
+		{"kernel thread", owners.Process{PID: 50}, procFacts{ppid: 2, kthread: true}, true, "", "kernel thread", ""},
+		{"self", owners.Process{PID: 777}, procFacts{}, false, "", "portolan itself", ""},
+		{"self forced", owners.Process{PID: 777}, procFacts{}, true, "", "", ""},
+		{"service", owners.Process{PID: 4000, Cgroup: svc}, procFacts{ppid: 1}, false, "", "systemd unit nginx.service", "systemctl stop nginx.service"},
+		{"service forced", owners.Process{PID: 4000, Cgroup: svc}, procFacts{ppid: 1}, true, "", "", ""},
+		{"our own service", owners.Process{PID: 4000, Cgroup: svc}, procFacts{ppid: 1}, false, "/system.slice/nginx.service", "", ""},
+		{"user service", owners.Process{PID: 4000, Cgroup: userSvc}, procFacts{}, false, "", "vite.service", "systemctl --user stop vite.service"},
+		{"container", owners.Process{PID: 4000, Cgroup: docker}, procFacts{}, false, "", "docker container 0123456789ab", "docker stop 0123456789ab"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -53,15 +54,15 @@ func TestRefusal(t *testing.T) {
 
 func TestBuildPlan(t *testing.T) {
 	ap := netip.MustParseAddrPort
-	master := &sockets.Process{PID: 100, Comm: "nginx"}
-	worker := &sockets.Process{PID: 101, Comm: "nginx"}
-	client := &sockets.Process{PID: 200, Comm: "curl"}
+	master := &owners.Process{PID: 100, Comm: "nginx"}
+	worker := &owners.Process{PID: 101, Comm: "nginx"}
+	client := &owners.Process{PID: 200, Comm: "curl"}
 	socks := []sockets.Socket{
-		{Proto: portspec.TCP, State: sockets.Listen, Local: ap("0.0.0.0:80"), Inode: 1, Procs: []*sockets.Process{master, worker}},
-		{Proto: portspec.TCP, State: sockets.Established, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5000"), Inode: 2, Procs: []*sockets.Process{worker}},
-		{Proto: portspec.TCP, State: sockets.CloseWait, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:9000"), Inode: 3, Procs: []*sockets.Process{client}},
+		{Proto: portspec.TCP, State: sockets.Listen, Local: ap("0.0.0.0:80"), Inode: 1, Procs: []*owners.Process{master, worker}},
+		{Proto: portspec.TCP, State: sockets.Established, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5000"), Inode: 2, Procs: []*owners.Process{worker}},
+		{Proto: portspec.TCP, State: sockets.CloseWait, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:9000"), Inode: 3, Procs: []*owners.Process{client}},
 		{Proto: portspec.TCP, State: sockets.TimeWait, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5001")},
-		{Proto: portspec.UDP, State: sockets.Close, Local: ap("0.0.0.0:80"), Inode: 4, UID: 1000, Unseen: sockets.Denied},
+		{Proto: portspec.UDP, State: sockets.Close, Local: ap("0.0.0.0:80"), Inode: 4, UID: 1000, Unseen: owners.Denied},
 	}
 	facts := map[int]procFacts{100: {ppid: 1}, 101: {ppid: 100}, 200: {ppid: 50}}
 	type target struct {

@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"portolan/internal/procstat"
 	"portolan/internal/testenv"
 )
 
@@ -699,11 +700,11 @@ func TestSweepAfterKill(t *testing.T) {
 	}
 	// The helper's sleeper was killed (it may linger as a zombie until
 	// init reaps it, but it is out of the namespace).
-	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", sleeper)); err == nil {
-		if f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:])); len(f) > 0 && f[0] != "Z" && f[0] != "X" {
+	if st, err := procstat.Read(sleeper); err == nil {
+		if st.State != 'Z' && st.State != 'X' {
 			// It may also be a new process that reused the pid.
 			if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", sleeper)); strings.HasPrefix(string(cmdline), "sleep\x00600") {
-				t.Errorf("sleeper %d in the stale namespace is still running (state %s)", sleeper, f[0])
+				t.Errorf("sleeper %d in the stale namespace is still running (state %c)", sleeper, st.State)
 			}
 		}
 	}

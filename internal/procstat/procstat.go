@@ -1,6 +1,7 @@
 // Package procstat reads /proc/PID/stat, the kernel's one-line status of a
 // process: the fields portolan needs (parent, flags, start time), parsed
-// once for every package that asks (sockets, store, netlab).
+// once for every package that asks (owners, kill, freeport, store, netlab,
+// firewall).
 package procstat
 
 import (
@@ -9,8 +10,13 @@ import (
 	"strconv"
 )
 
-// FlagKthread is PF_KTHREAD in Stat.Flags: a kernel thread.
-const FlagKthread = 0x00200000
+// Flags of Stat.Flags (PF_* of include/linux/sched.h).
+const (
+	// FlagKthread is PF_KTHREAD: a kernel thread.
+	FlagKthread = 0x00200000
+	// FlagForkNoExec is PF_FORKNOEXEC: forked, and not exec'd since.
+	FlagForkNoExec = 0x00000040
+)
 
 // Stat is what portolan reads of /proc/PID/stat.
 type Stat struct {

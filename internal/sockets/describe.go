@@ -3,6 +3,8 @@ package sockets
 import (
 	"fmt"
 	"strings"
+
+	"portolan/internal/owners"
 )
 
 // DescribeSocket is a socket in a few words: "tcp LISTEN 0.0.0.0:80",
@@ -37,7 +39,7 @@ func DescribeOwner(s *Socket) string {
 		}
 		if c := p.Cgroup; c != nil {
 			if c.Container != "" {
-				parts = append(parts, c.Runtime+" container "+ShortID(c.Container))
+				parts = append(parts, c.Runtime+" container "+owners.ShortID(c.Container))
 			} else if c.Unit != "" {
 				parts = append(parts, "unit "+c.Unit)
 			}
@@ -49,10 +51,10 @@ func DescribeOwner(s *Socket) string {
 		return l
 	}
 	switch s.Unseen {
-	case NoProcess:
+	case owners.NoProcess:
 		return "no process (the kernel holds it)"
-	case Seen, Skipped:
+	case owners.Seen, owners.Skipped:
 		return "an unknown process"
 	}
-	return fmt.Sprintf("uid %d (%s), process not visible", s.UID, LookupUser(s.UID))
+	return fmt.Sprintf("uid %d (%s), process not visible", s.UID, owners.LookupUser(s.UID))
 }

@@ -6,6 +6,8 @@ package sockets
 import (
 	"cmp"
 	"fmt"
+
+	"portolan/internal/owners"
 )
 
 // RunDirNetns is where ip netns mounts named network namespaces.
@@ -28,7 +30,7 @@ type Namespace struct {
 	Self bool
 	// Cgroup is the cgroup of PID, which names the container when the
 	// path shows one (docker, podman, containerd, CRI-O, Kubernetes, LXC).
-	Cgroup *Cgroup
+	Cgroup *owners.Cgroup
 }
 
 // Label names the namespace for people: its name, "host" for the
@@ -41,7 +43,7 @@ func (n *Namespace) Label() string {
 	case n.Self:
 		return "host"
 	case n.Cgroup != nil && n.Cgroup.Container != "":
-		return n.Cgroup.Runtime + ":" + ShortID(n.Cgroup.Container)
+		return n.Cgroup.Runtime + ":" + owners.ShortID(n.Cgroup.Container)
 	case n.Cgroup != nil && n.Cgroup.Pod != "":
 		return "pod:" + n.Cgroup.Pod
 	case n.PID != 0:

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"portolan/internal/owners"
 )
 
 // Namespaces lists every network namespace it can see: the named ones
@@ -54,7 +56,7 @@ func Namespaces() ([]Namespace, error) {
 		return nil, err
 	}
 	defer unix.Close(procFD)
-	pids, err := listPids(procFD)
+	pids, err := owners.PIDs(procFD)
 	if err != nil {
 		return nil, err
 	}
@@ -81,8 +83,8 @@ func Namespaces() ([]Namespace, error) {
 				n.Comm = string(bytes.TrimSpace(b))
 			}
 			if b, err := os.ReadFile(base + "cgroup"); err == nil {
-				if path, err := ParseProcCgroup(b); err == nil && path != "" {
-					n.Cgroup = ParseCgroupPath(path)
+				if path, err := owners.ParseProcCgroup(b); err == nil && path != "" {
+					n.Cgroup = owners.ParseCgroupPath(path)
 				}
 			}
 		}

@@ -1,6 +1,10 @@
 package sockets
 
-import "testing"
+import (
+	"testing"
+
+	"portolan/internal/owners"
+)
 
 func TestNamespaceLabel(t *testing.T) {
 	id := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -10,9 +14,9 @@ func TestNamespaceLabel(t *testing.T) {
 	}{
 		{Namespace{Name: "blue", PID: 9}, "blue"},
 		{Namespace{Self: true, PID: 1}, "host"},
-		{Namespace{PID: 77, Comm: "nginx", Cgroup: ParseCgroupPath("/system.slice/docker-" + id + ".scope")}, "docker:0123456789ab"},
-		{Namespace{PID: 78, Comm: "app", Cgroup: ParseCgroupPath("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1b2c3d4e_0000_1111_2222_333344445555.slice")}, "pod:1b2c3d4e-0000-1111-2222-333344445555"},
-		{Namespace{PID: 79, Comm: "sleep", Cgroup: ParseCgroupPath("/user.slice")}, "pid:79(sleep)"},
+		{Namespace{PID: 77, Comm: "nginx", Cgroup: owners.ParseCgroupPath("/system.slice/docker-" + id + ".scope")}, "docker:0123456789ab"},
+		{Namespace{PID: 78, Comm: "app", Cgroup: owners.ParseCgroupPath("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1b2c3d4e_0000_1111_2222_333344445555.slice")}, "pod:1b2c3d4e-0000-1111-2222-333344445555"},
+		{Namespace{PID: 79, Comm: "sleep", Cgroup: owners.ParseCgroupPath("/user.slice")}, "pid:79(sleep)"},
 		{Namespace{Inode: 4026531840}, "net:[4026531840]"},
 	}
 	for _, c := range cases {

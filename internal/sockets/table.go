@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 
+	"portolan/internal/owners"
 	"portolan/internal/portspec"
 )
 
@@ -274,13 +275,13 @@ type Socket struct {
 
 	// Procs are the processes holding the socket open, filled by
 	// FindOwners: the lowest pid first.
-	Procs []*Process
+	Procs []*owners.Process
 	// Unseen says why Procs is empty after FindOwners.
-	Unseen Unseen
+	Unseen owners.Unseen
 	// Cgroup is the socket's cgroup (from CgroupID), filled by FindOwners
 	// when no process could be seen, so there is still a unit or container
 	// to show.
-	Cgroup *Cgroup
+	Cgroup *owners.Cgroup
 }
 
 // DualStack reports whether s is an IPv6 wildcard socket that also takes

@@ -252,6 +252,19 @@ func ssAddr(s *Socket, ap netip.AddrPort) string {
 func TestListMatchesSS(t *testing.T) {
 	ss := testenv.RequireCommand(t, "ss")
 	f := newFixture(t)
+	// A UDP socket on the address of a TCP listener of the fixture, not
+	// part of it, as another process may hold: ss lists it too, and the
+	// comparison must leave it out.
+	for _, s := range f.socks {
+		if s.Proto == portspec.TCP && s.State == Listen && s.Local.Addr().Is4() {
+			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(s.Local))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			break
+		}
+	}
 	got, err := (&Table{}).List(context.Background(), Query{Ports: f.ports})
 	if err != nil {
 		t.Fatal(err)
@@ -280,13 +293,15 @@ func TestListMatchesSS(t *testing.T) {
 		fromSS = append(fromSS, strings.Join(row, " "))
 	}
 	var ours []string
-	mine := make(map[string]bool) // "local peer" of our sockets, to keep only those of ss's rows
+	// "proto local peer" of our sockets, to keep only those of ss's rows:
+	// another process's UDP socket may share the address of our TCP one.
+	mine := make(map[string]bool)
 	for _, s := range got {
-		mine[ssAddr(&s, s.Local)+" "+ssAddr(&s, s.Remote)] = true
+		mine[s.Proto.String()+" "+ssAddr(&s, s.Local)+" "+ssAddr(&s, s.Remote)] = true
 	}
 	fromSS = slices.DeleteFunc(fromSS, func(row string) bool {
 		f := strings.Fields(row)
-		return !mine[f[2]+" "+f[3]]
+		return !mine[f[0]+" "+f[2]+" "+f[3]]
 	})
 	for _, s := range got {
 		row := []string{s.Proto.String(), ssState(s.State), ssAddr(&s, s.Local), ssAddr(&s, s.Remote),

@@ -6,10 +6,11 @@ package sockets
 // itself is in unix_linux.go.
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
+
+	"portolan/internal/owners"
 )
 
 // UnixType is the type of a unix socket; the values are the kernel's
@@ -72,8 +73,8 @@ type UnixSocket struct {
 
 	// Procs are the processes holding the socket open (FindUnixOwners);
 	// Unseen says why Procs is empty.
-	Procs  []*Process
-	Unseen Unseen
+	Procs  []*owners.Process
+	Unseen owners.Unseen
 }
 
 // Abstract reports whether the socket's name is in the abstract namespace
@@ -267,18 +268,4 @@ func sortUnix(socks []UnixSocket) {
 		}
 		return int(int64(a.Inode) - int64(b.Inode))
 	})
-}
-
-// FindUnixOwners fills Procs of each unix socket with the processes
-// holding it open, as FindOwners does for TCP and UDP.
-func FindUnixOwners(ctx context.Context, socks []UnixSocket, opt OwnerOptions) error {
-	tmp := make([]Socket, len(socks))
-	for i := range socks {
-		tmp[i] = Socket{Inode: socks[i].Inode, UID: socks[i].UID}
-	}
-	err := FindOwners(ctx, tmp, opt)
-	for i := range socks {
-		socks[i].Procs, socks[i].Unseen = tmp[i].Procs, tmp[i].Unseen
-	}
-	return err
 }

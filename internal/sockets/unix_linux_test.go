@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"portolan/internal/owners"
 	"portolan/internal/testenv"
 )
 
@@ -140,7 +141,7 @@ func TestListUnix(t *testing.T) {
 	if len(named) != 2 || byInode(named, lst.Inode) == nil || byInode(named, srv.Inode) == nil {
 		t.Errorf("ListUnix(name %s) = %+v; want the listener and the accepted connection", path, named)
 	}
-	if err := FindUnixOwners(context.Background(), named, OwnerOptions{}); err != nil {
+	if err := FindUnixOwners(context.Background(), named, owners.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range named {
@@ -166,7 +167,7 @@ func TestListUnixAnotherUser(t *testing.T) {
 	}
 	path := filepath.Join(dir, "nobody.sock")
 	exe := filepath.Join(dir, "sockets.test")
-	copyExecutable(t, os.Args[0], exe)
+	testenv.CopyExecutable(t, os.Args[0], exe)
 	cmd := exec.Command(exe, "-test.run=^TestUnixNobodyChild$", "-test.timeout=2m")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), unixNobodyEnv+"="+path)
@@ -190,7 +191,7 @@ func TestListUnixAnotherUser(t *testing.T) {
 	if s.HasUID && s.UID != 65534 {
 		t.Errorf("socket of nobody: uid %d; want 65534", s.UID)
 	}
-	if err := FindUnixOwners(context.Background(), socks, OwnerOptions{}); err != nil {
+	if err := FindUnixOwners(context.Background(), socks, owners.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if pids := pids(socks[0].Procs); !slices.Equal(pids, []int{cmd.Process.Pid}) {

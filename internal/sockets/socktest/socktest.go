@@ -1,15 +1,14 @@
 // Package socktest holds what the tests of the packages built on sockets
-// share: waiting for a socket state, children holding a listener, a copy
-// of the test binary another user may run.
+// share and what needs the socket table: waiting for a socket state. (The
+// fixtures that need no table, children holding a listener and a copy of
+// the test binary another user may run, are testenv's, so that sockets'
+// own tests can use them.)
 package socktest
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -17,7 +16,6 @@ import (
 
 	"portolan/internal/portspec"
 	"portolan/internal/sockets"
-	"portolan/internal/testenv"
 )
 
 // WaitState waits until a TCP socket on local port p is in state st.
@@ -67,49 +65,4 @@ func TWOverflow(netns string, st sockets.State) string {
 	}
 	limit, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_max_tw_buckets")
 	return fmt.Sprintf(" (TCPTimeWaitOverflow %s, tcp_max_tw_buckets %s)", n, strings.TrimSpace(string(limit)))
-}
-
-// ShareListener starts n child processes (sleep) that inherit l, as a
-// pre-forked server's workers do, and returns their pids; they are
-// killed when the test ends.
-func ShareListener(t testing.TB, l *net.TCPListener, n int) []int {
-	t.Helper()
-	sleep := testenv.RequireCommand(t, "sleep")
-	lf, err := l.File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	var pids []int
-	for range n {
-		cmd := exec.Command(sleep, "60")
-		cmd.ExtraFiles = []*os.File{lf}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		pids = append(pids, cmd.Process.Pid)
-	}
-	return pids
-}
-
-// CopyExecutable copies the binary from to the file to, executable by all
-// (a test binary under a root-only directory cannot be run by nobody).
-func CopyExecutable(t testing.TB, from, to string) {
-	t.Helper()
-	in, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -1,4 +1,4 @@
-package sockets
+package owners
 
 // How to stop the holders of a port, for the advice of why and kill.
 

@@ -1,4 +1,4 @@
-package sockets
+package owners
 
 import (
 	"bytes"
@@ -6,7 +6,7 @@ import (
 	"fmt"
 )
 
-// kernelLayout is what the socket-file iterator (owner_iter_linux.go)
+// kernelLayout is what the socket-file iterator (iter_linux.go)
 // needs from the kernel's BTF (/sys/kernel/btf/vmlinux): the type id of
 // the iterator's function and the byte offsets of the fields it reads,
 // which differ from build to build.

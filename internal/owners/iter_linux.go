@@ -1,4 +1,4 @@
-package sockets
+package owners
 
 import (
 	"encoding/binary"
@@ -17,7 +17,7 @@ import (
 // and inode of each socket, so one read gives what the /proc walk finds
 // with a readlink per open file (26,000 system calls for 1,000 small
 // servers, most of who's time). It needs root (CAP_BPF and CAP_PERFMON)
-// and the kernel's BTF; without them FindOwners walks /proc as before.
+// and the kernel's BTF; without them Find walks /proc as before.
 
 // iterRecord is what the program writes per socket file: pid, fd, inode.
 const iterRecord = 16

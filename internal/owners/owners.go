@@ -1,8 +1,13 @@
-package sockets
+// Package owners finds the processes holding sockets open, by the
+// sockets' inodes (a BPF task_file iterator when root, else a walk of
+// /proc), says why none can be seen when so, and what a user needs about
+// them: their user, cgroup, unit or container, process tree, and how to
+// stop them. It knows nothing of the socket table: package sockets reads
+// that and asks here for each socket's owners.
+package owners
 
-// Socket owners: the processes holding a socket open, and what can be said
-// when none can be seen. The /proc walk is in owner_linux.go; the parsing
-// of what it reads (passwd, cgroup paths, stat, cmdline) is here.
+// The types, and the parsing of what the walk reads (passwd, cgroup paths,
+// status, cmdline, mountinfo); the walk itself is in find_linux.go.
 
 import (
 	"bufio"
@@ -23,7 +28,7 @@ type Process struct {
 	UID  uint32 // effective user
 	User string // its name, or the number when /etc/passwd has none
 
-	// Filled with OwnerOptions.Details:
+	// Filled with Options.Details:
 	Cmdline []string  // arguments; empty for kernel threads and zombies
 	Start   time.Time // start time, to the second
 	Cgroup  *Cgroup   // nil when unknown
@@ -86,28 +91,8 @@ func (u *Unseen) UnmarshalText(b []byte) error {
 	return fmt.Errorf("unknown owner visibility %q", b)
 }
 
-// Explain says in a sentence why the owner of s is not shown.
-func (u Unseen) Explain(s *Socket) string {
-	switch u {
-	case NoProcess:
-		if s.State == TimeWait {
-			return "TIME_WAIT: the connection is closed; the kernel keeps the port until the timer ends"
-		}
-		return "no process: the kernel holds it (pending or closed connection)"
-	case Denied:
-		return fmt.Sprintf("owned by uid %d (%s): its process is visible to root only", s.UID, LookupUser(s.UID))
-	case Hidden:
-		return fmt.Sprintf("owned by uid %d (%s): /proc is mounted with hidepid, other users' processes are hidden", s.UID, LookupUser(s.UID))
-	case NotFound:
-		return "no visible process holds it: a kernel socket, a process outside this PID namespace, or one that exited"
-	case Skipped:
-		return "owner not searched"
-	}
-	return ""
-}
-
-// OwnerOptions say how far FindOwners looks.
-type OwnerOptions struct {
+// Options say how far Find looks.
+type Options struct {
 	// First stops at the first process found for each socket, rather than
 	// every process sharing it (a pre-forked server's workers); the walk
 	// ends as soon as every socket has one. Zero: find them all.
@@ -115,6 +100,31 @@ type OwnerOptions struct {
 	// Details reads each owner's command line, start time and cgroup;
 	// zero reads only the command name and user.
 	Details bool
+}
+
+// Query is a socket whose holders are sought.
+type Query struct {
+	// Inode is the socket's inode, what /proc/PID/fd links name
+	// ("socket:[Inode]"); 0 when no file refers to it: no process holds it.
+	Inode uint32
+	// UID is the socket's user: another user's socket whose holder cannot
+	// be seen is Denied (or Hidden), not NotFound.
+	UID uint32
+	// CgroupID is the cgroup v2 id the socket was made in (0: unknown),
+	// named in Result.Cgroup when no process is seen.
+	CgroupID uint64
+}
+
+// Result is what Find learned of one Query.
+type Result struct {
+	// Procs are the processes holding the socket open, the lowest pid
+	// first.
+	Procs []*Process
+	// Unseen says why Procs is empty.
+	Unseen Unseen
+	// Cgroup is the socket's cgroup (from Query.CgroupID) when no process
+	// could be seen, so there is still a unit or container to show.
+	Cgroup *Cgroup
 }
 
 // Cgroup is the control group of a process or socket, with what its path

@@ -1,4 +1,4 @@
-package sockets
+package owners
 
 import (
 	"encoding/binary"

@@ -1,8 +1,9 @@
-package sockets
+package owners
 
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"os"
@@ -19,15 +20,20 @@ import (
 	"portolan/internal/procstat"
 )
 
-// FindOwners fills Procs of each socket in socks with the processes holding
-// it open, found by reading the /proc/PID/fd links ("socket:[INODE]") of
-// every process. Where none is found, Unseen says why and Cgroup names the
-// cgroup the socket was made in, so there is still a unit or a container to
-// show. With opt.First the walk ends as soon as every socket has an owner:
-// a question about one port usually reads a fraction of /proc.
-func FindOwners(ctx context.Context, socks []Socket, opt OwnerOptions) error {
-	return findOwners(ctx, "/proc", socks, opt, true)
+// Find returns the processes holding each socket of qs open (a Result per
+// Query, in order), found with the socket-file iterator when it can run
+// here (root), else by reading the /proc/PID/fd links ("socket:[INODE]")
+// of every process. Where none is found, Unseen says why and Cgroup names
+// the cgroup the socket was made in, so there is still a unit or a
+// container to show. With opt.First the walk ends as soon as every socket
+// has an owner: a question about one port usually reads a fraction of
+// /proc. The results are filled as far as the search got when it returns
+// an error.
+func Find(ctx context.Context, qs []Query, opt Options) ([]Result, error) {
+	return find(ctx, "/proc", qs, opt, true)
 }
+
+var ne = binary.NativeEndian // dirents and the iterator's records are host order
 
 // dirBufSize is the getdents buffer: about 1,300 fd entries per call.
 const dirBufSize = 32 << 10
@@ -38,11 +44,11 @@ const maxDirent = 19 + 256 + 5
 
 type hit struct{ slot, pid int32 }
 
-// walk is the state shared by the walkers of one FindOwners call.
+// walk is the state shared by the walkers of one Find call.
 type walk struct {
 	procFD    int
-	want      map[uint32]int32 // socket inode -> index in socks
-	opt       OwnerOptions
+	want      map[uint32]int32 // socket inode -> index in qs
+	opt       Options
 	pids      []int32
 	next      atomic.Int64   // index of the next pid to scan
 	best      []atomic.Int32 // First: lowest pid found per socket
@@ -71,26 +77,25 @@ type walker struct {
 	denied int
 }
 
-// findOwners is FindOwners on the proc file system mounted at proc; iter
-// lets it use the socket-file iterator, which reads the kernel's own
-// tables (and so only fits the real /proc).
-func findOwners(ctx context.Context, proc string, socks []Socket, opt OwnerOptions, iter bool) error {
-	want := make(map[uint32]int32, len(socks))
-	for i := range socks {
-		s := &socks[i]
-		s.Procs, s.Unseen, s.Cgroup = nil, Seen, nil
-		if s.Inode == 0 {
-			s.Unseen = NoProcess
+// find is Find on the proc file system mounted at proc; iter lets it use
+// the socket-file iterator, which reads the kernel's own tables (and so
+// only fits the real /proc).
+func find(ctx context.Context, proc string, qs []Query, opt Options, iter bool) ([]Result, error) {
+	res := make([]Result, len(qs))
+	want := make(map[uint32]int32, len(qs))
+	for i, q := range qs {
+		if q.Inode == 0 {
+			res[i].Unseen = NoProcess
 			continue
 		}
-		want[s.Inode] = int32(i)
+		want[q.Inode] = int32(i)
 	}
 	if len(want) == 0 {
-		return nil
+		return res, nil
 	}
 	procFD, err := unix.Open(proc, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", proc, err)
+		return res, fmt.Errorf("open %s: %w", proc, err)
 	}
 	defer unix.Close(procFD)
 	if iter {
@@ -103,17 +108,17 @@ func findOwners(ctx context.Context, proc string, socks []Socket, opt OwnerOptio
 			}
 			for _, h := range hits {
 				if p := wk.procs[h.pid]; p != nil {
-					socks[h.slot].Procs = append(socks[h.slot].Procs, p)
+					res[h.slot].Procs = append(res[h.slot].Procs, p)
 				}
 			}
-			sortOwners(socks)
-			explainUnseen(socks, false, 0)
-			return ctx.Err()
+			sortOwners(res)
+			explainUnseen(qs, res, false, 0)
+			return res, ctx.Err()
 		}
 	}
-	pids, err := listPids(procFD)
+	pids, err := PIDs(procFD)
 	if err != nil {
-		return fmt.Errorf("list processes in %s: %w", proc, err)
+		return res, fmt.Errorf("list processes in %s: %w", proc, err)
 	}
 
 	w := &walk{procFD: procFD, want: want, opt: opt, pids: pids}
@@ -125,7 +130,7 @@ func findOwners(ctx context.Context, proc string, socks []Socket, opt OwnerOptio
 		w.allBits = 1<<len(w.bits) - 1
 	}
 	if opt.First {
-		w.best = make([]atomic.Int32, len(socks))
+		w.best = make([]atomic.Int32, len(qs))
 		w.remaining.Store(int64(len(want)))
 	}
 	n := min(runtime.GOMAXPROCS(0), 4, len(pids)/16+1)
@@ -152,28 +157,28 @@ func findOwners(ctx context.Context, proc string, socks []Socket, opt OwnerOptio
 	if opt.First {
 		for i := range w.best {
 			if pid := w.best[i].Load(); pid != 0 {
-				socks[i].Procs = []*Process{procs[pid]}
+				res[i].Procs = []*Process{procs[pid]}
 			}
 		}
 	} else {
 		for _, wk := range walkers {
 			for _, h := range wk.hits {
-				socks[h.slot].Procs = append(socks[h.slot].Procs, procs[h.pid])
+				res[h.slot].Procs = append(res[h.slot].Procs, procs[h.pid])
 			}
 		}
-		sortOwners(socks)
+		sortOwners(res)
 	}
-	explainUnseen(socks, w.cancelled.Load(), denied)
-	return ctx.Err()
+	explainUnseen(qs, res, w.cancelled.Load(), denied)
+	return res, ctx.Err()
 }
 
 // sortOwners puts each socket's owners in pid order, each once (a process
 // holding a socket by two fds).
-func sortOwners(socks []Socket) {
-	for i := range socks {
-		if len(socks[i].Procs) > 1 {
-			slices.SortFunc(socks[i].Procs, func(a, b *Process) int { return a.PID - b.PID })
-			socks[i].Procs = slices.CompactFunc(socks[i].Procs, func(a, b *Process) bool { return a.PID == b.PID })
+func sortOwners(res []Result) {
+	for i := range res {
+		if len(res[i].Procs) > 1 {
+			slices.SortFunc(res[i].Procs, func(a, b *Process) int { return a.PID - b.PID })
+			res[i].Procs = slices.CompactFunc(res[i].Procs, func(a, b *Process) bool { return a.PID == b.PID })
 		}
 	}
 }
@@ -216,49 +221,49 @@ func (wk *walker) openProcess(pid int32) *Process {
 		return nil
 	}
 	defer unix.Close(fd)
-	return wk.readProcess(pid, fd)
+	return wk.readProcess(pid, fd, nil)
 }
 
 // explainUnseen sets Unseen (and Cgroup) of the sockets without owners.
-func explainUnseen(socks []Socket, cancelled bool, denied int) {
+func explainUnseen(qs []Query, res []Result, cancelled bool, denied int) {
 	euid := uint32(os.Geteuid())
 	var hidden *bool
 	var cgroupIDs []uint64
-	for i := range socks {
-		s := &socks[i]
-		if len(s.Procs) > 0 || s.Unseen != Seen {
+	for i := range res {
+		r := &res[i]
+		if len(r.Procs) > 0 || r.Unseen != Seen {
 			continue
 		}
 		switch {
 		case cancelled:
-			s.Unseen = Skipped
+			r.Unseen = Skipped
 			continue
 		case denied == 0:
-			s.Unseen = NotFound
-		case s.UID != euid:
+			r.Unseen = NotFound
+		case qs[i].UID != euid:
 			if hidden == nil {
 				h := procHidesPids()
 				hidden = &h
 			}
-			s.Unseen = Denied
+			r.Unseen = Denied
 			if *hidden {
-				s.Unseen = Hidden
+				r.Unseen = Hidden
 			}
 		default:
-			s.Unseen = NotFound
+			r.Unseen = NotFound
 		}
-		if s.CgroupID != 0 {
-			cgroupIDs = append(cgroupIDs, s.CgroupID)
+		if qs[i].CgroupID != 0 {
+			cgroupIDs = append(cgroupIDs, qs[i].CgroupID)
 		}
 	}
 	if len(cgroupIDs) == 0 {
 		return
 	}
 	paths := cgroupPaths(cgroupIDs)
-	for i := range socks {
-		s := &socks[i]
-		if p, ok := paths[s.CgroupID]; ok && len(s.Procs) == 0 && s.Unseen != Skipped {
-			s.Cgroup = ParseCgroupPath(p)
+	for i := range res {
+		r := &res[i]
+		if p, ok := paths[qs[i].CgroupID]; ok && len(r.Procs) == 0 && r.Unseen != Skipped {
+			r.Cgroup = ParseCgroupPath(p)
 		}
 	}
 }
@@ -306,6 +311,12 @@ type fdJob struct {
 	parts   atomic.Int32
 	matched atomic.Bool
 	seen    atomic.Uint64 // walk.bits of the wanted sockets found here
+	// vfork says, once a wanted socket is found here, whether the process
+	// is a child of vfork that has not exec'd (see vforkChild); stat is
+	// what that read of /proc/PID/stat said, for readProcess.
+	vforkOnce sync.Once
+	vfork     bool
+	stat      *procstat.Stat
 }
 
 // chunk is part of a large fd directory: the entries of one getdents call.
@@ -378,7 +389,7 @@ func (wk *walker) entries(job *fdJob, buf []byte) bool {
 		}
 		if buf[off+19] != '.' {
 			if ino, ok := wk.socketLink(dfd, &buf[off+19]); ok {
-				if slot, ok := wk.want[ino]; ok && wk.found(slot, job.pid) {
+				if slot, ok := wk.want[ino]; ok && !wk.isVforkChild(job) && wk.found(slot, job.pid) {
 					job.matched.Store(true)
 					if bit := wk.bits[slot]; bit != 0 && job.seen.Or(bit)|bit == wk.allBits {
 						return false // it holds every socket asked about
@@ -392,6 +403,37 @@ func (wk *walker) entries(job *fdJob, buf []byte) bool {
 		}
 	}
 	return true
+}
+
+// isVforkChild reports whether the process of job is a child of vfork
+// before its exec, asking once per process, and only of those holding a
+// wanted socket.
+func (wk *walker) isVforkChild(job *fdJob) bool {
+	job.vforkOnce.Do(func() {
+		if st, err := procstat.Parse(wk.read(job.pid, "stat")); err == nil {
+			job.stat = &st
+			job.vfork = wk.vforkChild(job.pid, st)
+		}
+	})
+	return job.vfork
+}
+
+// kcmpVM is KCMP_VM of include/uapi/linux/kcmp.h.
+const kcmpVM = 1
+
+// vforkChild reports whether pid is a child of vfork (Go's os/exec,
+// posix_spawn) that has not exec'd yet: its files are a copy of its
+// parent's for that instant, so listing it named every fork of a busy
+// process as a holder (the iterator's program leaves such tasks out too).
+// Such a child has not exec'd (PF_FORKNOEXEC in st, its /proc/PID/stat)
+// and shares its parent's memory (kcmp); a forked worker has memory of its
+// own.
+func (wk *walker) vforkChild(pid int32, st procstat.Stat) bool {
+	if st.Flags&procstat.FlagForkNoExec == 0 || st.PPID <= 0 {
+		return false
+	}
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(st.PPID), kcmpVM, 0, 0, 0)
+	return errno == 0 && r == 0
 }
 
 // canImprove reports whether pid is lower than the owner found so far for
@@ -422,7 +464,7 @@ func (wk *walker) finish(job *fdJob) {
 		return
 	}
 	if job.matched.Load() {
-		wk.procs[job.pid] = wk.readProcess(job.pid, int(job.fd))
+		wk.procs[job.pid] = wk.readProcess(job.pid, int(job.fd), job.stat)
 	}
 	unix.Syscall(unix.SYS_CLOSE, job.fd, 0, 0)
 }
@@ -461,14 +503,22 @@ func (wk *walker) socketLink(dfd int, name *byte) (uint32, bool) {
 }
 
 // readProcess reads what we show about process pid; dfd is its open fd
-// directory, whose owner is the process's effective user.
-func (wk *walker) readProcess(pid int32, dfd int) *Process {
+// directory, whose owner is the process's effective user; st is its
+// /proc/PID/stat when already read (nil: read it here).
+func (wk *walker) readProcess(pid int32, dfd int, st *procstat.Stat) *Process {
 	p := &Process{PID: int(pid)}
-	var st unix.Stat_t
-	if unix.Fstat(dfd, &st) == nil {
-		p.UID = st.Uid
+	var fst unix.Stat_t
+	if unix.Fstat(dfd, &fst) == nil {
+		p.UID = fst.Uid
 	}
-	if b := wk.read(pid, "comm"); b != nil {
+	if st == nil {
+		if s, err := procstat.Parse(wk.read(pid, "stat")); err == nil {
+			st = &s
+		}
+	}
+	if st != nil {
+		p.Comm = st.Comm // what /proc/PID/comm says too
+	} else if b := wk.read(pid, "comm"); b != nil {
 		p.Comm = string(bytes.TrimSuffix(b, []byte{'\n'}))
 	}
 	if wk.opt.Details {
@@ -476,10 +526,8 @@ func (wk *walker) readProcess(pid int32, dfd int) *Process {
 			p.UID = uid
 		}
 		p.Cmdline = parseCmdline(wk.read(pid, "cmdline"))
-		if b := wk.read(pid, "stat"); b != nil {
-			if st, err := procstat.Parse(b); err == nil {
-				p.Start = startTime(st.StartTicks)
-			}
+		if st != nil {
+			p.Start = startTime(st.StartTicks)
 		}
 		if path, err := ParseProcCgroup(wk.read(pid, "cgroup")); err == nil && path != "" {
 			p.Cgroup = ParseCgroupPath(path)
@@ -537,9 +585,9 @@ func startTime(ticks uint64) time.Time {
 	return boot.Add(time.Duration(ticks) * time.Second / time.Duration(hz))
 }
 
-// listPids returns the numeric entries of /proc, in ascending order (the
-// order procfs lists them).
-func listPids(procFD int) ([]int32, error) {
+// PIDs returns the processes of the proc file system open as procFD (the
+// numeric entries), in ascending order (the order procfs lists them).
+func PIDs(procFD int) ([]int32, error) {
 	buf := make([]byte, dirBufSize)
 	pids := make([]int32, 0, 512)
 	for {

@@ -1,4 +1,4 @@
-package sockets
+package owners
 
 // The process tree of a port's holders: a pre-forked server's master with
 // its workers under it, up to the process that started it all.
@@ -6,6 +6,8 @@ package sockets
 import (
 	"cmp"
 	"slices"
+
+	"portolan/internal/procstat"
 )
 
 // TreeNode is a process in the tree of a socket's holders.
@@ -16,6 +18,20 @@ type TreeNode struct {
 	// others are ancestors, shown to tie the holders together.
 	Holds    bool
 	Children []*TreeNode
+}
+
+// Tree returns the process tree of holders: each holder under its nearest
+// ancestor that is a holder too (a pre-forked server's workers under their
+// master), or under the ancestor that joins it with other holders, from
+// /proc. Off Linux the holders stand alone.
+func Tree(holders []*Process) []*TreeNode {
+	return buildTree(holders, func(pid int) (int, string, bool) {
+		st, err := procstat.Read(pid)
+		if err != nil {
+			return 0, "", false
+		}
+		return st.PPID, st.Comm, true
+	})
 }
 
 // procInfo is what building a tree needs of a process: its parent and
