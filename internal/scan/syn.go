@@ -103,20 +103,32 @@ type synEntry struct {
 }
 
 // synTable maps probes in flight by 4-tuple: open addressing, linear
-// probing and backward-shift deletion in a fixed array, so neither Send
-// nor a reply allocates.
+// probing and backward-shift deletion in an array, so neither Send nor a
+// reply allocates once the array has grown to the scan's window. It
+// starts small and doubles at half load, up to its limit: a sweep keeps
+// a few thousand probes in flight, and a table sized for the largest
+// window (8 MiB) spends the sweep's first moments in page faults and its
+// lookups in cache misses.
 type synTable struct {
 	e    []synEntry
 	mask uint64
 	n    int
+	max  int // the array's limit, a power of two
 }
 
-func newSynTable(capacity int) synTable {
+// newSynTable returns a table of initial slots that grows to limit (both
+// rounded up to powers of two).
+func newSynTable(initial, limit int) synTable {
+	c, m := pow2(initial), pow2(max(initial, limit))
+	return synTable{e: make([]synEntry, c), mask: uint64(c - 1), max: m}
+}
+
+func pow2(n int) int {
 	c := 1
-	for c < capacity {
+	for c < n {
 		c <<= 1
 	}
-	return synTable{e: make([]synEntry, c), mask: uint64(c - 1)}
+	return c
 }
 
 func (k synKey) hash() uint64 {
@@ -133,11 +145,16 @@ func (k synKey) hash() uint64 {
 	return h ^ h>>29
 }
 
-// full reports whether the table is at its load limit (one half).
-func (t *synTable) full() bool { return 2*(t.n+1) > len(t.e) }
+// full reports whether the table has grown to its limit and is at its
+// load limit there (one half).
+func (t *synTable) full() bool { return len(t.e) >= t.max && 2*(t.n+1) > len(t.e) }
 
-// put adds or replaces the entry for e.key.
+// put adds or replaces the entry for e.key, doubling the array first
+// when it is half full and may grow.
 func (t *synTable) put(e synEntry) {
+	if 2*(t.n+1) > len(t.e) && len(t.e) < t.max {
+		t.grow()
+	}
 	e.used = true
 	for i := e.key.hash() & t.mask; ; i = (i + 1) & t.mask {
 		if !t.e[i].used {
@@ -149,6 +166,23 @@ func (t *synTable) put(e synEntry) {
 			t.e[i] = e
 			return
 		}
+	}
+}
+
+// grow doubles the array and places every entry again.
+func (t *synTable) grow() {
+	old := t.e
+	t.e = make([]synEntry, 2*len(old))
+	t.mask = uint64(len(t.e) - 1)
+	for _, e := range old {
+		if !e.used {
+			continue
+		}
+		i := e.key.hash() & t.mask
+		for t.e[i].used {
+			i = (i + 1) & t.mask
+		}
+		t.e[i] = e
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 const (
 	synSlots      = 4096    // send queue per interface and family
 	synTableSize  = 1 << 17 // probes in flight: InFlightLimit is half
+	synTableStart = 1 << 12 // the table's first size; it doubles as needed
 	synPorts      = 1024    // source ports per scan
 	synBatch      = 64      // packets per sendmmsg / recvmmsg
 	synStartRate  = 100_000 // packets per second before AIMD has spoken
@@ -140,7 +141,7 @@ func (p SYNProber) Open(ctx context.Context, report func(Reply)) (Session, error
 		canaries: p.Canaries,
 		dests:    make(map[netip.Addr]*synDest),
 		queues:   make(map[[2]int]*synQueue),
-		table:    newSynTable(synTableSize),
+		table:    newSynTable(synTableStart, synTableSize),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}

@@ -30,15 +30,27 @@ func TestAIMD(t *testing.T) {
 }
 
 // TestSynTable fills the probe table past wrap-around and deletes in an
-// order that moves entries back, checking every key stays findable.
+// order that moves entries back, checking every key stays findable; the
+// table starts at 4 slots and grows to its limit of 64 on the way.
 func TestSynTable(t *testing.T) {
-	tb := newSynTable(64)
+	tb := newSynTable(4, 64)
 	a := netip.MustParseAddr("198.18.0.2")
 	var keys []synKey
 	for i := range 32 {
 		k := synKey{a, uint16(i * 7), 61000 + uint16(i%3)}
 		keys = append(keys, k)
 		tb.put(synEntry{key: k, id: uint64(i)})
+		if tb.full() != (i == 31) {
+			t.Fatalf("after %d puts: full() = %v (%d slots)", i+1, tb.full(), len(tb.e))
+		}
+		for j, k := range keys {
+			if x := tb.find(k); x < 0 || tb.e[x].id != uint64(j) {
+				t.Fatalf("after %d puts (%d slots): key %d not found", i+1, len(tb.e), j)
+			}
+		}
+	}
+	if len(tb.e) != 64 {
+		t.Errorf("table of %d slots after 32 entries; want its limit, 64", len(tb.e))
 	}
 	if !tb.full() {
 		t.Errorf("table of %d with %d entries not full", len(tb.e), tb.n)
