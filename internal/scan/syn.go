@@ -224,12 +224,17 @@ func (t *synTable) del(i uint64) {
 
 // aimd is the send rate for the next period: halved (down to a floor of
 // 1,000/s, or minRate if higher) after a period with drops in our own
-// kernel, raised by a fiftieth of the cap after a clean period in which
-// the rate held packets back, unchanged otherwise.
-func aimd(rate, minRate, maxRate float64, drops uint64, limited bool) float64 {
+// kernel, raised after a clean period in which the rate held packets
+// back, unchanged otherwise. Until the first drop (probing) it doubles,
+// as TCP's slow start: a sweep of a few hundred milliseconds would spend
+// a good part of itself climbing from the start rate by additive steps.
+// After a drop it adds a fiftieth of the cap.
+func aimd(rate, minRate, maxRate float64, drops uint64, limited, probing bool) float64 {
 	switch {
 	case drops > 0:
 		return min(maxRate, max(synMinRate, minRate, rate/2))
+	case limited && probing:
+		return min(maxRate, 2*rate)
 	case limited:
 		return min(maxRate, rate+maxRate/50)
 	}

@@ -537,7 +537,7 @@ func (s *synSession) sendLoop() {
 			last = now
 			if now.Sub(period) >= synAIMDPeriod {
 				drops := s.countDrops()
-				if next := aimd(rate, s.p.MinRate, s.p.MaxRate, drops-lastDrops, limited > 0); next != rate {
+				if next := aimd(rate, s.p.MinRate, s.p.MaxRate, drops-lastDrops, limited > 0, drops == 0); next != rate {
 					s.setRate(next)
 					if next < rate {
 						s.log.Debug("drops: halving the send rate", "drops", drops-lastDrops, "rate", next)

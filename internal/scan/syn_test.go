@@ -11,20 +11,25 @@ func TestAIMD(t *testing.T) {
 		rate, min, max float64
 		drops          uint64
 		limited        bool
+		probing        bool
 		want           float64
 	}{
-		{"drops halve", 100_000, 0, 1_000_000, 3, true, 50_000},
-		{"drops stop at the floor", 1_500, 0, 1_000_000, 1, false, synMinRate},
-		{"drops stop at --min-rate", 100_000, 80_000, 1_000_000, 5, false, 80_000},
-		{"--min-rate under the floor: the floor", 1_500, 500, 1_000_000, 1, false, synMinRate},
-		{"--min-rate never above the cap", 3_000, 50_000, 20_000, 1, false, 20_000},
-		{"clean and limited: add a fiftieth of the cap", 100_000, 0, 1_000_000, 0, true, 120_000},
-		{"never above the cap", 990_000, 0, 1_000_000, 0, true, 1_000_000},
-		{"clean, not limited: unchanged", 300_000, 0, 1_000_000, 0, false, 300_000},
+		{"drops halve", 100_000, 0, 1_000_000, 3, true, false, 50_000},
+		{"drops halve while probing too", 400_000, 0, 1_000_000, 3, true, true, 200_000},
+		{"drops stop at the floor", 1_500, 0, 1_000_000, 1, false, false, synMinRate},
+		{"drops stop at --min-rate", 100_000, 80_000, 1_000_000, 5, false, false, 80_000},
+		{"--min-rate under the floor: the floor", 1_500, 500, 1_000_000, 1, false, false, synMinRate},
+		{"--min-rate never above the cap", 3_000, 50_000, 20_000, 1, false, false, 20_000},
+		{"clean and limited: add a fiftieth of the cap", 100_000, 0, 1_000_000, 0, true, false, 120_000},
+		{"clean and limited before any drop: double", 100_000, 0, 1_000_000, 0, true, true, 200_000},
+		{"doubling stops at the cap", 600_000, 0, 1_000_000, 0, true, true, 1_000_000},
+		{"never above the cap", 990_000, 0, 1_000_000, 0, true, false, 1_000_000},
+		{"clean, not limited: unchanged", 300_000, 0, 1_000_000, 0, false, false, 300_000},
+		{"clean, not limited, probing: unchanged", 300_000, 0, 1_000_000, 0, false, true, 300_000},
 	}
 	for _, c := range cases {
-		if got := aimd(c.rate, c.min, c.max, c.drops, c.limited); got != c.want {
-			t.Errorf("%s: aimd(%v, %v, %v, %d, %v) = %v; want %v", c.name, c.rate, c.min, c.max, c.drops, c.limited, got, c.want)
+		if got := aimd(c.rate, c.min, c.max, c.drops, c.limited, c.probing); got != c.want {
+			t.Errorf("%s: aimd(%v, %v, %v, %d, %v, %v) = %v; want %v", c.name, c.rate, c.min, c.max, c.drops, c.limited, c.probing, got, c.want)
 		}
 	}
 }
