@@ -29,7 +29,8 @@ const (
 	synResolve    = 3 * time.Second       // a next hop's address resolution gives up
 	synQueueTime  = 10 * time.Millisecond // the longest a SYN waits in the send queue
 	synCanaryWait = 500 * time.Millisecond
-	canaryBit     = 1 << 63 // in a canary probe's ID
+	synRecvLinger = 200 * time.Microsecond // between reads while replies come
+	canaryBit     = 1 << 63                // in a canary probe's ID
 )
 
 // synDestState is where a destination is in route and neighbour lookup.
@@ -116,9 +117,10 @@ type synSession struct {
 	nrecent uint64
 	closed  bool
 
-	wake chan struct{}
-	done chan struct{}
-	wg   sync.WaitGroup
+	wake     chan struct{}
+	flushReq atomic.Bool // Flush asks for the batch gathered so far
+	done     chan struct{}
+	wg       sync.WaitGroup
 
 	drops, sendErrs, forged atomic.Uint64
 	rate, minRate           atomic.Uint64 // float64 bits
@@ -275,12 +277,38 @@ func (s *synSession) enqueue(d *synDest, id uint64, dport, sport uint16, ack boo
 	s.table.put(synEntry{key: k, id: id, sent: s.now(), d: d})
 	s.setSlot(id, k)
 	q.queued++
+	batch := q.queued >= synBatch
 	s.mu.Unlock()
+	if batch {
+		s.kick()
+	}
+	return nil
+}
+
+// kick wakes the sender goroutine. Probes are sent when a batch has
+// gathered, when the scanner flushes (it has nothing more to send for
+// now), or on the sender's tick: waking it for every probe sent batches
+// of one or two, a system call and a context switch each.
+func (s *synSession) kick() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return nil
+}
+
+// Flush sends the probes gathered so far: the scanner calls it when it
+// stops sending for the moment.
+func (s *synSession) Flush() {
+	s.mu.Lock()
+	n := 0
+	for _, q := range s.qs {
+		n += q.queued
+	}
+	s.mu.Unlock()
+	if n > 0 {
+		s.flushReq.Store(true)
+		s.kick()
+	}
 }
 
 // resetLocked queues a reset for the half-open connection a SYN-ACK opened
@@ -297,10 +325,7 @@ func (s *synSession) resetLocked(d *synDest, k synKey, ack uint32) {
 	pkt := d.tmpl.FillRST(q.snd.Slot(i), d.addr, k.sport, k.dport, ack)
 	q.snd.Ready(i, len(pkt), d.addr)
 	q.queued++
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.kick()
 }
 
 // setSlot records the key of probe id for Cancel. Under mu.
@@ -477,6 +502,7 @@ func (s *synSession) release(d *synDest, waiting []synWaiting) {
 	for _, w := range waiting {
 		_ = s.enqueue(d, w.id, w.dport, w.sport, w.ack)
 	}
+	s.Flush()
 }
 
 // resolve checks the next hops being resolved: found ones release their
@@ -524,13 +550,20 @@ func (s *synSession) sendLoop() {
 	tick := time.NewTicker(synAIMDPeriod)
 	defer tick.Stop()
 	for {
+		// partial: send batches short of synBatch too (the scanner
+		// flushed, or a tick came); otherwise wait for a full one.
+		partial := false
 		select {
 		case <-s.wake:
 		case <-tick.C:
+			partial = true
 		case <-s.done:
 			return
 		}
 		for {
+			if s.flushReq.Swap(false) {
+				partial = true
+			}
 			now := time.Now()
 			rate := bitsFloat(s.rate.Load())
 			tokens = min(tokens+rate*now.Sub(last).Seconds(), max(rate/1000, synBatch))
@@ -553,6 +586,9 @@ func (s *synSession) sendLoop() {
 				s.mu.Lock()
 				h, n := q.head, q.queued
 				s.mu.Unlock()
+				if n < synBatch && !partial {
+					continue
+				}
 				k := min(n, q.snd.Slots()-h, synBatch, int(tokens))
 				if k == 0 {
 					if n > 0 {
@@ -581,6 +617,9 @@ func (s *synSession) sendLoop() {
 				s.mu.Unlock()
 			}
 			sentPeriod += sent
+			// What was gathered when the flush came is out; later probes
+			// wait for a batch, or the next flush.
+			partial = false
 			if sent == 0 {
 				if limited > 0 && tokens < 1 {
 					// Wait for the next batch's tokens, not a whole tick.
@@ -613,7 +652,8 @@ func (s *synSession) recvLoop() {
 			return
 		default:
 		}
-		if _, err := s.rx.Recv(handle); err != nil {
+		n, err := s.rx.Recv(handle)
+		if err != nil {
 			s.log.Debug("receive", "err", err)
 			time.Sleep(time.Millisecond)
 		}
@@ -623,6 +663,13 @@ func (s *synSession) recvLoop() {
 		}
 		s.resolve()
 		s.flushHeld()
+		if n > 0 {
+			// Replies come in bursts (a batch of SYNs draws a batch of
+			// answers): waking for each packet of one costs a context
+			// switch per few packets, the sweep's largest overhead after
+			// the packets themselves. Let the socket gather a burst.
+			time.Sleep(synRecvLinger)
+		}
 	}
 }
 

@@ -313,6 +313,59 @@ func TestSYNLoopbackInSourceBlock(t *testing.T) {
 	}
 }
 
+// TestSYNPartialBatch: the sender waits for a batch of probes, or for the
+// scanner's Flush, before it sends. Probes short of a batch must still go
+// out, both without a Flush (on the sender's tick: a caller that never
+// flushes is not stranded) and with one, and each draws its answer.
+func TestSYNPartialBatch(t *testing.T) {
+	scanner, target, lk := netlab.NewPair(t)
+	var open portspec.Port
+	if err := target.Do(func() error { open = openPort(t, lk.B4); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	replies := make(chan Reply, 64)
+	var sess Session
+	if err := scanner.Do(func() error {
+		var err error
+		sess, err = SYNProber{Canaries: -1}.Open(context.Background(), func(r Reply) { replies <- r })
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	closed := []portspec.Port{open + 1, open + 2}
+	// The first round waits for the next hop's address, whose resolution
+	// sends what waited for it; the others find it known.
+	for round, flush := range []bool{true, false, true} {
+		want := map[uint64]State{}
+		for i, p := range append([]portspec.Port{open}, closed...) {
+			id := uint64(round)<<32 | uint64(3*round+i)
+			want[id] = Closed
+			if p == open {
+				want[id] = Open
+			}
+			if err := scanner.Do(func() error { return sess.Send(id, netip.AddrPortFrom(lk.B4, uint16(p)), portspec.TCP) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if flush {
+			sess.(flusher).Flush()
+		}
+		deadline := time.After(10 * time.Second)
+		for len(want) > 0 {
+			select {
+			case r := <-replies:
+				if st, ok := want[r.ID]; !ok || r.State != st {
+					t.Errorf("flush %v: reply %d %v (%s); want one of %v", flush, r.ID, r.State, r.Reason, want)
+				}
+				delete(want, r.ID)
+			case <-deadline:
+				t.Fatalf("flush %v: %d of 3 probes short of a batch never answered: %v", flush, len(want), want)
+			}
+		}
+	}
+}
+
 // BenchmarkSYNSend measures the per-probe work of a SYN scan: Send (route
 // cache, cookie, template, queue, table) and Cancel, with the sender and
 // receiver goroutines running against a real target that answers every
