@@ -241,6 +241,26 @@ func aimd(rate, minRate, maxRate float64, drops uint64, limited, probing bool) f
 	return rate
 }
 
+// synBatch is the most packets sent (or read) per system call.
+const synBatch = 64
+
+// batchOf is how many of the n packets queued (room of them before the
+// ring wraps) go out in one system call with tokens in hand: a batch of
+// synBatch, or what there is after a flush (partial); else none, with the
+// tokens still needed when it is the rate that holds them back. Waiting
+// for a batch's tokens, rather than sending what trickles in, keeps to a
+// few packets a system call.
+func batchOf(n, room int, tokens float64, partial bool) (k int, need float64) {
+	if n == 0 || n < synBatch && !partial {
+		return 0, 0
+	}
+	k = min(n, room, synBatch)
+	if tokens < float64(k) {
+		return 0, float64(k) - tokens
+	}
+	return k, 0
+}
+
 // synMinRate is AIMD's floor, in packets per second.
 const synMinRate = 1_000
 

@@ -23,7 +23,6 @@ const (
 	synTableSize  = 1 << 17 // probes in flight: InFlightLimit is half
 	synTableStart = 1 << 12 // the table's first size; it doubles as needed
 	synPorts      = 1024    // source ports per scan
-	synBatch      = 64      // packets per sendmmsg / recvmmsg
 	synStartRate  = 100_000 // packets per second before AIMD has spoken
 	synAIMDPeriod = 10 * time.Millisecond
 	synResolve    = 3 * time.Second       // a next hop's address resolution gives up
@@ -578,7 +577,8 @@ func (s *synSession) sendLoop() {
 				}
 				lastDrops, period, sentPeriod, limited = drops, now, 0, 0
 			}
-			sent := 0
+			// short: the tokens a batch held back by the rate still needs.
+			sent, short := 0, 0.0
 			s.mu.Lock()
 			qs := s.qs
 			s.mu.Unlock()
@@ -586,14 +586,12 @@ func (s *synSession) sendLoop() {
 				s.mu.Lock()
 				h, n := q.head, q.queued
 				s.mu.Unlock()
-				if n < synBatch && !partial {
-					continue
+				k, need := batchOf(n, q.snd.Slots()-h, tokens, partial)
+				if need > 0 {
+					limited++ // AIMD: the rate is what limits
+					short = max(short, need)
 				}
-				k := min(n, q.snd.Slots()-h, synBatch, int(tokens))
 				if k == 0 {
-					if n > 0 {
-						limited++
-					}
 					continue
 				}
 				m, err := q.snd.Send(h, k)
@@ -617,15 +615,15 @@ func (s *synSession) sendLoop() {
 				s.mu.Unlock()
 			}
 			sentPeriod += sent
+			if short > 0 {
+				// Wait for the held batch's tokens, not a whole tick.
+				time.Sleep(time.Duration(float64(time.Second) * short / rate))
+				continue
+			}
 			// What was gathered when the flush came is out; later probes
 			// wait for a batch, or the next flush.
 			partial = false
 			if sent == 0 {
-				if limited > 0 && tokens < 1 {
-					// Wait for the next batch's tokens, not a whole tick.
-					time.Sleep(time.Duration(float64(time.Second) * min(synBatch, max(1, 1-tokens)) / rate))
-					continue
-				}
 				break
 			}
 		}

@@ -34,6 +34,31 @@ func TestAIMD(t *testing.T) {
 	}
 }
 
+func TestBatchOf(t *testing.T) {
+	cases := []struct {
+		name    string
+		n, room int
+		tokens  float64
+		partial bool
+		k       int
+		need    float64
+	}{
+		{"nothing queued", 0, 4096, 1000, true, 0, 0},
+		{"a full batch", 100, 4096, 1000, false, synBatch, 0},
+		{"short of a batch: wait for more", 10, 4096, 1000, false, 0, 0},
+		{"short of a batch after a flush: send it", 10, 4096, 1000, true, 10, 0},
+		{"the ring wraps: up to its end", 100, 3, 1000, false, 3, 0},
+		{"the rate holds a batch back", 100, 4096, 20, false, 0, synBatch - 20},
+		{"the rate holds a flushed batch back", 10, 4096, 4.5, true, 0, 5.5},
+		{"tokens for exactly a batch", synBatch, 4096, synBatch, false, synBatch, 0},
+	}
+	for _, c := range cases {
+		if k, need := batchOf(c.n, c.room, c.tokens, c.partial); k != c.k || need != c.need {
+			t.Errorf("%s: batchOf(%d, %d, %v, %v) = %d, %v; want %d, %v", c.name, c.n, c.room, c.tokens, c.partial, k, need, c.k, c.need)
+		}
+	}
+}
+
 // TestSynTable fills the probe table past wrap-around and deletes in an
 // order that moves entries back, checking every key stays findable; the
 // table starts at 4 slots and grows to its limit of 64 on the way.
