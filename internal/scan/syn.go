@@ -17,7 +17,9 @@ import (
 // of its 4-tuple, and a reply counts only if it acknowledges that number,
 // so forged or stray packets are never reported. The send rate follows
 // AIMD: halved when the kernel drops received packets (PACKET_STATISTICS)
-// or refuses sends, raised step by step while clean. Random canary ports
+// or refuses sends, raised while clean (doubled until the first drop, then
+// step by step). Packets leave 64 per system call: the sender waits for a
+// batch or for the scanner's Flush. Random canary ports
 // of each host tell a host that answers every port (a tarpit or a
 // middlebox) from one with open ports: its SYN-ACKs are reported filtered
 // with ReasonTarpit. With CAP_NET_ADMIN an nftables table of the prober's
