@@ -557,6 +557,7 @@ func (s *synSession) sendLoop() {
 		case <-tick.C:
 			partial = true
 		case <-s.done:
+			s.drain()
 			return
 		}
 		for {
@@ -626,6 +627,26 @@ func (s *synSession) sendLoop() {
 			if sent == 0 {
 				break
 			}
+		}
+	}
+}
+
+// drain sends what is still queued when the session closes: the resets
+// for the last SYN-ACKs (resetLocked) wait for a batch or a flush like any
+// packet, and one left unsent leaves the target a half-open connection
+// that answers the next scan from that source port with stale numbers.
+func (s *synSession) drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range s.qs {
+		for q.queued > 0 {
+			k := min(q.queued, q.snd.Slots()-q.head, synBatch)
+			m, err := q.snd.Send(q.head, k)
+			if err != nil || m == 0 {
+				break
+			}
+			q.head = (q.head + m) % q.snd.Slots()
+			q.queued -= m
 		}
 	}
 }

@@ -366,6 +366,53 @@ func TestSYNPartialBatch(t *testing.T) {
 	}
 }
 
+// TestSYNCloseSendsQueuedResets: the reset the prober owes a SYN-ACK (the
+// guard keeps the kernel from sending it) waits in the send queue like any
+// packet; Close must send it, or the target keeps a half-open connection
+// that answers the next scan from that source port with stale numbers
+// (ignored as forged: the open port then looks silent).
+func TestSYNCloseSendsQueuedResets(t *testing.T) {
+	testenv.RequireCommand(t, "ss")
+	scanner, target, lk := netlab.NewPair(t)
+	var open portspec.Port
+	if err := target.Do(func() error { open = openPort(t, lk.B4); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	replies := make(chan Reply, 8)
+	var sess Session
+	if err := scanner.Do(func() error {
+		var err error
+		sess, err = SYNProber{Canaries: -1}.Open(context.Background(), func(r Reply) { replies <- r })
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := scanner.Do(func() error { return sess.Send(1, netip.AddrPortFrom(lk.B4, uint16(open)), portspec.TCP) }); err != nil {
+		sess.Close()
+		t.Fatal(err)
+	}
+	sess.(flusher).Flush()
+	select {
+	case r := <-replies:
+		if r.State != Open {
+			t.Errorf("port %d: %v (%s); want open", open, r.State, r.Reason)
+		}
+	case <-time.After(10 * time.Second):
+		sess.Close()
+		t.Fatalf("port %d never answered", open)
+	}
+	if err := sess.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := target.Command(context.Background(), "ss", "-Htn", "state", "syn-recv").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("the target keeps a half-open connection after Close (the reset was never sent):\n%s", s)
+	}
+}
+
 // BenchmarkSYNSend measures the per-probe work of a SYN scan: Send (route
 // cache, cookie, template, queue, table) and Cancel, with the sender and
 // receiver goroutines running against a real target that answers every
