@@ -313,18 +313,12 @@ func TestSYNLoopbackInSourceBlock(t *testing.T) {
 	}
 }
 
-// TestSYNPartialBatch: the sender waits for a batch of probes, or for the
-// scanner's Flush, before it sends. Probes short of a batch must still go
-// out, both without a Flush (on the sender's tick: a caller that never
-// flushes is not stranded) and with one, and each draws its answer.
-func TestSYNPartialBatch(t *testing.T) {
-	scanner, target, lk := netlab.NewPair(t)
-	var open portspec.Port
-	if err := target.Do(func() error { open = openPort(t, lk.B4); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	replies := make(chan Reply, 64)
-	var sess Session
+// synSessionPair opens a SYN session without canaries in the scanner of
+// a new netlab pair; its replies go to the channel. The caller closes it.
+func synSessionPair(t *testing.T) (scanner, target *netlab.Host, lk *netlab.Link, replies chan Reply, sess Session) {
+	t.Helper()
+	scanner, target, lk = netlab.NewPair(t)
+	replies = make(chan Reply, 64)
 	if err := scanner.Do(func() error {
 		var err error
 		sess, err = SYNProber{Canaries: -1}.Open(context.Background(), func(r Reply) { replies <- r })
@@ -332,7 +326,20 @@ func TestSYNPartialBatch(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	return scanner, target, lk, replies, sess
+}
+
+// TestSYNPartialBatch: the sender waits for a batch of probes, or for the
+// scanner's Flush, before it sends. Probes short of a batch must still go
+// out, both without a Flush (on the sender's tick: a caller that never
+// flushes is not stranded) and with one, and each draws its answer.
+func TestSYNPartialBatch(t *testing.T) {
+	scanner, target, lk, replies, sess := synSessionPair(t)
 	defer sess.Close()
+	var open portspec.Port
+	if err := target.Do(func() error { open = openPort(t, lk.B4); return nil }); err != nil {
+		t.Fatal(err)
+	}
 	closed := []portspec.Port{open + 1, open + 2}
 	// The first round waits for the next hop's address, whose resolution
 	// sends what waited for it; the others find it known.
@@ -373,18 +380,10 @@ func TestSYNPartialBatch(t *testing.T) {
 // (ignored as forged: the open port then looks silent).
 func TestSYNCloseSendsQueuedResets(t *testing.T) {
 	testenv.RequireCommand(t, "ss")
-	scanner, target, lk := netlab.NewPair(t)
+	scanner, target, lk, replies, sess := synSessionPair(t)
 	var open portspec.Port
 	if err := target.Do(func() error { open = openPort(t, lk.B4); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	replies := make(chan Reply, 8)
-	var sess Session
-	if err := scanner.Do(func() error {
-		var err error
-		sess, err = SYNProber{Canaries: -1}.Open(context.Background(), func(r Reply) { replies <- r })
-		return err
-	}); err != nil {
+		sess.Close()
 		t.Fatal(err)
 	}
 	if err := scanner.Do(func() error { return sess.Send(1, netip.AddrPortFrom(lk.B4, uint16(open)), portspec.TCP) }); err != nil {
