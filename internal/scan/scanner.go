@@ -238,6 +238,7 @@ func (s *Scanner) Run(ctx context.Context, sp Space) (Summary, error) {
 	if _, ok := sess.(ackSender); !ok {
 		e.ackPorts = nil
 	}
+	e.flusher, _ = sess.(flusher)
 	if is, ok := sess.(icmpSeer); ok {
 		e.seesICMP = is.SeesICMP()
 	}
@@ -277,6 +278,7 @@ type engine struct {
 	sess     Session
 	pingSess Session // nil: no ICMP in discovery
 	pingErr  error   // why there is none, when the Scanner asked for it
+	flusher  flusher // sess, when it gathers probes into batches
 	log      *slog.Logger
 	now      func() time.Time
 	inbox    inbox
@@ -375,6 +377,11 @@ const (
 type ackSender interface {
 	SendACK(id uint64, dst netip.AddrPort) error
 }
+
+// flusher is implemented by sessions that gather probes into batches
+// (SYNProber): Flush sends what has gathered. The engine calls it whenever
+// it stops sending for the moment, before it waits.
+type flusher interface{ Flush() }
 
 // discState is where a host is in discovery.
 type discState uint8
@@ -545,7 +552,11 @@ func (e *engine) loop() error {
 		for len(e.timeouts) > 0 && !e.timeouts[0].deadline.After(now) {
 			e.onTimeout(e.timeouts[0])
 		}
-		if err := e.dispatch(now); err != nil {
+		err := e.dispatch(now)
+		if e.flusher != nil {
+			e.flusher.Flush()
+		}
+		if err != nil {
 			return err
 		}
 		e.progress(now)

@@ -17,7 +17,9 @@ import (
 // of its 4-tuple, and a reply counts only if it acknowledges that number,
 // so forged or stray packets are never reported. The send rate follows
 // AIMD: halved when the kernel drops received packets (PACKET_STATISTICS)
-// or refuses sends, raised step by step while clean. Random canary ports
+// or refuses sends, raised while clean (doubled until the first drop, then
+// step by step). Packets leave 64 per system call: the sender waits for a
+// batch or for the scanner's Flush. Random canary ports
 // of each host tell a host that answers every port (a tarpit or a
 // middlebox) from one with open ports: its SYN-ACKs are reported filtered
 // with ReasonTarpit. With CAP_NET_ADMIN an nftables table of the prober's
@@ -103,20 +105,32 @@ type synEntry struct {
 }
 
 // synTable maps probes in flight by 4-tuple: open addressing, linear
-// probing and backward-shift deletion in a fixed array, so neither Send
-// nor a reply allocates.
+// probing and backward-shift deletion in an array, so neither Send nor a
+// reply allocates once the array has grown to the scan's window. It
+// starts small and doubles at half load, up to its limit: a sweep keeps
+// a few thousand probes in flight, and a table sized for the largest
+// window (8 MiB) spends the sweep's first moments in page faults and its
+// lookups in cache misses.
 type synTable struct {
 	e    []synEntry
 	mask uint64
 	n    int
+	max  int // the array's limit, a power of two
 }
 
-func newSynTable(capacity int) synTable {
+// newSynTable returns a table of initial slots that grows to limit (both
+// rounded up to powers of two).
+func newSynTable(initial, limit int) synTable {
+	c, m := pow2(initial), pow2(max(initial, limit))
+	return synTable{e: make([]synEntry, c), mask: uint64(c - 1), max: m}
+}
+
+func pow2(n int) int {
 	c := 1
-	for c < capacity {
+	for c < n {
 		c <<= 1
 	}
-	return synTable{e: make([]synEntry, c), mask: uint64(c - 1)}
+	return c
 }
 
 func (k synKey) hash() uint64 {
@@ -133,11 +147,16 @@ func (k synKey) hash() uint64 {
 	return h ^ h>>29
 }
 
-// full reports whether the table is at its load limit (one half).
-func (t *synTable) full() bool { return 2*(t.n+1) > len(t.e) }
+// full reports whether the table has grown to its limit and is at its
+// load limit there (one half).
+func (t *synTable) full() bool { return len(t.e) >= t.max && 2*(t.n+1) > len(t.e) }
 
-// put adds or replaces the entry for e.key.
+// put adds or replaces the entry for e.key, doubling the array first
+// when it is half full and may grow.
 func (t *synTable) put(e synEntry) {
+	if 2*(t.n+1) > len(t.e) && len(t.e) < t.max {
+		t.grow()
+	}
 	e.used = true
 	for i := e.key.hash() & t.mask; ; i = (i + 1) & t.mask {
 		if !t.e[i].used {
@@ -149,6 +168,23 @@ func (t *synTable) put(e synEntry) {
 			t.e[i] = e
 			return
 		}
+	}
+}
+
+// grow doubles the array and places every entry again.
+func (t *synTable) grow() {
+	old := t.e
+	t.e = make([]synEntry, 2*len(old))
+	t.mask = uint64(len(t.e) - 1)
+	for _, e := range old {
+		if !e.used {
+			continue
+		}
+		i := e.key.hash() & t.mask
+		for t.e[i].used {
+			i = (i + 1) & t.mask
+		}
+		t.e[i] = e
 	}
 }
 
@@ -190,16 +226,41 @@ func (t *synTable) del(i uint64) {
 
 // aimd is the send rate for the next period: halved (down to a floor of
 // 1,000/s, or minRate if higher) after a period with drops in our own
-// kernel, raised by a fiftieth of the cap after a clean period in which
-// the rate held packets back, unchanged otherwise.
-func aimd(rate, minRate, maxRate float64, drops uint64, limited bool) float64 {
+// kernel, raised after a clean period in which the rate held packets
+// back, unchanged otherwise. Until the first drop (probing) it doubles,
+// as TCP's slow start: a sweep of a few hundred milliseconds would spend
+// a good part of itself climbing from the start rate by additive steps.
+// After a drop it adds a fiftieth of the cap.
+func aimd(rate, minRate, maxRate float64, drops uint64, limited, probing bool) float64 {
 	switch {
 	case drops > 0:
 		return min(maxRate, max(synMinRate, minRate, rate/2))
+	case limited && probing:
+		return min(maxRate, 2*rate)
 	case limited:
 		return min(maxRate, rate+maxRate/50)
 	}
 	return rate
+}
+
+// synBatch is the most packets sent (or read) per system call.
+const synBatch = 64
+
+// batchOf is how many of the n packets queued (room of them before the
+// ring wraps) go out in one system call with tokens in hand: a batch of
+// synBatch, or what there is after a flush (partial); else none, with the
+// tokens still needed when it is the rate that holds them back. Waiting
+// for a batch's tokens, rather than sending what trickles in, keeps to a
+// few packets a system call.
+func batchOf(n, room int, tokens float64, partial bool) (k int, need float64) {
+	if n == 0 || n < synBatch && !partial {
+		return 0, 0
+	}
+	k = min(n, room, synBatch)
+	if tokens < float64(k) {
+		return 0, float64(k) - tokens
+	}
+	return k, 0
 }
 
 // synMinRate is AIMD's floor, in packets per second.

@@ -313,6 +313,105 @@ func TestSYNLoopbackInSourceBlock(t *testing.T) {
 	}
 }
 
+// synSessionPair opens a SYN session without canaries in the scanner of
+// a new netlab pair; its replies go to the channel. The caller closes it.
+func synSessionPair(t *testing.T) (scanner, target *netlab.Host, lk *netlab.Link, replies chan Reply, sess Session) {
+	t.Helper()
+	scanner, target, lk = netlab.NewPair(t)
+	replies = make(chan Reply, 64)
+	if err := scanner.Do(func() error {
+		var err error
+		sess, err = SYNProber{Canaries: -1}.Open(context.Background(), func(r Reply) { replies <- r })
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return scanner, target, lk, replies, sess
+}
+
+// TestSYNPartialBatch: the sender waits for a batch of probes, or for the
+// scanner's Flush, before it sends. Probes short of a batch must still go
+// out, both without a Flush (on the sender's tick: a caller that never
+// flushes is not stranded) and with one, and each draws its answer.
+func TestSYNPartialBatch(t *testing.T) {
+	scanner, target, lk, replies, sess := synSessionPair(t)
+	defer sess.Close()
+	var open portspec.Port
+	if err := target.Do(func() error { open = openPort(t, lk.B4); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	closed := []portspec.Port{open + 1, open + 2}
+	// The first round waits for the next hop's address, whose resolution
+	// sends what waited for it; the others find it known.
+	for round, flush := range []bool{true, false, true} {
+		want := map[uint64]State{}
+		for i, p := range append([]portspec.Port{open}, closed...) {
+			id := uint64(round)<<32 | uint64(3*round+i)
+			want[id] = Closed
+			if p == open {
+				want[id] = Open
+			}
+			if err := scanner.Do(func() error { return sess.Send(id, netip.AddrPortFrom(lk.B4, uint16(p)), portspec.TCP) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if flush {
+			sess.(flusher).Flush()
+		}
+		deadline := time.After(10 * time.Second)
+		for len(want) > 0 {
+			select {
+			case r := <-replies:
+				if st, ok := want[r.ID]; !ok || r.State != st {
+					t.Errorf("flush %v: reply %d %v (%s); want one of %v", flush, r.ID, r.State, r.Reason, want)
+				}
+				delete(want, r.ID)
+			case <-deadline:
+				t.Fatalf("flush %v: %d of 3 probes short of a batch never answered: %v", flush, len(want), want)
+			}
+		}
+	}
+}
+
+// TestSYNCloseSendsQueuedResets: the reset the prober owes a SYN-ACK (the
+// guard keeps the kernel from sending it) waits in the send queue like any
+// packet; Close must send it, or the target keeps a half-open connection
+// that answers the next scan from that source port with stale numbers
+// (ignored as forged: the open port then looks silent).
+func TestSYNCloseSendsQueuedResets(t *testing.T) {
+	testenv.RequireCommand(t, "ss")
+	scanner, target, lk, replies, sess := synSessionPair(t)
+	var open portspec.Port
+	if err := target.Do(func() error { open = openPort(t, lk.B4); return nil }); err != nil {
+		sess.Close()
+		t.Fatal(err)
+	}
+	if err := scanner.Do(func() error { return sess.Send(1, netip.AddrPortFrom(lk.B4, uint16(open)), portspec.TCP) }); err != nil {
+		sess.Close()
+		t.Fatal(err)
+	}
+	sess.(flusher).Flush()
+	select {
+	case r := <-replies:
+		if r.State != Open {
+			t.Errorf("port %d: %v (%s); want open", open, r.State, r.Reason)
+		}
+	case <-time.After(10 * time.Second):
+		sess.Close()
+		t.Fatalf("port %d never answered", open)
+	}
+	if err := sess.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := target.Command(context.Background(), "ss", "-Htn", "state", "syn-recv").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("the target keeps a half-open connection after Close (the reset was never sent):\n%s", s)
+	}
+}
+
 // BenchmarkSYNSend measures the per-probe work of a SYN scan: Send (route
 // cache, cookie, template, queue, table) and Cancel, with the sender and
 // receiver goroutines running against a real target that answers every
