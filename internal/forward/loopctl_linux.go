@@ -72,37 +72,38 @@ func (c *loopCtl) pass(now int64) {
 // per exchange 20 ms apart, against nginx's 0.15 (bench/RESULTS.md,
 // 2026-12-07). A loop that was active lately therefore wakes by
 // heartbeatAfter past its last yield and yields again; one idle for
-// activeFor waits in the runtime's poller (see waitIdle). The window is
-// short because a loop asleep in epoll_wait keeps its P, which the
-// monitor gives other goroutines only when it preempts.
+// activeFor waits in the runtime's poller (see waitIdle), where it holds
+// no P and needs no heartbeat. activeFor is short: an active loop asleep
+// in epoll_wait keeps its P from other goroutines (see epollWait), and
+// each heartbeat is a wake-up of the loop and of the thread its yield
+// starts. Waiting in the poller costs the next datagram one more
+// epoll_wait and a hand-off from the poller's thread, so a loop with
+// datagrams a few milliseconds apart stays in epoll_wait.
 const (
 	heartbeatAfter = 8 * time.Millisecond
-	activeFor      = 100 * time.Millisecond
+	activeFor      = 7 * time.Millisecond
 )
 
-// heartbeat returns when the loop must wake to pass by the scheduler in
-// time (loop clock), or noTimer if it has been idle for activeFor;
-// lastActive is when it last relayed something.
+// heartbeat returns when the loop must next wake (loop clock): to pass
+// by the scheduler in time, or to go idle activeFor after lastActive
+// (when it last relayed something); noTimer once it is idle.
 func (c *loopCtl) heartbeat(now, lastActive int64) int64 {
 	if now-lastActive >= int64(activeFor) {
 		return noTimer
 	}
-	return c.nextYield - int64(yieldEvery) + int64(heartbeatAfter)
+	return min(c.nextYield-int64(yieldEvery)+int64(heartbeatAfter), lastActive+int64(activeFor))
 }
 
 // waitIdle waits for the loop's next events (as epoll_wait into events)
 // in the Go runtime's poller, where the epoll set is one more descriptor:
-// the goroutine parks and gives its P back. A loop asleep in epoll_wait
-// instead holds its P, so the runtime's monitor never sleeps: it looks
-// every 10 ms for as long as the relay is idle (~70 wake-ups a second),
-// and the P is another goroutine's only once the monitor takes it. The
-// monitor sleeps once every P is idle. Waking this way costs a hand-off
-// from the poller's thread and one more epoll_wait, so only an idle loop
-// waits here; should the runtime refuse the descriptor, the loop sleeps
-// in epoll_wait as before.
+// the goroutine parks and gives its P back, and the runtime's monitor,
+// once every P is idle, sleeps. A loop asleep in epoll_wait instead
+// holds its P, and the monitor never sleeps: it looked every 10 ms for
+// as long as the relay was idle (~70 wake-ups a second). Should the
+// runtime refuse the descriptor, the loop sleeps in epoll_wait.
 func (c *loopCtl) waitIdle(events []unix.EpollEvent) (int, error) {
 	if c.poll == nil && !c.openPoll() {
-		return unix.EpollWait(c.epfd, events, -1)
+		return epollWait(c.epfd, events)
 	}
 	var n int
 	var werr error
@@ -111,7 +112,7 @@ func (c *loopCtl) waitIdle(events []unix.EpollEvent) (int, error) {
 		return n > 0 || werr != nil
 	})
 	if err != nil {
-		return unix.EpollWait(c.epfd, events, -1)
+		return epollWait(c.epfd, events)
 	}
 	return n, werr
 }
@@ -137,6 +138,32 @@ func (c *loopCtl) openPoll() bool {
 	}
 	c.poll, c.pollRC = f, rc
 	return true
+}
+
+// epollWait waits for events in the epoll set epfd, a raw system call
+// unknown to the runtime: to it the loop's goroutine runs on. A wait made
+// the runtime's way (entersyscall) wakes the runtime's monitor when it
+// sleeps, which then polls at 20 us for a millisecond: for a loop woken
+// from the poller by a datagram now and then, most of the CPU each cost
+// (bench/RESULTS.md, 2026-12-07). The loop passes by the scheduler in time
+// on its own (see heartbeat); the runtime's preemption signal, should it
+// come, ends the wait with EINTR. The timerfd's calls are raw for the same
+// reason.
+func epollWait(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// timerfdSettime arms the timerfd fd (a zero its disarms it).
+func timerfdSettime(fd int, its *unix.ItimerSpec) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(fd), 0, uintptr(unsafe.Pointer(its)), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // epollNow returns the events waiting in the epoll set epfd, without
@@ -170,7 +197,7 @@ func (c *loopCtl) moveTimer(at, now int64) {
 	if at != noTimer {
 		its.Value = unix.NsecToTimespec(max(at-now, 1))
 	}
-	if unix.TimerfdSettime(c.timer, 0, &its, nil) == nil {
+	if timerfdSettime(c.timer, &its) == nil {
 		c.armedAt = at
 	}
 }
@@ -186,7 +213,7 @@ func (c *loopCtl) setTimer(at, now int64) {
 		return
 	}
 	its := unix.ItimerSpec{Value: unix.NsecToTimespec(max(at-now, 1))} // zero would disarm it
-	if unix.TimerfdSettime(c.timer, 0, &its, nil) == nil {
+	if timerfdSettime(c.timer, &its) == nil {
 		c.armedAt = at
 	}
 }
@@ -195,7 +222,7 @@ func (c *loopCtl) setTimer(at, now int64) {
 // readable; the next setTimer arms it again.
 func (c *loopCtl) timerFired() {
 	var b [8]byte
-	unix.Read(c.timer, b[:])
+	unix.RawSyscall(unix.SYS_READ, uintptr(c.timer), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	c.armedAt = noTimer
 }
 
