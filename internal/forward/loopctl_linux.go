@@ -84,14 +84,18 @@ const (
 	activeFor      = 7 * time.Millisecond
 )
 
-// heartbeat returns when the loop must next wake (loop clock): to pass
-// by the scheduler in time, or to go idle activeFor after lastActive
-// (when it last relayed something); noTimer once it is idle.
+// heartbeat returns when the loop must wake to pass by the scheduler in
+// time (loop clock), or noTimer if it has been idle for activeFor;
+// lastActive is when it last relayed something. The heartbeat that finds
+// the loop idle sends it to the poller: between activeFor and
+// heartbeatAfter+yieldEvery after its last datagram. (A timer at
+// lastActive+activeFor would be moved by every datagram: a system call
+// each.)
 func (c *loopCtl) heartbeat(now, lastActive int64) int64 {
 	if now-lastActive >= int64(activeFor) {
 		return noTimer
 	}
-	return min(c.nextYield-int64(yieldEvery)+int64(heartbeatAfter), lastActive+int64(activeFor))
+	return c.nextYield - int64(yieldEvery) + int64(heartbeatAfter)
 }
 
 // waitIdle waits for the loop's next events (as epoll_wait into events)

@@ -14,12 +14,12 @@ import (
 )
 
 // TestLoopHeartbeat checks the loop's kernel timer as the UDP loop sets
-// it: a loop that relayed something lately wakes by heartbeatAfter past
-// its last yield, so that the Go runtime's monitor never finds it 10 ms
-// without a pass by the scheduler (and preempts it, see heartbeat), or
-// activeFor after its last datagram, whichever comes first, to go idle;
-// an idle one sleeps with the timer disarmed; the timer moves later at
-// each yield instead of firing for nothing.
+// it: a loop that relayed something lately is woken by heartbeatAfter past
+// its last yield, even with nothing else to wait for, so that the Go
+// runtime's monitor never finds it 10 ms without a pass by the scheduler
+// (and preempts it, see heartbeat); an idle one sleeps with the timer
+// disarmed; the timer moves later at each yield instead of firing for
+// nothing, and not at each datagram.
 func TestLoopHeartbeat(t *testing.T) {
 	var c loopCtl
 	if err := c.open(func(int) error { return nil }); err != nil {
@@ -35,32 +35,31 @@ func TestLoopHeartbeat(t *testing.T) {
 		return time.Duration(its.Value.Nano())
 	}
 	ms := int64(time.Millisecond)
-	check := func(what string, at, want, now int64) {
-		t.Helper()
-		if at != want {
-			t.Fatalf("%s: heartbeat = %v; want %v", what, time.Duration(at), time.Duration(want))
-		}
-		c.moveTimer(at, now)
-		if d := armed(); d <= time.Duration(want-now-ms) || d > time.Duration(want-now) {
-			t.Fatalf("%s: timer armed for %v; want just under %v", what, d, time.Duration(want-now))
-		}
-	}
 
-	// Yielded at 100 ms, active 1 ms before: due to go idle first.
+	// Active 1 ms ago, yielded just now (at 100 ms): due 8 ms from now.
 	now := 100 * ms
 	c.pass(now)
-	check("active 1 ms ago", c.heartbeat(now, now-ms), now-ms+int64(activeFor), now)
+	at := c.heartbeat(now, now-ms)
+	if want := now + int64(heartbeatAfter); at != want {
+		t.Fatalf("heartbeat after a yield at %v = %v; want %v", time.Duration(now), time.Duration(at), time.Duration(want))
+	}
+	c.moveTimer(at, now)
+	if d := armed(); d <= 7*time.Millisecond || d > heartbeatAfter {
+		t.Fatalf("timer armed for %v; want just under %v", d, heartbeatAfter)
+	}
 
-	// Active now, yielded 4 ms ago: due to yield first.
-	lastYield := now
-	now += 4 * ms
-	c.pass(now) // not due yet
-	check("yielded 4 ms ago", c.heartbeat(now, now), lastYield+int64(heartbeatAfter), now)
+	// A datagram just after, no yield due: the heartbeat stays put.
+	if got := c.heartbeat(now+ms/2, now+ms/2); got != at {
+		t.Fatalf("heartbeat after a datagram = %v; want %v still", time.Duration(got), time.Duration(at))
+	}
 
-	// Yielded again: the timer moves on rather than firing.
+	// Yielded again 5 ms later: the timer moves on rather than firing.
 	now += int64(yieldEvery)
 	c.pass(now)
-	check("after the next yield", c.heartbeat(now, now), now+int64(activeFor), now)
+	c.moveTimer(c.heartbeat(now, now), now)
+	if d := armed(); d <= 7*time.Millisecond || d > heartbeatAfter {
+		t.Fatalf("after the next yield, timer armed for %v; want just under %v", d, heartbeatAfter)
+	}
 
 	// An earlier deadline (a session's expiry) takes its place.
 	c.moveTimer(now+2*ms, now)
