@@ -149,21 +149,7 @@ func allStacks() string {
 // every 10 ms. Run: go test -bench UDPIdleLoop -run XXX ./internal/forward
 func BenchmarkUDPIdleLoop(b *testing.B) {
 	const idleWindow = 500 * time.Millisecond
-	upAddr := udpBackend(b, udpEcho)
-	s := &Server{}
-	if err := s.Apply(context.Background(), []Rule{{Name: "u", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{upAddr}}}); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		s.Shutdown(ctx)
-	}()
-	c, err := net.Dial("udp4", s.Addr("u").String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := udpRelayClient(b)
 	buf := make([]byte, 64)
 	var switches int64
 	var cpu time.Duration
