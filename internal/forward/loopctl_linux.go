@@ -7,7 +7,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -73,24 +72,25 @@ func (c *loopCtl) pass(now int64) {
 // 2026-12-07). A loop that was active lately therefore wakes by
 // heartbeatAfter past its last yield and yields again; one idle for
 // activeFor waits in the runtime's poller (see waitIdle), where it holds
-// no P and needs no heartbeat. activeFor is short: an active loop asleep
-// in epoll_wait keeps its P from other goroutines (see epollWait), and
-// each heartbeat is a wake-up of the loop and of the thread its yield
-// starts. Waiting in the poller costs the next datagram one more
-// epoll_wait and a hand-off from the poller's thread, so a loop with
-// datagrams a few milliseconds apart stays in epoll_wait.
+// no P and needs no heartbeat. The window is short because a loop asleep
+// in epoll_wait keeps its P, which the monitor gives other goroutines
+// only when it preempts. It is not shorter because a loop woken from the
+// poller wakes the sleeping monitor with its next system call, which
+// then polls at 20 us for a millisecond: at 7 ms, exchanges 16-100 ms
+// apart cost 1.0-1.1 ms of CPU each against 0.3-0.9 at 100 ms
+// (bench/RESULTS.md, 2026-12-07 21:36). Only raw calls would leave the
+// monitor asleep, and a raw wait is against the module's policy
+// (internal/testenv).
 const (
 	heartbeatAfter = 8 * time.Millisecond
-	activeFor      = 7 * time.Millisecond
+	activeFor      = 100 * time.Millisecond
 )
 
 // heartbeat returns when the loop must wake to pass by the scheduler in
 // time (loop clock), or noTimer if it has been idle for activeFor;
 // lastActive is when it last relayed something. The heartbeat that finds
-// the loop idle sends it to the poller: between activeFor and
-// heartbeatAfter+yieldEvery after its last datagram. (A timer at
-// lastActive+activeFor would be moved by every datagram: a system call
-// each.)
+// the loop idle sends it to the poller. (A timer at lastActive+activeFor
+// would be moved by every datagram: a system call each.)
 func (c *loopCtl) heartbeat(now, lastActive int64) int64 {
 	if now-lastActive >= int64(activeFor) {
 		return noTimer
@@ -107,7 +107,7 @@ func (c *loopCtl) heartbeat(now, lastActive int64) int64 {
 // runtime refuse the descriptor, the loop sleeps in epoll_wait.
 func (c *loopCtl) waitIdle(events []unix.EpollEvent) (int, error) {
 	if c.poll == nil && !c.openPoll() {
-		return epollWait(c.epfd, events)
+		return unix.EpollWait(c.epfd, events, -1)
 	}
 	var n int
 	var werr error
@@ -116,7 +116,7 @@ func (c *loopCtl) waitIdle(events []unix.EpollEvent) (int, error) {
 		return n > 0 || werr != nil
 	})
 	if err != nil {
-		return epollWait(c.epfd, events)
+		return unix.EpollWait(c.epfd, events, -1)
 	}
 	return n, werr
 }
@@ -144,42 +144,13 @@ func (c *loopCtl) openPoll() bool {
 	return true
 }
 
-// epollWait waits for events in the epoll set epfd, a raw system call
-// unknown to the runtime: to it the loop's goroutine runs on. A wait made
-// the runtime's way (entersyscall) wakes the runtime's monitor when it
-// sleeps, which then polls at 20 us for a millisecond: for a loop woken
-// from the poller by a datagram now and then, most of the CPU each cost
-// (bench/RESULTS.md, 2026-12-07). The loop passes by the scheduler in time
-// on its own (see heartbeat); the runtime's preemption signal, should it
-// come, ends the wait with EINTR. The timerfd's calls are raw for the same
-// reason.
-func epollWait(epfd int, events []unix.EpollEvent) (int, error) {
-	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-// timerfdSettime arms the timerfd fd (a zero its disarms it).
-func timerfdSettime(fd int, its *unix.ItimerSpec) error {
-	_, _, e := unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(fd), 0, uintptr(unsafe.Pointer(its)), 0, 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
-
 // epollNow returns the events waiting in the epoll set epfd, without
 // waiting.
 func epollNow(epfd int, events []unix.EpollEvent) (int, error) {
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-		if e != unix.EINTR {
-			if e != 0 {
-				return 0, e
-			}
-			return int(n), nil
+		n, err := unix.EpollWait(epfd, events, 0)
+		if err != unix.EINTR {
+			return n, err
 		}
 	}
 }
@@ -201,7 +172,7 @@ func (c *loopCtl) moveTimer(at, now int64) {
 	if at != noTimer {
 		its.Value = unix.NsecToTimespec(max(at-now, 1))
 	}
-	if timerfdSettime(c.timer, &its) == nil {
+	if unix.TimerfdSettime(c.timer, 0, &its, nil) == nil {
 		c.armedAt = at
 	}
 }
@@ -217,7 +188,7 @@ func (c *loopCtl) setTimer(at, now int64) {
 		return
 	}
 	its := unix.ItimerSpec{Value: unix.NsecToTimespec(max(at-now, 1))} // zero would disarm it
-	if timerfdSettime(c.timer, &its) == nil {
+	if unix.TimerfdSettime(c.timer, 0, &its, nil) == nil {
 		c.armedAt = at
 	}
 }
@@ -226,7 +197,7 @@ func (c *loopCtl) setTimer(at, now int64) {
 // readable; the next setTimer arms it again.
 func (c *loopCtl) timerFired() {
 	var b [8]byte
-	unix.RawSyscall(unix.SYS_READ, uintptr(c.timer), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	unix.Read(c.timer, b[:])
 	c.armedAt = noTimer
 }
 

@@ -243,7 +243,7 @@ func (l *udpListener) loop() {
 		if hb == noTimer {
 			n, err = l.waitIdle(l.events[:])
 		} else {
-			n, err = epollWait(l.epfd, l.events[:])
+			n, err = unix.EpollWait(l.epfd, l.events[:], -1)
 		}
 		if err != nil && err != unix.EINTR {
 			// Only a bug gets here (a bad descriptor): end cleanly
