@@ -101,21 +101,7 @@ func BenchmarkTCPConnect(b *testing.B) {
 
 // BenchmarkUDPRoundTrip is one request and its reply through a UDP session.
 func BenchmarkUDPRoundTrip(b *testing.B) {
-	upAddr := udpBackend(b, udpEcho)
-	s := &Server{}
-	if err := s.Apply(context.Background(), []Rule{{Name: "u", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{upAddr}}}); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		s.Shutdown(ctx)
-	}()
-	c, err := net.Dial("udp4", s.Addr("u").String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := udpRelayClient(b)
 	q := make([]byte, 64)
 	buf := make([]byte, 2048)
 	b.ResetTimer()
@@ -126,4 +112,25 @@ func BenchmarkUDPRoundTrip(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// udpRelayClient returns a client socket of a UDP rule relaying to an
+// echo backend; both end with b.
+func udpRelayClient(b *testing.B) net.Conn {
+	upAddr := udpBackend(b, udpEcho)
+	s := &Server{}
+	if err := s.Apply(context.Background(), []Rule{{Name: "u", Proto: UDP, Listen: "127.0.0.1:0", Targets: []string{upAddr}}}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	c, err := net.Dial("udp4", s.Addr("u").String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
 }

@@ -2,8 +2,10 @@ package forward
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,6 +19,12 @@ type loopCtl struct {
 	epfd  int
 	wake  int // eventfd: drain or shutdown asked
 	timer int // timerfd: the loop's next timer (see setTimer)
+
+	// The epoll set as the Go runtime's poller sees it, a duplicate of
+	// epfd, made when the loop first waits idle (see waitIdle); nil
+	// before, or when the runtime would not take it.
+	poll   *os.File
+	pollRC syscall.RawConn
 
 	mu       sync.Mutex
 	started  bool // the loop runs (or ran)
@@ -63,11 +71,16 @@ func (c *loopCtl) pass(now int64) {
 // per exchange 20 ms apart, against nginx's 0.15 (bench/RESULTS.md,
 // 2026-12-07). A loop that was active lately therefore wakes by
 // heartbeatAfter past its last yield and yields again; one idle for
-// activeFor sleeps until something comes (and is preempted once). The
-// window is short because a loop asleep in epoll_wait keeps its P, which
-// the monitor gives other goroutines only when it preempts: with as many
-// fresh loops as Ps, other goroutines wait for its next look (up to
-// 10 ms).
+// activeFor waits in the runtime's poller (see waitIdle), where it holds
+// no P and needs no heartbeat. The window is short because a loop asleep
+// in epoll_wait keeps its P, which the monitor gives other goroutines
+// only when it preempts. It is not shorter because a loop woken from the
+// poller wakes the sleeping monitor with its next system call, which
+// then polls at 20 us for a millisecond: at 7 ms, exchanges 16-100 ms
+// apart cost 1.0-1.1 ms of CPU each against 0.3-0.9 at 100 ms
+// (bench/RESULTS.md, 2026-12-07 21:36). Only raw calls would leave the
+// monitor asleep, and a raw wait is against the module's policy
+// (internal/testenv).
 const (
 	heartbeatAfter = 8 * time.Millisecond
 	activeFor      = 100 * time.Millisecond
@@ -75,12 +88,71 @@ const (
 
 // heartbeat returns when the loop must wake to pass by the scheduler in
 // time (loop clock), or noTimer if it has been idle for activeFor;
-// lastActive is when it last relayed something.
+// lastActive is when it last relayed something. The heartbeat that finds
+// the loop idle sends it to the poller. (A timer at lastActive+activeFor
+// would be moved by every datagram: a system call each.)
 func (c *loopCtl) heartbeat(now, lastActive int64) int64 {
 	if now-lastActive >= int64(activeFor) {
 		return noTimer
 	}
 	return c.nextYield - int64(yieldEvery) + int64(heartbeatAfter)
+}
+
+// waitIdle waits for the loop's next events (as epoll_wait into events)
+// in the Go runtime's poller, where the epoll set is one more descriptor:
+// the goroutine parks and gives its P back, and the runtime's monitor,
+// once every P is idle, sleeps. A loop asleep in epoll_wait instead
+// holds its P, and the monitor never sleeps: it looked every 10 ms for
+// as long as the relay was idle (~70 wake-ups a second). Should the
+// runtime refuse the descriptor, the loop sleeps in epoll_wait.
+func (c *loopCtl) waitIdle(events []unix.EpollEvent) (int, error) {
+	if c.poll == nil && !c.openPoll() {
+		return unix.EpollWait(c.epfd, events, -1)
+	}
+	var n int
+	var werr error
+	err := c.pollRC.Read(func(uintptr) bool {
+		n, werr = epollNow(c.epfd, events)
+		return n > 0 || werr != nil
+	})
+	if err != nil {
+		return unix.EpollWait(c.epfd, events, -1)
+	}
+	return n, werr
+}
+
+// openPoll hands a duplicate of the epoll set to the runtime's poller;
+// false if it would not take it.
+func (c *loopCtl) openPoll() bool {
+	fd, err := unix.FcntlInt(uintptr(c.epfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	// Non-blocking, or os.NewFile leaves it out of the poller; epoll_wait
+	// itself ignores the flag.
+	if unix.SetNonblock(fd, true) != nil {
+		unix.Close(fd)
+		return false
+	}
+	f := os.NewFile(uintptr(fd), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return false
+	}
+	c.poll, c.pollRC = f, rc
+	return true
+}
+
+// epollNow returns the events waiting in the epoll set epfd, without
+// waiting.
+func epollNow(epfd int, events []unix.EpollEvent) (int, error) {
+	for {
+		n, err := unix.EpollWait(epfd, events, 0)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 // moveTimer arms the loop's timer for at (loop clock), earlier or later
@@ -251,6 +323,9 @@ func answer(acks []chan struct{}) []chan struct{} {
 // a closed (and maybe reused) descriptor number.
 func (c *loopCtl) closeCtlLocked() {
 	c.closed = true
+	if c.poll != nil {
+		c.poll.Close() // through the File: the poller forgets it
+	}
 	unix.Close(c.wake)
 	unix.Close(c.timer)
 	unix.Close(c.epfd)

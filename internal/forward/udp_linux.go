@@ -19,7 +19,8 @@ import (
 // connected upstream socket, an eventfd for drain and shutdown and a
 // timerfd for expiry. A request/response exchange then costs the kernel's
 // wake-ups of one thread and no hand-offs between goroutines through the
-// runtime's poller.
+// runtime's poller. Only an idle loop waits there, the epoll set being one
+// descriptor more to it (see waitIdle).
 
 // udpBatch is how many datagrams one recvmmsg call may return, on a busy
 // socket (see readMode): fewer calls under load.
@@ -183,14 +184,14 @@ func (l *udpListener) serve() {
 	if !l.begin() {
 		return
 	}
-	// Not locked to its thread: after a long epoll_wait the runtime may
-	// have handed the P on, and a locked thread then waits to be handed
-	// one back (two futex wake-ups), where an unlocked goroutine takes any
-	// free P. Measured: no slower across processes, 20% less CPU with the
-	// clients in the same process.
+	// Not locked to its thread: woken from the runtime's poller (see
+	// waitIdle), a locked thread waits to be handed a P (two futex
+	// wake-ups), where an unlocked goroutine takes any free P. Measured:
+	// no slower across processes, 20% less CPU with the clients in the
+	// same process (and, locked, no faster back to back: bench/RESULTS.md).
 	l.nextSweep = 1<<63 - 1
-	// Idle until the first datagram: no heartbeat for a listener nobody
-	// uses, whose sleeping thread would keep a P from other goroutines.
+	// Idle until the first datagram: a listener nobody uses waits in the
+	// runtime's poller, holding no P (see waitIdle).
 	l.lastActive = -int64(activeFor)
 	l.setup()
 	l.loop()
@@ -231,12 +232,19 @@ func (l *udpListener) loop() {
 		// went out, never between a datagram and its relaying: a yield
 		// may wake another thread and move the loop to it.
 		l.pass(now)
-		next := min(l.nextSweep, l.heartbeat(now, l.lastActive))
+		hb := l.heartbeat(now, l.lastActive)
+		next := min(l.nextSweep, hb)
 		if len(l.sessions) > 0 {
 			next = min(next, l.nextFlush)
 		}
 		l.moveTimer(next, now)
-		n, err := unix.EpollWait(l.epfd, l.events[:], -1)
+		var n int
+		var err error
+		if hb == noTimer {
+			n, err = l.waitIdle(l.events[:])
+		} else {
+			n, err = unix.EpollWait(l.epfd, l.events[:], -1)
+		}
 		if err != nil && err != unix.EINTR {
 			// Only a bug gets here (a bad descriptor): end cleanly
 			// rather than spin.
