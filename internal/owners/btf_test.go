@@ -2,6 +2,7 @@ package owners
 
 import (
 	"encoding/binary"
+	"os"
 	"strings"
 	"testing"
 )
@@ -146,4 +147,19 @@ func FuzzParseKernelLayout(f *testing.F) {
 			t.Fatalf("parseKernelLayout = %+v without an error", l)
 		}
 	})
+}
+
+// BenchmarkParseKernelLayout reads this machine's own BTF: every ls and
+// who as root pays for it once.
+func BenchmarkParseKernelLayout(b *testing.B) {
+	raw, err := os.ReadFile("/sys/kernel/btf/vmlinux")
+	if err != nil {
+		b.Skip(err)
+	}
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := parseKernelLayout("vmlinux", raw); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
