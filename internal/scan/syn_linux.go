@@ -27,7 +27,13 @@ const (
 	synAIMDPeriod = 10 * time.Millisecond
 	synResolve    = 3 * time.Second       // a next hop's address resolution gives up
 	synQueueTime  = 40 * time.Millisecond // the longest a SYN waits in the send queue
+	// A canary verdict waits synCanaryRTTs of the slowest answer seen
+	// from its host, between synCanaryMin (above synQueueTime, which a
+	// canary may spend queued) and synCanaryWait, the wait while nothing
+	// has answered.
 	synCanaryWait = 500 * time.Millisecond
+	synCanaryMin  = 100 * time.Millisecond
+	synCanaryRTTs = 20
 	synRecvLinger = 200 * time.Microsecond // between reads while replies come
 	canaryBit     = 1 << 63                // in a canary probe's ID
 )
@@ -69,6 +75,7 @@ type synDest struct {
 	canaryClosed int
 	verdict      canaryVerdict
 	held         []Reply // open answers waiting for the verdict
+	maxRTT       int64   // nanoseconds: the slowest answer from addr so far
 }
 
 // synWaiting is a probe waiting for its next hop's MAC address.
@@ -751,6 +758,7 @@ func (s *synSession) onPacket(b []byte) (Reply, bool) {
 	}
 	r.ID, r.RTT = e.id, time.Duration(now-e.sent)
 	d := e.d
+	d.maxRTT = max(d.maxRTT, now-e.sent)
 	if r.State == Open {
 		s.resetLocked(d, k, p.Ack)
 	}
@@ -785,8 +793,8 @@ func (s *synSession) onPacket(b []byte) (Reply, bool) {
 
 // decide gives d's canary verdict once it is known: normal as soon as a
 // canary is answered other than open, a tarpit once all are answered open
-// (or at least two of them when the wait is over). Under mu; the held
-// answers go to s.flush for flushHeld.
+// (or at least two of them when the wait is over: canaryWait). Under mu;
+// the held answers go to s.flush for flushHeld.
 func (s *synSession) decide(d *synDest, now int64) {
 	if d.verdict != canaryPending {
 		return
@@ -797,7 +805,7 @@ func (s *synSession) decide(d *synDest, now int64) {
 		d.verdict = canaryNormal
 	case d.canaryOpen == n && n > 0:
 		d.verdict = canaryTarpit
-	case now-d.canarySent > int64(synCanaryWait):
+	case now-d.canarySent > int64(d.canaryWait()):
 		d.verdict = canaryNormal
 		if d.canaryOpen >= 2 {
 			d.verdict = canaryTarpit
@@ -821,6 +829,17 @@ func (s *synSession) decide(d *synDest, now int64) {
 		s.flush = append(s.flush, r)
 	}
 	d.held = nil
+}
+
+// canaryWait is how long d's canaries may take to answer. A tarpit
+// answers them as fast as the ports it fakes, so a few of d's round trips
+// say enough; a firewalled host never answers them, and its open ports
+// are held until then (a fixed 500 ms was most of such a host's scan).
+func (d *synDest) canaryWait() time.Duration {
+	if d.maxRTT == 0 {
+		return synCanaryWait
+	}
+	return min(synCanaryWait, max(synCanaryMin, synCanaryRTTs*time.Duration(d.maxRTT)))
 }
 
 // checkCanaries gives the verdicts whose wait is over.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
@@ -566,5 +567,43 @@ func TestSYNRepeatScan(t *testing.T) {
 		if r := got[portKey{lk.B4, open}]; stateOf(r) != (wantState{Open, ReasonSynAck}) {
 			t.Errorf("scan %d: port %d = %v (%s); want open (syn-ack)", i+1, open, r.State, r.Reason)
 		}
+	}
+}
+
+// TestCanaryWait: the canary verdict waits a few of the host's round trips,
+// never less than a canary may spend queued, never more than the wait for
+// a host that has not answered at all.
+func TestCanaryWait(t *testing.T) {
+	for _, tc := range []struct {
+		maxRTT time.Duration
+		want   time.Duration
+	}{
+		{0, synCanaryWait},
+		{100 * time.Microsecond, synCanaryMin},
+		{10 * time.Millisecond, synCanaryRTTs * 10 * time.Millisecond},
+		{80 * time.Millisecond, synCanaryWait},
+	} {
+		d := &synDest{maxRTT: int64(tc.maxRTT)}
+		if got := d.canaryWait(); got != tc.want {
+			t.Errorf("canaryWait with slowest answer %v = %v; want %v", tc.maxRTT, got, tc.want)
+		}
+	}
+}
+
+// TestCanaryVerdictAfterRTTs: a host whose canaries go unanswered (a
+// firewall drops them) is judged normal once its round trips say they
+// would have come, and the open answers held for the verdict go out.
+func TestCanaryVerdictAfterRTTs(t *testing.T) {
+	s := &synSession{log: slog.New(slog.DiscardHandler)}
+	d := &synDest{canarySent: 1, canaries: make([]synKey, 3), maxRTT: int64(time.Millisecond)}
+	d.held = []Reply{{ID: 7, State: Open, Reason: ReasonSynAck}}
+	s.table = newSynTable(synTableStart, synTableSize)
+	s.decide(d, 1+int64(synCanaryMin)/2)
+	if d.verdict != canaryPending || len(s.flush) != 0 {
+		t.Fatalf("verdict %v, %d released before the wait; want pending, none", d.verdict, len(s.flush))
+	}
+	s.decide(d, 2+int64(synCanaryMin))
+	if d.verdict != canaryNormal || len(s.flush) != 1 || s.flush[0].State != Open {
+		t.Fatalf("verdict %v, released %+v after %v; want normal, the open answer", d.verdict, s.flush, synCanaryMin)
 	}
 }
