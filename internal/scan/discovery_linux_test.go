@@ -1,6 +1,8 @@
 package scan
 
 import (
+	"bytes"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -251,5 +253,36 @@ func TestDiscoveryRaw(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDiscoveryBeforeFirstTimeouts: a firewalled host whose first probes
+// all go to dropped ports goes through discovery a quarter of the initial
+// timeout after its first probe, before those probes time out: it used to
+// wait for them to time out and be retried (2 s) first.
+func TestDiscoveryBeforeFirstTimeouts(t *testing.T) {
+	scanner, target, lk := netlab.NewPair(t)
+	firewalled(t, target)
+	if err := lk.PinNeighbors(); err != nil {
+		t.Fatal(err)
+	}
+	var ports []portspec.Port
+	for p := portspec.Port(1000); p < 1100; p++ {
+		ports = append(ports, p)
+	}
+	var log bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var sum Summary
+	if err := scanner.Do(func() error {
+		_, sum = collect(t, Scanner{Seed: 1, Logger: logger}, hostPorts{lk.B4, ports})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if sum.HostsDown != 0 {
+		t.Errorf("%d hosts down; want the host up (discovery finds 22 and 443)", sum.HostsDown)
+	}
+	if !strings.Contains(log.String(), `msg="host discovery: no answer yet" addr=`+lk.B4.String()+" probes=0") {
+		t.Errorf("discovery did not start before the first probes timed out; log:\n%s", log.String())
 	}
 }

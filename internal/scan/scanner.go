@@ -312,6 +312,9 @@ type engine struct {
 	hosts    map[netip.Addr]*host
 	global   rttEst
 	down     int
+	// silentWatch holds hosts by the time their first probe went out, for
+	// watchSilent: oldest first, so a pop from the front finds the due ones.
+	silentWatch []silentWatch
 
 	portAnswered, retryAnswered uint64 // port probes answered open or closed; of them, on a retry
 
@@ -552,6 +555,7 @@ func (e *engine) loop() error {
 		for len(e.timeouts) > 0 && !e.timeouts[0].deadline.After(now) {
 			e.onTimeout(e.timeouts[0])
 		}
+		e.watchSilent(now)
 		err := e.dispatch(now)
 		if e.flusher != nil {
 			e.flusher.Flush()
@@ -567,6 +571,9 @@ func (e *engine) loop() error {
 		wake := now.Add(time.Hour)
 		if len(e.timeouts) > 0 {
 			wake = e.timeouts[0].deadline
+		}
+		if len(e.silentWatch) > 0 && e.silentWatch[0].at.Before(wake) {
+			wake = e.silentWatch[0].at
 		}
 		if len(e.timeouts) < e.sockLimit && (e.ready.len() > 0 || (e.next < e.hi && e.live < e.window)) {
 			// Blocked on a token or on resources, not on the network.
@@ -826,6 +833,9 @@ func (e *engine) send(p *probe, now time.Time) error {
 	}
 	if h.firstSent.IsZero() {
 		h.firstSent = now
+		if e.downAfter > 0 && h.disc == discNone {
+			e.silentWatch = append(e.silentWatch, silentWatch{p.addr, h, now.Add(e.iTO / silentAfterDiv)})
+		}
 	}
 	e.st.Sent++
 	if p.attempts > 1 {
@@ -1113,6 +1123,46 @@ func (e *engine) retriesFor(h *host) int {
 		return min(e.retries, 1)
 	}
 	return e.retries
+}
+
+// silentAfterDiv: a host silent for the initial timeout over this since its
+// first probe goes through discovery then, not when its first probes time
+// out (see watchSilent).
+const silentAfterDiv = 4
+
+// silentWatch is a host whose first probe went out at at-iTO/silentAfterDiv.
+type silentWatch struct {
+	addr netip.Addr
+	h    *host
+	at   time.Time
+}
+
+// watchSilent starts discovery on the hosts that have answered nothing
+// for a quarter of the initial timeout and have at least downAfter probes
+// in flight or waiting. Before any RTT is known, a probe
+// waits the whole initial timeout (1 s) and is retried once: a firewalled
+// host whose first probes all go to dropped ports cost 2 s before
+// discovery found an open port and its RTT (nmap pings first). An answer
+// to discovery gives the RTT, which shortens the first probes' waits
+// (shrinkEarly). A host that answers within the watch costs nothing more.
+func (e *engine) watchSilent(now time.Time) {
+	i := 0
+	for ; i < len(e.silentWatch) && !e.silentWatch[i].at.After(now); i++ {
+		w := e.silentWatch[i]
+		// Only a host with downAfter probes out or waiting: one with
+		// fewer would not have gone through discovery.
+		h := w.h
+		if e.hosts[w.addr] == h && h.answered == 0 && !h.down && h.disc == discNone && h.inFlight > 0 && h.inFlight+len(h.parked) >= e.downAfter {
+			e.discover(w.addr, h)
+		}
+	}
+	// Popped from the front; the space is taken back when the backing
+	// array is reused (append after it fills) or all are gone.
+	clear(e.silentWatch[:i])
+	e.silentWatch = e.silentWatch[i:]
+	if len(e.silentWatch) == 0 {
+		e.silentWatch = nil
+	}
 }
 
 // checkDown starts discovery on a host that has not answered its first
