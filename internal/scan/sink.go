@@ -87,9 +87,13 @@ type SinkWriter struct {
 
 // sinkBatch is how many results go to the sink at once, and sinkQueue how
 // many batches may wait before Add waits too (memory stays bounded when
-// the sink is slow).
+// the sink is slow: some 11 MB). A sink writes each batch it is handed
+// when it has nothing else queued (IdleSink), so the batch sets how many
+// writes a sweep costs: 16 writes of 4,096 took 40-60 ms more of a
+// 65,535-port loopback sweep than 4 of 16,384 (bench/RESULTS.md). The
+// engine's checkpoints, once a second, still hand over what they cover.
 const (
-	sinkBatch = 4096
+	sinkBatch = 16384
 	sinkQueue = 4
 )
 
