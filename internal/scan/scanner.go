@@ -545,6 +545,11 @@ func (e *engine) loop() error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		// Checked on every turn, not only when the loop waits: a loop
+		// that always has replies to take or probes to send never waits.
+		if err := e.ctx.Err(); err != nil {
+			return err
+		}
 		now := e.now()
 		e.clock = now
 		e.takeReplies()
