@@ -12,6 +12,7 @@ import (
 	"portolan/internal/scan"
 	"portolan/internal/store"
 	"portolan/internal/target"
+	"portolan/internal/testenv"
 )
 
 const loopbackHost = "127.0.59.1"
@@ -28,15 +29,7 @@ func loopbackJob(t *testing.T) (*store.Store, store.ScanInfo, Recipe, *target.Sp
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go testenv.Serve(ln, nil)
 	open := portspec.Port(ln.Addr().(*net.TCPAddr).Port)
 	r := Recipe{Targets: []string{loopbackHost}, Ports: "32500-32698", Prober: "connect", AssumeUp: true, Seed: 5}
 	ports, err := r.PortSet(portspec.Parser{})
