@@ -45,13 +45,18 @@ func captureProbes(t *testing.T, h *netlab.Host, proto byte, port portspec.Port)
 		defer close(finished)
 		buf := make([]byte, 2048)
 		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
 			n, from, err := unix.Recvfrom(fd, buf, 0)
-			if err != nil || n < 24 || buf[0]>>4 != 4 || buf[9] != proto {
+			if err != nil {
+				// Stop only once the socket is drained (a read timed
+				// out): a fast scan is over before this goroutine ran.
+				select {
+				case <-done:
+					return
+				default:
+					continue
+				}
+			}
+			if n < 24 || buf[0]>>4 != 4 || buf[9] != proto {
 				continue
 			}
 			ihl := int(buf[0]&0xf) * 4
