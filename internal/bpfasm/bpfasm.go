@@ -70,3 +70,22 @@ func Assemble(p []Ins) ([]bpf.Instruction, error) {
 	}
 	return out, nil
 }
+
+// IPHeader is the start of a filter on packets that begin with their IP
+// header (a cooked AF_PACKET socket), which the SYN scanner's and knockd's
+// captures share. It jumps to v6 for IPv6, to drop for anything that is not
+// IP or is an IPv4 fragment other than the first (it has no ports), and
+// otherwise goes on at v4 with X = the IPv4 header's length and A = its
+// protocol. v4 is the label of the instruction that follows.
+func IPHeader(v4, v6, drop string) []Ins {
+	return []Ins{
+		{I: bpf.LoadAbsolute{Off: 0, Size: 1}},
+		{I: bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4}},
+		{I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 4}, True: v4 + ".frag", False: v4 + ".v6?"},
+		{Label: v4 + ".v6?", I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, True: v6, False: drop},
+		{Label: v4 + ".frag", I: bpf.LoadAbsolute{Off: 6, Size: 2}},
+		{I: bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff}, True: drop, False: v4 + ".len"},
+		{Label: v4 + ".len", I: bpf.LoadMemShift{Off: 0}},
+		{I: bpf.LoadAbsolute{Off: 9, Size: 1}},
+	}
+}

@@ -63,3 +63,48 @@ func TestAssembleErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestIPHeader runs the shared prologue with a tail that returns what it
+// found: 1000 + protocol*100 + X at v4, 6 at v6, 0 at drop.
+func TestIPHeader(t *testing.T) {
+	p := append(IPHeader("v4", "v6", "drop"),
+		Ins{Label: "v4", I: bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: 100}},
+		Ins{I: bpf.ALUOpX{Op: bpf.ALUOpAdd}},
+		Ins{I: bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: 1000}},
+		Ins{I: bpf.RetA{}},
+		Ins{Label: "v6", I: bpf.RetConstant{Val: 6}},
+		Ins{Label: "drop", I: bpf.RetConstant{Val: 0}},
+	)
+	prog, err := Assemble(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := bpf.NewVM(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v4 := func(ihl, flagsFrag uint16, proto byte) []byte {
+		b := make([]byte, 60)
+		b[0] = 0x40 | byte(ihl)
+		b[6], b[7] = byte(flagsFrag>>8), byte(flagsFrag)
+		b[9] = proto
+		return b
+	}
+	for _, tt := range []struct {
+		name string
+		pkt  []byte
+		want int
+	}{
+		{"IPv4 TCP", v4(5, 0, 6), 1000 + 600 + 20},
+		{"IPv4 UDP with options", v4(6, 0, 17), 1000 + 1700 + 24},
+		{"IPv4 don't-fragment set", v4(5, 0x4000, 6), 1000 + 600 + 20},
+		{"IPv4 first fragment", v4(5, 0x2000, 6), 1000 + 600 + 20},
+		{"IPv4 later fragment", v4(5, 0x2001, 6), 0},
+		{"IPv6", append([]byte{0x60}, make([]byte, 59)...), 6},
+		{"version 5", append([]byte{0x50}, make([]byte, 59)...), 0},
+	} {
+		if n, err := vm.Run(tt.pkt); err != nil || n != tt.want {
+			t.Errorf("%s: %d, %v; want %d", tt.name, n, err, tt.want)
+		}
+	}
+}

@@ -42,17 +42,8 @@ func captureFilter(watch []DoorPort) ([]bpf.Instruction, error) {
 // captureFilterCore is the filter without the packet-type test, which only
 // the kernel runs (bpf.VM lacks the extension); tests run this part.
 func captureFilterCore(watch []DoorPort) ([]bpf.Instruction, error) {
-	p := []bpfasm.Ins{
-		{I: bpf.LoadAbsolute{Off: 0, Size: 1}},
-		{I: bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4}},
-		{I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 4}, True: "v4", False: "v6?"},
-		{Label: "v6?", I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, True: "v6", False: "drop"},
-
-		{Label: "v4", I: bpf.LoadAbsolute{Off: 6, Size: 2}},
-		{I: bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff}, True: "drop", False: "v4proto"},
-		{Label: "v4proto", I: bpf.LoadMemShift{Off: 0}},
-		{I: bpf.LoadAbsolute{Off: 9, Size: 1}},
-		{I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, True: "tcp4", False: "udp4?"},
+	p := append(bpfasm.IPHeader("v4", "v6", "drop"), []bpfasm.Ins{
+		{Label: "v4", I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, True: "tcp4", False: "udp4?"},
 		{Label: "udp4?", I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17}, True: "udp4", False: "drop"},
 		{Label: "tcp4", I: bpf.LoadIndirect{Off: 2, Size: 2}},
 		{I: bpf.Jump{}, True: "tcp"},
@@ -66,7 +57,7 @@ func captureFilterCore(watch []DoorPort) ([]bpf.Instruction, error) {
 		{I: bpf.Jump{}, True: "tcp"},
 		{Label: "udp6", I: bpf.LoadAbsolute{Off: 40 + 2, Size: 2}},
 		{I: bpf.Jump{}, True: "udp"},
-	}
+	}...)
 	// The destination port is in A: compare it with the proto's ports.
 	for _, proto := range []portspec.Proto{portspec.TCP, portspec.UDP} {
 		label := proto.String()

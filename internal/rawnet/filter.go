@@ -43,17 +43,9 @@ func Filter(lo, hi uint16) ([]bpf.Instruction, error) {
 // kernel can run (bpf.VM lacks the extension); tests run this part.
 func filterCore(lo, hi uint16) ([]bpf.Instruction, error) {
 	accept, drop := bpf.RetConstant{Val: SnapLen}, bpf.RetConstant{Val: 0}
-	return bpfasm.Assemble([]bpfasm.Ins{
-		{I: bpf.LoadAbsolute{Off: 0, Size: 1}},
-		{I: bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4}},
-		{I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 4}, True: "v4", False: "next"},
-		{Label: "next", I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, True: "v6", False: "drop"},
-
-		{Label: "v4", I: bpf.LoadAbsolute{Off: 6, Size: 2}},
-		{I: bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff}, True: "drop", False: "v4proto"},
-		{Label: "v4proto", I: bpf.LoadAbsolute{Off: 9, Size: 1}},
-		{I: bpf.LoadMemShift{Off: 0}},
-		{I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, True: "tcp4", False: "icmp4?"},
+	p := bpfasm.IPHeader("v4", "v6", "drop")
+	return bpfasm.Assemble(append(p, []bpfasm.Ins{
+		{Label: "v4", I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6}, True: "tcp4", False: "icmp4?"},
 		{Label: "icmp4?", I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 1}, True: "icmp4", False: "drop"},
 		{Label: "icmp4", I: bpf.LoadIndirect{Off: 0, Size: 1}},
 		{I: bpf.JumpIf{Cond: bpf.JumpEqual, Val: ICMPUnreach}, True: "accept", False: "drop"},
@@ -71,5 +63,5 @@ func filterCore(lo, hi uint16) ([]bpf.Instruction, error) {
 		{Label: "hi", I: bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(hi)}, True: "drop", False: "accept"},
 		{Label: "accept", I: accept},
 		{Label: "drop", I: drop},
-	})
+	}...))
 }
