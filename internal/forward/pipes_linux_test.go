@@ -42,7 +42,7 @@ func TestSmallPipesUnprivileged(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	bin := filepath.Join(dir, "forward.test")
-	copyFile(t, os.Args[0], bin)
+	testenv.CopyExecutable(t, os.Args[0], bin)
 	cmd := exec.Command(setpriv, "--reuid="+unprivilegedUID, "--regid="+unprivilegedUID, "--clear-groups", "--inh-caps=-all",
 		bin, "-test.run=^TestSmallPipesUnprivileged$", "-test.count=1", "-test.v", "-test.timeout=2m")
 	cmd.Env = append(os.Environ(), smallPipesEnv+"=1")
@@ -54,17 +54,6 @@ func TestSmallPipesUnprivileged(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte("--- PASS: TestSmallPipesUnprivileged")) {
 		t.Fatal("the unprivileged child did not pass")
-	}
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o755); err != nil {
-		t.Fatal(err)
 	}
 }
 

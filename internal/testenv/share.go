@@ -36,12 +36,19 @@ func ShareListener(t testing.TB, l *net.TCPListener, n int) []int {
 // (a test binary under a root-only directory cannot be run by nobody).
 func CopyExecutable(t testing.TB, from, to string) {
 	t.Helper()
+	CopyFile(t, from, to, 0o755)
+}
+
+// CopyFile copies the file from to a new file to with permissions perm (a
+// fixture that a test changes, say).
+func CopyFile(t testing.TB, from, to string, perm os.FileMode) {
+	t.Helper()
 	in, err := os.Open(from)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
 	if err != nil {
 		t.Fatal(err)
 	}
