@@ -464,6 +464,20 @@ func orDefault[T int | time.Duration](v, d T) T {
 	return v
 }
 
+// Results is how many results a run over sp reports, one per position:
+// from StartAt, or the shard's first position, to the shard's end. Zero
+// for a shard that is not valid.
+func (s *Scanner) Results(sp Space) uint64 {
+	if s.Shard.Validate() != nil {
+		return 0
+	}
+	lo, hi := s.Shard.Range(sp.Size())
+	if s.StartAt > lo && s.StartAt <= hi {
+		lo = s.StartAt
+	}
+	return hi - lo
+}
+
 func (s *Scanner) newEngine(sp Space) (*engine, error) {
 	if err := s.Shard.Validate(); err != nil {
 		return nil, err

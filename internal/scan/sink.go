@@ -83,6 +83,7 @@ type SinkWriter struct {
 	done    chan struct{}
 	failed  func() // called on the first error
 	err     error  // the first error; read after done is closed
+	left    uint64 // results still to come, counting pending; 0: unknown (see Expect)
 }
 
 // sinkBatch is how many results go to the sink at once, and sinkQueue how
@@ -92,9 +93,16 @@ type SinkWriter struct {
 // writes a sweep costs: 16 writes of 4,096 took 40-60 ms more of a
 // 65,535-port loopback sweep than 4 of 16,384 (bench/RESULTS.md). The
 // engine's checkpoints, once a second, still hand over what they cover.
+//
+// The last batch is written after the last probe, when nothing else is
+// left to do: the scan's end waits for it. When the writer knows how many
+// results are coming (Expect), the batch before the last is handed over
+// early, so that the last holds tailBatch: a sweep of 65,535 ports ended
+// with 16,383 results to store.
 const (
 	sinkBatch = 16384
 	sinkQueue = 4
+	tailBatch = 2048
 )
 
 // sinkJob is a batch of results, then optionally a checkpoint.
@@ -153,10 +161,17 @@ func (w *SinkWriter) Add(r Result) {
 		}
 	}
 	w.pending = append(w.pending, r)
-	if len(w.pending) >= sinkBatch {
+	if w.left > 0 {
+		w.left--
+	}
+	if len(w.pending) >= sinkBatch || (w.left == tailBatch && len(w.pending) >= tailBatch) {
 		w.send(sinkJob{})
 	}
 }
+
+// Expect says how many results are still to come (Scanner.Results), so
+// that the last batch is a short one. Called before the first Add.
+func (w *SinkWriter) Expect(n uint64) { w.left = n }
 
 // Checkpoint queues the results so far, then the checkpoint pos with the
 // totals t.

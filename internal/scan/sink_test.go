@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"portolan/internal/portspec"
@@ -63,6 +64,48 @@ func TestSinkWriter(t *testing.T) {
 	}
 }
 
+// sizeSink records the size of each batch.
+type sizeSink struct{ sizes []int }
+
+func (s *sizeSink) AddResults(_ context.Context, rs []Result) error {
+	s.sizes = append(s.sizes, len(rs))
+	return nil
+}
+
+func (s *sizeSink) Checkpoint(context.Context, uint64, Totals) error { return nil }
+
+// TestSinkWriterShortLastBatch: told how many results come, the writer
+// hands over the batch before the last early, so that the scan's end
+// waits for a short write; a count that is off only changes the split.
+func TestSinkWriterShortLastBatch(t *testing.T) {
+	a := netip.MustParseAddr("127.0.0.1")
+	for _, tt := range []struct {
+		expect, n int
+		want      []int
+	}{
+		{0, 65535, []int{sinkBatch, sinkBatch, sinkBatch, sinkBatch - 1}},
+		{65535, 65535, []int{sinkBatch, sinkBatch, sinkBatch, sinkBatch - 1 - tailBatch, tailBatch}},
+		{sinkBatch + 100, sinkBatch + 100, []int{sinkBatch + 100 - tailBatch, tailBatch}},
+		{tailBatch + 10, tailBatch + 10, []int{tailBatch + 10}}, // not split into 10 and the rest
+		{1000, 1000, []int{1000}},
+		{65535, 70000, []int{sinkBatch, sinkBatch, sinkBatch, sinkBatch - 1 - tailBatch, 70000 - (4*sinkBatch - 1 - tailBatch)}},
+		{65535, 60000, []int{sinkBatch, sinkBatch, sinkBatch, 60000 - 3*sinkBatch}},
+	} {
+		sink := &sizeSink{}
+		w := NewSinkWriter(context.Background(), sink, nil)
+		w.Expect(uint64(tt.expect))
+		for i := range tt.n {
+			w.Add(Result{Addr: a, Port: portspec.Port(i%65535 + 1), Proto: portspec.TCP, State: Closed})
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(sink.sizes, tt.want) {
+			t.Errorf("expect %d, %d results: batches %v; want %v", tt.expect, tt.n, sink.sizes, tt.want)
+		}
+	}
+}
+
 func TestProberByName(t *testing.T) {
 	if p, err := ProberByName("connect", ProberOptions{}); err != nil || p != (ConnectProber{}) {
 		t.Errorf("ProberByName(connect) = %v, %v", p, err)
@@ -79,5 +122,34 @@ func TestProberByName(t *testing.T) {
 	}
 	if _, err := ProberByName("xmas", ProberOptions{}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("ProberByName(xmas) = %v; want ErrUnsupported", err)
+	}
+}
+
+// countSpace is a space of n positions, for what depends only on its size.
+type countSpace uint64
+
+func (n countSpace) Size() uint64 { return uint64(n) }
+func (countSpace) At(uint64) (netip.Addr, portspec.Port, portspec.Proto) {
+	return netip.MustParseAddr("127.0.0.1"), 1, portspec.TCP
+}
+
+func TestScannerResults(t *testing.T) {
+	for _, tt := range []struct {
+		shard   Shard
+		startAt uint64
+		want    uint64
+	}{
+		{Shard{}, 0, 65535},
+		{Shard{}, 60000, 5535},
+		{Shard{Index: 1, Count: 2}, 0, 32767},
+		{Shard{Index: 2, Count: 2}, 0, 32768},
+		{Shard{Index: 2, Count: 2}, 65000, 535},
+		{Shard{Index: 2, Count: 2}, 100, 32768}, // outside the shard: the run refuses it
+		{Shard{Index: 3, Count: 2}, 0, 0},
+	} {
+		s := Scanner{Shard: tt.shard, StartAt: tt.startAt}
+		if got := s.Results(countSpace(65535)); got != tt.want {
+			t.Errorf("shard %v from %d: %d results; want %d", tt.shard, tt.startAt, got, tt.want)
+		}
 	}
 }

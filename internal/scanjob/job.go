@@ -73,6 +73,7 @@ func (j *Job) Run(ctx context.Context) Outcome {
 	var writer *scan.SinkWriter
 	if j.Sink != nil {
 		writer = scan.NewSinkWriter(ctx, j.Sink, stopRun)
+		writer.Expect(j.Scanner.Results(j.Space))
 		if j.Heartbeat != nil {
 			defer heartbeat(runCtx, stopRun, j.Heartbeat, j.HeartbeatEvery)()
 		}
