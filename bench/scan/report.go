@@ -21,6 +21,7 @@ const (
 	minSpeedupSYN = 2.0 // nmap -sS --min-rate 10000 wall / portolan -sS wall
 	maxOverCeil   = 3.0 // portolan -sS wall / the raw ceiling's sweep
 	maxRSSMiB     = 100
+	maxStoreCost  = 0.10 // portolan-stored wall / portolan (--no-store) wall, minus 1 (issue 14 item 10)
 )
 
 type rendered struct{ text, markdown string }
@@ -201,6 +202,27 @@ func targets(sums []*summary, mem []memRow, c config) string {
 			fmt.Fprintf(&b, "- %s %s >= %.0fx faster than nmap -sT -T4 (%s): median %.1fx, worst run %.1fx\n",
 				mark(median(s.ratios[i]) >= minSpeedup), bl, minSpeedup, s.scenario, median(s.ratios[i]), slices.Min(s.ratios[i]))
 		}
+	}
+	// Storing: the stored runs against the --no-store run of the same
+	// round (they run in turn), as a percentage of the sweep.
+	unstored := map[string]*summary{}
+	for _, s := range sums {
+		if s.tool == "portolan" {
+			unstored[s.scenario] = s
+		}
+	}
+	for _, s := range sums {
+		u := unstored[s.scenario]
+		if !strings.HasPrefix(s.tool, "portolan-stored") || len(s.ratios[0]) == 0 || u == nil {
+			continue
+		}
+		var extra []float64
+		for _, r := range s.ratios[0] {
+			extra = append(extra, r-1) // ratios are tool wall / baseline wall
+		}
+		m := median(extra)
+		fmt.Fprintf(&b, "- %s %s costs < %.0f%% of the sweep (%s): median of run ratios %+.1f%%, of the medians %+.1f%%, worst run %+.1f%%\n",
+			mark(m < maxStoreCost), s.tool, 100*maxStoreCost, s.scenario, 100*m, 100*(median(s.wall)/median(u.wall)-1), 100*slices.Max(extra))
 	}
 	for _, m := range mem {
 		fmt.Fprintf(&b, "- %s peak RSS < %d MiB (%s): %s MiB\n", mark(m.m.err == nil && m.m.maxRSSKB < maxRSSMiB*1024), maxRSSMiB, m.name, mib1(m.m.maxRSSKB))
