@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"portolan/internal/portspec"
@@ -105,17 +106,32 @@ func (b *Buffered) AddResults(ctx context.Context, rs []scan.Result) error {
 	if b.spill != nil {
 		return b.writeSpill(spillLine{Type: "results", Results: spillResults(rs)})
 	}
-	if len(b.fill) == 0 {
-		b.fillSince = time.Now()
-		if b.fill == nil {
-			// Room for a whole write: growing it copied each result again.
-			b.fill = make([]scan.Result, 0, max(gatherResults, len(rs)))
-		}
-	}
-	b.fill = append(b.fill, rs...) // rs is reused
-	if len(b.fill) >= gatherResults || time.Since(b.fillSince) >= gatherWait {
-		if err := b.push(ctx); err != nil {
+	switch {
+	case len(b.fill) == 0 && len(rs) >= gatherResults && b.down == nil && len(b.pending) == 0 && b.opened(false):
+		// A whole write already, with nothing before it: straight
+		// through, not copied into fill first (a sweep's every batch).
+		ok, err := b.store(ctx, rs)
+		switch {
+		case err != nil:
 			return err
+		case ok:
+			return b.flush(ctx)
+		}
+		b.pending = append(b.pending, slices.Clone(rs)) // rs is reused
+		b.held += len(rs)
+	default:
+		if len(b.fill) == 0 {
+			b.fillSince = time.Now()
+			if b.fill == nil {
+				// Room for a whole write: growing it copied each result again.
+				b.fill = make([]scan.Result, 0, max(gatherResults, len(rs)))
+			}
+		}
+		b.fill = append(b.fill, rs...) // rs is reused
+		if len(b.fill) >= gatherResults || time.Since(b.fillSince) >= gatherWait {
+			if err := b.push(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	// The bound is on what the database's absence holds back, not on a
@@ -158,23 +174,36 @@ func (b *Buffered) push(ctx context.Context) error {
 		return b.flush(ctx)
 	}
 	if b.down == nil && len(b.pending) == 0 {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		err := b.s.AddResults(actx, b.si.ID, b.fill)
-		cancel()
+		ok, err := b.store(ctx, b.fill)
 		switch {
-		case err == nil:
+		case err != nil:
+			return err
+		case ok:
 			b.fill = b.fill[:0]
 			return b.flush(ctx)
-		case !b.transient(ctx, err):
-			b.fatal = err
-			return err
 		}
-		b.failed(err)
 	}
 	b.pending = append(b.pending, b.fill) // the pending batch owns it now
 	b.held += len(b.fill)
 	b.fill = nil
 	return b.flush(ctx)
+}
+
+// store writes rs now. False with no error when the database is away for
+// now (noted: see failed); an error when it is broken, or the lease lost.
+func (b *Buffered) store(ctx context.Context, rs []scan.Result) (bool, error) {
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	err := b.s.AddResults(actx, b.si.ID, rs)
+	cancel()
+	switch {
+	case err == nil:
+		return true, nil
+	case !b.transient(ctx, err):
+		b.fatal = err
+		return false, err
+	}
+	b.failed(err)
+	return false, nil
 }
 
 // Idle writes what was gathered: the scan's writer has nothing more for
@@ -218,16 +247,8 @@ func (b *Buffered) flush(ctx context.Context) error {
 		return nil
 	}
 	for len(b.pending) > 0 {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		err := b.s.AddResults(actx, b.si.ID, b.pending[0])
-		cancel()
-		if err != nil && !b.transient(ctx, err) {
-			b.fatal = err
+		if ok, err := b.store(ctx, b.pending[0]); !ok {
 			return err
-		}
-		if err != nil {
-			b.failed(err)
-			return nil
 		}
 		b.held -= len(b.pending[0])
 		b.pending[0] = nil

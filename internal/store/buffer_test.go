@@ -132,3 +132,50 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestBufferedWholeBatches: a batch as large as a write goes straight to
+// the database; the database away, it is kept as a copy, since the
+// scan's writer reuses the batch as soon as AddResults returns.
+func TestBufferedWholeBatches(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	s := openerOf(pg.NewDatabase(t))(t)
+	n := 3 * gatherResults
+	si, err := s.CreateShard(ctx, shardInfo(1, 1, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := testResults(n)
+	b := s.Buffered(si)
+	batch := make([]scan.Result, gatherResults)
+	hand := func(from int) {
+		t.Helper()
+		copy(batch, rs[from:])
+		if err := b.AddResults(ctx, batch); err != nil {
+			t.Fatalf("AddResults of results %d-: %v", from, err)
+		}
+		clear(batch) // as the writer reuses it
+	}
+	hand(0)
+	if b.held != 0 || len(b.fill) != 0 {
+		t.Fatalf("a whole batch with the database up: %d held, %d gathered; want it stored", b.held, len(b.fill))
+	}
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	hand(gatherResults)
+	if b.down == nil || b.held != gatherResults {
+		t.Fatalf("a whole batch with the database down: down %v, %d held; want it held", b.down, b.held)
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hand(2 * gatherResults)
+	if err := b.Finish(ctx, Done, scan.Totals{Probes: uint64(n)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Results(ctx, si.ID, Filter{})
+	if diff := cmp.Diff(sorted(rs), got, cmpAddr); err != nil || diff != "" {
+		t.Errorf("results: %v (-want +got):\n%s", err, diff)
+	}
+}
