@@ -155,6 +155,34 @@ func epollNow(epfd int, events []unix.EpollEvent) (int, error) {
 	}
 }
 
+// threadPin keeps an active loop goroutine on one OS thread. Unlocked,
+// the loop moved to another thread at each yield (runtime.Gosched wakes
+// an idle thread, which takes the goroutine from the run queue), and on
+// this 2-vCPU guest the kernel placed the relay's sleeps and wake-ups
+// worse for it: back to back through one client socket, 0.98-0.99x nginx
+// unlocked against 1.03x locked, same rounds (bench/RESULTS.md,
+// 2026-12-08). An idle loop waits in the runtime's poller unlocked:
+// woken there, an unlocked goroutine takes any free P, where a locked
+// one waits to be handed one by another thread (two futex wake-ups; 20%
+// more CPU, locked for good, with the clients in the same process).
+type threadPin struct {
+	locked bool
+}
+
+// set locks the calling goroutine to its thread (on) or unlocks it, if
+// not so already. Only the loop goroutine calls it.
+func (p *threadPin) set(on bool) {
+	if on == p.locked {
+		return
+	}
+	p.locked = on
+	if on {
+		runtime.LockOSThread()
+	} else {
+		runtime.UnlockOSThread()
+	}
+}
+
 // moveTimer arms the loop's timer for at (loop clock), earlier or later
 // than it is armed, or disarms it for noTimer; now is the loop's time.
 // The heartbeat moves on by a few milliseconds at each yield: one

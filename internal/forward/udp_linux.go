@@ -53,6 +53,7 @@ type udpListener struct {
 	turn       uint64        // turns of the loop so far
 	reads      readMode      // how the listener socket is read
 	last       *udpSession   // the session of the last datagram from a client
+	pin        threadPin     // the loop's thread, held while active
 	gone       chan struct{} // closed with the socket
 }
 
@@ -184,11 +185,8 @@ func (l *udpListener) serve() {
 	if !l.begin() {
 		return
 	}
-	// Not locked to its thread: woken from the runtime's poller (see
-	// waitIdle), a locked thread waits to be handed a P (two futex
-	// wake-ups), where an unlocked goroutine takes any free P. Measured:
-	// no slower across processes, 20% less CPU with the clients in the
-	// same process (and, locked, no faster back to back: bench/RESULTS.md).
+	// Locked to its thread only while active (see threadPin).
+	defer l.pin.set(false)
 	l.nextSweep = 1<<63 - 1
 	// Idle until the first datagram: a listener nobody uses waits in the
 	// runtime's poller, holding no P (see waitIdle).
@@ -240,6 +238,7 @@ func (l *udpListener) loop() {
 		l.moveTimer(next, now)
 		var n int
 		var err error
+		l.pin.set(hb != noTimer)
 		if hb == noTimer {
 			n, err = l.waitIdle(l.events[:])
 		} else {
