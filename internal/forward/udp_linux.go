@@ -53,7 +53,6 @@ type udpListener struct {
 	turn       uint64        // turns of the loop so far
 	reads      readMode      // how the listener socket is read
 	last       *udpSession   // the session of the last datagram from a client
-	pin        threadPin     // the loop's thread, held while active
 	gone       chan struct{} // closed with the socket
 }
 
@@ -254,6 +253,7 @@ func (l *udpListener) loop() {
 		}
 		now = l.now()
 		l.turn++
+		relayed := l.lastActive
 		for i := range max(n, 0) {
 			switch fd := int(l.events[i].Fd); fd {
 			case l.timer:
@@ -274,6 +274,9 @@ func (l *udpListener) loop() {
 					l.lastActive = now
 				}
 			}
+		}
+		if l.lastActive != relayed {
+			l.worked++
 		}
 		// The replies read in this turn go out before any session ends.
 		l.replies.flush(l.fd)
