@@ -175,8 +175,10 @@ func epollNow(epfd int, events []unix.EpollEvent) (int, error) {
 // its yields under steady traffic (see pass) hand the P to another thread
 // and back, the loop's thread asleep meanwhile. Measured on a 2-vCPU
 // guest, back to back through one client socket, against nginx in the
-// same rounds (medians of 18): unlocked 0.99-1.00x, locked 1.04-1.05x,
-// locked but yielding unlocked 1.00x (bench/RESULTS.md, 2026-12-08). So
+// same rounds (medians of 15-24 rounds, 7 sets): unlocked 0.93-1.00x,
+// locked 0.98-1.05x and 3-5 points ahead of unlocked in every set,
+// locked but yielding unlocked level with unlocked (bench/RESULTS.md,
+// 2026-12-08). So
 // the gain is the locked yield's: every 5 ms it puts the relay's thread
 // to sleep and has it woken by another, which changes where the kernel
 // places the exchange's later wake-ups; why that placement is better
