@@ -184,11 +184,8 @@ func (l *udpListener) serve() {
 	if !l.begin() {
 		return
 	}
-	// Not locked to its thread: woken from the runtime's poller (see
-	// waitIdle), a locked thread waits to be handed a P (two futex
-	// wake-ups), where an unlocked goroutine takes any free P. Measured:
-	// no slower across processes, 20% less CPU with the clients in the
-	// same process (and, locked, no faster back to back: bench/RESULTS.md).
+	// Locked to its thread only while active (see threadPin).
+	defer l.pin.set(false)
 	l.nextSweep = 1<<63 - 1
 	// Idle until the first datagram: a listener nobody uses waits in the
 	// runtime's poller, holding no P (see waitIdle).
@@ -240,6 +237,7 @@ func (l *udpListener) loop() {
 		l.moveTimer(next, now)
 		var n int
 		var err error
+		l.pin.set(hb != noTimer)
 		if hb == noTimer {
 			n, err = l.waitIdle(l.events[:])
 		} else {
@@ -255,6 +253,7 @@ func (l *udpListener) loop() {
 		}
 		now = l.now()
 		l.turn++
+		relayed := l.lastActive
 		for i := range max(n, 0) {
 			switch fd := int(l.events[i].Fd); fd {
 			case l.timer:
@@ -275,6 +274,9 @@ func (l *udpListener) loop() {
 					l.lastActive = now
 				}
 			}
+		}
+		if l.lastActive != relayed {
+			l.worked++
 		}
 		// The replies read in this turn go out before any session ends.
 		l.replies.flush(l.fd)
