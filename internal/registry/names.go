@@ -52,17 +52,24 @@ func PortName(p portspec.Port, proto portspec.Proto) string {
 	// runs missed the cache at each step.
 	t := nameBlocks()
 	pt := &t.protos[proto-portspec.TCP]
+	if pt.named[p>>6]&(1<<(p&63)) == 0 {
+		return ""
+	}
 	b := int(p >> 8)
 	return findName(pt.runs, t.names, p, int(pt.first[b]), min(int(pt.first[b+1])+1, len(pt.runs)/nameRunSize))
 }
 
 // nameTable is the embedded index split for PortName: each protocol's runs
-// and, per block of 256 ports, the first run that ends in or after it.
+// and, per block of 256 ports, the first run that ends in or after it, and
+// a bit per port that has a name. Most ports have none (59,394 of TCP's
+// 65,536), and a scan names every port it probes and the store checks
+// every name again: the bit answers those without a search.
 type nameTable struct {
 	names  string
 	protos [portspec.DCCP - portspec.TCP + 1]struct {
 		runs  string
 		first [257]int32
+		named [1 << 16 / 64]uint64
 	}
 }
 
@@ -81,6 +88,12 @@ var nameBlocks = sync.OnceValue(func() *nameTable {
 				r++
 			}
 			pt.first[b] = int32(r)
+		}
+		for r := range n {
+			run := pt.runs[r*nameRunSize:]
+			for q := int(be16(run)); q <= int(be16(run[2:])); q++ {
+				pt.named[q>>6] |= 1 << (q & 63)
+			}
 		}
 	}
 	t.names = nameIndex[off:]
