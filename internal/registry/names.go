@@ -35,28 +35,16 @@ const (
 // PortName returns the primary service name assigned to port p for proto,
 // exactly as Default().Name(p, proto) does, without parsing the registry.
 func PortName(p portspec.Port, proto portspec.Proto) string {
+	t := nameBlocks()
 	if proto == 0 {
 		for proto = portspec.TCP; proto <= portspec.DCCP; proto++ {
-			if n := indexName(nameIndex, p, proto); n != "" {
+			if n := t.name(p, proto); n != "" {
 				return n
 			}
 		}
 		return ""
 	}
-	if proto < portspec.TCP || proto > portspec.DCCP {
-		return ""
-	}
-	// The runs that can hold p: those that end in or after p's block of
-	// 256 ports, up to the first that ends after the block. A scan names
-	// every port it probes, in a random order: a binary search over all
-	// runs missed the cache at each step.
-	t := nameBlocks()
-	pt := &t.protos[proto-portspec.TCP]
-	if pt.named[p>>6]&(1<<(p&63)) == 0 {
-		return ""
-	}
-	b := int(p >> 8)
-	return findName(pt.runs, t.names, p, int(pt.first[b]), min(int(pt.first[b+1])+1, len(pt.runs)/nameRunSize))
+	return t.name(p, proto)
 }
 
 // nameTable is the embedded index split for PortName: each protocol's runs
@@ -73,14 +61,34 @@ type nameTable struct {
 	}
 }
 
+// nameBlocks is the embedded index, parsed once; TestNameIndex keeps it
+// whole.
 var nameBlocks = sync.OnceValue(func() *nameTable {
+	t, err := parseNameTable(nameIndex)
+	if err != nil {
+		panic(err)
+	}
+	return t
+})
+
+// parseNameTable reads an index in the form buildNameIndex writes.
+func parseNameTable(idx string) (*nameTable, error) {
+	if len(idx) < len(nameIndexMagic) || idx[:len(nameIndexMagic)] != nameIndexMagic {
+		return nil, fmt.Errorf("port name index: not %q", nameIndexMagic)
+	}
 	t := &nameTable{}
 	off := len(nameIndexMagic)
 	for i := range t.protos {
-		n := int(be32(nameIndex[off:]))
+		if len(idx) < off+4 {
+			return nil, fmt.Errorf("port name index: cut at byte %d", off)
+		}
+		n := int(be32(idx[off:]))
 		off += 4
+		if len(idx) < off+n*nameRunSize {
+			return nil, fmt.Errorf("port name index: %d runs at byte %d past its end", n, off)
+		}
 		pt := &t.protos[i]
-		pt.runs = nameIndex[off : off+n*nameRunSize]
+		pt.runs = idx[off : off+n*nameRunSize]
 		off += n * nameRunSize
 		r := 0
 		for b := range 257 {
@@ -96,26 +104,24 @@ var nameBlocks = sync.OnceValue(func() *nameTable {
 			}
 		}
 	}
-	t.names = nameIndex[off:]
-	return t
-})
+	t.names = idx[off:]
+	return t, nil
+}
 
-// indexName looks p up in the runs of proto by binary search.
-func indexName(idx string, p portspec.Port, proto portspec.Proto) string {
-	if proto < portspec.TCP || proto > portspec.DCCP || len(idx) < len(nameIndexMagic) {
+// name is PortName for one protocol. The runs that can hold p: those that
+// end in or after p's block of 256 ports, up to the first that ends after
+// the block. A scan names every port it probes, in a random order: a
+// binary search over all runs missed the cache at each step.
+func (t *nameTable) name(p portspec.Port, proto portspec.Proto) string {
+	if proto < portspec.TCP || proto > portspec.DCCP {
 		return ""
 	}
-	off := len(nameIndexMagic)
-	var runs string
-	for pr := portspec.TCP; pr <= portspec.DCCP; pr++ {
-		n := int(be32(idx[off:]))
-		off += 4
-		if pr == proto {
-			runs = idx[off : off+n*nameRunSize]
-		}
-		off += n * nameRunSize
+	pt := &t.protos[proto-portspec.TCP]
+	if pt.named[p>>6]&(1<<(p&63)) == 0 {
+		return ""
 	}
-	return findName(runs, idx[off:], p, 0, len(runs)/nameRunSize)
+	b := int(p >> 8)
+	return findName(pt.runs, t.names, p, int(pt.first[b]), min(int(pt.first[b+1])+1, len(pt.runs)/nameRunSize))
 }
 
 // findName returns the name of p from runs (and the names they point

@@ -66,10 +66,18 @@ func TestPortName(t *testing.T) {
 }
 
 func TestIndexNameShort(t *testing.T) {
-	for _, idx := range []string{"", "PN", nameIndexMagic + "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"} {
-		if got := indexName(idx, 80, portspec.TCP); got != "" {
-			t.Errorf("indexName(%q, 80, tcp) = %q; want empty", idx, got)
+	for _, idx := range []string{"", "PN", nameIndexMagic + "\x00\x00", nameIndexMagic + "\x00\x00\x00\x09"} {
+		if _, err := parseNameTable(idx); err == nil {
+			t.Errorf("parseNameTable(%q): no error", idx)
 		}
+	}
+	// No runs at all: every port is nameless.
+	tb, err := parseNameTable(nameIndexMagic + "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tb.name(80, portspec.TCP); got != "" {
+		t.Errorf("an empty index names port 80 %q; want empty", got)
 	}
 }
 
