@@ -133,6 +133,11 @@ func (s *Server) openUDP(ctx context.Context, r *Rule) (listener, error) {
 		unix.Close(fd)
 		return nil, err
 	}
+	// A listener starts idle, in the runtime's poller (see waitIdle): its
+	// epoll set goes there now, with its other descriptors, not later from
+	// the loop's goroutine (should the runtime refuse it, the loop waits
+	// in epoll_wait).
+	l.openPoll()
 	s.addLoop(l)
 	return l, nil
 }
