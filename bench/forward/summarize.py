@@ -83,3 +83,31 @@ if sni_relays:
         print(f"| {r} | {fmt(med(vals[r,'sni']),0)}{ratio(r,'sni','nginx')} | {fmt(med(cpu[r,'sni']),0)} |")
     print()
     rounds("sni", ["nginx"])
+
+# The targets of the forwarding issues, from the medians above, and where
+# the machine bounds them: on loopback the load generator and the relay
+# share the CPUs, so with every CPU busy a relay's throughput is bounded by
+# the relay-free path (direct) whatever its own cost.
+def target(name, got, want, ok):
+    print(f"- {name}: {got} (target {want}): {'met' if ok else 'MISSED'}")
+
+if main_tests and ("portolan", "tcp1") in vals:
+    print()
+    print("Targets (medians of this run):")
+    p, h = med(vals["portolan", "tcp1"]), med(vals["haproxy", "tcp1"])
+    pc, hc = med(cpu["portolan", "tcp1"]), med(cpu["haproxy", "tcp1"])
+    if h and hc:
+        target("1 stream against haproxy", f"{p / h:.2f}x", ">= 1.30x", p / h >= 1.3)
+        target("CPU per GB against haproxy", f"{pc / hc:.2f}x", "<= 0.50x", pc / hc <= 0.5)
+    d = med(vals["direct", "tcp1"])
+    if d:
+        shares = ", ".join(f"{r} {med(vals[r, 'tcp1']) / d:.0%}" for r in order
+                           if r != "direct" and (r, "tcp1") in vals)
+        print(f"  (1 stream without a relay: {d:.2f} Gbit/s; each relay's share of it: {shares})")
+    c, cc = med(vals["portolan", "conn1"]), [med(vals[a, "conn1"]) for a in ("haproxy", "nginx") if (a, "conn1") in vals]
+    if c and cc:
+        target("short connections against the best anchor", f"{c / max(cc):.2f}x at {med(cpu['portolan', 'conn1']):.0f} us",
+               ">= 1.00x at <= 250 us", c >= max(cc) and med(cpu["portolan", "conn1"]) <= 250)
+    u, n = med(vals["portolan", "udprr"]), med(vals["nginx", "udprr"])
+    if u and n:
+        target("UDP exchanges, one socket, against nginx", f"{u / n:.2f}x", ">= 1.00x", u >= n)
