@@ -257,9 +257,10 @@ func TestDiscoveryRaw(t *testing.T) {
 }
 
 // TestDiscoveryBeforeFirstTimeouts: a firewalled host whose first probes
-// all go to dropped ports goes through discovery a quarter of the initial
+// all go to dropped ports goes through discovery a tenth of the initial
 // timeout after its first probe, before those probes time out: it used to
-// wait for them to time out and be retried (2 s) first.
+// wait for them to time out and be retried (2 s) first. (How soon is the
+// scan benchmark's firewalled scenario's to measure.)
 func TestDiscoveryBeforeFirstTimeouts(t *testing.T) {
 	scanner, target, lk := netlab.NewPair(t)
 	firewalled(t, target)

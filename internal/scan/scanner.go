@@ -1146,8 +1146,14 @@ func (e *engine) retriesFor(h *host) int {
 
 // silentAfterDiv: a host silent for the initial timeout over this since its
 // first probe goes through discovery then, not when its first probes time
-// out (see watchSilent).
-const silentAfterDiv = 4
+// out (see watchSilent). A tenth (100 ms by default): until its first
+// answer a host has at most slowStart probes out, so its own probes lose
+// nothing while discovery runs, and any answer ends it; a host farther
+// away than that costs a few discovery packets, nmap's ping for every
+// host. A quarter made a firewalled host whose first slowStart probes all
+// went to dropped ports (about half the scans of one with 9% of its ports
+// open) wait 250 ms for its RTT (bench/RESULTS.md, 2026-12-08).
+const silentAfterDiv = 10
 
 // silentWatch is a host whose first probe went out at at-iTO/silentAfterDiv.
 type silentWatch struct {
@@ -1157,7 +1163,7 @@ type silentWatch struct {
 }
 
 // watchSilent starts discovery on the hosts that have answered nothing
-// for a quarter of the initial timeout and have at least downAfter probes
+// for a tenth of the initial timeout and have at least downAfter probes
 // in flight or waiting. Before any RTT is known, a probe
 // waits the whole initial timeout (1 s) and is retried once: a firewalled
 // host whose first probes all go to dropped ports cost 2 s before
