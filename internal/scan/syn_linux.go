@@ -28,14 +28,18 @@ const (
 	synResolve    = 3 * time.Second       // a next hop's address resolution gives up
 	synQueueTime  = 40 * time.Millisecond // the longest a SYN waits in the send queue
 	// A canary verdict waits synCanaryRTTs of the slowest answer seen
-	// from its host, between synCanaryMin (above synQueueTime, which a
-	// canary may spend queued) and synCanaryWait, the wait while nothing
-	// has answered.
-	synCanaryWait = 500 * time.Millisecond
-	synCanaryMin  = 100 * time.Millisecond
-	synCanaryRTTs = 20
-	synRecvLinger = 200 * time.Microsecond // between reads while replies come
-	canaryBit     = 1 << 63                // in a canary probe's ID
+	// from its host, between synCanaryMin and synCanaryWait, the wait
+	// while nothing has answered, from when the canaries left the send
+	// queue; at least synCanaryQueued (above synQueueTime, which a canary
+	// may spend queued) from when they were queued, if their leaving was
+	// not seen.
+	synCanaryWait   = 500 * time.Millisecond
+	synCanaryMin    = 25 * time.Millisecond
+	synCanaryQueued = 100 * time.Millisecond
+	synCanaryRTTs   = 20
+	synRecvLinger   = 200 * time.Microsecond // between reads while replies come
+	synCanaryCheck  = 5 * time.Millisecond   // how often pending canary verdicts are looked at
+	canaryBit       = 1 << 63                // in a canary probe's ID
 )
 
 // synDestState is where a destination is in route and neighbour lookup.
@@ -70,6 +74,8 @@ type synDest struct {
 
 	canaried     atomic.Bool // canaries sent (or being sent), by whichever goroutine came first
 	canarySent   int64       // session nanoseconds; 0: none sent
+	canaryPos    uint64      // q.sent once the last canary has left; 0: not known yet
+	canaryLeft   int64       // session nanoseconds when the sender saw them leave; 0: not yet
 	canaries     []synKey
 	canaryOpen   int
 	canaryClosed int
@@ -88,7 +94,8 @@ type synWaiting struct {
 // synQueue is one interface's and family's send ring.
 type synQueue struct {
 	snd          *rawnet.Sender
-	head, queued int // under synSession.mu
+	head, queued int    // under synSession.mu
+	sent         uint64 // packets sent from it so far; under synSession.mu
 }
 
 type synSession struct {
@@ -375,6 +382,27 @@ func (s *synSession) sendCanaries(d *synDest) {
 			s.mu.Unlock()
 		}
 	}
+	// Everything queued by now has left once the queue's count of sent
+	// packets reaches this (later probes queued by other goroutines make
+	// it later, never earlier).
+	s.mu.Lock()
+	d.canaryPos = d.q.sent + uint64(d.q.queued)
+	s.mu.Unlock()
+}
+
+// sentLocked counts m packets sent from q and stamps the verdicts pending
+// on canaries that have now left it. Under mu.
+func (s *synSession) sentLocked(q *synQueue, m int) {
+	q.sent += uint64(m)
+	var now int64
+	for _, d := range s.pending {
+		if d.q == q && d.canaryLeft == 0 && d.canaryPos != 0 && d.canaryPos <= q.sent {
+			if now == 0 {
+				now = max(s.now(), 1)
+			}
+			d.canaryLeft = now
+		}
+	}
 }
 
 // dest returns what is known of a, looking up its route the first time
@@ -625,6 +653,7 @@ func (s *synSession) sendLoop() {
 				s.mu.Lock()
 				q.head = (h + m) % q.snd.Slots()
 				q.queued -= m
+				s.sentLocked(q, m)
 				s.mu.Unlock()
 			}
 			sentPeriod += sent
@@ -659,6 +688,7 @@ func (s *synSession) drain() {
 			}
 			q.head = (q.head + m) % q.snd.Slots()
 			q.queued -= m
+			s.sentLocked(q, m)
 		}
 	}
 }
@@ -688,9 +718,9 @@ func (s *synSession) recvLoop() {
 			s.log.Debug("receive", "err", err)
 			time.Sleep(time.Millisecond)
 		}
-		if now := s.now(); now-lastCheck > int64(20*time.Millisecond) {
+		if now := s.now(); now-lastCheck > int64(synCanaryCheck) {
 			lastCheck = now
-			s.checkCanaries(now)
+			s.checkCanaries(handle)
 		}
 		s.resolve()
 		s.flushHeld()
@@ -805,7 +835,7 @@ func (s *synSession) decide(d *synDest, now int64) {
 		d.verdict = canaryNormal
 	case d.canaryOpen == n && n > 0:
 		d.verdict = canaryTarpit
-	case now-d.canarySent > int64(d.canaryWait()):
+	case d.waited(now):
 		d.verdict = canaryNormal
 		if d.canaryOpen >= 2 {
 			d.verdict = canaryTarpit
@@ -835,6 +865,16 @@ func (s *synSession) decide(d *synDest, now int64) {
 // answers them as fast as the ports it fakes, so a few of d's round trips
 // say enough; a firewalled host never answers them, and its open ports
 // are held until then (a fixed 500 ms was most of such a host's scan).
+// waited reports whether d's canaries have had their time at now (session
+// nanoseconds): canaryWait since they left the send queue, or if that was
+// not seen, also synCanaryQueued since they were queued.
+func (d *synDest) waited(now int64) bool {
+	if d.canaryLeft != 0 {
+		return now-d.canaryLeft > int64(d.canaryWait())
+	}
+	return now-d.canarySent > int64(max(d.canaryWait(), synCanaryQueued))
+}
+
 func (d *synDest) canaryWait() time.Duration {
 	if d.maxRTT == 0 {
 		return synCanaryWait
@@ -842,8 +882,24 @@ func (d *synDest) canaryWait() time.Duration {
 	return min(synCanaryWait, max(synCanaryMin, synCanaryRTTs*time.Duration(d.maxRTT)))
 }
 
-// checkCanaries gives the verdicts whose wait is over.
-func (s *synSession) checkCanaries(now int64) {
+// checkCanaries gives the verdicts whose wait is over. An answer already
+// in the socket decides before the wait does: it is read first (handle is
+// the receiver's), so a receiver that lagged on a loaded machine does not
+// turn a tarpit's late-read answers into a verdict of normal.
+func (s *synSession) checkCanaries(handle func([]byte)) {
+	s.mu.Lock()
+	due := false
+	for _, d := range s.pending {
+		due = due || d.waited(s.now())
+	}
+	s.mu.Unlock()
+	if !due {
+		return
+	}
+	if _, err := s.rx.TryRecv(handle); err != nil {
+		s.log.Debug("receive", "err", err)
+	}
+	now := s.now()
 	s.mu.Lock()
 	kept := s.pending[:0]
 	for _, d := range s.pending {

@@ -592,18 +592,54 @@ func TestCanaryWait(t *testing.T) {
 
 // TestCanaryVerdictAfterRTTs: a host whose canaries go unanswered (a
 // firewall drops them) is judged normal once its round trips say they
-// would have come, and the open answers held for the verdict go out.
+// would have come, counted from when the canaries left the send queue, and
+// the open answers held for the verdict go out. Canaries not seen leaving
+// wait as long as one may spend queued, too.
 func TestCanaryVerdictAfterRTTs(t *testing.T) {
-	s := &synSession{log: slog.New(slog.DiscardHandler)}
-	d := &synDest{canarySent: 1, canaries: make([]synKey, 3), maxRTT: int64(time.Millisecond)}
-	d.held = []Reply{{ID: 7, State: Open, Reason: ReasonSynAck}}
-	s.table = newSynTable(synTableStart, synTableSize)
-	s.decide(d, 1+int64(synCanaryMin)/2)
-	if d.verdict != canaryPending || len(s.flush) != 0 {
-		t.Fatalf("verdict %v, %d released before the wait; want pending, none", d.verdict, len(s.flush))
+	for _, tc := range []struct {
+		name       string
+		left       int64 // canaryLeft; canarySent is 1
+		early, due int64
+	}{
+		{"left at once", 1, 1 + int64(synCanaryMin)/2, 2 + int64(synCanaryMin)},
+		{"left 30 ms later", 1 + int64(30*time.Millisecond), 2 + int64(synCanaryMin), 2 + int64(30*time.Millisecond+synCanaryMin)},
+		{"not seen leaving", 0, 2 + int64(synCanaryMin), 2 + int64(synCanaryQueued)},
+	} {
+		s := &synSession{log: slog.New(slog.DiscardHandler)}
+		d := &synDest{canarySent: 1, canaryLeft: tc.left, canaries: make([]synKey, 3), maxRTT: int64(time.Millisecond)}
+		d.held = []Reply{{ID: 7, State: Open, Reason: ReasonSynAck}}
+		s.table = newSynTable(synTableStart, synTableSize)
+		s.decide(d, tc.early)
+		if d.verdict != canaryPending || len(s.flush) != 0 {
+			t.Fatalf("%s: verdict %v, %d released before the wait; want pending, none", tc.name, d.verdict, len(s.flush))
+		}
+		s.decide(d, tc.due)
+		if d.verdict != canaryNormal || len(s.flush) != 1 || s.flush[0].State != Open {
+			t.Fatalf("%s: verdict %v, released %+v after the wait; want normal, the open answer", tc.name, d.verdict, s.flush)
+		}
 	}
-	s.decide(d, 2+int64(synCanaryMin))
-	if d.verdict != canaryNormal || len(s.flush) != 1 || s.flush[0].State != Open {
-		t.Fatalf("verdict %v, released %+v after %v; want normal, the open answer", d.verdict, s.flush, synCanaryMin)
+}
+
+// TestCanariesLeaving: a pending verdict's clock starts when the send
+// queue has sent everything queued up to its last canary, not before, and
+// only for the destinations of that queue.
+func TestCanariesLeaving(t *testing.T) {
+	s := &synSession{log: slog.New(slog.DiscardHandler), start: time.Now()}
+	q, other := &synQueue{sent: 10}, &synQueue{}
+	d := &synDest{q: q, canarySent: 1, canaryPos: 14}
+	e := &synDest{q: other, canarySent: 1, canaryPos: 1}
+	s.pending = []*synDest{d, e}
+	s.sentLocked(q, 3)
+	if d.canaryLeft != 0 || e.canaryLeft != 0 {
+		t.Fatalf("stamped after 13 of 14 sent: %d, other queue %d; want 0, 0", d.canaryLeft, e.canaryLeft)
+	}
+	s.sentLocked(q, 1)
+	if d.canaryLeft == 0 || e.canaryLeft != 0 {
+		t.Fatalf("after 14 of 14 sent: left %d, other queue %d; want stamped, 0", d.canaryLeft, e.canaryLeft)
+	}
+	at := d.canaryLeft
+	s.sentLocked(q, 5)
+	if d.canaryLeft != at {
+		t.Errorf("stamped again: %d, first %d", d.canaryLeft, at)
 	}
 }
