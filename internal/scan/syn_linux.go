@@ -387,6 +387,9 @@ func (s *synSession) sendCanaries(d *synDest) {
 	// it later, never earlier).
 	s.mu.Lock()
 	d.canaryPos = d.q.sent + uint64(d.q.queued)
+	if d.canaryPos != 0 && d.canaryPos <= d.q.sent {
+		d.canaryLeft = max(s.now(), 1) // the sender was quicker
+	}
 	s.mu.Unlock()
 }
 
@@ -865,6 +868,13 @@ func (s *synSession) decide(d *synDest, now int64) {
 // answers them as fast as the ports it fakes, so a few of d's round trips
 // say enough; a firewalled host never answers them, and its open ports
 // are held until then (a fixed 500 ms was most of such a host's scan).
+func (d *synDest) canaryWait() time.Duration {
+	if d.maxRTT == 0 {
+		return synCanaryWait
+	}
+	return min(synCanaryWait, max(synCanaryMin, synCanaryRTTs*time.Duration(d.maxRTT)))
+}
+
 // waited reports whether d's canaries have had their time at now (session
 // nanoseconds): canaryWait since they left the send queue, or if that was
 // not seen, also synCanaryQueued since they were queued.
@@ -875,22 +885,15 @@ func (d *synDest) waited(now int64) bool {
 	return now-d.canarySent > int64(max(d.canaryWait(), synCanaryQueued))
 }
 
-func (d *synDest) canaryWait() time.Duration {
-	if d.maxRTT == 0 {
-		return synCanaryWait
-	}
-	return min(synCanaryWait, max(synCanaryMin, synCanaryRTTs*time.Duration(d.maxRTT)))
-}
-
 // checkCanaries gives the verdicts whose wait is over. An answer already
 // in the socket decides before the wait does: it is read first (handle is
 // the receiver's), so a receiver that lagged on a loaded machine does not
 // turn a tarpit's late-read answers into a verdict of normal.
 func (s *synSession) checkCanaries(handle func([]byte)) {
 	s.mu.Lock()
-	due := false
+	due, now := false, s.now()
 	for _, d := range s.pending {
-		due = due || d.waited(s.now())
+		due = due || d.waited(now)
 	}
 	s.mu.Unlock()
 	if !due {
@@ -899,7 +902,7 @@ func (s *synSession) checkCanaries(handle func([]byte)) {
 	if _, err := s.rx.TryRecv(handle); err != nil {
 		s.log.Debug("receive", "err", err)
 	}
-	now := s.now()
+	now = s.now()
 	s.mu.Lock()
 	kept := s.pending[:0]
 	for _, d := range s.pending {
