@@ -12,6 +12,11 @@
 # read from /proc for its whole process group (children included), giving
 # CPU s per GB, us per connection and us per UDP exchange.
 #
+# The report ends with the forwarding issue's targets judged on the run's
+# medians, and each relay's share of the single stream with no relay
+# (direct, when in RELAYS): on loopback the relays share the cores with
+# iperf3, so that share is what bounds their throughput ratios.
+#
 # SNI routing: ROUNDS rounds per repetition of SN TLS connections (full
 # handshake, 64 B echo, close; server names cycling over an exact match,
 # a wildcard match and the default route) through portolan's sni rule,
