@@ -958,8 +958,11 @@ func (r *scanRun) execute(ctx context.Context, dst scanOutputs, startAt uint64) 
 	err = cmp.Or(err, dst.close()) // a file's last bytes may fail only here (NFS, a full disk)
 	if outErr := cmp.Or(r.dbErr, err); outErr != nil && r.db != nil && status == store.Done {
 		// The results did not all reach their output: not a done scan.
-		// It stays resumable, and show renders it from the store.
-		r.db.FinishScan(bg, r.info.ID, store.Failed, r.tally.Totals)
+		// It stays resumable, and show renders it from the store. The run
+		// finished it as done unless its results went to a spill file.
+		if ferr := r.db.FailDone(bg, r.info.ID); errors.Is(ferr, store.ErrNotFound) {
+			r.db.FinishScan(bg, r.info.ID, store.Failed, r.tally.Totals)
+		}
 	}
 	if r.dbErr != nil {
 		return r.dbErr

@@ -178,6 +178,15 @@ func (s *Store) FinishScan(ctx context.Context, id int64, status Status, c Count
 	return s.finishScan(ctx, id, status, c, nil)
 }
 
+// FailDone marks scan id, which this process has finished as Done, as
+// Failed: its results did not all reach their output after all (a file's
+// last bytes may fail only at its close). Finishing released the scan's
+// lease, so FinishScan would take it for another process's. Only a Done
+// scan changes; ErrNotFound (wrapped) otherwise.
+func (s *Store) FailDone(ctx context.Context, id int64) error {
+	return s.update(ctx, "fail", id, `UPDATE scans SET status = ? WHERE id = ? AND status = ?`, string(Failed), id, string(Done))
+}
+
 // finishScan is FinishScan, with the position of checkpoint cp recorded in
 // the same statement when it is not nil (the totals are c, the final ones).
 func (s *Store) finishScan(ctx context.Context, id int64, status Status, c Counts, cp *spillCheckpoint) error {

@@ -385,6 +385,34 @@ func TestCheckpointResume(t *testing.T) {
 	}
 }
 
+// TestFailDone: a scan finished as done whose output then failed is
+// marked failed, although finishing released its lease; a scan not done
+// is left alone.
+func TestFailDone(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	done, _ := s.CreateScan(ctx, ScanInfo{Targets: "127.0.0.1"})
+	if err := s.FinishScan(ctx, done, Done, Counts{Probes: 65535}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishScan(ctx, done, Failed, Counts{Probes: 65535}); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("FinishScan of a finished scan = %v; want ErrLeaseLost (why FailDone exists)", err)
+	}
+	if err := s.FailDone(ctx, done); err != nil {
+		t.Fatalf("FailDone = %v", err)
+	}
+	if got, _ := s.Scan(ctx, done); got.Status != Failed || got.Counts.Probes != 65535 {
+		t.Errorf("after FailDone: status %s, probes %d; want failed, 65535", got.Status, got.Counts.Probes)
+	}
+	running, _ := s.CreateScan(ctx, ScanInfo{Targets: "127.0.0.1"})
+	if err := s.FailDone(ctx, running); !errors.Is(err, ErrNotFound) {
+		t.Errorf("FailDone of a running scan = %v; want ErrNotFound", err)
+	}
+	if got, _ := s.Scan(ctx, running); got.Status != Running {
+		t.Errorf("a running scan after FailDone: %s", got.Status)
+	}
+}
+
 func TestNotFound(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()
