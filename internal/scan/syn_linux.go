@@ -74,7 +74,7 @@ type synDest struct {
 
 	canaried     atomic.Bool // canaries sent (or being sent), by whichever goroutine came first
 	canarySent   int64       // session nanoseconds; 0: none sent
-	canaryPos    uint64      // q.sent once the last canary has left; 0: not known yet
+	canaryPos    uint64      // q.sent once the last canary has left
 	canaryLeft   int64       // session nanoseconds when the sender saw them leave; 0: not yet
 	canaries     []synKey
 	canaryOpen   int
@@ -96,6 +96,9 @@ type synQueue struct {
 	snd          *rawnet.Sender
 	head, queued int    // under synSession.mu
 	sent         uint64 // packets sent from it so far; under synSession.mu
+	// The destinations whose canaries wait in it, in the order they were
+	// queued, and so by canaryPos; under synSession.mu.
+	leaving []*synDest
 }
 
 type synSession struct {
@@ -387,25 +390,26 @@ func (s *synSession) sendCanaries(d *synDest) {
 	// it later, never earlier).
 	s.mu.Lock()
 	d.canaryPos = d.q.sent + uint64(d.q.queued)
-	if d.canaryPos != 0 && d.canaryPos <= d.q.sent {
+	if d.canaryPos <= d.q.sent {
 		d.canaryLeft = max(s.now(), 1) // the sender was quicker
+	} else {
+		d.q.leaving = append(d.q.leaving, d)
 	}
 	s.mu.Unlock()
 }
 
-// sentLocked counts m packets sent from q and stamps the verdicts pending
-// on canaries that have now left it. Under mu.
+// sentLocked counts m packets sent from q and stamps the destinations
+// whose canaries have now left it. Under mu. It runs for every batch sent,
+// so it looks only at the front of q.leaving: a sweep of many hosts has
+// thousands of verdicts pending at once.
 func (s *synSession) sentLocked(q *synQueue, m int) {
 	q.sent += uint64(m)
-	var now int64
-	for _, d := range s.pending {
-		if d.q == q && d.canaryLeft == 0 && d.canaryPos != 0 && d.canaryPos <= q.sent {
-			if now == 0 {
-				now = max(s.now(), 1)
-			}
-			d.canaryLeft = now
-		}
+	i := 0
+	for ; i < len(q.leaving) && q.leaving[i].canaryPos <= q.sent; i++ {
+		q.leaving[i].canaryLeft = max(s.now(), 1)
 	}
+	clear(q.leaving[:i])
+	q.leaving = q.leaving[i:]
 }
 
 // dest returns what is known of a, looking up its route the first time

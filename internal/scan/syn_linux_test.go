@@ -628,7 +628,7 @@ func TestCanariesLeaving(t *testing.T) {
 	q, other := &synQueue{sent: 10}, &synQueue{}
 	d := &synDest{q: q, canarySent: 1, canaryPos: 14}
 	e := &synDest{q: other, canarySent: 1, canaryPos: 1}
-	s.pending = []*synDest{d, e}
+	q.leaving, other.leaving = []*synDest{d}, []*synDest{e}
 	s.sentLocked(q, 3)
 	if d.canaryLeft != 0 || e.canaryLeft != 0 {
 		t.Fatalf("stamped after 13 of 14 sent: %d, other queue %d; want 0, 0", d.canaryLeft, e.canaryLeft)
