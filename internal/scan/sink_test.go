@@ -125,14 +125,6 @@ func TestProberByName(t *testing.T) {
 	}
 }
 
-// countSpace is a space of n positions, for what depends only on its size.
-type countSpace uint64
-
-func (n countSpace) Size() uint64 { return uint64(n) }
-func (countSpace) At(uint64) (netip.Addr, portspec.Port, portspec.Proto) {
-	return netip.MustParseAddr("127.0.0.1"), 1, portspec.TCP
-}
-
 func TestScannerResults(t *testing.T) {
 	for _, tt := range []struct {
 		shard   Shard
@@ -148,7 +140,7 @@ func TestScannerResults(t *testing.T) {
 		{Shard{Index: 3, Count: 2}, 0, 0},
 	} {
 		s := Scanner{Shard: tt.shard, StartAt: tt.startAt}
-		if got := s.Results(countSpace(65535)); got != tt.want {
+		if got := s.Results(portsSpace(65535)); got != tt.want {
 			t.Errorf("shard %v from %d: %d results; want %d", tt.shard, tt.startAt, got, tt.want)
 		}
 	}

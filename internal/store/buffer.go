@@ -117,8 +117,7 @@ func (b *Buffered) AddResults(ctx context.Context, rs []scan.Result) error {
 		case ok:
 			return b.flush(ctx)
 		}
-		b.pending = append(b.pending, slices.Clone(rs)) // rs is reused
-		b.held += len(rs)
+		b.hold(slices.Clone(rs)) // rs is reused
 	default:
 		if len(b.fill) == 0 {
 			b.fillSince = time.Now()
@@ -164,8 +163,7 @@ func (b *Buffered) push(ctx context.Context) error {
 		// busy PostgreSQL took 100-250 ms) copied the results again at
 		// each doubling.
 		if b.fatal == nil && len(b.fill) >= gatherResults {
-			b.pending = append(b.pending, b.fill)
-			b.held += len(b.fill)
+			b.hold(b.fill)
 			b.fill = nil
 		}
 		return b.fatal
@@ -183,10 +181,16 @@ func (b *Buffered) push(ctx context.Context) error {
 			return b.flush(ctx)
 		}
 	}
-	b.pending = append(b.pending, b.fill) // the pending batch owns it now
-	b.held += len(b.fill)
+	b.hold(b.fill) // the pending batch owns it now
 	b.fill = nil
 	return b.flush(ctx)
+}
+
+// hold queues batch, which the buffer owns from now on, behind what waits
+// for the database.
+func (b *Buffered) hold(batch []scan.Result) {
+	b.pending = append(b.pending, batch)
+	b.held += len(batch)
 }
 
 // store writes rs now. False with no error when the database is away for
