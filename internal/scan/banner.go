@@ -368,7 +368,7 @@ const maxTitle = 80
 // entities decoded and white space collapsed; "" when there is none (or
 // it does not end within what was read).
 func htmlTitle(body []byte) string {
-	low := bytes.ToLower(body)
+	low := lowerASCII(body)
 	i := bytes.Index(low, []byte("<title"))
 	if i < 0 {
 		return ""
@@ -387,6 +387,21 @@ func htmlTitle(body []byte) string {
 		t = string(r[:maxTitle]) + "..."
 	}
 	return t
+}
+
+// lowerASCII returns a copy of b with A-Z lowered and every other byte as
+// it is, so that an index into it is one into b: bytes.ToLower turns
+// invalid UTF-8 into U+FFFD and lowers some letters into longer ones (a
+// title of such bytes cut a page out of bounds).
+func lowerASCII(b []byte) []byte {
+	low := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		low[i] = c
+	}
+	return low
 }
 
 // redisSummary keeps what Redis's INFO server says of the product:

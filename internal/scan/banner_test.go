@@ -189,6 +189,7 @@ var identifyCases = []struct {
 	{"http", 8080, "HTTP/1.1 404 Not Found\r\nserver: x\r\n\r\n", httpHead, "http", "HTTP/1.1 404 Not Found; Server: x"},
 	{"http title", 80, "HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html><head><title>A &lt;b&gt;\n\t c\x01</title>", httpHead, "http", `HTTP/1.0 200 OK; title: A <b> c\x01`},
 	{"http title cut", 80, "HTTP/1.0 200 OK\r\n\r\n<title>" + strings.Repeat("é", 100) + "</title>", httpHead, "http", "HTTP/1.0 200 OK; title: " + strings.Repeat("é", 80) + "..."},
+	{"http title of letters that lower longer", 80, "HTTP/1.0 200 OK\r\n\r\n<TITLE>İSTANBUL İ</TITLE>", httpHead, "http", "HTTP/1.0 200 OK; title: İSTANBUL İ"},
 	{"http unclosed title", 80, "HTTP/1.0 200 OK\r\n\r\n<title>never ends", httpHead, "http", "HTTP/1.0 200 OK"},
 	{"redis info", 6379, "$120\r\n# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\nredis_mode:standalone\r\nos:Linux\r\n", redisInfo, "redis", "redis 7.0.15 standalone"},
 	{"redis noauth", 6379, "-NOAUTH Authentication required.\r\n", redisInfo, "redis", "-NOAUTH Authentication required."},
