@@ -2,6 +2,7 @@ package scan
 
 import (
 	"strings"
+	"unicode"
 )
 
 // Version is what a banner says about the software behind a port, in
@@ -57,14 +58,12 @@ func ParseVersion(service, banner string) Version {
 		prod, ver, _ := strings.Cut(token, "/")
 		return Version{Product: prod, Version: ver, Extra: strings.TrimSpace(extra)}
 	case strings.HasPrefix(banner, "redis ") && service == "redis":
-		// "redis 7.0.15 standalone", from INFO server.
-		f := strings.Fields(banner)
-		v := Version{Product: "Redis"}
-		if len(f) > 1 {
-			v.Version = f[1]
-		}
-		if len(f) > 2 {
-			v.Extra = strings.Join(f[2:], " ")
+		// "redis 7.0.15 standalone", from INFO server. The rest is kept
+		// as the banner has it, not rejoined.
+		rest := strings.TrimSpace(banner[len("redis "):])
+		v := Version{Product: "Redis", Version: rest}
+		if i := strings.IndexFunc(rest, unicode.IsSpace); i >= 0 {
+			v.Version, v.Extra = rest[:i], strings.TrimSpace(rest[i:])
 		}
 		return v
 	case strings.HasPrefix(banner, "postgresql: ") && service == "postgresql":
